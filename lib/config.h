@@ -1,0 +1,162 @@
+/*
+ * config: the one configuration loader of every minicrm program (symbol prefix cfg_, since
+ * libconfig itself owns config_).
+ *
+ * Layers, later winning:
+ *   1. built-in defaults (the table in config.c, mirrored by config/minicrm.cfg),
+ *   2. the libconfig file: --config PATH, else $MINICRM_CONFIG, else ./config/minicrm.cfg if it
+ *      exists (no file at all is fine: defaults apply),
+ *   3. a `.env` file in the working directory (KEY=VALUE lines), if present,
+ *   4. real environment variables,
+ *   5. command-line flags, each turned into a "section.key=value" assignment.
+ *
+ * Every setting `section.key` can be set from the environment as MINICRM_SECTION_KEY (upper
+ * case); some also have the original Mini CRM's names (MONGO_URI, PORT, VENDOR_SECRET, ...).
+ * A bad value fails with `file:line: section.key: expected ...` or `VARNAME: expected ...`;
+ * values of secret settings are never echoed.
+ *
+ * Ownership: strings in minicrm_config are owned by it and freed by cfg_release(). The
+ * struct is filled once at start-up and then only read, so it may be shared by threads.
+ */
+#ifndef MINICRM_CONFIG_H
+#define MINICRM_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct minicrm_config {
+    struct {
+        char *uri;      /* MONGO_URI */
+        int pool_max;   /* clients per process pool */
+        int timeout_ms; /* server selection / socket timeout */
+    } mongo;
+    struct {
+        char *url;      /* REDIS_URL: redis://[:pass@]host:port/db */
+        char *prefix;   /* key prefix of every minicrm key */
+        int timeout_ms; /* connect and command timeout */
+    } redis;
+    struct {
+        char *bind;
+        int port; /* PORT */
+        int threads;
+        long max_body_bytes;
+        int max_page_size;
+        int request_timeout_s;
+        char *frontend_url; /* FRONTEND_URL */
+        int idempotency_ttl_s;
+        int rate_limit_per_min;
+    } api;
+    struct {
+        char *google_client_id;     /* GOOGLE_CLIENT_ID */
+        char *google_client_secret; /* GOOGLE_CLIENT_SECRET (secret) */
+        char *google_callback_url;  /* GOOGLE_CALLBACK_URL */
+        char *google_auth_url;      /* GOOGLE_AUTH_URL */
+        char *google_token_url;     /* GOOGLE_TOKEN_URL */
+        char *google_userinfo_url;  /* GOOGLE_USERINFO_URL */
+        char *session_secret;       /* SESSION_SECRET (secret) */
+        int session_ttl_s;
+        bool cookie_secure;
+        char *cookie_samesite;
+        char *admin_emails; /* comma-separated */
+        int state_ttl_s;
+        int http_timeout_ms;
+    } auth;
+    struct {
+        char *vendor_secret; /* VENDOR_SECRET (secret) */
+        bool require_timestamp;
+        int max_skew_s;
+        int max_batch;
+        int batch_size;       /* receipts worker claim batch */
+        int vendor_timeout_s; /* sweeper: PENDING older than this is re-sent */
+        int max_resends;
+        int sweep_interval_s;
+    } receipts;
+    struct {
+        char *api_key; /* OPENAI_API_KEY (secret) */
+        char *model;
+    } openai;
+    struct {
+        int procs;
+        int batch_size;
+        int shutdown_timeout_s;
+    } workers;
+    struct {
+        int max_attempts;
+        int backoff_base_ms;
+        int backoff_max_ms;
+        int heartbeat_ttl_s;
+        int reap_interval_ms;
+    } queue;
+    struct {
+        double success_rate;
+        int min_delay_ms;
+        int max_delay_ms;
+        long seed; /* 0 = seed from the clock */
+        int batch_size;
+        int max_inflight;
+        char *api_base_url; /* API_BASE_URL */
+        int post_batch;
+        int post_timeout_ms;
+    } vendor_sim;
+    struct {
+        char *level;
+        char *format;
+    } log;
+    struct {
+        char *bind;
+        int port;
+        char *dbpath; /* empty: in memory */
+        char *sync;
+    } devdb;
+} minicrm_config;
+
+typedef enum { CFG_STRING, CFG_INT, CFG_LONG, CFG_DOUBLE, CFG_BOOL } cfg_type;
+
+/* One row of the settings table (read-only, static storage). */
+typedef struct cfg_setting_info {
+    const char *path;     /* "section.key" */
+    cfg_type type;
+    size_t offset;        /* into minicrm_config */
+    const char *def;      /* default, as text */
+    const char *alias;    /* original env name (MONGO_URI...), or NULL */
+    bool secret;
+    double min, max;      /* numeric bounds (inclusive); for strings, min 1 = must be non-empty */
+    const char *choices;  /* "a|b|c" for enumerated strings, or NULL */
+    const char *help;     /* one line */
+} cfg_setting_info;
+
+/* The settings table and its length. */
+const cfg_setting_info *cfg_settings(size_t *n);
+/* The environment variable of a setting: MINICRM_SECTION_KEY. Writes into buf, returns it. */
+const char *cfg_env_name(const cfg_setting_info *s, char *buf, size_t n);
+
+/* Fill cfg with the defaults. Returns 0 (or -1 only on out-of-memory). */
+int cfg_init(minicrm_config *cfg);
+void cfg_release(minicrm_config *cfg);
+
+/* Apply one value from `source` (used in messages: a file:line, a variable name, a flag).
+ * Returns 0, or -1 with a message in err. */
+int cfg_set(minicrm_config *cfg, const char *path, const char *value, const char *source,
+               char *err, size_t errlen);
+
+/* Layers 2-5 above. `config_path` may be NULL (search as described); `assignments` are
+ * "section.key=value" strings from flags. Returns 0, or -1 with the message in err. */
+int cfg_load(minicrm_config *cfg, const char *config_path, char *const *assignments,
+                size_t nassign, char *err, size_t errlen);
+
+/* Individual layers, for tests and tools. */
+int cfg_load_file(minicrm_config *cfg, const char *path, char *err, size_t errlen);
+int cfg_load_dotenv(minicrm_config *cfg, const char *path, char *err, size_t errlen);
+int cfg_load_environ(minicrm_config *cfg, char *err, size_t errlen);
+
+/* Write the whole configuration as a libconfig file (secrets masked unless show_secrets). */
+void cfg_write(const minicrm_config *cfg, bool show_secrets, void *FILE_ptr);
+
+/* The setting's current value as text into buf (secrets as "***" if set). */
+const char *cfg_value_text(const minicrm_config *cfg, const cfg_setting_info *s,
+                              bool show_secrets, char *buf, size_t n);
+
+/* Apply the log.* settings to the log module; -1 with err on a bad value. */
+int cfg_apply_logging(const minicrm_config *cfg, char *err, size_t errlen);
+
+#endif

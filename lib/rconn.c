@@ -1,0 +1,295 @@
+/*
+ * rconn: see rconn.h.
+ *
+ * State: `ctx` is NULL while disconnected. Any I/O error frees the context; the next command
+ * reconnects. rconn_command retries once after a successful reconnect, which is safe for the
+ * idempotent or at-least-once commands minicrm sends (queue scripts are written so that a
+ * repeat does no harm). Pipelined batches are never retried here, because the caller cannot
+ * know which of the queued commands ran.
+ */
+#include "rconn.h"
+
+#include "log.h"
+#include "signals.h"
+#include "timeutil.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct rconn {
+    rconn_url url;
+    int timeout_ms;
+    redisContext *ctx;
+    int pending; /* replies owed by appended commands */
+    char err[256];
+};
+
+int rconn_parse_url(const char *url, rconn_url *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    out->port = 6379;
+    const char *p = url;
+    if (strncmp(p, "redis://", 8) != 0) {
+        snprintf(err, errlen, "redis URL must start with redis://");
+        return -1;
+    }
+    p += 8;
+    const char *at = strrchr(p, '@');
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (colon) {
+            snprintf(out->user, sizeof out->user, "%.*s", (int)(colon - p), p);
+            snprintf(out->password, sizeof out->password, "%.*s", (int)(at - colon - 1),
+                     colon + 1);
+        } else {
+            snprintf(out->password, sizeof out->password, "%.*s", (int)(at - p), p);
+        }
+        p = at + 1;
+    }
+    const char *end = p + strcspn(p, ":/");
+    if (end == p || (size_t)(end - p) >= sizeof out->host) {
+        snprintf(err, errlen, "redis URL has no host");
+        return -1;
+    }
+    snprintf(out->host, sizeof out->host, "%.*s", (int)(end - p), p);
+    p = end;
+    if (*p == ':') {
+        char *e;
+        long port = strtol(p + 1, &e, 10);
+        if (e == p + 1 || port < 1 || port > 65535 || (*e && *e != '/')) {
+            snprintf(err, errlen, "redis URL has a bad port");
+            return -1;
+        }
+        out->port = (int)port;
+        p = e;
+    }
+    if (*p == '/' && p[1]) {
+        char *e;
+        long db = strtol(p + 1, &e, 10);
+        if (e == p + 1 || *e || db < 0 || db > 1000000) {
+            snprintf(err, errlen, "redis URL has a bad database number");
+            return -1;
+        }
+        out->db = (int)db;
+    }
+    return 0;
+}
+
+rconn *rconn_new(const char *url, int timeout_ms, char *err, size_t errlen)
+{
+    rconn *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (rconn_parse_url(url, &c->url, err, errlen) != 0) {
+        free(c);
+        return NULL;
+    }
+    c->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
+    return c;
+}
+
+static void drop(rconn *c)
+{
+    if (c->ctx)
+        redisFree(c->ctx);
+    c->ctx = NULL;
+    c->pending = 0;
+}
+
+void rconn_free(rconn *c)
+{
+    if (!c)
+        return;
+    drop(c);
+    free(c);
+}
+
+const char *rconn_error(const rconn *c)
+{
+    return c->err;
+}
+
+redisContext *rconn_context(rconn *c)
+{
+    return c->ctx;
+}
+
+/* One connection attempt, with AUTH and SELECT. 0 on success. */
+static int connect_once(rconn *c)
+{
+    struct timeval tv = {c->timeout_ms / 1000, (c->timeout_ms % 1000) * 1000};
+    redisContext *ctx = redisConnectWithTimeout(c->url.host, c->url.port, tv);
+    if (!ctx || ctx->err) {
+        snprintf(c->err, sizeof c->err, "redis %s:%d: %s", c->url.host, c->url.port,
+                 ctx ? ctx->errstr : "out of memory");
+        if (ctx)
+            redisFree(ctx);
+        return -1;
+    }
+    redisSetTimeout(ctx, tv);
+    redisEnableKeepAlive(ctx);
+    redisReply *r = NULL;
+    if (c->url.password[0]) {
+        if (c->url.user[0])
+            r = redisCommand(ctx, "AUTH %s %s", c->url.user, c->url.password);
+        else
+            r = redisCommand(ctx, "AUTH %s", c->url.password);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            snprintf(c->err, sizeof c->err, "redis AUTH failed: %s",
+                     r ? r->str : ctx->errstr);
+            goto fail;
+        }
+        freeReplyObject(r);
+    }
+    if (c->url.db) {
+        r = redisCommand(ctx, "SELECT %d", c->url.db);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            snprintf(c->err, sizeof c->err, "redis SELECT %d failed: %s", c->url.db,
+                     r ? r->str : ctx->errstr);
+            goto fail;
+        }
+        freeReplyObject(r);
+    }
+    c->ctx = ctx;
+    c->pending = 0;
+    return 0;
+fail:
+    if (r)
+        freeReplyObject(r);
+    redisFree(ctx);
+    return -1;
+}
+
+/* Connect with exponential backoff for up to the timeout (or until a stop is requested). */
+static int ensure_connected(rconn *c)
+{
+    if (c->ctx)
+        return 0;
+    int64_t deadline = time_mono_ms() + c->timeout_ms;
+    int delay = 50;
+    for (;;) {
+        if (connect_once(c) == 0)
+            return 0;
+        if (time_mono_ms() + delay > deadline || signals_stop_requested())
+            return -1;
+        log_warn("redis.reconnect", "host=%s port=%d retry_in_ms=%d", c->url.host, c->url.port,
+                 delay);
+        signals_sleep_ms(delay);
+        delay = delay * 2 > 2000 ? 2000 : delay * 2;
+    }
+}
+
+static bool is_io_error(const redisContext *ctx)
+{
+    return ctx->err == REDIS_ERR_IO || ctx->err == REDIS_ERR_EOF || ctx->err == REDIS_ERR_PROTOCOL ||
+           ctx->err == REDIS_ERR_OTHER;
+}
+
+redisReply *rconn_command_argv(rconn *c, int argc, const char **argv, const size_t *argvlen)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (c->pending) /* a caller abandoned a pipeline: its replies are unknowable */
+            drop(c);
+        if (ensure_connected(c) != 0)
+            return NULL;
+        redisReply *r = redisCommandArgv(c->ctx, argc, argv, argvlen);
+        if (r)
+            return r;
+        snprintf(c->err, sizeof c->err, "redis: %s", c->ctx->errstr);
+        if (!is_io_error(c->ctx)) {
+            drop(c);
+            return NULL;
+        }
+        drop(c);
+    }
+    return NULL;
+}
+
+redisReply *rconn_command(rconn *c, const char *fmt, ...)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (c->pending)
+            drop(c);
+        if (ensure_connected(c) != 0)
+            return NULL;
+        va_list ap;
+        va_start(ap, fmt);
+        redisReply *r = redisvCommand(c->ctx, fmt, ap);
+        va_end(ap);
+        if (r)
+            return r;
+        snprintf(c->err, sizeof c->err, "redis: %s", c->ctx->errstr);
+        drop(c);
+    }
+    return NULL;
+}
+
+int rconn_append(rconn *c, const char *fmt, ...)
+{
+    if (!c->ctx && ensure_connected(c) != 0)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = redisvAppendCommand(c->ctx, fmt, ap);
+    va_end(ap);
+    if (rc != REDIS_OK) {
+        snprintf(c->err, sizeof c->err, "redis: %s", c->ctx->errstr);
+        drop(c);
+        return -1;
+    }
+    c->pending++;
+    return 0;
+}
+
+int rconn_append_argv(rconn *c, int argc, const char **argv, const size_t *argvlen)
+{
+    if (!c->ctx && ensure_connected(c) != 0)
+        return -1;
+    if (redisAppendCommandArgv(c->ctx, argc, argv, argvlen) != REDIS_OK) {
+        snprintf(c->err, sizeof c->err, "redis: %s", c->ctx->errstr);
+        drop(c);
+        return -1;
+    }
+    c->pending++;
+    return 0;
+}
+
+int rconn_get_reply(rconn *c, redisReply **reply)
+{
+    *reply = NULL;
+    if (!c->ctx || c->pending <= 0) {
+        snprintf(c->err, sizeof c->err, "redis: no pipelined reply pending (connection lost)");
+        return -1;
+    }
+    void *r = NULL;
+    if (redisGetReply(c->ctx, &r) != REDIS_OK || !r) {
+        snprintf(c->err, sizeof c->err, "redis: %s", c->ctx->errstr);
+        drop(c);
+        return -1;
+    }
+    c->pending--;
+    *reply = r;
+    return 0;
+}
+
+int rconn_ping(rconn *c)
+{
+    if (c->pending)
+        drop(c);
+    if (!c->ctx && connect_once(c) != 0)
+        return -1;
+    redisReply *r = redisCommand(c->ctx, "PING");
+    if (!r) {
+        snprintf(c->err, sizeof c->err, "redis: %s", c->ctx->errstr);
+        drop(c);
+        return -1;
+    }
+    int ok = r->type == REDIS_REPLY_STATUS;
+    freeReplyObject(r);
+    return ok ? 0 : -1;
+}

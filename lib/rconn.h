@@ -1,0 +1,57 @@
+/*
+ * rconn: a Redis connection (hiredis) with URL parsing, reconnect and backoff.
+ *
+ * URLs: redis://[[user]:password@]host[:port][/db] (default port 6379, db 0). rconn_command()
+ * runs one command; if the connection is broken it reconnects (AUTH and SELECT again) with
+ * exponential backoff up to the configured timeout, then retries the command once. Pipelines:
+ * rconn_append() queues commands, rconn_get_reply() reads the replies in order; a broken
+ * pipeline is reported to the caller (who retries the whole batch), never half-resent.
+ *
+ * Not thread-safe: one rconn per thread or process; never share one across fork().
+ * Replies are hiredis redisReply objects owned by the caller (freeReplyObject).
+ */
+#ifndef MINICRM_RCONN_H
+#define MINICRM_RCONN_H
+
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+
+typedef struct rconn_url {
+    char host[256];
+    int port;
+    int db;
+    char password[256];
+    char user[128];
+} rconn_url;
+
+typedef struct rconn rconn;
+
+/* Parse a redis:// URL. Returns 0, or -1 with a message in err. */
+int rconn_parse_url(const char *url, rconn_url *out, char *err, size_t errlen);
+
+/* Connect (with timeout_ms for connect and each command). Returns NULL with err filled if the
+ * URL is bad; an unreachable server is not an error here: the first command will retry. */
+rconn *rconn_new(const char *url, int timeout_ms, char *err, size_t errlen);
+void rconn_free(rconn *c);
+
+/* Run one command (printf-style, hiredis format). Reconnects with backoff on I/O errors for up
+ * to the timeout. Returns a reply the caller frees, or NULL with rconn_error() describing why.
+ * A Redis error reply (REDIS_REPLY_ERROR) is returned as a reply, not as NULL. */
+redisReply *rconn_command(rconn *c, const char *fmt, ...);
+redisReply *rconn_command_argv(rconn *c, int argc, const char **argv, const size_t *argvlen);
+
+/* Pipelining: queue commands, then read exactly as many replies. On any failure the
+ * connection is dropped and reconnected on the next use; the caller retries the batch. */
+int rconn_append(rconn *c, const char *fmt, ...);
+int rconn_append_argv(rconn *c, int argc, const char **argv, const size_t *argvlen);
+/* Returns 0 and a reply the caller frees, or -1. */
+int rconn_get_reply(rconn *c, redisReply **reply);
+
+/* Make sure the connection is up (reconnecting once, no backoff loop). 0 if it is. */
+int rconn_ping(rconn *c);
+/* Last error message (static per connection). */
+const char *rconn_error(const rconn *c);
+/* The underlying hiredis context (may be NULL while disconnected). */
+redisContext *rconn_context(rconn *c);
+
+#endif
