@@ -1,0 +1,122 @@
+/*
+ * bsonval.h: BSON values as MongoDB orders and compares them, dotted-path lookup, and index /
+ * sort key extraction. The foundation of devdb's document engine (match, sort, update, index).
+ *
+ * Order (MongoDB 4.4, by canonical type): MinKey < undefined < null < numbers < string/symbol
+ * < object < array < binData < ObjectId < bool < date < timestamp < regex < DBPointer < code
+ * < code-with-scope < MaxKey. Numbers (int32, int64, double, decimal128) compare by numeric value
+ * across types, exactly (an int64 above 2^53 is not rounded through double); NaN is below every
+ * other number and equal to itself. Strings compare bytewise (simple collation). Documents
+ * compare field by field (canonical type of the value, then field name, then value), then by
+ * length; arrays likewise, element by element. binData: length, then subtype, then bytes.
+ *
+ * Nothing here allocates except where a function says so; values handed to callbacks point
+ * into the document being read and live as long as it does. All functions are thread-safe
+ * (no shared state).
+ */
+#ifndef DEVDB_BSONVAL_H
+#define DEVDB_BSONVAL_H
+
+#include <bson/bson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* MongoDB's canonical type rank (canonicalizeBSONType): values of the same rank compare by
+ * value, different ranks compare by rank. MinKey -1, undefined 0, null 5, numbers 10,
+ * string/symbol 15, object 20, array 25, binData 30, ObjectId 35, bool 40, date 45,
+ * timestamp 47, regex 50, DBPointer 55, code 60, code-with-scope 65, MaxKey 127. */
+int bv_canonical_type(bson_type_t t);
+
+/* Three-way comparison in MongoDB's order: <0, 0, >0. */
+int bv_compare(const bson_value_t *a, const bson_value_t *b);
+
+/* bv_compare(a, b) == 0: so 1 == 1.0 == NumberLong(1), {a:1} == {a:1.0}. */
+bool bv_equal(const bson_value_t *a, const bson_value_t *b);
+
+/* Compares two whole documents as embedded objects (field names and values, in order). */
+int bv_compare_docs(const bson_t *a, const bson_t *b);
+
+/* True for int32, int64, double and decimal128. */
+bool bv_is_number(bson_type_t t);
+
+/* A number as double (decimal128 through its string form; other types give 0.0). */
+double bv_as_double(const bson_value_t *v);
+
+/* Reads the embedded document or array in `v` (BSON_TYPE_DOCUMENT/ARRAY) into `out` without
+ * copying (bson_init_static). Returns false for any other type or a malformed length. */
+bool bv_as_doc(const bson_value_t *v, bson_t *out);
+
+/* Appends `v` to `b` under `key` (bson_append_value); a BSON_TYPE_EOD value appends nothing. */
+bool bv_append(bson_t *b, const char *key, int key_len, const bson_value_t *v);
+
+/* ---------------------------------------------------------------------------------------------
+ * Dotted paths
+ *
+ * bv_path_visit walks `path` ("a.b.c") from `doc` the way MongoDB's query and index layers do:
+ *  - a component names a field of a document;
+ *  - on an array, a numeric component ("a.0.b") first selects that element, and every element
+ *    that is a document is also searched for the component (implicit array traversal);
+ *  - the value reached at the end of the path is reported once; if it is an array and
+ *    BV_PATH_EXPAND_LEAF is set, each of its elements is reported as well (after the array
+ *    itself unless BV_PATH_NO_LEAF_ARRAY is also set);
+ *  - if nothing is reached on some branch and BV_PATH_REPORT_MISSING is set, the callback gets
+ *    one value of type BSON_TYPE_EOD for that doc (at most once per visit).
+ * The callback returns true to stop the walk early. bv_path_visit returns true if a callback
+ * stopped it. Values point into `doc`. Path length is capped at BV_PATH_MAX bytes and
+ * BV_PATH_MAX_PARTS components; longer paths visit nothing.
+ * ------------------------------------------------------------------------------------------- */
+#define BV_PATH_MAX       1024
+#define BV_PATH_MAX_PARTS 100
+
+enum {
+    BV_PATH_EXPAND_LEAF = 1,    /* report elements of a leaf array too */
+    BV_PATH_NO_LEAF_ARRAY = 2,  /* with EXPAND_LEAF: do not report the leaf array itself */
+    BV_PATH_REPORT_MISSING = 4, /* report an EOD value when the path reaches nothing */
+};
+
+typedef bool (*bv_path_cb)(const bson_value_t *v, void *ctx);
+
+bool bv_path_visit(const bson_t *doc, const char *path, int flags, bv_path_cb cb, void *ctx);
+
+/* The value at `path` without array traversal (each component must name a field of an
+ * embedded document, or an index of an array). Fills *out (pointing into doc) and returns true
+ * if found. */
+bool bv_path_get(const bson_t *doc, const char *path, bson_value_t *out);
+
+/* ---------------------------------------------------------------------------------------------
+ * Sort keys and index keys
+ * ------------------------------------------------------------------------------------------- */
+
+/* The value a document sorts by on `path` (MongoDB 4.4 semantics): a missing field sorts as
+ * null; when the path reaches an array (or several values through arrays), ascending (dir > 0)
+ * uses the smallest element and descending the largest; an empty array sorts as undefined
+ * (just below null). *out points into `doc` or is a static null/undefined value. */
+void bv_sort_key(const bson_t *doc, const char *path, int dir, bson_value_t *out);
+
+/* Index key tuples of `doc` for a key pattern such as {a: 1, "b.c": -1}. Each key is a document
+ * whose fields are all named "" and hold the values of the pattern's fields, in order (like
+ * MongoDB's BSON index keys). A missing field gives null; an array gives one key per distinct
+ * element (multikey; an empty array gives undefined); two array-valued fields in one document
+ * are an error (CannotIndexParallelArrays 171: "cannot index parallel arrays [b] [a]").
+ * Keys are reported sorted ascending in tuple order (bv_key_compare with all directions +1) and
+ * deduplicated. `cb` gets each key, valid only during the call; it returns 0 to continue or
+ * non-zero to stop (that value is then returned). Pattern values other than numbers (e.g.
+ * "hashed", "text") are rejected with CannotCreateIndex 67. Returns 0, the callback's non-zero
+ * value, or -1 with `err` set. *is_multikey (may be NULL) tells whether an array was expanded.
+ * At most BV_MAX_KEYS_PER_DOC keys per document (more: error 67). */
+#define BV_MAX_KEYS_PER_DOC 100000
+typedef int (*bv_key_cb)(const bson_t *key, void *ctx);
+int bv_index_keys(const bson_t *doc, const bson_t *pattern, bv_key_cb cb, void *ctx,
+                  bool *is_multikey, bson_error_t *err);
+
+/* Compares two key tuples field by field with bv_compare; dirs[i] < 0 reverses field i.
+ * `dirs` may be NULL (all ascending); n is the number of entries in dirs. A shorter tuple that
+ * is a prefix of the longer one compares lower. */
+int bv_key_compare(const bson_t *a, const bson_t *b, const int *dirs, size_t n);
+
+/* Fills `dirs` (capacity `cap`) with the directions (+1/-1) of a key pattern's fields in
+ * order and returns their number, or -1 if the pattern has more than cap fields. */
+int bv_pattern_dirs(const bson_t *pattern, int *dirs, size_t cap);
+
+#endif

@@ -1,0 +1,76 @@
+/*
+ * match.h: MongoDB query filters ("{a: {$gt: 5}, b: /x/i}") compiled once, then evaluated per
+ * document.
+ *
+ * Supported (MongoDB 4.4 semantics): $eq $ne $gt $gte $lt $lte $in $nin $and $or $nor $not
+ * $exists $type (numeric codes and aliases, including "number") $regex with $options (i m s x)
+ * and BSON regex values, $elemMatch (value and document forms) $size $all, $comment (ignored).
+ * Dotted paths descend through embedded documents and arrays (numeric components index
+ * arrays); a condition on an array field matches if it matches the array or any element;
+ * {a: null} matches a missing a; comparisons only match values of the same canonical type
+ * bracket ({a: {$gt: 5}} never matches a string); equality across int32/int64/double is
+ * numeric. Not supported: $expr, $where, $text, geo operators, $jsonSchema (BadValue
+ * "unknown operator: $x" / "unknown top level operator: $x").
+ *
+ * matcher_new copies the filter and compiles it (regexes through PCRE2, once). A compiled
+ * matcher is immutable: matcher_matches may run concurrently from several threads, does not
+ * allocate for ordinary filters (regex matching uses a small per-thread match-data block
+ * created on first use) and reads the document in place.
+ */
+#ifndef DEVDB_MATCH_H
+#define DEVDB_MATCH_H
+
+#include <bson/bson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct matcher matcher;
+
+/* Compiles `filter` (may be NULL or empty: matches everything). Returns a matcher the caller
+ * frees with matcher_free, or NULL with `err` set (BadValue 2 for unknown operators and
+ * malformed arguments, e.g. "$in needs an array", "unknown operator: $foo"; FailedToParse 9
+ * where MongoDB says so, e.g. "$and/$or/$nor must be a nonempty array"; 51091 for a regex that
+ * does not compile). Nesting depth is capped at 100 (error BadValue). */
+matcher *matcher_new(const bson_t *filter, bson_error_t *err);
+
+/* True if `doc` satisfies the filter. */
+bool matcher_matches(const matcher *m, const bson_t *doc);
+
+/* NULL-safe. */
+void matcher_free(matcher *m);
+
+/* The filter the matcher was compiled from (owned by the matcher). */
+const bson_t *matcher_filter(const matcher *m);
+
+/* True if the filter is empty (matches every document without looking at it). */
+bool matcher_is_empty(const matcher *m);
+
+/*
+ * Index selection support. For a path constrained by the top-level conjunction of the filter
+ * (top-level fields and the members of top-level $and), matcher_field_bounds describes the
+ * constraint so the server can scan an index instead of the collection:
+ *  - points (n_points > 0): the field must equal one of these values ($eq, a plain value,
+ *    $in without regexes). A null point also stands for "missing" (index keys of missing
+ *    fields are null). Points are sorted ascending and distinct.
+ *  - otherwise a range [lo, hi] from $gt/$gte/$lt/$lte; an open side is filled in with the end
+ *    of the value's type bracket where one exists (numbers: NaN .. +Infinity, strings:
+ *    "" .. {} exclusive), or marked absent (has_lo / has_hi false = unbounded).
+ * The bounds are a superset of the matching keys: the server must still run matcher_matches
+ * on every candidate document. Values point into the matcher (valid until matcher_free).
+ * Returns false when the path is not usefully constrained (no condition, or only $ne, $nin,
+ * $exists, $regex, $elemMatch, equality with an array/regex/document value, conditions under
+ * $or/$not...).
+ */
+#define MATCH_MAX_POINTS 1000
+typedef struct {
+    size_t n_points;
+    const bson_value_t *points[MATCH_MAX_POINTS];
+    bool has_lo, lo_inclusive;
+    bson_value_t lo;
+    bool has_hi, hi_inclusive;
+    bson_value_t hi;
+} match_bounds;
+
+bool matcher_field_bounds(const matcher *m, const char *path, match_bounds *out);
+
+#endif

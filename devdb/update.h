@@ -1,0 +1,76 @@
+/*
+ * update.h: MongoDB update documents (operator form and replacement form) compiled once,
+ * then applied to documents.
+ *
+ * Operator form: $set $unset $inc $mul $min $max $rename $setOnInsert $currentDate $push
+ * (with $each, $slice, $position, $sort) $addToSet (with $each) $pull (a value or a query
+ * condition) $pop. Paths are dotted; numeric components address array elements (setting past
+ * the end pads with nulls, as MongoDB does). Positional operators ($, $[], $[id]) and update
+ * pipelines are not supported (BadValue / FailedToParse as MongoDB would word it for an
+ * unsupported construct).
+ *
+ * Errors MongoDB reports at parse time are reported by updater_new (code, wording as MongoDB
+ * 4.4): unknown operator (FailedToParse 9 "Unknown modifier: $foo. Expected a valid update
+ * modifier or pipeline-style update specified as an array"), an empty operator argument
+ * (FailedToParse 9 "'$set' is empty. You must specify a field like so: {$set: {<field>: ...}}"),
+ * two operators touching overlapping paths (ConflictingUpdateOperators 40 "Updating the path
+ * 'a.b' would create a conflict at 'a'"), non-numeric $inc/$mul argument (TypeMismatch 14
+ * "Cannot increment with non-numeric argument: {a: \"x\"}"), a replacement document containing
+ * $-prefixed fields, and so on. Errors that depend on the document are reported by
+ * updater_apply: $inc of a non-number (TypeMismatch 14 "Cannot apply $inc to a value of
+ * non-numeric type. {_id: 1} has the field 'a' of non-numeric type string"), changing _id
+ * (ImmutableField 66 "Performing an update on the path '_id' would modify the immutable field
+ * '_id'"), a path through a non-container (PathNotViable 28), $push to a non-array (BadValue 2
+ * "The field 'a' must be an array but is of type int in document {_id: 1}"), and so on.
+ *
+ * An updater is immutable after updater_new and may be applied from several threads.
+ */
+#ifndef DEVDB_UPDATE_H
+#define DEVDB_UPDATE_H
+
+#include <bson/bson.h>
+#include <stdbool.h>
+
+typedef struct updater updater;
+
+/* Compiles `update` (copied). A document whose first field starts with '$' is an operator
+ * update, otherwise a replacement. Returns NULL with `err` set on a malformed update. The caller
+ * frees the result with updater_free. */
+updater *updater_new(const bson_t *update, bson_error_t *err);
+
+/* NULL-safe. */
+void updater_free(updater *u);
+
+/* True for a replacement document (no operators). */
+bool updater_is_replacement(const updater *u);
+
+/*
+ * Applies the update to `doc` and writes the result to `out`, which the caller has initialised
+ * (bson_init) and must destroy either way; on error `out`'s content is unspecified.
+ * Field order follows MongoDB: existing fields stay in place, new fields are appended in the
+ * lexicographic order of their paths (as 4.4 does), _id stays first. A replacement keeps the
+ * original _id (first) unless the replacement contains an equal _id; a different _id is
+ * ImmutableField 66 ("After applying the update, the (immutable) field '_id' was found to have
+ * been altered to _id: 2"). `is_upsert_insert` makes $setOnInsert take effect (it is ignored
+ * otherwise). *modified is set to whether the result differs from `doc` (byte-wise), so the
+ * server can report nModified as MongoDB does. Returns 0 or -1 with `err` set.
+ * The result is capped at 16 MiB (BSONObjectTooLarge-style error code 17419 above that).
+ */
+int updater_apply(const updater *u, const bson_t *doc, bool is_upsert_insert, bson_t *out,
+                  bool *modified, bson_error_t *err);
+
+/*
+ * The document an upsert starts from, built from the filter's equality conditions: plain
+ * values and $eq at top level and inside top-level $and; dotted paths become nested documents
+ * ({"a.b": 1} gives {a: {b: 1}}); operators other than $eq, and $or/$nor, contribute nothing.
+ * Two equalities on the same path, or on overlapping paths, are an error as in MongoDB
+ * (NotSingleValueField 54 "cannot infer query fields to set, path 'a' is matched twice";
+ * "cannot infer query fields to set, both paths 'a.b' and 'a' are matched"). `_id`, if given,
+ * comes first. `out` is caller-initialised. Returns 0 or -1 with `err` set.
+ * The server then applies the update with is_upsert_insert = true (operator updates) or takes
+ * the replacement document with the seed's _id (replacements), and adds an ObjectId _id if the
+ * result has none.
+ */
+int update_upsert_seed(const bson_t *filter, bson_t *out, bson_error_t *err);
+
+#endif
