@@ -57,8 +57,11 @@ bool matcher_is_empty(const matcher *m);
  *    "" .. {} exclusive), or marked absent (has_lo / has_hi false = unbounded).
  * The bounds are a superset of the matching keys: the server must still run matcher_matches
  * on every candidate document. Values point into the matcher (valid until matcher_free).
+ * Pass multikey = true for an index that has (or may have) array-expanded keys: then two range
+ * conditions are not intersected ({a: {$gt: 1, $lt: 5}} matches {a: [0, 10]}, whose keys 0 and
+ * 10 are both outside (1, 5)); only the first range condition is used, with its bracket end.
  * Returns false when the path is not usefully constrained (no condition, or only $ne, $nin,
- * $exists, $regex, $elemMatch, equality with an array/regex/document value, conditions under
+ * $exists, $regex, $elemMatch, equality with an array or regex value, conditions under
  * $or/$not...).
  */
 #define MATCH_MAX_POINTS 1000
@@ -71,6 +74,6 @@ typedef struct {
     bson_value_t hi;
 } match_bounds;
 
-bool matcher_field_bounds(const matcher *m, const char *path, match_bounds *out);
+bool matcher_field_bounds(const matcher *m, const char *path, bool multikey, match_bounds *out);
 
 #endif
