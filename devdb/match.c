@@ -29,8 +29,9 @@ bool matcher_is_empty(const matcher *m)
     (void)m;
     return true;
 }
-bool matcher_field_bounds(const matcher *m, const char *path, match_bounds *out)
+bool matcher_field_bounds(const matcher *m, const char *path, bool multikey, match_bounds *out)
 {
+    (void)multikey;
     (void)m;
     (void)path;
     (void)out;
