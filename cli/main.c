@@ -1,13 +1,79 @@
-/* minicrm: the operator CLI (stub until its issue lands). */
+/*
+ * minicrm: the operator CLI. See commands.h for how commands are added.
+ */
+#include "commands.h"
+#include "progargs.h"
+
 #include <stdio.h>
 #include <string.h>
 
+typedef struct command {
+    const char *name;
+    cli_fn fn;
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"up", cmd_up, "start the whole system on this machine (redis, devdb, api, workers)"},
+    {"config", cmd_config, "print the effective configuration (--defaults, --table, --secrets)"},
+};
+
+static void usage(void)
+{
+    printf("usage: minicrm [--config FILE] [--set SECTION.KEY=VALUE]... COMMAND [ARGS]\n\n"
+           "commands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        printf("  %-10s %s\n", commands[i].name, commands[i].summary);
+    printf("\n`minicrm COMMAND --help` describes a command.\n");
+}
+
 int main(int argc, char **argv)
 {
-    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        printf("usage: minicrm [--help]\nthe operator CLI\n");
+    minicrm_config cfg;
+    progargs pa;
+    /* Command flags are the command's business: unknown flags pass through in `rest`. --help
+     * is also passed on when a command is named. */
+    bool help = false;
+    char *args[256];
+    int nargs = 0;
+    for (int i = 0; i < argc && nargs < 255; i++) {
+        if (i > 0 && (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")))
+            help = true;
+        else
+            args[nargs++] = argv[i];
+    }
+    args[nargs] = NULL;
+    int rc = prog_start("minicrm", "COMMAND", nargs, args, NULL, 0, true, &cfg, &pa);
+    if (rc == 0 && pa.nrest == 0 && !help) {
+        fprintf(stderr, "minicrm: no command given\n");
+        usage();
+        cfg_release(&cfg);
+        progargs_release(&pa);
+        return 2;
+    }
+    if (rc == 0 && pa.nrest == 0) {
+        usage();
+        if (rc == 0) {
+            cfg_release(&cfg);
+            progargs_release(&pa);
+        }
         return 0;
     }
-    fprintf(stderr, "minicrm: not implemented yet\nusage: minicrm [--help]\n");
-    return 2;
+    if (rc != 0)
+        return rc;
+    const command *cmd = NULL;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(commands[i].name, pa.rest[0]))
+            cmd = &commands[i];
+    if (!cmd) {
+        fprintf(stderr, "minicrm: unknown command '%s'\n", pa.rest[0]);
+        usage();
+        rc = 2;
+    } else {
+        cli_ctx ctx = {.cfg = &cfg, .argc = (int)pa.nrest, .argv = pa.rest, .help = help};
+        rc = cmd->fn(&ctx);
+    }
+    cfg_release(&cfg);
+    progargs_release(&pa);
+    return rc;
 }

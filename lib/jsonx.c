@@ -1,0 +1,132 @@
+/* jsonx: see jsonx.h. */
+#include "jsonx.h"
+
+#include "timeutil.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+json_t *jsonx_from_bson_iter(const bson_iter_t *it_in)
+{
+    bson_iter_t it = *it_in;
+    switch (bson_iter_type(&it)) {
+    case BSON_TYPE_OID: {
+        char hex[25];
+        bson_oid_to_string(bson_iter_oid(&it), hex);
+        return json_string(hex);
+    }
+    case BSON_TYPE_DATE_TIME: {
+        char buf[32];
+        return json_string(time_format_iso8601(bson_iter_date_time(&it), buf));
+    }
+    case BSON_TYPE_UTF8: {
+        uint32_t len;
+        const char *s = bson_iter_utf8(&it, &len);
+        return json_stringn(s, len);
+    }
+    case BSON_TYPE_INT32:
+        return json_integer(bson_iter_int32(&it));
+    case BSON_TYPE_INT64:
+        return json_integer(bson_iter_int64(&it));
+    case BSON_TYPE_DOUBLE:
+        return json_real(bson_iter_double(&it));
+    case BSON_TYPE_BOOL:
+        return json_boolean(bson_iter_bool(&it));
+    case BSON_TYPE_NULL:
+    case BSON_TYPE_UNDEFINED:
+        return json_null();
+    case BSON_TYPE_DECIMAL128: {
+        bson_decimal128_t d;
+        char buf[BSON_DECIMAL128_STRING];
+        bson_iter_decimal128(&it, &d);
+        bson_decimal128_to_string(&d, buf);
+        return json_string(buf);
+    }
+    case BSON_TYPE_DOCUMENT:
+    case BSON_TYPE_ARRAY: {
+        bool is_array = bson_iter_type(&it) == BSON_TYPE_ARRAY;
+        bson_iter_t child;
+        if (!bson_iter_recurse(&it, &child))
+            return json_null();
+        json_t *out = is_array ? json_array() : json_object();
+        while (out && bson_iter_next(&child)) {
+            json_t *v = jsonx_from_bson_iter(&child);
+            if (is_array)
+                json_array_append_new(out, v);
+            else
+                json_object_set_new(out, bson_iter_key(&child), v);
+        }
+        return out;
+    }
+    case BSON_TYPE_TIMESTAMP: {
+        uint32_t t, i;
+        bson_iter_timestamp(&it, &t, &i);
+        return json_integer(t);
+    }
+    default: {
+        /* Rare types (binary, regex, code...): canonical extended JSON text keeps them visible. */
+        bson_t tmp = BSON_INITIALIZER;
+        bson_append_iter(&tmp, "v", 1, &it);
+        char *s = bson_as_canonical_extended_json(&tmp, NULL);
+        json_t *out = json_string(s ? s : "");
+        bson_free(s);
+        bson_destroy(&tmp);
+        return out;
+    }
+    }
+}
+
+json_t *jsonx_from_bson(const bson_t *doc)
+{
+    json_t *out = json_object();
+    bson_iter_t it;
+    if (!out || !bson_iter_init(&it, doc))
+        return out;
+    while (bson_iter_next(&it))
+        json_object_set_new(out, bson_iter_key(&it), jsonx_from_bson_iter(&it));
+    return out;
+}
+
+json_t *jsonx_parse(const char *buf, size_t len, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *v = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    if (!v)
+        snprintf(err, errlen, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
+                 jerr.text);
+    return v;
+}
+
+char *jsonx_dumps(const json_t *v)
+{
+    return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+json_t *jsonx_error(const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return json_pack("{s:s}", "error", msg);
+}
+
+const char *jsonx_str(const json_t *obj, const char *key, const char *def)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_string(v) ? json_string_value(v) : def;
+}
+
+long long jsonx_int(const json_t *obj, const char *key, long long def)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_integer(v) ? (long long)json_integer_value(v) : def;
+}
+
+bool jsonx_bool(const json_t *obj, const char *key, bool def)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_boolean(v) ? json_is_true(v) : def;
+}

@@ -1,0 +1,106 @@
+/* Integration tests of lib/rconn against a private redis-server: URL parsing, commands,
+ * pipelines, and reconnecting after the server restarts. */
+#include "rconn.h"
+#include "test.h"
+#include "testenv.h"
+
+#include <signal.h>
+
+static testenv env;
+
+TEST(parse_urls)
+{
+    rconn_url u;
+    char err[256];
+    CHECK_INT_EQ(rconn_parse_url("redis://127.0.0.1:6380/2", &u, err, sizeof err), 0);
+    CHECK_STR_EQ(u.host, "127.0.0.1");
+    CHECK_INT_EQ(u.port, 6380);
+    CHECK_INT_EQ(u.db, 2);
+    CHECK_INT_EQ(rconn_parse_url("redis://:pw@cache", &u, err, sizeof err), 0);
+    CHECK_STR_EQ(u.password, "pw");
+    CHECK_STR_EQ(u.host, "cache");
+    CHECK_INT_EQ(u.port, 6379);
+    CHECK_INT_EQ(rconn_parse_url("redis://bob:pw@cache:1/0", &u, err, sizeof err), 0);
+    CHECK_STR_EQ(u.user, "bob");
+    CHECK_INT_EQ(rconn_parse_url("http://x", &u, err, sizeof err), -1);
+    CHECK_INT_EQ(rconn_parse_url("redis://host:99999", &u, err, sizeof err), -1);
+    CHECK_INT_EQ(rconn_parse_url("redis://host/abc", &u, err, sizeof err), -1);
+    CHECK_INT_EQ(rconn_parse_url("redis://", &u, err, sizeof err), -1);
+}
+
+TEST(command_and_pipeline)
+{
+    char err[256], key[128];
+    rconn *c = rconn_new(env.redis_url, 2000, err, sizeof err);
+    CHECK(c != NULL);
+    snprintf(key, sizeof key, "%slist", env.prefix);
+    redisReply *r = rconn_command(c, "DEL %s", key);
+    CHECK(r != NULL);
+    freeReplyObject(r);
+    for (int i = 0; i < 100; i++)
+        CHECK_INT_EQ(rconn_append(c, "RPUSH %s %d", key, i), 0);
+    for (int i = 0; i < 100; i++) {
+        CHECK_INT_EQ(rconn_get_reply(c, &r), 0);
+        CHECK_INT_EQ(r->integer, i + 1);
+        freeReplyObject(r);
+    }
+    r = rconn_command(c, "LINDEX %s 42", key);
+    CHECK(r && r->type == REDIS_REPLY_STRING);
+    CHECK_STR_EQ(r->str, "42");
+    freeReplyObject(r);
+    r = rconn_command(c, "NOSUCHCOMMAND");
+    CHECK(r && r->type == REDIS_REPLY_ERROR);
+    freeReplyObject(r);
+    rconn_free(c);
+}
+
+TEST(reconnects_after_restart)
+{
+    if (env.redis_pid <= 0)
+        return; /* external Redis: we may not restart it */
+    char err[256], key[128];
+    rconn *c = rconn_new(env.redis_url, 5000, err, sizeof err);
+    snprintf(key, sizeof key, "%scounter", env.prefix);
+    redisReply *r = rconn_command(c, "SET %s 7", key);
+    CHECK(r != NULL);
+    freeReplyObject(r);
+    /* Restart redis on the same port and data directory (appendonly keeps the key). */
+    testenv_kill_wait(env.redis_pid, SIGTERM, 5000);
+    char portbuf[16], log[300];
+    snprintf(portbuf, sizeof portbuf, "%d", env.redis_port);
+    snprintf(log, sizeof log, "%s/redis.log", env.dir);
+    char *argv[] = {"redis-server", "--port", portbuf, "--bind", "127.0.0.1", "--dir", env.dir,
+                    "--save", "", "--appendonly", "yes", NULL};
+    env.redis_pid = testenv_spawn(argv, log);
+    CHECK(env.redis_pid > 0);
+    r = rconn_command(c, "INCR %s", key); /* reconnects with backoff until redis is back */
+    CHECK_MSG(r != NULL, "%s", rconn_error(c));
+    CHECK_INT_EQ(r->integer, 8);
+    freeReplyObject(r);
+    rconn_free(c);
+}
+
+TEST(unreachable_fails_within_timeout)
+{
+    char err[256], url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", testenv_free_port());
+    rconn *c = rconn_new(url, 300, err, sizeof err);
+    CHECK(c != NULL);
+    redisReply *r = rconn_command(c, "PING");
+    CHECK(r == NULL);
+    CHECK_STR_CONTAINS(rconn_error(c), "127.0.0.1");
+    CHECK_INT_EQ(rconn_ping(c), -1);
+    rconn_free(c);
+}
+
+int main(int argc, char **argv)
+{
+    static const test_case cases[] = {TEST_ENTRY(parse_urls), TEST_ENTRY(command_and_pipeline),
+                                      TEST_ENTRY(reconnects_after_restart),
+                                      TEST_ENTRY(unreachable_fails_within_timeout)};
+    if (testenv_start(&env, TESTENV_REDIS) != 0)
+        return 1;
+    int rc = test_run_all(__FILE__, cases, sizeof cases / sizeof cases[0], argc, argv);
+    testenv_stop(&env);
+    return rc;
+}
