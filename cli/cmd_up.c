@@ -1,11 +1,330 @@
-/* minicrm up: placeholder until the one-command-up issue lands. */
+/*
+ * minicrm up: the whole system on one machine.
+ *
+ * Starts, in order: redis-server (own data dir and port, appendonly on) unless REDIS_URL is
+ * set; minicrm-devdb unless MONGO_URI is set; minicrm-api; minicrm-worker --procs N;
+ * minicrm-receipts; minicrm-vendor-sim. Every child gets up's effective configuration through
+ * MINICRM_* environment variables, so all agree on ports, URLs and secrets whatever layer
+ * set them. It waits for /readyz, prints how to use the system, and then supervises (see
+ * supervise.h) until SIGINT/SIGTERM, when it stops the children in reverse order.
+ *
+ * State lives in --dir (default ./.minicrm): redis/ and devdb/ data, up.lock (held with flock
+ * while up runs, so a second `up` refuses to start a second set) and up.state (what runs).
+ */
 #include "commands.h"
+#include "rconn.h"
+#include "signals.h"
+#include "supervise.h"
+#include "timeutil.h"
 
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <mongoc/mongoc.h>
+#include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Directory holding the minicrm-* programs: the one this executable is in. */
+static int bin_dir(char *out, size_t n)
+{
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0)
+        return -1;
+    exe[len] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return -1;
+    *slash = '\0';
+    snprintf(out, n, "%s", exe);
+    return 0;
+}
+
+static bool port_in_use(const char *host, int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, &a.sin_addr) != 1)
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool used = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return used;
+}
+
+static bool env_set(const char *a, const char *b)
+{
+    const char *x = getenv(a), *y = getenv(b);
+    return (x && *x) || (y && *y);
+}
+
+/* Export every setting as MINICRM_SECTION_KEY so the children see up's configuration. */
+static void export_config(const minicrm_config *cfg)
+{
+    size_t n;
+    const cfg_setting_info *s = cfg_settings(&n);
+    for (size_t i = 0; i < n; i++) {
+        char env[128], val[2048];
+        setenv(cfg_env_name(&s[i], env, sizeof env),
+               cfg_value_text(cfg, &s[i], true, val, sizeof val), 1);
+    }
+}
+
+static size_t discard(void *p, size_t sz, size_t nm, void *u)
+{
+    (void)p;
+    (void)u;
+    return sz * nm;
+}
+
+/* GET url; returns the HTTP status or -1. */
+static long http_status(const char *url, int timeout_ms)
+{
+    CURL *h = curl_easy_init();
+    if (!h)
+        return -1;
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+    long code = -1;
+    if (curl_easy_perform(h) == CURLE_OK)
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(h);
+    return code;
+}
+
+static void usage(void)
+{
+    printf("usage: minicrm up [--workers N] [--dir DIR]\n\n"
+           "Starts redis-server (unless REDIS_URL is set), minicrm-devdb (unless MONGO_URI is\n"
+           "set), the API on PORT, N worker processes, the receipts worker and the vendor\n"
+           "simulator; Ctrl-C stops them all. State is kept in DIR (default ./.minicrm).\n");
+}
 
 int cmd_up(cli_ctx *ctx)
 {
-    (void)ctx;
-    fprintf(stderr, "minicrm up: not implemented yet\n");
-    return 1;
+    minicrm_config *cfg = ctx->cfg;
+    const char *dir = ".minicrm";
+    int workers = cfg->workers.procs;
+    for (int i = 1; i < ctx->argc; i++) {
+        if (!strcmp(ctx->argv[i], "--workers") && i + 1 < ctx->argc) {
+            char *end;
+            long v = strtol(ctx->argv[++i], &end, 10);
+            if (*end || v < 1 || v > 256) {
+                fprintf(stderr, "minicrm up: --workers expects 1 to 256\n");
+                return 2;
+            }
+            workers = (int)v;
+        } else if (!strcmp(ctx->argv[i], "--dir") && i + 1 < ctx->argc) {
+            dir = ctx->argv[++i];
+        } else {
+            fprintf(stderr, "minicrm up: unknown argument %s\n", ctx->argv[i]);
+            usage();
+            return 2;
+        }
+    }
+    if (ctx->help) {
+        usage();
+        return 0;
+    }
+
+    char bins[PATH_MAX], path[PATH_MAX + 64];
+    if (bin_dir(bins, sizeof bins) != 0) {
+        fprintf(stderr, "minicrm up: cannot find the directory of the minicrm programs\n");
+        return 1;
+    }
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/up.lock", dir);
+    int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) != 0) {
+        char state[2048] = "";
+        snprintf(path, sizeof path, "%s/up.state", dir);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            size_t r = fread(state, 1, sizeof state - 1, f);
+            state[r] = '\0';
+            fclose(f);
+        }
+        fprintf(stderr, "minicrm up is already running from %s:\n%s", dir, state);
+        return 1;
+    }
+
+    bool own_redis = !env_set("REDIS_URL", "MINICRM_REDIS_URL");
+    bool own_devdb = !env_set("MONGO_URI", "MINICRM_MONGO_URI");
+    char err[256];
+    rconn_url ru;
+    if (rconn_parse_url(cfg->redis.url, &ru, err, sizeof err) != 0) {
+        fprintf(stderr, "minicrm up: redis.url: %s\n", err);
+        return 2;
+    }
+    bson_error_t berr;
+    mongoc_uri_t *mu = mongoc_uri_new_with_error(cfg->mongo.uri, &berr);
+    if (!mu) {
+        fprintf(stderr, "minicrm up: mongo.uri: %s\n", berr.message);
+        return 2;
+    }
+    const mongoc_host_list_t *mh = mongoc_uri_get_hosts(mu);
+    char mhost[256];
+    snprintf(mhost, sizeof mhost, "%s", mh ? mh->host : "127.0.0.1");
+    int mport = mh ? mh->port : 27017;
+    mongoc_uri_destroy(mu);
+
+    struct {
+        bool check;
+        const char *what;
+        const char *host;
+        int port;
+    } ports[] = {{own_redis, "redis-server", ru.host, ru.port},
+                 {own_devdb, "minicrm-devdb", mhost, mport},
+                 {true, "minicrm-api", "127.0.0.1", cfg->api.port}};
+    for (size_t i = 0; i < sizeof ports / sizeof ports[0]; i++) {
+        if (ports[i].check && port_in_use(ports[i].host, ports[i].port)) {
+            fprintf(stderr,
+                    "minicrm up: port %d (for %s) is already in use by another process.\n"
+                    "Stop it, or choose other ports (PORT, redis.url, mongo.uri), or point\n"
+                    "REDIS_URL / MONGO_URI at services that are already running.\n",
+                    ports[i].port, ports[i].what);
+            return 1;
+        }
+    }
+
+    export_config(cfg);
+    if (signals_install() != 0) {
+        fprintf(stderr, "minicrm up: cannot install signal handlers\n");
+        return 1;
+    }
+    supervisor sup;
+    sup_init(&sup);
+    char portbuf[16], redis_dir[PATH_MAX], devdb_dir[PATH_MAX], wbuf[16];
+    int i_redis = -1, i_devdb = -1;
+    if (own_redis) {
+        snprintf(redis_dir, sizeof redis_dir, "%s/redis", dir);
+        mkdir(redis_dir, 0755);
+        snprintf(portbuf, sizeof portbuf, "%d", ru.port);
+        char *argv[] = {"/usr/bin/redis-server",
+                        "--port",
+                        portbuf,
+                        "--bind",
+                        "127.0.0.1",
+                        "--dir",
+                        redis_dir,
+                        "--appendonly",
+                        "yes",
+                        "--save",
+                        "",
+                        "--daemonize",
+                        "no",
+                        NULL};
+        i_redis = sup_add(&sup, "redis", argv);
+    }
+    if (own_devdb) {
+        char p[PATH_MAX + 32], mp[16];
+        snprintf(p, sizeof p, "%s/minicrm-devdb", bins);
+        snprintf(mp, sizeof mp, "%d", mport);
+        snprintf(devdb_dir, sizeof devdb_dir, "%s/devdb", dir);
+        mkdir(devdb_dir, 0755);
+        char *argv[] = {p, "--port", mp, "--bind", mhost, NULL};
+        i_devdb = sup_add(&sup, "devdb", argv);
+    }
+    const char *progs[][2] = {{"api", "minicrm-api"},
+                              {"worker", "minicrm-worker"},
+                              {"receipts", "minicrm-receipts"},
+                              {"vendor-sim", "minicrm-vendor-sim"}};
+    snprintf(wbuf, sizeof wbuf, "%d", workers);
+    for (size_t k = 0; k < 4; k++) {
+        char p[PATH_MAX + 32];
+        snprintf(p, sizeof p, "%s/%s", bins, progs[k][1]);
+        char *argv[] = {p, NULL, NULL, NULL};
+        if (k == 1) {
+            argv[1] = "--procs";
+            argv[2] = wbuf;
+        }
+        sup_add(&sup, progs[k][0], argv);
+    }
+
+    snprintf(path, sizeof path, "%s/up.state", dir);
+    FILE *st = fopen(path, "w");
+    if (st) {
+        fprintf(st, "  pid %d\n  api http://127.0.0.1:%d\n  redis %s%s\n  mongo %s%s\n",
+                (int)getpid(), cfg->api.port, cfg->redis.url, own_redis ? " (own)" : "",
+                cfg->mongo.uri, own_devdb ? " (own devdb)" : "");
+        fclose(st);
+    }
+
+    int rc = 0;
+    /* Data stores first, each accepting connections before the programs that need them. */
+    int stores[2] = {i_redis, i_devdb};
+    int store_ports[2] = {ru.port, mport};
+    for (int k = 0; k < 2; k++) {
+        if (stores[k] < 0)
+            continue;
+        if (sup_start(&sup, stores[k]) != 0) {
+            rc = 1;
+            goto out;
+        }
+        int64_t deadline = time_mono_ms() + 20000;
+        while (!port_in_use("127.0.0.1", store_ports[k])) {
+            sup_poll(&sup, 50);
+            if (signals_stop_requested())
+                goto out;
+            if (time_mono_ms() > deadline) {
+                sup_say(&sup, "%s did not accept connections on port %d within 20 s",
+                        sup.child[stores[k]].name, store_ports[k]);
+                rc = 1;
+                goto out;
+            }
+        }
+    }
+    for (int i = 0; i < sup.n; i++) {
+        if (i != i_redis && i != i_devdb && sup_start(&sup, i) != 0) {
+            rc = 1;
+            goto out;
+        }
+    }
+    char ready_url[128];
+    snprintf(ready_url, sizeof ready_url, "http://127.0.0.1:%d/readyz", cfg->api.port);
+    int64_t t0 = time_mono_ms(), next_check = 0, next_note = t0 + 15000;
+    bool ready = false;
+    while (!signals_stop_requested()) {
+        sup_poll(&sup, 100);
+        int64_t now = time_mono_ms();
+        if (!ready && now >= next_check) {
+            next_check = now + 200;
+            if (http_status(ready_url, 500) == 200) {
+                ready = true;
+                sup_say(&sup, "ready in %.1f s", (double)(now - t0) / 1000.0);
+                sup_say(&sup, "API:    http://localhost:%d  (GET /healthz, /readyz, /metrics)",
+                        cfg->api.port);
+                sup_say(&sup,
+                        "login:  Google at http://localhost:%d/auth/google (needs "
+                        "GOOGLE_CLIENT_ID), or an API key: minicrm keys create --role admin",
+                        cfg->api.port);
+                sup_say(
+                    &sup,
+                    "queues: minicrm queues --watch   (or redis-cli -u %s LLEN '%s{sends}:ready')",
+                    cfg->redis.url, cfg->redis.prefix);
+                sup_say(&sup, "try:    minicrm demo      stop: Ctrl-C");
+            } else if (now >= next_note) {
+                next_note = now + 15000;
+                sup_say(&sup, "still waiting for %s", ready_url);
+            }
+        }
+    }
+    sup_say(&sup, "stopping (signal %d)", signals_stop_signal());
+out:
+    sup_stop_all(&sup, cfg->workers.shutdown_timeout_s * 1000 + 5000);
+    sup_say(&sup, "all stopped");
+    sup_release(&sup);
+    snprintf(path, sizeof path, "%s/up.state", dir);
+    unlink(path);
+    close(lock);
+    return rc;
 }

@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #define OFF(field) offsetof(minicrm_config, field)
-#define NOLIM 0, 0
+#define NOLIM      0, 0
 
 /* clang-format off */
 static const cfg_setting_info settings[] = {
@@ -217,8 +217,8 @@ static const char *expected(const cfg_setting_info *s, char *buf, size_t n)
     return buf;
 }
 
-int cfg_set(minicrm_config *cfg, const char *path, const char *value, const char *source,
-               char *err, size_t errlen)
+int cfg_set(minicrm_config *cfg, const char *path, const char *value, const char *source, char *err,
+            size_t errlen)
 {
     const cfg_setting_info *s = find_setting(path);
     if (!s) {
@@ -354,14 +354,15 @@ static int setting_text(config_setting_t *st, char *buf, size_t n, const char **
 int cfg_load_file(minicrm_config *cfg, const char *path, char *err, size_t errlen)
 {
     config_t lc;
-        config_init(&lc);
+    config_init(&lc);
     int rc = -1;
     if (!config_read_file(&lc, path)) {
         if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
             snprintf(err, errlen, "%s: cannot read the file", path);
         else
-            snprintf(err, errlen, "%s:%d: %s", config_error_file(&lc) ? config_error_file(&lc) : path,
-                     config_error_line(&lc), config_error_text(&lc));
+            snprintf(err, errlen, "%s:%d: %s",
+                     config_error_file(&lc) ? config_error_file(&lc) : path, config_error_line(&lc),
+                     config_error_text(&lc));
         goto out;
     }
     config_setting_t *root = config_root_setting(&lc);
@@ -386,8 +387,8 @@ int cfg_load_file(minicrm_config *cfg, const char *path, char *err, size_t errle
             }
             /* A string where a number is expected (or the reverse) is a type error even if
              * the text would parse: the file is typed. */
-            if (info && (info->type == CFG_STRING) !=
-                            (config_setting_type(st) == CONFIG_TYPE_STRING)) {
+            if (info &&
+                (info->type == CFG_STRING) != (config_setting_type(st) == CONFIG_TYPE_STRING)) {
                 char exp[96];
                 snprintf(err, errlen, "%s: %s: expected %s", source, spath,
                          expected(info, exp, sizeof exp));
@@ -424,8 +425,8 @@ int cfg_load_environ(minicrm_config *cfg, char *err, size_t errlen)
     for (int pass = 0; pass < 2; pass++) {
         for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
             char buf[128];
-            const char *name = pass == 0 ? settings[i].alias
-                                         : cfg_env_name(&settings[i], buf, sizeof buf);
+            const char *name =
+                pass == 0 ? settings[i].alias : cfg_env_name(&settings[i], buf, sizeof buf);
             const char *v = name ? getenv(name) : NULL;
             if (v && cfg_set(cfg, settings[i].path, v, name, err, errlen) != 0)
                 return -1;
@@ -482,8 +483,8 @@ int cfg_load_dotenv(minicrm_config *cfg, const char *path, char *err, size_t err
     return rc;
 }
 
-int cfg_load(minicrm_config *cfg, const char *config_path, char *const *assignments,
-             size_t nassign, char *err, size_t errlen)
+int cfg_load(minicrm_config *cfg, const char *config_path, char *const *assignments, size_t nassign,
+             char *err, size_t errlen)
 {
     const char *path = config_path;
     if (!path || !*path)
@@ -512,7 +513,8 @@ int cfg_load(minicrm_config *cfg, const char *config_path, char *const *assignme
             return -1;
     }
     if (cfg->vendor_sim.min_delay_ms > cfg->vendor_sim.max_delay_ms) {
-        snprintf(err, errlen, "vendor_sim.min_delay_ms (%d) must not exceed vendor_sim.max_delay_ms (%d)",
+        snprintf(err, errlen,
+                 "vendor_sim.min_delay_ms (%d) must not exceed vendor_sim.max_delay_ms (%d)",
                  cfg->vendor_sim.min_delay_ms, cfg->vendor_sim.max_delay_ms);
         return -1;
     }

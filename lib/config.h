@@ -114,15 +114,15 @@ typedef enum { CFG_STRING, CFG_INT, CFG_LONG, CFG_DOUBLE, CFG_BOOL } cfg_type;
 
 /* One row of the settings table (read-only, static storage). */
 typedef struct cfg_setting_info {
-    const char *path;     /* "section.key" */
+    const char *path; /* "section.key" */
     cfg_type type;
-    size_t offset;        /* into minicrm_config */
-    const char *def;      /* default, as text */
-    const char *alias;    /* original env name (MONGO_URI...), or NULL */
+    size_t offset;     /* into minicrm_config */
+    const char *def;   /* default, as text */
+    const char *alias; /* original env name (MONGO_URI...), or NULL */
     bool secret;
-    double min, max;      /* numeric bounds (inclusive); for strings, min 1 = must be non-empty */
-    const char *choices;  /* "a|b|c" for enumerated strings, or NULL */
-    const char *help;     /* one line */
+    double min, max;     /* numeric bounds (inclusive); for strings, min 1 = must be non-empty */
+    const char *choices; /* "a|b|c" for enumerated strings, or NULL */
+    const char *help;    /* one line */
 } cfg_setting_info;
 
 /* The settings table and its length. */
@@ -136,13 +136,13 @@ void cfg_release(minicrm_config *cfg);
 
 /* Apply one value from `source` (used in messages: a file:line, a variable name, a flag).
  * Returns 0, or -1 with a message in err. */
-int cfg_set(minicrm_config *cfg, const char *path, const char *value, const char *source,
-               char *err, size_t errlen);
+int cfg_set(minicrm_config *cfg, const char *path, const char *value, const char *source, char *err,
+            size_t errlen);
 
 /* Layers 2-5 above. `config_path` may be NULL (search as described); `assignments` are
  * "section.key=value" strings from flags. Returns 0, or -1 with the message in err. */
-int cfg_load(minicrm_config *cfg, const char *config_path, char *const *assignments,
-                size_t nassign, char *err, size_t errlen);
+int cfg_load(minicrm_config *cfg, const char *config_path, char *const *assignments, size_t nassign,
+             char *err, size_t errlen);
 
 /* Individual layers, for tests and tools. */
 int cfg_load_file(minicrm_config *cfg, const char *path, char *err, size_t errlen);
@@ -153,8 +153,8 @@ int cfg_load_environ(minicrm_config *cfg, char *err, size_t errlen);
 void cfg_write(const minicrm_config *cfg, bool show_secrets, void *FILE_ptr);
 
 /* The setting's current value as text into buf (secrets as "***" if set). */
-const char *cfg_value_text(const minicrm_config *cfg, const cfg_setting_info *s,
-                              bool show_secrets, char *buf, size_t n);
+const char *cfg_value_text(const minicrm_config *cfg, const cfg_setting_info *s, bool show_secrets,
+                           char *buf, size_t n);
 
 /* Apply the log.* settings to the log module; -1 with err on a bad value. */
 int cfg_apply_logging(const minicrm_config *cfg, char *err, size_t errlen);

@@ -17,8 +17,8 @@ static int push(char ***arr, size_t *n, char *s)
     return 0;
 }
 
-int progargs_parse(progargs *pa, int argc, char **argv, const progargs_flag *flags,
-                   size_t nflags, bool allow_unknown, char *err, size_t errlen)
+int progargs_parse(progargs *pa, int argc, char **argv, const progargs_flag *flags, size_t nflags,
+                   bool allow_unknown, char *err, size_t errlen)
 {
     memset(pa, 0, sizeof *pa);
     for (int i = 1; i < argc; i++) {

@@ -33,8 +33,8 @@ typedef struct progargs {
 } progargs;
 
 /* Returns 0, or -1 with a message in err (unknown flag, missing value). */
-int progargs_parse(progargs *pa, int argc, char **argv, const progargs_flag *flags,
-                   size_t nflags, bool allow_unknown, char *err, size_t errlen);
+int progargs_parse(progargs *pa, int argc, char **argv, const progargs_flag *flags, size_t nflags,
+                   bool allow_unknown, char *err, size_t errlen);
 void progargs_release(progargs *pa);
 
 /* Print the usage: `synopsis`, the program's flags and the shared ones. */

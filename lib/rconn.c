@@ -42,8 +42,7 @@ int rconn_parse_url(const char *url, rconn_url *out, char *err, size_t errlen)
         const char *colon = memchr(p, ':', (size_t)(at - p));
         if (colon) {
             snprintf(out->user, sizeof out->user, "%.*s", (int)(colon - p), p);
-            snprintf(out->password, sizeof out->password, "%.*s", (int)(at - colon - 1),
-                     colon + 1);
+            snprintf(out->password, sizeof out->password, "%.*s", (int)(at - colon - 1), colon + 1);
         } else {
             snprintf(out->password, sizeof out->password, "%.*s", (int)(at - p), p);
         }
@@ -140,8 +139,7 @@ static int connect_once(rconn *c)
         else
             r = redisCommand(ctx, "AUTH %s", c->url.password);
         if (!r || r->type == REDIS_REPLY_ERROR) {
-            snprintf(c->err, sizeof c->err, "redis AUTH failed: %s",
-                     r ? r->str : ctx->errstr);
+            snprintf(c->err, sizeof c->err, "redis AUTH failed: %s", r ? r->str : ctx->errstr);
             goto fail;
         }
         freeReplyObject(r);
@@ -186,8 +184,8 @@ static int ensure_connected(rconn *c)
 
 static bool is_io_error(const redisContext *ctx)
 {
-    return ctx->err == REDIS_ERR_IO || ctx->err == REDIS_ERR_EOF || ctx->err == REDIS_ERR_PROTOCOL ||
-           ctx->err == REDIS_ERR_OTHER;
+    return ctx->err == REDIS_ERR_IO || ctx->err == REDIS_ERR_EOF ||
+           ctx->err == REDIS_ERR_PROTOCOL || ctx->err == REDIS_ERR_OTHER;
 }
 
 redisReply *rconn_command_argv(rconn *c, int argc, const char **argv, const size_t *argvlen)

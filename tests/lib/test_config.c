@@ -44,8 +44,9 @@ TEST(layers_later_wins)
     char cfgpath[256], dotenv[256], err[512];
     snprintf(cfgpath, sizeof cfgpath, "%s/a.cfg", tmpdir);
     snprintf(dotenv, sizeof dotenv, "%s/.env", tmpdir);
-    write_file(cfgpath, "api = { port = 6000; threads = 7; };\nvendor_sim = { success_rate = 0.5; };\n"
-                        "redis = { prefix = \"file:\"; };\n");
+    write_file(cfgpath,
+               "api = { port = 6000; threads = 7; };\nvendor_sim = { success_rate = 0.5; };\n"
+               "redis = { prefix = \"file:\"; };\n");
     write_file(dotenv, "# comment\nexport PORT=6001\nMINICRM_API_THREADS='9'\nUNRELATED=1\n"
                        "MINICRM_REDIS_PREFIX=\"dotenv:\"\n");
     clear_env();

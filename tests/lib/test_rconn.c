@@ -69,8 +69,8 @@ TEST(reconnects_after_restart)
     char portbuf[16], log[300];
     snprintf(portbuf, sizeof portbuf, "%d", env.redis_port);
     snprintf(log, sizeof log, "%s/redis.log", env.dir);
-    char *argv[] = {"redis-server", "--port", portbuf, "--bind", "127.0.0.1", "--dir", env.dir,
-                    "--save", "", "--appendonly", "yes", NULL};
+    char *argv[] = {"redis-server", "--port", portbuf, "--bind",       "127.0.0.1", "--dir",
+                    env.dir,        "--save", "",      "--appendonly", "yes",       NULL};
     env.redis_pid = testenv_spawn(argv, log);
     CHECK(env.redis_pid > 0);
     r = rconn_command(c, "INCR %s", key); /* reconnects with backoff until redis is back */

@@ -25,9 +25,16 @@ TEST(parse_forms)
 TEST(parse_rejects)
 {
     int64_t ms;
-    const char *bad[] = {"",           "2026-02-30",          "2023-02-29",  "2026-13-01",
-                         "2026-1-01",  "2026-01-31T25:00:00Z", "yesterday",   "2026-01-31Tx",
-                         "2026-01-31Z ", "2026-01-31T12:00:00.Z"};
+    const char *bad[] = {"",
+                         "2026-02-30",
+                         "2023-02-29",
+                         "2026-13-01",
+                         "2026-1-01",
+                         "2026-01-31T25:00:00Z",
+                         "yesterday",
+                         "2026-01-31Tx",
+                         "2026-01-31Z ",
+                         "2026-01-31T12:00:00.Z"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         CHECK_MSG(time_parse_iso8601(bad[i], &ms) == -1, "accepted \"%s\"", bad[i]);
 }

@@ -24,7 +24,10 @@ typedef struct {
 extern int test_failed_flag;
 
 #define TEST(name) static void test_##name(void)
-#define TEST_ENTRY(name) {#name, test_##name}
+#define TEST_ENTRY(name)                                                                           \
+    {                                                                                              \
+#name, test_##name                                                                         \
+    }
 
 #define TEST_FAIL_(...)                                                                            \
     do {                                                                                           \

@@ -126,9 +126,9 @@ static int start_redis(testenv *env)
         char portbuf[16], log[300];
         snprintf(portbuf, sizeof portbuf, "%d", port);
         snprintf(log, sizeof log, "%s/redis.log", env->dir);
-        char *argv[] = {"redis-server", "--port", portbuf, "--bind", "127.0.0.1",
-                        "--dir", env->dir, "--save", "", "--appendonly", "yes",
-                        "--daemonize", "no", NULL};
+        char *argv[] = {"redis-server", "--port",      portbuf,  "--bind", "127.0.0.1",
+                        "--dir",        env->dir,      "--save", "",       "--appendonly",
+                        "yes",          "--daemonize", "no",     NULL};
         pid_t pid = testenv_spawn(argv, log);
         if (pid < 0)
             return -1;
@@ -154,8 +154,8 @@ static int start_devdb_on(testenv *env, int port)
     snprintf(log, sizeof log, "%s/devdb.log", env->dir);
     snprintf(dbpath, sizeof dbpath, "%s/devdb", env->dir);
     mkdir(dbpath, 0755);
-    char *argv[] = {(char *)testenv_bin("minicrm-devdb"), "--port", portbuf, "--bind",
-                    "127.0.0.1", NULL};
+    char *argv[] = {
+        (char *)testenv_bin("minicrm-devdb"), "--port", portbuf, "--bind", "127.0.0.1", NULL};
     pid_t pid = testenv_spawn(argv, log);
     if (pid < 0)
         return -1;

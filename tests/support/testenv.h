@@ -21,13 +21,13 @@
 enum { TESTENV_REDIS = 1, TESTENV_DEVDB = 2 };
 
 typedef struct testenv {
-    char dir[256];        /* temporary directory, removed by testenv_stop */
-    char redis_url[256];  /* redis://127.0.0.1:PORT/0 (or the external one) */
-    char mongo_uri[512];  /* mongodb://127.0.0.1:PORT/DB (or the external one, own DB) */
-    char db_name[64];     /* database name inside mongo_uri */
-    char prefix[64];      /* Redis key prefix private to this env, ends with ':' */
-    int redis_port;       /* 0 when external */
-    int devdb_port;       /* 0 when external */
+    char dir[256];       /* temporary directory, removed by testenv_stop */
+    char redis_url[256]; /* redis://127.0.0.1:PORT/0 (or the external one) */
+    char mongo_uri[512]; /* mongodb://127.0.0.1:PORT/DB (or the external one, own DB) */
+    char db_name[64];    /* database name inside mongo_uri */
+    char prefix[64];     /* Redis key prefix private to this env, ends with ':' */
+    int redis_port;      /* 0 when external */
+    int devdb_port;      /* 0 when external */
     pid_t redis_pid;
     pid_t devdb_pid;
 } testenv;
