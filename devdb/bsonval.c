@@ -381,6 +381,11 @@ static void walk(walk_state *st, const uint8_t *data, uint32_t len, bool is_arra
     }
     if (!bson_iter_init_from_data(&it, data, len))
         return;
+    /* When the numeric component selected an element, documents in the array that lack a
+     * field of that name do not make the path "missing". */
+    int saved_flags = st->flags;
+    if (any)
+        st->flags &= ~BV_PATH_REPORT_MISSING;
     while (!st->stopped && bson_iter_next(&it)) {
         if (bson_iter_type(&it) != BSON_TYPE_DOCUMENT)
             continue;
@@ -388,6 +393,7 @@ static void walk(walk_state *st, const uint8_t *data, uint32_t len, bool is_arra
         any = true;
         walk(st, v->value.v_doc.data, v->value.v_doc.data_len, false, i);
     }
+    st->flags = saved_flags;
     if (!any)
         report_missing(st);
 }

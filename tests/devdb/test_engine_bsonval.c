@@ -1,0 +1,238 @@
+/* test_engine_bsonval: MongoDB value order, paths, sort keys and index keys (devdb/bsonval). */
+#include "bsonval.h"
+#include "engine_util.h"
+#include "errors.h"
+#include "test.h"
+
+/* Compares the values of fields "a" and "b" of a JSON document. */
+static int cmp_ab(const char *json)
+{
+    bson_t *d = J(json);
+    bson_iter_t ia, ib;
+    if (!bson_iter_init_find(&ia, d, "a") || !bson_iter_init_find(&ib, d, "b"))
+        abort();
+    int c = bv_compare(bson_iter_value(&ia), bson_iter_value(&ib));
+    bson_destroy(d);
+    return c;
+}
+
+TEST(cross_type_order)
+{
+    /* Each value is below the next one. */
+    static const char *order[] = {
+        "{'$minKey': 1}",
+        "null",
+        "{'$numberDouble': 'NaN'}",
+        "-5",
+        "1",
+        "{'$numberLong': '2'}",
+        "2.5",
+        "''",
+        "'a'",
+        "'b'",
+        "{}",
+        "{'a': 1}",
+        "[]",
+        "[1]",
+        "{'$binary': {'base64': '', 'subType': '00'}}",
+        "{'$oid': '000000000000000000000000'}",
+        "false",
+        "true",
+        "{'$date': {'$numberLong': '0'}}",
+        "{'$timestamp': {'t': 1, 'i': 1}}",
+        "{'$regularExpression': {'pattern': 'a', 'options': ''}}",
+        "{'$maxKey': 1}",
+    };
+    size_t n = sizeof order / sizeof order[0];
+    for (size_t i = 0; i + 1 < n; i++) {
+        char json[512];
+        snprintf(json, sizeof json, "{'a': %s, 'b': %s}", order[i], order[i + 1]);
+        CHECK_MSG(cmp_ab(json) < 0, "%s < %s", order[i], order[i + 1]);
+        snprintf(json, sizeof json, "{'a': %s, 'b': %s}", order[i + 1], order[i]);
+        CHECK_MSG(cmp_ab(json) > 0, "%s > %s", order[i + 1], order[i]);
+    }
+}
+
+TEST(numbers_compare_across_types)
+{
+    CHECK_INT_EQ(cmp_ab("{'a': 1, 'b': 1.0}"), 0);
+    CHECK_INT_EQ(cmp_ab("{'a': {'$numberLong': '1'}, 'b': 1.0}"), 0);
+    CHECK_INT_EQ(cmp_ab("{'a': {'$numberLong': '1'}, 'b': 1}"), 0);
+    CHECK(cmp_ab("{'a': 1, 'b': 1.5}") < 0);
+    /* 2^53 + 1 as int64 is above 2^53 as double: no rounding through double. */
+    CHECK(cmp_ab("{'a': {'$numberLong': '9007199254740993'}, 'b': 9007199254740992.0}") > 0);
+    CHECK(cmp_ab("{'a': {'$numberDouble': '-Infinity'}, 'b': -1e308}") < 0);
+    CHECK(cmp_ab("{'a': {'$numberDouble': 'NaN'}, 'b': {'$numberDouble': '-Infinity'}}") < 0);
+    CHECK_INT_EQ(cmp_ab("{'a': {'$numberDouble': 'NaN'}, 'b': {'$numberDouble': 'NaN'}}"), 0);
+    CHECK_INT_EQ(cmp_ab("{'a': {'$numberDecimal': '2.50'}, 'b': 2.5}"), 0);
+    CHECK(cmp_ab("{'a': {'$numberDecimal': '3'}, 'b': 2.5}") > 0);
+}
+
+TEST(documents_and_arrays)
+{
+    CHECK_INT_EQ(cmp_ab("{'a': {'x': 1, 'y': 'z'}, 'b': {'x': 1.0, 'y': 'z'}}"), 0);
+    CHECK(cmp_ab("{'a': {'x': 1}, 'b': {'y': 1}}") < 0);         /* field name */
+    CHECK(cmp_ab("{'a': {'x': 'a'}, 'b': {'x': 1}}") > 0);       /* type before name/value */
+    CHECK(cmp_ab("{'a': {'x': 1}, 'b': {'x': 1, 'y': 0}}") < 0); /* prefix is smaller */
+    CHECK(cmp_ab("{'a': [1, 2], 'b': [1, 3]}") < 0);
+    CHECK(cmp_ab("{'a': [2], 'b': [1, 3]}") > 0);
+    CHECK_INT_EQ(cmp_ab("{'a': 'abc', 'b': 'abc'}"), 0);
+    CHECK(cmp_ab("{'a': 'ab', 'b': 'abc'}") < 0);
+    CHECK(cmp_ab("{'a': 'B', 'b': 'a'}") < 0); /* bytewise */
+    CHECK(cmp_ab("{'a': {'$binary': {'base64': 'AAAA', 'subType': '00'}}, "
+                 "'b': {'$binary': {'base64': 'AA==', 'subType': '05'}}}") > 0); /* length first */
+}
+
+typedef struct {
+    char out[1024];
+} collect;
+
+static bool collect_cb(const bson_value_t *v, void *ctx)
+{
+    collect *c = ctx;
+    char item[200];
+    if (v->value_type == BSON_TYPE_EOD) {
+        snprintf(item, sizeof item, "MISSING ");
+    } else {
+        bson_t *d = bson_new();
+        bson_append_value(d, "v", 1, v);
+        char *s = bson_as_relaxed_extended_json(d, NULL);
+        snprintf(item, sizeof item, "%s ", s);
+        bson_free(s);
+        bson_destroy(d);
+    }
+    size_t used = strlen(c->out);
+    snprintf(c->out + used, sizeof c->out - used, "%s", item);
+    return false;
+}
+
+static const char *visit(const char *json, const char *path, int flags)
+{
+    static collect c;
+    c.out[0] = '\0';
+    bson_t *d = J(json);
+    bv_path_visit(d, path, flags, collect_cb, &c);
+    bson_destroy(d);
+    return c.out;
+}
+
+TEST(path_visit)
+{
+    int all = BV_PATH_EXPAND_LEAF | BV_PATH_REPORT_MISSING;
+    CHECK_STR_EQ(visit("{'a': {'b': 1}}", "a.b", all), "{ \"v\" : 1 } ");
+    CHECK_STR_EQ(visit("{'a': {'b': 1}}", "a.c", all), "MISSING ");
+    CHECK_STR_EQ(visit("{'a': 5}", "a.c", all), "MISSING ");
+    CHECK_STR_EQ(visit("{'a': [{'b': 1}, {'b': 2}, {'c': 3}, 7]}", "a.b", all),
+                 "{ \"v\" : 1 } { \"v\" : 2 } MISSING ");
+    CHECK_STR_EQ(visit("{'a': [1, 2]}", "a", all),
+                 "{ \"v\" : [ 1, 2 ] } { \"v\" : 1 } { \"v\" : 2 } ");
+    CHECK_STR_EQ(visit("{'a': [1, 2]}", "a", BV_PATH_EXPAND_LEAF | BV_PATH_NO_LEAF_ARRAY),
+                 "{ \"v\" : 1 } { \"v\" : 2 } ");
+    CHECK_STR_EQ(visit("{'a': [1, 2]}", "a", 0), "{ \"v\" : [ 1, 2 ] } ");
+    /* Numeric component selects the element. */
+    CHECK_STR_EQ(visit("{'a': [{'b': 1}, {'b': 2}]}", "a.1.b", all), "{ \"v\" : 2 } ");
+    CHECK_STR_EQ(visit("{'a': [10, 20]}", "a.0", all), "{ \"v\" : 10 } ");
+    /* Nested arrays are not traversed implicitly. */
+    CHECK_STR_EQ(visit("{'a': [[{'b': 1}]]}", "a.b", all), "MISSING ");
+
+    bson_value_t v;
+    bson_t *d = J("{'a': {'b': [5, {'c': 'x'}]}}");
+    CHECK(bv_path_get(d, "a.b.1.c", &v));
+    CHECK(v.value_type == BSON_TYPE_UTF8 && strcmp(v.value.v_utf8.str, "x") == 0);
+    CHECK(!bv_path_get(d, "a.b.c", &v));
+    CHECK(!bv_path_get(d, "a.x", &v));
+    bson_destroy(d);
+}
+
+static const char *sortkey(const char *json, const char *path, int dir)
+{
+    static char out[256];
+    bson_t *d = J(json);
+    bson_value_t v;
+    bv_sort_key(d, path, dir, &v);
+    bson_t *k = bson_new();
+    bv_append(k, "k", 1, &v);
+    if (v.value_type == BSON_TYPE_UNDEFINED)
+        snprintf(out, sizeof out, "undefined");
+    else
+        snprintf(out, sizeof out, "%s", JS(k));
+    bson_destroy(k);
+    bson_destroy(d);
+    return out;
+}
+
+TEST(sort_keys)
+{
+    CHECK_STR_EQ(sortkey("{'a': [3, 1, 2]}", "a", 1), "{'k':1}");
+    CHECK_STR_EQ(sortkey("{'a': [3, 1, 2]}", "a", -1), "{'k':3}");
+    CHECK_STR_EQ(sortkey("{'x': 1}", "a", 1), "{'k':null}");
+    CHECK_STR_EQ(sortkey("{'a': []}", "a", 1), "undefined");
+    CHECK_STR_EQ(sortkey("{'a': [{'b': 5}, {'b': 'x'}]}", "a.b", -1), "{'k':'x'}");
+    CHECK_STR_EQ(sortkey("{'a': [{'b': 5}, {'c': 1}]}", "a.b", 1), "{'k':null}");
+}
+
+typedef struct {
+    char out[1024];
+} keys_ctx;
+
+static int key_cb(const bson_t *key, void *ctx)
+{
+    keys_ctx *k = ctx;
+    size_t used = strlen(k->out);
+    snprintf(k->out + used, sizeof k->out - used, "%s", JS(key));
+    return 0;
+}
+
+TEST(index_keys)
+{
+    keys_ctx k = {""};
+    bson_error_t err;
+    bool mk;
+    bson_t *pat = J("{'a': 1, 'b': -1}");
+    bson_t *d = J("{'a': [3, 1, 3], 'b': 'x'}");
+    CHECK_INT_EQ(bv_index_keys(d, pat, key_cb, &k, &mk, &err), 0);
+    CHECK(mk);
+    CHECK_STR_EQ(k.out, "{'':1,'':'x'}{'':3,'':'x'}");
+    bson_destroy(d);
+
+    k.out[0] = '\0';
+    d = J("{'b': 2}");
+    CHECK_INT_EQ(bv_index_keys(d, pat, key_cb, &k, &mk, &err), 0);
+    CHECK(!mk);
+    CHECK_STR_EQ(k.out, "{'':null,'':2}");
+    bson_destroy(d);
+
+    d = J("{'a': [1], 'b': [2]}");
+    CHECK_INT_EQ(bv_index_keys(d, pat, key_cb, &k, &mk, &err), -1);
+    CHECK_INT_EQ(err.code, MDB_CANNOT_INDEX_PARALLEL_ARRAYS);
+    CHECK_STR_EQ(err.message, "cannot index parallel arrays [b] [a]");
+    bson_destroy(d);
+    bson_destroy(pat);
+
+    int dirs[4];
+    pat = J("{'a': 1, 'b': -1}");
+    CHECK_INT_EQ(bv_pattern_dirs(pat, dirs, 4), 2);
+    CHECK_INT_EQ(dirs[1], -1);
+    bson_t *k1 = J("{'': 1, '': 5}"), *k2 = J("{'': 1, '': 7}");
+    CHECK(bv_key_compare(k1, k2, NULL, 0) < 0);
+    CHECK(bv_key_compare(k1, k2, dirs, 2) > 0);
+    bson_destroy(k1);
+    bson_destroy(k2);
+    bson_destroy(pat);
+}
+
+TEST(code_names)
+{
+    CHECK_STR_EQ(mdb_code_name(11000), "DuplicateKey");
+    CHECK_STR_EQ(mdb_code_name(2), "BadValue");
+    CHECK_STR_EQ(mdb_code_name(59), "CommandNotFound");
+    CHECK_STR_EQ(mdb_code_name(40324), "Location40324");
+    bson_error_t err;
+    CHECK_INT_EQ(mdb_error(&err, 14, "x %d", 5), -1);
+    CHECK_INT_EQ(err.code, 14);
+    CHECK_STR_EQ(err.message, "x 5");
+}
+
+TEST_MAIN(TEST_ENTRY(cross_type_order), TEST_ENTRY(numbers_compare_across_types),
+          TEST_ENTRY(documents_and_arrays), TEST_ENTRY(path_visit), TEST_ENTRY(sort_keys),
+          TEST_ENTRY(index_keys), TEST_ENTRY(code_names))
