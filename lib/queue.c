@@ -1,0 +1,942 @@
+/*
+ * queue: see queue.h for the key layout, the job life cycle and the guarantees.
+ *
+ * Design. Every transition that touches two keys is one Lua script (EVAL, so a Redis restart
+ * that flushed the script cache costs nothing), and every script only touches keys of one queue,
+ * all of which carry the queue's {NAME} hash tag: on a Redis Cluster the script's keys are in one
+ * slot. Scripts are passed their keys in KEYS[] (never built inside Lua) for the same reason.
+ *
+ * Claims: a consumer first runs CLAIM (LMOVE up to N jobs ready -> processing in one script); if
+ * nothing was there it blocks in BLMOVE for the first job and then claims the rest. Both ends are
+ * FIFO: producers LPUSH, consumers take from the right. Jobs returned by the reaper, by a retry
+ * falling due or by an operator's requeue go to the right end: they are served next.
+ *
+ * Acks remove the exact payload from the processing list, scanning from the tail (the oldest
+ * claims are there), so an ack costs O(jobs claimed and not yet acked by this consumer); all
+ * minicrm consumers keep that bounded by their batch size.
+ *
+ * Settling a failed job (RETRY/DEAD) is conditional on the job still being in the processing
+ * list: if the reaper already gave it back, the settle is skipped, so a job is never both ready
+ * and delayed.
+ *
+ * The reaper only acts on a consumer whose heartbeat key is gone (checked inside the script), so
+ * two reapers racing, or a consumer refreshing its heartbeat while being reaped, are safe.
+ */
+#include "queue.h"
+
+#include "jsonx.h"
+#include "log.h"
+#include "timeutil.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct queue {
+    rconn *c;
+    char name[QUEUE_MAX_NAME];
+    char consumer[QUEUE_MAX_CONSUMER]; /* "" for a producer handle */
+    queue_opts o;
+    char k_ready[256], k_proc[400], k_hb[400], k_consumers[256], k_delayed[256], k_dead[256],
+        k_stats[256];
+    char base[200]; /* "P{NAME}:" */
+    int64_t next_maintain_ms;
+    unsigned rng;
+    char err[256];
+};
+
+/* ---- Lua scripts ------------------------------------------------------------------------- */
+
+/* KEYS: ready, processing. ARGV: max. Returns the claimed jobs, oldest first. */
+static const char LUA_CLAIM[] =
+    "local out = {}\n"
+    "for i = 1, tonumber(ARGV[1]) do\n"
+    "  local v = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')\n"
+    "  if not v then break end\n"
+    "  out[#out + 1] = v\n"
+    "end\n"
+    "return out\n";
+
+/* KEYS: processing, stats, rate. ARGV: rate_ttl_s, jobs... Returns how many were removed. */
+static const char LUA_ACK[] =
+    "local n = 0\n"
+    "for i = 2, #ARGV do n = n + redis.call('LREM', KEYS[1], -1, ARGV[i]) end\n"
+    "if n > 0 then\n"
+    "  redis.call('HINCRBY', KEYS[2], 'acked', n)\n"
+    "  redis.call('INCRBY', KEYS[3], n)\n"
+    "  redis.call('EXPIRE', KEYS[3], ARGV[1])\n"
+    "end\n"
+    "return n\n";
+
+/* KEYS: processing, delayed, dead, stats. ARGV: old payload, new entry, mode ('retry'|'dead'),
+ * due ms. Returns 1 if settled, 0 if the job was no longer claimed. */
+static const char LUA_SETTLE[] =
+    "if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then return 0 end\n"
+    "if ARGV[3] == 'dead' then\n"
+    "  redis.call('LPUSH', KEYS[3], ARGV[2])\n"
+    "  redis.call('HINCRBY', KEYS[4], 'dead', 1)\n"
+    "else\n"
+    "  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])\n"
+    "  redis.call('HINCRBY', KEYS[4], 'retried', 1)\n"
+    "end\n"
+    "return 1\n";
+
+/* KEYS: delayed, ready. ARGV: now ms, limit. Returns the number moved. */
+static const char LUA_PROMOTE[] =
+    "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])\n"
+    "for _, v in ipairs(due) do\n"
+    "  redis.call('RPUSH', KEYS[2], v)\n"
+    "  redis.call('ZREM', KEYS[1], v)\n"
+    "end\n"
+    "return #due\n";
+
+/* KEYS: processing, ready, consumers, hb, stats. ARGV: consumer id, 'force'|'check'.
+ * Returns the number of jobs returned, or -1 if the consumer is alive (check mode). */
+static const char LUA_REAP[] =
+    "if ARGV[2] ~= 'force' and redis.call('EXISTS', KEYS[4]) == 1 then return -1 end\n"
+    "local n = 0\n"
+    "while true do\n"
+    "  local v = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')\n"
+    "  if not v then break end\n"
+    "  n = n + 1\n"
+    "end\n"
+    "redis.call('SREM', KEYS[3], ARGV[1])\n"
+    "if ARGV[2] == 'force' then redis.call('DEL', KEYS[4]) end\n"
+    "if n > 0 then redis.call('HINCRBY', KEYS[5], 'reaped', n) end\n"
+    "return n\n";
+
+/* KEYS: dead, ready, stats. ARGV: dead entry, job to requeue ('' = just delete).
+ * Returns 1 if the entry was there (and was moved/deleted). */
+static const char LUA_DLQ_TAKE[] =
+    "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end\n"
+    "if ARGV[2] ~= '' then\n"
+    "  redis.call('RPUSH', KEYS[2], ARGV[2])\n"
+    "  redis.call('HINCRBY', KEYS[3], 'requeued', 1)\n"
+    "end\n"
+    "return 1\n";
+
+/* ---- Helpers ----------------------------------------------------------------------------- */
+
+static int fail(queue *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(queue *q, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(q->err, sizeof q->err, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* A reply NULL or an error: fill q->err and return -1 (freeing r). 0 otherwise. */
+static int check_reply(queue *q, redisReply *r, const char *what)
+{
+    if (!r)
+        return fail(q, "%s: %s", what, rconn_error(q->c));
+    if (r->type == REDIS_REPLY_ERROR) {
+        fail(q, "%s: %s", what, r->str);
+        freeReplyObject(r);
+        return -1;
+    }
+    return 0;
+}
+
+static bool valid_word(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= max)
+        return false;
+    for (const char *p = s; *p; p++) {
+        char ch = *p;
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '-' || ch == '_' || ch == ':'))
+            return false;
+    }
+    return true;
+}
+
+static unsigned rng_next(queue *q)
+{
+    /* xorshift32: jitter only, no security property needed. */
+    unsigned x = q->rng;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    q->rng = x ? x : 0x9e3779b9u;
+    return q->rng;
+}
+
+/* EVAL script with nkeys keys and the given args. Returns the reply (caller frees) or NULL. */
+static redisReply *eval(queue *q, const char *script, int nkeys, const char **keys, int nargs,
+                        const char **args, const size_t *arglens)
+{
+    enum { MAXARGV = 1100 };
+    const char *argv[MAXARGV];
+    size_t lens[MAXARGV];
+    char nk[16];
+    int argc = 0;
+    if (3 + nkeys + nargs > MAXARGV) {
+        fail(q, "internal: too many script arguments");
+        return NULL;
+    }
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    argv[argc] = "EVAL";
+    lens[argc++] = 4;
+    argv[argc] = script;
+    lens[argc++] = strlen(script);
+    argv[argc] = nk;
+    lens[argc++] = strlen(nk);
+    for (int i = 0; i < nkeys; i++) {
+        argv[argc] = keys[i];
+        lens[argc++] = strlen(keys[i]);
+    }
+    for (int i = 0; i < nargs; i++) {
+        argv[argc] = args[i];
+        lens[argc++] = arglens ? arglens[i] : strlen(args[i]);
+    }
+    redisReply *r = rconn_command_argv(q->c, argc, argv, lens);
+    if (check_reply(q, r, "redis script") != 0)
+        return NULL;
+    return r;
+}
+
+static void set_keys(queue *q)
+{
+    snprintf(q->k_ready, sizeof q->k_ready, "%sready", q->base);
+    snprintf(q->k_consumers, sizeof q->k_consumers, "%sconsumers", q->base);
+    snprintf(q->k_delayed, sizeof q->k_delayed, "%sdelayed", q->base);
+    snprintf(q->k_dead, sizeof q->k_dead, "%sdead", q->base);
+    snprintf(q->k_stats, sizeof q->k_stats, "%sstats", q->base);
+    snprintf(q->k_proc, sizeof q->k_proc, "%sprocessing:%s", q->base, q->consumer);
+    snprintf(q->k_hb, sizeof q->k_hb, "%shb:%s", q->base, q->consumer);
+}
+
+/* ---- Options and handles ----------------------------------------------------------------- */
+
+void queue_opts_from_config(queue_opts *o, const minicrm_config *cfg)
+{
+    o->max_attempts = cfg->queue.max_attempts;
+    o->backoff_base_ms = cfg->queue.backoff_base_ms;
+    o->backoff_max_ms = cfg->queue.backoff_max_ms;
+    o->heartbeat_ttl_s = cfg->queue.heartbeat_ttl_s;
+    o->reap_interval_ms = cfg->queue.reap_interval_ms;
+}
+
+void queue_opts_default(queue_opts *o)
+{
+    o->max_attempts = 8;
+    o->backoff_base_ms = 200;
+    o->backoff_max_ms = 60000;
+    o->heartbeat_ttl_s = 15;
+    o->reap_interval_ms = 2000;
+}
+
+queue *queue_open(rconn *c, const char *prefix, const char *name, const char *consumer,
+                  const queue_opts *o, char *err, size_t errlen)
+{
+    if (!c || !prefix || strlen(prefix) > 100) {
+        snprintf(err, errlen, "queue: missing connection or bad prefix");
+        return NULL;
+    }
+    if (!name || !valid_word(name, QUEUE_MAX_NAME) || strchr(name, ':')) {
+        snprintf(err, errlen, "queue: bad queue name '%s'", name ? name : "(null)");
+        return NULL;
+    }
+    if (consumer && !valid_word(consumer, QUEUE_MAX_CONSUMER)) {
+        snprintf(err, errlen, "queue: bad consumer id '%s'", consumer);
+        return NULL;
+    }
+    queue *q = calloc(1, sizeof *q);
+    if (!q) {
+        snprintf(err, errlen, "queue: out of memory");
+        return NULL;
+    }
+    q->c = c;
+    snprintf(q->name, sizeof q->name, "%s", name);
+    snprintf(q->consumer, sizeof q->consumer, "%s", consumer ? consumer : "");
+    if (o)
+        q->o = *o;
+    else
+        queue_opts_default(&q->o);
+    if (q->o.max_attempts < 1)
+        q->o.max_attempts = 1;
+    if (q->o.backoff_base_ms < 1)
+        q->o.backoff_base_ms = 1;
+    if (q->o.backoff_max_ms < q->o.backoff_base_ms)
+        q->o.backoff_max_ms = q->o.backoff_base_ms;
+    if (q->o.heartbeat_ttl_s < 1)
+        q->o.heartbeat_ttl_s = 1;
+    snprintf(q->base, sizeof q->base, "%s{%s}:", prefix, name);
+    set_keys(q);
+    q->rng = (unsigned)(time_mono_us() ^ ((unsigned)getpid() << 16)) | 1u;
+    return q;
+}
+
+void queue_close(queue *q)
+{
+    free(q);
+}
+
+const char *queue_error(const queue *q)
+{
+    return q->err;
+}
+
+const char *queue_name(const queue *q)
+{
+    return q->name;
+}
+
+char *queue_consumer_id(const char *role, char *buf, size_t n)
+{
+    char host[64] = "host";
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "host");
+    host[sizeof host - 1] = '\0';
+    for (char *p = host; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '.'))
+            *p = '_';
+    snprintf(buf, n, "%s:%s:%ld", role, host, (long)getpid());
+    return buf;
+}
+
+const char *queue_key(const queue *q, const char *suffix, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s%s", q->base, suffix);
+    return buf;
+}
+
+/* ---- Producing --------------------------------------------------------------------------- */
+
+int queue_push(queue *q, const char *json, size_t len)
+{
+    return queue_push_many(q, &json, &len, 1);
+}
+
+int queue_push_many(queue *q, const char *const *jobs, const size_t *lens, size_t n)
+{
+    enum { CHUNK = 1000 };
+    const char *argv[CHUNK + 2];
+    size_t alen[CHUNK + 2];
+    size_t nchunks = 0;
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = lens ? lens[i] : strlen(jobs[i]);
+        if (l == 0 || l > QUEUE_MAX_JOB_BYTES)
+            return fail(q, "queue %s: job %zu is empty or larger than %d bytes", q->name, i,
+                        QUEUE_MAX_JOB_BYTES);
+    }
+    for (size_t off = 0; off < n; off += CHUNK) {
+        size_t m = n - off < CHUNK ? n - off : CHUNK;
+        argv[0] = "LPUSH";
+        alen[0] = 5;
+        argv[1] = q->k_ready;
+        alen[1] = strlen(q->k_ready);
+        for (size_t i = 0; i < m; i++) {
+            argv[2 + i] = jobs[off + i];
+            alen[2 + i] = lens ? lens[off + i] : strlen(jobs[off + i]);
+        }
+        if (rconn_append_argv(q->c, (int)m + 2, argv, alen) != 0)
+            return fail(q, "queue %s push: %s", q->name, rconn_error(q->c));
+        nchunks++;
+    }
+    if (rconn_append(q->c, "HINCRBY %s pushed %lld", q->k_stats, (long long)n) != 0)
+        return fail(q, "queue %s push: %s", q->name, rconn_error(q->c));
+    nchunks++;
+    int rc = 0;
+    for (size_t i = 0; i < nchunks; i++) {
+        redisReply *r;
+        if (rconn_get_reply(q->c, &r) != 0)
+            return fail(q, "queue %s push: %s", q->name, rconn_error(q->c));
+        if (r->type == REDIS_REPLY_ERROR)
+            rc = fail(q, "queue %s push: %s", q->name, r->str);
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
+/* ---- Consuming --------------------------------------------------------------------------- */
+
+static int need_consumer(queue *q)
+{
+    if (!q->consumer[0])
+        return fail(q, "queue %s: producer handle cannot consume", q->name);
+    return 0;
+}
+
+/* SET hb PX + SADD consumers; returns SADD's result (1 = was not registered) or -1. */
+static int beat(queue *q)
+{
+    if (need_consumer(q) != 0)
+        return -1;
+    long long ttl = (long long)q->o.heartbeat_ttl_s * 1000;
+    if (rconn_append(q->c, "SET %s 1 PX %lld", q->k_hb, ttl) != 0 ||
+        rconn_append(q->c, "SADD %s %s", q->k_consumers, q->consumer) != 0)
+        return fail(q, "queue %s heartbeat: %s", q->name, rconn_error(q->c));
+    int added = 0, rc = 0;
+    for (int i = 0; i < 2; i++) {
+        redisReply *r;
+        if (rconn_get_reply(q->c, &r) != 0)
+            return fail(q, "queue %s heartbeat: %s", q->name, rconn_error(q->c));
+        if (r->type == REDIS_REPLY_ERROR)
+            rc = fail(q, "queue %s heartbeat: %s", q->name, r->str);
+        else if (i == 1)
+            added = r->integer == 1;
+        freeReplyObject(r);
+    }
+    return rc ? rc : added;
+}
+
+int queue_register(queue *q)
+{
+    return beat(q) < 0 ? -1 : 0;
+}
+
+int queue_heartbeat(queue *q)
+{
+    int r = beat(q);
+    if (r == 1)
+        log_warn("queue.reregistered", "queue=%s consumer=%s", q->name, q->consumer);
+    return r;
+}
+
+void queue_batch_init(queue_batch *b)
+{
+    memset(b, 0, sizeof *b);
+}
+
+void queue_batch_release(queue_batch *b)
+{
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->n; i++)
+        free(b->jobs[i].data);
+    free(b->jobs);
+    memset(b, 0, sizeof *b);
+}
+
+static int batch_add(queue *q, queue_batch *b, const char *s, size_t len)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        queue_job *j = realloc(b->jobs, cap * sizeof *j);
+        if (!j)
+            return fail(q, "out of memory");
+        b->jobs = j;
+        b->cap = cap;
+    }
+    char *d = malloc(len + 1);
+    if (!d)
+        return fail(q, "out of memory");
+    memcpy(d, s, len);
+    d[len] = '\0';
+    b->jobs[b->n].data = d;
+    b->jobs[b->n].len = len;
+    b->n++;
+    return 0;
+}
+
+static int claim_now(queue *q, size_t max, queue_batch *out)
+{
+    char nbuf[24];
+    snprintf(nbuf, sizeof nbuf, "%zu", max);
+    const char *keys[] = {q->k_ready, q->k_proc};
+    const char *args[] = {nbuf};
+    redisReply *r = eval(q, LUA_CLAIM, 2, keys, 1, args, NULL);
+    if (!r)
+        return -1;
+    int n = 0;
+    if (r->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < r->elements; i++) {
+            redisReply *e = r->element[i];
+            if (e->type == REDIS_REPLY_STRING) {
+                if (batch_add(q, out, e->str, e->len) != 0) {
+                    freeReplyObject(r);
+                    return -1;
+                }
+                n++;
+            }
+        }
+    }
+    freeReplyObject(r);
+    return n;
+}
+
+int queue_claim(queue *q, size_t max, int block_ms, queue_batch *out)
+{
+    if (need_consumer(q) != 0)
+        return -1;
+    if (max == 0)
+        return 0;
+    if (max > 10000)
+        max = 10000;
+    int n = claim_now(q, max, out);
+    if (n != 0 || block_ms <= 0)
+        return n;
+    /* Nothing ready: block for the first job. BLMOVE's timeout is in seconds (decimal). */
+    char tbuf[32];
+    snprintf(tbuf, sizeof tbuf, "%.3f", block_ms / 1000.0);
+    const char *argv[] = {"BLMOVE", q->k_ready, q->k_proc, "RIGHT", "LEFT", tbuf};
+    redisReply *r = rconn_command_argv(q->c, 6, argv, NULL);
+    if (check_reply(q, r, "queue claim") != 0)
+        return -1;
+    if (r->type == REDIS_REPLY_STRING) {
+        if (batch_add(q, out, r->str, r->len) != 0) {
+            freeReplyObject(r);
+            return -1;
+        }
+        n = 1;
+    }
+    freeReplyObject(r);
+    if (n == 1 && max > 1) {
+        int more = claim_now(q, max - 1, out);
+        if (more < 0) /* the first job is claimed and in `out`: report what we have */
+            return 1;
+        n += more;
+    }
+    return n;
+}
+
+int queue_ack(queue *q, const queue_job *jobs, size_t n)
+{
+    enum { CHUNK = 1000 };
+    if (need_consumer(q) != 0)
+        return -1;
+    char rate[300], ttl[] = "120";
+    snprintf(rate, sizeof rate, "%srate:%lld", q->base, (long long)(time_now_ms() / 10000));
+    const char *keys[] = {q->k_proc, q->k_stats, rate};
+    for (size_t off = 0; off < n; off += CHUNK) {
+        size_t m = n - off < CHUNK ? n - off : CHUNK;
+        const char *args[CHUNK + 1];
+        size_t lens[CHUNK + 1];
+        args[0] = ttl;
+        lens[0] = strlen(ttl);
+        for (size_t i = 0; i < m; i++) {
+            args[1 + i] = jobs[off + i].data;
+            lens[1 + i] = jobs[off + i].len;
+        }
+        redisReply *r = eval(q, LUA_ACK, 3, keys, (int)m + 1, args, lens);
+        if (!r)
+            return -1;
+        freeReplyObject(r);
+    }
+    return 0;
+}
+
+/* Build the delayed entry (payload with bookkeeping) or the dead letter for job. Sets *attempts.
+ * Returns a malloc'd string or NULL. */
+static char *annotate(queue *q, const queue_job *job, const char *error, bool dead_now,
+                      int *attempts, bool *dead)
+{
+    json_error_t jerr;
+    json_t *obj = json_loadb(job->data, job->len, 0, &jerr);
+    int64_t now = time_now_ms();
+    char *out = NULL;
+    if (!json_is_object(obj)) {
+        /* Not JSON (or not an object): it can never succeed, dead-letter it as text. */
+        json_decref(obj);
+        obj = NULL;
+        dead_now = true;
+    }
+    int a = obj ? (int)jsonx_int(obj, "_attempts", 0) + 1 : 1;
+    int64_t first = obj ? (int64_t)jsonx_int(obj, "_first_at", now) : now;
+    *attempts = a;
+    *dead = dead_now || a >= q->o.max_attempts;
+    if (*dead) {
+        json_t *entry = json_object();
+        json_t *jobv;
+        if (obj) {
+            jobv = json_deep_copy(obj);
+            json_object_del(jobv, "_attempts");
+            json_object_del(jobv, "_first_at");
+            json_object_del(jobv, "_error");
+        } else {
+            jobv = json_stringn(job->data, job->len);
+            if (!jobv) { /* not even UTF-8: keep it readable, bytes above 0x7f become '?' */
+                char *clean = malloc(job->len + 1);
+                for (size_t i = 0; clean && i < job->len; i++)
+                    clean[i] =
+                        (unsigned char)job->data[i] < 0x80 && job->data[i] ? job->data[i] : '?';
+                jobv = clean ? json_stringn(clean, job->len) : json_string("");
+                free(clean);
+            }
+        }
+        json_object_set_new(entry, "queue", json_string(q->name));
+        json_object_set_new(entry, "job", jobv);
+        json_object_set_new(entry, "error", json_string(error ? error : "unknown error"));
+        json_object_set_new(entry, "attempts", json_integer(a));
+        json_object_set_new(entry, "first_at", json_integer(first));
+        json_object_set_new(entry, "failed_at", json_integer(now));
+        out = json_dumps(entry, JSON_COMPACT);
+        json_decref(entry);
+    } else {
+        json_object_set_new(obj, "_attempts", json_integer(a));
+        json_object_set_new(obj, "_first_at", json_integer(first));
+        json_object_set_new(obj, "_error", json_string(error ? error : "unknown error"));
+        out = json_dumps(obj, JSON_COMPACT);
+    }
+    json_decref(obj);
+    if (!out)
+        fail(q, "out of memory");
+    return out;
+}
+
+static int settle(queue *q, const queue_job *job, const char *error, bool dead_now)
+{
+    if (need_consumer(q) != 0)
+        return -1;
+    int attempts;
+    bool dead;
+    char *entry = annotate(q, job, error, dead_now, &attempts, &dead);
+    if (!entry)
+        return -1;
+    long long d = q->o.backoff_base_ms;
+    for (int i = 1; i < attempts && d < q->o.backoff_max_ms; i++)
+        d *= 2;
+    if (d > q->o.backoff_max_ms)
+        d = q->o.backoff_max_ms;
+    long long delay = d / 2 + (long long)(rng_next(q) % (unsigned)(d / 2 + 1));
+    char due[32];
+    snprintf(due, sizeof due, "%lld", (long long)time_now_ms() + delay);
+    const char *keys[] = {q->k_proc, q->k_delayed, q->k_dead, q->k_stats};
+    const char *args[] = {job->data, entry, dead ? "dead" : "retry", due};
+    size_t lens[] = {job->len, strlen(entry), strlen(args[2]), strlen(due)};
+    redisReply *r = eval(q, LUA_SETTLE, 4, keys, 4, args, lens);
+    free(entry);
+    if (!r)
+        return -1;
+    int moved = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    if (moved && dead) {
+        char eq[200];
+        log_warn("queue.dead_letter", "queue=%s attempts=%d error=%s", q->name, attempts,
+                 log_quote(eq, sizeof eq, error ? error : ""));
+    }
+    return moved && dead ? 1 : 0;
+}
+
+int queue_retry(queue *q, const queue_job *job, const char *error)
+{
+    return settle(q, job, error, false);
+}
+
+int queue_dead(queue *q, const queue_job *job, const char *reason)
+{
+    int r = settle(q, job, reason, true);
+    return r < 0 ? -1 : 0;
+}
+
+int queue_promote_due(queue *q)
+{
+    char now[32];
+    snprintf(now, sizeof now, "%lld", (long long)time_now_ms());
+    const char *keys[] = {q->k_delayed, q->k_ready};
+    const char *args[] = {now, "1000"};
+    redisReply *r = eval(q, LUA_PROMOTE, 2, keys, 2, args, NULL);
+    if (!r)
+        return -1;
+    int n = r->type == REDIS_REPLY_INTEGER ? (int)r->integer : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+/* Run LUA_REAP for consumer cid. Returns jobs moved, -2 if alive, -1 on error. */
+static long long reap_one(queue *q, const char *cid, bool force)
+{
+    char proc[400], hb[400];
+    snprintf(proc, sizeof proc, "%sprocessing:%s", q->base, cid);
+    snprintf(hb, sizeof hb, "%shb:%s", q->base, cid);
+    const char *keys[] = {proc, q->k_ready, q->k_consumers, hb, q->k_stats};
+    const char *args[] = {cid, force ? "force" : "check"};
+    redisReply *r = eval(q, LUA_REAP, 5, keys, 2, args, NULL);
+    if (!r)
+        return -1;
+    long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    freeReplyObject(r);
+    return n < 0 ? -2 : n;
+}
+
+int queue_reap(queue *q)
+{
+    redisReply *r = rconn_command(q->c, "SMEMBERS %s", q->k_consumers);
+    if (check_reply(q, r, "queue reap") != 0)
+        return -1;
+    long long total = 0;
+    int rc = 0;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const char *cid = r->element[i]->str;
+        if (!cid || !strcmp(cid, q->consumer) || !valid_word(cid, QUEUE_MAX_CONSUMER))
+            continue;
+        long long n = reap_one(q, cid, false);
+        if (n == -1) {
+            rc = -1;
+            break;
+        }
+        if (n >= 0) {
+            total += n;
+            log_warn("queue.reaped", "queue=%s consumer=%s jobs=%lld", q->name, cid, n);
+        }
+    }
+    freeReplyObject(r);
+    return rc ? rc : (int)total;
+}
+
+int queue_release_claimed(queue *q)
+{
+    if (need_consumer(q) != 0)
+        return -1;
+    long long n = reap_one(q, q->consumer, true);
+    return n < 0 ? -1 : (int)n;
+}
+
+int queue_maintain(queue *q)
+{
+    int64_t now = time_mono_ms();
+    if (now < q->next_maintain_ms)
+        return 0;
+    q->next_maintain_ms = now + q->o.reap_interval_ms;
+    if (q->consumer[0] && queue_heartbeat(q) < 0)
+        return -1;
+    if (queue_promote_due(q) < 0)
+        return -1;
+    if (queue_reap(q) < 0)
+        return -1;
+    return 0;
+}
+
+/* ---- Inspection and operators ------------------------------------------------------------ */
+
+int queue_stats_get(rconn *c, const char *prefix, const char *name, queue_stats *out, char *err,
+                    size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    queue *q = queue_open(c, prefix, name, NULL, NULL, err, errlen);
+    if (!q)
+        return -1;
+    snprintf(out->name, sizeof out->name, "%s", name);
+    int rc = -1;
+    redisReply *r = NULL, *members = NULL;
+    long long slot = time_now_ms() / 10000;
+    char rk[6][300];
+    int ok = rconn_append(c, "LLEN %s", q->k_ready) == 0 &&
+             rconn_append(c, "ZCARD %s", q->k_delayed) == 0 &&
+             rconn_append(c, "LLEN %s", q->k_dead) == 0 &&
+             rconn_append(c, "HGETALL %s", q->k_stats) == 0 &&
+             rconn_append(c, "SMEMBERS %s", q->k_consumers) == 0;
+    for (int i = 0; ok && i < 6; i++) {
+        snprintf(rk[i], sizeof rk[i], "%srate:%lld", q->base, slot - i);
+        ok = rconn_append(c, "GET %s", rk[i]) == 0;
+    }
+    if (!ok) {
+        snprintf(err, errlen, "redis: %s", rconn_error(c));
+        goto out;
+    }
+    long long rate_sum = 0;
+    for (int i = 0; i < 11; i++) {
+        if (rconn_get_reply(c, &r) != 0) {
+            snprintf(err, errlen, "redis: %s", rconn_error(c));
+            goto out;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "redis: %s", r->str);
+            freeReplyObject(r);
+            r = NULL;
+            /* drain the rest so the connection stays usable */
+            for (int j = i + 1; j < 11; j++)
+                if (rconn_get_reply(c, &r) == 0)
+                    freeReplyObject(r);
+            r = NULL;
+            goto out;
+        }
+        switch (i) {
+        case 0:
+            out->ready = r->integer;
+            break;
+        case 1:
+            out->delayed = r->integer;
+            break;
+        case 2:
+            out->dead = r->integer;
+            break;
+        case 3:
+            for (size_t k = 0; k + 1 < r->elements; k += 2) {
+                const char *f = r->element[k]->str;
+                long long v = strtoll(r->element[k + 1]->str, NULL, 10);
+                if (!strcmp(f, "pushed"))
+                    out->pushed = v;
+                else if (!strcmp(f, "acked"))
+                    out->acked = v;
+                else if (!strcmp(f, "retried"))
+                    out->retried = v;
+                else if (!strcmp(f, "dead"))
+                    out->dead_total = v;
+                else if (!strcmp(f, "requeued"))
+                    out->requeued = v;
+                else if (!strcmp(f, "reaped"))
+                    out->reaped = v;
+            }
+            break;
+        case 4:
+            members = r;
+            r = NULL;
+            break;
+        default:
+            if (r->type == REDIS_REPLY_STRING)
+                rate_sum += strtoll(r->str, NULL, 10);
+            break;
+        }
+        if (r)
+            freeReplyObject(r);
+        r = NULL;
+    }
+    /* The current slot is partial: divide by the time actually covered. */
+    double covered = 50.0 + (double)(time_now_ms() % 10000) / 1000.0;
+    out->rate_1m = (double)rate_sum / covered;
+    out->consumers = members ? (long long)members->elements : 0;
+    for (size_t i = 0; members && i < members->elements; i++) {
+        const char *cid = members->element[i]->str;
+        redisReply *a = rconn_command(c, "LLEN %sprocessing:%s", q->base, cid);
+        redisReply *b = rconn_command(c, "EXISTS %shb:%s", q->base, cid);
+        if (a && a->type == REDIS_REPLY_INTEGER)
+            out->inflight += a->integer;
+        if (b && b->type == REDIS_REPLY_INTEGER && b->integer)
+            out->alive++;
+        if (a)
+            freeReplyObject(a);
+        if (b)
+            freeReplyObject(b);
+    }
+    rc = 0;
+out:
+    if (members)
+        freeReplyObject(members);
+    queue_close(q);
+    return rc;
+}
+
+long long queue_dlq_len(queue *q)
+{
+    redisReply *r = rconn_command(q->c, "LLEN %s", q->k_dead);
+    if (check_reply(q, r, "dlq") != 0)
+        return -1;
+    long long n = r->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+int queue_dlq_list(queue *q, long start, long count, char ***out)
+{
+    *out = NULL;
+    if (start < 0 || count <= 0)
+        return 0;
+    redisReply *r = rconn_command(q->c, "LRANGE %s %ld %ld", q->k_dead, start, start + count - 1);
+    if (check_reply(q, r, "dlq list") != 0)
+        return -1;
+    char **a = calloc(r->elements + 1, sizeof *a);
+    if (!a) {
+        freeReplyObject(r);
+        return fail(q, "out of memory");
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        if (r->element[i]->type != REDIS_REPLY_STRING)
+            continue;
+        a[n] = strndup(r->element[i]->str, r->element[i]->len);
+        if (!a[n])
+            break;
+        n++;
+    }
+    freeReplyObject(r);
+    *out = a;
+    return (int)n;
+}
+
+/* The job to requeue from a dead-letter entry (malloc'd), or NULL if the entry is unusable. */
+static char *requeue_payload(const char *entry, size_t len)
+{
+    json_error_t jerr;
+    json_t *e = json_loadb(entry, len, 0, &jerr);
+    json_t *job = json_object_get(e, "job");
+    char *out = NULL;
+    if (json_is_object(job))
+        out = json_dumps(job, JSON_COMPACT);
+    else if (json_is_string(job))
+        out = strndup(json_string_value(job), json_string_length(job));
+    json_decref(e);
+    return out;
+}
+
+/* Take the entry at index from the dead list (requeue or delete). 1 taken, 0 none, -1 error. */
+static int dlq_take(queue *q, long index, bool requeue)
+{
+    redisReply *r = rconn_command(q->c, "LINDEX %s %ld", q->k_dead, index);
+    if (check_reply(q, r, "dlq") != 0)
+        return -1;
+    if (r->type != REDIS_REPLY_STRING) {
+        freeReplyObject(r);
+        return 0;
+    }
+    char *job = NULL;
+    if (requeue) {
+        job = requeue_payload(r->str, r->len);
+        if (!job) {
+            freeReplyObject(r);
+            return fail(q, "dlq: entry %ld has no job to requeue", index);
+        }
+    }
+    const char *keys[] = {q->k_dead, q->k_ready, q->k_stats};
+    const char *args[] = {r->str, job ? job : ""};
+    size_t lens[] = {r->len, job ? strlen(job) : 0};
+    redisReply *m = eval(q, LUA_DLQ_TAKE, 3, keys, 2, args, lens);
+    freeReplyObject(r);
+    free(job);
+    if (!m)
+        return -1;
+    int taken = m->type == REDIS_REPLY_INTEGER && m->integer == 1;
+    freeReplyObject(m);
+    return taken;
+}
+
+static long long dlq_take_many(queue *q, long index, bool requeue)
+{
+    if (index >= 0) {
+        int t = dlq_take(q, index, requeue);
+        return t < 0 ? -1 : t;
+    }
+    /* All: oldest first (from the tail), so requeued jobs keep their order. */
+    long long n = 0;
+    for (;;) {
+        int t = dlq_take(q, -1, requeue);
+        if (t < 0)
+            return -1;
+        if (t == 0)
+            break;
+        n++;
+    }
+    return n;
+}
+
+long long queue_dlq_requeue(queue *q, long index)
+{
+    return dlq_take_many(q, index, true);
+}
+
+long long queue_dlq_purge(queue *q, long index)
+{
+    if (index < 0) {
+        static const char lua[] = "local n = redis.call('LLEN', KEYS[1])\n"
+                                  "redis.call('DEL', KEYS[1])\nreturn n\n";
+        const char *keys[] = {q->k_dead};
+        redisReply *r = eval(q, lua, 1, keys, 0, NULL, NULL);
+        if (!r)
+            return -1;
+        long long n = r->integer;
+        freeReplyObject(r);
+        return n;
+    }
+    return dlq_take_many(q, index, false);
+}

@@ -1,0 +1,192 @@
+/*
+ * queue: minicrm's reliable job queue on Redis lists; the one implementation every program uses
+ * (the API pushes campaign jobs, sends and receipts; workers, vendor-sim and the receipts worker
+ * consume them).
+ *
+ * Guarantees: at-least-once delivery. A job leaves Redis only when a consumer acknowledges it, is
+ * dead-lettered, or an operator purges the dead-letter list; nothing is trimmed away silently.
+ * Consumers must therefore make processing idempotent (every minicrm consumer is).
+ *
+ * Keys of queue NAME with prefix P (redis.prefix, default "minicrm:"); the {NAME} hash tag puts
+ * all keys of one queue in one Redis Cluster slot, so the Lua scripts below stay valid when Redis
+ * is sharded:
+ *
+ *   P{NAME}:ready              LIST   waiting jobs; producers LPUSH, consumers take from the right
+ *   P{NAME}:processing:CID     LIST   jobs claimed by consumer CID (BLMOVE/LMOVE ready -> here)
+ *   P{NAME}:hb:CID             STRING heartbeat of consumer CID, expires after heartbeat_ttl_s
+ *   P{NAME}:consumers          SET    consumer ids that may own a processing list
+ *   P{NAME}:delayed            ZSET   jobs waiting for a retry, scored by due time (ms since epoch)
+ *   P{NAME}:dead               LIST   dead letters (newest first), JSON described below
+ *   P{NAME}:stats              HASH   counters: pushed, acked, retried, dead, requeued, reaped
+ *   P{NAME}:rate:SLOT          STRING acks in the 10-second slot SLOT (expires after 120 s)
+ *
+ * Job payloads are JSON text (objects), pushed and delivered byte for byte. On a retry the queue
+ * adds three bookkeeping members to the object: "_attempts" (failed attempts so far),
+ * "_first_at" (ms of the first failure) and "_error" (last error). A dead letter is
+ *   {"queue":NAME,"job":<payload object, or the raw text as a string if it was not JSON>,
+ *    "error":"...","attempts":N,"first_at":ms,"failed_at":ms}
+ *
+ * Job life: READY -(claim)-> CLAIMED -(ack)-> gone
+ *                              CLAIMED -(retry, attempts < max)-> DELAYED -(due)-> READY
+ *                              CLAIMED -(retry at max / dead)-> DEAD -(requeue)-> READY
+ *                              CLAIMED -(consumer heartbeat expired: reap)-> READY
+ * Every move between two keys is one atomic Redis operation (Lua script or MULTI).
+ *
+ * Threads and processes: a queue handle wraps an rconn it does not own; like the rconn it is not
+ * thread-safe and must not cross fork(). Many handles (in many processes and hosts) may share one
+ * queue; each consumer handle must have a consumer id unique among live consumers.
+ *
+ * Memory: strings inside a queue_batch are owned by the batch (queue_batch_release frees them).
+ * Errors: functions return 0 (or a count) on success, -1 on failure with queue_error() set.
+ */
+#ifndef MINICRM_QUEUE_H
+#define MINICRM_QUEUE_H
+
+#include "config.h"
+#include "rconn.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Queue names used by minicrm. */
+#define QUEUE_CAMPAIGNS "campaigns"
+#define QUEUE_SENDS     "sends"
+#define QUEUE_RECEIPTS  "receipts"
+
+/* Largest accepted job payload (a send carries a personalised message). */
+#define QUEUE_MAX_JOB_BYTES (64 * 1024)
+/* Longest queue name and consumer id. */
+#define QUEUE_MAX_NAME     64
+#define QUEUE_MAX_CONSUMER 128
+
+typedef struct queue_opts {
+    int max_attempts;     /* a retry after this many failed attempts dead-letters the job */
+    int backoff_base_ms;  /* first retry delay; doubles each attempt, full jitter */
+    int backoff_max_ms;   /* cap of the retry delay */
+    int heartbeat_ttl_s;  /* a consumer silent this long is dead; its jobs are returned */
+    int reap_interval_ms; /* queue_maintain does its work at most this often */
+} queue_opts;
+
+typedef struct queue queue;
+
+/* One claimed job. `data` is NUL-terminated (len excludes the NUL). */
+typedef struct queue_job {
+    char *data;
+    size_t len;
+} queue_job;
+
+/* A claimed batch; init with {0} or queue_batch_init. */
+typedef struct queue_batch {
+    queue_job *jobs;
+    size_t n;
+    size_t cap;
+} queue_batch;
+
+/* Depth and counters of one queue (queue_stats_get). */
+typedef struct queue_stats {
+    char name[QUEUE_MAX_NAME];
+    long long ready;     /* LLEN ready */
+    long long inflight;  /* sum of LLEN processing:* of registered consumers */
+    long long delayed;   /* ZCARD delayed */
+    long long dead;      /* LLEN dead */
+    long long consumers; /* registered consumers */
+    long long alive;     /* of which with a live heartbeat */
+    long long pushed, acked, retried, dead_total, requeued, reaped; /* stats hash */
+    double rate_1m; /* acks per second over the last minute */
+} queue_stats;
+
+/* ---- Options ------------------------------------------------------------------------------ */
+
+/* The queue.* settings of cfg. */
+void queue_opts_from_config(queue_opts *o, const minicrm_config *cfg);
+/* Defaults equal to the config defaults (for tools and tests). */
+void queue_opts_default(queue_opts *o);
+
+/* ---- Handles ------------------------------------------------------------------------------ */
+
+/* Open queue `name` on connection c (not owned; must outlive the handle) with key prefix
+ * `prefix` (e.g. cfg->redis.prefix). `consumer` is NULL for a producer-only handle; otherwise
+ * the consumer id (letters, digits, '.', '-', '_', ':'), e.g. from queue_consumer_id(). Opening
+ * a consumer does not contact Redis; call queue_register() before claiming.
+ * Returns NULL with a message in err on a bad name or out of memory. */
+queue *queue_open(rconn *c, const char *prefix, const char *name, const char *consumer,
+                  const queue_opts *o, char *err, size_t errlen);
+/* Close the handle (claimed jobs stay claimed; see queue_release_claimed). NULL-safe. */
+void queue_close(queue *q);
+/* Last error message of this handle. */
+const char *queue_error(const queue *q);
+const char *queue_name(const queue *q);
+/* Build "ROLE:HOST:PID" (the default consumer id) into buf. Returns buf. */
+char *queue_consumer_id(const char *role, char *buf, size_t n);
+/* Full key name for a suffix ("ready", "dead", "processing:CID"...) into buf; for tools. */
+const char *queue_key(const queue *q, const char *suffix, char *buf, size_t n);
+
+/* ---- Producing ---------------------------------------------------------------------------- */
+
+/* Push one job (JSON text of len bytes, at most QUEUE_MAX_JOB_BYTES). */
+int queue_push(queue *q, const char *json, size_t len);
+/* Push n jobs in one pipelined round trip (LPUSH with many values, in chunks of 1000 values).
+ * lens may be NULL (strlen is used). All-or-error: on -1 some chunks may already be queued, so
+ * callers retry the whole call (duplicates are harmless under at-least-once). */
+int queue_push_many(queue *q, const char *const *jobs, const size_t *lens, size_t n);
+
+/* ---- Consuming ---------------------------------------------------------------------------- */
+
+/* Add the consumer to the consumers set and write its heartbeat. Call once after opening and
+ * again whenever queue_heartbeat reports that the consumer was reaped. */
+int queue_register(queue *q);
+/* Refresh the heartbeat (SET PX). Returns 1 if the consumer had been presumed dead (its jobs
+ * were reaped; it re-registered itself), 0 normally, -1 on error. */
+int queue_heartbeat(queue *q);
+/* Claim up to `max` jobs into this consumer's processing list and append them to `out`. Takes
+ * what is ready at once (one Lua script moving up to max jobs); if nothing is ready, blocks up
+ * to block_ms (BLMOVE; 0 = do not block) for the first job and then takes the rest at once.
+ * Returns the number claimed (0 on timeout), or -1. */
+int queue_claim(queue *q, size_t max, int block_ms, queue_batch *out);
+/* Acknowledge jobs (remove them from the processing list) in one pipelined round trip. */
+int queue_ack(queue *q, const queue_job *jobs, size_t n);
+/* Record a failed attempt: the job moves atomically from processing to the delayed set, due
+ * after d/2 + random(0 .. d/2) ms with d = min(backoff_max, backoff_base * 2^(attempt-1))
+ * (exponential backoff with "equal jitter"), or to the dead-letter list if this was attempt
+ * max_attempts. A job no longer in the processing list (reaped meanwhile) is left alone.
+ * Returns 0 (delayed or already gone), 1 (dead-lettered), -1 on error. */
+int queue_retry(queue *q, const queue_job *job, const char *error);
+/* Move the job straight to the dead-letter list with `reason` (poison / malformed / unknown). */
+int queue_dead(queue *q, const queue_job *job, const char *reason);
+/* Periodic housekeeping, cheap to call in every loop iteration: at most once per
+ * reap_interval_ms it refreshes the heartbeat, moves due delayed jobs back to ready (Lua, atomic,
+ * up to 1000 per call) and reaps consumers whose heartbeat expired (Lua, atomic per consumer).
+ * Returns 0 or -1. Producer handles may call it too (delayed + reap only). */
+int queue_maintain(queue *q);
+/* Promote due delayed jobs now (ignores the interval). Returns the number moved, or -1. */
+int queue_promote_due(queue *q);
+/* Reap dead consumers now. Returns the number of jobs returned to ready, or -1. */
+int queue_reap(queue *q);
+/* Hand back every job this consumer has claimed (to the front of ready) and unregister; used at
+ * shutdown and at start-up (a restarted consumer with the same id takes back its old jobs).
+ * Returns the number of jobs returned, or -1. */
+int queue_release_claimed(queue *q);
+
+void queue_batch_init(queue_batch *b);
+/* Free the jobs and reset to empty (keeps nothing). NULL-safe. */
+void queue_batch_release(queue_batch *b);
+
+/* ---- Inspection and operators ------------------------------------------------------------- */
+
+/* Depths and counters of queue `name` (no handle needed). 0 or -1 with err. */
+int queue_stats_get(rconn *c, const char *prefix, const char *name, queue_stats *out, char *err,
+                    size_t errlen);
+/* Dead letters [start, start+count) (0 = newest) as malloc'd JSON strings into *out (caller
+ * frees each and the array). Returns the number, or -1. */
+int queue_dlq_list(queue *q, long start, long count, char ***out);
+/* Total dead letters, or -1. */
+long long queue_dlq_len(queue *q);
+/* Requeue dead letter at index (0 = newest; -1 = all): its original job goes back to ready with
+ * bookkeeping members removed, atomically with its removal from the dead list. Returns the
+ * number requeued, or -1. */
+long long queue_dlq_requeue(queue *q, long index);
+/* Delete dead letter at index (-1 = all). Returns the number deleted, or -1. */
+long long queue_dlq_purge(queue *q, long index);
+
+#endif

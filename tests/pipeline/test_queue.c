@@ -1,0 +1,251 @@
+/*
+ * test_queue: lib/queue against a private redis-server: push/claim/ack, batch claims, retry with
+ * backoff through the delayed set, dead-lettering with reason and attempts, the reaper returning a
+ * dead consumer's jobs, releasing claims, hash-tagged keys, stats and the DLQ operations.
+ */
+#include "queue.h"
+#include "rconn.h"
+#include "test.h"
+#include "testenv.h"
+#include "timeutil.h"
+
+#include <jansson.h>
+#include <time.h>
+
+static testenv env;
+static rconn *rc;
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static queue *open_q(const char *name, const char *consumer, int max_attempts)
+{
+    queue_opts o;
+    queue_opts_default(&o);
+    o.max_attempts = max_attempts;
+    o.backoff_base_ms = 20;
+    o.backoff_max_ms = 100;
+    o.heartbeat_ttl_s = 1;
+    o.reap_interval_ms = 50;
+    char err[256];
+    queue *q = queue_open(rc, env.prefix, name, consumer, &o, err, sizeof err);
+    if (!q)
+        fprintf(stderr, "queue_open: %s\n", err);
+    return q;
+}
+
+static long long llen(const char *key)
+{
+    redisReply *r = rconn_command(rc, "LLEN %s", key);
+    long long n = r ? r->integer : -1;
+    if (r)
+        freeReplyObject(r);
+    return n;
+}
+
+TEST(push_claim_ack_fifo)
+{
+    queue *p = open_q("t1", NULL, 3), *c = open_q("t1", "c1", 3);
+    CHECK(p && c);
+    const char *jobs[] = {"{\"n\":1}", "{\"n\":2}", "{\"n\":3}"};
+    CHECK_INT_EQ(queue_push_many(p, jobs, NULL, 3), 0);
+    CHECK_INT_EQ(queue_register(c), 0);
+    queue_batch b = {0};
+    CHECK_INT_EQ(queue_claim(c, 2, 0, &b), 2);
+    CHECK_STR_EQ(b.jobs[0].data, "{\"n\":1}");
+    CHECK_STR_EQ(b.jobs[1].data, "{\"n\":2}");
+    char key[300];
+    queue_key(c, "processing:c1", key, sizeof key);
+    char expect[300];
+    snprintf(expect, sizeof expect, "%s{t1}:processing:c1", env.prefix);
+    CHECK_STR_EQ(key, expect);
+    CHECK_INT_EQ(llen(key), 2);
+    CHECK_INT_EQ(queue_ack(c, b.jobs, b.n), 0);
+    CHECK_INT_EQ(llen(key), 0);
+    queue_batch_release(&b);
+    /* Blocking claim returns the remaining one, then times out empty. */
+    CHECK_INT_EQ(queue_claim(c, 10, 200, &b), 1);
+    CHECK_STR_EQ(b.jobs[0].data, "{\"n\":3}");
+    CHECK_INT_EQ(queue_ack(c, b.jobs, b.n), 0);
+    queue_batch_release(&b);
+    int64_t t0 = time_mono_ms();
+    CHECK_INT_EQ(queue_claim(c, 10, 150, &b), 0);
+    CHECK(time_mono_ms() - t0 >= 100);
+    queue_stats st;
+    char err[256];
+    CHECK_INT_EQ(queue_stats_get(rc, env.prefix, "t1", &st, err, sizeof err), 0);
+    CHECK_INT_EQ(st.pushed, 3);
+    CHECK_INT_EQ(st.acked, 3);
+    CHECK_INT_EQ(st.ready, 0);
+    CHECK_INT_EQ(st.inflight, 0);
+    CHECK_INT_EQ(st.consumers, 1);
+    CHECK_INT_EQ(st.alive, 1);
+    CHECK(st.rate_1m > 0);
+    queue_close(p);
+    queue_close(c);
+}
+
+TEST(retry_backoff_then_dead_letter)
+{
+    queue *p = open_q("t2", NULL, 3), *c = open_q("t2", "c1", 3);
+    CHECK(p && c);
+    CHECK_INT_EQ(queue_push(p, "{\"id\":\"x\"}", 10), 0);
+    CHECK_INT_EQ(queue_register(c), 0);
+    queue_batch b = {0};
+    for (int attempt = 1; attempt <= 3; attempt++) {
+        int64_t deadline = time_mono_ms() + 3000;
+        int n = 0;
+        while (n == 0 && time_mono_ms() < deadline) {
+            CHECK(queue_promote_due(c) >= 0);
+            n = queue_claim(c, 5, 50, &b);
+        }
+        CHECK_INT_EQ(n, 1);
+        json_t *j = json_loads(b.jobs[0].data, 0, NULL);
+        CHECK_STR_EQ(json_string_value(json_object_get(j, "id")), "x");
+        if (attempt > 1) {
+            CHECK_INT_EQ(json_integer_value(json_object_get(j, "_attempts")), attempt - 1);
+            CHECK_STR_EQ(json_string_value(json_object_get(j, "_error")), "boom");
+        }
+        json_decref(j);
+        int r = queue_retry(c, &b.jobs[0], "boom");
+        CHECK_INT_EQ(r, attempt == 3 ? 1 : 0);
+        queue_batch_release(&b);
+    }
+    CHECK_INT_EQ(queue_dlq_len(c), 1);
+    char **dl;
+    CHECK_INT_EQ(queue_dlq_list(c, 0, 10, &dl), 1);
+    json_t *e = json_loads(dl[0], 0, NULL);
+    free(dl[0]);
+    free(dl);
+    CHECK_STR_EQ(json_string_value(json_object_get(e, "error")), "boom");
+    CHECK_INT_EQ(json_integer_value(json_object_get(e, "attempts")), 3);
+    CHECK_STR_EQ(json_string_value(json_object_get(json_object_get(e, "job"), "id")), "x");
+    CHECK(json_object_get(json_object_get(e, "job"), "_attempts") == NULL);
+    CHECK(json_integer_value(json_object_get(e, "first_at")) <=
+          json_integer_value(json_object_get(e, "failed_at")));
+    json_decref(e);
+    /* Requeue brings the clean job back. */
+    CHECK_INT_EQ(queue_dlq_requeue(c, -1), 1);
+    CHECK_INT_EQ(queue_dlq_len(c), 0);
+    CHECK_INT_EQ(queue_claim(c, 5, 0, &b), 1);
+    CHECK_STR_EQ(b.jobs[0].data, "{\"id\":\"x\"}");
+    /* Malformed payloads go straight to the DLQ as text. */
+    queue_job bad = {.data = "not json", .len = 8};
+    CHECK_INT_EQ(queue_push(p, bad.data, bad.len), 0);
+    CHECK_INT_EQ(queue_ack(c, b.jobs, b.n), 0);
+    queue_batch_release(&b);
+    CHECK_INT_EQ(queue_claim(c, 5, 0, &b), 1);
+    CHECK_INT_EQ(queue_dead(c, &b.jobs[0], "malformed"), 0);
+    queue_batch_release(&b);
+    CHECK_INT_EQ(queue_dlq_list(c, 0, 10, &dl), 1);
+    CHECK_STR_CONTAINS(dl[0], "\"job\":\"not json\"");
+    CHECK_STR_CONTAINS(dl[0], "malformed");
+    free(dl[0]);
+    free(dl);
+    CHECK_INT_EQ(queue_dlq_purge(c, -1), 1);
+    CHECK_INT_EQ(queue_dlq_len(c), 0);
+    queue_close(p);
+    queue_close(c);
+}
+
+TEST(reaper_returns_dead_consumers_jobs)
+{
+    queue *p = open_q("t3", NULL, 3), *dead = open_q("t3", "dead1", 3),
+          *live = open_q("t3", "live1", 3);
+    CHECK(p && dead && live);
+    const char *jobs[] = {"{\"n\":1}", "{\"n\":2}", "{\"n\":3}", "{\"n\":4}"};
+    CHECK_INT_EQ(queue_push_many(p, jobs, NULL, 4), 0);
+    CHECK_INT_EQ(queue_register(dead), 0);
+    CHECK_INT_EQ(queue_register(live), 0);
+    queue_batch b = {0};
+    CHECK_INT_EQ(queue_claim(dead, 3, 0, &b), 3);
+    queue_batch_release(&b);
+    /* While the heartbeat lives, nothing is reaped. */
+    CHECK_INT_EQ(queue_reap(live), 0);
+    /* Poll until the 1 s heartbeat expires and the reaper returns all three. */
+    int64_t deadline = time_mono_ms() + 5000;
+    int got = 0;
+    while (got < 3 && time_mono_ms() < deadline) {
+        int r = queue_reap(live);
+        CHECK(r >= 0);
+        got += r;
+        if (got < 3)
+            sleep_ms(50);
+    }
+    CHECK_INT_EQ(got, 3);
+    CHECK_INT_EQ(queue_claim(live, 10, 0, &b), 4);
+    CHECK_INT_EQ(queue_ack(live, b.jobs, b.n), 0);
+    queue_batch_release(&b);
+    /* The dead consumer comes back: its heartbeat reports it was reaped. */
+    CHECK_INT_EQ(queue_heartbeat(dead), 1);
+    CHECK_INT_EQ(queue_heartbeat(dead), 0);
+    /* Releasing claims hands jobs back at once. */
+    CHECK_INT_EQ(queue_push(p, "{\"n\":5}", 7), 0);
+    CHECK_INT_EQ(queue_claim(dead, 10, 0, &b), 1);
+    queue_batch_release(&b);
+    CHECK_INT_EQ(queue_release_claimed(dead), 1);
+    CHECK_INT_EQ(queue_claim(live, 10, 0, &b), 1);
+    CHECK_INT_EQ(queue_ack(live, b.jobs, b.n), 0);
+    queue_batch_release(&b);
+    queue_stats st;
+    char err[256];
+    CHECK_INT_EQ(queue_stats_get(rc, env.prefix, "t3", &st, err, sizeof err), 0);
+    CHECK_INT_EQ(st.reaped, 4);
+    CHECK_INT_EQ(st.acked, 5);
+    queue_close(p);
+    queue_close(dead);
+    queue_close(live);
+}
+
+TEST(bad_names_and_sizes)
+{
+    char err[256];
+    CHECK(queue_open(rc, env.prefix, "a b", NULL, NULL, err, sizeof err) == NULL);
+    CHECK(queue_open(rc, env.prefix, "a:b", NULL, NULL, err, sizeof err) == NULL);
+    CHECK(queue_open(rc, env.prefix, "ok", "bad id", NULL, err, sizeof err) == NULL);
+    queue *p = open_q("t4", NULL, 3);
+    CHECK(p);
+    CHECK_INT_EQ(queue_push(p, "", 0), -1);
+    queue_batch b = {0};
+    CHECK_INT_EQ(queue_claim(p, 1, 0, &b), -1); /* producer handle cannot claim */
+    /* Big batches go in chunks. */
+    enum { N = 2500 };
+    static char bufs[N][32];
+    const char *jobs[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(bufs[i], sizeof bufs[i], "{\"i\":%d}", i);
+        jobs[i] = bufs[i];
+    }
+    CHECK_INT_EQ(queue_push_many(p, jobs, NULL, N), 0);
+    char key[300];
+    CHECK_INT_EQ(llen(queue_key(p, "ready", key, sizeof key)), N);
+    queue_close(p);
+}
+
+static int setup(void)
+{
+    if (testenv_start(&env, TESTENV_REDIS) != 0)
+        return -1;
+    char err[256];
+    rc = rconn_new(env.redis_url, 5000, err, sizeof err);
+    return rc ? 0 : -1;
+}
+
+static const test_case cases[] = {
+    TEST_ENTRY(push_claim_ack_fifo), TEST_ENTRY(retry_backoff_then_dead_letter),
+    TEST_ENTRY(reaper_returns_dead_consumers_jobs), TEST_ENTRY(bad_names_and_sizes)};
+
+int main(int argc, char **argv)
+{
+    if (setup() != 0) {
+        fprintf(stderr, "test_queue: cannot start redis\n");
+        return 1;
+    }
+    int rcode = test_run_all(__FILE__, cases, sizeof cases / sizeof cases[0], argc, argv);
+    rconn_free(rc);
+    testenv_stop(&env);
+    return rcode;
+}
