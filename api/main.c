@@ -1,13 +1,185 @@
-/* minicrm-api: the HTTP API (stub until its issue lands). */
+/*
+ * minicrm-api: the HTTP API (libmicrohttpd).
+ *
+ * Start-up: configuration (prog_start), signal handling, the MongoDB client pool, the Redis
+ * connection pool, the auth module, the route table, metrics, then the MHD daemon with a thread
+ * pool of api.threads threads. Indexes are created in the background (retried until MongoDB
+ * answers), so the API starts even while the database is still coming up; routes that need it
+ * answer 503 until then.
+ *
+ * Shutdown on SIGTERM/SIGINT: MHD_quiesce_daemon() stops accepting new connections, requests
+ * already in flight are given up to api.request_timeout_s to finish (http_inflight() reaches 0
+ * when the last response is fully sent), then the daemon stops and the process exits 0.
+ */
+#include "apiutil.h"
+#include "app.h"
+#include "dbpool.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "progargs.h"
+#include "router.h"
+#include "routes.h"
+#include "rpool.h"
+#include "signals.h"
+#include "timeutil.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+static const progargs_flag k_flags[] = {
+    {"--port", "api.port", "TCP port to listen on"},
+    {"--bind", "api.bind", "address to bind"},
+    {"--threads", "api.threads", "HTTP worker threads"},
+};
+
+static atomic_bool g_indexes_done;
+
+/* Background index creation: retried every 2 s until MongoDB answers or we stop. */
+static void *index_thread(void *arg)
+{
+    api_ctx *app = arg;
+    int64_t next_log = 0;
+    while (!signals_stop_requested()) {
+        char err[512];
+        if (routes_ensure_indexes(app, err, sizeof err) == 0) {
+            log_info("indexes_ready", NULL);
+            atomic_store(&g_indexes_done, true);
+            return NULL;
+        }
+        if (time_mono_ms() >= next_log) {
+            char q[600];
+            log_warn("indexes_pending", "err=%s", log_quote(q, sizeof q, err));
+            next_log = time_mono_ms() + 30000;
+        }
+        signals_sleep_ms(2000);
+    }
+    return NULL;
+}
+
+static int build_routes(router *r)
+{
+    if (routes_ops_register(r) || routes_customers_register(r) || routes_orders_register(r) ||
+        routes_campaigns_register(r) || routes_comm_register(r) || routes_delivery_register(r) ||
+        auth_register_routes(r))
+        return -1;
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        printf("usage: minicrm-api [--help]\nthe HTTP API\n");
-        return 0;
+    minicrm_config cfg;
+    progargs pa;
+    int rc = prog_start("minicrm-api", "[options]", argc, argv, k_flags,
+                        sizeof k_flags / sizeof k_flags[0], false, &cfg, &pa);
+    if (rc != 0)
+        return rc == 1 ? 0 : rc;
+
+    int status = 1;
+    char err[512];
+    api_ctx app = {.cfg = &cfg, .started_ms = time_now_ms()};
+    struct MHD_Daemon *d = NULL;
+    pthread_t idx_tid;
+    bool idx_started = false, auth_started = false;
+
+    if (signals_install() != 0) {
+        fprintf(stderr, "minicrm-api: cannot install signal handlers\n");
+        goto out;
     }
-    fprintf(stderr, "minicrm-api: not implemented yet\nusage: minicrm-api [--help]\n");
-    return 2;
+    app.db = dbpool_new(cfg.mongo.uri, cfg.mongo.pool_max, cfg.mongo.timeout_ms, "minicrm-api", err,
+                        sizeof err);
+    if (!app.db) {
+        fprintf(stderr, "minicrm-api: %s\n", err);
+        goto out;
+    }
+    app.redis =
+        rpool_new(cfg.redis.url, cfg.redis.timeout_ms, cfg.api.threads + 4, err, sizeof err);
+    if (!app.redis) {
+        fprintf(stderr, "minicrm-api: redis.url: %s\n", err);
+        goto out;
+    }
+    if (auth_module_init(&app, err, sizeof err) != 0) {
+        fprintf(stderr, "minicrm-api: auth: %s\n", err);
+        goto out;
+    }
+    auth_started = true;
+    app.router = router_new();
+    if (!app.router || build_routes(app.router) != 0) {
+        fprintf(stderr, "minicrm-api: cannot build the route table\n");
+        goto out;
+    }
+    app.metrics = metrics_new(app.router);
+    if (!app.metrics) {
+        fprintf(stderr, "minicrm-api: out of memory\n");
+        goto out;
+    }
+
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)cfg.api.port);
+    if (inet_pton(AF_INET, cfg.api.bind, &sa.sin_addr) != 1) {
+        fprintf(stderr, "minicrm-api: api.bind: not an IPv4 address: %s\n", cfg.api.bind);
+        goto out;
+    }
+    d = MHD_start_daemon(
+        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, (uint16_t)cfg.api.port,
+        NULL, NULL, http_access_handler, &app, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg.api.threads, MHD_OPTION_NOTIFY_COMPLETED,
+        http_request_completed, &app, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg.api.request_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(64 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+    if (!d) {
+        fprintf(stderr, "minicrm-api: cannot listen on %s:%d (port in use?)\n", cfg.api.bind,
+                cfg.api.port);
+        goto out;
+    }
+    if (pthread_create(&idx_tid, NULL, index_thread, &app) == 0)
+        idx_started = true;
+    log_info("listening", "bind=%s port=%d threads=%d", cfg.api.bind, cfg.api.port,
+             cfg.api.threads);
+
+    /* Wait for SIGTERM/SIGINT. */
+    struct pollfd pfd = {.fd = signals_fd(), .events = POLLIN};
+    while (!signals_stop_requested())
+        poll(&pfd, 1, 1000);
+
+    log_info("stopping", "signal=%d inflight=%ld", signals_stop_signal(), http_inflight());
+    MHD_socket lfd = MHD_quiesce_daemon(d);
+    if (lfd != MHD_INVALID_SOCKET)
+        close(lfd);
+    int64_t deadline = time_mono_ms() + (int64_t)cfg.api.request_timeout_s * 1000;
+    while (http_inflight() > 0 && time_mono_ms() < deadline)
+        usleep(10000);
+    if (http_inflight() > 0)
+        log_warn("shutdown_timeout", "inflight=%ld", http_inflight());
+    MHD_stop_daemon(d);
+    d = NULL;
+    status = 0;
+    log_info("stopped", NULL);
+
+out:
+    if (d)
+        MHD_stop_daemon(d);
+    if (idx_started) {
+        signals_request_stop();
+        pthread_join(idx_tid, NULL);
+    }
+    metrics_free(app.metrics);
+    router_free(app.router);
+    if (auth_started)
+        auth_module_shutdown(&app);
+    rpool_free(app.redis);
+    dbpool_free(app.db);
+    cfg_release(&cfg);
+    progargs_release(&pa);
+    return status;
 }

@@ -1,0 +1,425 @@
+/*
+ * http: see http.h.
+ *
+ * MHD calls http_access_handler() several times per request:
+ *   1. *con_cls == NULL: headers are in. We allocate the http_request, assign the request id,
+ *      and reject a declared Content-Length above the cap at once (413, nothing is read).
+ *   2. *upload_data_size > 0: a piece of the body. It is appended while under the cap; beyond
+ *      the cap it is discarded and the request remembered as too large (answered 413 at the
+ *      end). A client that keeps sending far beyond the cap is disconnected.
+ *   3. *upload_data_size == 0 after that: the request is complete; the router answers it.
+ * http_request_completed() then runs exactly once per request (also for aborted ones): it
+ * writes the access-log line, records metrics and frees the request.
+ *
+ * Responses are built from a malloc'd buffer that MHD frees (MHD_RESPMEM_MUST_FREE / copy).
+ */
+#include "http.h"
+
+#include "jsonx.h"
+#include "log.h"
+#include "metrics.h"
+#include "router.h"
+#include "timeutil.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+static atomic_long g_inflight;
+static atomic_ulong g_request_seq;
+static char g_id_prefix[12]; /* random per process, set on first request */
+static pthread_once_t g_id_once = PTHREAD_ONCE_INIT;
+
+long http_inflight(void)
+{
+    return atomic_load(&g_inflight);
+}
+
+static void init_id_prefix(void)
+{
+    unsigned char r[4] = {0};
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (read(fd, r, sizeof r) != (ssize_t)sizeof r)
+            memset(r, 0, sizeof r);
+        close(fd);
+    }
+    unsigned v = ((unsigned)r[0] << 24 | (unsigned)r[1] << 16 | (unsigned)r[2] << 8 | r[3]) ^
+                 (unsigned)getpid();
+    snprintf(g_id_prefix, sizeof g_id_prefix, "%08x", v);
+}
+
+/* A client-supplied X-Request-Id is kept when it is short and plain, so traces join up. */
+static bool request_id_acceptable(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (n >= 36 || !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+                         (c >= 'A' && c <= 'Z') || c == '-' || c == '_' || c == '.'))
+            return false;
+    }
+    return n > 0;
+}
+
+static http_method parse_method(const char *m)
+{
+    static const struct {
+        const char *name;
+        http_method m;
+    } tab[] = {{"GET", HTTP_GET},     {"POST", HTTP_POST},     {"PUT", HTTP_PUT},
+               {"PATCH", HTTP_PATCH}, {"DELETE", HTTP_DELETE}, {"OPTIONS", HTTP_OPTIONS},
+               {"HEAD", HTTP_HEAD}};
+    for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
+        if (strcmp(m, tab[i].name) == 0)
+            return tab[i].m;
+    return HTTP_OTHER;
+}
+
+static http_request *request_new(api_ctx *app, struct MHD_Connection *conn, const char *url,
+                                 const char *method)
+{
+    http_request *req = calloc(1, sizeof *req);
+    if (!req)
+        return NULL;
+    req->app = app;
+    req->conn = conn;
+    req->method_str = method;
+    req->method = parse_method(method);
+    req->path = url;
+    req->route_index = -1;
+    req->route_label = "unmatched";
+    req->start_us = time_mono_us();
+    pthread_once(&g_id_once, init_id_prefix);
+    const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (rid && request_id_acceptable(rid))
+        snprintf(req->request_id, sizeof req->request_id, "%s", rid);
+    else
+        snprintf(req->request_id, sizeof req->request_id, "%s-%06lx", g_id_prefix,
+                 (unsigned long)atomic_fetch_add(&g_request_seq, 1) + 1);
+    atomic_fetch_add(&g_inflight, 1);
+    return req;
+}
+
+static void request_free(http_request *req)
+{
+    if (!req)
+        return;
+    free(req->body);
+    for (int i = 0; i < req->nparams; i++)
+        free(req->param_values[i]);
+    for (int i = 0; i < req->nextra; i++) {
+        free(req->extra_headers[i][0]);
+        free(req->extra_headers[i][1]);
+    }
+    json_decref(req->json);
+    free(req);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Accessors                                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+const char *http_header(const http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_query(const http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *http_cookie(const http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_COOKIE_KIND, name);
+}
+
+const char *http_param(const http_request *req, const char *name)
+{
+    for (int i = 0; i < req->nparams; i++)
+        if (strcmp(req->param_names[i], name) == 0)
+            return req->param_values[i];
+    return NULL;
+}
+
+const char *http_peer(const http_request *req, char *buf, size_t n)
+{
+    snprintf(buf, n, "-");
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr)
+        return buf;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, buf,
+                  (socklen_t)n);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, buf,
+                  (socklen_t)n);
+    return buf;
+}
+
+json_t *http_json_body(http_request *req)
+{
+    if (req->json)
+        return req->json;
+    const char *ct = http_header(req, "Content-Type");
+    size_t jl = strlen("application/json");
+    if (!ct || strncasecmp(ct, "application/json", jl) != 0 ||
+        (ct[jl] != '\0' && ct[jl] != ';' && ct[jl] != ' ')) {
+        http_error(req, 415, "Content-Type must be application/json");
+        return NULL;
+    }
+    if (req->body_len == 0) {
+        http_error(req, 400, "request body is required (JSON)");
+        return NULL;
+    }
+    char err[160];
+    json_t *v = jsonx_parse(req->body, req->body_len, err, sizeof err);
+    if (!v) {
+        http_error(req, 400, "malformed JSON: %s", err);
+        return NULL;
+    }
+    req->json = v;
+    return v;
+}
+
+int http_query_long(http_request *req, const char *name, long def, long min, long max, long *out)
+{
+    const char *s = http_query(req, name);
+    if (!s) {
+        *out = def;
+        return 0;
+    }
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || errno || !end || *end || v < min || v > max) {
+        http_error(req, 400, "%s must be an integer between %ld and %ld", name, min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Responses                                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+int http_add_header(http_request *req, const char *name, const char *value)
+{
+    if (req->nextra >= HTTP_MAX_EXTRA_HEADERS)
+        return -1;
+    char *n = strdup(name), *v = strdup(value);
+    if (!n || !v) {
+        free(n);
+        free(v);
+        return -1;
+    }
+    req->extra_headers[req->nextra][0] = n;
+    req->extra_headers[req->nextra][1] = v;
+    req->nextra++;
+    return 0;
+}
+
+int http_set_cookie(http_request *req, const char *name, const char *value, long max_age,
+                    bool http_only, bool secure, const char *samesite)
+{
+    char buf[1024], age[64] = "";
+    if (max_age >= 0)
+        snprintf(age, sizeof age, "; Max-Age=%ld", max_age);
+    int n = snprintf(buf, sizeof buf, "%s=%s; Path=/%s%s%s%s%s", name, value, age,
+                     http_only ? "; HttpOnly" : "", secure ? "; Secure" : "",
+                     samesite ? "; SameSite=" : "", samesite ? samesite : "");
+    if (n < 0 || (size_t)n >= sizeof buf)
+        return -1;
+    return http_add_header(req, MHD_HTTP_HEADER_SET_COOKIE, buf);
+}
+
+/* The configured front-end origin, without a trailing slash, compared to the Origin header. */
+static bool origin_allowed(const http_request *req, const char *origin)
+{
+    const char *fe = req->app->cfg->api.frontend_url;
+    if (!origin || !fe || !*fe)
+        return false;
+    size_t n = strlen(fe);
+    while (n > 0 && fe[n - 1] == '/')
+        n--;
+    return strlen(origin) == n && strncasecmp(origin, fe, n) == 0;
+}
+
+static void add_cors(const http_request *req, struct MHD_Response *resp)
+{
+    const char *origin = http_header(req, "Origin");
+    MHD_add_response_header(resp, "Vary", "Origin");
+    if (!origin_allowed(req, origin))
+        return;
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
+    MHD_add_response_header(resp, "Access-Control-Allow-Credentials", "true");
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Request-Id");
+}
+
+int http_send_raw(http_request *req, int status, const char *content_type, const void *data,
+                  size_t len)
+{
+    if (req->responded) {
+        log_error("bug_double_response", "rid=%s status=%d", req->request_id, status);
+        return -1;
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return -1;
+    if (content_type)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    MHD_add_response_header(resp, "X-Request-Id", req->request_id);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    add_cors(req, resp);
+    for (int i = 0; i < req->nextra; i++)
+        MHD_add_response_header(resp, req->extra_headers[i][0], req->extra_headers[i][1]);
+    enum MHD_Result r = MHD_queue_response(req->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    req->responded = true;
+    req->status = status;
+    req->bytes_out = len;
+    return r == MHD_YES ? 0 : -1;
+}
+
+int http_send_json(http_request *req, int status, json_t *body)
+{
+    char *s = body ? jsonx_dumps(body) : NULL;
+    json_decref(body);
+    if (!s)
+        return http_send_raw(req, 500, "application/json", "{\"error\":\"out of memory\"}", 25);
+    int r = http_send_raw(req, status, "application/json; charset=utf-8", s, strlen(s));
+    free(s);
+    return r;
+}
+
+int http_error(http_request *req, int status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_t *o = json_object();
+    json_object_set_new(o, "error", json_string(msg));
+    return http_send_json(req, status, o);
+}
+
+int http_redirect(http_request *req, const char *location)
+{
+    if (http_add_header(req, MHD_HTTP_HEADER_LOCATION, location) != 0)
+        return -1;
+    return http_send_raw(req, 302, "text/plain; charset=utf-8", "Found", 5);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* MHD glue                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+enum MHD_Result http_access_handler(void *cls, struct MHD_Connection *conn, const char *url,
+                                    const char *method, const char *version,
+                                    const char *upload_data, size_t *upload_data_size,
+                                    void **con_cls)
+{
+    api_ctx *app = cls;
+    http_request *req = *con_cls;
+    size_t cap = (size_t)app->cfg->api.max_body_bytes;
+
+    if (!req) {
+        req = request_new(app, conn, url, method);
+        if (!req)
+            return MHD_NO;
+        *con_cls = req;
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl) {
+            char *end = NULL;
+            unsigned long long n = strtoull(cl, &end, 10);
+            if (end && *end == '\0' && n > cap) {
+                req->body_too_large = true;
+                http_error(req, 413, "request body exceeds %zu bytes", cap);
+                return MHD_YES;
+            }
+        }
+        return MHD_YES;
+    }
+
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (req->responded)
+            return MHD_YES; /* already answered (413): drain */
+        if (req->body_too_large || req->body_len + n > cap) {
+            req->body_too_large = true;
+            req->body_len += n; /* counted, not kept: bounds how long we drain */
+            return req->body_len > cap * 4 ? MHD_NO : MHD_YES;
+        }
+        if (req->body_len + n + 1 > req->body_cap) {
+            size_t want = req->body_cap ? req->body_cap * 2 : 4096;
+            while (want < req->body_len + n + 1)
+                want *= 2;
+            if (want > cap + 1)
+                want = cap + 1;
+            char *nb = realloc(req->body, want);
+            if (!nb)
+                return MHD_NO;
+            req->body = nb;
+            req->body_cap = want;
+        }
+        memcpy(req->body + req->body_len, upload_data, n);
+        req->body_len += n;
+        req->body[req->body_len] = '\0';
+        return MHD_YES;
+    }
+
+    if (req->responded)
+        return MHD_YES;
+    if (req->body_too_large) {
+        http_error(req, 413, "request body exceeds %zu bytes", cap);
+        return MHD_YES;
+    }
+    if (!req->body) {
+        req->body = calloc(1, 1);
+        if (!req->body)
+            return MHD_NO;
+    }
+    router_dispatch(app->router, app, req);
+    if (!req->responded) {
+        log_error("bug_no_response", "rid=%s route=\"%s\"", req->request_id, req->route_label);
+        http_error(req, 500, "internal error");
+    }
+    return MHD_YES;
+}
+
+void http_request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                            enum MHD_RequestTerminationCode toe)
+{
+    api_ctx *app = cls;
+    http_request *req = *con_cls;
+    if (!req)
+        return;
+    *con_cls = NULL;
+    int64_t dur_us = time_mono_us() - req->start_us;
+    int status = req->responded ? req->status : 0;
+    metrics_observe(app->metrics, req->route_index, status, dur_us);
+    char path[300];
+    log_quote(path, sizeof path, req->path ? req->path : "");
+    log_info("request", "rid=%s method=%s path=%s route=\"%s\" status=%d bytes=%zu dur_ms=%.3f%s",
+             req->request_id, req->method_str ? req->method_str : "-", path, req->route_label,
+             status, req->bytes_out, (double)dur_us / 1000.0,
+             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+    request_free(req);
+    atomic_fetch_sub(&g_inflight, 1);
+}
