@@ -1,0 +1,168 @@
+/*
+ * auth_session: see auth_session.h.
+ *
+ * Why the session holds the user's name, email and role rather than just the user id: every
+ * authenticated request (and GET /auth/me, which the front end calls on each page) then costs
+ * one Redis GET and no MongoDB read. The copy is refreshed at each login; a role change made
+ * elsewhere takes effect at the next login, or immediately if the session is deleted.
+ * SET ... NX means a sid collision (2^-256) could never overwrite someone else's session.
+ */
+#include "auth_session.h"
+
+#include "auth_crypto.h"
+#include "timeutil.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SESSION_MAX_BYTES 4096
+
+static void session_key(const minicrm_config *cfg, const char *sid, char *key, size_t n)
+{
+    snprintf(key, n, "%ssession:%s", cfg->redis.prefix, sid);
+}
+
+int auth_session_create(const minicrm_config *cfg, rconn *r, const auth_user *u,
+                        char sid[AUTH_SID_LEN + 1], char *err, size_t errlen)
+{
+    int rc = -1;
+    char *text = NULL;
+    redisReply *rep = NULL;
+    unsigned char raw[AUTH_SID_LEN / 2];
+    sid[0] = '\0';
+    if (auth_random_bytes(raw, sizeof raw) != 0) {
+        snprintf(err, errlen, "no randomness available");
+        goto out;
+    }
+    char id[AUTH_SID_LEN + 1];
+    auth_hex(raw, sizeof raw, id);
+    json_t *v = json_pack("{s:s, s:s, s:s, s:s, s:I}", "uid", u->id, "email", u->email, "name",
+                          u->display_name, "role", auth_role_name(u->role), "at",
+                          (json_int_t)time_now_ms());
+    if (!v) {
+        snprintf(err, errlen, "session encoding failed (invalid UTF-8?)");
+        goto out;
+    }
+    text = json_dumps(v, JSON_COMPACT);
+    json_decref(v);
+    if (!text)
+        goto out;
+    char key[256];
+    session_key(cfg, id, key, sizeof key);
+    rep = rconn_command(r, "SET %s %s EX %d NX", key, text, cfg->auth.session_ttl_s);
+    if (!rep || rep->type != REDIS_REPLY_STATUS) {
+        snprintf(err, errlen, "Redis: %s",
+                 !rep                             ? rconn_error(r)
+                 : rep->type == REDIS_REPLY_ERROR ? rep->str
+                                                  : "session id collision");
+        goto out;
+    }
+    memcpy(sid, id, sizeof id);
+    rc = 0;
+out:
+    if (rep)
+        freeReplyObject(rep);
+    free(text);
+    return rc;
+}
+
+static void copy_str(const json_t *obj, const char *key, char *dst, size_t n)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    snprintf(dst, n, "%s", s ? s : "");
+}
+
+int auth_session_get(const minicrm_config *cfg, rconn *r, const char *sid, auth_user *out,
+                     char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (!sid || !auth_is_lower_hex(sid, AUTH_SID_LEN))
+        return 1;
+    char key[256];
+    session_key(cfg, sid, key, sizeof key);
+    redisReply *rep = rconn_command(r, "GET %s", key);
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        snprintf(err, errlen, "Redis: %s", rep ? rep->str : rconn_error(r));
+        if (rep)
+            freeReplyObject(rep);
+        return -1;
+    }
+    int rc = 1;
+    if (rep->type == REDIS_REPLY_STRING && rep->len <= SESSION_MAX_BYTES) {
+        json_t *v = json_loadb(rep->str, rep->len, 0, NULL);
+        const char *role = json_string_value(json_object_get(v, "role"));
+        if (json_is_object(v) && auth_role_parse(role, &out->role) == 0) {
+            copy_str(v, "uid", out->id, sizeof out->id);
+            copy_str(v, "email", out->email, sizeof out->email);
+            copy_str(v, "name", out->display_name, sizeof out->display_name);
+            rc = 0;
+        }
+        json_decref(v);
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
+int auth_session_destroy(const minicrm_config *cfg, rconn *r, const char *sid, char *err,
+                         size_t errlen)
+{
+    if (!sid || !auth_is_lower_hex(sid, AUTH_SID_LEN))
+        return 0;
+    char key[256];
+    session_key(cfg, sid, key, sizeof key);
+    redisReply *rep = rconn_command(r, "DEL %s", key);
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        snprintf(err, errlen, "Redis: %s", rep ? rep->str : rconn_error(r));
+        if (rep)
+            freeReplyObject(rep);
+        return -1;
+    }
+    freeReplyObject(rep);
+    return 0;
+}
+
+const char *auth_session_cookie(const minicrm_config *cfg, const char *sid, char *buf, size_t n)
+{
+    const char *samesite = cfg->auth.cookie_samesite ? cfg->auth.cookie_samesite : "Lax";
+    bool secure = cfg->auth.cookie_secure || !strcmp(samesite, "None");
+    snprintf(buf, n, "%s=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=%s%s", AUTH_COOKIE_NAME,
+             sid ? sid : "", sid ? cfg->auth.session_ttl_s : 0, samesite, secure ? "; Secure" : "");
+    return buf;
+}
+
+int auth_session_from_cookie_header(const char *header, char sid[AUTH_SID_LEN + 1])
+{
+    sid[0] = '\0';
+    if (!header)
+        return 1;
+    const char *p = header;
+    while (*p) {
+        while (*p == ' ' || *p == ';' || *p == '\t')
+            p++;
+        const char *name = p;
+        while (*p && *p != '=' && *p != ';')
+            p++;
+        size_t nlen = (size_t)(p - name);
+        if (*p != '=') /* a bare token without a value: skip it */
+            continue;
+        const char *val = ++p;
+        while (*p && *p != ';')
+            p++;
+        size_t vlen = (size_t)(p - val);
+        while (vlen > 0 && (val[vlen - 1] == ' ' || val[vlen - 1] == '\t'))
+            vlen--;
+        if (nlen == strlen(AUTH_COOKIE_NAME) && !memcmp(name, AUTH_COOKIE_NAME, nlen) &&
+            vlen == AUTH_SID_LEN) {
+            char tmp[AUTH_SID_LEN + 1];
+            memcpy(tmp, val, AUTH_SID_LEN);
+            tmp[AUTH_SID_LEN] = '\0';
+            if (auth_is_lower_hex(tmp, AUTH_SID_LEN)) {
+                memcpy(sid, tmp, sizeof tmp);
+                return 0;
+            }
+        }
+    }
+    return 1;
+}

@@ -1,0 +1,50 @@
+/*
+ * auth_session: server-side login sessions in Redis and the `sid` cookie that names them.
+ *
+ * A session is {prefix}session:{sid} = JSON {"uid","email","name","role","at"} with TTL
+ * auth.session_ttl_s (default one day, also the cookie's Max-Age). The sid is 256 random bits
+ * from getrandom(2) as 64 lower-case hex digits, made fresh at every login (so a sid planted
+ * before login is never promoted: no session fixation). A sid from a client is used only if it
+ * has exactly that shape and exists in Redis; logout deletes the key, so a copied cookie dies
+ * with it.
+ *
+ * Cookie: `sid=<sid>; Path=/; Max-Age=<ttl>; HttpOnly; SameSite=<cfg>[; Secure]`. `Secure`
+ * comes from auth.cookie_secure, and is forced when SameSite=None (browsers drop such cookies
+ * without it).
+ *
+ * Thread-safe given a per-thread rconn. Callers own every buffer.
+ */
+#ifndef MINICRM_AUTH_SESSION_H
+#define MINICRM_AUTH_SESSION_H
+
+#include "auth_users.h"
+#include "config.h"
+#include "rconn.h"
+
+#include <stddef.h>
+
+#define AUTH_SID_LEN     64
+#define AUTH_COOKIE_NAME "sid"
+
+/* Create a session for `u` and return its id. 0, or -1 with err (Redis down, no randomness). */
+int auth_session_create(const minicrm_config *cfg, rconn *r, const auth_user *u,
+                        char sid[AUTH_SID_LEN + 1], char *err, size_t errlen);
+
+/* Look a session up: 0 with *out filled; 1 if the sid is malformed, unknown or expired;
+ * -1 on a Redis error (err filled). */
+int auth_session_get(const minicrm_config *cfg, rconn *r, const char *sid, auth_user *out,
+                     char *err, size_t errlen);
+
+/* Delete a session server-side. 0 (also when it did not exist), or -1 on a Redis error. */
+int auth_session_destroy(const minicrm_config *cfg, rconn *r, const char *sid, char *err,
+                         size_t errlen);
+
+/* The Set-Cookie value establishing `sid`, or clearing it (sid NULL: empty value, Max-Age=0).
+ * Returns buf. */
+const char *auth_session_cookie(const minicrm_config *cfg, const char *sid, char *buf, size_t n);
+
+/* Find the `sid` cookie in a Cookie request header. 0 and the value if one has the exact sid
+ * shape; 1 otherwise. With several `sid` cookies, the first well-formed one is taken. */
+int auth_session_from_cookie_header(const char *header, char sid[AUTH_SID_LEN + 1]);
+
+#endif
