@@ -1,0 +1,63 @@
+/*
+ * rules: campaign audience rules -> one MongoDB filter on customer1.
+ *
+ * Rules are a JSON object; every given rule must hold (AND); an empty object matches everyone:
+ *   min_spend      number >= 0     total_spend >= v
+ *   max_spend      number >= 0     total_spend <= v   (min_spend <= max_spend when both)
+ *   inactive_days  integer 0..36500  last_visit_date <= now - v days (as in the original)
+ *   recent_signup  integer 1..36500  createdAt >= now - v days
+ *   email_domain   domain name     e-mail ends with "@" + domain, case-insensitive (an anchored
+ *                                  case-insensitive $regex; the domain is escaped)
+ * For compatibility with the original front end, a number may also arrive as a numeric string
+ * ("5000"), and a rule whose value is null or "" counts as absent. Any other key is rejected
+ * with an error naming it.
+ *
+ * The same code is used by preview, campaign creation (API) and the fan-out worker, with `now`
+ * fixed at campaign creation (campaigns1.rules_now) so every run selects the same customers.
+ * The filter uses only indexed fields (total_spend, last_visit_date, createdAt, email).
+ *
+ * Plain value type, no heap memory; functions are pure and thread-safe.
+ */
+#ifndef MINICRM_RULES_H
+#define MINICRM_RULES_H
+
+#include <bson/bson.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+enum {
+    RULE_MIN_SPEND = 1 << 0,
+    RULE_MAX_SPEND = 1 << 1,
+    RULE_INACTIVE_DAYS = 1 << 2,
+    RULE_RECENT_SIGNUP = 1 << 3,
+    RULE_EMAIL_DOMAIN = 1 << 4,
+};
+
+#define RULES_MAX_DAYS  36500
+#define RULES_MAX_SPEND 1e12
+
+typedef struct rules {
+    unsigned has; /* RULE_* bits of the rules present */
+    double min_spend;
+    double max_spend;
+    int64_t inactive_days;
+    int64_t recent_signup;
+    char email_domain[254]; /* lower case, without '@' */
+} rules;
+
+/* Validate a JSON rules object into *out. 0, or -1 with "rules.KEY: reason" in err. */
+int rules_parse_json(const json_t *obj, rules *out, char *err, size_t errlen);
+/* The same from a stored BSON document (campaigns1.rules). */
+int rules_parse_bson(const bson_t *doc, rules *out, char *err, size_t errlen);
+
+/* Append the rules present as fields of `doc` (caller-initialised), for storage. */
+bool rules_append_bson(const rules *r, bson_t *doc);
+/* The rules as a new JSON object (caller decrefs). */
+json_t *rules_to_json(const rules *r);
+
+/* Append the MongoDB filter for customers matching `r` at time now_ms to `filter`
+ * (caller-initialised, normally empty). Returns false only if bson ran out of space. */
+bool rules_filter(const rules *r, int64_t now_ms, bson_t *filter);
+
+#endif
