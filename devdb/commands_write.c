@@ -1,0 +1,586 @@
+/*
+ * commands_write.c: insert, update, delete and findAndModify.
+ *
+ * Each write command takes the exclusive store lock once for its whole batch (a batch of 1000
+ * inserts costs one lock round trip) and applies its statements in order through store.h's
+ * mutation functions. Per-statement failures become writeErrors entries exactly as MongoDB
+ * reports them ({index, code, [keyPattern, keyValue,] errmsg}); an ordered batch stops at the
+ * first failure, an unordered one carries on. n / nModified / upserted count what happened.
+ *
+ * Multi-document updates and deletes first collect the matching record ids and only then
+ * modify, so an update can never see (and re-update) a document it has just moved.
+ */
+#include "bsonval.h"
+#include "commands_int.h"
+#include "commands_plan.h"
+#include "errors.h"
+#include "match.h"
+#include "project.h"
+#include "sortspec.h"
+#include "update.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- shared helpers
+ * ------------------------------------------------------------------------------ */
+
+typedef struct {
+    bson_t errors; /* array being built */
+    uint32_t n;
+} werrs;
+
+static void werr_add(werrs *w, int32_t index, const bson_error_t *e, const bson_t *dup_info)
+{
+    bson_t d = BSON_INITIALIZER;
+    BSON_APPEND_INT32(&d, "index", index);
+    int code = e->domain == MDB_ERROR_DOMAIN ? (int)e->code : MDB_BAD_VALUE;
+    BSON_APPEND_INT32(&d, "code", code);
+    if (dup_info && !bson_empty(dup_info))
+        bson_concat(&d, dup_info);
+    BSON_APPEND_UTF8(&d, "errmsg", e->message);
+    char ib[16];
+    const char *ik;
+    size_t il = bson_uint32_to_string(w->n++, &ik, ib, sizeof ib);
+    bson_append_document(&w->errors, ik, (int)il, &d);
+    bson_destroy(&d);
+}
+
+static void werr_finish(werrs *w, bson_t *reply)
+{
+    if (w->n > 0)
+        BSON_APPEND_ARRAY(reply, "writeErrors", &w->errors);
+    bson_destroy(&w->errors);
+}
+
+/*
+ * Brings a document to its stored form: _id first (moved there if elsewhere, a new ObjectId if
+ * missing), _id of a legal type, no $-prefixed top-level field. *out is either `in` itself
+ * (already in stored form; *built false) or `tmp`, which the caller destroys when *built.
+ */
+static int prepare_doc(const bson_t *in, bson_t *tmp, bool *built, const bson_t **out,
+                       bson_error_t *err)
+{
+    bson_iter_t it;
+    bool first = true, id_first = false;
+    const bson_value_t *id = NULL;
+    *built = false;
+    if (in->len > 16 * 1024 * 1024)
+        return mdb_error(err, 10334,
+                         "object to insert too large. size in bytes: %u, max size: "
+                         "16777216",
+                         in->len);
+    bson_iter_init(&it, in);
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        if (strcmp(k, "_id") == 0) {
+            if (!id) {
+                id = bson_iter_value(&it);
+                id_first = first;
+            }
+        } else if (k[0] == '$') {
+            return mdb_error(err, MDB_BAD_VALUE, "Document can't have $ prefixed field names: %s",
+                             k);
+        }
+        first = false;
+    }
+    if (id) {
+        bson_type_t t = id->value_type;
+        if (t == BSON_TYPE_ARRAY)
+            return mdb_error(err, MDB_INVALID_ID_FIELD, "can't use an array for _id");
+        if (t == BSON_TYPE_REGEX)
+            return mdb_error(err, MDB_INVALID_ID_FIELD, "can't use a regex for _id");
+        if (t == BSON_TYPE_UNDEFINED)
+            return mdb_error(err, MDB_INVALID_ID_FIELD, "can't use a undefined for _id");
+    }
+    if (id && id_first) {
+        *out = in;
+        return 0;
+    }
+    bson_init(tmp);
+    *built = true;
+    if (id) {
+        bson_append_value(tmp, "_id", 3, id);
+    } else {
+        bson_oid_t oid;
+        bson_oid_init(&oid, NULL);
+        BSON_APPEND_OID(tmp, "_id", &oid);
+    }
+    bson_iter_init(&it, in);
+    while (bson_iter_next(&it)) {
+        if (strcmp(bson_iter_key(&it), "_id") != 0)
+            bson_append_iter(tmp, NULL, 0, &it);
+    }
+    *out = tmp;
+    return 0;
+}
+
+/* Inserts a document after prepare_doc; copies its _id into id_out if non-NULL. */
+static int insert_one(store_coll *c, const bson_t *doc, bson_value_t *id_out, bson_error_t *err,
+                      bson_t *dup_info)
+{
+    bson_t tmp;
+    bool built;
+    const bson_t *d;
+    if (prepare_doc(doc, &tmp, &built, &d, err) != 0)
+        return -1;
+    int rc = store_insert(c, d, NULL, err, dup_info);
+    if (rc == 0 && id_out) {
+        bson_iter_t it;
+        bson_iter_init_find(&it, d, "_id");
+        bson_value_copy(bson_iter_value(&it), id_out);
+    }
+    if (built)
+        bson_destroy(&tmp);
+    return rc;
+}
+
+/* Builds the document an upsert inserts. `out` caller-initialised. */
+static int upsert_doc(const bson_t *filter, const updater *up, bson_t *out, bson_error_t *err)
+{
+    bson_t seed = BSON_INITIALIZER;
+    bool modified;
+    int rc = update_upsert_seed(filter, &seed, err);
+    if (rc == 0)
+        rc = updater_apply(up, &seed, true, out, &modified, err);
+    bson_destroy(&seed);
+    return rc;
+}
+
+/* ---- insert ------------------------------------------------------------------------------------
+ */
+
+int cmd_insert(cmd_ctx *x, bson_t *reply, bson_error_t *err)
+{
+    if (cmd_need_coll(x, err) != 0)
+        return -1;
+    bson_t docs;
+    bool present;
+    if (cmd_arg_array(x->cmd, "documents", &docs, &present, err) != 0)
+        return -1;
+    if (!present)
+        return mdb_error(err, MDB_FAILED_TO_PARSE,
+                         "BSON field 'insert.documents' is missing but a required field");
+    bool ordered = cmd_arg_bool(x->cmd, "ordered", true);
+    werrs w = {.n = 0};
+    bson_init(&w.errors);
+    int32_t n = 0, i = 0;
+    store_wrlock(x->env->st);
+    store_coll *c = store_coll_get_or_create(x->env->st, x->db, x->coll, NULL, err);
+    if (!c) {
+        store_unlock(x->env->st);
+        bson_destroy(&w.errors);
+        return -1;
+    }
+    bson_iter_t it;
+    bson_iter_init(&it, &docs);
+    for (; bson_iter_next(&it); i++) {
+        bson_t d, dup = BSON_INITIALIZER;
+        bson_error_t e;
+        int rc;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bv_as_doc(bson_iter_value(&it), &d))
+            rc = mdb_error(&e, MDB_TYPE_MISMATCH,
+                           "BSON field 'insert.documents' must be an array "
+                           "of objects");
+        else
+            rc = insert_one(c, &d, NULL, &e, &dup);
+        if (rc == 0) {
+            n++;
+        } else {
+            werr_add(&w, i, &e, &dup);
+        }
+        bson_destroy(&dup);
+        if (rc != 0 && ordered)
+            break;
+    }
+    store_unlock(x->env->st);
+    __atomic_add_fetch(&x->env->st->n_insert, (uint64_t)n, __ATOMIC_RELAXED);
+    BSON_APPEND_INT32(reply, "n", n);
+    werr_finish(&w, reply);
+    return 0;
+}
+
+/* ---- update -----------------------------------------------------------------------------------
+ */
+
+typedef struct {
+    int64_t n, modified;
+    bson_t upserted; /* array of {index, _id} */
+    uint32_t nup;
+} upd_totals;
+
+/* Runs one update statement. Returns 0 or -1 with e (and dup) set. */
+static int update_one_stmt(cmd_ctx *x, store_coll *c, int32_t index, const bson_t *stmt,
+                           upd_totals *t, bson_error_t *e, bson_t *dup)
+{
+    bson_t q, u;
+    bool has_q, has_u;
+    if (cmd_arg_doc(stmt, "q", &q, &has_q, e) != 0)
+        return -1;
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, stmt, "u") && BSON_ITER_HOLDS_ARRAY(&it))
+        return mdb_error(e, MDB_COMMAND_NOT_SUPPORTED,
+                         "pipeline-style updates are not supported by devdb");
+    if (cmd_arg_doc(stmt, "u", &u, &has_u, e) != 0)
+        return -1;
+    if (!has_q)
+        return mdb_error(e, MDB_FAILED_TO_PARSE,
+                         "BSON field 'update.updates.q' is missing but a required field");
+    if (!has_u)
+        return mdb_error(e, MDB_FAILED_TO_PARSE,
+                         "BSON field 'update.updates.u' is missing but a required field");
+    bool multi = cmd_arg_bool(stmt, "multi", false);
+    bool upsert = cmd_arg_bool(stmt, "upsert", false);
+    const bson_value_t *hint = cmd_arg_value(stmt, "hint", &it);
+    int rc = -1;
+    uint64_t *rids = NULL;
+    size_t nr = 0;
+    matcher *m = matcher_new(&q, e);
+    updater *up = m ? updater_new(&u, e) : NULL;
+    if (!up)
+        goto out;
+    if (multi && updater_is_replacement(up)) {
+        mdb_error(e, MDB_FAILED_TO_PARSE,
+                  "multi update is not supported for replacement-style "
+                  "update");
+        goto out;
+    }
+    plan_req pq = {.m = m, .hint = hint, .limit = multi ? 0 : 1};
+    if (plan_run(x->env->st, c, &pq, &rids, &nr, e) != 0)
+        goto out;
+    for (size_t i = 0; i < nr; i++) {
+        bson_t d, nd = BSON_INITIALIZER;
+        bool modified = false;
+        if (!store_doc(c, rids[i], &d)) {
+            bson_destroy(&nd);
+            continue;
+        }
+        if (updater_apply(up, &d, false, &nd, &modified, e) != 0 ||
+            (modified && store_replace(c, rids[i], &nd, e, dup) != 0)) {
+            bson_destroy(&nd);
+            goto out;
+        }
+        bson_destroy(&nd);
+        t->n++;
+        t->modified += modified;
+    }
+    if (nr == 0 && upsert) {
+        bson_t nd = BSON_INITIALIZER;
+        bson_value_t id = {0};
+        if (upsert_doc(&q, up, &nd, e) != 0 || insert_one(c, &nd, &id, e, dup) != 0) {
+            bson_destroy(&nd);
+            goto out;
+        }
+        bson_destroy(&nd);
+        bson_t ue = BSON_INITIALIZER;
+        BSON_APPEND_INT32(&ue, "index", index);
+        BSON_APPEND_VALUE(&ue, "_id", &id);
+        char ib[16];
+        const char *ik;
+        size_t il = bson_uint32_to_string(t->nup++, &ik, ib, sizeof ib);
+        bson_append_document(&t->upserted, ik, (int)il, &ue);
+        bson_destroy(&ue);
+        bson_value_destroy(&id);
+        t->n++;
+    }
+    rc = 0;
+out:
+    free(rids);
+    updater_free(up);
+    matcher_free(m);
+    return rc;
+}
+
+int cmd_update(cmd_ctx *x, bson_t *reply, bson_error_t *err)
+{
+    if (cmd_need_coll(x, err) != 0)
+        return -1;
+    bson_t stmts;
+    bool present;
+    if (cmd_arg_array(x->cmd, "updates", &stmts, &present, err) != 0)
+        return -1;
+    if (!present)
+        return mdb_error(err, MDB_FAILED_TO_PARSE,
+                         "BSON field 'update.updates' is missing but a required field");
+    bool ordered = cmd_arg_bool(x->cmd, "ordered", true);
+    werrs w = {.n = 0};
+    bson_init(&w.errors);
+    upd_totals t = {0};
+    bson_init(&t.upserted);
+    store_wrlock(x->env->st);
+    store_coll *c = store_coll_get_or_create(x->env->st, x->db, x->coll, NULL, err);
+    if (!c) {
+        store_unlock(x->env->st);
+        bson_destroy(&w.errors);
+        bson_destroy(&t.upserted);
+        return -1;
+    }
+    bson_iter_t it;
+    bson_iter_init(&it, &stmts);
+    for (int32_t i = 0; bson_iter_next(&it); i++) {
+        bson_t s, dup = BSON_INITIALIZER;
+        bson_error_t e;
+        int rc;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bv_as_doc(bson_iter_value(&it), &s))
+            rc = mdb_error(&e, MDB_TYPE_MISMATCH,
+                           "BSON field 'update.updates' must be an array of "
+                           "objects");
+        else
+            rc = update_one_stmt(x, c, i, &s, &t, &e, &dup);
+        if (rc != 0)
+            werr_add(&w, i, &e, &dup);
+        bson_destroy(&dup);
+        if (rc != 0 && ordered)
+            break;
+    }
+    /* An update that matched nothing and upserted nothing must not leave an implicitly
+     * created empty collection behind?  MongoDB does create it; so do we. */
+    store_unlock(x->env->st);
+    __atomic_add_fetch(&x->env->st->n_update, (uint64_t)(t.n > 0 ? t.n : 0), __ATOMIC_RELAXED);
+    BSON_APPEND_INT32(reply, "n", (int32_t)t.n);
+    BSON_APPEND_INT32(reply, "nModified", (int32_t)t.modified);
+    if (t.nup > 0)
+        BSON_APPEND_ARRAY(reply, "upserted", &t.upserted);
+    bson_destroy(&t.upserted);
+    werr_finish(&w, reply);
+    return 0;
+}
+
+/* ---- delete -------------------------------------------------------------------------------------
+ */
+
+static int delete_one_stmt(cmd_ctx *x, store_coll *c, const bson_t *stmt, int64_t *n,
+                           bson_error_t *e)
+{
+    bson_t q;
+    bool has_q;
+    if (cmd_arg_doc(stmt, "q", &q, &has_q, e) != 0)
+        return -1;
+    if (!has_q)
+        return mdb_error(e, MDB_FAILED_TO_PARSE,
+                         "BSON field 'delete.deletes.q' is missing but a required field");
+    int64_t limit = 0;
+    if (cmd_arg_int64(stmt, "limit", &limit, e) != 0)
+        return -1;
+    if (limit != 0 && limit != 1)
+        return mdb_error(e, MDB_FAILED_TO_PARSE,
+                         "The limit field in delete objects must be 0 or "
+                         "1. Got %lld",
+                         (long long)limit);
+    bson_iter_t it;
+    const bson_value_t *hint = cmd_arg_value(stmt, "hint", &it);
+    matcher *m = matcher_new(&q, e);
+    if (!m)
+        return -1;
+    uint64_t *rids = NULL;
+    size_t nr = 0;
+    plan_req pq = {.m = m, .hint = hint, .limit = limit};
+    int rc = c ? plan_run(x->env->st, c, &pq, &rids, &nr, e)
+               : plan_check_hint(NULL, hint, &(store_index *){NULL}, e);
+    for (size_t i = 0; rc == 0 && i < nr; i++) {
+        store_delete(c, rids[i]);
+        (*n)++;
+    }
+    free(rids);
+    matcher_free(m);
+    return rc;
+}
+
+int cmd_delete(cmd_ctx *x, bson_t *reply, bson_error_t *err)
+{
+    if (cmd_need_coll(x, err) != 0)
+        return -1;
+    bson_t stmts;
+    bool present;
+    if (cmd_arg_array(x->cmd, "deletes", &stmts, &present, err) != 0)
+        return -1;
+    if (!present)
+        return mdb_error(err, MDB_FAILED_TO_PARSE,
+                         "BSON field 'delete.deletes' is missing but a required field");
+    bool ordered = cmd_arg_bool(x->cmd, "ordered", true);
+    werrs w = {.n = 0};
+    bson_init(&w.errors);
+    int64_t n = 0;
+    store_wrlock(x->env->st);
+    store_coll *c = store_coll_find(x->env->st, x->db, x->coll);
+    bson_iter_t it;
+    bson_iter_init(&it, &stmts);
+    for (int32_t i = 0; bson_iter_next(&it); i++) {
+        bson_t s;
+        bson_error_t e;
+        int rc;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bv_as_doc(bson_iter_value(&it), &s))
+            rc = mdb_error(&e, MDB_TYPE_MISMATCH,
+                           "BSON field 'delete.deletes' must be an array of "
+                           "objects");
+        else
+            rc = delete_one_stmt(x, c, &s, &n, &e);
+        if (rc != 0)
+            werr_add(&w, i, &e, NULL);
+        if (rc != 0 && ordered)
+            break;
+    }
+    store_unlock(x->env->st);
+    __atomic_add_fetch(&x->env->st->n_delete, (uint64_t)n, __ATOMIC_RELAXED);
+    BSON_APPEND_INT32(reply, "n", (int32_t)n);
+    werr_finish(&w, reply);
+    return 0;
+}
+
+/* ---- findAndModify ------------------------------------------------------------------------------
+ */
+
+static void append_projected(bson_t *reply, const char *key, const bson_t *doc,
+                             const projection *pj)
+{
+    if (!pj || projection_is_identity(pj)) {
+        BSON_APPEND_DOCUMENT(reply, key, doc);
+        return;
+    }
+    bson_t out = BSON_INITIALIZER;
+    projection_apply(pj, doc, &out);
+    BSON_APPEND_DOCUMENT(reply, key, &out);
+    bson_destroy(&out);
+}
+
+int cmd_findandmodify(cmd_ctx *x, bson_t *reply, bson_error_t *err)
+{
+    if (cmd_need_coll(x, err) != 0)
+        return -1;
+    bson_t q, sort, fields, u;
+    bool has_sort, has_fields, has_u;
+    if (cmd_arg_doc(x->cmd, "query", &q, NULL, err) != 0 ||
+        cmd_arg_doc(x->cmd, "sort", &sort, &has_sort, err) != 0 ||
+        cmd_arg_doc(x->cmd, "fields", &fields, &has_fields, err) != 0)
+        return -1;
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, x->cmd, "update") && BSON_ITER_HOLDS_ARRAY(&it))
+        return mdb_error(err, MDB_COMMAND_NOT_SUPPORTED,
+                         "pipeline-style updates are not supported by devdb");
+    if (cmd_arg_doc(x->cmd, "update", &u, &has_u, err) != 0)
+        return -1;
+    bool remove = cmd_arg_bool(x->cmd, "remove", false);
+    bool want_new = cmd_arg_bool(x->cmd, "new", false);
+    bool upsert = cmd_arg_bool(x->cmd, "upsert", false);
+    if (!remove && !has_u)
+        return mdb_error(err, MDB_FAILED_TO_PARSE,
+                         "Either an update or remove=true must be "
+                         "specified");
+    if (remove && has_u)
+        return mdb_error(err, MDB_FAILED_TO_PARSE,
+                         "Cannot specify both an update and "
+                         "remove=true");
+    if (remove && upsert)
+        return mdb_error(err, MDB_FAILED_TO_PARSE,
+                         "Cannot specify both upsert=true and "
+                         "remove=true");
+    if (remove && want_new)
+        return mdb_error(err, MDB_FAILED_TO_PARSE,
+                         "Cannot specify both new=true and remove=true; 'remove' always returns "
+                         "the deleted document");
+    const bson_value_t *hint = cmd_arg_value(x->cmd, "hint", &it);
+
+    int rc = -1;
+    matcher *m = NULL;
+    sortspec *ss = NULL;
+    projection *pj = NULL;
+    updater *up = NULL;
+    uint64_t *rids = NULL;
+    size_t nr = 0;
+    bson_t dup = BSON_INITIALIZER;
+    bson_t leo = BSON_INITIALIZER; /* lastErrorObject */
+    bson_t val = BSON_INITIALIZER; /* {value: ...} */
+    bool locked = false;
+    if (!(m = matcher_new(&q, err)))
+        goto out;
+    if (has_sort && !bson_empty(&sort) && !(ss = sortspec_new(&sort, false, err)))
+        goto out;
+    if (has_fields && !(pj = projection_new(&fields, err)))
+        goto out;
+    if (has_u && !(up = updater_new(&u, err)))
+        goto out;
+
+    store_wrlock(x->env->st);
+    locked = true;
+    store_coll *c = store_coll_find(x->env->st, x->db, x->coll);
+    if (!c && upsert && !(c = store_coll_get_or_create(x->env->st, x->db, x->coll, NULL, err)))
+        goto out;
+    plan_req pq = {.m = m, .sort = ss, .hint = hint, .limit = 1};
+    if (plan_run(x->env->st, c, &pq, &rids, &nr, err) != 0)
+        goto out;
+    bson_t d;
+    if (nr > 0 && store_doc(c, rids[0], &d)) {
+        if (remove) {
+            append_projected(&val, "value", &d, pj);
+            store_delete(c, rids[0]);
+            __atomic_add_fetch(&x->env->st->n_delete, 1, __ATOMIC_RELAXED);
+            BSON_APPEND_INT32(&leo, "n", 1);
+        } else {
+            bson_t nd = BSON_INITIALIZER;
+            bool modified = false;
+            if (updater_apply(up, &d, false, &nd, &modified, err) != 0) {
+                bson_destroy(&nd);
+                goto out;
+            }
+            if (!want_new)
+                append_projected(&val, "value", &d, pj);
+            if (modified && store_replace(c, rids[0], &nd, err, &dup) != 0) {
+                bson_destroy(&nd);
+                goto out;
+            }
+            if (want_new)
+                append_projected(&val, "value", &nd, pj);
+            bson_destroy(&nd);
+            __atomic_add_fetch(&x->env->st->n_update, 1, __ATOMIC_RELAXED);
+            BSON_APPEND_INT32(&leo, "n", 1);
+            BSON_APPEND_BOOL(&leo, "updatedExisting", true);
+        }
+    } else if (upsert) {
+        bson_t nd = BSON_INITIALIZER;
+        bson_value_t id = {0};
+        if (upsert_doc(&q, up, &nd, err) != 0 || insert_one(c, &nd, &id, err, &dup) != 0) {
+            bson_destroy(&nd);
+            goto out;
+        }
+        bson_destroy(&nd);
+        BSON_APPEND_INT32(&leo, "n", 1);
+        BSON_APPEND_BOOL(&leo, "updatedExisting", false);
+        BSON_APPEND_VALUE(&leo, "upserted", &id);
+        if (want_new) {
+            /* Read back the stored form (with _id first). */
+            store_coll *cc = c;
+            bson_t sd;
+            if (store_doc(cc, cc->nrec - 1, &sd))
+                append_projected(&val, "value", &sd, pj);
+        } else {
+            BSON_APPEND_NULL(&val, "value");
+        }
+        bson_value_destroy(&id);
+    } else {
+        BSON_APPEND_INT32(&leo, "n", 0);
+        if (!remove)
+            BSON_APPEND_BOOL(&leo, "updatedExisting", false);
+        BSON_APPEND_NULL(&val, "value");
+    }
+    if (bson_empty(&val))
+        BSON_APPEND_NULL(&val, "value");
+    BSON_APPEND_DOCUMENT(reply, "lastErrorObject", &leo);
+    bson_concat(reply, &val);
+    rc = 0;
+out:
+    if (locked)
+        store_unlock(x->env->st);
+    if (rc != 0 && !bson_empty(&dup)) {
+        /* DuplicateKey as a command error still carries keyPattern/keyValue. */
+        bson_concat(reply, &dup);
+    }
+    bson_destroy(&dup);
+    bson_destroy(&leo);
+    bson_destroy(&val);
+    free(rids);
+    matcher_free(m);
+    sortspec_free(ss);
+    projection_free(pj);
+    updater_free(up);
+    return rc;
+}

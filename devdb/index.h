@@ -1,0 +1,93 @@
+/*
+ * index: one ordered secondary (or _id) index of a devdb collection.
+ *
+ * An index maps key tuples (documents of "" fields as bv_index_keys produces them) to record
+ * ids, ordered by the key pattern (bv_key_compare with the pattern's directions), ties broken
+ * by record id. It is a skiplist: O(log n) insert, delete and seek, and ordered iteration in
+ * both directions, so point lookups, range scans and sorts on indexed fields never scan the
+ * collection. Multikey: an array field gives one entry per distinct element.
+ *
+ * Threading: an index is owned by its collection and protected by the store lock; readers
+ * (seek/iterate) may run concurrently, mutations need the exclusive lock.
+ * Memory: one allocation per entry (node + key bytes inline).
+ */
+#ifndef DEVDB_INDEX_H
+#define DEVDB_INDEX_H
+
+#include <bson/bson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define INDEX_MAX_FIELDS 32
+#define INDEX_MAX_LEVEL  20
+
+typedef struct index_node index_node;
+
+typedef struct store_index {
+    char *name;     /* "_id_", "name_1", ... */
+    bson_t key;     /* key pattern, e.g. {name: 1} */
+    bson_t spec;    /* as listIndexes shows it: {v: 2, key, name, unique?, ...} */
+    bool unique;    /* _id_ is always unique */
+    bool sparse;    /* documents missing every indexed field are not indexed */
+    bool multikey;  /* some document had an array on an indexed path */
+    size_t nfields; /* number of fields in the key pattern */
+    int dirs[INDEX_MAX_FIELDS];
+    char *paths[INDEX_MAX_FIELDS]; /* the pattern's field paths */
+    /* skiplist */
+    index_node *head; /* sentinel with INDEX_MAX_LEVEL forward pointers */
+    index_node *tail; /* last node, or NULL when empty */
+    int level;
+    size_t count; /* entries */
+    uint32_t rng;
+} store_index;
+
+/* Builds an (empty) index from an index specification {key: {...}, name: "...", unique: bool,
+ * sparse: bool, ...}; `ns` is "db.coll" (unused in 4.4 specs, kept for messages). Unknown
+ * options are kept in the spec. Returns NULL with err set (CannotCreateIndex 67, BadValue 2,
+ * FailedToParse 9) on an invalid spec. Caller frees with index_free. */
+store_index *index_new(const bson_t *spec, bson_error_t *err);
+void index_free(store_index *ix);
+
+/* A specification for the default {_id: 1} index named "_id_". */
+store_index *index_new_id(void);
+
+/* Adds the keys of `doc` for record `rid`. On a unique violation returns 1, leaves the index
+ * as it was and copies the offending key into `dup_key` (caller-initialised; may be NULL).
+ * Other errors (e.g. parallel arrays): -1 with err set, index unchanged. 0 on success. */
+int index_add(store_index *ix, const bson_t *doc, uint64_t rid, bson_t *dup_key, bson_error_t *err);
+
+/* Removes the keys of `doc` for record `rid` (absent keys are ignored). */
+void index_remove(store_index *ix, const bson_t *doc, uint64_t rid);
+
+/* Would adding `doc` as record `rid` violate uniqueness (ignoring entries of `rid` itself)?
+ * Returns 1 and fills dup_key, 0 if not, -1 with err on key errors. */
+int index_check(const store_index *ix, const bson_t *doc, uint64_t rid, bson_t *dup_key,
+                bson_error_t *err);
+
+/* ---- ordered access ---- */
+
+const index_node *index_first(const store_index *ix);
+const index_node *index_last(const store_index *ix);
+const index_node *index_next(const index_node *n);
+const index_node *index_prev(const index_node *n);
+uint64_t index_node_rid(const index_node *n);
+/* The node's key tuple (static view into the node). */
+void index_node_key(const index_node *n, bson_t *out);
+
+/* First node (in index order) whose first key field compares >= v (or > v if `after`),
+ * taking the first field's direction into account; NULL if none. */
+const index_node *index_seek_first_field(const store_index *ix, const bson_value_t *v, bool after);
+/* Compares the node's first key field with v in index order (direction applied). */
+int index_cmp_first_field(const store_index *ix, const index_node *n, const bson_value_t *v);
+
+/* True if `pattern` equals this index's key pattern (same paths and directions). */
+bool index_pattern_equal(const store_index *ix, const bson_t *pattern);
+
+/* Renders a key tuple with field names from the pattern in MongoDB's message style:
+ * `{ name: "x", n: 1 }` into buf (always terminated). Also fills key_value (caller-initialised,
+ * may be NULL) with {name: "x", n: 1}. */
+void index_format_key(const store_index *ix, const bson_t *key, char *buf, size_t buflen,
+                      bson_t *key_value);
+
+#endif

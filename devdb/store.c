@@ -1,0 +1,427 @@
+/*
+ * store.c: databases, collections, records and index maintenance (see store.h).
+ *
+ * Layout: store -> array of store_db -> array of store_coll -> record slots + indexes.
+ * Databases and collections are few, so they are found by linear search. Records are kept in
+ * a growable array of pointers to exact-size BSON buffers (the document's length is its own
+ * first four bytes), which keeps the per-document overhead at one pointer plus the malloc
+ * header; the _id index adds one skiplist node.
+ *
+ * Invariants (checked by the callers' lock discipline, see store.h):
+ *  - every live record has exactly its keys in every index of its collection;
+ *  - a mutation either completes or leaves records and indexes unchanged (unique violations
+ *    are detected before anything is modified, or rolled back).
+ *
+ * This file is the single place where data changes (the "mutations" section), so durability
+ * can later journal each operation here before it is applied.
+ */
+#include "store.h"
+
+#include "bsonval.h"
+#include "errors.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+store *store_new(void)
+{
+    store *st = calloc(1, sizeof *st);
+    if (!st)
+        return NULL;
+    if (pthread_rwlock_init(&st->lock, NULL) != 0) {
+        free(st);
+        return NULL;
+    }
+    st->next_incarnation = 1;
+    return st;
+}
+
+static void coll_free(store_coll *c)
+{
+    if (!c)
+        return;
+    for (uint64_t i = 0; i < c->nrec; i++)
+        free(c->recs[i]);
+    free(c->recs);
+    for (size_t i = 0; i < c->nidx; i++)
+        index_free(c->idx[i]);
+    free(c->idx);
+    bson_destroy(&c->options);
+    free(c->name);
+    free(c->ns);
+    free(c);
+}
+
+static void db_free(store_db *d)
+{
+    if (!d)
+        return;
+    for (size_t i = 0; i < d->ncoll; i++)
+        coll_free(d->colls[i]);
+    free(d->colls);
+    free(d->name);
+    free(d);
+}
+
+void store_free(store *st)
+{
+    if (!st)
+        return;
+    for (size_t i = 0; i < st->ndb; i++)
+        db_free(st->dbs[i]);
+    free(st->dbs);
+    pthread_rwlock_destroy(&st->lock);
+    free(st);
+}
+
+void store_rdlock(store *st)
+{
+    pthread_rwlock_rdlock(&st->lock);
+}
+
+void store_wrlock(store *st)
+{
+    pthread_rwlock_wrlock(&st->lock);
+}
+
+void store_unlock(store *st)
+{
+    pthread_rwlock_unlock(&st->lock);
+}
+
+/* ---- names and lookups -------------------------------------------------------------------- */
+
+int store_check_db_name(const char *db, bson_error_t *err)
+{
+    size_t n = strlen(db);
+    if (n == 0 || n >= STORE_DB_NAME_MAX || strpbrk(db, "/\\. \"$*<>:|?"))
+        return mdb_error(err, MDB_INVALID_NAMESPACE, "Invalid database name: '%s'", db);
+    return 0;
+}
+
+int store_check_coll_name(const char *db, const char *coll, bson_error_t *err)
+{
+    if (store_check_db_name(db, err) != 0)
+        return -1;
+    size_t n = strlen(coll);
+    if (n == 0 || strchr(coll, '$') || coll[0] == '.')
+        return mdb_error(err, MDB_INVALID_NAMESPACE, "Invalid namespace specified '%s.%s'", db,
+                         coll);
+    if (strlen(db) + 1 + n > STORE_NS_MAX)
+        return mdb_error(err, MDB_INVALID_NAMESPACE,
+                         "Fully qualified namespace is too long. Namespace: %s.%s", db, coll);
+    return 0;
+}
+
+store_db *store_db_find(store *st, const char *db)
+{
+    for (size_t i = 0; i < st->ndb; i++) {
+        if (strcmp(st->dbs[i]->name, db) == 0)
+            return st->dbs[i];
+    }
+    return NULL;
+}
+
+store_coll *store_coll_find(store *st, const char *db, const char *coll)
+{
+    store_db *d = store_db_find(st, db);
+    if (!d)
+        return NULL;
+    for (size_t i = 0; i < d->ncoll; i++) {
+        if (strcmp(d->colls[i]->name, coll) == 0)
+            return d->colls[i];
+    }
+    return NULL;
+}
+
+store_index *store_index_by_name(store_coll *c, const char *name)
+{
+    for (size_t i = 0; i < c->nidx; i++) {
+        if (strcmp(c->idx[i]->name, name) == 0)
+            return c->idx[i];
+    }
+    return NULL;
+}
+
+store_index *store_index_by_pattern(store_coll *c, const bson_t *pattern)
+{
+    for (size_t i = 0; i < c->nidx; i++) {
+        if (index_pattern_equal(c->idx[i], pattern))
+            return c->idx[i];
+    }
+    return NULL;
+}
+
+bool store_doc(const store_coll *c, uint64_t rid, bson_t *out)
+{
+    if (rid >= c->nrec || !c->recs[rid])
+        return false;
+    const uint8_t *p = c->recs[rid];
+    uint32_t len =
+        (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    return bson_init_static(out, p, len);
+}
+
+/* ---- mutations ----------------------------------------------------------------------------- */
+
+static int grow(void **pa, size_t elem, uint64_t need, uint64_t *cap)
+{
+    if (need <= *cap)
+        return 0;
+    uint64_t ncap = *cap ? *cap * 2 : 16;
+    while (ncap < need)
+        ncap *= 2;
+    void *na = realloc(*pa, ncap * elem);
+    if (!na)
+        return -1;
+    *pa = na;
+    *cap = ncap;
+    return 0;
+}
+
+store_coll *store_coll_create(store *st, const char *db, const char *coll, const bson_t *options,
+                              bson_error_t *err)
+{
+    if (store_check_coll_name(db, coll, err) != 0)
+        return NULL;
+    if (store_coll_find(st, db, coll)) {
+        mdb_error(err, MDB_NAMESPACE_EXISTS, "Collection already exists. NS: %s.%s", db, coll);
+        return NULL;
+    }
+    store_db *d = store_db_find(st, db);
+    if (!d) {
+        uint64_t cap = st->capdb;
+        if (grow((void **)&st->dbs, sizeof *st->dbs, st->ndb + 1, &cap) != 0)
+            goto oom;
+        st->capdb = (size_t)cap;
+        d = calloc(1, sizeof *d);
+        if (!d || !(d->name = strdup(db))) {
+            free(d);
+            goto oom;
+        }
+        st->dbs[st->ndb++] = d;
+    }
+    uint64_t cap = d->capcoll;
+    if (grow((void **)&d->colls, sizeof *d->colls, d->ncoll + 1, &cap) != 0)
+        goto oom;
+    d->capcoll = (size_t)cap;
+    store_coll *c = calloc(1, sizeof *c);
+    if (!c)
+        goto oom;
+    bson_init(&c->options);
+    if (options)
+        bson_concat(&c->options, options);
+    size_t nsl = strlen(db) + strlen(coll) + 2;
+    c->name = strdup(coll);
+    c->ns = malloc(nsl);
+    c->idx = calloc(4, sizeof *c->idx);
+    c->capidx = 4;
+    if (!c->name || !c->ns || !c->idx || !(c->idx[0] = index_new_id())) {
+        coll_free(c);
+        goto oom;
+    }
+    c->nidx = 1;
+    snprintf(c->ns, nsl, "%s.%s", db, coll);
+    c->incarnation = st->next_incarnation++;
+    d->colls[d->ncoll++] = c;
+    return c;
+oom:
+    mdb_error(err, MDB_INTERNAL_ERROR, "out of memory");
+    return NULL;
+}
+
+store_coll *store_coll_get_or_create(store *st, const char *db, const char *coll, bool *created,
+                                     bson_error_t *err)
+{
+    store_coll *c = store_coll_find(st, db, coll);
+    if (created)
+        *created = c == NULL;
+    if (c)
+        return c;
+    return store_coll_create(st, db, coll, NULL, err);
+}
+
+int store_coll_drop(store *st, const char *db, const char *coll, bson_error_t *err)
+{
+    store_db *d = store_db_find(st, db);
+    for (size_t i = 0; d && i < d->ncoll; i++) {
+        if (strcmp(d->colls[i]->name, coll) == 0) {
+            coll_free(d->colls[i]);
+            memmove(&d->colls[i], &d->colls[i + 1], (d->ncoll - i - 1) * sizeof *d->colls);
+            d->ncoll--;
+            return 0;
+        }
+    }
+    return mdb_error(err, MDB_NAMESPACE_NOT_FOUND, "ns not found");
+}
+
+void store_db_drop(store *st, const char *db)
+{
+    for (size_t i = 0; i < st->ndb; i++) {
+        if (strcmp(st->dbs[i]->name, db) == 0) {
+            db_free(st->dbs[i]);
+            memmove(&st->dbs[i], &st->dbs[i + 1], (st->ndb - i - 1) * sizeof *st->dbs);
+            st->ndb--;
+            return;
+        }
+    }
+}
+
+/* MongoDB's duplicate key error for index ix and offending key tuple `key`. */
+static int dup_error(store_coll *c, store_index *ix, const bson_t *key, bson_error_t *err,
+                     bson_t *dup_info)
+{
+    char kbuf[400];
+    bson_t kv;
+    bson_init(&kv);
+    index_format_key(ix, key, kbuf, sizeof kbuf, &kv);
+    if (dup_info) {
+        BSON_APPEND_DOCUMENT(dup_info, "keyPattern", &ix->key);
+        BSON_APPEND_DOCUMENT(dup_info, "keyValue", &kv);
+    }
+    bson_destroy(&kv);
+    return mdb_error(err, MDB_DUPLICATE_KEY,
+                     "E11000 duplicate key error collection: %s index: %s "
+                     "dup key: %s",
+                     c->ns, ix->name, kbuf);
+}
+
+/* Adds doc's keys for rid to every index; on failure removes what was added. */
+static int index_all(store_coll *c, const bson_t *doc, uint64_t rid, bson_error_t *err,
+                     bson_t *dup_info)
+{
+    for (size_t i = 0; i < c->nidx; i++) {
+        bson_t dup;
+        bson_init(&dup);
+        int rc = index_add(c->idx[i], doc, rid, &dup, err);
+        if (rc != 0) {
+            if (rc == 1)
+                dup_error(c, c->idx[i], &dup, err, dup_info);
+            bson_destroy(&dup);
+            for (size_t j = 0; j < i; j++)
+                index_remove(c->idx[j], doc, rid);
+            return -1;
+        }
+        bson_destroy(&dup);
+    }
+    return 0;
+}
+
+static uint8_t *copy_doc(const bson_t *doc)
+{
+    uint8_t *p = malloc(doc->len);
+    if (p)
+        memcpy(p, bson_get_data(doc), doc->len);
+    return p;
+}
+
+int store_insert(store_coll *c, const bson_t *doc, uint64_t *rid, bson_error_t *err,
+                 bson_t *dup_info)
+{
+    if (grow((void **)&c->recs, sizeof *c->recs, c->nrec + 1, &c->caprec) != 0)
+        return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory");
+    uint64_t r = c->nrec;
+    if (index_all(c, doc, r, err, dup_info) != 0)
+        return -1;
+    uint8_t *p = copy_doc(doc);
+    if (!p) {
+        for (size_t j = 0; j < c->nidx; j++)
+            index_remove(c->idx[j], doc, r);
+        return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory");
+    }
+    c->recs[c->nrec++] = p;
+    c->nlive++;
+    c->data_bytes += doc->len;
+    if (rid)
+        *rid = r;
+    return 0;
+}
+
+int store_replace(store_coll *c, uint64_t rid, const bson_t *doc, bson_error_t *err,
+                  bson_t *dup_info)
+{
+    bson_t old;
+    if (!store_doc(c, rid, &old))
+        return mdb_error(err, MDB_INTERNAL_ERROR, "record %llu vanished", (unsigned long long)rid);
+    /* Check uniqueness first so a violation changes nothing. */
+    for (size_t i = 0; i < c->nidx; i++) {
+        bson_t dup;
+        bson_init(&dup);
+        int rc = index_check(c->idx[i], doc, rid, &dup, err);
+        if (rc == 1)
+            dup_error(c, c->idx[i], &dup, err, dup_info);
+        bson_destroy(&dup);
+        if (rc != 0)
+            return -1;
+    }
+    uint8_t *p = copy_doc(doc);
+    if (!p)
+        return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory");
+    for (size_t i = 0; i < c->nidx; i++)
+        index_remove(c->idx[i], &old, rid);
+    if (index_all(c, doc, rid, err, dup_info) != 0) {
+        /* Only key-generation errors can get here (uniqueness was checked): restore. */
+        for (size_t i = 0; i < c->nidx; i++)
+            index_add(c->idx[i], &old, rid, NULL, NULL);
+        free(p);
+        return -1;
+    }
+    c->data_bytes = c->data_bytes - old.len + doc->len;
+    free(c->recs[rid]);
+    c->recs[rid] = p;
+    return 0;
+}
+
+void store_delete(store_coll *c, uint64_t rid)
+{
+    bson_t old;
+    if (!store_doc(c, rid, &old))
+        return;
+    for (size_t i = 0; i < c->nidx; i++)
+        index_remove(c->idx[i], &old, rid);
+    c->data_bytes -= old.len;
+    free(c->recs[rid]);
+    c->recs[rid] = NULL;
+    c->nlive--;
+}
+
+store_index *store_index_create(store_coll *c, const bson_t *spec, bson_error_t *err,
+                                bson_t *dup_info)
+{
+    store_index *ix = index_new(spec, err);
+    if (!ix)
+        return NULL;
+    for (uint64_t r = 0; r < c->nrec; r++) {
+        bson_t d;
+        if (!store_doc(c, r, &d))
+            continue;
+        bson_t dup;
+        bson_init(&dup);
+        int rc = index_add(ix, &d, r, &dup, err);
+        if (rc == 1)
+            dup_error(c, ix, &dup, err, dup_info);
+        bson_destroy(&dup);
+        if (rc != 0) {
+            index_free(ix);
+            return NULL;
+        }
+    }
+    uint64_t cap = c->capidx;
+    if (grow((void **)&c->idx, sizeof *c->idx, c->nidx + 1, &cap) != 0) {
+        index_free(ix);
+        mdb_error(err, MDB_INTERNAL_ERROR, "out of memory");
+        return NULL;
+    }
+    c->capidx = (size_t)cap;
+    c->idx[c->nidx++] = ix;
+    return ix;
+}
+
+void store_index_drop(store_coll *c, size_t i)
+{
+    if (i == 0 || i >= c->nidx)
+        return;
+    index_free(c->idx[i]);
+    memmove(&c->idx[i], &c->idx[i + 1], (c->nidx - i - 1) * sizeof *c->idx);
+    c->nidx--;
+}

@@ -1,0 +1,365 @@
+/*
+ * wire.c: MongoDB wire protocol framing for devdb (see wire.h).
+ *
+ * Design: a request arrives as one contiguous buffer (the server reads exactly the length the
+ * header announces, capped at WIRE_MAX_MESSAGE). Parsing walks that buffer with an explicit
+ * remaining-length at every step; every embedded BSON document is length-checked against the
+ * rest of the buffer and validated with bson_validate before it is copied, so a hostile or
+ * truncated message can only ever produce an error string.
+ *
+ * OP_MSG layout:   header | uint32 flagBits | sections... | [uint32 crc32c]
+ *   section kind 0: a single BSON document (the command body)
+ *   section kind 1: int32 size | cstring identifier | BSON documents...
+ * OP_QUERY layout: header | int32 flags | cstring ns | int32 skip | int32 nreturn | query [|
+ * fields] OP_REPLY layout: header | int32 flags | int64 cursorId | int32 startingFrom | int32 n |
+ * docs
+ */
+#include "wire.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    MSG_CHECKSUM_PRESENT = 1u << 0,
+    MSG_MORE_TO_COME = 1u << 1,
+    MSG_EXHAUST_ALLOWED = 1u << 16,
+    /* Bits 0-15 are "required": a receiver must reject unknown ones. */
+    MSG_REQUIRED_MASK = 0xffffu,
+};
+
+static int32_t rd32(const uint8_t *p)
+{
+    uint32_t v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    return (int32_t)v;
+}
+
+static void wr32(uint8_t *p, int32_t v)
+{
+    uint32_t u = (uint32_t)v;
+    p[0] = (uint8_t)u;
+    p[1] = (uint8_t)(u >> 8);
+    p[2] = (uint8_t)(u >> 16);
+    p[3] = (uint8_t)(u >> 24);
+}
+
+void wire_header_decode(const uint8_t *p, wire_header *out)
+{
+    out->length = rd32(p);
+    out->request_id = rd32(p + 4);
+    out->response_to = rd32(p + 8);
+    out->opcode = rd32(p + 12);
+}
+
+/* ---- CRC-32C -------------------------------------------------------------------------- */
+
+static uint32_t crc_table[256];
+static int crc_ready; /* benign race: every thread computes the same table */
+
+static void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        crc_table[i] = c;
+    }
+    __atomic_store_n(&crc_ready, 1, __ATOMIC_RELEASE);
+}
+
+uint32_t wire_crc32c(const uint8_t *p, size_t n)
+{
+    if (!__atomic_load_n(&crc_ready, __ATOMIC_ACQUIRE))
+        crc_init();
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++)
+        c = crc_table[(c ^ p[i]) & 0xff] ^ (c >> 8);
+    return c ^ 0xffffffffu;
+}
+
+/* ---- parsing --------------------------------------------------------------------------- */
+
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        snprintf(err, errlen, __VA_ARGS__);                                                        \
+        goto fail;                                                                                 \
+    } while (0)
+
+/* Check that a BSON document of valid framing starts at p with at most `avail` bytes.
+ * Returns its length, or -1. */
+static int32_t doc_len_at(const uint8_t *p, size_t avail)
+{
+    if (avail < 5)
+        return -1;
+    int32_t n = rd32(p);
+    if (n < 5 || (size_t)n > avail || n > WIRE_MAX_BSON || p[n - 1] != 0)
+        return -1;
+    bson_t b;
+    if (!bson_init_static(&b, p, (size_t)n))
+        return -1;
+    size_t off;
+    if (!bson_validate(&b, BSON_VALIDATE_UTF8_ALLOW_NULL, &off))
+        return -1;
+    return n;
+}
+
+static int copy_db(char *dst, const char *src, size_t n)
+{
+    if (n == 0 || n >= WIRE_DB_MAX)
+        return -1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return 0;
+}
+
+static int parse_msg(const uint8_t *buf, size_t len, wire_request *out, char *err, size_t errlen)
+{
+    const uint8_t *p = buf + WIRE_HEADER_LEN;
+    size_t rest = len - WIRE_HEADER_LEN;
+    if (rest < 4)
+        FAIL("OP_MSG too short");
+    uint32_t flags = (uint32_t)rd32(p);
+    p += 4;
+    rest -= 4;
+    if (flags & MSG_REQUIRED_MASK & ~(uint32_t)(MSG_CHECKSUM_PRESENT | MSG_MORE_TO_COME))
+        FAIL("OP_MSG has unknown required flag bits 0x%x", flags);
+    out->more_to_come = (flags & MSG_MORE_TO_COME) != 0;
+    if (flags & MSG_CHECKSUM_PRESENT) {
+        if (rest < 4)
+            FAIL("OP_MSG checksum missing");
+        uint32_t want = (uint32_t)rd32(buf + len - 4);
+        if (wire_crc32c(buf, len - 4) != want)
+            FAIL("OP_MSG checksum mismatch");
+        rest -= 4;
+    }
+
+    const uint8_t *body = NULL;
+    int32_t body_len = 0;
+    /* Sequences are merged after the body is known; remember where they are. */
+    enum { MAX_SEQ = 8 };
+    struct {
+        const char *id;
+        size_t id_len;
+        const uint8_t *docs;
+        size_t docs_len;
+    } seq[MAX_SEQ];
+    int nseq = 0;
+
+    while (rest > 0) {
+        uint8_t kind = *p++;
+        rest--;
+        if (kind == 0) {
+            if (body)
+                FAIL("OP_MSG has more than one body section");
+            body_len = doc_len_at(p, rest);
+            if (body_len < 0)
+                FAIL("OP_MSG body is not a valid BSON document");
+            body = p;
+            p += body_len;
+            rest -= (size_t)body_len;
+        } else if (kind == 1) {
+            if (rest < 4)
+                FAIL("OP_MSG document sequence truncated");
+            int32_t size = rd32(p);
+            if (size < 5 || (size_t)size > rest)
+                FAIL("OP_MSG document sequence size %d invalid", size);
+            const uint8_t *end = p + size;
+            const uint8_t *q = p + 4;
+            const uint8_t *nul = memchr(q, 0, (size_t)(end - q));
+            if (!nul)
+                FAIL("OP_MSG document sequence identifier unterminated");
+            if (nseq == MAX_SEQ)
+                FAIL("OP_MSG has too many document sequences");
+            seq[nseq].id = (const char *)q;
+            seq[nseq].id_len = (size_t)(nul - q);
+            q = nul + 1;
+            seq[nseq].docs = q;
+            seq[nseq].docs_len = (size_t)(end - q);
+            /* Validate every document now so merging cannot fail half-way. */
+            while (q < end) {
+                int32_t dl = doc_len_at(q, (size_t)(end - q));
+                if (dl < 0)
+                    FAIL("OP_MSG document sequence '%.*s' holds an invalid document",
+                         (int)seq[nseq].id_len, seq[nseq].id);
+                q += dl;
+            }
+            nseq++;
+            p = end;
+            rest -= (size_t)size;
+        } else {
+            FAIL("OP_MSG section kind %u is not supported", kind);
+        }
+    }
+    if (!body)
+        FAIL("OP_MSG has no body section");
+
+    bson_t b;
+    bson_init_static(&b, body, (size_t)body_len);
+    bson_init(&out->cmd);
+    bson_concat(&out->cmd, &b);
+    for (int i = 0; i < nseq; i++) {
+        char key[256];
+        if (seq[i].id_len == 0 || seq[i].id_len >= sizeof key)
+            FAIL("OP_MSG document sequence identifier invalid");
+        memcpy(key, seq[i].id, seq[i].id_len);
+        key[seq[i].id_len] = '\0';
+        if (bson_has_field(&b, key))
+            FAIL("OP_MSG field '%s' appears both in the body and as a document sequence", key);
+        bson_t arr;
+        bson_append_array_begin(&out->cmd, key, (int)seq[i].id_len, &arr);
+        const uint8_t *q = seq[i].docs, *end = seq[i].docs + seq[i].docs_len;
+        uint32_t n = 0;
+        while (q < end) {
+            int32_t dl = rd32(q);
+            bson_t d;
+            bson_init_static(&d, q, (size_t)dl);
+            char ibuf[16];
+            const char *ikey;
+            size_t ilen = bson_uint32_to_string(n++, &ikey, ibuf, sizeof ibuf);
+            bson_append_document(&arr, ikey, (int)ilen, &d);
+            q += dl;
+        }
+        bson_append_array_end(&out->cmd, &arr);
+    }
+    if (out->cmd.len > WIRE_MAX_MESSAGE)
+        FAIL("command too large");
+
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, &out->cmd, "$db") || !BSON_ITER_HOLDS_UTF8(&it))
+        FAIL("OP_MSG command has no string $db field");
+    uint32_t dlen;
+    const char *db = bson_iter_utf8(&it, &dlen);
+    if (copy_db(out->db, db, dlen) != 0 || memchr(db, '\0', dlen))
+        FAIL("invalid database name in $db");
+    return 0;
+fail:
+    return -1;
+}
+
+static int parse_query(const uint8_t *buf, size_t len, wire_request *out, char *err, size_t errlen)
+{
+    const uint8_t *p = buf + WIRE_HEADER_LEN;
+    size_t rest = len - WIRE_HEADER_LEN;
+    if (rest < 4)
+        FAIL("OP_QUERY too short");
+    p += 4; /* flags: tailable/slaveOk/... are irrelevant for commands */
+    rest -= 4;
+    const uint8_t *nul = memchr(p, 0, rest);
+    if (!nul)
+        FAIL("OP_QUERY namespace unterminated");
+    const char *ns = (const char *)p;
+    size_t ns_len = (size_t)(nul - p);
+    p = nul + 1;
+    rest -= ns_len + 1;
+    if (rest < 8)
+        FAIL("OP_QUERY truncated");
+    p += 8; /* numberToSkip, numberToReturn: a command reply is always one document */
+    rest -= 8;
+    int32_t qlen = doc_len_at(p, rest);
+    if (qlen < 0)
+        FAIL("OP_QUERY query is not a valid BSON document");
+
+    const char *dot = memchr(ns, '.', ns_len);
+    if (!dot || copy_db(out->db, ns, (size_t)(dot - ns)) != 0)
+        FAIL("OP_QUERY namespace '%.*s' invalid", (int)(ns_len > 200 ? 200 : ns_len), ns);
+    if (strcmp(dot + 1, "$cmd") != 0)
+        FAIL("OP_QUERY is only supported for commands (<db>.$cmd); use OP_MSG for '%.*s'",
+             (int)(ns_len > 200 ? 200 : ns_len), ns);
+
+    bson_t q;
+    bson_init_static(&q, p, (size_t)qlen);
+    bson_iter_t it;
+    /* Drivers wrap commands carrying a read preference as {$query: cmd, $readPreference: ..}. */
+    if (bson_iter_init(&it, &q) && bson_iter_next(&it) &&
+        (strcmp(bson_iter_key(&it), "$query") == 0 || strcmp(bson_iter_key(&it), "query") == 0) &&
+        BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        uint32_t dl;
+        const uint8_t *dd;
+        bson_iter_document(&it, &dl, &dd);
+        bson_t inner;
+        if (!bson_init_static(&inner, dd, dl))
+            FAIL("OP_QUERY $query invalid");
+        bson_copy_to(&inner, &out->cmd);
+    } else {
+        bson_copy_to(&q, &out->cmd);
+    }
+    return 0;
+fail:
+    return -1;
+}
+
+int wire_parse(const uint8_t *buf, size_t len, wire_request *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (len < WIRE_HEADER_LEN) {
+        snprintf(err, errlen, "message shorter than its header");
+        return -1;
+    }
+    wire_header_decode(buf, &out->hdr);
+    if ((size_t)out->hdr.length != len) {
+        snprintf(err, errlen, "message length field %d does not match %zu", out->hdr.length, len);
+        return -1;
+    }
+    int rc;
+    if (out->hdr.opcode == WIRE_OP_MSG) {
+        rc = parse_msg(buf, len, out, err, errlen);
+    } else if (out->hdr.opcode == WIRE_OP_QUERY) {
+        rc = parse_query(buf, len, out, err, errlen);
+    } else {
+        snprintf(err, errlen, "unsupported opcode %d", out->hdr.opcode);
+        rc = -1;
+    }
+    if (rc != 0) {
+        /* A half-built command must not leak; cmd was either never inited or is valid. */
+        if (out->cmd.len)
+            bson_destroy(&out->cmd);
+        memset(&out->cmd, 0, sizeof out->cmd);
+    }
+    return rc;
+}
+
+void wire_request_release(wire_request *req)
+{
+    if (req && req->cmd.len)
+        bson_destroy(&req->cmd);
+    if (req)
+        memset(&req->cmd, 0, sizeof req->cmd);
+}
+
+/* ---- replies ---------------------------------------------------------------------------- */
+
+uint8_t *wire_build_reply(const wire_header *req, int32_t request_id, const bson_t *body,
+                          size_t *len)
+{
+    size_t n;
+    bool is_reply = req->opcode == WIRE_OP_QUERY;
+    if (is_reply)
+        n = WIRE_HEADER_LEN + 4 + 8 + 4 + 4 + body->len;
+    else
+        n = WIRE_HEADER_LEN + 4 + 1 + body->len;
+    if (n > WIRE_MAX_MESSAGE)
+        return NULL;
+    uint8_t *m = malloc(n);
+    if (!m)
+        return NULL;
+    wr32(m, (int32_t)n);
+    wr32(m + 4, request_id);
+    wr32(m + 8, req->request_id);
+    uint8_t *p = m + WIRE_HEADER_LEN;
+    if (is_reply) {
+        wr32(m + 12, WIRE_OP_REPLY);
+        wr32(p, 8); /* AwaitCapable */
+        memset(p + 4, 0, 8);
+        wr32(p + 12, 0);
+        wr32(p + 16, 1);
+        p += 20;
+    } else {
+        wr32(m + 12, WIRE_OP_MSG);
+        wr32(p, 0);
+        p[4] = 0;
+        p += 5;
+    }
+    memcpy(p, bson_get_data(body), body->len);
+    *len = n;
+    return m;
+}
