@@ -25,5 +25,6 @@ typedef int (*cli_fn)(cli_ctx *ctx);
 
 int cmd_config(cli_ctx *ctx);
 int cmd_up(cli_ctx *ctx);
+int cmd_keys(cli_ctx *ctx);
 
 #endif

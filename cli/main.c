@@ -15,6 +15,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"up", cmd_up, "start the whole system on this machine (redis, devdb, api, workers)"},
+    {"keys", cmd_keys, "API keys: create --role admin|staff [--name N], list, revoke ID|PREFIX"},
     {"config", cmd_config, "print the effective configuration (--defaults, --table, --secrets)"},
 };
 

@@ -1,0 +1,325 @@
+/*
+ * test_auth_unit: the auth building blocks without HTTP: encodings and PKCE (RFC 7636 test
+ * vector), cookie building and parsing, the admin list, and, against a private redis-server,
+ * OAuth state (stored with TTL, single use, concurrent consumers) and sessions (create, read,
+ * TTL, destroy, malformed ids never reach Redis).
+ */
+#include "auth_crypto.h"
+#include "auth_oauth.h"
+#include "auth_session.h"
+#include "auth_users.h"
+#include "config.h"
+#include "rconn.h"
+#include "test.h"
+#include "testenv.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+static testenv g_env;
+static bool g_env_up;
+static minicrm_config g_cfg;
+
+static void stop_env(void)
+{
+    testenv_stop(&g_env);
+    cfg_release(&g_cfg);
+}
+
+/* Private Redis + a config pointing at it (started once per process). */
+static rconn *redis_for_test(void)
+{
+    char err[256];
+    if (!g_env_up) {
+        if (testenv_start(&g_env, TESTENV_REDIS) != 0)
+            return NULL;
+        g_env_up = true;
+        cfg_init(&g_cfg);
+        cfg_set(&g_cfg, "redis.prefix", g_env.prefix, "test", err, sizeof err);
+        cfg_set(&g_cfg, "redis.url", g_env.redis_url, "test", err, sizeof err);
+        cfg_set(&g_cfg, "auth.google_client_id", "cid-123", "test", err, sizeof err);
+        cfg_set(&g_cfg, "auth.google_client_secret", "csecret", "test", err, sizeof err);
+        cfg_set(&g_cfg, "auth.google_auth_url", "http://127.0.0.1:9/authorize", "test", err,
+                sizeof err);
+        cfg_set(&g_cfg, "auth.google_callback_url", "http://localhost:5000/auth/google/callback",
+                "test", err, sizeof err);
+        atexit(stop_env);
+    }
+    return rconn_new(g_env.redis_url, 2000, err, sizeof err);
+}
+
+/* Value of query parameter `name` in url (raw, still percent-encoded) into out. */
+static const char *url_param(const char *url, const char *name, char *out, size_t n)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "%s=", name);
+    const char *q = strchr(url, '?');
+    out[0] = '\0';
+    for (const char *p = q; p && *p; p = strchr(p + 1, '&')) {
+        if (!strncmp(p + 1, pat, strlen(pat))) {
+            const char *v = p + 1 + strlen(pat);
+            size_t len = strcspn(v, "&");
+            snprintf(out, n, "%.*s", (int)len, v);
+            return out;
+        }
+    }
+    return NULL;
+}
+
+TEST(pkce_rfc7636_vector)
+{
+    /* RFC 7636 appendix B. */
+    char ch[AUTH_OAUTH_STATE_LEN + 1];
+    CHECK_INT_EQ(auth_oauth_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", ch), 0);
+    CHECK_STR_EQ(ch, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+}
+
+TEST(encodings)
+{
+    char out[128];
+    auth_b64url((const unsigned char *)"\xfb\xff", 2, out);
+    CHECK_STR_EQ(out, "-_8");
+    auth_b64url((const unsigned char *)"foobar", 6, out);
+    CHECK_STR_EQ(out, "Zm9vYmFy");
+    auth_b64url((const unsigned char *)"f", 1, out);
+    CHECK_STR_EQ(out, "Zg");
+    CHECK_INT_EQ(auth_sha256_hex("abc", 3, out), 0);
+    CHECK_STR_EQ(out, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    CHECK(auth_is_b64url("ab-_Z9", 6));
+    CHECK(!auth_is_b64url("ab+/Z9", 6));
+    CHECK(!auth_is_b64url("abc", 4));
+    CHECK(auth_is_lower_hex("0af9", 4));
+    CHECK(!auth_is_lower_hex("0AF9", 4));
+    unsigned char a[32], b[32];
+    CHECK_INT_EQ(auth_random_bytes(a, sizeof a), 0);
+    CHECK_INT_EQ(auth_random_bytes(b, sizeof b), 0);
+    CHECK(!auth_ct_equal(a, b, sizeof a)); /* 2^-256 chance of a false failure */
+}
+
+TEST(cookie_attributes)
+{
+    minicrm_config cfg;
+    char err[128], buf[512];
+    cfg_init(&cfg);
+    const char *sid = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    auth_session_cookie(&cfg, sid, buf, sizeof buf);
+    CHECK_STR_EQ(buf, "sid=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef; "
+                      "Path=/; Max-Age=86400; HttpOnly; SameSite=Lax");
+    cfg_set(&cfg, "auth.cookie_secure", "true", "t", err, sizeof err);
+    cfg_set(&cfg, "auth.cookie_samesite", "Strict", "t", err, sizeof err);
+    cfg_set(&cfg, "auth.session_ttl_s", "3600", "t", err, sizeof err);
+    auth_session_cookie(&cfg, sid, buf, sizeof buf);
+    CHECK_STR_CONTAINS(buf, "; Max-Age=3600; HttpOnly; SameSite=Strict; Secure");
+    /* SameSite=None without Secure is dropped by browsers: Secure is forced. */
+    cfg_set(&cfg, "auth.cookie_secure", "false", "t", err, sizeof err);
+    cfg_set(&cfg, "auth.cookie_samesite", "None", "t", err, sizeof err);
+    auth_session_cookie(&cfg, sid, buf, sizeof buf);
+    CHECK_STR_CONTAINS(buf, "SameSite=None; Secure");
+    auth_session_cookie(&cfg, NULL, buf, sizeof buf);
+    CHECK_STR_CONTAINS(buf, "sid=; Path=/; Max-Age=0; HttpOnly");
+    cfg_release(&cfg);
+}
+
+TEST(cookie_header_parsing)
+{
+    char sid[AUTH_SID_LEN + 1];
+    const char *good = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    char hdr[512];
+    snprintf(hdr, sizeof hdr, "a=1; sid=%s; b=2", good);
+    CHECK_INT_EQ(auth_session_from_cookie_header(hdr, sid), 0);
+    CHECK_STR_EQ(sid, good);
+    snprintf(hdr, sizeof hdr, "sid=%s", good);
+    CHECK_INT_EQ(auth_session_from_cookie_header(hdr, sid), 0);
+    /* Wrong shapes are never accepted: upper case, short, long, other name, bare tokens. */
+    CHECK_INT_EQ(auth_session_from_cookie_header("sid=ABC", sid), 1);
+    snprintf(hdr, sizeof hdr, "sid=%sa", good);
+    CHECK_INT_EQ(auth_session_from_cookie_header(hdr, sid), 1);
+    snprintf(hdr, sizeof hdr, "xsid=%s", good);
+    CHECK_INT_EQ(auth_session_from_cookie_header(hdr, sid), 1);
+    CHECK_INT_EQ(auth_session_from_cookie_header("sid; flag; =x;;", sid), 1);
+    CHECK_INT_EQ(auth_session_from_cookie_header(NULL, sid), 1);
+    /* A malformed first sid does not hide a good second one. */
+    snprintf(hdr, sizeof hdr, "sid=bad; sid=%s", good);
+    CHECK_INT_EQ(auth_session_from_cookie_header(hdr, sid), 0);
+}
+
+TEST(admin_list)
+{
+    CHECK(auth_users_listed("a@x.com, Boss@Example.COM ,c@y.org", "boss@example.com"));
+    CHECK(auth_users_listed("a@x.com", "A@X.COM"));
+    CHECK(!auth_users_listed("a@x.com", "a@x.co"));
+    CHECK(!auth_users_listed("aa@x.com", "a@x.com"));
+    CHECK(!auth_users_listed("", "a@x.com"));
+    CHECK(!auth_users_listed(",,", ""));
+    auth_role r;
+    CHECK(auth_role_parse("admin", &r) == 0 && r == AUTH_ROLE_ADMIN);
+    CHECK(auth_role_parse("staff", &r) == 0 && r == AUTH_ROLE_STAFF);
+    CHECK(auth_role_parse("Admin", &r) != 0);
+}
+
+TEST(oauth_state_single_use)
+{
+    rconn *r = redis_for_test();
+    CHECK(r != NULL);
+    char *url = NULL, err[256];
+    CHECK_INT_EQ(auth_oauth_begin(&g_cfg, r, &url, err, sizeof err), 0);
+    char state[128], challenge[128];
+    CHECK_STR_CONTAINS(url, "http://127.0.0.1:9/authorize?client_id=cid-123&");
+    CHECK_STR_CONTAINS(url,
+                       "&redirect_uri=http%3A%2F%2Flocalhost%3A5000%2Fauth%2Fgoogle%2Fcallback&");
+    CHECK_STR_CONTAINS(url, "&response_type=code&scope=openid%20profile%20email&");
+    CHECK_STR_CONTAINS(url, "&code_challenge_method=S256");
+    CHECK(url_param(url, "state", state, sizeof state) != NULL);
+    CHECK(url_param(url, "code_challenge", challenge, sizeof challenge) != NULL);
+    free(url);
+    CHECK_INT_EQ((int)strlen(state), AUTH_OAUTH_STATE_LEN);
+
+    /* Stored with the TTL of the config, under the prefix; the challenge is S256(verifier). */
+    redisReply *rep = rconn_command(r, "TTL %soauth:state:%s", g_env.prefix, state);
+    CHECK(rep && rep->type == REDIS_REPLY_INTEGER && rep->integer > 0 &&
+          rep->integer <= g_cfg.auth.state_ttl_s);
+    freeReplyObject(rep);
+    rep = rconn_command(r, "GET %soauth:state:%s", g_env.prefix, state);
+    CHECK(rep && rep->type == REDIS_REPLY_STRING);
+    char ch[64];
+    auth_oauth_challenge(rep->str, ch);
+    freeReplyObject(rep);
+    CHECK_STR_EQ(ch, challenge);
+
+    char verifier[AUTH_OAUTH_VERIFIER_LEN + 1];
+    CHECK_INT_EQ(auth_oauth_take_state(&g_cfg, r, state, verifier, err, sizeof err), 0);
+    auth_oauth_challenge(verifier, ch);
+    CHECK_STR_EQ(ch, challenge);
+    /* Second use, unknown, malformed and missing states are all refused. */
+    CHECK_INT_EQ(auth_oauth_take_state(&g_cfg, r, state, verifier, err, sizeof err), 1);
+    CHECK_INT_EQ(auth_oauth_take_state(&g_cfg, r, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                                       verifier, err, sizeof err),
+                 1);
+    CHECK_INT_EQ(auth_oauth_take_state(&g_cfg, r, "x*", verifier, err, sizeof err), 1);
+    CHECK_INT_EQ(auth_oauth_take_state(&g_cfg, r, NULL, verifier, err, sizeof err), 1);
+    rconn_free(r);
+}
+
+typedef struct {
+    const char *state;
+    int rc;
+} taker;
+
+static void *take_thread(void *arg)
+{
+    taker *t = arg;
+    char err[256], verifier[AUTH_OAUTH_VERIFIER_LEN + 1];
+    rconn *r = rconn_new(g_env.redis_url, 2000, err, sizeof err);
+    t->rc = r ? auth_oauth_take_state(&g_cfg, r, t->state, verifier, err, sizeof err) : -1;
+    rconn_free(r);
+    return NULL;
+}
+
+TEST(oauth_state_concurrent_consumers)
+{
+    /* Eight callbacks racing with one state: exactly one wins. */
+    rconn *r = redis_for_test();
+    CHECK(r != NULL);
+    char *url = NULL, err[256], state[128];
+    CHECK_INT_EQ(auth_oauth_begin(&g_cfg, r, &url, err, sizeof err), 0);
+    url_param(url, "state", state, sizeof state);
+    free(url);
+    rconn_free(r);
+    pthread_t th[8];
+    taker t[8];
+    for (int i = 0; i < 8; i++) {
+        t[i].state = state;
+        pthread_create(&th[i], NULL, take_thread, &t[i]);
+    }
+    int won = 0, lost = 0;
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        won += t[i].rc == 0;
+        lost += t[i].rc == 1;
+    }
+    CHECK_INT_EQ(won, 1);
+    CHECK_INT_EQ(lost, 7);
+}
+
+TEST(oauth_not_configured_makes_no_call)
+{
+    minicrm_config cfg;
+    cfg_init(&cfg);
+    CHECK(!auth_oauth_configured(&cfg));
+    char *url = (char *)"x", err[256];
+    CHECK_INT_EQ(auth_oauth_begin(&cfg, NULL, &url, err, sizeof err), -1);
+    CHECK(url == NULL);
+    CHECK_STR_CONTAINS(err, "not configured");
+    auth_oauth_identity id;
+    CHECK_INT_EQ(auth_oauth_exchange(&cfg, "code", "v", &id, err, sizeof err), -1);
+    cfg_release(&cfg);
+}
+
+TEST(oauth_exchange_unreachable_provider)
+{
+    /* A provider that does not answer: a clear error within the timeout, no crash. */
+    minicrm_config cfg;
+    char err[256];
+    cfg_init(&cfg);
+    cfg_set(&cfg, "auth.google_client_id", "c", "t", err, sizeof err);
+    cfg_set(&cfg, "auth.google_client_secret", "s", "t", err, sizeof err);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/token", testenv_free_port());
+    cfg_set(&cfg, "auth.google_token_url", url, "t", err, sizeof err);
+    cfg_set(&cfg, "auth.http_timeout_ms", "1000", "t", err, sizeof err);
+    auth_oauth_global_init();
+    auth_oauth_identity id;
+    CHECK_INT_EQ(auth_oauth_exchange(&cfg, "code", "v", &id, err, sizeof err), -1);
+    CHECK_STR_CONTAINS(err, "token endpoint");
+    auth_oauth_global_cleanup();
+    cfg_release(&cfg);
+}
+
+TEST(sessions)
+{
+    rconn *r = redis_for_test();
+    CHECK(r != NULL);
+    auth_user u = {.id = "65a000000000000000000001",
+                   .email = "ann@example.com",
+                   .display_name = "Ann \"Q\" Lee",
+                   .role = AUTH_ROLE_ADMIN};
+    char sid[AUTH_SID_LEN + 1], sid2[AUTH_SID_LEN + 1], err[256];
+    CHECK_INT_EQ(auth_session_create(&g_cfg, r, &u, sid, err, sizeof err), 0);
+    CHECK_INT_EQ(auth_session_create(&g_cfg, r, &u, sid2, err, sizeof err), 0);
+    CHECK(auth_is_lower_hex(sid, AUTH_SID_LEN));
+    CHECK(strcmp(sid, sid2) != 0); /* a new id each login */
+    redisReply *rep = rconn_command(r, "TTL %ssession:%s", g_env.prefix, sid);
+    CHECK(rep && rep->type == REDIS_REPLY_INTEGER && rep->integer > 86000 && rep->integer <= 86400);
+    freeReplyObject(rep);
+
+    auth_user got;
+    CHECK_INT_EQ(auth_session_get(&g_cfg, r, sid, &got, err, sizeof err), 0);
+    CHECK_STR_EQ(got.id, u.id);
+    CHECK_STR_EQ(got.email, u.email);
+    CHECK_STR_EQ(got.display_name, u.display_name);
+    CHECK_INT_EQ(got.role, AUTH_ROLE_ADMIN);
+
+    /* Unknown but well-formed, and malformed ids (which never reach Redis). */
+    CHECK_INT_EQ(auth_session_get(
+                     &g_cfg, r, "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+                     &got, err, sizeof err),
+                 1);
+    CHECK_INT_EQ(auth_session_get(&g_cfg, r, "../../x", &got, err, sizeof err), 1);
+    CHECK_INT_EQ(auth_session_get(&g_cfg, r, NULL, &got, err, sizeof err), 1);
+
+    /* A damaged session value grants nothing. */
+    rep = rconn_command(r, "SET %ssession:%s %s", g_env.prefix, sid2, "{\"role\":\"root\"}");
+    freeReplyObject(rep);
+    CHECK_INT_EQ(auth_session_get(&g_cfg, r, sid2, &got, err, sizeof err), 1);
+
+    CHECK_INT_EQ(auth_session_destroy(&g_cfg, r, sid, err, sizeof err), 0);
+    CHECK_INT_EQ(auth_session_get(&g_cfg, r, sid, &got, err, sizeof err), 1);
+    CHECK_INT_EQ(auth_session_destroy(&g_cfg, r, sid, err, sizeof err), 0);
+    rconn_free(r);
+}
+
+TEST_MAIN(TEST_ENTRY(pkce_rfc7636_vector), TEST_ENTRY(encodings), TEST_ENTRY(cookie_attributes),
+          TEST_ENTRY(cookie_header_parsing), TEST_ENTRY(admin_list),
+          TEST_ENTRY(oauth_state_single_use), TEST_ENTRY(oauth_state_concurrent_consumers),
+          TEST_ENTRY(oauth_not_configured_makes_no_call),
+          TEST_ENTRY(oauth_exchange_unreachable_provider), TEST_ENTRY(sessions))
