@@ -141,6 +141,8 @@ static const cfg_setting_info settings[] = {
      "where receipts are posted (POST {url}/api/receipts/delivery)"},
     {"vendor_sim.post_batch", CFG_INT, OFF(vendor_sim.post_batch), "500", NULL, false, 1, 1000, NULL,
      "receipts per POST"},
+    {"vendor_sim.name", CFG_STRING, OFF(vendor_sim.name), "vendor-sim", NULL, false, 1, 0, NULL,
+     "instance name: its consumer id, schedule and outbox keys (unique per running simulator)"},
     {"vendor_sim.post_timeout_ms", CFG_INT, OFF(vendor_sim.post_timeout_ms), "10000", NULL, false, 100, 600000, NULL,
      "timeout of one receipts POST"},
 

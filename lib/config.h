@@ -97,6 +97,7 @@ typedef struct minicrm_config {
         char *api_base_url; /* API_BASE_URL */
         int post_batch;
         int post_timeout_ms;
+        char *name; /* instance name (keys and consumer id) */
     } vendor_sim;
     struct {
         char *level;

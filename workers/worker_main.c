@@ -1,13 +1,238 @@
-/* minicrm-worker: the campaign fan-out worker pool (stub until its issue lands). */
+/*
+ * minicrm-worker: the campaign fan-out worker pool.
+ *
+ * `minicrm-worker --procs N` is a supervisor that forks N worker processes and restarts any that
+ * dies (exponential backoff per slot, 100 ms doubling to 10 s, reset after a minute of uptime).
+ * Each worker opens its own Redis and MongoDB connections after fork (never shared across
+ * fork), claims campaign jobs from the campaigns queue and runs fanout_run on each. Instances on
+ * other hosts share the same queues: the consumer id carries host and pid, and a dead host's
+ * claims are reaped back once its heartbeats expire.
+ *
+ * SIGTERM/SIGINT to the supervisor: forwarded to the workers, which stop claiming, stop the
+ * fan-out at the next batch boundary (checkpoint saved), hand the job back to the queue and exit
+ * 0; after workers.shutdown_timeout_s the supervisor SIGKILLs stragglers (their claims are
+ * reaped later, nothing is lost) and exits 0.
+ */
+#include "dbpool.h"
+#include "fanout.h"
+#include "jsonx.h"
+#include "log.h"
+#include "progargs.h"
+#include "queue.h"
+#include "rconn.h"
+#include "signals.h"
+#include "timeutil.h"
+
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const progargs_flag flags[] = {
+    {"--procs", "workers.procs", "worker processes to run"},
+    {"--batch", "workers.batch_size", "logs written and sends pushed per batch"},
+    {"--redis", "redis.url", "Redis URL"},
+    {"--mongo", "mongo.uri", "MongoDB URI"},
+};
+
+/* ---- one worker process ------------------------------------------------------------------ */
+
+static int worker_run(minicrm_config *cfg, int slot)
+{
+    char err[256], cid[QUEUE_MAX_CONSUMER], role[32];
+    int rc = 1;
+    queue *camps = NULL, *sends = NULL;
+    queue_batch b = {0};
+    rconn *r = rconn_new(cfg->redis.url, cfg->redis.timeout_ms, err, sizeof err);
+    dbpool *db =
+        r ? dbpool_new(cfg->mongo.uri, 2, cfg->mongo.timeout_ms, "minicrm-worker", err, sizeof err)
+          : NULL;
+    if (!r || !db) {
+        log_error("worker.start_failed", "detail=\"%s\"", err);
+        goto out;
+    }
+    queue_opts qo;
+    queue_opts_from_config(&qo, cfg);
+    snprintf(role, sizeof role, "worker%d", slot);
+    camps = queue_open(r, cfg->redis.prefix, QUEUE_CAMPAIGNS,
+                       queue_consumer_id(role, cid, sizeof cid), &qo, err, sizeof err);
+    sends =
+        camps ? queue_open(r, cfg->redis.prefix, QUEUE_SENDS, NULL, &qo, err, sizeof err) : NULL;
+    if (!camps || !sends) {
+        log_error("worker.start_failed", "detail=\"%s\"", err);
+        goto out;
+    }
+    while (queue_register(camps) != 0 && !signals_stop_requested())
+        signals_sleep_ms(500);
+    fanout_ctx x = {.cfg = cfg, .db = db, .campaigns = camps, .sends = sends};
+    log_info("worker.started", "consumer=%s", cid);
+    int pause = 100;
+    while (!signals_stop_requested()) {
+        if (queue_maintain(camps) != 0 || queue_maintain(sends) != 0) {
+            log_warn("worker.redis_error", "detail=\"%s\"", queue_error(camps));
+            signals_sleep_ms(pause);
+            pause = pause * 2 > 5000 ? 5000 : pause * 2;
+            continue;
+        }
+        int n = queue_claim(camps, 1, 1000, &b);
+        if (n <= 0) {
+            if (n < 0) {
+                log_warn("worker.redis_error", "detail=\"%s\"", queue_error(camps));
+                signals_sleep_ms(pause);
+                pause = pause * 2 > 5000 ? 5000 : pause * 2;
+            }
+            continue;
+        }
+        pause = 100;
+        char perr[64], why[300] = "";
+        json_t *job = jsonx_parse(b.jobs[0].data, b.jobs[0].len, perr, sizeof perr);
+        const char *hex = jsonx_str(job, "campaign_id", NULL);
+        fanout_result fr = hex ? fanout_run(&x, hex, why, sizeof why) : FANOUT_UNKNOWN;
+        if (!hex)
+            snprintf(why, sizeof why, "malformed campaign job: needs campaign_id");
+        switch (fr) {
+        case FANOUT_DONE:
+        case FANOUT_LOST:
+            queue_ack(camps, b.jobs, 1);
+            break;
+        case FANOUT_UNKNOWN:
+            log_error("worker.dead_letter", "detail=\"%s\"", why);
+            queue_dead(camps, &b.jobs[0], why);
+            break;
+        case FANOUT_RETRY:
+            log_warn("worker.retry", "campaign=%s detail=\"%s\"", hex ? hex : "?", why);
+            queue_retry(camps, &b.jobs[0], why);
+            break;
+        case FANOUT_STOPPED:
+            break; /* handed back below */
+        }
+        json_decref(job);
+        queue_batch_release(&b);
+    }
+    int back = queue_release_claimed(camps);
+    log_info("worker.stopped", "logs_written=%lld handed_back=%d", x.written, back);
+    rc = 0;
+out:
+    queue_batch_release(&b);
+    queue_close(camps);
+    queue_close(sends);
+    dbpool_free(db);
+    rconn_free(r);
+    return rc;
+}
+
+/* ---- supervisor -------------------------------------------------------------------------- */
+
+typedef struct slot {
+    pid_t pid;
+    int64_t started_ms, restart_at_ms;
+    int backoff_ms;
+} slot;
+
+static pid_t spawn(minicrm_config *cfg, int i)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        signals_install(); /* own self-pipe in the child */
+        int rc = worker_run(cfg, i);
+        cfg_release(cfg);
+        _exit(rc);
+    }
+    return pid;
+}
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        printf("usage: minicrm-worker [--help]\nthe campaign fan-out worker pool\n");
-        return 0;
+    minicrm_config cfg;
+    progargs pa;
+    int st = prog_start("minicrm-worker", "[--procs N]", argc, argv, flags,
+                        sizeof flags / sizeof flags[0], false, &cfg, &pa);
+    if (st != 0)
+        return st == 1 ? 0 : st;
+    progargs_release(&pa);
+    if (signals_install() != 0) {
+        cfg_release(&cfg);
+        return 1;
     }
-    fprintf(stderr, "minicrm-worker: not implemented yet\nusage: minicrm-worker [--help]\n");
-    return 2;
+    int n = cfg.workers.procs;
+    slot *s = calloc((size_t)n, sizeof *s);
+    if (!s) {
+        cfg_release(&cfg);
+        return 1;
+    }
+    log_info("worker.supervisor", "procs=%d", n);
+    for (int i = 0; i < n; i++) {
+        s[i].backoff_ms = 100;
+        s[i].pid = spawn(&cfg, i);
+        s[i].started_ms = time_mono_ms();
+    }
+    while (!signals_stop_requested()) {
+        int status;
+        pid_t pid;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            for (int i = 0; i < n; i++) {
+                if (s[i].pid != pid)
+                    continue;
+                int64_t now = time_mono_ms();
+                if (now - s[i].started_ms > 60000)
+                    s[i].backoff_ms = 100;
+                log_warn("worker.died", "slot=%d pid=%d status=%d signal=%d restart_in_ms=%d", i,
+                         (int)pid, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                         WIFSIGNALED(status) ? WTERMSIG(status) : 0, s[i].backoff_ms);
+                s[i].pid = 0;
+                s[i].restart_at_ms = now + s[i].backoff_ms;
+                s[i].backoff_ms = s[i].backoff_ms * 2 > 10000 ? 10000 : s[i].backoff_ms * 2;
+            }
+        }
+        int64_t now = time_mono_ms();
+        for (int i = 0; i < n; i++) {
+            if (s[i].pid == 0 && now >= s[i].restart_at_ms) {
+                s[i].pid = spawn(&cfg, i);
+                s[i].started_ms = now;
+                if (s[i].pid < 0) {
+                    log_error("worker.fork_failed", "detail=\"%s\"", strerror(errno));
+                    s[i].pid = 0;
+                    s[i].restart_at_ms = now + 1000;
+                }
+            }
+        }
+        signals_sleep_ms(100);
+    }
+    /* Stop: forward, wait up to the shutdown timeout, then SIGKILL. */
+    for (int i = 0; i < n; i++)
+        if (s[i].pid > 0)
+            kill(s[i].pid, SIGTERM);
+    int64_t deadline = time_mono_ms() + (int64_t)cfg.workers.shutdown_timeout_s * 1000;
+    int alive = 0;
+    do {
+        alive = 0;
+        for (int i = 0; i < n; i++) {
+            if (s[i].pid <= 0)
+                continue;
+            int status;
+            if (waitpid(s[i].pid, &status, WNOHANG) == s[i].pid)
+                s[i].pid = 0;
+            else
+                alive++;
+        }
+        if (alive) {
+            struct timespec ts = {0, 20 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    } while (alive && time_mono_ms() < deadline);
+    for (int i = 0; i < n; i++) {
+        if (s[i].pid > 0) {
+            log_warn("worker.kill", "slot=%d pid=%d", i, (int)s[i].pid);
+            kill(s[i].pid, SIGKILL);
+            waitpid(s[i].pid, NULL, 0);
+        }
+    }
+    log_info("worker.supervisor_stopped", NULL);
+    free(s);
+    cfg_release(&cfg);
+    return 0;
 }

@@ -1,0 +1,374 @@
+/*
+ * fanout: see fanout.h for the guarantees.
+ *
+ * The loop, per batch of at most workers.batch_size matched customers (cursor sorted by _id,
+ * filter = the campaign's rules at rules_now AND _id > checkpoint.last_customer_id):
+ *   a. render each message (lib/template) and build the log document with its deterministic _id;
+ *   b. insert_many unordered; write errors with code 11000 mean "already written" and are fine;
+ *   c. queue_push_many the send jobs (one pipelined round trip);
+ *   d. updateOne {_id, checkpoint.last_customer_id: previous} ->
+ *        $set checkpoint {last_customer_id, written}, $inc {total: n, pending: n}.
+ *      Matching nothing means another worker (this job was reaped and claimed again) is ahead:
+ *      we stop and leave the campaign to it.
+ * After the cursor ends: $set fanout_done, then try COMPLETED (pending may already be 0 if all
+ * receipts came in during the fan-out).
+ */
+#include "fanout.h"
+
+#include "log.h"
+#include "queue.h"
+#include "rules.h"
+#include "signals.h"
+#include "template.h"
+#include "timeutil.h"
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void fanout_log_id(const bson_oid_t *campaign, const bson_oid_t *customer, bson_oid_t *out)
+{
+    unsigned char in[24], md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    memcpy(in, campaign->bytes, 12);
+    memcpy(in + 12, customer->bytes, 12);
+    EVP_Digest(in, sizeof in, md, &mdlen, EVP_sha256(), NULL);
+    memcpy(out->bytes, md, 12);
+}
+
+int fanout_try_complete(mongoc_collection_t *camps, const bson_oid_t *cid, bson_error_t *e)
+{
+    int64_t now = time_now_ms();
+    bson_t *sel = BCON_NEW("_id", BCON_OID(cid), "status", BCON_UTF8("SENDING"), "fanout_done",
+                           BCON_BOOL(true), "pending", "{", "$lte", BCON_INT64(0), "}");
+    bson_t *upd = BCON_NEW("$set", "{", "status", BCON_UTF8("COMPLETED"), "completedAt",
+                           BCON_DATE_TIME(now), "updatedAt", BCON_DATE_TIME(now), "}");
+    bool ok = mongoc_collection_update_one(camps, sel, upd, NULL, NULL, e);
+    bson_destroy(sel);
+    bson_destroy(upd);
+    return ok ? 0 : -1;
+}
+
+/* Only E11000 write errors in an insert_many reply? */
+static bool only_duplicates(const bson_t *reply)
+{
+    bson_iter_t it, arr;
+    if (!bson_iter_init_find(&it, reply, "writeErrors") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+        !bson_iter_recurse(&it, &arr))
+        return false;
+    int n = 0;
+    while (bson_iter_next(&arr)) {
+        bson_iter_t doc, code;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&arr) || !bson_iter_recurse(&arr, &doc) ||
+            !bson_iter_find(&doc, "code") || bson_iter_as_int64(&doc) != 11000)
+            return false;
+        (void)code;
+        n++;
+    }
+    if (bson_iter_init_find(&it, reply, "writeConcernErrors") && BSON_ITER_HOLDS_ARRAY(&it)) {
+        uint32_t len;
+        const uint8_t *data;
+        bson_iter_array(&it, &len, &data);
+        if (len > 5)
+            return false;
+    }
+    return n > 0;
+}
+
+typedef struct batch {
+    bson_t **docs;
+    char **sends;
+    size_t n, cap;
+} batch;
+
+static void batch_clear(batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        bson_destroy(b->docs[i]);
+        free(b->sends[i]);
+    }
+    b->n = 0;
+}
+
+/* Write one batch (steps b-d). Returns FANOUT_DONE (continue), or another result. */
+static fanout_result flush(fanout_ctx *x, mongoc_collection_t *logs, mongoc_collection_t *camps,
+                           const bson_oid_t *cid, batch *b, bson_oid_t *last, bool *has_last,
+                           const bson_oid_t *new_last, long long *written, char *why, size_t wl)
+{
+    bson_error_t e;
+    bson_t reply;
+    bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
+    bool ok = mongoc_collection_insert_many(logs, (const bson_t **)b->docs, b->n, opts, &reply, &e);
+    bson_destroy(opts);
+    if (!ok && !only_duplicates(&reply)) {
+        snprintf(why, wl, "insert logs: %s", e.message);
+        bson_destroy(&reply);
+        return FANOUT_RETRY;
+    }
+    bson_destroy(&reply);
+    if (queue_push_many(x->sends, (const char *const *)b->sends, NULL, b->n) != 0) {
+        snprintf(why, wl, "push sends: %s", queue_error(x->sends));
+        return FANOUT_RETRY;
+    }
+    int64_t now = time_now_ms();
+    bson_t *sel =
+        *has_last ? BCON_NEW("_id", BCON_OID(cid), "checkpoint.last_customer_id", BCON_OID(last))
+                  : BCON_NEW("_id", BCON_OID(cid), "checkpoint.last_customer_id", BCON_NULL);
+    bson_t *upd =
+        BCON_NEW("$set", "{", "checkpoint", "{", "last_customer_id", BCON_OID(new_last), "written",
+                 BCON_INT64(*written + (int64_t)b->n), "}", "updatedAt", BCON_DATE_TIME(now), "}",
+                 "$inc", "{", "total", BCON_INT64(b->n), "pending", BCON_INT64(b->n), "}");
+    bson_t r2;
+    ok = mongoc_collection_update_one(camps, sel, upd, NULL, &r2, &e);
+    bson_destroy(sel);
+    bson_destroy(upd);
+    int64_t matched = 0;
+    bson_iter_t it;
+    if (ok && bson_iter_init_find(&it, &r2, "matchedCount"))
+        matched = bson_iter_as_int64(&it);
+    bson_destroy(&r2);
+    if (!ok) {
+        snprintf(why, wl, "checkpoint: %s", e.message);
+        return FANOUT_RETRY;
+    }
+    if (matched == 0)
+        return FANOUT_LOST;
+    *written += (long long)b->n;
+    x->written += (long long)b->n;
+    bson_oid_copy(new_last, last);
+    *has_last = true;
+    batch_clear(b);
+    if (queue_heartbeat(x->campaigns) < 0)
+        log_warn("fanout.heartbeat_failed", "detail=\"%s\"", queue_error(x->campaigns));
+    return FANOUT_DONE;
+}
+
+fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, size_t whylen)
+{
+    fanout_result res = FANOUT_RETRY;
+    bson_oid_t cid, last;
+    bool has_last = false;
+    long long written = 0;
+    char *tpl = NULL;
+    rules rl;
+    int64_t rules_now = time_now_ms();
+    batch b = {0};
+    bson_error_t e;
+    mongoc_cursor_t *cur = NULL;
+    if (!oid_is_valid_hex(campaign_hex)) {
+        snprintf(why, whylen, "campaign_id must be a 24-hex id");
+        return FANOUT_UNKNOWN;
+    }
+    bson_oid_init_from_string(&cid, campaign_hex);
+    mongoc_client_t *cl = dbpool_pop(x->db);
+    mongoc_collection_t *camps = dbpool_collection(x->db, cl, DB_CAMPAIGNS);
+    mongoc_collection_t *logs = dbpool_collection(x->db, cl, DB_LOGS);
+    mongoc_collection_t *custs = dbpool_collection(x->db, cl, DB_CUSTOMERS);
+
+    /* Load the campaign. */
+    {
+        bson_t *f = BCON_NEW("_id", BCON_OID(&cid));
+        bson_t *o = BCON_NEW("projection", "{", "ctoks", BCON_INT32(0), "}");
+        mongoc_cursor_t *c = mongoc_collection_find_with_opts(camps, f, o, NULL);
+        bson_destroy(f);
+        bson_destroy(o);
+        const bson_t *doc;
+        bool found = mongoc_cursor_next(c, &doc);
+        if (!found && mongoc_cursor_error(c, &e)) {
+            snprintf(why, whylen, "load campaign: %s", e.message);
+            mongoc_cursor_destroy(c);
+            goto out;
+        }
+        if (!found) {
+            snprintf(why, whylen, "unknown campaign %s", campaign_hex);
+            res = FANOUT_UNKNOWN;
+            mongoc_cursor_destroy(c);
+            goto out;
+        }
+        bson_iter_t it;
+        const char *st = "QUEUED";
+        if (bson_iter_init_find(&it, doc, "status") && BSON_ITER_HOLDS_UTF8(&it))
+            st = bson_iter_utf8(&it, NULL);
+        bool done = false;
+        if (bson_iter_init_find(&it, doc, "fanout_done") && BSON_ITER_HOLDS_BOOL(&it))
+            done = bson_iter_bool(&it);
+        if (!strcmp(st, "COMPLETED") || !strcmp(st, "FAILED") || done) {
+            mongoc_cursor_destroy(c);
+            res = FANOUT_DONE;
+            goto out;
+        }
+        if (bson_iter_init_find(&it, doc, "message") && BSON_ITER_HOLDS_UTF8(&it))
+            tpl = strdup(bson_iter_utf8(&it, NULL));
+        if (bson_iter_init_find(&it, doc, "rules_now") && BSON_ITER_HOLDS_DATE_TIME(&it))
+            rules_now = bson_iter_date_time(&it);
+        else if (bson_iter_init_find(&it, doc, "createdAt") && BSON_ITER_HOLDS_DATE_TIME(&it))
+            rules_now = bson_iter_date_time(&it);
+        memset(&rl, 0, sizeof rl);
+        if (bson_iter_init_find(&it, doc, "rules") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+            uint32_t len;
+            const uint8_t *data;
+            bson_iter_document(&it, &len, &data);
+            bson_t rdoc;
+            char rerr[200];
+            if (!bson_init_static(&rdoc, data, len) ||
+                rules_parse_bson(&rdoc, &rl, rerr, sizeof rerr) != 0) {
+                snprintf(why, whylen, "campaign %s has unusable rules: %s", campaign_hex, rerr);
+                res = FANOUT_UNKNOWN;
+                mongoc_cursor_destroy(c);
+                goto out;
+            }
+        }
+        bson_iter_t cp;
+        if (bson_iter_init_find(&it, doc, "checkpoint") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
+            bson_iter_recurse(&it, &cp)) {
+            while (bson_iter_next(&cp)) {
+                if (!strcmp(bson_iter_key(&cp), "last_customer_id") && BSON_ITER_HOLDS_OID(&cp)) {
+                    bson_oid_copy(bson_iter_oid(&cp), &last);
+                    has_last = true;
+                } else if (!strcmp(bson_iter_key(&cp), "written")) {
+                    written = bson_iter_as_int64(&cp);
+                }
+            }
+        }
+        mongoc_cursor_destroy(c);
+    }
+
+    /* QUEUED -> SENDING (once). */
+    {
+        int64_t now = time_now_ms();
+        bson_t *sel = BCON_NEW("_id", BCON_OID(&cid), "status", BCON_UTF8("QUEUED"));
+        bson_t *upd = BCON_NEW("$set", "{", "status", BCON_UTF8("SENDING"), "startedAt",
+                               BCON_DATE_TIME(now), "updatedAt", BCON_DATE_TIME(now), "}");
+        bool ok = mongoc_collection_update_one(camps, sel, upd, NULL, NULL, &e);
+        bson_destroy(sel);
+        bson_destroy(upd);
+        if (!ok) {
+            snprintf(why, whylen, "set SENDING: %s", e.message);
+            goto out;
+        }
+    }
+    log_info("fanout.start", "campaign=%s resume_after=%lld", campaign_hex, written);
+
+    /* Stream the audience. */
+    {
+        bson_t filter = BSON_INITIALIZER;
+        rules_filter(&rl, rules_now, &filter);
+        if (has_last) {
+            bson_t gt;
+            BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &gt);
+            BSON_APPEND_OID(&gt, "$gt", &last);
+            bson_append_document_end(&filter, &gt);
+        }
+        int bs = x->cfg->workers.batch_size;
+        bson_t *opts = BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}", "projection", "{", "name",
+                                BCON_INT32(1), "email", BCON_INT32(1), "total_spend", BCON_INT32(1),
+                                "}", "batchSize", BCON_INT32(bs));
+        cur = mongoc_collection_find_with_opts(custs, &filter, opts, NULL);
+        bson_destroy(&filter);
+        bson_destroy(opts);
+        b.cap = (size_t)bs;
+        b.docs = calloc(b.cap, sizeof *b.docs);
+        b.sends = calloc(b.cap, sizeof *b.sends);
+        if (!b.docs || !b.sends) {
+            snprintf(why, whylen, "out of memory");
+            goto out;
+        }
+        const bson_t *doc;
+        bson_oid_t batch_last;
+        char msg[TEMPLATE_MAX_BYTES * 4], chex[25], lhex[25];
+        int64_t now = time_now_ms();
+        while (mongoc_cursor_next(cur, &doc)) {
+            bson_iter_t it;
+            bson_oid_t uid, lid;
+            if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it))
+                continue;
+            bson_oid_copy(bson_iter_oid(&it), &uid);
+            template_vars tv = {0};
+            if (bson_iter_init_find(&it, doc, "name") && BSON_ITER_HOLDS_UTF8(&it))
+                tv.name = bson_iter_utf8(&it, NULL);
+            if (bson_iter_init_find(&it, doc, "email") && BSON_ITER_HOLDS_UTF8(&it))
+                tv.email = bson_iter_utf8(&it, NULL);
+            if (bson_iter_init_find(&it, doc, "total_spend") && BSON_ITER_HOLDS_NUMBER(&it))
+                tv.total_spend = bson_iter_as_double(&it);
+            if (template_render(tpl, &tv, msg, sizeof msg) < 0)
+                template_render(NULL, &tv, msg, sizeof msg);
+            fanout_log_id(&cid, &uid, &lid);
+            bson_t *ld =
+                BCON_NEW("_id", BCON_OID(&lid), "campaign_id", BCON_OID(&cid), "customer_id",
+                         BCON_OID(&uid), "message", BCON_UTF8(msg), "status", BCON_UTF8("PENDING"),
+                         "vendorMsgId", BCON_NULL, "resends", BCON_INT32(0), "createdAt",
+                         BCON_DATE_TIME(now), "updatedAt", BCON_DATE_TIME(now));
+            bson_oid_to_string(&lid, lhex);
+            bson_oid_to_string(&uid, chex);
+            json_t *s = json_pack("{s:s, s:s, s:s, s:s}", "log_id", lhex, "campaign_id",
+                                  campaign_hex, "customer_id", chex, "message", msg);
+            char *sj = s ? json_dumps(s, JSON_COMPACT) : NULL;
+            json_decref(s);
+            if (!ld || !sj) {
+                if (ld)
+                    bson_destroy(ld);
+                free(sj);
+                snprintf(why, whylen, "out of memory");
+                goto out;
+            }
+            b.docs[b.n] = ld;
+            b.sends[b.n] = sj;
+            b.n++;
+            bson_oid_copy(&uid, &batch_last);
+            if (b.n == b.cap) {
+                res = flush(x, logs, camps, &cid, &b, &last, &has_last, &batch_last, &written, why,
+                            whylen);
+                if (res != FANOUT_DONE)
+                    goto out;
+                res = FANOUT_RETRY;
+                now = time_now_ms();
+                if (signals_stop_requested()) {
+                    res = FANOUT_STOPPED;
+                    goto out;
+                }
+            }
+        }
+        if (mongoc_cursor_error(cur, &e)) {
+            snprintf(why, whylen, "read customers: %s", e.message);
+            goto out;
+        }
+        if (b.n) {
+            res = flush(x, logs, camps, &cid, &b, &last, &has_last, &batch_last, &written, why,
+                        whylen);
+            if (res != FANOUT_DONE)
+                goto out;
+            res = FANOUT_RETRY;
+        }
+    }
+
+    /* Done: mark it, and complete at once if every log is already final (or audience 0). */
+    {
+        int64_t now = time_now_ms();
+        bson_t *sel = BCON_NEW("_id", BCON_OID(&cid));
+        bson_t *upd = BCON_NEW("$set", "{", "fanout_done", BCON_BOOL(true), "updatedAt",
+                               BCON_DATE_TIME(now), "}");
+        bool ok = mongoc_collection_update_one(camps, sel, upd, NULL, NULL, &e);
+        bson_destroy(sel);
+        bson_destroy(upd);
+        if (!ok || fanout_try_complete(camps, &cid, &e) != 0) {
+            snprintf(why, whylen, "finish: %s", e.message);
+            goto out;
+        }
+    }
+    log_info("fanout.done", "campaign=%s logs=%lld", campaign_hex, written);
+    res = FANOUT_DONE;
+out:
+    if (cur)
+        mongoc_cursor_destroy(cur);
+    batch_clear(&b);
+    free(b.docs);
+    free(b.sends);
+    free(tpl);
+    mongoc_collection_destroy(camps);
+    mongoc_collection_destroy(logs);
+    mongoc_collection_destroy(custs);
+    dbpool_push(x->db, cl);
+    return res;
+}

@@ -1,0 +1,591 @@
+/*
+ * receipts: see receipts.h for the guarantees.
+ *
+ * One batch, step by step (numbers are the crash points discussed below):
+ *   1. parse every job; malformed -> dead-letter now; duplicates of a log_id inside the batch are
+ *      acked with the first one.
+ *   2. tok = new ObjectId hex; ZADD P{receipts}:ctoks now tok                     (Redis)
+ *   3. unordered bulk: updateOne {_id, status: PENDING} -> $set status, vendorMsgId,
+ *      deliveredAt, updatedAt, ctok: tok (+ failureReason)                        (MongoDB)
+ *   4. find {_id: {$in: ids}} -> unknown ids are dead-lettered; logs whose ctok == tok were moved
+ *      by THIS batch and are counted per campaign.
+ *   5. per campaign: updateOne {_id, ctoks: {$ne: tok}} -> $inc sent/failed/-pending,
+ *      $push ctoks tok (last 1000 kept); then COMPLETED if fanout_done and pending <= 0.
+ *   6. ZREM ctoks tok; ack the batch.
+ * A crash (or MongoDB error) after 3 leaves logs final but maybe uncounted; the retried receipts
+ * then see a foreign ctok and are no-ops, and receipts_recover() counts the orphaned token's logs
+ * (find {ctok: tok}) with the same guarded update. A crash after 5 but before 6 is harmless: the
+ * guard finds tok already in ctoks. Tokens are only recovered when older than a minute, far
+ * longer than a batch can take (MongoDB calls time out after mongo.timeout_ms).
+ */
+#include "receipts.h"
+
+#include "jsonx.h"
+#include "log.h"
+#include "timeutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { ST_SENT = 1, ST_FAILED = 2, ST_PENDING = 3 };
+
+typedef struct item {
+    size_t job;       /* index into the batch */
+    bson_oid_t oid;   /* log id */
+    int status;       /* ST_* */
+    char vmid[129];   /* vendorMsgId ("" = none) */
+    char reason[200]; /* failure reason (synthetic receipts) */
+    int64_t at;       /* delivery time, ms */
+    int dup;          /* another item of the batch has this oid */
+    int found;        /* the log exists */
+    int counted;      /* moved by this batch's token */
+    bson_oid_t cid;   /* campaign of the log (when counted) */
+} item;
+
+typedef struct camp_count {
+    bson_oid_t cid;
+    int64_t sent, failed;
+} camp_count;
+
+static int cmp_item_oid(const void *a, const void *b)
+{
+    return bson_oid_compare(&((const item *)a)->oid, &((const item *)b)->oid);
+}
+
+/* Parse one receipt; 0 ok, -1 with reason in why. */
+static int parse_receipt(const queue_job *j, item *it, char *why, size_t whylen)
+{
+    char perr[128];
+    json_t *o = jsonx_parse(j->data, j->len, perr, sizeof perr);
+    int rc = -1;
+    if (!o) {
+        snprintf(why, whylen, "malformed receipt: not JSON (%s)", perr);
+        return -1;
+    }
+    if (!json_is_object(o)) {
+        snprintf(why, whylen, "malformed receipt: not a JSON object");
+        goto out;
+    }
+    const char *lid = jsonx_str(o, "log_id", NULL);
+    const char *st = jsonx_str(o, "status", NULL);
+    json_t *vm = json_object_get(o, "vendorMsgId");
+    if (!lid || !oid_is_valid_hex(lid)) {
+        snprintf(why, whylen, "malformed receipt: log_id must be a 24-hex id");
+        goto out;
+    }
+    bson_oid_init_from_string(&it->oid, lid);
+    if (st && !strcmp(st, "SENT"))
+        it->status = ST_SENT;
+    else if (st && !strcmp(st, "FAILED"))
+        it->status = ST_FAILED;
+    else if (st && !strcmp(st, "PENDING"))
+        it->status = ST_PENDING;
+    else {
+        snprintf(why, whylen, "malformed receipt: status must be SENT or FAILED");
+        goto out;
+    }
+    it->vmid[0] = '\0';
+    if (json_is_string(vm)) {
+        if (json_string_length(vm) == 0 || json_string_length(vm) >= sizeof it->vmid) {
+            snprintf(why, whylen, "malformed receipt: vendorMsgId must be 1-128 characters");
+            goto out;
+        }
+        snprintf(it->vmid, sizeof it->vmid, "%s", json_string_value(vm));
+    } else if (vm && !json_is_null(vm)) {
+        snprintf(why, whylen, "malformed receipt: vendorMsgId must be a string");
+        goto out;
+    } else if (it->status == ST_SENT) {
+        snprintf(why, whylen, "malformed receipt: a SENT receipt needs a vendorMsgId");
+        goto out;
+    }
+    json_t *at = json_object_get(o, "at");
+    it->at =
+        json_is_integer(at) && json_integer_value(at) > 0 ? json_integer_value(at) : time_now_ms();
+    snprintf(it->reason, sizeof it->reason, "%s",
+             jsonx_str(o, "reason", it->status == ST_FAILED ? "vendor reported FAILED" : ""));
+    rc = 0;
+out:
+    json_decref(o);
+    return rc;
+}
+
+/* Retry every job listed (MongoDB trouble). Returns -1 if Redis failed. */
+static int retry_all(receipts_ctx *x, const queue_batch *b, const item *items, size_t n,
+                     const char *error)
+{
+    for (size_t i = 0; i < n; i++)
+        if (queue_retry(x->q, &b->jobs[items[i].job], error) < 0)
+            return -1;
+    return 0;
+}
+
+/* Guarded counter update for one campaign + completion check. 0 or -1 (bson error in e). */
+static int count_campaign(receipts_ctx *x, mongoc_collection_t *camps, const camp_count *cc,
+                          const char *tok, bson_error_t *e)
+{
+    int64_t now = time_now_ms();
+    bson_t *sel = BCON_NEW("_id", BCON_OID(&cc->cid), "ctoks", "{", "$ne", BCON_UTF8(tok), "}");
+    bson_t *upd =
+        BCON_NEW("$inc", "{", "sent", BCON_INT64(cc->sent), "failed", BCON_INT64(cc->failed),
+                 "pending", BCON_INT64(-(cc->sent + cc->failed)), "}", "$push", "{", "ctoks", "{",
+                 "$each", "[", BCON_UTF8(tok), "]", "$slice", BCON_INT32(-1000), "}", "}", "$set",
+                 "{", "updatedAt", BCON_DATE_TIME(now), "}");
+    bool ok = mongoc_collection_update_one(camps, sel, upd, NULL, NULL, e);
+    bson_destroy(sel);
+    bson_destroy(upd);
+    if (!ok)
+        return -1;
+    sel = BCON_NEW("_id", BCON_OID(&cc->cid), "status", BCON_UTF8("SENDING"), "fanout_done",
+                   BCON_BOOL(true), "pending", "{", "$lte", BCON_INT64(0), "}");
+    upd = BCON_NEW("$set", "{", "status", BCON_UTF8("COMPLETED"), "completedAt",
+                   BCON_DATE_TIME(now), "updatedAt", BCON_DATE_TIME(now), "}");
+    ok = mongoc_collection_update_one(camps, sel, upd, NULL, NULL, e);
+    bson_destroy(sel);
+    bson_destroy(upd);
+    (void)x;
+    return ok ? 0 : -1;
+}
+
+static int add_count(camp_count **a, size_t *n, size_t *cap, const bson_oid_t *cid, int status)
+{
+    size_t i;
+    for (i = 0; i < *n; i++)
+        if (bson_oid_equal(&(*a)[i].cid, cid))
+            break;
+    if (i == *n) {
+        if (*n == *cap) {
+            size_t nc = *cap ? *cap * 2 : 8;
+            camp_count *g = realloc(*a, nc * sizeof *g);
+            if (!g)
+                return -1;
+            *a = g;
+            *cap = nc;
+        }
+        memset(&(*a)[i], 0, sizeof **a);
+        bson_oid_copy(cid, &(*a)[i].cid);
+        (*n)++;
+    }
+    if (status == ST_SENT)
+        (*a)[i].sent++;
+    else
+        (*a)[i].failed++;
+    return 0;
+}
+
+static int status_of(const char *s)
+{
+    return !strcmp(s, "SENT") ? ST_SENT : !strcmp(s, "FAILED") ? ST_FAILED : ST_PENDING;
+}
+
+int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
+{
+    int rc = -1;
+    item *items = calloc(b->n ? b->n : 1, sizeof *items);
+    queue_job *acks = calloc(b->n ? b->n : 1, sizeof *acks);
+    camp_count *counts = NULL;
+    size_t nitems = 0, nacks = 0, ncounts = 0, capcounts = 0;
+    mongoc_client_t *cl = NULL;
+    mongoc_collection_t *logs = NULL, *camps = NULL;
+    mongoc_bulk_operation_t *bulk = NULL;
+    bson_t reply = BSON_INITIALIZER;
+    bool token_set = false;
+    char tok[25];
+    if (!items || !acks)
+        goto out;
+
+    /* 1. parse */
+    for (size_t i = 0; i < b->n; i++) {
+        char why[256];
+        item *it = &items[nitems];
+        memset(it, 0, sizeof *it);
+        it->job = i;
+        if (parse_receipt(&b->jobs[i], it, why, sizeof why) != 0) {
+            if (queue_dead(x->q, &b->jobs[i], why) != 0)
+                goto out;
+            x->dead++;
+            continue;
+        }
+        if (it->status == ST_PENDING) { /* nothing to apply: a PENDING receipt changes nothing */
+            acks[nacks++] = b->jobs[i];
+            x->noops++;
+            continue;
+        }
+        nitems++;
+    }
+    if (nitems == 0) {
+        rc = 0;
+        goto ack;
+    }
+    qsort(items, nitems, sizeof *items, cmp_item_oid);
+    for (size_t i = 1; i < nitems; i++)
+        if (bson_oid_equal(&items[i].oid, &items[i - 1].oid))
+            items[i].dup = 1;
+
+    /* 2. token */
+    bson_oid_t toid;
+    bson_oid_init(&toid, NULL);
+    bson_oid_to_string(&toid, tok);
+    {
+        redisReply *r = rconn_command(x->rc, "ZADD %s{%s}:ctoks %lld %s", x->cfg->redis.prefix,
+                                      QUEUE_RECEIPTS, (long long)time_now_ms(), tok);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            log_warn("receipts.redis_error", "detail=\"%s\"", r ? r->str : rconn_error(x->rc));
+            if (r)
+                freeReplyObject(r);
+            goto out;
+        }
+        freeReplyObject(r);
+        token_set = true;
+    }
+
+    /* 3. bulk update PENDING -> final */
+    cl = dbpool_pop(x->db);
+    logs = dbpool_collection(x->db, cl, DB_LOGS);
+    camps = dbpool_collection(x->db, cl, DB_CAMPAIGNS);
+    bson_error_t e;
+    int64_t now = time_now_ms();
+    {
+        bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
+        bulk = mongoc_collection_create_bulk_operation_with_opts(logs, opts);
+        bson_destroy(opts);
+        for (size_t i = 0; i < nitems; i++) {
+            item *it = &items[i];
+            if (it->dup)
+                continue;
+            bson_t *sel = BCON_NEW("_id", BCON_OID(&it->oid), "status", BCON_UTF8("PENDING"));
+            bson_t upd = BSON_INITIALIZER, set;
+            BSON_APPEND_DOCUMENT_BEGIN(&upd, "$set", &set);
+            BSON_APPEND_UTF8(&set, "status", it->status == ST_SENT ? "SENT" : "FAILED");
+            if (it->vmid[0])
+                BSON_APPEND_UTF8(&set, "vendorMsgId", it->vmid);
+            BSON_APPEND_DATE_TIME(&set, "deliveredAt", it->at);
+            BSON_APPEND_DATE_TIME(&set, "updatedAt", now);
+            BSON_APPEND_UTF8(&set, "ctok", tok);
+            if (it->status == ST_FAILED)
+                BSON_APPEND_UTF8(&set, "failureReason", it->reason);
+            bson_append_document_end(&upd, &set);
+            bool ok = mongoc_bulk_operation_update_one_with_opts(bulk, sel, &upd, NULL, &e);
+            bson_destroy(sel);
+            bson_destroy(&upd);
+            if (!ok) {
+                log_error("receipts.bulk_build", "detail=\"%s\"", e.message);
+                goto mongo_fail;
+            }
+        }
+        if (!mongoc_bulk_operation_execute(bulk, &reply, &e))
+            goto mongo_fail;
+    }
+
+    /* 4. which logs exist, which did this batch move */
+    {
+        bson_t filter = BSON_INITIALIZER, in, arr;
+        BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &in);
+        BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
+        char k[16];
+        for (size_t i = 0, n = 0; i < nitems; i++) {
+            if (items[i].dup)
+                continue;
+            const char *key;
+            bson_uint32_to_string((uint32_t)n++, &key, k, sizeof k);
+            bson_append_oid(&arr, key, -1, &items[i].oid);
+        }
+        bson_append_array_end(&in, &arr);
+        bson_append_document_end(&filter, &in);
+        bson_t *opts = BCON_NEW("projection", "{", "status", BCON_INT32(1), "campaign_id",
+                                BCON_INT32(1), "ctok", BCON_INT32(1), "}");
+        mongoc_cursor_t *cur = mongoc_collection_find_with_opts(logs, &filter, opts, NULL);
+        bson_destroy(opts);
+        bson_destroy(&filter);
+        const bson_t *doc;
+        while (mongoc_cursor_next(cur, &doc)) {
+            bson_iter_t iter;
+            item key;
+            if (!bson_iter_init_find(&iter, doc, "_id") || !BSON_ITER_HOLDS_OID(&iter))
+                continue;
+            bson_oid_copy(bson_iter_oid(&iter), &key.oid);
+            item *it = bsearch(&key, items, nitems, sizeof *items, cmp_item_oid);
+            if (!it)
+                continue;
+            it->found = 1;
+            const char *dtok = NULL, *st = NULL;
+            if (bson_iter_init_find(&iter, doc, "ctok") && BSON_ITER_HOLDS_UTF8(&iter))
+                dtok = bson_iter_utf8(&iter, NULL);
+            if (bson_iter_init_find(&iter, doc, "status") && BSON_ITER_HOLDS_UTF8(&iter))
+                st = bson_iter_utf8(&iter, NULL);
+            if (dtok && st && !strcmp(dtok, tok) &&
+                bson_iter_init_find(&iter, doc, "campaign_id") && BSON_ITER_HOLDS_OID(&iter)) {
+                it->counted = 1;
+                it->status = status_of(st);
+                bson_oid_copy(bson_iter_oid(&iter), &it->cid);
+            }
+        }
+        bool cerr = mongoc_cursor_error(cur, &e);
+        mongoc_cursor_destroy(cur);
+        if (cerr)
+            goto mongo_fail;
+    }
+
+    /* 5. count per campaign, guarded by the token */
+    for (size_t i = 0; i < nitems; i++)
+        if (items[i].counted &&
+            add_count(&counts, &ncounts, &capcounts, &items[i].cid, items[i].status) != 0)
+            goto out;
+    for (size_t i = 0; i < ncounts; i++)
+        if (count_campaign(x, camps, &counts[i], tok, &e) != 0)
+            goto mongo_fail;
+
+    /* 6. settle: unknown logs to the DLQ, the rest acked */
+    for (size_t i = 0; i < nitems; i++) {
+        item *it = &items[i];
+        /* a duplicate shares the fate of its first copy */
+        const item *first = it;
+        while (first->dup && first > items)
+            first--;
+        if (!first->found) {
+            char why[80], hex[25];
+            bson_oid_to_string(&it->oid, hex);
+            snprintf(why, sizeof why, "unknown log_id %s", hex);
+            if (queue_dead(x->q, &b->jobs[it->job], why) != 0)
+                goto out;
+            x->dead++;
+            continue;
+        }
+        if (it->counted)
+            x->applied++;
+        else
+            x->noops++;
+        acks[nacks++] = b->jobs[it->job];
+    }
+    rc = 0;
+    goto done_mongo;
+
+mongo_fail:
+    log_warn("receipts.mongo_error", "batch=%zu detail=\"%s\"", b->n, e.message);
+    /* Steps 3-5 only: acks[] holds just the PENDING no-ops, which are still to be acked. */
+    rc = retry_all(x, b, items, nitems, e.message);
+    token_set = false; /* keep the token in Redis: receipts_recover counts what was moved */
+done_mongo:
+    if (token_set) {
+        redisReply *r =
+            rconn_command(x->rc, "ZREM %s{%s}:ctoks %s", x->cfg->redis.prefix, QUEUE_RECEIPTS, tok);
+        if (r)
+            freeReplyObject(r);
+    }
+ack:
+    if (rc == 0 && nacks && queue_ack(x->q, acks, nacks) != 0)
+        rc = -1;
+out:
+    if (bulk)
+        mongoc_bulk_operation_destroy(bulk);
+    bson_destroy(&reply);
+    if (logs)
+        mongoc_collection_destroy(logs);
+    if (camps)
+        mongoc_collection_destroy(camps);
+    if (cl)
+        dbpool_push(x->db, cl);
+    free(items);
+    free(acks);
+    free(counts);
+    return rc;
+}
+
+/* ---- token recovery ---------------------------------------------------------------------- */
+
+static int recover_token(receipts_ctx *x, mongoc_collection_t *logs, mongoc_collection_t *camps,
+                         const char *tok)
+{
+    bson_t *filter = BCON_NEW("ctok", BCON_UTF8(tok));
+    bson_t *opts =
+        BCON_NEW("projection", "{", "status", BCON_INT32(1), "campaign_id", BCON_INT32(1), "}");
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(logs, filter, opts, NULL);
+    bson_destroy(filter);
+    bson_destroy(opts);
+    camp_count *counts = NULL;
+    size_t n = 0, cap = 0;
+    const bson_t *doc;
+    bson_error_t e;
+    int rc = -1;
+    while (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        const char *st = NULL;
+        if (bson_iter_init_find(&it, doc, "status") && BSON_ITER_HOLDS_UTF8(&it))
+            st = bson_iter_utf8(&it, NULL);
+        if (!st || status_of(st) == ST_PENDING)
+            continue;
+        if (bson_iter_init_find(&it, doc, "campaign_id") && BSON_ITER_HOLDS_OID(&it))
+            if (add_count(&counts, &n, &cap, bson_iter_oid(&it), status_of(st)) != 0)
+                goto out;
+    }
+    if (mongoc_cursor_error(cur, &e)) {
+        log_warn("receipts.recover_error", "token=%s detail=\"%s\"", tok, e.message);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (count_campaign(x, camps, &counts[i], tok, &e) != 0) {
+            log_warn("receipts.recover_error", "token=%s detail=\"%s\"", tok, e.message);
+            goto out;
+        }
+    log_info("receipts.token_recovered", "token=%s campaigns=%zu", tok, n);
+    rc = 0;
+out:
+    mongoc_cursor_destroy(cur);
+    free(counts);
+    return rc;
+}
+
+int receipts_recover(receipts_ctx *x, int64_t min_age_ms)
+{
+    redisReply *r = rconn_command(x->rc, "ZRANGEBYSCORE %s{%s}:ctoks -inf %lld LIMIT 0 100",
+                                  x->cfg->redis.prefix, QUEUE_RECEIPTS,
+                                  (long long)(time_now_ms() - min_age_ms));
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        if (r)
+            freeReplyObject(r);
+        return -1;
+    }
+    int done = 0;
+    if (r->elements) {
+        mongoc_client_t *cl = dbpool_pop(x->db);
+        mongoc_collection_t *logs = dbpool_collection(x->db, cl, DB_LOGS);
+        mongoc_collection_t *camps = dbpool_collection(x->db, cl, DB_CAMPAIGNS);
+        for (size_t i = 0; i < r->elements; i++) {
+            const char *tok = r->element[i]->str;
+            if (!tok || strlen(tok) != 24)
+                continue;
+            if (recover_token(x, logs, camps, tok) != 0)
+                break;
+            redisReply *z = rconn_command(x->rc, "ZREM %s{%s}:ctoks %s", x->cfg->redis.prefix,
+                                          QUEUE_RECEIPTS, tok);
+            if (z)
+                freeReplyObject(z);
+            done++;
+        }
+        mongoc_collection_destroy(logs);
+        mongoc_collection_destroy(camps);
+        dbpool_push(x->db, cl);
+    }
+    freeReplyObject(r);
+    return done;
+}
+
+/* ---- sweeper ----------------------------------------------------------------------------- */
+
+int receipts_sweep(receipts_ctx *x)
+{
+    /* One sweeper at a time across processes and hosts. */
+    redisReply *lk = rconn_command(x->rc, "SET %s{%s}:sweep-lock 1 NX PX %d", x->cfg->redis.prefix,
+                                   QUEUE_RECEIPTS, x->cfg->receipts.sweep_interval_s * 1000);
+    bool won = lk && lk->type == REDIS_REPLY_STATUS;
+    if (lk)
+        freeReplyObject(lk);
+    if (!won)
+        return 0;
+    int64_t now = time_now_ms();
+    int64_t cutoff = now - (int64_t)x->cfg->receipts.vendor_timeout_s * 1000;
+    mongoc_client_t *cl = dbpool_pop(x->db);
+    mongoc_collection_t *logs = dbpool_collection(x->db, cl, DB_LOGS);
+    bson_t *filter = BCON_NEW("status", BCON_UTF8("PENDING"), "updatedAt", "{", "$lt",
+                              BCON_DATE_TIME(cutoff), "}");
+    bson_t *opts = BCON_NEW("limit", BCON_INT64(1000));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(logs, filter, opts, NULL);
+    bson_destroy(filter);
+    bson_destroy(opts);
+    char **sends = NULL, **fails = NULL;
+    size_t nsend = 0, nfail = 0, cap = 1000;
+    mongoc_bulk_operation_t *bulk = NULL;
+    int rc = -1;
+    sends = calloc(cap, sizeof *sends);
+    fails = calloc(cap, sizeof *fails);
+    bson_t *bopts = BCON_NEW("ordered", BCON_BOOL(false));
+    bulk = mongoc_collection_create_bulk_operation_with_opts(logs, bopts);
+    bson_destroy(bopts);
+    const bson_t *doc;
+    bson_error_t e;
+    size_t nupd = 0;
+    if (!sends || !fails)
+        goto out;
+    while (mongoc_cursor_next(cur, &doc) && nsend + nfail < cap) {
+        bson_iter_t it;
+        char lid[25], cid[25] = "", uid[25] = "";
+        const char *msg = "";
+        int64_t resends = 0;
+        if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it))
+            continue;
+        bson_oid_t oid;
+        bson_oid_copy(bson_iter_oid(&it), &oid);
+        bson_oid_to_string(&oid, lid);
+        if (bson_iter_init_find(&it, doc, "campaign_id") && BSON_ITER_HOLDS_OID(&it))
+            bson_oid_to_string(bson_iter_oid(&it), cid);
+        if (bson_iter_init_find(&it, doc, "customer_id") && BSON_ITER_HOLDS_OID(&it))
+            bson_oid_to_string(bson_iter_oid(&it), uid);
+        if (bson_iter_init_find(&it, doc, "message") && BSON_ITER_HOLDS_UTF8(&it))
+            msg = bson_iter_utf8(&it, NULL);
+        if (bson_iter_init_find(&it, doc, "resends") && BSON_ITER_HOLDS_NUMBER(&it))
+            resends = bson_iter_as_int64(&it);
+        json_t *j;
+        if (resends >= x->cfg->receipts.max_resends) {
+            char reason[120];
+            snprintf(reason, sizeof reason, "no delivery receipt after %lld re-sends",
+                     (long long)resends);
+            j = json_pack("{s:s, s:s, s:n, s:I, s:s}", "log_id", lid, "status", "FAILED",
+                          "vendorMsgId", "at", (json_int_t)now, "reason", reason);
+            fails[nfail] = j ? json_dumps(j, JSON_COMPACT) : NULL;
+            if (fails[nfail])
+                nfail++;
+        } else {
+            j = json_pack("{s:s, s:s, s:s, s:s, s:I}", "log_id", lid, "campaign_id", cid,
+                          "customer_id", uid, "message", msg, "resend", (json_int_t)(resends + 1));
+            sends[nsend] = j ? json_dumps(j, JSON_COMPACT) : NULL;
+            if (sends[nsend])
+                nsend++;
+        }
+        json_decref(j);
+        /* Push the clock forward so the log is not swept again before the next timeout. */
+        bson_t *sel = BCON_NEW("_id", BCON_OID(&oid), "status", BCON_UTF8("PENDING"));
+        bson_t *upd =
+            resends >= x->cfg->receipts.max_resends
+                ? BCON_NEW("$set", "{", "updatedAt", BCON_DATE_TIME(now), "}")
+                : BCON_NEW("$inc", "{", "resends", BCON_INT32(1), "}", "$set", "{", "updatedAt",
+                           BCON_DATE_TIME(now), "lastSentAt", BCON_DATE_TIME(now), "}");
+        mongoc_bulk_operation_update_one_with_opts(bulk, sel, upd, NULL, &e);
+        nupd++;
+        bson_destroy(sel);
+        bson_destroy(upd);
+    }
+    if (mongoc_cursor_error(cur, &e)) {
+        log_warn("receipts.sweep_error", "detail=\"%s\"", e.message);
+        goto out;
+    }
+    /* Push first, then move the clock: a crash in between only means an extra re-send. */
+    if (nsend && queue_push_many(x->sends, (const char *const *)sends, NULL, nsend) != 0)
+        goto out;
+    if (nfail && queue_push_many(x->q, (const char *const *)fails, NULL, nfail) != 0)
+        goto out;
+    if (nupd) {
+        bson_t reply;
+        bool ok = mongoc_bulk_operation_execute(bulk, &reply, &e);
+        bson_destroy(&reply);
+        if (!ok) {
+            log_warn("receipts.sweep_error", "detail=\"%s\"", e.message);
+            goto out;
+        }
+    }
+    if (nsend || nfail)
+        log_info("receipts.swept", "resent=%zu failed=%zu", nsend, nfail);
+    rc = (int)(nsend + nfail);
+out:
+    mongoc_cursor_destroy(cur);
+    if (bulk)
+        mongoc_bulk_operation_destroy(bulk);
+    for (size_t i = 0; sends && i < nsend; i++)
+        free(sends[i]);
+    for (size_t i = 0; fails && i < nfail; i++)
+        free(fails[i]);
+    free(sends);
+    free(fails);
+    mongoc_collection_destroy(logs);
+    dbpool_push(x->db, cl);
+    return rc;
+}

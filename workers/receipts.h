@@ -1,0 +1,54 @@
+/*
+ * receipts: applying vendor delivery receipts to communication logs and campaign counters
+ * (minicrm-receipts), plus the sweeper for logs whose receipt never came.
+ *
+ * Guarantees:
+ *  - A log moves only PENDING -> SENT | FAILED, once; a repeated receipt is a no-op.
+ *  - Campaign counters (sent, failed, pending) change exactly once per log, even if the process
+ *    dies at any point: every batch carries a fresh token written into the logs it moves
+ *    (`ctok`) and remembered in Redis (P{receipts}:ctoks) until the campaign update that counts
+ *    those logs has run; that update is guarded by the token ({ctoks: {$ne: tok}} + $push), so
+ *    the token recovery (receipts_recover) can redo it safely after a crash.
+ *  - MongoDB errors -> every receipt of the batch is retried with backoff (lib/queue); after
+ *    the last attempt it is dead-lettered with the error. Malformed receipts and receipts for
+ *    unknown logs are dead-lettered at once with the reason.
+ *  - The sweeper (one at a time across all receipts workers, via a Redis lock) re-sends logs
+ *    PENDING longer than receipts.vendor_timeout_s and, after receipts.max_resends re-sends,
+ *    fails them by pushing a synthetic FAILED receipt, so that the same exactly-once path counts
+ *    them.
+ *
+ * Not thread-safe: one receipts_ctx per process (single-threaded loop).
+ */
+#ifndef MINICRM_WORKERS_RECEIPTS_H
+#define MINICRM_WORKERS_RECEIPTS_H
+
+#include "config.h"
+#include "dbpool.h"
+#include "queue.h"
+#include "rconn.h"
+
+#include <stdint.h>
+
+typedef struct receipts_ctx {
+    const minicrm_config *cfg;    /* not owned */
+    rconn *rc;                    /* not owned */
+    dbpool *db;                   /* not owned */
+    queue *q;                     /* receipts consumer (owned by caller) */
+    queue *sends;                 /* sends producer, for re-sends (owned by caller) */
+    int64_t applied, noops, dead; /* totals, for logs and tests */
+} receipts_ctx;
+
+/* Apply one claimed batch: settles every job of `b` (ack, retry or dead-letter). Returns 0, or
+ * -1 if Redis failed part-way (the jobs stay claimed; the caller calls again with the same
+ * batch after a pause). */
+int receipts_apply_batch(receipts_ctx *x, const queue_batch *b);
+
+/* Redo the counter updates of tokens older than `min_age_ms` left by a crashed batch. Returns
+ * the number of tokens settled, or -1. */
+int receipts_recover(receipts_ctx *x, int64_t min_age_ms);
+
+/* One sweep (if this process wins the sweep lock). Returns the number of logs re-sent or
+ * failed, or -1. */
+int receipts_sweep(receipts_ctx *x);
+
+#endif
