@@ -103,8 +103,9 @@ int auth_keys_list(dbpool *db, int limit, json_t **arr_out, char *err, size_t er
     int rc = -1;
     json_t *arr = json_array();
     bson_t *filter = bson_new();
-    bson_t *opts = BCON_NEW("sort", "{", "createdAt", BCON_INT32(-1), "}", "projection", "{",
-                            "key_hash", BCON_INT32(0), "}", "limit", BCON_INT64(limit));
+    /* key_hash is dropped by public_view(); no projection, so any server subset works. */
+    bson_t *opts =
+        BCON_NEW("sort", "{", "createdAt", BCON_INT32(-1), "}", "limit", BCON_INT64(limit));
     mongoc_client_t *client = dbpool_pop(db);
     mongoc_collection_t *c = dbpool_collection(db, client, DB_API_KEYS);
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, filter, opts, NULL);

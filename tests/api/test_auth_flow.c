@@ -1,0 +1,652 @@
+/*
+ * test_auth_flow: Google login, sessions, API keys and roles end to end, over real sockets.
+ *
+ * The test starts a private redis-server and minicrm-devdb (testenv), a local OAuth2/OIDC
+ * provider (tests/api/oauth-mock: oauth2-mock-server, installed with npm into the build
+ * directory at first run), and minicrm-api pointed at it through GOOGLE_*_URL settings. It then
+ * drives the browser's side with libcurl, following each 302 by hand so every hop is checked:
+ *   /auth/google -> provider /authorize (auto-approves; login_hint picks the person) ->
+ *   /auth/google/callback?code&state -> FRONTEND_URL/dashboard with the session cookie.
+ * auth.admin_emails lists boss@example.com, so boss is admin and everyone else staff.
+ *
+ * If npm cannot install the provider (no registry access), the test exits 77, which ctest
+ * reports as skipped, after saying why.
+ */
+#include "auth_crypto.h"
+#include "auth_oauth.h"
+#include "rconn.h"
+#include "test.h"
+#include "testenv.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define SKIP        77
+#define FRONT       "http://front.test:3000"
+#define ADMIN_EMAIL "boss@example.com"
+
+static testenv g_env;
+static pid_t g_mock_pid = -1, g_api_pid = -1;
+static char g_api[64], g_mock[64];
+static rconn *g_redis;
+
+/* ---------------------------------------------------------------- HTTP client */
+
+typedef struct resp {
+    long status;
+    char body[65536];
+    size_t blen;
+    char hdrs[16384];
+    size_t hlen;
+} resp;
+
+static size_t on_body(char *d, size_t s, size_t n, void *u)
+{
+    resp *r = u;
+    size_t len = s * n, room = sizeof r->body - 1 - r->blen;
+    size_t k = len < room ? len : room;
+    memcpy(r->body + r->blen, d, k);
+    r->blen += k;
+    r->body[r->blen] = '\0';
+    return len;
+}
+
+static size_t on_header(char *d, size_t s, size_t n, void *u)
+{
+    resp *r = u;
+    size_t len = s * n, room = sizeof r->hdrs - 1 - r->hlen;
+    size_t k = len < room ? len : room;
+    memcpy(r->hdrs + r->hlen, d, k);
+    r->hlen += k;
+    r->hdrs[r->hlen] = '\0';
+    return len;
+}
+
+/* One request without following redirects. cookie: "sid=..." or NULL; auth: a full
+ * Authorization header value or NULL; body: JSON text or NULL. Returns the status (0 on a
+ * transport error). */
+static long http(resp *r, const char *method, const char *url, const char *cookie, const char *auth,
+                 const char *body)
+{
+    memset(r, 0, sizeof *r);
+    CURL *h = curl_easy_init();
+    struct curl_slist *hd = NULL;
+    char line[1024];
+    if (auth) {
+        snprintf(line, sizeof line, "Authorization: %s", auth);
+        hd = curl_slist_append(hd, line);
+    }
+    if (body)
+        hd = curl_slist_append(hd, "Content-Type: application/json");
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    if (body)
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    if (cookie)
+        curl_easy_setopt(h, CURLOPT_COOKIE, cookie);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 15000L);
+    if (curl_easy_perform(h) == CURLE_OK)
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(hd);
+    curl_easy_cleanup(h);
+    return r->status;
+}
+
+/* Value of response header `name` (first one, case-insensitive) into out, or NULL. */
+static const char *header(const resp *r, const char *name, char *out, size_t n)
+{
+    size_t nl = strlen(name);
+    for (const char *p = r->hdrs; *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : "") {
+        if (!strncasecmp(p, name, nl) && p[nl] == ':') {
+            const char *v = p + nl + 1;
+            while (*v == ' ')
+                v++;
+            size_t len = strcspn(v, "\r\n");
+            snprintf(out, n, "%.*s", (int)len, v);
+            return out;
+        }
+    }
+    return NULL;
+}
+
+static json_t *body_json(const resp *r)
+{
+    return json_loads(r->body, 0, NULL);
+}
+
+/* Raw value of query parameter `name` of url. */
+static const char *url_param(const char *url, const char *name, char *out, size_t n)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "%s=", name);
+    out[0] = '\0';
+    for (const char *p = strchr(url, '?'); p && *p; p = strchr(p + 1, '&'))
+        if (!strncmp(p + 1, pat, strlen(pat))) {
+            const char *v = p + 1 + strlen(pat);
+            snprintf(out, n, "%.*s", (int)strcspn(v, "&"), v);
+            return out;
+        }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- login helpers */
+
+/* Step 1+2: /auth/google then the provider; returns the callback URL the provider sent the
+ * browser to (with code and state) in cb, and the state. 0 or -1. */
+static int begin_login(const char *email, char *cb, size_t n, char *state, size_t sn)
+{
+    resp r;
+    char loc[2048], url[2300];
+    snprintf(url, sizeof url, "%s/auth/google", g_api);
+    if (http(&r, "GET", url, NULL, NULL, NULL) != 302 || !header(&r, "Location", loc, sizeof loc))
+        return -1;
+    snprintf(url, sizeof url, "%s&login_hint=%s", loc, email);
+    if (http(&r, "GET", url, NULL, NULL, NULL) != 302 || !header(&r, "Location", cb, n))
+        return -1;
+    if (!url_param(cb, "state", state, sn))
+        return -1;
+    return 0;
+}
+
+/* Complete a login at the callback URL; returns the status and the Set-Cookie / Location. */
+static long finish_login(const char *cb, const char *cookie, char *setcookie, size_t sn, char *loc,
+                         size_t ln)
+{
+    resp r;
+    long st = http(&r, "GET", cb, cookie, NULL, NULL);
+    setcookie[0] = loc[0] = '\0';
+    header(&r, "Set-Cookie", setcookie, sn);
+    header(&r, "Location", loc, ln);
+    return st;
+}
+
+/* A full login; writes "sid=<64 hex>" into cookie. 0 or -1. */
+static int login(const char *email, char *cookie, size_t n)
+{
+    char cb[2048], state[128], sc[1024], loc[1024];
+    if (begin_login(email, cb, sizeof cb, state, sizeof state) != 0)
+        return -1;
+    if (finish_login(cb, NULL, sc, sizeof sc, loc, sizeof loc) != 302)
+        return -1;
+    if (strncmp(sc, "sid=", 4) != 0)
+        return -1;
+    snprintf(cookie, n, "%.*s", (int)strcspn(sc, ";"), sc);
+    return strlen(cookie) == 4 + 64 ? 0 : -1;
+}
+
+static long me(const char *cookie, const char *auth, json_t **out)
+{
+    resp r;
+    char url[128];
+    snprintf(url, sizeof url, "%s/auth/me", g_api);
+    long st = http(&r, "GET", url, cookie, auth, NULL);
+    if (out)
+        *out = body_json(&r);
+    return st;
+}
+
+/* POST /api/keys; on 201 writes the key (and its id) out. Returns the status. */
+static long create_key(const char *cookie, const char *auth, const char *body, char *key, char *id)
+{
+    resp r;
+    char url[128];
+    snprintf(url, sizeof url, "%s/api/keys", g_api);
+    long st = http(&r, "POST", url, cookie, auth, body);
+    if (st == 201) {
+        json_t *v = body_json(&r);
+        snprintf(key, 64, "%s", json_string_value(json_object_get(v, "key")));
+        snprintf(id, 32, "%s",
+                 json_string_value(json_object_get(json_object_get(v, "api_key"), "id")));
+        json_decref(v);
+    }
+    return st;
+}
+
+/* Does {prefix}{kind}:{arg} exist? */
+static bool redis_exists(const char *kind, const char *arg)
+{
+    char key[256];
+    snprintf(key, sizeof key, "%s%s:%s", g_env.prefix, kind, arg);
+    redisReply *rep = rconn_command(g_redis, "EXISTS %s", key);
+    bool yes = rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+    if (rep)
+        freeReplyObject(rep);
+    return yes;
+}
+
+/* ---------------------------------------------------------------- tests */
+
+TEST(authorize_redirect)
+{
+    resp r;
+    char url[128], loc[2048], v[256];
+    snprintf(url, sizeof url, "%s/auth/google", g_api);
+    CHECK_INT_EQ(http(&r, "GET", url, NULL, NULL, NULL), 302);
+    CHECK(header(&r, "Location", loc, sizeof loc) != NULL);
+    char want[128];
+    snprintf(want, sizeof want, "%s/authorize?", g_mock);
+    CHECK(strncmp(loc, want, strlen(want)) == 0);
+    CHECK_STR_EQ(url_param(loc, "client_id", v, sizeof v), "minicrm-test");
+    CHECK_STR_EQ(url_param(loc, "response_type", v, sizeof v), "code");
+    CHECK_STR_EQ(url_param(loc, "scope", v, sizeof v), "openid%20profile%20email");
+    CHECK_STR_EQ(url_param(loc, "code_challenge_method", v, sizeof v), "S256");
+    CHECK_STR_CONTAINS(url_param(loc, "redirect_uri", v, sizeof v), "%2Fauth%2Fgoogle%2Fcallback");
+    char state[128], challenge[128];
+    CHECK(url_param(loc, "state", state, sizeof state) && strlen(state) == 43);
+    CHECK(url_param(loc, "code_challenge", challenge, sizeof challenge));
+    /* PKCE: the stored verifier's S256 is the challenge sent to the provider. */
+    redisReply *rep = rconn_command(g_redis, "GET %soauth:state:%s", g_env.prefix, state);
+    CHECK(rep && rep->type == REDIS_REPLY_STRING);
+    char ch[64];
+    auth_oauth_challenge(rep->str, ch);
+    freeReplyObject(rep);
+    CHECK_STR_EQ(ch, challenge);
+}
+
+TEST(login_admin_session)
+{
+    char cb[2048], state[128], sc[1024], loc[1024];
+    CHECK_INT_EQ(begin_login(ADMIN_EMAIL, cb, sizeof cb, state, sizeof state), 0);
+    CHECK_INT_EQ(finish_login(cb, NULL, sc, sizeof sc, loc, sizeof loc), 302);
+    CHECK_STR_EQ(loc, FRONT "/dashboard");
+    /* Cookie: sid, HttpOnly, 1 day, Path=/, SameSite from config (Lax), no Secure by default. */
+    CHECK(strncmp(sc, "sid=", 4) == 0);
+    CHECK_STR_CONTAINS(sc, "; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax");
+    CHECK(strstr(sc, "Secure") == NULL);
+    char sid[80];
+    snprintf(sid, sizeof sid, "%.*s", (int)strcspn(sc + 4, ";"), sc + 4);
+    CHECK(auth_is_lower_hex(sid, 64));
+    /* Server-side session with a TTL, and the state is gone. */
+    CHECK(redis_exists("session", sid));
+    CHECK(!redis_exists("oauth:state", state));
+    char cookie[128];
+    snprintf(cookie, sizeof cookie, "sid=%s", sid);
+    json_t *v = NULL;
+    CHECK_INT_EQ(me(cookie, NULL, &v), 200);
+    CHECK(json_is_true(json_object_get(v, "loggedIn")));
+    json_t *u = json_object_get(v, "user");
+    CHECK_STR_EQ(json_string_value(json_object_get(u, "email")), ADMIN_EMAIL);
+    CHECK_STR_EQ(json_string_value(json_object_get(u, "displayName")), "User boss");
+    CHECK_STR_EQ(json_string_value(json_object_get(u, "role")), "admin");
+    CHECK(json_string_value(json_object_get(u, "id")) &&
+          strlen(json_string_value(json_object_get(u, "id"))) == 24);
+    json_decref(v);
+    /* The users collection has the person, once, across two logins. */
+    CHECK_INT_EQ(login(ADMIN_EMAIL, cookie, sizeof cookie), 0);
+    resp r;
+    char url[128];
+    snprintf(url, sizeof url, "%s/api/users", g_api);
+    CHECK_INT_EQ(http(&r, "GET", url, cookie, NULL, NULL), 200);
+    json_t *arr = body_json(&r);
+    int n = 0;
+    size_t i;
+    json_t *x;
+    json_array_foreach(arr, i, x)
+    {
+        if (!strcmp(json_string_value(json_object_get(x, "email")), ADMIN_EMAIL)) {
+            n++;
+            CHECK_STR_EQ(json_string_value(json_object_get(x, "role")), "admin");
+            CHECK(json_object_get(x, "firstLogin") && json_object_get(x, "lastLogin"));
+        }
+    }
+    json_decref(arr);
+    CHECK_INT_EQ(n, 1);
+}
+
+TEST(state_missing_wrong_reused)
+{
+    char cb[2048], state[128], sc[1024], loc[1024], url[2300];
+    CHECK_INT_EQ(begin_login("ann@example.com", cb, sizeof cb, state, sizeof state), 0);
+    CHECK_INT_EQ(finish_login(cb, NULL, sc, sizeof sc, loc, sizeof loc), 302);
+    CHECK_STR_EQ(loc, FRONT "/dashboard");
+    /* Reused: the same callback again. */
+    CHECK_INT_EQ(finish_login(cb, NULL, sc, sizeof sc, loc, sizeof loc), 302);
+    CHECK_STR_EQ(loc, "/auth/failure");
+    CHECK(sc[0] == '\0');
+    /* Missing and wrong state, with a fresh code each time. */
+    CHECK_INT_EQ(begin_login("ann@example.com", cb, sizeof cb, state, sizeof state), 0);
+    char code[256];
+    url_param(cb, "code", code, sizeof code);
+    snprintf(url, sizeof url, "%s/auth/google/callback?code=%s", g_api, code);
+    CHECK_INT_EQ(finish_login(url, NULL, sc, sizeof sc, loc, sizeof loc), 302);
+    CHECK_STR_EQ(loc, "/auth/failure");
+    snprintf(url, sizeof url, "%s/auth/google/callback?code=%s&state=%s", g_api, code,
+             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    CHECK_INT_EQ(finish_login(url, NULL, sc, sizeof sc, loc, sizeof loc), 302);
+    CHECK_STR_EQ(loc, "/auth/failure");
+    snprintf(url, sizeof url, "%s/auth/google/callback?code=%s&state=%%27%%3B--", g_api, code);
+    CHECK_INT_EQ(finish_login(url, NULL, sc, sizeof sc, loc, sizeof loc), 302);
+    CHECK_STR_EQ(loc, "/auth/failure");
+    /* The provider's error answer consumes the state too. */
+    snprintf(url, sizeof url, "%s/auth/google/callback?error=access_denied&state=%s", g_api, state);
+    CHECK_INT_EQ(finish_login(url, NULL, sc, sizeof sc, loc, sizeof loc), 302);
+    CHECK_STR_EQ(loc, "/auth/failure");
+    CHECK(!redis_exists("oauth:state", state));
+    /* /auth/failure itself. */
+    resp r;
+    snprintf(url, sizeof url, "%s/auth/failure", g_api);
+    CHECK_INT_EQ(http(&r, "GET", url, NULL, NULL, NULL), 401);
+    CHECK_STR_EQ(r.body, "{\"error\":\"Google login failed\"}");
+}
+
+TEST(pkce_and_provider_failures)
+{
+    /* Swap the stored verifier for another well-formed one: the provider (which checks
+     * S256(verifier) == challenge) refuses the code, so the login fails. */
+    char cb[2048], state[128], sc[1024], loc[1024];
+    CHECK_INT_EQ(begin_login("eve@example.com", cb, sizeof cb, state, sizeof state), 0);
+    redisReply *rep = rconn_command(g_redis, "SET %soauth:state:%s %s KEEPTTL", g_env.prefix, state,
+                                    "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB");
+    CHECK(rep && rep->type == REDIS_REPLY_STATUS);
+    freeReplyObject(rep);
+    CHECK_INT_EQ(finish_login(cb, NULL, sc, sizeof sc, loc, sizeof loc), 302);
+    CHECK_STR_EQ(loc, "/auth/failure");
+    CHECK(sc[0] == '\0');
+    /* Userinfo failing at the provider. */
+    CHECK_INT_EQ(begin_login("userinfo-fails@example.com", cb, sizeof cb, state, sizeof state), 0);
+    CHECK_INT_EQ(finish_login(cb, NULL, sc, sizeof sc, loc, sizeof loc), 302);
+    CHECK_STR_EQ(loc, "/auth/failure");
+}
+
+TEST(session_fixation_and_logout)
+{
+    const char *planted = "sid=1111111111111111111111111111111111111111111111111111111111111111";
+    json_t *v = NULL;
+    CHECK_INT_EQ(me(planted, NULL, &v), 401);
+    CHECK(json_is_false(json_object_get(v, "loggedIn")));
+    json_decref(v);
+    /* Logging in while presenting a planted id yields a different, server-made one. */
+    char cb[2048], state[128], sc[1024], loc[1024];
+    CHECK_INT_EQ(begin_login("sam@example.com", cb, sizeof cb, state, sizeof state), 0);
+    CHECK_INT_EQ(finish_login(cb, planted, sc, sizeof sc, loc, sizeof loc), 302);
+    CHECK(strncmp(sc, planted, strlen(planted)) != 0);
+    CHECK(!redis_exists("session", planted + 4));
+    char cookie[128];
+    snprintf(cookie, sizeof cookie, "%.*s", (int)strcspn(sc, ";"), sc);
+    CHECK_INT_EQ(me(cookie, NULL, NULL), 200);
+    /* Logout: 302 to the front end, cookie cleared, session gone server-side. */
+    resp r;
+    char url[128], h[1024];
+    snprintf(url, sizeof url, "%s/auth/logout", g_api);
+    CHECK_INT_EQ(http(&r, "GET", url, cookie, NULL, NULL), 302);
+    CHECK_STR_EQ(header(&r, "Location", h, sizeof h), FRONT);
+    CHECK_STR_CONTAINS(header(&r, "Set-Cookie", h, sizeof h), "sid=; Path=/; Max-Age=0; HttpOnly");
+    CHECK(!redis_exists("session", cookie + 4));
+    /* The old cookie (a copy kept by an attacker) no longer works. */
+    CHECK_INT_EQ(me(cookie, NULL, &v), 401);
+    CHECK(json_is_false(json_object_get(v, "loggedIn")));
+    json_decref(v);
+}
+
+TEST(staff_forbidden)
+{
+    char cookie[128], url[160];
+    CHECK_INT_EQ(login("sam@example.com", cookie, sizeof cookie), 0);
+    json_t *v = NULL;
+    CHECK_INT_EQ(me(cookie, NULL, &v), 200);
+    CHECK_STR_EQ(json_string_value(json_object_get(json_object_get(v, "user"), "role")), "staff");
+    json_decref(v);
+    char key[64], id[32];
+    CHECK_INT_EQ(create_key(cookie, NULL, "{\"role\":\"staff\"}", key, id), 403);
+    resp r;
+    snprintf(url, sizeof url, "%s/api/keys", g_api);
+    CHECK_INT_EQ(http(&r, "GET", url, cookie, NULL, NULL), 403);
+    snprintf(url, sizeof url, "%s/api/keys/0123456789abcdef01234567", g_api);
+    CHECK_INT_EQ(http(&r, "DELETE", url, cookie, NULL, NULL), 403);
+    snprintf(url, sizeof url, "%s/api/users", g_api);
+    CHECK_INT_EQ(http(&r, "GET", url, cookie, NULL, NULL), 403);
+}
+
+TEST(api_keys_http)
+{
+    char admin[128], url[160], auth[128], skey[64], sid_[32], akey[64], aid[32];
+    CHECK_INT_EQ(login(ADMIN_EMAIL, admin, sizeof admin), 0);
+    /* Validation. */
+    CHECK_INT_EQ(create_key(admin, NULL, "{\"role\":\"root\"}", skey, sid_), 400);
+    CHECK_INT_EQ(create_key(admin, NULL, "{\"role\":\"staff\",\"x\":1}", skey, sid_), 400);
+    CHECK_INT_EQ(create_key(admin, NULL, "{\"role\":\"staff\",\"name\":5}", skey, sid_), 400);
+    /* Create a staff key and an admin key from the admin session. */
+    CHECK_INT_EQ(create_key(admin, NULL, "{\"role\":\"staff\",\"name\":\"reports\"}", skey, sid_),
+                 201);
+    CHECK(strncmp(skey, "mck_", 4) == 0 && strlen(skey) == 47);
+    CHECK_INT_EQ(create_key(admin, NULL, "{\"role\":\"admin\",\"name\":\"ops\"}", akey, aid), 201);
+    /* The list never shows a key or a hash. */
+    resp r;
+    snprintf(url, sizeof url, "%s/api/keys", g_api);
+    CHECK_INT_EQ(http(&r, "GET", url, admin, NULL, NULL), 200);
+    CHECK(strstr(r.body, skey + 12) == NULL && strstr(r.body, akey + 12) == NULL);
+    CHECK(strstr(r.body, "key_hash") == NULL);
+    char hash[65];
+    auth_sha256_hex(skey, strlen(skey), hash);
+    CHECK(strstr(r.body, hash) == NULL);
+    CHECK_STR_CONTAINS(r.body, sid_);
+    CHECK_STR_CONTAINS(r.body, "\"name\":\"reports\"");
+    /* Use the staff key: it authenticates as staff; key management is forbidden to it. */
+    snprintf(auth, sizeof auth, "Bearer %s", skey);
+    json_t *v = NULL;
+    CHECK_INT_EQ(me(NULL, auth, &v), 200);
+    CHECK_STR_EQ(json_string_value(json_object_get(json_object_get(v, "user"), "role")), "staff");
+    CHECK_STR_EQ(json_string_value(json_object_get(v, "via")), "api_key");
+    json_decref(v);
+    char k2[64], i2[32];
+    CHECK_INT_EQ(create_key(NULL, auth, "{\"role\":\"admin\"}", k2, i2), 403);
+    /* lastUsedAt is recorded. */
+    CHECK_INT_EQ(http(&r, "GET", url, admin, NULL, NULL), 200);
+    json_t *arr = body_json(&r), *x;
+    size_t i;
+    bool used = false;
+    json_array_foreach(arr, i, x) if (!strcmp(json_string_value(json_object_get(x, "id")), sid_))
+        used = json_is_string(json_object_get(x, "lastUsedAt"));
+    json_decref(arr);
+    CHECK(used);
+    /* The admin key manages keys: revoke the staff key, which then stops working. */
+    char aauth[128];
+    snprintf(aauth, sizeof aauth, "Bearer %s", akey);
+    snprintf(url, sizeof url, "%s/api/keys/%s", g_api, sid_);
+    CHECK_INT_EQ(http(&r, "DELETE", url, NULL, aauth, NULL), 200);
+    CHECK_STR_CONTAINS(r.body, "\"revoked\":true");
+    CHECK_INT_EQ(me(NULL, auth, NULL), 401);
+    snprintf(url, sizeof url, "%s/api/keys/0123456789abcdef01234567", g_api);
+    CHECK_INT_EQ(http(&r, "DELETE", url, NULL, aauth, NULL), 404);
+    snprintf(url, sizeof url, "%s/api/keys/nothex", g_api);
+    CHECK_INT_EQ(http(&r, "DELETE", url, NULL, aauth, NULL), 400);
+}
+
+/* Run the CLI, returning its first stdout line in out and its exit status. */
+static int cli(const char *args, char *out, size_t n)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s' --set mongo.uri='%s' %s 2>/dev/null", testenv_bin("minicrm"),
+             g_env.mongo_uri, args);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    out[0] = '\0';
+    char line[1024];
+    size_t len = 0;
+    while (fgets(line, sizeof line, p)) /* keep all output (list) */
+        len += (size_t)snprintf(out + len, len < n ? n - len : 0, "%s", line);
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+TEST(cli_keys)
+{
+    char out[8192], auth[128], args[256];
+    CHECK_INT_EQ(cli("keys create --role admin --name ci-bot", out, sizeof out), 0);
+    out[strcspn(out, "\n")] = '\0';
+    CHECK(strncmp(out, "mck_", 4) == 0 && strlen(out) == 47);
+    char key[64];
+    snprintf(key, sizeof key, "%s", out);
+    snprintf(auth, sizeof auth, "Bearer %s", key);
+    json_t *v = NULL;
+    CHECK_INT_EQ(me(NULL, auth, &v), 200);
+    CHECK_STR_EQ(json_string_value(json_object_get(json_object_get(v, "user"), "role")), "admin");
+    json_decref(v);
+    CHECK_INT_EQ(cli("keys list", out, sizeof out), 0);
+    char prefix[16];
+    snprintf(prefix, sizeof prefix, "%.12s", key);
+    CHECK_STR_CONTAINS(out, prefix);
+    CHECK(strstr(out, key) == NULL);
+    CHECK_INT_EQ(cli("keys create --role root", out, sizeof out), 2);
+    CHECK_INT_EQ(cli("keys revoke nonsense", out, sizeof out), 2);
+    CHECK_INT_EQ(cli("keys revoke mck_zzzzzzzz", out, sizeof out), 1);
+    snprintf(args, sizeof args, "keys revoke %s", prefix);
+    CHECK_INT_EQ(cli(args, out, sizeof out), 0);
+    CHECK_INT_EQ(me(NULL, auth, NULL), 401);
+}
+
+TEST(unauthenticated_401)
+{
+    static const char *const paths[][2] = {
+        {"GET", "/api/keys"},
+        {"POST", "/api/keys"},
+        {"DELETE", "/api/keys/0123456789abcdef01234567"},
+        {"GET", "/api/users"},
+    };
+    static const char *const creds[][2] = {
+        {NULL, NULL},
+        {NULL, "Bearer mck_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+        {NULL, "Bearer "},
+        {NULL, "Basic YWRtaW46YWRtaW4="},
+        {"sid=2222222222222222222222222222222222222222222222222222222222222222", NULL},
+        {"sid=../../etc", NULL},
+    };
+    char url[160];
+    resp r;
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        for (size_t j = 0; j < sizeof creds / sizeof creds[0]; j++) {
+            snprintf(url, sizeof url, "%s%s", g_api, paths[i][1]);
+            long st = http(&r, paths[i][0], url, creds[j][0], creds[j][1],
+                           !strcmp(paths[i][0], "POST") ? "{\"role\":\"admin\"}" : NULL);
+            CHECK_MSG(st == 401, "%s %s with creds #%zu: %ld", paths[i][0], paths[i][1], j, st);
+        }
+    /* The other protected routes of the contract (registered by the API core). */
+    static const char *const others[][2] = {
+        {"GET", "/customers"},     {"POST", "/customers"},    {"GET", "/orders"},
+        {"POST", "/orders"},       {"GET", "/api/campaigns"}, {"POST", "/api/campaigns"},
+        {"GET", "/communication"},
+    };
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        snprintf(url, sizeof url, "%s%s", g_api, others[i][1]);
+        long st = http(&r, others[i][0], url, NULL, NULL, "{}");
+        if (st == 404) { /* the API core has not registered it yet in this tree */
+            printf("  note: %s %s not registered yet\n", others[i][0], others[i][1]);
+            continue;
+        }
+        CHECK_MSG(st == 401, "%s %s without credentials: %ld", others[i][0], others[i][1], st);
+    }
+    json_t *v = NULL;
+    CHECK_INT_EQ(me(NULL, NULL, &v), 401);
+    CHECK(json_is_false(json_object_get(v, "loggedIn")));
+    json_decref(v);
+}
+
+/* ---------------------------------------------------------------- setup */
+
+static void teardown(void)
+{
+    if (g_api_pid > 0)
+        testenv_kill_wait(g_api_pid, SIGTERM, 5000);
+    if (g_mock_pid > 0)
+        testenv_kill_wait(g_mock_pid, SIGTERM, 5000);
+    rconn_free(g_redis);
+    testenv_stop(&g_env);
+    curl_global_cleanup();
+}
+
+static int setup(void)
+{
+    char dir[512], cmd[1200], log[600];
+    snprintf(dir, sizeof dir, "%s/../oauth-mock", MINICRM_BIN_DIR);
+    snprintf(cmd, sizeof cmd, "sh '%s/tests/api/oauth-mock/install.sh' '%s'", MINICRM_SOURCE_DIR,
+             dir);
+    if (system(cmd) != 0) {
+        printf("SKIP test_auth_flow: the local OAuth provider (npm oauth2-mock-server) could not "
+               "be installed; see the message above\n");
+        return SKIP;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (testenv_start(&g_env, TESTENV_REDIS | TESTENV_DEVDB) != 0)
+        return 1;
+    char err[256];
+    g_redis = rconn_new(g_env.redis_url, 5000, err, sizeof err);
+
+    int mport = testenv_free_port();
+    char mjs[600], mp[16];
+    snprintf(mjs, sizeof mjs, "%s/mock.mjs", dir);
+    snprintf(mp, sizeof mp, "%d", mport);
+    snprintf(log, sizeof log, "%s/oauth-mock.log", g_env.dir);
+    char *margv[] = {"node", mjs, mp, NULL};
+    g_mock_pid = testenv_spawn(margv, log);
+    if (g_mock_pid < 0 || testenv_wait_port(mport, 20000) != 0) {
+        fprintf(stderr, "oauth mock did not start (log %s)\n", log);
+        return 1;
+    }
+    snprintf(g_mock, sizeof g_mock, "http://127.0.0.1:%d", mport);
+
+    int aport = testenv_free_port();
+    snprintf(g_api, sizeof g_api, "http://127.0.0.1:%d", aport);
+    char s[12][600];
+    snprintf(s[0], sizeof s[0], "mongo.uri=%s", g_env.mongo_uri);
+    snprintf(s[1], sizeof s[1], "redis.url=%s", g_env.redis_url);
+    snprintf(s[2], sizeof s[2], "redis.prefix=%s", g_env.prefix);
+    snprintf(s[3], sizeof s[3], "api.port=%d", aport);
+    snprintf(s[4], sizeof s[4], "api.frontend_url=%s", FRONT);
+    snprintf(s[5], sizeof s[5], "auth.google_client_id=minicrm-test");
+    snprintf(s[6], sizeof s[6], "auth.google_client_secret=test-secret");
+    snprintf(s[7], sizeof s[7], "auth.google_callback_url=%s/auth/google/callback", g_api);
+    snprintf(s[8], sizeof s[8], "auth.google_auth_url=%s/authorize", g_mock);
+    snprintf(s[9], sizeof s[9], "auth.google_token_url=%s/token", g_mock);
+    snprintf(s[10], sizeof s[10], "auth.google_userinfo_url=%s/userinfo", g_mock);
+    snprintf(s[11], sizeof s[11], "auth.admin_emails=other@example.com, BOSS@example.com");
+    char *aargv[2 + 2 * 12 + 4];
+    int n = 0;
+    aargv[n++] = (char *)testenv_bin("minicrm-api");
+    for (int i = 0; i < 12; i++) {
+        aargv[n++] = "--set";
+        aargv[n++] = s[i];
+    }
+    aargv[n++] = "--set";
+    aargv[n++] = "api.bind=127.0.0.1";
+    aargv[n] = NULL;
+    snprintf(log, sizeof log, "%s/api.log", g_env.dir);
+    g_api_pid = testenv_spawn(aargv, log);
+    if (g_api_pid < 0 || testenv_wait_port(aport, 20000) != 0) {
+        fprintf(stderr, "minicrm-api did not start (log %s)\n", log);
+        return 1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const test_case cases[] = {
+        TEST_ENTRY(authorize_redirect),
+        TEST_ENTRY(login_admin_session),
+        TEST_ENTRY(state_missing_wrong_reused),
+        TEST_ENTRY(pkce_and_provider_failures),
+        TEST_ENTRY(session_fixation_and_logout),
+        TEST_ENTRY(staff_forbidden),
+        TEST_ENTRY(api_keys_http),
+        TEST_ENTRY(cli_keys),
+        TEST_ENTRY(unauthenticated_401),
+    };
+    int rc = setup();
+    if (rc != 0) {
+        teardown();
+        return rc;
+    }
+    rc = test_run_all(__FILE__, cases, sizeof cases / sizeof cases[0], argc, argv);
+    teardown();
+    return rc;
+}
