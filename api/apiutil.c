@@ -1,9 +1,12 @@
 /* apiutil: see apiutil.h. */
 #include "apiutil.h"
 
+#include "jsonx.h"
 #include "log.h"
+#include "queue.h"
 
 #include <ctype.h>
+#include <string.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,7 +16,7 @@ bool api_is_dup_key(const bson_error_t *e)
     return e->code == 11000 || e->code == 11001 || strstr(e->message, "E11000") != NULL;
 }
 
-int api_db_fail(http_request *req, const bson_error_t *e, const char *what)
+int api_db_status(http_request *req, const bson_error_t *e, const char *what)
 {
     char msg[300];
     log_quote(msg, sizeof msg, e->message);
@@ -21,7 +24,12 @@ int api_db_fail(http_request *req, const bson_error_t *e, const char *what)
                 e->domain == MONGOC_ERROR_PROTOCOL || e->domain == MONGOC_ERROR_CLIENT;
     log_warn("db_error", "rid=%s what=%s domain=%u code=%u msg=%s", req->request_id, what,
              e->domain, e->code, msg);
-    if (down)
+    return down ? 503 : 500;
+}
+
+int api_db_fail(http_request *req, const bson_error_t *e, const char *what)
+{
+    if (api_db_status(req, e, what) == 503)
         http_error(req, 503, "database unavailable, retry later");
     else
         http_error(req, 500, "database error while %s", what);
@@ -73,4 +81,201 @@ const char *api_key(const api_ctx *app, char *buf, size_t n, const char *fmt, ..
     vsnprintf(buf + k, n - (size_t)k, fmt, ap);
     va_end(ap);
     return buf;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* MongoDB helpers                                                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+int api_count(mongoc_collection_t *coll, const bson_t *filter, int64_t *n, bson_error_t *err)
+{
+    bson_t cmd = BSON_INITIALIZER, reply;
+    BSON_APPEND_UTF8(&cmd, "count", mongoc_collection_get_name(coll));
+    if (filter)
+        BSON_APPEND_DOCUMENT(&cmd, "query", filter);
+    bool ok = mongoc_collection_read_command_with_opts(coll, &cmd, NULL, NULL, &reply, err);
+    bson_iter_t it;
+    if (ok && bson_iter_init_find(&it, &reply, "n") && BSON_ITER_HOLDS_NUMBER(&it))
+        *n = bson_iter_as_int64(&it);
+    else if (ok) {
+        bson_set_error(err, MONGOC_ERROR_SERVER, 1, "count: reply without n");
+        ok = false;
+    }
+    bson_destroy(&reply);
+    bson_destroy(&cmd);
+    return ok ? 0 : -1;
+}
+
+int api_populate(api_ctx *app, mongoc_client_t *cl, json_t *docs, const char *field,
+                 const char *coll_name, const char *const *fields, bson_error_t *err)
+{
+    size_t n = json_array_size(docs);
+    if (n == 0)
+        return 0;
+    bson_t filter = BSON_INITIALIZER, sub, arr, opts = BSON_INITIALIZER, proj;
+    BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &sub);
+    BSON_APPEND_ARRAY_BEGIN(&sub, "$in", &arr);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *hex = json_string_value(json_object_get(json_array_get(docs, i), field));
+        if (!hex || !bson_oid_is_valid(hex, strlen(hex)))
+            continue;
+        bson_oid_t oid;
+        bson_oid_init_from_string(&oid, hex);
+        char key[16];
+        const char *kp;
+        bson_uint32_to_string((uint32_t)k++, &kp, key, sizeof key);
+        bson_append_oid(&arr, kp, -1, &oid);
+    }
+    bson_append_array_end(&sub, &arr);
+    bson_append_document_end(&filter, &sub);
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
+    for (const char *const *f = fields; *f; f++)
+        BSON_APPEND_INT32(&proj, *f, 1);
+    bson_append_document_end(&opts, &proj);
+
+    json_t *found = json_object(); /* hex -> projected doc */
+    mongoc_collection_t *coll = dbpool_collection(app->db, cl, coll_name);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+    const bson_t *doc;
+    while (mongoc_cursor_next(cur, &doc)) {
+        json_t *j = jsonx_from_bson(doc);
+        const char *id = json_string_value(json_object_get(j, "_id"));
+        if (id)
+            json_object_set(found, id, j);
+        json_decref(j);
+    }
+    int rc = mongoc_cursor_error(cur, err) ? -1 : 0;
+    mongoc_cursor_destroy(cur);
+    mongoc_collection_destroy(coll);
+    bson_destroy(&filter);
+    bson_destroy(&opts);
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++) {
+            json_t *d = json_array_get(docs, i);
+            const char *hex = json_string_value(json_object_get(d, field));
+            if (!hex)
+                continue;
+            json_t *ref = json_object_get(found, hex);
+            json_object_set(d, field, ref ? ref : json_null());
+        }
+    }
+    json_decref(found);
+    return rc;
+}
+
+int api_paging(http_request *req, long def, long *limit, long *page)
+{
+    long max = req->app->cfg->api.max_page_size;
+    if (def > max)
+        def = max;
+    if (http_query_long(req, "limit", def, 1, max, limit) != 0)
+        return -1;
+    if (http_query_long(req, "page", 1, 1, 1000000000L, page) != 0)
+        return -1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Field validation                                                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+int api_field_str(http_request *req, json_t *body, const char *field, bool required, size_t maxlen,
+                  const char **out)
+{
+    json_t *v = json_object_get(body, field);
+    *out = NULL;
+    if (!v || json_is_null(v)) {
+        if (required)
+            return http_error(req, 400, "%s is required", field), -1;
+        return 0;
+    }
+    if (!json_is_string(v))
+        return http_error(req, 400, "%s must be a string", field), -1;
+    size_t len = json_string_length(v);
+    const char *s = json_string_value(v);
+    if (strlen(s) != len)
+        return http_error(req, 400, "%s must not contain NUL characters", field), -1;
+    size_t i = 0;
+    while (i < len && isspace((unsigned char)s[i]))
+        i++;
+    if (i == len) {
+        if (required)
+            return http_error(req, 400, "%s must not be empty", field), -1;
+        return 0;
+    }
+    if (len > maxlen)
+        return http_error(req, 400, "%s must be at most %zu characters", field, maxlen), -1;
+    *out = s;
+    return 0;
+}
+
+int api_field_num(http_request *req, json_t *body, const char *field, bool required, double min,
+                  bool min_exclusive, double max, double *out, bool *present)
+{
+    json_t *v = json_object_get(body, field);
+    *present = false;
+    if (!v || json_is_null(v)) {
+        if (required)
+            return http_error(req, 400, "%s is required", field), -1;
+        return 0;
+    }
+    if (!json_is_number(v))
+        return http_error(req, 400, "%s must be a number", field), -1;
+    double d = json_number_value(v);
+    if (min_exclusive ? !(d > min) : !(d >= min))
+        return http_error(req, 400, "%s must be %s %g", field, min_exclusive ? ">" : ">=", min), -1;
+    if (d > max)
+        return http_error(req, 400, "%s must be <= %g", field, max), -1;
+    *out = d;
+    *present = true;
+    return 0;
+}
+
+bool api_email_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 3 || n > 254)
+        return false;
+    const char *at = strchr(s, '@');
+    if (!at || at == s || strchr(at + 1, '@') || (size_t)(at - s) > 64)
+        return false;
+    for (const char *p = s; p < at; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c <= ' ' || c >= 127 || strchr("()<>,;:\\\"[]", c))
+            return false;
+    }
+    const char *d = at + 1;
+    if (!*d || !strchr(d, '.'))
+        return false;
+    char prev = '.';
+    for (const char *p = d; *p; p++) {
+        char c = (char)tolower((unsigned char)*p);
+        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c == '-' && prev != '.') ||
+                  (c == '.' && prev != '.' && prev != '-');
+        if (!ok)
+            return false;
+        prev = c;
+    }
+    return prev != '.' && prev != '-';
+}
+
+int api_enqueue(http_request *req, const char *name, const char *const *jobs, const size_t *lens,
+                size_t n)
+{
+    rconn *c = api_redis(req);
+    if (!c)
+        return -1;
+    char err[256];
+    queue *q = queue_open(c, req->app->cfg->redis.prefix, name, NULL, NULL, err, sizeof err);
+    int rc = q ? queue_push_many(q, jobs, lens, n) : -1;
+    if (rc != 0) {
+        char m[300];
+        log_warn("enqueue_failed", "rid=%s queue=%s err=%s", req->request_id, name,
+                 log_quote(m, sizeof m, q ? queue_error(q) : err));
+        http_error(req, 503, "redis unavailable, retry later");
+    }
+    queue_close(q);
+    rpool_put(req->app->redis, c);
+    return rc == 0 ? 0 : -1;
 }

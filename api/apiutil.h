@@ -19,6 +19,8 @@
 /* Answer a MongoDB failure: 503 "database unavailable" when the server cannot be reached,
  * else 500 (logged with `what`). Returns -1. */
 int api_db_fail(http_request *req, const bson_error_t *e, const char *what);
+/* Log a MongoDB failure and return the status it deserves (503 or 500) without answering. */
+int api_db_status(http_request *req, const bson_error_t *e, const char *what);
 /* True for a duplicate-key error (E11000). */
 bool api_is_dup_key(const bson_error_t *e);
 
@@ -38,3 +40,38 @@ const char *api_key(const api_ctx *app, char *buf, size_t n, const char *fmt, ..
     __attribute__((format(printf, 4, 5)));
 
 #endif
+
+/* ---- MongoDB helpers ---- */
+
+/* Count documents matching filter with the `count` command (supported by MongoDB and devdb).
+ * Returns 0 and sets *n, or -1 with err. */
+int api_count(mongoc_collection_t *coll, const bson_t *filter, int64_t *n, bson_error_t *err);
+
+/* Replace, in every object of the JSON array `docs`, the hex id string at `field` by the
+ * referenced document of collection `coll_name` projected to `fields` (NULL-terminated list,
+ * "_id" always included), or null if it no longer exists. One $in query per call.
+ * Returns 0, or -1 with err. */
+int api_populate(api_ctx *app, mongoc_client_t *cl, json_t *docs, const char *field,
+                 const char *coll_name, const char *const *fields, bson_error_t *err);
+
+/* Read paging parameters: ?limit= (default def, max api.max_page_size) and ?page= (>= 1,
+ * default 1). Answers 400 and returns -1 on a bad value. */
+int api_paging(http_request *req, long def, long *limit, long *page);
+
+/* ---- validation of body fields (each answers 400 naming the field and returns -1) ---- */
+
+/* A required/optional string of 1..maxlen bytes (after trimming nothing: callers decide).
+ * *out is NULL when optional and absent (or null). */
+int api_field_str(http_request *req, json_t *body, const char *field, bool required, size_t maxlen,
+                  const char **out);
+/* A number in [min,max] (exclusive min if min_exclusive). *present false when optional and
+ * absent/null. */
+int api_field_num(http_request *req, json_t *body, const char *field, bool required, double min,
+                  bool min_exclusive, double max, double *out, bool *present);
+/* True if s looks like an e-mail address (local@domain.tld, no spaces, <= 254 bytes). */
+bool api_email_valid(const char *s);
+
+/* Push n JSON jobs onto queue `name` (lib/queue) in one pipelined round trip. 0, or -1 after
+ * answering 503. */
+int api_enqueue(http_request *req, const char *name, const char *const *jobs, const size_t *lens,
+                size_t n);

@@ -1,8 +1,708 @@
-/* routes_campaigns: (being written) */
+/*
+ * routes_campaigns: campaigns1 and its logs.
+ *
+ *   POST /api/campaigns               {name, rules, selectedTags?, message?}
+ *        validate -> count the audience (one count with the rules filter) -> store the campaign
+ *        (status QUEUED, counters 0, rules_now fixed) -> enqueue ONE job {"campaign_id"} on the
+ *        campaigns queue -> 201 {"message", "campaign", "logs_count": audience size}.
+ *        The request never touches the audience beyond the count: the fan-out worker writes the
+ *        logs and sends, so the answer is quick whatever the audience size. If the job cannot
+ *        be enqueued the campaign is removed again and the answer is 503 (a retry starts over).
+ *        Idempotency-Key: the first answer (status + body) is kept in Redis for
+ *        api.idempotency_ttl_s under {prefix}idem:{user}:{key} with a hash of the body; a retry
+ *        with the same body gets it back (header Idempotent-Replayed: true) and creates
+ *        nothing; the same key with another body -> 409; while the first is still running ->
+ *        409. 5xx answers are not kept (the client may retry).
+ *   POST /api/campaigns/preview       {rules} -> 200 {"audience_size": N, "rules": {...}}
+ *   POST /api/campaigns/suggest-tags  {name, rules} -> 200 {"tags": [...]} (the auto tags)
+ *   GET  /api/campaigns?tag=          newest first; tag is a case-insensitive fuzzy match
+ *        (spaces, '-' and '_' interchangeable) on tags and name; ?limit=, ?page=.
+ *   GET  /api/campaigns/:id           the campaign plus "progress" with exact counts of its
+ *        logs by status (three indexed counts on {campaign_id, status}).
+ *   GET  /api/campaigns/:id/logs      its logs, customer populated {_id, name, email}, in
+ *        customer order (index {campaign_id, customer_id}); ?limit=, ?page= or ?after=<cust id>.
+ *
+ * AI seam: AI-suggested tags and AI-written messages (OPENAI_API_KEY) belong to a later issue
+ * and will run in workers. The request path makes NO outbound call: ai_seam_request() only
+ * records on the campaign what a worker should do ("ai": {"status": "requested", ...}).
+ */
+#include "apiutil.h"
+#include "hmac.h"
+#include "jsonx.h"
+#include "log.h"
+#include "queue.h"
 #include "routes.h"
+#include "rules.h"
+#include "template.h"
+#include "timeutil.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define NAME_MAX_LEN  200
+#define TAG_MAX_LEN   50
+#define MAX_AUTO_TAGS 3
+#define MAX_TAGS      5
+#define IDEM_KEY_MAX  200
+
+/* ------------------------------------------------------------------------------------------ */
+/* Auto tags (contract, "Campaigns")                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+static bool has_tag(const json_t *tags, const char *t)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(tags, i, v) if (strcasecmp(json_string_value(v), t) == 0) return true;
+    return false;
+}
+
+/* Append t unless present or the array already holds `max` tags. */
+static void add_tag(json_t *tags, const char *t, size_t max)
+{
+    if (json_array_size(tags) < max && !has_tag(tags, t))
+        json_array_append_new(tags, json_string(t));
+}
+
+/* True if lower-cased `name` contains `word` as a whole word. */
+static bool has_word(const char *name, const char *word)
+{
+    size_t wl = strlen(word);
+    for (const char *p = name; (p = strstr(p, word)) != NULL; p++) {
+        bool left = p == name || !isalnum((unsigned char)p[-1]);
+        bool right = !isalnum((unsigned char)p[wl]);
+        if (left && right)
+            return true;
+    }
+    return false;
+}
+
+/* The contract's auto tags (at most 3), in priority order. */
+static json_t *auto_tags(const char *name, const rules *r, int64_t audience)
+{
+    json_t *tags = json_array();
+    char lower[NAME_MAX_LEN + 1];
+    api_lower(name ? name : "", lower, sizeof lower);
+    if ((r->has & RULE_INACTIVE_DAYS) && r->inactive_days >= 30) {
+        add_tag(tags, "Win-back", MAX_AUTO_TAGS);
+        add_tag(tags, "Reactivation", MAX_AUTO_TAGS);
+    }
+    if ((r->has & RULE_MIN_SPEND) && r->min_spend >= 4000) {
+        add_tag(tags, "High value customers", MAX_AUTO_TAGS);
+        add_tag(tags, "Loyalty", MAX_AUTO_TAGS);
+    }
+    if (has_word(lower, "vip") || has_word(lower, "elite") || has_word(lower, "prime"))
+        add_tag(tags, "Loyalty", MAX_AUTO_TAGS);
+    static const char *const seasonal[] = {"festival", "diwali",    "pongal", "christmas", "xmas",
+                                           "eoy",      "clearance", "sale",   "offer"};
+    for (size_t i = 0; i < sizeof seasonal / sizeof seasonal[0]; i++)
+        if (strstr(lower, seasonal[i])) {
+            add_tag(tags, "Seasonal", MAX_AUTO_TAGS);
+            add_tag(tags, "Promotion", MAX_AUTO_TAGS);
+            break;
+        }
+    if (audience == 0)
+        add_tag(tags, "Narrow audience", MAX_AUTO_TAGS);
+    return tags;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Shared pieces                                                                              */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Parse body.rules (answers 400). A missing `rules` is an error when required. */
+static int body_rules(http_request *req, json_t *body, bool required, rules *out)
+{
+    json_t *jr = json_object_get(body, "rules");
+    if (!jr || json_is_null(jr)) {
+        if (required) {
+            http_error(req, 400, "rules is required (an object; {} matches everyone)");
+            return -1;
+        }
+        memset(out, 0, sizeof *out);
+        return 0;
+    }
+    char err[256];
+    if (rules_parse_json(jr, out, err, sizeof err) != 0) {
+        http_error(req, 400, "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Count customers matching r at now. 0, or -1 (answered). */
+static int count_audience(api_ctx *app, http_request *req, const rules *r, int64_t now, int64_t *n)
+{
+    bson_t filter = BSON_INITIALIZER;
+    rules_filter(r, now, &filter);
+    mongoc_client_t *cl = dbpool_pop(app->db);
+    mongoc_collection_t *coll = dbpool_collection(app->db, cl, DB_CUSTOMERS);
+    bson_error_t e;
+    int rc = api_count(coll, &filter, n, &e);
+    mongoc_collection_destroy(coll);
+    dbpool_push(app->db, cl);
+    bson_destroy(&filter);
+    if (rc != 0)
+        return api_db_fail(req, &e, "counting the audience");
+    return 0;
+}
+
+static json_t *json_body_object(http_request *req)
+{
+    json_t *body = http_json_body(req);
+    if (body && !json_is_object(body)) {
+        http_error(req, 400, "body must be a JSON object");
+        return NULL;
+    }
+    return body;
+}
+
+/* AI seam: see the file comment. Never calls out; only marks the campaign for a worker. */
+static void ai_seam_request(const minicrm_config *cfg, bool has_message, bson_t *doc)
+{
+    if (!cfg->openai.api_key || !*cfg->openai.api_key)
+        return;
+    bson_t ai;
+    BSON_APPEND_DOCUMENT_BEGIN(doc, "ai", &ai);
+    BSON_APPEND_UTF8(&ai, "status", "requested");
+    BSON_APPEND_BOOL(&ai, "tags", true);
+    BSON_APPEND_BOOL(&ai, "message", !has_message);
+    bson_append_document_end(doc, &ai);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* POST /api/campaigns                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+/* The answer of a creation, built before sending so it can be kept for Idempotency-Key. */
+typedef struct answer {
+    int status;
+    json_t *body; /* owned */
+} answer;
+
+static void set_error(answer *a, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_error(answer *a, int status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_decref(a->body);
+    a->status = status;
+    a->body = json_pack("{s:s}", "error", msg);
+}
+
+/* Validate, count, store, enqueue. Never answers the request itself. */
+static void create_campaign(api_ctx *app, http_request *req, json_t *body, answer *a)
+{
+    json_t *jn = json_object_get(body, "name");
+    if (!json_is_string(jn) || json_string_length(jn) == 0)
+        return set_error(a, 400, "name is required (a non-empty string)");
+    if (json_string_length(jn) > NAME_MAX_LEN)
+        return set_error(a, 400, "name must be at most %d characters", NAME_MAX_LEN);
+    const char *name = json_string_value(jn);
+
+    rules r;
+    char err[256];
+    json_t *jr = json_object_get(body, "rules");
+    if (!jr || json_is_null(jr))
+        return set_error(a, 400, "rules is required (an object; {} matches everyone)");
+    if (rules_parse_json(jr, &r, err, sizeof err) != 0)
+        return set_error(a, 400, "%s", err);
+
+    const char *message = NULL;
+    json_t *jm = json_object_get(body, "message");
+    if (jm && !json_is_null(jm)) {
+        if (!json_is_string(jm))
+            return set_error(a, 400, "message must be a string");
+        message = json_string_value(jm);
+        if (template_validate(message, err, sizeof err) != 0)
+            return set_error(a, 400, "%s", err);
+    }
+
+    json_t *sel = json_object_get(body, "selectedTags");
+    if (sel && !json_is_null(sel)) {
+        if (!json_is_array(sel))
+            return set_error(a, 400, "selectedTags must be an array of strings");
+        if (json_array_size(sel) > MAX_TAGS)
+            return set_error(a, 400, "selectedTags: at most %d tags", MAX_TAGS);
+        size_t i;
+        json_t *t;
+        json_array_foreach(sel, i, t)
+        {
+            if (!json_is_string(t) || json_string_length(t) == 0 ||
+                json_string_length(t) > TAG_MAX_LEN)
+                return set_error(a, 400, "selectedTags[%zu] must be a string of 1-%d characters", i,
+                                 TAG_MAX_LEN);
+        }
+    }
+
+    int64_t now = time_now_ms();
+    bson_t filter = BSON_INITIALIZER;
+    rules_filter(&r, now, &filter);
+    mongoc_client_t *cl = dbpool_pop(app->db);
+    mongoc_collection_t *customers = dbpool_collection(app->db, cl, DB_CUSTOMERS);
+    mongoc_collection_t *campaigns = dbpool_collection(app->db, cl, DB_CAMPAIGNS);
+    bson_t doc = BSON_INITIALIZER;
+    json_t *tags = NULL;
+    bson_error_t e;
+    int64_t audience = 0;
+    if (api_count(customers, &filter, &audience, &e) != 0) {
+        int st = api_db_status(req, &e, "counting the audience");
+        set_error(a, st, st == 503 ? "database unavailable, retry later" : "database error");
+        goto out;
+    }
+
+    /* Tags: up to 3 automatic ones, then the user's, 5 in all. */
+    tags = auto_tags(name, &r, audience);
+    if (sel) {
+        size_t i;
+        json_t *t;
+        json_array_foreach(sel, i, t) add_tag(tags, json_string_value(t), MAX_TAGS);
+    }
+
+    bson_oid_t oid;
+    bson_oid_init(&oid, NULL);
+    char hex[25];
+    bson_oid_to_string(&oid, hex);
+    BSON_APPEND_OID(&doc, "_id", &oid);
+    BSON_APPEND_UTF8(&doc, "name", name);
+    bson_t sub;
+    BSON_APPEND_DOCUMENT_BEGIN(&doc, "rules", &sub);
+    rules_append_bson(&r, &sub);
+    bson_append_document_end(&doc, &sub);
+    if (message)
+        BSON_APPEND_UTF8(&doc, "message", message);
+    else
+        BSON_APPEND_NULL(&doc, "message");
+    BSON_APPEND_ARRAY_BEGIN(&doc, "tags", &sub);
+    for (size_t i = 0; i < json_array_size(tags); i++) {
+        char k[16];
+        const char *kp;
+        bson_uint32_to_string((uint32_t)i, &kp, k, sizeof k);
+        bson_append_utf8(&sub, kp, -1, json_string_value(json_array_get(tags, i)), -1);
+    }
+    bson_append_array_end(&doc, &sub);
+    BSON_APPEND_DATE_TIME(&doc, "tagUpdatedAt", now);
+    BSON_APPEND_INT64(&doc, "audience_size", audience);
+    BSON_APPEND_UTF8(&doc, "status", "QUEUED");
+    BSON_APPEND_INT64(&doc, "total", 0);
+    BSON_APPEND_INT64(&doc, "pending", 0);
+    BSON_APPEND_INT64(&doc, "sent", 0);
+    BSON_APPEND_INT64(&doc, "failed", 0);
+    BSON_APPEND_DOCUMENT_BEGIN(&doc, "checkpoint", &sub);
+    BSON_APPEND_NULL(&sub, "last_customer_id");
+    BSON_APPEND_INT64(&sub, "written", 0);
+    bson_append_document_end(&doc, &sub);
+    BSON_APPEND_UTF8(&doc, "created_by", req->who.email[0] ? req->who.email : req->who.user_id);
+    BSON_APPEND_DATE_TIME(&doc, "rules_now", now);
+    ai_seam_request(app->cfg, message != NULL, &doc);
+    BSON_APPEND_DATE_TIME(&doc, "createdAt", now);
+    BSON_APPEND_DATE_TIME(&doc, "updatedAt", now);
+    if (!mongoc_collection_insert_one(campaigns, &doc, NULL, NULL, &e)) {
+        int st = api_db_status(req, &e, "storing the campaign");
+        set_error(a, st, st == 503 ? "database unavailable, retry later" : "database error");
+        goto out;
+    }
+
+    char job[64];
+    int jl = snprintf(job, sizeof job, "{\"campaign_id\":\"%s\"}", hex);
+    const char *jobs[1] = {job};
+    size_t lens[1] = {(size_t)jl};
+    rconn *c = rpool_get(app->redis);
+    char qerr[256] = "no connection";
+    queue *q =
+        c ? queue_open(c, app->cfg->redis.prefix, QUEUE_CAMPAIGNS, NULL, NULL, qerr, sizeof qerr)
+          : NULL;
+    int qrc = q ? queue_push_many(q, jobs, lens, 1) : -1;
+    if (qrc != 0) {
+        char m[300];
+        log_warn("enqueue_failed", "rid=%s queue=campaigns err=%s", req->request_id,
+                 log_quote(m, sizeof m, q ? queue_error(q) : qerr));
+        /* Not enqueued: remove the campaign so nothing is left QUEUED forever. */
+        bson_t del = BSON_INITIALIZER;
+        BSON_APPEND_OID(&del, "_id", &oid);
+        if (!mongoc_collection_delete_one(campaigns, &del, NULL, NULL, &e))
+            log_error("campaign_orphaned", "rid=%s campaign=%s", req->request_id, hex);
+        bson_destroy(&del);
+        set_error(a, 503, "redis unavailable, retry later");
+    }
+    queue_close(q);
+    rpool_put(app->redis, c);
+    if (qrc != 0)
+        goto out;
+
+    log_info("campaign_created", "rid=%s campaign=%s audience=%lld", req->request_id, hex,
+             (long long)audience);
+    json_decref(a->body);
+    a->status = 201;
+    a->body = json_pack("{s:s,s:o,s:I}", "message", "Campaign created and queued for delivery",
+                        "campaign", jsonx_from_bson(&doc), "logs_count", (json_int_t)audience);
+out:
+    json_decref(tags);
+    bson_destroy(&doc);
+    bson_destroy(&filter);
+    mongoc_collection_destroy(customers);
+    mongoc_collection_destroy(campaigns);
+    dbpool_push(app->db, cl);
+}
+
+/* Send a kept or fresh answer. */
+static void send_answer(http_request *req, int status, const char *body, bool replayed)
+{
+    if (replayed)
+        http_add_header(req, "Idempotent-Replayed", "true");
+    http_send_raw(req, status, "application/json; charset=utf-8", body, strlen(body));
+}
+
+static bool idem_key_valid(const char *k)
+{
+    size_t n = strlen(k);
+    if (n == 0 || n > IDEM_KEY_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)k[i] <= ' ' || (unsigned char)k[i] >= 127)
+            return false;
+    return true;
+}
+
+static void h_create(api_ctx *app, http_request *req)
+{
+    json_t *body = json_body_object(req);
+    if (!body)
+        return;
+    const char *ik = http_header(req, "Idempotency-Key");
+    answer a = {0, NULL};
+    char key[512], hash[HMAC_HEX_LEN + 1];
+    rconn *c = NULL;
+
+    if (ik) {
+        if (!idem_key_valid(ik)) {
+            http_error(req, 400, "Idempotency-Key must be 1-%d printable characters", IDEM_KEY_MAX);
+            return;
+        }
+        hmac_sha256_hex("idempotency", 11, req->body, req->body_len, hash);
+        api_key(app, key, sizeof key, "idem:%s:%s", req->who.user_id, ik);
+        if (!(c = api_redis(req)))
+            return;
+        char pending[128];
+        snprintf(pending, sizeof pending, "{\"h\":\"%s\",\"s\":0}", hash);
+        redisReply *r =
+            rconn_command(c, "SET %s %s NX EX %d", key, pending, app->cfg->api.idempotency_ttl_s);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            freeReplyObject(r);
+            api_redis_fail(req, c, "idempotency");
+            rpool_put(app->redis, c);
+            return;
+        }
+        bool fresh = r->type == REDIS_REPLY_STATUS;
+        freeReplyObject(r);
+        if (!fresh) {
+            r = rconn_command(c, "GET %s", key);
+            json_t *kept =
+                (r && r->type == REDIS_REPLY_STRING) ? jsonx_parse(r->str, r->len, NULL, 0) : NULL;
+            freeReplyObject(r);
+            rpool_put(app->redis, c);
+            const char *h = jsonx_str(kept, "h", "");
+            long long st = jsonx_int(kept, "s", -1);
+            const char *b = jsonx_str(kept, "b", NULL);
+            if (!kept)
+                http_error(req, 409, "Idempotency-Key is being processed, retry later");
+            else if (strcmp(h, hash) != 0)
+                http_error(req, 409, "Idempotency-Key was already used with a different body");
+            else if (st == 0 || !b)
+                http_error(req, 409, "a request with this Idempotency-Key is still in progress");
+            else
+                send_answer(req, (int)st, b, true);
+            json_decref(kept);
+            return;
+        }
+        rpool_put(app->redis, c);
+        c = NULL;
+    }
+
+    create_campaign(app, req, body, &a);
+    char *text = a.body ? jsonx_dumps(a.body) : NULL;
+    json_decref(a.body);
+    if (!text) {
+        http_error(req, 503, "out of memory");
+        a.status = 503;
+    }
+
+    if (ik && (c = rpool_get(app->redis)) != NULL) {
+        redisReply *r;
+        if (a.status >= 500) {
+            r = rconn_command(c, "DEL %s", key); /* let the client retry */
+        } else {
+            json_t *kept = json_pack("{s:s,s:i,s:s}", "h", hash, "s", a.status, "b", text);
+            char *ks = jsonx_dumps(kept);
+            json_decref(kept);
+            r = ks ? rconn_command(c, "SET %s %s EX %d", key, ks, app->cfg->api.idempotency_ttl_s)
+                   : NULL;
+            free(ks);
+        }
+        if (!r)
+            log_warn("idempotency_store_failed", "rid=%s", req->request_id);
+        freeReplyObject(r);
+        rpool_put(app->redis, c);
+    }
+    if (text)
+        send_answer(req, a.status, text, false);
+    free(text);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Preview, suggest-tags                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+static void h_preview(api_ctx *app, http_request *req)
+{
+    json_t *body = json_body_object(req);
+    rules r;
+    int64_t n;
+    if (!body || body_rules(req, body, false, &r) != 0 ||
+        count_audience(app, req, &r, time_now_ms(), &n) != 0)
+        return;
+    http_send_json(
+        req, 200,
+        json_pack("{s:I,s:o}", "audience_size", (json_int_t)n, "rules", rules_to_json(&r)));
+}
+
+static void h_suggest_tags(api_ctx *app, http_request *req)
+{
+    json_t *body = json_body_object(req);
+    if (!body)
+        return;
+    const char *name;
+    rules r;
+    int64_t n;
+    if (api_field_str(req, body, "name", false, NAME_MAX_LEN, &name) ||
+        body_rules(req, body, false, &r) != 0 ||
+        count_audience(app, req, &r, time_now_ms(), &n) != 0)
+        return;
+    http_send_json(req, 200, json_pack("{s:o}", "tags", auto_tags(name, &r, n)));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Listing and reading                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+/* The fuzzy tag pattern: lower case, runs of space/-/_ -> "[-_ ]+", metacharacters escaped. */
+static void fuzzy_pattern(const char *tag, char *out, size_t n)
+{
+    size_t k = 0;
+    for (const char *p = tag; *p && k + 8 < n; p++) {
+        char ch = (char)tolower((unsigned char)*p);
+        if (ch == ' ' || ch == '-' || ch == '_') {
+            while (p[1] == ' ' || p[1] == '-' || p[1] == '_')
+                p++;
+            memcpy(out + k, "[-_ ]+", 6);
+            k += 6;
+            continue;
+        }
+        if (strchr(".^$*+?()[]{}|\\/", ch))
+            out[k++] = '\\';
+        out[k++] = ch;
+    }
+    out[k] = '\0';
+}
+
+static void h_list(api_ctx *app, http_request *req)
+{
+    long limit, page;
+    if (api_paging(req, 100, &limit, &page) != 0)
+        return;
+    const char *tag = http_query(req, "tag");
+    if (tag && strlen(tag) > 100) {
+        http_error(req, 400, "tag must be at most 100 characters");
+        return;
+    }
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, sub, arr, el, rx;
+    if (tag && *tag) {
+        char pat[1024];
+        fuzzy_pattern(tag, pat, sizeof pat);
+        BSON_APPEND_ARRAY_BEGIN(&filter, "$or", &arr);
+        const char *fields[2] = {"tags", "name"};
+        for (int i = 0; i < 2; i++) {
+            bson_append_document_begin(&arr, i == 0 ? "0" : "1", 1, &el);
+            BSON_APPEND_DOCUMENT_BEGIN(&el, fields[i], &rx);
+            BSON_APPEND_UTF8(&rx, "$regex", pat);
+            BSON_APPEND_UTF8(&rx, "$options", "i");
+            bson_append_document_end(&el, &rx);
+            bson_append_document_end(&arr, &el);
+        }
+        bson_append_array_end(&filter, &arr);
+    }
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sub);
+    BSON_APPEND_INT32(&sub, "createdAt", -1);
+    BSON_APPEND_INT32(&sub, "_id", -1);
+    bson_append_document_end(&opts, &sub);
+    BSON_APPEND_INT64(&opts, "limit", limit);
+    if (page > 1)
+        BSON_APPEND_INT64(&opts, "skip", (page - 1) * limit);
+    mongoc_client_t *cl = dbpool_pop(app->db);
+    mongoc_collection_t *coll = dbpool_collection(app->db, cl, DB_CAMPAIGNS);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+    json_t *out = json_array();
+    const bson_t *doc;
+    while (mongoc_cursor_next(cur, &doc))
+        json_array_append_new(out, jsonx_from_bson(doc));
+    bson_error_t e;
+    if (mongoc_cursor_error(cur, &e)) {
+        json_decref(out);
+        api_db_fail(req, &e, "listing campaigns");
+    } else {
+        http_send_json(req, 200, out);
+    }
+    mongoc_cursor_destroy(cur);
+    mongoc_collection_destroy(coll);
+    dbpool_push(app->db, cl);
+    bson_destroy(&filter);
+    bson_destroy(&opts);
+}
+
+/* Load campaign `oid` as JSON: 1 found, 0 not found (answered 404), -1 error (answered). */
+static int load_campaign(api_ctx *app, http_request *req, mongoc_client_t *cl,
+                         const bson_oid_t *oid, json_t **out)
+{
+    bson_t filter = BSON_INITIALIZER;
+    BSON_APPEND_OID(&filter, "_id", oid);
+    mongoc_collection_t *coll = dbpool_collection(app->db, cl, DB_CAMPAIGNS);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
+    const bson_t *doc;
+    bson_error_t e;
+    int rc;
+    *out = NULL;
+    if (mongoc_cursor_next(cur, &doc)) {
+        *out = jsonx_from_bson(doc);
+        rc = 1;
+    } else if (mongoc_cursor_error(cur, &e)) {
+        rc = api_db_fail(req, &e, "reading the campaign");
+    } else {
+        http_error(req, 404, "campaign not found");
+        rc = 0;
+    }
+    mongoc_cursor_destroy(cur);
+    mongoc_collection_destroy(coll);
+    bson_destroy(&filter);
+    return rc;
+}
+
+static void h_get(api_ctx *app, http_request *req)
+{
+    bson_oid_t oid;
+    if (api_parse_oid(req, "id", http_param(req, "id"), &oid) != 0)
+        return;
+    mongoc_client_t *cl = dbpool_pop(app->db);
+    json_t *camp = NULL;
+    if (load_campaign(app, req, cl, &oid, &camp) == 1) {
+        static const char *const states[] = {"PENDING", "SENT", "FAILED"};
+        int64_t counts[3] = {0, 0, 0};
+        mongoc_collection_t *logs = dbpool_collection(app->db, cl, DB_LOGS);
+        bson_error_t e;
+        int rc = 0;
+        for (int i = 0; i < 3 && rc == 0; i++) {
+            bson_t f = BSON_INITIALIZER;
+            BSON_APPEND_OID(&f, "campaign_id", &oid);
+            BSON_APPEND_UTF8(&f, "status", states[i]);
+            rc = api_count(logs, &f, &counts[i], &e);
+            bson_destroy(&f);
+        }
+        mongoc_collection_destroy(logs);
+        if (rc != 0) {
+            api_db_fail(req, &e, "counting logs");
+            json_decref(camp);
+        } else {
+            int64_t written = counts[0] + counts[1] + counts[2];
+            json_int_t audience = (json_int_t)jsonx_int(camp, "audience_size", 0);
+            const char *status = jsonx_str(camp, "status", "");
+            json_object_set_new(camp, "progress",
+                                json_pack("{s:I,s:I,s:I,s:I,s:I,s:b}", "audience_size", audience,
+                                          "logs", (json_int_t)written, "pending",
+                                          (json_int_t)counts[0], "sent", (json_int_t)counts[1],
+                                          "failed", (json_int_t)counts[2], "complete",
+                                          strcmp(status, "COMPLETED") == 0 && counts[0] == 0));
+            http_send_json(req, 200, camp);
+        }
+    }
+    dbpool_push(app->db, cl);
+}
+
+static void h_logs(api_ctx *app, http_request *req)
+{
+    bson_oid_t oid, after_oid;
+    long limit, page;
+    if (api_parse_oid(req, "id", http_param(req, "id"), &oid) != 0 ||
+        api_paging(req, 100, &limit, &page) != 0)
+        return;
+    const char *after = http_query(req, "after");
+    if (after && api_parse_oid(req, "after", after, &after_oid) != 0)
+        return;
+    mongoc_client_t *cl = dbpool_pop(app->db);
+    json_t *camp = NULL;
+    if (load_campaign(app, req, cl, &oid, &camp) != 1) {
+        dbpool_push(app->db, cl);
+        return;
+    }
+    json_decref(camp);
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, sub;
+    BSON_APPEND_OID(&filter, "campaign_id", &oid);
+    if (after) {
+        BSON_APPEND_DOCUMENT_BEGIN(&filter, "customer_id", &sub);
+        BSON_APPEND_OID(&sub, "$gt", &after_oid);
+        bson_append_document_end(&filter, &sub);
+    }
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sub);
+    BSON_APPEND_INT32(&sub, "campaign_id", 1);
+    BSON_APPEND_INT32(&sub, "customer_id", 1);
+    bson_append_document_end(&opts, &sub);
+    BSON_APPEND_INT64(&opts, "limit", limit);
+    if (!after && page > 1)
+        BSON_APPEND_INT64(&opts, "skip", (page - 1) * limit);
+    mongoc_collection_t *coll = dbpool_collection(app->db, cl, DB_LOGS);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+    json_t *out = json_array();
+    const bson_t *doc;
+    while (mongoc_cursor_next(cur, &doc))
+        json_array_append_new(out, jsonx_from_bson(doc));
+    bson_error_t e;
+    static const char *const fields[] = {"_id", "name", "email", NULL};
+    bool failed = mongoc_cursor_error(cur, &e);
+    mongoc_cursor_destroy(cur);
+    if (!failed && (long)json_array_size(out) == limit) {
+        const char *last = json_string_value(
+            json_object_get(json_array_get(out, (size_t)limit - 1), "customer_id"));
+        if (last)
+            http_add_header(req, "X-Next-Cursor", last);
+    }
+    if (failed || api_populate(app, cl, out, "customer_id", DB_CUSTOMERS, fields, &e) != 0) {
+        json_decref(out);
+        api_db_fail(req, &e, "listing logs");
+    } else {
+        http_send_json(req, 200, out);
+    }
+    mongoc_collection_destroy(coll);
+    dbpool_push(app->db, cl);
+    bson_destroy(&filter);
+    bson_destroy(&opts);
+}
 
 int routes_campaigns_register(router *r)
 {
-    (void)r;
+    if (router_add(r, HTTP_POST, "/api/campaigns", h_create, ROUTE_AUTH, ROLE_STAFF) ||
+        router_add(r, HTTP_POST, "/api/campaigns/preview", h_preview, ROUTE_AUTH, ROLE_STAFF) ||
+        router_add(r, HTTP_POST, "/api/campaigns/suggest-tags", h_suggest_tags, ROUTE_AUTH,
+                   ROLE_STAFF) ||
+        router_add(r, HTTP_GET, "/api/campaigns", h_list, ROUTE_AUTH, ROLE_STAFF) ||
+        router_add(r, HTTP_GET, "/api/campaigns/:id", h_get, ROUTE_AUTH, ROLE_STAFF) ||
+        router_add(r, HTTP_GET, "/api/campaigns/:id/logs", h_logs, ROUTE_AUTH, ROLE_STAFF))
+        return -1;
     return 0;
 }

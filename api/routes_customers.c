@@ -1,8 +1,186 @@
-/* routes_customers: (being written) */
+/*
+ * routes_customers: the customer1 collection.
+ *
+ *   POST /customers      {name, email, phone?, total_spend?, last_visit_date?}
+ *                        -> 201 {"message": "Customer created", "customer": {...}}
+ *                        400 naming the field; 409 duplicate email (unique index email_1)
+ *   GET  /customers      -> 200 [customer...] in insertion (_id) order, bounded pages:
+ *                        ?limit= (default 100, max api.max_page_size) and either ?after=<id>
+ *                        (keyset cursor, cheap at any depth) or ?page=N (skip). When a page is
+ *                        full, X-Next-Cursor carries the id to pass as ?after= for the next one.
+ *   GET  /customers/:id  -> 200 customer, 400 bad id, 404 unknown
+ *
+ * Emails are stored lower-cased so the unique index and the email_domain rule are exact.
+ */
+#include "apiutil.h"
+#include "jsonx.h"
 #include "routes.h"
+#include "timeutil.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#define NAME_MAX_LEN  200
+#define PHONE_MAX_LEN 32
+
+static bool phone_valid(const char *s)
+{
+    size_t digits = 0;
+    for (const char *p = s; *p; p++) {
+        if (isdigit((unsigned char)*p))
+            digits++;
+        else if (!strchr("+-() .", *p))
+            return false;
+    }
+    return digits >= 3;
+}
+
+static void h_create(api_ctx *app, http_request *req)
+{
+    json_t *body = http_json_body(req);
+    if (!body)
+        return;
+    if (!json_is_object(body)) {
+        http_error(req, 400, "body must be a JSON object");
+        return;
+    }
+    const char *name, *email, *phone, *lvd;
+    double spend = 0;
+    bool has_spend;
+    if (api_field_str(req, body, "name", true, NAME_MAX_LEN, &name) ||
+        api_field_str(req, body, "email", true, 254, &email) ||
+        api_field_str(req, body, "phone", false, PHONE_MAX_LEN, &phone) ||
+        api_field_num(req, body, "total_spend", false, 0, false, 1e12, &spend, &has_spend) ||
+        api_field_str(req, body, "last_visit_date", false, 64, &lvd))
+        return;
+    if (!api_email_valid(email)) {
+        http_error(req, 400, "email must be a valid e-mail address");
+        return;
+    }
+    if (phone && !phone_valid(phone)) {
+        http_error(req, 400, "phone must contain digits and only + - ( ) . or spaces");
+        return;
+    }
+    int64_t lvd_ms = 0;
+    if (lvd && time_parse_iso8601(lvd, &lvd_ms) != 0) {
+        http_error(req, 400, "last_visit_date must be an ISO-8601 date");
+        return;
+    }
+    char lower[256];
+    api_lower(email, lower, sizeof lower);
+    int64_t now = time_now_ms();
+    bson_oid_t oid;
+    bson_oid_init(&oid, NULL);
+    bson_t doc = BSON_INITIALIZER;
+    BSON_APPEND_OID(&doc, "_id", &oid);
+    BSON_APPEND_UTF8(&doc, "name", name);
+    BSON_APPEND_UTF8(&doc, "email", lower);
+    if (phone)
+        BSON_APPEND_UTF8(&doc, "phone", phone);
+    BSON_APPEND_DOUBLE(&doc, "total_spend", spend);
+    if (lvd)
+        BSON_APPEND_DATE_TIME(&doc, "last_visit_date", lvd_ms);
+    BSON_APPEND_DATE_TIME(&doc, "createdAt", now);
+    BSON_APPEND_DATE_TIME(&doc, "updatedAt", now);
+
+    mongoc_client_t *cl = dbpool_pop(app->db);
+    mongoc_collection_t *coll = dbpool_collection(app->db, cl, DB_CUSTOMERS);
+    bson_error_t e;
+    bool ok = mongoc_collection_insert_one(coll, &doc, NULL, NULL, &e);
+    mongoc_collection_destroy(coll);
+    dbpool_push(app->db, cl);
+    if (!ok) {
+        if (api_is_dup_key(&e))
+            http_error(req, 409, "email already exists: %s", lower);
+        else
+            api_db_fail(req, &e, "creating a customer");
+    } else {
+        http_send_json(req, 201,
+                       json_pack("{s:s,s:o}", "message", "Customer created", "customer",
+                                 jsonx_from_bson(&doc)));
+    }
+    bson_destroy(&doc);
+}
+
+static void h_list(api_ctx *app, http_request *req)
+{
+    long limit, page;
+    if (api_paging(req, 100, &limit, &page) != 0)
+        return;
+    const char *after = http_query(req, "after");
+    bson_oid_t after_oid;
+    if (after && api_parse_oid(req, "after", after, &after_oid) != 0)
+        return;
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, sub;
+    if (after) {
+        BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &sub);
+        BSON_APPEND_OID(&sub, "$gt", &after_oid);
+        bson_append_document_end(&filter, &sub);
+    }
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sub);
+    BSON_APPEND_INT32(&sub, "_id", 1);
+    bson_append_document_end(&opts, &sub);
+    BSON_APPEND_INT64(&opts, "limit", limit);
+    if (!after && page > 1)
+        BSON_APPEND_INT64(&opts, "skip", (page - 1) * limit);
+
+    mongoc_client_t *cl = dbpool_pop(app->db);
+    mongoc_collection_t *coll = dbpool_collection(app->db, cl, DB_CUSTOMERS);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+    json_t *arr = json_array();
+    const bson_t *doc;
+    while (mongoc_cursor_next(cur, &doc))
+        json_array_append_new(arr, jsonx_from_bson(doc));
+    bson_error_t e;
+    if (mongoc_cursor_error(cur, &e)) {
+        json_decref(arr);
+        api_db_fail(req, &e, "listing customers");
+    } else {
+        if ((long)json_array_size(arr) == limit) {
+            const char *last =
+                json_string_value(json_object_get(json_array_get(arr, (size_t)limit - 1), "_id"));
+            if (last)
+                http_add_header(req, "X-Next-Cursor", last);
+        }
+        http_send_json(req, 200, arr);
+    }
+    mongoc_cursor_destroy(cur);
+    mongoc_collection_destroy(coll);
+    dbpool_push(app->db, cl);
+    bson_destroy(&filter);
+    bson_destroy(&opts);
+}
+
+static void h_get(api_ctx *app, http_request *req)
+{
+    bson_oid_t oid;
+    if (api_parse_oid(req, "id", http_param(req, "id"), &oid) != 0)
+        return;
+    bson_t filter = BSON_INITIALIZER;
+    BSON_APPEND_OID(&filter, "_id", &oid);
+    mongoc_client_t *cl = dbpool_pop(app->db);
+    mongoc_collection_t *coll = dbpool_collection(app->db, cl, DB_CUSTOMERS);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
+    const bson_t *doc;
+    bson_error_t e;
+    if (mongoc_cursor_next(cur, &doc))
+        http_send_json(req, 200, jsonx_from_bson(doc));
+    else if (mongoc_cursor_error(cur, &e))
+        api_db_fail(req, &e, "reading a customer");
+    else
+        http_error(req, 404, "customer not found");
+    mongoc_cursor_destroy(cur);
+    mongoc_collection_destroy(coll);
+    dbpool_push(app->db, cl);
+    bson_destroy(&filter);
+}
 
 int routes_customers_register(router *r)
 {
-    (void)r;
+    if (router_add(r, HTTP_POST, "/customers", h_create, ROUTE_AUTH, ROLE_STAFF) ||
+        router_add(r, HTTP_GET, "/customers", h_list, ROUTE_AUTH, ROLE_STAFF) ||
+        router_add(r, HTTP_GET, "/customers/:id", h_get, ROUTE_AUTH, ROLE_STAFF))
+        return -1;
     return 0;
 }

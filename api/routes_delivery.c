@@ -1,8 +1,304 @@
-/* routes_delivery: (being written) */
+/*
+ * routes_delivery: the vendor send endpoint and the delivery-receipt webhook.
+ *
+ *   POST /api/vendor/send        {log_id, customer_id?, campaign_id?, message}
+ *        -> 200 {"ok": true, "vendorMsgId": "...", "queued": true}; 400 without a valid log_id.
+ *        Pushes one job onto the sends queue. The vendorMsgId is derived from the log id
+ *        (HMAC with the vendor secret), so a repeated send names the same message, as the
+ *        vendor simulator's per-log idempotency expects; it travels in the job.
+ *
+ *   POST /api/receipts/delivery  one receipt {log_id, vendorMsgId, status} or an array of up to
+ *        receipts.max_batch of them. Order of checks (cheapest and safest first):
+ *          1. X-Signature (401 missing/wrong): hex HMAC-SHA256 with VENDOR_SECRET over the raw
+ *             body, or over `X-Timestamp "." body` when X-Timestamp is present; a timestamp more
+ *             than receipts.max_skew_s away is rejected (401), and receipts.require_timestamp
+ *             makes it mandatory. Compared in constant time, before any parsing.
+ *          2. Content-Type and JSON (415 / 400), batch size (413 over max_batch, 400 empty).
+ *          3. Each receipt validated (400 naming receipts[i].field).
+ *          4. A single receipt: its log is looked up by _id (indexed): 404 unknown; already
+ *             final -> 200 {"ok": true, "updated": false} (a repeat is a no-op).
+ *          5. All receipts with a final status (SENT/FAILED) are pushed onto the receipts queue
+ *             in one pipelined round trip -> 202 {"ok": true, "accepted": N, "ignored": K}.
+ *             PENDING receipts are valid but change nothing (ignored). The receipts worker
+ *             applies the queued receipts (only PENDING -> SENT|FAILED, exactly once).
+ */
+#include "apiutil.h"
+#include "hmac.h"
+#include "jsonx.h"
+#include "log.h"
+#include "queue.h"
 #include "routes.h"
+#include "timeutil.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define VENDOR_MSG_ID_MAX 128
+
+/* ------------------------------------------------------------------------------------------ */
+/* POST /api/vendor/send                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+static void h_vendor_send(api_ctx *app, http_request *req)
+{
+    json_t *body = http_json_body(req);
+    if (!body)
+        return;
+    if (!json_is_object(body)) {
+        http_error(req, 400, "body must be a JSON object");
+        return;
+    }
+    const char *log_id, *customer_id, *campaign_id, *message;
+    bson_oid_t oid;
+    if (api_field_str(req, body, "log_id", true, 24, &log_id) ||
+        api_parse_oid(req, "log_id", log_id, &oid) ||
+        api_field_str(req, body, "customer_id", false, 24, &customer_id) ||
+        (customer_id && api_parse_oid(req, "customer_id", customer_id, &oid)) ||
+        api_field_str(req, body, "campaign_id", false, 24, &campaign_id) ||
+        (campaign_id && api_parse_oid(req, "campaign_id", campaign_id, &oid)) ||
+        api_field_str(req, body, "message", false, 8192, &message))
+        return;
+    char mac[HMAC_HEX_LEN + 1], vid[40];
+    const char *secret = app->cfg->receipts.vendor_secret;
+    hmac_sha256_hex(secret, strlen(secret), log_id, strlen(log_id), mac);
+    snprintf(vid, sizeof vid, "msg_%.24s", mac);
+    json_t *job = json_pack("{s:s,s:s,s:s}", "log_id", log_id, "message", message ? message : "",
+                            "vendorMsgId", vid);
+    if (customer_id)
+        json_object_set_new(job, "customer_id", json_string(customer_id));
+    if (campaign_id)
+        json_object_set_new(job, "campaign_id", json_string(campaign_id));
+    char *s = jsonx_dumps(job);
+    json_decref(job);
+    if (!s) {
+        http_error(req, 503, "out of memory");
+        return;
+    }
+    const char *jobs[1] = {s};
+    size_t lens[1] = {strlen(s)};
+    if (api_enqueue(req, QUEUE_SENDS, jobs, lens, 1) == 0)
+        http_send_json(req, 200,
+                       json_pack("{s:b,s:s,s:b}", "ok", 1, "vendorMsgId", vid, "queued", 1));
+    free(s);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* POST /api/receipts/delivery                                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Step 1. Returns 0 if the signature is good, else answers 401 and returns -1. */
+static int verify_signature(api_ctx *app, http_request *req)
+{
+    const char *sig = http_header(req, "X-Signature");
+    const char *ts = http_header(req, "X-Timestamp");
+    if (!sig || !*sig) {
+        http_error(req, 401, "missing X-Signature");
+        return -1;
+    }
+    if (strncmp(sig, "sha256=", 7) == 0)
+        sig += 7;
+    if (ts && !*ts)
+        ts = NULL;
+    if (!ts && app->cfg->receipts.require_timestamp) {
+        http_error(req, 401, "missing X-Timestamp (required)");
+        return -1;
+    }
+    if (ts) {
+        size_t n = strlen(ts);
+        bool digits = n > 0 && n <= 12;
+        for (size_t i = 0; digits && i < n; i++)
+            digits = isdigit((unsigned char)ts[i]) != 0;
+        if (!digits) {
+            http_error(req, 401, "X-Timestamp must be Unix seconds");
+            return -1;
+        }
+        long long t = strtoll(ts, NULL, 10);
+        long long now = time_now_ms() / 1000;
+        long long skew = t > now ? t - now : now - t;
+        if (skew > app->cfg->receipts.max_skew_s) {
+            http_error(req, 401, "X-Timestamp is %lld s away from server time (max %d)", skew,
+                       app->cfg->receipts.max_skew_s);
+            return -1;
+        }
+    }
+    char want[HMAC_HEX_LEN + 1];
+    if (hmac_sign_receipt(app->cfg->receipts.vendor_secret, ts, req->body, req->body_len, want) !=
+        0) {
+        http_error(req, 503, "cannot compute signature");
+        return -1;
+    }
+    if (!hmac_equal_hex(want, sig)) {
+        http_error(req, 401, "bad signature");
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct receipt {
+    const char *log_id;
+    const char *vendor_msg_id;
+    const char *status;
+} receipt;
+
+/* Step 3 for element i (or the single object when i < 0). 0 or -1 (answered 400). */
+static int validate_receipt(http_request *req, json_t *o, long i, receipt *out)
+{
+    char pfx[32] = "";
+    if (i >= 0)
+        snprintf(pfx, sizeof pfx, "receipts[%ld].", i);
+    if (!json_is_object(o)) {
+        http_error(req, 400, "%s must be an object", i >= 0 ? pfx : "receipt");
+        return -1;
+    }
+    json_t *v = json_object_get(o, "log_id");
+    if (!json_is_string(v) || !oid_is_valid_hex(json_string_value(v))) {
+        http_error(req, 400, "%slog_id must be a 24-hex id", pfx);
+        return -1;
+    }
+    out->log_id = json_string_value(v);
+    v = json_object_get(o, "status");
+    const char *st = json_string_value(v);
+    if (!st || (strcmp(st, "PENDING") && strcmp(st, "SENT") && strcmp(st, "FAILED"))) {
+        http_error(req, 400, "%sstatus must be one of PENDING, SENT, FAILED", pfx);
+        return -1;
+    }
+    out->status = st;
+    v = json_object_get(o, "vendorMsgId");
+    out->vendor_msg_id = NULL;
+    if (v && !json_is_null(v)) {
+        if (!json_is_string(v) || json_string_length(v) == 0 ||
+            json_string_length(v) > VENDOR_MSG_ID_MAX) {
+            http_error(req, 400, "%svendorMsgId must be a string of 1-%d characters", pfx,
+                       VENDOR_MSG_ID_MAX);
+            return -1;
+        }
+        out->vendor_msg_id = json_string_value(v);
+    }
+    return 0;
+}
+
+/* Step 4: status of log `hex`: 1 pending, 0 final, 2 unknown, -1 error (answered). */
+static int log_state(api_ctx *app, http_request *req, const char *hex)
+{
+    bson_oid_t oid;
+    bson_oid_init_from_string(&oid, hex);
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, proj;
+    BSON_APPEND_OID(&filter, "_id", &oid);
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
+    BSON_APPEND_INT32(&proj, "status", 1);
+    bson_append_document_end(&opts, &proj);
+    BSON_APPEND_INT64(&opts, "limit", 1);
+    mongoc_client_t *cl = dbpool_pop(app->db);
+    mongoc_collection_t *coll = dbpool_collection(app->db, cl, DB_LOGS);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+    const bson_t *doc;
+    bson_error_t e;
+    int rc;
+    if (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        rc = (bson_iter_init_find(&it, doc, "status") && BSON_ITER_HOLDS_UTF8(&it) &&
+              strcmp(bson_iter_utf8(&it, NULL), "PENDING") != 0)
+                 ? 0
+                 : 1;
+    } else if (mongoc_cursor_error(cur, &e)) {
+        rc = api_db_fail(req, &e, "looking up the log");
+    } else {
+        rc = 2;
+    }
+    mongoc_cursor_destroy(cur);
+    mongoc_collection_destroy(coll);
+    dbpool_push(app->db, cl);
+    bson_destroy(&filter);
+    bson_destroy(&opts);
+    return rc;
+}
+
+static void h_receipts(api_ctx *app, http_request *req)
+{
+    if (verify_signature(app, req) != 0)
+        return;
+    json_t *body = http_json_body(req);
+    if (!body)
+        return;
+    bool batch = json_is_array(body);
+    size_t n = batch ? json_array_size(body) : 1;
+    if (batch && n == 0) {
+        http_error(req, 400, "receipts: empty array");
+        return;
+    }
+    if (n > (size_t)app->cfg->receipts.max_batch) {
+        http_error(req, 413, "receipts: batch of %zu exceeds receipts.max_batch (%d)", n,
+                   app->cfg->receipts.max_batch);
+        return;
+    }
+    receipt *rs = calloc(n, sizeof *rs);
+    char **jobs = calloc(n, sizeof *jobs);
+    size_t *lens = calloc(n, sizeof *lens);
+    size_t njobs = 0, ignored = 0;
+    if (!rs || !jobs || !lens) {
+        http_error(req, 503, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (validate_receipt(req, batch ? json_array_get(body, i) : body, batch ? (long)i : -1,
+                             &rs[i]) != 0)
+            goto out;
+    if (!batch) {
+        int st = log_state(app, req, rs[0].log_id);
+        if (st < 0)
+            goto out;
+        if (st == 2) {
+            http_error(req, 404, "log not found: %s", rs[0].log_id);
+            goto out;
+        }
+        if (st == 0 || strcmp(rs[0].status, "PENDING") == 0) {
+            http_send_json(req, 200, json_pack("{s:b,s:b}", "ok", 1, "updated", 0));
+            goto out;
+        }
+    }
+    int64_t at = time_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(rs[i].status, "PENDING") == 0) {
+            ignored++;
+            continue;
+        }
+        json_t *job = json_pack("{s:s,s:s,s:I}", "log_id", rs[i].log_id, "status", rs[i].status,
+                                "at", (json_int_t)at);
+        json_object_set_new(job, "vendorMsgId",
+                            rs[i].vendor_msg_id ? json_string(rs[i].vendor_msg_id) : json_null());
+        jobs[njobs] = jsonx_dumps(job);
+        json_decref(job);
+        if (!jobs[njobs]) {
+            http_error(req, 503, "out of memory");
+            goto out;
+        }
+        lens[njobs] = strlen(jobs[njobs]);
+        njobs++;
+    }
+    if (njobs > 0 && api_enqueue(req, QUEUE_RECEIPTS, (const char *const *)jobs, lens, njobs) != 0)
+        goto out;
+    if (batch)
+        http_send_json(req, 202,
+                       json_pack("{s:b,s:I,s:I}", "ok", 1, "accepted", (json_int_t)njobs, "ignored",
+                                 (json_int_t)ignored));
+    else
+        http_send_json(
+            req, 202,
+            json_pack("{s:b,s:b,s:I}", "ok", 1, "queued", 1, "accepted", (json_int_t)njobs));
+out:
+    for (size_t i = 0; jobs && i < njobs; i++)
+        free(jobs[i]);
+    free(jobs);
+    free(lens);
+    free(rs);
+}
 
 int routes_delivery_register(router *r)
 {
-    (void)r;
+    if (router_add(r, HTTP_POST, "/api/vendor/send", h_vendor_send, ROUTE_AUTH, ROLE_STAFF) ||
+        router_add(r, HTTP_POST, "/api/receipts/delivery", h_receipts, ROUTE_PUBLIC, ROLE_NONE))
+        return -1;
     return 0;
 }

@@ -4,12 +4,13 @@
  *   GET /readyz      200 when Redis (PING) and MongoDB (ping) both answer; else 503 naming
  *                    the dependency that is down.
  *   GET /metrics     Prometheus text: requests by route and status, latency histograms,
- *                    queue depths (LLEN/ZCARD of each queue's keys).
+ *                    queue depths (queue_stats_get of lib/queue).
  *   GET /api/queues  (admin) the queue statistics as JSON.
  */
 #include "apiutil.h"
 #include "log.h"
 #include "metrics.h"
+#include "queue.h"
 #include "routes.h"
 #include "timeutil.h"
 
@@ -48,36 +49,21 @@ static void h_readyz(api_ctx *app, http_request *req)
     http_send_json(req, 503, o);
 }
 
-/* ---- queue depths ---- */
+/* ---- queue depths (lib/queue statistics) ---- */
 
-static const char *const k_queues[] = {"campaigns", "sends", "receipts"};
+static const char *const k_queues[] = {QUEUE_CAMPAIGNS, QUEUE_SENDS, QUEUE_RECEIPTS};
+#define NQUEUES 3
 
-/* Depth of each queue: ready, processing (sum over consumers is the pipeline's business;
- * we report ready, delayed and dead, which are single keys). One pipelined round trip.
- * Returns 0 and fills out[q][3], or -1. */
-static int queue_depths(api_ctx *app, long long out[3][3])
+/* Statistics of every queue. 0, or -1 if Redis is unreachable. */
+static int queue_all_stats(api_ctx *app, queue_stats out[NQUEUES])
 {
     rconn *c = rpool_get(app->redis);
     if (!c)
         return -1;
     int rc = 0;
-    char k[256];
-    for (int q = 0; q < 3; q++) {
-        rconn_append(c, "LLEN %s", api_key(app, k, sizeof k, "{%s}:ready", k_queues[q]));
-        rconn_append(c, "ZCARD %s", api_key(app, k, sizeof k, "{%s}:delayed", k_queues[q]));
-        rconn_append(c, "LLEN %s", api_key(app, k, sizeof k, "{%s}:dead", k_queues[q]));
-    }
-    for (int q = 0; q < 3; q++)
-        for (int j = 0; j < 3; j++) {
-            redisReply *r = NULL;
-            if (rconn_get_reply(c, &r) != 0) {
-                rc = -1;
-                goto out;
-            }
-            out[q][j] = (r && r->type == REDIS_REPLY_INTEGER) ? r->integer : 0;
-            freeReplyObject(r);
-        }
-out:
+    char err[256];
+    for (int q = 0; q < NQUEUES && rc == 0; q++)
+        rc = queue_stats_get(c, app->cfg->redis.prefix, k_queues[q], &out[q], err, sizeof err);
     rpool_put(app->redis, c);
     return rc;
 }
@@ -86,20 +72,25 @@ static void h_metrics(api_ctx *app, http_request *req)
 {
     mbuf b = {.max = 4 << 20};
     metrics_render(app->metrics, &b);
-    long long d[3][3];
-    mbuf_printf(&b, "# HELP minicrm_queue_depth Jobs per queue and state.\n"
-                    "# TYPE minicrm_queue_depth gauge\n");
-    if (queue_depths(app, d) == 0) {
-        static const char *const states[] = {"ready", "delayed", "dead"};
-        for (int q = 0; q < 3; q++)
-            for (int j = 0; j < 3; j++)
-                mbuf_printf(&b, "minicrm_queue_depth{queue=\"%s\",state=\"%s\"} %lld\n",
-                            k_queues[q], states[j], d[q][j]);
+    queue_stats st[NQUEUES];
+    int up = queue_all_stats(app, st) == 0;
+    if (up) {
+        mbuf_printf(&b, "# HELP minicrm_queue_jobs Jobs per queue and state.\n"
+                        "# TYPE minicrm_queue_jobs gauge\n");
+        for (int q = 0; q < NQUEUES; q++) {
+            const char *n = k_queues[q];
+            mbuf_printf(&b,
+                        "minicrm_queue_jobs{queue=\"%s\",state=\"ready\"} %lld\n"
+                        "minicrm_queue_jobs{queue=\"%s\",state=\"inflight\"} %lld\n"
+                        "minicrm_queue_jobs{queue=\"%s\",state=\"delayed\"} %lld\n"
+                        "minicrm_queue_jobs{queue=\"%s\",state=\"dead\"} %lld\n",
+                        n, st[q].ready, n, st[q].inflight, n, st[q].delayed, n, st[q].dead);
+        }
     }
     mbuf_printf(&b,
-                "# HELP minicrm_up_redis Redis reachable at the last scrape.\n"
-                "# TYPE minicrm_up_redis gauge\nminicrm_up_redis %d\n",
-                queue_depths(app, d) == 0);
+                "# HELP minicrm_redis_up Redis reachable at this scrape.\n"
+                "# TYPE minicrm_redis_up gauge\nminicrm_redis_up %d\n",
+                up);
     if (b.failed) {
         mbuf_release(&b);
         http_error(req, 503, "metrics too large");
@@ -112,17 +103,25 @@ static void h_metrics(api_ctx *app, http_request *req)
 
 static void h_queues(api_ctx *app, http_request *req)
 {
-    long long d[3][3];
-    if (queue_depths(app, d) != 0) {
+    queue_stats st[NQUEUES];
+    if (queue_all_stats(app, st) != 0) {
         http_error(req, 503, "redis unavailable, retry later");
         return;
     }
-    json_t *o = json_object();
-    for (int q = 0; q < 3; q++)
-        json_object_set_new(o, k_queues[q],
-                            json_pack("{s:I,s:I,s:I}", "ready", (json_int_t)d[q][0], "delayed",
-                                      (json_int_t)d[q][1], "dead", (json_int_t)d[q][2]));
-    http_send_json(req, 200, json_pack("{s:o}", "queues", o));
+    json_t *arr = json_array();
+    for (int q = 0; q < NQUEUES; q++) {
+        const queue_stats *s = &st[q];
+        json_array_append_new(
+            arr, json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "name",
+                           k_queues[q], "ready", (json_int_t)s->ready, "inflight",
+                           (json_int_t)s->inflight, "delayed", (json_int_t)s->delayed, "dead",
+                           (json_int_t)s->dead, "consumers", (json_int_t)s->consumers, "alive",
+                           (json_int_t)s->alive, "pushed", (json_int_t)s->pushed, "acked",
+                           (json_int_t)s->acked, "retried", (json_int_t)s->retried, "dead_total",
+                           (json_int_t)s->dead_total, "requeued", (json_int_t)s->requeued, "reaped",
+                           (json_int_t)s->reaped, "rate_1m", s->rate_1m));
+    }
+    http_send_json(req, 200, json_pack("{s:o}", "queues", arr));
 }
 
 int routes_ops_register(router *r)
