@@ -1,0 +1,190 @@
+/* test_engine_project: find projections, sort specs and expressions (devdb/project, sortspec,
+ * expr). */
+#include "engine_util.h"
+#include "errors.h"
+#include "expr.h"
+#include "project.h"
+#include "sortspec.h"
+#include "test.h"
+
+static const char *P(const char *spec, const char *doc)
+{
+    static char out[2048];
+    bson_t *s = J(spec), *d = J(doc), res;
+    bson_error_t err;
+    projection *p = projection_new(s, &err);
+    if (!p) {
+        snprintf(out, sizeof out, "ERR %u %s", err.code, err.message);
+    } else {
+        bson_init(&res);
+        if (projection_apply_ex(p, d, &res, &err) != 0)
+            snprintf(out, sizeof out, "ERR %u %s", err.code, err.message);
+        else
+            snprintf(out, sizeof out, "%s", JS(&res));
+        bson_destroy(&res);
+    }
+    projection_free(p);
+    bson_destroy(s);
+    bson_destroy(d);
+    return out;
+}
+
+TEST(inclusion_exclusion)
+{
+    const char *doc = "{'_id': 1, 'a': 1, 'b': {'c': 2, 'd': 3}, 'e': [{'c': 1, 'x': 2}, 5]}";
+    CHECK_STR_EQ(P("{}", doc), "{'_id':1,'a':1,'b':{'c':2,'d':3},'e':[{'c':1,'x':2},5]}");
+    CHECK_STR_EQ(P("{'a': 1}", doc), "{'_id':1,'a':1}");
+    CHECK_STR_EQ(P("{'a': true, '_id': 0}", doc), "{'a':1}");
+    CHECK_STR_EQ(P("{'b.c': 1}", doc), "{'_id':1,'b':{'c':2}}");
+    CHECK_STR_EQ(P("{'e.c': 1}", doc), "{'_id':1,'e':[{'c':1}]}");
+    CHECK_STR_EQ(P("{'a': 0}", doc), "{'_id':1,'b':{'c':2,'d':3},'e':[{'c':1,'x':2},5]}");
+    CHECK_STR_EQ(P("{'b.c': 0, 'e.c': 0}", doc), "{'_id':1,'a':1,'b':{'d':3},'e':[{'x':2},5]}");
+    CHECK_STR_EQ(P("{'_id': 0}", doc), "{'a':1,'b':{'c':2,'d':3},'e':[{'c':1,'x':2},5]}");
+    CHECK_STR_EQ(P("{'_id': 1}", doc), "{'_id':1}");
+    CHECK_STR_EQ(P("{'zz': 1}", doc), "{'_id':1}");
+    CHECK_STR_EQ(P("{'a': 1, 'b': 0}", doc),
+                 "ERR 31254 Cannot do exclusion on field b in inclusion projection");
+    CHECK_STR_EQ(P("{'a': 0, 'b': 1}", doc),
+                 "ERR 31253 Cannot do inclusion on field b in exclusion projection");
+    CHECK_STR_CONTAINS(P("{'b': 1, 'b.c': 1}", doc), "ERR 31250 Path collision at b.c");
+}
+
+TEST(slice_elem_match_computed)
+{
+    const char *doc = "{'_id': 1, 'a': [1, 2, 3, 4], 'f': 'x', 'g': [{'k': 1}, {'k': 2}]}";
+    CHECK_STR_EQ(P("{'a': {'$slice': 2}}", doc),
+                 "{'_id':1,'a':[1,2],'f':'x','g':[{'k':1},{'k':2}]}");
+    CHECK_STR_EQ(P("{'a': {'$slice': -1}, 'f': 1}", doc), "{'_id':1,'a':[4],'f':'x'}");
+    CHECK_STR_EQ(P("{'a': {'$slice': [1, 2]}, 'f': 1}", doc), "{'_id':1,'a':[2,3],'f':'x'}");
+    CHECK_STR_EQ(P("{'g': {'$elemMatch': {'k': 2}}, 'f': 1}", doc),
+                 "{'_id':1,'f':'x','g':[{'k':2}]}");
+    CHECK_STR_EQ(P("{'g': {'$elemMatch': {'k': 5}}, 'f': 1}", doc), "{'_id':1,'f':'x'}");
+    CHECK_STR_EQ(P("{'f': 1, 'n': {'$size': '$a'}, 'c': {'$concat': ['$f', '-', 'y']}}", doc),
+                 "{'_id':1,'f':'x','n':4,'c':'x-y'}");
+    CHECK_STR_EQ(P("{'x.y': '$f', '_id': 0}", doc), "{'x':{'y':'x'}}");
+    CHECK_STR_EQ(P("{'q': {'$literal': 1}, '_id': 0}", doc), "{'q':1}");
+    CHECK_STR_EQ(P("{'q': {'$divide': [1, 0]}}", doc), "ERR 16608 can't $divide by zero");
+    CHECK_STR_EQ(P("{'q': {'$nope': 1}}", doc), "ERR 168 Unrecognized expression '$nope'");
+}
+
+static const char *X(const char *exprjson, const char *doc)
+{
+    static char out[1024];
+    bson_t *e = J(exprjson), *d = J(doc);
+    bson_iter_t it;
+    bson_iter_init_find(&it, e, "e");
+    bson_error_t err;
+    expr *x = expr_new(bson_iter_value(&it), &err);
+    bson_value_t v;
+    if (!x) {
+        snprintf(out, sizeof out, "ERR %u %s", err.code, err.message);
+    } else if (expr_eval(x, d, &v, &err) != 0) {
+        snprintf(out, sizeof out, "ERR %u %s", err.code, err.message);
+    } else if (v.value_type == BSON_TYPE_EOD) {
+        snprintf(out, sizeof out, "missing");
+    } else {
+        bson_t r = BSON_INITIALIZER;
+        bson_append_value(&r, "r", 1, &v);
+        snprintf(out, sizeof out, "%s", JS(&r));
+        bson_destroy(&r);
+        bson_value_destroy(&v);
+    }
+    expr_free(x);
+    bson_destroy(e);
+    bson_destroy(d);
+    return out;
+}
+
+TEST(expressions)
+{
+    const char *d = "{'a': 5, 'b': 2.5, 's': 'Hi', 'arr': [{'v': 1}, {'v': 2}, {'w': 3}], "
+                    "'n': null}";
+    CHECK_STR_EQ(X("{'e': '$a'}", d), "{'r':5}");
+    CHECK_STR_EQ(X("{'e': '$zz'}", d), "missing");
+    CHECK_STR_EQ(X("{'e': '$arr.v'}", d), "{'r':[1,2]}");
+    CHECK_STR_EQ(X("{'e': {'$add': ['$a', 1]}}", d), "{'r':6}");
+    CHECK_STR_EQ(X("{'e': {'$add': ['$a', '$b']}}", d), "{'r':7.5}");
+    CHECK_STR_EQ(X("{'e': {'$add': ['$a', '$zz']}}", d), "{'r':null}");
+    CHECK_STR_EQ(X("{'e': {'$add': [2147483647, 1]}}", d), "{'r':2147483648}");
+    CHECK_STR_EQ(X("{'e': {'$subtract': ['$a', 7]}}", d), "{'r':-2}");
+    CHECK_STR_EQ(X("{'e': {'$multiply': ['$a', 3]}}", d), "{'r':15}");
+    CHECK_STR_EQ(X("{'e': {'$divide': ['$a', 2]}}", d), "{'r':2.5}");
+    CHECK_STR_EQ(X("{'e': {'$mod': ['$a', 3]}}", d), "{'r':2}");
+    CHECK_STR_EQ(X("{'e': {'$gt': ['$a', 4]}}", d), "{'r':true}");
+    CHECK_STR_EQ(X("{'e': {'$eq': ['$a', 5.0]}}", d), "{'r':true}");
+    CHECK_STR_EQ(X("{'e': {'$cond': [{'$gt': ['$a', 9]}, 'big', 'small']}}", d), "{'r':'small'}");
+    CHECK_STR_EQ(X("{'e': {'$cond': {'if': true, 'then': 1, 'else': 2}}}", d), "{'r':1}");
+    CHECK_STR_EQ(X("{'e': {'$ifNull': ['$n', 'dflt']}}", d), "{'r':'dflt'}");
+    CHECK_STR_EQ(X("{'e': {'$toUpper': '$s'}}", d), "{'r':'HI'}");
+    CHECK_STR_EQ(X("{'e': {'$toString': '$a'}}", d), "{'r':'5'}");
+    CHECK_STR_EQ(X("{'e': {'$size': '$arr'}}", d), "{'r':3}");
+    CHECK_STR_EQ(X("{'e': {'$size': '$zz'}}", d),
+                 "ERR 17124 The argument to $size must be an array. Type of argument was: missing");
+    CHECK_STR_EQ(X("{'e': {'$arrayElemAt': ['$arr.v', -1]}}", d), "{'r':2}");
+    CHECK_STR_EQ(X("{'e': {'$in': [2, '$arr.v']}}", d), "{'r':true}");
+    CHECK_STR_EQ(X("{'e': {'$sum': '$arr.v'}}", d), "{'r':3}");
+    CHECK_STR_EQ(X("{'e': {'$avg': ['$a', '$b']}}", d), "{'r':3.75}");
+    CHECK_STR_EQ(X("{'e': {'$max': '$arr.v'}}", d), "{'r':2}");
+    CHECK_STR_EQ(X("{'e': {'$and': [true, '$n']}}", d), "{'r':false}");
+    CHECK_STR_EQ(X("{'e': {'x': '$a', 'y': ['$s', '$zz']}}", d), "{'r':{'x':5,'y':['Hi',null]}}");
+    CHECK_STR_EQ(X("{'e': '$$ROOT.s'}", d), "{'r':'Hi'}");
+    CHECK_STR_EQ(X("{'e': {'%type': '$s'}}", d), "{'r':'string'}");
+    CHECK_STR_EQ(X("{'e': '$$foo'}", d), "ERR 17276 Use of undefined variable: foo");
+    CHECK_STR_EQ(X("{'e': {'$subtract': [1]}}", d),
+                 "ERR 16020 Expression $subtract takes exactly 2 arguments. 1 were passed in.");
+}
+
+TEST(sort_specs)
+{
+    bson_error_t err;
+    bson_t *spec = J("{'a': 1, 'b': -1}");
+    sortspec *s = sortspec_new(spec, false, &err);
+    CHECK(s);
+    CHECK_INT_EQ(sortspec_nkeys(s), 2);
+    const char *docs_json[] = {
+        "{'i': 0, 'a': 2, 'b': 1}", "{'i': 1, 'a': 1, 'b': 1}",    "{'i': 2, 'a': 1, 'b': 5}",
+        "{'i': 3, 'b': 9}",         "{'i': 4, 'a': 'x'}",          "{'i': 5, 'a': [0, 7]}",
+        "{'i': 6, 'a': 1, 'b': 5}", "{'i': 7, 'a': null, 'b': 9}",
+    };
+    size_t n = sizeof docs_json / sizeof docs_json[0];
+    bson_t *docs[8];
+    const bson_t *ptrs[8];
+    for (size_t i = 0; i < n; i++)
+        ptrs[i] = docs[i] = J(docs_json[i]);
+    CHECK_INT_EQ(sortspec_sort(s, ptrs, n, &err), 0);
+    char order[64] = "";
+    for (size_t i = 0; i < n; i++) {
+        bson_iter_t it;
+        bson_iter_init_find(&it, ptrs[i], "i");
+        size_t used = strlen(order);
+        snprintf(order + used, sizeof order - used, "%d", bson_iter_int32(&it));
+    }
+    /* null/missing first (b desc breaks the tie: 3 and 7 both b 9, stable), [0,7] sorts as 0,
+     * then 1s by b desc (2 and 6 stable), then 2, then strings. */
+    CHECK_STR_EQ(order, "37526104");
+    for (size_t i = 0; i < n; i++)
+        bson_destroy(docs[i]);
+    sortspec_free(s);
+    bson_destroy(spec);
+
+    spec = J("{'a': 2}");
+    CHECK(!sortspec_new(spec, false, &err));
+    CHECK_INT_EQ(err.code, 15975);
+    CHECK_STR_EQ(err.message,
+                 "$sort key ordering must be 1 (for ascending) or -1 (for descending)");
+    bson_destroy(spec);
+    spec = J("{'a': 'x'}");
+    CHECK(!sortspec_new(spec, false, &err));
+    CHECK_INT_EQ(err.code, 15974);
+    bson_destroy(spec);
+    spec = J("{}");
+    s = sortspec_new(spec, false, &err);
+    CHECK(s && sortspec_nkeys(s) == 0);
+    sortspec_free(s);
+    CHECK(!sortspec_new(spec, true, &err));
+    CHECK_INT_EQ(err.code, 15976);
+    bson_destroy(spec);
+}
+
+TEST_MAIN(TEST_ENTRY(inclusion_exclusion), TEST_ENTRY(slice_elem_match_computed),
+          TEST_ENTRY(expressions), TEST_ENTRY(sort_specs))
