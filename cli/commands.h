@@ -26,5 +26,7 @@ typedef int (*cli_fn)(cli_ctx *ctx);
 int cmd_config(cli_ctx *ctx);
 int cmd_up(cli_ctx *ctx);
 int cmd_keys(cli_ctx *ctx);
+int cmd_queues(cli_ctx *ctx);
+int cmd_dlq(cli_ctx *ctx);
 
 #endif

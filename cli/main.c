@@ -16,6 +16,8 @@ typedef struct command {
 static const command commands[] = {
     {"up", cmd_up, "start the whole system on this machine (redis, devdb, api, workers)"},
     {"keys", cmd_keys, "API keys: create --role admin|staff [--name N], list, revoke ID|PREFIX"},
+    {"queues", cmd_queues, "queue depths, in-flight, delayed, dead and throughput (--watch, --json)"},
+    {"dlq", cmd_dlq, "dead letters: list|show|requeue|purge QUEUE [INDEX|--all]"},
     {"config", cmd_config, "print the effective configuration (--defaults, --table, --secrets)"},
 };
 

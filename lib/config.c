@@ -102,6 +102,9 @@ static const cfg_setting_info settings[] = {
     {"receipts.sweep_interval_s", CFG_INT, OFF(receipts.sweep_interval_s), "30", NULL, false, 1, 3600, NULL,
      "how often the PENDING sweeper runs, seconds"},
 
+    {"receipts.recover_after_s", CFG_INT, OFF(receipts.recover_after_s), "60", NULL, false, 1, 86400, NULL,
+     "age after which a crashed receipts batch's counter token is recounted, seconds"},
+
     {"openai.api_key", CFG_STRING, OFF(openai.api_key), "", "OPENAI_API_KEY", true, NOLIM, NULL,
      "OpenAI key for AI tags and messages (empty: off)"},
     {"openai.model", CFG_STRING, OFF(openai.model), "gpt-4o-mini", NULL, false, 1, 0, NULL,

@@ -98,7 +98,7 @@ int main(int argc, char **argv)
         int64_t now = time_mono_ms();
         if (now >= next_recover) {
             next_recover = now + 5000;
-            receipts_recover(&x, 60000);
+            receipts_recover(&x, (int64_t)cfg.receipts.recover_after_s * 1000);
         }
         if (now >= next_sweep) {
             next_sweep = now + (int64_t)cfg.receipts.sweep_interval_s * 1000;
