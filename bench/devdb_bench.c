@@ -22,6 +22,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -210,6 +211,13 @@ static pid_t start_devdb(const bench_opts *o, char *uri, size_t urilen)
         if (pid < 0)
             return -1;
         if (pid == 0) {
+            /* Keep the server's log lines out of the figures. */
+            int devnull = open("/dev/null", O_WRONLY);
+            if (devnull >= 0) {
+                dup2(devnull, STDOUT_FILENO);
+                dup2(devnull, STDERR_FILENO);
+                close(devnull);
+            }
             char *argv[] = {bin, "--port", portbuf, "--bind", "127.0.0.1", NULL};
             execv(bin, argv);
             _exit(127);

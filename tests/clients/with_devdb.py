@@ -62,7 +62,7 @@ class Devdb:
     """A private devdb process. start() returns the URI; stop() ends it."""
 
     def __init__(self, binary):
-        self.binary = binary
+        self.binary = os.path.abspath(binary)
         self.tmp = None
         self.proc = None
         self.log_path = None
