@@ -112,7 +112,7 @@ int api_populate(api_ctx *app, mongoc_client_t *cl, json_t *docs, const char *fi
     size_t n = json_array_size(docs);
     if (n == 0)
         return 0;
-    bson_t filter = BSON_INITIALIZER, sub, arr, opts = BSON_INITIALIZER, proj;
+    bson_t filter = BSON_INITIALIZER, sub, arr;
     BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &sub);
     BSON_APPEND_ARRAY_BEGIN(&sub, "$in", &arr);
     size_t k = 0;
@@ -129,27 +129,31 @@ int api_populate(api_ctx *app, mongoc_client_t *cl, json_t *docs, const char *fi
     }
     bson_append_array_end(&sub, &arr);
     bson_append_document_end(&filter, &sub);
-    BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
-    for (const char *const *f = fields; *f; f++)
-        BSON_APPEND_INT32(&proj, *f, 1);
-    bson_append_document_end(&opts, &proj);
 
     json_t *found = json_object(); /* hex -> projected doc */
     mongoc_collection_t *coll = dbpool_collection(app->db, cl, coll_name);
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+    /* The fields are picked here rather than with a projection: referenced documents are
+     * small, and plain finds are the most portable operation across MongoDB and devdb. */
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
     const bson_t *doc;
     while (mongoc_cursor_next(cur, &doc)) {
         json_t *j = jsonx_from_bson(doc);
+        json_t *pick = json_object();
+        for (const char *const *f = fields; *f; f++) {
+            json_t *v = json_object_get(j, *f);
+            if (v)
+                json_object_set(pick, *f, v);
+        }
         const char *id = json_string_value(json_object_get(j, "_id"));
         if (id)
-            json_object_set(found, id, j);
+            json_object_set(found, id, pick);
+        json_decref(pick);
         json_decref(j);
     }
     int rc = mongoc_cursor_error(cur, err) ? -1 : 0;
     mongoc_cursor_destroy(cur);
     mongoc_collection_destroy(coll);
     bson_destroy(&filter);
-    bson_destroy(&opts);
     if (rc == 0) {
         for (size_t i = 0; i < n; i++) {
             json_t *d = json_array_get(docs, i);

@@ -184,11 +184,8 @@ static int log_state(api_ctx *app, http_request *req, const char *hex)
 {
     bson_oid_t oid;
     bson_oid_init_from_string(&oid, hex);
-    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, proj;
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
     BSON_APPEND_OID(&filter, "_id", &oid);
-    BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
-    BSON_APPEND_INT32(&proj, "status", 1);
-    bson_append_document_end(&opts, &proj);
     BSON_APPEND_INT64(&opts, "limit", 1);
     mongoc_client_t *cl = dbpool_pop(app->db);
     mongoc_collection_t *coll = dbpool_collection(app->db, cl, DB_LOGS);
