@@ -647,6 +647,14 @@ int main(int argc, char **argv)
         return rc;
     }
     rc = test_run_all(__FILE__, cases, sizeof cases / sizeof cases[0], argc, argv);
+    /* The API must stop cleanly on SIGTERM (exit 0); under the sanitizers a leak or an error
+     * in the API process shows up here as a non-zero status. */
+    int st = testenv_kill_wait(g_api_pid, SIGTERM, 15000);
+    g_api_pid = -1;
+    if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "FAIL minicrm-api did not exit 0 on SIGTERM (wait status %d)\n", st);
+        rc = 1;
+    }
     teardown();
     return rc;
 }
