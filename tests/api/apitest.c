@@ -103,7 +103,7 @@ void apitest_stop(apitest *t)
         apitest_stop_api(t);
     if (getenv("APITEST_KEEP_LOG")) {
         char cmd[400];
-        snprintf(cmd, sizeof cmd, "cat '%s' >&2", t->log);
+        snprintf(cmd, sizeof cmd, "cat '%s' '%s/devdb.log' >&2", t->log, t->env.dir);
         if (system(cmd) != 0)
             fprintf(stderr, "cannot print log\n");
     }
