@@ -78,6 +78,8 @@ struct mnode {
     /* MOD */
     int64_t div, rem;
     char *owned_path;
+    bool simple; /* path has one component: evaluated without bv_path_visit */
+    int plen;    /* strlen(path) when simple */
 };
 
 struct matcher {
@@ -112,6 +114,10 @@ static mnode *node_new(node_op op, const char *path)
     if (n) {
         n->op = op;
         n->path = path;
+        if (path && !strchr(path, '.') && strlen(path) < 1024) {
+            n->simple = true;
+            n->plen = (int)strlen(path);
+        }
     }
     return n;
 }
@@ -968,6 +974,29 @@ static bool structural_cb(const bson_value_t *v, void *ctx)
     return structural_value(ctx, v);
 }
 
+/* Value operators on a one-component path: the same results as bv_path_visit with
+ * EXPAND_LEAF | REPORT_MISSING, without splitting the path (the common case, per document). */
+static bool simple_value_eval(const mnode *n, const bson_t *doc)
+{
+    bson_iter_t it;
+    if (!bson_iter_init(&it, doc) || !bson_iter_find_w_len(&it, n->path, n->plen)) {
+        bson_value_t eod = {.value_type = BSON_TYPE_EOD};
+        return value_match(n, &eod);
+    }
+    const bson_value_t *v = bson_iter_value(&it);
+    if (value_match(n, v))
+        return true;
+    if (v->value_type != BSON_TYPE_ARRAY)
+        return false;
+    bson_iter_t ai;
+    if (!bson_iter_init_from_data(&ai, v->value.v_doc.data, v->value.v_doc.data_len))
+        return false;
+    while (bson_iter_next(&ai))
+        if (value_match(n, bson_iter_value(&ai)))
+            return true;
+    return false;
+}
+
 static bool node_eval(const mnode *n, const bson_t *doc)
 {
     switch (n->op) {
@@ -1001,6 +1030,8 @@ static bool node_eval(const mnode *n, const bson_t *doc)
     case N_ELEM_VAL:
         return bv_path_visit(doc, n->path, 0, structural_cb, (void *)n);
     default:
+        if (n->simple)
+            return simple_value_eval(n, doc);
         return bv_path_visit(doc, n->path, BV_PATH_EXPAND_LEAF | BV_PATH_REPORT_MISSING, value_cb,
                              (void *)n);
     }
