@@ -21,6 +21,7 @@
 #include "bsonval.h"
 #include "errors.h"
 #include "match.h"
+#include "aggregate.h"
 #include "sortspec.h"
 
 #include <math.h>
@@ -89,9 +90,12 @@ typedef struct {
     size_t order;     /* position in the update document, for conflict messages */
 } uop;
 
+static bool same_value(const bson_value_t *a, const bson_value_t *b);
+
 struct updater {
     bson_t *update;
     bool replacement;
+    agg_pipeline *pipe; /* pipeline-style update */
     uop *ops;
     size_t nops;
 };
@@ -610,8 +614,104 @@ void updater_free(updater *u)
         matcher_free(u->ops[i].pull_m);
     }
     free(u->ops);
+    agg_pipeline_free(u->pipe);
     bson_destroy(u->update);
     free(u);
+}
+
+updater *updater_new_pipeline(const bson_t *stages, bson_error_t *err)
+{
+    static const char *const allowed[] = {"$addFields", "$set",         "$project",
+                                          "$unset",     "$replaceRoot", "$replaceWith"};
+    bson_iter_t it;
+    if (!bson_iter_init(&it, stages) || bson_count_keys(stages) == 0) {
+        mdb_error(err, MDB_FAILED_TO_PARSE, "Update pipeline must not be empty");
+        return NULL;
+    }
+    while (bson_iter_next(&it)) {
+        bson_t sd;
+        bson_iter_t si;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bv_as_doc(bson_iter_value(&it), &sd) ||
+            !bson_iter_init(&si, &sd) || !bson_iter_next(&si))
+            continue; /* agg_pipeline_new reports malformed stages */
+        const char *name = bson_iter_key(&si);
+        bool ok = false;
+        for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++)
+            ok = ok || strcmp(allowed[i], name) == 0;
+        if (!ok) {
+            mdb_error(err, MDB_INVALID_OPTIONS, "%s is not allowed to be used within an update",
+                      name);
+            return NULL;
+        }
+    }
+    updater *u = calloc(1, sizeof *u);
+    if (!u || !(u->update = bson_copy(stages))) {
+        free(u);
+        mdb_error(err, MDB_INTERNAL_ERROR, "out of memory");
+        return NULL;
+    }
+    u->pipe = agg_pipeline_new(u->update, err);
+    if (!u->pipe) {
+        updater_free(u);
+        return NULL;
+    }
+    return u;
+}
+
+typedef struct {
+    const bson_t *doc;
+    bool done;
+} one_doc;
+
+static int one_next(void *ctx, const bson_t **doc, bson_error_t *err)
+{
+    one_doc *o = ctx;
+    (void)err;
+    if (o->done)
+        return 0;
+    o->done = true;
+    *doc = o->doc;
+    return 1;
+}
+
+static int one_emit(void *ctx, const bson_t *doc, bson_error_t *err)
+{
+    bson_t *out = ctx;
+    if (!bson_empty(out) || out->len > 5)
+        return mdb_error(err, MDB_INTERNAL_ERROR, "update pipeline produced several documents");
+    bson_concat(out, doc);
+    return 0;
+}
+
+/* Runs a pipeline update; keeps _id first and unchanged. */
+static int apply_pipeline(const updater *u, const bson_t *doc, bson_t *out, bson_error_t *err)
+{
+    one_doc src = {.doc = doc};
+    agg_input in = {.next = one_next, .ctx = &src};
+    bson_t res = BSON_INITIALIZER;
+    int rc = -1;
+    if (agg_pipeline_run(u->pipe, &in, one_emit, &res, err) != 0)
+        goto out;
+    bson_iter_t a, b;
+    bool ha = bson_iter_init_find(&a, doc, "_id");
+    bool hb = bson_iter_init_find(&b, &res, "_id");
+    if (ha && hb && !same_value(bson_iter_value(&a), bson_iter_value(&b))) {
+        mdb_error(err, MDB_IMMUTABLE_FIELD,
+                  "Performing an update on the path '_id' would modify the immutable field '_id'");
+        goto out;
+    }
+    if (ha)
+        bson_append_value(out, "_id", 3, bson_iter_value(&a));
+    else if (hb)
+        bson_append_value(out, "_id", 3, bson_iter_value(&b));
+    bson_iter_init(&b, &res);
+    while (bson_iter_next(&b))
+        if (strcmp(bson_iter_key(&b), "_id") != 0)
+            bson_append_iter(out, NULL, 0, &b);
+    rc = 0;
+out:
+    bson_destroy(&res);
+    return rc;
 }
 
 static int parse_replacement(updater *u, bson_error_t *err)
@@ -1496,7 +1596,10 @@ int updater_apply(const updater *u, const bson_t *doc, bool is_upsert_insert, bs
     apply_ctx c = {.doc = doc, .err = err};
     if (modified)
         *modified = false;
-    if (u->replacement) {
+    if (u->pipe) {
+        if (apply_pipeline(u, doc, out, err) != 0)
+            goto out;
+    } else if (u->replacement) {
         if (apply_replacement(u, doc, out, err) != 0)
             goto out;
     } else {

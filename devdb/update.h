@@ -6,8 +6,7 @@
  * (with $each, $slice, $position, $sort) $addToSet (with $each) $pull (a value or a query
  * condition) $pop. Paths are dotted; numeric components address array elements (setting past
  * the end pads with nulls, as MongoDB does). Positional operators ($, $[], $[id]) and update
- * pipelines are not supported (BadValue / FailedToParse as MongoDB would word it for an
- * unsupported construct).
+ * are not supported (BadValue). Pipeline-style updates go through updater_new_pipeline.
  *
  * Errors MongoDB reports at parse time are reported by updater_new (code, wording as MongoDB
  * 4.4): unknown operator (FailedToParse 9 "Unknown modifier: $foo. Expected a valid update
@@ -37,6 +36,14 @@ typedef struct updater updater;
  * update, otherwise a replacement. Returns NULL with `err` set on a malformed update. The caller
  * frees the result with updater_free. */
 updater *updater_new(const bson_t *update, bson_error_t *err);
+
+/* Compiles a pipeline-style update (the `u` of an update statement given as an array, passed
+ * here as the BSON array document {"0": {...}, "1": {...}}). Stages allowed by MongoDB 4.4:
+ * $addFields/$set, $project/$unset, $replaceRoot/$replaceWith (others: InvalidOptions 72
+ * "$match is not allowed to be used within an update"). An empty pipeline is an error
+ * (FailedToParse 9). The result is applied with updater_apply like the other forms; _id stays
+ * immutable. */
+updater *updater_new_pipeline(const bson_t *stages, bson_error_t *err);
 
 /* NULL-safe. */
 void updater_free(updater *u);

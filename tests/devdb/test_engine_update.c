@@ -251,6 +251,48 @@ TEST(upsert_seed)
     CHECK_STR_EQ(seed("{}"), "{}");
 }
 
+static const char *UP(const char *stages_json, const char *doc)
+{
+    static char out[1024];
+    char wrapped[1024];
+    snprintf(wrapped, sizeof wrapped, "{'p': %s}", stages_json);
+    bson_t *w = J(wrapped), *d = J(doc), arr, res;
+    bson_iter_t it;
+    uint32_t len;
+    const uint8_t *data;
+    bson_iter_init_find(&it, w, "p");
+    bson_iter_array(&it, &len, &data);
+    bson_init_static(&arr, data, len);
+    bson_error_t err;
+    updater *u = updater_new_pipeline(&arr, &err);
+    bson_init(&res);
+    if (!u || updater_apply(u, d, false, &res, NULL, &err) != 0)
+        snprintf(out, sizeof out, "ERR %u %s", err.code, err.message);
+    else
+        snprintf(out, sizeof out, "%s", JS(&res));
+    bson_destroy(&res);
+    updater_free(u);
+    bson_destroy(w);
+    bson_destroy(d);
+    return out;
+}
+
+TEST(pipeline_updates)
+{
+    CHECK_STR_EQ(UP("[{'$set': {'b': {'$add': ['$a', 1]}}}]", "{'_id': 1, 'a': 1}"),
+                 "{'_id':1,'a':1,'b':2}");
+    CHECK_STR_EQ(UP("[{'$project': {'a': 1}}, {'$unset': 'a'}]", "{'_id': 1, 'a': 1, 'c': 3}"),
+                 "{'_id':1}");
+    CHECK_STR_EQ(UP("[{'$replaceWith': {'x': 1}}]", "{'_id': 1, 'a': 1}"), "{'_id':1,'x':1}");
+    CHECK_STR_EQ(UP("[{'$set': {'_id': 2}}]", "{'_id': 1}"),
+                 "ERR 66 Performing an update on the path '_id' would modify the immutable field "
+                 "'_id'");
+    CHECK_STR_EQ(UP("[{'$match': {}}]", "{'_id': 1}"),
+                 "ERR 72 $match is not allowed to be used within an update");
+    CHECK_STR_EQ(UP("[]", "{'_id': 1}"), "ERR 9 Update pipeline must not be empty");
+}
+
 TEST_MAIN(TEST_ENTRY(set_unset), TEST_ENTRY(inc_mul_numeric_types),
           TEST_ENTRY(min_max_rename_current_date), TEST_ENTRY(arrays), TEST_ENTRY(parse_errors),
-          TEST_ENTRY(immutable_id), TEST_ENTRY(set_on_insert), TEST_ENTRY(upsert_seed))
+          TEST_ENTRY(immutable_id), TEST_ENTRY(set_on_insert), TEST_ENTRY(upsert_seed),
+          TEST_ENTRY(pipeline_updates))
