@@ -50,8 +50,16 @@ struct queue {
 
 /* ---- Lua scripts ------------------------------------------------------------------------- */
 
-/* KEYS: ready, processing. ARGV: max. Returns the claimed jobs, oldest first. */
+/* KEYS: ready, processing. ARGV: max. Returns the claimed jobs, oldest first. Jobs still held
+ * in the processing list (a settle that failed, e.g. Redis went away mid-batch) are delivered
+ * again first, so a live consumer never sits on unsettled jobs the reaper cannot take. */
 static const char LUA_CLAIM[] =
+    "local held = redis.call('LRANGE', KEYS[2], -tonumber(ARGV[1]), -1)\n"
+    "if #held > 0 then\n"
+    "  local back = {}\n"
+    "  for i = #held, 1, -1 do back[#back + 1] = held[i] end\n"
+    "  return back\n"
+    "end\n"
     "local out = {}\n"
     "for i = 1, tonumber(ARGV[1]) do\n"
     "  local v = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')\n"

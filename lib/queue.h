@@ -139,7 +139,10 @@ int queue_register(queue *q);
 /* Refresh the heartbeat (SET PX). Returns 1 if the consumer had been presumed dead (its jobs
  * were reaped; it re-registered itself), 0 normally, -1 on error. */
 int queue_heartbeat(queue *q);
-/* Claim up to `max` jobs into this consumer's processing list and append them to `out`. Takes
+/* Claim up to `max` jobs into this consumer's processing list and append them to `out`.
+ * Jobs this consumer claimed earlier and has not settled (ack, retry, dead) are delivered again
+ * first: a consumer settles every job of a batch before claiming again, so anything still held
+ * is left over from an error (e.g. Redis restarted mid-batch) and must not be stranded. Takes
  * what is ready at once (one Lua script moving up to max jobs); if nothing is ready, blocks up
  * to block_ms (BLMOVE; 0 = do not block) for the first job and then takes the rest at once.
  * Returns the number claimed (0 on timeout), or -1. */

@@ -329,7 +329,7 @@ static int post_some(vsim *v)
                 ok = rconn_append(v->rc, "RPUSH %s %b", v->k_rejected, r->element[i]->str,
                                   r->element[i]->len) == 0;
         }
-        ok = ok && rconn_append(v->rc, "LTRIM %s %zu -1", v->k_outbox, n) == 0;
+        ok = ok && rconn_append(v->rc, "LTRIM %s %lld -1", v->k_outbox, (long long)n) == 0;
         ok = ok && rconn_append(v->rc, "EXEC") == 0;
         size_t replies = 3 + (pr == POSTER_REJECTED ? n : 0);
         for (size_t i = 0; ok && i < replies; i++) {
@@ -476,9 +476,8 @@ int main(int argc, char **argv)
                 continue;
             }
             if (n > 0 && process_sends(&v, &b) != 0) {
-                /* Not acked: hand them back so nothing stays claimed by a live consumer. */
-                queue_release_claimed(v.q);
-                queue_register(v.q);
+                /* Not acked: the jobs stay in our processing list and the next claim delivers
+                 * them again (decisions are idempotent, so redoing the batch is safe). */
                 signals_sleep_ms(pause);
                 pause = pause * 2 > 2000 ? 2000 : pause * 2;
             }

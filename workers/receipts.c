@@ -326,6 +326,13 @@ int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
             goto mongo_fail;
     }
 
+    /* bsearch marks one copy of a duplicated id: share the flags across the run of copies. */
+    for (size_t i = 1; i < nitems; i++)
+        if (items[i].dup)
+            items[i].found |= items[i - 1].found;
+    for (size_t i = nitems; i-- > 1;)
+        if (items[i].dup)
+            items[i - 1].found |= items[i].found;
     /* 5. count per campaign, guarded by the token */
     for (size_t i = 0; i < nitems; i++)
         if (items[i].counted &&

@@ -63,6 +63,12 @@ TEST(push_claim_ack_fifo)
     snprintf(expect, sizeof expect, "%s{t1}:processing:c1", env.prefix);
     CHECK_STR_EQ(key, expect);
     CHECK_INT_EQ(llen(key), 2);
+    /* Unsettled jobs are delivered again before anything new. */
+    queue_batch b2 = {0};
+    CHECK_INT_EQ(queue_claim(c, 5, 0, &b2), 2);
+    CHECK_STR_EQ(b2.jobs[0].data, "{\"n\":1}");
+    CHECK_STR_EQ(b2.jobs[1].data, "{\"n\":2}");
+    queue_batch_release(&b2);
     CHECK_INT_EQ(queue_ack(c, b.jobs, b.n), 0);
     CHECK_INT_EQ(llen(key), 0);
     queue_batch_release(&b);

@@ -1,0 +1,299 @@
+/*
+ * pipeharness: see pipeharness.h. Programs are started with testenv_spawn (own process group,
+ * so killing the group also kills minicrm-worker's children) and configured only through the
+ * environment exported here, exactly as an operator would.
+ */
+#include "pipeharness.h"
+
+#include "dbpool.h"
+#include "timeutil.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const k_prog[PH_NPROCS] = {"minicrm-api", "minicrm-worker", "minicrm-receipts",
+                                              "minicrm-vendor-sim"};
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+mongoc_collection_t *pipeh_coll(pipeh *h, const char *name)
+{
+    return mongoc_client_get_collection(h->mc, h->env.db_name, name);
+}
+
+const char *pipeh_logfile(pipeh *h, int which)
+{
+    static char path[PH_NPROCS][400];
+    snprintf(path[which], sizeof path[which], "%s/%s.log", h->env.dir, k_prog[which]);
+    return path[which];
+}
+
+static void setenv_int(const char *k, long v)
+{
+    char b[32];
+    snprintf(b, sizeof b, "%ld", v);
+    setenv(k, b, 1);
+}
+
+static int create_indexes(pipeh *h)
+{
+    bson_error_t e;
+    bson_t *cmd = BCON_NEW("createIndexes", BCON_UTF8(DB_LOGS), "indexes", "[", "{", "key", "{",
+                           "campaign_id", BCON_INT32(1), "customer_id", BCON_INT32(1), "}", "name",
+                           BCON_UTF8("campaign_id_1_customer_id_1"), "unique", BCON_BOOL(true), "}",
+                           "{", "key", "{", "status", BCON_INT32(1), "updatedAt", BCON_INT32(1),
+                           "}", "name", BCON_UTF8("status_1_updatedAt_1"), "}", "{", "key", "{",
+                           "campaign_id", BCON_INT32(1), "status", BCON_INT32(1), "}", "name",
+                           BCON_UTF8("campaign_id_1_status_1"), "}", "]");
+    bool ok = mongoc_client_command_simple(h->mc, h->env.db_name, cmd, NULL, NULL, &e);
+    bson_destroy(cmd);
+    if (!ok)
+        fprintf(stderr, "pipeharness: createIndexes: %s\n", e.message);
+    cmd = BCON_NEW("createIndexes", BCON_UTF8(DB_CUSTOMERS), "indexes", "[", "{", "key", "{",
+                   "total_spend", BCON_INT32(1), "}", "name", BCON_UTF8("total_spend_1"), "}", "]");
+    ok = ok && mongoc_client_command_simple(h->mc, h->env.db_name, cmd, NULL, NULL, &e);
+    bson_destroy(cmd);
+    return ok ? 0 : -1;
+}
+
+int pipeh_start(pipeh *h)
+{
+    memset(h, 0, sizeof *h);
+    if (testenv_start(&h->env, TESTENV_REDIS | TESTENV_DEVDB) != 0)
+        return -1;
+    char err[256];
+    h->rc = rconn_new(h->env.redis_url, 5000, err, sizeof err);
+    mongoc_init();
+    h->mc = mongoc_client_new(h->env.mongo_uri);
+    if (!h->rc || !h->mc) {
+        fprintf(stderr, "pipeharness: cannot connect\n");
+        return -1;
+    }
+    h->api_port = testenv_free_port();
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", h->api_port);
+    setenv("REDIS_URL", h->env.redis_url, 1);
+    setenv("MONGO_URI", h->env.mongo_uri, 1);
+    setenv("MINICRM_REDIS_PREFIX", h->env.prefix, 1);
+    setenv_int("PORT", h->api_port);
+    setenv("MINICRM_API_BIND", "127.0.0.1", 1);
+    setenv("API_BASE_URL", url, 1);
+    setenv("VENDOR_SECRET", "pipeline-test-secret", 1);
+    setenv("SESSION_SECRET", "pipeline-test-session-secret", 1);
+    /* Fast failure detection so kill -9 scenarios finish in seconds. */
+    setenv_int("MINICRM_QUEUE_HEARTBEAT_TTL_S", 2);
+    setenv_int("MINICRM_QUEUE_REAP_INTERVAL_MS", 200);
+    setenv_int("MINICRM_QUEUE_BACKOFF_BASE_MS", 100);
+    setenv_int("MINICRM_QUEUE_BACKOFF_MAX_MS", 2000);
+    setenv_int("MINICRM_QUEUE_MAX_ATTEMPTS", 12);
+    setenv_int("MINICRM_MONGO_TIMEOUT_MS", 1500);
+    setenv_int("MINICRM_REDIS_TIMEOUT_MS", 3000);
+    setenv_int("MINICRM_RECEIPTS_VENDOR_TIMEOUT_S", 20);
+    setenv_int("MINICRM_RECEIPTS_SWEEP_INTERVAL_S", 2);
+    setenv_int("MINICRM_RECEIPTS_RECOVER_AFTER_S", 3);
+    setenv_int("MINICRM_VENDOR_SIM_MIN_DELAY_MS", 20);
+    setenv_int("MINICRM_VENDOR_SIM_MAX_DELAY_MS", 300);
+    setenv_int("MINICRM_VENDOR_SIM_SEED", 42);
+    setenv_int("MINICRM_WORKERS_BATCH_SIZE", 500);
+    setenv_int("MINICRM_WORKERS_SHUTDOWN_TIMEOUT_S", 5);
+    if (!getenv("MINICRM_LOG_LEVEL"))
+        setenv("MINICRM_LOG_LEVEL", "info", 1);
+    h->seed_now = time_now_ms();
+    return create_indexes(h);
+}
+
+void pipeh_kill(pipeh *h, int which, int sig)
+{
+    if (h->pid[which] <= 0)
+        return;
+    kill(-h->pid[which], sig);
+    testenv_kill_wait(h->pid[which], sig, 15000);
+    /* SIGKILL of the group also took the worker's children; reap stragglers of the group. */
+    kill(-h->pid[which], SIGKILL);
+    h->pid[which] = 0;
+}
+
+void pipeh_stop(pipeh *h)
+{
+    for (int i = PH_NPROCS - 1; i >= 0; i--)
+        pipeh_kill(h, i, SIGTERM);
+    if (h->mc)
+        mongoc_client_destroy(h->mc);
+    h->mc = NULL;
+    rconn_free(h->rc);
+    h->rc = NULL;
+    if (!getenv("MINICRM_KEEP_TESTENV"))
+        testenv_stop(&h->env);
+    else
+        fprintf(stderr, "pipeharness: kept %s\n", h->env.dir);
+}
+
+int pipeh_spawn(pipeh *h, int which, const char *const *extra)
+{
+    char *argv[16];
+    int n = 0;
+    argv[n++] = (char *)testenv_bin(k_prog[which]);
+    for (int i = 0; extra && extra[i] && n < 15; i++)
+        argv[n++] = (char *)extra[i];
+    argv[n] = NULL;
+    h->pid[which] = testenv_spawn(argv, pipeh_logfile(h, which));
+    if (h->pid[which] < 0)
+        return -1;
+    if (which == PH_API && testenv_wait_port(h->api_port, 15000) != 0) {
+        fprintf(stderr, "pipeharness: minicrm-api did not listen (see %s)\n",
+                pipeh_logfile(h, which));
+        return -1;
+    }
+    return 0;
+}
+
+double pipeh_spend(int i)
+{
+    return (double)(((long)i * 37) % 10000);
+}
+
+char pipeh_domain(int i)
+{
+    return (char)('a' + i % 3);
+}
+
+int pipeh_seed(pipeh *h, int n)
+{
+    mongoc_collection_t *c = pipeh_coll(h, DB_CUSTOMERS);
+    enum { B = 1000 };
+    bson_t *docs[B];
+    int rc = 0;
+    for (int off = 0; off < n && rc == 0; off += B) {
+        int m = n - off < B ? n - off : B;
+        for (int k = 0; k < m; k++) {
+            int i = off + k;
+            char name[32], email[64];
+            snprintf(name, sizeof name, "Customer %d", i);
+            snprintf(email, sizeof email, "c%d@%c.example", i, pipeh_domain(i));
+            bson_oid_t oid;
+            bson_oid_init(&oid, NULL);
+            docs[k] =
+                BCON_NEW("_id", BCON_OID(&oid), "name", BCON_UTF8(name), "email", BCON_UTF8(email),
+                         "total_spend", BCON_DOUBLE(pipeh_spend(i)), "last_visit_date",
+                         BCON_DATE_TIME(h->seed_now - (int64_t)(i % 100) * 86400000), "createdAt",
+                         BCON_DATE_TIME(h->seed_now - (int64_t)i * 60000), "updatedAt",
+                         BCON_DATE_TIME(h->seed_now));
+        }
+        bson_error_t e;
+        if (!mongoc_collection_insert_many(c, (const bson_t **)docs, (size_t)m, NULL, NULL, &e)) {
+            fprintf(stderr, "pipeharness: seed: %s\n", e.message);
+            rc = -1;
+        }
+        for (int k = 0; k < m; k++)
+            bson_destroy(docs[k]);
+    }
+    mongoc_collection_destroy(c);
+    return rc;
+}
+
+int pipeh_campaign(pipeh *h, const char *name, const char *rules_json, bson_oid_t *out)
+{
+    bson_error_t e;
+    bson_t *rules = bson_new_from_json((const uint8_t *)rules_json, -1, &e);
+    if (!rules)
+        return -1;
+    bson_oid_init(out, NULL);
+    int64_t now = time_now_ms();
+    bson_t *doc = BCON_NEW(
+        "_id", BCON_OID(out), "name", BCON_UTF8(name), "rules", BCON_DOCUMENT(rules), "message",
+        BCON_NULL, "tags", "[", "]", "status", BCON_UTF8("QUEUED"), "total", BCON_INT64(0),
+        "pending", BCON_INT64(0), "sent", BCON_INT64(0), "failed", BCON_INT64(0), "rules_now",
+        BCON_DATE_TIME(now), "createdAt", BCON_DATE_TIME(now), "updatedAt", BCON_DATE_TIME(now));
+    mongoc_collection_t *c = pipeh_coll(h, DB_CAMPAIGNS);
+    bool ok = mongoc_collection_insert_one(c, doc, NULL, NULL, &e);
+    mongoc_collection_destroy(c);
+    bson_destroy(doc);
+    bson_destroy(rules);
+    if (!ok) {
+        fprintf(stderr, "pipeharness: campaign: %s\n", e.message);
+        return -1;
+    }
+    char hex[25], job[64], err[256];
+    bson_oid_to_string(out, hex);
+    snprintf(job, sizeof job, "{\"campaign_id\":\"%s\"}", hex);
+    queue *q = queue_open(h->rc, h->env.prefix, QUEUE_CAMPAIGNS, NULL, NULL, err, sizeof err);
+    int rc = q ? queue_push(q, job, strlen(job)) : -1;
+    queue_close(q);
+    return rc;
+}
+
+int pipeh_read(pipeh *h, const bson_oid_t *cid, ph_campaign *out)
+{
+    memset(out, 0, sizeof *out);
+    mongoc_collection_t *c = pipeh_coll(h, DB_CAMPAIGNS);
+    bson_t *f = BCON_NEW("_id", BCON_OID(cid));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, f, NULL, NULL);
+    const bson_t *doc;
+    int rc = -1;
+    if (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        if (bson_iter_init_find(&it, doc, "status") && BSON_ITER_HOLDS_UTF8(&it))
+            snprintf(out->status, sizeof out->status, "%s", bson_iter_utf8(&it, NULL));
+        const char *names[] = {"total", "pending", "sent", "failed"};
+        int64_t *dst[] = {&out->total, &out->pending, &out->sent, &out->failed};
+        for (int i = 0; i < 4; i++)
+            if (bson_iter_init_find(&it, doc, names[i]) && BSON_ITER_HOLDS_NUMBER(&it))
+                *dst[i] = bson_iter_as_int64(&it);
+        if (bson_iter_init_find(&it, doc, "fanout_done") && BSON_ITER_HOLDS_BOOL(&it))
+            out->fanout_done = bson_iter_bool(&it);
+        rc = 0;
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(f);
+    mongoc_collection_destroy(c);
+    return rc;
+}
+
+int pipeh_wait_completed(pipeh *h, const bson_oid_t *cid, int timeout_ms, ph_campaign *out)
+{
+    int64_t deadline = time_mono_ms() + timeout_ms;
+    while (time_mono_ms() < deadline) {
+        if (pipeh_read(h, cid, out) == 0 && !strcmp(out->status, "COMPLETED"))
+            return 0;
+        sleep_ms(100);
+    }
+    return -1;
+}
+
+long long pipeh_count_logs(pipeh *h, const bson_oid_t *cid, long long out[4])
+{
+    memset(out, 0, 4 * sizeof *out);
+    mongoc_collection_t *c = pipeh_coll(h, DB_LOGS);
+    bson_t *f = BCON_NEW("campaign_id", BCON_OID(cid));
+    bson_t *o = BCON_NEW("projection", "{", "status", BCON_INT32(1), "}");
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, f, o, NULL);
+    const bson_t *doc;
+    long long n = 0;
+    while (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        const char *s = "";
+        if (bson_iter_init_find(&it, doc, "status") && BSON_ITER_HOLDS_UTF8(&it))
+            s = bson_iter_utf8(&it, NULL);
+        out[!strcmp(s, "PENDING") ? 0 : !strcmp(s, "SENT") ? 1 : !strcmp(s, "FAILED") ? 2 : 3]++;
+        n++;
+    }
+    bson_error_t e;
+    if (mongoc_cursor_error(cur, &e)) {
+        fprintf(stderr, "pipeharness: count logs: %s\n", e.message);
+        n = -1;
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(f);
+    bson_destroy(o);
+    mongoc_collection_destroy(c);
+    return n;
+}

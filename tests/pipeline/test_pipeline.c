@@ -1,0 +1,354 @@
+/*
+ * test_pipeline: the delivery pipeline end to end with the real programs (minicrm-api,
+ * minicrm-worker --procs 2, minicrm-receipts, minicrm-vendor-sim) on private redis-server and
+ * minicrm-devdb: exact results for a campaign, the rules selecting exactly the right customers,
+ * kill -9 of each process at random moments, a Redis restart (appendonly), devdb stopped for a
+ * while, and a poison receipt dead-lettered then requeued with `minicrm dlq requeue`.
+ *
+ * Every scenario ends with the same audit (check_final): status COMPLETED, one log per matched
+ * customer and no other, every log final, campaign counters equal to the counts by status, the
+ * SENT share within 6 standard deviations of the configured 0.9, and no dead letters.
+ */
+#include "dbpool.h"
+#include "pipeharness.h"
+#include "test.h"
+#include "timeutil.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NCUST 3000
+
+static pipeh h;
+static unsigned rnd_state = 12345;
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int rnd(int lo, int hi)
+{
+    rnd_state = rnd_state * 1103515245u + 12345u;
+    return lo + (int)((rnd_state >> 8) % (unsigned)(hi - lo + 1));
+}
+
+static long long expected_audience(double min_spend, char domain)
+{
+    long long n = 0;
+    for (int i = 0; i < NCUST; i++)
+        if (pipeh_spend(i) >= min_spend && (!domain || pipeh_domain(i) == domain))
+            n++;
+    return n;
+}
+
+static long long dead_letters(const char *qname)
+{
+    char err[256];
+    queue_stats st;
+    /* The first command after a Redis restart may fail on the stale socket: retry. */
+    for (int i = 0; i < 3; i++)
+        if (queue_stats_get(h.rc, h.env.prefix, qname, &st, err, sizeof err) == 0)
+            return st.dead;
+    return -1;
+}
+
+/* The audit every scenario ends with. Returns nonzero (and reports) on a failure. */
+#define CHECK_FINAL(cid, expected)                                                                 \
+    do {                                                                                           \
+        ph_campaign c_;                                                                            \
+        int w_ = pipeh_wait_completed(&h, &(cid), 90000, &c_);                                     \
+        CHECK_MSG(w_ == 0,                                                                         \
+                  "campaign not COMPLETED: status=%s total=%lld pending=%lld sent=%lld "           \
+                  "failed=%lld",                                                                   \
+                  c_.status, (long long)c_.total, (long long)c_.pending, (long long)c_.sent,       \
+                  (long long)c_.failed);                                                           \
+        long long by_[4];                                                                          \
+        long long n_ = pipeh_count_logs(&h, &(cid), by_);                                          \
+        CHECK_INT_EQ(n_, (expected));                                                              \
+        CHECK_INT_EQ(by_[0], 0);                                                                   \
+        CHECK_INT_EQ(by_[3], 0);                                                                   \
+        CHECK_INT_EQ(c_.total, (expected));                                                        \
+        CHECK_INT_EQ(c_.pending, 0);                                                               \
+        CHECK_INT_EQ(c_.sent, by_[1]);                                                             \
+        CHECK_INT_EQ(c_.failed, by_[2]);                                                           \
+        double share_ = (double)by_[1] / (double)(n_ ? n_ : 1);                                    \
+        double sd_ = 0.3 / __builtin_sqrt((double)(n_ ? n_ : 1));                                  \
+        CHECK_MSG(share_ > 0.9 - 6 * sd_ && share_ < 0.9 + 6 * sd_,                                \
+                  "SENT share %.4f outside 0.9 +- 6 sd (%.4f)", share_, 6 * sd_);                  \
+        CHECK_INT_EQ(dead_letters(QUEUE_RECEIPTS), 0);                                             \
+        CHECK_INT_EQ(dead_letters(QUEUE_SENDS), 0);                                                \
+        CHECK_INT_EQ(dead_letters(QUEUE_CAMPAIGNS), 0);                                            \
+    } while (0)
+
+/* Poll until some receipts were applied (sent + failed > 0) while logs are still pending, so a
+ * disruption hits the campaign mid-flight. Returns 0, or -1 if it completed first. */
+static int wait_mid_flight(const bson_oid_t *cid)
+{
+    int64_t deadline = time_mono_ms() + 20000;
+    ph_campaign c;
+    while (time_mono_ms() < deadline) {
+        if (pipeh_read(&h, cid, &c) == 0) {
+            if (!strcmp(c.status, "COMPLETED"))
+                return -1;
+            if (c.sent + c.failed > 0)
+                return 0;
+        }
+        sleep_ms(5);
+    }
+    return -1;
+}
+
+static int start_all(void)
+{
+    static const char *const procs[] = {"--procs", "2", NULL};
+    if (h.pid[PH_API] <= 0 && pipeh_spawn(&h, PH_API, NULL) != 0)
+        return -1;
+    if (h.pid[PH_WORKER] <= 0 && pipeh_spawn(&h, PH_WORKER, procs) != 0)
+        return -1;
+    if (h.pid[PH_RECEIPTS] <= 0 && pipeh_spawn(&h, PH_RECEIPTS, NULL) != 0)
+        return -1;
+    if (h.pid[PH_VENDOR] <= 0 && pipeh_spawn(&h, PH_VENDOR, NULL) != 0)
+        return -1;
+    return 0;
+}
+
+/* Every log's customer satisfies the rule (total_spend >= min and the domain). */
+static long long logs_outside_rule(const bson_oid_t *cid, double min_spend, char domain)
+{
+    mongoc_collection_t *logs = pipeh_coll(&h, DB_LOGS), *custs = pipeh_coll(&h, DB_CUSTOMERS);
+    bson_t *f = BCON_NEW("campaign_id", BCON_OID(cid));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(logs, f, NULL, NULL);
+    const bson_t *doc;
+    long long bad = 0;
+    while (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        if (!bson_iter_init_find(&it, doc, "customer_id") || !BSON_ITER_HOLDS_OID(&it)) {
+            bad++;
+            continue;
+        }
+        bson_t *cf = BCON_NEW("_id", BCON_OID(bson_iter_oid(&it)));
+        mongoc_cursor_t *cc = mongoc_collection_find_with_opts(custs, cf, NULL, NULL);
+        const bson_t *cd;
+        if (!mongoc_cursor_next(cc, &cd)) {
+            bad++;
+        } else {
+            bson_iter_t ci;
+            double spend =
+                bson_iter_init_find(&ci, cd, "total_spend") ? bson_iter_as_double(&ci) : -1;
+            const char *em = bson_iter_init_find(&ci, cd, "email") ? bson_iter_utf8(&ci, NULL) : "";
+            const char *at = strchr(em, '@');
+            if (spend < min_spend || (domain && (!at || at[1] != domain)))
+                bad++;
+        }
+        mongoc_cursor_destroy(cc);
+        bson_destroy(cf);
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(f);
+    mongoc_collection_destroy(logs);
+    mongoc_collection_destroy(custs);
+    return bad;
+}
+
+TEST(campaign_exact_counts_and_rules)
+{
+    CHECK(start_all() == 0);
+    bson_oid_t cid;
+    CHECK(pipeh_campaign(&h, "exact", "{\"min_spend\": 5000, \"email_domain\": \"b.example\"}",
+                         &cid) == 0);
+    long long expected = expected_audience(5000, 'b');
+    CHECK(expected > 400);
+    CHECK_FINAL(cid, expected);
+    CHECK_INT_EQ(logs_outside_rule(&cid, 5000, 'b'), 0);
+}
+
+TEST(kill9_each_process_mid_campaign)
+{
+    CHECK(start_all() == 0);
+    bson_oid_t cid;
+    CHECK(pipeh_campaign(&h, "chaos", "{}", &cid) == 0);
+    /* Every process in turn is killed with SIGKILL at a random moment and restarted, three
+     * rounds; the campaign must still be running when each kill lands. */
+    const int victims[] = {PH_WORKER, PH_VENDOR, PH_RECEIPTS};
+    CHECK_MSG(wait_mid_flight(&cid) == 0, "campaign finished before the first kill");
+    int kills_mid_flight = 0;
+    for (int k = 0; k < 9; k++) {
+        sleep_ms(rnd(20, 250));
+        ph_campaign c;
+        if (pipeh_read(&h, &cid, &c) == 0 && strcmp(c.status, "COMPLETED") != 0)
+            kills_mid_flight++;
+        pipeh_kill(&h, victims[k % 3], SIGKILL);
+        sleep_ms(rnd(0, 200));
+        CHECK(start_all() == 0);
+    }
+    fprintf(stderr, "  kills while the campaign was running: %d of 9\n", kills_mid_flight);
+    CHECK(kills_mid_flight >= 3);
+    CHECK_FINAL(cid, NCUST);
+}
+
+TEST(redis_restart_mid_campaign)
+{
+    CHECK(start_all() == 0);
+    bson_oid_t cid;
+    CHECK(pipeh_campaign(&h, "redis-restart", "{\"min_spend\": 2000}", &cid) == 0);
+    CHECK_MSG(wait_mid_flight(&cid) == 0, "campaign finished before the disruption");
+    /* Restart redis-server on the same port and directory: the AOF brings the queues back. */
+    CHECK(testenv_kill_wait(h.env.redis_pid, SIGTERM, 10000) >= 0);
+    char port[16], log[400];
+    snprintf(port, sizeof port, "%d", h.env.redis_port);
+    snprintf(log, sizeof log, "%s/redis.log", h.env.dir);
+    char *argv[] = {"redis-server", "--port",      port,     "--bind", "127.0.0.1",
+                    "--dir",        h.env.dir,     "--save", "",       "--appendonly",
+                    "yes",          "--daemonize", "no",     NULL};
+    sleep_ms(300);
+    h.env.redis_pid = testenv_spawn(argv, log);
+    CHECK(h.env.redis_pid > 0);
+    CHECK(testenv_wait_port(h.env.redis_port, 10000) == 0);
+    CHECK_FINAL(cid, expected_audience(2000, 0));
+}
+
+TEST(devdb_stopped_then_back)
+{
+    CHECK(start_all() == 0);
+    bson_oid_t cid;
+    CHECK(pipeh_campaign(&h, "devdb-pause", "{\"min_spend\": 3000}", &cid) == 0);
+    CHECK_MSG(wait_mid_flight(&cid) == 0, "campaign finished before the disruption");
+    /* Freeze devdb for 5 s: MongoDB calls time out, receipts are retried with backoff. */
+    CHECK(kill(h.env.devdb_pid, SIGSTOP) == 0);
+    sleep_ms(5000);
+    CHECK(kill(h.env.devdb_pid, SIGCONT) == 0);
+    CHECK_FINAL(cid, expected_audience(3000, 0));
+    char err[256];
+    queue_stats st;
+    CHECK(queue_stats_get(h.rc, h.env.prefix, QUEUE_RECEIPTS, &st, err, sizeof err) == 0);
+    fprintf(stderr, "  receipts retried during the pause: %lld\n", st.retried);
+    CHECK(st.retried > 0);
+}
+
+static int run_cli(const char *const *args)
+{
+    char *argv[12];
+    int n = 0;
+    argv[n++] = (char *)testenv_bin("minicrm");
+    for (int i = 0; args[i] && n < 11; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    char log[400];
+    snprintf(log, sizeof log, "%s/cli.log", h.env.dir);
+    pid_t pid = testenv_spawn(argv, log);
+    int status;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid)
+        return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(poison_receipt_dead_letter_and_requeue)
+{
+    CHECK(start_all() == 0);
+    char err[256];
+    queue *q = queue_open(h.rc, h.env.prefix, QUEUE_RECEIPTS, NULL, NULL, err, sizeof err);
+    CHECK(q);
+    /* A receipt for a log that does not exist (yet) and a malformed one. */
+    bson_oid_t lid, cid, uid;
+    bson_oid_init(&lid, NULL);
+    bson_oid_init(&cid, NULL);
+    bson_oid_init(&uid, NULL);
+    char hex[25], job[200];
+    bson_oid_to_string(&lid, hex);
+    snprintf(job, sizeof job,
+             "{\"log_id\":\"%s\",\"vendorMsgId\":\"vm-poison\",\"status\":\"SENT\",\"at\":1}", hex);
+    const char *jobs[] = {job, "{\"log_id\": 42, \"status\": \"SENT\"}"};
+    CHECK_INT_EQ(queue_push_many(q, jobs, NULL, 2), 0);
+    int64_t deadline = time_mono_ms() + 20000;
+    while (queue_dlq_len(q) < 2 && time_mono_ms() < deadline)
+        sleep_ms(50);
+    CHECK_INT_EQ(queue_dlq_len(q), 2);
+    char **dl;
+    CHECK_INT_EQ(queue_dlq_list(q, 0, 2, &dl), 2);
+    bool unknown = strstr(dl[0], "unknown log_id") || strstr(dl[1], "unknown log_id");
+    bool malformed = strstr(dl[0], "malformed") || strstr(dl[1], "malformed");
+    for (int i = 0; i < 2; i++)
+        free(dl[i]);
+    free(dl);
+    CHECK(unknown && malformed);
+    /* The log appears (e.g. restored from a backup); purge the malformed one, requeue the
+     * other with the CLI, and it is applied. */
+    mongoc_collection_t *logs = pipeh_coll(&h, DB_LOGS);
+    bson_t *doc = BCON_NEW("_id", BCON_OID(&lid), "campaign_id", BCON_OID(&cid), "customer_id",
+                           BCON_OID(&uid), "message", BCON_UTF8("hi"), "status",
+                           BCON_UTF8("PENDING"), "createdAt", BCON_DATE_TIME(time_now_ms()),
+                           "updatedAt", BCON_DATE_TIME(time_now_ms()));
+    bson_error_t e;
+    CHECK(mongoc_collection_insert_one(logs, doc, NULL, NULL, &e));
+    bson_destroy(doc);
+    /* Find which index is the malformed one. */
+    CHECK_INT_EQ(queue_dlq_list(q, 0, 2, &dl), 2);
+    int malformed_at = strstr(dl[0], "malformed") ? 0 : 1;
+    for (int i = 0; i < 2; i++)
+        free(dl[i]);
+    free(dl);
+    char idx[8];
+    snprintf(idx, sizeof idx, "%d", malformed_at);
+    const char *purge[] = {"dlq", "purge", QUEUE_RECEIPTS, idx, NULL};
+    CHECK_INT_EQ(run_cli(purge), 0);
+    const char *list[] = {"dlq", "list", QUEUE_RECEIPTS, NULL};
+    CHECK_INT_EQ(run_cli(list), 0);
+    const char *requeue[] = {"dlq", "requeue", QUEUE_RECEIPTS, "--all", NULL};
+    CHECK_INT_EQ(run_cli(requeue), 0);
+    CHECK_INT_EQ(queue_dlq_len(q), 0);
+    deadline = time_mono_ms() + 20000;
+    char status[16] = "";
+    while (strcmp(status, "SENT") && time_mono_ms() < deadline) {
+        bson_t *f = BCON_NEW("_id", BCON_OID(&lid));
+        mongoc_cursor_t *cur = mongoc_collection_find_with_opts(logs, f, NULL, NULL);
+        const bson_t *d;
+        bson_iter_t it;
+        if (mongoc_cursor_next(cur, &d) && bson_iter_init_find(&it, d, "status"))
+            snprintf(status, sizeof status, "%s", bson_iter_utf8(&it, NULL));
+        mongoc_cursor_destroy(cur);
+        bson_destroy(f);
+        if (strcmp(status, "SENT"))
+            sleep_ms(50);
+    }
+    CHECK_STR_EQ(status, "SENT");
+    const char *queues[] = {"queues", NULL};
+    CHECK_INT_EQ(run_cli(queues), 0);
+    mongoc_collection_destroy(logs);
+    queue_close(q);
+}
+
+static const test_case cases[] = {
+    TEST_ENTRY(campaign_exact_counts_and_rules), TEST_ENTRY(kill9_each_process_mid_campaign),
+    TEST_ENTRY(redis_restart_mid_campaign), TEST_ENTRY(devdb_stopped_then_back),
+    TEST_ENTRY(poison_receipt_dead_letter_and_requeue)};
+
+int main(int argc, char **argv)
+{
+    if (pipeh_start(&h) != 0) {
+        fprintf(stderr, "test_pipeline: cannot start services\n");
+        pipeh_stop(&h);
+        return 1;
+    }
+    /* The CLI reads the same environment as the programs. */
+    setenv("MINICRM_TEST_DIR", h.env.dir, 1);
+    /* Delays long enough that the disruptions land while receipts are still coming in. */
+    setenv("MINICRM_VENDOR_SIM_MAX_DELAY_MS", "1500", 1);
+    /* MongoDB calls give up after 0.5 s (socket 3 s), so the devdb pause causes real errors. */
+    setenv("MINICRM_MONGO_TIMEOUT_MS", "500", 1);
+    if (pipeh_seed(&h, NCUST) != 0) {
+        pipeh_stop(&h);
+        return 1;
+    }
+    int rc = test_run_all(__FILE__, cases, sizeof cases / sizeof cases[0], argc, argv);
+    if (rc != 0)
+        fprintf(stderr, "logs of the programs: %s\n", h.env.dir);
+    pipeh_stop(&h);
+    return rc;
+}
