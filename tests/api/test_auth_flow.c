@@ -69,8 +69,18 @@ static size_t on_header(char *d, size_t s, size_t n, void *u)
 /* One request without following redirects. cookie: "sid=..." or NULL; auth: a full
  * Authorization header value or NULL; body: JSON text or NULL. Returns the status (0 on a
  * transport error). */
+static long http_x(resp *r, const char *method, const char *url, const char *cookie,
+                   const char *auth, const char *body, const char *extra);
+
 static long http(resp *r, const char *method, const char *url, const char *cookie, const char *auth,
                  const char *body)
+{
+    return http_x(r, method, url, cookie, auth, body, NULL);
+}
+
+/* http() with extra request header lines ("Name: value"), e.g. Origin. */
+static long http_x(resp *r, const char *method, const char *url, const char *cookie,
+                   const char *auth, const char *body, const char *extra)
 {
     memset(r, 0, sizeof *r);
     CURL *h = curl_easy_init();
@@ -82,6 +92,13 @@ static long http(resp *r, const char *method, const char *url, const char *cooki
     }
     if (body)
         hd = curl_slist_append(hd, "Content-Type: application/json");
+    for (const char *l = extra; l && *l;) { /* one header per '\n'-separated line */
+        char line1[512];
+        size_t len = strcspn(l, "\n");
+        snprintf(line1, sizeof line1, "%.*s", (int)len, l);
+        hd = curl_slist_append(hd, line1);
+        l += len + (l[len] == '\n');
+    }
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
     if (body)
@@ -551,6 +568,32 @@ TEST(unauthenticated_401)
     json_decref(v);
 }
 
+TEST(cors_for_frontend_with_credentials)
+{
+    resp r;
+    char url[160], h[512], cookie[128];
+    /* Preflight from the front end: allowed, with credentials and the Authorization header. */
+    snprintf(url, sizeof url, "%s/api/keys", g_api);
+    CHECK_INT_EQ(http_x(&r, "OPTIONS", url, NULL, NULL, NULL,
+                        "Origin: " FRONT "\nAccess-Control-Request-Method: POST"),
+                 204);
+    CHECK_STR_EQ(header(&r, "Access-Control-Allow-Origin", h, sizeof h), FRONT);
+    CHECK_STR_EQ(header(&r, "Access-Control-Allow-Credentials", h, sizeof h), "true");
+    CHECK_STR_CONTAINS(header(&r, "Access-Control-Allow-Methods", h, sizeof h), "POST");
+    CHECK_STR_CONTAINS(header(&r, "Access-Control-Allow-Headers", h, sizeof h), "Authorization");
+    /* Another origin: refused, and never an Allow-Origin header. */
+    CHECK_INT_EQ(http_x(&r, "OPTIONS", url, NULL, NULL, NULL, "Origin: http://evil.test"), 403);
+    CHECK(header(&r, "Access-Control-Allow-Origin", h, sizeof h) == NULL);
+    /* A credentialed request from the front end gets its origin echoed; others do not. */
+    CHECK_INT_EQ(login("sam@example.com", cookie, sizeof cookie), 0);
+    snprintf(url, sizeof url, "%s/auth/me", g_api);
+    CHECK_INT_EQ(http_x(&r, "GET", url, cookie, NULL, NULL, "Origin: " FRONT), 200);
+    CHECK_STR_EQ(header(&r, "Access-Control-Allow-Origin", h, sizeof h), FRONT);
+    CHECK_STR_EQ(header(&r, "Access-Control-Allow-Credentials", h, sizeof h), "true");
+    CHECK_INT_EQ(http_x(&r, "GET", url, cookie, NULL, NULL, "Origin: http://evil.test"), 200);
+    CHECK(header(&r, "Access-Control-Allow-Origin", h, sizeof h) == NULL);
+}
+
 /* ---------------------------------------------------------------- setup */
 
 static void teardown(void)
@@ -640,6 +683,7 @@ int main(int argc, char **argv)
         TEST_ENTRY(api_keys_http),
         TEST_ENTRY(cli_keys),
         TEST_ENTRY(unauthenticated_401),
+        TEST_ENTRY(cors_for_frontend_with_credentials),
     };
     int rc = setup();
     if (rc != 0) {
