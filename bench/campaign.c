@@ -1,0 +1,195 @@
+/*
+ * bench_campaign: one campaign through the whole pipeline, timed.
+ *
+ *   bench_campaign [N] [--procs P] [--min-delay MS] [--max-delay MS]
+ *
+ * Seeds N customers (default 100000) into a private devdb, starts the real programs
+ * (minicrm-api, minicrm-worker --procs P (default 2), minicrm-receipts, minicrm-vendor-sim with
+ * the vendor delay on, 100-900 ms by default) on a private redis-server, creates one campaign
+ * matching every customer and waits until it is COMPLETED. Prints:
+ *   - messages per second from campaign creation to the last receipt applied,
+ *   - p50 / p99 of send -> receipt-applied latency (log createdAt -> updatedAt of the update
+ *     that made it final; includes the vendor's delay),
+ *   - the peak RSS (VmHWM) of each program (for minicrm-worker: the largest of its processes).
+ * Figures only; nothing is asserted.
+ */
+#include "dbpool.h"
+#include "pipeharness.h"
+#include "timeutil.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int cmp_ll(const void *a, const void *b)
+{
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Largest VmHWM (kB) among the processes of process group pgid. */
+static long peak_rss_kb(pid_t pgid, int *nprocs)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    long best = 0;
+    *nprocs = 0;
+    while (d && (e = readdir(d))) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0)
+            continue;
+        char path[64], buf[4096];
+        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        char *rp = strrchr(buf, ')');
+        if (!rp)
+            continue;
+        char state;
+        long ppid, pgrp;
+        if (sscanf(rp + 2, "%c %ld %ld", &state, &ppid, &pgrp) != 3 || pgrp != pgid)
+            continue;
+        snprintf(path, sizeof path, "/proc/%ld/status", pid);
+        f = fopen(path, "r");
+        if (!f)
+            continue;
+        char line[256];
+        while (fgets(line, sizeof line, f))
+            if (!strncmp(line, "VmHWM:", 6)) {
+                long kb = strtol(line + 6, NULL, 10);
+                if (kb > best)
+                    best = kb;
+                (*nprocs)++;
+            }
+        fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return best;
+}
+
+int main(int argc, char **argv)
+{
+    long n = 100000;
+    const char *procs = "2", *min_delay = "100", *max_delay = "900";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--procs") && i + 1 < argc)
+            procs = argv[++i];
+        else if (!strcmp(argv[i], "--min-delay") && i + 1 < argc)
+            min_delay = argv[++i];
+        else if (!strcmp(argv[i], "--max-delay") && i + 1 < argc)
+            max_delay = argv[++i];
+        else {
+            char *end;
+            n = strtol(argv[i], &end, 10);
+            if (*end || n < 1 || n > 20000000) {
+                fprintf(stderr, "usage: bench_campaign [N] [--procs P] [--min-delay MS] "
+                                "[--max-delay MS]\n");
+                return 2;
+            }
+        }
+    }
+    setenv("MINICRM_LOG_LEVEL", "warn", 1);
+    pipeh h;
+    if (pipeh_start(&h) != 0) {
+        pipeh_stop(&h);
+        return 1;
+    }
+    setenv("MINICRM_VENDOR_SIM_MIN_DELAY_MS", min_delay, 1);
+    setenv("MINICRM_VENDOR_SIM_MAX_DELAY_MS", max_delay, 1);
+    setenv("MINICRM_VENDOR_SIM_SEED", "0", 1);
+    setenv("MINICRM_MONGO_TIMEOUT_MS", "10000", 1);
+    setenv("MINICRM_RECEIPTS_VENDOR_TIMEOUT_S", "120", 1);
+    setenv("MINICRM_RECEIPTS_SWEEP_INTERVAL_S", "30", 1);
+    setenv("MINICRM_RECEIPTS_RECOVER_AFTER_S", "60", 1);
+    setenv("MINICRM_WORKERS_BATCH_SIZE", "1000", 1);
+    int64_t t = time_mono_ms();
+    if (pipeh_seed(&h, (int)n) != 0) {
+        pipeh_stop(&h);
+        return 1;
+    }
+    printf("seeded %ld customers in %.1f s\n", n, (time_mono_ms() - t) / 1000.0);
+    const char *const wargs[] = {"--procs", procs, NULL};
+    if (pipeh_spawn(&h, PH_API, NULL) || pipeh_spawn(&h, PH_WORKER, wargs) ||
+        pipeh_spawn(&h, PH_RECEIPTS, NULL) || pipeh_spawn(&h, PH_VENDOR, NULL)) {
+        pipeh_stop(&h);
+        return 1;
+    }
+    struct timespec pause = {0, 300 * 1000000L};
+    nanosleep(&pause, NULL);
+    bson_oid_t cid;
+    int64_t t0 = time_mono_ms();
+    if (pipeh_campaign(&h, "bench", "{}", &cid) != 0) {
+        pipeh_stop(&h);
+        return 1;
+    }
+    ph_campaign c;
+    int64_t limit_ms = 60000 + n * 2;
+    if (pipeh_wait_completed(&h, &cid, (int)limit_ms, &c) != 0) {
+        fprintf(stderr,
+                "bench_campaign: not completed after %lld ms: status=%s total=%lld "
+                "pending=%lld sent=%lld failed=%lld (logs in %s)\n",
+                (long long)limit_ms, c.status, (long long)c.total, (long long)c.pending,
+                (long long)c.sent, (long long)c.failed, h.env.dir);
+        pipeh_stop(&h);
+        return 1;
+    }
+    double secs = (time_mono_ms() - t0) / 1000.0;
+    /* Peak RSS before anything stops. */
+    const char *names[] = {"minicrm-api", "minicrm-worker", "minicrm-receipts",
+                           "minicrm-vendor-sim"};
+    long rss[PH_NPROCS];
+    int np[PH_NPROCS];
+    for (int i = 0; i < PH_NPROCS; i++)
+        rss[i] = peak_rss_kb(h.pid[i], &np[i]);
+    long devdb_np = 0;
+    int dn;
+    devdb_np = peak_rss_kb(h.env.devdb_pid, &dn);
+    /* Latencies from the logs. */
+    long long *lat = malloc((size_t)n * sizeof *lat);
+    size_t nl = 0;
+    mongoc_collection_t *logs = pipeh_coll(&h, DB_LOGS);
+    bson_t *f = BCON_NEW("campaign_id", BCON_OID(&cid));
+    bson_t *o =
+        BCON_NEW("projection", "{", "createdAt", BCON_INT32(1), "updatedAt", BCON_INT32(1), "}");
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(logs, f, o, NULL);
+    const bson_t *doc;
+    while (lat && mongoc_cursor_next(cur, &doc) && nl < (size_t)n) {
+        bson_iter_t it;
+        int64_t a = 0, b = 0;
+        if (bson_iter_init_find(&it, doc, "createdAt") && BSON_ITER_HOLDS_DATE_TIME(&it))
+            a = bson_iter_date_time(&it);
+        if (bson_iter_init_find(&it, doc, "updatedAt") && BSON_ITER_HOLDS_DATE_TIME(&it))
+            b = bson_iter_date_time(&it);
+        lat[nl++] = b - a;
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(f);
+    bson_destroy(o);
+    mongoc_collection_destroy(logs);
+    qsort(lat, nl, sizeof *lat, cmp_ll);
+    printf("campaign: %lld recipients, %lld SENT, %lld FAILED, completed in %.2f s\n",
+           (long long)c.total, (long long)c.sent, (long long)c.failed, secs);
+    printf("throughput: %.0f messages/s (creation -> last receipt applied)\n",
+           (double)c.total / secs);
+    if (nl)
+        printf("send->receipt-applied latency: p50 %lld ms, p99 %lld ms (vendor delay %s-%s ms "
+               "included)\n",
+               lat[nl / 2], lat[(nl * 99) / 100], min_delay, max_delay);
+    for (int i = 0; i < PH_NPROCS; i++)
+        printf("peak RSS %-20s %7.1f MB (%d process%s)\n", names[i], rss[i] / 1024.0, np[i],
+               np[i] == 1 ? "" : "es");
+    printf("peak RSS %-20s %7.1f MB\n", "minicrm-devdb", devdb_np / 1024.0);
+    free(lat);
+    pipeh_stop(&h);
+    return 0;
+}
