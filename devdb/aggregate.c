@@ -632,8 +632,10 @@ static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
 }
 
 /* Consistent with bv_compare equality: numbers hash by value, documents by fields. */
-static uint64_t value_hash(const bson_value_t *v)
+static uint64_t value_hash_d(const bson_value_t *v, int depth)
 {
+    if (depth > 200)
+        return 0; /* deeper levels only refine the hash; equality is checked fully */
     uint64_t h = (uint64_t)bv_canonical_type(v->value_type) * 31;
     switch (v->value_type) {
     case BSON_TYPE_INT32:
@@ -658,7 +660,7 @@ static uint64_t value_hash(const bson_value_t *v)
             return h;
         while (bson_iter_next(&it)) {
             h = hash_bytes(h, bson_iter_key(&it), bson_iter_key_len(&it));
-            h = mix(h, value_hash(bson_iter_value(&it)));
+            h = mix(h, value_hash_d(bson_iter_value(&it), depth + 1));
         }
         return h;
     }
@@ -671,6 +673,11 @@ static uint64_t value_hash(const bson_value_t *v)
     default:
         return h; /* other types: equal hash, compared fully */
     }
+}
+
+static uint64_t value_hash(const bson_value_t *v)
+{
+    return value_hash_d(v, 0);
 }
 
 static void group_table_release(group_table *t, size_t naccs)

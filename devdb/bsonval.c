@@ -137,8 +137,17 @@ bool bv_as_doc(const bson_value_t *v, bson_t *out)
     return bson_init_static(out, v->value.v_doc.data, v->value.v_doc.data_len);
 }
 
-static int compare_doc_bytes(const uint8_t *da, uint32_t la, const uint8_t *db, uint32_t lb)
+/* Nesting beyond this compares the remaining bytes instead of recursing: a hostile document
+ * nested millions deep must not exhaust the stack. MongoDB itself refuses such documents. */
+#define MAX_COMPARE_DEPTH 200
+
+static int compare_values(const bson_value_t *a, const bson_value_t *b, int depth);
+
+static int compare_doc_bytes(const uint8_t *da, uint32_t la, const uint8_t *db, uint32_t lb,
+                             int depth)
 {
+    if (depth > MAX_COMPARE_DEPTH)
+        return cmp_bytes(da, la, db, lb);
     bson_iter_t ia, ib;
     if (!bson_iter_init_from_data(&ia, da, la) || !bson_iter_init_from_data(&ib, db, lb))
         return cmp_bytes(da, la, db, lb);
@@ -154,7 +163,7 @@ static int compare_doc_bytes(const uint8_t *da, uint32_t la, const uint8_t *db, 
         int c = strcmp(bson_iter_key(&ia), bson_iter_key(&ib));
         if (c)
             return c < 0 ? -1 : 1;
-        c = bv_compare(va, vb);
+        c = compare_values(va, vb, depth + 1);
         if (c)
             return c;
     }
@@ -162,10 +171,10 @@ static int compare_doc_bytes(const uint8_t *da, uint32_t la, const uint8_t *db, 
 
 int bv_compare_docs(const bson_t *a, const bson_t *b)
 {
-    return compare_doc_bytes(bson_get_data(a), a->len, bson_get_data(b), b->len);
+    return compare_doc_bytes(bson_get_data(a), a->len, bson_get_data(b), b->len, 0);
 }
 
-int bv_compare(const bson_value_t *a, const bson_value_t *b)
+static int compare_values(const bson_value_t *a, const bson_value_t *b, int depth)
 {
     int ta = bv_canonical_type(a->value_type), tb = bv_canonical_type(b->value_type);
     if (ta != tb)
@@ -196,7 +205,7 @@ int bv_compare(const bson_value_t *a, const bson_value_t *b)
     case BSON_TYPE_DOCUMENT:
     case BSON_TYPE_ARRAY:
         return compare_doc_bytes(a->value.v_doc.data, a->value.v_doc.data_len, b->value.v_doc.data,
-                                 b->value.v_doc.data_len);
+                                 b->value.v_doc.data_len, depth);
     case BSON_TYPE_BINARY: {
         uint32_t na = a->value.v_binary.data_len, nb = b->value.v_binary.data_len;
         if (na != nb)
@@ -242,10 +251,16 @@ int bv_compare(const bson_value_t *a, const bson_value_t *b)
         if (c)
             return c;
         return compare_doc_bytes(a->value.v_codewscope.scope_data, a->value.v_codewscope.scope_len,
-                                 b->value.v_codewscope.scope_data, b->value.v_codewscope.scope_len);
+                                 b->value.v_codewscope.scope_data, b->value.v_codewscope.scope_len,
+                                 depth);
     }
     }
     return 0;
+}
+
+int bv_compare(const bson_value_t *a, const bson_value_t *b)
+{
+    return compare_values(a, b, 0);
 }
 
 bool bv_equal(const bson_value_t *a, const bson_value_t *b)

@@ -385,9 +385,11 @@ static void copy_value(const bson_value_t *src, bson_value_t *out)
 }
 
 /* Aggregation path lookup from a value; appends into arr when in array mode. */
-static void path_get(const bson_value_t *v, const char *path, bson_value_t *out)
+static void path_get(const bson_value_t *v, const char *path, bson_value_t *out, int depth)
 {
     set_missing(out);
+    if (depth > 200)
+        return; /* nested arrays deeper than MongoDB allows: missing */
     if (*path == '\0') {
         copy_value(v, out);
         return;
@@ -400,7 +402,7 @@ static void path_get(const bson_value_t *v, const char *path, bson_value_t *out)
     if (v->value_type == BSON_TYPE_DOCUMENT) {
         bv_as_doc(v, &d);
         if (bson_iter_init(&it, &d) && bson_iter_find_w_len(&it, path, (int)len))
-            path_get(bson_iter_value(&it), rest, out);
+            path_get(bson_iter_value(&it), rest, out, depth + 1);
         return;
     }
     if (v->value_type == BSON_TYPE_ARRAY) {
@@ -413,7 +415,7 @@ static void path_get(const bson_value_t *v, const char *path, bson_value_t *out)
             if (e->value_type != BSON_TYPE_DOCUMENT && e->value_type != BSON_TYPE_ARRAY)
                 continue;
             bson_value_t r;
-            path_get(e, path, &r);
+            path_get(e, path, &r, depth + 1);
             if (r.value_type != BSON_TYPE_EOD) {
                 char key[16];
                 const char *k;
@@ -1066,7 +1068,7 @@ static int eval(const enode *n, const bson_t *root, bson_value_t *out, bson_erro
         bson_value_t rootv = {.value_type = BSON_TYPE_DOCUMENT};
         rootv.value.v_doc.data = (uint8_t *)bson_get_data(root);
         rootv.value.v_doc.data_len = root->len;
-        path_get(&rootv, n->path, out);
+        path_get(&rootv, n->path, out, 0);
         return 0;
     }
     case E_DOC:

@@ -101,6 +101,13 @@ static pnode *insert_path(projection *p, const char *path, pkind kind, bson_erro
 {
     pnode *cur = &p->root;
     const char *s = path;
+    size_t parts = 1;
+    for (const char *q = path; *q; q++)
+        parts += *q == '.';
+    if (parts > BV_PATH_MAX_PARTS || strlen(path) > BV_PATH_MAX) {
+        mdb_error(err, MDB_BAD_VALUE, "projection path too long: %.40s...", path);
+        return NULL;
+    }
     for (;;) {
         const char *dot = strchr(s, '.');
         size_t len = dot ? (size_t)(dot - s) : strlen(s);
@@ -390,8 +397,10 @@ static void append_elem_match(const pnode *n, const bson_iter_t *it, bson_t *out
 /* Applies subtree t to an array value: documents recurse, nested arrays recurse, scalars are
  * kept only in exclusion mode. */
 static void apply_array(const pnode *t, bool inclusion, const bson_value_t *v, bson_t *out,
-                        apply_ctx *c)
+                        apply_ctx *c, int depth)
 {
+    if (depth > 200)
+        return; /* arrays nested deeper than MongoDB allows are dropped */
     bson_t d;
     bson_iter_t ai;
     uint32_t w = 0;
@@ -412,7 +421,7 @@ static void apply_array(const pnode *t, bool inclusion, const bson_value_t *v, b
             bson_t sub;
             bson_uint32_to_string(w++, &k, kb, sizeof kb);
             bson_append_array_begin(out, k, -1, &sub);
-            apply_array(t, inclusion, e, &sub, c);
+            apply_array(t, inclusion, e, &sub, c, depth + 1);
             bson_append_array_end(out, &sub);
         } else if (!inclusion) {
             bson_uint32_to_string(w++, &k, kb, sizeof kb);
@@ -469,7 +478,7 @@ static void apply_level(const pnode *t, bool inclusion, const bson_t *doc, bool 
             } else if (v->value_type == BSON_TYPE_ARRAY) {
                 bson_t sub;
                 bson_append_array_begin(out, key, (int)klen, &sub);
-                apply_array(n, inclusion, v, &sub, c);
+                apply_array(n, inclusion, v, &sub, c, 0);
                 bson_append_array_end(out, &sub);
             } else if (!inclusion) {
                 bson_append_iter(out, NULL, 0, &it);

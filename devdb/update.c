@@ -154,10 +154,15 @@ static const char *type_name(bson_type_t t)
     }
 }
 
-static void render_value(const bson_value_t *v, char *buf, size_t cap);
+static void render_value_d(const bson_value_t *v, char *buf, size_t cap, int depth);
 
-static void render_doc(const uint8_t *data, uint32_t len, bool is_array, char *buf, size_t cap)
+static void render_doc_d(const uint8_t *data, uint32_t len, bool is_array, char *buf, size_t cap,
+                         int depth)
 {
+    if (depth > 20) {
+        snprintf(buf, cap, "...");
+        return;
+    }
     bson_iter_t it;
     size_t used = 0;
     int w = snprintf(buf, cap, "%s", is_array ? "[" : "{");
@@ -167,7 +172,7 @@ static void render_doc(const uint8_t *data, uint32_t len, bool is_array, char *b
     bool first = true;
     while (bson_iter_next(&it) && used + 1 < cap) {
         char item[256];
-        render_value(bson_iter_value(&it), item, sizeof item);
+        render_value_d(bson_iter_value(&it), item, sizeof item, depth + 1);
         if (is_array)
             w = snprintf(buf + used, cap - used, "%s%s", first ? "" : ", ", item);
         else
@@ -182,7 +187,7 @@ static void render_doc(const uint8_t *data, uint32_t len, bool is_array, char *b
         snprintf(buf + used, cap - used, "%s", is_array ? "]" : "}");
 }
 
-static void render_value(const bson_value_t *v, char *buf, size_t cap)
+static void render_value_d(const bson_value_t *v, char *buf, size_t cap, int depth)
 {
     switch (v->value_type) {
     case BSON_TYPE_INT32:
@@ -216,8 +221,8 @@ static void render_value(const bson_value_t *v, char *buf, size_t cap)
     }
     case BSON_TYPE_DOCUMENT:
     case BSON_TYPE_ARRAY:
-        render_doc(v->value.v_doc.data, v->value.v_doc.data_len, v->value_type == BSON_TYPE_ARRAY,
-                   buf, cap);
+        render_doc_d(v->value.v_doc.data, v->value.v_doc.data_len, v->value_type == BSON_TYPE_ARRAY,
+                     buf, cap, depth);
         return;
     default: {
         bson_t *d = bson_new();
@@ -232,6 +237,16 @@ static void render_value(const bson_value_t *v, char *buf, size_t cap)
         bson_destroy(d);
     }
     }
+}
+
+static void render_value(const bson_value_t *v, char *buf, size_t cap)
+{
+    render_value_d(v, buf, cap, 0);
+}
+
+static void render_doc(const uint8_t *data, uint32_t len, bool is_array, char *buf, size_t cap)
+{
+    render_doc_d(data, len, is_array, buf, cap, 0);
 }
 
 /* "{_id: 1}" for a document, or "{}" when it has no _id. */

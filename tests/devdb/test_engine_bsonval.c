@@ -221,6 +221,34 @@ TEST(index_keys)
     bson_destroy(pat);
 }
 
+/* {a: {a: {... {a: leaf} ...}}} nested `depth` levels, built in linear time. */
+static bson_t *deep_doc(int depth, int leaf)
+{
+    /* One block of bson_t with the 128-byte alignment libbson declares for it. */
+    size_t n = (size_t)depth + 1;
+    bson_t *level = aligned_alloc(128, n * sizeof *level);
+    bson_init(&level[0]);
+    for (int i = 1; i <= depth; i++)
+        bson_append_document_begin(&level[i - 1], "a", 1, &level[i]);
+    BSON_APPEND_INT32(&level[depth], "a", leaf);
+    for (int i = depth; i >= 1; i--)
+        bson_append_document_end(&level[i - 1], &level[i]);
+    bson_t *root = bson_copy(&level[0]);
+    bson_destroy(&level[0]);
+    free(level);
+    return root;
+}
+
+TEST(hostile_nesting_does_not_recurse_unbounded)
+{
+    /* 100,000 levels: comparing must neither overflow the stack nor call them equal. */
+    bson_t *x = deep_doc(100000, 1), *y = deep_doc(100000, 2);
+    CHECK(bv_compare_docs(x, y) < 0);
+    CHECK(bv_compare_docs(x, x) == 0);
+    bson_destroy(x);
+    bson_destroy(y);
+}
+
 TEST(code_names)
 {
     CHECK_STR_EQ(mdb_code_name(11000), "DuplicateKey");
@@ -235,4 +263,5 @@ TEST(code_names)
 
 TEST_MAIN(TEST_ENTRY(cross_type_order), TEST_ENTRY(numbers_compare_across_types),
           TEST_ENTRY(documents_and_arrays), TEST_ENTRY(path_visit), TEST_ENTRY(sort_keys),
-          TEST_ENTRY(index_keys), TEST_ENTRY(code_names))
+          TEST_ENTRY(index_keys), TEST_ENTRY(hostile_nesting_does_not_recurse_unbounded),
+          TEST_ENTRY(code_names))
