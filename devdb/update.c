@@ -971,7 +971,7 @@ static void render_field(const mfield *f, char *buf, size_t cap)
     } else {
         render_value(&f->v, v, sizeof v);
     }
-    snprintf(buf, cap, "{%.*s: %s}", (int)f->nlen, f->name, v);
+    snprintf(buf, cap, "{%.*s: %s}", (int)f->nlen, f->name ? f->name : "", v);
 }
 
 /*

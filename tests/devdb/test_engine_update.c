@@ -53,6 +53,10 @@ TEST(set_unset)
                  "ERR 28 Cannot create field 'b' in element {a: 5}");
     CHECK_STR_EQ(U("{'$set': {'a.b': 1}}", "{'_id': 1, 'a': [1]}"),
                  "ERR 28 Cannot create field 'b' in element {a: [1]}");
+    CHECK_STR_EQ(U("{'$set': {'a.3.b': 1}}", "{'_id': 1, 'a': [1]}"),
+                 "{'_id':1,'a':[1,null,null,{'b':1}]}");
+    CHECK_STR_EQ(U("{'$set': {'a.1.b': 1}}", "{'_id': 1, 'a': [1, 2]}"),
+                 "ERR 28 Cannot create field 'b' in element {1: 2}");
     CHECK_STR_EQ(U("{'$unset': {'a': ''}}", "{'_id': 1, 'a': 1, 'b': 2}"), "{'_id':1,'b':2}");
     CHECK_STR_EQ(U("{'$unset': {'x.y': 1}}", "{'_id': 1, 'a': 1}"), "{'_id':1,'a':1}");
     CHECK_STR_EQ(U("{'$unset': {'a.1': 1}}", "{'_id': 1, 'a': [1, 2, 3]}"),
