@@ -11,8 +11,8 @@ the server is stopped (SIGTERM, then SIGKILL after 5 s) when the command ends. T
 log is printed if the command fails, so a devdb crash is visible in the ctest output.
 
 The exit status is the command's, except that it is 1 (with a message) when devdb cannot be
-started or dies before the command finishes: a crashed server must fail the test even if the
-client shrugged.
+started, dies before the command finishes, or (sanitizer builds) reports an error in its log,
+leaks at exit included: a faulty server must fail the test even if the client shrugged.
 
 Used by tests/clients (pymongo, Node.js) and tests/conformance (CRUD spec runner) so every
 non-C test starts devdb the same way. Standard library only.
@@ -24,6 +24,11 @@ import subprocess
 import sys
 import tempfile
 import time
+
+
+# Lines a sanitizer build of devdb writes when it finds a bug (including leaks at exit).
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
 
 
 def free_port():
@@ -96,11 +101,21 @@ class Devdb:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self):
+        """Stop the server and remove its directory. Returns the sanitizer report found in
+        its log (ASan/LSan/UBSan, e.g. leaks reported at exit), or None when clean."""
+        report = None
         if self.proc is not None:
             stop(self.proc)
         if self.tmp is not None:
+            text = self.log()
+            for marker in SANITIZER_MARKERS:
+                at = text.find(marker)
+                if at >= 0:
+                    report = text[max(0, at - 200):]
+                    break
             self.tmp.cleanup()
             self.tmp = None
+        return report
 
 
 def main(argv):
@@ -138,9 +153,12 @@ def main(argv):
             rc = rc or 1
         if rc not in (0, 77):
             sys.stderr.write("---- devdb log (tail) ----\n%s\n" % server.log())
-        return rc
     finally:
-        server.stop()
+        report = server.stop()
+    if report:
+        sys.stderr.write("with_devdb: minicrm-devdb reported a sanitizer error:\n%s\n" % report)
+        rc = 1
+    return rc
 
 
 if __name__ == "__main__":

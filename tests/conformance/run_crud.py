@@ -139,7 +139,10 @@ def main():
             if not alive:
                 print("run_crud: minicrm-devdb died during the run; log tail:\n%s" % server.log())
                 counts["FAIL"] += 0 if failures else 1
-            server.stop()
+            report = server.stop()
+            if report:
+                print("run_crud: minicrm-devdb reported a sanitizer error:\n%s" % report)
+                counts["FAIL"] += 1
 
     elapsed = time.monotonic() - t0
     if opts.report:
