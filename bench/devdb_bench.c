@@ -139,6 +139,10 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         usage(stderr);
         return -1;
     }
+    if (o->n > INT32_MAX || o->range > INT32_MAX / 2) {
+        fprintf(stderr, "bench_devdb: -n and --range must fit the int32 key k\n");
+        return -1;
+    }
     if (o->batch > 100000) {
         fprintf(stderr, "bench_devdb: --batch is capped at 100000\n");
         return -1;
