@@ -511,10 +511,13 @@ void bv_sort_key(const bson_t *doc, const char *path, int dir, bson_value_t *out
 #define MAX_PATTERN_FIELDS 32
 
 typedef struct {
-    bson_value_t *a;
+    bson_value_t *a; /* inl until more than VLIST_INLINE values */
     size_t n, cap;
     bool overflow;
+    bson_value_t inl[4];
 } vlist;
+
+#define VLIST_INLINE 4
 
 static bool vlist_cb(const bson_value_t *v, void *ctx)
 {
@@ -525,11 +528,14 @@ static bool vlist_cb(const bson_value_t *v, void *ctx)
             l->overflow = true;
             return true;
         }
-        bson_value_t *na = realloc(l->a, ncap * sizeof *na);
+        bson_value_t *na =
+            l->a == l->inl ? malloc(ncap * sizeof *na) : realloc(l->a, ncap * sizeof *na);
         if (!na) {
             l->overflow = true;
             return true;
         }
+        if (l->a == l->inl)
+            memcpy(na, l->inl, l->n * sizeof *na);
         l->a = na;
         l->cap = ncap;
     }
@@ -573,7 +579,6 @@ int bv_index_keys(const bson_t *doc, const bson_t *pattern, bv_key_cb cb, void *
     bson_t key;
     bool key_inited = false;
 
-    memset(lists, 0, sizeof lists);
     if (is_multikey)
         *is_multikey = false;
     if (!bson_iter_init(&it, pattern)) {
@@ -593,6 +598,10 @@ int bv_index_keys(const bson_t *doc, const bson_t *pattern, bv_key_cb cb, void *
         const char *path = bson_iter_key(&it);
         names[nf] = path;
         vlist *l = &lists[nf++];
+        l->a = l->inl;
+        l->n = 0;
+        l->cap = VLIST_INLINE;
+        l->overflow = false;
         bool saw_array = false;
         path_visit(doc, path, BV_PATH_EXPAND_LEAF | BV_PATH_NO_LEAF_ARRAY | BV_PATH_REPORT_MISSING,
                    vlist_cb, l, &saw_array);
@@ -657,7 +666,8 @@ out:
     if (key_inited)
         bson_destroy(&key);
     for (size_t f = 0; f < nf; f++)
-        free(lists[f].a);
+        if (lists[f].a != lists[f].inl)
+            free(lists[f].a);
     return rc;
 }
 
