@@ -11,7 +11,9 @@
  * State lives in --dir (default ./.minicrm): redis/ and devdb/ data, up.lock (held with flock
  * while up runs, so a second `up` refuses to start a second set) and up.state (what runs).
  */
+#include "auth_keys.h"
 #include "commands.h"
+#include "dbpool.h"
 #include "rconn.h"
 #include "signals.h"
 #include "supervise.h"
@@ -99,6 +101,49 @@ static long http_status(const char *url, int timeout_ms)
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
     curl_easy_cleanup(h);
     return code;
+}
+
+/* On the first start (no active admin key in the store), create one and print it once: the
+ * way in without Google. 0 if a key exists or was made. */
+static int ensure_admin_key(supervisor *sup, const minicrm_config *cfg)
+{
+    char err[256];
+    dbpool *db =
+        dbpool_new(cfg->mongo.uri, 2, cfg->mongo.timeout_ms, "minicrm-up", err, sizeof err);
+    if (!db) {
+        sup_say(sup, "cannot check API keys: %s", err);
+        return -1;
+    }
+    json_t *keys = NULL;
+    int rc = auth_keys_list(db, 10000, &keys, err, sizeof err);
+    bool have_admin = false;
+    size_t i;
+    json_t *k;
+    json_array_foreach(keys, i, k)
+    {
+        if (!json_is_true(json_object_get(k, "revoked")) &&
+            !strcmp(json_string_value(json_object_get(k, "role")) ?: "", "admin"))
+            have_admin = true;
+    }
+    json_decref(keys);
+    if (rc == 0 && !have_admin) {
+        char key[AUTH_KEY_LEN + 1];
+        json_t *doc = NULL;
+        rc = auth_keys_create(db, AUTH_ROLE_ADMIN, "first admin (minicrm up)", "minicrm up", key,
+                              &doc, err, sizeof err);
+        json_decref(doc);
+        if (rc == 0) {
+            sup_say(sup, "first start: created an admin API key. It is shown only this once:");
+            sup_say(sup, "    %s", key);
+            sup_say(sup,
+                    "use it as: curl -H 'Authorization: Bearer %s' http://localhost:%d/auth/me",
+                    key, cfg->api.port);
+        }
+    }
+    if (rc != 0)
+        sup_say(sup, "cannot check or create the admin API key: %s", err);
+    dbpool_free(db);
+    return rc;
 }
 
 static void usage(void)
@@ -196,6 +241,17 @@ int cmd_up(cli_ctx *ctx)
         }
     }
 
+    /* The vendor simulator posts receipts to this API: follow the API's port unless the user
+     * pointed API_BASE_URL elsewhere. */
+    if (!env_set("API_BASE_URL", "MINICRM_VENDOR_SIM_API_BASE_URL") &&
+        !strcmp(cfg->vendor_sim.api_base_url, "http://localhost:5000")) {
+        char url[64];
+        snprintf(url, sizeof url, "http://127.0.0.1:%d", cfg->api.port);
+        if (cfg_set(cfg, "vendor_sim.api_base_url", url, "minicrm up", err, sizeof err) != 0) {
+            fprintf(stderr, "minicrm up: %s\n", err);
+            return 2;
+        }
+    }
     export_config(cfg);
     if (signals_install() != 0) {
         fprintf(stderr, "minicrm up: cannot install signal handlers\n");
@@ -301,6 +357,7 @@ int cmd_up(cli_ctx *ctx)
             if (http_status(ready_url, 500) == 200) {
                 ready = true;
                 sup_say(&sup, "ready in %.1f s", (double)(now - t0) / 1000.0);
+                ensure_admin_key(&sup, cfg);
                 sup_say(&sup, "API:    http://localhost:%d  (GET /healthz, /readyz, /metrics)",
                         cfg->api.port);
                 sup_say(&sup,

@@ -28,5 +28,7 @@ int cmd_up(cli_ctx *ctx);
 int cmd_keys(cli_ctx *ctx);
 int cmd_queues(cli_ctx *ctx);
 int cmd_dlq(cli_ctx *ctx);
+int cmd_seed(cli_ctx *ctx);
+int cmd_demo(cli_ctx *ctx);
 
 #endif

@@ -18,6 +18,8 @@ static const command commands[] = {
     {"keys", cmd_keys, "API keys: create --role admin|staff [--name N], list, revoke ID|PREFIX"},
     {"queues", cmd_queues, "queue depths, in-flight, delayed, dead and throughput (--watch, --json)"},
     {"dlq", cmd_dlq, "dead letters: list|show|requeue|purge QUEUE [INDEX|--all]"},
+    {"seed", cmd_seed, "create reproducible customers and orders through the API (--customers N --orders M)"},
+    {"demo", cmd_demo, "run one campaign end to end against a running 'up' and show its progress"},
     {"config", cmd_config, "print the effective configuration (--defaults, --table, --secrets)"},
 };
 
