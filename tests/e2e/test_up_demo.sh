@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# End to end, as a new user: a fresh clone, the README's first command (with free ports), then
+# `minicrm demo` must complete a campaign with exact counts; a second `up` must refuse to start
+# a second set; a killed child must be restarted; Ctrl-C must stop everything and leave
+# nothing running.
+set -euo pipefail
+src=${1:?usage: test_up_demo.sh SOURCE_DIR}
+work=$(mktemp -d /tmp/minicrm-e2e-XXXXXX)
+up_pid=""
+cleanup() {
+  if [ -n "$up_pid" ] && kill -0 "$up_pid" 2>/dev/null; then
+    kill -INT "$up_pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$up_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$up_pid" 2>/dev/null || true
+  fi
+  pkill -KILL -f "$work/" 2>/dev/null || true
+  [ -n "${MINICRM_TEST_KEEP:-}" ] || rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; echo "--- up log (tail)"; tail -40 "$work/up.log" 2>/dev/null || true; exit 1; }
+
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_for() { # wait_for SECONDS CMD...
+  local t=$1; shift
+  for _ in $(seq 1 $((t * 10))); do "$@" && return 0; sleep 0.1; done
+  return 1
+}
+
+# A fresh clone of what is committed (or a copy of the tree when it is not a git checkout).
+if git -C "$src" rev-parse --git-dir >/dev/null 2>&1; then
+  git clone -q "$src" "$work/minicrm"
+else
+  mkdir "$work/minicrm" && (cd "$src" && tar --exclude='./build*' -cf - .) | tar -C "$work/minicrm" -xf -
+fi
+cd "$work/minicrm"
+up_cmd=$(awk '/^```/{n++; next} n==1 && NF {sub(/[ \t]+#.*/, ""); print; exit}' README.md)
+[ -n "$up_cmd" ] || fail "README has no first command"
+echo "README's first command: $up_cmd"
+
+redis_port=$(free_port); devdb_port=$(free_port); api_port=$(free_port)
+flags=(--set "redis.url=redis://127.0.0.1:$redis_port/0"
+       --set "mongo.uri=mongodb://127.0.0.1:$devdb_port/minicrm"
+       --set "api.port=$api_port")
+# shellcheck disable=SC2086
+setsid $up_cmd "${flags[@]}" --workers 2 --dir "$work/state" > "$work/up.log" 2>&1 &
+up_pid=$!
+wait_for 300 grep -q "ready in" "$work/up.log" || fail "system not ready"
+grep -q "first start: created an admin API key" "$work/up.log" || fail "no first admin key printed"
+admin_key=$(grep -A1 "first start: created an admin API key" "$work/up.log" | tail -1 | grep -o 'mck_[A-Za-z0-9_-]*')
+[ -n "$admin_key" ] || fail "admin key not shown"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $admin_key" "http://127.0.0.1:$api_port/api/keys")
+[ "$code" = 200 ] || fail "the printed admin key does not work (HTTP $code)"
+echo "ok: ready, admin key printed and working"
+
+# A second `up` on the same state dir says what runs and starts nothing.
+if build/bin/minicrm up "${flags[@]}" --dir "$work/state" > "$work/up2.log" 2>&1; then
+  fail "second up did not refuse"
+fi
+grep -q "already running" "$work/up2.log" || fail "second up did not say what is running"
+echo "ok: second up refused"
+
+# A crashed child is reported and restarted.
+old=$(pgrep -f "$work/minicrm/build/bin/minicrm-receipts" | head -1)
+[ -n "$old" ] || fail "no receipts worker running"
+kill -KILL "$old"
+wait_for 30 grep -q "receipts .*killed by signal 9; restarting" "$work/up.log" || fail "crash not reported"
+restarted() { local p; p=$(pgrep -f "$work/minicrm/build/bin/minicrm-receipts" | head -1); [ -n "$p" ] && [ "$p" != "$old" ]; }
+wait_for 30 restarted || fail "receipts worker not restarted"
+echo "ok: killed receipts worker reported and restarted"
+
+# The demo: seeds, creates a campaign, follows it to completion, checks exact counts itself.
+build/bin/minicrm demo "${flags[@]}" --customers 400 > "$work/demo.log" 2>&1 || { cat "$work/demo.log"; fail "demo failed"; }
+grep -q "status      COMPLETED" "$work/demo.log" || { cat "$work/demo.log"; fail "campaign not completed"; }
+cat "$work/demo.log" | sed -n '/campaign    /,/time /p'
+# Cross-check the exact counts over HTTP with the admin key.
+camp=$(grep -o 'campaign [0-9a-f]\{24\}' "$work/demo.log" | head -1 | cut -d' ' -f2)
+/usr/bin/python3 - "$api_port" "$admin_key" "$camp" <<'PY' || fail "counts do not add up"
+import json, sys, urllib.request
+port, key, camp = sys.argv[1:]
+def get(path):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {key}"})
+    return json.load(urllib.request.urlopen(req))
+c = get(f"/api/campaigns/{camp}")
+p = c["progress"]
+seen, after = {}, None
+while True:
+    page = get(f"/api/campaigns/{camp}/logs?limit=1000" + (f"&after={after}" if after else ""))
+    for log in page:
+        cid = log["customer_id"]["_id"] if isinstance(log["customer_id"], dict) else log["customer_id"]
+        assert cid not in seen, f"two logs for customer {cid}"
+        seen[cid] = log["status"]
+    if len(page) < 1000:
+        break
+    after = page[-1]["_id"]
+by = {s: sum(1 for v in seen.values() if v == s) for s in ("PENDING", "SENT", "FAILED")}
+print("logs by status:", by, "campaign:", {k: p[k] for k in ("audience_size", "sent", "failed", "pending")})
+assert len(seen) == p["audience_size"] == c["audience_size"]
+assert by["PENDING"] == 0 and by["SENT"] == p["sent"] and by["FAILED"] == p["failed"]
+assert c["status"] == "COMPLETED"
+PY
+echo "ok: demo completed with exact counts"
+
+# Ctrl-C: everything stops, in reverse order, and nothing is left.
+kill -INT "$up_pid"
+wait_for 60 bash -c "! kill -0 $up_pid 2>/dev/null" || fail "up did not stop"
+wait "$up_pid" && rc=0 || rc=$?
+up_pid=""
+[ "$rc" = 0 ] || fail "up exited with $rc"
+grep -q "all stopped" "$work/up.log" || fail "no 'all stopped'"
+if pgrep -f "$work/" >/dev/null; then pgrep -fa "$work/"; fail "processes left running"; fi
+for p in $redis_port $devdb_port $api_port; do
+  if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then fail "port $p still open"; fi
+done
+echo "ok: stopped cleanly, nothing left running"
+echo "test_up_demo: 5 passed, 0 failed"
