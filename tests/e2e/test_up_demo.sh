@@ -44,7 +44,8 @@ flags=(--set "redis.url=redis://127.0.0.1:$redis_port/0"
 # shellcheck disable=SC2086
 setsid $up_cmd "${flags[@]}" --workers 2 --dir "$work/state" > "$work/up.log" 2>&1 &
 up_pid=$!
-wait_for 300 grep -q "ready in" "$work/up.log" || fail "system not ready"
+up_ready() { kill -0 "$up_pid" 2>/dev/null || fail "up exited before it was ready"; grep -q "ready in" "$work/up.log"; }
+wait_for 300 up_ready || fail "system not ready"
 grep -q "first start: created an admin API key" "$work/up.log" || fail "no first admin key printed"
 admin_key=$(grep -A1 "first start: created an admin API key" "$work/up.log" | tail -1 | grep -o 'mck_[A-Za-z0-9_-]*')
 [ -n "$admin_key" ] || fail "admin key not shown"
