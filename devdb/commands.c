@@ -374,12 +374,12 @@ static void append_coll_info(store_coll *c, bool name_only, bson_t *e)
     BSON_APPEND_UTF8(e, "type", "collection");
     if (name_only)
         return;
-    BSON_APPEND_DOCUMENT(e, "options", &c->options);
+    BSON_APPEND_DOCUMENT(e, "options", c->options);
     bson_t d;
     BSON_APPEND_DOCUMENT_BEGIN(e, "info", &d);
     BSON_APPEND_BOOL(&d, "readOnly", false);
     bson_append_document_end(e, &d);
-    BSON_APPEND_DOCUMENT(e, "idIndex", &c->idx[0]->spec);
+    BSON_APPEND_DOCUMENT(e, "idIndex", c->idx[0]->spec);
 }
 
 static int cmd_listcollections(cmd_ctx *x, bson_t *reply, bson_error_t *err)
@@ -511,7 +511,7 @@ static int cmd_dbstats(cmd_ctx *x, bson_t *reply, bson_error_t *err)
 /* Is `spec` (a createIndexes entry) the same index as ix (same key, name and uniqueness)? */
 static int index_conflict(store_index *ix, const store_index *want, bson_error_t *err)
 {
-    bool same_key = index_pattern_equal(ix, &want->key);
+    bool same_key = index_pattern_equal(ix, want->key);
     bool same_name = strcmp(ix->name, want->name) == 0;
     if (same_name && !same_key)
         return mdb_error(err, MDB_INDEX_KEY_SPECS_CONFLICT,
@@ -614,7 +614,7 @@ static int cmd_listindexes(cmd_ctx *x, bson_t *reply, bson_error_t *err)
     store_rdlock(x->env->st);
     store_coll *c = store_coll_find(x->env->st, x->db, x->coll);
     for (size_t i = 0; c && i < c->nidx; i++)
-        cursor_push_doc(cur, &c->idx[i]->spec);
+        cursor_push_doc(cur, c->idx[i]->spec);
     store_unlock(x->env->st);
     if (!c) {
         cursor_free(cur);

@@ -99,12 +99,9 @@ static index_node *find_pred(const store_index *ix, const bson_t *key, uint64_t 
     return x->next[0];
 }
 
-static void link_node(store_index *ix, index_node *n)
+/* Links n after the per-level predecessors in update[]. */
+static void link_at(store_index *ix, index_node *n, index_node **update)
 {
-    index_node *update[INDEX_MAX_LEVEL];
-    bson_t key;
-    node_key(n, &key);
-    find_pred(ix, &key, n->rid, update);
     if (n->level > ix->level) {
         for (int i = ix->level; i < n->level; i++)
             update[i] = ix->head;
@@ -113,6 +110,8 @@ static void link_node(store_index *ix, index_node *n)
     for (int i = 0; i < n->level; i++) {
         n->next[i] = update[i]->next[i];
         update[i]->next[i] = n;
+        if (!n->next[i])
+            ix->lastl[i] = n;
     }
     n->prev = update[0] == ix->head ? NULL : update[0];
     if (n->next[0])
@@ -120,6 +119,47 @@ static void link_node(store_index *ix, index_node *n)
     else
         ix->tail = n;
     ix->count++;
+}
+
+/*
+ * Inserts node n. Keys that arrive in ascending order (ObjectIds, counters, timestamps) are
+ * appended after the tail with a single comparison; others take an O(log n) search. On a
+ * unique index an entry with an equal key and another record id is a violation: returns 1
+ * and leaves n unlinked.
+ */
+static int insert_node(store_index *ix, index_node *n, bson_t *dup_key)
+{
+    index_node *update[INDEX_MAX_LEVEL];
+    bson_t key;
+    node_key(n, &key);
+    if (ix->tail) {
+        bson_t tk;
+        node_key(ix->tail, &tk);
+        int kc = bv_key_compare(&tk, &key, ix->dirs, ix->nfields);
+        if (kc < 0 || (kc == 0 && !ix->unique && ix->tail->rid < n->rid)) {
+            for (int i = 0; i < INDEX_MAX_LEVEL; i++)
+                update[i] = ix->lastl[i] ? ix->lastl[i] : ix->head;
+            link_at(ix, n, update);
+            return 0;
+        }
+    }
+    if (ix->unique) {
+        for (index_node *s = find_pred(ix, &key, 0, update); s; s = s->next[0]) {
+            bson_t sk;
+            node_key(s, &sk);
+            if (bv_key_compare(&sk, &key, ix->dirs, ix->nfields) != 0)
+                break;
+            if (s->rid != n->rid) {
+                if (dup_key)
+                    bson_concat(dup_key, &sk);
+                return 1;
+            }
+        }
+    } else {
+        find_pred(ix, &key, n->rid, update);
+    }
+    link_at(ix, n, update);
+    return 0;
 }
 
 static void unlink_key(store_index *ix, const bson_t *key, uint64_t rid)
@@ -131,6 +171,8 @@ static void unlink_key(store_index *ix, const bson_t *key, uint64_t rid)
     for (int i = 0; i < n->level; i++) {
         if (update[i]->next[i] == n)
             update[i]->next[i] = n->next[i];
+        if (ix->lastl[i] == n)
+            ix->lastl[i] = update[i] == ix->head ? NULL : update[i];
     }
     if (n->next[0])
         n->next[0]->prev = n->prev;
@@ -158,8 +200,8 @@ static store_index *index_alloc(void)
     ix->head->level = INDEX_MAX_LEVEL;
     ix->level = 1;
     ix->rng = 0x9e3779b9u;
-    bson_init(&ix->key);
-    bson_init(&ix->spec);
+    ix->key = bson_new();
+    ix->spec = bson_new();
     return ix;
 }
 
@@ -177,8 +219,8 @@ void index_free(store_index *ix)
     for (size_t i = 0; i < ix->nfields; i++)
         free(ix->paths[i]);
     free(ix->name);
-    bson_destroy(&ix->key);
-    bson_destroy(&ix->spec);
+    bson_destroy(ix->key);
+    bson_destroy(ix->spec);
     free(ix);
 }
 
@@ -229,8 +271,8 @@ store_index *index_new(const bson_t *spec, bson_error_t *err)
             bson_iter_document(&it, &dl, &dd);
             bson_t kd;
             bson_init_static(&kd, dd, dl);
-            bson_destroy(&ix->key);
-            bson_copy_to(&kd, &ix->key);
+            bson_destroy(ix->key);
+            ix->key = bson_copy(&kd);
             have_key = true;
         } else if (strcmp(k, "name") == 0) {
             if (!BSON_ITER_HOLDS_UTF8(&it)) {
@@ -250,16 +292,16 @@ store_index *index_new(const bson_t *spec, bson_error_t *err)
                   "index specification");
         goto fail;
     }
-    if (bson_count_keys(&ix->key) == 0) {
+    if (bson_count_keys(ix->key) == 0) {
         mdb_error(err, MDB_CANNOT_CREATE_INDEX, "Index keys cannot be empty.");
         goto fail;
     }
-    int n = bv_pattern_dirs(&ix->key, ix->dirs, INDEX_MAX_FIELDS);
+    int n = bv_pattern_dirs(ix->key, ix->dirs, INDEX_MAX_FIELDS);
     if (n < 0) {
         mdb_error(err, MDB_CANNOT_CREATE_INDEX, "Index key pattern has too many fields");
         goto fail;
     }
-    bson_iter_init(&it, &ix->key);
+    bson_iter_init(&it, ix->key);
     while (bson_iter_next(&it)) {
         const bson_value_t *v = bson_iter_value(&it);
         if (!bv_is_number(v->value_type) || bv_as_double(v) == 0) {
@@ -279,7 +321,7 @@ store_index *index_new(const bson_t *spec, bson_error_t *err)
     }
     char nbuf[1024];
     if (!name) {
-        if (default_name(&ix->key, nbuf, sizeof nbuf) != 0) {
+        if (default_name(ix->key, nbuf, sizeof nbuf) != 0) {
             mdb_error(err, MDB_CANNOT_CREATE_INDEX, "index name too long");
             goto fail;
         }
@@ -293,15 +335,15 @@ store_index *index_new(const bson_t *spec, bson_error_t *err)
     if (strcmp(ix->name, "_id_") == 0)
         ix->unique = true;
     /* Spec as listIndexes shows it: v, key, name first, then the remaining options. */
-    BSON_APPEND_INT32(&ix->spec, "v", 2);
-    BSON_APPEND_DOCUMENT(&ix->spec, "key", &ix->key);
-    BSON_APPEND_UTF8(&ix->spec, "name", ix->name);
+    BSON_APPEND_INT32(ix->spec, "v", 2);
+    BSON_APPEND_DOCUMENT(ix->spec, "key", ix->key);
+    BSON_APPEND_UTF8(ix->spec, "name", ix->name);
     bson_iter_init(&it, spec);
     while (bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);
         if (strcmp(k, "key") && strcmp(k, "name") && strcmp(k, "v") && strcmp(k, "ns") &&
             !(strcmp(k, "unique") == 0 && strcmp(ix->name, "_id_") == 0))
-            bson_append_value(&ix->spec, k, -1, bson_iter_value(&it));
+            bson_append_value(ix->spec, k, -1, bson_iter_value(&it));
     }
     return ix;
 fail:
@@ -418,7 +460,7 @@ static int gen_keys(store_index *ix, const bson_t *doc, pending *p, bool *multik
     p->a = p->inl;
     p->cap = sizeof p->inl / sizeof p->inl[0];
     p->n = 0;
-    int rc = bv_index_keys(doc, &ix->key, collect_key, p, multikey, err);
+    int rc = bv_index_keys(doc, ix->key, collect_key, p, multikey, err);
     if (rc == 2)
         return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory building index keys");
     return rc == 0 ? 0 : -1;
@@ -459,20 +501,24 @@ int index_add(store_index *ix, const bson_t *doc, uint64_t rid, bson_t *dup_key,
         pending_free(&p);
         return -1;
     }
-    if (ix->unique) {
-        for (size_t i = 0; i < p.n; i++) {
-            bson_t k;
-            node_key(p.a[i], &k);
-            if (key_taken(ix, &k, rid)) {
-                if (dup_key)
-                    bson_concat(dup_key, &k);
-                pending_free(&p);
-                return 1;
+    for (size_t i = 0; i < p.n; i++) {
+        if (insert_node(ix, p.a[i], dup_key) != 0) {
+            /* Undo this document's keys linked so far; free the rest. */
+            for (size_t j = 0; j < i; j++) {
+                bson_t k;
+                node_key(p.a[j], &k);
+                bson_t copy;
+                bson_copy_to(&k, &copy);
+                unlink_key(ix, &copy, rid);
+                bson_destroy(&copy);
             }
+            for (size_t j = i; j < p.n; j++)
+                free(p.a[j]);
+            p.n = 0;
+            pending_free(&p);
+            return 1;
         }
     }
-    for (size_t i = 0; i < p.n; i++)
-        link_node(ix, p.a[i]);
     p.n = 0;
     pending_free(&p);
     if (mk)

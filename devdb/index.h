@@ -26,8 +26,8 @@ typedef struct index_node index_node;
 
 typedef struct store_index {
     char *name;     /* "_id_", "name_1", ... */
-    bson_t key;     /* key pattern, e.g. {name: 1} */
-    bson_t spec;    /* as listIndexes shows it: {v: 2, key, name, unique?, ...} */
+    bson_t *key;    /* key pattern, e.g. {name: 1} (heap: bson_t needs 128-byte alignment) */
+    bson_t *spec;   /* as listIndexes shows it: {v: 2, key, name, unique?, ...} */
     bool unique;    /* _id_ is always unique */
     bool sparse;    /* documents missing every indexed field are not indexed */
     bool multikey;  /* some document had an array on an indexed path */
@@ -35,8 +35,9 @@ typedef struct store_index {
     int dirs[INDEX_MAX_FIELDS];
     char *paths[INDEX_MAX_FIELDS]; /* the pattern's field paths */
     /* skiplist */
-    index_node *head; /* sentinel with INDEX_MAX_LEVEL forward pointers */
-    index_node *tail; /* last node, or NULL when empty */
+    index_node *head;                   /* sentinel with INDEX_MAX_LEVEL forward pointers */
+    index_node *tail;                   /* last node, or NULL when empty */
+    index_node *lastl[INDEX_MAX_LEVEL]; /* last node per level (NULL: none), for appends */
     int level;
     size_t count; /* entries */
     uint32_t rng;

@@ -46,7 +46,7 @@ static void coll_free(store_coll *c)
     for (size_t i = 0; i < c->nidx; i++)
         index_free(c->idx[i]);
     free(c->idx);
-    bson_destroy(&c->options);
+    bson_destroy(c->options);
     free(c->name);
     free(c->ns);
     free(c);
@@ -208,9 +208,7 @@ store_coll *store_coll_create(store *st, const char *db, const char *coll, const
     store_coll *c = calloc(1, sizeof *c);
     if (!c)
         goto oom;
-    bson_init(&c->options);
-    if (options)
-        bson_concat(&c->options, options);
+    c->options = options ? bson_copy(options) : bson_new();
     size_t nsl = strlen(db) + strlen(coll) + 2;
     c->name = strdup(coll);
     c->ns = malloc(nsl);
@@ -276,7 +274,7 @@ static int dup_error(store_coll *c, store_index *ix, const bson_t *key, bson_err
     bson_init(&kv);
     index_format_key(ix, key, kbuf, sizeof kbuf, &kv);
     if (dup_info) {
-        BSON_APPEND_DOCUMENT(dup_info, "keyPattern", &ix->key);
+        BSON_APPEND_DOCUMENT(dup_info, "keyPattern", ix->key);
         BSON_APPEND_DOCUMENT(dup_info, "keyValue", &kv);
     }
     bson_destroy(&kv);

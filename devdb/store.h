@@ -41,7 +41,7 @@ typedef struct store_coll {
     uint64_t data_bytes;
     store_index **idx; /* idx[0] is _id_ */
     size_t nidx, capidx;
-    bson_t options; /* create options as given */
+    bson_t *options; /* create options as given (heap: bson_t needs 128-byte alignment) */
 } store_coll;
 
 typedef struct store_db {

@@ -1,0 +1,586 @@
+/*
+ * Integration tests of minicrm-devdb's server half through libmongoc (and a raw socket for
+ * malformed messages) against a private devdb started by testenv: handshake, CRUD, cursors
+ * with getMore, write errors, indexes, concurrency from a client pool, protocol robustness.
+ */
+#include "test.h"
+#include "testenv.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <mongoc/mongoc.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static testenv env;
+static mongoc_client_pool_t *pool;
+
+static mongoc_collection_t *coll_get(mongoc_client_t *cl, const char *name)
+{
+    return mongoc_client_get_collection(cl, env.db_name, name);
+}
+
+/* Runs a command on the test database; returns true on ok:1, reply always initialised. */
+static bool run_cmd(mongoc_client_t *cl, const bson_t *cmd, bson_t *reply, bson_error_t *err)
+{
+    return mongoc_client_command_simple(cl, env.db_name, cmd, NULL, reply, err);
+}
+
+static int64_t server_counter(mongoc_client_t *cl, const char *which)
+{
+    bson_t cmd = BSON_INITIALIZER, reply;
+    bson_error_t err;
+    BSON_APPEND_INT32(&cmd, "serverStatus", 1);
+    int64_t v = -1;
+    if (mongoc_client_command_simple(cl, "admin", &cmd, NULL, &reply, &err)) {
+        bson_iter_t it, sub;
+        char path[128];
+        snprintf(path, sizeof path, "metrics.queryExecutor.%s", which);
+        if (bson_iter_init(&it, &reply) && bson_iter_find_descendant(&it, path, &sub))
+            v = bson_iter_as_int64(&sub);
+    }
+    bson_destroy(&cmd);
+    bson_destroy(&reply);
+    return v;
+}
+
+TEST(hello_reports_standalone_44)
+{
+    mongoc_client_t *cl = mongoc_client_pool_pop(pool);
+    bson_t cmd = BSON_INITIALIZER, reply;
+    bson_error_t err;
+    BSON_APPEND_INT32(&cmd, "isMaster", 1);
+    bool ok = mongoc_client_command_simple(cl, "admin", &cmd, NULL, &reply, &err);
+    bson_iter_t it;
+    CHECK_MSG(ok, "isMaster: %s", err.message);
+    CHECK(bson_iter_init_find(&it, &reply, "ismaster") && BSON_ITER_HOLDS_BOOL(&it) &&
+          bson_iter_bool(&it));
+    CHECK(bson_iter_init_find(&it, &reply, "maxBsonObjectSize") && BSON_ITER_HOLDS_INT32(&it));
+    CHECK_INT_EQ(bson_iter_int32(&it), 16777216);
+    CHECK(bson_iter_init_find(&it, &reply, "maxWireVersion") && BSON_ITER_HOLDS_INT32(&it));
+    CHECK_INT_EQ(bson_iter_int32(&it), 9);
+    CHECK(bson_iter_init_find(&it, &reply, "connectionId") && BSON_ITER_HOLDS_INT32(&it));
+    CHECK(bson_iter_init_find(&it, &reply, "logicalSessionTimeoutMinutes"));
+    CHECK(!bson_has_field(&reply, "topologyVersion"));
+    CHECK(!bson_has_field(&reply, "compression"));
+    bson_destroy(&reply);
+    bson_reinit(&cmd);
+    BSON_APPEND_INT32(&cmd, "buildInfo", 1);
+    CHECK(mongoc_client_command_simple(cl, "admin", &cmd, NULL, &reply, &err));
+    CHECK(bson_iter_init_find(&it, &reply, "version"));
+    CHECK_STR_EQ(bson_iter_utf8(&it, NULL), "4.4.29");
+    bson_destroy(&reply);
+    bson_destroy(&cmd);
+    mongoc_client_pool_push(pool, cl);
+}
+
+TEST(unknown_command_is_59)
+{
+    mongoc_client_t *cl = mongoc_client_pool_pop(pool);
+    bson_t cmd = BSON_INITIALIZER, reply;
+    bson_error_t err;
+    BSON_APPEND_INT32(&cmd, "frobnicate", 1);
+    bool ok = run_cmd(cl, &cmd, &reply, &err);
+    CHECK(!ok);
+    CHECK_INT_EQ(err.code, 59);
+    CHECK_STR_CONTAINS(err.message, "no such command: 'frobnicate'");
+    bson_destroy(&reply);
+    bson_destroy(&cmd);
+    mongoc_client_pool_push(pool, cl);
+}
+
+TEST(crud_roundtrip)
+{
+    mongoc_client_t *cl = mongoc_client_pool_pop(pool);
+    mongoc_collection_t *c = coll_get(cl, "crud");
+    bson_error_t err;
+    for (int i = 0; i < 20; i++) {
+        bson_t *d = BCON_NEW("n", BCON_INT32(i), "tag", BCON_UTF8(i % 2 ? "odd" : "even"));
+        CHECK_MSG(mongoc_collection_insert_one(c, d, NULL, NULL, &err), "%s", err.message);
+        bson_destroy(d);
+    }
+    /* find: filter + sort desc + limit; _id was generated and is first */
+    bson_t *filter = BCON_NEW("tag", "even");
+    bson_t *opts = BCON_NEW("sort", "{", "n", BCON_INT32(-1), "}", "limit", BCON_INT64(3));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, filter, opts, NULL);
+    const bson_t *doc;
+    int expect[] = {18, 16, 14}, k = 0;
+    while (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        CHECK(bson_iter_init(&it, doc) && bson_iter_next(&it));
+        CHECK_STR_EQ(bson_iter_key(&it), "_id");
+        CHECK(BSON_ITER_HOLDS_OID(&it));
+        CHECK(bson_iter_init_find(&it, doc, "n"));
+        CHECK(k < 3);
+        CHECK_INT_EQ(bson_iter_int32(&it), expect[k]);
+        k++;
+    }
+    CHECK(!mongoc_cursor_error(cur, &err));
+    CHECK_INT_EQ(k, 3);
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    /* update many + count */
+    bson_t *upd = BCON_NEW("$inc", "{", "n", BCON_INT32(100), "}");
+    bson_t reply;
+    CHECK(mongoc_collection_update_many(c, filter, upd, NULL, &reply, &err));
+    bson_iter_t it;
+    CHECK(bson_iter_init_find(&it, &reply, "modifiedCount"));
+    CHECK_INT_EQ(bson_iter_as_int64(&it), 10);
+    bson_destroy(&reply);
+    bson_t *big = BCON_NEW("n", "{", "$gte", BCON_INT32(100), "}");
+    CHECK_INT_EQ(mongoc_collection_count_documents(c, big, NULL, NULL, NULL, &err), 10);
+    /* upsert */
+    bson_t *uq = BCON_NEW("name", "new");
+    bson_t *us = BCON_NEW("$set", "{", "v", BCON_INT32(1), "}");
+    bson_t *uo = BCON_NEW("upsert", BCON_BOOL(true));
+    CHECK(mongoc_collection_update_one(c, uq, us, uo, &reply, &err));
+    CHECK(bson_iter_init_find(&it, &reply, "upsertedCount"));
+    CHECK_INT_EQ(bson_iter_as_int64(&it), 1);
+    bson_destroy(&reply);
+    /* delete */
+    CHECK(mongoc_collection_delete_many(c, big, NULL, &reply, &err));
+    CHECK(bson_iter_init_find(&it, &reply, "deletedCount"));
+    CHECK_INT_EQ(bson_iter_as_int64(&it), 10);
+    bson_destroy(&reply);
+    bson_t empty = BSON_INITIALIZER;
+    CHECK_INT_EQ(mongoc_collection_count_documents(c, &empty, NULL, NULL, NULL, &err), 11);
+    bson_destroy(filter);
+    bson_destroy(upd);
+    bson_destroy(big);
+    bson_destroy(uq);
+    bson_destroy(us);
+    bson_destroy(uo);
+    mongoc_collection_destroy(c);
+    mongoc_client_pool_push(pool, cl);
+}
+
+TEST(find_and_modify_and_aggregate)
+{
+    mongoc_client_t *cl = mongoc_client_pool_pop(pool);
+    mongoc_collection_t *c = coll_get(cl, "fam");
+    bson_error_t err;
+    for (int i = 0; i < 6; i++) {
+        bson_t *d = BCON_NEW("_id", BCON_INT32(i), "g", BCON_INT32(i % 3), "v", BCON_INT32(i));
+        CHECK(mongoc_collection_insert_one(c, d, NULL, NULL, &err));
+        bson_destroy(d);
+    }
+    bson_t *q = BCON_NEW("_id", BCON_INT32(4));
+    bson_t *u = BCON_NEW("$set", "{", "v", BCON_INT32(40), "}");
+    bson_t reply;
+    bson_iter_t it;
+    CHECK(mongoc_collection_find_and_modify(c, q, NULL, u, NULL, false, false, true, &reply, &err));
+    CHECK(bson_iter_init(&it, &reply) && bson_iter_find_descendant(&it, "value.v", &it));
+    CHECK_INT_EQ(bson_iter_int32(&it), 40);
+    CHECK(bson_iter_init(&it, &reply) &&
+          bson_iter_find_descendant(&it, "lastErrorObject.updatedExisting", &it));
+    CHECK(bson_iter_bool(&it));
+    bson_destroy(&reply);
+    /* $group by g, sum v: g=1 -> 1 + 40 = 41 */
+    bson_t *pipe = BCON_NEW("pipeline", "[", "{", "$group", "{", "_id", BCON_UTF8("$g"), "s", "{",
+                            "$sum", BCON_UTF8("$v"), "}", "}", "}", "{", "$sort", "{", "_id",
+                            BCON_INT32(1), "}", "}", "]");
+    mongoc_cursor_t *cur = mongoc_collection_aggregate(c, MONGOC_QUERY_NONE, pipe, NULL, NULL);
+    const bson_t *doc;
+    int32_t sums[3] = {0};
+    int k = 0;
+    while (mongoc_cursor_next(cur, &doc)) {
+        CHECK(bson_iter_init_find(&it, doc, "s"));
+        CHECK(k < 3);
+        sums[k++] = (int32_t)bson_iter_as_int64(&it);
+    }
+    CHECK_MSG(!mongoc_cursor_error(cur, &err), "%s", err.message);
+    CHECK_INT_EQ(k, 3);
+    CHECK_INT_EQ(sums[0], 0 + 3);
+    CHECK_INT_EQ(sums[1], 1 + 40);
+    CHECK_INT_EQ(sums[2], 2 + 5);
+    mongoc_cursor_destroy(cur);
+    bson_destroy(pipe);
+    bson_destroy(q);
+    bson_destroy(u);
+    mongoc_collection_destroy(c);
+    mongoc_client_pool_push(pool, cl);
+}
+
+TEST(cursor_getmore_and_unknown_cursor)
+{
+    mongoc_client_t *cl = mongoc_client_pool_pop(pool);
+    mongoc_collection_t *c = coll_get(cl, "cur");
+    bson_error_t err;
+    bson_t *docs[250];
+    for (int i = 0; i < 250; i++)
+        docs[i] = BCON_NEW("_id", BCON_INT32(i));
+    CHECK(mongoc_collection_insert_many(c, (const bson_t **)docs, 250, NULL, NULL, &err));
+    for (int i = 0; i < 250; i++)
+        bson_destroy(docs[i]);
+    bson_t filter = BSON_INITIALIZER;
+    bson_t *opts = BCON_NEW("batchSize", BCON_INT32(7), "sort", "{", "_id", BCON_INT32(1), "}");
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, &filter, opts, NULL);
+    const bson_t *doc;
+    int n = 0;
+    bool in_order = true;
+    while (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        if (!bson_iter_init_find(&it, doc, "_id") || bson_iter_int32(&it) != n)
+            in_order = false;
+        n++;
+    }
+    CHECK_MSG(!mongoc_cursor_error(cur, &err), "%s", err.message);
+    CHECK_INT_EQ(n, 250);
+    CHECK(in_order);
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+
+    /* getMore on a cursor id that does not exist */
+    bson_t *gm = BCON_NEW("getMore", BCON_INT64(123456789), "collection", BCON_UTF8("cur"));
+    bson_t reply;
+    CHECK(!run_cmd(cl, gm, &reply, &err));
+    CHECK_INT_EQ(err.code, 43);
+    bson_destroy(&reply);
+    bson_destroy(gm);
+
+    /* A cursor abandoned half-way is killed by the driver (killCursors) */
+    opts = BCON_NEW("batchSize", BCON_INT32(5));
+    cur = mongoc_collection_find_with_opts(c, &filter, opts, NULL);
+    CHECK(mongoc_cursor_next(cur, &doc));
+    int64_t id = mongoc_cursor_get_id(cur);
+    CHECK(id != 0);
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    gm = BCON_NEW("getMore", BCON_INT64(id), "collection", BCON_UTF8("cur"));
+    CHECK(!run_cmd(cl, gm, &reply, &err));
+    CHECK_INT_EQ(err.code, 43);
+    bson_destroy(&reply);
+    bson_destroy(gm);
+    mongoc_collection_destroy(c);
+    mongoc_client_pool_push(pool, cl);
+}
+
+TEST(duplicate_key_error_shape)
+{
+    mongoc_client_t *cl = mongoc_client_pool_pop(pool);
+    mongoc_collection_t *c = coll_get(cl, "dup");
+    bson_error_t err;
+    bson_t *cmd = BCON_NEW("createIndexes", BCON_UTF8("dup"), "indexes", "[", "{", "key", "{",
+                           "name", BCON_INT32(1), "}", "name", BCON_UTF8("name_1"), "unique",
+                           BCON_BOOL(true), "}", "]");
+    bson_t reply;
+    CHECK_MSG(run_cmd(cl, cmd, &reply, &err), "%s", err.message);
+    bson_destroy(&reply);
+    bson_t *d = BCON_NEW("name", "x");
+    CHECK(mongoc_collection_insert_one(c, d, NULL, NULL, &err));
+    bson_t *d2 = BCON_NEW("name", "x", "other", BCON_INT32(1));
+    CHECK(!mongoc_collection_insert_one(c, d2, NULL, &reply, &err));
+    CHECK_INT_EQ(err.code, 11000);
+    char want[256];
+    snprintf(want, sizeof want,
+             "E11000 duplicate key error collection: %s.dup index: name_1 dup key: { name: \"x\" }",
+             env.db_name);
+    CHECK_STR_CONTAINS(err.message, want);
+    bson_iter_t it;
+    CHECK(bson_iter_init(&it, &reply) &&
+          bson_iter_find_descendant(&it, "writeErrors.0.keyValue.name", &it));
+    CHECK_STR_EQ(bson_iter_utf8(&it, NULL), "x");
+    bson_destroy(&reply);
+
+    /* Unordered batch: docs 1 and 3 collide, the others go in. */
+    bson_t *b[5] = {BCON_NEW("name", "a"), BCON_NEW("name", "x"), BCON_NEW("name", "b"),
+                    BCON_NEW("name", "a"), BCON_NEW("name", "c")};
+    bson_t *uo = BCON_NEW("ordered", BCON_BOOL(false));
+    CHECK(!mongoc_collection_insert_many(c, (const bson_t **)b, 5, uo, &reply, &err));
+    CHECK(bson_iter_init_find(&it, &reply, "insertedCount"));
+    CHECK_INT_EQ(bson_iter_as_int64(&it), 3);
+    bson_iter_t e0, e1;
+    CHECK(bson_iter_init(&e0, &reply) &&
+          bson_iter_find_descendant(&e0, "writeErrors.0.index", &e0));
+    CHECK(bson_iter_init(&e1, &reply) &&
+          bson_iter_find_descendant(&e1, "writeErrors.1.index", &e1));
+    CHECK_INT_EQ(bson_iter_as_int64(&e0), 1);
+    CHECK_INT_EQ(bson_iter_as_int64(&e1), 3);
+    CHECK(bson_iter_init(&e0, &reply) && bson_iter_find_descendant(&e0, "writeErrors.1.code", &e0));
+    CHECK_INT_EQ(bson_iter_as_int64(&e0), 11000);
+    bson_destroy(&reply);
+    /* Ordered: stops at the first error. */
+    bson_t *b2[3] = {BCON_NEW("name", "p"), BCON_NEW("name", "p"), BCON_NEW("name", "q")};
+    CHECK(!mongoc_collection_insert_many(c, (const bson_t **)b2, 3, NULL, &reply, &err));
+    CHECK(bson_iter_init_find(&it, &reply, "insertedCount"));
+    CHECK_INT_EQ(bson_iter_as_int64(&it), 1);
+    bson_destroy(&reply);
+    for (int i = 0; i < 5; i++)
+        bson_destroy(b[i]);
+    for (int i = 0; i < 3; i++)
+        bson_destroy(b2[i]);
+    bson_destroy(uo);
+    bson_destroy(d);
+    bson_destroy(d2);
+    bson_destroy(cmd);
+    mongoc_collection_destroy(c);
+    mongoc_client_pool_push(pool, cl);
+}
+
+TEST(indexes_avoid_scans)
+{
+    enum { N = 100000, BATCH = 1000 };
+    mongoc_client_t *cl = mongoc_client_pool_pop(pool);
+    mongoc_collection_t *c = coll_get(cl, "big");
+    bson_error_t err;
+    bson_t *docs[BATCH];
+    for (int b = 0; b < N / BATCH; b++) {
+        for (int i = 0; i < BATCH; i++) {
+            int v = b * BATCH + i;
+            docs[i] = BCON_NEW("k", BCON_INT32(v), "s", BCON_INT32(v % 1000));
+        }
+        bool ok = mongoc_collection_insert_many(c, (const bson_t **)docs, BATCH, NULL, NULL, &err);
+        for (int i = 0; i < BATCH; i++)
+            bson_destroy(docs[i]);
+        CHECK_MSG(ok, "%s", err.message);
+    }
+    bson_t *cmd = BCON_NEW("createIndexes", BCON_UTF8("big"), "indexes", "[", "{", "key", "{", "k",
+                           BCON_INT32(1), "}", "name", BCON_UTF8("k_1"), "}", "]");
+    bson_t reply;
+    CHECK_MSG(run_cmd(cl, cmd, &reply, &err), "%s", err.message);
+    bson_destroy(&reply);
+    bson_destroy(cmd);
+
+    /* point lookup: examines one document */
+    int64_t before = server_counter(cl, "scannedObjects");
+    bson_t *f = BCON_NEW("k", BCON_INT32(76543));
+    CHECK_INT_EQ(mongoc_collection_count_documents(c, f, NULL, NULL, NULL, &err), 1);
+    int64_t after = server_counter(cl, "scannedObjects");
+    CHECK(before >= 0);
+    CHECK_MSG(after - before <= 1, "point lookup examined %lld documents",
+              (long long)(after - before));
+    bson_destroy(f);
+
+    /* range: examines only the range */
+    before = after;
+    f = BCON_NEW("k", "{", "$gte", BCON_INT32(500), "$lt", BCON_INT32(600), "}");
+    CHECK_INT_EQ(mongoc_collection_count_documents(c, f, NULL, NULL, NULL, &err), 100);
+    after = server_counter(cl, "scannedObjects");
+    CHECK_MSG(after - before <= 100, "range examined %lld", (long long)(after - before));
+    bson_destroy(f);
+
+    /* sort on the index with a limit: stops after the limit */
+    before = after;
+    bson_t empty = BSON_INITIALIZER;
+    bson_t *o = BCON_NEW("sort", "{", "k", BCON_INT32(-1), "}", "limit", BCON_INT64(5));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, &empty, o, NULL);
+    const bson_t *doc;
+    int n = 0;
+    while (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        CHECK(bson_iter_init_find(&it, doc, "k"));
+        CHECK_INT_EQ(bson_iter_int32(&it), N - 1 - n);
+        n++;
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(o);
+    CHECK_INT_EQ(n, 5);
+    after = server_counter(cl, "scannedObjects");
+    CHECK_MSG(after - before <= 5, "sorted limit examined %lld", (long long)(after - before));
+
+    /* hint naming a missing index is an error, an existing one works */
+    o = BCON_NEW("hint", BCON_UTF8("nope_1"));
+    cur = mongoc_collection_find_with_opts(c, &empty, o, NULL);
+    CHECK(!mongoc_cursor_next(cur, &doc));
+    CHECK(mongoc_cursor_error(cur, &err));
+    CHECK_STR_CONTAINS(err.message, "hint provided does not correspond to an existing index");
+    mongoc_cursor_destroy(cur);
+    bson_destroy(o);
+    o = BCON_NEW("hint", "{", "k", BCON_INT32(1), "}", "limit", BCON_INT64(1));
+    cur = mongoc_collection_find_with_opts(c, &empty, o, NULL);
+    CHECK(mongoc_cursor_next(cur, &doc));
+    mongoc_cursor_destroy(cur);
+    bson_destroy(o);
+    mongoc_collection_destroy(c);
+    mongoc_client_pool_push(pool, cl);
+}
+
+/* ---- concurrency ---- */
+
+enum { NTHREADS = 8, PER_THREAD = 300 };
+
+static void *worker(void *arg)
+{
+    intptr_t t = (intptr_t)arg;
+    mongoc_client_t *cl = mongoc_client_pool_pop(pool);
+    mongoc_collection_t *c = coll_get(cl, "conc");
+    bson_error_t err;
+    intptr_t failures = 0;
+    for (int i = 0; i < PER_THREAD; i++) {
+        bson_t *d = BCON_NEW("t", BCON_INT32((int32_t)t), "i", BCON_INT32(i), "v", BCON_INT32(0));
+        if (!mongoc_collection_insert_one(c, d, NULL, NULL, &err))
+            failures++;
+        bson_destroy(d);
+        if (i % 10 == 0) {
+            bson_t *q = BCON_NEW("t", BCON_INT32((int32_t)t), "i", BCON_INT32(i));
+            bson_t *u = BCON_NEW("$inc", "{", "v", BCON_INT32(1), "}");
+            if (!mongoc_collection_update_one(c, q, u, NULL, NULL, &err))
+                failures++;
+            if (mongoc_collection_count_documents(c, q, NULL, NULL, NULL, &err) != 1)
+                failures++;
+            bson_destroy(q);
+            bson_destroy(u);
+        }
+    }
+    mongoc_collection_destroy(c);
+    mongoc_client_pool_push(pool, cl);
+    return (void *)failures;
+}
+
+TEST(pool_threads_concurrent_crud)
+{
+    pthread_t th[NTHREADS];
+    for (intptr_t i = 0; i < NTHREADS; i++)
+        CHECK(pthread_create(&th[i], NULL, worker, (void *)i) == 0);
+    intptr_t fails = 0;
+    for (int i = 0; i < NTHREADS; i++) {
+        void *r;
+        pthread_join(th[i], &r);
+        fails += (intptr_t)r;
+    }
+    CHECK_INT_EQ(fails, 0);
+    mongoc_client_t *cl = mongoc_client_pool_pop(pool);
+    mongoc_collection_t *c = coll_get(cl, "conc");
+    bson_t empty = BSON_INITIALIZER;
+    bson_error_t err;
+    CHECK_INT_EQ(mongoc_collection_count_documents(c, &empty, NULL, NULL, NULL, &err),
+                 NTHREADS * PER_THREAD);
+    bson_t *q = BCON_NEW("v", BCON_INT32(1));
+    CHECK_INT_EQ(mongoc_collection_count_documents(c, q, NULL, NULL, NULL, &err),
+                 NTHREADS * PER_THREAD / 10);
+    bson_destroy(q);
+    mongoc_collection_destroy(c);
+    mongoc_client_pool_push(pool, cl);
+}
+
+/* ---- malformed messages over a raw socket ---- */
+
+static int raw_connect(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)env.devdb_port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+/* One recv: bytes read, or 0 when the server closed the connection (EOF or reset); -1 when
+ * nothing arrived before the 5 s receive timeout. */
+static ssize_t read_some(int fd, uint8_t *buf, size_t n)
+{
+    ssize_t r = recv(fd, buf, n, 0);
+    if (r < 0 && errno == ECONNRESET)
+        return 0;
+    return r;
+}
+
+static void put32(uint8_t *p, int32_t v)
+{
+    memcpy(p, &v, 4); /* little-endian host (x86-64/arm64) */
+}
+
+TEST(malformed_messages_do_not_kill_server)
+{
+    uint8_t buf[256];
+    /* 1: absurd length -> connection closed */
+    int fd = raw_connect();
+    CHECK(fd >= 0);
+    put32(buf, 0x7fffffff);
+    put32(buf + 4, 1);
+    put32(buf + 8, 0);
+    put32(buf + 12, 2013);
+    CHECK(send(fd, buf, 16, MSG_NOSIGNAL) == 16);
+    CHECK_INT_EQ(read_some(fd, buf, sizeof buf), 0);
+    close(fd);
+
+    /* 2: truncated header then hang-up */
+    fd = raw_connect();
+    CHECK(fd >= 0);
+    CHECK(send(fd, buf, 7, MSG_NOSIGNAL) == 7);
+    close(fd);
+
+    /* 3: well-framed OP_MSG whose body is garbage -> error reply, connection usable */
+    fd = raw_connect();
+    CHECK(fd >= 0);
+    memset(buf, 0xAB, sizeof buf);
+    put32(buf, 40);
+    put32(buf + 4, 7);
+    put32(buf + 8, 0);
+    put32(buf + 12, 2013);
+    put32(buf + 16, 0);  /* flags */
+    buf[20] = 0;         /* kind 0 */
+    put32(buf + 21, 19); /* claims 19 bytes, content garbage */
+    CHECK(send(fd, buf, 40, MSG_NOSIGNAL) == 40);
+    ssize_t r = read_some(fd, buf, sizeof buf);
+    CHECK_MSG(r >= 16, "expected an error reply, got %zd", r);
+    int32_t opcode;
+    memcpy(&opcode, buf + 12, 4);
+    CHECK_INT_EQ(opcode, 2013);
+    close(fd);
+
+    /* 4: unsupported opcode (legacy OP_INSERT) -> closed */
+    fd = raw_connect();
+    CHECK(fd >= 0);
+    put32(buf, 16 + 8);
+    put32(buf + 12, 2002);
+    CHECK(send(fd, buf, 24, MSG_NOSIGNAL) == 24);
+    CHECK_INT_EQ(read_some(fd, buf, sizeof buf), 0);
+    close(fd);
+
+    /* 5: random bytes */
+    fd = raw_connect();
+    CHECK(fd >= 0);
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (uint8_t)(i * 37 + 11);
+    send(fd, buf, sizeof buf, MSG_NOSIGNAL);
+    read_some(fd, buf, sizeof buf);
+    close(fd);
+
+    /* The server is still alive and serving. */
+    mongoc_client_t *cl = mongoc_client_pool_pop(pool);
+    bson_t cmd = BSON_INITIALIZER, reply;
+    bson_error_t err;
+    BSON_APPEND_INT32(&cmd, "ping", 1);
+    CHECK_MSG(mongoc_client_command_simple(cl, "admin", &cmd, NULL, &reply, &err), "%s",
+              err.message);
+    bson_destroy(&reply);
+    bson_destroy(&cmd);
+    mongoc_client_pool_push(pool, cl);
+}
+
+int main(int argc, char **argv)
+{
+    static const test_case cases[] = {
+        TEST_ENTRY(hello_reports_standalone_44),
+        TEST_ENTRY(unknown_command_is_59),
+        TEST_ENTRY(crud_roundtrip),
+        TEST_ENTRY(find_and_modify_and_aggregate),
+        TEST_ENTRY(cursor_getmore_and_unknown_cursor),
+        TEST_ENTRY(duplicate_key_error_shape),
+        TEST_ENTRY(indexes_avoid_scans),
+        TEST_ENTRY(pool_threads_concurrent_crud),
+        TEST_ENTRY(malformed_messages_do_not_kill_server),
+    };
+    if (testenv_start(&env, TESTENV_DEVDB) != 0)
+        return 1;
+    mongoc_init();
+    mongoc_uri_t *uri = mongoc_uri_new(env.mongo_uri);
+    pool = uri ? mongoc_client_pool_new(uri) : NULL;
+    int rc = 1;
+    if (pool) {
+        mongoc_client_pool_max_size(pool, 16);
+        rc = test_run_all(__FILE__, cases, sizeof cases / sizeof cases[0], argc, argv);
+        mongoc_client_pool_destroy(pool);
+    }
+    mongoc_uri_destroy(uri);
+    mongoc_cleanup();
+    testenv_stop(&env);
+    return rc;
+}
