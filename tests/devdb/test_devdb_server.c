@@ -555,6 +555,184 @@ TEST(malformed_messages_do_not_kill_server)
     mongoc_client_pool_push(pool, cl);
 }
 
+/* ---- hand-built protocol messages ---- */
+
+static uint32_t crc32c(const uint8_t *p, size_t n)
+{
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+    }
+    return c ^ 0xffffffffu;
+}
+
+/* Builds an OP_MSG: body, optional kind-1 sequence "documents", flags (checksum appended if
+ * flag bit 0). Returns its length in buf. */
+static size_t build_msg(uint8_t *buf, int32_t reqid, uint32_t flags, const bson_t *body,
+                        const bson_t **seq, int nseq, bool corrupt_crc)
+{
+    size_t off = 16;
+    put32(buf + off, (int32_t)flags);
+    off += 4;
+    buf[off++] = 0;
+    memcpy(buf + off, bson_get_data(body), body->len);
+    off += body->len;
+    if (nseq > 0) {
+        buf[off++] = 1;
+        size_t size_at = off;
+        off += 4;
+        memcpy(buf + off, "documents", 10);
+        off += 10;
+        for (int i = 0; i < nseq; i++) {
+            memcpy(buf + off, bson_get_data(seq[i]), seq[i]->len);
+            off += seq[i]->len;
+        }
+        put32(buf + size_at, (int32_t)(off - size_at));
+    }
+    size_t total = off + ((flags & 1) ? 4 : 0);
+    put32(buf, (int32_t)total);
+    put32(buf + 4, reqid);
+    put32(buf + 8, 0);
+    put32(buf + 12, 2013);
+    if (flags & 1) {
+        uint32_t crc = crc32c(buf, off) ^ (corrupt_crc ? 1u : 0u);
+        memcpy(buf + off, &crc, 4);
+    }
+    return total;
+}
+
+/* Reads one reply; fills the header fields and a static view of its (first) document. */
+static int read_reply(int fd, uint8_t *buf, size_t cap, int32_t *response_to, int32_t *opcode,
+                      bson_t *doc)
+{
+    size_t got = 0;
+    while (got < 16) {
+        ssize_t r = recv(fd, buf + got, 16 - got, 0);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    int32_t len;
+    memcpy(&len, buf, 4);
+    if (len < 16 || (size_t)len > cap)
+        return -1;
+    while (got < (size_t)len) {
+        ssize_t r = recv(fd, buf + got, (size_t)len - got, 0);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    memcpy(response_to, buf + 8, 4);
+    memcpy(opcode, buf + 12, 4);
+    size_t at = *opcode == 1 ? 16 + 20 : 16 + 5;
+    int32_t dl;
+    memcpy(&dl, buf + at, 4);
+    return bson_init_static(doc, buf + at, (size_t)dl) ? 0 : -1;
+}
+
+TEST(op_msg_sequences_checksum_more_to_come_and_op_query)
+{
+    static uint8_t buf[1 << 16], rb[1 << 16];
+    int fd = raw_connect();
+    CHECK(fd >= 0);
+    bson_t *body = BCON_NEW("insert", BCON_UTF8("raw"), "$db", BCON_UTF8(env.db_name));
+    bson_t *d1 = BCON_NEW("_id", BCON_INT32(1)), *d2 = BCON_NEW("_id", BCON_INT32(2));
+    const bson_t *seq[] = {d1, d2};
+    int32_t rt, op;
+    bson_t reply;
+    bson_iter_t it;
+
+    /* kind-1 sequence with a valid checksum */
+    size_t n = build_msg(buf, 11, 1, body, seq, 2, false);
+    CHECK(send(fd, buf, n, MSG_NOSIGNAL) == (ssize_t)n);
+    CHECK(read_reply(fd, rb, sizeof rb, &rt, &op, &reply) == 0);
+    CHECK_INT_EQ(rt, 11);
+    CHECK_INT_EQ(op, 2013);
+    CHECK(bson_iter_init_find(&it, &reply, "n"));
+    CHECK_INT_EQ(bson_iter_as_int64(&it), 2);
+
+    /* a corrupted checksum is refused */
+    n = build_msg(buf, 12, 1, body, seq, 2, true);
+    CHECK(send(fd, buf, n, MSG_NOSIGNAL) == (ssize_t)n);
+    CHECK(read_reply(fd, rb, sizeof rb, &rt, &op, &reply) == 0);
+    CHECK_INT_EQ(rt, 12);
+    CHECK(bson_iter_init_find(&it, &reply, "ok"));
+    CHECK(bson_iter_as_double(&it) == 0.0);
+
+    /* moreToCome: executed, no reply; the next reply answers the next request */
+    bson_t *d3 = BCON_NEW("_id", BCON_INT32(3));
+    const bson_t *seq3[] = {d3};
+    n = build_msg(buf, 13, 2, body, seq3, 1, false);
+    CHECK(send(fd, buf, n, MSG_NOSIGNAL) == (ssize_t)n);
+    bson_t *cnt = BCON_NEW("count", BCON_UTF8("raw"), "$db", BCON_UTF8(env.db_name));
+    n = build_msg(buf, 14, 0, cnt, NULL, 0, false);
+    CHECK(send(fd, buf, n, MSG_NOSIGNAL) == (ssize_t)n);
+    CHECK(read_reply(fd, rb, sizeof rb, &rt, &op, &reply) == 0);
+    CHECK_INT_EQ(rt, 14);
+    CHECK(bson_iter_init_find(&it, &reply, "n"));
+    CHECK_INT_EQ(bson_iter_as_int64(&it), 3);
+
+    /* OP_QUERY isMaster on admin.$cmd -> OP_REPLY */
+    bson_t *im = BCON_NEW("isMaster", BCON_INT32(1));
+    size_t off = 16;
+    put32(buf + off, 0);
+    off += 4;
+    memcpy(buf + off, "admin.$cmd", 11);
+    off += 11;
+    put32(buf + off, 0);
+    put32(buf + off + 4, -1);
+    off += 8;
+    memcpy(buf + off, bson_get_data(im), im->len);
+    off += im->len;
+    put32(buf, (int32_t)off);
+    put32(buf + 4, 15);
+    put32(buf + 8, 0);
+    put32(buf + 12, 2004);
+    CHECK(send(fd, buf, off, MSG_NOSIGNAL) == (ssize_t)off);
+    CHECK(read_reply(fd, rb, sizeof rb, &rt, &op, &reply) == 0);
+    CHECK_INT_EQ(rt, 15);
+    CHECK_INT_EQ(op, 1);
+    CHECK(bson_iter_init_find(&it, &reply, "ismaster") && bson_iter_as_bool(&it));
+    close(fd);
+    bson_destroy(body);
+    bson_destroy(d1);
+    bson_destroy(d2);
+    bson_destroy(d3);
+    bson_destroy(cnt);
+    bson_destroy(im);
+}
+
+TEST(client_closing_mid_reply_does_not_kill_server)
+{
+    static uint8_t buf[4096];
+    /* Ask for a multi-megabyte batch and hang up at once, many times. */
+    for (int i = 0; i < 20; i++) {
+        int fd = raw_connect();
+        CHECK(fd >= 0);
+        bson_t *find = BCON_NEW("find", BCON_UTF8("big"), "batchSize", BCON_INT32(100000), "$db",
+                                BCON_UTF8(env.db_name));
+        size_t n = build_msg(buf, 1, 0, find, NULL, 0, false);
+        bson_destroy(find);
+        CHECK(send(fd, buf, n, MSG_NOSIGNAL) == (ssize_t)n);
+        if (i % 2 == 0) /* half the time: wait until the reply is being written */
+            CHECK(recv(fd, buf, 16, MSG_WAITALL) == 16);
+        struct linger lg = {.l_onoff = 1, .l_linger = 0}; /* close with RST */
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        close(fd);
+    }
+    mongoc_client_t *cl = mongoc_client_pool_pop(pool);
+    bson_t cmd = BSON_INITIALIZER, reply;
+    bson_error_t err;
+    BSON_APPEND_INT32(&cmd, "ping", 1);
+    CHECK_MSG(mongoc_client_command_simple(cl, "admin", &cmd, NULL, &reply, &err), "%s",
+              err.message);
+    bson_destroy(&reply);
+    bson_destroy(&cmd);
+    mongoc_client_pool_push(pool, cl);
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
@@ -567,6 +745,8 @@ int main(int argc, char **argv)
         TEST_ENTRY(indexes_avoid_scans),
         TEST_ENTRY(pool_threads_concurrent_crud),
         TEST_ENTRY(malformed_messages_do_not_kill_server),
+        TEST_ENTRY(op_msg_sequences_checksum_more_to_come_and_op_query),
+        TEST_ENTRY(client_closing_mid_reply_does_not_kill_server),
     };
     if (testenv_start(&env, TESTENV_DEVDB) != 0)
         return 1;
