@@ -105,7 +105,7 @@ static int32_t doc_len_at(const uint8_t *p, size_t avail)
 
 static int copy_db(char *dst, const char *src, size_t n)
 {
-    if (n == 0 || n >= WIRE_DB_MAX)
+    if (n == 0 || n >= WIRE_DB_MAX || !bson_utf8_validate(src, n, false))
         return -1;
     memcpy(dst, src, n);
     dst[n] = '\0';
@@ -172,6 +172,8 @@ static int parse_msg(const uint8_t *buf, size_t len, wire_request *out, char *er
                 FAIL("OP_MSG has too many document sequences");
             seq[nseq].id = (const char *)q;
             seq[nseq].id_len = (size_t)(nul - q);
+            if (!bson_utf8_validate(seq[nseq].id, seq[nseq].id_len, false))
+                FAIL("OP_MSG document sequence identifier is not valid UTF-8");
             q = nul + 1;
             seq[nseq].docs = q;
             seq[nseq].docs_len = (size_t)(end - q);
