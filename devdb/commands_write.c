@@ -210,7 +210,7 @@ typedef struct {
 } upd_totals;
 
 /* Runs one update statement. Returns 0 or -1 with e (and dup) set. */
-static int update_one_stmt(cmd_ctx *x, store_coll *c, int32_t index, const bson_t *stmt,
+static int update_one_stmt(cmd_ctx *x, store_coll **pc, int32_t index, const bson_t *stmt,
                            upd_totals *t, bson_error_t *e, bson_t *dup)
 {
     bson_t q, u;
@@ -246,6 +246,7 @@ static int update_one_stmt(cmd_ctx *x, store_coll *c, int32_t index, const bson_
         goto out;
     }
     plan_req pq = {.m = m, .hint = hint, .limit = multi ? 0 : 1};
+    store_coll *c = *pc;
     if (plan_run(x->env->st, c, &pq, &rids, &nr, e) != 0)
         goto out;
     for (size_t i = 0; i < nr; i++) {
@@ -267,6 +268,11 @@ static int update_one_stmt(cmd_ctx *x, store_coll *c, int32_t index, const bson_
     if (nr == 0 && upsert) {
         bson_t nd = BSON_INITIALIZER;
         bson_value_t id = {0};
+        /* Like MongoDB, only an upsert that inserts creates a missing collection. */
+        if (!c && !(c = *pc = store_coll_get_or_create(x->env->st, x->db, x->coll, NULL, e))) {
+            bson_destroy(&nd);
+            goto out;
+        }
         if (upsert_doc(&q, up, &nd, e) != 0 || insert_one(c, &nd, &id, e, dup) != 0) {
             bson_destroy(&nd);
             goto out;
@@ -308,13 +314,7 @@ int cmd_update(cmd_ctx *x, bson_t *reply, bson_error_t *err)
     upd_totals t = {0};
     bson_init(&t.upserted);
     store_wrlock(x->env->st);
-    store_coll *c = store_coll_get_or_create(x->env->st, x->db, x->coll, NULL, err);
-    if (!c) {
-        store_unlock(x->env->st);
-        bson_destroy(&w.errors);
-        bson_destroy(&t.upserted);
-        return -1;
-    }
+    store_coll *c = store_coll_find(x->env->st, x->db, x->coll);
     bson_iter_t it;
     bson_iter_init(&it, &stmts);
     for (int32_t i = 0; bson_iter_next(&it); i++) {
@@ -326,15 +326,13 @@ int cmd_update(cmd_ctx *x, bson_t *reply, bson_error_t *err)
                            "BSON field 'update.updates' must be an array of "
                            "objects");
         else
-            rc = update_one_stmt(x, c, i, &s, &t, &e, &dup);
+            rc = update_one_stmt(x, &c, i, &s, &t, &e, &dup);
         if (rc != 0)
             werr_add(&w, i, &e, &dup);
         bson_destroy(&dup);
         if (rc != 0 && ordered)
             break;
     }
-    /* An update that matched nothing and upserted nothing must not leave an implicitly
-     * created empty collection behind?  MongoDB does create it; so do we. */
     store_unlock(x->env->st);
     __atomic_add_fetch(&x->env->st->n_update, (uint64_t)(t.n > 0 ? t.n : 0), __ATOMIC_RELAXED);
     BSON_APPEND_INT32(reply, "n", (int32_t)t.n);
