@@ -35,6 +35,7 @@ typedef struct api_ctx {
     rpool *redis;
     router *router;
     api_metrics *metrics;
+    struct ratelimit *ratelimit; /* NULL when api.rate_limit_per_min is 0 */
     void *auth; /* owned by the auth module (auth_module_init / auth_module_shutdown) */
     int64_t started_ms;
 } api_ctx;

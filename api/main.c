@@ -17,6 +17,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "ratelimit.h"
 #include "progargs.h"
 #include "router.h"
 #include "routes.h"
@@ -116,6 +117,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "minicrm-api: cannot build the route table\n");
         goto out;
     }
+    app.ratelimit = ratelimit_new(cfg.api.rate_limit_per_min);
     app.metrics = metrics_new(app.router);
     if (!app.metrics) {
         fprintf(stderr, "minicrm-api: out of memory\n");
@@ -174,6 +176,7 @@ out:
         pthread_join(idx_tid, NULL);
     }
     metrics_free(app.metrics);
+    ratelimit_free(app.ratelimit);
     router_free(app.router);
     if (auth_started)
         auth_module_shutdown(&app);

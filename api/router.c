@@ -9,6 +9,9 @@
  */
 #include "router.h"
 
+#include "ratelimit.h"
+#include "timeutil.h"
+
 #include "log.h"
 
 #include <stdio.h>
@@ -209,6 +212,18 @@ void router_dispatch(router *r, api_ctx *app, http_request *req)
             http_error(req, 405, "method %s not allowed on %s", req->method_str, req->path);
         else
             http_error(req, 404, "no such route: %s %s", req->method_str, req->path);
+        return;
+    }
+    int retry_after;
+    char peer[64];
+    if (app->ratelimit && !ratelimit_exempt(req->path) &&
+        !ratelimit_allow(app->ratelimit, http_peer(req, peer, sizeof peer), time_now_ms(),
+                         &retry_after)) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", retry_after);
+        http_add_header(req, "Retry-After", ra);
+        http_error(req, 429, "rate limit exceeded: at most %d requests per minute per client",
+                   app->cfg->api.rate_limit_per_min);
         return;
     }
     if (capture(req, hit, ps, np) != 0) {
