@@ -17,7 +17,7 @@ cleanup() {
   [ -n "${MINICRM_TEST_KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*"; echo "--- up log (tail)"; tail -40 "$work/up.log" 2>/dev/null || true; exit 1; }
+fail() { echo "FAIL: $*"; echo "--- up log (tail)"; tail -80 "$work/up.log" 2>/dev/null || true; exit 1; }
 
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_for() { # wait_for SECONDS CMD...
@@ -42,9 +42,16 @@ flags=(--set "redis.url=redis://127.0.0.1:$redis_port/0"
        --set "mongo.uri=mongodb://127.0.0.1:$devdb_port/minicrm"
        --set "api.port=$api_port")
 # shellcheck disable=SC2086
-setsid $up_cmd "${flags[@]}" --workers 2 --dir "$work/state" > "$work/up.log" 2>&1 &
+$up_cmd "${flags[@]}" --workers 2 --dir "$work/state" > "$work/up.log" 2>&1 &
 up_pid=$!
-up_ready() { kill -0 "$up_pid" 2>/dev/null || fail "up exited before it was ready"; grep -q "ready in" "$work/up.log"; }
+up_ready() {
+  if ! kill -0 "$up_pid" 2>/dev/null; then
+    wait "$up_pid" && rc=0 || rc=$?
+    up_pid=""
+    fail "up exited with status $rc before it was ready"
+  fi
+  grep -q "ready in" "$work/up.log"
+}
 wait_for 300 up_ready || fail "system not ready"
 grep -q "first start: created an admin API key" "$work/up.log" || fail "no first admin key printed"
 admin_key=$(grep -A1 "first start: created an admin API key" "$work/up.log" | tail -1 | grep -o 'mck_[A-Za-z0-9_-]*')
