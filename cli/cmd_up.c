@@ -14,13 +14,13 @@
 #include "auth_keys.h"
 #include "commands.h"
 #include "dbpool.h"
+#include "httpc.h"
 #include "rconn.h"
 #include "signals.h"
 #include "supervise.h"
 #include "timeutil.h"
 
 #include <arpa/inet.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -77,30 +77,6 @@ static void export_config(const minicrm_config *cfg)
         setenv(cfg_env_name(&s[i], env, sizeof env),
                cfg_value_text(cfg, &s[i], true, val, sizeof val), 1);
     }
-}
-
-static size_t discard(void *p, size_t sz, size_t nm, void *u)
-{
-    (void)p;
-    (void)u;
-    return sz * nm;
-}
-
-/* GET url; returns the HTTP status or -1. */
-static long http_status(const char *url, int timeout_ms)
-{
-    CURL *h = curl_easy_init();
-    if (!h)
-        return -1;
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
-    long code = -1;
-    if (curl_easy_perform(h) == CURLE_OK)
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-    curl_easy_cleanup(h);
-    return code;
 }
 
 /* On the first start (no active admin key in the store), create one and print it once: the
@@ -345,8 +321,10 @@ int cmd_up(cli_ctx *ctx)
             goto out;
         }
     }
-    char ready_url[128];
-    snprintf(ready_url, sizeof ready_url, "http://127.0.0.1:%d/readyz", cfg->api.port);
+    char api_base[64], ready_url[96];
+    snprintf(api_base, sizeof api_base, "http://127.0.0.1:%d", cfg->api.port);
+    snprintf(ready_url, sizeof ready_url, "%s/readyz", api_base);
+    httpc *probe = httpc_new(api_base, NULL, 500);
     int64_t t0 = time_mono_ms(), next_check = 0, next_note = t0 + 15000;
     bool ready = false;
     while (!signals_stop_requested()) {
@@ -354,7 +332,9 @@ int cmd_up(cli_ctx *ctx)
         int64_t now = time_mono_ms();
         if (!ready && now >= next_check) {
             next_check = now + 200;
-            if (http_status(ready_url, 500) == 200) {
+            char perr[256];
+            if (probe &&
+                httpc_json(probe, "GET", "/readyz", NULL, NULL, perr, sizeof perr) == 200) {
                 ready = true;
                 sup_say(&sup, "ready in %.1f s", (double)(now - t0) / 1000.0);
                 ensure_admin_key(&sup, cfg);
@@ -376,6 +356,8 @@ int cmd_up(cli_ctx *ctx)
         }
     }
     sup_say(&sup, "stopping (signal %d)", signals_stop_signal());
+    httpc_free(probe);
+    probe = NULL;
 out:
     sup_stop_all(&sup, cfg->workers.shutdown_timeout_s * 1000 + 5000);
     sup_say(&sup, "all stopped");
