@@ -197,6 +197,8 @@ int testenv_restart_devdb(testenv *env)
     return -1;
 }
 
+/* The external URI with this env's own database name put in its path (options kept). The
+ * string is rebuilt by hand: libmongoc's mongoc_uri_get_string() keeps the original text. */
 static int use_external_mongo(testenv *env, const char *uri_str)
 {
     bson_error_t err;
@@ -205,9 +207,12 @@ static int use_external_mongo(testenv *env, const char *uri_str)
         fprintf(stderr, "testenv: MINICRM_TEST_MONGO_URI: %s\n", err.message);
         return -1;
     }
-    mongoc_uri_set_database(uri, env->db_name);
-    snprintf(env->mongo_uri, sizeof env->mongo_uri, "%s", mongoc_uri_get_string(uri));
     mongoc_uri_destroy(uri);
+    const char *hosts = strstr(uri_str, "://") + 3;
+    size_t base_len = strcspn(hosts, "/?") + (size_t)(hosts - uri_str);
+    const char *opts = strchr(hosts, '?');
+    snprintf(env->mongo_uri, sizeof env->mongo_uri, "%.*s/%s%s", (int)base_len, uri_str,
+             env->db_name, opts ? opts : "");
     return 0;
 }
 
