@@ -129,21 +129,6 @@ static int oom(bson_error_t *err)
     return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory");
 }
 
-static int whole_number(const bson_value_t *v, int64_t *out)
-{
-    if (!bv_is_number(v->value_type))
-        return -1;
-    if (v->value_type == BSON_TYPE_INT64) {
-        *out = v->value.v_int64;
-        return 0;
-    }
-    double d = bv_as_double(v);
-    if (isnan(d) || d != floor(d) || fabs(d) > 9e18)
-        return -2;
-    *out = (int64_t)d;
-    return 0;
-}
-
 static int parse_add_fields(stage *s, const bson_value_t *arg, const char *name, bson_error_t *err)
 {
     bson_t d;
@@ -408,7 +393,7 @@ static int parse_stage(stage *s, const char *name, const bson_value_t *arg, bson
     if (strcmp(name, "$skip") == 0 || strcmp(name, "$limit") == 0) {
         bool skip = name[1] == 's';
         s->kind = skip ? S_SKIP : S_LIMIT;
-        int r = whole_number(arg, &s->n);
+        int r = bv_whole_int64(arg, &s->n);
         if (r == -1)
             return skip ? mdb_error(err, 15972, "Argument to $skip must be a number")
                         : mdb_error(err, 15957, "the limit must be specified as a number");

@@ -14,6 +14,7 @@
 #include "errors.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,6 +74,23 @@ bool bv_is_number(bson_type_t t)
            t == BSON_TYPE_DECIMAL128;
 }
 
+bool bv_is_float(bson_type_t t)
+{
+    return t == BSON_TYPE_DOUBLE || t == BSON_TYPE_DECIMAL128;
+}
+
+int64_t bv_as_int64(const bson_value_t *v)
+{
+    switch (v->value_type) {
+    case BSON_TYPE_INT32:
+        return v->value.v_int32;
+    case BSON_TYPE_INT64:
+        return v->value.v_int64;
+    default:
+        return 0;
+    }
+}
+
 static long double decimal_as_ld(const bson_decimal128_t *d)
 {
     char buf[BSON_DECIMAL128_STRING];
@@ -105,6 +123,133 @@ static long double num_as_ld(const bson_value_t *v)
 double bv_as_double(const bson_value_t *v)
 {
     return (double)num_as_ld(v);
+}
+
+int bv_whole_int64(const bson_value_t *v, int64_t *out)
+{
+    if (!bv_is_number(v->value_type))
+        return -1;
+    if (v->value_type == BSON_TYPE_INT32 || v->value_type == BSON_TYPE_INT64) {
+        *out = bv_as_int64(v);
+        return 0;
+    }
+    double d = bv_as_double(v);
+    if (isnan(d) || d != floor(d) || fabs(d) > 9e18)
+        return -2;
+    *out = (int64_t)d;
+    return 0;
+}
+
+bool bv_int_arith(bv_arith_op op, const bson_value_t *a, const bson_value_t *b, bson_value_t *out)
+{
+    bool both32 = a->value_type == BSON_TYPE_INT32 && b->value_type == BSON_TYPE_INT32;
+    int64_t x = bv_as_int64(a), y = bv_as_int64(b), r;
+    if (op == BV_MUL ? __builtin_mul_overflow(x, y, &r) : __builtin_add_overflow(x, y, &r))
+        return false;
+    if (both32 && r >= INT32_MIN && r <= INT32_MAX) {
+        out->value_type = BSON_TYPE_INT32;
+        out->value.v_int32 = (int32_t)r;
+    } else {
+        out->value_type = BSON_TYPE_INT64;
+        out->value.v_int64 = r;
+    }
+    return true;
+}
+
+const char *bv_type_name(bson_type_t t)
+{
+    switch (t) {
+    case BSON_TYPE_EOD:
+        return "missing";
+    case BSON_TYPE_DOUBLE:
+        return "double";
+    case BSON_TYPE_UTF8:
+        return "string";
+    case BSON_TYPE_DOCUMENT:
+        return "object";
+    case BSON_TYPE_ARRAY:
+        return "array";
+    case BSON_TYPE_BINARY:
+        return "binData";
+    case BSON_TYPE_UNDEFINED:
+        return "undefined";
+    case BSON_TYPE_OID:
+        return "objectId";
+    case BSON_TYPE_BOOL:
+        return "bool";
+    case BSON_TYPE_DATE_TIME:
+        return "date";
+    case BSON_TYPE_NULL:
+        return "null";
+    case BSON_TYPE_REGEX:
+        return "regex";
+    case BSON_TYPE_DBPOINTER:
+        return "dbPointer";
+    case BSON_TYPE_CODE:
+        return "javascript";
+    case BSON_TYPE_SYMBOL:
+        return "symbol";
+    case BSON_TYPE_CODEWSCOPE:
+        return "javascriptWithScope";
+    case BSON_TYPE_INT32:
+        return "int";
+    case BSON_TYPE_TIMESTAMP:
+        return "timestamp";
+    case BSON_TYPE_INT64:
+        return "long";
+    case BSON_TYPE_DECIMAL128:
+        return "decimal";
+    case BSON_TYPE_MINKEY:
+        return "minKey";
+    case BSON_TYPE_MAXKEY:
+        return "maxKey";
+    }
+    return "unknown"; /* not a BSON type: libbson's iterators never produce one */
+}
+
+const char *bv_render_json(const bson_value_t *v, char *buf, size_t cap)
+{
+    bson_t *d = bson_new();
+    bson_append_value(d, "v", 1, v);
+    char *s = bson_as_relaxed_extended_json(d, NULL);
+    /* "{ "v" : X }" -> X */
+    size_t len = s ? strlen(s) : 0;
+    if (len > 10)
+        snprintf(buf, cap, "%.*s", (int)(len - 10), s + 8);
+    else
+        snprintf(buf, cap, "?");
+    bson_free(s);
+    bson_destroy(d);
+    return buf;
+}
+
+/* Nesting is checked with an explicit stack of iterators, one per open level, so a hostile
+ * document nested millions deep costs at most `max` iterators and no C stack. */
+bool bv_depth_ok(const bson_t *doc, int max)
+{
+    if (max < 1)
+        return false;
+    bson_iter_t *stack = malloc((size_t)max * sizeof *stack);
+    if (!stack)
+        return false;
+    int top = 0;
+    bool ok = bson_iter_init(&stack[0], doc);
+    while (ok && top >= 0) {
+        bson_iter_t *it = &stack[top];
+        if (!bson_iter_next(it)) {
+            ok = it->err_off == 0; /* end of this level, or malformed */
+            top--;
+            continue;
+        }
+        if (!BSON_ITER_HOLDS_DOCUMENT(it) && !BSON_ITER_HOLDS_ARRAY(it))
+            continue;
+        if (top + 1 >= max || !bson_iter_recurse(it, &stack[top + 1]))
+            ok = false;
+        else
+            top++;
+    }
+    free(stack);
+    return ok;
 }
 
 static int compare_numbers(const bson_value_t *a, const bson_value_t *b)

@@ -43,6 +43,43 @@ bool bv_is_number(bson_type_t t);
 /* A number as double (decimal128 through its string form; other types give 0.0). */
 double bv_as_double(const bson_value_t *v);
 
+/* True for double and decimal128: the operand types that make MongoDB's arithmetic leave the
+ * integers. */
+bool bv_is_float(bson_type_t t);
+
+/* An int32 or int64 value as int64 (other types give 0). */
+int64_t bv_as_int64(const bson_value_t *v);
+
+/* A number that is a whole value in int64 range (|d| <= 9e18 for doubles and decimals) as
+ * int64 in *out: returns 0, -1 when `v` is not a number, -2 when it is not whole (NaN, a
+ * fraction or out of range). *out is written only on success. */
+int bv_whole_int64(const bson_value_t *v, int64_t *out);
+
+/* Integer addition or multiplication of two int32/int64 values with MongoDB's integer typing:
+ * int32 op int32 gives int32 when the result fits, anything else gives int64. Returns false,
+ * leaving *out untouched, when the result overflows int64: what that means is the caller's
+ * choice (update's SafeNum reports an error, aggregation expressions fall back to double).
+ * `out` may alias `a` or `b`. */
+typedef enum { BV_ADD, BV_MUL } bv_arith_op;
+bool bv_int_arith(bv_arith_op op, const bson_value_t *a, const bson_value_t *b, bson_value_t *out);
+
+/* MongoDB's type alias for `t` ("double", "string", "object", "objectId", "int", "long", ...;
+ * "missing" for BSON_TYPE_EOD), as $type and error messages spell it. A static string. */
+const char *bv_type_name(bson_type_t t);
+
+/* `v` as relaxed extended JSON (5, "x" with its quotes, { "$oid" : "..." }) in `buf`, cut to
+ * `cap` bytes ("?" if libbson cannot render it). Returns buf. For error messages. */
+const char *bv_render_json(const bson_value_t *v, char *buf, size_t cap);
+
+/* True when no document or array in `doc` is nested more than `max` levels deep (`doc` itself
+ * is level 1, so {a: {b: 1}} has depth 2), and `doc` is well-formed BSON; false otherwise.
+ * MongoDB refuses documents deeper than 180 levels with "BSONObj exceeds maximum nested object
+ * depth" (BV_MAX_NESTING); the server should check stored documents with it. Iterative: its
+ * stack use does not grow with the depth of `doc`. Allocates O(max) iterators on the heap
+ * (false if that fails). */
+#define BV_MAX_NESTING 180
+bool bv_depth_ok(const bson_t *doc, int max);
+
 /* Reads the embedded document or array in `v` (BSON_TYPE_DOCUMENT/ARRAY) into `out` without
  * copying (bson_init_static). Returns false for any other type or a malformed length. */
 bool bv_as_doc(const bson_value_t *v, bson_t *out);

@@ -464,8 +464,10 @@ static int cmd_drop(cmd_ctx *x, bson_t *reply, bson_error_t *err)
 static int cmd_dropdatabase(cmd_ctx *x, bson_t *reply, bson_error_t *err)
 {
     store_wrlock(x->env->st);
-    store_db_drop(x->env->st, x->db);
+    int rc = store_db_drop(x->env->st, x->db, err);
     store_unlock(x->env->st);
+    if (rc != 0)
+        return -1;
     BSON_APPEND_UTF8(reply, "dropped", x->db);
     return 0;
 }
@@ -643,8 +645,10 @@ static int cmd_dropindexes(cmd_ctx *x, bson_t *reply, bson_error_t *err)
     }
     int32_t was = (int32_t)c->nidx;
     if (which->value_type == BSON_TYPE_UTF8 && strcmp(which->value.v_utf8.str, "*") == 0) {
-        while (c->nidx > 1)
-            store_index_drop(c, c->nidx - 1);
+        while (c->nidx > 1) {
+            if (store_index_drop(c, c->nidx - 1, err) != 0)
+                goto out;
+        }
     } else if (which->value_type == BSON_TYPE_UTF8 || which->value_type == BSON_TYPE_DOCUMENT) {
         store_index *ix = NULL;
         if (which->value_type == BSON_TYPE_UTF8) {
@@ -671,7 +675,8 @@ static int cmd_dropindexes(cmd_ctx *x, bson_t *reply, bson_error_t *err)
         }
         for (size_t i = 1; i < c->nidx; i++) {
             if (c->idx[i] == ix) {
-                store_index_drop(c, i);
+                if (store_index_drop(c, i, err) != 0)
+                    goto out;
                 break;
             }
         }
@@ -698,7 +703,8 @@ static int cmd_dropindexes(cmd_ctx *x, bson_t *reply, bson_error_t *err)
             store_index *ix = store_index_by_name(c, bson_iter_utf8(&ai, NULL));
             for (size_t i = 1; ix && i < c->nidx; i++) {
                 if (c->idx[i] == ix) {
-                    store_index_drop(c, i);
+                    if (store_index_drop(c, i, err) != 0)
+                        goto out;
                     break;
                 }
             }
@@ -789,7 +795,12 @@ void commands_run(cmd_conn *conn, const char *db, const bson_t *cmd, bson_t *rep
         mdb_error(&err, MDB_COMMAND_NOT_FOUND, "no such command: '%.200s'", x.name);
         goto fail;
     }
-    if (fn(&x, reply, &err) == 0) {
+    int rc = fn(&x, reply, &err);
+    /* Even a failed command may have journaled part of its work (an ordered batch that
+     * stopped at its third document): commit whatever this thread wrote. */
+    if (durable_commit(conn->env->dur, &err) != 0)
+        goto fail;
+    if (rc == 0) {
         BSON_APPEND_DOUBLE(reply, "ok", 1.0);
         return;
     }

@@ -10,12 +10,17 @@
  * $clusterTime, txnNumber, autocommit, startTransaction, writeConcern, readConcern, maxTimeMS,
  * apiVersion, apiStrict, apiDeprecationErrors.
  *
+ * Durability: with --dbpath --sync always, commands_run makes the journal records of the
+ * command durable (durable_commit) before it returns, i.e. before the reply is sent; if that
+ * fsync fails the reply is an OutOfDiskSpace error instead.
+ *
  * Thread-safety: commands_run may be called from any number of connection threads at once.
  */
 #ifndef DEVDB_COMMANDS_H
 #define DEVDB_COMMANDS_H
 
 #include "cursor.h"
+#include "durable.h"
 #include "store.h"
 
 #include <bson/bson.h>
@@ -25,6 +30,7 @@
 typedef struct cmd_env {
     store *st;
     cursor_table *cursors;
+    durable *dur;          /* NULL: in memory only */
     int64_t start_ms;      /* wall clock at start, for uptime */
     int64_t total_conns;   /* atomic: connections accepted so far (also the next id) */
     int64_t current_conns; /* atomic */

@@ -376,8 +376,9 @@ static int delete_one_stmt(cmd_ctx *x, store_coll *c, const bson_t *stmt, int64_
     int rc = c ? plan_run(x->env->st, c, &pq, &rids, &nr, e)
                : plan_check_hint(NULL, hint, &(store_index *){NULL}, e);
     for (size_t i = 0; rc == 0 && i < nr; i++) {
-        store_delete(c, rids[i]);
-        (*n)++;
+        rc = store_delete(c, rids[i], e);
+        if (rc == 0)
+            (*n)++;
     }
     free(rids);
     matcher_free(m);
@@ -510,7 +511,8 @@ int cmd_findandmodify(cmd_ctx *x, bson_t *reply, bson_error_t *err)
     if (nr > 0 && store_doc(c, rids[0], &d)) {
         if (remove) {
             append_projected(&val, "value", &d, pj);
-            store_delete(c, rids[0]);
+            if (store_delete(c, rids[0], err) != 0)
+                goto out;
             __atomic_add_fetch(&x->env->st->n_delete, 1, __ATOMIC_RELAXED);
             BSON_APPEND_INT32(&leo, "n", 1);
         } else {

@@ -77,6 +77,8 @@ const char *mdb_code_name(int code)
         return "CannotIndexParallelArrays";
     case MDB_INVALID_INDEX_SPECIFICATION_OPTION:
         return "InvalidIndexSpecificationOption";
+    case MDB_OUT_OF_DISK_SPACE:
+        return "OutOfDiskSpace";
     case MDB_DUPLICATE_KEY:
         return "DuplicateKey";
     default:

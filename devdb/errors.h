@@ -53,6 +53,7 @@ enum mdb_code {
     MDB_CANNOT_INDEX_PARALLEL_ARRAYS = 171,
     MDB_INVALID_INDEX_SPECIFICATION_OPTION = 197,
     MDB_DUPLICATE_KEY = 11000,
+    MDB_OUT_OF_DISK_SPACE = 14031, /* the journal could not be written (full disk, I/O error) */
     /* Unnamed assertion sites ("Location<N>") devdb reproduces. */
     MDB_LOC_PROJECTION_EXCLUSION_IN_INCLUSION = 31254, /* "Cannot do exclusion on field x in
                                                           inclusion projection" */

@@ -208,6 +208,20 @@ static enode *parse_string(const bson_value_t *v, bson_error_t *err)
     return n;
 }
 
+/* Parses each element of the array `arr` into a kid of `n` (an array literal's elements or an
+ * operator's arguments). On failure `n` keeps the kids parsed so far; the caller frees it. */
+static int parse_elements(enode *n, const bson_value_t *arr, int depth, bson_error_t *err)
+{
+    bson_t d;
+    bson_iter_t it;
+    bv_as_doc(arr, &d);
+    bson_iter_init(&it, &d);
+    while (bson_iter_next(&it))
+        if (add_kid(n, parse(bson_iter_value(&it), depth + 1, err), NULL, err) != 0)
+            return -1;
+    return 0;
+}
+
 static enode *parse(const bson_value_t *v, int depth, bson_error_t *err)
 {
     if (depth > MAX_EXPR_DEPTH) {
@@ -220,15 +234,10 @@ static enode *parse(const bson_value_t *v, int depth, bson_error_t *err)
         return parse_string(v, err);
     if (v->value_type == BSON_TYPE_ARRAY) {
         enode *n = new_node(E_ARRAY, err);
-        if (!n)
+        if (n && parse_elements(n, v, depth, err) != 0) {
+            enode_free(n);
             return NULL;
-        bv_as_doc(v, &d);
-        bson_iter_init(&it, &d);
-        while (bson_iter_next(&it))
-            if (add_kid(n, parse(bson_iter_value(&it), depth + 1, err), NULL, err) != 0) {
-                enode_free(n);
-                return NULL;
-            }
+        }
         return n;
     }
     if (v->value_type != BSON_TYPE_DOCUMENT) {
@@ -285,15 +294,10 @@ static enode *parse(const bson_value_t *v, int depth, bson_error_t *err)
             return n;
         }
         if (arg->value_type == BSON_TYPE_ARRAY) {
-            bson_t ad;
-            bson_iter_t ai;
-            bv_as_doc(arg, &ad);
-            bson_iter_init(&ai, &ad);
-            while (bson_iter_next(&ai))
-                if (add_kid(n, parse(bson_iter_value(&ai), depth + 1, err), NULL, err) != 0) {
-                    enode_free(n);
-                    return NULL;
-                }
+            if (parse_elements(n, arg, depth, err) != 0) {
+                enode_free(n);
+                return NULL;
+            }
         } else if (add_kid(n, parse(arg, depth + 1, err), NULL, err) != 0) {
             enode_free(n);
             return NULL;
@@ -384,6 +388,17 @@ static void copy_value(const bson_value_t *src, bson_value_t *out)
     bson_value_copy(src, out);
 }
 
+/* Turns the document built in `b` into the owned value *out of type `type` (document or array)
+ * and destroys `b`. */
+static void take_doc(bson_t *b, bson_type_t type, bson_value_t *out)
+{
+    out->value_type = type;
+    out->value.v_doc.data_len = b->len;
+    out->value.v_doc.data = bson_malloc(b->len);
+    memcpy(out->value.v_doc.data, bson_get_data(b), b->len);
+    bson_destroy(b);
+}
+
 /* Aggregation path lookup from a value; appends into arr when in array mode. */
 static void path_get(const bson_value_t *v, const char *path, bson_value_t *out, int depth)
 {
@@ -424,11 +439,7 @@ static void path_get(const bson_value_t *v, const char *path, bson_value_t *out,
                 release(&r);
             }
         }
-        out->value_type = BSON_TYPE_ARRAY;
-        out->value.v_doc.data_len = arr.len;
-        out->value.v_doc.data = bson_malloc(arr.len);
-        memcpy(out->value.v_doc.data, bson_get_data(&arr), arr.len);
-        bson_destroy(&arr);
+        take_doc(&arr, BSON_TYPE_ARRAY, out);
     }
 }
 
@@ -480,6 +491,19 @@ static void set_string(bson_value_t *out, const char *s, size_t len)
     out->value.v_utf8.len = (uint32_t)len;
 }
 
+/* acc = acc op b for two numbers, with aggregation's typing: integers stay integers (int32
+ * while they fit) until the int64 result overflows, which gives a double, as does any double
+ * or decimal128 operand. */
+static void num_arith(bv_arith_op op, bson_value_t *acc, const bson_value_t *b)
+{
+    if (!bv_is_float(acc->value_type) && !bv_is_float(b->value_type) &&
+        bv_int_arith(op, acc, b, acc))
+        return;
+    double x = bv_as_double(acc), y = bv_as_double(b);
+    acc->value_type = BSON_TYPE_DOUBLE;
+    acc->value.v_double = op == BV_MUL ? x * y : x + y;
+}
+
 void expr_num_add(bson_value_t *acc, const bson_value_t *b)
 {
     if (!bv_is_number(b->value_type))
@@ -488,103 +512,7 @@ void expr_num_add(bson_value_t *acc, const bson_value_t *b)
         acc->value_type = BSON_TYPE_INT32;
         acc->value.v_int32 = 0;
     }
-    bson_type_t ta = acc->value_type, tb = b->value_type;
-    if (ta == BSON_TYPE_DECIMAL128 || tb == BSON_TYPE_DECIMAL128 || ta == BSON_TYPE_DOUBLE ||
-        tb == BSON_TYPE_DOUBLE) {
-        double r = bv_as_double(acc) + bv_as_double(b);
-        acc->value_type = BSON_TYPE_DOUBLE;
-        acc->value.v_double = r;
-        return;
-    }
-    int64_t x = ta == BSON_TYPE_INT32 ? acc->value.v_int32 : acc->value.v_int64;
-    int64_t y = tb == BSON_TYPE_INT32 ? b->value.v_int32 : b->value.v_int64;
-    int64_t r;
-    if (__builtin_add_overflow(x, y, &r)) {
-        acc->value_type = BSON_TYPE_DOUBLE;
-        acc->value.v_double = (double)x + (double)y;
-        return;
-    }
-    if (ta == BSON_TYPE_INT32 && tb == BSON_TYPE_INT32 && r >= INT32_MIN && r <= INT32_MAX) {
-        acc->value.v_int32 = (int32_t)r;
-    } else {
-        acc->value_type = BSON_TYPE_INT64;
-        acc->value.v_int64 = r;
-    }
-}
-
-static void num_mul(bson_value_t *acc, const bson_value_t *b)
-{
-    bson_type_t ta = acc->value_type, tb = b->value_type;
-    if (ta == BSON_TYPE_DOUBLE || tb == BSON_TYPE_DOUBLE || ta == BSON_TYPE_DECIMAL128 ||
-        tb == BSON_TYPE_DECIMAL128) {
-        double r = bv_as_double(acc) * bv_as_double(b);
-        acc->value_type = BSON_TYPE_DOUBLE;
-        acc->value.v_double = r;
-        return;
-    }
-    int64_t x = ta == BSON_TYPE_INT32 ? acc->value.v_int32 : acc->value.v_int64;
-    int64_t y = tb == BSON_TYPE_INT32 ? b->value.v_int32 : b->value.v_int64;
-    int64_t r;
-    if (__builtin_mul_overflow(x, y, &r)) {
-        acc->value_type = BSON_TYPE_DOUBLE;
-        acc->value.v_double = (double)x * (double)y;
-    } else if (ta == BSON_TYPE_INT32 && tb == BSON_TYPE_INT32 && r >= INT32_MIN && r <= INT32_MAX) {
-        acc->value.v_int32 = (int32_t)r;
-    } else {
-        acc->value_type = BSON_TYPE_INT64;
-        acc->value.v_int64 = r;
-    }
-}
-
-static const char *agg_type_name(bson_type_t t)
-{
-    switch (t) {
-    case BSON_TYPE_EOD:
-        return "missing";
-    case BSON_TYPE_DOUBLE:
-        return "double";
-    case BSON_TYPE_UTF8:
-        return "string";
-    case BSON_TYPE_DOCUMENT:
-        return "object";
-    case BSON_TYPE_ARRAY:
-        return "array";
-    case BSON_TYPE_BINARY:
-        return "binData";
-    case BSON_TYPE_UNDEFINED:
-        return "undefined";
-    case BSON_TYPE_OID:
-        return "objectId";
-    case BSON_TYPE_BOOL:
-        return "bool";
-    case BSON_TYPE_DATE_TIME:
-        return "date";
-    case BSON_TYPE_NULL:
-        return "null";
-    case BSON_TYPE_REGEX:
-        return "regex";
-    case BSON_TYPE_DBPOINTER:
-        return "dbPointer";
-    case BSON_TYPE_CODE:
-        return "javascript";
-    case BSON_TYPE_SYMBOL:
-        return "symbol";
-    case BSON_TYPE_CODEWSCOPE:
-        return "javascriptWithScope";
-    case BSON_TYPE_INT32:
-        return "int";
-    case BSON_TYPE_TIMESTAMP:
-        return "timestamp";
-    case BSON_TYPE_INT64:
-        return "long";
-    case BSON_TYPE_DECIMAL128:
-        return "decimal";
-    case BSON_TYPE_MINKEY:
-        return "minKey";
-    case BSON_TYPE_MAXKEY:
-        return "maxKey";
-    }
-    return "unknown";
+    num_arith(BV_ADD, acc, b);
 }
 
 /* Evaluates all kids into a new array of values (caller releases each and frees). */
@@ -713,13 +641,13 @@ static int eval_op(const enode *n, const bson_t *root, bson_value_t *out, bson_e
             if (!bv_is_number(vals[i].value_type)) {
                 mdb_error(err, n->op == OP_ADD ? 16554 : 16555,
                           "%s only supports numeric or date types, not %s", n->opname,
-                          agg_type_name(vals[i].value_type));
+                          bv_type_name(vals[i].value_type));
                 goto done;
             }
             if (n->op == OP_ADD)
                 expr_num_add(&acc, &vals[i]);
             else
-                num_mul(&acc, &vals[i]);
+                num_arith(BV_MUL, &acc, &vals[i]);
         }
         if (date) {
             out->value_type = BSON_TYPE_DATE_TIME;
@@ -748,7 +676,7 @@ static int eval_op(const enode *n, const bson_t *root, bson_value_t *out, bson_e
                 out->value.v_datetime = a->value.v_datetime - (int64_t)llround(bv_as_double(b));
             } else {
                 mdb_error(err, 16556, "cant $subtract a%s from a date",
-                          agg_type_name(b->value_type));
+                          bv_type_name(b->value_type));
                 break;
             }
             rc = 0;
@@ -757,7 +685,7 @@ static int eval_op(const enode *n, const bson_t *root, bson_value_t *out, bson_e
         if (!bv_is_number(a->value_type) || !bv_is_number(b->value_type)) {
             mdb_error(err, n->op == OP_SUBTRACT ? 16556 : (n->op == OP_DIVIDE ? 16609 : 16611),
                       "%s only supports numeric types, not %s and %s", n->opname,
-                      agg_type_name(a->value_type), agg_type_name(b->value_type));
+                      bv_type_name(a->value_type), bv_type_name(b->value_type));
             break;
         }
         if (n->op == OP_DIVIDE) {
@@ -772,16 +700,13 @@ static int eval_op(const enode *n, const bson_t *root, bson_value_t *out, bson_e
             break;
         }
         if (n->op == OP_MOD) {
-            bool ints = a->value_type != BSON_TYPE_DOUBLE && b->value_type != BSON_TYPE_DOUBLE &&
-                        a->value_type != BSON_TYPE_DECIMAL128 &&
-                        b->value_type != BSON_TYPE_DECIMAL128;
+            bool ints = !bv_is_float(a->value_type) && !bv_is_float(b->value_type);
             if (bv_as_double(b) == 0) {
                 mdb_error(err, 16610, "can't $mod by zero");
                 break;
             }
             if (ints) {
-                int64_t x = a->value_type == BSON_TYPE_INT32 ? a->value.v_int32 : a->value.v_int64;
-                int64_t y = b->value_type == BSON_TYPE_INT32 ? b->value.v_int32 : b->value.v_int64;
+                int64_t x = bv_as_int64(a), y = bv_as_int64(b);
                 int64_t r = y == -1 ? 0 : x % y;
                 if (a->value_type == BSON_TYPE_INT32 && b->value_type == BSON_TYPE_INT32) {
                     out->value_type = BSON_TYPE_INT32;
@@ -817,7 +742,7 @@ static int eval_op(const enode *n, const bson_t *root, bson_value_t *out, bson_e
             set_null(out);
         } else if (!bv_is_number(vals[0].value_type)) {
             mdb_error(err, 28765, "$abs only supports numeric types, not %s",
-                      agg_type_name(vals[0].value_type));
+                      bv_type_name(vals[0].value_type));
             break;
         } else {
             *out = vals[0];
@@ -874,7 +799,7 @@ static int eval_op(const enode *n, const bson_t *root, bson_value_t *out, bson_e
             }
             if (vals[i].value_type != BSON_TYPE_UTF8) {
                 mdb_error(err, 16702, "$concat only supports strings, not %s",
-                          agg_type_name(vals[i].value_type));
+                          bv_type_name(vals[i].value_type));
                 goto done;
             }
             total += vals[i].value.v_utf8.len;
@@ -934,7 +859,7 @@ static int eval_op(const enode *n, const bson_t *root, bson_value_t *out, bson_e
             break;
         default:
             mdb_error(err, 16007, "%s cannot convert a value of type %s", n->opname,
-                      agg_type_name(v->value_type));
+                      bv_type_name(v->value_type));
             goto done;
         }
         set_string(out, buf, (size_t)len);
@@ -945,7 +870,7 @@ static int eval_op(const enode *n, const bson_t *root, bson_value_t *out, bson_e
         if (vals[0].value_type != BSON_TYPE_ARRAY) {
             mdb_error(err, 17124,
                       "The argument to $size must be an array. Type of argument was: %s",
-                      agg_type_name(vals[0].value_type));
+                      bv_type_name(vals[0].value_type));
             break;
         } else {
             bson_t d;
@@ -964,14 +889,14 @@ static int eval_op(const enode *n, const bson_t *root, bson_value_t *out, bson_e
         int64_t idx;
         if (vals[0].value_type != BSON_TYPE_ARRAY) {
             mdb_error(err, 28689, "$arrayElemAt's first argument must be an array, but is %s",
-                      agg_type_name(vals[0].value_type));
+                      bv_type_name(vals[0].value_type));
             break;
         }
         if (!bv_is_number(vals[1].value_type) ||
             bv_as_double(&vals[1]) != floor(bv_as_double(&vals[1]))) {
             mdb_error(err, 28690,
                       "$arrayElemAt's second argument must be a numeric value, but is %s",
-                      agg_type_name(vals[1].value_type));
+                      bv_type_name(vals[1].value_type));
             break;
         }
         idx = (int64_t)bv_as_double(&vals[1]);
@@ -995,7 +920,7 @@ static int eval_op(const enode *n, const bson_t *root, bson_value_t *out, bson_e
     case OP_IN: {
         if (vals[1].value_type != BSON_TYPE_ARRAY) {
             mdb_error(err, 40081, "$in requires an array as a second argument, found: %s",
-                      agg_type_name(vals[1].value_type));
+                      bv_type_name(vals[1].value_type));
             break;
         }
         bson_t d;
@@ -1014,7 +939,7 @@ static int eval_op(const enode *n, const bson_t *root, bson_value_t *out, bson_e
         rc = 0;
         break;
     case OP_TYPE: {
-        const char *t = agg_type_name(vals[0].value_type);
+        const char *t = bv_type_name(vals[0].value_type);
         set_string(out, t, strlen(t));
         rc = 0;
         break;
@@ -1093,11 +1018,7 @@ static int eval(const enode *n, const bson_t *root, bson_value_t *out, bson_erro
                 bson_append_value(&b, k, -1, &v);
             release(&v);
         }
-        out->value_type = n->kind == E_ARRAY ? BSON_TYPE_ARRAY : BSON_TYPE_DOCUMENT;
-        out->value.v_doc.data_len = b.len;
-        out->value.v_doc.data = bson_malloc(b.len);
-        memcpy(out->value.v_doc.data, bson_get_data(&b), b.len);
-        bson_destroy(&b);
+        take_doc(&b, n->kind == E_ARRAY ? BSON_TYPE_ARRAY : BSON_TYPE_DOCUMENT, out);
         return 0;
     }
     case E_OP:

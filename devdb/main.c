@@ -1,14 +1,19 @@
 /*
  * minicrm-devdb: the MongoDB-wire-compatible DEVELOPMENT server (see devdb/README.md).
  *
- * main parses flags, wires the store, cursor table and server together, and turns SIGTERM /
- * SIGINT into an orderly shutdown through a self-pipe: the handler only writes one byte, the
- * server loop sees the pipe readable, stops accepting, closes every connection and returns;
- * main then frees everything and exits 0. SIGPIPE is ignored (writes use MSG_NOSIGNAL anyway).
+ * main reads the configuration (prog_start: config file, MINICRM_DEVDB_* environment, flags
+ * --bind --port --dbpath --sync ... which are the last layer), recovers the data from
+ * --dbpath if given (durable.h), wires the store, cursor table and server together, and
+ * turns SIGTERM / SIGINT into an orderly shutdown through a self-pipe: the handler only
+ * writes one byte, the server loop sees the pipe readable, stops accepting, closes every
+ * connection and returns; main then writes the final snapshot, frees everything and exits 0.
+ * SIGPIPE is ignored (writes use MSG_NOSIGNAL anyway).
  */
 #include "commands.h"
 #include "cursor.h"
+#include "durable.h"
 #include "log.h"
+#include "progargs.h"
 #include "server.h"
 #include "store.h"
 
@@ -32,75 +37,41 @@ static void on_signal(int sig)
     errno = saved;
 }
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: minicrm-devdb [--bind ADDR] [--port PORT] [--max-conns N]\n"
-               "                     [--log-level debug|info|warn|error] [--help]\n"
-               "\n"
-               "A MongoDB-wire-compatible DEVELOPMENT server (in memory, no auth, no TLS).\n"
-               "Presents itself as a standalone MongoDB 4.4 to drivers. Not for production.\n"
-               "\n"
-               "  --bind ADDR       address to listen on (default 127.0.0.1)\n"
-               "  --port PORT       TCP port (default 27017)\n"
-               "  --max-conns N     maximum concurrent connections (default 1000)\n"
-               "  --log-level L     debug, info, warn or error (default info)\n");
-}
-
-static int parse_int(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
+static const progargs_flag k_flags[] = {
+    {"--bind", "devdb.bind", "address to listen on (default 127.0.0.1)"},
+    {"--port", "devdb.port", "TCP port (default 27017)"},
+    {"--dbpath", "devdb.dbpath", "directory for the journal and snapshots (default: in memory)"},
+    {"--sync", "devdb.sync", "journal fsync: always | everysec (default) | never"},
+    {"--max-conns", "devdb.max_conns", "maximum concurrent connections (default 1000)"},
+    {"--compact-multiple", "devdb.compact_multiple",
+     "compact when the journal exceeds this multiple of the data (default 4)"},
+    {"--compact-min-kb", "devdb.compact_min_kb",
+     "... and is larger than this many KiB (default 65536)"},
+    {"--log-level", "log.level", "debug, info, warn or error (default info)"},
+};
 
 int main(int argc, char **argv)
 {
-    const char *bind = "127.0.0.1";
-    long port = 27017, max_conns = 1000;
-    log_init("minicrm-devdb");
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return 0;
-        }
-        if (strcmp(a, "--bind") && strcmp(a, "--port") && strcmp(a, "--log-level") &&
-            strcmp(a, "--max-conns")) {
-            fprintf(stderr, "minicrm-devdb: unknown option '%s'\n", a);
-            usage(stderr);
-            return 2;
-        }
-        if (!v) {
-            fprintf(stderr, "minicrm-devdb: option %s needs a value\n", a);
-            return 2;
-        }
-        i++;
-        if (strcmp(a, "--bind") == 0) {
-            bind = v;
-        } else if (strcmp(a, "--port") == 0) {
-            if (parse_int(v, 1, 65535, &port) != 0) {
-                fprintf(stderr, "minicrm-devdb: --port must be 1..65535, got '%s'\n", v);
-                return 2;
-            }
-        } else if (strcmp(a, "--max-conns") == 0) {
-            if (parse_int(v, 1, 100000, &max_conns) != 0) {
-                fprintf(stderr, "minicrm-devdb: --max-conns must be 1..100000, got '%s'\n", v);
-                return 2;
-            }
-        } else {
-            log_level lvl;
-            if (log_parse_level(v, &lvl) != 0) {
-                fprintf(stderr, "minicrm-devdb: --log-level must be debug|info|warn|error\n");
-                return 2;
-            }
-            log_set_level(lvl);
-        }
+    minicrm_config cfg;
+    progargs pa;
+    int prc = prog_start("minicrm-devdb",
+                         "[options]\n\nA MongoDB-wire-compatible DEVELOPMENT server "
+                         "(no auth, no TLS; standalone MongoDB 4.4 to drivers).\nWith --dbpath "
+                         "every acknowledged write is journaled and survives a restart.",
+                         argc, argv, k_flags, sizeof k_flags / sizeof k_flags[0], false, &cfg, &pa);
+    if (prc != 0)
+        return prc == 1 ? 0 : prc;
+    progargs_release(&pa);
+    durable_sync sync_mode;
+    if (durable_parse_sync(cfg.devdb.sync, &sync_mode) != 0) {
+        fprintf(stderr, "minicrm-devdb: --sync must be always|everysec|never, got '%s'\n",
+                cfg.devdb.sync);
+        cfg_release(&cfg);
+        return 2;
     }
+    const char *bind = cfg.devdb.bind;
+    long port = cfg.devdb.port, max_conns = cfg.devdb.max_conns;
+    durable *dur = NULL;
 
     if (pipe(stop_pipe) != 0) {
         fprintf(stderr, "minicrm-devdb: pipe: %s\n", strerror(errno));
@@ -126,26 +97,49 @@ int main(int argc, char **argv)
     env.max_conns = (int)max_conns;
     int status = 1;
     server *srv = NULL;
+    char err[512];
     if (!env.st || !env.cursors) {
         fprintf(stderr, "minicrm-devdb: out of memory\n");
         goto out;
     }
+    if (cfg.devdb.dbpath && *cfg.devdb.dbpath) {
+        durable_opts dop = {.dbpath = cfg.devdb.dbpath,
+                            .sync = sync_mode,
+                            .compact_multiple = cfg.devdb.compact_multiple,
+                            .compact_min_bytes = (uint64_t)cfg.devdb.compact_min_kb * 1024};
+        dur = durable_open(&dop, env.st, err, sizeof err);
+        if (!dur) {
+            fprintf(stderr, "minicrm-devdb: %s\n", err);
+            log_error("dbpath_unusable", "dbpath=%s err=%s", cfg.devdb.dbpath, err);
+            goto out;
+        }
+        env.dur = dur;
+    }
     server_opts so = {.bind = bind, .port = (int)port, .max_conns = (int)max_conns};
-    char err[256];
     srv = server_new(&so, &env, err, sizeof err);
     if (!srv) {
         fprintf(stderr, "minicrm-devdb: %s\n", err);
         goto out;
     }
-    log_info("listening", "bind=%s port=%ld max_conns=%ld", bind, port, max_conns);
+    log_info("listening", "bind=%s port=%ld max_conns=%ld dbpath=%s sync=%s", bind, port, max_conns,
+             dur ? cfg.devdb.dbpath : "(memory)", cfg.devdb.sync);
     server_run(srv, stop_pipe[0]);
-    log_info("stopped", NULL);
     status = 0;
+    if (dur) {
+        /* Clean shutdown: every connection is closed, so the final snapshot sees it all. */
+        env.dur = NULL;
+        if (durable_close(dur, true, err, sizeof err) != 0)
+            fprintf(stderr, "minicrm-devdb: %s\n", err);
+        dur = NULL;
+    }
+    log_info("stopped", NULL);
 out:
+    durable_close(dur, false, err, sizeof err);
     server_free(srv);
     cursor_table_free(env.cursors);
     store_free(env.st);
     close(stop_pipe[0]);
     close(stop_pipe[1]);
+    cfg_release(&cfg);
     return status;
 }

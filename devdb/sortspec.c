@@ -27,22 +27,6 @@ void sortspec_free(sortspec *s)
     free(s);
 }
 
-static char *value_json(const bson_value_t *v, char *buf, size_t cap)
-{
-    bson_t *d = bson_new();
-    bson_append_value(d, "v", 1, v);
-    char *s = bson_as_relaxed_extended_json(d, NULL);
-    /* "{ "v" : X }" -> X */
-    size_t len = s ? strlen(s) : 0;
-    if (len > 10)
-        snprintf(buf, cap, "%.*s", (int)(len - 10), s + 8);
-    else
-        snprintf(buf, cap, "?");
-    bson_free(s);
-    bson_destroy(d);
-    return buf;
-}
-
 sortspec *sortspec_new(const bson_t *spec, bool for_aggregate, bson_error_t *err)
 {
     sortspec *s = calloc(1, sizeof *s);
@@ -67,7 +51,7 @@ sortspec *sortspec_new(const bson_t *spec, bool for_aggregate, bson_error_t *err
         }
         if (!bv_is_number(v->value_type)) {
             mdb_error(err, 15974, "Illegal key in $sort specification: %s: %s", k,
-                      value_json(v, buf, sizeof buf));
+                      bv_render_json(v, buf, sizeof buf));
             goto fail;
         }
         /* MongoDB 4.4 truncates the number to an int (numberInt) before checking it. */

@@ -12,8 +12,13 @@
  *  - a mutation either completes or leaves records and indexes unchanged (unique violations
  *    are detected before anything is modified, or rolled back).
  *
- * This file is the single place where data changes (the "mutations" section), so durability
- * can later journal each operation here before it is applied.
+ * This file is the single place where data changes (the "mutations" section). Each mutation
+ * is split into three steps: check (everything that can fail for a logical reason: names,
+ * unique keys, key generation, allocation of the new objects), journal (one op record to the
+ * hook, which may fail on a full disk), commit (pointer moves and frees that cannot fail).
+ * So a write is in memory only if the journal has it, and a refused journal record leaves
+ * memory exactly as it was. store_replay is the inverse of the records written here; the
+ * record formats are listed in store.h and live only in this file.
  */
 /* pthread_rwlockattr_setkind_np (writer preference) is a GNU extension. */
 #define _GNU_SOURCE
@@ -43,6 +48,39 @@ store *store_new(void)
     }
     st->next_incarnation = 1;
     return st;
+}
+
+void store_set_journal(store *st, store_journal_fn fn, void *ctx)
+{
+    st->journal = fn;
+    st->journal_ctx = ctx;
+}
+
+/* Hands a finished op record to the journal (if any) and destroys it. */
+static int journal_rec(store *st, bson_t *rec, bson_error_t *err)
+{
+    int rc = 0;
+    if (st->journal)
+        rc = st->journal(st->journal_ctx, rec, err);
+    bson_destroy(rec);
+    return rc;
+}
+
+/* Starts an op record {op, db, coll} in `rec` (caller-initialised). */
+static void rec_start(bson_t *rec, const char *op, const char *db, const char *coll)
+{
+    bson_init(rec);
+    BSON_APPEND_UTF8(rec, "op", op);
+    BSON_APPEND_UTF8(rec, "db", db);
+    if (coll)
+        BSON_APPEND_UTF8(rec, "coll", coll);
+}
+
+/* db and coll of a collection, from its "db.coll" namespace (db names contain no dot). */
+static void coll_db_name(const store_coll *c, char *db, size_t n)
+{
+    size_t l = strlen(c->ns) - strlen(c->name) - 1;
+    snprintf(db, n, "%.*s", (int)l, c->ns);
 }
 
 static void coll_free(store_coll *c)
@@ -197,6 +235,11 @@ store_coll *store_coll_create(store *st, const char *db, const char *coll, const
         mdb_error(err, MDB_NAMESPACE_EXISTS, "Collection already exists. NS: %s.%s", db, coll);
         return NULL;
     }
+    bson_t rec, empty = BSON_INITIALIZER;
+    rec_start(&rec, "create", db, coll);
+    BSON_APPEND_DOCUMENT(&rec, "options", options ? options : &empty);
+    if (journal_rec(st, &rec, err) != 0)
+        return NULL;
     store_db *d = store_db_find(st, db);
     if (!d) {
         uint64_t cap = st->capdb;
@@ -228,6 +271,7 @@ store_coll *store_coll_create(store *st, const char *db, const char *coll, const
         goto oom;
     }
     c->nidx = 1;
+    c->st = st;
     snprintf(c->ns, nsl, "%s.%s", db, coll);
     c->incarnation = st->next_incarnation++;
     d->colls[d->ncoll++] = c;
@@ -253,6 +297,11 @@ int store_coll_drop(store *st, const char *db, const char *coll, bson_error_t *e
     store_db *d = store_db_find(st, db);
     for (size_t i = 0; d && i < d->ncoll; i++) {
         if (strcmp(d->colls[i]->name, coll) == 0) {
+            bson_t rec;
+            rec_start(&rec, "drop", db, coll);
+            if (journal_rec(st, &rec, err) != 0)
+                return -1;
+            st->data_bytes -= d->colls[i]->data_bytes;
             coll_free(d->colls[i]);
             memmove(&d->colls[i], &d->colls[i + 1], (d->ncoll - i - 1) * sizeof *d->colls);
             d->ncoll--;
@@ -262,16 +311,23 @@ int store_coll_drop(store *st, const char *db, const char *coll, bson_error_t *e
     return mdb_error(err, MDB_NAMESPACE_NOT_FOUND, "ns not found");
 }
 
-void store_db_drop(store *st, const char *db)
+int store_db_drop(store *st, const char *db, bson_error_t *err)
 {
     for (size_t i = 0; i < st->ndb; i++) {
         if (strcmp(st->dbs[i]->name, db) == 0) {
+            bson_t rec;
+            rec_start(&rec, "dropDatabase", db, NULL);
+            if (journal_rec(st, &rec, err) != 0)
+                return -1;
+            for (size_t j = 0; j < st->dbs[i]->ncoll; j++)
+                st->data_bytes -= st->dbs[i]->colls[j]->data_bytes;
             db_free(st->dbs[i]);
             memmove(&st->dbs[i], &st->dbs[i + 1], (st->ndb - i - 1) * sizeof *st->dbs);
             st->ndb--;
-            return;
+            return 0;
         }
     }
+    return 0;
 }
 
 /* MongoDB's duplicate key error for index ix and offending key tuple `key`. */
@@ -331,14 +387,28 @@ int store_insert(store_coll *c, const bson_t *doc, uint64_t *rid, bson_error_t *
     if (index_all(c, doc, r, err, dup_info) != 0)
         return -1;
     uint8_t *p = copy_doc(doc);
+    if (!p)
+        mdb_error(err, MDB_INTERNAL_ERROR, "out of memory");
+    if (p && c->st->journal) {
+        char db[STORE_DB_NAME_MAX];
+        coll_db_name(c, db, sizeof db);
+        bson_t rec;
+        rec_start(&rec, "insert", db, c->name);
+        BSON_APPEND_DOCUMENT(&rec, "doc", doc);
+        if (journal_rec(c->st, &rec, err) != 0) {
+            free(p);
+            p = NULL;
+        }
+    }
     if (!p) {
         for (size_t j = 0; j < c->nidx; j++)
             index_remove(c->idx[j], doc, r);
-        return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory");
+        return -1;
     }
     c->recs[c->nrec++] = p;
     c->nlive++;
     c->data_bytes += doc->len;
+    c->st->data_bytes += doc->len;
     if (rid)
         *rid = r;
     return 0;
@@ -364,6 +434,20 @@ int store_replace(store_coll *c, uint64_t rid, const bson_t *doc, bson_error_t *
     uint8_t *p = copy_doc(doc);
     if (!p)
         return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory");
+    if (c->st->journal) {
+        char db[STORE_DB_NAME_MAX];
+        coll_db_name(c, db, sizeof db);
+        bson_iter_t it;
+        bson_t rec;
+        rec_start(&rec, "replace", db, c->name);
+        if (bson_iter_init_find(&it, &old, "_id"))
+            BSON_APPEND_VALUE(&rec, "id", bson_iter_value(&it));
+        BSON_APPEND_DOCUMENT(&rec, "doc", doc);
+        if (journal_rec(c->st, &rec, err) != 0) {
+            free(p);
+            return -1;
+        }
+    }
     for (size_t i = 0; i < c->nidx; i++)
         index_remove(c->idx[i], &old, rid);
     if (index_all(c, doc, rid, err, dup_info) != 0) {
@@ -374,22 +458,36 @@ int store_replace(store_coll *c, uint64_t rid, const bson_t *doc, bson_error_t *
         return -1;
     }
     c->data_bytes = c->data_bytes - old.len + doc->len;
+    c->st->data_bytes = c->st->data_bytes - old.len + doc->len;
     free(c->recs[rid]);
     c->recs[rid] = p;
     return 0;
 }
 
-void store_delete(store_coll *c, uint64_t rid)
+int store_delete(store_coll *c, uint64_t rid, bson_error_t *err)
 {
     bson_t old;
     if (!store_doc(c, rid, &old))
-        return;
+        return 0;
+    if (c->st->journal) {
+        char db[STORE_DB_NAME_MAX];
+        coll_db_name(c, db, sizeof db);
+        bson_iter_t it;
+        bson_t rec;
+        rec_start(&rec, "delete", db, c->name);
+        if (bson_iter_init_find(&it, &old, "_id"))
+            BSON_APPEND_VALUE(&rec, "id", bson_iter_value(&it));
+        if (journal_rec(c->st, &rec, err) != 0)
+            return -1;
+    }
     for (size_t i = 0; i < c->nidx; i++)
         index_remove(c->idx[i], &old, rid);
     c->data_bytes -= old.len;
+    c->st->data_bytes -= old.len;
     free(c->recs[rid]);
     c->recs[rid] = NULL;
     c->nlive--;
+    return 0;
 }
 
 store_index *store_index_create(store_coll *c, const bson_t *spec, bson_error_t *err,
@@ -420,15 +518,135 @@ store_index *store_index_create(store_coll *c, const bson_t *spec, bson_error_t 
         return NULL;
     }
     c->capidx = (size_t)cap;
+    if (c->st->journal) {
+        char db[STORE_DB_NAME_MAX];
+        coll_db_name(c, db, sizeof db);
+        bson_t rec;
+        rec_start(&rec, "createIndex", db, c->name);
+        BSON_APPEND_DOCUMENT(&rec, "spec", ix->spec);
+        if (journal_rec(c->st, &rec, err) != 0) {
+            index_free(ix);
+            return NULL;
+        }
+    }
     c->idx[c->nidx++] = ix;
     return ix;
 }
 
-void store_index_drop(store_coll *c, size_t i)
+int store_index_drop(store_coll *c, size_t i, bson_error_t *err)
 {
     if (i == 0 || i >= c->nidx)
-        return;
+        return 0;
+    if (c->st->journal) {
+        char db[STORE_DB_NAME_MAX];
+        coll_db_name(c, db, sizeof db);
+        bson_t rec;
+        rec_start(&rec, "dropIndex", db, c->name);
+        BSON_APPEND_UTF8(&rec, "name", c->idx[i]->name);
+        if (journal_rec(c->st, &rec, err) != 0)
+            return -1;
+    }
     index_free(c->idx[i]);
     memmove(&c->idx[i], &c->idx[i + 1], (c->nidx - i - 1) * sizeof *c->idx);
     c->nidx--;
+    return 0;
+}
+
+bool store_find_id(store_coll *c, const bson_value_t *id, uint64_t *rid)
+{
+    const index_node *n = index_seek_first_field(c->idx[0], id, false);
+    if (!n || index_cmp_first_field(c->idx[0], n, id) != 0)
+        return false;
+    *rid = index_node_rid(n);
+    return true;
+}
+
+/* ---- replay --------------------------------------------------------------------------------- */
+
+/* The string field `key` of rec, or NULL. */
+static const char *rec_str(const bson_t *rec, const char *key)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, rec, key) || !BSON_ITER_HOLDS_UTF8(&it))
+        return NULL;
+    return bson_iter_utf8(&it, NULL);
+}
+
+/* The embedded document `key` of rec as a static bson_t; false if absent or not a document. */
+static bool rec_doc(const bson_t *rec, const char *key, bson_t *out)
+{
+    bson_iter_t it;
+    const uint8_t *data;
+    uint32_t len;
+    if (!bson_iter_init_find(&it, rec, key) || !BSON_ITER_HOLDS_DOCUMENT(&it))
+        return false;
+    bson_iter_document(&it, &len, &data);
+    return bson_init_static(out, data, len);
+}
+
+int store_replay(store *st, const bson_t *rec, bson_error_t *err)
+{
+    const char *op = rec_str(rec, "op"), *db = rec_str(rec, "db"), *coll = rec_str(rec, "coll");
+    if (!op || !db)
+        return mdb_error(err, MDB_FAILED_TO_PARSE, "journal record without op or db");
+    /* The hook stays attached to the store; replay must not write the record again. */
+    store_journal_fn saved = st->journal;
+    st->journal = NULL;
+    int rc = -1;
+    bson_t doc;
+    bson_iter_t it;
+    if (strcmp(op, "dropDatabase") == 0) {
+        rc = store_db_drop(st, db, err);
+        goto out;
+    }
+    if (!coll) {
+        mdb_error(err, MDB_FAILED_TO_PARSE, "journal record '%s' without coll", op);
+        goto out;
+    }
+    if (strcmp(op, "create") == 0) {
+        bson_t opts;
+        if (!rec_doc(rec, "options", &opts))
+            bson_init(&opts);
+        rc = store_coll_create(st, db, coll, &opts, err) ? 0 : -1;
+        goto out;
+    }
+    if (strcmp(op, "drop") == 0) {
+        rc = store_coll_drop(st, db, coll, err);
+        goto out;
+    }
+    store_coll *c = store_coll_find(st, db, coll);
+    if (!c) {
+        mdb_error(err, MDB_NAMESPACE_NOT_FOUND, "journal record '%s' for missing %s.%s", op, db,
+                  coll);
+        goto out;
+    }
+    uint64_t rid = 0;
+    bool has_id = bson_iter_init_find(&it, rec, "id");
+    if (has_id && !store_find_id(c, bson_iter_value(&it), &rid) && strcmp(op, "insert") != 0) {
+        mdb_error(err, MDB_NO_SUCH_KEY, "journal record '%s': _id not found in %s", op, c->ns);
+        goto out;
+    }
+    if (strcmp(op, "insert") == 0 && rec_doc(rec, "doc", &doc)) {
+        rc = store_insert(c, &doc, NULL, err, NULL);
+    } else if (strcmp(op, "replace") == 0 && has_id && rec_doc(rec, "doc", &doc)) {
+        rc = store_replace(c, rid, &doc, err, NULL);
+    } else if (strcmp(op, "delete") == 0 && has_id) {
+        rc = store_delete(c, rid, err);
+    } else if (strcmp(op, "createIndex") == 0 && rec_doc(rec, "spec", &doc)) {
+        rc = store_index_create(c, &doc, err, NULL) ? 0 : -1;
+    } else if (strcmp(op, "dropIndex") == 0 && rec_str(rec, "name")) {
+        const char *name = rec_str(rec, "name");
+        rc = 0;
+        for (size_t i = 1; i < c->nidx; i++) {
+            if (strcmp(c->idx[i]->name, name) == 0) {
+                rc = store_index_drop(c, i, err);
+                break;
+            }
+        }
+    } else {
+        mdb_error(err, MDB_FAILED_TO_PARSE, "malformed journal record '%s'", op);
+    }
+out:
+    st->journal = saved;
+    return rc;
 }

@@ -12,8 +12,17 @@
  *
  * Mutations: every change to the data goes through exactly one of the functions in the
  * "mutations" section (create/drop collection and database, insert/replace/delete a
- * document, create/drop an index), so a journal for durability can be added at that single
- * point later.
+ * document, create/drop an index). When a journal is attached (store_set_journal), each of
+ * them first does everything that can fail for a logical reason (names, unique keys, index
+ * specs), then hands one logical op record (below) to the journal, and only if the journal
+ * accepted it changes memory. A journal failure (full disk) therefore leaves memory
+ * unchanged and is returned as the mutation's error. store_replay applies a record again.
+ *
+ * Op records (BSON, the journal's payload; `id` is the document's _id value):
+ *   {op: "create", db, coll, options}      {op: "drop", db, coll}     {op: "dropDatabase", db}
+ *   {op: "insert", db, coll, doc}          {op: "replace", db, coll, id, doc}
+ *   {op: "delete", db, coll, id}           {op: "createIndex", db, coll, spec}
+ *   {op: "dropIndex", db, coll, name}
  *
  * Ownership: the store owns everything it holds; pointers returned by lookups are valid until
  * the lock is released (a later writer may drop the object).
@@ -31,7 +40,10 @@
 #define STORE_DB_NAME_MAX 64
 #define STORE_NS_MAX      255
 
+typedef struct store store;
+
 typedef struct store_coll {
+    store *st;            /* the store it belongs to */
     char *name;           /* collection name */
     char *ns;             /* "db.coll" */
     uint64_t incarnation; /* unique per created collection: cursors detect drop+recreate */
@@ -50,15 +62,23 @@ typedef struct store_db {
     size_t ncoll, capcoll;
 } store_db;
 
-typedef struct store {
+/* The journal hook: called with the exclusive lock held and a complete op record; returns 0
+ * when the record is durably queued (see durable.h), or -1 with err (the mutation is then
+ * not applied). */
+typedef int (*store_journal_fn)(void *ctx, const bson_t *rec, bson_error_t *err);
+
+struct store {
     pthread_rwlock_t lock;
+    store_journal_fn journal;
+    void *journal_ctx;
+    uint64_t data_bytes; /* BSON bytes of all live documents (exclusive lock; read atomically) */
     store_db **dbs;
     size_t ndb, capdb;
     uint64_t next_incarnation;
     /* statistics (atomic) */
     uint64_t docs_examined, keys_examined;
     uint64_t n_insert, n_update, n_delete, n_query;
-} store;
+};
 
 store *store_new(void);
 void store_free(store *st);
@@ -66,6 +86,14 @@ void store_free(store *st);
 void store_rdlock(store *st);
 void store_wrlock(store *st);
 void store_unlock(store *st);
+
+/* Attaches (fn != NULL) or detaches the journal hook. Exclusive lock, or before any thread
+ * uses the store. */
+void store_set_journal(store *st, store_journal_fn fn, void *ctx);
+
+/* Applies one op record (as the journal hook received it) without journaling it again.
+ * Exclusive lock. -1 with err if the record is malformed or cannot be applied. */
+int store_replay(store *st, const bson_t *rec, bson_error_t *err);
 
 /* Validate names; -1 with InvalidNamespace (73) in err. */
 int store_check_db_name(const char *db, bson_error_t *err);
@@ -90,8 +118,9 @@ store_coll *store_coll_get_or_create(store *st, const char *db, const char *coll
                                      bson_error_t *err);
 /* Drops db.coll. -1 with NamespaceNotFound (26) "ns not found" if it does not exist. */
 int store_coll_drop(store *st, const char *db, const char *coll, bson_error_t *err);
-/* Drops a database and all its collections; nothing happens if it does not exist. */
-void store_db_drop(store *st, const char *db);
+/* Drops a database and all its collections; nothing happens if it does not exist. -1 only
+ * when the journal refuses the record. */
+int store_db_drop(store *st, const char *db, bson_error_t *err);
 
 /*
  * Inserts `doc` (its first field must be _id; the bytes are copied). On a unique index
@@ -105,14 +134,19 @@ int store_insert(store_coll *c, const bson_t *doc, uint64_t *rid, bson_error_t *
  * store_insert, and on error nothing changes. */
 int store_replace(store_coll *c, uint64_t rid, const bson_t *doc, bson_error_t *err,
                   bson_t *dup_info);
-/* Deletes the document in slot rid (no-op for an empty slot). */
-void store_delete(store_coll *c, uint64_t rid);
+/* Deletes the document in slot rid (no-op for an empty slot). -1 only when the journal
+ * refuses the record (nothing changes then). */
+int store_delete(store_coll *c, uint64_t rid, bson_error_t *err);
 
 /* Builds a new index from `spec` over the existing documents. Returns the index, or NULL
  * with err (DuplicateKey if a unique index meets duplicates; spec errors from index_new). */
 store_index *store_index_create(store_coll *c, const bson_t *spec, bson_error_t *err,
                                 bson_t *dup_info);
-/* Drops index number i (> 0; the _id index cannot be dropped). */
-void store_index_drop(store_coll *c, size_t i);
+/* Drops index number i (> 0; the _id index cannot be dropped). -1 only when the journal
+ * refuses the record. */
+int store_index_drop(store_coll *c, size_t i, bson_error_t *err);
+
+/* The record id of the live document whose _id equals `id`; false if none. Any lock. */
+bool store_find_id(store_coll *c, const bson_value_t *id, uint64_t *rid);
 
 #endif

@@ -104,56 +104,6 @@ struct updater {
  * Value rendering for error messages (MongoDB's shell-like style: {_id: 1, a: "x"})
  * ------------------------------------------------------------------------------------------- */
 
-static const char *type_name(bson_type_t t)
-{
-    switch (t) {
-    case BSON_TYPE_DOUBLE:
-        return "double";
-    case BSON_TYPE_UTF8:
-        return "string";
-    case BSON_TYPE_DOCUMENT:
-        return "object";
-    case BSON_TYPE_ARRAY:
-        return "array";
-    case BSON_TYPE_BINARY:
-        return "binData";
-    case BSON_TYPE_UNDEFINED:
-        return "undefined";
-    case BSON_TYPE_OID:
-        return "objectId";
-    case BSON_TYPE_BOOL:
-        return "bool";
-    case BSON_TYPE_DATE_TIME:
-        return "date";
-    case BSON_TYPE_NULL:
-        return "null";
-    case BSON_TYPE_REGEX:
-        return "regex";
-    case BSON_TYPE_DBPOINTER:
-        return "dbPointer";
-    case BSON_TYPE_CODE:
-        return "javascript";
-    case BSON_TYPE_SYMBOL:
-        return "symbol";
-    case BSON_TYPE_CODEWSCOPE:
-        return "javascriptWithScope";
-    case BSON_TYPE_INT32:
-        return "int";
-    case BSON_TYPE_TIMESTAMP:
-        return "timestamp";
-    case BSON_TYPE_INT64:
-        return "long";
-    case BSON_TYPE_DECIMAL128:
-        return "decimal";
-    case BSON_TYPE_MINKEY:
-        return "minKey";
-    case BSON_TYPE_MAXKEY:
-        return "maxKey";
-    default:
-        return "missing";
-    }
-}
-
 static void render_value_d(const bson_value_t *v, char *buf, size_t cap, int depth);
 
 static void render_doc_d(const uint8_t *data, uint32_t len, bool is_array, char *buf, size_t cap,
@@ -224,18 +174,9 @@ static void render_value_d(const bson_value_t *v, char *buf, size_t cap, int dep
         render_doc_d(v->value.v_doc.data, v->value.v_doc.data_len, v->value_type == BSON_TYPE_ARRAY,
                      buf, cap, depth);
         return;
-    default: {
-        bson_t *d = bson_new();
-        bson_append_value(d, "v", 1, v);
-        char *s = bson_as_relaxed_extended_json(d, NULL);
-        size_t len = s ? strlen(s) : 0;
-        if (len > 10)
-            snprintf(buf, cap, "%.*s", (int)(len - 10), s + 8);
-        else
-            snprintf(buf, cap, "?");
-        bson_free(s);
-        bson_destroy(d);
-    }
+    default:
+        bv_render_json(v, buf, cap);
+        return;
     }
 }
 
@@ -389,21 +330,7 @@ static int check_path(const char *path, bson_error_t *err)
 
 static bool whole_number(const bson_value_t *v, int64_t *out)
 {
-    if (v->value_type == BSON_TYPE_INT32) {
-        *out = v->value.v_int32;
-        return true;
-    }
-    if (v->value_type == BSON_TYPE_INT64) {
-        *out = v->value.v_int64;
-        return true;
-    }
-    if (!bv_is_number(v->value_type))
-        return false;
-    double d = bv_as_double(v);
-    if (isnan(d) || d != floor(d) || fabs(d) > 9e18)
-        return false;
-    *out = (int64_t)d;
-    return true;
+    return bv_whole_int64(v, out) == 0;
 }
 
 /* $push / $addToSet argument: a value, or {$each: [...], $slice, $position, $sort}. */
@@ -423,7 +350,7 @@ static int parse_each(uop *o, bson_error_t *err)
                 return mdb_error(err, MDB_BAD_VALUE,
                                  "The argument to $each in %s must be an array but it was of "
                                  "type: %s",
-                                 o->opname, type_name(v->value_type));
+                                 o->opname, bv_type_name(v->value_type));
             o->has_each = true;
             o->each = *v;
         } else if (o->kind == U_ADD_TO_SET) {
@@ -434,14 +361,14 @@ static int parse_each(uop *o, bson_error_t *err)
                 return mdb_error(err, MDB_BAD_VALUE,
                                  "The value for $slice must be an integer value but was given "
                                  "type: %s",
-                                 type_name(v->value_type));
+                                 bv_type_name(v->value_type));
             o->has_slice = true;
         } else if (strcmp(k, "$position") == 0) {
             if (!whole_number(v, &o->position))
                 return mdb_error(err, MDB_BAD_VALUE,
                                  "The value for $position must be an integer value, not of type: "
                                  "%s",
-                                 type_name(v->value_type));
+                                 bv_type_name(v->value_type));
             o->has_position = true;
         } else if (strcmp(k, "$sort") == 0) {
             int64_t dir;
@@ -552,7 +479,7 @@ static int parse_op_arg(uop *o, bson_error_t *err)
         return mdb_error(err, MDB_BAD_VALUE,
                          "%s is not valid type for $currentDate. Please use a boolean ('true') or "
                          "a $type expression ({$type: 'timestamp/date'}).",
-                         type_name(v->value_type));
+                         bv_type_name(v->value_type));
     case U_PUSH:
     case U_ADD_TO_SET:
         return parse_each(o, err);
@@ -562,7 +489,7 @@ static int parse_op_arg(uop *o, bson_error_t *err)
         if (v->value_type != BSON_TYPE_ARRAY)
             return mdb_error(err, MDB_BAD_VALUE,
                              "$pullAll requires an array argument but was given a %s",
-                             type_name(v->value_type));
+                             bv_type_name(v->value_type));
         return 0;
     case U_POP: {
         int64_t n;
@@ -785,7 +712,7 @@ updater *updater_new(const bson_t *update, bson_error_t *err)
             mdb_error(err, MDB_FAILED_TO_PARSE,
                       "Modifiers operate on fields but we found type %s instead. For example: "
                       "{$mod: {<field>: ...}} not {%s: %s}",
-                      type_name(bson_iter_type(&it)), opname,
+                      bv_type_name(bson_iter_type(&it)), opname,
                       bson_iter_type(&it) == BSON_TYPE_INT32 ? "1" : "...");
             goto fail;
         }
@@ -1144,19 +1071,8 @@ static int arith(bool mul, const bson_value_t *a, const bson_value_t *b, bson_va
         out->value.v_double = mul ? x * y : x + y;
         return 0;
     }
-    int64_t x = ta == BSON_TYPE_INT32 ? a->value.v_int32 : a->value.v_int64;
-    int64_t y = tb == BSON_TYPE_INT32 ? b->value.v_int32 : b->value.v_int64;
-    int64_t r;
-    if (mul ? __builtin_mul_overflow(x, y, &r) : __builtin_add_overflow(x, y, &r))
-        return -1;
-    if (ta == BSON_TYPE_INT32 && tb == BSON_TYPE_INT32 && r >= INT32_MIN && r <= INT32_MAX) {
-        out->value_type = BSON_TYPE_INT32;
-        out->value.v_int32 = (int32_t)r;
-    } else {
-        out->value_type = BSON_TYPE_INT64;
-        out->value.v_int64 = r;
-    }
-    return 0;
+    /* int64 overflow is an error in SafeNum (aggregation's $add falls back to double). */
+    return bv_int_arith(mul ? BV_MUL : BV_ADD, a, b, out) ? 0 : -1;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1213,7 +1129,7 @@ static int array_field_check(const uop *o, mfield *f, apply_ctx *c)
     bson_type_t t = f->kids ? BSON_TYPE_DOCUMENT : f->v.value_type;
     return mdb_error(c->err, MDB_BAD_VALUE,
                      "The field '%s' must be an array but is of type %s in document %s", o->path,
-                     type_name(t), id);
+                     bv_type_name(t), id);
 }
 
 static _Thread_local const uop *g_sort_op; /* qsort has no context argument */
@@ -1381,7 +1297,7 @@ static int apply_pull_pop(const uop *o, mdoc *root, apply_ctx *c)
         if (o->kind == U_POP) {
             return mdb_error(c->err, MDB_TYPE_MISMATCH,
                              "Path '%s' contains an element of non-array type '%s'", o->path,
-                             type_name(f->kids ? BSON_TYPE_DOCUMENT : f->v.value_type));
+                             bv_type_name(f->kids ? BSON_TYPE_DOCUMENT : f->v.value_type));
         }
         return mdb_error(c->err, MDB_BAD_VALUE, "Cannot apply %s to a non-array value", o->opname);
     }
@@ -1478,8 +1394,8 @@ static int apply_one(const uop *o, mdoc *root, bool is_insert, apply_ctx *c)
                 "Cannot apply %s to a value of non-numeric type. %s has the field "
                 "'%.*s' of non-numeric type %s",
                 o->opname, id, (int)f->nlen, f->name ? f->name : "",
-                type_name(f->kids ? (f->kids->is_array ? BSON_TYPE_ARRAY : BSON_TYPE_DOCUMENT)
-                                  : f->v.value_type));
+                bv_type_name(f->kids ? (f->kids->is_array ? BSON_TYPE_ARRAY : BSON_TYPE_DOCUMENT)
+                                     : f->v.value_type));
         }
         if (arith(o->kind == U_MUL, &f->v, &o->arg, &res) != 0) {
             char id[300], cur[100];

@@ -162,6 +162,12 @@ static const cfg_setting_info settings[] = {
      "directory for devdb's journal and snapshots (empty: in memory)"},
     {"devdb.sync", CFG_STRING, OFF(devdb.sync), "everysec", NULL, false, 1, 0, "always|everysec|never",
      "when devdb fsyncs its journal"},
+    {"devdb.max_conns", CFG_INT, OFF(devdb.max_conns), "1000", NULL, false, 1, 100000, NULL,
+     "most concurrent connections to minicrm-devdb"},
+    {"devdb.compact_multiple", CFG_INT, OFF(devdb.compact_multiple), "4", NULL, false, 1, 1000, NULL,
+     "devdb compacts its journal into a snapshot when the journal exceeds this multiple of the live data"},
+    {"devdb.compact_min_kb", CFG_INT, OFF(devdb.compact_min_kb), "65536", NULL, false, 0, 100000000, NULL,
+     "... and the journal is larger than this many KiB"},
 };
 /* clang-format on */
 

@@ -109,6 +109,9 @@ typedef struct minicrm_config {
         int port;
         char *dbpath; /* empty: in memory */
         char *sync;
+        int max_conns;
+        int compact_multiple; /* compact the journal when it exceeds this x live data */
+        int compact_min_kb;   /* ... and is larger than this */
     } devdb;
 } minicrm_config;
 
