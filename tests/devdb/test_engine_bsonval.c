@@ -249,6 +249,102 @@ TEST(hostile_nesting_does_not_recurse_unbounded)
     bson_destroy(y);
 }
 
+TEST(depth_limit)
+{
+    /* deep_doc(n) nests n documents below the root: n + 1 levels. */
+    bson_t *ok = deep_doc(BV_MAX_NESTING - 1, 1), *over = deep_doc(BV_MAX_NESTING, 1);
+    CHECK(bv_depth_ok(ok, BV_MAX_NESTING));
+    CHECK(!bv_depth_ok(over, BV_MAX_NESTING));
+    CHECK(bv_depth_ok(over, BV_MAX_NESTING + 1));
+    bson_destroy(ok);
+    bson_destroy(over);
+    /* Far beyond the limit: refused without walking (or recursing) all the way down. */
+    bson_t *hostile = deep_doc(100000, 1);
+    CHECK(!bv_depth_ok(hostile, BV_MAX_NESTING));
+    bson_destroy(hostile);
+    /* Arrays count as levels; siblings do not add up; a flat document is depth 1. */
+    bson_t *arr = J("{'a': [[1]], 'b': {'c': 1}, 'd': 2}");
+    CHECK(bv_depth_ok(arr, 3));
+    CHECK(!bv_depth_ok(arr, 2));
+    bson_destroy(arr);
+    bson_t *flat = J("{'a': 1}"), empty = BSON_INITIALIZER;
+    CHECK(bv_depth_ok(flat, 1));
+    CHECK(bv_depth_ok(&empty, 1));
+    CHECK(!bv_depth_ok(flat, 0));
+    bson_destroy(flat);
+    /* Malformed BSON (an embedded document whose length runs past its parent) is refused. */
+    bson_t *nested = J("{'a': {'b': 1}}");
+    uint8_t bytes[64];
+    memcpy(bytes, bson_get_data(nested), nested->len);
+    bytes[4 + 1 + 2] = 0x7f; /* the embedded document's length: type byte, "a\0", then length */
+    bson_t bad;
+    CHECK(bson_init_static(&bad, bytes, nested->len));
+    CHECK(!bv_depth_ok(&bad, BV_MAX_NESTING));
+    bson_destroy(nested);
+}
+
+/* Value of field "v" of a JSON document (points into it). */
+static bson_value_t vfield(const bson_t *d)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, d, "v"))
+        abort();
+    return *bson_iter_value(&it);
+}
+
+TEST(numeric_helpers)
+{
+    static const struct {
+        const char *json;
+        int rc;
+        int64_t want;
+    } whole[] = {
+        {"{'v': 5}", 0, 5},
+        {"{'v': {'$numberLong': '-9223372036854775808'}}", 0, INT64_MIN},
+        {"{'v': 3.0}", 0, 3},
+        {"{'v': {'$numberDecimal': '7'}}", 0, 7},
+        {"{'v': 2.5}", -2, 0},
+        {"{'v': 1e19}", -2, 0},
+        {"{'v': {'$numberDouble': 'NaN'}}", -2, 0},
+        {"{'v': 'x'}", -1, 0},
+    };
+    for (size_t i = 0; i < sizeof whole / sizeof whole[0]; i++) {
+        bson_t *d = J(whole[i].json);
+        bson_value_t v = vfield(d);
+        int64_t got = 0;
+        int rc = bv_whole_int64(&v, &got);
+        bson_destroy(d);
+        CHECK_MSG(rc == whole[i].rc && (rc != 0 || got == whole[i].want),
+                  "bv_whole_int64(%s) = %d, %" PRId64, whole[i].json, rc, got);
+    }
+    bson_value_t a = {.value_type = BSON_TYPE_INT32}, b = {.value_type = BSON_TYPE_INT32}, r;
+    a.value.v_int32 = INT32_MAX;
+    b.value.v_int32 = 1;
+    CHECK(bv_int_arith(BV_ADD, &a, &b, &r));
+    CHECK(r.value_type == BSON_TYPE_INT64 && r.value.v_int64 == (int64_t)INT32_MAX + 1);
+    b.value.v_int32 = -3;
+    CHECK(bv_int_arith(BV_MUL, &a, &b, &a)); /* out aliases a */
+    CHECK(a.value_type == BSON_TYPE_INT64 && a.value.v_int64 == (int64_t)INT32_MAX * -3);
+    a.value_type = BSON_TYPE_INT32;
+    a.value.v_int32 = -6;
+    CHECK(bv_int_arith(BV_MUL, &a, &b, &r));
+    CHECK(r.value_type == BSON_TYPE_INT32 && r.value.v_int32 == 18);
+    a.value_type = BSON_TYPE_INT64;
+    a.value.v_int64 = INT64_MAX;
+    r.value_type = BSON_TYPE_NULL;
+    CHECK(!bv_int_arith(BV_MUL, &a, &b, &r));
+    CHECK(r.value_type == BSON_TYPE_NULL); /* untouched on overflow */
+    CHECK_STR_EQ(bv_type_name(BSON_TYPE_EOD), "missing");
+    CHECK_STR_EQ(bv_type_name(BSON_TYPE_INT64), "long");
+    CHECK_STR_EQ(bv_type_name(BSON_TYPE_CODEWSCOPE), "javascriptWithScope");
+    bson_t *d = J("{'v': {'x': [1, 'y']}}");
+    bson_value_t v = vfield(d);
+    char buf[64];
+    CHECK_STR_EQ(bv_render_json(&v, buf, sizeof buf), "{ \"x\" : [ 1, \"y\" ] }");
+    CHECK_STR_EQ(bv_render_json(&v, buf, 5), "{ \"x");
+    bson_destroy(d);
+}
+
 TEST(code_names)
 {
     CHECK_STR_EQ(mdb_code_name(11000), "DuplicateKey");
@@ -264,4 +360,4 @@ TEST(code_names)
 TEST_MAIN(TEST_ENTRY(cross_type_order), TEST_ENTRY(numbers_compare_across_types),
           TEST_ENTRY(documents_and_arrays), TEST_ENTRY(path_visit), TEST_ENTRY(sort_keys),
           TEST_ENTRY(index_keys), TEST_ENTRY(hostile_nesting_does_not_recurse_unbounded),
-          TEST_ENTRY(code_names))
+          TEST_ENTRY(depth_limit), TEST_ENTRY(numeric_helpers), TEST_ENTRY(code_names))
