@@ -91,4 +91,39 @@ static inline const char *JS(const bson_t *b)
     return buf;
 }
 
+/* Table-driven cases (test code; the CHECK_* macros need test.h). Each row gives the two inputs
+ * of the function under test and its expected result: a string (eng_str_case) or an int
+ * (eng_int_case). CHECK_STR_CASES(fn, table) / CHECK_INT_CASES(fn, table) check the rows in
+ * order and, like CHECK, end the test at the first wrong row, naming the table, the row and
+ * its inputs. */
+typedef struct {
+    const char *a, *b, *want;
+} eng_str_case;
+
+typedef struct {
+    const char *a, *b;
+    int want;
+} eng_int_case;
+
+#define ENG_NCASES(table) (sizeof(table) / sizeof((table)[0]))
+
+#define CHECK_STR_CASES(fn, table)                                                                 \
+    do {                                                                                           \
+        for (size_t i_ = 0; i_ < ENG_NCASES(table); i_++) {                                        \
+            const char *got_ = fn((table)[i_].a, (table)[i_].b);                                   \
+            CHECK_MSG(strcmp(got_, (table)[i_].want) == 0,                                         \
+                      "%s[%zu]: %s(\"%s\", \"%s\") = \"%s\", want \"%s\"", #table, i_, #fn,        \
+                      (table)[i_].a, (table)[i_].b, got_, (table)[i_].want);                       \
+        }                                                                                          \
+    } while (0)
+
+#define CHECK_INT_CASES(fn, table)                                                                 \
+    do {                                                                                           \
+        for (size_t i_ = 0; i_ < ENG_NCASES(table); i_++) {                                        \
+            int got_ = fn((table)[i_].a, (table)[i_].b);                                           \
+            CHECK_MSG(got_ == (table)[i_].want, "%s[%zu]: %s(\"%s\", \"%s\") = %d, want %d",       \
+                      #table, i_, #fn, (table)[i_].a, (table)[i_].b, got_, (table)[i_].want);      \
+        }                                                                                          \
+    } while (0)
+
 #endif

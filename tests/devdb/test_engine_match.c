@@ -77,87 +77,95 @@ static const char *ET(const char *operand)
 
 TEST(equality)
 {
-    CHECK_INT_EQ(M("{}", "{'a': 1}"), 1);
-    CHECK_INT_EQ(M("{'a': 1}", "{'a': 1}"), 1);
-    CHECK_INT_EQ(M("{'a': 1}", "{'a': 1.0}"), 1);
-    CHECK_INT_EQ(M("{'a': 1}", "{'a': {'$numberLong': '1'}}"), 1);
-    CHECK_INT_EQ(M("{'a': 1}", "{'a': '1'}"), 0);
-    CHECK_INT_EQ(M("{'a': 1}", "{'b': 1}"), 0);
-    CHECK_INT_EQ(M("{'a': 1, 'b': 2}", "{'a': 1, 'b': 3}"), 0);
-    CHECK_INT_EQ(M("{'a': {'$eq': 2}}", "{'a': [1, 2]}"), 1);
-    CHECK_INT_EQ(M("{'a': [1, 2]}", "{'a': [1, 2]}"), 1);
-    CHECK_INT_EQ(M("{'a': [1, 2]}", "{'a': [2, 1]}"), 0);
-    CHECK_INT_EQ(M("{'a': [1, 2]}", "{'a': [[1, 2], 3]}"), 1);
-    CHECK_INT_EQ(M("{'a': {'b': 1}}", "{'a': {'b': 1.0}}"), 1);
-    CHECK_INT_EQ(M("{'a': {'b': 1}}", "{'a': {'b': 1, 'c': 2}}"), 0);
-    CHECK_INT_EQ(M("{'a.b': 1}", "{'a': {'b': 1, 'c': 2}}"), 1);
-    CHECK_INT_EQ(M("{'a.b': 1}", "{'a': [{'b': 0}, {'b': 1}]}"), 1);
-    CHECK_INT_EQ(M("{'a.b': 1}", "{'a': [{'b': [0, 1]}]}"), 1);
-    CHECK_INT_EQ(M("{'a.1': 5}", "{'a': [4, 5]}"), 1);
-    CHECK_INT_EQ(M("{'a.0': 5}", "{'a': [4, 5]}"), 0);
-    CHECK_INT_EQ(M("{'a.1.b': 5}", "{'a': [{'b': 4}, {'b': 5}]}"), 1);
-    CHECK_INT_EQ(M("{'a.b.c': 'x'}", "{'a': {'b': [{'c': 'y'}, {'c': 'x'}]}}"), 1);
-    CHECK_INT_EQ(M("{'_id': {'$oid': '5f0000000000000000000001'}}",
-                   "{'_id': {'$oid': '5f0000000000000000000001'}}"),
-                 1);
+    static const eng_int_case m_cases[] = {
+        {"{}", "{'a': 1}", 1},
+        {"{'a': 1}", "{'a': 1}", 1},
+        {"{'a': 1}", "{'a': 1.0}", 1},
+        {"{'a': 1}", "{'a': {'$numberLong': '1'}}", 1},
+        {"{'a': 1}", "{'a': '1'}", 0},
+        {"{'a': 1}", "{'b': 1}", 0},
+        {"{'a': 1, 'b': 2}", "{'a': 1, 'b': 3}", 0},
+        {"{'a': {'$eq': 2}}", "{'a': [1, 2]}", 1},
+        {"{'a': [1, 2]}", "{'a': [1, 2]}", 1},
+        {"{'a': [1, 2]}", "{'a': [2, 1]}", 0},
+        {"{'a': [1, 2]}", "{'a': [[1, 2], 3]}", 1},
+        {"{'a': {'b': 1}}", "{'a': {'b': 1.0}}", 1},
+        {"{'a': {'b': 1}}", "{'a': {'b': 1, 'c': 2}}", 0},
+        {"{'a.b': 1}", "{'a': {'b': 1, 'c': 2}}", 1},
+        {"{'a.b': 1}", "{'a': [{'b': 0}, {'b': 1}]}", 1},
+        {"{'a.b': 1}", "{'a': [{'b': [0, 1]}]}", 1},
+        {"{'a.1': 5}", "{'a': [4, 5]}", 1},
+        {"{'a.0': 5}", "{'a': [4, 5]}", 0},
+        {"{'a.1.b': 5}", "{'a': [{'b': 4}, {'b': 5}]}", 1},
+        {"{'a.b.c': 'x'}", "{'a': {'b': [{'c': 'y'}, {'c': 'x'}]}}", 1},
+        {"{'_id': {'$oid': '5f0000000000000000000001'}}",
+         "{'_id': {'$oid': '5f0000000000000000000001'}}", 1},
+    };
+    CHECK_INT_CASES(M, m_cases);
 }
 
 TEST(null_and_missing)
 {
-    CHECK_INT_EQ(M("{'a': null}", "{'b': 1}"), 1);
-    CHECK_INT_EQ(M("{'a': null}", "{'a': null}"), 1);
-    CHECK_INT_EQ(M("{'a': null}", "{'a': 0}"), 0);
-    CHECK_INT_EQ(M("{'a.b': null}", "{'a': {'c': 1}}"), 1);
-    CHECK_INT_EQ(M("{'a.b': null}", "{'a': [{'b': 1}, {'c': 1}]}"), 1);
-    CHECK_INT_EQ(M("{'a.b': null}", "{'a': [{'b': 1}]}"), 0);
-    CHECK_INT_EQ(M("{'a': {'$ne': null}}", "{'b': 1}"), 0);
-    CHECK_INT_EQ(M("{'a': {'$ne': null}}", "{'a': 1}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$gte': null}}", "{'b': 1}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$lt': null}}", "{'b': 1}"), 0);
-    CHECK_INT_EQ(M("{'a': {'$in': [null, 5]}}", "{'b': 1}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$nin': [null]}}", "{'b': 1}"), 0);
+    static const eng_int_case m_cases[] = {
+        {"{'a': null}", "{'b': 1}", 1},
+        {"{'a': null}", "{'a': null}", 1},
+        {"{'a': null}", "{'a': 0}", 0},
+        {"{'a.b': null}", "{'a': {'c': 1}}", 1},
+        {"{'a.b': null}", "{'a': [{'b': 1}, {'c': 1}]}", 1},
+        {"{'a.b': null}", "{'a': [{'b': 1}]}", 0},
+        {"{'a': {'$ne': null}}", "{'b': 1}", 0},
+        {"{'a': {'$ne': null}}", "{'a': 1}", 1},
+        {"{'a': {'$gte': null}}", "{'b': 1}", 1},
+        {"{'a': {'$lt': null}}", "{'b': 1}", 0},
+        {"{'a': {'$in': [null, 5]}}", "{'b': 1}", 1},
+        {"{'a': {'$nin': [null]}}", "{'b': 1}", 0},
+    };
+    CHECK_INT_CASES(M, m_cases);
 }
 
 TEST(comparisons_stay_in_type_bracket)
 {
-    CHECK_INT_EQ(M("{'a': {'$gt': 5}}", "{'a': 6}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$gt': 5}}", "{'a': 5.5}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$gt': 5}}", "{'a': 5}"), 0);
-    CHECK_INT_EQ(M("{'a': {'$gte': 5}}", "{'a': {'$numberLong': '5'}}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$gt': 5}}", "{'a': 'zzz'}"), 0);
-    CHECK_INT_EQ(M("{'a': {'$lt': 'b'}}", "{'a': 1}"), 0);
-    CHECK_INT_EQ(M("{'a': {'$lt': 'b'}}", "{'a': 'a'}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$gt': 5}}", "{'a': {'x': 1}}"), 0);
-    CHECK_INT_EQ(M("{'a': {'$gt': 5}}", "{'a': [1, 7]}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$gt': 1, '$lt': 5}}", "{'a': [0, 10]}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$gt': 1, '$lt': 5}}", "{'a': 10}"), 0);
-    CHECK_INT_EQ(M("{'a': {'$lte': 5}}", "{'b': 1}"), 0);
-    CHECK_INT_EQ(M("{'a': {'$gt': {'$date': {'$numberLong': '1000'}}}}",
-                   "{'a': {'$date': {'$numberLong': '2000'}}}"),
-                 1);
-    CHECK_INT_EQ(M("{'a': {'$gt': {'$minKey': 1}}}", "{'a': 'x'}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$gt': {'$numberDouble': 'NaN'}}}", "{'a': 1}"), 0);
-    CHECK_INT_EQ(M("{'a': {'$gte': {'$numberDouble': 'NaN'}}}", "{'a': {'$numberDouble': 'NaN'}}"),
-                 1);
-    CHECK_INT_EQ(M("{'a': {'$lt': {'$numberDouble': 'NaN'}}}", "{'a': 1}"), 0);
-    CHECK_INT_EQ(M("{'a': {'$gt': [1]}}", "{'a': [2]}"), 1);
+    static const eng_int_case m_cases[] = {
+        {"{'a': {'$gt': 5}}", "{'a': 6}", 1},
+        {"{'a': {'$gt': 5}}", "{'a': 5.5}", 1},
+        {"{'a': {'$gt': 5}}", "{'a': 5}", 0},
+        {"{'a': {'$gte': 5}}", "{'a': {'$numberLong': '5'}}", 1},
+        {"{'a': {'$gt': 5}}", "{'a': 'zzz'}", 0},
+        {"{'a': {'$lt': 'b'}}", "{'a': 1}", 0},
+        {"{'a': {'$lt': 'b'}}", "{'a': 'a'}", 1},
+        {"{'a': {'$gt': 5}}", "{'a': {'x': 1}}", 0},
+        {"{'a': {'$gt': 5}}", "{'a': [1, 7]}", 1},
+        {"{'a': {'$gt': 1, '$lt': 5}}", "{'a': [0, 10]}", 1},
+        {"{'a': {'$gt': 1, '$lt': 5}}", "{'a': 10}", 0},
+        {"{'a': {'$lte': 5}}", "{'b': 1}", 0},
+        {"{'a': {'$gt': {'$date': {'$numberLong': '1000'}}}}",
+         "{'a': {'$date': {'$numberLong': '2000'}}}", 1},
+        {"{'a': {'$gt': {'$minKey': 1}}}", "{'a': 'x'}", 1},
+        {"{'a': {'$gt': {'$numberDouble': 'NaN'}}}", "{'a': 1}", 0},
+        {"{'a': {'$gte': {'$numberDouble': 'NaN'}}}", "{'a': {'$numberDouble': 'NaN'}}", 1},
+        {"{'a': {'$lt': {'$numberDouble': 'NaN'}}}", "{'a': 1}", 0},
+        {"{'a': {'$gt': [1]}}", "{'a': [2]}", 1},
+    };
+    CHECK_INT_CASES(M, m_cases);
 }
 
 TEST(in_nin_ne)
 {
-    CHECK_INT_EQ(M("{'a': {'$in': [1, 'x']}}", "{'a': 'x'}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$in': [1, 'x']}}", "{'a': 2}"), 0);
-    CHECK_INT_EQ(M("{'a': {'$in': [1, 'x']}}", "{'a': [3, 1.0]}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$in': []}}", "{'a': 1}"), 0);
-    CHECK_INT_EQ(M("{'a': {'$in': [{'$regularExpression': {'pattern': '^ab', 'options': ''}}]}}",
-                   "{'a': 'abc'}"),
-                 1);
-    CHECK_INT_EQ(M("{'a': {'$nin': [1, 2]}}", "{'a': 3}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$nin': [1, 2]}}", "{'a': [3, 2]}"), 0);
-    CHECK_INT_EQ(M("{'a': {'$nin': [1, 2]}}", "{'b': 1}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$ne': 1}}", "{'a': [1, 2]}"), 0);
-    CHECK_INT_EQ(M("{'a': {'$ne': 1}}", "{'a': [2]}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$ne': 1}}", "{'b': 2}"), 1);
+    static const eng_int_case m_cases[] = {
+        {"{'a': {'$in': [1, 'x']}}", "{'a': 'x'}", 1},
+        {"{'a': {'$in': [1, 'x']}}", "{'a': 2}", 0},
+        {"{'a': {'$in': [1, 'x']}}", "{'a': [3, 1.0]}", 1},
+        {"{'a': {'$in': []}}", "{'a': 1}", 0},
+        {"{'a': {'$in': [{'$regularExpression': {'pattern': '^ab', 'options': ''}}]}}",
+         "{'a': 'abc'}", 1},
+        {"{'a': {'$nin': [1, 2]}}", "{'a': 3}", 1},
+        {"{'a': {'$nin': [1, 2]}}", "{'a': [3, 2]}", 0},
+        {"{'a': {'$nin': [1, 2]}}", "{'b': 1}", 1},
+        {"{'a': {'$ne': 1}}", "{'a': [1, 2]}", 0},
+        {"{'a': {'$ne': 1}}", "{'a': [2]}", 1},
+        {"{'a': {'$ne': 1}}", "{'b': 2}", 1},
+    };
+    CHECK_INT_CASES(M, m_cases);
     CHECK_INT_EQ(E("{'a': {'$in': 5}}")->code, MDB_BAD_VALUE);
     CHECK_STR_EQ(E("{'a': {'$in': 5}}")->message, "$in needs an array");
     CHECK_STR_EQ(E("{'a': {'$in': [{'$gt': 1}]}}")->message, "cannot nest $ under $in");
@@ -165,20 +173,22 @@ TEST(in_nin_ne)
 
 TEST(logical)
 {
-    CHECK_INT_EQ(M("{'$or': [{'a': 1}, {'b': 2}]}", "{'b': 2}"), 1);
-    CHECK_INT_EQ(M("{'$or': [{'a': 1}, {'b': 2}]}", "{'b': 3}"), 0);
-    CHECK_INT_EQ(M("{'$and': [{'a': 1}, {'b': 2}]}", "{'a': 1, 'b': 2}"), 1);
-    CHECK_INT_EQ(M("{'$and': [{'a': 1}, {'b': 2}]}", "{'a': 1}"), 0);
-    CHECK_INT_EQ(M("{'$nor': [{'a': 1}, {'b': 2}]}", "{'a': 2}"), 1);
-    CHECK_INT_EQ(M("{'$nor': [{'a': 1}, {'b': 2}]}", "{'a': 1}"), 0);
-    CHECK_INT_EQ(M("{'a': {'$not': {'$gt': 5}}}", "{'a': 3}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$not': {'$gt': 5}}}", "{'a': 'x'}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$not': {'$gt': 5}}}", "{'b': 1}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$not': {'$gt': 5}}}", "{'a': 6}"), 0);
-    CHECK_INT_EQ(M("{'a': {'$not': {'$regularExpression': {'pattern': '^x', 'options': ''}}}}",
-                   "{'a': 'xy'}"),
-                 0);
-    CHECK_INT_EQ(M("{'$comment': 'hi', 'a': 1}", "{'a': 1}"), 1);
+    static const eng_int_case m_cases[] = {
+        {"{'$or': [{'a': 1}, {'b': 2}]}", "{'b': 2}", 1},
+        {"{'$or': [{'a': 1}, {'b': 2}]}", "{'b': 3}", 0},
+        {"{'$and': [{'a': 1}, {'b': 2}]}", "{'a': 1, 'b': 2}", 1},
+        {"{'$and': [{'a': 1}, {'b': 2}]}", "{'a': 1}", 0},
+        {"{'$nor': [{'a': 1}, {'b': 2}]}", "{'a': 2}", 1},
+        {"{'$nor': [{'a': 1}, {'b': 2}]}", "{'a': 1}", 0},
+        {"{'a': {'$not': {'$gt': 5}}}", "{'a': 3}", 1},
+        {"{'a': {'$not': {'$gt': 5}}}", "{'a': 'x'}", 1},
+        {"{'a': {'$not': {'$gt': 5}}}", "{'b': 1}", 1},
+        {"{'a': {'$not': {'$gt': 5}}}", "{'a': 6}", 0},
+        {"{'a': {'$not': {'$regularExpression': {'pattern': '^x', 'options': ''}}}}", "{'a': 'xy'}",
+         0},
+        {"{'$comment': 'hi', 'a': 1}", "{'a': 1}", 1},
+    };
+    CHECK_INT_CASES(M, m_cases);
     CHECK_INT_EQ(E("{'$or': []}")->code, MDB_BAD_VALUE);
     CHECK_STR_EQ(E("{'$or': []}")->message, "$and/$or/$nor must be a nonempty array");
     CHECK_STR_EQ(E("{'$or': [1]}")->message, "$or/$and/$nor entries need to be full objects");
@@ -191,28 +201,37 @@ TEST(logical)
 
 TEST(exists_type_size_mod)
 {
-    CHECK_INT_EQ(M("{'a': {'$exists': true}}", "{'a': null}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$exists': true}}", "{'b': 1}"), 0);
-    CHECK_INT_EQ(M("{'a': {'$exists': false}}", "{'b': 1}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$exists': 0}}", "{'a': 1}"), 0);
-    CHECK_INT_EQ(M("{'a.b': {'$exists': true}}", "{'a': [{'c': 1}, {'b': 2}]}"), 1);
-    CHECK_INT_EQ(MT("'string'", "{'a': 'x'}"), 1);
-    CHECK_INT_EQ(MT("2", "{'a': 'x'}"), 1);
-    CHECK_INT_EQ(MT("'number'", "{'a': {'$numberLong': '3'}}"), 1);
-    CHECK_INT_EQ(MT("'number'", "{'a': '3'}"), 0);
-    CHECK_INT_EQ(MT("['int', 'string']", "{'a': 4}"), 1);
-    CHECK_INT_EQ(MT("'double'", "{'a': 4}"), 0);
-    CHECK_INT_EQ(MT("'array'", "{'a': []}"), 1);
-    CHECK_INT_EQ(MT("'string'", "{'a': [1, 'x']}"), 1);
-    CHECK_INT_EQ(MT("'null'", "{'b': 1}"), 0);
-    CHECK_INT_EQ(MT("'minKey'", "{'a': {'$minKey': 1}}"), 1);
+    static const eng_int_case m_cases[] = {
+        {"{'a': {'$exists': true}}", "{'a': null}", 1},
+        {"{'a': {'$exists': true}}", "{'b': 1}", 0},
+        {"{'a': {'$exists': false}}", "{'b': 1}", 1},
+        {"{'a': {'$exists': 0}}", "{'a': 1}", 0},
+        {"{'a.b': {'$exists': true}}", "{'a': [{'c': 1}, {'b': 2}]}", 1},
+    };
+    CHECK_INT_CASES(M, m_cases);
+    static const eng_int_case mt_cases[] = {
+        {"'string'", "{'a': 'x'}", 1},
+        {"2", "{'a': 'x'}", 1},
+        {"'number'", "{'a': {'$numberLong': '3'}}", 1},
+        {"'number'", "{'a': '3'}", 0},
+        {"['int', 'string']", "{'a': 4}", 1},
+        {"'double'", "{'a': 4}", 0},
+        {"'array'", "{'a': []}", 1},
+        {"'string'", "{'a': [1, 'x']}", 1},
+        {"'null'", "{'b': 1}", 0},
+        {"'minKey'", "{'a': {'$minKey': 1}}", 1},
+    };
+    CHECK_INT_CASES(MT, mt_cases);
     CHECK_STR_EQ(ET("'foo'"), "Unknown type name alias: foo");
     CHECK_STR_EQ(ET("100"), "Invalid numerical type code: 100");
-    CHECK_INT_EQ(M("{'a': {'$size': 2}}", "{'a': [1, [2, 3]]}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$size': 0}}", "{'a': []}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$size': 1}}", "{'a': 1}"), 0);
-    CHECK_INT_EQ(M("{'a': {'$size': 1}}", "{'a': [[1, 2]]}"), 1);
-    CHECK_INT_EQ(M("{'a.b': {'$size': 2}}", "{'a': [{'b': [1, 2]}]}"), 1);
+    static const eng_int_case m_cases2[] = {
+        {"{'a': {'$size': 2}}", "{'a': [1, [2, 3]]}", 1},
+        {"{'a': {'$size': 0}}", "{'a': []}", 1},
+        {"{'a': {'$size': 1}}", "{'a': 1}", 0},
+        {"{'a': {'$size': 1}}", "{'a': [[1, 2]]}", 1},
+        {"{'a.b': {'$size': 2}}", "{'a': [{'b': [1, 2]}]}", 1},
+    };
+    CHECK_INT_CASES(M, m_cases2);
     CHECK_STR_EQ(E("{'a': {'$size': -1}}")->message, "$size may not be negative");
     CHECK_INT_EQ(M("{'a': {'$mod': [4, 1]}}", "{'a': 9}"), 1);
     CHECK_INT_EQ(M("{'a': {'$mod': [4, 1]}}", "{'a': 10}"), 0);
@@ -220,24 +239,24 @@ TEST(exists_type_size_mod)
 
 TEST(regex)
 {
-    CHECK_INT_EQ(M("{'a': {'%regex': '^ab'}}", "{'a': 'abc'}"), 1);
-    CHECK_INT_EQ(M("{'a': {'%regex': '^ab'}}", "{'a': 'ABC'}"), 0);
-    CHECK_INT_EQ(M("{'a': {'%regex': '^ab', '%options': 'i'}}", "{'a': 'ABC'}"), 1);
-    CHECK_INT_EQ(
-        M("{'a': {'$regularExpression': {'pattern': '^ab', 'options': 'i'}}}", "{'a': 'ABc'}"), 1);
-    CHECK_INT_EQ(M("{'a': {'%regex': '^b', '%options': 'm'}}", "{'a': 'a\\nb'}"), 1);
-    CHECK_INT_EQ(M("{'a': {'%regex': '^b'}}", "{'a': 'a\\nb'}"), 0);
-    CHECK_INT_EQ(M("{'a': {'%regex': 'a.b', '%options': 's'}}", "{'a': 'a\\nb'}"), 1);
-    CHECK_INT_EQ(M("{'a': {'%regex': 'a b # comment', '%options': 'x'}}", "{'a': 'ab'}"), 1);
-    CHECK_INT_EQ(M("{'a': {'%regex': 'x'}}", "{'a': ['y', 'zx']}"), 1);
-    CHECK_INT_EQ(M("{'a': {'%regex': '1'}}", "{'a': 1}"), 0);
-    CHECK_INT_EQ(M("{'a': {'%regex': 'é'}}", "{'a': 'café'}"), 1);
-    CHECK_INT_EQ(
-        M("{'a': {'$eq': {'$regularExpression': {'pattern': 'x', 'options': ''}}}}", "{'a': 'x'}"),
-        0);
-    CHECK_INT_EQ(M("{'a': {'$eq': {'$regularExpression': {'pattern': 'x', 'options': ''}}}}",
-                   "{'a': {'$regularExpression': {'pattern': 'x', 'options': ''}}}"),
-                 1);
+    static const eng_int_case m_cases[] = {
+        {"{'a': {'%regex': '^ab'}}", "{'a': 'abc'}", 1},
+        {"{'a': {'%regex': '^ab'}}", "{'a': 'ABC'}", 0},
+        {"{'a': {'%regex': '^ab', '%options': 'i'}}", "{'a': 'ABC'}", 1},
+        {"{'a': {'$regularExpression': {'pattern': '^ab', 'options': 'i'}}}", "{'a': 'ABc'}", 1},
+        {"{'a': {'%regex': '^b', '%options': 'm'}}", "{'a': 'a\\nb'}", 1},
+        {"{'a': {'%regex': '^b'}}", "{'a': 'a\\nb'}", 0},
+        {"{'a': {'%regex': 'a.b', '%options': 's'}}", "{'a': 'a\\nb'}", 1},
+        {"{'a': {'%regex': 'a b # comment', '%options': 'x'}}", "{'a': 'ab'}", 1},
+        {"{'a': {'%regex': 'x'}}", "{'a': ['y', 'zx']}", 1},
+        {"{'a': {'%regex': '1'}}", "{'a': 1}", 0},
+        {"{'a': {'%regex': 'é'}}", "{'a': 'café'}", 1},
+        {"{'a': {'$eq': {'$regularExpression': {'pattern': 'x', 'options': ''}}}}", "{'a': 'x'}",
+         0},
+        {"{'a': {'$eq': {'$regularExpression': {'pattern': 'x', 'options': ''}}}}",
+         "{'a': {'$regularExpression': {'pattern': 'x', 'options': ''}}}", 1},
+    };
+    CHECK_INT_CASES(M, m_cases);
     CHECK_INT_EQ(E("{'a': {'%regex': '('}}")->code, 51091);
     CHECK_STR_CONTAINS(E("{'a': {'%regex': '('}}")->message, "Regular expression is invalid");
     CHECK_STR_EQ(E("{'a': {'%options': 'i'}}")->message, "$options needs a $regex");
@@ -247,27 +266,30 @@ TEST(regex)
 
 TEST(elem_match_and_all)
 {
-    CHECK_INT_EQ(M("{'a': {'$elemMatch': {'$gt': 1, '$lt': 5}}}", "{'a': [0, 10]}"), 0);
-    CHECK_INT_EQ(M("{'a': {'$elemMatch': {'$gt': 1, '$lt': 5}}}", "{'a': [0, 3]}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$elemMatch': {'$gt': 1}}}", "{'a': 3}"), 0);
-    CHECK_INT_EQ(
-        M("{'a': {'$elemMatch': {'b': 1, 'c': 2}}}", "{'a': [{'b': 1, 'c': 1}, {'b': 2, 'c': 2}]}"),
-        0);
-    CHECK_INT_EQ(
-        M("{'a': {'$elemMatch': {'b': 1, 'c': 2}}}", "{'a': [{'b': 1, 'c': 1}, {'b': 1, 'c': 2}]}"),
-        1);
-    CHECK_INT_EQ(M("{'a': {'$elemMatch': {'b': {'$gte': 2}}}}", "{'a': [{'b': 1}, {'b': 3}]}"), 1);
-    CHECK_INT_EQ(M("{'x.a': {'$elemMatch': {'b': 1}}}", "{'x': [{'a': [{'b': 1}]}]}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$elemMatch': {'$or': [{'b': 1}, {'c': 1}]}}}", "{'a': [{'c': 1}]}"), 1);
+    static const eng_int_case m_cases[] = {
+        {"{'a': {'$elemMatch': {'$gt': 1, '$lt': 5}}}", "{'a': [0, 10]}", 0},
+        {"{'a': {'$elemMatch': {'$gt': 1, '$lt': 5}}}", "{'a': [0, 3]}", 1},
+        {"{'a': {'$elemMatch': {'$gt': 1}}}", "{'a': 3}", 0},
+        {"{'a': {'$elemMatch': {'b': 1, 'c': 2}}}", "{'a': [{'b': 1, 'c': 1}, {'b': 2, 'c': 2}]}",
+         0},
+        {"{'a': {'$elemMatch': {'b': 1, 'c': 2}}}", "{'a': [{'b': 1, 'c': 1}, {'b': 1, 'c': 2}]}",
+         1},
+        {"{'a': {'$elemMatch': {'b': {'$gte': 2}}}}", "{'a': [{'b': 1}, {'b': 3}]}", 1},
+        {"{'x.a': {'$elemMatch': {'b': 1}}}", "{'x': [{'a': [{'b': 1}]}]}", 1},
+        {"{'a': {'$elemMatch': {'$or': [{'b': 1}, {'c': 1}]}}}", "{'a': [{'c': 1}]}", 1},
+    };
+    CHECK_INT_CASES(M, m_cases);
     CHECK_STR_EQ(E("{'a': {'$elemMatch': 1}}")->message, "$elemMatch needs an Object");
-    CHECK_INT_EQ(M("{'a': {'$all': [1, 2]}}", "{'a': [2, 3, 1]}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$all': [1, 2]}}", "{'a': [2, 3]}"), 0);
-    CHECK_INT_EQ(M("{'a': {'$all': [1]}}", "{'a': 1}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$all': []}}", "{'a': [1]}"), 0);
-    CHECK_INT_EQ(M("{'a': {'$all': [[1, 2]]}}", "{'a': [1, 2]}"), 1);
-    CHECK_INT_EQ(M("{'a': {'$all': [{'$elemMatch': {'b': 1}}, {'$elemMatch': {'b': 2}}]}}",
-                   "{'a': [{'b': 1}, {'b': 2}]}"),
-                 1);
+    static const eng_int_case m_cases2[] = {
+        {"{'a': {'$all': [1, 2]}}", "{'a': [2, 3, 1]}", 1},
+        {"{'a': {'$all': [1, 2]}}", "{'a': [2, 3]}", 0},
+        {"{'a': {'$all': [1]}}", "{'a': 1}", 1},
+        {"{'a': {'$all': []}}", "{'a': [1]}", 0},
+        {"{'a': {'$all': [[1, 2]]}}", "{'a': [1, 2]}", 1},
+        {"{'a': {'$all': [{'$elemMatch': {'b': 1}}, {'$elemMatch': {'b': 2}}]}}",
+         "{'a': [{'b': 1}, {'b': 2}]}", 1},
+    };
+    CHECK_INT_CASES(M, m_cases2);
 }
 
 static void bounds(const char *filter, const char *path, bool mk, match_bounds *b, bool *ok)

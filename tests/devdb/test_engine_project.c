@@ -32,39 +32,43 @@ static const char *P(const char *spec, const char *doc)
 TEST(inclusion_exclusion)
 {
     const char *doc = "{'_id': 1, 'a': 1, 'b': {'c': 2, 'd': 3}, 'e': [{'c': 1, 'x': 2}, 5]}";
-    CHECK_STR_EQ(P("{}", doc), "{'_id':1,'a':1,'b':{'c':2,'d':3},'e':[{'c':1,'x':2},5]}");
-    CHECK_STR_EQ(P("{'a': 1}", doc), "{'_id':1,'a':1}");
-    CHECK_STR_EQ(P("{'a': true, '_id': 0}", doc), "{'a':1}");
-    CHECK_STR_EQ(P("{'b.c': 1}", doc), "{'_id':1,'b':{'c':2}}");
-    CHECK_STR_EQ(P("{'e.c': 1}", doc), "{'_id':1,'e':[{'c':1}]}");
-    CHECK_STR_EQ(P("{'a': 0}", doc), "{'_id':1,'b':{'c':2,'d':3},'e':[{'c':1,'x':2},5]}");
-    CHECK_STR_EQ(P("{'b.c': 0, 'e.c': 0}", doc), "{'_id':1,'a':1,'b':{'d':3},'e':[{'x':2},5]}");
-    CHECK_STR_EQ(P("{'_id': 0}", doc), "{'a':1,'b':{'c':2,'d':3},'e':[{'c':1,'x':2},5]}");
-    CHECK_STR_EQ(P("{'_id': 1}", doc), "{'_id':1}");
-    CHECK_STR_EQ(P("{'zz': 1}", doc), "{'_id':1}");
-    CHECK_STR_EQ(P("{'a': 1, 'b': 0}", doc),
-                 "ERR 31254 Cannot do exclusion on field b in inclusion projection");
-    CHECK_STR_EQ(P("{'a': 0, 'b': 1}", doc),
-                 "ERR 31253 Cannot do inclusion on field b in exclusion projection");
+    const eng_str_case p_cases[] = {
+        {"{}", doc, "{'_id':1,'a':1,'b':{'c':2,'d':3},'e':[{'c':1,'x':2},5]}"},
+        {"{'a': 1}", doc, "{'_id':1,'a':1}"},
+        {"{'a': true, '_id': 0}", doc, "{'a':1}"},
+        {"{'b.c': 1}", doc, "{'_id':1,'b':{'c':2}}"},
+        {"{'e.c': 1}", doc, "{'_id':1,'e':[{'c':1}]}"},
+        {"{'a': 0}", doc, "{'_id':1,'b':{'c':2,'d':3},'e':[{'c':1,'x':2},5]}"},
+        {"{'b.c': 0, 'e.c': 0}", doc, "{'_id':1,'a':1,'b':{'d':3},'e':[{'x':2},5]}"},
+        {"{'_id': 0}", doc, "{'a':1,'b':{'c':2,'d':3},'e':[{'c':1,'x':2},5]}"},
+        {"{'_id': 1}", doc, "{'_id':1}"},
+        {"{'zz': 1}", doc, "{'_id':1}"},
+        {"{'a': 1, 'b': 0}", doc,
+         "ERR 31254 Cannot do exclusion on field b in inclusion projection"},
+        {"{'a': 0, 'b': 1}", doc,
+         "ERR 31253 Cannot do inclusion on field b in exclusion projection"},
+    };
+    CHECK_STR_CASES(P, p_cases);
     CHECK_STR_CONTAINS(P("{'b': 1, 'b.c': 1}", doc), "ERR 31250 Path collision at b.c");
 }
 
 TEST(slice_elem_match_computed)
 {
     const char *doc = "{'_id': 1, 'a': [1, 2, 3, 4], 'f': 'x', 'g': [{'k': 1}, {'k': 2}]}";
-    CHECK_STR_EQ(P("{'a': {'$slice': 2}}", doc),
-                 "{'_id':1,'a':[1,2],'f':'x','g':[{'k':1},{'k':2}]}");
-    CHECK_STR_EQ(P("{'a': {'$slice': -1}, 'f': 1}", doc), "{'_id':1,'a':[4],'f':'x'}");
-    CHECK_STR_EQ(P("{'a': {'$slice': [1, 2]}, 'f': 1}", doc), "{'_id':1,'a':[2,3],'f':'x'}");
-    CHECK_STR_EQ(P("{'g': {'$elemMatch': {'k': 2}}, 'f': 1}", doc),
-                 "{'_id':1,'f':'x','g':[{'k':2}]}");
-    CHECK_STR_EQ(P("{'g': {'$elemMatch': {'k': 5}}, 'f': 1}", doc), "{'_id':1,'f':'x'}");
-    CHECK_STR_EQ(P("{'f': 1, 'n': {'$size': '$a'}, 'c': {'$concat': ['$f', '-', 'y']}}", doc),
-                 "{'_id':1,'f':'x','n':4,'c':'x-y'}");
-    CHECK_STR_EQ(P("{'x.y': '$f', '_id': 0}", doc), "{'x':{'y':'x'}}");
-    CHECK_STR_EQ(P("{'q': {'$literal': 1}, '_id': 0}", doc), "{'q':1}");
-    CHECK_STR_EQ(P("{'q': {'$divide': [1, 0]}}", doc), "ERR 16608 can't $divide by zero");
-    CHECK_STR_EQ(P("{'q': {'$nope': 1}}", doc), "ERR 168 Unrecognized expression '$nope'");
+    const eng_str_case p_cases[] = {
+        {"{'a': {'$slice': 2}}", doc, "{'_id':1,'a':[1,2],'f':'x','g':[{'k':1},{'k':2}]}"},
+        {"{'a': {'$slice': -1}, 'f': 1}", doc, "{'_id':1,'a':[4],'f':'x'}"},
+        {"{'a': {'$slice': [1, 2]}, 'f': 1}", doc, "{'_id':1,'a':[2,3],'f':'x'}"},
+        {"{'g': {'$elemMatch': {'k': 2}}, 'f': 1}", doc, "{'_id':1,'f':'x','g':[{'k':2}]}"},
+        {"{'g': {'$elemMatch': {'k': 5}}, 'f': 1}", doc, "{'_id':1,'f':'x'}"},
+        {"{'f': 1, 'n': {'$size': '$a'}, 'c': {'$concat': ['$f', '-', 'y']}}", doc,
+         "{'_id':1,'f':'x','n':4,'c':'x-y'}"},
+        {"{'x.y': '$f', '_id': 0}", doc, "{'x':{'y':'x'}}"},
+        {"{'q': {'$literal': 1}, '_id': 0}", doc, "{'q':1}"},
+        {"{'q': {'$divide': [1, 0]}}", doc, "ERR 16608 can't $divide by zero"},
+        {"{'q': {'$nope': 1}}", doc, "ERR 168 Unrecognized expression '$nope'"},
+    };
+    CHECK_STR_CASES(P, p_cases);
 }
 
 static const char *X(const char *exprjson, const char *doc)
@@ -99,39 +103,42 @@ TEST(expressions)
 {
     const char *d = "{'a': 5, 'b': 2.5, 's': 'Hi', 'arr': [{'v': 1}, {'v': 2}, {'w': 3}], "
                     "'n': null}";
-    CHECK_STR_EQ(X("{'e': '$a'}", d), "{'r':5}");
-    CHECK_STR_EQ(X("{'e': '$zz'}", d), "missing");
-    CHECK_STR_EQ(X("{'e': '$arr.v'}", d), "{'r':[1,2]}");
-    CHECK_STR_EQ(X("{'e': {'$add': ['$a', 1]}}", d), "{'r':6}");
-    CHECK_STR_EQ(X("{'e': {'$add': ['$a', '$b']}}", d), "{'r':7.5}");
-    CHECK_STR_EQ(X("{'e': {'$add': ['$a', '$zz']}}", d), "{'r':null}");
-    CHECK_STR_EQ(X("{'e': {'$add': [2147483647, 1]}}", d), "{'r':2147483648}");
-    CHECK_STR_EQ(X("{'e': {'$subtract': ['$a', 7]}}", d), "{'r':-2}");
-    CHECK_STR_EQ(X("{'e': {'$multiply': ['$a', 3]}}", d), "{'r':15}");
-    CHECK_STR_EQ(X("{'e': {'$divide': ['$a', 2]}}", d), "{'r':2.5}");
-    CHECK_STR_EQ(X("{'e': {'$mod': ['$a', 3]}}", d), "{'r':2}");
-    CHECK_STR_EQ(X("{'e': {'$gt': ['$a', 4]}}", d), "{'r':true}");
-    CHECK_STR_EQ(X("{'e': {'$eq': ['$a', 5.0]}}", d), "{'r':true}");
-    CHECK_STR_EQ(X("{'e': {'$cond': [{'$gt': ['$a', 9]}, 'big', 'small']}}", d), "{'r':'small'}");
-    CHECK_STR_EQ(X("{'e': {'$cond': {'if': true, 'then': 1, 'else': 2}}}", d), "{'r':1}");
-    CHECK_STR_EQ(X("{'e': {'$ifNull': ['$n', 'dflt']}}", d), "{'r':'dflt'}");
-    CHECK_STR_EQ(X("{'e': {'$toUpper': '$s'}}", d), "{'r':'HI'}");
-    CHECK_STR_EQ(X("{'e': {'$toString': '$a'}}", d), "{'r':'5'}");
-    CHECK_STR_EQ(X("{'e': {'$size': '$arr'}}", d), "{'r':3}");
-    CHECK_STR_EQ(X("{'e': {'$size': '$zz'}}", d),
-                 "ERR 17124 The argument to $size must be an array. Type of argument was: missing");
-    CHECK_STR_EQ(X("{'e': {'$arrayElemAt': ['$arr.v', -1]}}", d), "{'r':2}");
-    CHECK_STR_EQ(X("{'e': {'$in': [2, '$arr.v']}}", d), "{'r':true}");
-    CHECK_STR_EQ(X("{'e': {'$sum': '$arr.v'}}", d), "{'r':3}");
-    CHECK_STR_EQ(X("{'e': {'$avg': ['$a', '$b']}}", d), "{'r':3.75}");
-    CHECK_STR_EQ(X("{'e': {'$max': '$arr.v'}}", d), "{'r':2}");
-    CHECK_STR_EQ(X("{'e': {'$and': [true, '$n']}}", d), "{'r':false}");
-    CHECK_STR_EQ(X("{'e': {'x': '$a', 'y': ['$s', '$zz']}}", d), "{'r':{'x':5,'y':['Hi',null]}}");
-    CHECK_STR_EQ(X("{'e': '$$ROOT.s'}", d), "{'r':'Hi'}");
-    CHECK_STR_EQ(X("{'e': {'%type': '$s'}}", d), "{'r':'string'}");
-    CHECK_STR_EQ(X("{'e': '$$foo'}", d), "ERR 17276 Use of undefined variable: foo");
-    CHECK_STR_EQ(X("{'e': {'$subtract': [1]}}", d),
-                 "ERR 16020 Expression $subtract takes exactly 2 arguments. 1 were passed in.");
+    const eng_str_case x_cases[] = {
+        {"{'e': '$a'}", d, "{'r':5}"},
+        {"{'e': '$zz'}", d, "missing"},
+        {"{'e': '$arr.v'}", d, "{'r':[1,2]}"},
+        {"{'e': {'$add': ['$a', 1]}}", d, "{'r':6}"},
+        {"{'e': {'$add': ['$a', '$b']}}", d, "{'r':7.5}"},
+        {"{'e': {'$add': ['$a', '$zz']}}", d, "{'r':null}"},
+        {"{'e': {'$add': [2147483647, 1]}}", d, "{'r':2147483648}"},
+        {"{'e': {'$subtract': ['$a', 7]}}", d, "{'r':-2}"},
+        {"{'e': {'$multiply': ['$a', 3]}}", d, "{'r':15}"},
+        {"{'e': {'$divide': ['$a', 2]}}", d, "{'r':2.5}"},
+        {"{'e': {'$mod': ['$a', 3]}}", d, "{'r':2}"},
+        {"{'e': {'$gt': ['$a', 4]}}", d, "{'r':true}"},
+        {"{'e': {'$eq': ['$a', 5.0]}}", d, "{'r':true}"},
+        {"{'e': {'$cond': [{'$gt': ['$a', 9]}, 'big', 'small']}}", d, "{'r':'small'}"},
+        {"{'e': {'$cond': {'if': true, 'then': 1, 'else': 2}}}", d, "{'r':1}"},
+        {"{'e': {'$ifNull': ['$n', 'dflt']}}", d, "{'r':'dflt'}"},
+        {"{'e': {'$toUpper': '$s'}}", d, "{'r':'HI'}"},
+        {"{'e': {'$toString': '$a'}}", d, "{'r':'5'}"},
+        {"{'e': {'$size': '$arr'}}", d, "{'r':3}"},
+        {"{'e': {'$size': '$zz'}}", d,
+         "ERR 17124 The argument to $size must be an array. Type of argument was: missing"},
+        {"{'e': {'$arrayElemAt': ['$arr.v', -1]}}", d, "{'r':2}"},
+        {"{'e': {'$in': [2, '$arr.v']}}", d, "{'r':true}"},
+        {"{'e': {'$sum': '$arr.v'}}", d, "{'r':3}"},
+        {"{'e': {'$avg': ['$a', '$b']}}", d, "{'r':3.75}"},
+        {"{'e': {'$max': '$arr.v'}}", d, "{'r':2}"},
+        {"{'e': {'$and': [true, '$n']}}", d, "{'r':false}"},
+        {"{'e': {'x': '$a', 'y': ['$s', '$zz']}}", d, "{'r':{'x':5,'y':['Hi',null]}}"},
+        {"{'e': '$$ROOT.s'}", d, "{'r':'Hi'}"},
+        {"{'e': {'%type': '$s'}}", d, "{'r':'string'}"},
+        {"{'e': '$$foo'}", d, "ERR 17276 Use of undefined variable: foo"},
+        {"{'e': {'$subtract': [1]}}", d,
+         "ERR 16020 Expression $subtract takes exactly 2 arguments. 1 were passed in."},
+    };
+    CHECK_STR_CASES(X, x_cases);
 }
 
 TEST(sort_specs)

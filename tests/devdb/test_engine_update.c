@@ -38,31 +38,29 @@ static const char *U(const char *update, const char *doc)
 
 TEST(set_unset)
 {
-    CHECK_STR_EQ(U("{'$set': {'a': 2}}", "{'_id': 1, 'a': 1, 'b': 1}"), "{'_id':1,'a':2,'b':1}");
-    CHECK_STR_EQ(U("{'$set': {'z': 1, 'c': 2}}", "{'_id': 1, 'b': 1}"),
-                 "{'_id':1,'b':1,'c':2,'z':1}");
-    CHECK_STR_EQ(U("{'$set': {'a.b.c': 1}}", "{'_id': 1}"), "{'_id':1,'a':{'b':{'c':1}}}");
-    CHECK_STR_EQ(U("{'$set': {'a.b': 2}}", "{'_id': 1, 'a': {'x': 1, 'b': 1}}"),
-                 "{'_id':1,'a':{'x':1,'b':2}}");
-    CHECK_STR_EQ(U("{'$set': {'a.1': 9}}", "{'_id': 1, 'a': [1, 2, 3]}"), "{'_id':1,'a':[1,9,3]}");
-    CHECK_STR_EQ(U("{'$set': {'a.4': 9}}", "{'_id': 1, 'a': [1]}"),
-                 "{'_id':1,'a':[1,null,null,null,9]}");
-    CHECK_STR_EQ(U("{'$set': {'a.0.b': 9}}", "{'_id': 1, 'a': [{'b': 1}, {'b': 2}]}"),
-                 "{'_id':1,'a':[{'b':9},{'b':2}]}");
-    CHECK_STR_EQ(U("{'$set': {'a.b': 1}}", "{'_id': 1, 'a': 5}"),
-                 "ERR 28 Cannot create field 'b' in element {a: 5}");
-    CHECK_STR_EQ(U("{'$set': {'a.b': 1}}", "{'_id': 1, 'a': [1]}"),
-                 "ERR 28 Cannot create field 'b' in element {a: [1]}");
-    CHECK_STR_EQ(U("{'$set': {'a.3.b': 1}}", "{'_id': 1, 'a': [1]}"),
-                 "{'_id':1,'a':[1,null,null,{'b':1}]}");
-    CHECK_STR_EQ(U("{'$set': {'a.1.b': 1}}", "{'_id': 1, 'a': [1, 2]}"),
-                 "ERR 28 Cannot create field 'b' in element {1: 2}");
-    CHECK_STR_EQ(U("{'$unset': {'a': ''}}", "{'_id': 1, 'a': 1, 'b': 2}"), "{'_id':1,'b':2}");
-    CHECK_STR_EQ(U("{'$unset': {'x.y': 1}}", "{'_id': 1, 'a': 1}"), "{'_id':1,'a':1}");
-    CHECK_STR_EQ(U("{'$unset': {'a.1': 1}}", "{'_id': 1, 'a': [1, 2, 3]}"),
-                 "{'_id':1,'a':[1,null,3]}");
-    CHECK_STR_EQ(U("{'$unset': {'a.b': 1}}", "{'_id': 1, 'a': {'b': 1, 'c': 2}}"),
-                 "{'_id':1,'a':{'c':2}}");
+    static const eng_str_case u_cases[] = {
+        {"{'$set': {'a': 2}}", "{'_id': 1, 'a': 1, 'b': 1}", "{'_id':1,'a':2,'b':1}"},
+        {"{'$set': {'z': 1, 'c': 2}}", "{'_id': 1, 'b': 1}", "{'_id':1,'b':1,'c':2,'z':1}"},
+        {"{'$set': {'a.b.c': 1}}", "{'_id': 1}", "{'_id':1,'a':{'b':{'c':1}}}"},
+        {"{'$set': {'a.b': 2}}", "{'_id': 1, 'a': {'x': 1, 'b': 1}}",
+         "{'_id':1,'a':{'x':1,'b':2}}"},
+        {"{'$set': {'a.1': 9}}", "{'_id': 1, 'a': [1, 2, 3]}", "{'_id':1,'a':[1,9,3]}"},
+        {"{'$set': {'a.4': 9}}", "{'_id': 1, 'a': [1]}", "{'_id':1,'a':[1,null,null,null,9]}"},
+        {"{'$set': {'a.0.b': 9}}", "{'_id': 1, 'a': [{'b': 1}, {'b': 2}]}",
+         "{'_id':1,'a':[{'b':9},{'b':2}]}"},
+        {"{'$set': {'a.b': 1}}", "{'_id': 1, 'a': 5}",
+         "ERR 28 Cannot create field 'b' in element {a: 5}"},
+        {"{'$set': {'a.b': 1}}", "{'_id': 1, 'a': [1]}",
+         "ERR 28 Cannot create field 'b' in element {a: [1]}"},
+        {"{'$set': {'a.3.b': 1}}", "{'_id': 1, 'a': [1]}", "{'_id':1,'a':[1,null,null,{'b':1}]}"},
+        {"{'$set': {'a.1.b': 1}}", "{'_id': 1, 'a': [1, 2]}",
+         "ERR 28 Cannot create field 'b' in element {1: 2}"},
+        {"{'$unset': {'a': ''}}", "{'_id': 1, 'a': 1, 'b': 2}", "{'_id':1,'b':2}"},
+        {"{'$unset': {'x.y': 1}}", "{'_id': 1, 'a': 1}", "{'_id':1,'a':1}"},
+        {"{'$unset': {'a.1': 1}}", "{'_id': 1, 'a': [1, 2, 3]}", "{'_id':1,'a':[1,null,3]}"},
+        {"{'$unset': {'a.b': 1}}", "{'_id': 1, 'a': {'b': 1, 'c': 2}}", "{'_id':1,'a':{'c':2}}"},
+    };
+    CHECK_STR_CASES(U, u_cases);
     bool mod = true;
     U_("{'$set': {'a': 1}}", "{'_id': 1, 'a': 1}", false, &mod);
     CHECK(!mod);
@@ -74,10 +72,12 @@ TEST(set_unset)
 
 TEST(inc_mul_numeric_types)
 {
-    CHECK_STR_EQ(U("{'$inc': {'a': 1}}", "{'_id': 1, 'a': 1}"), "{'_id':1,'a':2}");
-    CHECK_STR_EQ(U("{'$inc': {'a': 5}}", "{'_id': 1}"), "{'_id':1,'a':5}");
-    CHECK_STR_EQ(U("{'$inc': {'a': 1}}", "{'_id': 1, 'a': 2147483647}"),
-                 "{'_id':1,'a':2147483648}");
+    static const eng_str_case u_cases[] = {
+        {"{'$inc': {'a': 1}}", "{'_id': 1, 'a': 1}", "{'_id':1,'a':2}"},
+        {"{'$inc': {'a': 5}}", "{'_id': 1}", "{'_id':1,'a':5}"},
+        {"{'$inc': {'a': 1}}", "{'_id': 1, 'a': 2147483647}", "{'_id':1,'a':2147483648}"},
+    };
+    CHECK_STR_CASES(U, u_cases);
     bson_t *d = J("{'a': 2147483647}"), *u = J("{'$inc': {'a': 1}}"), out;
     bson_error_t err;
     updater *up = updater_new(u, &err);
@@ -89,42 +89,46 @@ TEST(inc_mul_numeric_types)
     updater_free(up);
     bson_destroy(d);
     bson_destroy(u);
-    CHECK_STR_EQ(U("{'$inc': {'a': 1.5}}", "{'_id': 1, 'a': 1}"), "{'_id':1,'a':2.5}");
-    CHECK_STR_EQ(U("{'$inc': {'a': {'$numberLong': '1'}}}", "{'_id': 1, 'a': 1}"),
-                 "{'_id':1,'a':2}");
-    CHECK_STR_EQ(U("{'$inc': {'a': 1}}", "{'_id': 1, 'a': {'$numberLong': '9223372036854775807'}}"),
-                 "ERR 2 Failed to apply $inc operations to current value "
-                 "((NumberLong)9223372036854775807) for document {_id: 1}");
-    CHECK_STR_EQ(U("{'$inc': {'a': 1}}", "{'_id': 1, 'a': 'x'}"),
-                 "ERR 14 Cannot apply $inc to a value of non-numeric type. {_id: 1} has the field "
-                 "'a' of non-numeric type string");
-    CHECK_STR_EQ(U("{'$inc': {'a': 'x'}}", "{'_id': 1}"),
-                 "ERR 14 Cannot increment with non-numeric argument: {a: \"x\"}");
-    CHECK_STR_EQ(U("{'$mul': {'a': 3}}", "{'_id': 1, 'a': 2}"), "{'_id':1,'a':6}");
-    CHECK_STR_EQ(U("{'$mul': {'a': 3}}", "{'_id': 1}"), "{'_id':1,'a':0}");
-    CHECK_STR_EQ(U("{'$mul': {'a': 2.0}}", "{'_id': 1}"), "{'_id':1,'a':0.0}");
-    CHECK_STR_EQ(U("{'$mul': {'a': 'x'}}", "{'_id': 1}"),
-                 "ERR 14 Cannot multiply with non-numeric argument: {a: \"x\"}");
+    static const eng_str_case u_cases2[] = {
+        {"{'$inc': {'a': 1.5}}", "{'_id': 1, 'a': 1}", "{'_id':1,'a':2.5}"},
+        {"{'$inc': {'a': {'$numberLong': '1'}}}", "{'_id': 1, 'a': 1}", "{'_id':1,'a':2}"},
+        {"{'$inc': {'a': 1}}", "{'_id': 1, 'a': {'$numberLong': '9223372036854775807'}}",
+         "ERR 2 Failed to apply $inc operations to current value "
+         "((NumberLong)9223372036854775807) for document {_id: 1}"},
+        {"{'$inc': {'a': 1}}", "{'_id': 1, 'a': 'x'}",
+         "ERR 14 Cannot apply $inc to a value of non-numeric type. {_id: 1} has the field "
+         "'a' of non-numeric type string"},
+        {"{'$inc': {'a': 'x'}}", "{'_id': 1}",
+         "ERR 14 Cannot increment with non-numeric argument: {a: \"x\"}"},
+        {"{'$mul': {'a': 3}}", "{'_id': 1, 'a': 2}", "{'_id':1,'a':6}"},
+        {"{'$mul': {'a': 3}}", "{'_id': 1}", "{'_id':1,'a':0}"},
+        {"{'$mul': {'a': 2.0}}", "{'_id': 1}", "{'_id':1,'a':0.0}"},
+        {"{'$mul': {'a': 'x'}}", "{'_id': 1}",
+         "ERR 14 Cannot multiply with non-numeric argument: {a: \"x\"}"},
+    };
+    CHECK_STR_CASES(U, u_cases2);
 }
 
 TEST(min_max_rename_current_date)
 {
-    CHECK_STR_EQ(U("{'$min': {'a': 3}}", "{'_id': 1, 'a': 5}"), "{'_id':1,'a':3}");
-    CHECK_STR_EQ(U("{'$min': {'a': 7}}", "{'_id': 1, 'a': 5}"), "{'_id':1,'a':5}");
-    CHECK_STR_EQ(U("{'$max': {'a': 7}}", "{'_id': 1, 'a': 5}"), "{'_id':1,'a':7}");
-    CHECK_STR_EQ(U("{'$max': {'a': 7}}", "{'_id': 1}"), "{'_id':1,'a':7}");
-    CHECK_STR_EQ(U("{'$min': {'a': null}}", "{'_id': 1, 'a': 5}"), "{'_id':1,'a':null}");
-    CHECK_STR_EQ(U("{'$max': {'a': 'x'}}", "{'_id': 1, 'a': 5}"), "{'_id':1,'a':'x'}");
-    CHECK_STR_EQ(U("{'$rename': {'a': 'b'}}", "{'_id': 1, 'a': 1, 'c': 2}"),
-                 "{'_id':1,'c':2,'b':1}");
-    CHECK_STR_EQ(U("{'$rename': {'a': 'c'}}", "{'_id': 1, 'a': 1, 'c': 2}"), "{'_id':1,'c':1}");
-    CHECK_STR_EQ(U("{'$rename': {'q': 'b'}}", "{'_id': 1, 'a': 1}"), "{'_id':1,'a':1}");
-    CHECK_STR_EQ(U("{'$rename': {'a.x': 'b.y'}}", "{'_id': 1, 'a': {'x': {'k': 1}}}"),
-                 "{'_id':1,'a':{},'b':{'y':{'k':1}}}");
-    CHECK_STR_EQ(U("{'$rename': {'a': 1}}", "{'_id': 1}"),
-                 "ERR 2 The 'to' field for $rename must be a string: a: 1");
-    CHECK_STR_EQ(U("{'$rename': {'a': 'a'}}", "{'_id': 1}"),
-                 "ERR 2 The source and target field for $rename must differ: a: \"a\"");
+    static const eng_str_case u_cases[] = {
+        {"{'$min': {'a': 3}}", "{'_id': 1, 'a': 5}", "{'_id':1,'a':3}"},
+        {"{'$min': {'a': 7}}", "{'_id': 1, 'a': 5}", "{'_id':1,'a':5}"},
+        {"{'$max': {'a': 7}}", "{'_id': 1, 'a': 5}", "{'_id':1,'a':7}"},
+        {"{'$max': {'a': 7}}", "{'_id': 1}", "{'_id':1,'a':7}"},
+        {"{'$min': {'a': null}}", "{'_id': 1, 'a': 5}", "{'_id':1,'a':null}"},
+        {"{'$max': {'a': 'x'}}", "{'_id': 1, 'a': 5}", "{'_id':1,'a':'x'}"},
+        {"{'$rename': {'a': 'b'}}", "{'_id': 1, 'a': 1, 'c': 2}", "{'_id':1,'c':2,'b':1}"},
+        {"{'$rename': {'a': 'c'}}", "{'_id': 1, 'a': 1, 'c': 2}", "{'_id':1,'c':1}"},
+        {"{'$rename': {'q': 'b'}}", "{'_id': 1, 'a': 1}", "{'_id':1,'a':1}"},
+        {"{'$rename': {'a.x': 'b.y'}}", "{'_id': 1, 'a': {'x': {'k': 1}}}",
+         "{'_id':1,'a':{},'b':{'y':{'k':1}}}"},
+        {"{'$rename': {'a': 1}}", "{'_id': 1}",
+         "ERR 2 The 'to' field for $rename must be a string: a: 1"},
+        {"{'$rename': {'a': 'a'}}", "{'_id': 1}",
+         "ERR 2 The source and target field for $rename must differ: a: \"a\""},
+    };
+    CHECK_STR_CASES(U, u_cases);
     const char *r = U("{'$currentDate': {'d': true, 't': {'%type': 'timestamp'}}}", "{'_id': 1}");
     CHECK_STR_CONTAINS(r, "'d':{'$date':");
     CHECK_STR_CONTAINS(r, "'t':{'$timestamp':");
@@ -133,63 +137,67 @@ TEST(min_max_rename_current_date)
 
 TEST(arrays)
 {
-    CHECK_STR_EQ(U("{'$push': {'a': 3}}", "{'_id': 1, 'a': [1]}"), "{'_id':1,'a':[1,3]}");
-    CHECK_STR_EQ(U("{'$push': {'a': 3}}", "{'_id': 1}"), "{'_id':1,'a':[3]}");
-    CHECK_STR_EQ(U("{'$push': {'a': [3]}}", "{'_id': 1, 'a': []}"), "{'_id':1,'a':[[3]]}");
-    CHECK_STR_EQ(U("{'$push': {'a': {'$each': [3, 4]}}}", "{'_id': 1, 'a': [1]}"),
-                 "{'_id':1,'a':[1,3,4]}");
-    CHECK_STR_EQ(U("{'$push': {'a': {'$each': [3, 4], '$position': 0}}}", "{'_id': 1, 'a': [1]}"),
-                 "{'_id':1,'a':[3,4,1]}");
-    CHECK_STR_EQ(U("{'$push': {'a': {'$each': [5, 0], '$sort': 1, '$slice': 3}}}",
-                   "{'_id': 1, 'a': [4, 2]}"),
-                 "{'_id':1,'a':[0,2,4]}");
-    CHECK_STR_EQ(U("{'$push': {'a': {'$each': [5], '$slice': -2}}}", "{'_id': 1, 'a': [1, 2, 3]}"),
-                 "{'_id':1,'a':[3,5]}");
-    CHECK_STR_EQ(U("{'$push': {'a': {'$each': [{'s': 1}], '$sort': {'s': -1}}}}",
-                   "{'_id': 1, 'a': [{'s': 3}, {'s': 0}]}"),
-                 "{'_id':1,'a':[{'s':3},{'s':1},{'s':0}]}");
-    CHECK_STR_EQ(U("{'$push': {'a': 1}}", "{'_id': 1, 'a': 5}"),
-                 "ERR 2 The field 'a' must be an array but is of type int in document {_id: 1}");
-    CHECK_STR_EQ(U("{'$push': {'a': {'$each': 1}}}", "{'_id': 1}"),
-                 "ERR 2 The argument to $each in $push must be an array but it was of type: int");
-    CHECK_STR_EQ(U("{'$addToSet': {'a': 2}}", "{'_id': 1, 'a': [1, 2]}"), "{'_id':1,'a':[1,2]}");
-    CHECK_STR_EQ(U("{'$addToSet': {'a': {'$each': [2, 3, 3]}}}", "{'_id': 1, 'a': [1, 2]}"),
-                 "{'_id':1,'a':[1,2,3]}");
-    CHECK_STR_EQ(U("{'$addToSet': {'a': 1}}", "{'_id': 1}"), "{'_id':1,'a':[1]}");
-    CHECK_STR_EQ(U("{'$pull': {'a': 2}}", "{'_id': 1, 'a': [1, 2, 3, 2]}"), "{'_id':1,'a':[1,3]}");
-    CHECK_STR_EQ(U("{'$pull': {'a': {'$gte': 2}}}", "{'_id': 1, 'a': [1, 2, 3]}"),
-                 "{'_id':1,'a':[1]}");
-    CHECK_STR_EQ(U("{'$pull': {'a': {'b': 1}}}", "{'_id': 1, 'a': [{'b': 1, 'c': 2}, {'b': 2}]}"),
-                 "{'_id':1,'a':[{'b':2}]}");
-    CHECK_STR_EQ(U("{'$pull': {'a': 1}}", "{'_id': 1}"), "{'_id':1}");
-    CHECK_STR_EQ(U("{'$pullAll': {'a': [1, 3]}}", "{'_id': 1, 'a': [1, 2, 3]}"),
-                 "{'_id':1,'a':[2]}");
-    CHECK_STR_EQ(U("{'$pop': {'a': 1}}", "{'_id': 1, 'a': [1, 2, 3]}"), "{'_id':1,'a':[1,2]}");
-    CHECK_STR_EQ(U("{'$pop': {'a': -1}}", "{'_id': 1, 'a': [1, 2, 3]}"), "{'_id':1,'a':[2,3]}");
+    static const eng_str_case u_cases[] = {
+        {"{'$push': {'a': 3}}", "{'_id': 1, 'a': [1]}", "{'_id':1,'a':[1,3]}"},
+        {"{'$push': {'a': 3}}", "{'_id': 1}", "{'_id':1,'a':[3]}"},
+        {"{'$push': {'a': [3]}}", "{'_id': 1, 'a': []}", "{'_id':1,'a':[[3]]}"},
+        {"{'$push': {'a': {'$each': [3, 4]}}}", "{'_id': 1, 'a': [1]}", "{'_id':1,'a':[1,3,4]}"},
+        {"{'$push': {'a': {'$each': [3, 4], '$position': 0}}}", "{'_id': 1, 'a': [1]}",
+         "{'_id':1,'a':[3,4,1]}"},
+        {"{'$push': {'a': {'$each': [5, 0], '$sort': 1, '$slice': 3}}}", "{'_id': 1, 'a': [4, 2]}",
+         "{'_id':1,'a':[0,2,4]}"},
+        {"{'$push': {'a': {'$each': [5], '$slice': -2}}}", "{'_id': 1, 'a': [1, 2, 3]}",
+         "{'_id':1,'a':[3,5]}"},
+        {"{'$push': {'a': {'$each': [{'s': 1}], '$sort': {'s': -1}}}}",
+         "{'_id': 1, 'a': [{'s': 3}, {'s': 0}]}", "{'_id':1,'a':[{'s':3},{'s':1},{'s':0}]}"},
+        {"{'$push': {'a': 1}}", "{'_id': 1, 'a': 5}",
+         "ERR 2 The field 'a' must be an array but is of type int in document {_id: 1}"},
+        {"{'$push': {'a': {'$each': 1}}}", "{'_id': 1}",
+         "ERR 2 The argument to $each in $push must be an array but it was of type: int"},
+        {"{'$addToSet': {'a': 2}}", "{'_id': 1, 'a': [1, 2]}", "{'_id':1,'a':[1,2]}"},
+        {"{'$addToSet': {'a': {'$each': [2, 3, 3]}}}", "{'_id': 1, 'a': [1, 2]}",
+         "{'_id':1,'a':[1,2,3]}"},
+        {"{'$addToSet': {'a': 1}}", "{'_id': 1}", "{'_id':1,'a':[1]}"},
+        {"{'$pull': {'a': 2}}", "{'_id': 1, 'a': [1, 2, 3, 2]}", "{'_id':1,'a':[1,3]}"},
+        {"{'$pull': {'a': {'$gte': 2}}}", "{'_id': 1, 'a': [1, 2, 3]}", "{'_id':1,'a':[1]}"},
+        {"{'$pull': {'a': {'b': 1}}}", "{'_id': 1, 'a': [{'b': 1, 'c': 2}, {'b': 2}]}",
+         "{'_id':1,'a':[{'b':2}]}"},
+        {"{'$pull': {'a': 1}}", "{'_id': 1}", "{'_id':1}"},
+        {"{'$pullAll': {'a': [1, 3]}}", "{'_id': 1, 'a': [1, 2, 3]}", "{'_id':1,'a':[2]}"},
+        {"{'$pop': {'a': 1}}", "{'_id': 1, 'a': [1, 2, 3]}", "{'_id':1,'a':[1,2]}"},
+        {"{'$pop': {'a': -1}}", "{'_id': 1, 'a': [1, 2, 3]}", "{'_id':1,'a':[2,3]}"},
+    };
+    CHECK_STR_CASES(U, u_cases);
 }
 
 TEST(parse_errors)
 {
-    CHECK_STR_EQ(U("{'$set': {}}", "{}"),
-                 "ERR 9 '$set' is empty. You must specify a field like so: {$set: {<field>: ...}}");
-    CHECK_STR_EQ(U("{'$foo': {'a': 1}}", "{}"),
-                 "ERR 9 Unknown modifier: $foo. Expected a valid update modifier or "
-                 "pipeline-style update specified as an array");
-    CHECK_STR_EQ(U("{'$set': {'a': 1}, 'b': 2}", "{}"),
-                 "ERR 9 Unknown modifier: b. Expected a valid update modifier or pipeline-style "
-                 "update specified as an array");
+    static const eng_str_case u_cases[] = {
+        {"{'$set': {}}", "{}",
+         "ERR 9 '$set' is empty. You must specify a field like so: {$set: {<field>: ...}}"},
+        {"{'$foo': {'a': 1}}", "{}",
+         "ERR 9 Unknown modifier: $foo. Expected a valid update modifier or "
+         "pipeline-style update specified as an array"},
+        {"{'$set': {'a': 1}, 'b': 2}", "{}",
+         "ERR 9 Unknown modifier: b. Expected a valid update modifier or pipeline-style "
+         "update specified as an array"},
+    };
+    CHECK_STR_CASES(U, u_cases);
     CHECK_STR_CONTAINS(U("{'$set': 5}", "{}"), "ERR 9 Modifiers operate on fields but we found "
                                                "type int instead");
-    CHECK_STR_EQ(U("{'$set': {'a': 1, 'a.b': 2}}", "{}"),
-                 "ERR 40 Updating the path 'a.b' would create a conflict at 'a'");
-    CHECK_STR_EQ(U("{'$set': {'a.b': 1}, '$inc': {'a': 2}}", "{}"),
-                 "ERR 40 Updating the path 'a' would create a conflict at 'a'");
-    CHECK_STR_EQ(U("{'$set': {'a': 1}, '$unset': {'a': 1}}", "{}"),
-                 "ERR 40 Updating the path 'a' would create a conflict at 'a'");
-    CHECK_STR_EQ(U("{'$set': {'ab': 1, 'a': 1}}", "{}"), "{'a':1,'ab':1}");
-    CHECK_STR_EQ(U("{'$set': {'a..b': 1}}", "{}"),
-                 "ERR 56 The update path 'a..b' contains an empty field name, which is not "
-                 "allowed.");
+    static const eng_str_case u_cases2[] = {
+        {"{'$set': {'a': 1, 'a.b': 2}}", "{}",
+         "ERR 40 Updating the path 'a.b' would create a conflict at 'a'"},
+        {"{'$set': {'a.b': 1}, '$inc': {'a': 2}}", "{}",
+         "ERR 40 Updating the path 'a' would create a conflict at 'a'"},
+        {"{'$set': {'a': 1}, '$unset': {'a': 1}}", "{}",
+         "ERR 40 Updating the path 'a' would create a conflict at 'a'"},
+        {"{'$set': {'ab': 1, 'a': 1}}", "{}", "{'a':1,'ab':1}"},
+        {"{'$set': {'a..b': 1}}", "{}",
+         "ERR 56 The update path 'a..b' contains an empty field name, which is not "
+         "allowed."},
+    };
+    CHECK_STR_CASES(U, u_cases2);
     CHECK_STR_CONTAINS(U("{'$set': {'a.$': 1}}", "{}"), "ERR 2 positional");
     CHECK_STR_EQ(U("{'a': 1, '$set': {'b': 1}}", "{}"),
                  "ERR 52 The dollar ($) prefixed field '$set' in '$set' is not valid for storage.");
@@ -197,24 +205,30 @@ TEST(parse_errors)
 
 TEST(immutable_id)
 {
-    CHECK_STR_EQ(U("{'$set': {'_id': 2}}", "{'_id': 1}"),
-                 "ERR 66 Performing an update on the path '_id' would modify the immutable field "
-                 "'_id'");
-    CHECK_STR_EQ(U("{'$set': {'_id': 1}}", "{'_id': 1}"), "{'_id':1}");
-    CHECK_STR_EQ(U("{'$set': {'_id.x': 2}}", "{'_id': {'x': 1}}"),
-                 "ERR 66 Performing an update on the path '_id.x' would modify the immutable "
-                 "field '_id'");
-    CHECK_STR_EQ(U("{'$unset': {'_id': 1}}", "{'_id': 1}"),
-                 "ERR 66 Performing an update on the path '_id' would modify the immutable field "
-                 "'_id'");
+    static const eng_str_case u_cases[] = {
+        {"{'$set': {'_id': 2}}", "{'_id': 1}",
+         "ERR 66 Performing an update on the path '_id' would modify the immutable field "
+         "'_id'"},
+        {"{'$set': {'_id': 1}}", "{'_id': 1}", "{'_id':1}"},
+        {"{'$set': {'_id.x': 2}}", "{'_id': {'x': 1}}",
+         "ERR 66 Performing an update on the path '_id.x' would modify the immutable "
+         "field '_id'"},
+        {"{'$unset': {'_id': 1}}", "{'_id': 1}",
+         "ERR 66 Performing an update on the path '_id' would modify the immutable field "
+         "'_id'"},
+    };
+    CHECK_STR_CASES(U, u_cases);
     /* Replacement keeps _id first and in place. */
-    CHECK_STR_EQ(U("{'b': 2, 'c': 3}", "{'_id': 1, 'a': 1}"), "{'_id':1,'b':2,'c':3}");
-    CHECK_STR_EQ(U("{'b': 2, '_id': 1}", "{'_id': 1, 'a': 1}"), "{'_id':1,'b':2}");
-    CHECK_STR_EQ(U("{'_id': 2, 'b': 2}", "{'_id': 1, 'a': 1}"),
-                 "ERR 66 After applying the update, the (immutable) field '_id' was found to have "
-                 "been altered to _id: 2");
-    CHECK_STR_EQ(U("{'a.b': 1}", "{'_id': 1}"),
-                 "ERR 57 The dotted field 'a.b' in 'a.b' is not valid for storage.");
+    static const eng_str_case u_cases2[] = {
+        {"{'b': 2, 'c': 3}", "{'_id': 1, 'a': 1}", "{'_id':1,'b':2,'c':3}"},
+        {"{'b': 2, '_id': 1}", "{'_id': 1, 'a': 1}", "{'_id':1,'b':2}"},
+        {"{'_id': 2, 'b': 2}", "{'_id': 1, 'a': 1}",
+         "ERR 66 After applying the update, the (immutable) field '_id' was found to have "
+         "been altered to _id: 2"},
+        {"{'a.b': 1}", "{'_id': 1}",
+         "ERR 57 The dotted field 'a.b' in 'a.b' is not valid for storage."},
+    };
+    CHECK_STR_CASES(U, u_cases2);
     /* _id created by an upsert's $set is moved first. */
     CHECK_STR_EQ(U_("{'$set': {'a': 1, '_id': 5}}", "{}", true, NULL), "{'_id':5,'a':1}");
 }
@@ -283,17 +297,18 @@ static const char *UP(const char *stages_json, const char *doc)
 
 TEST(pipeline_updates)
 {
-    CHECK_STR_EQ(UP("[{'$set': {'b': {'$add': ['$a', 1]}}}]", "{'_id': 1, 'a': 1}"),
-                 "{'_id':1,'a':1,'b':2}");
-    CHECK_STR_EQ(UP("[{'$project': {'a': 1}}, {'$unset': 'a'}]", "{'_id': 1, 'a': 1, 'c': 3}"),
-                 "{'_id':1}");
-    CHECK_STR_EQ(UP("[{'$replaceWith': {'x': 1}}]", "{'_id': 1, 'a': 1}"), "{'_id':1,'x':1}");
-    CHECK_STR_EQ(UP("[{'$set': {'_id': 2}}]", "{'_id': 1}"),
-                 "ERR 66 Performing an update on the path '_id' would modify the immutable field "
-                 "'_id'");
-    CHECK_STR_EQ(UP("[{'$match': {}}]", "{'_id': 1}"),
-                 "ERR 72 $match is not allowed to be used within an update");
-    CHECK_STR_EQ(UP("[]", "{'_id': 1}"), "ERR 9 Update pipeline must not be empty");
+    static const eng_str_case up_cases[] = {
+        {"[{'$set': {'b': {'$add': ['$a', 1]}}}]", "{'_id': 1, 'a': 1}", "{'_id':1,'a':1,'b':2}"},
+        {"[{'$project': {'a': 1}}, {'$unset': 'a'}]", "{'_id': 1, 'a': 1, 'c': 3}", "{'_id':1}"},
+        {"[{'$replaceWith': {'x': 1}}]", "{'_id': 1, 'a': 1}", "{'_id':1,'x':1}"},
+        {"[{'$set': {'_id': 2}}]", "{'_id': 1}",
+         "ERR 66 Performing an update on the path '_id' would modify the immutable field "
+         "'_id'"},
+        {"[{'$match': {}}]", "{'_id': 1}",
+         "ERR 72 $match is not allowed to be used within an update"},
+        {"[]", "{'_id': 1}", "ERR 9 Update pipeline must not be empty"},
+    };
+    CHECK_STR_CASES(UP, up_cases);
 }
 
 TEST_MAIN(TEST_ENTRY(set_unset), TEST_ENTRY(inc_mul_numeric_types),
