@@ -184,33 +184,42 @@ int api_paging(http_request *req, long def, long *limit, long *page)
 /* Field validation                                                                           */
 /* ------------------------------------------------------------------------------------------ */
 
-int api_field_str(http_request *req, json_t *body, const char *field, bool required, size_t maxlen,
-                  const char **out)
+int api_check_str(json_t *body, const char *field, bool required, size_t maxlen, const char **out,
+                  char *err, size_t errlen)
 {
     json_t *v = json_object_get(body, field);
     *out = NULL;
     if (!v || json_is_null(v)) {
         if (required)
-            return http_error(req, 400, "%s is required", field), -1;
+            return snprintf(err, errlen, "%s is required", field), -1;
         return 0;
     }
     if (!json_is_string(v))
-        return http_error(req, 400, "%s must be a string", field), -1;
+        return snprintf(err, errlen, "%s must be a string", field), -1;
     size_t len = json_string_length(v);
     const char *s = json_string_value(v);
     if (strlen(s) != len)
-        return http_error(req, 400, "%s must not contain NUL characters", field), -1;
+        return snprintf(err, errlen, "%s must not contain NUL characters", field), -1;
     size_t i = 0;
     while (i < len && isspace((unsigned char)s[i]))
         i++;
     if (i == len) {
         if (required)
-            return http_error(req, 400, "%s must not be empty", field), -1;
+            return snprintf(err, errlen, "%s must not be empty", field), -1;
         return 0;
     }
     if (len > maxlen)
-        return http_error(req, 400, "%s must be at most %zu characters", field, maxlen), -1;
+        return snprintf(err, errlen, "%s must be at most %zu characters", field, maxlen), -1;
     *out = s;
+    return 0;
+}
+
+int api_field_str(http_request *req, json_t *body, const char *field, bool required, size_t maxlen,
+                  const char **out)
+{
+    char err[256];
+    if (api_check_str(body, field, required, maxlen, out, err, sizeof err) != 0)
+        return http_error(req, 400, "%s", err), -1;
     return 0;
 }
 

@@ -60,6 +60,11 @@ int api_paging(http_request *req, long def, long *limit, long *page);
 
 /* ---- validation of body fields (each answers 400 naming the field and returns -1) ---- */
 
+/* The check behind api_field_str, for callers that build their answer later: 0, or -1 with
+ * the reason (naming the field) in err. Rejects non-strings, embedded NULs, blank strings
+ * (when required; an optional blank string counts as absent) and strings over maxlen bytes. */
+int api_check_str(json_t *body, const char *field, bool required, size_t maxlen, const char **out,
+                  char *err, size_t errlen);
 /* A required/optional string of 1..maxlen bytes (after trimming nothing: callers decide).
  * *out is NULL when optional and absent (or null). */
 int api_field_str(http_request *req, json_t *body, const char *field, bool required, size_t maxlen,

@@ -184,10 +184,15 @@ json_t *http_json_body(http_request *req)
         http_error(req, 400, "request body is required (JSON)");
         return NULL;
     }
-    char err[160];
-    json_t *v = jsonx_parse(req->body, req->body_len, err, sizeof err);
+    /* Any JSON value is accepted here (not only objects and arrays) so that a valid body of the
+     * wrong shape ("null", "3") gets the handler's "body must be a JSON object", not a
+     * misleading "malformed JSON". */
+    json_error_t jerr;
+    json_t *v = json_loadb(req->body, req->body_len,
+                           JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
     if (!v) {
-        http_error(req, 400, "malformed JSON: %s", err);
+        http_error(req, 400, "malformed JSON: invalid JSON at line %d column %d: %s", jerr.line,
+                   jerr.column, jerr.text);
         return NULL;
     }
     req->json = v;
@@ -197,14 +202,14 @@ json_t *http_json_body(http_request *req)
 int http_query_long(http_request *req, const char *name, long def, long min, long max, long *out)
 {
     const char *s = http_query(req, name);
-    if (!s) {
+    if (!s || !*s) { /* "?limit=" (an empty form field) means "not given", as in the original */
         *out = def;
         return 0;
     }
     char *end = NULL;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (!*s || errno || !end || *end || v < min || v > max) {
+    if (errno || !end || *end || v < min || v > max) {
         http_error(req, 400, "%s must be an integer between %ld and %ld", name, min, max);
         return -1;
     }
@@ -306,6 +311,82 @@ int http_send_json(http_request *req, int status, json_t *body)
     return r;
 }
 
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Length of the valid UTF-8 sequence at s[0..n) (1-4), or 0 if it is not one (overlong forms,
+ * surrogates and code points above U+10FFFF are invalid, as in RFC 3629). */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    unsigned min;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2, min = 0x80;
+    else if (c >= 0xE0 && c <= 0xEF)
+        len = 3, min = 0x800;
+    else if (c >= 0xF0 && c <= 0xF4)
+        len = 4, min = 0x10000;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    unsigned cp = c & (0x3F >> (len - 1));
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return len;
+}
+
+bool http_utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq(p + i, n - i);
+        if (k == 0)
+            return false;
+        i += k;
+    }
+    return true;
+}
+
+json_t *http_error_json(const char *msg)
+{
+    /* Messages quote client input (paths, keys) and may have been cut by a bounded snprintf in
+     * the middle of a character: every invalid byte becomes '?' so the body is always JSON
+     * with an "error" string (jansson refuses invalid UTF-8). */
+    char buf[512];
+    size_t n = strlen(msg), k = 0;
+    const unsigned char *p = (const unsigned char *)msg;
+    for (size_t i = 0; i < n && k + 4 < sizeof buf;) {
+        size_t len = utf8_seq(p + i, n - i);
+        if (len == 0) {
+            buf[k++] = '?';
+            i++;
+        } else {
+            memcpy(buf + k, p + i, len);
+            k += len;
+            i += len;
+        }
+    }
+    buf[k] = '\0';
+    return json_pack("{s:s}", "error", buf);
+}
+
 int http_error(http_request *req, int status, const char *fmt, ...)
 {
     char msg[512];
@@ -313,9 +394,28 @@ int http_error(http_request *req, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    json_t *o = json_object();
-    json_object_set_new(o, "error", json_string(msg));
-    return http_send_json(req, status, o);
+    return http_send_json(req, status, http_error_json(msg));
+}
+
+size_t http_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    /* As MHD_http_unescape, except that "%00" stays as it is: a NUL byte inside a path or a
+     * query value would silently cut the C string ("/customers/%00" would become "/customers/"
+     * and reach the list route). Kept literal, it is just an invalid id or tag. */
+    char *w = s;
+    for (const char *r = s; *r;) {
+        int hi, lo;
+        if (r[0] == '%' && (hi = hexval(r[1])) >= 0 && (lo = hexval(r[2])) >= 0 && (hi | lo) != 0) {
+            *w++ = (char)(hi << 4 | lo);
+            r += 3;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
 }
 
 int http_redirect(http_request *req, const char *location)

@@ -96,8 +96,8 @@ const char *http_peer(const http_request *req, char *buf, size_t n);
  * The returned reference is owned by the request (do not decref). */
 json_t *http_json_body(http_request *req);
 
-/* Parse an integer query parameter in [min, max]; absent -> def. On a bad value answers 400
- * naming the parameter and returns -1; else 0. */
+/* Parse an integer query parameter in [min, max]; absent or empty -> def. On a bad value answers
+ * 400 naming the parameter and returns -1; else 0. */
 int http_query_long(http_request *req, const char *name, long def, long min, long max, long *out);
 
 /* ---- responses (each answers the request; call exactly one of them, once) ---- */
@@ -114,6 +114,11 @@ int http_send_json(http_request *req, int status, json_t *body);
 /* Send raw bytes with a content type (copied). */
 int http_send_raw(http_request *req, int status, const char *content_type, const void *data,
                   size_t len);
+/* {"error": msg} as a new JSON object (caller owns it); bytes of msg that are not valid UTF-8
+ * become '?', so the result is never NULL for lack of valid text. */
+json_t *http_error_json(const char *msg);
+/* True if s[0..n) is valid UTF-8 (RFC 3629). */
+bool http_utf8_valid(const char *s, size_t n);
 /* {"error": "<formatted>"} with status. */
 int http_error(http_request *req, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -129,6 +134,9 @@ enum MHD_Result http_access_handler(void *cls, struct MHD_Connection *conn, cons
                                     void **con_cls);
 void http_request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                             enum MHD_RequestTerminationCode toe);
+
+/* MHD_OPTION_UNESCAPE_CALLBACK: percent-decoding that never produces a NUL byte. */
+size_t http_unescape(void *cls, struct MHD_Connection *conn, char *s);
 
 /* Number of requests currently between start and completion (for graceful shutdown). */
 long http_inflight(void);

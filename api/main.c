@@ -132,13 +132,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "minicrm-api: api.bind: not an IPv4 address: %s\n", cfg.api.bind);
         goto out;
     }
-    d = MHD_start_daemon(
-        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, (uint16_t)cfg.api.port,
-        NULL, NULL, http_access_handler, &app, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg.api.threads, MHD_OPTION_NOTIFY_COMPLETED,
-        http_request_completed, &app, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)cfg.api.request_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(64 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+    d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG,
+                         (uint16_t)cfg.api.port, NULL, NULL, http_access_handler, &app,
+                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
+                         (unsigned)cfg.api.threads, MHD_OPTION_NOTIFY_COMPLETED,
+                         http_request_completed, &app, MHD_OPTION_CONNECTION_TIMEOUT,
+                         (unsigned)cfg.api.request_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                         (size_t)(64 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+                         MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL, MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "minicrm-api: cannot listen on %s:%d (port in use?)\n", cfg.api.bind,
                 cfg.api.port);

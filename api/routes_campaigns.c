@@ -69,13 +69,19 @@ static void add_tag(json_t *tags, const char *t, size_t max)
         json_array_append_new(tags, json_string(t));
 }
 
+/* A word character as in a JavaScript \\b (the original's regex): letters, digits, '_'. */
+static bool is_word_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '_';
+}
+
 /* True if lower-cased `name` contains `word` as a whole word. */
 static bool has_word(const char *name, const char *word)
 {
     size_t wl = strlen(word);
     for (const char *p = name; (p = strstr(p, word)) != NULL; p++) {
-        bool left = p == name || !isalnum((unsigned char)p[-1]);
-        bool right = !isalnum((unsigned char)p[wl]);
+        bool left = p == name || !is_word_char(p[-1]);
+        bool right = !is_word_char(p[wl]);
         if (left && right)
             return true;
     }
@@ -196,21 +202,18 @@ static void set_error(answer *a, int status, const char *fmt, ...)
     va_end(ap);
     json_decref(a->body);
     a->status = status;
-    a->body = json_pack("{s:s}", "error", msg);
+    a->body = http_error_json(msg);
 }
 
 /* Validate, count, store, enqueue. Never answers the request itself. */
 static void create_campaign(api_ctx *app, http_request *req, json_t *body, answer *a)
 {
-    json_t *jn = json_object_get(body, "name");
-    if (!json_is_string(jn) || json_string_length(jn) == 0)
-        return set_error(a, 400, "name is required (a non-empty string)");
-    if (json_string_length(jn) > NAME_MAX_LEN)
-        return set_error(a, 400, "name must be at most %d characters", NAME_MAX_LEN);
-    const char *name = json_string_value(jn);
-
     rules r;
     char err[256];
+    const char *name;
+    if (api_check_str(body, "name", true, NAME_MAX_LEN, &name, err, sizeof err) != 0)
+        return set_error(a, 400, "%s", err);
+
     json_t *jr = json_object_get(body, "rules");
     if (!jr || json_is_null(jr))
         return set_error(a, 400, "rules is required (an object; {} matches everyone)");
@@ -223,6 +226,8 @@ static void create_campaign(api_ctx *app, http_request *req, json_t *body, answe
         if (!json_is_string(jm))
             return set_error(a, 400, "message must be a string");
         message = json_string_value(jm);
+        if (strlen(message) != json_string_length(jm))
+            return set_error(a, 400, "message must not contain NUL characters");
         if (template_validate(message, err, sizeof err) != 0)
             return set_error(a, 400, "%s", err);
     }
@@ -238,9 +243,12 @@ static void create_campaign(api_ctx *app, http_request *req, json_t *body, answe
         json_array_foreach(sel, i, t)
         {
             if (!json_is_string(t) || json_string_length(t) == 0 ||
-                json_string_length(t) > TAG_MAX_LEN)
-                return set_error(a, 400, "selectedTags[%zu] must be a string of 1-%d characters", i,
-                                 TAG_MAX_LEN);
+                json_string_length(t) > TAG_MAX_LEN ||
+                strlen(json_string_value(t)) != json_string_length(t) ||
+                strspn(json_string_value(t), " \t\r\n") == json_string_length(t))
+                return set_error(a, 400,
+                                 "selectedTags[%zu] must be a non-blank string of 1-%d characters",
+                                 i, TAG_MAX_LEN);
         }
     }
 
@@ -522,6 +530,11 @@ static void h_list(api_ctx *app, http_request *req)
     const char *tag = http_query(req, "tag");
     if (tag && strlen(tag) > 100) {
         http_error(req, 400, "tag must be at most 100 characters");
+        return;
+    }
+    if (tag && !http_utf8_valid(tag, strlen(tag))) {
+        /* it becomes a $regex, which the database rejects (a 500) when it is not UTF-8 */
+        http_error(req, 400, "tag must be valid UTF-8");
         return;
     }
     bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, sub, arr, el, rx;

@@ -18,7 +18,9 @@
  *          4. A single receipt: its log is looked up by _id (indexed): 404 unknown; already
  *             final -> 200 {"ok": true, "updated": false} (a repeat is a no-op).
  *          5. All receipts with a final status (SENT/FAILED) are pushed onto the receipts queue
- *             in one pipelined round trip -> 202 {"ok": true, "accepted": N, "ignored": K}.
+ *             in one pipelined round trip -> 202 {"ok": true, "accepted": N, "ignored": K}; a
+ *             single receipt that will change its log -> 202 {"ok": true, "updated": true,
+ *             "queued": true, "accepted": 1}, so `updated` tells a first receipt from a repeat.
  *             PENDING receipts are valid but change nothing (ignored). The receipts worker
  *             applies the queued receipts (only PENDING -> SENT|FAILED, exactly once).
  */
@@ -146,12 +148,15 @@ typedef struct receipt {
 static int validate_receipt(http_request *req, json_t *o, long i, receipt *out)
 {
     char pfx[32] = "";
-    if (i >= 0)
-        snprintf(pfx, sizeof pfx, "receipts[%ld].", i);
     if (!json_is_object(o)) {
-        http_error(req, 400, "%s must be an object", i >= 0 ? pfx : "receipt");
+        if (i >= 0)
+            http_error(req, 400, "receipts[%ld] must be an object", i);
+        else
+            http_error(req, 400, "body must be a receipt object or an array of them");
         return -1;
     }
+    if (i >= 0)
+        snprintf(pfx, sizeof pfx, "receipts[%ld].", i);
     json_t *v = json_object_get(o, "log_id");
     if (!json_is_string(v) || !oid_is_valid_hex(json_string_value(v))) {
         http_error(req, 400, "%slog_id must be a 24-hex id", pfx);
@@ -281,9 +286,9 @@ static void h_receipts(api_ctx *app, http_request *req)
                        json_pack("{s:b,s:I,s:I}", "ok", 1, "accepted", (json_int_t)njobs, "ignored",
                                  (json_int_t)ignored));
     else
-        http_send_json(
-            req, 202,
-            json_pack("{s:b,s:b,s:I}", "ok", 1, "queued", 1, "accepted", (json_int_t)njobs));
+        http_send_json(req, 202,
+                       json_pack("{s:b,s:b,s:b,s:I}", "ok", 1, "updated", 1, "queued", 1,
+                                 "accepted", (json_int_t)njobs));
 out:
     for (size_t i = 0; jobs && i < njobs; i++)
         free(jobs[i]);

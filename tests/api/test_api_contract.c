@@ -1,0 +1,293 @@
+/*
+ * test_api_contract: regression tests for the discrepancies found by the contract audit of
+ * minicrm-api (an outside user's curl session against /work/shared/API-CONTRACT.md). Each test
+ * names the bug it guards: a real minicrm-api on private redis-server + devdb (apitest).
+ *
+ *   error_bodies_are_always_json     invalid UTF-8 in a path, or a message cut inside a
+ *                                    multi-byte character, gave `{}` (400/404) or a 503
+ *                                    "out of memory" instead of {"error": "..."}
+ *   nul_in_path_is_not_the_list      "/customers/%00" was cut to "/customers/" and answered the
+ *                                    customer list (same for campaigns and their logs)
+ *   tag_must_be_utf8                 ?tag=%ff reached the database as a $regex: 500
+ *   campaign_text_fields             blank campaign name accepted, NUL silently cut name and
+ *                                    message, blank selectedTags accepted
+ *   loyalty_word_rule                vip|elite|prime is a word as in JavaScript's \b ('_' is a
+ *                                    word character: "vip_club" is not the word "vip")
+ *   body_of_wrong_shape              "null" / "3" bodies were called "malformed JSON"; a bad
+ *                                    element of a receipt batch read "receipts[0]. must be ..."
+ *   empty_paging_params              "?limit=&page=" (empty form fields) was a 400
+ *   single_receipt_says_updated      a first receipt answered without "updated" (a repeat says
+ *                                    "updated": false, so clients need true for the first)
+ */
+#include "apitest.h"
+#include "hmac.h"
+#include "test.h"
+
+#include <mongoc/mongoc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SECRET "test-vendor-secret"
+
+static apitest T;
+static int g_started;
+
+static void stop_all(void)
+{
+    if (g_started == 1)
+        apitest_stop(&T);
+}
+
+static int ensure(void)
+{
+    if (g_started == 0) {
+        g_started = apitest_start(&T, NULL) == 0 ? 1 : -1;
+        if (g_started == 1)
+            atexit(stop_all);
+    }
+    return g_started == 1 ? 0 : -1;
+}
+
+static int req(apitest_resp *r, const char *method, const char *path, const char *body)
+{
+    const char *h[] = {apitest_admin_auth(&T), NULL};
+    return apitest_request(&T, method, path, h, body, body ? strlen(body) : 0, r);
+}
+
+static const char *err_of(const apitest_resp *r)
+{
+    return r->json ? json_string_value(json_object_get(r->json, "error")) : NULL;
+}
+
+/* Status and error text of one admin request; the error text is copied into err. */
+static long call(const char *method, const char *path, const char *body, char *err, size_t n)
+{
+    apitest_resp r;
+    if (req(&r, method, path, body) != 0)
+        return -1;
+    long st = r.status;
+    const char *e = err_of(&r);
+    snprintf(err, n, "%s", e ? e : "");
+    apitest_resp_release(&r);
+    return st;
+}
+
+static long count_campaigns(void)
+{
+    apitest_resp r;
+    req(&r, "GET", "/api/campaigns?limit=1000", NULL);
+    long n = json_is_array(r.json) ? (long)json_array_size(r.json) : -1;
+    apitest_resp_release(&r);
+    return n;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+TEST(error_bodies_are_always_json)
+{
+    CHECK(ensure() == 0);
+    char e[512];
+    CHECK_INT_EQ(call("GET", "/%ff%fe", NULL, e, sizeof e), 404);
+    CHECK_STR_CONTAINS(e, "no such route");
+    /* A 65-byte rule key: the message quotes 64 bytes of it, which ends inside an 'é'. */
+    char body[256], key[96] = "a";
+    for (int i = 0; i < 40; i++)
+        strcat(key, "\xc3\xa9");
+    snprintf(body, sizeof body, "{\"rules\":{\"%s\":1}}", key);
+    CHECK_INT_EQ(call("POST", "/api/campaigns/preview", body, e, sizeof e), 400);
+    CHECK_STR_CONTAINS(e, "unknown rule");
+    snprintf(body, sizeof body, "{\"name\":\"n\",\"rules\":{\"%s\":1}}", key);
+    CHECK_INT_EQ(call("POST", "/api/campaigns", body, e, sizeof e), 400);
+    CHECK_STR_CONTAINS(e, "unknown rule");
+}
+
+TEST(nul_in_path_is_not_the_list)
+{
+    CHECK(ensure() == 0);
+    char e[512];
+    CHECK_INT_EQ(call("GET", "/customers/%00", NULL, e, sizeof e), 400);
+    CHECK_STR_CONTAINS(e, "id must be a 24-hex id");
+    CHECK_INT_EQ(call("GET", "/api/campaigns/%00", NULL, e, sizeof e), 400);
+    CHECK_INT_EQ(call("GET", "/api/campaigns/%00/logs", NULL, e, sizeof e), 400);
+    CHECK_INT_EQ(call("GET", "/api/campaigns/6b08469b2a9bb8fcce0b0000%00", NULL, e, sizeof e), 400);
+    /* a NUL in a query value is kept literal: no match, not an error */
+    apitest_resp r;
+    req(&r, "GET", "/api/campaigns?tag=%00", NULL);
+    CHECK_INT_EQ(r.status, 200);
+    CHECK(json_is_array(r.json));
+    apitest_resp_release(&r);
+    CHECK_INT_EQ(call("GET", "/orders?limit=1%00", NULL, e, sizeof e), 400);
+    CHECK_STR_CONTAINS(e, "limit");
+}
+
+TEST(tag_must_be_utf8)
+{
+    CHECK(ensure() == 0);
+    char e[512];
+    CHECK_INT_EQ(call("GET", "/api/campaigns?tag=%ff", NULL, e, sizeof e), 400);
+    CHECK_STR_EQ(e, "tag must be valid UTF-8");
+    CHECK_INT_EQ(call("GET", "/api/campaigns?tag=%c3%28", NULL, e, sizeof e), 400);
+    CHECK_INT_EQ(call("GET", "/api/campaigns?tag=%ed%a0%80", NULL, e, sizeof e),
+                 400); /* surrogate */
+    CHECK_INT_EQ(call("GET", "/api/campaigns?tag=%c3%a9t%c3%a9", NULL, e, sizeof e), 200);
+}
+
+TEST(campaign_text_fields)
+{
+    CHECK(ensure() == 0);
+    long before = count_campaigns();
+    CHECK(before >= 0);
+    char e[512];
+    CHECK_INT_EQ(call("POST", "/api/campaigns", "{\"name\":\"   \",\"rules\":{}}", e, sizeof e),
+                 400);
+    CHECK_STR_EQ(e, "name must not be empty");
+    CHECK_INT_EQ(call("POST", "/api/campaigns", "{\"rules\":{}}", e, sizeof e), 400);
+    CHECK_STR_EQ(e, "name is required");
+    CHECK_INT_EQ(call("POST", "/api/campaigns", "{\"name\":7,\"rules\":{}}", e, sizeof e), 400);
+    CHECK_STR_EQ(e, "name must be a string");
+    CHECK_INT_EQ(
+        call("POST", "/api/campaigns", "{\"name\":\"a\\u0000b\",\"rules\":{}}", e, sizeof e), 400);
+    CHECK_STR_EQ(e, "name must not contain NUL characters");
+    CHECK_INT_EQ(call("POST", "/api/campaigns",
+                      "{\"name\":\"ok\",\"rules\":{},\"message\":\"Hi\\u0000{{x}}\"}", e, sizeof e),
+                 400);
+    CHECK_STR_EQ(e, "message must not contain NUL characters");
+    CHECK_INT_EQ(call("POST", "/api/campaigns",
+                      "{\"name\":\"ok\",\"rules\":{},\"selectedTags\":[\"Q3\",\"  \"]}", e,
+                      sizeof e),
+                 400);
+    CHECK_STR_CONTAINS(e, "selectedTags[1]");
+    CHECK_INT_EQ(call("POST", "/api/campaigns",
+                      "{\"name\":\"ok\",\"rules\":{},\"selectedTags\":[\"a\\u0000b\"]}", e,
+                      sizeof e),
+                 400);
+    CHECK_STR_CONTAINS(e, "selectedTags[0]");
+    CHECK_INT_EQ(count_campaigns(), before); /* nothing stored by the refused requests */
+}
+
+/* Tags suggested for `name` with no rules (the audience is everyone: a customer exists). */
+static int has_loyalty(const char *name)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"name\":\"%s\",\"rules\":{}}", name);
+    apitest_resp r;
+    req(&r, "POST", "/api/campaigns/suggest-tags", body);
+    int found = -1;
+    json_t *tags = json_object_get(r.json, "tags");
+    if (r.status == 200 && json_is_array(tags)) {
+        found = 0;
+        size_t i;
+        json_t *v;
+        json_array_foreach(tags, i, v) if (strcmp(json_string_value(v), "Loyalty") == 0) found = 1;
+    }
+    apitest_resp_release(&r);
+    return found;
+}
+
+TEST(loyalty_word_rule)
+{
+    CHECK(ensure() == 0);
+    char e[256];
+    CHECK_INT_EQ(
+        call("POST", "/customers", "{\"name\":\"L\",\"email\":\"l@loyal.io\"}", e, sizeof e), 201);
+    CHECK_INT_EQ(has_loyalty("VIP-club"), 1);
+    CHECK_INT_EQ(has_loyalty("the Elite few"), 1);
+    CHECK_INT_EQ(has_loyalty("PRIME"), 1);
+    CHECK_INT_EQ(has_loyalty("vip_club"), 0);
+    CHECK_INT_EQ(has_loyalty("primetime"), 0);
+    CHECK_INT_EQ(has_loyalty("supervip"), 0);
+}
+
+TEST(body_of_wrong_shape)
+{
+    CHECK(ensure() == 0);
+    static const char *const paths[] = {"/customers", "/orders", "/api/campaigns",
+                                        "/api/campaigns/preview", "/api/vendor/send"};
+    static const char *const bodies[] = {"null", "3", "\"x\"", "true", "[]"};
+    char e[512];
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        for (size_t j = 0; j < sizeof bodies / sizeof bodies[0]; j++) {
+            CHECK_INT_EQ(call("POST", paths[i], bodies[j], e, sizeof e), 400);
+            CHECK_STR_EQ(e, "body must be a JSON object");
+        }
+    CHECK_INT_EQ(call("POST", "/customers", "{\"name\":", e, sizeof e), 400);
+    CHECK_STR_CONTAINS(e, "malformed JSON");
+
+    char sig[HMAC_HEX_LEN + 1], hs[128];
+    const char *h[] = {hs, NULL};
+    static const char *const rb[] = {"[1]", "null", "\"x\""};
+    static const char *const want[] = {"receipts[0] must be an object",
+                                       "body must be a receipt object or an array of them",
+                                       "body must be a receipt object or an array of them"};
+    for (size_t i = 0; i < 3; i++) {
+        hmac_sign_receipt(SECRET, NULL, rb[i], strlen(rb[i]), sig);
+        snprintf(hs, sizeof hs, "X-Signature: %s", sig);
+        apitest_resp r;
+        apitest_request(&T, "POST", "/api/receipts/delivery", h, rb[i], strlen(rb[i]), &r);
+        CHECK_INT_EQ(r.status, 400);
+        CHECK_STR_EQ(err_of(&r), want[i]);
+        apitest_resp_release(&r);
+    }
+}
+
+TEST(empty_paging_params)
+{
+    CHECK(ensure() == 0);
+    apitest_resp r;
+    req(&r, "GET", "/communication?page=&limit=", NULL);
+    CHECK_INT_EQ(r.status, 200);
+    CHECK_INT_EQ(json_integer_value(json_object_get(r.json, "page")), 1);
+    CHECK_INT_EQ(json_integer_value(json_object_get(r.json, "limit")), 20);
+    apitest_resp_release(&r);
+    req(&r, "GET", "/orders?limit=", NULL);
+    CHECK_INT_EQ(r.status, 200);
+    CHECK(json_is_array(r.json));
+    apitest_resp_release(&r);
+    char e[256];
+    CHECK_INT_EQ(call("GET", "/orders?limit=0", NULL, e, sizeof e), 400); /* still strict */
+    CHECK_INT_EQ(call("GET", "/orders?page=x", NULL, e, sizeof e), 400);
+}
+
+TEST(single_receipt_says_updated)
+{
+    CHECK(ensure() == 0);
+    /* a PENDING log, as the fan-out worker writes it */
+    mongoc_client_t *cl = mongoc_client_new(T.env.mongo_uri);
+    mongoc_collection_t *coll =
+        mongoc_client_get_collection(cl, T.env.db_name, "communication_logs1");
+    bson_oid_t id, camp, cust;
+    bson_oid_init(&id, NULL);
+    bson_oid_init(&camp, NULL);
+    bson_oid_init(&cust, NULL);
+    bson_t d = BSON_INITIALIZER;
+    BSON_APPEND_OID(&d, "_id", &id);
+    BSON_APPEND_OID(&d, "campaign_id", &camp);
+    BSON_APPEND_OID(&d, "customer_id", &cust);
+    BSON_APPEND_UTF8(&d, "message", "hi");
+    BSON_APPEND_UTF8(&d, "status", "PENDING");
+    BSON_APPEND_DATE_TIME(&d, "createdAt", (int64_t)time(NULL) * 1000);
+    CHECK(mongoc_collection_insert_one(coll, &d, NULL, NULL, NULL));
+    bson_destroy(&d);
+    mongoc_collection_destroy(coll);
+    mongoc_client_destroy(cl);
+    char hex[25], body[160], sig[HMAC_HEX_LEN + 1], hs[128];
+    bson_oid_to_string(&id, hex);
+    snprintf(body, sizeof body, "{\"log_id\":\"%s\",\"vendorMsgId\":\"v1\",\"status\":\"SENT\"}",
+             hex);
+    hmac_sign_receipt(SECRET, NULL, body, strlen(body), sig);
+    snprintf(hs, sizeof hs, "X-Signature: %s", sig);
+    const char *h[] = {hs, NULL};
+    apitest_resp r;
+    apitest_request(&T, "POST", "/api/receipts/delivery", h, body, strlen(body), &r);
+    CHECK_INT_EQ(r.status, 202);
+    CHECK(json_is_true(json_object_get(r.json, "ok")));
+    CHECK(json_is_true(json_object_get(r.json, "updated")));
+    CHECK(json_is_true(json_object_get(r.json, "queued")));
+    apitest_resp_release(&r);
+}
+
+TEST_MAIN(TEST_ENTRY(error_bodies_are_always_json), TEST_ENTRY(nul_in_path_is_not_the_list),
+          TEST_ENTRY(tag_must_be_utf8), TEST_ENTRY(campaign_text_fields),
+          TEST_ENTRY(loyalty_word_rule), TEST_ENTRY(body_of_wrong_shape),
+          TEST_ENTRY(empty_paging_params), TEST_ENTRY(single_receipt_says_updated))
