@@ -340,7 +340,8 @@ static int recover(durable *d, char *err, size_t errlen)
         }
     }
     closedir(dh);
-    qsort(js, nj, sizeof *js, cmp_u64);
+    if (nj > 1)
+        qsort(js, nj, sizeof *js, cmp_u64);
     remove_older(d, snap, true);
 
     int64_t t0 = now_ms();
@@ -386,24 +387,40 @@ out:
 
 /* ---- compaction ----------------------------------------------------------------------------- */
 
-/* Starts journal gen+1 after making the current one durable. Store lock held. */
-static int rotate(durable *d, char *err, size_t errlen)
+/* Rotation is split so that the slow parts (creating and fsyncing the new file, flushing
+ * most of the old one) happen before the store lock is taken; under the lock only the last
+ * few records are flushed and the descriptors swapped. */
+
+/* Creates journal gen+1 (not yet in use) and flushes the current journal. No lock needed:
+ * only the background thread and durable_close rotate, never both at once. */
+static int rotate_prepare(durable *d, journal_file *nf, char *err, size_t errlen)
 {
     char p[PATH_MAX + 64];
-    journal_file nf;
     path_of(d, p, sizeof p, "journal", d->jf.gen + 1, "log");
     unlink(p); /* a leftover of a rotation that failed after creating it */
-    pthread_mutex_lock(&d->mu);
+    if (journal_create(nf, p, JOURNAL_MAGIC, d->jf.gen + 1, err, errlen) != 0)
+        return -1;
+    sync_upto(d, __atomic_load_n(&d->written, __ATOMIC_ACQUIRE));
+    return 0;
+}
+
+/* Makes the current journal durable and switches to nf. Store lock held. On failure nf is
+ * closed and removed and the current journal stays in use. */
+static int rotate_commit(durable *d, journal_file *nf, char *err, size_t errlen)
+{
     int rc = -1;
+    pthread_mutex_lock(&d->mu);
     if (journal_sync(&d->jf) != 0) {
         snprintf(err, errlen, "cannot fsync journal: %s", strerror(errno));
+        char p[PATH_MAX + 64];
+        path_of(d, p, sizeof p, "journal", nf->gen, "log");
+        journal_close(nf);
+        unlink(p);
         goto out;
     }
     __atomic_store_n(&d->synced, __atomic_load_n(&d->written, __ATOMIC_ACQUIRE), __ATOMIC_RELEASE);
-    if (journal_create(&nf, p, JOURNAL_MAGIC, d->jf.gen + 1, err, errlen) != 0)
-        goto out;
     journal_close(&d->jf);
-    d->jf = nf;
+    d->jf = *nf;
     rc = 0;
 out:
     pthread_mutex_unlock(&d->mu);
@@ -430,9 +447,16 @@ static void child_main(durable *d, pid_t parent, uint64_t gen)
 static void compaction_start(durable *d)
 {
     char err[512];
+    journal_file nf;
     int64_t t0 = now_ms();
+    if (rotate_prepare(d, &nf, err, sizeof err) != 0) {
+        log_error("compaction_failed", "dbpath=%s stage=rotate err=%s", d->dir, err);
+        d->next_try_ms = now_ms() + RETRY_MS;
+        return;
+    }
+    int64_t tl = now_ms();
     store_wrlock(d->st);
-    if (rotate(d, err, sizeof err) != 0) {
+    if (rotate_commit(d, &nf, err, sizeof err) != 0) {
         store_unlock(d->st);
         log_error("compaction_failed", "dbpath=%s stage=rotate err=%s", d->dir, err);
         d->next_try_ms = now_ms() + RETRY_MS;
@@ -445,7 +469,7 @@ static void compaction_start(durable *d)
         child_main(d, parent, d->jf.gen);
     int fork_errno = errno;
     store_unlock(d->st);
-    int64_t held = now_ms() - t0;
+    int64_t held = now_ms() - tl;
     if (pid < 0) {
         log_error("compaction_failed", "dbpath=%s stage=fork err=%s", d->dir, strerror(fork_errno));
         d->next_try_ms = now_ms() + RETRY_MS;
@@ -617,7 +641,8 @@ int durable_close(durable *d, bool final_snapshot, char *err, size_t errlen)
     if (final_snapshot && dirty && !d->jf.broken) {
         int64_t t0 = now_ms();
         uint64_t bytes = 0;
-        if (rotate(d, err, errlen) != 0 ||
+        journal_file nf;
+        if (rotate_prepare(d, &nf, err, errlen) != 0 || rotate_commit(d, &nf, err, errlen) != 0 ||
             snapshot_write(d->st, d->dir, d->jf.gen, &bytes, err, errlen) != 0) {
             log_error("final_snapshot_failed", "dbpath=%s err=%s (the journal keeps the data)",
                       d->dir, err);

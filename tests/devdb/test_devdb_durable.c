@@ -27,6 +27,9 @@
 #include <unistd.h>
 
 static testenv env;
+static char tmpfs_dir[512]; /* mounted by the tmpfs test; unmounted in main in any case */
+static pid_t started[64];   /* every devdb started, so that a failed CHECK leaves none behind */
+static int nstarted;
 
 static void sleep_ms(int ms)
 {
@@ -60,6 +63,8 @@ static pid_t dd_start(const char *dir, int port, const char *const *extra, const
     unsetenv("MINICRM_DEVDB_FAULT");
     if (pid < 0)
         return -1;
+    if (nstarted < 64)
+        started[nstarted++] = pid;
     for (int i = 0; i < 3000; i++) {
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
@@ -637,7 +642,9 @@ TEST(full_disk_on_a_real_tiny_tmpfs)
 {
     char dir[512];
     make_dir(dir, sizeof dir, "tmpfs");
-    if (mount("tmpfs", dir, "tmpfs", 0, "size=256k") != 0) {
+    if (mount("tmpfs", dir, "tmpfs", 0, "size=256k") == 0) {
+        snprintf(tmpfs_dir, sizeof tmpfs_dir, "%s", dir);
+    } else {
         fprintf(stderr,
                 "  SKIP: cannot mount a tmpfs here (%s); the fault hook test covers "
                 "ENOSPC\n",
@@ -650,7 +657,6 @@ TEST(full_disk_on_a_real_tiny_tmpfs)
     CHECK(pid > 0);
     if (pid > 0)
         check_full_disk_behaviour(dir, port, pid, 1000);
-    umount2(dir, MNT_DETACH);
 }
 
 int main(int argc, char **argv)
@@ -674,6 +680,12 @@ int main(int argc, char **argv)
         return 1;
     mongoc_init();
     int rc = test_run_all(__FILE__, cases, sizeof cases / sizeof cases[0], argc, argv);
+    for (int i = 0; i < nstarted; i++) {
+        if (kill(started[i], 0) == 0 && waitpid(started[i], NULL, WNOHANG) == 0)
+            testenv_kill_wait(started[i], SIGKILL, 2000);
+    }
+    if (tmpfs_dir[0])
+        umount2(tmpfs_dir, MNT_DETACH);
     mongoc_cleanup();
     testenv_stop(&env);
     return rc;
