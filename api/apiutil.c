@@ -168,6 +168,110 @@ int api_populate(api_ctx *app, mongoc_client_t *cl, json_t *docs, const char *fi
     return rc;
 }
 
+const char *const API_SORT_NEWEST[] = {"-createdAt", "-_id", NULL};
+const char *const API_CUSTOMER_REF_FIELDS[] = {"_id", "name", "email", NULL};
+
+long api_skip(long page, long limit)
+{
+    return page > 1 ? (page - 1) * limit : 0;
+}
+
+int api_query_json(api_ctx *app, mongoc_client_t *cl, const api_query *q, json_t **out,
+                   const char *cursor_field, char cursor[25], bson_error_t *err)
+{
+    bson_t empty = BSON_INITIALIZER, opts = BSON_INITIALIZER, sub;
+    if (q->sort) {
+        BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sub);
+        for (const char *const *f = q->sort; *f; f++)
+            BSON_APPEND_INT32(&sub, (*f)[0] == '-' ? *f + 1 : *f, (*f)[0] == '-' ? -1 : 1);
+        bson_append_document_end(&opts, &sub);
+    }
+    BSON_APPEND_INT64(&opts, "limit", q->limit);
+    if (q->skip > 0)
+        BSON_APPEND_INT64(&opts, "skip", q->skip);
+    mongoc_collection_t *coll = dbpool_collection(app->db, cl, q->coll);
+    mongoc_cursor_t *cur =
+        mongoc_collection_find_with_opts(coll, q->filter ? q->filter : &empty, &opts, NULL);
+    json_t *arr = json_array();
+    const bson_t *doc;
+    while (mongoc_cursor_next(cur, &doc))
+        json_array_append_new(arr, jsonx_from_bson(doc));
+    int rc = mongoc_cursor_error(cur, err) ? -1 : 0;
+    mongoc_cursor_destroy(cur);
+    mongoc_collection_destroy(coll);
+    bson_destroy(&opts);
+    bson_destroy(&empty);
+    if (cursor) {
+        cursor[0] = '\0';
+        size_t n = json_array_size(arr);
+        const char *last =
+            cursor_field && n > 0 && (long)n == q->limit
+                ? json_string_value(json_object_get(json_array_get(arr, n - 1), cursor_field))
+                : NULL;
+        if (last)
+            snprintf(cursor, 25, "%s", last);
+    }
+    for (const api_ref *r = q->refs; rc == 0 && r && r->field; r++)
+        rc = api_populate(app, cl, arr, r->field, r->coll, r->fields, err);
+    if (rc != 0) {
+        json_decref(arr);
+        arr = NULL;
+    }
+    *out = arr;
+    return rc;
+}
+
+void api_send_query(api_ctx *app, http_request *req, const api_query *q, const char *cursor_field,
+                    const char *what)
+{
+    mongoc_client_t *cl = dbpool_pop(app->db);
+    json_t *arr;
+    char cursor[25];
+    bson_error_t e;
+    if (api_query_json(app, cl, q, &arr, cursor_field, cursor, &e) != 0) {
+        api_db_fail(req, &e, what);
+    } else {
+        if (cursor[0])
+            http_add_header(req, "X-Next-Cursor", cursor);
+        http_send_json(req, 200, arr);
+    }
+    dbpool_push(app->db, cl);
+}
+
+int api_find_by_id(api_ctx *app, mongoc_client_t *cl, const char *coll_name, const bson_oid_t *oid,
+                   json_t **out, bson_error_t *err)
+{
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+    BSON_APPEND_OID(&filter, "_id", oid);
+    BSON_APPEND_INT64(&opts, "limit", 1);
+    mongoc_collection_t *coll = dbpool_collection(app->db, cl, coll_name);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+    const bson_t *doc;
+    int rc;
+    *out = NULL;
+    if (mongoc_cursor_next(cur, &doc)) {
+        *out = jsonx_from_bson(doc);
+        rc = 1;
+    } else {
+        rc = mongoc_cursor_error(cur, err) ? -1 : 0;
+    }
+    mongoc_cursor_destroy(cur);
+    mongoc_collection_destroy(coll);
+    bson_destroy(&filter);
+    bson_destroy(&opts);
+    return rc;
+}
+
+json_t *api_body_object(http_request *req, const char *hint)
+{
+    json_t *body = http_json_body(req);
+    if (body && !json_is_object(body)) {
+        http_error(req, 400, "body must be a JSON object%s", hint ? hint : "");
+        return NULL;
+    }
+    return body;
+}
+
 int api_paging(http_request *req, long def, long *limit, long *page)
 {
     long max = req->app->cfg->api.max_page_size;

@@ -54,6 +54,56 @@ int api_count(mongoc_collection_t *coll, const bson_t *filter, int64_t *n, bson_
 int api_populate(api_ctx *app, mongoc_client_t *cl, json_t *docs, const char *field,
                  const char *coll_name, const char *const *fields, bson_error_t *err);
 
+/* ---- lists: one find -> JSON array, optionally populated, answered or returned ---- */
+
+/* A reference to populate: the hex id at `field` becomes the document of `coll` projected to
+ * `fields` (see api_populate). */
+typedef struct api_ref {
+    const char *field;
+    const char *coll;
+    const char *const *fields;
+} api_ref;
+
+/* One list query. `sort` is a NULL-terminated list of field names, "-name" for descending
+ * (NULL: natural order); `refs` is NULL or ends with a {NULL} entry. */
+typedef struct api_query {
+    const char *coll;
+    const bson_t *filter; /* NULL matches everything */
+    const char *const *sort;
+    long limit;
+    long skip; /* 0: none */
+    const api_ref *refs;
+} api_query;
+
+/* Sort orders used by several routes. */
+extern const char *const API_SORT_NEWEST[]; /* createdAt desc, _id desc (index createdAt_-1) */
+/* Fields of a populated customer reference: {_id, name, email}. */
+extern const char *const API_CUSTOMER_REF_FIELDS[];
+
+/* Run q and return the documents as a new JSON array in *out (caller decrefs), references
+ * populated. If cursor_field is non-NULL and the page is full, the value of that field in the
+ * last document (read before populating) is copied into cursor (24 hex + NUL), else cursor is
+ * set to "". Returns 0, or -1 with err (*out NULL). */
+int api_query_json(api_ctx *app, mongoc_client_t *cl, const api_query *q, json_t **out,
+                   const char *cursor_field, char cursor[25], bson_error_t *err);
+/* Answer a list request with q: 200 and the array (with X-Next-Cursor when cursor_field is
+ * given and the page is full), or the MongoDB failure (503/500) while `what`. Borrows a client
+ * from the pool for the call. */
+void api_send_query(api_ctx *app, http_request *req, const api_query *q, const char *cursor_field,
+                    const char *what);
+/* Find the document with _id oid in coll_name as new JSON (*out, caller decrefs).
+ * 1 found, 0 not found, -1 error (err set). */
+int api_find_by_id(api_ctx *app, mongoc_client_t *cl, const char *coll_name, const bson_oid_t *oid,
+                   json_t **out, bson_error_t *err);
+
+/* The skip of page `page` (1-based) of `limit` documents. */
+long api_skip(long page, long limit);
+
+/* The request body as a JSON object (owned by the request), or NULL after answering: 415/400
+ * from http_json_body, or 400 "body must be a JSON object<hint>" for any other JSON value
+ * (hint may be NULL, e.g. " {role, name?}"). */
+json_t *api_body_object(http_request *req, const char *hint);
+
 /* Read paging parameters: ?limit= (default def, max api.max_page_size) and ?page= (>= 1,
  * default 1). Answers 400 and returns -1 on a bad value. */
 int api_paging(http_request *req, long def, long *limit, long *page);

@@ -113,6 +113,19 @@ static const char *bearer_token(const http_request *req)
     return h;
 }
 
+/* Fill the caller's principal (already zeroed); email and sid may be NULL. */
+static int set_principal(principal *out, principal_kind kind, auth_role role, const char *id,
+                         const char *email, const char *name, const char *sid)
+{
+    out->kind = kind;
+    out->role = auth_api_role(role);
+    snprintf(out->user_id, sizeof out->user_id, "%s", id);
+    snprintf(out->email, sizeof out->email, "%s", email ? email : "");
+    snprintf(out->display_name, sizeof out->display_name, "%s", name);
+    snprintf(out->session_id, sizeof out->session_id, "%s", sid ? sid : "");
+    return AUTH_OK;
+}
+
 int auth_authenticate(api_ctx *app, http_request *req, principal *out)
 {
     char err[256];
@@ -129,11 +142,7 @@ int auth_authenticate(api_ctx *app, http_request *req, principal *out)
         }
         if (rc != 0)
             return AUTH_NONE;
-        out->kind = PRINCIPAL_API_KEY;
-        out->role = auth_api_role(k.role);
-        snprintf(out->user_id, sizeof out->user_id, "%s", k.id);
-        snprintf(out->display_name, sizeof out->display_name, "%s", k.name);
-        return AUTH_OK;
+        return set_principal(out, PRINCIPAL_API_KEY, k.role, k.id, NULL, k.name, NULL);
     }
     char sid[AUTH_SID_LEN + 1];
     if (auth_session_from_cookie_header(http_header(req, "Cookie"), sid) != 0)
@@ -148,13 +157,7 @@ int auth_authenticate(api_ctx *app, http_request *req, principal *out)
         return AUTH_UNAVAILABLE;
     if (rc != 0)
         return AUTH_NONE;
-    out->kind = PRINCIPAL_SESSION;
-    out->role = auth_api_role(u.role);
-    snprintf(out->user_id, sizeof out->user_id, "%s", u.id);
-    snprintf(out->email, sizeof out->email, "%s", u.email);
-    snprintf(out->display_name, sizeof out->display_name, "%s", u.display_name);
-    snprintf(out->session_id, sizeof out->session_id, "%s", sid);
-    return AUTH_OK;
+    return set_principal(out, PRINCIPAL_SESSION, u.role, u.id, u.email, u.display_name, sid);
 }
 
 /* ---------------------------------------------------------------- OAuth routes */
@@ -314,13 +317,9 @@ static void h_failure(api_ctx *app, http_request *req)
 
 static void h_keys_create(api_ctx *app, http_request *req)
 {
-    json_t *body = http_json_body(req);
+    json_t *body = api_body_object(req, " {role, name?}");
     if (!body)
         return;
-    if (!json_is_object(body)) {
-        http_error(req, 400, "body must be a JSON object {role, name?}");
-        return;
-    }
     const char *k;
     json_t *v;
     json_object_foreach(body, k, v)

@@ -14,6 +14,7 @@
 #include "auth_oauth.h"
 
 #include "auth_crypto.h"
+#include "auth_session.h"
 #include "log.h"
 
 #include <ctype.h>
@@ -125,7 +126,6 @@ int auth_oauth_begin(const minicrm_config *cfg, rconn *r, char **url_out, char *
 {
     int rc = -1;
     obuf url = {.max = 8192};
-    redisReply *rep = NULL;
     *url_out = NULL;
     if (!auth_oauth_configured(cfg)) {
         snprintf(err, errlen, "Google login is not configured (GOOGLE_CLIENT_ID/SECRET)");
@@ -146,14 +146,9 @@ int auth_oauth_begin(const minicrm_config *cfg, rconn *r, char **url_out, char *
     }
     char key[256];
     state_key(cfg, state, key, sizeof key);
-    rep = rconn_command(r, "SET %s %s EX %d NX", key, verifier, cfg->auth.state_ttl_s);
-    if (!rep || rep->type != REDIS_REPLY_STATUS) {
-        snprintf(err, errlen, "Redis: %s",
-                 !rep                             ? rconn_error(r)
-                 : rep->type == REDIS_REPLY_ERROR ? rep->str
-                                                  : "state collision");
+    if (auth_redis_set_nx(r, key, verifier, cfg->auth.state_ttl_s, "state collision", err,
+                          errlen) != 0)
         goto out;
-    }
     const char *base = cfg->auth.google_auth_url;
     if (obuf_str(&url, base) != 0 || obuf_str(&url, strchr(base, '?') ? "&" : "?") != 0 ||
         obuf_param(&url, true, "client_id", cfg->auth.google_client_id) != 0 ||
@@ -170,8 +165,6 @@ int auth_oauth_begin(const minicrm_config *cfg, rconn *r, char **url_out, char *
     url.p = NULL;
     rc = 0;
 out:
-    if (rep)
-        freeReplyObject(rep);
     free(url.p);
     return rc;
 }
@@ -193,12 +186,8 @@ int auth_oauth_take_state(const minicrm_config *cfg, rconn *r, const char *state
                             "if v then redis.call('DEL', KEYS[1]) end return v",
                             key);
     }
-    if (!rep || rep->type == REDIS_REPLY_ERROR) {
-        snprintf(err, errlen, "Redis: %s", rep ? rep->str : rconn_error(r));
-        if (rep)
-            freeReplyObject(rep);
+    if (auth_redis_failed(r, &rep, err, errlen))
         return -1;
-    }
     int rc = 1;
     if (rep->type == REDIS_REPLY_STRING && rep->len == AUTH_OAUTH_VERIFIER_LEN) {
         memcpy(verifier, rep->str, AUTH_OAUTH_VERIFIER_LEN);

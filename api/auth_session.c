@@ -24,12 +24,39 @@ static void session_key(const minicrm_config *cfg, const char *sid, char *key, s
     snprintf(key, n, "%ssession:%s", cfg->redis.prefix, sid);
 }
 
+int auth_redis_set_nx(rconn *r, const char *key, const char *value, int ttl_s, const char *taken,
+                      char *err, size_t errlen)
+{
+    redisReply *rep = rconn_command(r, "SET %s %s EX %d NX", key, value, ttl_s);
+    int rc = 0;
+    if (!rep || rep->type != REDIS_REPLY_STATUS) {
+        snprintf(err, errlen, "Redis: %s",
+                 !rep                             ? rconn_error(r)
+                 : rep->type == REDIS_REPLY_ERROR ? rep->str
+                                                  : taken);
+        rc = -1;
+    }
+    if (rep)
+        freeReplyObject(rep);
+    return rc;
+}
+
+bool auth_redis_failed(rconn *r, redisReply **rep, char *err, size_t errlen)
+{
+    if (*rep && (*rep)->type != REDIS_REPLY_ERROR)
+        return false;
+    snprintf(err, errlen, "Redis: %s", *rep ? (*rep)->str : rconn_error(r));
+    if (*rep)
+        freeReplyObject(*rep);
+    *rep = NULL;
+    return true;
+}
+
 int auth_session_create(const minicrm_config *cfg, rconn *r, const auth_user *u,
                         char sid[AUTH_SID_LEN + 1], char *err, size_t errlen)
 {
     int rc = -1;
     char *text = NULL;
-    redisReply *rep = NULL;
     unsigned char raw[AUTH_SID_LEN / 2];
     sid[0] = '\0';
     if (auth_random_bytes(raw, sizeof raw) != 0) {
@@ -51,19 +78,12 @@ int auth_session_create(const minicrm_config *cfg, rconn *r, const auth_user *u,
         goto out;
     char key[256];
     session_key(cfg, id, key, sizeof key);
-    rep = rconn_command(r, "SET %s %s EX %d NX", key, text, cfg->auth.session_ttl_s);
-    if (!rep || rep->type != REDIS_REPLY_STATUS) {
-        snprintf(err, errlen, "Redis: %s",
-                 !rep                             ? rconn_error(r)
-                 : rep->type == REDIS_REPLY_ERROR ? rep->str
-                                                  : "session id collision");
+    if (auth_redis_set_nx(r, key, text, cfg->auth.session_ttl_s, "session id collision", err,
+                          errlen) != 0)
         goto out;
-    }
     memcpy(sid, id, sizeof id);
     rc = 0;
 out:
-    if (rep)
-        freeReplyObject(rep);
     free(text);
     return rc;
 }
@@ -83,12 +103,8 @@ int auth_session_get(const minicrm_config *cfg, rconn *r, const char *sid, auth_
     char key[256];
     session_key(cfg, sid, key, sizeof key);
     redisReply *rep = rconn_command(r, "GET %s", key);
-    if (!rep || rep->type == REDIS_REPLY_ERROR) {
-        snprintf(err, errlen, "Redis: %s", rep ? rep->str : rconn_error(r));
-        if (rep)
-            freeReplyObject(rep);
+    if (auth_redis_failed(r, &rep, err, errlen))
         return -1;
-    }
     int rc = 1;
     if (rep->type == REDIS_REPLY_STRING && rep->len <= SESSION_MAX_BYTES) {
         json_t *v = json_loadb(rep->str, rep->len, 0, NULL);
@@ -113,12 +129,8 @@ int auth_session_destroy(const minicrm_config *cfg, rconn *r, const char *sid, c
     char key[256];
     session_key(cfg, sid, key, sizeof key);
     redisReply *rep = rconn_command(r, "DEL %s", key);
-    if (!rep || rep->type == REDIS_REPLY_ERROR) {
-        snprintf(err, errlen, "Redis: %s", rep ? rep->str : rconn_error(r));
-        if (rep)
-            freeReplyObject(rep);
+    if (auth_redis_failed(r, &rep, err, errlen))
         return -1;
-    }
     freeReplyObject(rep);
     return 0;
 }

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "rconn.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define AUTH_SID_LEN     64
@@ -38,6 +39,16 @@ int auth_session_get(const minicrm_config *cfg, rconn *r, const char *sid, auth_
 /* Delete a session server-side. 0 (also when it did not exist), or -1 on a Redis error. */
 int auth_session_destroy(const minicrm_config *cfg, rconn *r, const char *sid, char *err,
                          size_t errlen);
+
+/* Redis helpers shared by the auth modules (sessions, OAuth state). */
+
+/* SET key value EX ttl_s NX. 0 if stored; -1 with "Redis: <reason>" in err, where the reason is
+ * `taken` when the key already exists (a collision of random ids). */
+int auth_redis_set_nx(rconn *r, const char *key, const char *value, int ttl_s, const char *taken,
+                      char *err, size_t errlen);
+/* True if *rep is not a usable reply (none, or a Redis error): then "Redis: <reason>" is in err
+ * and *rep has been freed and set to NULL. */
+bool auth_redis_failed(rconn *r, redisReply **rep, char *err, size_t errlen);
 
 /* The Set-Cookie value establishing `sid`, or clearing it (sid NULL: empty value, Max-Age=0).
  * Returns buf. */

@@ -158,16 +158,6 @@ static int count_audience(api_ctx *app, http_request *req, const rules *r, int64
     return 0;
 }
 
-static json_t *json_body_object(http_request *req)
-{
-    json_t *body = http_json_body(req);
-    if (body && !json_is_object(body)) {
-        http_error(req, 400, "body must be a JSON object");
-        return NULL;
-    }
-    return body;
-}
-
 /* AI seam: see the file comment. Never calls out; only marks the campaign for a worker. */
 static void ai_seam_request(const minicrm_config *cfg, bool has_message, bson_t *doc)
 {
@@ -383,7 +373,7 @@ static bool idem_key_valid(const char *k)
 
 static void h_create(api_ctx *app, http_request *req)
 {
-    json_t *body = json_body_object(req);
+    json_t *body = api_body_object(req, NULL);
     if (!body)
         return;
     const char *ik = http_header(req, "Idempotency-Key");
@@ -472,7 +462,7 @@ static void h_create(api_ctx *app, http_request *req)
 
 static void h_preview(api_ctx *app, http_request *req)
 {
-    json_t *body = json_body_object(req);
+    json_t *body = api_body_object(req, NULL);
     rules r;
     int64_t n;
     if (!body || body_rules(req, body, false, &r) != 0 ||
@@ -485,7 +475,7 @@ static void h_preview(api_ctx *app, http_request *req)
 
 static void h_suggest_tags(api_ctx *app, http_request *req)
 {
-    json_t *body = json_body_object(req);
+    json_t *body = api_body_object(req, NULL);
     if (!body)
         return;
     const char *name;
@@ -537,7 +527,7 @@ static void h_list(api_ctx *app, http_request *req)
         http_error(req, 400, "tag must be valid UTF-8");
         return;
     }
-    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, sub, arr, el, rx;
+    bson_t filter = BSON_INITIALIZER, arr, el, rx;
     if (tag && *tag) {
         char pat[1024];
         fuzzy_pattern(tag, pat, sizeof pat);
@@ -553,58 +543,21 @@ static void h_list(api_ctx *app, http_request *req)
         }
         bson_append_array_end(&filter, &arr);
     }
-    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sub);
-    BSON_APPEND_INT32(&sub, "createdAt", -1);
-    BSON_APPEND_INT32(&sub, "_id", -1);
-    bson_append_document_end(&opts, &sub);
-    BSON_APPEND_INT64(&opts, "limit", limit);
-    if (page > 1)
-        BSON_APPEND_INT64(&opts, "skip", (page - 1) * limit);
-    mongoc_client_t *cl = dbpool_pop(app->db);
-    mongoc_collection_t *coll = dbpool_collection(app->db, cl, DB_CAMPAIGNS);
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
-    json_t *out = json_array();
-    const bson_t *doc;
-    while (mongoc_cursor_next(cur, &doc))
-        json_array_append_new(out, jsonx_from_bson(doc));
-    bson_error_t e;
-    if (mongoc_cursor_error(cur, &e)) {
-        json_decref(out);
-        api_db_fail(req, &e, "listing campaigns");
-    } else {
-        http_send_json(req, 200, out);
-    }
-    mongoc_cursor_destroy(cur);
-    mongoc_collection_destroy(coll);
-    dbpool_push(app->db, cl);
+    api_query q = {DB_CAMPAIGNS, &filter, API_SORT_NEWEST, limit, api_skip(page, limit), NULL};
+    api_send_query(app, req, &q, NULL, "listing campaigns");
     bson_destroy(&filter);
-    bson_destroy(&opts);
 }
 
 /* Load campaign `oid` as JSON: 1 found, 0 not found (answered 404), -1 error (answered). */
 static int load_campaign(api_ctx *app, http_request *req, mongoc_client_t *cl,
                          const bson_oid_t *oid, json_t **out)
 {
-    bson_t filter = BSON_INITIALIZER;
-    BSON_APPEND_OID(&filter, "_id", oid);
-    mongoc_collection_t *coll = dbpool_collection(app->db, cl, DB_CAMPAIGNS);
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
-    const bson_t *doc;
     bson_error_t e;
-    int rc;
-    *out = NULL;
-    if (mongoc_cursor_next(cur, &doc)) {
-        *out = jsonx_from_bson(doc);
-        rc = 1;
-    } else if (mongoc_cursor_error(cur, &e)) {
-        rc = api_db_fail(req, &e, "reading the campaign");
-    } else {
+    int rc = api_find_by_id(app, cl, DB_CAMPAIGNS, oid, out, &e);
+    if (rc < 0)
+        api_db_fail(req, &e, "reading the campaign");
+    else if (rc == 0)
         http_error(req, 404, "campaign not found");
-        rc = 0;
-    }
-    mongoc_cursor_destroy(cur);
-    mongoc_collection_destroy(coll);
-    bson_destroy(&filter);
     return rc;
 }
 
@@ -660,51 +613,25 @@ static void h_logs(api_ctx *app, http_request *req)
         return;
     mongoc_client_t *cl = dbpool_pop(app->db);
     json_t *camp = NULL;
-    if (load_campaign(app, req, cl, &oid, &camp) != 1) {
-        dbpool_push(app->db, cl);
-        return;
-    }
+    int found = load_campaign(app, req, cl, &oid, &camp); /* 404 for an unknown campaign */
     json_decref(camp);
-    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, sub;
+    dbpool_push(app->db, cl);
+    if (found != 1)
+        return;
+    bson_t filter = BSON_INITIALIZER, sub;
     BSON_APPEND_OID(&filter, "campaign_id", &oid);
     if (after) {
         BSON_APPEND_DOCUMENT_BEGIN(&filter, "customer_id", &sub);
         BSON_APPEND_OID(&sub, "$gt", &after_oid);
         bson_append_document_end(&filter, &sub);
     }
-    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sub);
-    BSON_APPEND_INT32(&sub, "campaign_id", 1);
-    BSON_APPEND_INT32(&sub, "customer_id", 1);
-    bson_append_document_end(&opts, &sub);
-    BSON_APPEND_INT64(&opts, "limit", limit);
-    if (!after && page > 1)
-        BSON_APPEND_INT64(&opts, "skip", (page - 1) * limit);
-    mongoc_collection_t *coll = dbpool_collection(app->db, cl, DB_LOGS);
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
-    json_t *out = json_array();
-    const bson_t *doc;
-    while (mongoc_cursor_next(cur, &doc))
-        json_array_append_new(out, jsonx_from_bson(doc));
-    bson_error_t e;
-    static const char *const fields[] = {"_id", "name", "email", NULL};
-    bool failed = mongoc_cursor_error(cur, &e);
-    mongoc_cursor_destroy(cur);
-    if (!failed && (long)json_array_size(out) == limit) {
-        const char *last = json_string_value(
-            json_object_get(json_array_get(out, (size_t)limit - 1), "customer_id"));
-        if (last)
-            http_add_header(req, "X-Next-Cursor", last);
-    }
-    if (failed || api_populate(app, cl, out, "customer_id", DB_CUSTOMERS, fields, &e) != 0) {
-        json_decref(out);
-        api_db_fail(req, &e, "listing logs");
-    } else {
-        http_send_json(req, 200, out);
-    }
-    mongoc_collection_destroy(coll);
-    dbpool_push(app->db, cl);
+    /* index {campaign_id, customer_id}: the cursor is the last customer id */
+    static const char *const by_customer[] = {"campaign_id", "customer_id", NULL};
+    static const api_ref refs[] = {{"customer_id", DB_CUSTOMERS, API_CUSTOMER_REF_FIELDS},
+                                   {NULL, NULL, NULL}};
+    api_query q = {DB_LOGS, &filter, by_customer, limit, after ? 0 : api_skip(page, limit), refs};
+    api_send_query(app, req, &q, "customer_id", "listing logs");
     bson_destroy(&filter);
-    bson_destroy(&opts);
 }
 
 int routes_campaigns_register(router *r)

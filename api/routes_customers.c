@@ -38,13 +38,9 @@ static bool phone_valid(const char *s)
 
 static void h_create(api_ctx *app, http_request *req)
 {
-    json_t *body = http_json_body(req);
+    json_t *body = api_body_object(req, NULL);
     if (!body)
         return;
-    if (!json_is_object(body)) {
-        http_error(req, 400, "body must be a JSON object");
-        return;
-    }
     const char *name, *email, *phone, *lvd;
     double spend = 0;
     bool has_spend;
@@ -112,44 +108,16 @@ static void h_list(api_ctx *app, http_request *req)
     bson_oid_t after_oid;
     if (after && api_parse_oid(req, "after", after, &after_oid) != 0)
         return;
-    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, sub;
+    bson_t filter = BSON_INITIALIZER, sub;
     if (after) {
         BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &sub);
         BSON_APPEND_OID(&sub, "$gt", &after_oid);
         bson_append_document_end(&filter, &sub);
     }
-    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sub);
-    BSON_APPEND_INT32(&sub, "_id", 1);
-    bson_append_document_end(&opts, &sub);
-    BSON_APPEND_INT64(&opts, "limit", limit);
-    if (!after && page > 1)
-        BSON_APPEND_INT64(&opts, "skip", (page - 1) * limit);
-
-    mongoc_client_t *cl = dbpool_pop(app->db);
-    mongoc_collection_t *coll = dbpool_collection(app->db, cl, DB_CUSTOMERS);
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
-    json_t *arr = json_array();
-    const bson_t *doc;
-    while (mongoc_cursor_next(cur, &doc))
-        json_array_append_new(arr, jsonx_from_bson(doc));
-    bson_error_t e;
-    if (mongoc_cursor_error(cur, &e)) {
-        json_decref(arr);
-        api_db_fail(req, &e, "listing customers");
-    } else {
-        if ((long)json_array_size(arr) == limit) {
-            const char *last =
-                json_string_value(json_object_get(json_array_get(arr, (size_t)limit - 1), "_id"));
-            if (last)
-                http_add_header(req, "X-Next-Cursor", last);
-        }
-        http_send_json(req, 200, arr);
-    }
-    mongoc_cursor_destroy(cur);
-    mongoc_collection_destroy(coll);
-    dbpool_push(app->db, cl);
+    static const char *const by_id[] = {"_id", NULL};
+    api_query q = {DB_CUSTOMERS, &filter, by_id, limit, after ? 0 : api_skip(page, limit), NULL};
+    api_send_query(app, req, &q, "_id", "listing customers");
     bson_destroy(&filter);
-    bson_destroy(&opts);
 }
 
 static void h_get(api_ctx *app, http_request *req)
@@ -157,23 +125,17 @@ static void h_get(api_ctx *app, http_request *req)
     bson_oid_t oid;
     if (api_parse_oid(req, "id", http_param(req, "id"), &oid) != 0)
         return;
-    bson_t filter = BSON_INITIALIZER;
-    BSON_APPEND_OID(&filter, "_id", &oid);
     mongoc_client_t *cl = dbpool_pop(app->db);
-    mongoc_collection_t *coll = dbpool_collection(app->db, cl, DB_CUSTOMERS);
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
-    const bson_t *doc;
+    json_t *doc;
     bson_error_t e;
-    if (mongoc_cursor_next(cur, &doc))
-        http_send_json(req, 200, jsonx_from_bson(doc));
-    else if (mongoc_cursor_error(cur, &e))
+    int rc = api_find_by_id(app, cl, DB_CUSTOMERS, &oid, &doc, &e);
+    dbpool_push(app->db, cl);
+    if (rc > 0)
+        http_send_json(req, 200, doc);
+    else if (rc < 0)
         api_db_fail(req, &e, "reading a customer");
     else
         http_error(req, 404, "customer not found");
-    mongoc_cursor_destroy(cur);
-    mongoc_collection_destroy(coll);
-    dbpool_push(app->db, cl);
-    bson_destroy(&filter);
 }
 
 int routes_customers_register(router *r)

@@ -45,13 +45,9 @@
 
 static void h_vendor_send(api_ctx *app, http_request *req)
 {
-    json_t *body = http_json_body(req);
+    json_t *body = api_body_object(req, NULL);
     if (!body)
         return;
-    if (!json_is_object(body)) {
-        http_error(req, 400, "body must be a JSON object");
-        return;
-    }
     const char *log_id, *customer_id, *campaign_id, *message;
     bson_oid_t oid;
     if (api_field_str(req, body, "log_id", true, 24, &log_id) ||
@@ -189,31 +185,18 @@ static int log_state(api_ctx *app, http_request *req, const char *hex)
 {
     bson_oid_t oid;
     bson_oid_init_from_string(&oid, hex);
-    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
-    BSON_APPEND_OID(&filter, "_id", &oid);
-    BSON_APPEND_INT64(&opts, "limit", 1);
     mongoc_client_t *cl = dbpool_pop(app->db);
-    mongoc_collection_t *coll = dbpool_collection(app->db, cl, DB_LOGS);
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
-    const bson_t *doc;
+    json_t *doc;
     bson_error_t e;
-    int rc;
-    if (mongoc_cursor_next(cur, &doc)) {
-        bson_iter_t it;
-        rc = (bson_iter_init_find(&it, doc, "status") && BSON_ITER_HOLDS_UTF8(&it) &&
-              strcmp(bson_iter_utf8(&it, NULL), "PENDING") != 0)
-                 ? 0
-                 : 1;
-    } else if (mongoc_cursor_error(cur, &e)) {
-        rc = api_db_fail(req, &e, "looking up the log");
-    } else {
-        rc = 2;
-    }
-    mongoc_cursor_destroy(cur);
-    mongoc_collection_destroy(coll);
+    int rc = api_find_by_id(app, cl, DB_LOGS, &oid, &doc, &e);
     dbpool_push(app->db, cl);
-    bson_destroy(&filter);
-    bson_destroy(&opts);
+    if (rc < 0)
+        return api_db_fail(req, &e, "looking up the log");
+    if (rc == 0)
+        return 2;
+    const char *st = json_string_value(json_object_get(doc, "status"));
+    rc = st && strcmp(st, "PENDING") != 0 ? 0 : 1;
+    json_decref(doc);
     return rc;
 }
 

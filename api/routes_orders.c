@@ -64,13 +64,9 @@ static int customer_exists(mongoc_collection_t *coll, const bson_oid_t *cid, bso
 
 static void h_create(api_ctx *app, http_request *req)
 {
-    json_t *body = http_json_body(req);
+    json_t *body = api_body_object(req, NULL);
     if (!body)
         return;
-    if (!json_is_object(body)) {
-        http_error(req, 400, "body must be a JSON object");
-        return;
-    }
     const char *cid_hex, *status, *date_s;
     double amount;
     bool has_amount;
@@ -144,35 +140,10 @@ static void h_list(api_ctx *app, http_request *req)
     long limit, page;
     if (api_paging(req, 100, &limit, &page) != 0)
         return;
-    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, sub;
-    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sub);
-    BSON_APPEND_INT32(&sub, "createdAt", -1);
-    BSON_APPEND_INT32(&sub, "_id", -1);
-    bson_append_document_end(&opts, &sub);
-    BSON_APPEND_INT64(&opts, "limit", limit);
-    if (page > 1)
-        BSON_APPEND_INT64(&opts, "skip", (page - 1) * limit);
-    mongoc_client_t *cl = dbpool_pop(app->db);
-    mongoc_collection_t *coll = dbpool_collection(app->db, cl, DB_ORDERS);
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
-    json_t *arr = json_array();
-    const bson_t *doc;
-    while (mongoc_cursor_next(cur, &doc))
-        json_array_append_new(arr, jsonx_from_bson(doc));
-    bson_error_t e;
-    static const char *const fields[] = {"_id", "name", "email", NULL};
-    if (mongoc_cursor_error(cur, &e) ||
-        api_populate(app, cl, arr, "customer_id", DB_CUSTOMERS, fields, &e) != 0) {
-        json_decref(arr);
-        api_db_fail(req, &e, "listing orders");
-    } else {
-        http_send_json(req, 200, arr);
-    }
-    mongoc_cursor_destroy(cur);
-    mongoc_collection_destroy(coll);
-    dbpool_push(app->db, cl);
-    bson_destroy(&filter);
-    bson_destroy(&opts);
+    static const api_ref refs[] = {{"customer_id", DB_CUSTOMERS, API_CUSTOMER_REF_FIELDS},
+                                   {NULL, NULL, NULL}};
+    api_query q = {DB_ORDERS, NULL, API_SORT_NEWEST, limit, api_skip(page, limit), refs};
+    api_send_query(app, req, &q, NULL, "listing orders");
 }
 
 int routes_orders_register(router *r)

@@ -16,6 +16,7 @@
  *   body_of_wrong_shape              "null" / "3" bodies were called "malformed JSON"; a bad
  *                                    element of a receipt batch read "receipts[0]. must be ..."
  *   empty_paging_params              "?limit=&page=" (empty form fields) was a 400
+ *   logs_cursor_is_customer_id      guards the shared list helper (cursor read before populate)
  *   single_receipt_says_updated      a first receipt answered without "updated" (a repeat says
  *                                    "updated": false, so clients need true for the first)
  */
@@ -249,17 +250,23 @@ TEST(empty_paging_params)
     CHECK_INT_EQ(call("GET", "/orders?page=x", NULL, e, sizeof e), 400);
 }
 
-TEST(single_receipt_says_updated)
+/* Insert a PENDING log as the fan-out worker writes it; NULL hex ids make fresh ones. The log
+ * id goes to out (25 bytes). 0 or -1. */
+static int insert_log(const char *camp_hex, const char *cust_hex, char out[25])
 {
-    CHECK(ensure() == 0);
-    /* a PENDING log, as the fan-out worker writes it */
     mongoc_client_t *cl = mongoc_client_new(T.env.mongo_uri);
     mongoc_collection_t *coll =
         mongoc_client_get_collection(cl, T.env.db_name, "communication_logs1");
     bson_oid_t id, camp, cust;
     bson_oid_init(&id, NULL);
-    bson_oid_init(&camp, NULL);
-    bson_oid_init(&cust, NULL);
+    if (camp_hex)
+        bson_oid_init_from_string(&camp, camp_hex);
+    else
+        bson_oid_init(&camp, NULL);
+    if (cust_hex)
+        bson_oid_init_from_string(&cust, cust_hex);
+    else
+        bson_oid_init(&cust, NULL);
     bson_t d = BSON_INITIALIZER;
     BSON_APPEND_OID(&d, "_id", &id);
     BSON_APPEND_OID(&d, "campaign_id", &camp);
@@ -267,12 +274,65 @@ TEST(single_receipt_says_updated)
     BSON_APPEND_UTF8(&d, "message", "hi");
     BSON_APPEND_UTF8(&d, "status", "PENDING");
     BSON_APPEND_DATE_TIME(&d, "createdAt", (int64_t)time(NULL) * 1000);
-    CHECK(mongoc_collection_insert_one(coll, &d, NULL, NULL, NULL));
+    int rc = mongoc_collection_insert_one(coll, &d, NULL, NULL, NULL) ? 0 : -1;
+    bson_oid_to_string(&id, out);
     bson_destroy(&d);
     mongoc_collection_destroy(coll);
     mongoc_client_destroy(cl);
+    return rc;
+}
+
+static int new_id(const char *path, const char *body, const char *member, char out[25])
+{
+    apitest_resp r;
+    req(&r, "POST", path, body);
+    const char *id = json_string_value(json_object_get(json_object_get(r.json, member), "_id"));
+    int rc = r.status == 201 && id ? 0 : -1;
+    snprintf(out, 25, "%s", id ? id : "");
+    apitest_resp_release(&r);
+    return rc;
+}
+
+/* Guards the shared list helper (api_send_query): a full page of campaign logs carries
+ * X-Next-Cursor = the last log's customer id (read before customer_id is populated), and
+ * ?after= continues from it. */
+TEST(logs_cursor_is_customer_id)
+{
+    CHECK(ensure() == 0);
+    char camp[25], c1[25], c2[25], l1[25], l2[25], path[160], buf[64];
+    CHECK(new_id("/customers", "{\"name\":\"C1\",\"email\":\"c1@cur.io\"}", "customer", c1) == 0);
+    CHECK(new_id("/customers", "{\"name\":\"C2\",\"email\":\"c2@cur.io\"}", "customer", c2) == 0);
+    CHECK(new_id("/api/campaigns", "{\"name\":\"cursor\",\"rules\":{}}", "campaign", camp) == 0);
+    CHECK(insert_log(camp, c1, l1) == 0);
+    CHECK(insert_log(camp, c2, l2) == 0);
+    apitest_resp r;
+    snprintf(path, sizeof path, "/api/campaigns/%s/logs?limit=1", camp);
+    req(&r, "GET", path, NULL);
+    CHECK_INT_EQ(r.status, 200);
+    CHECK_INT_EQ(json_array_size(r.json), 1);
+    CHECK_STR_EQ(apitest_resp_header(&r, "X-Next-Cursor", buf, sizeof buf), c1);
+    json_t *ref = json_object_get(json_array_get(r.json, 0), "customer_id");
+    CHECK_STR_EQ(json_string_value(json_object_get(ref, "email")), "c1@cur.io");
+    apitest_resp_release(&r);
+    snprintf(path, sizeof path, "/api/campaigns/%s/logs?limit=1&after=%s", camp, c1);
+    req(&r, "GET", path, NULL);
+    CHECK_INT_EQ(json_array_size(r.json), 1);
+    ref = json_object_get(json_array_get(r.json, 0), "customer_id");
+    CHECK_STR_EQ(json_string_value(json_object_get(ref, "_id")), c2);
+    CHECK_STR_EQ(json_string_value(json_object_get(ref, "name")), "C2");
+    apitest_resp_release(&r);
+    snprintf(path, sizeof path, "/api/campaigns/%s/logs?limit=5", camp);
+    req(&r, "GET", path, NULL);
+    CHECK_INT_EQ(json_array_size(r.json), 2);
+    CHECK(apitest_resp_header(&r, "X-Next-Cursor", buf, sizeof buf) == NULL); /* not full */
+    apitest_resp_release(&r);
+}
+
+TEST(single_receipt_says_updated)
+{
+    CHECK(ensure() == 0);
     char hex[25], body[160], sig[HMAC_HEX_LEN + 1], hs[128];
-    bson_oid_to_string(&id, hex);
+    CHECK(insert_log(NULL, NULL, hex) == 0);
     snprintf(body, sizeof body, "{\"log_id\":\"%s\",\"vendorMsgId\":\"v1\",\"status\":\"SENT\"}",
              hex);
     hmac_sign_receipt(SECRET, NULL, body, strlen(body), sig);
@@ -290,4 +350,5 @@ TEST(single_receipt_says_updated)
 TEST_MAIN(TEST_ENTRY(error_bodies_are_always_json), TEST_ENTRY(nul_in_path_is_not_the_list),
           TEST_ENTRY(tag_must_be_utf8), TEST_ENTRY(campaign_text_fields),
           TEST_ENTRY(loyalty_word_rule), TEST_ENTRY(body_of_wrong_shape),
-          TEST_ENTRY(empty_paging_params), TEST_ENTRY(single_receipt_says_updated))
+          TEST_ENTRY(empty_paging_params), TEST_ENTRY(logs_cursor_is_customer_id),
+          TEST_ENTRY(single_receipt_says_updated))
