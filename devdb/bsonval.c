@@ -229,7 +229,8 @@ bool bv_depth_ok(const bson_t *doc, int max)
 {
     if (max < 1)
         return false;
-    bson_iter_t *stack = malloc((size_t)max * sizeof *stack);
+    /* libbson declares bson_iter_t 128-byte aligned: malloc's alignment is not enough. */
+    bson_iter_t *stack = aligned_alloc(_Alignof(bson_iter_t), (size_t)max * sizeof *stack);
     if (!stack)
         return false;
     int top = 0;
@@ -277,9 +278,15 @@ static int cmp_bytes(const void *a, size_t na, const void *b, size_t nb)
 
 bool bv_as_doc(const bson_value_t *v, bson_t *out)
 {
-    if (v->value_type != BSON_TYPE_DOCUMENT && v->value_type != BSON_TYPE_ARRAY)
-        return false;
-    return bson_init_static(out, v->value.v_doc.data, v->value.v_doc.data_len);
+    /* On failure `out` is still a valid (empty) document: dozens of callers pass it on
+     * without checking, and a nested document whose length prefix disagrees with its
+     * container (found by fuzz_devdb_wire) must not leave it uninitialised. */
+    static const uint8_t empty[5] = {5, 0, 0, 0, 0};
+    if ((v->value_type == BSON_TYPE_DOCUMENT || v->value_type == BSON_TYPE_ARRAY) &&
+        bson_init_static(out, v->value.v_doc.data, v->value.v_doc.data_len))
+        return true;
+    bson_init_static(out, empty, sizeof empty);
+    return false;
 }
 
 /* Nesting beyond this compares the remaining bytes instead of recursing: a hostile document

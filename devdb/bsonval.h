@@ -81,7 +81,8 @@ const char *bv_render_json(const bson_value_t *v, char *buf, size_t cap);
 bool bv_depth_ok(const bson_t *doc, int max);
 
 /* Reads the embedded document or array in `v` (BSON_TYPE_DOCUMENT/ARRAY) into `out` without
- * copying (bson_init_static). Returns false for any other type or a malformed length. */
+ * copying (bson_init_static). Returns false for any other type or a malformed length; `out`
+ * is then an empty document (never uninitialised). */
 bool bv_as_doc(const bson_value_t *v, bson_t *out);
 
 /* Appends `v` to `b` under `key` (bson_append_value); a BSON_TYPE_EOD value appends nothing. */

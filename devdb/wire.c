@@ -85,6 +85,39 @@ uint32_t wire_crc32c(const uint8_t *p, size_t n)
         goto fail;                                                                                 \
     } while (0)
 
+/* Every nested document and array of b has a consistent length prefix, recursively (depth
+ * capped). bson_validate alone let nested length mismatches through, which made libbson
+ * assert later in the commands (found by fuzz_devdb_wire). */
+static bool nested_ok(const bson_t *b, int depth)
+{
+    if (depth > 200)
+        return false;
+    bson_iter_t it;
+    if (!bson_iter_init(&it, b))
+        return false;
+    while (bson_iter_next(&it)) {
+        if (BSON_ITER_HOLDS_DOCUMENT(&it) || BSON_ITER_HOLDS_ARRAY(&it)) {
+            const uint8_t *d;
+            uint32_t l;
+            bson_t sub;
+            if (BSON_ITER_HOLDS_DOCUMENT(&it))
+                bson_iter_document(&it, &l, &d);
+            else
+                bson_iter_array(&it, &l, &d);
+            if (!d || !bson_init_static(&sub, d, l) || !nested_ok(&sub, depth + 1))
+                return false;
+        } else if (BSON_ITER_HOLDS_CODEWSCOPE(&it)) {
+            const uint8_t *d;
+            uint32_t l, cl;
+            bson_t sub;
+            bson_iter_codewscope(&it, &cl, &l, &d);
+            if (!d || !bson_init_static(&sub, d, l) || !nested_ok(&sub, depth + 1))
+                return false;
+        }
+    }
+    return !it.err_off;
+}
+
 /* Check that a BSON document of valid framing starts at p with at most `avail` bytes.
  * Returns its length, or -1. */
 static int32_t doc_len_at(const uint8_t *p, size_t avail)
@@ -98,7 +131,7 @@ static int32_t doc_len_at(const uint8_t *p, size_t avail)
     if (!bson_init_static(&b, p, (size_t)n))
         return -1;
     size_t off;
-    if (!bson_validate(&b, BSON_VALIDATE_UTF8_ALLOW_NULL, &off))
+    if (!bson_validate(&b, BSON_VALIDATE_UTF8_ALLOW_NULL, &off) || !nested_ok(&b, 0))
         return -1;
     return n;
 }
