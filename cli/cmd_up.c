@@ -263,7 +263,7 @@ int cmd_up(cli_ctx *ctx)
         snprintf(mp, sizeof mp, "%d", mport);
         snprintf(devdb_dir, sizeof devdb_dir, "%s/devdb", dir);
         mkdir(devdb_dir, 0755);
-        char *argv[] = {p, "--port", mp, "--bind", mhost, NULL};
+        char *argv[] = {p, "--port", mp, "--bind", mhost, "--dbpath", devdb_dir, NULL};
         i_devdb = sup_add(&sup, "devdb", argv);
     }
     const char *progs[][2] = {{"api", "minicrm-api"},

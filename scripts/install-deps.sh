@@ -7,6 +7,8 @@ set -euo pipefail
 PACKAGES=(
   # build
   build-essential cmake pkg-config clang clang-format
+  # libFuzzer runtime for scripts/fuzz.sh (clang -fsanitize=fuzzer)
+  libclang-rt-14-dev
   # libraries the programs link
   libmongoc-dev libbson-dev libhiredis-dev libmicrohttpd-dev libjansson-dev libconfig-dev
   libcurl4-openssl-dev libssl-dev libpcre2-dev
