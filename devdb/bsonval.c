@@ -224,19 +224,24 @@ const char *bv_render_json(const bson_value_t *v, char *buf, size_t cap)
 }
 
 /* Nesting is checked with an explicit stack of iterators, one per open level, so a hostile
- * document nested millions deep costs at most `max` iterators and no C stack. */
+ * document nested millions deep costs at most `max` iterators and no C stack. libbson declares
+ * bson_iter_t 128-byte aligned without padding its size to match, so the stack holds it inside
+ * a struct (whose size the compiler does pad) and comes from aligned_alloc. */
+typedef struct {
+    bson_iter_t it;
+} depth_frame;
+
 bool bv_depth_ok(const bson_t *doc, int max)
 {
     if (max < 1)
         return false;
-    /* libbson declares bson_iter_t 128-byte aligned: malloc's alignment is not enough. */
-    bson_iter_t *stack = aligned_alloc(_Alignof(bson_iter_t), (size_t)max * sizeof *stack);
+    depth_frame *stack = aligned_alloc(_Alignof(depth_frame), (size_t)max * sizeof *stack);
     if (!stack)
         return false;
     int top = 0;
-    bool ok = bson_iter_init(&stack[0], doc);
+    bool ok = bson_iter_init(&stack[0].it, doc);
     while (ok && top >= 0) {
-        bson_iter_t *it = &stack[top];
+        bson_iter_t *it = &stack[top].it;
         if (!bson_iter_next(it)) {
             ok = it->err_off == 0; /* end of this level, or malformed */
             top--;
@@ -244,7 +249,7 @@ bool bv_depth_ok(const bson_t *doc, int max)
         }
         if (!BSON_ITER_HOLDS_DOCUMENT(it) && !BSON_ITER_HOLDS_ARRAY(it))
             continue;
-        if (top + 1 >= max || !bson_iter_recurse(it, &stack[top + 1]))
+        if (top + 1 >= max || !bson_iter_recurse(it, &stack[top + 1].it))
             ok = false;
         else
             top++;
