@@ -82,7 +82,19 @@ int pipeh_start(pipeh *h)
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", h->api_port);
     setenv("REDIS_URL", h->env.redis_url, 1);
-    setenv("MONGO_URI", h->env.mongo_uri, 1);
+    /* The programs must use the env's private database. With an external MongoDB
+     * (MINICRM_TEST_MONGO_URI) env.mongo_uri may still name the original database in its path
+     * (mongoc_uri_get_string returns the string as given), so the path is rebuilt here. */
+    char prog_uri[600];
+    const char *hosts = strstr(h->env.mongo_uri, "://");
+    const char *path = hosts ? strchr(hosts + 3, '/') : NULL;
+    const char *query = path ? strchr(path, '?') : NULL;
+    if (path)
+        snprintf(prog_uri, sizeof prog_uri, "%.*s/%s%s", (int)(path - h->env.mongo_uri),
+                 h->env.mongo_uri, h->env.db_name, query ? query : "");
+    else
+        snprintf(prog_uri, sizeof prog_uri, "%s", h->env.mongo_uri);
+    setenv("MONGO_URI", prog_uri, 1);
     setenv("MINICRM_REDIS_PREFIX", h->env.prefix, 1);
     setenv_int("PORT", h->api_port);
     setenv("MINICRM_API_BIND", "127.0.0.1", 1);
