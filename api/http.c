@@ -292,6 +292,9 @@ int http_send_raw(http_request *req, int status, const char *content_type, const
     add_cors(req, resp);
     for (int i = 0; i < req->nextra; i++)
         MHD_add_response_header(resp, req->extra_headers[i][0], req->extra_headers[i][1]);
+    /* Count the request before its answer leaves: a client that has its response and then
+     * reads /metrics must see it (the completion callback may run after that next request). */
+    metrics_observe(req->app->metrics, req->route_index, status, time_mono_us() - req->start_us);
     enum MHD_Result r = MHD_queue_response(req->conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
     req->responded = true;
@@ -513,7 +516,8 @@ void http_request_completed(void *cls, struct MHD_Connection *conn, void **con_c
     *con_cls = NULL;
     int64_t dur_us = time_mono_us() - req->start_us;
     int status = req->responded ? req->status : 0;
-    metrics_observe(app->metrics, req->route_index, status, dur_us);
+    if (!req->responded) /* answered requests were counted when the answer was queued */
+        metrics_observe(app->metrics, req->route_index, status, dur_us);
     char path[300];
     log_quote(path, sizeof path, req->path ? req->path : "");
     log_info("request", "rid=%s method=%s path=%s route=\"%s\" status=%d bytes=%zu dur_ms=%.3f%s",
