@@ -124,10 +124,11 @@ static int ensure_admin_key(supervisor *sup, const minicrm_config *cfg)
 
 static void usage(void)
 {
-    printf("usage: minicrm up [--workers N] [--dir DIR]\n\n"
+    printf("usage: minicrm up [--workers N] [--dir DIR] [--demo]\n\n"
            "Starts redis-server (unless REDIS_URL is set), minicrm-devdb (unless MONGO_URI is\n"
            "set), the API on PORT, N worker processes, the receipts worker and the vendor\n"
-           "simulator; Ctrl-C stops them all. State is kept in DIR (default ./.minicrm).\n");
+           "simulator; Ctrl-C stops them all. State is kept in DIR (default ./.minicrm).\n"
+           "--demo runs `minicrm demo` once the system is ready (a campaign end to end).\n");
 }
 
 int cmd_up(cli_ctx *ctx)
@@ -135,6 +136,7 @@ int cmd_up(cli_ctx *ctx)
     minicrm_config *cfg = ctx->cfg;
     const char *dir = ".minicrm";
     int workers = cfg->workers.procs;
+    bool demo = false;
     for (int i = 1; i < ctx->argc; i++) {
         if (!strcmp(ctx->argv[i], "--workers") && i + 1 < ctx->argc) {
             char *end;
@@ -144,6 +146,8 @@ int cmd_up(cli_ctx *ctx)
                 return 2;
             }
             workers = (int)v;
+        } else if (!strcmp(ctx->argv[i], "--demo")) {
+            demo = true;
         } else if (!strcmp(ctx->argv[i], "--dir") && i + 1 < ctx->argc) {
             dir = ctx->argv[++i];
         } else {
@@ -349,6 +353,16 @@ int cmd_up(cli_ctx *ctx)
                     "queues: minicrm queues --watch   (or redis-cli -u %s LLEN '%s{sends}:ready')",
                     cfg->redis.url, cfg->redis.prefix);
                 sup_say(&sup, "try:    minicrm demo      stop: Ctrl-C");
+                if (demo) {
+                    char self[PATH_MAX + 32];
+                    snprintf(self, sizeof self, "%s/minicrm", bins);
+                    char *argv[] = {self, "demo", NULL};
+                    int d = sup_add(&sup, "demo", argv);
+                    if (d >= 0) {
+                        sup.child[d].oneshot = true;
+                        sup_start(&sup, d);
+                    }
+                }
             } else if (now >= next_note) {
                 next_note = now + 15000;
                 sup_say(&sup, "still waiting for %s", ready_url);

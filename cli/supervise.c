@@ -191,6 +191,12 @@ void sup_poll(supervisor *s, int timeout_ms)
                 break;
             char why[64];
             describe_exit(why, sizeof why, status);
+            if (c->oneshot) { /* a task, not a service: report, never restart */
+                c->exit_status = status;
+                c->finished = true;
+                sup_say(s, "%s %s", c->name, why);
+                continue;
+            }
             if (time_mono_ms() - c->started_ms > 60000)
                 c->backoff_ms = 1000;
             c->restart_at = time_mono_ms() + c->backoff_ms;

@@ -5,7 +5,8 @@
  * after a grace period). Their stdout and stderr are merged into one stream, each line
  * prefixed with the child's name in its own colour (colours only on a terminal). A child
  * that exits while the system is running is reported and restarted with exponential backoff
- * (1 s doubling to 30 s; the backoff resets after a child stayed up for a minute).
+ * (1 s doubling to 30 s; the backoff resets after a child stayed up for a minute). A child
+ * marked oneshot is a task: its exit is reported, never restarted.
  *
  * Single-threaded: everything happens in sup_poll(), called in a loop by the owner.
  */
@@ -27,6 +28,9 @@ typedef struct sup_child {
     int64_t restart_at; /* monotonic ms when a restart is due, 0 if none */
     int backoff_ms;
     int restarts;
+    bool oneshot;    /* a task run once (never restarted); see finished/exit_status */
+    bool finished;   /* oneshot child has exited */
+    int exit_status; /* its wait status */
     char line[4096]; /* partial output line */
     size_t linelen;
 } sup_child;

@@ -60,6 +60,15 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $admin_k
 [ "$code" = 200 ] || fail "the printed admin key does not work (HTTP $code)"
 echo "ok: ready, admin key printed and working"
 
+# With --demo (the README's command has it), up runs one campaign end to end by itself.
+if [[ " $up_cmd " == *" --demo "* ]]; then
+  demo_done() { grep -q "demo .*exited with status" "$work/up.log"; }
+  wait_for 180 demo_done || fail "up --demo: the demo did not finish"
+  grep -q "demo .*exited with status 0" "$work/up.log" || fail "up --demo: the demo failed"
+  grep -q "status      COMPLETED" "$work/up.log" || fail "up --demo: campaign not completed"
+  echo "ok: up --demo delivered a campaign"
+fi
+
 # A second `up` on the same state dir says what runs and starts nothing.
 if build/bin/minicrm up "${flags[@]}" --dir "$work/state" > "$work/up2.log" 2>&1; then
   fail "second up did not refuse"
@@ -120,4 +129,4 @@ for p in $redis_port $devdb_port $api_port; do
   if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then fail "port $p still open"; fi
 done
 echo "ok: stopped cleanly, nothing left running"
-echo "test_up_demo: 5 passed, 0 failed"
+echo "test_up_demo: 6 passed, 0 failed"
