@@ -1,9 +1,10 @@
 /*
  * rconn: see rconn.h.
  *
- * State: `ctx` is NULL while disconnected. Any I/O error frees the context; the next command
- * reconnects. rconn_command retries once after a successful reconnect, which is safe for the
- * idempotent or at-least-once commands minicrm sends (queue scripts are written so that a
+ * State: `ctx` is NULL while disconnected. A -LOADING answer (Redis reading its data after a
+ * restart) is waited out like a reconnect, within the timeout. Any I/O error frees the context; the
+ * next command reconnects. rconn_command retries once after a successful reconnect, which is safe
+ * for the idempotent or at-least-once commands minicrm sends (queue scripts are written so that a
  * repeat does no harm). Pipelined batches are never retried here, because the caller cannot
  * know which of the queued commands ran.
  */
@@ -182,6 +183,24 @@ static int ensure_connected(rconn *c)
     }
 }
 
+/* Redis answers -LOADING while it reads its AOF/RDB after a restart: the command did not run
+ * and will succeed shortly, so it is retried like a lost connection. */
+static bool is_loading(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_ERROR && r->str && strncmp(r->str, "LOADING", 7) == 0;
+}
+
+/* Wait for a LOADING server, within the connection timeout. false when time is up. */
+static bool wait_loading(rconn *c, int64_t deadline, int *delay)
+{
+    if (time_mono_ms() + *delay > deadline || signals_stop_requested())
+        return false;
+    log_warn("redis.loading", "host=%s port=%d retry_in_ms=%d", c->url.host, c->url.port, *delay);
+    signals_sleep_ms(*delay);
+    *delay = *delay * 2 > 1000 ? 1000 : *delay * 2;
+    return true;
+}
+
 static bool is_io_error(const redisContext *ctx)
 {
     return ctx->err == REDIS_ERR_IO || ctx->err == REDIS_ERR_EOF ||
@@ -190,12 +209,19 @@ static bool is_io_error(const redisContext *ctx)
 
 redisReply *rconn_command_argv(rconn *c, int argc, const char **argv, const size_t *argvlen)
 {
+    int64_t deadline = time_mono_ms() + c->timeout_ms;
+    int delay = 50;
     for (int attempt = 0; attempt < 2; attempt++) {
         if (c->pending) /* a caller abandoned a pipeline: its replies are unknowable */
             drop(c);
         if (ensure_connected(c) != 0)
             return NULL;
         redisReply *r = redisCommandArgv(c->ctx, argc, argv, argvlen);
+        if (is_loading(r) && wait_loading(c, deadline, &delay)) {
+            freeReplyObject(r);
+            attempt--;
+            continue;
+        }
         if (r)
             return r;
         snprintf(c->err, sizeof c->err, "redis: %s", c->ctx->errstr);
@@ -210,6 +236,8 @@ redisReply *rconn_command_argv(rconn *c, int argc, const char **argv, const size
 
 redisReply *rconn_command(rconn *c, const char *fmt, ...)
 {
+    int64_t deadline = time_mono_ms() + c->timeout_ms;
+    int delay = 50;
     for (int attempt = 0; attempt < 2; attempt++) {
         if (c->pending)
             drop(c);
@@ -219,6 +247,11 @@ redisReply *rconn_command(rconn *c, const char *fmt, ...)
         va_start(ap, fmt);
         redisReply *r = redisvCommand(c->ctx, fmt, ap);
         va_end(ap);
+        if (is_loading(r) && wait_loading(c, deadline, &delay)) {
+            freeReplyObject(r);
+            attempt--;
+            continue;
+        }
         if (r)
             return r;
         snprintf(c->err, sizeof c->err, "redis: %s", c->ctx->errstr);

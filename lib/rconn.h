@@ -3,7 +3,8 @@
  *
  * URLs: redis://[[user]:password@]host[:port][/db] (default port 6379, db 0). rconn_command()
  * runs one command; if the connection is broken it reconnects (AUTH and SELECT again) with
- * exponential backoff up to the configured timeout, then retries the command once. Pipelines:
+ * exponential backoff up to the configured timeout, then retries the command once; a server
+ * still loading its data (-LOADING) is waited for the same way. Pipelines:
  * rconn_append() queues commands, rconn_get_reply() reads the replies in order; a broken
  * pipeline is reported to the caller (who retries the whole batch), never half-resent.
  *
