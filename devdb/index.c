@@ -77,11 +77,15 @@ static int random_level(store_index *ix)
 /* Compare a node against (key, rid). */
 static int node_cmp(const store_index *ix, const index_node *n, const bson_t *key, uint64_t rid)
 {
-    bson_t nk;
-    node_key(n, &nk);
-    int c = bv_key_compare(&nk, key, ix->dirs, ix->nfields);
-    if (c)
-        return c;
+    /* Byte-identical keys are equal whatever their types: the common case on low-cardinality
+     * indexes ({status: 1, ...}), where the search otherwise walks both documents each step. */
+    if (n->keylen != key->len || memcmp(node_key_bytes(n), bson_get_data(key), key->len) != 0) {
+        bson_t nk;
+        node_key(n, &nk);
+        int c = bv_key_compare(&nk, key, ix->dirs, ix->nfields);
+        if (c)
+            return c;
+    }
     return n->rid < rid ? -1 : n->rid > rid ? 1 : 0;
 }
 
@@ -541,6 +545,67 @@ void index_remove(store_index *ix, const bson_t *doc, uint64_t rid)
     pending_free(&p);
 }
 
+/* Key bytes of one document, concatenated (each key is a BSON document, so its own length
+ * prefix delimits it). Small inline buffer; the heap only for multikey documents. */
+typedef struct {
+    uint8_t inl[256];
+    uint8_t *p;
+    size_t n, cap;
+    bool skipped; /* sparse index, document not indexed */
+} keybuf;
+
+static int keybuf_add(const bson_t *key, void *ctx)
+{
+    keybuf *kb = ctx;
+    if (kb->n + key->len > kb->cap) {
+        size_t ncap = kb->cap * 2 > kb->n + key->len ? kb->cap * 2 : kb->n + key->len;
+        uint8_t *np = malloc(ncap);
+        if (!np)
+            return 2;
+        memcpy(np, kb->p, kb->n);
+        if (kb->p != kb->inl)
+            free(kb->p);
+        kb->p = np;
+        kb->cap = ncap;
+    }
+    memcpy(kb->p + kb->n, bson_get_data(key), key->len);
+    kb->n += key->len;
+    return 0;
+}
+
+static int keybuf_fill(const store_index *ix, const bson_t *doc, keybuf *kb, bson_error_t *err)
+{
+    kb->p = kb->inl;
+    kb->cap = sizeof kb->inl;
+    kb->n = 0;
+    kb->skipped = sparse_skips(ix, doc);
+    if (kb->skipped)
+        return 0;
+    bool mk = false;
+    int rc = bv_index_keys(doc, ix->key, keybuf_add, kb, &mk, err);
+    if (rc == 2)
+        return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory building index keys");
+    return rc == 0 ? 0 : -1;
+}
+
+int index_keys_same(const store_index *ix, const bson_t *a, const bson_t *b, bson_error_t *err)
+{
+    keybuf ka, kb;
+    int rc = -1;
+    if (keybuf_fill(ix, a, &ka, err) != 0) {
+        if (ka.p != ka.inl)
+            free(ka.p);
+        return -1;
+    }
+    if (keybuf_fill(ix, b, &kb, err) == 0)
+        rc = ka.skipped == kb.skipped && ka.n == kb.n && memcmp(ka.p, kb.p, ka.n) == 0;
+    if (ka.p != ka.inl)
+        free(ka.p);
+    if (kb.p != kb.inl)
+        free(kb.p);
+    return rc;
+}
+
 /* ---- ordered access ------------------------------------------------------------------------ */
 
 const index_node *index_first(const store_index *ix)
@@ -573,8 +638,29 @@ void index_node_key(const index_node *n, bson_t *out)
     node_key(n, out);
 }
 
+/* If the key's first element is an ObjectId, its 12 bytes; else NULL. A key is a BSON document:
+ * int32 length, then type byte, field name (cstring), value. */
+static const uint8_t *key_first_oid(const index_node *n)
+{
+    const uint8_t *p = node_key_bytes(n), *end = p + n->keylen;
+    if (n->keylen < 5 + 1 + 12 || p[4] != BSON_TYPE_OID)
+        return NULL;
+    const uint8_t *q = memchr(p + 5, '\0', (size_t)(end - (p + 5)));
+    return q && end - (q + 1) >= 12 ? q + 1 : NULL;
+}
+
 int index_cmp_first_field(const store_index *ix, const index_node *n, const bson_value_t *v)
 {
+    if (v->value_type == BSON_TYPE_OID) {
+        /* ObjectId against ObjectId is a byte comparison (bv_compare agrees): the _id point
+         * lookup of every update by _id comes through here. */
+        const uint8_t *o = key_first_oid(n);
+        if (o) {
+            int c = memcmp(o, v->value.v_oid.bytes, 12);
+            c = c < 0 ? -1 : c > 0;
+            return ix->dirs[0] < 0 ? -c : c;
+        }
+    }
     bson_t nk;
     bson_iter_t it;
     node_key(n, &nk);

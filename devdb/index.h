@@ -66,6 +66,11 @@ void index_remove(store_index *ix, const bson_t *doc, uint64_t rid);
 int index_check(const store_index *ix, const bson_t *doc, uint64_t rid, bson_t *dup_key,
                 bson_error_t *err);
 
+/* Do `a` and `b` produce byte-identical index entries in ix (same keys in the same order, same
+ * sparse decision)? Lets an update skip the indexes whose fields it did not touch. Returns 1
+ * if identical, 0 if not, -1 with err set on key errors (e.g. parallel arrays in `b`). */
+int index_keys_same(const store_index *ix, const bson_t *a, const bson_t *b, bson_error_t *err);
+
 /* ---- ordered access ---- */
 
 const index_node *index_first(const store_index *ix);

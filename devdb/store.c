@@ -418,22 +418,39 @@ int store_replace(store_coll *c, uint64_t rid, const bson_t *doc, bson_error_t *
                   bson_t *dup_info)
 {
     bson_t old;
+    int rc = -1;
     if (!store_doc(c, rid, &old))
         return mdb_error(err, MDB_INTERNAL_ERROR, "record %llu vanished", (unsigned long long)rid);
+    /* Only the indexes whose entries change are touched: an update of unindexed fields (or of
+     * one indexed field) leaves the other indexes alone instead of removing and re-adding
+     * byte-identical entries. changed[] lives on the stack for the usual handful of indexes. */
+    bool inl[16], *changed = c->nidx <= 16 ? inl : malloc(c->nidx * sizeof *changed);
+    if (!changed)
+        return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory");
+    for (size_t i = 0; i < c->nidx; i++) {
+        int same = index_keys_same(c->idx[i], &old, doc, err);
+        if (same < 0)
+            goto out;
+        changed[i] = !same;
+    }
     /* Check uniqueness first so a violation changes nothing. */
     for (size_t i = 0; i < c->nidx; i++) {
+        if (!changed[i])
+            continue;
         bson_t dup;
         bson_init(&dup);
-        int rc = index_check(c->idx[i], doc, rid, &dup, err);
-        if (rc == 1)
+        int crc = index_check(c->idx[i], doc, rid, &dup, err);
+        if (crc == 1)
             dup_error(c, c->idx[i], &dup, err, dup_info);
         bson_destroy(&dup);
-        if (rc != 0)
-            return -1;
+        if (crc != 0)
+            goto out;
     }
     uint8_t *p = copy_doc(doc);
-    if (!p)
-        return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory");
+    if (!p) {
+        mdb_error(err, MDB_INTERNAL_ERROR, "out of memory");
+        goto out;
+    }
     if (c->st->journal) {
         char db[STORE_DB_NAME_MAX];
         coll_db_name(c, db, sizeof db);
@@ -445,23 +462,42 @@ int store_replace(store_coll *c, uint64_t rid, const bson_t *doc, bson_error_t *
         BSON_APPEND_DOCUMENT(&rec, "doc", doc);
         if (journal_rec(c->st, &rec, err) != 0) {
             free(p);
-            return -1;
+            goto out;
         }
     }
     for (size_t i = 0; i < c->nidx; i++)
-        index_remove(c->idx[i], &old, rid);
-    if (index_all(c, doc, rid, err, dup_info) != 0) {
-        /* Only key-generation errors can get here (uniqueness was checked): restore. */
-        for (size_t i = 0; i < c->nidx; i++)
-            index_add(c->idx[i], &old, rid, NULL, NULL);
-        free(p);
-        return -1;
+        if (changed[i])
+            index_remove(c->idx[i], &old, rid);
+    for (size_t i = 0; i < c->nidx; i++) {
+        if (!changed[i])
+            continue;
+        bson_t dup;
+        bson_init(&dup);
+        int arc = index_add(c->idx[i], doc, rid, &dup, err);
+        if (arc == 1)
+            dup_error(c, c->idx[i], &dup, err, dup_info);
+        bson_destroy(&dup);
+        if (arc != 0) {
+            /* Only key-generation errors can get here (uniqueness was checked): restore. */
+            for (size_t j = 0; j < i; j++)
+                if (changed[j])
+                    index_remove(c->idx[j], doc, rid);
+            for (size_t j = 0; j < c->nidx; j++)
+                if (changed[j])
+                    index_add(c->idx[j], &old, rid, NULL, NULL);
+            free(p);
+            goto out;
+        }
     }
     c->data_bytes = c->data_bytes - old.len + doc->len;
     c->st->data_bytes = c->st->data_bytes - old.len + doc->len;
     free(c->recs[rid]);
     c->recs[rid] = p;
-    return 0;
+    rc = 0;
+out:
+    if (changed != inl)
+        free(changed);
+    return rc;
 }
 
 int store_delete(store_coll *c, uint64_t rid, bson_error_t *err)
