@@ -115,6 +115,23 @@ static int prepare_doc(const bson_t *in, bson_t *tmp, bool *built, const bson_t 
     return 0;
 }
 
+/* MongoDB 4.4 refuses to store a document nested deeper than 180 levels (the document itself is
+ * level 1), with code 15 Overflow: inserts say "cannot insert document because it exceeds 180
+ * levels of nesting" (ops/insert.cpp), updates "Document exceeds maximum nesting depth of 180"
+ * (update/storage_validation.cpp). Every nesting level costs at least 7 bytes (type, empty
+ * name, 5-byte empty document), so a shorter document cannot be too deep and skips the walk. */
+static int depth_check(const bson_t *doc, bool insert, bson_error_t *err)
+{
+    if (doc->len < 5 + 7 * (uint32_t)BV_MAX_NESTING || bv_depth_ok(doc, BV_MAX_NESTING))
+        return 0;
+    if (insert)
+        return mdb_error(err, MDB_OVERFLOW,
+                         "cannot insert document because it exceeds %d levels of nesting",
+                         BV_MAX_NESTING);
+    return mdb_error(err, MDB_OVERFLOW, "Document exceeds maximum nesting depth of %d",
+                     BV_MAX_NESTING);
+}
+
 /* Inserts a document after prepare_doc; copies its _id into id_out if non-NULL. */
 static int insert_one(store_coll *c, const bson_t *doc, bson_value_t *id_out, bson_error_t *err,
                       bson_t *dup_info)
@@ -124,7 +141,9 @@ static int insert_one(store_coll *c, const bson_t *doc, bson_value_t *id_out, bs
     const bson_t *d;
     if (prepare_doc(doc, &tmp, &built, &d, err) != 0)
         return -1;
-    int rc = store_insert(c, d, NULL, err, dup_info);
+    int rc = depth_check(d, true, err);
+    if (rc == 0)
+        rc = store_insert(c, d, NULL, err, dup_info);
     if (rc == 0 && id_out) {
         bson_iter_t it;
         bson_iter_init_find(&it, d, "_id");
@@ -257,7 +276,8 @@ static int update_one_stmt(cmd_ctx *x, store_coll **pc, int32_t index, const bso
             continue;
         }
         if (updater_apply(up, &d, false, &nd, &modified, e) != 0 ||
-            (modified && store_replace(c, rids[i], &nd, e, dup) != 0)) {
+            (modified &&
+             (depth_check(&nd, false, e) != 0 || store_replace(c, rids[i], &nd, e, dup) != 0))) {
             bson_destroy(&nd);
             goto out;
         }
@@ -524,7 +544,8 @@ int cmd_findandmodify(cmd_ctx *x, bson_t *reply, bson_error_t *err)
             }
             if (!want_new)
                 append_projected(&val, "value", &d, pj);
-            if (modified && store_replace(c, rids[0], &nd, err, &dup) != 0) {
+            if (modified && (depth_check(&nd, false, err) != 0 ||
+                             store_replace(c, rids[0], &nd, err, &dup) != 0)) {
                 bson_destroy(&nd);
                 goto out;
             }

@@ -319,6 +319,82 @@ TEST(duplicate_key_error_shape)
     mongoc_client_pool_push(pool, cl);
 }
 
+/* A document `depth` levels deep (the document itself is level 1): {a: {a: ... {x: 1}}}. */
+static bson_t *nested_doc(int depth)
+{
+    bson_t *d = BCON_NEW("x", BCON_INT32(1));
+    for (int i = 1; i < depth; i++) {
+        bson_t *w = bson_new();
+        BSON_APPEND_DOCUMENT(w, "a", d);
+        bson_destroy(d);
+        d = w;
+    }
+    return d;
+}
+
+TEST(documents_deeper_than_180_levels_are_refused)
+{
+    mongoc_client_t *cl = mongoc_client_pool_pop(pool);
+    mongoc_collection_t *c = coll_get(cl, "deep");
+    bson_error_t err;
+    bson_t reply;
+    /* 180 levels is the limit and fits (the document is level 1). */
+    bson_t *ok = nested_doc(180), *deep = nested_doc(181);
+    bson_t *ok_id = bson_new(), *deep_id = bson_new();
+    BSON_APPEND_INT32(ok_id, "_id", 1);
+    bson_concat(ok_id, ok);
+    BSON_APPEND_INT32(deep_id, "_id", 2);
+    bson_concat(deep_id, deep);
+    CHECK_MSG(mongoc_collection_insert_one(c, ok_id, NULL, NULL, &err), "%s", err.message);
+    CHECK(!mongoc_collection_insert_one(c, deep_id, NULL, &reply, &err));
+    CHECK_INT_EQ(err.code, 15);
+    CHECK_STR_CONTAINS(err.message,
+                       "cannot insert document because it exceeds 180 levels of nesting");
+    bson_destroy(&reply);
+
+    /* An update whose result is one level too deep is refused and changes nothing. */
+    bson_t *small = BCON_NEW("_id", BCON_INT32(3), "v", BCON_INT32(0));
+    CHECK(mongoc_collection_insert_one(c, small, NULL, NULL, &err));
+    bson_t *sel = BCON_NEW("_id", BCON_INT32(3));
+    bson_t *sub180 = nested_doc(180), *sub179 = nested_doc(179);
+    bson_t *upd = bson_new(), set;
+    BSON_APPEND_DOCUMENT_BEGIN(upd, "$set", &set);
+    BSON_APPEND_DOCUMENT(&set, "v", sub180); /* v's value becomes level 2: 181 in all */
+    bson_append_document_end(upd, &set);
+    CHECK(!mongoc_collection_update_one(c, sel, upd, NULL, &reply, &err));
+    CHECK_INT_EQ(err.code, 15);
+    CHECK_STR_CONTAINS(err.message, "Document exceeds maximum nesting depth of 180");
+    bson_destroy(&reply);
+    /* Replacement with a too-deep document: same refusal. */
+    CHECK(!mongoc_collection_replace_one(c, sel, deep, NULL, &reply, &err));
+    CHECK_INT_EQ(err.code, 15);
+    bson_destroy(&reply);
+    bson_t *cnt = BCON_NEW("_id", BCON_INT32(3), "v", BCON_INT32(0));
+    CHECK_INT_EQ(mongoc_collection_count_documents(c, cnt, NULL, NULL, NULL, &err), 1);
+    /* One level less fits. */
+    bson_t *upd2 = bson_new();
+    BSON_APPEND_DOCUMENT_BEGIN(upd2, "$set", &set);
+    BSON_APPEND_DOCUMENT(&set, "v", sub179);
+    bson_append_document_end(upd2, &set);
+    CHECK_MSG(mongoc_collection_update_one(c, sel, upd2, NULL, &reply, &err), "%s", err.message);
+    bson_destroy(&reply);
+    CHECK_INT_EQ(mongoc_collection_count_documents(c, cnt, NULL, NULL, NULL, &err), 0);
+
+    bson_destroy(upd2);
+    bson_destroy(cnt);
+    bson_destroy(upd);
+    bson_destroy(sub179);
+    bson_destroy(sub180);
+    bson_destroy(sel);
+    bson_destroy(small);
+    bson_destroy(ok_id);
+    bson_destroy(deep_id);
+    bson_destroy(ok);
+    bson_destroy(deep);
+    mongoc_collection_destroy(c);
+    mongoc_client_pool_push(pool, cl);
+}
+
 TEST(indexes_avoid_scans)
 {
     enum { N = 100000, BATCH = 1000 };
@@ -754,6 +830,7 @@ int main(int argc, char **argv)
         TEST_ENTRY(find_and_modify_and_aggregate),
         TEST_ENTRY(cursor_getmore_and_unknown_cursor),
         TEST_ENTRY(duplicate_key_error_shape),
+        TEST_ENTRY(documents_deeper_than_180_levels_are_refused),
         TEST_ENTRY(indexes_avoid_scans),
         TEST_ENTRY(pool_threads_concurrent_crud),
         TEST_ENTRY(malformed_messages_do_not_kill_server),
