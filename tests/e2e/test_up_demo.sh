@@ -108,7 +108,8 @@ while True:
         seen[cid] = log["status"]
     if len(page) < 1000:
         break
-    after = page[-1]["_id"]
+    last = page[-1]["customer_id"]  # the logs cursor is the customer id (api/README.md)
+    after = last["_id"] if isinstance(last, dict) else last
 by = {s: sum(1 for v in seen.values() if v == s) for s in ("PENDING", "SENT", "FAILED")}
 print("logs by status:", by, "campaign:", {k: p[k] for k in ("audience_size", "sent", "failed", "pending")})
 assert len(seen) == p["audience_size"] == c["audience_size"]
