@@ -74,18 +74,97 @@ static int random_level(store_index *ix)
     }
 }
 
+/* Where the value of the key element at p starts (after type byte and name), NULL if the key
+ * ends first. */
+static const uint8_t *elem_value(const uint8_t *p, const uint8_t *end)
+{
+    const uint8_t *z = p + 1 < end ? memchr(p + 1, '\0', (size_t)(end - (p + 1))) : NULL;
+    return z ? z + 1 : NULL;
+}
+
+/*
+ * Compares two keys field by field straight from their bytes while both fields are ObjectIds
+ * (12 bytes, compared as bytes), dates (int64) or strings (bytes, then length), the fields of
+ * the pipeline's hot indexes (_id, campaign_id + customer_id, createdAt, status + updatedAt). Sets
+ * *out and returns true when that decides the order (or all fields were compared); returns false as
+ * soon as a field has another type, and the caller falls back to bv_key_compare, which agrees on
+ * these types.
+ */
+static bool key_cmp_fast(const uint8_t *a, uint32_t la, const uint8_t *b, uint32_t lb,
+                         const int *dirs, size_t nfields, int *out)
+{
+    const uint8_t *pa = a + 4, *ea = a + la, *pb = b + 4, *eb = b + lb;
+    for (size_t i = 0; i < nfields; i++) {
+        if (pa >= ea || pb >= eb || *pa != *pb)
+            return false;
+        uint8_t t = *pa;
+        const uint8_t *va = elem_value(pa, ea), *vb = elem_value(pb, eb);
+        int c;
+        if (t == BSON_TYPE_OID && va && vb && ea - va >= 12 && eb - vb >= 12) {
+            c = memcmp(va, vb, 12);
+            pa = va + 12;
+            pb = vb + 12;
+        } else if (t == BSON_TYPE_DATE_TIME && va && vb && ea - va >= 8 && eb - vb >= 8) {
+            int64_t x, y;
+            memcpy(&x, va, 8);
+            memcpy(&y, vb, 8);
+            x = (int64_t)BSON_UINT64_FROM_LE((uint64_t)x);
+            y = (int64_t)BSON_UINT64_FROM_LE((uint64_t)y);
+            c = (x > y) - (x < y);
+            pa = va + 8;
+            pb = vb + 8;
+        } else if (t == BSON_TYPE_UTF8 && va && vb && ea - va >= 5 && eb - vb >= 5) {
+            /* int32 length (with the NUL), bytes, NUL: compared as bv_compare does, bytes
+             * then length. */
+            int32_t na, nb;
+            memcpy(&na, va, 4);
+            memcpy(&nb, vb, 4);
+            na = (int32_t)BSON_UINT32_FROM_LE((uint32_t)na);
+            nb = (int32_t)BSON_UINT32_FROM_LE((uint32_t)nb);
+            if (na < 1 || nb < 1 || ea - (va + 4) < na || eb - (vb + 4) < nb)
+                return false;
+            size_t m = (size_t)(na < nb ? na : nb) - 1;
+            c = m ? memcmp(va + 4, vb + 4, m) : 0;
+            if (!c)
+                c = (na > nb) - (na < nb);
+            pa = va + 4 + na;
+            pb = vb + 4 + nb;
+        } else {
+            return false;
+        }
+        if (c) {
+            c = c < 0 ? -1 : 1;
+            *out = dirs[i] < 0 ? -c : c;
+            return true;
+        }
+    }
+    if (pa >= ea || pb >= eb || *pa != 0 || *pb != 0)
+        return false; /* more elements than the pattern has fields: let the generic path say */
+    *out = 0;
+    return true;
+}
+
+/* bv_key_compare(a, b) in ix's directions, through the byte fast paths when they apply. */
+static int ix_key_cmp(const store_index *ix, const bson_t *a, const bson_t *b)
+{
+    int c;
+    if (a->len == b->len && memcmp(bson_get_data(a), bson_get_data(b), a->len) == 0)
+        return 0;
+    if (key_cmp_fast(bson_get_data(a), a->len, bson_get_data(b), b->len, ix->dirs, ix->nfields, &c))
+        return c;
+    return bv_key_compare(a, b, ix->dirs, ix->nfields);
+}
+
 /* Compare a node against (key, rid). */
 static int node_cmp(const store_index *ix, const index_node *n, const bson_t *key, uint64_t rid)
 {
     /* Byte-identical keys are equal whatever their types: the common case on low-cardinality
      * indexes ({status: 1, ...}), where the search otherwise walks both documents each step. */
-    if (n->keylen != key->len || memcmp(node_key_bytes(n), bson_get_data(key), key->len) != 0) {
-        bson_t nk;
-        node_key(n, &nk);
-        int c = bv_key_compare(&nk, key, ix->dirs, ix->nfields);
-        if (c)
-            return c;
-    }
+    bson_t nk;
+    node_key(n, &nk);
+    int c = ix_key_cmp(ix, &nk, key);
+    if (c)
+        return c;
     return n->rid < rid ? -1 : n->rid > rid ? 1 : 0;
 }
 
@@ -139,7 +218,7 @@ static int insert_node(store_index *ix, index_node *n, bson_t *dup_key)
     if (ix->tail) {
         bson_t tk;
         node_key(ix->tail, &tk);
-        int kc = bv_key_compare(&tk, &key, ix->dirs, ix->nfields);
+        int kc = ix_key_cmp(ix, &tk, &key);
         if (kc < 0 || (kc == 0 && !ix->unique && ix->tail->rid < n->rid)) {
             for (int i = 0; i < INDEX_MAX_LEVEL; i++)
                 update[i] = ix->lastl[i] ? ix->lastl[i] : ix->head;
@@ -151,7 +230,7 @@ static int insert_node(store_index *ix, index_node *n, bson_t *dup_key)
         for (index_node *s = find_pred(ix, &key, 0, update); s; s = s->next[0]) {
             bson_t sk;
             node_key(s, &sk);
-            if (bv_key_compare(&sk, &key, ix->dirs, ix->nfields) != 0)
+            if (ix_key_cmp(ix, &sk, &key) != 0)
                 break;
             if (s->rid != n->rid) {
                 if (dup_key)
@@ -449,7 +528,7 @@ static bool key_taken(const store_index *ix, const bson_t *key, uint64_t rid)
     for (; n; n = n->next[0]) {
         bson_t nk;
         node_key(n, &nk);
-        if (bv_key_compare(&nk, key, ix->dirs, ix->nfields) != 0)
+        if (ix_key_cmp(ix, &nk, key) != 0)
             return false;
         if (n->rid != rid)
             return true;

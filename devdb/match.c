@@ -68,7 +68,8 @@ struct mnode {
     /* IN */
     bson_value_t *vals;
     size_t nvals;
-    mnode **res; /* N_REGEX nodes */
+    bson_value_t *svals; /* vals sorted by bv_compare when there are many (binary search) */
+    mnode **res;         /* N_REGEX nodes */
     size_t nres;
     /* TYPE: bit per BSON type byte (0..255), plus number */
     uint8_t types[32];
@@ -93,6 +94,14 @@ struct matcher {
  * Node construction
  * ------------------------------------------------------------------------------------------- */
 
+/* $in lists longer than this get a sorted copy for binary search. */
+#define IN_SORT_MIN 8
+
+static int cmp_value_qsort(const void *a, const void *b)
+{
+    return bv_compare(a, b);
+}
+
 static void node_free(mnode *n)
 {
     if (!n)
@@ -104,6 +113,7 @@ static void node_free(mnode *n)
         node_free(n->res[i]);
     free(n->res);
     free(n->vals);
+    free(n->svals);
     if (n->re)
         pcre2_code_free(n->re);
     free(n->owned_path);
@@ -394,6 +404,15 @@ static mnode *parse_op(const char *path, const char *op, const bson_value_t *v, 
                 in->res[in->nres++] = r;
             } else {
                 in->vals[in->nvals++] = *e;
+            }
+        }
+        if (in->nvals > IN_SORT_MIN) {
+            /* A long $in list (the receipts worker asks for 500 _ids at once) is searched
+             * binary instead of linearly; without the copy the match stays linear. */
+            in->svals = malloc(in->nvals * sizeof *in->svals);
+            if (in->svals) {
+                memcpy(in->svals, in->vals, in->nvals * sizeof *in->svals);
+                qsort(in->svals, in->nvals, sizeof *in->svals, cmp_value_qsort);
             }
         }
         if (op[1] == 'i') {
@@ -872,6 +891,25 @@ static bool equal_match(const bson_value_t *arg, const bson_value_t *v)
            bv_canonical_type(v->value_type) == bv_canonical_type(arg->value_type);
 }
 
+/* $in over svals: binary search with bv_compare (a total order in which equal_match's equal
+ * values are adjacent), then equal_match on the run of values comparing equal to v, so the
+ * answer is the linear loop's. Missing/undefined fields never come here (they match null). */
+static bool in_sorted_match(const mnode *n, const bson_value_t *v)
+{
+    size_t lo = 0, hi = n->nvals;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (bv_compare(&n->svals[mid], v) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t i = lo; i < n->nvals && bv_compare(&n->svals[i], v) == 0; i++)
+        if (equal_match(&n->svals[i], v))
+            return true;
+    return false;
+}
+
 static bool compare_match(const mnode *n, const bson_value_t *v)
 {
     const bson_value_t *arg = &n->val;
@@ -940,9 +978,14 @@ static bool value_match(const mnode *n, const bson_value_t *v)
     case N_LTE:
         return compare_match(n, v);
     case N_IN:
-        for (size_t i = 0; i < n->nvals; i++)
-            if (equal_match(&n->vals[i], v))
+        if (n->svals && v->value_type != BSON_TYPE_EOD && v->value_type != BSON_TYPE_UNDEFINED) {
+            if (in_sorted_match(n, v))
                 return true;
+        } else {
+            for (size_t i = 0; i < n->nvals; i++)
+                if (equal_match(&n->vals[i], v))
+                    return true;
+        }
         for (size_t i = 0; i < n->nres; i++)
             if (regex_match(n->res[i], v))
                 return true;
