@@ -52,7 +52,10 @@ struct queue {
 
 /* KEYS: ready, processing. ARGV: max. Returns the claimed jobs, oldest first. Jobs still held
  * in the processing list (a settle that failed, e.g. Redis went away mid-batch) are delivered
- * again first, so a live consumer never sits on unsettled jobs the reaper cannot take. */
+ * again first, so a live consumer never sits on unsettled jobs the reaper cannot take.
+ * The move is the same as one LMOVE ready RIGHT -> processing LEFT per job (processing ends up
+ * newest-first, oldest at the tail), done as LRANGE + LTRIM + LPUSH: three commands per batch
+ * instead of one per job (LPUSH in chunks of 1000 to stay inside Lua's argument limit). */
 static const char LUA_CLAIM[] =
     "local held = redis.call('LRANGE', KEYS[2], -tonumber(ARGV[1]), -1)\n"
     "if #held > 0 then\n"
@@ -60,11 +63,13 @@ static const char LUA_CLAIM[] =
     "  for i = #held, 1, -1 do back[#back + 1] = held[i] end\n"
     "  return back\n"
     "end\n"
+    "local v = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)\n"
+    "if #v == 0 then return {} end\n"
+    "redis.call('LTRIM', KEYS[1], 0, -#v - 1)\n"
     "local out = {}\n"
-    "for i = 1, tonumber(ARGV[1]) do\n"
-    "  local v = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')\n"
-    "  if not v then break end\n"
-    "  out[#out + 1] = v\n"
+    "for i = #v, 1, -1 do out[#out + 1] = v[i] end\n"
+    "for i = 1, #out, 1000 do\n"
+    "  redis.call('LPUSH', KEYS[2], unpack(out, i, math.min(i + 999, #out)))\n"
     "end\n"
     "return out\n";
 

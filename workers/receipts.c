@@ -183,6 +183,9 @@ int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
     int rc = -1;
     item *items = calloc(b->n ? b->n : 1, sizeof *items);
     queue_job *acks = calloc(b->n ? b->n : 1, sizeof *acks);
+    /* Jobs to ack, by position in the batch: acked in claim order, the order in which the
+     * queue's LREM finds each one at the tail of the processing list at once. */
+    unsigned char *ackf = calloc(b->n ? b->n : 1, 1);
     camp_count *counts = NULL;
     size_t nitems = 0, nacks = 0, ncounts = 0, capcounts = 0;
     mongoc_client_t *cl = NULL;
@@ -191,7 +194,7 @@ int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
     bson_t reply = BSON_INITIALIZER;
     bool token_set = false;
     char tok[25];
-    if (!items || !acks)
+    if (!items || !acks || !ackf)
         goto out;
 
     /* 1. parse */
@@ -207,7 +210,8 @@ int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
             continue;
         }
         if (it->status == ST_PENDING) { /* nothing to apply: a PENDING receipt changes nothing */
-            acks[nacks++] = b->jobs[i];
+            ackf[i] = 1;
+            nacks++;
             x->noops++;
             continue;
         }
@@ -362,7 +366,8 @@ int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
             x->applied++;
         else
             x->noops++;
-        acks[nacks++] = b->jobs[it->job];
+        ackf[it->job] = 1;
+        nacks++;
     }
     rc = 0;
     goto done_mongo;
@@ -380,8 +385,14 @@ done_mongo:
             freeReplyObject(r);
     }
 ack:
-    if (rc == 0 && nacks && queue_ack(x->q, acks, nacks) != 0)
-        rc = -1;
+    if (rc == 0 && nacks) {
+        size_t na = 0;
+        for (size_t i = 0; i < b->n; i++)
+            if (ackf[i])
+                acks[na++] = b->jobs[i];
+        if (queue_ack(x->q, acks, na) != 0)
+            rc = -1;
+    }
 out:
     if (bulk)
         mongoc_bulk_operation_destroy(bulk);
@@ -394,6 +405,7 @@ out:
         dbpool_push(x->db, cl);
     free(items);
     free(acks);
+    free(ackf);
     free(counts);
     return rc;
 }
