@@ -67,6 +67,7 @@ typedef struct minicrm_config {
         int max_skew_s;
         int max_batch;
         int batch_size;       /* receipts worker claim batch */
+        int consumers;        /* consumer threads per minicrm-receipts process */
         int vendor_timeout_s; /* sweeper: PENDING older than this is re-sent */
         int max_resends;
         int sweep_interval_s;
