@@ -219,6 +219,12 @@ int cmd_insert(cmd_ctx *x, bson_t *reply, bson_error_t *err)
     return 0;
 }
 
+/* store_touch_fn over an updater. */
+static bool upd_touches(const char *path, void *ctx)
+{
+    return updater_may_touch(ctx, path);
+}
+
 /* ---- update -----------------------------------------------------------------------------------
  */
 
@@ -276,8 +282,8 @@ static int update_one_stmt(cmd_ctx *x, store_coll **pc, int32_t index, const bso
             continue;
         }
         if (updater_apply(up, &d, false, &nd, &modified, e) != 0 ||
-            (modified &&
-             (depth_check(&nd, false, e) != 0 || store_replace(c, rids[i], &nd, e, dup) != 0))) {
+            (modified && (depth_check(&nd, false, e) != 0 ||
+                          store_replace_ex(c, rids[i], &nd, upd_touches, up, e, dup) != 0))) {
             bson_destroy(&nd);
             goto out;
         }
@@ -545,7 +551,7 @@ int cmd_findandmodify(cmd_ctx *x, bson_t *reply, bson_error_t *err)
             if (!want_new)
                 append_projected(&val, "value", &d, pj);
             if (modified && (depth_check(&nd, false, err) != 0 ||
-                             store_replace(c, rids[0], &nd, err, &dup) != 0)) {
+                             store_replace_ex(c, rids[0], &nd, upd_touches, up, err, &dup) != 0)) {
                 bson_destroy(&nd);
                 goto out;
             }

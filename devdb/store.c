@@ -417,6 +417,23 @@ int store_insert(store_coll *c, const bson_t *doc, uint64_t *rid, bson_error_t *
 int store_replace(store_coll *c, uint64_t rid, const bson_t *doc, bson_error_t *err,
                   bson_t *dup_info)
 {
+    return store_replace_ex(c, rid, doc, NULL, NULL, err, dup_info);
+}
+
+/* May an update have changed any field of index ix? */
+static bool index_touched(const store_index *ix, store_touch_fn touched, void *ctx)
+{
+    if (!touched)
+        return true;
+    for (size_t i = 0; i < ix->nfields; i++)
+        if (touched(ix->paths[i], ctx))
+            return true;
+    return false;
+}
+
+int store_replace_ex(store_coll *c, uint64_t rid, const bson_t *doc, store_touch_fn touched,
+                     void *touch_ctx, bson_error_t *err, bson_t *dup_info)
+{
     bson_t old;
     int rc = -1;
     if (!store_doc(c, rid, &old))
@@ -428,6 +445,10 @@ int store_replace(store_coll *c, uint64_t rid, const bson_t *doc, bson_error_t *
     if (!changed)
         return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory");
     for (size_t i = 0; i < c->nidx; i++) {
+        if (!index_touched(c->idx[i], touched, touch_ctx)) {
+            changed[i] = false;
+            continue;
+        }
         int same = index_keys_same(c->idx[i], &old, doc, err);
         if (same < 0)
             goto out;

@@ -134,6 +134,14 @@ int store_insert(store_coll *c, const bson_t *doc, uint64_t *rid, bson_error_t *
  * store_insert, and on error nothing changes. */
 int store_replace(store_coll *c, uint64_t rid, const bson_t *doc, bson_error_t *err,
                   bson_t *dup_info);
+
+/* store_replace for an update that may only have changed some fields: `touched(path, ctx)` says
+ * whether the value at an index field path may differ between the old and the new document;
+ * an index none of whose fields may differ is not even re-keyed. touched == NULL: every index
+ * is compared (as store_replace does). */
+typedef bool (*store_touch_fn)(const char *path, void *ctx);
+int store_replace_ex(store_coll *c, uint64_t rid, const bson_t *doc, store_touch_fn touched,
+                     void *touch_ctx, bson_error_t *err, bson_t *dup_info);
 /* Deletes the document in slot rid (no-op for an empty slot). -1 only when the journal
  * refuses the record (nothing changes then). */
 int store_delete(store_coll *c, uint64_t rid, bson_error_t *err);

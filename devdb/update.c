@@ -762,6 +762,24 @@ bool updater_is_replacement(const updater *u)
     return u->replacement;
 }
 
+/* Does `op` (an update path, NUL-terminated) start with the first component (n bytes) of a
+ * field path? */
+static bool same_root(const char *op, const char *path, size_t n)
+{
+    return op && strncmp(op, path, n) == 0 && (op[n] == '\0' || op[n] == '.');
+}
+
+bool updater_may_touch(const updater *u, const char *path)
+{
+    if (u->replacement || u->pipe || strchr(path, '$'))
+        return true;
+    size_t n = strcspn(path, ".");
+    for (size_t i = 0; i < u->nops; i++)
+        if (same_root(u->ops[i].path, path, n) || same_root(u->ops[i].to, path, n))
+            return true;
+    return false;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * The mutable document tree
  * ------------------------------------------------------------------------------------------- */

@@ -51,6 +51,12 @@ void updater_free(updater *u);
 /* True for a replacement document (no operators). */
 bool updater_is_replacement(const updater *u);
 
+/* Could applying `u` change the value at field path `path` (dotted)? Conservative: true for
+ * replacements and pipelines, and whenever an operator's path (or $rename target) shares the
+ * first path component with `path`. False means the value at `path` is the same before and
+ * after, which lets the store skip re-indexing indexes over untouched fields. */
+bool updater_may_touch(const updater *u, const char *path);
+
 /*
  * Applies the update to `doc` and writes the result to `out`, which the caller has initialised
  * (bson_init) and must destroy either way; on error `out`'s content is unspecified.

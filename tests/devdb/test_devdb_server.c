@@ -395,6 +395,65 @@ TEST(documents_deeper_than_180_levels_are_refused)
     mongoc_client_pool_push(pool, cl);
 }
 
+/* Number of documents matching `filter` when the scan is forced through index `hint`. */
+static int64_t count_hinted(mongoc_collection_t *c, const char *filter_json, const char *hint)
+{
+    bson_error_t err;
+    bson_t *f = bson_new_from_json((const uint8_t *)filter_json, -1, &err);
+    bson_t *o = BCON_NEW("hint", BCON_UTF8(hint));
+    int64_t n = f ? mongoc_collection_count_documents(c, f, o, NULL, NULL, &err) : -1;
+    bson_destroy(f);
+    bson_destroy(o);
+    return n;
+}
+
+/* Updates re-key only the indexes whose fields they touch: every index must still find each
+ * document by its new values and never by its old ones. */
+TEST(updates_keep_every_index_exact)
+{
+    mongoc_client_t *cl = mongoc_client_pool_pop(pool);
+    mongoc_collection_t *c = coll_get(cl, "upd_idx");
+    bson_error_t err;
+    bson_t reply;
+    bson_t *cmd =
+        BCON_NEW("createIndexes", BCON_UTF8("upd_idx"), "indexes", "[", "{", "key", "{", "a",
+                 BCON_INT32(1), "}", "name", BCON_UTF8("a_1"), "}", "{", "key", "{", "b.c",
+                 BCON_INT32(1), "}", "name", BCON_UTF8("b.c_1"), "}", "{", "key", "{", "z",
+                 BCON_INT32(1), "k", BCON_INT32(-1), "}", "name", BCON_UTF8("z_1_k_-1"), "}", "]");
+    CHECK_MSG(run_cmd(cl, cmd, &reply, &err), "%s", err.message);
+    bson_destroy(&reply);
+    for (int i = 0; i < 50; i++) {
+        bson_t *d = BCON_NEW("_id", BCON_INT32(i), "a", BCON_INT32(i), "b", "{", "c",
+                             BCON_INT32(i % 5), "}", "k", BCON_INT32(0), "other", BCON_INT32(0));
+        CHECK(mongoc_collection_insert_one(c, d, NULL, NULL, &err));
+        bson_destroy(d);
+    }
+    const char *upds[] = {
+        "{\"$inc\": {\"other\": 1}}",                       /* no indexed field */
+        "{\"$set\": {\"b.c\": 7}}",                         /* dotted index path */
+        "{\"$set\": {\"b\": {\"c\": 8}}}",                  /* parent of the path */
+        "{\"$rename\": {\"a\": \"z\"}}",                    /* from a_1 into z_1_k_-1 */
+        "{\"$inc\": {\"k\": 1}, \"$set\": {\"other\": 2}}", /* second field of z_1_k_-1 */
+    };
+    for (size_t u = 0; u < sizeof upds / sizeof upds[0]; u++) {
+        bson_t *sel = BCON_NEW("_id", "{", "$lt", BCON_INT32(10), "}");
+        bson_t *up = bson_new_from_json((const uint8_t *)upds[u], -1, &err);
+        CHECK_MSG(mongoc_collection_update_many(c, sel, up, NULL, NULL, &err), "%s", err.message);
+        bson_destroy(sel);
+        bson_destroy(up);
+    }
+    CHECK_INT_EQ(count_hinted(c, "{\"a\": {\"$lt\": 10}}", "a_1"), 0);
+    CHECK_INT_EQ(count_hinted(c, "{\"a\": {\"$gte\": 10}}", "a_1"), 40);
+    CHECK_INT_EQ(count_hinted(c, "{\"b.c\": 8}", "b.c_1"), 10);
+    CHECK_INT_EQ(count_hinted(c, "{\"b.c\": 7}", "b.c_1"), 0);
+    CHECK_INT_EQ(count_hinted(c, "{\"b.c\": {\"$lt\": 5}}", "b.c_1"), 40);
+    CHECK_INT_EQ(count_hinted(c, "{\"z\": {\"$gte\": 0}, \"k\": 1}", "z_1_k_-1"), 10);
+    CHECK_INT_EQ(count_hinted(c, "{\"k\": 0}", "z_1_k_-1"), 40);
+    bson_destroy(cmd);
+    mongoc_collection_destroy(c);
+    mongoc_client_pool_push(pool, cl);
+}
+
 TEST(indexes_avoid_scans)
 {
     enum { N = 100000, BATCH = 1000 };
@@ -831,6 +890,7 @@ int main(int argc, char **argv)
         TEST_ENTRY(cursor_getmore_and_unknown_cursor),
         TEST_ENTRY(duplicate_key_error_shape),
         TEST_ENTRY(documents_deeper_than_180_levels_are_refused),
+        TEST_ENTRY(updates_keep_every_index_exact),
         TEST_ENTRY(indexes_avoid_scans),
         TEST_ENTRY(pool_threads_concurrent_crud),
         TEST_ENTRY(malformed_messages_do_not_kill_server),
