@@ -137,6 +137,7 @@ static int verify_signature(api_ctx *app, http_request *req)
 typedef struct receipt {
     const char *log_id;
     const char *vendor_msg_id;
+    size_t vendor_msg_len; /* bytes (a JSON string may hold NUL) */
     const char *status;
 } receipt;
 
@@ -176,6 +177,7 @@ static int validate_receipt(http_request *req, json_t *o, long i, receipt *out)
             return -1;
         }
         out->vendor_msg_id = json_string_value(v);
+        out->vendor_msg_len = json_string_length(v);
     }
     return 0;
 }
@@ -198,6 +200,94 @@ static int log_state(api_ctx *app, http_request *req, const char *hex)
     rc = st && strcmp(st, "PENDING") != 0 ? 0 : 1;
     json_decref(doc);
     return rc;
+}
+
+/* Appends s as a JSON string (quoted, escaped as jansson's compact dump escapes: quote,
+ * backslash and control characters; UTF-8 passes through, it was validated by the parser).
+ * Returns the new length, or 0 if it does not fit in cap. */
+static size_t put_json_str(char *buf, size_t o, size_t cap, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (o + 2 > cap)
+        return 0;
+    buf[o++] = '"';
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    for (; p < end; p++) {
+        char esc = 0;
+        switch (*p) {
+        case '"':
+            esc = '"';
+            break;
+        case '\\':
+            esc = '\\';
+            break;
+        case '\b':
+            esc = 'b';
+            break;
+        case '\f':
+            esc = 'f';
+            break;
+        case '\n':
+            esc = 'n';
+            break;
+        case '\r':
+            esc = 'r';
+            break;
+        case '\t':
+            esc = 't';
+            break;
+        default:
+            break;
+        }
+        if (esc || *p < 0x20) {
+            if (o + 7 > cap)
+                return 0;
+            buf[o++] = '\\';
+            if (esc) {
+                buf[o++] = esc;
+            } else {
+                memcpy(buf + o, "u00", 3);
+                o += 3;
+                buf[o++] = hex[*p >> 4];
+                buf[o++] = hex[*p & 15];
+            }
+        } else {
+            if (o + 2 > cap)
+                return 0;
+            buf[o++] = (char)*p;
+        }
+    }
+    buf[o++] = '"';
+    return o;
+}
+
+/* The queued receipt job {"log_id","status","at","vendorMsgId"} (what json_pack + the compact
+ * dump produced, without building a JSON tree per receipt). Caller frees; NULL if out of
+ * memory. vendorMsgId is at most VENDOR_MSG_ID_MAX characters, 6 bytes each when escaped. */
+static char *receipt_job(const receipt *r, int64_t at, size_t *len)
+{
+    size_t cap = 128 + 6 * (size_t)VENDOR_MSG_ID_MAX;
+    char *buf = malloc(cap);
+    if (!buf)
+        return NULL;
+    int n = snprintf(buf, cap,
+                     "{\"log_id\":\"%s\",\"status\":\"%s\",\"at\":%lld,\"vendorMsgId\":", r->log_id,
+                     r->status, (long long)at);
+    size_t o = n > 0 && (size_t)n < cap ? (size_t)n : 0;
+    if (o && r->vendor_msg_id)
+        o = put_json_str(buf, o, cap, r->vendor_msg_id, r->vendor_msg_len);
+    else if (o && o + 4 < cap) {
+        memcpy(buf + o, "null", 4);
+        o += 4;
+    }
+    if (!o || o + 2 > cap) {
+        free(buf);
+        return NULL;
+    }
+    buf[o++] = '}';
+    buf[o] = '\0';
+    *len = o;
+    return buf;
 }
 
 static void h_receipts(api_ctx *app, http_request *req)
@@ -249,17 +339,11 @@ static void h_receipts(api_ctx *app, http_request *req)
             ignored++;
             continue;
         }
-        json_t *job = json_pack("{s:s,s:s,s:I}", "log_id", rs[i].log_id, "status", rs[i].status,
-                                "at", (json_int_t)at);
-        json_object_set_new(job, "vendorMsgId",
-                            rs[i].vendor_msg_id ? json_string(rs[i].vendor_msg_id) : json_null());
-        jobs[njobs] = jsonx_dumps(job);
-        json_decref(job);
+        jobs[njobs] = receipt_job(&rs[i], at, &lens[njobs]);
         if (!jobs[njobs]) {
             http_error(req, 503, "out of memory");
             goto out;
         }
-        lens[njobs] = strlen(jobs[njobs]);
         njobs++;
     }
     if (njobs > 0 && api_enqueue(req, QUEUE_RECEIPTS, (const char *const *)jobs, lens, njobs) != 0)
