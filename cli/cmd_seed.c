@@ -109,56 +109,76 @@ static json_t *make_order(const seed_run_state *st, long j, const char *customer
                      status, "date", date);
 }
 
-static void *seed_thread(void *arg)
+/* One phase of the seed: which items, how each is made and posted, and what an answer means. */
+typedef struct seed_phase {
+    const char *path;  /* "/customers" or "/orders" */
+    atomic_long *next; /* the claim counter */
+    long total;
+    json_t *(*make)(const seed_run_state *st, long i); /* the body of item i */
+    /* Account for the answer to item i. */
+    void (*settle)(seed_run_state *st, long i, long status, const json_t *out, const char *err);
+} seed_phase;
+
+typedef struct phase_arg {
+    seed_run_state *st;
+    const seed_phase *ph;
+} phase_arg;
+
+static json_t *make_customer_i(const seed_run_state *st, long i)
 {
-    seed_run_state *st = arg;
-    httpc *h = cli_session_client(st->s);
-    char err[256];
-    if (!h)
-        return NULL;
-    for (;;) {
-        long i = atomic_fetch_add(&st->next_customer, 1);
-        if (i >= st->o->customers)
-            break;
-        json_t *body = make_customer(st, i), *out = NULL;
-        long status = httpc_json(h, "POST", "/customers", body, &out, err, sizeof err);
-        if (status == 201) {
-            json_t *c = json_object_get(out, "customer");
-            snprintf(st->ids[i], 25, "%s", json_string_value(json_object_get(c, "_id")));
-            atomic_fetch_add(&st->created, 1);
-        } else if (status == 409) {
-            atomic_fetch_add(&st->existed, 1);
-        } else {
-            atomic_fetch_add(&st->failed_customers, 1);
-            note_error(st, "POST /customers", status, out, err);
-        }
-        json_decref(body);
-        json_decref(out);
-    }
-    httpc_free(h);
-    return NULL;
+    return make_customer(st, i);
 }
 
-static void *order_thread(void *arg)
+static json_t *make_order_i(const seed_run_state *st, long j)
 {
-    seed_run_state *st = arg;
+    long ci = st->created_index[rnd(st->o->seed, 2, j, 0) % (uint64_t)st->ncreated_index];
+    return make_order(st, j, st->ids[ci]);
+}
+
+static void settle_customer(seed_run_state *st, long i, long status, const json_t *out,
+                            const char *err)
+{
+    if (status == 201) {
+        json_t *c = json_object_get(out, "customer");
+        snprintf(st->ids[i], 25, "%s", json_string_value(json_object_get(c, "_id")));
+        atomic_fetch_add(&st->created, 1);
+    } else if (status == 409) {
+        atomic_fetch_add(&st->existed, 1);
+    } else {
+        atomic_fetch_add(&st->failed_customers, 1);
+        note_error(st, "POST /customers", status, out, err);
+    }
+}
+
+static void settle_order(seed_run_state *st, long j, long status, const json_t *out,
+                         const char *err)
+{
+    (void)j;
+    if (status == 201) {
+        atomic_fetch_add(&st->orders_created, 1);
+    } else {
+        atomic_fetch_add(&st->failed_orders, 1);
+        note_error(st, "POST /orders", status, out, err);
+    }
+}
+
+/* A worker thread of one phase: claim the next item, post it, settle the answer. */
+static void *phase_thread(void *arg)
+{
+    phase_arg *pa = arg;
+    seed_run_state *st = pa->st;
+    const seed_phase *ph = pa->ph;
     httpc *h = cli_session_client(st->s);
     char err[256];
     if (!h)
         return NULL;
     for (;;) {
-        long j = atomic_fetch_add(&st->next_order, 1);
-        if (j >= st->o->orders || st->ncreated_index == 0)
+        long i = atomic_fetch_add(ph->next, 1);
+        if (i >= ph->total)
             break;
-        long ci = st->created_index[rnd(st->o->seed, 2, j, 0) % (uint64_t)st->ncreated_index];
-        json_t *body = make_order(st, j, st->ids[ci]), *out = NULL;
-        long status = httpc_json(h, "POST", "/orders", body, &out, err, sizeof err);
-        if (status == 201) {
-            atomic_fetch_add(&st->orders_created, 1);
-        } else {
-            atomic_fetch_add(&st->failed_orders, 1);
-            note_error(st, "POST /orders", status, out, err);
-        }
+        json_t *body = ph->make(st, i), *out = NULL;
+        long status = httpc_json(h, "POST", ph->path, body, &out, err, sizeof err);
+        ph->settle(st, i, status, out, err);
         json_decref(body);
         json_decref(out);
     }
@@ -176,16 +196,18 @@ static void draw_bar(const char *what, long done, long total, double rate)
     fprintf(stderr, "\r%-9s [%s] %ld/%ld  %.0f/s   ", what, bar, done, total, rate);
 }
 
-/* Run `fn` on `n` threads while drawing progress of `counter` against total. */
-static void run_phase(seed_run_state *st, void *(*fn)(void *), const char *what,
-                      atomic_long *counter, long total)
+/* Run phase `ph` on the configured number of threads while drawing its progress. */
+static void run_phase(seed_run_state *st, const seed_phase *ph, const char *what)
 {
+    atomic_long *counter = ph->next;
+    long total = ph->total;
+    phase_arg pa = {st, ph};
     int n = st->o->concurrency;
     pthread_t th[64];
     int64_t t0 = time_mono_ms();
     int started = 0;
     for (int k = 0; k < n && k < 64; k++)
-        if (pthread_create(&th[k], NULL, fn, st) == 0)
+        if (pthread_create(&th[k], NULL, phase_thread, &pa) == 0)
             started++;
     if (st->o->progress) {
         for (;;) {
@@ -223,14 +245,17 @@ int seed_run(const cli_session *s, const seed_opts *o, seed_result *res)
         return -1;
     }
     int64_t t0 = time_mono_ms();
-    run_phase(&st, seed_thread, "customers", &st.next_customer, o->customers);
+    seed_phase customers = {"/customers", &st.next_customer, o->customers, make_customer_i,
+                            settle_customer};
+    run_phase(&st, &customers, "customers");
 
     st.created_index = malloc(sizeof(long) * (size_t)(o->customers > 0 ? o->customers : 1));
     for (long i = 0; st.created_index && i < o->customers; i++)
         if (st.ids[i][0])
             st.created_index[st.ncreated_index++] = i;
+    seed_phase orders = {"/orders", &st.next_order, o->orders, make_order_i, settle_order};
     if (o->orders > 0 && st.ncreated_index > 0)
-        run_phase(&st, order_thread, "orders", &st.next_order, o->orders);
+        run_phase(&st, &orders, "orders");
 
     res->created = atomic_load(&st.created);
     res->existed = atomic_load(&st.existed);

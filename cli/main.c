@@ -16,9 +16,11 @@ typedef struct command {
 static const command commands[] = {
     {"up", cmd_up, "start the whole system on this machine (redis, devdb, api, workers)"},
     {"keys", cmd_keys, "API keys: create --role admin|staff [--name N], list, revoke ID|PREFIX"},
-    {"queues", cmd_queues, "queue depths, in-flight, delayed, dead and throughput (--watch, --json)"},
+    {"queues", cmd_queues,
+     "queue depths, in-flight, delayed, dead and throughput (--watch, --json)"},
     {"dlq", cmd_dlq, "dead letters: list|show|requeue|purge QUEUE [INDEX|--all]"},
-    {"seed", cmd_seed, "create reproducible customers and orders through the API (--customers N --orders M)"},
+    {"seed", cmd_seed,
+     "create reproducible customers and orders through the API (--customers N --orders M)"},
     {"demo", cmd_demo, "run one campaign end to end against a running 'up' and show its progress"},
     {"config", cmd_config, "print the effective configuration (--defaults, --table, --secrets)"},
 };
