@@ -130,4 +130,25 @@ for p in $redis_port $devdb_port $api_port; do
   if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then fail "port $p still open"; fi
 done
 echo "ok: stopped cleanly, nothing left running"
-echo "test_up_demo: 6 passed, 0 failed"
+
+# Start again on the same state: the data is still there (devdb journal, Redis AOF) and the
+# first-start admin key is not made again.
+build/bin/minicrm up "${flags[@]}" --workers 1 --dir "$work/state" > "$work/up3.log" 2>&1 &
+up_pid=$!
+up_ready3() { kill -0 "$up_pid" 2>/dev/null || fail "restarted up exited"; grep -q "ready in" "$work/up3.log"; }
+wait_for 60 up_ready3 || fail "restarted system not ready"
+if grep -q "first start" "$work/up3.log"; then fail "admin key made again on restart"; fi
+/usr/bin/python3 - "$api_port" "$admin_key" "$camp" <<'PY' || fail "data lost across restart"
+import json, sys, urllib.request
+port, key, camp = sys.argv[1:]
+req = urllib.request.Request(f"http://127.0.0.1:{port}/api/campaigns/{camp}", headers={"Authorization": f"Bearer {key}"})
+c = json.load(urllib.request.urlopen(req))
+p = c["progress"]
+assert c["status"] == "COMPLETED" and p["pending"] == 0 and p["sent"] + p["failed"] == c["audience_size"], c
+print("after restart:", {k: p[k] for k in ("audience_size", "sent", "failed", "pending")})
+PY
+kill -INT "$up_pid"
+wait_for 60 bash -c "! kill -0 $up_pid 2>/dev/null" || fail "restarted up did not stop"
+up_pid=""
+echo "ok: restart kept the data and the admin key"
+echo "test_up_demo: 7 passed, 0 failed"
