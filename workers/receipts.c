@@ -296,8 +296,10 @@ int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
         }
         bson_append_array_end(&in, &arr);
         bson_append_document_end(&filter, &in);
-        bson_t *opts = BCON_NEW("projection", "{", "status", BCON_INT32(1), "campaign_id",
-                                BCON_INT32(1), "ctok", BCON_INT32(1), "}");
+        /* batchSize: the whole answer in the first reply (no getMore round trip). */
+        bson_t *opts =
+            BCON_NEW("projection", "{", "status", BCON_INT32(1), "campaign_id", BCON_INT32(1),
+                     "ctok", BCON_INT32(1), "}", "batchSize", BCON_INT64((int64_t)nitems));
         mongoc_cursor_t *cur = mongoc_collection_find_with_opts(logs, &filter, opts, NULL);
         bson_destroy(opts);
         bson_destroy(&filter);
