@@ -94,6 +94,54 @@ TEST(push_claim_ack_fifo)
     queue_close(c);
 }
 
+/* Acks in claim order take the one-LTRIM path, other orders and subsets the LREM loop; both
+ * must remove exactly the acked jobs and leave the others claimed, in order. */
+TEST(ack_in_order_out_of_order_and_partial)
+{
+    queue *p = open_q("t7", NULL, 3), *c = open_q("t7", "c1", 3);
+    CHECK(p && c);
+    char bufs[10][32];
+    const char *jobs[10];
+    for (int i = 0; i < 10; i++) {
+        snprintf(bufs[i], sizeof bufs[i], "{\"n\":%d}", i);
+        jobs[i] = bufs[i];
+    }
+    CHECK_INT_EQ(queue_push_many(p, jobs, NULL, 10), 0);
+    CHECK_INT_EQ(queue_register(c), 0);
+    char key[300];
+    queue_key(c, "processing:c1", key, sizeof key);
+    queue_batch a = {0}, b = {0};
+    CHECK_INT_EQ(queue_claim(c, 4, 0, &a), 4); /* n0..n3 */
+    /* Out of order: n2, n0. */
+    queue_job sub[2] = {a.jobs[2], a.jobs[0]};
+    CHECK_INT_EQ(queue_ack(c, sub, 2), 0);
+    CHECK_INT_EQ(llen(key), 2);
+    /* The rest of the first claim in order (n1, n3): the tail of the list. */
+    queue_job rest[2] = {a.jobs[1], a.jobs[3]};
+    CHECK_INT_EQ(queue_ack(c, rest, 2), 0);
+    CHECK_INT_EQ(llen(key), 0);
+    /* A whole batch in claim order, with another claim still held in front of it. */
+    CHECK_INT_EQ(queue_claim(c, 3, 0, &b), 3); /* n4..n6 */
+    queue_batch held = {0};
+    CHECK_INT_EQ(queue_ack(c, b.jobs, 1), 0); /* n4: the tail */
+    CHECK_INT_EQ(llen(key), 2);
+    CHECK_INT_EQ(queue_claim(c, 5, 0, &held), 2); /* unsettled n5, n6 come back first */
+    CHECK_STR_EQ(held.jobs[0].data, "{\"n\":5}");
+    CHECK_STR_EQ(held.jobs[1].data, "{\"n\":6}");
+    CHECK_INT_EQ(queue_ack(c, held.jobs, held.n), 0);
+    CHECK_INT_EQ(llen(key), 0);
+    queue_stats st;
+    char err[256];
+    CHECK_INT_EQ(queue_stats_get(rc, env.prefix, "t7", &st, err, sizeof err), 0);
+    CHECK_INT_EQ(st.acked, 7);
+    CHECK_INT_EQ(st.ready, 3);
+    queue_batch_release(&a);
+    queue_batch_release(&b);
+    queue_batch_release(&held);
+    queue_close(p);
+    queue_close(c);
+}
+
 TEST(retry_backoff_then_dead_letter)
 {
     queue *p = open_q("t2", NULL, 3), *c = open_q("t2", "c1", 3);
@@ -241,8 +289,9 @@ static int setup(void)
 }
 
 static const test_case cases[] = {
-    TEST_ENTRY(push_claim_ack_fifo), TEST_ENTRY(retry_backoff_then_dead_letter),
-    TEST_ENTRY(reaper_returns_dead_consumers_jobs), TEST_ENTRY(bad_names_and_sizes)};
+    TEST_ENTRY(push_claim_ack_fifo), TEST_ENTRY(ack_in_order_out_of_order_and_partial),
+    TEST_ENTRY(retry_backoff_then_dead_letter), TEST_ENTRY(reaper_returns_dead_consumers_jobs),
+    TEST_ENTRY(bad_names_and_sizes)};
 
 int main(int argc, char **argv)
 {
