@@ -137,7 +137,7 @@ static const cfg_setting_info settings[] = {
     {"vendor_sim.max_delay_ms", CFG_INT, OFF(vendor_sim.max_delay_ms), "900", NULL, false, 0, 600000, NULL,
      "longest delivery delay"},
     {"vendor_sim.seed", CFG_LONG, OFF(vendor_sim.seed), "0", NULL, false, 0, 9.2e18, NULL,
-     "random seed for outcomes and delays (0: from the clock)"},
+     "decision seed: outcome, delay and vendorMsgId are HMAC(receipts.vendor_secret, seed + log_id)"},
     {"vendor_sim.batch_size", CFG_INT, OFF(vendor_sim.batch_size), "500", NULL, false, 1, 100000, NULL,
      "sends claimed at once"},
     {"vendor_sim.max_inflight", CFG_INT, OFF(vendor_sim.max_inflight), "200000", NULL, false, 1, 10000000, NULL,

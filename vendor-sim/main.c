@@ -7,11 +7,13 @@
  *   2. fire every due timer: the receipt moves from the schedule to the outbox;
  *   3. POST outbox receipts to the API in batches (JSON array, HMAC-signed, keep-alive).
  *
- * Decisions are idempotent per log_id like a real vendor's idempotency key: the first decision
- * is stored with SET NX GET in P vendor:msg:{log_id} (1 day), and a repeated send finds it and
- * gets the same vendorMsgId, outcome and delivery time. Decisions: SENT with probability
- * vendor_sim.success_rate else FAILED, after a delay uniform in [min_delay_ms, max_delay_ms];
- * the RNG is xorshift64* seeded from vendor_sim.seed (0: the clock).
+ * Decisions are idempotent per log_id like a real vendor's idempotency key, without storing
+ * anything: decide.c derives vendorMsgId, outcome (SENT with probability
+ * vendor_sim.success_rate, else FAILED) and delay (uniform in [min_delay_ms, max_delay_ms]) from
+ * HMAC-SHA256(receipts.vendor_secret, seed + log_id), so a repeated send, on any instance, before
+ * or after a restart, gets the same vendorMsgId and outcome. The due time (now + delay) is made
+ * durable by the schedule ZSET before the send is acked. The RNG (xorshift64*, seeded from
+ * vendor_sim.seed, 0: the clock) only jitters the POST back-off.
  *
  * Crash safety (kill -9 at any moment loses nothing):
  *   - a send is acked only after its receipt is in the durable schedule
@@ -24,6 +26,7 @@
  * Duplicates are possible after a crash (a receipt posted twice); the receipts worker treats a
  * repeat as a no-op.
  */
+#include "decide.h"
 #include "jsonx.h"
 #include "log.h"
 #include "poster.h"
@@ -45,6 +48,7 @@ typedef struct vsim {
     rconn *rc;
     queue *q;
     poster *post;
+    decider *dec;
     timers heap;
     uint64_t rng;
     char k_sched[300], k_outbox[300], k_rejected[300];
@@ -56,7 +60,7 @@ typedef struct vsim {
 
 static const progargs_flag flags[] = {
     {"--name", "vendor_sim.name", "instance name (unique per running simulator)"},
-    {"--seed", "vendor_sim.seed", "RNG seed (0: from the clock)"},
+    {"--seed", "vendor_sim.seed", "decision seed (with receipts.vendor_secret)"},
     {"--success-rate", "vendor_sim.success_rate", "probability of SENT"},
     {"--min-delay", "vendor_sim.min_delay_ms", "shortest delay, ms"},
     {"--max-delay", "vendor_sim.max_delay_ms", "longest delay, ms"},
@@ -74,36 +78,11 @@ static uint64_t rng_next(vsim *v)
     return x * 0x2545F4914F6CDD1DULL;
 }
 
-static double rng_unit(vsim *v)
-{
-    return (double)(rng_next(v) >> 11) * (1.0 / 9007199254740992.0);
-}
-
 /* ---- 1. sends -> decisions -> schedule -------------------------------------------------- */
 
-typedef struct decided {
-    size_t job;
-    char log_id[25];
-    char *decision; /* our fresh decision JSON (malloc'd) */
-    char *receipt;  /* receipt JSON (malloc'd) */
-    int64_t due;
-    char vmid[40];      /* our fresh decision's fields, to build the receipt without */
-    const char *status; /* parsing the decision back ("SENT" / "FAILED", static) */
-} decided;
-
-/* Our own fresh decision and receipt documents. Every value is ours (24-hex log id,
- * "vm-" + 16 hex, a fixed status word, an integer), so nothing needs escaping and snprintf
- * writes exactly what json_pack + json_dumps(JSON_COMPACT) wrote, at a fraction of the cost.
- * A decision read back from Redis (a repeated send) still goes through the JSON parser. */
-static char *fmt_decision(const char *vmid, const char *status, int64_t due)
-{
-    char buf[160];
-    int n =
-        snprintf(buf, sizeof buf, "{\"vendorMsgId\":\"%s\",\"status\":\"%s\",\"due\":%" PRId64 "}",
-                 vmid, status, due);
-    return n > 0 && (size_t)n < sizeof buf ? strdup(buf) : NULL;
-}
-
+/* Our own receipt document. Every value is ours (24-hex log id, "vm-" + 16 hex, a fixed status
+ * word, an integer), so nothing needs escaping and snprintf writes exactly what
+ * json_pack + json_dumps(JSON_COMPACT) wrote, at a fraction of the cost. */
 static char *fmt_receipt(const char *log_id, const char *vmid, const char *status, int64_t at)
 {
     char buf[200];
@@ -114,37 +93,23 @@ static char *fmt_receipt(const char *log_id, const char *vmid, const char *statu
     return n > 0 && (size_t)n < sizeof buf ? strdup(buf) : NULL;
 }
 
-/* Receipt for log_id from a decision JSON; NULL if the decision is unreadable. */
-static char *receipt_from_decision(const char *log_id, const char *dec, size_t len, int64_t *due)
-{
-    char perr[64];
-    json_t *d = jsonx_parse(dec, len, perr, sizeof perr);
-    const char *vm = jsonx_str(d, "vendorMsgId", NULL), *st = jsonx_str(d, "status", NULL);
-    char *out = NULL;
-    if (vm && st) {
-        *due = jsonx_int(d, "due", time_now_ms());
-        json_t *r = json_pack("{s:s, s:s, s:s, s:I}", "log_id", log_id, "vendorMsgId", vm, "status",
-                              st, "at", (json_int_t)*due);
-        out = r ? json_dumps(r, JSON_COMPACT) : NULL;
-        json_decref(r);
-    }
-    json_decref(d);
-    return out;
-}
-
 static int process_sends(vsim *v, const queue_batch *b)
 {
     int rc = -1;
-    decided *d = calloc(b->n, sizeof *d);
+    char **receipts = calloc(b->n, sizeof *receipts);
+    int64_t *due = calloc(b->n, sizeof *due);
     queue_job *acks = calloc(b->n, sizeof *acks);
     const char **argv = calloc(2 + 2 * b->n, sizeof *argv);
     size_t *alen = calloc(2 + 2 * b->n, sizeof *alen);
     char(*scores)[24] = calloc(b->n, sizeof *scores);
-    size_t nd = 0, nacks = 0;
-    if (!d || !acks || !argv || !alen || !scores)
+    size_t nacks = 0, argc = 0;
+    if (!receipts || !due || !acks || !argv || !alen || !scores)
         goto out;
     int64_t now = time_now_ms();
-    const minicrm_config *cfg = v->cfg;
+    argv[argc] = "ZADD";
+    alen[argc++] = 4;
+    argv[argc] = v->k_sched;
+    alen[argc++] = strlen(v->k_sched);
     for (size_t i = 0; i < b->n; i++) {
         char perr[64];
         json_t *s = jsonx_parse(b->jobs[i].data, b->jobs[i].len, perr, sizeof perr);
@@ -155,55 +120,25 @@ static int process_sends(vsim *v, const queue_batch *b)
                 goto out;
             continue;
         }
-        decided *x = &d[nd++];
-        x->job = i;
-        snprintf(x->log_id, sizeof x->log_id, "%s", lid);
-        json_decref(s);
-        bool sent = rng_unit(v) < cfg->vendor_sim.success_rate;
-        int span = cfg->vendor_sim.max_delay_ms - cfg->vendor_sim.min_delay_ms;
-        int64_t delay = cfg->vendor_sim.min_delay_ms +
-                        (span > 0 ? (int64_t)(rng_next(v) % (uint64_t)(span + 1)) : 0);
-        snprintf(x->vmid, sizeof x->vmid, "vm-%016" PRIx64, rng_next(v));
-        x->status = sent ? "SENT" : "FAILED";
-        x->due = now + delay;
-        x->decision = fmt_decision(x->vmid, x->status, x->due);
-        if (!x->decision)
+        decision dc;
+        if (decider_decide(v->dec, lid, strlen(lid), &dc) != 0) {
+            json_decref(s);
+            log_warn("vendor.decide_failed", "detail=\"OpenSSL HMAC failed\"");
             goto out;
-    }
-    /* First decision wins (SET NX GET returns the existing one on a repeat). */
-    for (size_t i = 0; i < nd; i++)
-        if (rconn_append(v->rc, "SET %svendor:msg:%s %s NX GET EX 86400", cfg->redis.prefix,
-                         d[i].log_id, d[i].decision) != 0)
-            goto redis_fail;
-    for (size_t i = 0; i < nd; i++) {
-        redisReply *r;
-        if (rconn_get_reply(v->rc, &r) != 0)
-            goto redis_fail;
-        if (r->type == REDIS_REPLY_STRING)
-            d[i].receipt = receipt_from_decision(d[i].log_id, r->str, r->len, &d[i].due);
-        else if (r->type == REDIS_REPLY_NIL) /* ours won: d[i].due is already set */
-            d[i].receipt = fmt_receipt(d[i].log_id, d[i].vmid, d[i].status, d[i].due);
-        freeReplyObject(r);
+        }
+        due[nacks] = now + dc.delay_ms;
+        receipts[nacks] = fmt_receipt(lid, dc.vmid, dc.status, due[nacks]);
+        json_decref(s);
+        if (!receipts[nacks])
+            goto out;
+        snprintf(scores[nacks], sizeof scores[nacks], "%" PRId64, due[nacks]);
+        argv[argc] = scores[nacks];
+        alen[argc++] = strlen(scores[nacks]);
+        argv[argc] = receipts[nacks];
+        alen[argc++] = strlen(receipts[nacks]);
+        acks[nacks++] = b->jobs[i];
     }
     /* Durable schedule, then ack. */
-    size_t argc = 0;
-    argv[argc] = "ZADD";
-    alen[argc++] = 4;
-    argv[argc] = v->k_sched;
-    alen[argc++] = strlen(v->k_sched);
-    for (size_t i = 0; i < nd; i++) {
-        if (!d[i].receipt) {
-            if (queue_dead(v->q, &b->jobs[d[i].job], "unreadable stored decision") != 0)
-                goto out;
-            continue;
-        }
-        snprintf(scores[i], sizeof scores[i], "%" PRId64, d[i].due);
-        argv[argc] = scores[i];
-        alen[argc++] = strlen(scores[i]);
-        argv[argc] = d[i].receipt;
-        alen[argc++] = strlen(d[i].receipt);
-        acks[nacks++] = b->jobs[d[i].job];
-    }
     if (argc > 2) {
         redisReply *r = rconn_command_argv(v->rc, (int)argc, argv, alen);
         if (!r || r->type == REDIS_REPLY_ERROR) {
@@ -215,9 +150,9 @@ static int process_sends(vsim *v, const queue_batch *b)
     }
     if (nacks && queue_ack(v->q, acks, nacks) != 0)
         goto redis_fail;
-    for (size_t i = 0; i < nd; i++) {
-        if (d[i].receipt && timers_push(&v->heap, d[i].due, d[i].receipt) == 0)
-            d[i].receipt = NULL;
+    for (size_t i = 0; i < nacks; i++) {
+        if (timers_push(&v->heap, due[i], receipts[i]) == 0)
+            receipts[i] = NULL;
     }
     v->claimed += (long long)nacks;
     rc = 0;
@@ -225,11 +160,10 @@ static int process_sends(vsim *v, const queue_batch *b)
 redis_fail:
     log_warn("vendor.redis_error", "detail=\"%s\"", rconn_error(v->rc));
 out:
-    for (size_t i = 0; d && i < nd; i++) {
-        free(d[i].decision);
-        free(d[i].receipt);
-    }
-    free(d);
+    for (size_t i = 0; receipts && i < b->n; i++)
+        free(receipts[i]);
+    free(receipts);
+    free(due);
     free(acks);
     free(argv);
     free(alen);
@@ -451,8 +385,14 @@ int main(int argc, char **argv)
     v.q = queue_open(v.rc, cfg.redis.prefix, QUEUE_SENDS, cid, &qo, err, sizeof err);
     v.post = poster_new(cfg.vendor_sim.api_base_url, cfg.receipts.vendor_secret,
                         cfg.vendor_sim.post_timeout_ms);
-    if (!v.q || !v.post) {
-        fprintf(stderr, "minicrm-vendor-sim: %s\n", v.q ? "cannot set up libcurl" : err);
+    v.dec =
+        decider_new(cfg.receipts.vendor_secret, cfg.vendor_sim.seed, cfg.vendor_sim.success_rate,
+                    cfg.vendor_sim.min_delay_ms, cfg.vendor_sim.max_delay_ms);
+    if (!v.q || !v.post || !v.dec) {
+        fprintf(stderr, "minicrm-vendor-sim: %s\n",
+                !v.q      ? err
+                : !v.post ? "cannot set up libcurl"
+                          : "cannot set up HMAC-SHA256");
         goto out;
     }
     snprintf(v.k_sched, sizeof v.k_sched, "%s{vendor}:scheduled:%s", cfg.redis.prefix,
@@ -528,6 +468,7 @@ out:
     queue_batch_release(&b);
     timers_release(&v.heap);
     poster_free(v.post);
+    decider_free(v.dec);
     queue_close(v.q);
     rconn_free(v.rc);
     cfg_release(&cfg);

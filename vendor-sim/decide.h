@@ -1,0 +1,46 @@
+/*
+ * decide: the vendor simulator's delivery decision for one log id, derived, not stored.
+ *
+ * A real vendor answers a repeated send (same idempotency key) with the same message id and
+ * outcome. Instead of storing every decision in Redis (one key per message: ~40 us of Redis CPU
+ * per message at 1,000,000 keys), the decision is a pure function of the log id:
+ *
+ *     h = HMAC-SHA256(key = receipts.vendor_secret, "minicrm-vendor-decision|" seed "|" log_id)
+ *     vendorMsgId = "vm-" + hex(h[0..8))
+ *     status      = SENT if (h[8..16) as uint64 >> 11) / 2^53 < success_rate, else FAILED
+ *     delay_ms    = min_delay_ms + h[16..24) mod (max_delay_ms - min_delay_ms + 1)
+ *
+ * so every simulator instance of a deployment (same secret and vendor_sim.seed), before and after
+ * any restart, gives a log id the same vendorMsgId, outcome and delay. The due time (first
+ * decision + delay) is made durable by the caller's schedule ZSET, as before.
+ *
+ * A decider holds one OpenSSL MAC context: not thread-safe (one per thread); the simulator is
+ * single-threaded.
+ */
+#ifndef MINICRM_VENDOR_DECIDE_H
+#define MINICRM_VENDOR_DECIDE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct decider decider;
+
+typedef struct decision {
+    char vmid[20];      /* "vm-" + 16 hex digits */
+    const char *status; /* "SENT" or "FAILED" (static) */
+    int64_t delay_ms;   /* in [min_delay_ms, max_delay_ms] */
+} decision;
+
+/* A decider for one deployment. secret: the HMAC key (copied); seed: vendor_sim.seed;
+ * success_rate in [0, 1]; 0 <= min_delay_ms <= max_delay_ms. NULL on bad arguments or when
+ * OpenSSL cannot set up HMAC-SHA256. Free with decider_free. */
+decider *decider_new(const char *secret, long seed, double success_rate, int min_delay_ms,
+                     int max_delay_ms);
+/* NULL-safe. */
+void decider_free(decider *d);
+
+/* The decision for `log_id` (any bytes, len of them). 0, or -1 if OpenSSL fails. */
+int decider_decide(decider *d, const char *log_id, size_t len, decision *out);
+
+#endif
