@@ -186,6 +186,12 @@ int api_query_json(api_ctx *app, mongoc_client_t *cl, const api_query *q, json_t
             BSON_APPEND_INT32(&sub, (*f)[0] == '-' ? *f + 1 : *f, (*f)[0] == '-' ? -1 : 1);
         bson_append_document_end(&opts, &sub);
     }
+    if (q->exclude) {
+        BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &sub);
+        for (const char *const *f = q->exclude; *f; f++)
+            BSON_APPEND_INT32(&sub, *f, 0);
+        bson_append_document_end(&opts, &sub);
+    }
     BSON_APPEND_INT64(&opts, "limit", q->limit);
     if (q->skip > 0)
         BSON_APPEND_INT64(&opts, "skip", q->skip);

@@ -73,6 +73,7 @@ typedef struct api_query {
     long limit;
     long skip; /* 0: none */
     const api_ref *refs;
+    const char *const *exclude; /* fields never shown (projection {f: 0}); NULL-terminated */
 } api_query;
 
 /* Sort orders used by several routes. */

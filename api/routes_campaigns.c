@@ -54,6 +54,10 @@
 /* Auto tags (contract, "Campaigns")                                                          */
 /* ------------------------------------------------------------------------------------------ */
 
+/* Bookkeeping of the receipts worker (the tokens of the batches it counted, see
+ * workers/receipts.c): kept in the document, never shown to clients. */
+static const char *const CAMPAIGN_INTERNAL[] = {"ctoks", NULL};
+
 static bool has_tag(const json_t *tags, const char *t)
 {
     size_t i;
@@ -543,7 +547,12 @@ static void h_list(api_ctx *app, http_request *req)
         }
         bson_append_array_end(&filter, &arr);
     }
-    api_query q = {DB_CAMPAIGNS, &filter, API_SORT_NEWEST, limit, api_skip(page, limit), NULL};
+    api_query q = {.coll = DB_CAMPAIGNS,
+                   .filter = &filter,
+                   .sort = API_SORT_NEWEST,
+                   .limit = limit,
+                   .skip = api_skip(page, limit),
+                   .exclude = CAMPAIGN_INTERNAL};
     api_send_query(app, req, &q, NULL, "listing campaigns");
     bson_destroy(&filter);
 }
@@ -554,6 +563,8 @@ static int load_campaign(api_ctx *app, http_request *req, mongoc_client_t *cl,
 {
     bson_error_t e;
     int rc = api_find_by_id(app, cl, DB_CAMPAIGNS, oid, out, &e);
+    for (const char *const *f = CAMPAIGN_INTERNAL; rc == 1 && *f; f++)
+        json_object_del(*out, *f);
     if (rc < 0)
         api_db_fail(req, &e, "reading the campaign");
     else if (rc == 0)
@@ -629,7 +640,12 @@ static void h_logs(api_ctx *app, http_request *req)
     static const char *const by_customer[] = {"campaign_id", "customer_id", NULL};
     static const api_ref refs[] = {{"customer_id", DB_CUSTOMERS, API_CUSTOMER_REF_FIELDS},
                                    {NULL, NULL, NULL}};
-    api_query q = {DB_LOGS, &filter, by_customer, limit, after ? 0 : api_skip(page, limit), refs};
+    api_query q = {.coll = DB_LOGS,
+                   .filter = &filter,
+                   .sort = by_customer,
+                   .limit = limit,
+                   .skip = after ? 0 : api_skip(page, limit),
+                   .refs = refs};
     api_send_query(app, req, &q, "customer_id", "listing logs");
     bson_destroy(&filter);
 }

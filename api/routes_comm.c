@@ -17,7 +17,11 @@ static void h_list(api_ctx *app, http_request *req)
     static const api_ref refs[] = {{"customer_id", DB_CUSTOMERS, API_CUSTOMER_REF_FIELDS},
                                    {"campaign_id", DB_CAMPAIGNS, camp_fields},
                                    {NULL, NULL, NULL}};
-    api_query q = {DB_LOGS, NULL, API_SORT_NEWEST, limit, api_skip(page, limit), refs};
+    api_query q = {.coll = DB_LOGS,
+                   .sort = API_SORT_NEWEST,
+                   .limit = limit,
+                   .skip = api_skip(page, limit),
+                   .refs = refs};
     mongoc_client_t *cl = dbpool_pop(app->db);
     mongoc_collection_t *coll = dbpool_collection(app->db, cl, DB_LOGS);
     bson_error_t e;

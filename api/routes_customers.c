@@ -115,7 +115,11 @@ static void h_list(api_ctx *app, http_request *req)
         bson_append_document_end(&filter, &sub);
     }
     static const char *const by_id[] = {"_id", NULL};
-    api_query q = {DB_CUSTOMERS, &filter, by_id, limit, after ? 0 : api_skip(page, limit), NULL};
+    api_query q = {.coll = DB_CUSTOMERS,
+                   .filter = &filter,
+                   .sort = by_id,
+                   .limit = limit,
+                   .skip = after ? 0 : api_skip(page, limit)};
     api_send_query(app, req, &q, "_id", "listing customers");
     bson_destroy(&filter);
 }

@@ -142,7 +142,11 @@ static void h_list(api_ctx *app, http_request *req)
         return;
     static const api_ref refs[] = {{"customer_id", DB_CUSTOMERS, API_CUSTOMER_REF_FIELDS},
                                    {NULL, NULL, NULL}};
-    api_query q = {DB_ORDERS, NULL, API_SORT_NEWEST, limit, api_skip(page, limit), refs};
+    api_query q = {.coll = DB_ORDERS,
+                   .sort = API_SORT_NEWEST,
+                   .limit = limit,
+                   .skip = api_skip(page, limit),
+                   .refs = refs};
     api_send_query(app, req, &q, NULL, "listing orders");
 }
 

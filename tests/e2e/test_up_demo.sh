@@ -115,6 +115,9 @@ print("logs by status:", by, "campaign:", {k: p[k] for k in ("audience_size", "s
 assert len(seen) == p["audience_size"] == c["audience_size"]
 assert by["PENDING"] == 0 and by["SENT"] == p["sent"] and by["FAILED"] == p["failed"]
 assert c["status"] == "COMPLETED"
+assert "ctoks" not in c, "internal receipt tokens shown to clients"
+listed = [x for x in get("/api/campaigns?limit=100") if x["_id"] == camp]
+assert len(listed) == 1 and "ctoks" not in listed[0], "internal fields in the campaign list"
 PY
 echo "ok: demo completed with exact counts"
 
