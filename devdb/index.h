@@ -3,13 +3,18 @@
  *
  * An index maps key tuples (documents of "" fields as bv_index_keys produces them) to record
  * ids, ordered by the key pattern (bv_key_compare with the pattern's directions), ties broken
- * by record id. It is a skiplist: O(log n) insert, delete and seek, and ordered iteration in
- * both directions, so point lookups, range scans and sorts on indexed fields never scan the
- * collection. Multikey: an array field gives one entry per distinct element.
+ * by record id. It is a B+tree with wide nodes (63 entries per leaf, 64 children per inner
+ * node, leaves linked both ways): O(log n) insert, delete and seek with ~3-4 node visits, and
+ * ordered iteration in both directions, so point lookups, range scans and sorts on indexed
+ * fields never scan the collection. Multikey: an array field gives one entry per distinct
+ * element.
  *
  * Threading: an index is owned by its collection and protected by the store lock; readers
  * (seek/iterate) may run concurrently, mutations need the exclusive lock.
- * Memory: one allocation per entry (node + key bytes inline).
+ * Memory: one allocation per entry (its key bytes) plus a 32-byte slot in a leaf.
+ *
+ * An `index_node` is a position (a leaf slot): valid until the next mutation of the index.
+ * Callers walk positions under the store lock and keep record ids, never positions.
  */
 #ifndef DEVDB_INDEX_H
 #define DEVDB_INDEX_H
@@ -20,9 +25,10 @@
 #include <stdint.h>
 
 #define INDEX_MAX_FIELDS 32
-#define INDEX_MAX_LEVEL  20
+#define INDEX_MAX_HEIGHT 24
 
 typedef struct index_node index_node;
+typedef struct index_leaf index_leaf;
 
 typedef struct store_index {
     char *name;     /* "_id_", "name_1", ... */
@@ -34,13 +40,12 @@ typedef struct store_index {
     size_t nfields; /* number of fields in the key pattern */
     int dirs[INDEX_MAX_FIELDS];
     char *paths[INDEX_MAX_FIELDS]; /* the pattern's field paths */
-    /* skiplist */
-    index_node *head;                   /* sentinel with INDEX_MAX_LEVEL forward pointers */
-    index_node *tail;                   /* last node, or NULL when empty */
-    index_node *lastl[INDEX_MAX_LEVEL]; /* last node per level (NULL: none), for appends */
-    int level;
+    /* B+tree (index.c) */
+    void *root;        /* a leaf when height == 0, else an inner node */
+    index_leaf *first; /* leftmost / rightmost leaf (the root leaf when height == 0) */
+    index_leaf *last;
+    int height;   /* inner levels above the leaves */
     size_t count; /* entries */
-    uint32_t rng;
 } store_index;
 
 /* Builds an (empty) index from an index specification {key: {...}, name: "...", unique: bool,
