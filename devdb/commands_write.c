@@ -1,11 +1,15 @@
 /*
  * commands_write.c: insert, update, delete and findAndModify.
  *
- * Each write command takes the exclusive store lock once for its whole batch (a batch of 1000
- * inserts costs one lock round trip) and applies its statements in order through store.h's
- * mutation functions. Per-statement failures become writeErrors entries exactly as MongoDB
- * reports them ({index, code, [keyPattern, keyValue,] errmsg}); an ordered batch stops at the
- * first failure, an unordered one carries on. n / nModified / upserted count what happened.
+ * Each write command first prepares its whole batch without any lock (statements parsed,
+ * matchers and updaters compiled, insert documents brought to stored form and depth-checked;
+ * "statement preparation" below), then takes the exclusive store lock once for the batch (a
+ * batch of 1000 inserts costs one lock round trip) and applies its statements in order through
+ * store.h's mutation functions, so writers serialise only on the work that touches the store.
+ * findAndModify compiles its query, sort, projection and update before the lock too. Per-statement
+ * failures become writeErrors entries exactly as MongoDB reports them ({index, code, [keyPattern,
+ * keyValue,] errmsg}); an ordered batch stops at the first failure, an unordered one carries on. n
+ * / nModified / upserted count what happened.
  *
  * Multi-document updates and deletes first collect the matching record ids and only then
  * modify, so an update can never see (and re-update) a document it has just moved.
@@ -132,7 +136,8 @@ static int depth_check(const bson_t *doc, bool insert, bson_error_t *err)
                      BV_MAX_NESTING);
 }
 
-/* Inserts a document after prepare_doc; copies its _id into id_out if non-NULL. */
+/* Inserts a document after prepare_doc; copies its _id into id_out if non-NULL. Used by the
+ * upserts, which build their document under the lock (it depends on what the query found). */
 static int insert_one(store_coll *c, const bson_t *doc, bson_value_t *id_out, bson_error_t *err,
                       bson_t *dup_info)
 {
@@ -166,8 +171,99 @@ static int upsert_doc(const bson_t *filter, const updater *up, bson_t *out, bson
     return rc;
 }
 
+/* ---- statement preparation ---------------------------------------------------------------------
+ *
+ * A write batch runs in two phases. Phase 1, without the store lock, parses every statement
+ * and compiles what does not depend on the data: matchers, updaters, documents in stored form
+ * (_id first, a new ObjectId if missing), the nesting-depth check. A statement that fails there
+ * keeps its error (an index into prep_errs). Phase 2, under the exclusive lock, walks the
+ * statements in order and either reports the kept error or applies the statement. Because the
+ * errors are reported in statement order in phase 2, the reply is the one a single pass gives:
+ * an ordered batch whose statement k fails to parse still applies statements < k and stops at
+ * k; one whose statement j < k fails while applying stops at j, and k's parse error is never
+ * reported. Phase 1 of an ordered batch stops at its first parse error, since nothing after it
+ * can run. */
+
+typedef struct {
+    bson_error_t *a;
+    size_t n, cap;
+} prep_errs;
+
+/* Keeps e; returns its index, or -1 if out of memory (the caller reports InternalError). */
+static int32_t prep_err_keep(prep_errs *pe, const bson_error_t *e)
+{
+    if (pe->n == pe->cap) {
+        size_t ncap = pe->cap ? pe->cap * 2 : 8;
+        bson_error_t *na = realloc(pe->a, ncap * sizeof *na);
+        if (!na)
+            return -1;
+        pe->a = na;
+        pe->cap = ncap;
+    }
+    pe->a[pe->n] = *e;
+    return (int32_t)pe->n++;
+}
+
+/* Records a phase-1 failure of a statement in *slot (the kept error's index). Returns 0, or -1
+ * with err set when even the error cannot be kept. */
+static int prep_fail(prep_errs *pe, int32_t *slot, const bson_error_t *e, bson_error_t *err)
+{
+    *slot = prep_err_keep(pe, e);
+    if (*slot < 0)
+        return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory preparing a write batch");
+    return 0;
+}
+
+/* Number of statements in a batch array (its keys are "0".."n-1"). */
+static size_t batch_count(const bson_t *arr)
+{
+    bson_iter_t it;
+    size_t n = 0;
+    bson_iter_init(&it, arr);
+    while (bson_iter_next(&it))
+        n++;
+    return n;
+}
+
 /* ---- insert ------------------------------------------------------------------------------------
  */
+
+/* One document of an insert batch after phase 1: its stored form (pointing into the command,
+ * or owned when prepare_doc had to build it), or the index of its error. */
+typedef struct {
+    const uint8_t *data;
+    uint32_t len;
+    bool owned;  /* data is a bson_malloc'ed buffer */
+    int32_t err; /* -1: none */
+} ins_doc;
+
+/* Phase 1 of insert for one document. */
+static void ins_prepare(const bson_iter_t *it, ins_doc *p, bson_error_t *e)
+{
+    bson_t d, tmp;
+    bool built = false;
+    const bson_t *out = NULL;
+    p->err = -1;
+    if (!BSON_ITER_HOLDS_DOCUMENT(it) || !bv_as_doc(bson_iter_value((bson_iter_t *)it), &d)) {
+        mdb_error(e, MDB_TYPE_MISMATCH,
+                  "BSON field 'insert.documents' must be an array of objects");
+        p->err = 0;
+        return;
+    }
+    if (prepare_doc(&d, &tmp, &built, &out, e) != 0 || depth_check(out, true, e) != 0) {
+        if (built)
+            bson_destroy(&tmp);
+        p->err = 0;
+        return;
+    }
+    if (built) {
+        p->data = bson_destroy_with_steal(&tmp, true, &p->len);
+        p->owned = true;
+    } else {
+        p->data = bson_get_data(out);
+        p->len = out->len;
+    }
+}
 
 int cmd_insert(cmd_ctx *x, bson_t *reply, bson_error_t *err)
 {
@@ -181,42 +277,71 @@ int cmd_insert(cmd_ctx *x, bson_t *reply, bson_error_t *err)
         return mdb_error(err, MDB_FAILED_TO_PARSE,
                          "BSON field 'insert.documents' is missing but a required field");
     bool ordered = cmd_arg_bool(x->cmd, "ordered", true);
+    int rc = -1;
+    prep_errs pe = {0};
+    size_t np = 0, cnt = batch_count(&docs);
+    ins_doc *ps = calloc(cnt ? cnt : 1, sizeof *ps);
+    if (!ps)
+        return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory preparing a write batch");
+
+    /* Phase 1: documents in stored form, without the lock. */
+    bson_iter_t it;
+    bson_iter_init(&it, &docs);
+    while (np < cnt && bson_iter_next(&it)) {
+        bson_error_t e;
+        ins_doc *p = &ps[np++];
+        ins_prepare(&it, p, &e);
+        if (p->err >= 0) {
+            if (prep_fail(&pe, &p->err, &e, err) != 0)
+                goto out;
+            if (ordered)
+                break;
+        }
+    }
+
+    /* Phase 2: the store. */
     werrs w = {.n = 0};
     bson_init(&w.errors);
-    int32_t n = 0, i = 0;
+    int32_t n = 0;
     store_wrlock(x->env->st);
     store_coll *c = store_coll_get_or_create(x->env->st, x->db, x->coll, NULL, err);
     if (!c) {
         store_unlock(x->env->st);
         bson_destroy(&w.errors);
-        return -1;
+        goto out;
     }
-    bson_iter_t it;
-    bson_iter_init(&it, &docs);
-    for (; bson_iter_next(&it); i++) {
+    for (size_t i = 0; i < np; i++) {
         bson_t d, dup = BSON_INITIALIZER;
         bson_error_t e;
-        int rc;
-        if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bv_as_doc(bson_iter_value(&it), &d))
-            rc = mdb_error(&e, MDB_TYPE_MISMATCH,
-                           "BSON field 'insert.documents' must be an array "
-                           "of objects");
-        else
-            rc = insert_one(c, &d, NULL, &e, &dup);
-        if (rc == 0) {
-            n++;
+        const bson_error_t *pe_e = &e;
+        int r;
+        if (ps[i].err >= 0) {
+            pe_e = &pe.a[ps[i].err];
+            r = -1;
         } else {
-            werr_add(&w, i, &e, &dup);
+            bson_init_static(&d, ps[i].data, ps[i].len);
+            r = store_insert(c, &d, NULL, &e, &dup);
         }
+        if (r == 0)
+            n++;
+        else
+            werr_add(&w, (int32_t)i, pe_e, &dup);
         bson_destroy(&dup);
-        if (rc != 0 && ordered)
+        if (r != 0 && ordered)
             break;
     }
     store_unlock(x->env->st);
     __atomic_add_fetch(&x->env->st->n_insert, (uint64_t)n, __ATOMIC_RELAXED);
     BSON_APPEND_INT32(reply, "n", n);
     werr_finish(&w, reply);
-    return 0;
+    rc = 0;
+out:
+    for (size_t i = 0; i < np; i++)
+        if (ps[i].owned)
+            bson_free((void *)ps[i].data);
+    free(ps);
+    free(pe.a);
+    return rc;
 }
 
 /* store_touch_fn over an updater. */
@@ -234,19 +359,33 @@ typedef struct {
     uint32_t nup;
 } upd_totals;
 
-/* Runs one update statement. Returns 0 or -1 with e (and dup) set. */
-static int update_one_stmt(cmd_ctx *x, store_coll **pc, int32_t index, const bson_t *stmt,
-                           upd_totals *t, bson_error_t *e, bson_t *dup)
+/* One update statement after phase 1. q points into the command (kept for the upsert seed);
+ * hint is a shallow copy of the command's value (its pointers point into the command). */
+typedef struct {
+    matcher *m;
+    updater *up;
+    const uint8_t *q_data;
+    uint32_t q_len;
+    bool multi, upsert, has_hint;
+    bson_value_t hint;
+    int32_t err; /* -1: none */
+} upd_stmt;
+
+/* Phase 1 of one update statement: parse and compile. 0, or -1 with e set. */
+static int upd_prepare(const bson_iter_t *sit, upd_stmt *p, bson_error_t *e)
 {
-    bson_t q, u;
+    bson_t stmt, q, u;
     bool has_q, has_u;
-    if (cmd_arg_doc(stmt, "q", &q, &has_q, e) != 0)
+    if (!BSON_ITER_HOLDS_DOCUMENT(sit) || !bv_as_doc(bson_iter_value((bson_iter_t *)sit), &stmt))
+        return mdb_error(e, MDB_TYPE_MISMATCH,
+                         "BSON field 'update.updates' must be an array of objects");
+    if (cmd_arg_doc(&stmt, "q", &q, &has_q, e) != 0)
         return -1;
     bson_iter_t it;
-    if (bson_iter_init_find(&it, stmt, "u") && BSON_ITER_HOLDS_ARRAY(&it))
+    if (bson_iter_init_find(&it, &stmt, "u") && BSON_ITER_HOLDS_ARRAY(&it))
         return mdb_error(e, MDB_COMMAND_NOT_SUPPORTED,
                          "pipeline-style updates are not supported by devdb");
-    if (cmd_arg_doc(stmt, "u", &u, &has_u, e) != 0)
+    if (cmd_arg_doc(&stmt, "u", &u, &has_u, e) != 0)
         return -1;
     if (!has_q)
         return mdb_error(e, MDB_FAILED_TO_PARSE,
@@ -254,23 +393,31 @@ static int update_one_stmt(cmd_ctx *x, store_coll **pc, int32_t index, const bso
     if (!has_u)
         return mdb_error(e, MDB_FAILED_TO_PARSE,
                          "BSON field 'update.updates.u' is missing but a required field");
-    bool multi = cmd_arg_bool(stmt, "multi", false);
-    bool upsert = cmd_arg_bool(stmt, "upsert", false);
-    const bson_value_t *hint = cmd_arg_value(stmt, "hint", &it);
+    p->multi = cmd_arg_bool(&stmt, "multi", false);
+    p->upsert = cmd_arg_bool(&stmt, "upsert", false);
+    const bson_value_t *hint = cmd_arg_value(&stmt, "hint", &it);
+    if (hint) {
+        p->hint = *hint;
+        p->has_hint = true;
+    }
+    p->q_data = bson_get_data(&q);
+    p->q_len = q.len;
+    if (!(p->m = matcher_new(&q, e)) || !(p->up = updater_new(&u, e)))
+        return -1;
+    if (p->multi && updater_is_replacement(p->up))
+        return mdb_error(e, MDB_FAILED_TO_PARSE,
+                         "multi update is not supported for replacement-style update");
+    return 0;
+}
+
+/* Phase 2 of one update statement (store lock held). Returns 0 or -1 with e (and dup) set. */
+static int upd_apply(cmd_ctx *x, store_coll **pc, int32_t index, const upd_stmt *p, upd_totals *t,
+                     bson_error_t *e, bson_t *dup)
+{
     int rc = -1;
     uint64_t *rids = NULL;
     size_t nr = 0;
-    matcher *m = matcher_new(&q, e);
-    updater *up = m ? updater_new(&u, e) : NULL;
-    if (!up)
-        goto out;
-    if (multi && updater_is_replacement(up)) {
-        mdb_error(e, MDB_FAILED_TO_PARSE,
-                  "multi update is not supported for replacement-style "
-                  "update");
-        goto out;
-    }
-    plan_req pq = {.m = m, .hint = hint, .limit = multi ? 0 : 1};
+    plan_req pq = {.m = p->m, .hint = p->has_hint ? &p->hint : NULL, .limit = p->multi ? 0 : 1};
     store_coll *c = *pc;
     if (plan_run(x->env->st, c, &pq, &rids, &nr, e) != 0)
         goto out;
@@ -281,9 +428,9 @@ static int update_one_stmt(cmd_ctx *x, store_coll **pc, int32_t index, const bso
             bson_destroy(&nd);
             continue;
         }
-        if (updater_apply(up, &d, false, &nd, &modified, e) != 0 ||
+        if (updater_apply(p->up, &d, false, &nd, &modified, e) != 0 ||
             (modified && (depth_check(&nd, false, e) != 0 ||
-                          store_replace_ex(c, rids[i], &nd, upd_touches, up, e, dup) != 0))) {
+                          store_replace_ex(c, rids[i], &nd, upd_touches, p->up, e, dup) != 0))) {
             bson_destroy(&nd);
             goto out;
         }
@@ -291,15 +438,16 @@ static int update_one_stmt(cmd_ctx *x, store_coll **pc, int32_t index, const bso
         t->n++;
         t->modified += modified;
     }
-    if (nr == 0 && upsert) {
-        bson_t nd = BSON_INITIALIZER;
+    if (nr == 0 && p->upsert) {
+        bson_t q, nd = BSON_INITIALIZER;
         bson_value_t id = {0};
+        bson_init_static(&q, p->q_data, p->q_len);
         /* Like MongoDB, only an upsert that inserts creates a missing collection. */
         if (!c && !(c = *pc = store_coll_get_or_create(x->env->st, x->db, x->coll, NULL, e))) {
             bson_destroy(&nd);
             goto out;
         }
-        if (upsert_doc(&q, up, &nd, e) != 0 || insert_one(c, &nd, &id, e, dup) != 0) {
+        if (upsert_doc(&q, p->up, &nd, e) != 0 || insert_one(c, &nd, &id, e, dup) != 0) {
             bson_destroy(&nd);
             goto out;
         }
@@ -318,8 +466,6 @@ static int update_one_stmt(cmd_ctx *x, store_coll **pc, int32_t index, const bso
     rc = 0;
 out:
     free(rids);
-    updater_free(up);
-    matcher_free(m);
     return rc;
 }
 
@@ -335,28 +481,47 @@ int cmd_update(cmd_ctx *x, bson_t *reply, bson_error_t *err)
         return mdb_error(err, MDB_FAILED_TO_PARSE,
                          "BSON field 'update.updates' is missing but a required field");
     bool ordered = cmd_arg_bool(x->cmd, "ordered", true);
+    int rc = -1;
+    prep_errs pe = {0};
+    size_t np = 0, cnt = batch_count(&stmts);
+    upd_stmt *ps = calloc(cnt ? cnt : 1, sizeof *ps);
+    if (!ps)
+        return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory preparing a write batch");
+
+    /* Phase 1: parse and compile, without the lock. */
+    bson_iter_t it;
+    bson_iter_init(&it, &stmts);
+    while (np < cnt && bson_iter_next(&it)) {
+        bson_error_t e;
+        upd_stmt *p = &ps[np++];
+        p->err = -1;
+        if (upd_prepare(&it, p, &e) != 0) {
+            if (prep_fail(&pe, &p->err, &e, err) != 0)
+                goto out;
+            if (ordered)
+                break;
+        }
+    }
+
+    /* Phase 2: the store. */
     werrs w = {.n = 0};
     bson_init(&w.errors);
     upd_totals t = {0};
     bson_init(&t.upserted);
     store_wrlock(x->env->st);
     store_coll *c = store_coll_find(x->env->st, x->db, x->coll);
-    bson_iter_t it;
-    bson_iter_init(&it, &stmts);
-    for (int32_t i = 0; bson_iter_next(&it); i++) {
-        bson_t s, dup = BSON_INITIALIZER;
+    for (size_t i = 0; i < np; i++) {
+        bson_t dup = BSON_INITIALIZER;
         bson_error_t e;
-        int rc;
-        if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bv_as_doc(bson_iter_value(&it), &s))
-            rc = mdb_error(&e, MDB_TYPE_MISMATCH,
-                           "BSON field 'update.updates' must be an array of "
-                           "objects");
-        else
-            rc = update_one_stmt(x, &c, i, &s, &t, &e, &dup);
-        if (rc != 0)
-            werr_add(&w, i, &e, &dup);
+        int r;
+        if (ps[i].err >= 0) {
+            werr_add(&w, (int32_t)i, &pe.a[ps[i].err], NULL);
+            r = -1;
+        } else if ((r = upd_apply(x, &c, (int32_t)i, &ps[i], &t, &e, &dup)) != 0) {
+            werr_add(&w, (int32_t)i, &e, &dup);
+        }
         bson_destroy(&dup);
-        if (rc != 0 && ordered)
+        if (r != 0 && ordered)
             break;
     }
     store_unlock(x->env->st);
@@ -367,38 +532,67 @@ int cmd_update(cmd_ctx *x, bson_t *reply, bson_error_t *err)
         BSON_APPEND_ARRAY(reply, "upserted", &t.upserted);
     bson_destroy(&t.upserted);
     werr_finish(&w, reply);
-    return 0;
+    rc = 0;
+out:
+    for (size_t i = 0; i < np; i++) {
+        updater_free(ps[i].up);
+        matcher_free(ps[i].m);
+    }
+    free(ps);
+    free(pe.a);
+    return rc;
 }
 
 /* ---- delete -------------------------------------------------------------------------------------
  */
 
-static int delete_one_stmt(cmd_ctx *x, store_coll *c, const bson_t *stmt, int64_t *n,
-                           bson_error_t *e)
+/* One delete statement after phase 1 (hint as in upd_stmt). */
+typedef struct {
+    matcher *m;
+    int64_t limit;
+    bool has_hint;
+    bson_value_t hint;
+    int32_t err; /* -1: none */
+} del_stmt;
+
+/* Phase 1 of one delete statement: parse and compile. 0, or -1 with e set. */
+static int del_prepare(const bson_iter_t *sit, del_stmt *p, bson_error_t *e)
 {
-    bson_t q;
+    bson_t stmt, q;
     bool has_q;
-    if (cmd_arg_doc(stmt, "q", &q, &has_q, e) != 0)
+    if (!BSON_ITER_HOLDS_DOCUMENT(sit) || !bv_as_doc(bson_iter_value((bson_iter_t *)sit), &stmt))
+        return mdb_error(e, MDB_TYPE_MISMATCH,
+                         "BSON field 'delete.deletes' must be an array of objects");
+    if (cmd_arg_doc(&stmt, "q", &q, &has_q, e) != 0)
         return -1;
     if (!has_q)
         return mdb_error(e, MDB_FAILED_TO_PARSE,
                          "BSON field 'delete.deletes.q' is missing but a required field");
-    int64_t limit = 0;
-    if (cmd_arg_int64(stmt, "limit", &limit, e) != 0)
+    p->limit = 0;
+    if (cmd_arg_int64(&stmt, "limit", &p->limit, e) != 0)
         return -1;
-    if (limit != 0 && limit != 1)
+    if (p->limit != 0 && p->limit != 1)
         return mdb_error(e, MDB_FAILED_TO_PARSE,
-                         "The limit field in delete objects must be 0 or "
-                         "1. Got %lld",
-                         (long long)limit);
+                         "The limit field in delete objects must be 0 or 1. Got %lld",
+                         (long long)p->limit);
     bson_iter_t it;
-    const bson_value_t *hint = cmd_arg_value(stmt, "hint", &it);
-    matcher *m = matcher_new(&q, e);
-    if (!m)
+    const bson_value_t *hint = cmd_arg_value(&stmt, "hint", &it);
+    if (hint) {
+        p->hint = *hint;
+        p->has_hint = true;
+    }
+    if (!(p->m = matcher_new(&q, e)))
         return -1;
+    return 0;
+}
+
+/* Phase 2 of one delete statement (store lock held). */
+static int del_apply(cmd_ctx *x, store_coll *c, const del_stmt *p, int64_t *n, bson_error_t *e)
+{
     uint64_t *rids = NULL;
     size_t nr = 0;
-    plan_req pq = {.m = m, .hint = hint, .limit = limit};
+    const bson_value_t *hint = p->has_hint ? &p->hint : NULL;
+    plan_req pq = {.m = p->m, .hint = hint, .limit = p->limit};
     int rc = c ? plan_run(x->env->st, c, &pq, &rids, &nr, e)
                : plan_check_hint(NULL, hint, &(store_index *){NULL}, e);
     for (size_t i = 0; rc == 0 && i < nr; i++) {
@@ -407,7 +601,6 @@ static int delete_one_stmt(cmd_ctx *x, store_coll *c, const bson_t *stmt, int64_
             (*n)++;
     }
     free(rids);
-    matcher_free(m);
     return rc;
 }
 
@@ -423,33 +616,57 @@ int cmd_delete(cmd_ctx *x, bson_t *reply, bson_error_t *err)
         return mdb_error(err, MDB_FAILED_TO_PARSE,
                          "BSON field 'delete.deletes' is missing but a required field");
     bool ordered = cmd_arg_bool(x->cmd, "ordered", true);
+    int rc = -1;
+    prep_errs pe = {0};
+    size_t np = 0, cnt = batch_count(&stmts);
+    del_stmt *ps = calloc(cnt ? cnt : 1, sizeof *ps);
+    if (!ps)
+        return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory preparing a write batch");
+
+    /* Phase 1: parse and compile, without the lock. */
+    bson_iter_t it;
+    bson_iter_init(&it, &stmts);
+    while (np < cnt && bson_iter_next(&it)) {
+        bson_error_t e;
+        del_stmt *p = &ps[np++];
+        p->err = -1;
+        if (del_prepare(&it, p, &e) != 0) {
+            if (prep_fail(&pe, &p->err, &e, err) != 0)
+                goto out;
+            if (ordered)
+                break;
+        }
+    }
+
+    /* Phase 2: the store. */
     werrs w = {.n = 0};
     bson_init(&w.errors);
     int64_t n = 0;
     store_wrlock(x->env->st);
     store_coll *c = store_coll_find(x->env->st, x->db, x->coll);
-    bson_iter_t it;
-    bson_iter_init(&it, &stmts);
-    for (int32_t i = 0; bson_iter_next(&it); i++) {
-        bson_t s;
+    for (size_t i = 0; i < np; i++) {
         bson_error_t e;
-        int rc;
-        if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bv_as_doc(bson_iter_value(&it), &s))
-            rc = mdb_error(&e, MDB_TYPE_MISMATCH,
-                           "BSON field 'delete.deletes' must be an array of "
-                           "objects");
-        else
-            rc = delete_one_stmt(x, c, &s, &n, &e);
-        if (rc != 0)
-            werr_add(&w, i, &e, NULL);
-        if (rc != 0 && ordered)
+        int r;
+        if (ps[i].err >= 0) {
+            werr_add(&w, (int32_t)i, &pe.a[ps[i].err], NULL);
+            r = -1;
+        } else if ((r = del_apply(x, c, &ps[i], &n, &e)) != 0) {
+            werr_add(&w, (int32_t)i, &e, NULL);
+        }
+        if (r != 0 && ordered)
             break;
     }
     store_unlock(x->env->st);
     __atomic_add_fetch(&x->env->st->n_delete, (uint64_t)n, __ATOMIC_RELAXED);
     BSON_APPEND_INT32(reply, "n", (int32_t)n);
     werr_finish(&w, reply);
-    return 0;
+    rc = 0;
+out:
+    for (size_t i = 0; i < np; i++)
+        matcher_free(ps[i].m);
+    free(ps);
+    free(pe.a);
+    return rc;
 }
 
 /* ---- findAndModify ------------------------------------------------------------------------------
