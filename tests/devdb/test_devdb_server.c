@@ -880,6 +880,65 @@ TEST(client_closing_mid_reply_does_not_kill_server)
     mongoc_client_pool_push(pool, cl);
 }
 
+/* A statement that fails to parse does not stop the statements before it: an ordered batch
+ * applies 0..k-1 and reports k, an unordered one applies every other statement. Write batches
+ * are prepared before the store lock is taken, so this pins the reporting order. */
+static int64_t reply_int(const bson_t *reply, const char *path)
+{
+    bson_iter_t it;
+    if (!bson_iter_init(&it, reply) || !bson_iter_find_descendant(&it, path, &it))
+        return -1;
+    return bson_iter_as_int64(&it);
+}
+
+TEST(ordered_batches_stop_where_mongodb_does)
+{
+    mongoc_client_t *cl = mongoc_client_pool_pop(pool);
+    mongoc_collection_t *c = coll_get(cl, "ordered_batches");
+    bson_error_t err;
+    bson_t reply;
+    for (int ordered = 1; ordered >= 0; ordered--) {
+        mongoc_collection_drop(c, NULL);
+        /* insert: statement 2 has an array _id, which MongoDB refuses */
+        bson_t *cmd = BCON_NEW("insert", BCON_UTF8("ordered_batches"), "ordered",
+                               BCON_BOOL(ordered), "documents", "[", "{", "_id", BCON_INT32(1), "}",
+                               "{", "_id", BCON_INT32(2), "}", "{", "_id", "[", BCON_INT32(1), "]",
+                               "}", "{", "_id", BCON_INT32(4), "}", "]");
+        CHECK_MSG(run_cmd(cl, cmd, &reply, &err), "%s", err.message);
+        bson_destroy(cmd);
+        CHECK_INT_EQ(reply_int(&reply, "n"), ordered ? 2 : 3);
+        CHECK_INT_EQ(reply_int(&reply, "writeErrors.0.index"), 2);
+        CHECK_INT_EQ(reply_int(&reply, "writeErrors.1.index"), -1);
+        bson_destroy(&reply);
+        CHECK_INT_EQ(
+            mongoc_collection_count_documents(c, &(bson_t)BSON_INITIALIZER, NULL, NULL, NULL, &err),
+            ordered ? 2 : 3);
+
+        /* update: statement 1 is an empty $set (FailedToParse, 9) */
+        cmd =
+            BCON_NEW("update", BCON_UTF8("ordered_batches"), "ordered", BCON_BOOL(ordered),
+                     "updates", "[", "{", "q", "{", "_id", BCON_INT32(1), "}", "u", "{", "$set",
+                     "{", "a", BCON_INT32(1), "}", "}", "}", "{", "q", "{", "_id", BCON_INT32(2),
+                     "}", "u", "{", "$set", "{", "}", "}", "}", "{", "q", "{", "_id", BCON_INT32(1),
+                     "}", "u", "{", "$set", "{", "b", BCON_INT32(1), "}", "}", "}", "]");
+        CHECK_MSG(run_cmd(cl, cmd, &reply, &err), "%s", err.message);
+        bson_destroy(cmd);
+        CHECK_INT_EQ(reply_int(&reply, "writeErrors.0.index"), 1);
+        CHECK_INT_EQ(reply_int(&reply, "writeErrors.0.code"), 9);
+        CHECK_INT_EQ(reply_int(&reply, "nModified"), ordered ? 1 : 2);
+        bson_destroy(&reply);
+        bson_t *f = BCON_NEW("_id", BCON_INT32(1), "a", BCON_INT32(1));
+        CHECK_INT_EQ(mongoc_collection_count_documents(c, f, NULL, NULL, NULL, &err), 1);
+        bson_destroy(f);
+        f = BCON_NEW("_id", BCON_INT32(1), "b", BCON_INT32(1));
+        CHECK_INT_EQ(mongoc_collection_count_documents(c, f, NULL, NULL, NULL, &err),
+                     ordered ? 0 : 1);
+        bson_destroy(f);
+    }
+    mongoc_collection_destroy(c);
+    mongoc_client_pool_push(pool, cl);
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
@@ -889,6 +948,7 @@ int main(int argc, char **argv)
         TEST_ENTRY(find_and_modify_and_aggregate),
         TEST_ENTRY(cursor_getmore_and_unknown_cursor),
         TEST_ENTRY(duplicate_key_error_shape),
+        TEST_ENTRY(ordered_batches_stop_where_mongodb_does),
         TEST_ENTRY(documents_deeper_than_180_levels_are_refused),
         TEST_ENTRY(updates_keep_every_index_exact),
         TEST_ENTRY(indexes_avoid_scans),
