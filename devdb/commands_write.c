@@ -23,6 +23,7 @@
 #include "sortspec.h"
 #include "update.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -223,6 +224,92 @@ static size_t batch_count(const bson_t *arr)
     while (bson_iter_next(&it))
         n++;
     return n;
+}
+
+/* A statement kind driven by run_batch: update and delete share the two phases and differ only
+ * in how one statement is prepared, applied and released. */
+typedef struct batch_kind {
+    const char *field;   /* the command's statement array ("updates") */
+    const char *missing; /* FailedToParse message when that field is absent */
+    size_t size;         /* of one prepared statement */
+    size_t err_off;      /* offsetof(statement, err): int32_t, -1 or a prep_errs index */
+    /* Phase 1 of one statement (no lock): 0, or -1 with e set. */
+    int (*prepare)(const bson_iter_t *it, void *stmt, bson_error_t *e);
+    /* Phase 2 of one statement (store lock held; may create the collection in *pc): 0, or -1
+     * with e (and dup, for duplicate keys) set. totals is the caller's accumulator. */
+    int (*apply)(cmd_ctx *x, store_coll **pc, int32_t index, const void *stmt, void *totals,
+                 bson_error_t *e, bson_t *dup);
+    /* Frees what prepare compiled (also for statements whose prepare failed). */
+    void (*release)(void *stmt);
+} batch_kind;
+
+/* Runs the statements of kind k in x->cmd through both phases (see above). On 0 the lock is
+ * released, totals updated and *w holds the write errors for werr_finish; on -1 (a malformed
+ * command or out of memory) err is set and nothing was applied. */
+static int run_batch(cmd_ctx *x, const batch_kind *k, void *totals, werrs *w, bson_error_t *err)
+{
+    if (cmd_need_coll(x, err) != 0)
+        return -1;
+    bson_t stmts;
+    bool present;
+    if (cmd_arg_array(x->cmd, k->field, &stmts, &present, err) != 0)
+        return -1;
+    if (!present)
+        return mdb_error(err, MDB_FAILED_TO_PARSE, "%s", k->missing);
+    bool ordered = cmd_arg_bool(x->cmd, "ordered", true);
+    int rc = -1;
+    prep_errs pe = {0};
+    size_t np = 0, cnt = batch_count(&stmts);
+    char *ps = calloc(cnt ? cnt : 1, k->size);
+    if (!ps)
+        return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory preparing a write batch");
+#define STMT(i)     ((void *)(ps + (i)*k->size))
+#define STMT_ERR(i) ((int32_t *)(ps + (i)*k->size + k->err_off))
+
+    /* Phase 1: parse and compile, without the lock. */
+    bson_iter_t it;
+    bson_iter_init(&it, &stmts);
+    while (np < cnt && bson_iter_next(&it)) {
+        bson_error_t e;
+        size_t i = np++;
+        *STMT_ERR(i) = -1;
+        if (k->prepare(&it, STMT(i), &e) != 0) {
+            if (prep_fail(&pe, STMT_ERR(i), &e, err) != 0)
+                goto out;
+            if (ordered)
+                break;
+        }
+    }
+
+    /* Phase 2: the store, errors reported in statement order. */
+    w->n = 0;
+    bson_init(&w->errors);
+    store_wrlock(x->env->st);
+    store_coll *c = store_coll_find(x->env->st, x->db, x->coll);
+    for (size_t i = 0; i < np; i++) {
+        bson_t dup = BSON_INITIALIZER;
+        bson_error_t e;
+        int r;
+        if (*STMT_ERR(i) >= 0) {
+            werr_add(w, (int32_t)i, &pe.a[*STMT_ERR(i)], NULL);
+            r = -1;
+        } else if ((r = k->apply(x, &c, (int32_t)i, STMT(i), totals, &e, &dup)) != 0) {
+            werr_add(w, (int32_t)i, &e, &dup);
+        }
+        bson_destroy(&dup);
+        if (r != 0 && ordered)
+            break;
+    }
+    store_unlock(x->env->st);
+    rc = 0;
+out:
+    for (size_t i = 0; i < np; i++)
+        k->release(STMT(i));
+#undef STMT
+#undef STMT_ERR
+    free(ps);
+    free(pe.a);
+    return rc;
 }
 
 /* ---- insert ------------------------------------------------------------------------------------
@@ -469,62 +556,40 @@ out:
     return rc;
 }
 
+/* batch_kind adapters for update (see run_batch). */
+static int upd_prepare_any(const bson_iter_t *it, void *stmt, bson_error_t *e)
+{
+    return upd_prepare(it, stmt, e);
+}
+
+static int upd_apply_any(cmd_ctx *x, store_coll **pc, int32_t index, const void *stmt, void *totals,
+                         bson_error_t *e, bson_t *dup)
+{
+    return upd_apply(x, pc, index, stmt, totals, e, dup);
+}
+
+static void upd_release(void *stmt)
+{
+    upd_stmt *p = stmt;
+    updater_free(p->up);
+    matcher_free(p->m);
+}
+
+static const batch_kind UPDATE_BATCH = {
+    "updates",        "BSON field 'update.updates' is missing but a required field",
+    sizeof(upd_stmt), offsetof(upd_stmt, err),
+    upd_prepare_any,  upd_apply_any,
+    upd_release};
+
 int cmd_update(cmd_ctx *x, bson_t *reply, bson_error_t *err)
 {
-    if (cmd_need_coll(x, err) != 0)
-        return -1;
-    bson_t stmts;
-    bool present;
-    if (cmd_arg_array(x->cmd, "updates", &stmts, &present, err) != 0)
-        return -1;
-    if (!present)
-        return mdb_error(err, MDB_FAILED_TO_PARSE,
-                         "BSON field 'update.updates' is missing but a required field");
-    bool ordered = cmd_arg_bool(x->cmd, "ordered", true);
-    int rc = -1;
-    prep_errs pe = {0};
-    size_t np = 0, cnt = batch_count(&stmts);
-    upd_stmt *ps = calloc(cnt ? cnt : 1, sizeof *ps);
-    if (!ps)
-        return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory preparing a write batch");
-
-    /* Phase 1: parse and compile, without the lock. */
-    bson_iter_t it;
-    bson_iter_init(&it, &stmts);
-    while (np < cnt && bson_iter_next(&it)) {
-        bson_error_t e;
-        upd_stmt *p = &ps[np++];
-        p->err = -1;
-        if (upd_prepare(&it, p, &e) != 0) {
-            if (prep_fail(&pe, &p->err, &e, err) != 0)
-                goto out;
-            if (ordered)
-                break;
-        }
-    }
-
-    /* Phase 2: the store. */
-    werrs w = {.n = 0};
-    bson_init(&w.errors);
     upd_totals t = {0};
     bson_init(&t.upserted);
-    store_wrlock(x->env->st);
-    store_coll *c = store_coll_find(x->env->st, x->db, x->coll);
-    for (size_t i = 0; i < np; i++) {
-        bson_t dup = BSON_INITIALIZER;
-        bson_error_t e;
-        int r;
-        if (ps[i].err >= 0) {
-            werr_add(&w, (int32_t)i, &pe.a[ps[i].err], NULL);
-            r = -1;
-        } else if ((r = upd_apply(x, &c, (int32_t)i, &ps[i], &t, &e, &dup)) != 0) {
-            werr_add(&w, (int32_t)i, &e, &dup);
-        }
-        bson_destroy(&dup);
-        if (r != 0 && ordered)
-            break;
+    werrs w;
+    if (run_batch(x, &UPDATE_BATCH, &t, &w, err) != 0) {
+        bson_destroy(&t.upserted);
+        return -1;
     }
-    store_unlock(x->env->st);
     __atomic_add_fetch(&x->env->st->n_update, (uint64_t)(t.n > 0 ? t.n : 0), __ATOMIC_RELAXED);
     BSON_APPEND_INT32(reply, "n", (int32_t)t.n);
     BSON_APPEND_INT32(reply, "nModified", (int32_t)t.modified);
@@ -532,15 +597,7 @@ int cmd_update(cmd_ctx *x, bson_t *reply, bson_error_t *err)
         BSON_APPEND_ARRAY(reply, "upserted", &t.upserted);
     bson_destroy(&t.upserted);
     werr_finish(&w, reply);
-    rc = 0;
-out:
-    for (size_t i = 0; i < np; i++) {
-        updater_free(ps[i].up);
-        matcher_free(ps[i].m);
-    }
-    free(ps);
-    free(pe.a);
-    return rc;
+    return 0;
 }
 
 /* ---- delete -------------------------------------------------------------------------------------
@@ -604,69 +661,41 @@ static int del_apply(cmd_ctx *x, store_coll *c, const del_stmt *p, int64_t *n, b
     return rc;
 }
 
+/* batch_kind adapters for delete (see run_batch); totals is the int64_t count. */
+static int del_prepare_any(const bson_iter_t *it, void *stmt, bson_error_t *e)
+{
+    return del_prepare(it, stmt, e);
+}
+
+static int del_apply_any(cmd_ctx *x, store_coll **pc, int32_t index, const void *stmt, void *totals,
+                         bson_error_t *e, bson_t *dup)
+{
+    (void)index;
+    (void)dup;
+    return del_apply(x, *pc, stmt, totals, e);
+}
+
+static void del_release(void *stmt)
+{
+    matcher_free(((del_stmt *)stmt)->m);
+}
+
+static const batch_kind DELETE_BATCH = {
+    "deletes",        "BSON field 'delete.deletes' is missing but a required field",
+    sizeof(del_stmt), offsetof(del_stmt, err),
+    del_prepare_any,  del_apply_any,
+    del_release};
+
 int cmd_delete(cmd_ctx *x, bson_t *reply, bson_error_t *err)
 {
-    if (cmd_need_coll(x, err) != 0)
-        return -1;
-    bson_t stmts;
-    bool present;
-    if (cmd_arg_array(x->cmd, "deletes", &stmts, &present, err) != 0)
-        return -1;
-    if (!present)
-        return mdb_error(err, MDB_FAILED_TO_PARSE,
-                         "BSON field 'delete.deletes' is missing but a required field");
-    bool ordered = cmd_arg_bool(x->cmd, "ordered", true);
-    int rc = -1;
-    prep_errs pe = {0};
-    size_t np = 0, cnt = batch_count(&stmts);
-    del_stmt *ps = calloc(cnt ? cnt : 1, sizeof *ps);
-    if (!ps)
-        return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory preparing a write batch");
-
-    /* Phase 1: parse and compile, without the lock. */
-    bson_iter_t it;
-    bson_iter_init(&it, &stmts);
-    while (np < cnt && bson_iter_next(&it)) {
-        bson_error_t e;
-        del_stmt *p = &ps[np++];
-        p->err = -1;
-        if (del_prepare(&it, p, &e) != 0) {
-            if (prep_fail(&pe, &p->err, &e, err) != 0)
-                goto out;
-            if (ordered)
-                break;
-        }
-    }
-
-    /* Phase 2: the store. */
-    werrs w = {.n = 0};
-    bson_init(&w.errors);
     int64_t n = 0;
-    store_wrlock(x->env->st);
-    store_coll *c = store_coll_find(x->env->st, x->db, x->coll);
-    for (size_t i = 0; i < np; i++) {
-        bson_error_t e;
-        int r;
-        if (ps[i].err >= 0) {
-            werr_add(&w, (int32_t)i, &pe.a[ps[i].err], NULL);
-            r = -1;
-        } else if ((r = del_apply(x, c, &ps[i], &n, &e)) != 0) {
-            werr_add(&w, (int32_t)i, &e, NULL);
-        }
-        if (r != 0 && ordered)
-            break;
-    }
-    store_unlock(x->env->st);
+    werrs w;
+    if (run_batch(x, &DELETE_BATCH, &n, &w, err) != 0)
+        return -1;
     __atomic_add_fetch(&x->env->st->n_delete, (uint64_t)n, __ATOMIC_RELAXED);
     BSON_APPEND_INT32(reply, "n", (int32_t)n);
     werr_finish(&w, reply);
-    rc = 0;
-out:
-    for (size_t i = 0; i < np; i++)
-        matcher_free(ps[i].m);
-    free(ps);
-    free(pe.a);
-    return rc;
+    return 0;
 }
 
 /* ---- findAndModify ------------------------------------------------------------------------------
