@@ -510,11 +510,13 @@ static int cmd_dbstats(cmd_ctx *x, bson_t *reply, bson_error_t *err)
 /* ---- indexes ----------------------------------------------------------------------------------
  */
 
-/* Is `spec` (a createIndexes entry) the same index as ix (same key, name and uniqueness)? */
+/* Is `spec` (a createIndexes entry) the same index as ix (same key, name, uniqueness, sparse
+ * and partial filter)? 1: identical (nothing to do), 0: unrelated, -1: conflict (err set). */
 static int index_conflict(store_index *ix, const store_index *want, bson_error_t *err)
 {
     bool same_key = index_pattern_equal(ix, want->key);
     bool same_name = strcmp(ix->name, want->name) == 0;
+    bool same_partial = partial_equal(ix->partial, want->partial);
     if (same_name && !same_key)
         return mdb_error(err, MDB_INDEX_KEY_SPECS_CONFLICT,
                          "An existing index has the same name as the requested index. When index "
@@ -522,10 +524,22 @@ static int index_conflict(store_index *ix, const store_index *want, bson_error_t
                          "conflicts. Please refer to our documentation. Requested index: %s, "
                          "existing index: %s",
                          want->name, ix->name);
+    /* MongoDB 4.4 allows one index per key pattern: another filter on the same key is refused
+     * (4.4's "Index: <spec> already exists with different options: <spec>"). */
+    if (same_key && !same_name && !same_partial) {
+        char *a = bson_as_relaxed_extended_json(want->spec, NULL);
+        char *b = bson_as_relaxed_extended_json(ix->spec, NULL);
+        mdb_error(err, MDB_INDEX_OPTIONS_CONFLICT,
+                  "Index: %s already exists with different options: %s", a ? a : "?", b ? b : "?");
+        bson_free(a);
+        bson_free(b);
+        return -1;
+    }
     if (same_key && !same_name && want->unique == ix->unique)
         return mdb_error(err, MDB_INDEX_OPTIONS_CONFLICT,
                          "Index with name: %s already exists with a different name", want->name);
-    if (same_key && same_name && (want->unique != ix->unique || want->sparse != ix->sparse))
+    if (same_key && same_name &&
+        (want->unique != ix->unique || want->sparse != ix->sparse || !same_partial))
         return mdb_error(err, MDB_INDEX_OPTIONS_CONFLICT,
                          "An existing index has the same name as the requested index. Requested "
                          "index: %s, existing index: %s",

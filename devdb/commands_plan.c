@@ -197,11 +197,42 @@ static int sort_match(const store_index *ix, const sortspec *s)
     return way;
 }
 
-static int bounds_score(const store_index *ix, const match_bounds *b)
+/* How selective are these bounds on ix? Unique point lookup 14 (several points 12), other
+ * points 10 / 8, two-sided range 4, one-sided 2. An index with a partial filter the query
+ * implies (`partial`) holds only documents that already satisfy part of the query, like an
+ * equality point in front of its bounds (the sweeper's {status: "PENDING", updatedAt: {$lt: t}}
+ * on {updatedAt: 1} with filter {status: "PENDING"}): it ranks above a plain point index but
+ * below a unique point lookup. */
+static int bounds_score(const store_index *ix, const match_bounds *b, bool partial)
 {
+    int sc;
     if (b->n_points > 0)
-        return (ix->unique && ix->nfields == 1 ? 6 : 4) + (b->n_points == 1);
-    return b->has_lo && b->has_hi ? 2 : 1;
+        sc = (ix->unique && ix->nfields == 1 ? 12 : 8) + 2 * (b->n_points == 1);
+    else
+        sc = b->has_lo && b->has_hi ? 4 : 2;
+    if (partial) {
+        sc += 9;
+        if (sc > 13)
+            sc = 13;
+    }
+    return sc;
+}
+
+/* May the planner pick ix for this query without a hint? A sparse index misses documents
+ * without its fields; a partial index misses the documents its filter rejects, so it may only
+ * answer queries that imply the filter (then every matching document is in it). *filtered
+ * tells whether ix is a partial index with a non-empty filter that the query implies. */
+static bool index_usable(const store_index *ix, const matcher *m, bool *filtered)
+{
+    *filtered = false;
+    if (ix->sparse)
+        return false;
+    if (!ix->partial)
+        return true;
+    if (!partial_implied_by(ix->partial, matcher_filter(m)))
+        return false;
+    *filtered = partial_npaths(ix->partial) > 0;
+    return true;
 }
 
 /* ---- sorting
@@ -293,16 +324,20 @@ int plan_run(store *st, store_coll *c, const plan_req *q, uint64_t **rids, size_
     }
     store_index *ix = NULL;
     bool bounded = false;
+    int best = 0;
     if (hinted) {
+        /* As MongoDB 4.4 does, a hint is obeyed even for a sparse or partial index the query
+         * does not imply (SERVER-26413): the result is then what that index holds. */
         ix = hinted;
         bounded = matcher_field_bounds(q->m, ix->paths[0], ix->multikey, b);
     } else if (!natural_hint && !matcher_is_empty(q->m)) {
-        int best = 0;
         for (size_t i = 0; i < c->nidx; i++) {
             store_index *cand = c->idx[i];
-            if (cand->sparse || !matcher_field_bounds(q->m, cand->paths[0], cand->multikey, tmp))
+            bool filtered;
+            if (!index_usable(cand, q->m, &filtered) ||
+                !matcher_field_bounds(q->m, cand->paths[0], cand->multikey, tmp))
                 continue;
-            int sc = bounds_score(cand, tmp);
+            int sc = bounds_score(cand, tmp, filtered);
             if (sc > best) {
                 best = sc;
                 ix = cand;
@@ -316,15 +351,46 @@ int plan_run(store *st, store_coll *c, const plan_req *q, uint64_t **rids, size_
     int way = 0;
     if (ix) {
         way = sort_match(ix, q->sort);
-    } else if (!natural_hint && q->sort) {
-        for (size_t i = 0; i < c->nidx && !ix; i++) {
-            if ((way = sort_match(c->idx[i], q->sort)) != 0)
+    } else if (!natural_hint) {
+        /* No bounds: an index that yields the sort order (the smallest one: a partial index
+         * the query implies holds fewer entries); else a partial index the query implies,
+         * walked in full, which examines only documents that satisfy its filter. */
+        bool filtered;
+        for (size_t i = 0; q->sort && i < c->nidx; i++) {
+            store_index *cand = c->idx[i];
+            int w;
+            if (index_usable(cand, q->m, &filtered) && (w = sort_match(cand, q->sort)) != 0 &&
+                (!ix || cand->count < ix->count)) {
+                ix = cand;
+                way = w;
+            }
+        }
+        for (size_t i = 0; !ix && i < c->nidx; i++) {
+            if (index_usable(c->idx[i], q->m, &filtered) && filtered)
                 ix = c->idx[i];
         }
     }
     /* Point scans only run forward: a reversed order is produced by sorting. */
     if (bounded && b->n_points > 0 && way < 0)
         way = 0;
+    /* A sorted query with a limit whose bounded index does not give the order (the sweeper's
+     * {status: "PENDING"} sorted by updatedAt, with {status: 1} beside the partial index on
+     * updatedAt): a partial index the query implies that gives the order is walked instead,
+     * unless the bounds are a unique point lookup; the walk stops after skip + limit matches
+     * and examines only documents that satisfy its filter. */
+    if (bounded && way == 0 && best < 11 && q->sort && q->limit > 0 && !hinted) {
+        for (size_t i = 0; i < c->nidx; i++) {
+            bool filtered;
+            int w;
+            if (index_usable(c->idx[i], q->m, &filtered) && filtered &&
+                (w = sort_match(c->idx[i], q->sort)) != 0) {
+                ix = c->idx[i];
+                way = w;
+                bounded = false;
+                break;
+            }
+        }
+    }
     bool need_sort = q->sort && sortspec_nkeys(q->sort) > 0 && way == 0;
 
     scan s = {.c = c, .m = q->m, .want = SIZE_MAX};

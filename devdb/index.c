@@ -618,6 +618,7 @@ void index_free(store_index *ix)
     for (size_t i = 0; i < ix->nfields; i++)
         free(ix->paths[i]);
     free(ix->name);
+    partial_free(ix->partial);
     bson_destroy(ix->key);
     bson_destroy(ix->spec);
     free(ix);
@@ -655,7 +656,8 @@ store_index *index_new(const bson_t *spec, bson_error_t *err)
         return NULL;
     }
     bson_iter_t it;
-    bool have_key = false;
+    bool have_key = false, have_partial = false;
+    bson_value_t partial_v = {0}; /* points into spec */
     const char *name = NULL;
     bson_iter_init(&it, spec);
     while (bson_iter_next(&it)) {
@@ -683,6 +685,9 @@ store_index *index_new(const bson_t *spec, bson_error_t *err)
             ix->unique = bson_iter_as_bool(&it);
         } else if (strcmp(k, "sparse") == 0) {
             ix->sparse = bson_iter_as_bool(&it);
+        } else if (strcmp(k, "partialFilterExpression") == 0) {
+            partial_v = *bson_iter_value(&it);
+            have_partial = true;
         }
     }
     if (!have_key) {
@@ -729,6 +734,14 @@ store_index *index_new(const bson_t *spec, bson_error_t *err)
     if (!*name) {
         mdb_error(err, MDB_CANNOT_CREATE_INDEX, "The index name cannot be empty");
         goto fail;
+    }
+    if (have_partial) {
+        if (!(ix->partial = partial_new(&partial_v, ix->sparse, err)))
+            goto fail;
+        if (ix->nfields == 1 && strcmp(ix->paths[0], "_id") == 0) {
+            mdb_error(err, MDB_CANNOT_CREATE_INDEX, "_id index cannot be a partial index");
+            goto fail;
+        }
     }
     ix->name = strdup(name);
     if (strcmp(ix->name, "_id_") == 0)
@@ -843,6 +856,13 @@ static bool sparse_skips(const store_index *ix, const bson_t *doc)
     return true;
 }
 
+bool index_covers(const store_index *ix, const bson_t *doc)
+{
+    if (sparse_skips(ix, doc))
+        return false;
+    return !ix->partial || partial_matches(ix->partial, doc);
+}
+
 /* Is there an entry with s's key and a record id other than rid? */
 static bool key_taken(const store_index *ix, const index_node *s, uint64_t rid)
 {
@@ -874,7 +894,15 @@ static int gen_keys(store_index *ix, const bson_t *doc, pending *p, bool *multik
 int index_check(const store_index *ix, const bson_t *doc, uint64_t rid, bson_t *dup_key,
                 bson_error_t *err)
 {
-    if (!ix->unique || sparse_skips(ix, doc))
+    if (!ix->unique || !index_covers(ix, doc))
+        return 0;
+    return index_check_covered(ix, doc, rid, dup_key, err);
+}
+
+int index_check_covered(const store_index *ix, const bson_t *doc, uint64_t rid, bson_t *dup_key,
+                        bson_error_t *err)
+{
+    if (!ix->unique)
         return 0;
     pending p = {.rid = rid};
     bool mk = false;
@@ -930,8 +958,14 @@ static int insert_entry(store_index *ix, const index_node *s, bson_t *dup_key)
 
 int index_add(store_index *ix, const bson_t *doc, uint64_t rid, bson_t *dup_key, bson_error_t *err)
 {
-    if (sparse_skips(ix, doc))
+    if (!index_covers(ix, doc))
         return 0;
+    return index_add_covered(ix, doc, rid, dup_key, err);
+}
+
+int index_add_covered(store_index *ix, const bson_t *doc, uint64_t rid, bson_t *dup_key,
+                      bson_error_t *err)
+{
     pending p = {.rid = rid};
     bool mk = false;
     if (gen_keys(ix, doc, &p, &mk, err) != 0) {
@@ -959,6 +993,14 @@ int index_add(store_index *ix, const bson_t *doc, uint64_t rid, bson_t *dup_key,
 
 void index_remove(store_index *ix, const bson_t *doc, uint64_t rid)
 {
+    /* A document the partial filter rejects was never added: no tree descent for it. */
+    if (ix->partial && !partial_matches(ix->partial, doc))
+        return;
+    index_remove_covered(ix, doc, rid);
+}
+
+void index_remove_covered(store_index *ix, const bson_t *doc, uint64_t rid)
+{
     pending p = {.rid = rid};
     bool mk;
     bson_error_t err;
@@ -975,7 +1017,7 @@ typedef struct {
     uint8_t inl[256];
     uint8_t *p;
     size_t n, cap;
-    bool skipped; /* sparse index, document not indexed */
+    bool skipped; /* sparse or partial index, document not indexed */
 } keybuf;
 
 static int keybuf_add(const bson_t *key, void *ctx)
@@ -1002,7 +1044,7 @@ static int keybuf_fill(const store_index *ix, const bson_t *doc, keybuf *kb, bso
     kb->p = kb->inl;
     kb->cap = sizeof kb->inl;
     kb->n = 0;
-    kb->skipped = sparse_skips(ix, doc);
+    kb->skipped = !index_covers(ix, doc);
     if (kb->skipped)
         return 0;
     bool mk = false;
@@ -1012,7 +1054,8 @@ static int keybuf_fill(const store_index *ix, const bson_t *doc, keybuf *kb, bso
     return rc == 0 ? 0 : -1;
 }
 
-int index_keys_same(const store_index *ix, const bson_t *a, const bson_t *b, bson_error_t *err)
+int index_keys_same(const store_index *ix, const bson_t *a, const bson_t *b, bool *in_a, bool *in_b,
+                    bson_error_t *err)
 {
     keybuf ka, kb;
     int rc = -1;
@@ -1021,8 +1064,13 @@ int index_keys_same(const store_index *ix, const bson_t *a, const bson_t *b, bso
             free(ka.p);
         return -1;
     }
-    if (keybuf_fill(ix, b, &kb, err) == 0)
+    if (keybuf_fill(ix, b, &kb, err) == 0) {
         rc = ka.skipped == kb.skipped && ka.n == kb.n && memcmp(ka.p, kb.p, ka.n) == 0;
+        if (in_a)
+            *in_a = !ka.skipped;
+        if (in_b)
+            *in_b = !kb.skipped;
+    }
     if (ka.p != ka.inl)
         free(ka.p);
     if (kb.p != kb.inl)

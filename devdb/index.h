@@ -19,6 +19,8 @@
 #ifndef DEVDB_INDEX_H
 #define DEVDB_INDEX_H
 
+#include "partial.h"
+
 #include <bson/bson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -31,13 +33,14 @@ typedef struct index_node index_node;
 typedef struct index_leaf index_leaf;
 
 typedef struct store_index {
-    char *name;     /* "_id_", "name_1", ... */
-    bson_t *key;    /* key pattern, e.g. {name: 1} (heap: bson_t needs 128-byte alignment) */
-    bson_t *spec;   /* as listIndexes shows it: {v: 2, key, name, unique?, ...} */
-    bool unique;    /* _id_ is always unique */
-    bool sparse;    /* documents missing every indexed field are not indexed */
-    bool multikey;  /* some document had an array on an indexed path */
-    size_t nfields; /* number of fields in the key pattern */
+    char *name;   /* "_id_", "name_1", ... */
+    bson_t *key;  /* key pattern, e.g. {name: 1} (heap: bson_t needs 128-byte alignment) */
+    bson_t *spec; /* as listIndexes shows it: {v: 2, key, name, unique?, ...} */
+    bool unique;  /* _id_ is always unique */
+    bool sparse;  /* documents missing every indexed field are not indexed */
+    partial_filter *partial; /* partialFilterExpression: only matching documents are indexed */
+    bool multikey;           /* some document had an array on an indexed path */
+    size_t nfields;          /* number of fields in the key pattern */
     int dirs[INDEX_MAX_FIELDS];
     char *paths[INDEX_MAX_FIELDS]; /* the pattern's field paths */
     /* B+tree (index.c) */
@@ -49,14 +52,20 @@ typedef struct store_index {
 } store_index;
 
 /* Builds an (empty) index from an index specification {key: {...}, name: "...", unique: bool,
- * sparse: bool, ...}; `ns` is "db.coll" (unused in 4.4 specs, kept for messages). Unknown
- * options are kept in the spec. Returns NULL with err set (CannotCreateIndex 67, BadValue 2,
- * FailedToParse 9) on an invalid spec. Caller frees with index_free. */
+ * sparse: bool, partialFilterExpression: {...}, ...}. Unknown options are kept in the spec.
+ * Returns NULL with err set (CannotCreateIndex 67, BadValue 2, FailedToParse 9, TypeMismatch
+ * 14; partial filter errors as partial_new gives them, "_id index cannot be a partial index")
+ * on an invalid spec. Caller frees with index_free. */
 store_index *index_new(const bson_t *spec, bson_error_t *err);
 void index_free(store_index *ix);
 
 /* A specification for the default {_id: 1} index named "_id_". */
 store_index *index_new_id(void);
+
+/* Does ix hold `doc` at all? False when a sparse index skips it (none of the indexed fields)
+ * or it does not match the partial filter. The functions below ask this themselves; the
+ * *_covered variants are for callers that already know the answer is true (they skip it). */
+bool index_covers(const store_index *ix, const bson_t *doc);
 
 /* Adds the keys of `doc` for record `rid`. On a unique violation returns 1, leaves the index
  * as it was and copies the offending key into `dup_key` (caller-initialised; may be NULL).
@@ -66,15 +75,24 @@ int index_add(store_index *ix, const bson_t *doc, uint64_t rid, bson_t *dup_key,
 /* Removes the keys of `doc` for record `rid` (absent keys are ignored). */
 void index_remove(store_index *ix, const bson_t *doc, uint64_t rid);
 
+int index_add_covered(store_index *ix, const bson_t *doc, uint64_t rid, bson_t *dup_key,
+                      bson_error_t *err);
+void index_remove_covered(store_index *ix, const bson_t *doc, uint64_t rid);
+int index_check_covered(const store_index *ix, const bson_t *doc, uint64_t rid, bson_t *dup_key,
+                        bson_error_t *err);
+
 /* Would adding `doc` as record `rid` violate uniqueness (ignoring entries of `rid` itself)?
  * Returns 1 and fills dup_key, 0 if not, -1 with err on key errors. */
 int index_check(const store_index *ix, const bson_t *doc, uint64_t rid, bson_t *dup_key,
                 bson_error_t *err);
 
 /* Do `a` and `b` produce byte-identical index entries in ix (same keys in the same order, same
- * sparse decision)? Lets an update skip the indexes whose fields it did not touch. Returns 1
- * if identical, 0 if not, -1 with err set on key errors (e.g. parallel arrays in `b`). */
-int index_keys_same(const store_index *ix, const bson_t *a, const bson_t *b, bson_error_t *err);
+ * sparse / partial filter decision)? Lets an update skip the indexes whose fields it did not
+ * touch. Returns 1 if identical, 0 if not, -1 with err set on key errors (e.g. parallel arrays
+ * in `b`). *in_a / *in_b (may be NULL) get index_covers of a and b, so a caller re-keying the
+ * document need not evaluate the partial filter again. */
+int index_keys_same(const store_index *ix, const bson_t *a, const bson_t *b, bool *in_a, bool *in_b,
+                    bson_error_t *err);
 
 /* ---- ordered access ---- */
 

@@ -420,7 +420,8 @@ int store_replace(store_coll *c, uint64_t rid, const bson_t *doc, bson_error_t *
     return store_replace_ex(c, rid, doc, NULL, NULL, err, dup_info);
 }
 
-/* May an update have changed any field of index ix? */
+/* May an update have changed any field of index ix? The fields its partial filter reads
+ * count too: changing them can move the document into or out of the index. */
 static bool index_touched(const store_index *ix, store_touch_fn touched, void *ctx)
 {
     if (!touched)
@@ -428,8 +429,14 @@ static bool index_touched(const store_index *ix, store_touch_fn touched, void *c
     for (size_t i = 0; i < ix->nfields; i++)
         if (touched(ix->paths[i], ctx))
             return true;
+    for (size_t i = 0; ix->partial && i < partial_npaths(ix->partial); i++)
+        if (touched(partial_path(ix->partial, i), ctx))
+            return true;
     return false;
 }
+
+/* Per-index decisions of one replace. */
+enum { RK_CHANGED = 1, RK_IN_OLD = 2, RK_IN_NEW = 4 };
 
 int store_replace_ex(store_coll *c, uint64_t rid, const bson_t *doc, store_touch_fn touched,
                      void *touch_ctx, bson_error_t *err, bson_t *dup_info)
@@ -440,27 +447,31 @@ int store_replace_ex(store_coll *c, uint64_t rid, const bson_t *doc, store_touch
         return mdb_error(err, MDB_INTERNAL_ERROR, "record %llu vanished", (unsigned long long)rid);
     /* Only the indexes whose entries change are touched: an update of unindexed fields (or of
      * one indexed field) leaves the other indexes alone instead of removing and re-adding
-     * byte-identical entries. changed[] lives on the stack for the usual handful of indexes. */
-    bool inl[16], *changed = c->nidx <= 16 ? inl : malloc(c->nidx * sizeof *changed);
-    if (!changed)
+     * byte-identical entries. For a changed index, whether it holds the old and the new
+     * document (sparse, partial filter) is decided once here: a document leaving a partial
+     * index costs one removal and no insertion, one entering it one insertion.
+     * rk[] lives on the stack for the usual handful of indexes. */
+    uint8_t inl[16], *rk = c->nidx <= 16 ? inl : malloc(c->nidx * sizeof *rk);
+    if (!rk)
         return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory");
     for (size_t i = 0; i < c->nidx; i++) {
-        if (!index_touched(c->idx[i], touched, touch_ctx)) {
-            changed[i] = false;
+        rk[i] = 0;
+        if (!index_touched(c->idx[i], touched, touch_ctx))
             continue;
-        }
-        int same = index_keys_same(c->idx[i], &old, doc, err);
+        bool in_old = false, in_new = false;
+        int same = index_keys_same(c->idx[i], &old, doc, &in_old, &in_new, err);
         if (same < 0)
             goto out;
-        changed[i] = !same;
+        if (!same)
+            rk[i] = RK_CHANGED | (in_old ? RK_IN_OLD : 0) | (in_new ? RK_IN_NEW : 0);
     }
     /* Check uniqueness first so a violation changes nothing. */
     for (size_t i = 0; i < c->nidx; i++) {
-        if (!changed[i])
+        if (!(rk[i] & RK_IN_NEW))
             continue;
         bson_t dup;
         bson_init(&dup);
-        int crc = index_check(c->idx[i], doc, rid, &dup, err);
+        int crc = index_check_covered(c->idx[i], doc, rid, &dup, err);
         if (crc == 1)
             dup_error(c, c->idx[i], &dup, err, dup_info);
         bson_destroy(&dup);
@@ -487,25 +498,25 @@ int store_replace_ex(store_coll *c, uint64_t rid, const bson_t *doc, store_touch
         }
     }
     for (size_t i = 0; i < c->nidx; i++)
-        if (changed[i])
-            index_remove(c->idx[i], &old, rid);
+        if (rk[i] & RK_IN_OLD)
+            index_remove_covered(c->idx[i], &old, rid);
     for (size_t i = 0; i < c->nidx; i++) {
-        if (!changed[i])
+        if (!(rk[i] & RK_IN_NEW))
             continue;
         bson_t dup;
         bson_init(&dup);
-        int arc = index_add(c->idx[i], doc, rid, &dup, err);
+        int arc = index_add_covered(c->idx[i], doc, rid, &dup, err);
         if (arc == 1)
             dup_error(c, c->idx[i], &dup, err, dup_info);
         bson_destroy(&dup);
         if (arc != 0) {
             /* Only key-generation errors can get here (uniqueness was checked): restore. */
             for (size_t j = 0; j < i; j++)
-                if (changed[j])
-                    index_remove(c->idx[j], doc, rid);
+                if (rk[j] & RK_IN_NEW)
+                    index_remove_covered(c->idx[j], doc, rid);
             for (size_t j = 0; j < c->nidx; j++)
-                if (changed[j])
-                    index_add(c->idx[j], &old, rid, NULL, NULL);
+                if (rk[j] & RK_IN_OLD)
+                    index_add_covered(c->idx[j], &old, rid, NULL, NULL);
             free(p);
             goto out;
         }
@@ -516,8 +527,8 @@ int store_replace_ex(store_coll *c, uint64_t rid, const bson_t *doc, store_touch
     c->recs[rid] = p;
     rc = 0;
 out:
-    if (changed != inl)
-        free(changed);
+    if (rk != inl)
+        free(rk);
     return rc;
 }
 
