@@ -4,11 +4,16 @@
  * date and string with long shared prefixes, plus numbers that take the generic comparison),
  * ascending and descending patterns, forward and backward walks, first-field seeks, duplicate
  * keys, unique violations (with undo of a multikey document), sparse documents, and emptying a
- * large index completely. The reference order is bv_key_compare then record id, computed
- * independently of the index's own fast paths.
+ * large index completely. Partial indexes: membership through store_replace_ex's re-keying
+ * (a document leaving the filter is only removed, one entering only added, an update of other
+ * fields skips the index although the filter's fields are consulted) and partial_implied_by. The
+ * reference order is bv_key_compare then record id, computed independently of the index's own fast
+ * paths.
  */
 #include "bsonval.h"
 #include "index.h"
+#include "partial.h"
+#include "store.h"
 #include "test.h"
 
 #include <stdlib.h>
@@ -380,6 +385,151 @@ TEST(sparse_and_missing)
     index_free(ns);
 }
 
+/* store_replace_ex's `touched` callback: records the paths asked about, says yes only for the
+ * paths in ctx (a NULL-terminated list, what the update changed). */
+typedef struct {
+    const char *const *changed;
+    bool asked_status, asked_updated;
+} touch_rec;
+
+static bool touched_cb(const char *path, void *ctx)
+{
+    touch_rec *t = ctx;
+    t->asked_status |= strcmp(path, "status") == 0;
+    t->asked_updated |= strcmp(path, "updatedAt") == 0;
+    for (size_t i = 0; t->changed[i]; i++)
+        if (strcmp(path, t->changed[i]) == 0)
+            return true;
+    return false;
+}
+
+static bson_t *log_doc(int id, const char *status, int64_t t, int other)
+{
+    return BCON_NEW("_id", BCON_INT32(id), "status", BCON_UTF8(status), "updatedAt",
+                    BCON_DATE_TIME(t), "other", BCON_INT32(other));
+}
+
+TEST(partial_rekey_through_store)
+{
+    store *st = store_new();
+    bson_error_t e;
+    store_coll *c = st ? store_coll_create(st, "db", "logs", NULL, &e) : NULL;
+    CHECK(c);
+    bson_t *spec = bson_new_from_json(
+        (const uint8_t *)"{\"key\": {\"updatedAt\": 1}, \"name\": \"up\", "
+                         "\"partialFilterExpression\": {\"status\": \"PENDING\"}}",
+        -1, &e);
+    store_index *ix = store_index_create(c, spec, &e, NULL);
+    CHECK_MSG(ix, "%s", e.message);
+    bson_destroy(spec);
+    for (int i = 0; i < 4; i++) {
+        bson_t *d = log_doc(i, i < 2 ? "PENDING" : "SENT", 100 + i, 0);
+        CHECK_INT_EQ(store_insert(c, d, NULL, &e, NULL), 0);
+        bson_destroy(d);
+    }
+    CHECK_INT_EQ(ix->count, 2);
+    /* keys_same reports membership of both sides */
+    bson_t *a = log_doc(0, "PENDING", 100, 0), *b = log_doc(0, "DELIVERED", 900, 0);
+    bool in_a = false, in_b = true;
+    CHECK_INT_EQ(index_keys_same(ix, a, b, &in_a, &in_b, &e), 0);
+    CHECK(in_a && !in_b);
+    CHECK_INT_EQ(index_keys_same(ix, b, b, &in_a, &in_b, &e), 1);
+    CHECK(!in_a && !in_b);
+    bson_destroy(a);
+    bson_destroy(b);
+    /* an update of `other` only: the filter's fields are asked about, the index is skipped */
+    const char *other[] = {"other", NULL};
+    touch_rec t = {.changed = other};
+    uint64_t rid;
+    bson_value_t id = {.value_type = BSON_TYPE_INT32, .value.v_int32 = 0};
+    CHECK(store_find_id(c, &id, &rid));
+    bson_t *d = log_doc(0, "PENDING", 100, 1);
+    CHECK_INT_EQ(store_replace_ex(c, rid, d, touched_cb, &t, &e, NULL), 0);
+    bson_destroy(d);
+    CHECK(t.asked_status && t.asked_updated);
+    CHECK_INT_EQ(ix->count, 2);
+    /* leaving PENDING (delivery receipt): removed, nothing added */
+    const char *both[] = {"status", "updatedAt", NULL};
+    t = (touch_rec){.changed = both};
+    d = log_doc(0, "DELIVERED", 5000, 1);
+    CHECK_INT_EQ(store_replace_ex(c, rid, d, touched_cb, &t, &e, NULL), 0);
+    bson_destroy(d);
+    CHECK_INT_EQ(ix->count, 1);
+    CHECK_INT_EQ(index_node_rid(index_first(ix)), 1);
+    /* entering PENDING: added with its new key */
+    id.value.v_int32 = 3;
+    CHECK(store_find_id(c, &id, &rid));
+    d = log_doc(3, "PENDING", 50, 0);
+    CHECK_INT_EQ(store_replace_ex(c, rid, d, touched_cb, &t, &e, NULL), 0);
+    bson_destroy(d);
+    CHECK_INT_EQ(ix->count, 2);
+    CHECK_INT_EQ(index_node_rid(index_first(ix)), rid);
+    /* delete of a non-member and of a member */
+    id.value.v_int32 = 2;
+    CHECK(store_find_id(c, &id, &rid));
+    CHECK_INT_EQ(store_delete(c, rid, &e), 0);
+    CHECK_INT_EQ(ix->count, 2);
+    id.value.v_int32 = 1;
+    CHECK(store_find_id(c, &id, &rid));
+    CHECK_INT_EQ(store_delete(c, rid, &e), 0);
+    CHECK_INT_EQ(ix->count, 1);
+    store_free(st);
+}
+
+static bool implied(const char *filter_json, const char *query_json)
+{
+    bson_error_t e;
+    bson_t *f = bson_new_from_json((const uint8_t *)filter_json, -1, &e);
+    bson_t *q = bson_new_from_json((const uint8_t *)query_json, -1, &e);
+    if (!f || !q)
+        abort();
+    bson_value_t fv = {.value_type = BSON_TYPE_DOCUMENT};
+    fv.value.v_doc.data = (uint8_t *)bson_get_data(f);
+    fv.value.v_doc.data_len = f->len;
+    partial_filter *p = partial_new(&fv, false, &e);
+    if (!p)
+        abort();
+    bool r = partial_implied_by(p, q);
+    partial_free(p);
+    bson_destroy(f);
+    bson_destroy(q);
+    return r;
+}
+
+TEST(partial_implication_rules)
+{
+    const char *pend = "{\"status\": \"PENDING\"}";
+    CHECK(implied(pend, "{\"status\": \"PENDING\", \"updatedAt\": {\"$lt\": 5}}"));
+    CHECK(implied(pend, "{\"status\": {\"$eq\": \"PENDING\"}}"));
+    CHECK(implied(pend, "{\"$and\": [{\"a\": 1}, {\"$and\": [{\"status\": \"PENDING\"}]}]}"));
+    CHECK(!implied(pend, "{\"status\": \"SENT\"}"));
+    CHECK(!implied(pend, "{\"status\": {\"$in\": [\"PENDING\"]}}"));
+    CHECK(!implied(pend, "{\"$or\": [{\"status\": \"PENDING\"}]}"));
+    CHECK(!implied(pend, "{\"status\": {\"$gte\": \"PENDING\"}}"));
+    CHECK(!implied(pend, "{\"status.x\": \"PENDING\"}"));
+    CHECK(!implied(pend, "{}"));
+    CHECK(implied("{}", "{}"));
+    const char *lt = "{\"n\": {\"$lt\": 10}}";
+    CHECK(implied(lt, "{\"n\": {\"$lt\": 10}}"));
+    CHECK(implied(lt, "{\"n\": {\"$lte\": 9.5}}"));
+    CHECK(implied(lt, "{\"n\": 3}"));
+    CHECK(!implied(lt, "{\"n\": {\"$lte\": 10}}"));
+    CHECK(!implied(lt, "{\"n\": 10}"));
+    CHECK(!implied(lt, "{\"n\": {\"$gt\": 1}}"));
+    CHECK(!implied(lt, "{\"n\": {\"$lt\": \"a\"}}"));
+    CHECK(!implied(lt, "{\"n\": {\"$lt\": {\"$numberDouble\": \"NaN\"}}}"));
+    CHECK(implied("{\"n\": {\"$gte\": 2, \"$lt\": 10}}", "{\"n\": {\"$gt\": 2, \"$lt\": 4}}"));
+    CHECK(!implied("{\"n\": {\"$gte\": 2, \"$lt\": 10}}", "{\"n\": {\"$lt\": 4}}"));
+    const char *ex = "{\"n\": {\"$exists\": true}}";
+    CHECK(implied(ex, "{\"n\": {\"$exists\": 1}}"));
+    CHECK(implied(ex, "{\"n\": 5}"));
+    CHECK(implied(ex, "{\"n\": {\"$gt\": 5}}"));
+    CHECK(!implied(ex, "{\"n\": null}"));
+    CHECK(!implied(ex, "{\"n\": {\"$exists\": false}}"));
+    CHECK(!implied(ex, "{\"n\": {\"$ne\": 5}}"));
+}
+
 TEST_MAIN(TEST_ENTRY(random_ascending_compound), TEST_ENTRY(random_descending),
           TEST_ENTRY(duplicates_and_bulk), TEST_ENTRY(unique_violations),
-          TEST_ENTRY(sparse_and_missing))
+          TEST_ENTRY(sparse_and_missing), TEST_ENTRY(partial_rekey_through_store),
+          TEST_ENTRY(partial_implication_rules))
