@@ -9,10 +9,15 @@
  *      not correspond to an existing index"); it is scanned over the filter's bounds on its
  *      first field if there are any, else in full;
  *   2. otherwise the index (the _id index included) whose first field has the tightest bounds
- *      in the filter (equality points beat ranges; unique beats non-unique);
- *   3. otherwise, with a sort, an index whose key pattern starts with the sort keys (or their
- *      exact reverse) and is not multikey, walked in order;
- *   4. otherwise the collection in natural order.
+ *      in the filter (equality points beat ranges; unique beats non-unique). Sparse indexes
+ *      and partial indexes whose filter the query does not imply (partial_implied_by) are
+ *      never chosen without a hint; an implied partial index ranks above a non-unique point
+ *      index and below a unique point lookup. With a sort and a limit, when these bounds do
+ *      not give the order, an implied partial index that does is walked instead;
+ *   3. otherwise, with a sort, the smallest usable index whose key pattern starts with the
+ *      sort keys (or their exact reverse) and is not multikey, walked in order;
+ *   4. otherwise an implied partial index walked in full (it holds only documents satisfying
+ *      its filter), else the collection in natural order.
  * Every candidate is checked with the full matcher. If the chosen path delivers the sort order,
  * no sort happens and the scan stops after skip + limit results.
  *
