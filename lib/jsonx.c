@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 json_t *jsonx_from_bson_iter(const bson_iter_t *it_in)
 {
@@ -129,4 +130,111 @@ bool jsonx_bool(const json_t *obj, const char *key, bool def)
 {
     json_t *v = json_object_get(obj, key);
     return json_is_boolean(v) ? json_is_true(v) : def;
+}
+
+/* ---- jsonx_buf ----------------------------------------------------------------------------- */
+
+static bool buf_reserve(jsonx_buf *b, size_t more)
+{
+    if (b->failed)
+        return false;
+    if (b->len + more + 1 <= b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + more + 1)
+        cap *= 2;
+    char *d = realloc(b->data, cap);
+    if (!d) {
+        b->failed = true;
+        return false;
+    }
+    b->data = d;
+    b->cap = cap;
+    return true;
+}
+
+void jsonx_buf_raw(jsonx_buf *b, const char *s, size_t n)
+{
+    if (!buf_reserve(b, n))
+        return;
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void jsonx_buf_cat(jsonx_buf *b, const char *s)
+{
+    jsonx_buf_raw(b, s, strlen(s));
+}
+
+void jsonx_buf_str(jsonx_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    /* Worst case 6 bytes per input byte (\u00XX) plus the quotes. */
+    if (!buf_reserve(b, 6 * n + 2))
+        return;
+    char *o = b->data + b->len;
+    *o++ = '"';
+    for (const unsigned char *p = (const unsigned char *)s, *end = p + n; p < end; p++) {
+        char esc = 0;
+        switch (*p) {
+        case '"':
+            esc = '"';
+            break;
+        case '\\':
+            esc = '\\';
+            break;
+        case '\b':
+            esc = 'b';
+            break;
+        case '\f':
+            esc = 'f';
+            break;
+        case '\n':
+            esc = 'n';
+            break;
+        case '\r':
+            esc = 'r';
+            break;
+        case '\t':
+            esc = 't';
+            break;
+        default:
+            break;
+        }
+        if (esc) {
+            *o++ = '\\';
+            *o++ = esc;
+        } else if (*p < 0x20) {
+            memcpy(o, "\\u00", 4);
+            o += 4;
+            *o++ = hex[*p >> 4];
+            *o++ = hex[*p & 15];
+        } else {
+            *o++ = (char)*p;
+        }
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->data);
+    b->data[b->len] = '\0';
+}
+
+bool jsonx_buf_ok(const jsonx_buf *b)
+{
+    return !b->failed;
+}
+
+void jsonx_buf_reset(jsonx_buf *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+void jsonx_buf_free(jsonx_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+    b->failed = false;
 }

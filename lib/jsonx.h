@@ -35,4 +35,28 @@ const char *jsonx_str(const json_t *obj, const char *key, const char *def);
 long long jsonx_int(const json_t *obj, const char *key, long long def);
 bool jsonx_bool(const json_t *obj, const char *key, bool def);
 
+/* ---- Writing JSON text by hand ------------------------------------------------------------
+ * For hot paths that emit many small objects of a known shape (fan-out sends, vendor receipts,
+ * queued receipts), where building a jansson tree and dumping it costs more than the rest of
+ * the work. The text is what json_dumps(JSON_COMPACT) would write for the same values.
+ * A jsonx_buf starts as {0}; after an allocation failure every call is a no-op and
+ * jsonx_buf_ok() is false. The caller frees b->data (or keeps it). */
+typedef struct jsonx_buf {
+    char *data; /* NUL-terminated while ok */
+    size_t len, cap;
+    bool failed;
+} jsonx_buf;
+
+/* Append n raw bytes (already JSON). */
+void jsonx_buf_raw(jsonx_buf *b, const char *s, size_t n);
+/* Append a NUL-terminated raw string (already JSON). */
+void jsonx_buf_cat(jsonx_buf *b, const char *s);
+/* Append s (n bytes of valid UTF-8) as a quoted JSON string: quote, backslash and control
+ * characters escaped as jansson's compact dump escapes them. */
+void jsonx_buf_str(jsonx_buf *b, const char *s, size_t n);
+bool jsonx_buf_ok(const jsonx_buf *b);
+/* Empty the text, keep the allocation. */
+void jsonx_buf_reset(jsonx_buf *b);
+void jsonx_buf_free(jsonx_buf *b);
+
 #endif
