@@ -57,7 +57,8 @@ struct queue {
  * newest-first, oldest at the tail), done as LRANGE + LTRIM + LPUSH: three commands per batch
  * instead of one per job (LPUSH in chunks of 1000 to stay inside Lua's argument limit). */
 static const char LUA_CLAIM[] =
-    "local held = redis.call('LRANGE', KEYS[2], -tonumber(ARGV[1]), -1)\n"
+    "local held = ARGV[2] == 'fresh' and {} or redis.call('LRANGE', KEYS[2], -tonumber(ARGV[1]), "
+    "-1)\n"
     "if #held > 0 then\n"
     "  local back = {}\n"
     "  for i = #held, 1, -1 do back[#back + 1] = held[i] end\n"
@@ -468,13 +469,13 @@ static int batch_add(queue *q, queue_batch *b, const char *s, size_t len)
     return 0;
 }
 
-static int claim_now(queue *q, size_t max, queue_batch *out)
+static int claim_now(queue *q, size_t max, bool fresh, queue_batch *out)
 {
     char nbuf[24];
     snprintf(nbuf, sizeof nbuf, "%zu", max);
     const char *keys[] = {q->k_ready, q->k_proc};
-    const char *args[] = {nbuf};
-    redisReply *r = eval(q, LUA_CLAIM, 2, keys, 1, args, NULL);
+    const char *args[] = {nbuf, fresh ? "fresh" : "held"};
+    redisReply *r = eval(q, LUA_CLAIM, 2, keys, 2, args, NULL);
     if (!r)
         return -1;
     int n = 0;
@@ -494,7 +495,7 @@ static int claim_now(queue *q, size_t max, queue_batch *out)
     return n;
 }
 
-int queue_claim(queue *q, size_t max, int block_ms, queue_batch *out)
+static int claim(queue *q, size_t max, int block_ms, bool fresh, queue_batch *out)
 {
     if (need_consumer(q) != 0)
         return -1;
@@ -502,7 +503,7 @@ int queue_claim(queue *q, size_t max, int block_ms, queue_batch *out)
         return 0;
     if (max > 10000)
         max = 10000;
-    int n = claim_now(q, max, out);
+    int n = claim_now(q, max, fresh, out);
     if (n != 0 || block_ms <= 0)
         return n;
     /* Nothing ready: block for the first job. BLMOVE's timeout is in seconds (decimal). */
@@ -521,12 +522,24 @@ int queue_claim(queue *q, size_t max, int block_ms, queue_batch *out)
     }
     freeReplyObject(r);
     if (n == 1 && max > 1) {
-        int more = claim_now(q, max - 1, out);
+        /* "fresh": the job BLMOVE just moved is in our processing list now and must not be
+         * taken for a held one and delivered twice. */
+        int more = claim_now(q, max - 1, true, out);
         if (more < 0) /* the first job is claimed and in `out`: report what we have */
             return 1;
         n += more;
     }
     return n;
+}
+
+int queue_claim(queue *q, size_t max, int block_ms, queue_batch *out)
+{
+    return claim(q, max, block_ms, false, out);
+}
+
+int queue_claim_fresh(queue *q, size_t max, int block_ms, queue_batch *out)
+{
+    return claim(q, max, block_ms, true, out);
 }
 
 int queue_ack(queue *q, const queue_job *jobs, size_t n)
@@ -656,6 +669,59 @@ int queue_dead(queue *q, const queue_job *job, const char *reason)
 {
     int r = settle(q, job, reason, true);
     return r < 0 ? -1 : 0;
+}
+
+int queue_dead_parts(queue *q, const char *const *parts, const size_t *lens,
+                     const char *const *reasons, size_t n)
+{
+    if (n == 0)
+        return 0;
+    /* Build every entry first, so that nothing is sent unless all of them exist. */
+    char **entries = calloc(n, sizeof *entries);
+    if (!entries)
+        return fail(q, "out of memory");
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        queue_job part = {(char *)parts[i], lens ? lens[i] : strlen(parts[i])};
+        int attempts;
+        bool dead;
+        /* annotate() with dead_now builds the entry queue_dead writes. */
+        entries[i] = annotate(q, &part, reasons[i], true, &attempts, &dead);
+        if (!entries[i])
+            rc = -1;
+    }
+    size_t sent = 0;
+    if (rc == 0) {
+        int a = rconn_append(q->c, "MULTI");
+        sent = 1;
+        for (size_t i = 0; i < n && a == 0; i++, sent++)
+            a = rconn_append(q->c, "LPUSH %s %s", q->k_dead, entries[i]);
+        a = a ? a : rconn_append(q->c, "HINCRBY %s dead %lld", q->k_stats, (long long)n);
+        a = a ? a : rconn_append(q->c, "EXEC");
+        sent += 2;
+        if (a != 0)
+            rc = fail(q, "queue %s dead: %s", q->name, rconn_error(q->c));
+    }
+    for (size_t i = 0; rc == 0 && i < sent; i++) {
+        redisReply *r;
+        if (rconn_get_reply(q->c, &r) != 0) {
+            rc = fail(q, "queue %s dead: %s", q->name, rconn_error(q->c));
+            break;
+        }
+        if (r->type == REDIS_REPLY_ERROR || (i == sent - 1 && r->type != REDIS_REPLY_ARRAY))
+            rc = fail(q, "queue %s dead: %s", q->name,
+                      r->type == REDIS_REPLY_ERROR ? r->str : "transaction aborted");
+        freeReplyObject(r);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(entries[i]);
+    free(entries);
+    if (rc == 0) {
+        char eq[200];
+        log_warn("queue.dead_letter", "queue=%s parts=%zu error=%s", q->name, n,
+                 log_quote(eq, sizeof eq, reasons[0] ? reasons[0] : ""));
+    }
+    return rc;
 }
 
 int queue_promote_due(queue *q)

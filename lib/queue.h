@@ -54,8 +54,9 @@
 #define QUEUE_SENDS     "sends"
 #define QUEUE_RECEIPTS  "receipts"
 
-/* Largest accepted job payload (a send carries a personalised message). */
-#define QUEUE_MAX_JOB_BYTES (64 * 1024)
+/* Largest accepted job payload: a batch job (a fan-out batch of sends, one POST's receipts)
+ * carries up to a thousand items. */
+#define QUEUE_MAX_JOB_BYTES (1024 * 1024)
 /* Longest queue name and consumer id. */
 #define QUEUE_MAX_NAME     64
 #define QUEUE_MAX_CONSUMER 128
@@ -147,6 +148,11 @@ int queue_heartbeat(queue *q);
  * to block_ms (BLMOVE; 0 = do not block) for the first job and then takes the rest at once.
  * Returns the number claimed (0 on timeout), or -1. */
 int queue_claim(queue *q, size_t max, int block_ms, queue_batch *out);
+/* queue_claim for a consumer that keeps jobs claimed across claims (the vendor simulator holds
+ * a send job until every receipt of it is posted): only jobs from ready, never the ones this
+ * consumer still holds. Held jobs come back through queue_release_claimed (at start-up) or the
+ * reaper, never through this call. */
+int queue_claim_fresh(queue *q, size_t max, int block_ms, queue_batch *out);
 /* Acknowledge jobs (remove them from the processing list) in one pipelined round trip. */
 int queue_ack(queue *q, const queue_job *jobs, size_t n);
 /* Record a failed attempt: the job moves atomically from processing to the delayed set, due
@@ -157,6 +163,14 @@ int queue_ack(queue *q, const queue_job *jobs, size_t n);
 int queue_retry(queue *q, const queue_job *job, const char *error);
 /* Move the job straight to the dead-letter list with `reason` (poison / malformed / unknown). */
 int queue_dead(queue *q, const queue_job *job, const char *reason);
+/* Dead-letter parts of a claimed batch job (one malformed receipt of a POSTed array, a send
+ * without a log_id inside a fan-out batch) without settling the job: each part becomes its own
+ * dead letter ({"queue", "job": the part, "error": its reason, "attempts": 1, ...}), so
+ * `minicrm dlq requeue` brings back exactly that part as a job of its own. One round trip
+ * (MULTI); the caller acks or retries the job itself afterwards. A crash between the two
+ * redelivers the job and may dead-letter a part twice (never zero times). Returns 0 or -1. */
+int queue_dead_parts(queue *q, const char *const *parts, const size_t *lens,
+                     const char *const *reasons, size_t n);
 /* Periodic housekeeping, cheap to call in every loop iteration: at most once per
  * reap_interval_ms it refreshes the heartbeat, moves due delayed jobs back to ready (Lua, atomic,
  * up to 1000 per call) and reaps consumers whose heartbeat expired (Lua, atomic per consumer).

@@ -1,7 +1,8 @@
 /*
  * test_queue: lib/queue against a private redis-server: push/claim/ack, batch claims, retry with
  * backoff through the delayed set, dead-lettering with reason and attempts, the reaper returning a
- * dead consumer's jobs, releasing claims, hash-tagged keys, stats and the DLQ operations.
+ * dead consumer's jobs, releasing claims, hash-tagged keys, stats and the DLQ operations, fresh
+ * claims and dead-lettered parts of batch jobs.
  */
 #include "queue.h"
 #include "rconn.h"
@@ -10,6 +11,8 @@
 #include "timeutil.h"
 
 #include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <time.h>
 
 static testenv env;
@@ -279,6 +282,84 @@ TEST(bad_names_and_sizes)
     queue_close(p);
 }
 
+/* Pushes one job after a pause, from its own connection (for the blocking claim below). */
+static void *push_later(void *arg)
+{
+    (void)arg;
+    sleep_ms(150);
+    char err[256];
+    rconn *c2 = rconn_new(env.redis_url, 5000, err, sizeof err);
+    queue *p = c2 ? queue_open(c2, env.prefix, "t5", NULL, NULL, err, sizeof err) : NULL;
+    if (p)
+        queue_push(p, "{\"late\":1}", 10);
+    queue_close(p);
+    rconn_free(c2);
+    return NULL;
+}
+
+/* A job arriving while the consumer blocks is delivered once (not again as "held" by the
+ * follow-up claim); queue_claim_fresh never hands back held jobs; queue_dead_parts writes one
+ * dead letter per part, each requeued on its own. */
+TEST(blocking_claim_fresh_claim_and_dead_parts)
+{
+    queue *c = open_q("t5", "c5", 3), *p = open_q("t5", NULL, 3);
+    CHECK(c && p);
+    CHECK_INT_EQ(queue_register(c), 0);
+    pthread_t th;
+    CHECK_INT_EQ(pthread_create(&th, NULL, push_later, NULL), 0);
+    queue_batch b = {0};
+    CHECK_INT_EQ(queue_claim(c, 10, 3000, &b), 1);
+    pthread_join(th, NULL);
+    CHECK_STR_EQ(b.jobs[0].data, "{\"late\":1}");
+    CHECK_INT_EQ(queue_ack(c, b.jobs, b.n), 0);
+    queue_batch_release(&b);
+    /* Fresh claims leave held jobs alone. */
+    const char *jobs[] = {"{\"f\":1}", "{\"f\":2}"};
+    CHECK_INT_EQ(queue_push_many(p, jobs, NULL, 2), 0);
+    CHECK_INT_EQ(queue_claim_fresh(c, 1, 0, &b), 1);
+    CHECK_STR_EQ(b.jobs[0].data, "{\"f\":1}");
+    CHECK_INT_EQ(queue_claim_fresh(c, 5, 0, &b), 1);
+    CHECK_STR_EQ(b.jobs[1].data, "{\"f\":2}");
+    CHECK_INT_EQ(queue_claim_fresh(c, 5, 0, &b), 0);
+    char key[300];
+    CHECK_INT_EQ(llen(queue_key(c, "processing:c5", key, sizeof key)), 2);
+    /* Acking out of claim order. */
+    CHECK_INT_EQ(queue_ack(c, &b.jobs[1], 1), 0);
+    CHECK_INT_EQ(queue_ack(c, &b.jobs[0], 1), 0);
+    CHECK_INT_EQ(llen(key), 0);
+    queue_batch_release(&b);
+    /* Dead parts. */
+    const char *parts[] = {"{\"log_id\":42}", "not json"};
+    const char *why[] = {"bad log_id", "not JSON"};
+    CHECK_INT_EQ(queue_dead_parts(c, parts, NULL, why, 2), 0);
+    CHECK_INT_EQ(queue_dlq_len(c), 2);
+    char **dl;
+    CHECK_INT_EQ(queue_dlq_list(c, 0, 2, &dl), 2);
+    json_t *newest = json_loads(dl[0], 0, NULL), *oldest = json_loads(dl[1], 0, NULL);
+    CHECK_STR_EQ(json_string_value(json_object_get(newest, "job")), "not json");
+    CHECK_STR_EQ(json_string_value(json_object_get(newest, "error")), "not JSON");
+    CHECK_INT_EQ(json_integer_value(json_object_get(json_object_get(oldest, "job"), "log_id")), 42);
+    CHECK_STR_EQ(json_string_value(json_object_get(oldest, "error")), "bad log_id");
+    CHECK_INT_EQ(json_integer_value(json_object_get(oldest, "attempts")), 1);
+    json_decref(newest);
+    json_decref(oldest);
+    free(dl[0]);
+    free(dl[1]);
+    free(dl);
+    CHECK_INT_EQ(queue_dlq_requeue(c, 1), 1);
+    CHECK_INT_EQ(queue_claim(c, 5, 0, &b), 1);
+    CHECK_STR_EQ(b.jobs[0].data, "{\"log_id\":42}");
+    CHECK_INT_EQ(queue_ack(c, b.jobs, b.n), 0);
+    queue_batch_release(&b);
+    queue_stats st;
+    char err[256];
+    CHECK_INT_EQ(queue_stats_get(rc, env.prefix, "t5", &st, err, sizeof err), 0);
+    CHECK_INT_EQ(st.dead_total, 2);
+    CHECK_INT_EQ(st.dead, 1);
+    queue_close(p);
+    queue_close(c);
+}
+
 static int setup(void)
 {
     if (testenv_start(&env, TESTENV_REDIS) != 0)
@@ -288,10 +369,12 @@ static int setup(void)
     return rc ? 0 : -1;
 }
 
-static const test_case cases[] = {
-    TEST_ENTRY(push_claim_ack_fifo), TEST_ENTRY(ack_in_order_out_of_order_and_partial),
-    TEST_ENTRY(retry_backoff_then_dead_letter), TEST_ENTRY(reaper_returns_dead_consumers_jobs),
-    TEST_ENTRY(bad_names_and_sizes)};
+static const test_case cases[] = {TEST_ENTRY(push_claim_ack_fifo),
+                                  TEST_ENTRY(ack_in_order_out_of_order_and_partial),
+                                  TEST_ENTRY(retry_backoff_then_dead_letter),
+                                  TEST_ENTRY(reaper_returns_dead_consumers_jobs),
+                                  TEST_ENTRY(bad_names_and_sizes),
+                                  TEST_ENTRY(blocking_claim_fresh_claim_and_dead_parts)};
 
 int main(int argc, char **argv)
 {
