@@ -18,8 +18,9 @@
  *          4. A single receipt: its log is looked up by _id (indexed): 404 unknown; already
  *             final -> 200 {"ok": true, "updated": false} (a repeat is a no-op).
  *          5. All receipts with a final status (SENT/FAILED) are pushed onto the receipts queue
- *             in one pipelined round trip -> 202 {"ok": true, "accepted": N, "ignored": K}; a
- *             single receipt that will change its log -> 202 {"ok": true, "updated": true,
+ *             as ONE job ({"receipts": [...]} for an array, the receipt itself for a single
+ *             one; an optional campaign_id is passed on) -> 202 {"ok": true, "accepted": N,
+ * "ignored": K}; a single receipt that will change its log -> 202 {"ok": true, "updated": true,
  *             "queued": true, "accepted": 1}, so `updated` tells a first receipt from a repeat.
  *             PENDING receipts are valid but change nothing (ignored). The receipts worker
  *             applies the queued receipts (only PENDING -> SENT|FAILED, exactly once).
@@ -139,6 +140,7 @@ typedef struct receipt {
     const char *vendor_msg_id;
     size_t vendor_msg_len; /* bytes (a JSON string may hold NUL) */
     const char *status;
+    const char *campaign_id; /* optional, 24-hex: the vendor echoes the send's campaign */
 } receipt;
 
 /* Step 3 for element i (or the single object when i < 0). 0 or -1 (answered 400). */
@@ -179,6 +181,15 @@ static int validate_receipt(http_request *req, json_t *o, long i, receipt *out)
         out->vendor_msg_id = json_string_value(v);
         out->vendor_msg_len = json_string_length(v);
     }
+    v = json_object_get(o, "campaign_id");
+    out->campaign_id = NULL;
+    if (v && !json_is_null(v)) {
+        if (!json_is_string(v) || !oid_is_valid_hex(json_string_value(v))) {
+            http_error(req, 400, "%scampaign_id must be a 24-hex id", pfx);
+            return -1;
+        }
+        out->campaign_id = json_string_value(v);
+    }
     return 0;
 }
 
@@ -202,92 +213,59 @@ static int log_state(api_ctx *app, http_request *req, const char *hex)
     return rc;
 }
 
-/* Appends s as a JSON string (quoted, escaped as jansson's compact dump escapes: quote,
- * backslash and control characters; UTF-8 passes through, it was validated by the parser).
- * Returns the new length, or 0 if it does not fit in cap. */
-static size_t put_json_str(char *buf, size_t o, size_t cap, const char *s, size_t len)
+/* Append the queued receipt {"log_id","status","at","vendorMsgId"[,"campaign_id"]} to out
+ * (what json_pack + the compact dump produced, without building a JSON tree per receipt). */
+static void receipt_job(jsonx_buf *out, const receipt *r, int64_t at)
 {
-    static const char hex[] = "0123456789abcdef";
-    if (o + 2 > cap)
-        return 0;
-    buf[o++] = '"';
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
-    for (; p < end; p++) {
-        char esc = 0;
-        switch (*p) {
-        case '"':
-            esc = '"';
-            break;
-        case '\\':
-            esc = '\\';
-            break;
-        case '\b':
-            esc = 'b';
-            break;
-        case '\f':
-            esc = 'f';
-            break;
-        case '\n':
-            esc = 'n';
-            break;
-        case '\r':
-            esc = 'r';
-            break;
-        case '\t':
-            esc = 't';
-            break;
-        default:
-            break;
-        }
-        if (esc || *p < 0x20) {
-            if (o + 7 > cap)
-                return 0;
-            buf[o++] = '\\';
-            if (esc) {
-                buf[o++] = esc;
-            } else {
-                memcpy(buf + o, "u00", 3);
-                o += 3;
-                buf[o++] = hex[*p >> 4];
-                buf[o++] = hex[*p & 15];
-            }
-        } else {
-            if (o + 2 > cap)
-                return 0;
-            buf[o++] = (char)*p;
-        }
+    char head[160];
+    snprintf(head, sizeof head,
+             "{\"log_id\":\"%s\",\"status\":\"%s\",\"at\":%lld,\"vendorMsgId\":", r->log_id,
+             r->status, (long long)at);
+    jsonx_buf_cat(out, head);
+    if (r->vendor_msg_id)
+        jsonx_buf_str(out, r->vendor_msg_id, r->vendor_msg_len);
+    else
+        jsonx_buf_cat(out, "null");
+    if (r->campaign_id) {
+        jsonx_buf_cat(out, ",\"campaign_id\":\"");
+        jsonx_buf_cat(out, r->campaign_id);
+        jsonx_buf_cat(out, "\"");
     }
-    buf[o++] = '"';
-    return o;
+    jsonx_buf_raw(out, "}", 1);
 }
 
-/* The queued receipt job {"log_id","status","at","vendorMsgId"} (what json_pack + the compact
- * dump produced, without building a JSON tree per receipt). Caller frees; NULL if out of
- * memory. vendorMsgId is at most VENDOR_MSG_ID_MAX characters, 6 bytes each when escaped. */
-static char *receipt_job(const receipt *r, int64_t at, size_t *len)
+/* Limits of one queued receipts job (well under QUEUE_MAX_JOB_BYTES). */
+#define RECEIPTS_JOB_ITEMS 1000
+#define RECEIPTS_JOB_BYTES (512 * 1024)
+
+typedef struct job_list {
+    char **s;
+    size_t *len;
+    size_t n, cap;
+} job_list;
+
+/* Move the finished job text of b into l (b is emptied). 0, or -1 after answering 503. */
+static int close_job(http_request *req, job_list *l, jsonx_buf *b)
 {
-    size_t cap = 128 + 6 * (size_t)VENDOR_MSG_ID_MAX;
-    char *buf = malloc(cap);
-    if (!buf)
-        return NULL;
-    int n = snprintf(buf, cap,
-                     "{\"log_id\":\"%s\",\"status\":\"%s\",\"at\":%lld,\"vendorMsgId\":", r->log_id,
-                     r->status, (long long)at);
-    size_t o = n > 0 && (size_t)n < cap ? (size_t)n : 0;
-    if (o && r->vendor_msg_id)
-        o = put_json_str(buf, o, cap, r->vendor_msg_id, r->vendor_msg_len);
-    else if (o && o + 4 < cap) {
-        memcpy(buf + o, "null", 4);
-        o += 4;
+    if (jsonx_buf_ok(b) && l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 4;
+        char **s = realloc(l->s, cap * sizeof *s);
+        size_t *len = s ? realloc(l->len, cap * sizeof *len) : NULL;
+        if (s)
+            l->s = s;
+        if (len) {
+            l->len = len;
+            l->cap = cap;
+        }
     }
-    if (!o || o + 2 > cap) {
-        free(buf);
-        return NULL;
+    if (!jsonx_buf_ok(b) || l->n == l->cap) {
+        http_error(req, 503, "out of memory");
+        return -1;
     }
-    buf[o++] = '}';
-    buf[o] = '\0';
-    *len = o;
-    return buf;
+    l->s[l->n] = b->data;
+    l->len[l->n++] = b->len;
+    *b = (jsonx_buf){0};
+    return 0;
 }
 
 static void h_receipts(api_ctx *app, http_request *req)
@@ -309,10 +287,10 @@ static void h_receipts(api_ctx *app, http_request *req)
         return;
     }
     receipt *rs = calloc(n, sizeof *rs);
-    char **jobs = calloc(n, sizeof *jobs);
-    size_t *lens = calloc(n, sizeof *lens);
-    size_t njobs = 0, ignored = 0;
-    if (!rs || !jobs || !lens) {
+    jsonx_buf job = {0};
+    job_list jobs = {0};
+    size_t accepted = 0, ignored = 0;
+    if (!rs) {
         http_error(req, 503, "out of memory");
         goto out;
     }
@@ -333,34 +311,53 @@ static void h_receipts(api_ctx *app, http_request *req)
             goto out;
         }
     }
+    /* One job for the whole request: a single receipt as itself, an array as
+     * {"receipts": [...]} (the receipts worker applies it as one bulk update), cut into a few
+     * jobs only when it would pass RECEIPTS_JOB_ITEMS receipts or RECEIPTS_JOB_BYTES. */
     int64_t at = time_now_ms();
+    size_t in_job = 0;
     for (size_t i = 0; i < n; i++) {
         if (strcmp(rs[i].status, "PENDING") == 0) {
             ignored++;
             continue;
         }
-        jobs[njobs] = receipt_job(&rs[i], at, &lens[njobs]);
-        if (!jobs[njobs]) {
-            http_error(req, 503, "out of memory");
-            goto out;
+        if (batch && in_job == 0)
+            jsonx_buf_cat(&job, "{\"receipts\":[");
+        else if (in_job)
+            jsonx_buf_raw(&job, ",", 1);
+        receipt_job(&job, &rs[i], at);
+        accepted++;
+        in_job++;
+        if (batch && (in_job == RECEIPTS_JOB_ITEMS || job.len >= RECEIPTS_JOB_BYTES)) {
+            jsonx_buf_cat(&job, "]}");
+            if (close_job(req, &jobs, &job) != 0)
+                goto out;
+            in_job = 0;
         }
-        njobs++;
     }
-    if (njobs > 0 && api_enqueue(req, QUEUE_RECEIPTS, (const char *const *)jobs, lens, njobs) != 0)
+    if (in_job) {
+        if (batch)
+            jsonx_buf_cat(&job, "]}");
+        if (close_job(req, &jobs, &job) != 0)
+            goto out;
+    }
+    if (jobs.n > 0 &&
+        api_enqueue(req, QUEUE_RECEIPTS, (const char *const *)jobs.s, jobs.len, jobs.n) != 0)
         goto out;
     if (batch)
         http_send_json(req, 202,
-                       json_pack("{s:b,s:I,s:I}", "ok", 1, "accepted", (json_int_t)njobs, "ignored",
-                                 (json_int_t)ignored));
+                       json_pack("{s:b,s:I,s:I}", "ok", 1, "accepted", (json_int_t)accepted,
+                                 "ignored", (json_int_t)ignored));
     else
         http_send_json(req, 202,
                        json_pack("{s:b,s:b,s:b,s:I}", "ok", 1, "updated", 1, "queued", 1,
-                                 "accepted", (json_int_t)njobs));
+                                 "accepted", (json_int_t)accepted));
 out:
-    for (size_t i = 0; jobs && i < njobs; i++)
-        free(jobs[i]);
-    free(jobs);
-    free(lens);
+    jsonx_buf_free(&job);
+    for (size_t i = 0; i < jobs.n; i++)
+        free(jobs.s[i]);
+    free(jobs.s);
+    free(jobs.len);
     free(rs);
 }
 

@@ -139,7 +139,7 @@ static const cfg_setting_info settings[] = {
     {"vendor_sim.seed", CFG_LONG, OFF(vendor_sim.seed), "0", NULL, false, 0, 9.2e18, NULL,
      "decision seed: outcome, delay and vendorMsgId are HMAC(receipts.vendor_secret, seed + log_id)"},
     {"vendor_sim.batch_size", CFG_INT, OFF(vendor_sim.batch_size), "500", NULL, false, 1, 100000, NULL,
-     "sends claimed at once"},
+     "messages claimed at once (a fan-out batch job counts as its sends)"},
     {"vendor_sim.max_inflight", CFG_INT, OFF(vendor_sim.max_inflight), "200000", NULL, false, 1, 10000000, NULL,
      "most messages waiting on their delay at once"},
     {"vendor_sim.api_base_url", CFG_STRING, OFF(vendor_sim.api_base_url), "http://localhost:5000", "API_BASE_URL", false, 1, 0, NULL,
@@ -147,7 +147,7 @@ static const cfg_setting_info settings[] = {
     {"vendor_sim.post_batch", CFG_INT, OFF(vendor_sim.post_batch), "500", NULL, false, 1, 1000, NULL,
      "receipts per POST"},
     {"vendor_sim.name", CFG_STRING, OFF(vendor_sim.name), "vendor-sim", NULL, false, 1, 0, NULL,
-     "instance name: its consumer id, schedule and outbox keys (unique per running simulator)"},
+     "instance name: its consumer id and rejected-receipts key (unique per running simulator)"},
     {"vendor_sim.post_timeout_ms", CFG_INT, OFF(vendor_sim.post_timeout_ms), "10000", NULL, false, 100, 600000, NULL,
      "timeout of one receipts POST"},
 

@@ -2,29 +2,35 @@
  * minicrm-vendor-sim: the delivery vendor simulator.
  *
  * One single-threaded event loop; per iteration:
- *   1. claim up to vendor_sim.batch_size sends (while fewer than max_inflight wait), decide each
- *      one and schedule its receipt;
- *   2. fire every due timer: the receipt moves from the schedule to the outbox;
- *   3. POST outbox receipts to the API in batches (JSON array, HMAC-signed, keep-alive).
+ *   1. claim send jobs (while fewer than vendor_sim.max_inflight messages wait), decide each
+ *      message and put its receipt on the timer heap (timers.c), due after its delay;
+ *   2. move every due receipt to the in-memory outbox;
+ *   3. POST outbox receipts to the API in batches (JSON array, HMAC-signed, keep-alive);
+ *      a send job is acknowledged once every receipt of it has been posted (2xx).
+ *
+ * A send job is one send {"log_id", "customer_id"?, "campaign_id"?, "message"} (the API's
+ * /api/vendor/send, the sweeper's re-sends) or a fan-out batch {"campaign_id", "sends": [...]}.
+ * Receipts echo the campaign_id when the send had one (a real vendor echoes custom arguments),
+ * which lets the receipts worker count a batch without reading the logs back.
  *
  * Decisions are idempotent per log_id like a real vendor's idempotency key, without storing
  * anything: decide.c derives vendorMsgId, outcome (SENT with probability
  * vendor_sim.success_rate, else FAILED) and delay (uniform in [min_delay_ms, max_delay_ms]) from
  * HMAC-SHA256(receipts.vendor_secret, seed + log_id), so a repeated send, on any instance, before
- * or after a restart, gets the same vendorMsgId and outcome. The due time (now + delay) is made
- * durable by the schedule ZSET before the send is acked. The RNG (xorshift64*, seeded from
+ * or after a restart, gets the same vendorMsgId and outcome. The RNG (xorshift64*, seeded from
  * vendor_sim.seed, 0: the clock) only jitters the POST back-off.
  *
- * Crash safety (kill -9 at any moment loses nothing):
- *   - a send is acked only after its receipt is in the durable schedule
- *     P{vendor}:scheduled:NAME (ZSET, score = due ms); before that the claim is returned by
- *     queue_release_claimed at the next start (the consumer id is stable: vendor-sim:NAME);
- *   - the in-memory min-heap (timers.c) is only a cache of the schedule, reloaded at start;
- *   - a due receipt moves schedule -> outbox P{vendor}:outbox:NAME in one MULTI/EXEC;
- *   - the outbox is trimmed only after the API answered 2xx; receipts the API refuses for good
- *     (4xx other than 401/408/429) are kept in P{vendor}:rejected:NAME, never dropped.
- * Duplicates are possible after a crash (a receipt posted twice); the receipts worker treats a
- * repeat as a no-op.
+ * Crash safety (kill -9 at any moment loses nothing): the claimed send job itself is the durable
+ * record of every receipt still to post. It stays in this instance's processing list
+ * (P{sends}:processing:vendor-sim:NAME) until all its receipts were posted; after a crash it is
+ * handed back at the next start (the consumer id is stable) or by the reaper when the heartbeat
+ * expires, and sent again: same decisions, so at worst some receipts are posted twice, and the
+ * receipts worker treats a repeat as a no-op. No per-message Redis write at all: a fan-out batch
+ * of 500 messages costs one claim and one ack. Receipts the API refuses for good (4xx other than
+ * 401/408/429) are kept in P{vendor}:rejected:NAME before their job is acked, never dropped.
+ *
+ * SIGTERM/SIGINT: stop claiming, keep delivering what is in flight for up to
+ * workers.stop_grace_s, then hand back the jobs still held and exit 0.
  */
 #include "decide.h"
 #include "jsonx.h"
@@ -41,22 +47,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
-
-typedef struct vsim {
-    minicrm_config *cfg;
-    rconn *rc;
-    queue *q;
-    poster *post;
-    decider *dec;
-    timers heap;
-    uint64_t rng;
-    char k_sched[300], k_outbox[300], k_rejected[300];
-    long long outbox_n; /* receipts in the outbox (we are its only writer and reader) */
-    int64_t next_post_ms;
-    int post_backoff_ms;
-    long long claimed, fired, posted, rejected; /* totals for progress logs */
-} vsim;
 
 static const progargs_flag flags[] = {
     {"--name", "vendor_sim.name", "instance name (unique per running simulator)"},
@@ -68,6 +60,38 @@ static const progargs_flag flags[] = {
     {"--redis", "redis.url", "Redis URL"},
 };
 
+/* A claimed send job, held until every receipt of it is posted. */
+typedef struct vjob {
+    queue_job job;    /* the payload as claimed (owned): what the ack removes */
+    size_t remaining; /* receipts of the job not yet posted */
+} vjob;
+
+/* A receipt due or waiting to be posted, with the job it belongs to. */
+typedef struct outbox_entry {
+    char *receipt;
+    vjob *owner;
+} outbox_entry;
+
+typedef struct vsim {
+    minicrm_config *cfg;
+    rconn *rc;
+    queue *q;
+    poster *post;
+    decider *dec;
+    timers heap;
+    outbox_entry *out; /* FIFO [out_head, out_n) */
+    size_t out_head, out_n, out_cap;
+    vjob **done; /* fully posted jobs whose ack has not gone through yet */
+    size_t ndone, capdone;
+    size_t held;    /* jobs claimed and not yet acked */
+    double per_job; /* running average of sends per job (sizes the next claim) */
+    uint64_t rng;
+    char k_rejected[300];
+    int64_t next_post_ms;
+    int post_backoff_ms;
+    long long claimed, fired, posted, rejected; /* totals for progress logs (messages) */
+} vsim;
+
 static uint64_t rng_next(vsim *v)
 {
     uint64_t x = v->rng;
@@ -78,152 +102,256 @@ static uint64_t rng_next(vsim *v)
     return x * 0x2545F4914F6CDD1DULL;
 }
 
-/* ---- 1. sends -> decisions -> schedule -------------------------------------------------- */
-
-/* Our own receipt document. Every value is ours (24-hex log id, "vm-" + 16 hex, a fixed status
- * word, an integer), so nothing needs escaping and snprintf writes exactly what
- * json_pack + json_dumps(JSON_COMPACT) wrote, at a fraction of the cost. */
-static char *fmt_receipt(const char *log_id, const char *vmid, const char *status, int64_t at)
+static size_t outbox_len(const vsim *v)
 {
-    char buf[200];
-    int n =
-        snprintf(buf, sizeof buf,
-                 "{\"log_id\":\"%s\",\"vendorMsgId\":\"%s\",\"status\":\"%s\",\"at\":%" PRId64 "}",
-                 log_id, vmid, status, at);
+    return v->out_n - v->out_head;
+}
+
+static int outbox_push(vsim *v, char *receipt, vjob *owner)
+{
+    if (v->out_n == v->out_cap) {
+        if (v->out_head > 0) { /* slide the live part down before growing */
+            memmove(v->out, v->out + v->out_head, outbox_len(v) * sizeof *v->out);
+            v->out_n -= v->out_head;
+            v->out_head = 0;
+        }
+        if (v->out_n == v->out_cap) {
+            size_t cap = v->out_cap ? v->out_cap * 2 : 4096;
+            outbox_entry *g = realloc(v->out, cap * sizeof *g);
+            if (!g)
+                return -1;
+            v->out = g;
+            v->out_cap = cap;
+        }
+    }
+    v->out[v->out_n++] = (outbox_entry){receipt, owner};
+    return 0;
+}
+
+static void vjob_free(vjob *j)
+{
+    if (j) {
+        free(j->job.data);
+        free(j);
+    }
+}
+
+/* One receipt of `owner` is settled (posted or kept as rejected). */
+static int settle_one(vsim *v, vjob *owner)
+{
+    if (--owner->remaining > 0)
+        return 0;
+    if (v->ndone == v->capdone) {
+        size_t cap = v->capdone ? v->capdone * 2 : 64;
+        vjob **g = realloc(v->done, cap * sizeof *g);
+        if (!g)
+            return -1;
+        v->done = g;
+        v->capdone = cap;
+    }
+    v->done[v->ndone++] = owner;
+    return 0;
+}
+
+/* Ack the fully posted jobs (one round trip). On failure they stay listed and are acked on a
+ * later call; if we crash first, they are sent again and their receipts are repeats. */
+static int ack_done(vsim *v)
+{
+    if (v->ndone == 0)
+        return 0;
+    queue_job *jobs = calloc(v->ndone, sizeof *jobs);
+    if (!jobs)
+        return -1;
+    for (size_t i = 0; i < v->ndone; i++)
+        jobs[i] = v->done[i]->job;
+    int rc = queue_ack(v->q, jobs, v->ndone);
+    free(jobs);
+    if (rc != 0) {
+        log_warn("vendor.redis_error", "detail=\"%s\"", queue_error(v->q));
+        return -1;
+    }
+    for (size_t i = 0; i < v->ndone; i++)
+        vjob_free(v->done[i]);
+    v->held -= v->ndone;
+    v->ndone = 0;
+    return 0;
+}
+
+/* ---- 1. send jobs -> decisions -> timers ------------------------------------------------ */
+
+/* Our own receipt document. Every value is ours (24-hex ids, "vm-" + 16 hex, a fixed status
+ * word, an integer), so nothing needs escaping and snprintf writes exactly what
+ * json_pack + json_dumps(JSON_COMPACT) would. */
+static char *fmt_receipt(const char *log_id, const char *campaign_id, const decision *dc,
+                         int64_t at)
+{
+    char buf[240];
+    int n;
+    if (campaign_id)
+        n = snprintf(buf, sizeof buf,
+                     "{\"log_id\":\"%s\",\"campaign_id\":\"%s\",\"vendorMsgId\":\"%s\","
+                     "\"status\":\"%s\",\"at\":%" PRId64 "}",
+                     log_id, campaign_id, dc->vmid, dc->status, at);
+    else
+        n = snprintf(buf, sizeof buf,
+                     "{\"log_id\":\"%s\",\"vendorMsgId\":\"%s\",\"status\":\"%s\",\"at\":%" PRId64
+                     "}",
+                     log_id, dc->vmid, dc->status, at);
     return n > 0 && (size_t)n < sizeof buf ? strdup(buf) : NULL;
 }
 
-static int process_sends(vsim *v, const queue_batch *b)
+/* Decide one send `s` of job `vj` and put its receipt on the heap. 0 scheduled, 1 malformed
+ * (reason in why), -1 out of memory / HMAC failure. */
+static int schedule_send(vsim *v, const json_t *s, const char *campaign_id, vjob *vj, int64_t now,
+                         const char **why)
 {
-    int rc = -1;
-    char **receipts = calloc(b->n, sizeof *receipts);
-    int64_t *due = calloc(b->n, sizeof *due);
-    queue_job *acks = calloc(b->n, sizeof *acks);
-    const char **argv = calloc(2 + 2 * b->n, sizeof *argv);
-    size_t *alen = calloc(2 + 2 * b->n, sizeof *alen);
-    char(*scores)[24] = calloc(b->n, sizeof *scores);
-    size_t nacks = 0, argc = 0;
-    if (!receipts || !due || !acks || !argv || !alen || !scores)
-        goto out;
+    const char *lid = jsonx_str(s, "log_id", NULL);
+    if (!lid || !oid_is_valid_hex(lid)) {
+        *why = "malformed send: log_id must be a 24-hex id";
+        return 1;
+    }
+    const char *cid = jsonx_str(s, "campaign_id", campaign_id);
+    if (cid && !oid_is_valid_hex(cid))
+        cid = NULL; /* not ours to judge: the receipts worker looks the log up instead */
+    decision dc;
+    if (decider_decide(v->dec, lid, strlen(lid), &dc) != 0) {
+        log_warn("vendor.decide_failed", "detail=\"OpenSSL HMAC failed\"");
+        return -1;
+    }
+    int64_t due = now + dc.delay_ms;
+    char *r = fmt_receipt(lid, cid, &dc, due);
+    if (!r || timers_push(&v->heap, due, r, vj) != 0) {
+        free(r);
+        return -1;
+    }
+    vj->remaining++;
+    return 0;
+}
+
+/* Take over the claimed jobs of b: schedule their receipts, dead-letter what is malformed.
+ * Returns 0, or -1 if something could not be done (the job stays claimed: it is handed back at
+ * the next start or by the reaper). */
+static int process_jobs(vsim *v, queue_batch *b)
+{
     int64_t now = time_now_ms();
-    argv[argc] = "ZADD";
-    alen[argc++] = 4;
-    argv[argc] = v->k_sched;
-    alen[argc++] = strlen(v->k_sched);
+    int rc = 0;
+    size_t sends = 0;
     for (size_t i = 0; i < b->n; i++) {
+        queue_job *qj = &b->jobs[i];
         char perr[64];
-        json_t *s = jsonx_parse(b->jobs[i].data, b->jobs[i].len, perr, sizeof perr);
-        const char *lid = jsonx_str(s, "log_id", NULL);
-        if (!lid || !oid_is_valid_hex(lid)) {
-            json_decref(s);
-            if (queue_dead(v->q, &b->jobs[i], "malformed send: log_id must be a 24-hex id") != 0)
-                goto out;
+        json_t *o = jsonx_parse(qj->data, qj->len, perr, sizeof perr);
+        if (!json_is_object(o)) {
+            json_decref(o);
+            if (queue_dead(v->q, qj, "malformed send: not a JSON object") != 0)
+                rc = -1;
             continue;
         }
-        decision dc;
-        if (decider_decide(v->dec, lid, strlen(lid), &dc) != 0) {
-            json_decref(s);
-            log_warn("vendor.decide_failed", "detail=\"OpenSSL HMAC failed\"");
-            goto out;
+        vjob *vj = calloc(1, sizeof *vj);
+        if (!vj) {
+            json_decref(o);
+            rc = -1;
+            continue;
         }
-        due[nacks] = now + dc.delay_ms;
-        receipts[nacks] = fmt_receipt(lid, dc.vmid, dc.status, due[nacks]);
-        json_decref(s);
-        if (!receipts[nacks])
-            goto out;
-        snprintf(scores[nacks], sizeof scores[nacks], "%" PRId64, due[nacks]);
-        argv[argc] = scores[nacks];
-        alen[argc++] = strlen(scores[nacks]);
-        argv[argc] = receipts[nacks];
-        alen[argc++] = strlen(receipts[nacks]);
-        acks[nacks++] = b->jobs[i];
-    }
-    /* Durable schedule, then ack. */
-    if (argc > 2) {
-        redisReply *r = rconn_command_argv(v->rc, (int)argc, argv, alen);
-        if (!r || r->type == REDIS_REPLY_ERROR) {
-            if (r)
-                freeReplyObject(r);
-            goto redis_fail;
+        vj->job = *qj; /* the batch gives up the payload: the job owns it now */
+        qj->data = NULL;
+        qj->len = 0;
+        v->held++;
+        /* Malformed sends of a batch job become dead letters of their own. */
+        json_t *arr = json_object_get(o, "sends");
+        size_t cap = json_is_array(arr) ? json_array_size(arr) : 0;
+        char **dead = calloc(cap ? cap : 1, sizeof *dead);
+        const char **dwhy = calloc(cap ? cap : 1, sizeof *dwhy);
+        size_t ndead = 0;
+        int st = dead && dwhy ? 0 : -1;
+        const char *whole = NULL; /* reason when the job as a whole is unusable */
+        if (st == 0 && arr) {
+            const char *cid = jsonx_str(o, "campaign_id", NULL);
+            size_t k;
+            json_t *s;
+            if (cap == 0)
+                whole = "malformed send job: sends must be a non-empty array";
+            json_array_foreach(cap ? arr : NULL, k, s)
+            {
+                const char *why = "malformed send: not a JSON object";
+                int r = json_is_object(s) ? schedule_send(v, s, cid, vj, now, &why) : 1;
+                if (r < 0) {
+                    st = -1;
+                    break;
+                }
+                if (r == 1) {
+                    dead[ndead] = jsonx_dumps(s);
+                    dwhy[ndead] = why;
+                    if (!dead[ndead]) {
+                        st = -1;
+                        break;
+                    }
+                    ndead++;
+                }
+            }
+        } else if (st == 0) {
+            int r = schedule_send(v, o, NULL, vj, now, &whole);
+            if (r < 0)
+                st = -1;
+            else if (r == 0)
+                whole = NULL;
         }
-        freeReplyObject(r);
+        json_decref(o);
+        if (st == 0 && ndead &&
+            queue_dead_parts(v->q, (const char *const *)dead, NULL, dwhy, ndead) != 0) {
+            log_warn("vendor.redis_error", "detail=\"%s\"", queue_error(v->q));
+            st = -1;
+        }
+        for (size_t d = 0; d < ndead; d++)
+            free(dead[d]);
+        free(dead);
+        free(dwhy);
+        if (st == 0 && whole) {
+            /* Nothing usable in it: the whole job is the dead letter. */
+            if (queue_dead(v->q, &vj->job, whole) != 0)
+                rc = -1;
+            v->held--;
+            vjob_free(vj);
+            continue;
+        }
+        if (st < 0) {
+            /* Out of memory or Redis trouble midway: the receipts already on the heap still go
+             * out, but the job must not be acked: one extra count keeps it held until the next
+             * start hands it back (its sends are then decided again, identically). */
+            vj->remaining++;
+            rc = -1;
+            continue;
+        }
+        sends += vj->remaining;
+        if (vj->remaining == 0) { /* every send was dead-lettered: nothing left to post */
+            vj->remaining = 1;
+            if (settle_one(v, vj) != 0)
+                rc = -1;
+        }
     }
-    if (nacks && queue_ack(v->q, acks, nacks) != 0)
-        goto redis_fail;
-    for (size_t i = 0; i < nacks; i++) {
-        if (timers_push(&v->heap, due[i], receipts[i]) == 0)
-            receipts[i] = NULL;
-    }
-    v->claimed += (long long)nacks;
-    rc = 0;
-    goto out;
-redis_fail:
-    log_warn("vendor.redis_error", "detail=\"%s\"", rconn_error(v->rc));
-out:
-    for (size_t i = 0; receipts && i < b->n; i++)
-        free(receipts[i]);
-    free(receipts);
-    free(due);
-    free(acks);
-    free(argv);
-    free(alen);
-    free(scores);
+    v->claimed += (long long)sends;
+    if (b->n)
+        v->per_job = 0.8 * v->per_job + 0.2 * ((double)sends / (double)b->n);
     return rc;
 }
 
 /* ---- 2. timers -> outbox ---------------------------------------------------------------- */
 
-static int fire_due(vsim *v)
+static size_t fire_due(vsim *v)
 {
-    enum { MAXFIRE = 2000 };
-    timer_entry e[MAXFIRE];
-    size_t n = 0;
     int64_t now = time_now_ms();
-    while (n < MAXFIRE && timers_pop_due(&v->heap, now, &e[n]))
-        n++;
-    if (n == 0)
-        return 0;
-    const char *argv[MAXFIRE + 2];
-    size_t alen[MAXFIRE + 2];
-    int ok = rconn_append(v->rc, "MULTI") == 0;
-    argv[0] = "RPUSH";
-    argv[1] = v->k_outbox;
-    for (size_t i = 0; i < n; i++) {
-        argv[2 + i] = e[i].payload;
-        alen[2 + i] = strlen(e[i].payload);
-    }
-    alen[0] = 5;
-    alen[1] = strlen(v->k_outbox);
-    ok = ok && rconn_append_argv(v->rc, (int)n + 2, argv, alen) == 0;
-    argv[0] = "ZREM";
-    alen[0] = 4;
-    argv[1] = v->k_sched;
-    alen[1] = strlen(v->k_sched);
-    ok = ok && rconn_append_argv(v->rc, (int)n + 2, argv, alen) == 0;
-    ok = ok && rconn_append(v->rc, "EXEC") == 0;
-    for (int i = 0; ok && i < 4; i++) {
-        redisReply *r;
-        if (rconn_get_reply(v->rc, &r) != 0) {
-            ok = 0;
+    timer_entry e;
+    size_t n = 0;
+    while (timers_pop_due(&v->heap, now, &e)) {
+        if (outbox_push(v, e.payload, e.owner) != 0) {
+            /* Out of memory: retry this one shortly. */
+            if (timers_push(&v->heap, now + 200, e.payload, e.owner) != 0)
+                free(e.payload); /* its job is never acked: handed back at the next start */
             break;
         }
-        if (r->type == REDIS_REPLY_ERROR || (i == 3 && r->type != REDIS_REPLY_ARRAY))
-            ok = 0;
-        freeReplyObject(r);
+        n++;
     }
-    if (!ok) {
-        /* Still in the durable schedule: keep them in the heap and try again shortly. */
-        log_warn("vendor.redis_error", "detail=\"%s\"", rconn_error(v->rc));
-        for (size_t i = 0; i < n; i++)
-            if (timers_push(&v->heap, now + 200, e[i].payload) != 0)
-                free(e[i].payload); /* still in the schedule: reloaded at the next start */
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++)
-        free(e[i].payload);
-    v->outbox_n += (long long)n;
     v->fired += (long long)n;
-    return (int)n;
+    return n;
 }
 
 /* ---- 3. outbox -> API ------------------------------------------------------------------- */
@@ -231,123 +359,75 @@ static int fire_due(vsim *v)
 /* One POST of up to post_batch receipts. 1 posted, 0 nothing to do / backing off, -1 error. */
 static int post_some(vsim *v)
 {
-    if (v->outbox_n <= 0 || time_mono_ms() < v->next_post_ms)
+    size_t avail = outbox_len(v);
+    if (avail == 0 || time_mono_ms() < v->next_post_ms)
         return 0;
-    int nb = v->cfg->vendor_sim.post_batch;
-    redisReply *r = rconn_command(v->rc, "LRANGE %s 0 %d", v->k_outbox, nb - 1);
-    if (!r || r->type != REDIS_REPLY_ARRAY) {
-        if (r)
-            freeReplyObject(r);
-        return -1;
-    }
-    if (r->elements == 0) {
-        v->outbox_n = 0;
-        freeReplyObject(r);
-        return 0;
-    }
-    size_t len = 2;
-    for (size_t i = 0; i < r->elements; i++)
-        len += r->element[i]->len + 1;
-    char *body = malloc(len + 1);
-    if (!body) {
-        freeReplyObject(r);
-        return -1;
-    }
-    size_t o = 0;
-    body[o++] = '[';
-    for (size_t i = 0; i < r->elements; i++) {
+    size_t n = (size_t)v->cfg->vendor_sim.post_batch;
+    if (n > avail)
+        n = avail;
+    outbox_entry *e = v->out + v->out_head;
+    jsonx_buf body = {0};
+    jsonx_buf_raw(&body, "[", 1);
+    for (size_t i = 0; i < n; i++) {
         if (i)
-            body[o++] = ',';
-        memcpy(body + o, r->element[i]->str, r->element[i]->len);
-        o += r->element[i]->len;
+            jsonx_buf_raw(&body, ",", 1);
+        jsonx_buf_cat(&body, e[i].receipt);
     }
-    body[o++] = ']';
-    body[o] = '\0';
+    jsonx_buf_raw(&body, "]", 1);
+    if (!jsonx_buf_ok(&body)) {
+        jsonx_buf_free(&body);
+        return -1;
+    }
     long status;
     char detail[200];
-    poster_result pr = poster_post(v->post, body, o, &status, detail, sizeof detail);
-    free(body);
-    size_t n = r->elements;
-    int rc = 1;
+    poster_result pr = poster_post(v->post, body.data, body.len, &status, detail, sizeof detail);
+    jsonx_buf_free(&body);
     if (pr == POSTER_RETRY) {
         log_warn("vendor.post_failed", "receipts=%zu detail=\"%s\" retry_in_ms=%d", n, detail,
                  v->post_backoff_ms);
         v->next_post_ms = time_mono_ms() + v->post_backoff_ms / 2 +
                           (int64_t)(rng_next(v) % (uint64_t)(v->post_backoff_ms / 2 + 1));
         v->post_backoff_ms = v->post_backoff_ms * 2 > 10000 ? 10000 : v->post_backoff_ms * 2;
-        rc = 0;
-    } else {
-        int ok = rconn_append(v->rc, "MULTI") == 0;
-        if (pr == POSTER_REJECTED) {
-            log_error("vendor.post_rejected", "receipts=%zu detail=\"%s\" kept_in=%s", n, detail,
-                      v->k_rejected);
-            for (size_t i = 0; ok && i < n; i++)
-                ok = rconn_append(v->rc, "RPUSH %s %b", v->k_rejected, r->element[i]->str,
-                                  r->element[i]->len) == 0;
-        }
-        ok = ok && rconn_append(v->rc, "LTRIM %s %lld -1", v->k_outbox, (long long)n) == 0;
-        ok = ok && rconn_append(v->rc, "EXEC") == 0;
-        size_t replies = 3 + (pr == POSTER_REJECTED ? n : 0);
-        for (size_t i = 0; ok && i < replies; i++) {
-            redisReply *x;
-            if (rconn_get_reply(v->rc, &x) != 0)
-                ok = 0;
-            else
-                freeReplyObject(x);
-        }
-        if (!ok) {
-            rc = -1; /* posted but not trimmed: they will be posted again (harmless repeat) */
-        } else {
-            v->outbox_n -= (long long)n;
-            if (pr == POSTER_OK)
-                v->posted += (long long)n;
-            else
-                v->rejected += (long long)n;
-        }
-        v->post_backoff_ms = 100;
+        return 0;
     }
-    freeReplyObject(r);
-    return rc;
-}
-
-/* ---- start-up ---------------------------------------------------------------------------- */
-
-/* Reload the durable schedule into the heap and count the outbox. */
-static int recover(vsim *v)
-{
-    long long start = 0;
-    for (;;) {
-        redisReply *r =
-            rconn_command(v->rc, "ZRANGE %s %lld %lld WITHSCORES", v->k_sched, start, start + 9999);
-        if (!r || r->type != REDIS_REPLY_ARRAY) {
-            if (r)
-                freeReplyObject(r);
-            return -1;
+    if (pr == POSTER_REJECTED) {
+        /* Keep them before their jobs can be acked; if Redis fails, try the POST again later. */
+        log_error("vendor.post_rejected", "receipts=%zu detail=\"%s\" kept_in=%s", n, detail,
+                  v->k_rejected);
+        const char **argv = calloc(n + 2, sizeof *argv);
+        redisReply *r = NULL;
+        if (argv) {
+            argv[0] = "RPUSH";
+            argv[1] = v->k_rejected;
+            for (size_t i = 0; i < n; i++)
+                argv[2 + i] = e[i].receipt;
+            r = rconn_command_argv(v->rc, (int)n + 2, argv, NULL);
+            free(argv);
         }
-        size_t n = r->elements / 2;
-        for (size_t i = 0; i < n; i++) {
-            char *p = strndup(r->element[2 * i]->str, r->element[2 * i]->len);
-            int64_t due = strtoll(r->element[2 * i + 1]->str, NULL, 10);
-            if (!p || timers_push(&v->heap, due, p) != 0) {
-                free(p);
-                freeReplyObject(r);
-                return -1;
-            }
-        }
-        freeReplyObject(r);
-        if (n < 10000)
-            break;
-        start += 10000;
-    }
-    redisReply *r = rconn_command(v->rc, "LLEN %s", v->k_outbox);
-    if (!r || r->type != REDIS_REPLY_INTEGER) {
+        bool ok = r && r->type == REDIS_REPLY_INTEGER;
         if (r)
             freeReplyObject(r);
-        return -1;
+        if (!ok) {
+            log_warn("vendor.redis_error", "detail=\"%s\"", rconn_error(v->rc));
+            return -1;
+        }
+        v->rejected += (long long)n;
+    } else {
+        v->posted += (long long)n;
     }
-    v->outbox_n = r->integer;
-    freeReplyObject(r);
-    return 0;
+    v->post_backoff_ms = 100;
+    int rc = 1;
+    for (size_t i = 0; i < n; i++) {
+        free(e[i].receipt);
+        if (settle_one(v, e[i].owner) != 0)
+            rc = -1;
+    }
+    v->out_head += n;
+    if (v->out_head == v->out_n)
+        v->out_head = v->out_n = 0;
+    if (ack_done(v) != 0)
+        rc = -1;
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -395,78 +475,94 @@ int main(int argc, char **argv)
                           : "cannot set up HMAC-SHA256");
         goto out;
     }
-    snprintf(v.k_sched, sizeof v.k_sched, "%s{vendor}:scheduled:%s", cfg.redis.prefix,
-             cfg.vendor_sim.name);
-    snprintf(v.k_outbox, sizeof v.k_outbox, "%s{vendor}:outbox:%s", cfg.redis.prefix,
-             cfg.vendor_sim.name);
     snprintf(v.k_rejected, sizeof v.k_rejected, "%s{vendor}:rejected:%s", cfg.redis.prefix,
              cfg.vendor_sim.name);
-    /* Take back what a previous run of this instance had claimed, reload its schedule. */
+    /* Take back what a previous run of this instance had claimed: those jobs are sent again. */
     while (!signals_stop_requested()) {
         int back = queue_release_claimed(v.q);
-        if (back >= 0 && queue_register(v.q) == 0 && recover(&v) == 0) {
-            log_info("vendor.started", "name=%s handed_back=%d scheduled=%zu outbox=%lld",
-                     cfg.vendor_sim.name, back, timers_count(&v.heap), v.outbox_n);
+        if (back >= 0 && queue_register(v.q) == 0) {
+            log_info("vendor.started", "name=%s handed_back=%d", cfg.vendor_sim.name, back);
             break;
         }
-        timers_release(&v.heap);
         log_warn("vendor.redis_wait", "detail=\"%s\"", rconn_error(v.rc));
         signals_sleep_ms(500);
     }
-    int64_t next_report = time_mono_ms() + 10000;
+    v.per_job = 1;
+    int64_t next_report = time_mono_ms() + 10000, stop_at = 0;
     int pause = 50;
-    while (!signals_stop_requested()) {
+    for (;;) {
+        bool stopping = signals_stop_requested();
+        if (stopping && !stop_at) {
+            stop_at = time_mono_ms() + (int64_t)cfg.workers.shutdown_timeout_s * 1000;
+            log_info("vendor.stopping", "held_jobs=%zu waiting=%zu outbox=%zu", v.held,
+                     timers_count(&v.heap), outbox_len(&v));
+        }
+        if (stopping && (v.held == 0 || time_mono_ms() >= stop_at))
+            break;
         if (queue_maintain(v.q) != 0) {
             log_warn("vendor.redis_error", "detail=\"%s\"", queue_error(v.q));
-            signals_sleep_ms(pause);
+            struct timespec ts = {0, pause * 1000000L};
+            nanosleep(&ts, NULL);
             pause = pause * 2 > 2000 ? 2000 : pause * 2;
             continue;
         }
         int64_t now = time_now_ms();
-        size_t inflight = timers_count(&v.heap);
-        if (inflight < (size_t)cfg.vendor_sim.max_inflight) {
-            int64_t wait = timers_next_due(&v.heap) - now;
-            int block = v.outbox_n > 0 ? 0 : (int)(wait < 0 ? 0 : wait > 200 ? 200 : wait);
+        size_t inflight = timers_count(&v.heap) + outbox_len(&v);
+        int64_t wait = timers_next_due(&v.heap) - now;
+        if (!stopping && inflight < (size_t)cfg.vendor_sim.max_inflight) {
+            int block = outbox_len(&v) > 0 || v.ndone > 0 ? 0
+                                                          : (int)(wait < 0     ? 0
+                                                                  : wait > 200 ? 200
+                                                                               : wait);
+            /* Claim about batch_size messages (bounded by the room left): a fan-out batch
+             * job counts as its sends. */
             size_t room = (size_t)cfg.vendor_sim.max_inflight - inflight;
-            size_t want =
+            size_t msgs =
                 room < (size_t)cfg.vendor_sim.batch_size ? room : (size_t)cfg.vendor_sim.batch_size;
-            int n = queue_claim(v.q, want, block, &b);
+            size_t want = (size_t)((double)msgs / (v.per_job > 1 ? v.per_job : 1));
+            int n = queue_claim_fresh(v.q, want ? want : 1, block, &b);
             if (n < 0) {
                 log_warn("vendor.redis_error", "detail=\"%s\"", queue_error(v.q));
                 signals_sleep_ms(pause);
                 pause = pause * 2 > 2000 ? 2000 : pause * 2;
                 continue;
             }
-            if (n > 0 && process_sends(&v, &b) != 0) {
-                /* Not acked: the jobs stay in our processing list and the next claim delivers
-                 * them again (decisions are idempotent, so redoing the batch is safe). */
+            if (n > 0 && process_jobs(&v, &b) != 0) {
                 signals_sleep_ms(pause);
                 pause = pause * 2 > 2000 ? 2000 : pause * 2;
             }
             queue_batch_release(&b);
-        } else {
-            int64_t wait = timers_next_due(&v.heap) - now;
-            if (wait > 0 && v.outbox_n == 0)
-                signals_sleep_ms((int)(wait > 100 ? 100 : wait));
+        } else if (outbox_len(&v) == 0 && wait > 0) {
+            struct timespec ts = {0, (wait > 100 ? 100 : wait) * 1000000L};
+            nanosleep(&ts, NULL);
         }
         fire_due(&v);
         for (int i = 0; i < 8 && post_some(&v) == 1; i++)
             ;
+        ack_done(&v);
         pause = 50;
         if (time_mono_ms() >= next_report) {
             next_report = time_mono_ms() + 10000;
             log_info("vendor.progress",
-                     "claimed=%lld fired=%lld posted=%lld rejected=%lld "
-                     "waiting=%zu outbox=%lld",
-                     v.claimed, v.fired, v.posted, v.rejected, timers_count(&v.heap), v.outbox_n);
+                     "claimed=%lld fired=%lld posted=%lld rejected=%lld held_jobs=%zu "
+                     "waiting=%zu outbox=%zu",
+                     v.claimed, v.fired, v.posted, v.rejected, v.held, timers_count(&v.heap),
+                     outbox_len(&v));
         }
     }
-    log_info("vendor.stopped", "claimed=%lld fired=%lld posted=%lld waiting=%zu outbox=%lld",
-             v.claimed, v.fired, v.posted, timers_count(&v.heap), v.outbox_n);
+    /* Whatever is still held goes back to ready for another instance (or our next start). */
+    int back = v.held ? queue_release_claimed(v.q) : 0;
+    log_info("vendor.stopped",
+             "claimed=%lld fired=%lld posted=%lld handed_back_jobs=%d waiting=%zu outbox=%zu",
+             v.claimed, v.fired, v.posted, back, timers_count(&v.heap), outbox_len(&v));
     rc = 0;
 out:
     queue_batch_release(&b);
     timers_release(&v.heap);
+    for (size_t i = v.out_head; i < v.out_n; i++)
+        free(v.out[i].receipt);
+    free(v.out);
+    free(v.done);
     poster_free(v.post);
     decider_free(v.dec);
     queue_close(v.q);

@@ -23,7 +23,7 @@ void timers_release(timers *t)
     timers_init(t);
 }
 
-int timers_push(timers *t, int64_t due, char *payload)
+int timers_push(timers *t, int64_t due, char *payload, void *owner)
 {
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 1024;
@@ -43,6 +43,7 @@ int timers_push(timers *t, int64_t due, char *payload)
     }
     t->a[i].due = due;
     t->a[i].payload = payload;
+    t->a[i].owner = owner;
     return 0;
 }
 

@@ -5,7 +5,8 @@
  * filter = the campaign's rules at rules_now AND _id > checkpoint.last_customer_id):
  *   a. render each message (lib/template) and build the log document with its deterministic _id;
  *   b. insert_many unordered; write errors with code 11000 mean "already written" and are fine;
- *   c. queue_push_many the send jobs (one pipelined round trip);
+ *   c. queue_push_many the batch's send jobs, FANOUT_SENDS_PER_JOB sends each (one pipelined
+ *      round trip);
  *   d. updateOne {_id, checkpoint.last_customer_id: previous} ->
  *        $set checkpoint {last_customer_id, written}, $inc {total: n, pending: n}.
  *      Matching nothing means another worker (this job was reaped and claimed again) is ahead:
@@ -14,6 +15,7 @@
  * receipts came in during the fan-out).
  */
 #include "fanout.h"
+#include "jsonx.h"
 
 #include "log.h"
 #include "queue.h"
@@ -22,7 +24,6 @@
 #include "template.h"
 #include "timeutil.h"
 
-#include <jansson.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,19 +78,85 @@ static bool only_duplicates(const bson_t *reply)
     return n > 0;
 }
 
+/* Sends per send job: a fan-out batch is pushed as a few batch jobs
+ * {"campaign_id", "sends": [{"log_id", "customer_id", "message"}, ...]} rather than one job per
+ * message, so Redis, the vendor and the receipts path handle a few hundred messages per queue
+ * operation. A job is also closed before it passes FANOUT_JOB_BYTES. */
+#define FANOUT_SENDS_PER_JOB 500
+#define FANOUT_JOB_BYTES     (512 * 1024)
+
 typedef struct batch {
     bson_t **docs;
-    char **sends;
     size_t n, cap;
+    char **jobs; /* closed send jobs */
+    size_t *lens;
+    size_t njobs, capjobs;
+    jsonx_buf cur; /* the send job being written */
+    size_t cur_n;  /* sends in cur */
 } batch;
 
 static void batch_clear(batch *b)
 {
-    for (size_t i = 0; i < b->n; i++) {
+    for (size_t i = 0; i < b->n; i++)
         bson_destroy(b->docs[i]);
-        free(b->sends[i]);
-    }
     b->n = 0;
+    for (size_t i = 0; i < b->njobs; i++)
+        free(b->jobs[i]);
+    b->njobs = 0;
+    jsonx_buf_reset(&b->cur);
+    b->cur_n = 0;
+}
+
+/* Close the send job being written (if any). 0 or -1 (out of memory). */
+static int close_job(batch *b)
+{
+    if (b->cur_n == 0)
+        return 0;
+    jsonx_buf_raw(&b->cur, "]}", 2);
+    if (!jsonx_buf_ok(&b->cur))
+        return -1;
+    if (b->njobs == b->capjobs) {
+        size_t nc = b->capjobs ? 2 * b->capjobs : 8;
+        char **j = realloc(b->jobs, nc * sizeof *j);
+        size_t *l = j ? realloc(b->lens, nc * sizeof *l) : NULL;
+        if (j)
+            b->jobs = j;
+        if (!j || !l)
+            return -1;
+        b->lens = l;
+        b->capjobs = nc;
+    }
+    b->jobs[b->njobs] = b->cur.data;
+    b->lens[b->njobs++] = b->cur.len;
+    b->cur = (jsonx_buf){0};
+    b->cur_n = 0;
+    return 0;
+}
+
+/* Append one send to the current send job. 0 or -1 (out of memory). */
+static int add_send(batch *b, const char *campaign_hex, const char *log_hex,
+                    const char *customer_hex, const char *msg)
+{
+    if (b->cur_n == 0) {
+        jsonx_buf_cat(&b->cur, "{\"campaign_id\":\"");
+        jsonx_buf_cat(&b->cur, campaign_hex);
+        jsonx_buf_cat(&b->cur, "\",\"sends\":[");
+    } else {
+        jsonx_buf_raw(&b->cur, ",", 1);
+    }
+    jsonx_buf_cat(&b->cur, "{\"log_id\":\"");
+    jsonx_buf_cat(&b->cur, log_hex);
+    jsonx_buf_cat(&b->cur, "\",\"customer_id\":\"");
+    jsonx_buf_cat(&b->cur, customer_hex);
+    jsonx_buf_cat(&b->cur, "\",\"message\":");
+    jsonx_buf_str(&b->cur, msg, strlen(msg));
+    jsonx_buf_raw(&b->cur, "}", 1);
+    if (!jsonx_buf_ok(&b->cur))
+        return -1;
+    b->cur_n++;
+    if (b->cur_n >= FANOUT_SENDS_PER_JOB || b->cur.len >= FANOUT_JOB_BYTES)
+        return close_job(b);
+    return 0;
 }
 
 /* Write one batch (steps b-d). Returns FANOUT_DONE (continue), or another result. */
@@ -108,7 +175,11 @@ static fanout_result flush(fanout_ctx *x, mongoc_collection_t *logs, mongoc_coll
         return FANOUT_RETRY;
     }
     bson_destroy(&reply);
-    if (queue_push_many(x->sends, (const char *const *)b->sends, NULL, b->n) != 0) {
+    if (close_job(b) != 0) {
+        snprintf(why, wl, "out of memory");
+        return FANOUT_RETRY;
+    }
+    if (queue_push_many(x->sends, (const char *const *)b->jobs, b->lens, b->njobs) != 0) {
         snprintf(why, wl, "push sends: %s", queue_error(x->sends));
         return FANOUT_RETRY;
     }
@@ -270,8 +341,7 @@ fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, siz
         bson_destroy(opts);
         b.cap = (size_t)bs;
         b.docs = calloc(b.cap, sizeof *b.docs);
-        b.sends = calloc(b.cap, sizeof *b.sends);
-        if (!b.docs || !b.sends) {
+        if (!b.docs) {
             snprintf(why, whylen, "out of memory");
             goto out;
         }
@@ -295,27 +365,23 @@ fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, siz
             if (template_render(tpl, &tv, msg, sizeof msg) < 0)
                 template_render(NULL, &tv, msg, sizeof msg);
             fanout_log_id(&cid, &uid, &lid);
-            bson_t *ld =
-                BCON_NEW("_id", BCON_OID(&lid), "campaign_id", BCON_OID(&cid), "customer_id",
-                         BCON_OID(&uid), "message", BCON_UTF8(msg), "status", BCON_UTF8("PENDING"),
-                         "vendorMsgId", BCON_NULL, "resends", BCON_INT32(0), "createdAt",
-                         BCON_DATE_TIME(now), "updatedAt", BCON_DATE_TIME(now));
+            bson_t *ld = bson_sized_new(128 + strlen(msg));
+            BSON_APPEND_OID(ld, "_id", &lid);
+            BSON_APPEND_OID(ld, "campaign_id", &cid);
+            BSON_APPEND_OID(ld, "customer_id", &uid);
+            BSON_APPEND_UTF8(ld, "message", msg);
+            BSON_APPEND_UTF8(ld, "status", "PENDING");
+            BSON_APPEND_NULL(ld, "vendorMsgId");
+            BSON_APPEND_INT32(ld, "resends", 0);
+            BSON_APPEND_DATE_TIME(ld, "createdAt", now);
+            BSON_APPEND_DATE_TIME(ld, "updatedAt", now);
             bson_oid_to_string(&lid, lhex);
             bson_oid_to_string(&uid, chex);
-            json_t *s = json_pack("{s:s, s:s, s:s, s:s}", "log_id", lhex, "campaign_id",
-                                  campaign_hex, "customer_id", chex, "message", msg);
-            char *sj = s ? json_dumps(s, JSON_COMPACT) : NULL;
-            json_decref(s);
-            if (!ld || !sj) {
-                if (ld)
-                    bson_destroy(ld);
-                free(sj);
+            b.docs[b.n++] = ld;
+            if (add_send(&b, campaign_hex, lhex, chex, msg) != 0) {
                 snprintf(why, whylen, "out of memory");
                 goto out;
             }
-            b.docs[b.n] = ld;
-            b.sends[b.n] = sj;
-            b.n++;
             bson_oid_copy(&uid, &batch_last);
             if (b.n == b.cap) {
                 res = flush(x, logs, camps, &cid, &b, &last, &has_last, &batch_last, &written, why,
@@ -364,7 +430,9 @@ out:
         mongoc_cursor_destroy(cur);
     batch_clear(&b);
     free(b.docs);
-    free(b.sends);
+    free(b.jobs);
+    free(b.lens);
+    jsonx_buf_free(&b.cur);
     free(tpl);
     mongoc_collection_destroy(camps);
     mongoc_collection_destroy(logs);

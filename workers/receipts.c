@@ -1,17 +1,23 @@
 /*
  * receipts: see receipts.h for the guarantees.
  *
- * One batch, step by step (numbers are the crash points discussed below):
- *   1. parse every job; malformed -> dead-letter now; duplicates of a log_id inside the batch are
- *      acked with the first one.
+ * A job is one receipt {"log_id", "status", "vendorMsgId", "at", "campaign_id"?} or a batch
+ * {"receipts": [...]} (one POST to the API). One claimed batch of jobs, step by step (numbers
+ * are the crash points discussed below):
+ *   1. parse every job; a malformed job -> dead-letter now; a malformed receipt inside a batch
+ *      job is set aside as a dead letter of its own (written in step 6, with the ack);
+ *      duplicates of a log_id inside the batch are settled with the first one.
  *   2. tok = new ObjectId hex; ZADD P{receipts}:ctoks now tok                     (Redis)
- *   3. unordered bulk: updateOne {_id, status: PENDING} -> $set status, vendorMsgId,
- *      deliveredAt, updatedAt, ctok: tok (+ failureReason)                        (MongoDB)
- *   4. find {_id: {$in: ids}} -> unknown ids are dead-lettered; logs whose ctok == tok were moved
- *      by THIS batch and are counted per campaign.
+ *   3. unordered bulk: updateOne {_id, status: PENDING (, campaign_id when the receipt names
+ *      it)} -> $set status, vendorMsgId, deliveredAt, updatedAt, ctok: tok (+ failureReason)
+ *   4. if every receipt named its campaign and the bulk matched every statement, each log was
+ *      moved by THIS batch: counted per campaign from the receipts themselves, no read back
+ *      (the usual case: the vendor echoes the send's campaign_id). Otherwise
+ *      find {_id: {$in: ids}} -> unknown ids (or a campaign_id that is not the log's) are
+ *      dead-lettered; logs whose ctok == tok were moved by THIS batch and are counted.
  *   5. per campaign: updateOne {_id, ctoks: {$ne: tok}} -> $inc sent/failed/-pending,
  *      $push ctoks tok (last 1000 kept); then COMPLETED if fanout_done and pending <= 0.
- *   6. ZREM ctoks tok; ack the batch.
+ *   6. ZREM ctoks tok; dead letters of single receipts of batch jobs; ack the jobs.
  * A crash (or MongoDB error) after 3 leaves logs final but maybe uncounted; the retried receipts
  * then see a foreign ctok and are no-ops, and receipts_recover() counts the orphaned token's logs
  * (find {ctok: tok}) with the same guarded update. A crash after 5 but before 6 is harmless: the
@@ -32,6 +38,9 @@ enum { ST_SENT = 1, ST_FAILED = 2, ST_PENDING = 3 };
 
 typedef struct item {
     size_t job;       /* index into the batch */
+    json_t *obj;      /* the receipt inside its job's parsed tree (borrowed) */
+    bool part;        /* one receipt of a batch job (not the whole job) */
+    bool has_cid;     /* the receipt names its campaign (cid) */
     bson_oid_t oid;   /* log id */
     int status;       /* ST_* */
     char vmid[129];   /* vendorMsgId ("" = none) */
@@ -40,7 +49,8 @@ typedef struct item {
     int dup;          /* another item of the batch has this oid */
     int found;        /* the log exists */
     int counted;      /* moved by this batch's token */
-    bson_oid_t cid;   /* campaign of the log (when counted) */
+    int mismatch;     /* the log exists but belongs to another campaign than the receipt says */
+    bson_oid_t cid;   /* campaign of the log (named by the receipt, or read back) */
 } item;
 
 typedef struct camp_count {
@@ -53,26 +63,19 @@ static int cmp_item_oid(const void *a, const void *b)
     return bson_oid_compare(&((const item *)a)->oid, &((const item *)b)->oid);
 }
 
-/* Parse one receipt; 0 ok, -1 with reason in why. */
-static int parse_receipt(const queue_job *j, item *it, char *why, size_t whylen)
+/* Parse one receipt object; 0 ok, -1 with reason in why. */
+static int parse_receipt(const json_t *o, item *it, char *why, size_t whylen)
 {
-    char perr[128];
-    json_t *o = jsonx_parse(j->data, j->len, perr, sizeof perr);
-    int rc = -1;
-    if (!o) {
-        snprintf(why, whylen, "malformed receipt: not JSON (%s)", perr);
-        return -1;
-    }
     if (!json_is_object(o)) {
         snprintf(why, whylen, "malformed receipt: not a JSON object");
-        goto out;
+        return -1;
     }
     const char *lid = jsonx_str(o, "log_id", NULL);
     const char *st = jsonx_str(o, "status", NULL);
     json_t *vm = json_object_get(o, "vendorMsgId");
     if (!lid || !oid_is_valid_hex(lid)) {
         snprintf(why, whylen, "malformed receipt: log_id must be a 24-hex id");
-        goto out;
+        return -1;
     }
     bson_oid_init_from_string(&it->oid, lid);
     if (st && !strcmp(st, "SENT"))
@@ -83,41 +86,79 @@ static int parse_receipt(const queue_job *j, item *it, char *why, size_t whylen)
         it->status = ST_PENDING;
     else {
         snprintf(why, whylen, "malformed receipt: status must be SENT or FAILED");
-        goto out;
+        return -1;
     }
     it->vmid[0] = '\0';
     if (json_is_string(vm)) {
         if (json_string_length(vm) == 0 || json_string_length(vm) >= sizeof it->vmid) {
             snprintf(why, whylen, "malformed receipt: vendorMsgId must be 1-128 characters");
-            goto out;
+            return -1;
         }
         snprintf(it->vmid, sizeof it->vmid, "%s", json_string_value(vm));
     } else if (vm && !json_is_null(vm)) {
         snprintf(why, whylen, "malformed receipt: vendorMsgId must be a string");
-        goto out;
+        return -1;
     } else if (it->status == ST_SENT) {
         snprintf(why, whylen, "malformed receipt: a SENT receipt needs a vendorMsgId");
-        goto out;
+        return -1;
+    }
+    json_t *cv = json_object_get(o, "campaign_id");
+    it->has_cid = false;
+    if (cv && !json_is_null(cv)) {
+        if (!json_is_string(cv) || !oid_is_valid_hex(json_string_value(cv))) {
+            snprintf(why, whylen, "malformed receipt: campaign_id must be a 24-hex id");
+            return -1;
+        }
+        bson_oid_init_from_string(&it->cid, json_string_value(cv));
+        it->has_cid = true;
     }
     json_t *at = json_object_get(o, "at");
     it->at =
         json_is_integer(at) && json_integer_value(at) > 0 ? json_integer_value(at) : time_now_ms();
     snprintf(it->reason, sizeof it->reason, "%s",
              jsonx_str(o, "reason", it->status == ST_FAILED ? "vendor reported FAILED" : ""));
-    rc = 0;
-out:
-    json_decref(o);
-    return rc;
+    return 0;
 }
 
-/* Retry every job listed (MongoDB trouble). Returns -1 if Redis failed. */
-static int retry_all(receipts_ctx *x, const queue_batch *b, const item *items, size_t n,
-                     const char *error)
+/* Dead letters for single receipts of batch jobs, written with the ack (step 6). */
+typedef struct part_list {
+    char **text;
+    char **why;
+    size_t n, cap;
+} part_list;
+
+static int part_add(part_list *l, const json_t *obj, const char *why)
 {
-    for (size_t i = 0; i < n; i++)
-        if (queue_retry(x->q, &b->jobs[items[i].job], error) < 0)
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        char **t = realloc(l->text, cap * sizeof *t);
+        char **w = t ? realloc(l->why, cap * sizeof *w) : NULL;
+        if (t)
+            l->text = t;
+        if (!w)
             return -1;
+        l->why = w;
+        l->cap = cap;
+    }
+    l->text[l->n] = jsonx_dumps(obj);
+    l->why[l->n] = strdup(why);
+    if (!l->text[l->n] || !l->why[l->n]) {
+        free(l->text[l->n]);
+        free(l->why[l->n]);
+        return -1;
+    }
+    l->n++;
     return 0;
+}
+
+static void part_free(part_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->text[i]);
+        free(l->why[i]);
+    }
+    free(l->text);
+    free(l->why);
 }
 
 /* Guarded counter update for one campaign + completion check. 0 or -1 (bson error in e). */
@@ -178,48 +219,86 @@ static int status_of(const char *s)
     return !strcmp(s, "SENT") ? ST_SENT : !strcmp(s, "FAILED") ? ST_FAILED : ST_PENDING;
 }
 
+/* Job fates, by position in the batch. */
+enum { JOB_ACK = 0, JOB_DEAD = 1, JOB_RETRY = 2 };
+
 int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
 {
     int rc = -1;
-    item *items = calloc(b->n ? b->n : 1, sizeof *items);
-    queue_job *acks = calloc(b->n ? b->n : 1, sizeof *acks);
-    /* Jobs to ack, by position in the batch: acked in claim order, the order in which the
-     * queue's LREM finds each one at the tail of the processing list at once. */
-    unsigned char *ackf = calloc(b->n ? b->n : 1, 1);
+    size_t nb = b->n ? b->n : 1;
+    json_t **roots = calloc(nb, sizeof *roots);
+    unsigned char *fate = calloc(nb, 1); /* JOB_* (JOB_DEAD: already dead-lettered whole) */
+    queue_job *acks = calloc(nb, sizeof *acks);
+    /* Parse every job first: the item array holds every receipt of every job. */
+    size_t cap = 0;
+    for (size_t i = 0; roots && i < b->n; i++) {
+        char perr[128];
+        roots[i] = jsonx_parse(b->jobs[i].data, b->jobs[i].len, perr, sizeof perr);
+        json_t *arr = json_object_get(roots[i], "receipts");
+        cap += json_is_array(arr) ? json_array_size(arr) : 1;
+    }
+    x->last_receipts = cap;
+    item *items = calloc(cap ? cap : 1, sizeof *items);
+    part_list parts = {0};
     camp_count *counts = NULL;
-    size_t nitems = 0, nacks = 0, ncounts = 0, capcounts = 0;
+    size_t nitems = 0, ncounts = 0, capcounts = 0;
     mongoc_client_t *cl = NULL;
     mongoc_collection_t *logs = NULL, *camps = NULL;
     mongoc_bulk_operation_t *bulk = NULL;
     bson_t reply = BSON_INITIALIZER;
-    bool token_set = false;
+    bool token_set = false, mongo_failed = false;
     char tok[25];
-    if (!items || !acks || !ackf)
+    bson_error_t e;
+    if (!items || !acks || !fate || !roots)
         goto out;
 
     /* 1. parse */
     for (size_t i = 0; i < b->n; i++) {
         char why[256];
-        item *it = &items[nitems];
-        memset(it, 0, sizeof *it);
-        it->job = i;
-        if (parse_receipt(&b->jobs[i], it, why, sizeof why) != 0) {
-            if (queue_dead(x->q, &b->jobs[i], why) != 0)
+        json_t *o = roots[i];
+        json_t *arr = json_object_get(o, "receipts");
+        const char *whole = NULL;
+        if (!o) {
+            char perr[128];
+            jsonx_parse(b->jobs[i].data, b->jobs[i].len, perr, sizeof perr); /* its message */
+            snprintf(why, sizeof why, "malformed receipt: not JSON (%s)", perr);
+            whole = why;
+        } else if (arr && (!json_is_array(arr) || json_array_size(arr) == 0)) {
+            whole = "malformed receipt batch: receipts must be a non-empty array";
+        }
+        size_t k, m = arr ? json_array_size(arr) : 1;
+        for (k = 0; !whole && k < m; k++) {
+            item *it = &items[nitems];
+            memset(it, 0, sizeof *it);
+            it->job = i;
+            it->obj = arr ? json_array_get(arr, k) : o;
+            it->part = arr != NULL;
+            if (parse_receipt(it->obj, it, why, sizeof why) != 0) {
+                if (!it->part) {
+                    whole = why;
+                    break;
+                }
+                if (part_add(&parts, it->obj, why) != 0)
+                    goto out;
+                x->dead++;
+                continue;
+            }
+            if (it->status == ST_PENDING) { /* a PENDING receipt changes nothing */
+                x->noops++;
+                continue;
+            }
+            nitems++;
+        }
+        if (whole) {
+            if (queue_dead(x->q, &b->jobs[i], whole) != 0)
                 goto out;
+            fate[i] = JOB_DEAD;
             x->dead++;
-            continue;
         }
-        if (it->status == ST_PENDING) { /* nothing to apply: a PENDING receipt changes nothing */
-            ackf[i] = 1;
-            nacks++;
-            x->noops++;
-            continue;
-        }
-        nitems++;
     }
     if (nitems == 0) {
         rc = 0;
-        goto ack;
+        goto settle;
     }
     qsort(items, nitems, sizeof *items, cmp_item_oid);
     for (size_t i = 1; i < nitems; i++)
@@ -247,8 +326,9 @@ int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
     cl = dbpool_pop(x->db);
     logs = dbpool_collection(x->db, cl, DB_LOGS);
     camps = dbpool_collection(x->db, cl, DB_CAMPAIGNS);
-    bson_error_t e;
     int64_t now = time_now_ms();
+    size_t nstmt = 0;
+    bool all_cids = true;
     {
         bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
         bulk = mongoc_collection_create_bulk_operation_with_opts(logs, opts);
@@ -257,8 +337,13 @@ int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
             item *it = &items[i];
             if (it->dup)
                 continue;
-            bson_t *sel = BCON_NEW("_id", BCON_OID(&it->oid), "status", BCON_UTF8("PENDING"));
-            bson_t upd = BSON_INITIALIZER, set;
+            bson_t sel = BSON_INITIALIZER, upd = BSON_INITIALIZER, set;
+            BSON_APPEND_OID(&sel, "_id", &it->oid);
+            BSON_APPEND_UTF8(&sel, "status", "PENDING");
+            if (it->has_cid)
+                BSON_APPEND_OID(&sel, "campaign_id", &it->cid);
+            else
+                all_cids = false;
             BSON_APPEND_DOCUMENT_BEGIN(&upd, "$set", &set);
             BSON_APPEND_UTF8(&set, "status", it->status == ST_SENT ? "SENT" : "FAILED");
             if (it->vmid[0])
@@ -269,20 +354,32 @@ int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
             if (it->status == ST_FAILED)
                 BSON_APPEND_UTF8(&set, "failureReason", it->reason);
             bson_append_document_end(&upd, &set);
-            bool ok = mongoc_bulk_operation_update_one_with_opts(bulk, sel, &upd, NULL, &e);
-            bson_destroy(sel);
+            bool ok = mongoc_bulk_operation_update_one_with_opts(bulk, &sel, &upd, NULL, &e);
+            bson_destroy(&sel);
             bson_destroy(&upd);
             if (!ok) {
                 log_error("receipts.bulk_build", "detail=\"%s\"", e.message);
                 goto mongo_fail;
             }
+            nstmt++;
         }
         if (!mongoc_bulk_operation_execute(bulk, &reply, &e))
             goto mongo_fail;
     }
 
-    /* 4. which logs exist, which did this batch move */
-    {
+    /* 4. which logs did this batch move */
+    bson_iter_t rit;
+    int64_t matched = -1;
+    if (bson_iter_init_find(&rit, &reply, "nMatched") && BSON_ITER_HOLDS_NUMBER(&rit))
+        matched = bson_iter_as_int64(&rit);
+    if (all_cids && matched == (int64_t)nstmt) {
+        /* Every statement matched a PENDING log of the campaign the receipt names: all moved
+         * by this batch, nothing to read back. */
+        for (size_t i = 0; i < nitems; i++) {
+            items[i].found = 1;
+            items[i].counted = !items[i].dup;
+        }
+    } else {
         bson_t filter = BSON_INITIALIZER, in, arr;
         BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &in);
         BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
@@ -313,71 +410,89 @@ int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
             item *it = bsearch(&key, items, nitems, sizeof *items, cmp_item_oid);
             if (!it)
                 continue;
+            while (it > items && it->dup) /* the first copy of a duplicated id */
+                it--;
             it->found = 1;
             const char *dtok = NULL, *st = NULL;
+            bson_oid_t dcid;
+            bool has_dcid = false;
             if (bson_iter_init_find(&iter, doc, "ctok") && BSON_ITER_HOLDS_UTF8(&iter))
                 dtok = bson_iter_utf8(&iter, NULL);
             if (bson_iter_init_find(&iter, doc, "status") && BSON_ITER_HOLDS_UTF8(&iter))
                 st = bson_iter_utf8(&iter, NULL);
-            if (dtok && st && !strcmp(dtok, tok) &&
-                bson_iter_init_find(&iter, doc, "campaign_id") && BSON_ITER_HOLDS_OID(&iter)) {
+            if (bson_iter_init_find(&iter, doc, "campaign_id") && BSON_ITER_HOLDS_OID(&iter)) {
+                bson_oid_copy(bson_iter_oid(&iter), &dcid);
+                has_dcid = true;
+            }
+            if (it->has_cid && (!has_dcid || !bson_oid_equal(&dcid, &it->cid))) {
+                it->mismatch = 1;
+                continue;
+            }
+            if (dtok && st && has_dcid && !strcmp(dtok, tok)) {
                 it->counted = 1;
                 it->status = status_of(st);
-                bson_oid_copy(bson_iter_oid(&iter), &it->cid);
+                bson_oid_copy(&dcid, &it->cid);
             }
         }
         bool cerr = mongoc_cursor_error(cur, &e);
         mongoc_cursor_destroy(cur);
         if (cerr)
             goto mongo_fail;
+        /* A duplicate shares the fate of its first copy. */
+        for (size_t i = 1; i < nitems; i++)
+            if (items[i].dup) {
+                items[i].found = items[i - 1].found;
+                items[i].mismatch = items[i - 1].mismatch;
+            }
     }
 
-    /* bsearch marks one copy of a duplicated id: share the flags across the run of copies. */
-    for (size_t i = 1; i < nitems; i++)
-        if (items[i].dup)
-            items[i].found |= items[i - 1].found;
-    for (size_t i = nitems; i-- > 1;)
-        if (items[i].dup)
-            items[i - 1].found |= items[i].found;
     /* 5. count per campaign, guarded by the token */
     for (size_t i = 0; i < nitems; i++)
-        if (items[i].counted &&
+        if (items[i].counted && !items[i].dup &&
             add_count(&counts, &ncounts, &capcounts, &items[i].cid, items[i].status) != 0)
             goto out;
     for (size_t i = 0; i < ncounts; i++)
         if (count_campaign(x, camps, &counts[i], tok, &e) != 0)
             goto mongo_fail;
 
-    /* 6. settle: unknown logs to the DLQ, the rest acked */
+    /* 6. unknown logs to the DLQ (a whole single-receipt job, or a part of a batch job) */
     for (size_t i = 0; i < nitems; i++) {
         item *it = &items[i];
-        /* a duplicate shares the fate of its first copy */
-        const item *first = it;
-        while (first->dup && first > items)
-            first--;
-        if (!first->found) {
-            char why[80], hex[25];
-            bson_oid_to_string(&it->oid, hex);
-            snprintf(why, sizeof why, "unknown log_id %s", hex);
-            if (queue_dead(x->q, &b->jobs[it->job], why) != 0)
-                goto out;
-            x->dead++;
+        if (it->dup && it->part && items[i - 1].part && !(it->found && !it->mismatch)) {
+            x->dead++; /* the first copy's dead letter stands for both */
             continue;
         }
-        if (it->counted)
-            x->applied++;
+        if (it->found && !it->mismatch) {
+            if (it->counted && !it->dup)
+                x->applied++;
+            else
+                x->noops++;
+            continue;
+        }
+        char why[120], hex[25];
+        bson_oid_to_string(&it->oid, hex);
+        if (it->mismatch)
+            snprintf(why, sizeof why, "log %s does not belong to the campaign the receipt names",
+                     hex);
         else
-            x->noops++;
-        ackf[it->job] = 1;
-        nacks++;
+            snprintf(why, sizeof why, "unknown log_id %s", hex);
+        if (!it->part) {
+            if (fate[it->job] != JOB_DEAD) {
+                if (queue_dead(x->q, &b->jobs[it->job], why) != 0)
+                    goto out;
+                fate[it->job] = JOB_DEAD;
+            }
+        } else if (part_add(&parts, it->obj, why) != 0) {
+            goto out;
+        }
+        x->dead++;
     }
     rc = 0;
     goto done_mongo;
 
 mongo_fail:
     log_warn("receipts.mongo_error", "batch=%zu detail=\"%s\"", b->n, e.message);
-    /* Steps 3-5 only: acks[] holds just the PENDING no-ops, which are still to be acked. */
-    rc = retry_all(x, b, items, nitems, e.message);
+    mongo_failed = true;
     token_set = false; /* keep the token in Redis: receipts_recover counts what was moved */
 done_mongo:
     if (token_set) {
@@ -386,13 +501,29 @@ done_mongo:
         if (r)
             freeReplyObject(r);
     }
-ack:
-    if (rc == 0 && nacks) {
+settle:
+    if (mongo_failed) {
+        /* Every job not already dead-lettered is retried whole (its malformed parts were not
+         * written yet: they are found again on the next attempt). */
+        rc = 0;
+        for (size_t i = 0; i < b->n; i++)
+            if (fate[i] != JOB_DEAD && queue_retry(x->q, &b->jobs[i], e.message) < 0)
+                rc = -1;
+        goto out;
+    }
+    if (rc == 0) {
+        if (parts.n) {
+            if (queue_dead_parts(x->q, (const char *const *)parts.text, NULL,
+                                 (const char *const *)parts.why, parts.n) != 0) {
+                rc = -1;
+                goto out;
+            }
+        }
         size_t na = 0;
         for (size_t i = 0; i < b->n; i++)
-            if (ackf[i])
+            if (fate[i] == JOB_ACK)
                 acks[na++] = b->jobs[i];
-        if (queue_ack(x->q, acks, na) != 0)
+        if (na && queue_ack(x->q, acks, na) != 0)
             rc = -1;
     }
 out:
@@ -405,10 +536,14 @@ out:
         mongoc_collection_destroy(camps);
     if (cl)
         dbpool_push(x->db, cl);
+    for (size_t i = 0; roots && i < b->n; i++)
+        json_decref(roots[i]);
+    free(roots);
     free(items);
     free(acks);
-    free(ackf);
+    free(fate);
     free(counts);
+    part_free(&parts);
     return rc;
 }
 

@@ -36,11 +36,12 @@ typedef struct receipts_ctx {
     queue *q;                     /* receipts consumer (owned by caller) */
     queue *sends;                 /* sends producer, for re-sends (owned by caller) */
     int64_t applied, noops, dead; /* totals, for logs and tests */
+    size_t last_receipts;         /* receipts in the jobs of the last batch (sizes claims) */
 } receipts_ctx;
 
-/* Apply one claimed batch: settles every job of `b` (ack, retry or dead-letter). Returns 0, or
- * -1 if Redis failed part-way (the jobs stay claimed; the caller calls again with the same
- * batch after a pause). */
+/* Apply one claimed batch (jobs of one receipt or {"receipts": [...]} each): settles every job of
+ * `b` (ack, retry or dead-letter). Returns 0, or -1 if Redis failed part-way (the jobs stay
+ * claimed; the caller calls again with the same batch after a pause). */
 int receipts_apply_batch(receipts_ctx *x, const queue_batch *b);
 
 /* Redo the counter updates of tokens older than `min_age_ms` left by a crashed batch. Returns

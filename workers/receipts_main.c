@@ -2,7 +2,8 @@
  * minicrm-receipts: the delivery-receipts worker.
  *
  * receipts.consumers threads (default 1) each run one loop with their own Redis connection and
- * queue consumer id ("receipts-N:host:pid"): claim up to receipts.batch_size receipts (blocking
+ * queue consumer id ("receipts-N:host:pid"): claim about receipts.batch_size receipts (a job
+ * holds one receipt or a whole POST of them; the claim is sized by the running average; blocking
  * a moment when idle), apply them (receipts.c), and between batches do the queue housekeeping
  * (heartbeat, due retries, reaping dead consumers). Thread 0 also runs the token recovery and
  * the PENDING sweeper. MongoDB clients come from one thread-safe pool (dbpool). Every step of
@@ -79,6 +80,7 @@ static void *consumer_main(void *arg)
     log_info("receipts.started", "consumer=%s batch=%d", cid, cfg->receipts.batch_size);
     int64_t next_recover = 0, next_sweep = time_mono_ms() + 1000, next_report = 0;
     int pause = 100;
+    double per_job = 1; /* running average of receipts per job */
     while (!signals_stop_requested()) {
         if (queue_maintain(q) != 0) {
             log_warn("receipts.redis_error", "detail=\"%s\"", queue_error(q));
@@ -86,7 +88,9 @@ static void *consumer_main(void *arg)
             pause = pause * 2 > 5000 ? 5000 : pause * 2;
             continue;
         }
-        int n = queue_claim(q, (size_t)cfg->receipts.batch_size, 500, &b);
+        /* About batch_size receipts: a job from the API carries a whole POST of them. */
+        size_t want = (size_t)((double)cfg->receipts.batch_size / (per_job > 1 ? per_job : 1));
+        int n = queue_claim(q, want ? want : 1, 500, &b);
         if (n < 0) {
             log_warn("receipts.redis_error", "detail=\"%s\"", queue_error(q));
             signals_sleep_ms(pause);
@@ -104,6 +108,7 @@ static void *consumer_main(void *arg)
                 pause = pause * 2 > 5000 ? 5000 : pause * 2;
             }
             pause = 100;
+            per_job = 0.7 * per_job + 0.3 * ((double)x.last_receipts / (double)b.n);
             queue_batch_release(&b);
         }
         int64_t now = time_mono_ms();

@@ -6,6 +6,7 @@
  */
 #include "apitest.h"
 #include "hmac.h"
+#include "jsonx.h"
 #include "rconn.h"
 #include "test.h"
 
@@ -64,6 +65,19 @@ static long long redis_llen(const char *suffix)
     freeReplyObject(r);
     rconn_free(c);
     return n;
+}
+
+/* The newest job of queue list `suffix` (LINDEX 0), parsed; NULL if none. */
+static json_t *redis_newest_job(const char *suffix)
+{
+    char e[256], key[256];
+    rconn *c = rconn_new(T.env.redis_url, 2000, e, sizeof e);
+    snprintf(key, sizeof key, "%s%s", T.env.prefix, suffix);
+    redisReply *r = rconn_command(c, "LINDEX %s 0", key);
+    json_t *j = r && r->type == REDIS_REPLY_STRING ? json_loadb(r->str, r->len, 0, NULL) : NULL;
+    freeReplyObject(r);
+    rconn_free(c);
+    return j;
 }
 
 /* Create a customer; returns its id in out (25 bytes). */
@@ -643,6 +657,8 @@ TEST(receipts_signatures_and_limits)
         {"{\"log_id\":\"cccccccccccccccccccccccc\",\"status\":\"DONE\"}", "status"},
         {"[{\"log_id\":\"cccccccccccccccccccccccc\",\"status\":\"SENT\"},{\"status\":\"SENT\"}]",
          "receipts[1].log_id"},
+        {"[{\"log_id\":\"cccccccccccccccccccccccc\",\"status\":\"SENT\",\"campaign_id\":7}]",
+         "receipts[0].campaign_id"},
         {"[]", "empty"},
         {"{\"log_id\":", "JSON"},
     };
@@ -654,14 +670,16 @@ TEST(receipts_signatures_and_limits)
         apitest_resp_release(&r);
     }
 
-    /* batch: up to receipts.max_batch (10 here) in one push; 11 -> 413 */
+    /* batch: up to receipts.max_batch (10 here) as ONE job {"receipts": [...]}, the campaign_id
+     * a receipt names passed on; 11 -> 413 */
     char batch[4096];
     size_t k = 0;
     k += (size_t)snprintf(batch + k, sizeof batch - k, "[");
     for (int i = 0; i < 10; i++)
         k += (size_t)snprintf(batch + k, sizeof batch - k,
-                              "%s{\"log_id\":\"%s\",\"vendorMsgId\":\"b%d\",\"status\":\"%s\"}",
-                              i ? "," : "", ids[2], i, i % 2 ? "FAILED" : "SENT");
+                              "%s{\"log_id\":\"%s\",\"vendorMsgId\":\"b%d\",\"status\":\"%s\"%s}",
+                              i ? "," : "", ids[2], i, i % 2 ? "FAILED" : "SENT",
+                              i == 3 ? ",\"campaign_id\":\"0123456789abcdef01234567\"" : "");
     snprintf(batch + k, sizeof batch - k, "]");
     hmac_sign_receipt(SECRET, NULL, batch, strlen(batch), sig);
     q0 = redis_llen("{receipts}:ready");
@@ -669,7 +687,16 @@ TEST(receipts_signatures_and_limits)
     CHECK_INT_EQ(r.status, 202);
     CHECK_INT_EQ(json_integer_value(json_object_get(r.json, "accepted")), 10);
     apitest_resp_release(&r);
-    CHECK_INT_EQ(redis_llen("{receipts}:ready"), q0 + 10);
+    CHECK_INT_EQ(redis_llen("{receipts}:ready"), q0 + 1);
+    json_t *job = redis_newest_job("{receipts}:ready");
+    json_t *arr = json_object_get(job, "receipts");
+    CHECK_INT_EQ(json_array_size(arr), 10);
+    CHECK_STR_EQ(jsonx_str(json_array_get(arr, 1), "status", ""), "FAILED");
+    CHECK_STR_EQ(jsonx_str(json_array_get(arr, 1), "vendorMsgId", ""), "b1");
+    CHECK_STR_EQ(jsonx_str(json_array_get(arr, 3), "campaign_id", ""), "0123456789abcdef01234567");
+    CHECK(json_object_get(json_array_get(arr, 2), "campaign_id") == NULL);
+    CHECK(json_integer_value(json_object_get(json_array_get(arr, 0), "at")) > 0);
+    json_decref(job);
     batch[strlen(batch) - 1] = '\0';
     size_t bl = strlen(batch);
     snprintf(batch + bl, sizeof batch - bl,

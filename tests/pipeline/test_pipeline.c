@@ -337,10 +337,167 @@ TEST(poison_receipt_dead_letter_and_requeue)
     queue_close(q);
 }
 
-static const test_case cases[] = {
-    TEST_ENTRY(campaign_exact_counts_and_rules), TEST_ENTRY(kill9_each_process_mid_campaign),
-    TEST_ENTRY(redis_restart_mid_campaign), TEST_ENTRY(devdb_stopped_then_back),
-    TEST_ENTRY(poison_receipt_dead_letter_and_requeue)};
+/* Insert a PENDING log of campaign cid; returns its id. */
+static void insert_log(mongoc_collection_t *logs, const bson_oid_t *cid, bson_oid_t *lid)
+{
+    bson_oid_t uid;
+    bson_oid_init(lid, NULL);
+    bson_oid_init(&uid, NULL);
+    int64_t now = time_now_ms();
+    bson_t *doc =
+        BCON_NEW("_id", BCON_OID(lid), "campaign_id", BCON_OID(cid), "customer_id", BCON_OID(&uid),
+                 "message", BCON_UTF8("hi"), "status", BCON_UTF8("PENDING"), "createdAt",
+                 BCON_DATE_TIME(now), "updatedAt", BCON_DATE_TIME(now));
+    bson_error_t e;
+    CHECK(mongoc_collection_insert_one(logs, doc, NULL, NULL, &e));
+    bson_destroy(doc);
+}
+
+/* Poll until the log's status is not PENDING (or 20 s); the status into out. */
+static void wait_final(mongoc_collection_t *logs, const bson_oid_t *lid, char out[16])
+{
+    int64_t deadline = time_mono_ms() + 20000;
+    snprintf(out, 16, "PENDING");
+    while (!strcmp(out, "PENDING") && time_mono_ms() < deadline) {
+        bson_t *f = BCON_NEW("_id", BCON_OID(lid));
+        mongoc_cursor_t *cur = mongoc_collection_find_with_opts(logs, f, NULL, NULL);
+        const bson_t *d;
+        bson_iter_t it;
+        if (mongoc_cursor_next(cur, &d) && bson_iter_init_find(&it, d, "status"))
+            snprintf(out, 16, "%s", bson_iter_utf8(&it, NULL));
+        mongoc_cursor_destroy(cur);
+        bson_destroy(f);
+        if (!strcmp(out, "PENDING"))
+            sleep_ms(20);
+    }
+}
+
+/* Index of the newest dead letter containing `needle`, or -1. */
+static int dlq_find(queue *q, const char *needle)
+{
+    char **dl;
+    long n = (long)queue_dlq_list(q, 0, 50, &dl);
+    int at = -1;
+    for (long i = 0; i < n; i++) {
+        if (at < 0 && strstr(dl[i], needle))
+            at = (int)i;
+        free(dl[i]);
+    }
+    if (n > 0)
+        free(dl);
+    return at;
+}
+
+TEST(batch_jobs_with_poison_parts)
+{
+    CHECK(start_all() == 0);
+    char err[256];
+    queue *rq = queue_open(h.rc, h.env.prefix, QUEUE_RECEIPTS, NULL, NULL, err, sizeof err);
+    queue *sq = queue_open(h.rc, h.env.prefix, QUEUE_SENDS, NULL, NULL, err, sizeof err);
+    CHECK(rq && sq);
+    long long rdead0 = queue_dlq_len(rq), sdead0 = queue_dlq_len(sq);
+    /* A campaign whose fan-out is done, with four PENDING logs. */
+    mongoc_collection_t *logs = pipeh_coll(&h, DB_LOGS), *camps = pipeh_coll(&h, DB_CAMPAIGNS);
+    bson_oid_t cid, l1, l2, l3, u;
+    bson_oid_init(&cid, NULL);
+    int64_t now = time_now_ms();
+    bson_t *cd =
+        BCON_NEW("_id", BCON_OID(&cid), "name", BCON_UTF8("poison"), "status", BCON_UTF8("SENDING"),
+                 "fanout_done", BCON_BOOL(true), "total", BCON_INT64(4), "pending", BCON_INT64(4),
+                 "sent", BCON_INT64(0), "failed", BCON_INT64(0), "createdAt", BCON_DATE_TIME(now));
+    bson_error_t e;
+    CHECK(mongoc_collection_insert_one(camps, cd, NULL, NULL, &e));
+    bson_destroy(cd);
+    insert_log(logs, &cid, &l1);
+    insert_log(logs, &cid, &l2);
+    insert_log(logs, &cid, &l3);
+    bson_oid_init(&u, NULL); /* a log that does not exist yet */
+    char c[25], h1[25], h2[25], h3[25], hu[25], job[2048];
+    bson_oid_to_string(&cid, c);
+    bson_oid_to_string(&l1, h1);
+    bson_oid_to_string(&l2, h2);
+    bson_oid_to_string(&l3, h3);
+    bson_oid_to_string(&u, hu);
+    /* One batch job as the API queues it: two good receipts, a malformed one, one for an unknown
+     * log, one naming a campaign that is not its log's. */
+    snprintf(
+        job, sizeof job,
+        "{\"receipts\":["
+        "{\"log_id\":\"%s\",\"status\":\"SENT\",\"vendorMsgId\":\"vm-1\",\"campaign_id\":\"%s\"},"
+        "{\"log_id\":\"%s\",\"status\":\"FAILED\",\"vendorMsgId\":\"vm-2\",\"campaign_id\":\"%s\"},"
+        "{\"log_id\":42,\"status\":\"SENT\"},"
+        "{\"log_id\":\"%s\",\"status\":\"SENT\",\"vendorMsgId\":\"vm-u\",\"campaign_id\":\"%s\"},"
+        "{\"log_id\":\"%s\",\"status\":\"SENT\",\"vendorMsgId\":\"vm-3\","
+        "\"campaign_id\":\"0123456789abcdef01234567\"}]}",
+        h1, c, h2, c, hu, c, h3);
+    CHECK_INT_EQ(queue_push(rq, job, strlen(job)), 0);
+    char st[16];
+    wait_final(logs, &l1, st);
+    CHECK_STR_EQ(st, "SENT");
+    wait_final(logs, &l2, st);
+    CHECK_STR_EQ(st, "FAILED");
+    int64_t deadline = time_mono_ms() + 20000;
+    while (queue_dlq_len(rq) < rdead0 + 3 && time_mono_ms() < deadline)
+        sleep_ms(20);
+    /* Each poison receipt is a dead letter of its own, holding just that receipt. */
+    CHECK_INT_EQ(queue_dlq_len(rq), rdead0 + 3);
+    CHECK(dlq_find(rq, "malformed receipt: log_id") >= 0);
+    CHECK(dlq_find(rq, "does not belong to the campaign") >= 0);
+    int unknown_at = dlq_find(rq, "unknown log_id");
+    CHECK(unknown_at >= 0);
+    CHECK(dlq_find(rq, "vm-1") < 0); /* the good ones are nowhere in the DLQ */
+    ph_campaign pc;
+    CHECK_INT_EQ(pipeh_read(&h, &cid, &pc), 0);
+    CHECK_INT_EQ(pc.sent, 1);
+    CHECK_INT_EQ(pc.failed, 1);
+    CHECK_INT_EQ(pc.pending, 2);
+    /* The unknown log turns up: requeueing its dead letter applies it. */
+    {
+        int64_t t = time_now_ms();
+        bson_oid_t uid;
+        bson_oid_init(&uid, NULL);
+        bson_t *doc =
+            BCON_NEW("_id", BCON_OID(&u), "campaign_id", BCON_OID(&cid), "customer_id",
+                     BCON_OID(&uid), "message", BCON_UTF8("hi"), "status", BCON_UTF8("PENDING"),
+                     "createdAt", BCON_DATE_TIME(t), "updatedAt", BCON_DATE_TIME(t));
+        CHECK(mongoc_collection_insert_one(logs, doc, NULL, NULL, &e));
+        bson_destroy(doc);
+    }
+    CHECK_INT_EQ(queue_dlq_requeue(rq, unknown_at), 1);
+    wait_final(logs, &u, st);
+    CHECK_STR_EQ(st, "SENT");
+    /* The vendor gets a fan-out batch job with one unusable send: that send is dead-lettered on
+     * the sends queue, the good one (l3) is delivered and its receipt (which echoes the
+     * campaign) completes the campaign. */
+    snprintf(job, sizeof job,
+             "{\"campaign_id\":\"%s\",\"sends\":[{\"customer_id\":\"x\",\"message\":\"no id\"},"
+             "{\"log_id\":\"%s\",\"customer_id\":\"x\",\"message\":\"hi\"}]}",
+             c, h3);
+    CHECK_INT_EQ(queue_push(sq, job, strlen(job)), 0);
+    wait_final(logs, &l3, st);
+    CHECK(!strcmp(st, "SENT") || !strcmp(st, "FAILED"));
+    deadline = time_mono_ms() + 20000;
+    while (queue_dlq_len(sq) < sdead0 + 1 && time_mono_ms() < deadline)
+        sleep_ms(20);
+    CHECK_INT_EQ(queue_dlq_len(sq), sdead0 + 1);
+    CHECK(dlq_find(sq, "\"message\":\"no id\"") == 0);
+    CHECK(dlq_find(sq, h3) < 0);
+    CHECK_INT_EQ(pipeh_wait_completed(&h, &cid, 20000, &pc), 0);
+    CHECK_INT_EQ(pc.sent + pc.failed, 4);
+    CHECK_INT_EQ(pc.pending, 0);
+    CHECK_INT_EQ(pc.failed, 1 + !strcmp(st, "FAILED"));
+    mongoc_collection_destroy(logs);
+    mongoc_collection_destroy(camps);
+    queue_close(rq);
+    queue_close(sq);
+}
+
+static const test_case cases[] = {TEST_ENTRY(campaign_exact_counts_and_rules),
+                                  TEST_ENTRY(kill9_each_process_mid_campaign),
+                                  TEST_ENTRY(redis_restart_mid_campaign),
+                                  TEST_ENTRY(devdb_stopped_then_back),
+                                  TEST_ENTRY(poison_receipt_dead_letter_and_requeue),
+                                  TEST_ENTRY(batch_jobs_with_poison_parts)};
 
 int main(int argc, char **argv)
 {
