@@ -3,6 +3,11 @@
  *
  * createIndexes is idempotent for an identical specification, so running this at every start
  * is safe; it is run from a background thread of main.c until it succeeds.
+ *
+ * The sweeper's index holds only the logs still PENDING (a partial index, MongoDB 3.2+): it
+ * stays as small as the logs in flight, and a delivery receipt only removes its log from it
+ * instead of moving it to another key. It replaced {status: 1, updatedAt: 1}, which an older
+ * version created; that one is dropped here once its replacement exists.
  */
 #include "apiutil.h"
 #include "routes.h"
@@ -14,20 +19,29 @@ typedef struct idx {
     const char *name;
     const char *keys_json; /* key document as JSON */
     bool unique;
+    const char *partial_json; /* partialFilterExpression as JSON, or NULL */
 } idx;
 
 static const idx k_indexes[] = {
-    {DB_CUSTOMERS, "email_1", "{\"email\": 1}", true},
-    {DB_CUSTOMERS, "total_spend_1", "{\"total_spend\": 1}", false},
-    {DB_CUSTOMERS, "last_visit_date_1", "{\"last_visit_date\": 1}", false},
-    {DB_CUSTOMERS, "createdAt_1", "{\"createdAt\": 1}", false},
-    {DB_ORDERS, "customer_id_1", "{\"customer_id\": 1}", false},
-    {DB_ORDERS, "createdAt_-1", "{\"createdAt\": -1}", false},
-    {DB_LOGS, "campaign_id_1_customer_id_1", "{\"campaign_id\": 1, \"customer_id\": 1}", true},
-    {DB_LOGS, "status_1_updatedAt_1", "{\"status\": 1, \"updatedAt\": 1}", false},
-    {DB_LOGS, "createdAt_-1", "{\"createdAt\": -1}", false},
-    {DB_LOGS, "campaign_id_1_status_1", "{\"campaign_id\": 1, \"status\": 1}", false},
-    {DB_CAMPAIGNS, "createdAt_-1", "{\"createdAt\": -1}", false},
+    {DB_CUSTOMERS, "email_1", "{\"email\": 1}", true, NULL},
+    {DB_CUSTOMERS, "total_spend_1", "{\"total_spend\": 1}", false, NULL},
+    {DB_CUSTOMERS, "last_visit_date_1", "{\"last_visit_date\": 1}", false, NULL},
+    {DB_CUSTOMERS, "createdAt_1", "{\"createdAt\": 1}", false, NULL},
+    {DB_ORDERS, "customer_id_1", "{\"customer_id\": 1}", false, NULL},
+    {DB_ORDERS, "createdAt_-1", "{\"createdAt\": -1}", false, NULL},
+    {DB_LOGS, "campaign_id_1_customer_id_1", "{\"campaign_id\": 1, \"customer_id\": 1}", true,
+     NULL},
+    {DB_LOGS, "updatedAt_1_pending", "{\"updatedAt\": 1}", false, "{\"status\": \"PENDING\"}"},
+    {DB_LOGS, "createdAt_-1", "{\"createdAt\": -1}", false, NULL},
+    {DB_LOGS, "campaign_id_1_status_1", "{\"campaign_id\": 1, \"status\": 1}", false, NULL},
+    {DB_CAMPAIGNS, "createdAt_-1", "{\"createdAt\": -1}", false, NULL},
+};
+
+/* Indexes of older versions that one above replaces. */
+static const struct {
+    const char *coll, *name;
+} k_superseded[] = {
+    {DB_LOGS, "status_1_updatedAt_1"},
 };
 
 int routes_ensure_indexes(api_ctx *app, char *err, size_t errlen)
@@ -48,6 +62,12 @@ int routes_ensure_indexes(api_ctx *app, char *err, size_t errlen)
         BSON_APPEND_UTF8(&one, "name", x->name);
         if (x->unique)
             BSON_APPEND_BOOL(&one, "unique", true);
+        bson_t *partial =
+            x->partial_json ? bson_new_from_json((const uint8_t *)x->partial_json, -1, &e) : NULL;
+        if (partial) {
+            BSON_APPEND_DOCUMENT(&one, "partialFilterExpression", partial);
+            bson_destroy(partial);
+        }
         bson_append_document_end(&arr, &one);
         bson_append_array_end(&cmd, &arr);
         if (!mongoc_client_command_simple(cl, dbpool_db_name(app->db), &cmd, NULL, &reply, &e)) {
@@ -57,6 +77,21 @@ int routes_ensure_indexes(api_ctx *app, char *err, size_t errlen)
         bson_destroy(&reply);
         bson_destroy(&cmd);
         bson_destroy(keys);
+    }
+    for (size_t i = 0; i < sizeof k_superseded / sizeof k_superseded[0] && rc == 0; i++) {
+        bson_error_t e;
+        bson_t reply;
+        bson_t *cmd = BCON_NEW("dropIndexes", BCON_UTF8(k_superseded[i].coll), "index",
+                               BCON_UTF8(k_superseded[i].name));
+        /* 26 NamespaceNotFound, 27 IndexNotFound: nothing to drop. */
+        if (!mongoc_client_command_simple(cl, dbpool_db_name(app->db), cmd, NULL, &reply, &e) &&
+            e.code != 26 && e.code != 27) {
+            snprintf(err, errlen, "%s: dropping %s: %s", k_superseded[i].coll, k_superseded[i].name,
+                     e.message);
+            rc = -1;
+        }
+        bson_destroy(&reply);
+        bson_destroy(cmd);
     }
     dbpool_push(app->db, cl);
     return rc;

@@ -50,9 +50,10 @@ static int create_indexes(pipeh *h)
     bson_t *cmd = BCON_NEW("createIndexes", BCON_UTF8(DB_LOGS), "indexes", "[", "{", "key", "{",
                            "campaign_id", BCON_INT32(1), "customer_id", BCON_INT32(1), "}", "name",
                            BCON_UTF8("campaign_id_1_customer_id_1"), "unique", BCON_BOOL(true), "}",
-                           "{", "key", "{", "status", BCON_INT32(1), "updatedAt", BCON_INT32(1),
-                           "}", "name", BCON_UTF8("status_1_updatedAt_1"), "}", "{", "key", "{",
-                           "campaign_id", BCON_INT32(1), "status", BCON_INT32(1), "}", "name",
+                           "{", "key", "{", "updatedAt", BCON_INT32(1), "}", "name",
+                           BCON_UTF8("updatedAt_1_pending"), "partialFilterExpression", "{",
+                           "status", BCON_UTF8("PENDING"), "}", "}", "{", "key", "{", "campaign_id",
+                           BCON_INT32(1), "status", BCON_INT32(1), "}", "name",
                            BCON_UTF8("campaign_id_1_status_1"), "}", "]");
     bool ok = mongoc_client_command_simple(h->mc, h->env.db_name, cmd, NULL, NULL, &e);
     bson_destroy(cmd);
