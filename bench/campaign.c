@@ -31,8 +31,9 @@ static int cmp_ll(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Largest VmHWM (kB) among the processes of process group pgid. */
-static long peak_rss_kb(pid_t pgid, int *nprocs)
+/* Largest VmHWM (kB) among the processes of process group pgid; their CPU time (utime + stime,
+ * seconds) summed in *cpu_s when cpu_s is not NULL. */
+static long peak_rss_kb(pid_t pgid, int *nprocs, double *cpu_s)
 {
     DIR *d = opendir("/proc");
     struct dirent *e;
@@ -55,9 +56,14 @@ static long peak_rss_kb(pid_t pgid, int *nprocs)
         if (!rp)
             continue;
         char state;
-        long ppid, pgrp;
-        if (sscanf(rp + 2, "%c %ld %ld", &state, &ppid, &pgrp) != 3 || pgrp != pgid)
+        long ppid, pgrp, ign;
+        unsigned long ut, st;
+        if (sscanf(rp + 2, "%c %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld %lu %lu", &state, &ppid,
+                   &pgrp, &ign, &ign, &ign, &ign, &ign, &ign, &ign, &ign, &ut, &st) != 13 ||
+            pgrp != pgid)
             continue;
+        if (cpu_s)
+            *cpu_s += (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
         snprintf(path, sizeof path, "/proc/%ld/status", pid);
         f = fopen(path, "r");
         if (!f)
@@ -127,6 +133,11 @@ int main(int argc, char **argv)
     struct timespec pause = {0, 300 * 1000000L};
     nanosleep(&pause, NULL);
     bson_oid_t cid;
+    /* CPU spent seeding, subtracted from the figures below. */
+    double devdb_cpu0 = 0, redis_cpu0 = 0;
+    int ign;
+    peak_rss_kb(h.env.devdb_pid, &ign, &devdb_cpu0);
+    peak_rss_kb(h.env.redis_pid, &ign, &redis_cpu0);
     int64_t t0 = time_mono_ms();
     if (pipeh_campaign(&h, "bench", "{}", &cid) != 0) {
         pipeh_stop(&h);
@@ -149,11 +160,15 @@ int main(int argc, char **argv)
                            "minicrm-vendor-sim"};
     long rss[PH_NPROCS];
     int np[PH_NPROCS];
+    double cpu[PH_NPROCS] = {0}, devdb_cpu = 0, redis_cpu = 0;
     for (int i = 0; i < PH_NPROCS; i++)
-        rss[i] = peak_rss_kb(h.pid[i], &np[i]);
+        rss[i] = peak_rss_kb(h.pid[i], &np[i], &cpu[i]);
     long devdb_np = 0;
     int dn;
-    devdb_np = peak_rss_kb(h.env.devdb_pid, &dn);
+    devdb_np = peak_rss_kb(h.env.devdb_pid, &dn, &devdb_cpu);
+    peak_rss_kb(h.env.redis_pid, &dn, &redis_cpu);
+    devdb_cpu -= devdb_cpu0;
+    redis_cpu -= redis_cpu0;
     /* Latencies from the logs. */
     long long *lat = malloc((size_t)n * sizeof *lat);
     size_t nl = 0;
@@ -189,6 +204,15 @@ int main(int argc, char **argv)
         printf("peak RSS %-20s %7.1f MB (%d process%s)\n", names[i], rss[i] / 1024.0, np[i],
                np[i] == 1 ? "" : "es");
     printf("peak RSS %-20s %7.1f MB\n", "minicrm-devdb", devdb_np / 1024.0);
+    /* CPU from campaign creation on (the programs start just before it). */
+    double all = devdb_cpu + redis_cpu;
+    for (int i = 0; i < PH_NPROCS; i++)
+        all += cpu[i];
+    printf("CPU s (per message us): devdb %.1f (%.0f), redis %.1f (%.0f)", devdb_cpu,
+           devdb_cpu * 1e6 / (double)c.total, redis_cpu, redis_cpu * 1e6 / (double)c.total);
+    for (int i = 0; i < PH_NPROCS; i++)
+        printf(", %s %.1f (%.0f)", names[i] + 8, cpu[i], cpu[i] * 1e6 / (double)c.total);
+    printf("; all %.1f (%.0f)\n", all, all * 1e6 / (double)c.total);
     free(lat);
     pipeh_stop(&h);
     return 0;
