@@ -11,6 +11,7 @@
  *        $set checkpoint {last_customer_id, written}, $inc {total: n, pending: n}.
  *      Matching nothing means another worker (this job was reaped and claimed again) is ahead:
  *      we stop and leave the campaign to it.
+ * Steps b-d run on a writer thread (below) while the reader builds the next batch.
  * After the cursor ends: $set fanout_done, then try COMPLETED (pending may already be 0 if all
  * receipts came in during the fan-out).
  */
@@ -25,6 +26,7 @@
 #include "timeutil.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +218,139 @@ static fanout_result flush(fanout_ctx *x, mongoc_collection_t *logs, mongoc_coll
     return FANOUT_DONE;
 }
 
+/* ---- the writer thread ---------------------------------------------------------------------
+ * Steps b-d of a batch run on a thread of their own while the reader streams customers and
+ * builds the next batch, so the worker's CPU work and the customer getMores overlap the log
+ * inserts instead of alternating with them. Batches are written strictly in order (the
+ * checkpoint guard needs that); at most two exist at once (one being built, one being written),
+ * so memory stays bounded. The writer uses its own MongoDB client and is the only user of the
+ * worker's Redis connection while a fan-out runs. */
+typedef struct writer {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    batch *pending; /* handed over, not yet taken */
+    bson_oid_t pending_last;
+    bool busy, quit;
+    fanout_result res; /* FANOUT_DONE while every flush succeeded */
+    char why[256];
+    fanout_ctx *x;
+    mongoc_client_t *cl;
+    mongoc_collection_t *logs, *camps;
+    bson_oid_t cid, last;
+    bool has_last;
+    long long written;
+} writer;
+
+static void *writer_main(void *arg)
+{
+    writer *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->pending && !w->quit)
+            pthread_cond_wait(&w->cv, &w->mu);
+        if (!w->pending)
+            break;
+        batch *b = w->pending;
+        bson_oid_t new_last;
+        bson_oid_copy(&w->pending_last, &new_last);
+        w->pending = NULL;
+        w->busy = true;
+        bool failed = w->res != FANOUT_DONE;
+        pthread_mutex_unlock(&w->mu);
+        char why[256] = "";
+        fanout_result r = failed ? w->res
+                                 : flush(w->x, w->logs, w->camps, &w->cid, b, &w->last,
+                                         &w->has_last, &new_last, &w->written, why, sizeof why);
+        pthread_mutex_lock(&w->mu);
+        if (!failed && r != FANOUT_DONE) {
+            w->res = r;
+            snprintf(w->why, sizeof w->why, "%s", why);
+        }
+        batch_clear(b); /* flushed (or given up): the reader may fill it again */
+        w->busy = false;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static int writer_start(writer *w, fanout_ctx *x, const bson_oid_t *cid, const bson_oid_t *last,
+                        bool has_last, long long written)
+{
+    memset(w, 0, sizeof *w);
+    w->x = x;
+    w->res = FANOUT_DONE;
+    bson_oid_copy(cid, &w->cid);
+    if (has_last)
+        bson_oid_copy(last, &w->last);
+    w->has_last = has_last;
+    w->written = written;
+    w->cl = dbpool_pop(x->db);
+    w->logs = dbpool_collection(x->db, w->cl, DB_LOGS);
+    w->camps = dbpool_collection(x->db, w->cl, DB_CAMPAIGNS);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    if (pthread_create(&w->th, NULL, writer_main, w) != 0) {
+        mongoc_collection_destroy(w->logs);
+        mongoc_collection_destroy(w->camps);
+        dbpool_push(x->db, w->cl);
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->cv);
+        return -1;
+    }
+    return 0;
+}
+
+/* Wait until the writer holds no batch; its result so far. */
+static fanout_result writer_wait_idle(writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    while (w->pending || w->busy)
+        pthread_cond_wait(&w->cv, &w->mu);
+    fanout_result r = w->res;
+    pthread_mutex_unlock(&w->mu);
+    return r;
+}
+
+/* Hand over *fill (ending at customer last) and get the writer's idle batch back in *fill.
+ * Returns the writer's result so far: anything but FANOUT_DONE means stop reading. */
+static fanout_result writer_hand(writer *w, batch **fill, batch **spare, const bson_oid_t *last)
+{
+    fanout_result r = writer_wait_idle(w);
+    if (r != FANOUT_DONE)
+        return r;
+    pthread_mutex_lock(&w->mu);
+    w->pending = *fill;
+    bson_oid_copy(last, &w->pending_last);
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    batch *t = *fill;
+    *fill = *spare;
+    *spare = t;
+    return FANOUT_DONE;
+}
+
+/* Let the writer finish what it holds, stop it. Returns its result (why filled on failure). */
+static fanout_result writer_stop(writer *w, long long *written, char *why, size_t whylen)
+{
+    writer_wait_idle(w);
+    pthread_mutex_lock(&w->mu);
+    w->quit = true;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->th, NULL);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    mongoc_collection_destroy(w->logs);
+    mongoc_collection_destroy(w->camps);
+    dbpool_push(w->x->db, w->cl);
+    *written = w->written;
+    if (w->res != FANOUT_DONE)
+        snprintf(why, whylen, "%s", w->why);
+    return w->res;
+}
+
 fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, size_t whylen)
 {
     fanout_result res = FANOUT_RETRY;
@@ -225,7 +360,9 @@ fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, siz
     char *tpl = NULL;
     rules rl;
     int64_t rules_now = time_now_ms();
-    batch b = {0};
+    batch b = {0}, b2 = {0};
+    writer w;
+    bool writing = false, stopped = false;
     bson_error_t e;
     mongoc_cursor_t *cur = NULL;
     if (!oid_is_valid_hex(campaign_hex)) {
@@ -339,17 +476,25 @@ fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, siz
         cur = mongoc_collection_find_with_opts(custs, &filter, opts, NULL);
         bson_destroy(&filter);
         bson_destroy(opts);
-        b.cap = (size_t)bs;
+        batch *fill = &b, *spare = &b2;
+        b.cap = b2.cap = (size_t)bs;
         b.docs = calloc(b.cap, sizeof *b.docs);
-        if (!b.docs) {
+        b2.docs = calloc(b2.cap, sizeof *b2.docs);
+        if (!b.docs || !b2.docs) {
             snprintf(why, whylen, "out of memory");
             goto out;
         }
+        if (writer_start(&w, x, &cid, &last, has_last, written) != 0) {
+            snprintf(why, whylen, "cannot start the writer thread");
+            goto out;
+        }
+        writing = true;
         const bson_t *doc;
         bson_oid_t batch_last;
         char msg[TEMPLATE_MAX_BYTES * 4], chex[25], lhex[25];
         int64_t now = time_now_ms();
-        while (mongoc_cursor_next(cur, &doc)) {
+        fanout_result wr = FANOUT_DONE;
+        while (wr == FANOUT_DONE && mongoc_cursor_next(cur, &doc)) {
             bson_iter_t it;
             bson_oid_t uid, lid;
             if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it))
@@ -377,36 +522,36 @@ fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, siz
             BSON_APPEND_DATE_TIME(ld, "updatedAt", now);
             bson_oid_to_string(&lid, lhex);
             bson_oid_to_string(&uid, chex);
-            b.docs[b.n++] = ld;
-            if (add_send(&b, campaign_hex, lhex, chex, msg) != 0) {
+            fill->docs[fill->n++] = ld;
+            if (add_send(fill, campaign_hex, lhex, chex, msg) != 0) {
                 snprintf(why, whylen, "out of memory");
                 goto out;
             }
             bson_oid_copy(&uid, &batch_last);
-            if (b.n == b.cap) {
-                res = flush(x, logs, camps, &cid, &b, &last, &has_last, &batch_last, &written, why,
-                            whylen);
-                if (res != FANOUT_DONE)
-                    goto out;
-                res = FANOUT_RETRY;
+            if (fill->n == fill->cap) {
+                wr = writer_hand(&w, &fill, &spare, &batch_last);
                 now = time_now_ms();
                 if (signals_stop_requested()) {
-                    res = FANOUT_STOPPED;
-                    goto out;
+                    stopped = true;
+                    break;
                 }
             }
         }
-        if (mongoc_cursor_error(cur, &e)) {
+        if (wr == FANOUT_DONE && !stopped && mongoc_cursor_error(cur, &e)) {
             snprintf(why, whylen, "read customers: %s", e.message);
             goto out;
         }
-        if (b.n) {
-            res = flush(x, logs, camps, &cid, &b, &last, &has_last, &batch_last, &written, why,
-                        whylen);
-            if (res != FANOUT_DONE)
-                goto out;
-            res = FANOUT_RETRY;
+        if (wr == FANOUT_DONE && !stopped && fill->n)
+            writer_hand(&w, &fill, &spare, &batch_last);
+        writing = false;
+        res = writer_stop(&w, &written, why, whylen);
+        if (res != FANOUT_DONE)
+            goto out;
+        if (stopped) {
+            res = FANOUT_STOPPED;
+            goto out;
         }
+        res = FANOUT_RETRY;
     }
 
     /* Done: mark it, and complete at once if every log is already final (or audience 0). */
@@ -426,10 +571,20 @@ fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, siz
     log_info("fanout.done", "campaign=%s logs=%lld", campaign_hex, written);
     res = FANOUT_DONE;
 out:
+    if (writing) {
+        long long ignored;
+        char ignored_why[8];
+        writer_stop(&w, &ignored, ignored_why, sizeof ignored_why);
+    }
     if (cur)
         mongoc_cursor_destroy(cur);
     batch_clear(&b);
+    batch_clear(&b2);
     free(b.docs);
+    free(b2.docs);
+    free(b2.jobs);
+    free(b2.lens);
+    jsonx_buf_free(&b2.cur);
     free(b.jobs);
     free(b.lens);
     jsonx_buf_free(&b.cur);
