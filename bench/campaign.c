@@ -10,7 +10,9 @@
  *   - messages per second from campaign creation to the last receipt applied,
  *   - p50 / p99 of send -> receipt-applied latency (log createdAt -> updatedAt of the update
  *     that made it final; includes the vendor's delay),
- *   - the peak RSS (VmHWM) of each program (for minicrm-worker: the largest of its processes).
+ *   - the peak RSS (VmHWM) of each program (for minicrm-worker: the largest of its processes),
+ *   - CPU seconds and microseconds per message of each program, from campaign creation on;
+ * and every 2 s, on stderr, the logs written and final so far and each program's %CPU.
  * Figures only; nothing is asserted.
  */
 #include "dbpool.h"
@@ -83,6 +85,57 @@ static long peak_rss_kb(pid_t pgid, int *nprocs, double *cpu_s)
     return best;
 }
 
+/* CPU seconds of every program so far: [0..PH_NPROCS) as pipeh, then devdb, redis. */
+static void cpu_now(pipeh *h, double out[PH_NPROCS + 2])
+{
+    int ign;
+    for (int i = 0; i < PH_NPROCS + 2; i++)
+        out[i] = 0;
+    for (int i = 0; i < PH_NPROCS; i++)
+        peak_rss_kb(h->pid[i], &ign, &out[i]);
+    peak_rss_kb(h->env.devdb_pid, &ign, &out[PH_NPROCS]);
+    peak_rss_kb(h->env.redis_pid, &ign, &out[PH_NPROCS + 1]);
+}
+
+/* Poll the campaign until COMPLETED; every 2 s print to stderr the logs written by the fan-out
+ * (campaign total), the logs final (sent + failed) and each program's share of a core over the
+ * interval, which shows which stage limits the pipeline at each moment. 0 when completed. */
+static int wait_with_progress(pipeh *h, const bson_oid_t *cid, int64_t limit_ms, ph_campaign *c)
+{
+    int64_t t0 = time_mono_ms(), deadline = t0 + limit_ms, next = t0 + 2000, tprev = t0;
+    double prev[PH_NPROCS + 2], cur[PH_NPROCS + 2];
+    cpu_now(h, prev);
+    long long final_prev = 0;
+    while (time_mono_ms() < deadline) {
+        if (pipeh_read(h, cid, c) == 0 && !strcmp(c->status, "COMPLETED"))
+            return 0;
+        int64_t now = time_mono_ms();
+        if (now >= next) {
+            cpu_now(h, cur);
+            double dt = (double)(now - tprev) / 1000.0;
+            long long fin = c->sent + c->failed;
+            fprintf(
+                stderr,
+                "  t=%4.0fs written %8lld  final %8lld (%6.0f/s)  %%CPU devdb %3.0f redis %3.0f "
+                "api %3.0f worker %3.0f receipts %3.0f vendor %3.0f\n",
+                (double)(now - t0) / 1000.0, (long long)c->total, fin,
+                (double)(fin - final_prev) / dt, 100 * (cur[PH_NPROCS] - prev[PH_NPROCS]) / dt,
+                100 * (cur[PH_NPROCS + 1] - prev[PH_NPROCS + 1]) / dt,
+                100 * (cur[PH_API] - prev[PH_API]) / dt,
+                100 * (cur[PH_WORKER] - prev[PH_WORKER]) / dt,
+                100 * (cur[PH_RECEIPTS] - prev[PH_RECEIPTS]) / dt,
+                100 * (cur[PH_VENDOR] - prev[PH_VENDOR]) / dt);
+            memcpy(prev, cur, sizeof prev);
+            final_prev = fin;
+            tprev = now;
+            next = now + 2000;
+        }
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     long n = 100000;
@@ -145,7 +198,7 @@ int main(int argc, char **argv)
     }
     ph_campaign c;
     int64_t limit_ms = 60000 + n * 2;
-    if (pipeh_wait_completed(&h, &cid, (int)limit_ms, &c) != 0) {
+    if (wait_with_progress(&h, &cid, limit_ms, &c) != 0) {
         fprintf(stderr,
                 "bench_campaign: not completed after %lld ms: status=%s total=%lld "
                 "pending=%lld sent=%lld failed=%lld (logs in %s)\n",
