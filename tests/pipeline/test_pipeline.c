@@ -193,6 +193,40 @@ TEST(kill9_each_process_mid_campaign)
     CHECK_FINAL(cid, NCUST);
 }
 
+TEST(vendor_sigterm_mid_flight)
+{
+    CHECK(start_all() == 0);
+    bson_oid_t cid;
+    CHECK(pipeh_campaign(&h, "vendor-stop", "{}", &cid) == 0);
+    CHECK_MSG(wait_mid_flight(&cid) == 0, "campaign finished before the stop");
+    /* SIGTERM: the simulator stops claiming, delivers what it holds for up to
+     * workers.shutdown_timeout_s (5 s here), hands back the rest and exits 0, holding nothing. */
+    char key[300];
+    snprintf(key, sizeof key, "%s{sends}:processing:vendor-sim:vendor-sim", h.env.prefix);
+    long long held = 0;
+    for (int i = 0; i < 200 && held == 0; i++) { /* it holds send jobs while they are in flight */
+        redisReply *r0 = rconn_command(h.rc, "LLEN %s", key);
+        held = r0 && r0->type == REDIS_REPLY_INTEGER ? r0->integer : 0;
+        if (r0)
+            freeReplyObject(r0);
+        if (held == 0)
+            sleep_ms(5);
+    }
+    CHECK(held > 0);
+    int64_t t0 = time_mono_ms();
+    int st = testenv_kill_wait(h.pid[PH_VENDOR], SIGTERM, 15000);
+    h.pid[PH_VENDOR] = 0;
+    CHECK(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK(time_mono_ms() - t0 < 8000);
+    redisReply *r = rconn_command(h.rc, "LLEN %s", key);
+    CHECK(r && r->type == REDIS_REPLY_INTEGER);
+    CHECK_INT_EQ(r ? r->integer : -1, 0);
+    if (r)
+        freeReplyObject(r);
+    CHECK(start_all() == 0);
+    CHECK_FINAL(cid, NCUST);
+}
+
 TEST(redis_restart_mid_campaign)
 {
     CHECK(start_all() == 0);
@@ -492,12 +526,11 @@ TEST(batch_jobs_with_poison_parts)
     queue_close(sq);
 }
 
-static const test_case cases[] = {TEST_ENTRY(campaign_exact_counts_and_rules),
-                                  TEST_ENTRY(kill9_each_process_mid_campaign),
-                                  TEST_ENTRY(redis_restart_mid_campaign),
-                                  TEST_ENTRY(devdb_stopped_then_back),
-                                  TEST_ENTRY(poison_receipt_dead_letter_and_requeue),
-                                  TEST_ENTRY(batch_jobs_with_poison_parts)};
+static const test_case cases[] = {
+    TEST_ENTRY(campaign_exact_counts_and_rules), TEST_ENTRY(kill9_each_process_mid_campaign),
+    TEST_ENTRY(vendor_sigterm_mid_flight),       TEST_ENTRY(redis_restart_mid_campaign),
+    TEST_ENTRY(devdb_stopped_then_back),         TEST_ENTRY(poison_receipt_dead_letter_and_requeue),
+    TEST_ENTRY(batch_jobs_with_poison_parts)};
 
 int main(int argc, char **argv)
 {
