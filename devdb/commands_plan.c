@@ -197,6 +197,9 @@ static int sort_match(const store_index *ix, const sortspec *s)
     return way;
 }
 
+/* The best bounds_score: a single-point lookup on a unique single-field index. */
+#define SCORE_MAX 14
+
 /* How selective are these bounds on ix? Unique point lookup 14 (several points 12), other
  * points 10 / 8, two-sided range 4, one-sided 2. An index with a partial filter the query
  * implies (`partial`) holds only documents that already satisfy part of the query, like an
@@ -316,12 +319,8 @@ int plan_run(store *st, store_coll *c, const plan_req *q, uint64_t **rids, size_
         return -1;
     bool natural_hint = q->hint && !hinted;
 
-    match_bounds *b = malloc(sizeof *b), *tmp = malloc(sizeof *tmp);
-    if (!b || !tmp) {
-        free(b);
-        free(tmp);
-        return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory");
-    }
+    /* 2 x 8 KiB on the stack (connection threads have 2 MiB): no allocation per statement. */
+    match_bounds bufs[2], *b = &bufs[0], *tmp = &bufs[1];
     store_index *ix = NULL;
     bool bounded = false;
     int best = 0;
@@ -344,6 +343,10 @@ int plan_run(store *st, store_coll *c, const plan_req *q, uint64_t **rids, size_
                 match_bounds *sw = b;
                 b = tmp;
                 tmp = sw;
+                /* Nothing later can beat it (ties keep the earlier index): an update by _id
+                 * (the _id_ index comes first) plans without asking the other indexes. */
+                if (sc >= SCORE_MAX)
+                    break;
             }
         }
         bounded = ix != NULL;
@@ -424,8 +427,6 @@ int plan_run(store *st, store_coll *c, const plan_req *q, uint64_t **rids, size_
     }
     __atomic_add_fetch(&st->docs_examined, s.examined, __ATOMIC_RELAXED);
     __atomic_add_fetch(&st->keys_examined, s.keys, __ATOMIC_RELAXED);
-    free(b);
-    free(tmp);
     if (s.oom) {
         free(s.out.a);
         return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory");

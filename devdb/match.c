@@ -28,6 +28,7 @@
 #include <math.h>
 #include <pcre2.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1264,7 +1265,10 @@ static void collect_bounds(bounds_ctx *c, const mnode *n)
 bool matcher_field_bounds(const matcher *m, const char *path, bool multikey, match_bounds *out)
 {
     bounds_ctx c = {.path = path, .multikey = multikey, .out = out};
-    memset(out, 0, sizeof *out);
+    /* Everything but the 8 KiB points array, which is written from index 0 up: the planner
+     * asks this for every index of every statement. */
+    out->n_points = 0;
+    memset(&out->has_lo, 0, sizeof *out - offsetof(match_bounds, has_lo));
     collect_bounds(&c, m->root);
     if (c.have_points) {
         out->has_lo = out->has_hi = false;
