@@ -169,21 +169,28 @@ const char *http_peer(const http_request *req, char *buf, size_t n)
     return buf;
 }
 
-json_t *http_json_body(http_request *req)
+int http_require_json(http_request *req)
 {
-    if (req->json)
-        return req->json;
     const char *ct = http_header(req, "Content-Type");
     size_t jl = strlen("application/json");
     if (!ct || strncasecmp(ct, "application/json", jl) != 0 ||
         (ct[jl] != '\0' && ct[jl] != ';' && ct[jl] != ' ')) {
         http_error(req, 415, "Content-Type must be application/json");
-        return NULL;
+        return -1;
     }
     if (req->body_len == 0) {
         http_error(req, 400, "request body is required (JSON)");
-        return NULL;
+        return -1;
     }
+    return 0;
+}
+
+json_t *http_json_body(http_request *req)
+{
+    if (req->json)
+        return req->json;
+    if (http_require_json(req) != 0)
+        return NULL;
     /* Any JSON value is accepted here (not only objects and arrays) so that a valid body of the
      * wrong shape ("null", "3") gets the handler's "body must be a JSON object", not a
      * misleading "malformed JSON". */

@@ -95,6 +95,9 @@ const char *http_peer(const http_request *req, char *buf, size_t n);
  * not acceptable: 415 if Content-Type is not application/json, 400 if it is empty or malformed.
  * The returned reference is owned by the request (do not decref). */
 json_t *http_json_body(http_request *req);
+/* The checks http_json_body makes before parsing (415 Content-Type, 400 empty body), for a
+ * handler that scans the body itself. 0, or -1 after answering. */
+int http_require_json(http_request *req);
 
 /* Parse an integer query parameter in [min, max]; absent or empty -> def. On a bad value answers
  * 400 naming the parameter and returns -1; else 0. */

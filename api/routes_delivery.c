@@ -27,6 +27,7 @@
  */
 #include "apiutil.h"
 #include "hmac.h"
+#include "jscan.h"
 #include "jsonx.h"
 #include "log.h"
 #include "queue.h"
@@ -135,19 +136,94 @@ static int verify_signature(api_ctx *app, http_request *req)
     return 0;
 }
 
+/* A validated receipt (copies: the body's JSON may be jansson's tree or jscan's tokens). */
 typedef struct receipt {
-    const char *log_id;
-    const char *vendor_msg_id;
-    size_t vendor_msg_len; /* bytes (a JSON string may hold NUL) */
-    const char *status;
-    const char *campaign_id; /* optional, 24-hex: the vendor echoes the send's campaign */
+    char log_id[25];
+    char status[8];
+    char vmid[VENDOR_MSG_ID_MAX + 1]; /* valid UTF-8 without NUL */
+    size_t vmid_len;
+    bool has_vmid;
+    char campaign_id[25]; /* optional: the vendor echoes the send's campaign */
+    bool has_cid;
 } receipt;
 
+/* One member of a receipt as found in the body, from either parser. */
+enum { F_ABSENT, F_NULL, F_STRING, F_OTHER };
+typedef struct rfield {
+    int kind;
+    const char *s; /* F_STRING: the value (NULL if it was too long to hold) */
+    size_t len;    /* F_STRING: bytes */
+} rfield;
+typedef struct rview {
+    bool is_object;
+    rfield log_id, status, vmid, campaign;
+} rview;
+
+static rfield field_json(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v)
+        return (rfield){F_ABSENT, NULL, 0};
+    if (json_is_null(v))
+        return (rfield){F_NULL, NULL, 0};
+    if (!json_is_string(v))
+        return (rfield){F_OTHER, NULL, 0};
+    return (rfield){F_STRING, json_string_value(v), json_string_length(v)};
+}
+
+static rview view_json(json_t *o)
+{
+    rview v = {.is_object = json_is_object(o)};
+    if (v.is_object) {
+        v.log_id = field_json(o, "log_id");
+        v.status = field_json(o, "status");
+        v.vmid = field_json(o, "vendorMsgId");
+        v.campaign = field_json(o, "campaign_id");
+    }
+    return v;
+}
+
+/* For jscan: the unescaped value goes into buf (cap bytes); too long -> s NULL, len cap. */
+static rfield field_scan(const jscan *js, int o, const char *key, char *buf, size_t cap)
+{
+    int t = jscan_get(js, o, key);
+    if (t < 0)
+        return (rfield){F_ABSENT, NULL, 0};
+    if (js->t[t].type == JSCAN_NULL)
+        return (rfield){F_NULL, NULL, 0};
+    if (js->t[t].type != JSCAN_STRING)
+        return (rfield){F_OTHER, NULL, 0};
+    size_t n = jscan_str_copy(js, t, buf, cap);
+    return n == (size_t)-1 ? (rfield){F_STRING, NULL, cap} : (rfield){F_STRING, buf, n};
+}
+
+/* Scratch space for one receipt scanned by jscan. */
+typedef struct rscratch {
+    char log_id[32], status[16], vmid[VENDOR_MSG_ID_MAX + 2], campaign[32];
+} rscratch;
+
+static rview view_scan(const jscan *js, int o, rscratch *sc)
+{
+    rview v = {.is_object = js->t[o].type == JSCAN_OBJECT};
+    if (v.is_object) {
+        v.log_id = field_scan(js, o, "log_id", sc->log_id, sizeof sc->log_id);
+        v.status = field_scan(js, o, "status", sc->status, sizeof sc->status);
+        v.vmid = field_scan(js, o, "vendorMsgId", sc->vmid, sizeof sc->vmid);
+        v.campaign = field_scan(js, o, "campaign_id", sc->campaign, sizeof sc->campaign);
+    }
+    return v;
+}
+
+static bool is_hex_id(const rfield *f)
+{
+    return f->kind == F_STRING && f->s && f->len == 24 && oid_is_valid_hex(f->s);
+}
+
 /* Step 3 for element i (or the single object when i < 0). 0 or -1 (answered 400). */
-static int validate_receipt(http_request *req, json_t *o, long i, receipt *out)
+static int validate_receipt(http_request *req, const rview *v, long i, receipt *out)
 {
     char pfx[32] = "";
-    if (!json_is_object(o)) {
+    if (!v->is_object) {
         if (i >= 0)
             http_error(req, 400, "receipts[%ld] must be an object", i);
         else
@@ -156,41 +232,72 @@ static int validate_receipt(http_request *req, json_t *o, long i, receipt *out)
     }
     if (i >= 0)
         snprintf(pfx, sizeof pfx, "receipts[%ld].", i);
-    json_t *v = json_object_get(o, "log_id");
-    if (!json_is_string(v) || !oid_is_valid_hex(json_string_value(v))) {
+    if (!is_hex_id(&v->log_id)) {
         http_error(req, 400, "%slog_id must be a 24-hex id", pfx);
         return -1;
     }
-    out->log_id = json_string_value(v);
-    v = json_object_get(o, "status");
-    const char *st = json_string_value(v);
-    if (!st || (strcmp(st, "PENDING") && strcmp(st, "SENT") && strcmp(st, "FAILED"))) {
+    memcpy(out->log_id, v->log_id.s, 25);
+    const rfield *st = &v->status;
+    bool st_ok = st->kind == F_STRING && st->s &&
+                 ((st->len == 7 && !memcmp(st->s, "PENDING", 7)) ||
+                  (st->len == 4 && !memcmp(st->s, "SENT", 4)) ||
+                  (st->len == 6 && !memcmp(st->s, "FAILED", 6)));
+    if (!st_ok) {
         http_error(req, 400, "%sstatus must be one of PENDING, SENT, FAILED", pfx);
         return -1;
     }
-    out->status = st;
-    v = json_object_get(o, "vendorMsgId");
-    out->vendor_msg_id = NULL;
-    if (v && !json_is_null(v)) {
-        if (!json_is_string(v) || json_string_length(v) == 0 ||
-            json_string_length(v) > VENDOR_MSG_ID_MAX) {
-            http_error(req, 400, "%svendorMsgId must be a string of 1-%d characters", pfx,
+    memcpy(out->status, st->s, st->len);
+    out->status[st->len] = '\0';
+    out->has_vmid = false;
+    if (v->vmid.kind != F_ABSENT && v->vmid.kind != F_NULL) {
+        /* (A NUL inside, "\u0000", would not survive the trip through the receipts queue
+         * and MongoDB's C strings: refused like a wrong length.) */
+        if (v->vmid.kind != F_STRING || !v->vmid.s || v->vmid.len == 0 ||
+            v->vmid.len > VENDOR_MSG_ID_MAX || memchr(v->vmid.s, '\0', v->vmid.len)) {
+            http_error(req, 400, "%svendorMsgId must be a string of 1-%d characters (no NUL)", pfx,
                        VENDOR_MSG_ID_MAX);
             return -1;
         }
-        out->vendor_msg_id = json_string_value(v);
-        out->vendor_msg_len = json_string_length(v);
+        memcpy(out->vmid, v->vmid.s, v->vmid.len);
+        out->vmid_len = v->vmid.len;
+        out->has_vmid = true;
     }
-    v = json_object_get(o, "campaign_id");
-    out->campaign_id = NULL;
-    if (v && !json_is_null(v)) {
-        if (!json_is_string(v) || !oid_is_valid_hex(json_string_value(v))) {
+    out->has_cid = false;
+    if (v->campaign.kind != F_ABSENT && v->campaign.kind != F_NULL) {
+        if (!is_hex_id(&v->campaign)) {
             http_error(req, 400, "%scampaign_id must be a 24-hex id", pfx);
             return -1;
         }
-        out->campaign_id = json_string_value(v);
+        memcpy(out->campaign_id, v->campaign.s, 25);
+        out->has_cid = true;
     }
     return 0;
+}
+
+/* Does any object of the scanned document repeat a key? (The API parses bodies with jansson's
+ * JSON_REJECT_DUPLICATES: such a body takes the jansson path and gets its error.) Keys with
+ * escapes are not compared here: the document then takes the jansson path too. */
+static bool scan_needs_jansson(const jscan *js)
+{
+    for (size_t i = 0; i < js->n; i++) {
+        const jscan_tok *o = &js->t[i];
+        if (o->type != JSCAN_OBJECT || o->count < 2)
+            continue;
+        int k = jscan_child(js, (int)i);
+        for (uint32_t a = 0; a < o->count; a++, k = (int)js->t[k + 1].next) {
+            const jscan_tok *ka = &js->t[k];
+            if (ka->escaped)
+                return true;
+            int k2 = (int)js->t[k + 1].next;
+            for (uint32_t b = a + 1; b < o->count; b++, k2 = (int)js->t[k2 + 1].next) {
+                const jscan_tok *kb = &js->t[k2];
+                if (kb->len == ka->len &&
+                    !memcmp(js->buf + ka->start, js->buf + kb->start, ka->len))
+                    return true;
+            }
+        }
+    }
+    return false;
 }
 
 /* Step 4: status of log `hex`: 1 pending, 0 final, 2 unknown, -1 error (answered). */
@@ -222,11 +329,11 @@ static void receipt_job(jsonx_buf *out, const receipt *r, int64_t at)
              "{\"log_id\":\"%s\",\"status\":\"%s\",\"at\":%lld,\"vendorMsgId\":", r->log_id,
              r->status, (long long)at);
     jsonx_buf_cat(out, head);
-    if (r->vendor_msg_id)
-        jsonx_buf_str(out, r->vendor_msg_id, r->vendor_msg_len);
+    if (r->has_vmid)
+        jsonx_buf_str(out, r->vmid, r->vmid_len);
     else
         jsonx_buf_cat(out, "null");
-    if (r->campaign_id) {
+    if (r->has_cid) {
         jsonx_buf_cat(out, ",\"campaign_id\":\"");
         jsonx_buf_cat(out, r->campaign_id);
         jsonx_buf_cat(out, "\"");
@@ -272,18 +379,30 @@ static void h_receipts(api_ctx *app, http_request *req)
 {
     if (verify_signature(app, req) != 0)
         return;
-    json_t *body = http_json_body(req);
-    if (!body)
+    /* The body is scanned with lib/jscan (no tree per receipt). Anything jscan does not take
+     * as is (invalid JSON, "\u0000", a repeated key, a bare scalar) goes through jansson, the
+     * API's parser everywhere else, so the answer is the same as on every other route. */
+    if (http_require_json(req) != 0)
         return;
-    bool batch = json_is_array(body);
-    size_t n = batch ? json_array_size(body) : 1;
+    jscan js = {0};
+    json_t *body = NULL;
+    bool scanned = jscan_parse(&js, req->body, req->body_len) == 0 && !scan_needs_jansson(&js);
+    if (!scanned) {
+        jscan_release(&js);
+        if (!(body = http_json_body(req)))
+            return;
+    }
+    bool batch = scanned ? js.t[0].type == JSCAN_ARRAY : json_is_array(body);
+    size_t n = batch ? (scanned ? js.t[0].count : json_array_size(body)) : 1;
     if (batch && n == 0) {
         http_error(req, 400, "receipts: empty array");
+        jscan_release(&js);
         return;
     }
     if (n > (size_t)app->cfg->receipts.max_batch) {
         http_error(req, 413, "receipts: batch of %zu exceeds receipts.max_batch (%d)", n,
                    app->cfg->receipts.max_batch);
+        jscan_release(&js);
         return;
     }
     receipt *rs = calloc(n, sizeof *rs);
@@ -294,10 +413,16 @@ static void h_receipts(api_ctx *app, http_request *req)
         http_error(req, 503, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < n; i++)
-        if (validate_receipt(req, batch ? json_array_get(body, i) : body, batch ? (long)i : -1,
-                             &rs[i]) != 0)
+    int tok = batch && scanned ? jscan_child(&js, 0) : 0;
+    for (size_t i = 0; i < n; i++) {
+        rscratch sc;
+        rview v =
+            scanned ? view_scan(&js, tok, &sc) : view_json(batch ? json_array_get(body, i) : body);
+        if (validate_receipt(req, &v, batch ? (long)i : -1, &rs[i]) != 0)
             goto out;
+        if (scanned && batch)
+            tok = (int)js.t[tok].next;
+    }
     if (!batch) {
         int st = log_state(app, req, rs[0].log_id);
         if (st < 0)
@@ -353,6 +478,7 @@ static void h_receipts(api_ctx *app, http_request *req)
                        json_pack("{s:b,s:b,s:b,s:I}", "ok", 1, "updated", 1, "queued", 1,
                                  "accepted", (json_int_t)accepted));
 out:
+    jscan_release(&js);
     jsonx_buf_free(&job);
     for (size_t i = 0; i < jobs.n; i++)
         free(jobs.s[i]);

@@ -33,6 +33,7 @@
  * workers.stop_grace_s, then hand back the jobs still held and exit 0.
  */
 #include "decide.h"
+#include "jscan.h"
 #include "jsonx.h"
 #include "log.h"
 #include "poster.h"
@@ -85,6 +86,7 @@ typedef struct vsim {
     size_t ndone, capdone;
     size_t held;    /* jobs claimed and not yet acked */
     double per_job; /* running average of sends per job (sizes the next claim) */
+    jscan js;       /* token array reused for every job */
     uint64_t rng;
     char k_rejected[300];
     int64_t next_post_ms;
@@ -200,26 +202,33 @@ static char *fmt_receipt(const char *log_id, const char *campaign_id, const deci
     return n > 0 && (size_t)n < sizeof buf ? strdup(buf) : NULL;
 }
 
-/* Decide one send `s` of job `vj` and put its receipt on the heap. 0 scheduled, 1 malformed
- * (reason in why), -1 out of memory / HMAC failure. */
-static int schedule_send(vsim *v, const json_t *s, const char *campaign_id, vjob *vj, int64_t now,
+/* A 24-hex id held by string token tok into out (25 bytes); false if tok is not one. */
+static bool hex_id(const jscan *js, int tok, char out[25])
+{
+    return tok >= 0 && jscan_str_copy(js, tok, out, 25) == 24 && oid_is_valid_hex(out);
+}
+
+/* Decide send object `s` (a token of v->js) of job `vj` and put its receipt on the heap.
+ * campaign_id: the batch's, or NULL. 0 scheduled, 1 malformed (reason in why), -1 out of
+ * memory / HMAC failure. */
+static int schedule_send(vsim *v, int s, const char *campaign_id, vjob *vj, int64_t now,
                          const char **why)
 {
-    const char *lid = jsonx_str(s, "log_id", NULL);
-    if (!lid || !oid_is_valid_hex(lid)) {
+    char lid[25], cid[25];
+    if (!hex_id(&v->js, jscan_get(&v->js, s, "log_id"), lid)) {
         *why = "malformed send: log_id must be a 24-hex id";
         return 1;
     }
-    const char *cid = jsonx_str(s, "campaign_id", campaign_id);
-    if (cid && !oid_is_valid_hex(cid))
-        cid = NULL; /* not ours to judge: the receipts worker looks the log up instead */
+    int ct = jscan_get(&v->js, s, "campaign_id");
+    if (ct >= 0) /* not ours to judge: without it the receipts worker looks the log up */
+        campaign_id = hex_id(&v->js, ct, cid) ? cid : NULL;
     decision dc;
-    if (decider_decide(v->dec, lid, strlen(lid), &dc) != 0) {
+    if (decider_decide(v->dec, lid, 24, &dc) != 0) {
         log_warn("vendor.decide_failed", "detail=\"OpenSSL HMAC failed\"");
         return -1;
     }
     int64_t due = now + dc.delay_ms;
-    char *r = fmt_receipt(lid, cid, &dc, due);
+    char *r = fmt_receipt(lid, campaign_id, &dc, due);
     if (!r || timers_push(&v->heap, due, r, vj) != 0) {
         free(r);
         return -1;
@@ -230,80 +239,69 @@ static int schedule_send(vsim *v, const json_t *s, const char *campaign_id, vjob
 
 /* Take over the claimed jobs of b: schedule their receipts, dead-letter what is malformed.
  * Returns 0, or -1 if something could not be done (the job stays claimed: it is handed back at
- * the next start or by the reaper). */
+ * the next start or by the reaper). Jobs are scanned with lib/jscan (no tree per send). */
 static int process_jobs(vsim *v, queue_batch *b)
 {
     int64_t now = time_now_ms();
     int rc = 0;
     size_t sends = 0;
+    jscan *js = &v->js;
     for (size_t i = 0; i < b->n; i++) {
         queue_job *qj = &b->jobs[i];
-        char perr[64];
-        json_t *o = jsonx_parse(qj->data, qj->len, perr, sizeof perr);
-        if (!json_is_object(o)) {
-            json_decref(o);
+        if (jscan_parse(js, qj->data, qj->len) != 0 || js->t[0].type != JSCAN_OBJECT) {
             if (queue_dead(v->q, qj, "malformed send: not a JSON object") != 0)
                 rc = -1;
             continue;
         }
         vjob *vj = calloc(1, sizeof *vj);
         if (!vj) {
-            json_decref(o);
             rc = -1;
             continue;
         }
-        vj->job = *qj; /* the batch gives up the payload: the job owns it now */
+        vj->job = *qj; /* the batch gives up the payload: the job owns it (tokens point into it) */
         qj->data = NULL;
         qj->len = 0;
         v->held++;
-        /* Malformed sends of a batch job become dead letters of their own. */
-        json_t *arr = json_object_get(o, "sends");
-        size_t cap = json_is_array(arr) ? json_array_size(arr) : 0;
-        char **dead = calloc(cap ? cap : 1, sizeof *dead);
+        /* Malformed sends of a batch job become dead letters of their own (their raw text). */
+        int arr = jscan_get(js, 0, "sends");
+        size_t cap = arr >= 0 && js->t[arr].type == JSCAN_ARRAY ? js->t[arr].count : 0;
+        const char **dead = calloc(cap ? cap : 1, sizeof *dead);
+        size_t *dlen = calloc(cap ? cap : 1, sizeof *dlen);
         const char **dwhy = calloc(cap ? cap : 1, sizeof *dwhy);
         size_t ndead = 0;
-        int st = dead && dwhy ? 0 : -1;
+        int st = dead && dlen && dwhy ? 0 : -1;
         const char *whole = NULL; /* reason when the job as a whole is unusable */
-        if (st == 0 && arr) {
-            const char *cid = jsonx_str(o, "campaign_id", NULL);
-            size_t k;
-            json_t *s;
+        if (st == 0 && arr >= 0) {
+            char cidbuf[25];
+            int ct = jscan_get(js, 0, "campaign_id");
+            const char *cid = ct >= 0 && hex_id(js, ct, cidbuf) ? cidbuf : NULL;
             if (cap == 0)
                 whole = "malformed send job: sends must be a non-empty array";
-            json_array_foreach(cap ? arr : NULL, k, s)
-            {
+            int e = cap ? jscan_child(js, arr) : -1;
+            for (size_t k = 0; k < cap && st == 0; k++, e = (int)js->t[e].next) {
                 const char *why = "malformed send: not a JSON object";
-                int r = json_is_object(s) ? schedule_send(v, s, cid, vj, now, &why) : 1;
+                int r = js->t[e].type == JSCAN_OBJECT ? schedule_send(v, e, cid, vj, now, &why) : 1;
                 if (r < 0) {
                     st = -1;
-                    break;
-                }
-                if (r == 1) {
-                    dead[ndead] = jsonx_dumps(s);
-                    dwhy[ndead] = why;
-                    if (!dead[ndead]) {
-                        st = -1;
-                        break;
-                    }
-                    ndead++;
+                } else if (r == 1) {
+                    dead[ndead] = vj->job.data + js->t[e].start;
+                    dlen[ndead] = js->t[e].len;
+                    dwhy[ndead++] = why;
                 }
             }
         } else if (st == 0) {
-            int r = schedule_send(v, o, NULL, vj, now, &whole);
+            int r = schedule_send(v, 0, NULL, vj, now, &whole);
             if (r < 0)
                 st = -1;
             else if (r == 0)
                 whole = NULL;
         }
-        json_decref(o);
-        if (st == 0 && ndead &&
-            queue_dead_parts(v->q, (const char *const *)dead, NULL, dwhy, ndead) != 0) {
+        if (st == 0 && ndead && queue_dead_parts(v->q, dead, dlen, dwhy, ndead) != 0) {
             log_warn("vendor.redis_error", "detail=\"%s\"", queue_error(v->q));
             st = -1;
         }
-        for (size_t d = 0; d < ndead; d++)
-            free(dead[d]);
         free(dead);
+        free(dlen);
         free(dwhy);
         if (st == 0 && whole) {
             /* Nothing usable in it: the whole job is the dead letter. */
@@ -563,6 +561,7 @@ out:
         free(v.out[i].receipt);
     free(v.out);
     free(v.done);
+    jscan_release(&v.js);
     poster_free(v.post);
     decider_free(v.dec);
     queue_close(v.q);

@@ -26,6 +26,7 @@
  */
 #include "receipts.h"
 
+#include "jscan.h"
 #include "jsonx.h"
 #include "log.h"
 #include "timeutil.h"
@@ -37,8 +38,9 @@
 enum { ST_SENT = 1, ST_FAILED = 2, ST_PENDING = 3 };
 
 typedef struct item {
-    size_t job;       /* index into the batch */
-    json_t *obj;      /* the receipt inside its job's parsed tree (borrowed) */
+    size_t job;      /* index into the batch */
+    const char *raw; /* the receipt's JSON text inside its job (for a dead letter) */
+    size_t rawlen;
     bool part;        /* one receipt of a batch job (not the whole job) */
     bool has_cid;     /* the receipt names its campaign (cid) */
     bson_oid_t oid;   /* log id */
@@ -63,101 +65,129 @@ static int cmp_item_oid(const void *a, const void *b)
     return bson_oid_compare(&((const item *)a)->oid, &((const item *)b)->oid);
 }
 
-/* Parse one receipt object; 0 ok, -1 with reason in why. */
-static int parse_receipt(const json_t *o, item *it, char *why, size_t whylen)
+/* Copy string token tok into out (cap bytes, NUL-terminated), cut at a UTF-8 character
+ * boundary if it is longer (the text goes into MongoDB, which wants valid UTF-8). */
+static void copy_cut(const jscan *js, int tok, char *out, size_t cap)
 {
-    if (!json_is_object(o)) {
+    size_t raw = js->t[tok].len + 1; /* the unescaped text is never longer than the raw one */
+    char *tmp = malloc(raw);
+    size_t n = tmp ? jscan_str_copy(js, tok, tmp, raw) : (size_t)-1;
+    if (n == (size_t)-1) {
+        out[0] = '\0';
+    } else {
+        if (n >= cap) {
+            n = cap - 1;
+            while (n > 0 && ((unsigned char)tmp[n] & 0xC0) == 0x80)
+                n--; /* tmp[n] would start the cut-off part: back to a character's first byte */
+        }
+        memcpy(out, tmp, n);
+        out[n] = '\0';
+    }
+    free(tmp);
+}
+
+/* Parse receipt object token o of js; 0 ok, -1 with reason in why. */
+static int parse_receipt(const jscan *js, int o, item *it, char *why, size_t whylen)
+{
+    if (js->t[o].type != JSCAN_OBJECT) {
         snprintf(why, whylen, "malformed receipt: not a JSON object");
         return -1;
     }
-    const char *lid = jsonx_str(o, "log_id", NULL);
-    const char *st = jsonx_str(o, "status", NULL);
-    json_t *vm = json_object_get(o, "vendorMsgId");
-    if (!lid || !oid_is_valid_hex(lid)) {
+    char lid[25];
+    int t = jscan_get(js, o, "log_id");
+    if (t < 0 || jscan_str_copy(js, t, lid, sizeof lid) != 24 || !oid_is_valid_hex(lid)) {
         snprintf(why, whylen, "malformed receipt: log_id must be a 24-hex id");
         return -1;
     }
     bson_oid_init_from_string(&it->oid, lid);
-    if (st && !strcmp(st, "SENT"))
+    t = jscan_get(js, o, "status");
+    if (t >= 0 && jscan_str_eq(js, t, "SENT"))
         it->status = ST_SENT;
-    else if (st && !strcmp(st, "FAILED"))
+    else if (t >= 0 && jscan_str_eq(js, t, "FAILED"))
         it->status = ST_FAILED;
-    else if (st && !strcmp(st, "PENDING"))
+    else if (t >= 0 && jscan_str_eq(js, t, "PENDING"))
         it->status = ST_PENDING;
     else {
         snprintf(why, whylen, "malformed receipt: status must be SENT or FAILED");
         return -1;
     }
     it->vmid[0] = '\0';
-    if (json_is_string(vm)) {
-        if (json_string_length(vm) == 0 || json_string_length(vm) >= sizeof it->vmid) {
+    t = jscan_get(js, o, "vendorMsgId");
+    if (t >= 0 && js->t[t].type == JSCAN_STRING) {
+        size_t n = jscan_str_copy(js, t, it->vmid, sizeof it->vmid);
+        if (n == 0 || n == (size_t)-1) {
             snprintf(why, whylen, "malformed receipt: vendorMsgId must be 1-128 characters");
             return -1;
         }
-        snprintf(it->vmid, sizeof it->vmid, "%s", json_string_value(vm));
-    } else if (vm && !json_is_null(vm)) {
+    } else if (t >= 0 && js->t[t].type != JSCAN_NULL) {
         snprintf(why, whylen, "malformed receipt: vendorMsgId must be a string");
         return -1;
     } else if (it->status == ST_SENT) {
         snprintf(why, whylen, "malformed receipt: a SENT receipt needs a vendorMsgId");
         return -1;
     }
-    json_t *cv = json_object_get(o, "campaign_id");
+    t = jscan_get(js, o, "campaign_id");
     it->has_cid = false;
-    if (cv && !json_is_null(cv)) {
-        if (!json_is_string(cv) || !oid_is_valid_hex(json_string_value(cv))) {
+    if (t >= 0 && js->t[t].type != JSCAN_NULL) {
+        char cid[25];
+        if (jscan_str_copy(js, t, cid, sizeof cid) != 24 || !oid_is_valid_hex(cid)) {
             snprintf(why, whylen, "malformed receipt: campaign_id must be a 24-hex id");
             return -1;
         }
-        bson_oid_init_from_string(&it->cid, json_string_value(cv));
+        bson_oid_init_from_string(&it->cid, cid);
         it->has_cid = true;
     }
-    json_t *at = json_object_get(o, "at");
-    it->at =
-        json_is_integer(at) && json_integer_value(at) > 0 ? json_integer_value(at) : time_now_ms();
-    snprintf(it->reason, sizeof it->reason, "%s",
-             jsonx_str(o, "reason", it->status == ST_FAILED ? "vendor reported FAILED" : ""));
+    int64_t at;
+    t = jscan_get(js, o, "at");
+    it->at = t >= 0 && jscan_int(js, t, &at) && at > 0 ? at : time_now_ms();
+    t = jscan_get(js, o, "reason");
+    if (t >= 0 && js->t[t].type == JSCAN_STRING)
+        copy_cut(js, t, it->reason, sizeof it->reason);
+    else
+        snprintf(it->reason, sizeof it->reason, "%s",
+                 it->status == ST_FAILED ? "vendor reported FAILED" : "");
     return 0;
 }
 
-/* Dead letters for single receipts of batch jobs, written with the ack (step 6). */
+/* Dead letters for single receipts of batch jobs, written with the ack (step 6): the raw
+ * text of each (pointing into its job) and the reason. */
 typedef struct part_list {
-    char **text;
+    const char **text;
+    size_t *len;
     char **why;
     size_t n, cap;
 } part_list;
 
-static int part_add(part_list *l, const json_t *obj, const char *why)
+static int part_add(part_list *l, const char *raw, size_t len, const char *why)
 {
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 16;
-        char **t = realloc(l->text, cap * sizeof *t);
-        char **w = t ? realloc(l->why, cap * sizeof *w) : NULL;
+        const char **t = realloc(l->text, cap * sizeof *t);
         if (t)
             l->text = t;
+        size_t *n = t ? realloc(l->len, cap * sizeof *n) : NULL;
+        if (n)
+            l->len = n;
+        char **w = n ? realloc(l->why, cap * sizeof *w) : NULL;
         if (!w)
             return -1;
         l->why = w;
         l->cap = cap;
     }
-    l->text[l->n] = jsonx_dumps(obj);
     l->why[l->n] = strdup(why);
-    if (!l->text[l->n] || !l->why[l->n]) {
-        free(l->text[l->n]);
-        free(l->why[l->n]);
+    if (!l->why[l->n])
         return -1;
-    }
-    l->n++;
+    l->text[l->n] = raw;
+    l->len[l->n++] = len;
     return 0;
 }
 
 static void part_free(part_list *l)
 {
-    for (size_t i = 0; i < l->n; i++) {
-        free(l->text[i]);
+    for (size_t i = 0; i < l->n; i++)
         free(l->why[i]);
-    }
     free(l->text);
+    free(l->len);
     free(l->why);
 }
 
@@ -226,16 +256,18 @@ int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
 {
     int rc = -1;
     size_t nb = b->n ? b->n : 1;
-    json_t **roots = calloc(nb, sizeof *roots);
+    jscan *js = calloc(nb, sizeof *js);  /* one token array per job (tokens point into it) */
     unsigned char *fate = calloc(nb, 1); /* JOB_* (JOB_DEAD: already dead-lettered whole) */
     queue_job *acks = calloc(nb, sizeof *acks);
-    /* Parse every job first: the item array holds every receipt of every job. */
+    /* Scan every job first (lib/jscan): the item array holds every receipt of every job. */
     size_t cap = 0;
-    for (size_t i = 0; roots && i < b->n; i++) {
-        char perr[128];
-        roots[i] = jsonx_parse(b->jobs[i].data, b->jobs[i].len, perr, sizeof perr);
-        json_t *arr = json_object_get(roots[i], "receipts");
-        cap += json_is_array(arr) ? json_array_size(arr) : 1;
+    for (size_t i = 0; js && i < b->n; i++) {
+        if (jscan_parse(&js[i], b->jobs[i].data, b->jobs[i].len) != 0) {
+            cap++;
+            continue;
+        }
+        int arr = js[i].t[0].type == JSCAN_OBJECT ? jscan_get(&js[i], 0, "receipts") : -1;
+        cap += arr >= 0 && js[i].t[arr].type == JSCAN_ARRAY ? js[i].t[arr].count : 1;
     }
     x->last_receipts = cap;
     item *items = calloc(cap ? cap : 1, sizeof *items);
@@ -249,36 +281,37 @@ int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
     bool token_set = false, mongo_failed = false;
     char tok[25];
     bson_error_t e;
-    if (!items || !acks || !fate || !roots)
+    if (!items || !acks || !fate || !js)
         goto out;
 
     /* 1. parse */
     for (size_t i = 0; i < b->n; i++) {
         char why[256];
-        json_t *o = roots[i];
-        json_t *arr = json_object_get(o, "receipts");
+        const jscan *j = &js[i];
         const char *whole = NULL;
-        if (!o) {
-            char perr[128];
-            jsonx_parse(b->jobs[i].data, b->jobs[i].len, perr, sizeof perr); /* its message */
-            snprintf(why, sizeof why, "malformed receipt: not JSON (%s)", perr);
+        int arr = -1;
+        if (j->n == 0) {
+            snprintf(why, sizeof why, "malformed receipt: not JSON (%s)", j->err);
             whole = why;
-        } else if (arr && (!json_is_array(arr) || json_array_size(arr) == 0)) {
+        } else if (j->t[0].type == JSCAN_OBJECT && (arr = jscan_get(j, 0, "receipts")) >= 0 &&
+                   (j->t[arr].type != JSCAN_ARRAY || j->t[arr].count == 0)) {
             whole = "malformed receipt batch: receipts must be a non-empty array";
         }
-        size_t k, m = arr ? json_array_size(arr) : 1;
-        for (k = 0; !whole && k < m; k++) {
+        size_t m = arr >= 0 && !whole ? j->t[arr].count : 1;
+        int o = arr >= 0 && !whole ? jscan_child(j, arr) : 0;
+        for (size_t k = 0; !whole && k < m; k++, o = (int)j->t[o].next) {
             item *it = &items[nitems];
             memset(it, 0, sizeof *it);
             it->job = i;
-            it->obj = arr ? json_array_get(arr, k) : o;
-            it->part = arr != NULL;
-            if (parse_receipt(it->obj, it, why, sizeof why) != 0) {
+            it->raw = b->jobs[i].data + j->t[o].start;
+            it->rawlen = j->t[o].len;
+            it->part = arr >= 0;
+            if (parse_receipt(j, o, it, why, sizeof why) != 0) {
                 if (!it->part) {
                     whole = why;
                     break;
                 }
-                if (part_add(&parts, it->obj, why) != 0)
+                if (part_add(&parts, it->raw, it->rawlen, why) != 0)
                     goto out;
                 x->dead++;
                 continue;
@@ -482,7 +515,7 @@ int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
                     goto out;
                 fate[it->job] = JOB_DEAD;
             }
-        } else if (part_add(&parts, it->obj, why) != 0) {
+        } else if (part_add(&parts, it->raw, it->rawlen, why) != 0) {
             goto out;
         }
         x->dead++;
@@ -513,8 +546,8 @@ settle:
     }
     if (rc == 0) {
         if (parts.n) {
-            if (queue_dead_parts(x->q, (const char *const *)parts.text, NULL,
-                                 (const char *const *)parts.why, parts.n) != 0) {
+            if (queue_dead_parts(x->q, parts.text, parts.len, (const char *const *)parts.why,
+                                 parts.n) != 0) {
                 rc = -1;
                 goto out;
             }
@@ -536,9 +569,9 @@ out:
         mongoc_collection_destroy(camps);
     if (cl)
         dbpool_push(x->db, cl);
-    for (size_t i = 0; roots && i < b->n; i++)
-        json_decref(roots[i]);
-    free(roots);
+    for (size_t i = 0; js && i < b->n; i++)
+        jscan_release(&js[i]);
+    free(js);
     free(items);
     free(acks);
     free(fate);

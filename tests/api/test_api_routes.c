@@ -660,6 +660,10 @@ TEST(receipts_signatures_and_limits)
         {"[{\"log_id\":\"cccccccccccccccccccccccc\",\"status\":\"SENT\",\"campaign_id\":7}]",
          "receipts[0].campaign_id"},
         {"[]", "empty"},
+        /* jansson's rules hold on the receipts route's own scanner too */
+        {"[{\"log_id\":\"cccccccccccccccccccccccc\",\"status\":\"SENT\",\"status\":\"x\"}]",
+         "duplicate"},
+        {"7", "receipt object"},
         {"{\"log_id\":", "JSON"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -697,6 +701,26 @@ TEST(receipts_signatures_and_limits)
     CHECK(json_object_get(json_array_get(arr, 2), "campaign_id") == NULL);
     CHECK(json_integer_value(json_object_get(json_array_get(arr, 0), "at")) > 0);
     json_decref(job);
+    /* An escaped key (the jansson path) is accepted like elsewhere; a NUL in vendorMsgId is
+     * refused (it could not travel on as a C string). */
+    char odd[256];
+    snprintf(odd, sizeof odd,
+             "[{\"log\\u005fid\":\"%s\",\"status\":\"SENT\",\"vendorMsgId\":\"v-w\"}]", ids[2]);
+    hmac_sign_receipt(SECRET, NULL, odd, strlen(odd), sig);
+    post_receipt(&r, odd, sig, NULL);
+    CHECK_INT_EQ(r.status, 202);
+    apitest_resp_release(&r);
+    job = redis_newest_job("{receipts}:ready");
+    CHECK_STR_EQ(jsonx_str(json_array_get(json_object_get(job, "receipts"), 0), "vendorMsgId", ""),
+                 "v-w");
+    json_decref(job);
+    snprintf(odd, sizeof odd,
+             "[{\"log_id\":\"%s\",\"status\":\"SENT\",\"vendorMsgId\":\"v\\u0000w\"}]", ids[2]);
+    hmac_sign_receipt(SECRET, NULL, odd, strlen(odd), sig);
+    post_receipt(&r, odd, sig, NULL);
+    CHECK_INT_EQ(r.status, 400);
+    CHECK_STR_CONTAINS(err_of(&r), "receipts[0].vendorMsgId");
+    apitest_resp_release(&r);
     batch[strlen(batch) - 1] = '\0';
     size_t bl = strlen(batch);
     snprintf(batch + bl, sizeof batch - bl,
