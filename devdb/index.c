@@ -14,7 +14,7 @@
  *     | prev | next | n | slot[0] ... slot[LEAF_CAP - 1]              |
  *     +------+------+---+--------------------------------------------+
  *   slot (struct index_node, 32 bytes):
- *     | pfx u64 | rid u64 | key * (malloc'd BSON key doc) | keylen u32 | ptype u8 |
+ *     | pfx u64 | rid u64 | key * (BSON key doc, refcounted, shared) | keylen u32 | ptype u8 |
  *   inner:
  *     | n (children) | sep[INNER_CAP - 1] (slots with their own key copies) | kid[INNER_CAP] |
  *
@@ -28,10 +28,10 @@
  * then bv_key_compare.
  *
  * Invariants: the entries under inner->kid[i] are >= sep[i-1] and < sep[i]. Separators are
- * copies (their own key allocation) of the entry that started the right half when a node
- * split, so they stay valid bounds after that entry is deleted. No leaf is empty except the
- * root leaf of an empty index. Deletion does not merge underfull nodes (it frees a leaf only
- * when it becomes empty and collapses a one-child root), which keeps removal simple and cheap;
+ * copies (holding their own reference to the key allocation) of the entry that started the right
+ * half when a node split, so they stay valid bounds after that entry is deleted. No leaf is empty
+ * except the root leaf of an empty index. Deletion does not merge underfull nodes (it frees a leaf
+ * only when it becomes empty and collapses a one-child root), which keeps removal simple and cheap;
  * splits of the rightmost leaf/inner node at its end keep the left node full, so ascending
  * inserts (ObjectIds, timestamps) pack leaves completely.
  *
@@ -55,7 +55,7 @@
 struct index_node {
     uint64_t pfx;
     uint64_t rid;
-    uint8_t *key; /* BSON document of "" fields; owned by the slot holding it */
+    uint8_t *key; /* BSON document of "" fields; a reference held by the slot (key_alloc) */
     uint32_t keylen;
     uint8_t ptype; /* BSON type of the first key field when pfx is valid, else 0 */
 };
@@ -94,6 +94,57 @@ static index_leaf *leaf_new(void)
         l->n = 0;
     }
     return l;
+}
+
+/* ---- key allocations ---------------------------------------------------------------------
+ *
+ * A key's bytes live in one allocation behind a 4-byte reference count. Entries whose keys are
+ * byte-identical to a neighbour's share that neighbour's allocation (tree_insert), and
+ * separators share the key of the entry they were taken from. A low-cardinality index
+ * ({campaign_id: 1, status: 1}: one key for a whole campaign's PENDING logs) then holds a
+ * handful of key allocations instead of one per entry, and comparing two entries that share a
+ * key is a pointer comparison that touches no key memory. */
+
+static uint8_t *key_alloc(uint32_t len)
+{
+    uint8_t *p = malloc(sizeof(uint32_t) + len);
+    if (!p)
+        return NULL;
+    uint32_t one = 1;
+    memcpy(p, &one, sizeof one);
+    return p + sizeof(uint32_t);
+}
+
+static void key_ref(uint8_t *k)
+{
+    uint32_t r;
+    memcpy(&r, k - sizeof r, sizeof r);
+    r++;
+    memcpy(k - sizeof r, &r, sizeof r);
+}
+
+static void key_unref(uint8_t *k)
+{
+    if (!k)
+        return;
+    uint32_t r;
+    memcpy(&r, k - sizeof r, sizeof r);
+    if (--r == 0) {
+        free(k - sizeof r);
+        return;
+    }
+    memcpy(k - sizeof r, &r, sizeof r);
+}
+
+/* If neighbour n holds a key byte-identical to s's, s takes a reference to n's allocation and
+ * drops its own. */
+static void key_share(index_node *s, const index_node *n)
+{
+    if (n->key == s->key || n->keylen != s->keylen || memcmp(n->key, s->key, s->keylen) != 0)
+        return;
+    key_ref(n->key);
+    key_unref(s->key);
+    s->key = n->key;
 }
 
 /* ---- keys and comparisons ---------------------------------------------------------------- */
@@ -233,6 +284,8 @@ static int key_cmp(const store_index *ix, const uint8_t *a, uint32_t la, const u
 /* Key order only (record ids ignored). */
 static int slot_key_cmp(const store_index *ix, const index_node *a, const index_node *b)
 {
+    if (a->key == b->key)
+        return 0; /* a shared key allocation */
     if (a->ptype && a->ptype == b->ptype && a->pfx != b->pfx)
         return a->pfx < b->pfx ? -1 : 1;
     return key_cmp(ix, a->key, a->keylen, b->key, b->keylen);
@@ -388,10 +441,12 @@ static bool path_rightmost(const store_index *ix, ix_inner **path, const uint32_
 }
 
 /*
- * Links entry s (its key now owned by the tree) in order. Returns 0, or -1 when out of memory
- * (tree unchanged, s's key still the caller's).
+ * Links entry s (its key reference now owned by the tree) in order. When a neighbour's key is
+ * byte-identical, s->key is switched to that neighbour's allocation (key_share), so the caller
+ * sees the key the tree holds. Returns 0, or -1 when out of memory (tree unchanged, the
+ * reference in s->key still the caller's).
  */
-static int tree_insert(store_index *ix, const index_node *s)
+static int tree_insert(store_index *ix, index_node *s)
 {
     ix_inner *path[INDEX_MAX_HEIGHT];
     uint32_t pidx[INDEX_MAX_HEIGHT];
@@ -400,6 +455,7 @@ static int tree_insert(store_index *ix, const index_node *s)
     /* Ascending keys (ObjectIds, counters, timestamps) append to the last leaf after one
      * comparison. */
     if (lf->n > 0 && lf->n < LEAF_CAP && slot_cmp(ix, &lf->s[lf->n - 1], s) < 0) {
+        key_share(s, &lf->s[lf->n - 1]);
         lf->s[lf->n++] = *s;
         ix->count++;
         return 0;
@@ -407,6 +463,10 @@ static int tree_insert(store_index *ix, const index_node *s)
     probe p = {.t = s, .le = true};
     lf = descend(ix, &p, path, pidx);
     pos = count_before(ix, lf->s, lf->n, &p);
+    if (pos > 0)
+        key_share(s, &lf->s[pos - 1]);
+    if (pos < lf->n)
+        key_share(s, &lf->s[pos]);
     if (lf->n < LEAF_CAP) {
         memmove(&lf->s[pos + 1], &lf->s[pos], (lf->n - pos) * sizeof *s);
         lf->s[pos] = *s;
@@ -438,16 +498,13 @@ static int tree_insert(store_index *ix, const index_node *s)
     size_t mid = (lf == ix->last && pos == old_n) ? old_n : old_n / 2;
     const index_node *first_right = pos == mid ? s : &lf->s[mid];
     index_node sep = *first_right;
-    sep.key = oom ? NULL : malloc(first_right->keylen);
-    oom |= !sep.key;
     if (oom) {
         free(nl);
-        free(sep.key);
         for (int i = 0; i < nmem; i++)
             free(mem[i]);
         return -1;
     }
-    memcpy(sep.key, first_right->key, first_right->keylen);
+    key_ref(sep.key); /* the separator shares the entry's key allocation */
 
     memcpy(nl->s, &lf->s[mid], (old_n - mid) * sizeof *s);
     nl->n = (uint32_t)(old_n - mid);
@@ -531,7 +588,7 @@ static bool tree_remove(store_index *ix, const index_node *t)
     size_t i = count_before(ix, lf->s, lf->n, &plt);
     if (i >= lf->n || slot_cmp(ix, &lf->s[i], t) != 0)
         return false;
-    free(lf->s[i].key);
+    key_unref(lf->s[i].key);
     memmove(&lf->s[i], &lf->s[i + 1], (lf->n - i - 1) * sizeof *t);
     lf->n--;
     ix->count--;
@@ -554,7 +611,7 @@ static bool tree_remove(store_index *ix, const index_node *t)
         size_t j = pidx[h];
         if (in->n > 1) {
             size_t sj = j > 0 ? j - 1 : 0;
-            free(in->sep[sj].key);
+            key_unref(in->sep[sj].key);
             memmove(&in->sep[sj], &in->sep[sj + 1], (in->n - 2 - sj) * sizeof in->sep[0]);
         }
         memmove(&in->kid[j], &in->kid[j + 1], (in->n - 1 - j) * sizeof in->kid[0]);
@@ -599,7 +656,7 @@ static void inner_free(void *x, int h)
     for (uint32_t i = 0; i < in->n; i++)
         inner_free(in->kid[i], h - 1);
     for (uint32_t i = 0; i + 1 < in->n; i++)
-        free(in->sep[i].key);
+        key_unref(in->sep[i].key);
     free(in);
 }
 
@@ -611,7 +668,7 @@ void index_free(store_index *ix)
     for (index_leaf *l = ix->first; l;) {
         index_leaf *nx = l->next;
         for (uint32_t i = 0; i < l->n; i++)
-            free(l->s[i].key);
+            key_unref(l->s[i].key);
         free(l);
         l = nx;
     }
@@ -818,7 +875,7 @@ static int collect_key(const bson_t *key, void *ctx)
         p->cap = ncap;
     }
     index_node *s = &p->a[p->n];
-    s->key = malloc(key->len);
+    s->key = key_alloc(key->len);
     if (!s->key)
         return 2;
     memcpy(s->key, bson_get_data(key), key->len);
@@ -833,7 +890,7 @@ static int collect_key(const bson_t *key, void *ctx)
 static void pending_free(pending *p, size_t from)
 {
     for (size_t i = from; i < p->n; i++)
-        free(p->a[i].key);
+        key_unref(p->a[i].key);
     if (p->a != p->inl)
         free(p->a);
 }
@@ -930,7 +987,7 @@ int index_check_covered(const store_index *ix, const bson_t *doc, uint64_t rid, 
  * violation: returns 1 (copying that key into dup_key) and leaves s unlinked. -1: out of
  * memory, s unlinked. 0: linked, the tree owns s's key.
  */
-static int insert_entry(store_index *ix, const index_node *s, bson_t *dup_key)
+static int insert_entry(store_index *ix, index_node *s, bson_t *dup_key)
 {
     if (ix->unique) {
         const index_node *l = ix->last->n ? &ix->last->s[ix->last->n - 1] : NULL;

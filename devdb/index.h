@@ -11,7 +11,9 @@
  *
  * Threading: an index is owned by its collection and protected by the store lock; readers
  * (seek/iterate) may run concurrently, mutations need the exclusive lock.
- * Memory: one allocation per entry (its key bytes) plus a 32-byte slot in a leaf.
+ * Memory: a 32-byte slot in a leaf per entry plus its key bytes, one reference-counted
+ * allocation shared by neighbouring entries with byte-identical keys (so a low-cardinality
+ * index costs little more than its slots).
  *
  * An `index_node` is a position (a leaf slot): valid until the next mutation of the index.
  * Callers walk positions under the store lock and keep record ids, never positions.
