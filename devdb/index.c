@@ -780,6 +780,12 @@ store_index *index_new(const bson_t *spec, bson_error_t *err)
         }
         ix->paths[ix->nfields++] = strdup(bson_iter_key(&it));
     }
+    ix->toplevel = true;
+    for (size_t i = 0; i < ix->nfields; i++) {
+        size_t pl = ix->paths[i] ? strlen(ix->paths[i]) : 0;
+        if (!ix->paths[i] || pl > BV_PATH_MAX || memchr(ix->paths[i], '.', pl))
+            ix->toplevel = false;
+    }
     char nbuf[1024];
     if (!name) {
         if (default_name(ix->key, nbuf, sizeof nbuf) != 0) {
@@ -935,6 +941,134 @@ static bool key_taken(const store_index *ix, const index_node *s, uint64_t rid)
     return false;
 }
 
+/*
+ * Key generation fast path for an index whose paths are all top-level field names (ix->toplevel):
+ * one pass over the document's top-level fields finds every indexed value, and the key is
+ * written straight into a stack buffer. It handles the scalar types whose key bytes are the
+ * value's own BSON bytes (ObjectId, string, date, int32, int64, double, bool, null, embedded
+ * document) and a missing field (null), giving exactly bv_index_keys' single key; any other
+ * type (arrays, which make the index multikey, included) or a key over the buffer returns 1 and
+ * the caller takes bv_index_keys' general path. Otherwise returns what cb returns (0 to go on).
+ */
+#define TOPLEVEL_KEY_MAX 512
+static int toplevel_keys(const store_index *ix, const bson_t *doc, bv_key_cb cb, void *ctx)
+{
+    bson_value_t vals[INDEX_MAX_FIELDS];
+    size_t nf = ix->nfields, left = nf;
+    for (size_t f = 0; f < nf; f++)
+        vals[f].value_type = BSON_TYPE_EOD;
+    bson_iter_t it;
+    if (!bson_iter_init(&it, doc))
+        return 1;
+    while (left > 0 && bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        for (size_t f = 0; f < nf; f++) {
+            /* The first field of a name counts, as bson_iter_find does. */
+            if (vals[f].value_type == BSON_TYPE_EOD && strcmp(k, ix->paths[f]) == 0) {
+                vals[f] = *bson_iter_value(&it);
+                left--;
+            }
+        }
+    }
+    uint8_t buf[TOPLEVEL_KEY_MAX];
+    size_t n = 4;
+    for (size_t f = 0; f < nf; f++) {
+        const bson_value_t *v = &vals[f];
+        uint8_t t = (uint8_t)v->value_type, tmp[8];
+        const uint8_t *src = tmp;
+        size_t len;
+        switch (v->value_type) {
+        case BSON_TYPE_EOD: /* missing: null */
+            t = BSON_TYPE_NULL;
+            len = 0;
+            break;
+        case BSON_TYPE_NULL:
+            len = 0;
+            break;
+        case BSON_TYPE_OID:
+            src = v->value.v_oid.bytes;
+            len = 12;
+            break;
+        case BSON_TYPE_DATE_TIME: {
+            uint64_t u = BSON_UINT64_TO_LE((uint64_t)v->value.v_datetime);
+            memcpy(tmp, &u, 8);
+            len = 8;
+            break;
+        }
+        case BSON_TYPE_INT64: {
+            uint64_t u = BSON_UINT64_TO_LE((uint64_t)v->value.v_int64);
+            memcpy(tmp, &u, 8);
+            len = 8;
+            break;
+        }
+        case BSON_TYPE_INT32: {
+            uint32_t u = BSON_UINT32_TO_LE((uint32_t)v->value.v_int32);
+            memcpy(tmp, &u, 4);
+            len = 4;
+            break;
+        }
+        case BSON_TYPE_DOUBLE: {
+            double d = BSON_DOUBLE_TO_LE(v->value.v_double);
+            memcpy(tmp, &d, 8);
+            len = 8;
+            break;
+        }
+        case BSON_TYPE_BOOL:
+            tmp[0] = v->value.v_bool ? 1 : 0;
+            len = 1;
+            break;
+        case BSON_TYPE_UTF8:
+            /* int32 length with the NUL, the bytes, the NUL: written below. */
+            src = (const uint8_t *)v->value.v_utf8.str;
+            len = v->value.v_utf8.len;
+            break;
+        case BSON_TYPE_DOCUMENT:
+            src = v->value.v_doc.data;
+            len = v->value.v_doc.data_len;
+            break;
+        default:
+            return 1;
+        }
+        size_t need = 2 + len + (t == BSON_TYPE_UTF8 ? 5 : 0);
+        if (n + need + 1 > sizeof buf)
+            return 1;
+        buf[n++] = t;
+        buf[n++] = 0; /* the empty field name */
+        if (t == BSON_TYPE_UTF8) {
+            uint32_t sl = BSON_UINT32_TO_LE((uint32_t)len + 1);
+            memcpy(buf + n, &sl, 4);
+            n += 4;
+        }
+        if (len)
+            memcpy(buf + n, src, len);
+        n += len;
+        if (t == BSON_TYPE_UTF8)
+            buf[n++] = 0;
+    }
+    buf[n++] = 0;
+    uint32_t tl = BSON_UINT32_TO_LE((uint32_t)n);
+    memcpy(buf, &tl, 4);
+    bson_t key;
+    if (!bson_init_static(&key, buf, n))
+        return 1;
+    int rc = cb(&key, ctx);
+    return rc == 1 ? 2 : rc; /* 1 means "not handled" here; callbacks return 0 or 2 */
+}
+
+/* bv_index_keys for ix, through the top-level fast path when it applies. */
+static int ix_keys(const store_index *ix, const bson_t *doc, bv_key_cb cb, void *ctx, bool *mk,
+                   bson_error_t *err)
+{
+    if (ix->toplevel) {
+        int rc = toplevel_keys(ix, doc, cb, ctx);
+        if (rc != 1) {
+            *mk = false;
+            return rc;
+        }
+    }
+    return bv_index_keys(doc, ix->key, cb, ctx, mk, err);
+}
+
 static int gen_keys(store_index *ix, const bson_t *doc, pending *p, bool *multikey,
                     bson_error_t *err)
 {
@@ -942,7 +1076,7 @@ static int gen_keys(store_index *ix, const bson_t *doc, pending *p, bool *multik
     p->a = p->inl;
     p->cap = sizeof p->inl / sizeof p->inl[0];
     p->n = 0;
-    int rc = bv_index_keys(doc, ix->key, collect_key, p, multikey, err);
+    int rc = ix_keys(ix, doc, collect_key, p, multikey, err);
     if (rc == 2)
         return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory building index keys");
     return rc == 0 ? 0 : -1;
@@ -1105,7 +1239,7 @@ static int keybuf_fill(const store_index *ix, const bson_t *doc, keybuf *kb, bso
     if (kb->skipped)
         return 0;
     bool mk = false;
-    int rc = bv_index_keys(doc, ix->key, keybuf_add, kb, &mk, err);
+    int rc = ix_keys(ix, doc, keybuf_add, kb, &mk, err);
     if (rc == 2)
         return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory building index keys");
     return rc == 0 ? 0 : -1;

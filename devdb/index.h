@@ -45,6 +45,7 @@ typedef struct store_index {
     size_t nfields;          /* number of fields in the key pattern */
     int dirs[INDEX_MAX_FIELDS];
     char *paths[INDEX_MAX_FIELDS]; /* the pattern's field paths */
+    bool toplevel;                 /* every path is a top-level field name (no dots) */
     /* B+tree (index.c) */
     void *root;        /* a leaf when height == 0, else an inner node */
     index_leaf *first; /* leftmost / rightmost leaf (the root leaf when height == 0) */
