@@ -1090,29 +1090,19 @@ int index_check(const store_index *ix, const bson_t *doc, uint64_t rid, bson_t *
     return index_check_covered(ix, doc, rid, dup_key, err);
 }
 
+static int keyset_fill(const store_index *ix, const bson_t *doc, index_keyset *ks,
+                       bool covered_known, bson_error_t *err);
+
 int index_check_covered(const store_index *ix, const bson_t *doc, uint64_t rid, bson_t *dup_key,
                         bson_error_t *err)
 {
     if (!ix->unique)
         return 0;
-    pending p = {.rid = rid};
-    bool mk = false;
-    if (gen_keys((store_index *)ix, doc, &p, &mk, err) != 0) {
-        pending_free(&p, 0);
-        return -1;
-    }
-    int rc = 0;
-    for (size_t i = 0; i < p.n && rc == 0; i++) {
-        if (key_taken(ix, &p.a[i], rid)) {
-            if (dup_key) {
-                bson_t k;
-                bson_init_static(&k, p.a[i].key, p.a[i].keylen);
-                bson_concat(dup_key, &k);
-            }
-            rc = 1;
-        }
-    }
-    pending_free(&p, 0);
+    index_keyset ks;
+    int rc = keyset_fill(ix, doc, &ks, true, err);
+    if (rc == 0)
+        rc = index_check_keyset(ix, &ks, rid, dup_key);
+    index_keyset_free(&ks);
     return rc;
 }
 
@@ -1154,6 +1144,30 @@ int index_add(store_index *ix, const bson_t *doc, uint64_t rid, bson_t *dup_key,
     return index_add_covered(ix, doc, rid, dup_key, err);
 }
 
+/* Links the entries of p (keys owned by p) for one document: all or none. On a unique
+ * violation returns 1 (dup_key filled), -1 with err when out of memory, 0 when linked. p's
+ * keys end up owned by the tree or freed. */
+static int link_pending(store_index *ix, pending *p, bool mk, bson_t *dup_key, bson_error_t *err)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        int rc = insert_entry(ix, &p->a[i], dup_key);
+        if (rc != 0) {
+            /* Undo this document's entries linked so far (removal drops their keys); free
+             * the rest. */
+            for (size_t j = 0; j < i; j++)
+                tree_remove(ix, &p->a[j]);
+            pending_free(p, i);
+            if (rc < 0)
+                return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory adding index keys");
+            return 1;
+        }
+    }
+    pending_free(p, p->n);
+    if (mk)
+        ix->multikey = true;
+    return 0;
+}
+
 int index_add_covered(store_index *ix, const bson_t *doc, uint64_t rid, bson_t *dup_key,
                       bson_error_t *err)
 {
@@ -1163,23 +1177,7 @@ int index_add_covered(store_index *ix, const bson_t *doc, uint64_t rid, bson_t *
         pending_free(&p, 0);
         return -1;
     }
-    for (size_t i = 0; i < p.n; i++) {
-        int rc = insert_entry(ix, &p.a[i], dup_key);
-        if (rc != 0) {
-            /* Undo this document's entries linked so far (removal frees their keys); free
-             * the rest. */
-            for (size_t j = 0; j < i; j++)
-                tree_remove(ix, &p.a[j]);
-            pending_free(&p, i);
-            if (rc < 0)
-                return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory adding index keys");
-            return 1;
-        }
-    }
-    pending_free(&p, p.n);
-    if (mk)
-        ix->multikey = true;
-    return 0;
+    return link_pending(ix, &p, mk, dup_key, err);
 }
 
 void index_remove(store_index *ix, const bson_t *doc, uint64_t rid)
@@ -1192,80 +1190,152 @@ void index_remove(store_index *ix, const bson_t *doc, uint64_t rid)
 
 void index_remove_covered(store_index *ix, const bson_t *doc, uint64_t rid)
 {
-    pending p = {.rid = rid};
-    bool mk;
+    index_keyset ks;
     bson_error_t err;
-    if (gen_keys(ix, doc, &p, &mk, &err) == 0) {
-        for (size_t i = 0; i < p.n; i++)
-            tree_remove(ix, &p.a[i]);
-    }
-    pending_free(&p, 0);
+    if (keyset_fill(ix, doc, &ks, true, &err) == 0)
+        index_remove_keyset(ix, &ks, rid);
+    index_keyset_free(&ks);
 }
 
-/* Key bytes of one document, concatenated (each key is a BSON document, so its own length
- * prefix delimits it). Small inline buffer; the heap only for multikey documents. */
-typedef struct {
-    uint8_t inl[256];
-    uint8_t *p;
-    size_t n, cap;
-    bool skipped; /* sparse or partial index, document not indexed */
-} keybuf;
+/* ---- keysets: a document's entries generated once ---------------------------------------- */
 
-static int keybuf_add(const bson_t *key, void *ctx)
+void index_keyset_free(index_keyset *ks)
 {
-    keybuf *kb = ctx;
-    if (kb->n + key->len > kb->cap) {
-        size_t ncap = kb->cap * 2 > kb->n + key->len ? kb->cap * 2 : kb->n + key->len;
+    if (ks->p && ks->p != ks->inl)
+        free(ks->p);
+    ks->p = ks->inl;
+    ks->n = 0;
+}
+
+static int keyset_add(const bson_t *key, void *ctx)
+{
+    index_keyset *ks = ctx;
+    if (ks->n + key->len > ks->cap) {
+        size_t ncap = ks->cap * 2 > ks->n + key->len ? ks->cap * 2 : ks->n + key->len;
         uint8_t *np = malloc(ncap);
         if (!np)
             return 2;
-        memcpy(np, kb->p, kb->n);
-        if (kb->p != kb->inl)
-            free(kb->p);
-        kb->p = np;
-        kb->cap = ncap;
+        memcpy(np, ks->p, ks->n);
+        if (ks->p != ks->inl)
+            free(ks->p);
+        ks->p = np;
+        ks->cap = ncap;
     }
-    memcpy(kb->p + kb->n, bson_get_data(key), key->len);
-    kb->n += key->len;
+    memcpy(ks->p + ks->n, bson_get_data(key), key->len);
+    ks->n += key->len;
     return 0;
 }
 
-static int keybuf_fill(const store_index *ix, const bson_t *doc, keybuf *kb, bson_error_t *err)
+/* index_keyset_fill; with covered_known the caller knows index_covers is true. */
+static int keyset_fill(const store_index *ix, const bson_t *doc, index_keyset *ks,
+                       bool covered_known, bson_error_t *err)
 {
-    kb->p = kb->inl;
-    kb->cap = sizeof kb->inl;
-    kb->n = 0;
-    kb->skipped = !index_covers(ix, doc);
-    if (kb->skipped)
+    ks->p = ks->inl;
+    ks->cap = sizeof ks->inl;
+    ks->n = 0;
+    ks->multikey = false;
+    ks->covered = covered_known || index_covers(ix, doc);
+    if (!ks->covered)
         return 0;
-    bool mk = false;
-    int rc = ix_keys(ix, doc, keybuf_add, kb, &mk, err);
+    int rc = ix_keys(ix, doc, keyset_add, ks, &ks->multikey, err);
     if (rc == 2)
         return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory building index keys");
     return rc == 0 ? 0 : -1;
 }
 
+int index_keyset_fill(const store_index *ix, const bson_t *doc, index_keyset *ks, bson_error_t *err)
+{
+    return keyset_fill(ix, doc, ks, false, err);
+}
+
+bool index_keysets_same(const index_keyset *a, const index_keyset *b)
+{
+    return a->covered == b->covered && a->n == b->n && memcmp(a->p, b->p, a->n) == 0;
+}
+
+/* The next key of ks at *off as a probe slot whose key points into ks (not an allocation of
+ * the tree: never freed, never shared). False at the end. */
+static bool keyset_next(const store_index *ix, const index_keyset *ks, size_t *off, uint64_t rid,
+                        index_node *t)
+{
+    if (*off + 5 > ks->n)
+        return false;
+    uint32_t len;
+    memcpy(&len, ks->p + *off, 4);
+    len = BSON_UINT32_FROM_LE(len);
+    if (len < 5 || len > ks->n - *off)
+        return false;
+    t->key = ks->p + *off;
+    t->keylen = len;
+    t->rid = rid;
+    slot_set_prefix(ix, t);
+    *off += len;
+    return true;
+}
+
+int index_check_keyset(const store_index *ix, const index_keyset *ks, uint64_t rid, bson_t *dup_key)
+{
+    if (!ix->unique || !ks->covered)
+        return 0;
+    index_node t;
+    for (size_t off = 0; keyset_next(ix, ks, &off, rid, &t);) {
+        if (key_taken(ix, &t, rid)) {
+            if (dup_key) {
+                bson_t k;
+                bson_init_static(&k, t.key, t.keylen);
+                bson_concat(dup_key, &k);
+            }
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void index_remove_keyset(store_index *ix, const index_keyset *ks, uint64_t rid)
+{
+    if (!ks->covered)
+        return;
+    index_node t;
+    for (size_t off = 0; keyset_next(ix, ks, &off, rid, &t);)
+        tree_remove(ix, &t);
+}
+
+int index_add_keyset(store_index *ix, const index_keyset *ks, uint64_t rid, bson_t *dup_key,
+                     bson_error_t *err)
+{
+    if (!ks->covered)
+        return 0;
+    pending p = {.ix = ix, .rid = rid};
+    p.a = p.inl;
+    p.cap = sizeof p.inl / sizeof p.inl[0];
+    index_node t;
+    for (size_t off = 0; keyset_next(ix, ks, &off, rid, &t);) {
+        bson_t k;
+        bson_init_static(&k, t.key, t.keylen);
+        if (collect_key(&k, &p) != 0) {
+            pending_free(&p, 0);
+            return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory adding index keys");
+        }
+    }
+    return link_pending(ix, &p, ks->multikey, dup_key, err);
+}
+
 int index_keys_same(const store_index *ix, const bson_t *a, const bson_t *b, bool *in_a, bool *in_b,
                     bson_error_t *err)
 {
-    keybuf ka, kb;
+    index_keyset ka, kb;
     int rc = -1;
-    if (keybuf_fill(ix, a, &ka, err) != 0) {
-        if (ka.p != ka.inl)
-            free(ka.p);
-        return -1;
+    if (index_keyset_fill(ix, a, &ka, err) == 0) {
+        if (index_keyset_fill(ix, b, &kb, err) == 0) {
+            rc = index_keysets_same(&ka, &kb);
+            if (in_a)
+                *in_a = ka.covered;
+            if (in_b)
+                *in_b = kb.covered;
+        }
+        index_keyset_free(&kb);
     }
-    if (keybuf_fill(ix, b, &kb, err) == 0) {
-        rc = ka.skipped == kb.skipped && ka.n == kb.n && memcmp(ka.p, kb.p, ka.n) == 0;
-        if (in_a)
-            *in_a = !ka.skipped;
-        if (in_b)
-            *in_b = !kb.skipped;
-    }
-    if (ka.p != ka.inl)
-        free(ka.p);
-    if (kb.p != kb.inl)
-        free(kb.p);
+    index_keyset_free(&ka);
     return rc;
 }
 

@@ -97,6 +97,33 @@ int index_check(const store_index *ix, const bson_t *doc, uint64_t rid, bson_t *
 int index_keys_same(const store_index *ix, const bson_t *a, const bson_t *b, bool *in_a, bool *in_b,
                     bson_error_t *err);
 
+/* ---- keysets ----
+ * A document's entries for one index, generated once and then compared, checked, removed or
+ * added without generating them again: an update that re-keys an index needs the old and the
+ * new document's keys several times. Lives on the caller's stack (inline buffer; the heap only
+ * for many or large keys); always index_keyset_free it after index_keyset_fill, also when that
+ * failed. */
+typedef struct index_keyset {
+    uint8_t inl[192];
+    uint8_t *p;    /* the key documents, concatenated */
+    size_t n, cap; /* bytes used / available at p */
+    bool covered;  /* index_covers(ix, doc): false means no entries */
+    bool multikey; /* an array was expanded */
+} index_keyset;
+
+/* 0, or -1 with err (key errors such as parallel arrays, out of memory). */
+int index_keyset_fill(const store_index *ix, const bson_t *doc, index_keyset *ks,
+                      bson_error_t *err);
+void index_keyset_free(index_keyset *ks);
+/* Same entries (and the same covered decision)? */
+bool index_keysets_same(const index_keyset *a, const index_keyset *b);
+/* As index_check / index_remove / index_add for the document ks was filled from. */
+int index_check_keyset(const store_index *ix, const index_keyset *ks, uint64_t rid,
+                       bson_t *dup_key);
+void index_remove_keyset(store_index *ix, const index_keyset *ks, uint64_t rid);
+int index_add_keyset(store_index *ix, const index_keyset *ks, uint64_t rid, bson_t *dup_key,
+                     bson_error_t *err);
+
 /* ---- ordered access ---- */
 
 const index_node *index_first(const store_index *ix);

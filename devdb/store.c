@@ -447,23 +447,36 @@ int store_replace_ex(store_coll *c, uint64_t rid, const bson_t *doc, store_touch
         return mdb_error(err, MDB_INTERNAL_ERROR, "record %llu vanished", (unsigned long long)rid);
     /* Only the indexes whose entries change are touched: an update of unindexed fields (or of
      * one indexed field) leaves the other indexes alone instead of removing and re-adding
-     * byte-identical entries. For a changed index, whether it holds the old and the new
-     * document (sparse, partial filter) is decided once here: a document leaving a partial
-     * index costs one removal and no insertion, one entering it one insertion.
-     * rk[] lives on the stack for the usual handful of indexes. */
-    uint8_t inl[16], *rk = c->nidx <= 16 ? inl : malloc(c->nidx * sizeof *rk);
-    if (!rk)
-        return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory");
+     * byte-identical entries. For a changed index, the old and the new document's entries
+     * (and whether the index holds each: sparse, partial filter) are generated once into
+     * keysets and reused for the uniqueness check, the removal and the insertion: a document
+     * leaving a partial index costs one removal and no insertion, one entering it one
+     * insertion. The keysets live on the stack for the usual handful of indexes. */
+    enum { INL = 8 };
+    index_keyset inl_old[INL], inl_new[INL];
+    index_keyset *ko = inl_old, *kn = inl_new;
+    uint8_t inl[INL], *rk = inl;
+    size_t nfilled = 0;
+    if (c->nidx > INL) {
+        ko = malloc(c->nidx * sizeof *ko);
+        kn = malloc(c->nidx * sizeof *kn);
+        rk = malloc(c->nidx * sizeof *rk);
+        if (!ko || !kn || !rk) {
+            mdb_error(err, MDB_INTERNAL_ERROR, "out of memory");
+            goto out;
+        }
+    }
     for (size_t i = 0; i < c->nidx; i++) {
         rk[i] = 0;
+        ko[i].p = kn[i].p = NULL;
+        nfilled = i + 1;
         if (!index_touched(c->idx[i], touched, touch_ctx))
             continue;
-        bool in_old = false, in_new = false;
-        int same = index_keys_same(c->idx[i], &old, doc, &in_old, &in_new, err);
-        if (same < 0)
+        if (index_keyset_fill(c->idx[i], &old, &ko[i], err) != 0 ||
+            index_keyset_fill(c->idx[i], doc, &kn[i], err) != 0)
             goto out;
-        if (!same)
-            rk[i] = RK_CHANGED | (in_old ? RK_IN_OLD : 0) | (in_new ? RK_IN_NEW : 0);
+        if (!index_keysets_same(&ko[i], &kn[i]))
+            rk[i] = RK_CHANGED | (ko[i].covered ? RK_IN_OLD : 0) | (kn[i].covered ? RK_IN_NEW : 0);
     }
     /* Check uniqueness first so a violation changes nothing. */
     for (size_t i = 0; i < c->nidx; i++) {
@@ -471,7 +484,7 @@ int store_replace_ex(store_coll *c, uint64_t rid, const bson_t *doc, store_touch
             continue;
         bson_t dup;
         bson_init(&dup);
-        int crc = index_check_covered(c->idx[i], doc, rid, &dup, err);
+        int crc = index_check_keyset(c->idx[i], &kn[i], rid, &dup);
         if (crc == 1)
             dup_error(c, c->idx[i], &dup, err, dup_info);
         bson_destroy(&dup);
@@ -499,24 +512,24 @@ int store_replace_ex(store_coll *c, uint64_t rid, const bson_t *doc, store_touch
     }
     for (size_t i = 0; i < c->nidx; i++)
         if (rk[i] & RK_IN_OLD)
-            index_remove_covered(c->idx[i], &old, rid);
+            index_remove_keyset(c->idx[i], &ko[i], rid);
     for (size_t i = 0; i < c->nidx; i++) {
         if (!(rk[i] & RK_IN_NEW))
             continue;
         bson_t dup;
         bson_init(&dup);
-        int arc = index_add_covered(c->idx[i], doc, rid, &dup, err);
+        int arc = index_add_keyset(c->idx[i], &kn[i], rid, &dup, err);
         if (arc == 1)
             dup_error(c, c->idx[i], &dup, err, dup_info);
         bson_destroy(&dup);
         if (arc != 0) {
-            /* Only key-generation errors can get here (uniqueness was checked): restore. */
+            /* Only running out of memory can get here (uniqueness was checked): restore. */
             for (size_t j = 0; j < i; j++)
                 if (rk[j] & RK_IN_NEW)
-                    index_remove_covered(c->idx[j], doc, rid);
+                    index_remove_keyset(c->idx[j], &kn[j], rid);
             for (size_t j = 0; j < c->nidx; j++)
                 if (rk[j] & RK_IN_OLD)
-                    index_add_covered(c->idx[j], &old, rid, NULL, NULL);
+                    index_add_keyset(c->idx[j], &ko[j], rid, NULL, NULL);
             free(p);
             goto out;
         }
@@ -527,6 +540,14 @@ int store_replace_ex(store_coll *c, uint64_t rid, const bson_t *doc, store_touch
     c->recs[rid] = p;
     rc = 0;
 out:
+    for (size_t i = 0; i < nfilled; i++) {
+        index_keyset_free(&ko[i]);
+        index_keyset_free(&kn[i]);
+    }
+    if (ko != inl_old)
+        free(ko);
+    if (kn != inl_new)
+        free(kn);
     if (rk != inl)
         free(rk);
     return rc;
