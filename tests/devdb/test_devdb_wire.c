@@ -179,7 +179,7 @@ TEST(fuzzed_messages_parse_or_fail_cleanly)
         char err[256];
         if (wire_parse(buf, n, &req, err, sizeof err) == 0) {
             size_t eoff = 0;
-            CHECK_MSG(bson_validate(&req.cmd, BSON_VALIDATE_NONE, &eoff),
+            CHECK_MSG(bson_validate(&req.cmd, BSON_VALIDATE_UTF8_ALLOW_NULL, &eoff),
                       "iter %d: invalid command at %zu, len %u", iter, eoff, req.cmd.len);
             CHECK(req.db[0] != '\0');
             parsed++;
@@ -192,6 +192,74 @@ TEST(fuzzed_messages_parse_or_fail_cleanly)
     CHECK(parsed > 0 && failed > 0);
 }
 
-TEST_MAIN(TEST_ENTRY(crc32c_known_value), TEST_ENTRY(op_msg_sequences_merge_into_command),
+/* OP_MSG whose body is {$db: "d", b: true, s: <string of n bytes>} with the string's bytes
+ * given; then the byte at body offset `patch_at` (if >= 0) set to `patch`. Returns wire_parse's
+ * result, after checking that it agrees with libbson's bson_validate of the body (UTF-8 with
+ * NUL allowed, the validation the parser promises). */
+static int parse_body_with(const char *str, size_t n, int patch_at, uint8_t patch)
+{
+    bson_t body = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&body, "$db", "d");
+    BSON_APPEND_BOOL(&body, "b", true);
+    bson_append_utf8(&body, "s", 1, "x", 1);
+    uint8_t buf[512];
+    size_t off = 16;
+    put32(buf + off, 0);
+    off += 4;
+    buf[off++] = 0;
+    size_t body_at = off;
+    memcpy(buf + off, bson_get_data(&body), body.len);
+    /* Replace the one-byte string "x" (the last element) by str: rewrite its length and bytes. */
+    size_t sv = body_at + body.len - 1 - 2 - 4; /* int32 length of "x" */
+    put32(buf + sv, (uint32_t)n + 1);
+    memcpy(buf + sv + 4, str, n);
+    buf[sv + 4 + n] = 0;
+    buf[sv + 4 + n + 1] = 0; /* document terminator */
+    uint32_t blen = (uint32_t)(sv + 4 + n + 2 - body_at);
+    put32(buf + body_at, blen);
+    if (patch_at >= 0)
+        buf[body_at + (size_t)patch_at] = patch;
+    off = body_at + blen;
+    put32(buf, (uint32_t)off);
+    put32(buf + 4, 1);
+    put32(buf + 8, 0);
+    put32(buf + 12, 2013);
+    bson_destroy(&body);
+    wire_request req;
+    char err[256];
+    int rc = wire_parse(buf, off, &req, err, sizeof err);
+    wire_request_release(&req);
+    bson_t b;
+    size_t eoff;
+    bool want = bson_init_static(&b, buf + body_at, blen) &&
+                bson_validate(&b, BSON_VALIDATE_UTF8_ALLOW_NULL, &eoff);
+    if (want != (rc == 0)) {
+        fprintf(stderr, "  wire_parse %d but bson_validate %d\n", rc, want);
+        return -2;
+    }
+    return rc;
+}
+
+TEST(body_validation_accepts_and_refuses_as_libbson)
+{
+    /* ASCII, embedded NUL, valid multi-byte UTF-8: accepted. */
+    CHECK_INT_EQ(parse_body_with("PENDING", 7, -1, 0), 0);
+    CHECK_INT_EQ(parse_body_with("a\0b", 3, -1, 0), 0);
+    CHECK_INT_EQ(parse_body_with("h\xc3\xa9llo \xe2\x82\xac", 10, -1, 0), 0);
+    /* Invalid UTF-8 in a string value: whatever libbson decides (1.23 lets it through, as
+     * MongoDB does), checked inside parse_body_with. */
+    CHECK(parse_body_with("\xc3(", 2, -1, 0) != -2);
+    CHECK(parse_body_with("\xff", 1, -1, 0) != -2);
+    /* A boolean byte other than 0 / 1 (offset: 4 + "$db" element 11 + type + "b\0"). */
+    CHECK_INT_EQ(parse_body_with("x", 1, 4 + 11 + 3, 1), 0);
+    CHECK_INT_EQ(parse_body_with("x", 1, 4 + 11 + 3, 2), -1);
+    /* A non-UTF-8 key (the "b" of the boolean). */
+    CHECK_INT_EQ(parse_body_with("x", 1, 4 + 11 + 1, 0xff), -1);
+    /* An unknown element type. */
+    CHECK_INT_EQ(parse_body_with("x", 1, 4 + 11, 0x77), -1);
+}
+
+TEST_MAIN(TEST_ENTRY(body_validation_accepts_and_refuses_as_libbson),
+          TEST_ENTRY(crc32c_known_value), TEST_ENTRY(op_msg_sequences_merge_into_command),
           TEST_ENTRY(op_query_unwraps_and_replies_with_op_reply),
           TEST_ENTRY(fuzzed_messages_parse_or_fail_cleanly))
