@@ -1,9 +1,10 @@
 /*
  * bench_campaign: one campaign through the whole pipeline, timed.
  *
- *   bench_campaign [N] [--procs P] [--min-delay MS] [--max-delay MS]
+ *   bench_campaign [N] [--procs P] [--min-delay MS] [--max-delay MS] [--durable[=MODE]]
  *
- * Seeds N customers (default 100000) into a private devdb, starts the real programs
+ * Seeds N customers (default 100000) into a private devdb (in memory; --durable: with its
+ * journal on disk, --sync always unless given), starts the real programs
  * (minicrm-api, minicrm-worker --procs P (default 2), minicrm-receipts, minicrm-vendor-sim with
  * the vendor delay on, 100-900 ms by default) on a private redis-server, creates one campaign
  * matching every customer and waits until it is COMPLETED. Prints:
@@ -172,12 +173,15 @@ int main(int argc, char **argv)
             min_delay = argv[++i];
         else if (!strcmp(argv[i], "--max-delay") && i + 1 < argc)
             max_delay = argv[++i];
+        else if (!strncmp(argv[i], "--durable", 9))
+            /* devdb with a journal (--dbpath, --sync MODE; default always) instead of in memory */
+            setenv("MINICRM_TEST_DEVDB_SYNC", argv[i][9] == '=' ? argv[i] + 10 : "always", 1);
         else {
             char *end;
             n = strtol(argv[i], &end, 10);
             if (*end || n < 1 || n > 20000000) {
                 fprintf(stderr, "usage: bench_campaign [N] [--procs P] [--min-delay MS] "
-                                "[--max-delay MS]\n");
+                                "[--max-delay MS] [--durable[=always|everysec|never]]\n");
                 return 2;
             }
         }
@@ -279,6 +283,9 @@ int main(int argc, char **argv)
     qsort(lat, nl, sizeof *lat, cmp_ll);
     printf("campaign: %lld recipients, %lld SENT, %lld FAILED, completed in %.2f s\n",
            (long long)c.total, (long long)c.sent, (long long)c.failed, secs);
+    const char *sync = getenv("MINICRM_TEST_DEVDB_SYNC");
+    printf("devdb: %s%s\n", sync ? "journal on disk, --sync " : "in memory (no --dbpath)",
+           sync ? sync : "");
     printf("throughput: %.0f messages/s (creation -> last receipt applied)\n",
            (double)c.total / secs);
     if (nl)

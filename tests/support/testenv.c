@@ -154,8 +154,12 @@ static int start_devdb_on(testenv *env, int port)
     snprintf(log, sizeof log, "%s/devdb.log", env->dir);
     snprintf(dbpath, sizeof dbpath, "%s/devdb", env->dir);
     mkdir(dbpath, 0755);
+    /* MINICRM_TEST_DEVDB_SYNC=always|everysec|never: a durable devdb (journal + snapshots in
+     * the env directory) instead of the in-memory default, e.g. for bench_campaign --durable. */
+    const char *sync = getenv("MINICRM_TEST_DEVDB_SYNC");
     char *argv[] = {
-        (char *)testenv_bin("minicrm-devdb"), "--port", portbuf, "--bind", "127.0.0.1", NULL};
+        (char *)testenv_bin("minicrm-devdb"), "--port", portbuf,  "--bind",     "127.0.0.1",
+        sync && *sync ? "--dbpath" : NULL,    dbpath,   "--sync", (char *)sync, NULL};
     pid_t pid = testenv_spawn(argv, log);
     if (pid < 0)
         return -1;
