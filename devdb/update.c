@@ -92,12 +92,16 @@ typedef struct {
 
 static bool same_value(const bson_value_t *a, const bson_value_t *b);
 
+/* Most $set fields apply_flat_set handles in one update. */
+#define FLAT_SET_MAX 32
+
 struct updater {
     bson_t *update;
     bool replacement;
     agg_pipeline *pipe; /* pipeline-style update */
     uop *ops;
     size_t nops;
+    bool flat_set; /* only $set of top-level fields other than _id (apply_flat_set) */
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -751,6 +755,10 @@ updater *updater_new(const bson_t *update, bson_error_t *err)
     if (check_conflicts(u, err) != 0)
         goto fail;
     qsort(u->ops, u->nops, sizeof *u->ops, cmp_uop);
+    u->flat_set = u->nops > 0 && u->nops <= FLAT_SET_MAX;
+    for (size_t i = 0; i < u->nops && u->flat_set; i++)
+        u->flat_set = u->ops[i].kind == U_SET && !strchr(u->ops[i].path, '.') &&
+                      strcmp(u->ops[i].path, "_id") != 0;
     return u;
 fail:
     updater_free(u);
@@ -1537,6 +1545,57 @@ static int apply_replacement(const updater *u, const bson_t *doc, bson_t *out, b
     return 0;
 }
 
+/*
+ * updater_apply for an update made only of $set on top-level fields other than _id (the
+ * receipts worker's {$set: {status, vendorMsgId, deliveredAt, updatedAt, ctok}}), without
+ * building the mutable tree: one pass copies the document, writing each set field's new value
+ * in place of the first field of that name, then appends the fields that did not exist in the
+ * ops' (sorted) order. That is exactly what the tree path produces for such an update: it
+ * resolves each single-component path to the first live field of that name or appends a new
+ * one at the end, in the same op order, and serializes every field with bson_append_value.
+ * Returns 1 (out untouched) when the document is not in the shape this assumes (_id not first,
+ * or a second _id, which serialize would drop); the caller then takes the tree path.
+ */
+static int apply_flat_set(const updater *u, const bson_t *doc, bson_t *out)
+{
+    bool seen[FLAT_SET_MAX] = {false};
+    size_t plen[FLAT_SET_MAX];
+    for (size_t j = 0; j < u->nops; j++)
+        plen[j] = strlen(u->ops[j].path);
+    bson_iter_t it;
+    if (!bson_iter_init(&it, doc))
+        return 1;
+    /* First pass: the shape (cheap, no output yet). */
+    bool first = true;
+    while (bson_iter_next(&it)) {
+        uint32_t kl = bson_iter_key_len(&it);
+        bool is_id = kl == 3 && memcmp(bson_iter_key(&it), "_id", 3) == 0;
+        if (is_id != first)
+            return 1;
+        first = false;
+    }
+    if (first)
+        return 1; /* empty document: no _id */
+    bson_iter_init(&it, doc);
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        uint32_t kl = bson_iter_key_len(&it);
+        const bson_value_t *v = bson_iter_value(&it);
+        for (size_t j = 0; j < u->nops; j++) {
+            if (!seen[j] && plen[j] == kl && memcmp(u->ops[j].path, k, kl) == 0) {
+                seen[j] = true;
+                v = &u->ops[j].arg;
+                break;
+            }
+        }
+        bson_append_value(out, k, (int)kl, v);
+    }
+    for (size_t j = 0; j < u->nops; j++)
+        if (!seen[j])
+            bson_append_value(out, u->ops[j].path, (int)plen[j], &u->ops[j].arg);
+    return 0;
+}
+
 int updater_apply(const updater *u, const bson_t *doc, bool is_upsert_insert, bson_t *out,
                   bool *modified, bson_error_t *err)
 {
@@ -1551,6 +1610,8 @@ int updater_apply(const updater *u, const bson_t *doc, bool is_upsert_insert, bs
     } else if (u->replacement) {
         if (apply_replacement(u, doc, out, err) != 0)
             goto out;
+    } else if (u->flat_set && !is_upsert_insert && apply_flat_set(u, doc, out) == 0) {
+        /* done: the tree path below is the general case */
     } else {
         root = mdoc_from(bson_get_data(doc), doc->len, false, &c);
         if (!root)

@@ -311,7 +311,47 @@ TEST(pipeline_updates)
     CHECK_STR_CASES(UP, up_cases);
 }
 
-TEST_MAIN(TEST_ENTRY(set_unset), TEST_ENTRY(inc_mul_numeric_types),
-          TEST_ENTRY(min_max_rename_current_date), TEST_ENTRY(arrays), TEST_ENTRY(parse_errors),
-          TEST_ENTRY(immutable_id), TEST_ENTRY(set_on_insert), TEST_ENTRY(upsert_seed),
-          TEST_ENTRY(pipeline_updates))
+/* A $set of top-level fields takes a one-pass path (no mutable tree); an inert $setOnInsert
+ * beside it (not an upsert insert) forces the general tree path. Both must give byte-identical
+ * documents and the same `modified`, over documents with duplicate names, nested values, types
+ * of every kind and fields that do or do not exist yet. */
+TEST(flat_set_matches_the_general_path)
+{
+    static const char *const docs[] = {
+        "{'_id': 1, 'a': 1, 'b': 'x', 'c': {'d': [1, 2]}}",
+        "{'_id': {'k': 1}, 'status': 'PENDING', 'n': null, 'at': {'$date': 5}}",
+        "{'_id': 1, 'a': 1, 'a': 2, 'b': [1, {'c': 2}]}",
+        "{'a': 1, '_id': 2}",
+        "{'_id': 1, 'x': 1, '_id': 2}",
+        "{'_id': 1}",
+        "{}",
+        "{'_id': 1, 'status': 'SENT', 'ctok': 't'}",
+        "{'_id': 1, 'r': {'$regex': 'a', '$options': 'mi'}, 'd': {'$numberDecimal': '1.5'}}",
+    };
+    static const char *const sets[] = {
+        "{'a': 2}",
+        "{'a': 1}",
+        "{'status': 'SENT', 'vendorMsgId': 'vm', 'deliveredAt': {'$date': 7}, 'ctok': 't'}",
+        "{'z': 1, 'b': 'y', 'c': {'e': 1}}",
+        "{'n': [1, 2], 'm': {'$numberLong': '5'}}",
+        "{'status': 'SENT', 'ctok': 't'}",
+    };
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        for (size_t j = 0; j < sizeof sets / sizeof sets[0]; j++) {
+            char flat[512], tree[600];
+            snprintf(flat, sizeof flat, "{'$set': %s}", sets[j]);
+            snprintf(tree, sizeof tree, "{'$set': %s, '$setOnInsert': {'zz': 1}}", sets[j]);
+            bool m1 = false, m2 = false;
+            char a[4096];
+            snprintf(a, sizeof a, "%s", U_(flat, docs[i], false, &m1));
+            const char *b = U_(tree, docs[i], false, &m2);
+            CHECK_MSG(strcmp(a, b) == 0 && m1 == m2, "doc %zu set %zu: %s (%d) vs %s (%d)", i, j, a,
+                      m1, b, m2);
+        }
+    }
+}
+
+TEST_MAIN(TEST_ENTRY(flat_set_matches_the_general_path), TEST_ENTRY(set_unset),
+          TEST_ENTRY(inc_mul_numeric_types), TEST_ENTRY(min_max_rename_current_date),
+          TEST_ENTRY(arrays), TEST_ENTRY(parse_errors), TEST_ENTRY(immutable_id),
+          TEST_ENTRY(set_on_insert), TEST_ENTRY(upsert_seed), TEST_ENTRY(pipeline_updates))
