@@ -140,6 +140,9 @@ static void key_unref(uint8_t *k)
  * drops its own. */
 static void key_share(index_node *s, const index_node *n)
 {
+    /* Different prefixes (random _ids) rule it out without touching either key. */
+    if (n->ptype && n->ptype == s->ptype && n->pfx != s->pfx)
+        return;
     if (n->key == s->key || n->keylen != s->keylen || memcmp(n->key, s->key, s->keylen) != 0)
         return;
     key_ref(n->key);
