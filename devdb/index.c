@@ -443,13 +443,68 @@ static bool path_rightmost(const store_index *ix, ix_inner **path, const uint32_
     return true;
 }
 
+/* An entry with s's key and another record id, found from the position s would take (pos in
+ * lf): such entries sit right before it (smaller record ids) or right after it (larger ones),
+ * so the walk stops at the first different key on each side. NULL if there is none. */
+static const index_node *dup_near(const store_index *ix, const index_leaf *lf, size_t pos,
+                                  const index_node *s)
+{
+    const index_leaf *l = lf;
+    size_t i = pos;
+    while (l) {
+        if (i == 0) {
+            if ((l = l->prev))
+                i = l->n;
+            continue;
+        }
+        const index_node *n = &l->s[i - 1];
+        if (slot_key_cmp(ix, n, s) != 0)
+            break;
+        if (n->rid != s->rid)
+            return n;
+        i--;
+    }
+    for (l = lf, i = pos; l;) {
+        if (i >= l->n) {
+            l = l->next;
+            i = 0;
+            continue;
+        }
+        const index_node *n = &l->s[i];
+        if (slot_key_cmp(ix, n, s) != 0)
+            break;
+        if (n->rid != s->rid)
+            return n;
+        i++;
+    }
+    return NULL;
+}
+
+/* With `unique`: returns 1 (copying the taken key into dup_key, if not NULL) and changes
+ * nothing when an entry with s's key and another record id exists. */
+static int dup_found(const store_index *ix, bool unique, const index_leaf *lf, size_t pos,
+                     const index_node *s, bson_t *dup_key)
+{
+    const index_node *d = unique ? dup_near(ix, lf, pos, s) : NULL;
+    if (!d)
+        return 0;
+    if (dup_key) {
+        bson_t k;
+        bson_init_static(&k, d->key, d->keylen);
+        bson_concat(dup_key, &k);
+    }
+    return 1;
+}
+
 /*
  * Links entry s (its key reference now owned by the tree) in order. When a neighbour's key is
  * byte-identical, s->key is switched to that neighbour's allocation (key_share), so the caller
- * sees the key the tree holds. Returns 0, or -1 when out of memory (tree unchanged, the
- * reference in s->key still the caller's).
+ * sees the key the tree holds. With `unique`, an entry with an equal key and another record id
+ * is a violation, found at the insert position (one descent for check and insert): returns 1,
+ * the key copied into dup_key, nothing changed. Returns 0, or -1 when out of memory (tree
+ * unchanged, the reference in s->key still the caller's).
  */
-static int tree_insert(store_index *ix, index_node *s)
+static int tree_insert(store_index *ix, index_node *s, bool unique, bson_t *dup_key)
 {
     ix_inner *path[INDEX_MAX_HEIGHT];
     uint32_t pidx[INDEX_MAX_HEIGHT];
@@ -458,6 +513,8 @@ static int tree_insert(store_index *ix, index_node *s)
     /* Ascending keys (ObjectIds, counters, timestamps) append to the last leaf after one
      * comparison. */
     if (lf->n > 0 && lf->n < LEAF_CAP && slot_cmp(ix, &lf->s[lf->n - 1], s) < 0) {
+        if (dup_found(ix, unique, lf, lf->n, s, dup_key))
+            return 1;
         key_share(s, &lf->s[lf->n - 1]);
         lf->s[lf->n++] = *s;
         ix->count++;
@@ -466,6 +523,8 @@ static int tree_insert(store_index *ix, index_node *s)
     probe p = {.t = s, .le = true};
     lf = descend(ix, &p, path, pidx);
     pos = count_before(ix, lf->s, lf->n, &p);
+    if (dup_found(ix, unique, lf, pos, s, dup_key))
+        return 1;
     if (pos > 0)
         key_share(s, &lf->s[pos - 1]);
     if (pos < lf->n)
@@ -1116,28 +1175,7 @@ int index_check_covered(const store_index *ix, const bson_t *doc, uint64_t rid, 
  */
 static int insert_entry(store_index *ix, index_node *s, bson_t *dup_key)
 {
-    if (ix->unique) {
-        const index_node *l = ix->last->n ? &ix->last->s[ix->last->n - 1] : NULL;
-        /* A key above the largest one cannot be taken. */
-        if (!l || slot_key_cmp(ix, l, s) >= 0) {
-            index_node t = *s;
-            t.rid = 0;
-            probe p = {.t = &t, .le = false};
-            for (const index_node *n = lower_bound(ix, &p); n; n = slot_next(n)) {
-                if (slot_key_cmp(ix, n, s) != 0)
-                    break;
-                if (n->rid != s->rid) {
-                    if (dup_key) {
-                        bson_t k;
-                        bson_init_static(&k, n->key, n->keylen);
-                        bson_concat(dup_key, &k);
-                    }
-                    return 1;
-                }
-            }
-        }
-    }
-    return tree_insert(ix, s);
+    return tree_insert(ix, s, ix->unique, dup_key);
 }
 
 int index_add(store_index *ix, const bson_t *doc, uint64_t rid, bson_t *dup_key, bson_error_t *err)
