@@ -508,6 +508,29 @@ static int parse_op_arg(uop *o, bson_error_t *err)
     }
 }
 
+/* Sorts n elements of `size` bytes with cmp, which must be a total order (no two elements
+ * equal): then the result is qsort's. Insertion sort for the few ops of a typical update
+ * (no allocation, no call through qsort's machinery), qsort above SMALL_SORT. */
+#define SMALL_SORT 16
+static void sort_small(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+    if (n > SMALL_SORT || size > 256) {
+        qsort(base, n, size, cmp);
+        return;
+    }
+    unsigned char *a = base, tmp[256];
+    for (size_t i = 1; i < n; i++) {
+        size_t j = i;
+        memcpy(tmp, a + i * size, size);
+        while (j > 0 && cmp(a + (j - 1) * size, tmp) > 0) {
+            memcpy(a + j * size, a + (j - 1) * size, size);
+            j--;
+        }
+        if (j != i)
+            memcpy(a + j * size, tmp, size);
+    }
+}
+
 static int check_conflicts(const updater *u, bson_error_t *err)
 {
     size_t n = 0;
@@ -515,7 +538,8 @@ static int check_conflicts(const updater *u, bson_error_t *err)
         n += u->ops[i].kind == U_RENAME ? 2 : 1;
     if (n < 2)
         return 0;
-    path_ref *refs = malloc(n * sizeof *refs);
+    path_ref inl[SMALL_SORT];
+    path_ref *refs = n <= SMALL_SORT ? inl : malloc(n * sizeof *refs);
     if (!refs)
         return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory");
     size_t k = 0;
@@ -524,7 +548,7 @@ static int check_conflicts(const updater *u, bson_error_t *err)
         if (u->ops[i].kind == U_RENAME)
             refs[k++] = (path_ref){u->ops[i].to, u->ops[i].order * 2 + 1};
     }
-    qsort(refs, n, sizeof *refs, cmp_path_ref);
+    sort_small(refs, n, sizeof *refs, cmp_path_ref);
     /* Prefix-related paths are adjacent once sorted; report the conflict MongoDB meets first
      * (the one whose later path comes earliest in the update document). */
     const path_ref *best_earlier = NULL, *best_later = NULL;
@@ -547,7 +571,8 @@ static int check_conflicts(const updater *u, bson_error_t *err)
                        "Updating the path '%s' would create a conflict at '%s'", best_later->path,
                        at);
     }
-    free(refs);
+    if (refs != inl)
+        free(refs);
     return rc;
 }
 
@@ -754,7 +779,7 @@ updater *updater_new(const bson_t *update, bson_error_t *err)
     }
     if (check_conflicts(u, err) != 0)
         goto fail;
-    qsort(u->ops, u->nops, sizeof *u->ops, cmp_uop);
+    sort_small(u->ops, u->nops, sizeof *u->ops, cmp_uop);
     u->flat_set = u->nops > 0 && u->nops <= FLAT_SET_MAX;
     for (size_t i = 0; i < u->nops && u->flat_set; i++)
         u->flat_set = u->ops[i].kind == U_SET && !strchr(u->ops[i].path, '.') &&
