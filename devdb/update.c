@@ -1581,6 +1581,210 @@ static int apply_replacement(const updater *u, const bson_t *doc, bson_t *out, b
  * Returns 1 (out untouched) when the document is not in the shape this assumes (_id not first,
  * or a second _id, which serialize would drop); the caller then takes the tree path.
  */
+/* 1 + the size of the value bytes of a BSON element of type t starting at v (at most `avail`
+ * bytes) for the types whose bytes bson_append_value reproduces exactly from bson_iter_value;
+ * 0 for any other type or a length that does not fit. */
+static size_t raw_value_size(uint8_t t, const uint8_t *v, size_t avail)
+{
+    size_t n;
+    int32_t l;
+    switch (t) {
+    case BSON_TYPE_NULL:
+        n = 0;
+        break;
+    case BSON_TYPE_BOOL:
+        n = 1;
+        break;
+    case BSON_TYPE_INT32:
+        n = 4;
+        break;
+    case BSON_TYPE_DOUBLE:
+    case BSON_TYPE_DATE_TIME:
+    case BSON_TYPE_INT64:
+    case BSON_TYPE_TIMESTAMP:
+        n = 8;
+        break;
+    case BSON_TYPE_OID:
+        n = 12;
+        break;
+    case BSON_TYPE_DECIMAL128:
+        n = 16;
+        break;
+    case BSON_TYPE_UTF8:
+        if (avail < 5)
+            return 0;
+        memcpy(&l, v, 4);
+        l = (int32_t)BSON_UINT32_FROM_LE((uint32_t)l);
+        if (l < 1)
+            return 0;
+        n = 4 + (size_t)l;
+        break;
+    case BSON_TYPE_DOCUMENT:
+    case BSON_TYPE_ARRAY:
+        if (avail < 5)
+            return 0;
+        memcpy(&l, v, 4);
+        l = (int32_t)BSON_UINT32_FROM_LE((uint32_t)l);
+        if (l < 5)
+            return 0;
+        n = (size_t)l;
+        break;
+    default:
+        return 0;
+    }
+    return n <= avail ? n + 1 : 0;
+}
+
+/* Appends element (t, key, value bytes) to buf at *n (the caller reserved the room). */
+static void put_elem(uint8_t *buf, size_t *n, uint8_t t, const char *k, size_t kl, const uint8_t *v,
+                     size_t vl)
+{
+    buf[(*n)++] = t;
+    memcpy(buf + *n, k, kl);
+    *n += kl;
+    buf[(*n)++] = 0;
+    if (vl)
+        memcpy(buf + *n, v, vl);
+    *n += vl;
+}
+
+/* The value bytes of a $set argument of a raw-copyable type, written to tmp (at least 16
+ * bytes) or pointing into the update document; false for any other type. */
+static bool arg_bytes(const bson_value_t *a, uint8_t *tmp, const uint8_t **v, size_t *vl)
+{
+    *v = tmp;
+    switch (a->value_type) {
+    case BSON_TYPE_NULL:
+        *vl = 0;
+        return true;
+    case BSON_TYPE_BOOL:
+        tmp[0] = a->value.v_bool ? 1 : 0;
+        *vl = 1;
+        return true;
+    case BSON_TYPE_INT32: {
+        uint32_t x = BSON_UINT32_TO_LE((uint32_t)a->value.v_int32);
+        memcpy(tmp, &x, 4);
+        *vl = 4;
+        return true;
+    }
+    case BSON_TYPE_INT64:
+    case BSON_TYPE_DATE_TIME: {
+        int64_t i = a->value_type == BSON_TYPE_INT64 ? a->value.v_int64 : a->value.v_datetime;
+        uint64_t x = BSON_UINT64_TO_LE((uint64_t)i);
+        memcpy(tmp, &x, 8);
+        *vl = 8;
+        return true;
+    }
+    case BSON_TYPE_DOUBLE: {
+        double d = BSON_DOUBLE_TO_LE(a->value.v_double);
+        memcpy(tmp, &d, 8);
+        *vl = 8;
+        return true;
+    }
+    case BSON_TYPE_OID:
+        *v = a->value.v_oid.bytes;
+        *vl = 12;
+        return true;
+    default:
+        return false; /* strings (length prefix) are written by the caller */
+    }
+}
+
+/*
+ * apply_flat_set's common case as one buffer copy: every element of the document and every
+ * $set argument is of a type whose bytes bson_append_value reproduces exactly (raw_value_size,
+ * arg_bytes, strings), so elements are copied as bytes instead of being re-appended value by
+ * value. Same output as the bson_append_value pass below it; returns 1 (out untouched) when a
+ * type is outside that set.
+ */
+static int flat_set_raw(const updater *u, const bson_t *doc, const size_t *plen, bson_t *out)
+{
+    const uint8_t *d = bson_get_data(doc), *end = d + doc->len - 1;
+    size_t cap = doc->len + 1;
+    for (size_t j = 0; j < u->nops; j++) {
+        const bson_value_t *a = &u->ops[j].arg;
+        cap += 2 + plen[j] + (a->value_type == BSON_TYPE_UTF8 ? 5 + a->value.v_utf8.len : 16);
+    }
+    uint8_t stackbuf[1024], *buf = cap <= sizeof stackbuf ? stackbuf : malloc(cap);
+    if (!buf)
+        return 1;
+    bool seen[FLAT_SET_MAX] = {false};
+    size_t n = 4;
+    int rc = 1;
+    const uint8_t *q = d + 4;
+    while (q < end) {
+        uint8_t t = *q;
+        const char *k = (const char *)q + 1;
+        const uint8_t *z = memchr(k, 0, (size_t)(end - (const uint8_t *)k));
+        if (!z)
+            goto out;
+        size_t kl = (size_t)(z - (const uint8_t *)k);
+        const uint8_t *v = z + 1;
+        size_t vs = raw_value_size(t, v, (size_t)(end - v));
+        if (!vs)
+            goto out;
+        vs--;
+        size_t j = u->nops;
+        for (size_t i = 0; i < u->nops; i++) {
+            if (!seen[i] && plen[i] == kl && memcmp(u->ops[i].path, k, kl) == 0) {
+                j = i;
+                break;
+            }
+        }
+        if (j == u->nops) {
+            memcpy(buf + n, q, (size_t)(v + vs - q));
+            n += (size_t)(v + vs - q);
+        } else {
+            seen[j] = true;
+            const bson_value_t *a = &u->ops[j].arg;
+            uint8_t tmp[16];
+            const uint8_t *av;
+            size_t al;
+            if (a->value_type == BSON_TYPE_UTF8) {
+                uint32_t sl = BSON_UINT32_TO_LE(a->value.v_utf8.len + 1);
+                put_elem(buf, &n, BSON_TYPE_UTF8, k, kl, (const uint8_t *)&sl, 4);
+                memcpy(buf + n, a->value.v_utf8.str, a->value.v_utf8.len);
+                n += a->value.v_utf8.len;
+                buf[n++] = 0;
+            } else if (arg_bytes(a, tmp, &av, &al)) {
+                put_elem(buf, &n, (uint8_t)a->value_type, k, kl, av, al);
+            } else {
+                goto out;
+            }
+        }
+        q = v + vs;
+    }
+    for (size_t j = 0; j < u->nops; j++) {
+        if (seen[j])
+            continue;
+        const bson_value_t *a = &u->ops[j].arg;
+        uint8_t tmp[16];
+        const uint8_t *av;
+        size_t al;
+        if (a->value_type == BSON_TYPE_UTF8) {
+            uint32_t sl = BSON_UINT32_TO_LE(a->value.v_utf8.len + 1);
+            put_elem(buf, &n, BSON_TYPE_UTF8, u->ops[j].path, plen[j], (const uint8_t *)&sl, 4);
+            memcpy(buf + n, a->value.v_utf8.str, a->value.v_utf8.len);
+            n += a->value.v_utf8.len;
+            buf[n++] = 0;
+        } else if (arg_bytes(a, tmp, &av, &al)) {
+            put_elem(buf, &n, (uint8_t)a->value_type, u->ops[j].path, plen[j], av, al);
+        } else {
+            goto out;
+        }
+    }
+    buf[n++] = 0;
+    uint32_t tl = BSON_UINT32_TO_LE((uint32_t)n);
+    memcpy(buf, &tl, 4);
+    bson_t tmpdoc;
+    if (bson_init_static(&tmpdoc, buf, n) && bson_concat(out, &tmpdoc))
+        rc = 0;
+out:
+    if (buf != stackbuf)
+        free(buf);
+    return rc;
+}
+
 static int apply_flat_set(const updater *u, const bson_t *doc, bson_t *out)
 {
     bool seen[FLAT_SET_MAX] = {false};
@@ -1601,6 +1805,8 @@ static int apply_flat_set(const updater *u, const bson_t *doc, bson_t *out)
     }
     if (first)
         return 1; /* empty document: no _id */
+    if (flat_set_raw(u, doc, plen, out) == 0)
+        return 0;
     bson_iter_init(&it, doc);
     while (bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);
