@@ -112,14 +112,15 @@ static void h_queues(api_ctx *app, http_request *req)
     for (int q = 0; q < NQUEUES; q++) {
         const queue_stats *s = &st[q];
         json_array_append_new(
-            arr, json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "name",
+            arr, json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "name",
                            k_queues[q], "ready", (json_int_t)s->ready, "inflight",
                            (json_int_t)s->inflight, "delayed", (json_int_t)s->delayed, "dead",
                            (json_int_t)s->dead, "consumers", (json_int_t)s->consumers, "alive",
                            (json_int_t)s->alive, "pushed", (json_int_t)s->pushed, "acked",
-                           (json_int_t)s->acked, "retried", (json_int_t)s->retried, "dead_total",
-                           (json_int_t)s->dead_total, "requeued", (json_int_t)s->requeued, "reaped",
-                           (json_int_t)s->reaped, "rate_1m", s->rate_1m));
+                           (json_int_t)s->acked, "items", (json_int_t)s->items, "retried",
+                           (json_int_t)s->retried, "dead_total", (json_int_t)s->dead_total,
+                           "requeued", (json_int_t)s->requeued, "reaped", (json_int_t)s->reaped,
+                           "rate_1m", s->rate_1m));
     }
     http_send_json(req, 200, json_pack("{s:o}", "queues", arr));
 }

@@ -74,28 +74,34 @@ static const char LUA_CLAIM[] =
     "end\n"
     "return out\n";
 
-/* KEYS: processing, stats, rate. ARGV: rate_ttl_s, jobs... Returns how many were removed.
+/* KEYS: processing, stats, rate. ARGV: rate_ttl_s, items, jobs... Returns how many were
+ * removed. items: the work items those jobs carried (a batch job counts as its sends or
+ * receipts), or -1 for one per job; counted in stats "items" and the rate key only if a job was
+ * removed, so a repeated ack counts nothing.
  * The usual case, a whole batch acked in claim order, finds the jobs as the list's tail (the
  * oldest claim last): one LRANGE to check and one LTRIM, exactly what the LREM -1 per job
  * would do, without m calls from Lua into Redis. Anything else takes the LREM loop. */
 static const char LUA_ACK[] =
     "local n = 0\n"
-    "local m = #ARGV - 1\n"
+    "local m = #ARGV - 2\n"
     "local tail = m > 0 and redis.call('LRANGE', KEYS[1], -m, -1) or {}\n"
     "local same = #tail == m\n"
     "for i = 1, m do\n"
     "  if not same then break end\n"
-    "  if tail[m - i + 1] ~= ARGV[i + 1] then same = false end\n"
+    "  if tail[m - i + 1] ~= ARGV[i + 2] then same = false end\n"
     "end\n"
     "if same and m > 0 then\n"
     "  redis.call('LTRIM', KEYS[1], 0, -m - 1)\n"
     "  n = m\n"
     "else\n"
-    "  for i = 2, #ARGV do n = n + redis.call('LREM', KEYS[1], -1, ARGV[i]) end\n"
+    "  for i = 3, #ARGV do n = n + redis.call('LREM', KEYS[1], -1, ARGV[i]) end\n"
     "end\n"
     "if n > 0 then\n"
+    "  local items = tonumber(ARGV[2])\n"
+    "  if items < 0 then items = n end\n"
     "  redis.call('HINCRBY', KEYS[2], 'acked', n)\n"
-    "  redis.call('INCRBY', KEYS[3], n)\n"
+    "  redis.call('HINCRBY', KEYS[2], 'items', items)\n"
+    "  redis.call('INCRBY', KEYS[3], items)\n"
     "  redis.call('EXPIRE', KEYS[3], ARGV[1])\n"
     "end\n"
     "return n\n";
@@ -542,30 +548,44 @@ int queue_claim_fresh(queue *q, size_t max, int block_ms, queue_batch *out)
     return claim(q, max, block_ms, true, out);
 }
 
-int queue_ack(queue *q, const queue_job *jobs, size_t n)
+static int ack(queue *q, const queue_job *jobs, size_t n, long long items)
 {
     enum { CHUNK = 1000 };
     if (need_consumer(q) != 0)
         return -1;
-    char rate[300], ttl[] = "120";
+    char rate[300], ttl[] = "120", ibuf[24];
     snprintf(rate, sizeof rate, "%srate:%lld", q->base, (long long)(time_now_ms() / 10000));
     const char *keys[] = {q->k_proc, q->k_stats, rate};
     for (size_t off = 0; off < n; off += CHUNK) {
         size_t m = n - off < CHUNK ? n - off : CHUNK;
-        const char *args[CHUNK + 1];
-        size_t lens[CHUNK + 1];
+        const char *args[CHUNK + 2];
+        size_t lens[CHUNK + 2];
+        /* The item total rides with the first chunk. */
+        snprintf(ibuf, sizeof ibuf, "%lld", items < 0 ? -1LL : off == 0 ? items : 0LL);
         args[0] = ttl;
         lens[0] = strlen(ttl);
+        args[1] = ibuf;
+        lens[1] = strlen(ibuf);
         for (size_t i = 0; i < m; i++) {
-            args[1 + i] = jobs[off + i].data;
-            lens[1 + i] = jobs[off + i].len;
+            args[2 + i] = jobs[off + i].data;
+            lens[2 + i] = jobs[off + i].len;
         }
-        redisReply *r = eval(q, LUA_ACK, 3, keys, (int)m + 1, args, lens);
+        redisReply *r = eval(q, LUA_ACK, 3, keys, (int)m + 2, args, lens);
         if (!r)
             return -1;
         freeReplyObject(r);
     }
     return 0;
+}
+
+int queue_ack(queue *q, const queue_job *jobs, size_t n)
+{
+    return ack(q, jobs, n, -1);
+}
+
+int queue_ack_items(queue *q, const queue_job *jobs, size_t n, long long items)
+{
+    return ack(q, jobs, n, items < 0 ? 0 : items);
 }
 
 /* Build the delayed entry (payload with bookkeeping) or the dead letter for job. Sets *attempts.
@@ -864,6 +884,8 @@ int queue_stats_get(rconn *c, const char *prefix, const char *name, queue_stats 
                     out->pushed = v;
                 else if (!strcmp(f, "acked"))
                     out->acked = v;
+                else if (!strcmp(f, "items"))
+                    out->items = v;
                 else if (!strcmp(f, "retried"))
                     out->retried = v;
                 else if (!strcmp(f, "dead"))

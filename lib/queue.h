@@ -17,8 +17,10 @@
  *   P{NAME}:consumers          SET    consumer ids that may own a processing list
  *   P{NAME}:delayed            ZSET   jobs waiting for a retry, scored by due time (ms since epoch)
  *   P{NAME}:dead               LIST   dead letters (newest first), JSON described below
- *   P{NAME}:stats              HASH   counters: pushed, acked, retried, dead, requeued, reaped
- *   P{NAME}:rate:SLOT          STRING acks in the 10-second slot SLOT (expires after 120 s)
+ *   P{NAME}:stats              HASH   counters: pushed, acked, items, retried, dead, requeued,
+ *                                     reaped (items: work items of the acked jobs, see
+ *                                     queue_ack_items)
+ *   P{NAME}:rate:SLOT          STRING items acked in the 10-second slot SLOT (expires after 120 s)
  *
  * Job payloads are JSON text (objects), pushed and delivered byte for byte. On a retry the queue
  * adds three bookkeeping members to the object: "_attempts" (failed attempts so far),
@@ -94,7 +96,8 @@ typedef struct queue_stats {
     long long consumers; /* registered consumers */
     long long alive;     /* of which with a live heartbeat */
     long long pushed, acked, retried, dead_total, requeued, reaped; /* stats hash */
-    double rate_1m; /* acks per second over the last minute */
+    long long items; /* work items of the acked jobs (a batch job counts as its items) */
+    double rate_1m;  /* items acked per second over the last minute */
 } queue_stats;
 
 /* ---- Options ------------------------------------------------------------------------------ */
@@ -155,6 +158,10 @@ int queue_claim(queue *q, size_t max, int block_ms, queue_batch *out);
 int queue_claim_fresh(queue *q, size_t max, int block_ms, queue_batch *out);
 /* Acknowledge jobs (remove them from the processing list) in one pipelined round trip. */
 int queue_ack(queue *q, const queue_job *jobs, size_t n);
+/* queue_ack for batch jobs: `items` is the number of work items (sends, receipts) the jobs
+ * carried, counted in the stats and the throughput instead of one per job, so that
+ * `minicrm queues` reports messages per second whatever the batch size. */
+int queue_ack_items(queue *q, const queue_job *jobs, size_t n, long long items);
 /* Record a failed attempt: the job moves atomically from processing to the delayed set, due
  * after d/2 + random(0 .. d/2) ms with d = min(backoff_max, backoff_base * 2^(attempt-1))
  * (exponential backoff with "equal jitter"), or to the dead-letter list if this was attempt

@@ -65,6 +65,7 @@ static const progargs_flag flags[] = {
 typedef struct vjob {
     queue_job job;    /* the payload as claimed (owned): what the ack removes */
     size_t remaining; /* receipts of the job not yet posted */
+    size_t sends;     /* sends scheduled from it (the ack counts them as items) */
 } vjob;
 
 /* A receipt due or waiting to be posted, with the job it belongs to. */
@@ -164,9 +165,12 @@ static int ack_done(vsim *v)
     queue_job *jobs = calloc(v->ndone, sizeof *jobs);
     if (!jobs)
         return -1;
-    for (size_t i = 0; i < v->ndone; i++)
+    long long items = 0;
+    for (size_t i = 0; i < v->ndone; i++) {
         jobs[i] = v->done[i]->job;
-    int rc = queue_ack(v->q, jobs, v->ndone);
+        items += (long long)v->done[i]->sends;
+    }
+    int rc = queue_ack_items(v->q, jobs, v->ndone, items);
     free(jobs);
     if (rc != 0) {
         log_warn("vendor.redis_error", "detail=\"%s\"", queue_error(v->q));
@@ -320,6 +324,7 @@ static int process_jobs(vsim *v, queue_batch *b)
             continue;
         }
         sends += vj->remaining;
+        vj->sends = vj->remaining + ndead;
         if (vj->remaining == 0) { /* every send was dead-lettered: nothing left to post */
             vj->remaining = 1;
             if (settle_one(v, vj) != 0)

@@ -88,6 +88,7 @@ TEST(push_claim_ack_fifo)
     CHECK_INT_EQ(queue_stats_get(rc, env.prefix, "t1", &st, err, sizeof err), 0);
     CHECK_INT_EQ(st.pushed, 3);
     CHECK_INT_EQ(st.acked, 3);
+    CHECK_INT_EQ(st.items, 3); /* one item per job unless the consumer says otherwise */
     CHECK_INT_EQ(st.ready, 0);
     CHECK_INT_EQ(st.inflight, 0);
     CHECK_INT_EQ(st.consumers, 1);
@@ -323,9 +324,11 @@ TEST(blocking_claim_fresh_claim_and_dead_parts)
     CHECK_INT_EQ(queue_claim_fresh(c, 5, 0, &b), 0);
     char key[300];
     CHECK_INT_EQ(llen(queue_key(c, "processing:c5", key, sizeof key)), 2);
-    /* Acking out of claim order. */
-    CHECK_INT_EQ(queue_ack(c, &b.jobs[1], 1), 0);
+    /* Acking out of claim order; the second job carried 500 items (a batch job); acking it
+     * again counts nothing. */
+    CHECK_INT_EQ(queue_ack_items(c, &b.jobs[1], 1, 500), 0);
     CHECK_INT_EQ(queue_ack(c, &b.jobs[0], 1), 0);
+    CHECK_INT_EQ(queue_ack_items(c, &b.jobs[1], 1, 500), 0);
     CHECK_INT_EQ(llen(key), 0);
     queue_batch_release(&b);
     /* Dead parts. */
@@ -356,6 +359,9 @@ TEST(blocking_claim_fresh_claim_and_dead_parts)
     CHECK_INT_EQ(queue_stats_get(rc, env.prefix, "t5", &st, err, sizeof err), 0);
     CHECK_INT_EQ(st.dead_total, 2);
     CHECK_INT_EQ(st.dead, 1);
+    CHECK_INT_EQ(st.acked, 4);
+    CHECK_INT_EQ(st.items, 1 + 500 + 1 + 1);
+    CHECK(st.rate_1m > 500.0 / 60 - 1e-9); /* items per second over the last minute */
     queue_close(p);
     queue_close(c);
 }
