@@ -7,9 +7,10 @@
  *   1. parse every job; a malformed job -> dead-letter now; a malformed receipt inside a batch
  *      job is set aside as a dead letter of its own (written in step 6, with the ack);
  *      duplicates of a log_id inside the batch are settled with the first one.
- *   2. tok = new ObjectId hex; ZADD P{receipts}:ctoks now tok                     (Redis)
- *   3. unordered bulk: updateOne {_id, status: PENDING (, campaign_id when the receipt names
- *      it)} -> $set status, vendorMsgId, deliveredAt, updatedAt, ctok: tok (+ failureReason)
+ *   2. tok = new ObjectId hex; ZADD P{receipts}:ctoks now tok, SET ctok:tok ids   (Redis)
+ *   3. unordered bulk: updateOne {_id, status: PENDING, fence: {$ne: tok} (, campaign_id when
+ *      the receipt names it)} -> $set status, vendorMsgId, deliveredAt, updatedAt, ctok: tok
+ *      (+ failureReason)
  *   4. if every receipt named its campaign and the bulk matched every statement, each log was
  *      moved by THIS batch: counted per campaign from the receipts themselves, no read back
  *      (the usual case: the vendor echoes the send's campaign_id). Otherwise
@@ -20,9 +21,18 @@
  *   6. ZREM ctoks tok; dead letters of single receipts of batch jobs; ack the jobs.
  * A crash (or MongoDB error) after 3 leaves logs final but maybe uncounted; the retried receipts
  * then see a foreign ctok and are no-ops, and receipts_recover() counts the orphaned token's logs
- * (find {ctok: tok}) with the same guarded update. A crash after 5 but before 6 is harmless: the
- * guard finds tok already in ctoks. Tokens are only recovered when older than a minute, far
- * longer than a batch can take (MongoDB calls time out after mongo.timeout_ms).
+ * with the same guarded update. A crash after 5 but before 6 is harmless: the guard finds tok
+ * already in ctoks.
+ *
+ * The fence. A bulk update whose call timed out is in doubt: the server may still hold it (a
+ * stalled or frozen server applies what sits in its socket buffer when it resumes) and apply it
+ * after the recovery has counted the token, leaving logs final but never counted. So step 2 also
+ * stores the batch's log ids with the token (P{receipts}:ctok:TOKEN), every statement of step 3
+ * requires fence != tok, and the recovery first sets fence = tok on those of the batch's logs
+ * that are still PENDING, then counts the logs carrying ctok == tok among the batch's ids (an
+ * indexed _id $in, no collection scan). A late statement of the batch then matches nothing: the
+ * log is either final already (counted by whoever moved it) or fenced (left PENDING for the
+ * retried receipt, which carries a fresh token). Per-document atomicity is all this needs.
  */
 #include "receipts.h"
 
@@ -249,6 +259,47 @@ static int status_of(const char *s)
     return !strcmp(s, "SENT") ? ST_SENT : !strcmp(s, "FAILED") ? ST_FAILED : ST_PENDING;
 }
 
+/* ZADD the token and SET its batch's log ids, in one MULTI. 0 or -1. */
+static int token_register(receipts_ctx *x, const char *tok, const char *ids, size_t idlen)
+{
+    const char *p = x->cfg->redis.prefix;
+    int ok =
+        rconn_append(x->rc, "MULTI") == 0 &&
+        rconn_append(x->rc, "ZADD %s{%s}:ctoks %lld %s", p, QUEUE_RECEIPTS,
+                     (long long)time_now_ms(), tok) == 0 &&
+        rconn_append(x->rc, "SET %s{%s}:ctok:%s %b", p, QUEUE_RECEIPTS, tok, ids, idlen) == 0 &&
+        rconn_append(x->rc, "EXEC") == 0;
+    for (int i = 0; ok && i < 4; i++) {
+        redisReply *r;
+        if (rconn_get_reply(x->rc, &r) != 0) {
+            ok = 0;
+            break;
+        }
+        if (r->type == REDIS_REPLY_ERROR || (i == 3 && r->type != REDIS_REPLY_ARRAY))
+            ok = 0;
+        freeReplyObject(r);
+    }
+    if (!ok)
+        log_warn("receipts.redis_error", "detail=\"%s\"", rconn_error(x->rc));
+    return ok ? 0 : -1;
+}
+
+/* The token is settled: ZREM it and DEL its ids (best effort: a leftover token is recovered,
+ * i.e. recounted under its guard, which counts nothing twice). */
+static void token_forget(receipts_ctx *x, const char *tok)
+{
+    const char *p = x->cfg->redis.prefix;
+    if (rconn_append(x->rc, "ZREM %s{%s}:ctoks %s", p, QUEUE_RECEIPTS, tok) != 0 ||
+        rconn_append(x->rc, "DEL %s{%s}:ctok:%s", p, QUEUE_RECEIPTS, tok) != 0)
+        return;
+    for (int i = 0; i < 2; i++) {
+        redisReply *r;
+        if (rconn_get_reply(x->rc, &r) != 0)
+            return;
+        freeReplyObject(r);
+    }
+}
+
 /* Job fates, by position in the batch. */
 enum { JOB_ACK = 0, JOB_DEAD = 1, JOB_RETRY = 2 };
 
@@ -343,15 +394,17 @@ int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
     bson_oid_init(&toid, NULL);
     bson_oid_to_string(&toid, tok);
     {
-        redisReply *r = rconn_command(x->rc, "ZADD %s{%s}:ctoks %lld %s", x->cfg->redis.prefix,
-                                      QUEUE_RECEIPTS, (long long)time_now_ms(), tok);
-        if (!r || r->type == REDIS_REPLY_ERROR) {
-            log_warn("receipts.redis_error", "detail=\"%s\"", r ? r->str : rconn_error(x->rc));
-            if (r)
-                freeReplyObject(r);
+        /* The batch's log ids (24 hex each, concatenated) with the token, for the fence. */
+        char *ids = malloc(24 * nitems + 1);
+        size_t nid = 0;
+        for (size_t i = 0; ids && i < nitems; i++)
+            if (!items[i].dup)
+                bson_oid_to_string(&items[i].oid, ids + 24 * nid++);
+        if (!ids || token_register(x, tok, ids, 24 * nid) != 0) {
+            free(ids);
             goto out;
         }
-        freeReplyObject(r);
+        free(ids);
         token_set = true;
     }
 
@@ -373,6 +426,10 @@ int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
             bson_t sel = BSON_INITIALIZER, upd = BSON_INITIALIZER, set;
             BSON_APPEND_OID(&sel, "_id", &it->oid);
             BSON_APPEND_UTF8(&sel, "status", "PENDING");
+            bson_t fence;
+            BSON_APPEND_DOCUMENT_BEGIN(&sel, "fence", &fence);
+            BSON_APPEND_UTF8(&fence, "$ne", tok);
+            bson_append_document_end(&sel, &fence);
             if (it->has_cid)
                 BSON_APPEND_OID(&sel, "campaign_id", &it->cid);
             else
@@ -528,12 +585,8 @@ mongo_fail:
     mongo_failed = true;
     token_set = false; /* keep the token in Redis: receipts_recover counts what was moved */
 done_mongo:
-    if (token_set) {
-        redisReply *r =
-            rconn_command(x->rc, "ZREM %s{%s}:ctoks %s", x->cfg->redis.prefix, QUEUE_RECEIPTS, tok);
-        if (r)
-            freeReplyObject(r);
-    }
+    if (token_set)
+        token_forget(x, tok);
 settle:
     if (mongo_failed) {
         /* Every job not already dead-lettered is retried whole (its malformed parts were not
@@ -553,10 +606,16 @@ settle:
             }
         }
         size_t na = 0;
+        long long nitems_acked = 0;
         for (size_t i = 0; i < b->n; i++)
-            if (fate[i] == JOB_ACK)
+            if (fate[i] == JOB_ACK) {
                 acks[na++] = b->jobs[i];
-        if (na && queue_ack(x->q, acks, na) != 0)
+                int arr = js[i].n && js[i].t[0].type == JSCAN_OBJECT
+                              ? jscan_get(&js[i], 0, "receipts")
+                              : -1;
+                nitems_acked += arr >= 0 ? (long long)js[i].t[arr].count : 1;
+            }
+        if (na && queue_ack_items(x->q, acks, na, nitems_acked) != 0)
             rc = -1;
     }
 out:
@@ -582,10 +641,68 @@ out:
 
 /* ---- token recovery ---------------------------------------------------------------------- */
 
+/* The ids stored with tok ({"_id": {"$in": [...]}} appended to filter). 1 if found, 0 if the
+ * token has no ids (written by an older version: the recovery then scans by ctok), -1 on a
+ * Redis error. */
+static int token_ids(receipts_ctx *x, const char *tok, bson_t *filter)
+{
+    redisReply *r =
+        rconn_command(x->rc, "GET %s{%s}:ctok:%s", x->cfg->redis.prefix, QUEUE_RECEIPTS, tok);
+    if (!r || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)) {
+        if (r)
+            freeReplyObject(r);
+        return -1;
+    }
+    int found = r->type == REDIS_REPLY_STRING;
+    if (found) {
+        bson_t in, arr;
+        BSON_APPEND_DOCUMENT_BEGIN(filter, "_id", &in);
+        BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
+        char key[16], hex[25];
+        for (size_t i = 0; i + 24 <= r->len; i += 24) {
+            memcpy(hex, r->str + i, 24);
+            hex[24] = '\0';
+            if (!oid_is_valid_hex(hex))
+                continue;
+            bson_oid_t oid;
+            bson_oid_init_from_string(&oid, hex);
+            const char *k;
+            bson_uint32_to_string((uint32_t)(i / 24), &k, key, sizeof key);
+            bson_append_oid(&arr, k, -1, &oid);
+        }
+        bson_append_array_end(&in, &arr);
+        bson_append_document_end(filter, &in);
+    }
+    freeReplyObject(r);
+    return found;
+}
+
 static int recover_token(receipts_ctx *x, mongoc_collection_t *logs, mongoc_collection_t *camps,
                          const char *tok)
 {
-    bson_t *filter = BCON_NEW("ctok", BCON_UTF8(tok));
+    /* Fence first: the batch's logs still PENDING can no longer be moved by a late statement
+     * of this token (see "The fence" above); then count what the token did move. */
+    bson_t *filter = bson_new();
+    int has_ids = token_ids(x, tok, filter);
+    if (has_ids < 0) {
+        bson_destroy(filter);
+        return -1;
+    }
+    if (has_ids) {
+        bson_t *fsel = bson_copy(filter);
+        BSON_APPEND_UTF8(fsel, "status", "PENDING");
+        bson_t *fupd = BCON_NEW("$set", "{", "fence", BCON_UTF8(tok), "}");
+        bson_error_t fe;
+        bool ok = mongoc_collection_update_many(logs, fsel, fupd, NULL, NULL, &fe);
+        bson_destroy(fsel);
+        bson_destroy(fupd);
+        if (!ok) {
+            log_warn("receipts.recover_error", "token=%s detail=\"%s\"", tok, fe.message);
+            bson_destroy(filter);
+            return -1;
+        }
+    }
+    BSON_APPEND_UTF8(filter, "ctok", tok);
     bson_t *opts =
         BCON_NEW("projection", "{", "status", BCON_INT32(1), "campaign_id", BCON_INT32(1), "}");
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(logs, filter, opts, NULL);
@@ -645,10 +762,7 @@ int receipts_recover(receipts_ctx *x, int64_t min_age_ms)
                 continue;
             if (recover_token(x, logs, camps, tok) != 0)
                 break;
-            redisReply *z = rconn_command(x->rc, "ZREM %s{%s}:ctoks %s", x->cfg->redis.prefix,
-                                          QUEUE_RECEIPTS, tok);
-            if (z)
-                freeReplyObject(z);
+            token_forget(x, tok);
             done++;
         }
         mongoc_collection_destroy(logs);

@@ -157,9 +157,18 @@ static long long logs_outside_rule(const bson_oid_t *cid, double min_spend, char
     return bad;
 }
 
+/* The "items" counter of a queue's stats (work items of the acked jobs). */
+static long long queue_items(const char *name)
+{
+    queue_stats st;
+    char err[256];
+    return queue_stats_get(h.rc, h.env.prefix, name, &st, err, sizeof err) == 0 ? st.items : -1;
+}
+
 TEST(campaign_exact_counts_and_rules)
 {
     CHECK(start_all() == 0);
+    long long sends0 = queue_items(QUEUE_SENDS), receipts0 = queue_items(QUEUE_RECEIPTS);
     bson_oid_t cid;
     CHECK(pipeh_campaign(&h, "exact", "{\"min_spend\": 5000, \"email_domain\": \"b.example\"}",
                          &cid) == 0);
@@ -167,6 +176,13 @@ TEST(campaign_exact_counts_and_rules)
     CHECK(expected > 400);
     CHECK_FINAL(cid, expected);
     CHECK_INT_EQ(logs_outside_rule(&cid, 5000, 'b'), 0);
+    /* Sends and receipts travel in batch jobs, but the queues count messages: one send and one
+     * receipt per log. (The vendor acks a send job just after its last POST: poll for it.) */
+    int64_t deadline = time_mono_ms() + 10000;
+    while (queue_items(QUEUE_SENDS) - sends0 < expected && time_mono_ms() < deadline)
+        sleep_ms(20);
+    CHECK_INT_EQ(queue_items(QUEUE_SENDS) - sends0, expected);
+    CHECK_INT_EQ(queue_items(QUEUE_RECEIPTS) - receipts0, expected);
 }
 
 TEST(kill9_each_process_mid_campaign)
@@ -526,11 +542,90 @@ TEST(batch_jobs_with_poison_parts)
     queue_close(sq);
 }
 
-static const test_case cases[] = {
-    TEST_ENTRY(campaign_exact_counts_and_rules), TEST_ENTRY(kill9_each_process_mid_campaign),
-    TEST_ENTRY(vendor_sigterm_mid_flight),       TEST_ENTRY(redis_restart_mid_campaign),
-    TEST_ENTRY(devdb_stopped_then_back),         TEST_ENTRY(poison_receipt_dead_letter_and_requeue),
-    TEST_ENTRY(batch_jobs_with_poison_parts)};
+/* A receipts batch whose MongoDB call timed out is in doubt: the server may apply it later.
+ * The recovery of its token fences the batch's still-PENDING logs first, so that a late
+ * statement of that batch moves nothing (and the log waits for its retried receipt). */
+TEST(late_update_after_token_recovery_is_fenced)
+{
+    CHECK(start_all() == 0);
+    mongoc_collection_t *logs = pipeh_coll(&h, DB_LOGS), *camps = pipeh_coll(&h, DB_CAMPAIGNS);
+    bson_oid_t cid, lid;
+    bson_oid_init(&cid, NULL);
+    bson_t *cd = BCON_NEW("_id", BCON_OID(&cid), "name", BCON_UTF8("fence"), "status",
+                          BCON_UTF8("SENDING"), "fanout_done", BCON_BOOL(true), "total",
+                          BCON_INT64(1), "pending", BCON_INT64(1), "sent", BCON_INT64(0), "failed",
+                          BCON_INT64(0), "createdAt", BCON_DATE_TIME(time_now_ms()));
+    bson_error_t e;
+    CHECK(mongoc_collection_insert_one(camps, cd, NULL, NULL, &e));
+    bson_destroy(cd);
+    insert_log(logs, &cid, &lid);
+    /* The in-doubt batch: its token and ids are in Redis, old enough to be recovered. */
+    const char *tok = "0123456789abcdef0123abcd";
+    char lhex[25], zset[300], idkey[300];
+    bson_oid_to_string(&lid, lhex);
+    snprintf(zset, sizeof zset, "%s{receipts}:ctoks", h.env.prefix);
+    snprintf(idkey, sizeof idkey, "%s{receipts}:ctok:%s", h.env.prefix, tok);
+    redisReply *r = rconn_command(h.rc, "SET %s %s", idkey, lhex);
+    CHECK(r && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    r = rconn_command(h.rc, "ZADD %s %lld %s", zset, (long long)(time_now_ms() - 600000), tok);
+    CHECK(r && r->type == REDIS_REPLY_INTEGER);
+    freeReplyObject(r);
+    /* The receipts worker recovers it (every 5 s) and forgets it. */
+    int64_t deadline = time_mono_ms() + 30000;
+    long long left = 1;
+    while (left && time_mono_ms() < deadline) {
+        sleep_ms(50);
+        r = rconn_command(h.rc, "ZSCORE %s %s", zset, tok);
+        left = r && r->type != REDIS_REPLY_NIL;
+        if (r)
+            freeReplyObject(r);
+    }
+    CHECK_INT_EQ(left, 0);
+    r = rconn_command(h.rc, "EXISTS %s", idkey);
+    CHECK(r && r->type == REDIS_REPLY_INTEGER && r->integer == 0);
+    freeReplyObject(r);
+    /* The late statement of that batch, exactly as the receipts worker writes it. */
+    bson_t *sel = BCON_NEW("_id", BCON_OID(&lid), "status", BCON_UTF8("PENDING"), "fence", "{",
+                           "$ne", BCON_UTF8(tok), "}", "campaign_id", BCON_OID(&cid));
+    bson_t *upd = BCON_NEW("$set", "{", "status", BCON_UTF8("SENT"), "vendorMsgId",
+                           BCON_UTF8("vm-late"), "ctok", BCON_UTF8(tok), "}");
+    bson_t reply;
+    CHECK(mongoc_collection_update_one(logs, sel, upd, NULL, &reply, &e));
+    bson_iter_t it;
+    CHECK(bson_iter_init_find(&it, &reply, "matchedCount") && bson_iter_as_int64(&it) == 0);
+    bson_destroy(&reply);
+    bson_destroy(sel);
+    bson_destroy(upd);
+    /* The retried receipt (a fresh token) still applies and is counted once. */
+    queue *rq = queue_open(h.rc, h.env.prefix, QUEUE_RECEIPTS, NULL, NULL, (char[64]){0}, 64);
+    char job[256], c[25];
+    bson_oid_to_string(&cid, c);
+    snprintf(
+        job, sizeof job,
+        "{\"log_id\":\"%s\",\"status\":\"SENT\",\"vendorMsgId\":\"vm-1\",\"campaign_id\":\"%s\"}",
+        lhex, c);
+    CHECK_INT_EQ(queue_push(rq, job, strlen(job)), 0);
+    ph_campaign pc;
+    CHECK_INT_EQ(pipeh_wait_completed(&h, &cid, 20000, &pc), 0);
+    CHECK_INT_EQ(pc.sent, 1);
+    CHECK_INT_EQ(pc.pending, 0);
+    char st[16];
+    wait_final(logs, &lid, st);
+    CHECK_STR_EQ(st, "SENT");
+    queue_close(rq);
+    mongoc_collection_destroy(logs);
+    mongoc_collection_destroy(camps);
+}
+
+static const test_case cases[] = {TEST_ENTRY(campaign_exact_counts_and_rules),
+                                  TEST_ENTRY(kill9_each_process_mid_campaign),
+                                  TEST_ENTRY(vendor_sigterm_mid_flight),
+                                  TEST_ENTRY(redis_restart_mid_campaign),
+                                  TEST_ENTRY(devdb_stopped_then_back),
+                                  TEST_ENTRY(poison_receipt_dead_letter_and_requeue),
+                                  TEST_ENTRY(batch_jobs_with_poison_parts),
+                                  TEST_ENTRY(late_update_after_token_recovery_is_fenced)};
 
 int main(int argc, char **argv)
 {
