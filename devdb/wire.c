@@ -321,10 +321,13 @@ static int parse_msg(const uint8_t *buf, size_t len, wire_request *out, char *er
     if (!body)
         FAIL("OP_MSG has no body section");
 
+    /* The merged command is written once into a buffer of its exact size (body elements, then
+     * one array per sequence with keys "0", "1", ...: the bytes bson_concat and
+     * bson_append_array / bson_append_document would produce) instead of growing a bson_t
+     * through a dozen reallocations of a command of up to 48 MB. */
     bson_t b;
     bson_init_static(&b, body, (size_t)body_len);
-    bson_init(&out->cmd);
-    bson_concat(&out->cmd, &b);
+    size_t total = (size_t)body_len;
     for (int i = 0; i < nseq; i++) {
         char key[256];
         if (seq[i].id_len == 0 || seq[i].id_len >= sizeof key)
@@ -333,24 +336,57 @@ static int parse_msg(const uint8_t *buf, size_t len, wire_request *out, char *er
         key[seq[i].id_len] = '\0';
         if (bson_has_field(&b, key))
             FAIL("OP_MSG field '%s' appears both in the body and as a document sequence", key);
-        bson_t arr;
-        bson_append_array_begin(&out->cmd, key, (int)seq[i].id_len, &arr);
+        total += 1 + seq[i].id_len + 1 + 5; /* type, key, NUL, array length and terminator */
         const uint8_t *q = seq[i].docs, *end = seq[i].docs + seq[i].docs_len;
-        uint32_t n = 0;
-        while (q < end) {
-            int32_t dl = rd32(q);
-            bson_t d;
-            bson_init_static(&d, q, (size_t)dl);
+        for (uint32_t n = 0; q < end; n++) {
             char ibuf[16];
             const char *ikey;
-            size_t ilen = bson_uint32_to_string(n++, &ikey, ibuf, sizeof ibuf);
-            bson_append_document(&arr, ikey, (int)ilen, &d);
+            size_t ilen = bson_uint32_to_string(n, &ikey, ibuf, sizeof ibuf);
+            int32_t dl = rd32(q);
+            total += 1 + ilen + 1 + (size_t)dl;
             q += dl;
         }
-        bson_append_array_end(&out->cmd, &arr);
+        if (total > WIRE_MAX_MESSAGE)
+            FAIL("command too large");
     }
-    if (out->cmd.len > WIRE_MAX_MESSAGE)
+    if (total > WIRE_MAX_MESSAGE)
         FAIL("command too large");
+    uint8_t *cb = malloc(total);
+    if (!cb)
+        FAIL("out of memory");
+    size_t w = (size_t)body_len - 1; /* the body without its terminator */
+    memcpy(cb, body, w);
+    for (int i = 0; i < nseq; i++) {
+        cb[w++] = 0x04;
+        memcpy(cb + w, seq[i].id, seq[i].id_len);
+        w += seq[i].id_len;
+        cb[w++] = 0;
+        size_t arr_at = w;
+        w += 4;
+        const uint8_t *q = seq[i].docs, *end = seq[i].docs + seq[i].docs_len;
+        for (uint32_t n = 0; q < end; n++) {
+            char ibuf[16];
+            const char *ikey;
+            size_t ilen = bson_uint32_to_string(n, &ikey, ibuf, sizeof ibuf);
+            int32_t dl = rd32(q);
+            cb[w++] = 0x03;
+            memcpy(cb + w, ikey, ilen);
+            w += ilen;
+            cb[w++] = 0;
+            memcpy(cb + w, q, (size_t)dl);
+            w += (size_t)dl;
+            q += dl;
+        }
+        cb[w++] = 0;
+        wr32(cb + arr_at, (int32_t)(w - arr_at));
+    }
+    cb[w++] = 0;
+    wr32(cb, (int32_t)w);
+    if (w != total || !bson_init_static(&out->cmd, cb, w)) {
+        free(cb);
+        FAIL("internal error merging document sequences");
+    }
+    out->cmd_buf = cb;
 
     bson_iter_t it;
     if (!bson_iter_init_find(&it, &out->cmd, "$db") || !BSON_ITER_HOLDS_UTF8(&it))
@@ -442,6 +478,8 @@ int wire_parse(const uint8_t *buf, size_t len, wire_request *out, char *err, siz
         if (out->cmd.len)
             bson_destroy(&out->cmd);
         memset(&out->cmd, 0, sizeof out->cmd);
+        free(out->cmd_buf);
+        out->cmd_buf = NULL;
     }
     return rc;
 }
@@ -450,8 +488,11 @@ void wire_request_release(wire_request *req)
 {
     if (req && req->cmd.len)
         bson_destroy(&req->cmd);
-    if (req)
+    if (req) {
         memset(&req->cmd, 0, sizeof req->cmd);
+        free(req->cmd_buf);
+        req->cmd_buf = NULL;
+    }
 }
 
 /* ---- replies ---------------------------------------------------------------------------- */

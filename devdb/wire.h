@@ -45,6 +45,7 @@ typedef struct wire_request {
     wire_header hdr;
     bool more_to_come;    /* OP_MSG moreToCome: send no reply */
     bson_t cmd;           /* the command, sequences merged in (owned) */
+    uint8_t *cmd_buf;     /* OP_MSG: cmd's bytes (cmd is a static view of them), or NULL */
     char db[WIRE_DB_MAX]; /* target database ($db, or the OP_QUERY namespace) */
 } wire_request;
 
