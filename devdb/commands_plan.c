@@ -232,7 +232,9 @@ static bool index_usable(const store_index *ix, const matcher *m, bool *filtered
         return false;
     if (!ix->partial)
         return true;
-    if (!partial_implied_by(ix->partial, matcher_filter(m)))
+    bson_t f;
+    matcher_filter(m, &f);
+    if (!partial_implied_by(ix->partial, &f))
         return false;
     *filtered = partial_npaths(ix->partial) > 0;
     return true;

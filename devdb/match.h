@@ -39,8 +39,9 @@ bool matcher_matches(const matcher *m, const bson_t *doc);
 /* NULL-safe. */
 void matcher_free(matcher *m);
 
-/* The filter the matcher was compiled from (owned by the matcher). */
-const bson_t *matcher_filter(const matcher *m);
+/* The filter the matcher was compiled from: `out` becomes a read-only view of the matcher's
+ * copy (valid until matcher_free; nothing to destroy). */
+void matcher_filter(const matcher *m, bson_t *out);
 
 /* True if the filter is empty (matches every document without looking at it). */
 bool matcher_is_empty(const matcher *m);
