@@ -5,7 +5,7 @@
  * Databases and collections are few, so they are found by linear search. Records are kept in
  * a growable array of pointers to exact-size BSON buffers (the document's length is its own
  * first four bytes), which keeps the per-document overhead at one pointer plus the malloc
- * header; the _id index adds one skiplist node.
+ * header; the _id index adds one B+tree entry (a 32-byte slot and its key).
  *
  * Invariants (checked by the callers' lock discipline, see store.h):
  *  - every live record has exactly its keys in every index of its collection;
