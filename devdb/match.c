@@ -92,7 +92,7 @@ struct mnode {
  * receipts update compiles ~500 of them per command; one (per-thread cached) allocation each
  * instead of a calloc per node plus libbson's 128-byte-aligned bson_t copy keeps malloc out of
  * the profile. */
-#define MATCH_SLAB 4
+#define MATCH_SLAB 8
 struct matcher {
     mnode *root;
     uint32_t flen;
