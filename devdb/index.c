@@ -1013,24 +1013,163 @@ static bool key_taken(const store_index *ix, const index_node *s, uint64_t rid)
  * the caller takes bv_index_keys' general path. Otherwise returns what cb returns (0 to go on).
  */
 #define TOPLEVEL_KEY_MAX 512
+
+static uint32_t rd_le32(const uint8_t *p)
+{
+    uint32_t x;
+    memcpy(&x, p, 4);
+    return BSON_UINT32_FROM_LE(x);
+}
+
+/* Size of the value of a BSON element of type t at v (avail bytes before the document's end),
+ * SIZE_MAX for an unknown type or a size that does not fit. */
+static size_t elem_size(uint8_t t, const uint8_t *v, size_t avail)
+{
+    size_t n;
+    switch (t) {
+    case BSON_TYPE_UNDEFINED:
+    case BSON_TYPE_NULL:
+    case BSON_TYPE_MINKEY:
+    case BSON_TYPE_MAXKEY:
+        n = 0;
+        break;
+    case BSON_TYPE_BOOL:
+        n = 1;
+        break;
+    case BSON_TYPE_INT32:
+        n = 4;
+        break;
+    case BSON_TYPE_DOUBLE:
+    case BSON_TYPE_DATE_TIME:
+    case BSON_TYPE_INT64:
+    case BSON_TYPE_TIMESTAMP:
+        n = 8;
+        break;
+    case BSON_TYPE_OID:
+        n = 12;
+        break;
+    case BSON_TYPE_DECIMAL128:
+        n = 16;
+        break;
+    case BSON_TYPE_UTF8:
+    case BSON_TYPE_CODE:
+    case BSON_TYPE_SYMBOL:
+        if (avail < 4)
+            return SIZE_MAX;
+        n = 4 + (size_t)rd_le32(v);
+        break;
+    case BSON_TYPE_DOCUMENT:
+    case BSON_TYPE_ARRAY:
+    case BSON_TYPE_CODEWSCOPE:
+        if (avail < 4)
+            return SIZE_MAX;
+        n = rd_le32(v);
+        break;
+    case BSON_TYPE_BINARY:
+        if (avail < 4)
+            return SIZE_MAX;
+        n = 5 + (size_t)rd_le32(v);
+        break;
+    case BSON_TYPE_DBPOINTER:
+        if (avail < 4)
+            return SIZE_MAX;
+        n = 4 + (size_t)rd_le32(v) + 12;
+        break;
+    case BSON_TYPE_REGEX: {
+        const uint8_t *a = memchr(v, 0, avail);
+        const uint8_t *b = a ? memchr(a + 1, 0, avail - (size_t)(a + 1 - v)) : NULL;
+        if (!b)
+            return SIZE_MAX;
+        n = (size_t)(b + 1 - v);
+        break;
+    }
+    default:
+        return SIZE_MAX;
+    }
+    return n <= avail ? n : SIZE_MAX;
+}
+
+/* The value of an element of a type toplevel_keys handles, from its vs raw bytes at v; false
+ * for any other type or malformed bytes. */
+static bool raw_value(uint8_t t, const uint8_t *v, size_t vs, bson_value_t *out)
+{
+    uint64_t u;
+    out->value_type = (bson_type_t)t;
+    switch (t) {
+    case BSON_TYPE_NULL:
+        return true;
+    case BSON_TYPE_BOOL:
+        if (v[0] > 1)
+            return false;
+        out->value.v_bool = v[0] == 1;
+        return true;
+    case BSON_TYPE_INT32:
+        out->value.v_int32 = (int32_t)rd_le32(v);
+        return true;
+    case BSON_TYPE_DOUBLE:
+        memcpy(&out->value.v_double, v, 8);
+        out->value.v_double = BSON_DOUBLE_FROM_LE(out->value.v_double);
+        return true;
+    case BSON_TYPE_DATE_TIME:
+    case BSON_TYPE_INT64:
+        memcpy(&u, v, 8);
+        u = BSON_UINT64_FROM_LE(u);
+        if (t == BSON_TYPE_INT64)
+            out->value.v_int64 = (int64_t)u;
+        else
+            out->value.v_datetime = (int64_t)u;
+        return true;
+    case BSON_TYPE_OID:
+        memcpy(out->value.v_oid.bytes, v, 12);
+        return true;
+    case BSON_TYPE_UTF8:
+        if (vs < 5 || v[vs - 1] != 0)
+            return false;
+        out->value.v_utf8.str = (char *)(v + 4);
+        out->value.v_utf8.len = (uint32_t)(vs - 5);
+        return true;
+    case BSON_TYPE_DOCUMENT:
+        if (vs < 5 || v[vs - 1] != 0)
+            return false;
+        out->value.v_doc.data = (uint8_t *)v;
+        out->value.v_doc.data_len = (uint32_t)vs;
+        return true;
+    default:
+        out->value_type = BSON_TYPE_EOD;
+        return false;
+    }
+}
+
 static int toplevel_keys(const store_index *ix, const bson_t *doc, bv_key_cb cb, void *ctx)
 {
     bson_value_t vals[INDEX_MAX_FIELDS];
     size_t nf = ix->nfields, left = nf;
     for (size_t f = 0; f < nf; f++)
         vals[f].value_type = BSON_TYPE_EOD;
-    bson_iter_t it;
-    if (!bson_iter_init(&it, doc))
+    /* A raw walk over the top-level elements (cheaper than bson_iter_next's checks, and the
+     * document is a stored, validated one); anything unexpected gives up (1). */
+    const uint8_t *db = bson_get_data(doc), *end = db + doc->len - 1, *q = db + 4;
+    if (doc->len < 5 || *end != 0)
         return 1;
-    while (left > 0 && bson_iter_next(&it)) {
-        const char *k = bson_iter_key(&it);
+    while (left > 0 && q < end) {
+        uint8_t t = *q;
+        const char *k = (const char *)q + 1;
+        const uint8_t *z = memchr(k, 0, (size_t)(end - (const uint8_t *)k));
+        if (!z)
+            return 1;
+        const uint8_t *v = z + 1;
+        size_t avail = (size_t)(end - v), vs = elem_size(t, v, avail);
+        if (vs == SIZE_MAX)
+            return 1;
         for (size_t f = 0; f < nf; f++) {
             /* The first field of a name counts, as bson_iter_find does. */
             if (vals[f].value_type == BSON_TYPE_EOD && strcmp(k, ix->paths[f]) == 0) {
-                vals[f] = *bson_iter_value(&it);
+                if (!raw_value(t, v, vs, &vals[f]))
+                    return 1;
                 left--;
             }
         }
+        q = v + vs;
     }
     uint8_t buf[TOPLEVEL_KEY_MAX];
     size_t n = 4;
