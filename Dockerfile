@@ -8,7 +8,7 @@ RUN bash scripts/install-deps.sh && BUILD_TYPE=Release bash scripts/build.sh
 FROM debian:12
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       libmongoc-1.0-0 libbson-1.0-0 libhiredis0.14 libmicrohttpd12 libjansson4 libconfig9 \
-      libcurl4 libssl3 libpcre2-8-0 ca-certificates && rm -rf /var/lib/apt/lists/*
+      libcurl4 libssl3 libpcre2-8-0 libjemalloc2 ca-certificates && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/build/bin/ /usr/local/bin/
 COPY config/minicrm.cfg /etc/minicrm/minicrm.cfg
 ENV MINICRM_CONFIG=/etc/minicrm/minicrm.cfg

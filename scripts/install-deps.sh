@@ -12,6 +12,8 @@ PACKAGES=(
   # libraries the programs link
   libmongoc-dev libbson-dev libhiredis-dev libmicrohttpd-dev libjansson-dev libconfig-dev
   libcurl4-openssl-dev libssl-dev libpcre2-dev
+  # the programs' allocator (as Redis uses): see the top-level CMakeLists.txt
+  libjemalloc-dev
   # services and tools the system and its tests run
   redis-server redis-tools curl procps iproute2
   # independent MongoDB clients used by the devdb tests, and the benchmark load generator
