@@ -95,7 +95,7 @@ static const cfg_setting_info settings[] = {
      "most receipts in one POST"},
     {"receipts.batch_size", CFG_INT, OFF(receipts.batch_size), "500", NULL, false, 1, 10000, NULL,
      "receipts the receipts worker claims and applies at once"},
-    {"receipts.consumers", CFG_INT, OFF(receipts.consumers), "2", NULL, false, 1, 64, NULL,
+    {"receipts.consumers", CFG_INT, OFF(receipts.consumers), "3", NULL, false, 1, 64, NULL,
      "consumer threads in one minicrm-receipts process"},
     {"receipts.vendor_timeout_s", CFG_INT, OFF(receipts.vendor_timeout_s), "120", NULL, false, 1, 86400, NULL,
      "a log PENDING longer than this is re-sent to the vendor"},

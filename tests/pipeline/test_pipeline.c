@@ -638,8 +638,8 @@ int main(int argc, char **argv)
     setenv("MINICRM_TEST_DIR", h.env.dir, 1);
     /* Delays long enough that the disruptions land while receipts are still coming in. */
     setenv("MINICRM_VENDOR_SIM_MAX_DELAY_MS", "1500", 1);
-    /* Two consumer threads in the receipts worker (the default, pinned here): the chaos and
-     * pause cases then also cover concurrent batches. */
+    /* Two consumer threads in the receipts worker (the default is three): the chaos and pause
+     * cases then also cover concurrent batches. */
     setenv("MINICRM_RECEIPTS_CONSUMERS", "2", 1);
     /* MongoDB calls give up after 0.5 s (socket 3 s), so the devdb pause causes real errors. */
     setenv("MINICRM_MONGO_TIMEOUT_MS", "500", 1);
