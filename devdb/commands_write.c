@@ -226,6 +226,16 @@ static size_t batch_count(const bson_t *arr)
     return n;
 }
 
+/* Updaters compiled earlier in one update command, tried as templates for the next statement
+ * (updater_rebind): the receipts worker's 500 statements share two or three shapes ("SENT",
+ * "FAILED" with failureReason, ...), so a few recent ones catch nearly all of them. The
+ * templates belong to their statements, which live until the command ends. */
+#define UPD_SHAPES 4
+typedef struct {
+    const updater *recent[UPD_SHAPES];
+    unsigned next;
+} upd_shapes;
+
 /* A statement kind driven by run_batch: update and delete share the two phases and differ only
  * in how one statement is prepared, applied and released. */
 typedef struct batch_kind {
@@ -233,8 +243,9 @@ typedef struct batch_kind {
     const char *missing; /* FailedToParse message when that field is absent */
     size_t size;         /* of one prepared statement */
     size_t err_off;      /* offsetof(statement, err): int32_t, -1 or a prep_errs index */
-    /* Phase 1 of one statement (no lock): 0, or -1 with e set. */
-    int (*prepare)(const bson_iter_t *it, void *stmt, bson_error_t *e);
+    /* Phase 1 of one statement (no lock): 0, or -1 with e set. shapes: the command's
+     * compiled-shape cache (starts zeroed). */
+    int (*prepare)(const bson_iter_t *it, void *stmt, upd_shapes *shapes, bson_error_t *e);
     /* Phase 2 of one statement (store lock held; may create the collection in *pc): 0, or -1
      * with e (and dup, for duplicate keys) set. totals is the caller's accumulator. */
     int (*apply)(cmd_ctx *x, store_coll **pc, int32_t index, const void *stmt, void *totals,
@@ -259,6 +270,7 @@ static int run_batch(cmd_ctx *x, const batch_kind *k, void *totals, werrs *w, bs
     bool ordered = cmd_arg_bool(x->cmd, "ordered", true);
     int rc = -1;
     prep_errs pe = {0};
+    upd_shapes shapes = {{NULL}, 0};
     size_t np = 0, cnt = batch_count(&stmts);
     char *ps = calloc(cnt ? cnt : 1, k->size);
     if (!ps)
@@ -273,7 +285,7 @@ static int run_batch(cmd_ctx *x, const batch_kind *k, void *totals, werrs *w, bs
         bson_error_t e;
         size_t i = np++;
         *STMT_ERR(i) = -1;
-        if (k->prepare(&it, STMT(i), &e) != 0) {
+        if (k->prepare(&it, STMT(i), &shapes, &e) != 0) {
             if (prep_fail(&pe, STMT_ERR(i), &e, err) != 0)
                 goto out;
             if (ordered)
@@ -458,8 +470,25 @@ typedef struct {
     int32_t err; /* -1: none */
 } upd_stmt;
 
+/* The updater of u: re-bound from a recent one of the same shape, else compiled (and then
+ * remembered as a template). */
+static updater *upd_compile(const bson_t *u, upd_shapes *sh, bson_error_t *e)
+{
+    for (unsigned i = 0; i < UPD_SHAPES && sh->recent[i]; i++) {
+        updater *up = updater_rebind(sh->recent[i], u);
+        if (up)
+            return up;
+    }
+    updater *up = updater_new(u, e);
+    if (up) {
+        sh->recent[sh->next] = up;
+        sh->next = (sh->next + 1) % UPD_SHAPES;
+    }
+    return up;
+}
+
 /* Phase 1 of one update statement: parse and compile. 0, or -1 with e set. */
-static int upd_prepare(const bson_iter_t *sit, upd_stmt *p, bson_error_t *e)
+static int upd_prepare(const bson_iter_t *sit, upd_stmt *p, upd_shapes *sh, bson_error_t *e)
 {
     bson_t stmt, q, u;
     bool has_q, has_u;
@@ -489,7 +518,7 @@ static int upd_prepare(const bson_iter_t *sit, upd_stmt *p, bson_error_t *e)
     }
     p->q_data = bson_get_data(&q);
     p->q_len = q.len;
-    if (!(p->m = matcher_new(&q, e)) || !(p->up = updater_new(&u, e)))
+    if (!(p->m = matcher_new(&q, e)) || !(p->up = upd_compile(&u, sh, e)))
         return -1;
     if (p->multi && updater_is_replacement(p->up))
         return mdb_error(e, MDB_FAILED_TO_PARSE,
@@ -557,9 +586,9 @@ out:
 }
 
 /* batch_kind adapters for update (see run_batch). */
-static int upd_prepare_any(const bson_iter_t *it, void *stmt, bson_error_t *e)
+static int upd_prepare_any(const bson_iter_t *it, void *stmt, upd_shapes *sh, bson_error_t *e)
 {
-    return upd_prepare(it, stmt, e);
+    return upd_prepare(it, stmt, sh, e);
 }
 
 static int upd_apply_any(cmd_ctx *x, store_coll **pc, int32_t index, const void *stmt, void *totals,
@@ -662,8 +691,9 @@ static int del_apply(cmd_ctx *x, store_coll *c, const del_stmt *p, int64_t *n, b
 }
 
 /* batch_kind adapters for delete (see run_batch); totals is the int64_t count. */
-static int del_prepare_any(const bson_iter_t *it, void *stmt, bson_error_t *e)
+static int del_prepare_any(const bson_iter_t *it, void *stmt, upd_shapes *sh, bson_error_t *e)
 {
+    (void)sh;
     return del_prepare(it, stmt, e);
 }
 

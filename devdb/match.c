@@ -8,7 +8,9 @@
  *     ELEM_OBJ, ELEM_VAL); NOT and ALL are field nodes whose children are field nodes on the
  *     same path.
  * Operator values point into the matcher's copy of the filter, so compilation copies nothing
- * else; regexes are compiled once with PCRE2 (UTF mode).
+ * else; regexes are compiled once with PCRE2 (UTF mode). A flat filter (top-level fields with
+ * values or $eq/$ne/$gt/$gte/$lt/$lte, as the receipts worker sends 500 per command) is
+ * compiled by flat_compile into the same tree without allocating beyond the matcher itself.
  *
  * Evaluation walks the document with bv_path_visit (no copies). "Value" operators (EQ, the
  * comparisons, IN, REGEX, TYPE, MOD) are tried against every value the path reaches, including
@@ -82,9 +84,10 @@ struct mnode {
     /* MOD */
     int64_t div, rem;
     char *owned_path;
-    bool simple;  /* path has one component: evaluated without bv_path_visit */
-    int plen;     /* strlen(path) when simple */
-    bool in_slab; /* one of its matcher's inline nodes: not freed on its own */
+    bool simple;       /* path has one component: evaluated without bv_path_visit */
+    int plen;          /* strlen(path) when simple */
+    bool in_slab;      /* one of its matcher's inline nodes: not freed on its own */
+    bool kids_in_slab; /* kids points into its matcher's kid slab: not freed on its own */
 };
 
 /* A matcher is one allocation: the struct, the first MATCH_SLAB nodes (enough for the usual
@@ -96,9 +99,11 @@ struct mnode {
 struct matcher {
     mnode *root;
     uint32_t flen;
-    size_t nslab;
+    size_t nslab, nkslab;
+    bool flat; /* built by flat_compile: its nodes own nothing, matcher_free skips them */
     mnode slab[MATCH_SLAB];
-    uint8_t fdata[]; /* the filter (flen bytes) */
+    mnode *kslab[MATCH_SLAB]; /* kid arrays of a flat filter's nodes (flat_compile) */
+    uint8_t fdata[];          /* the filter (flen bytes) */
 };
 
 /* The matcher whose nodes are being built on this thread (matcher_new), or NULL. */
@@ -122,7 +127,8 @@ static void node_free(mnode *n)
         return;
     for (size_t i = 0; i < n->nkids; i++)
         node_free(n->kids[i]);
-    free(n->kids);
+    if (!n->kids_in_slab)
+        free(n->kids);
     for (size_t i = 0; i < n->nres; i++)
         node_free(n->res[i]);
     free(n->res);
@@ -797,6 +803,148 @@ static mnode *parse_filter(const bson_t *filter, int depth, bson_error_t *err)
     return root;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Flat filters
+ *
+ * A receipts update compiles ~500 filters like {_id: oid, status: "PENDING", fence: {$ne: t},
+ * campaign_id: oid} per command. flat_compile builds exactly the tree parse_filter builds for
+ * such a filter (root AND over the fields; a plain value: EQ; an operator document of
+ * $eq/$ne/$gt/$gte/$lt/$lte: that node alone, $ne as NOT over EQ, several of them under an AND
+ * on the path) without the general parser's strcmp chains and without a realloc per kid:
+ * every node in the matcher's slab, every kid array in its kid slab. Anything else (a '$' key
+ * at the top, a regex, another operator, more than MATCH_SLAB nodes) returns 0 before
+ * anything is allocated and matcher_new takes the general path.
+ * ------------------------------------------------------------------------------------------- */
+
+/* The comparison node an operator name of the flat subset compiles to: N_EQ..N_LTE, N_NOT for
+ * $ne, N_FALSE for anything else (not flat). */
+static node_op flat_op(const char *k)
+{
+    if (k[0] != '$')
+        return N_FALSE;
+    switch (k[1]) {
+    case 'e':
+        return strcmp(k, "$eq") == 0 ? N_EQ : N_FALSE;
+    case 'n':
+        return strcmp(k, "$ne") == 0 ? N_NOT : N_FALSE;
+    case 'g':
+        return strcmp(k, "$gt") == 0 ? N_GT : strcmp(k, "$gte") == 0 ? N_GTE : N_FALSE;
+    case 'l':
+        return strcmp(k, "$lt") == 0 ? N_LT : strcmp(k, "$lte") == 0 ? N_LTE : N_FALSE;
+    default:
+        return N_FALSE;
+    }
+}
+
+/* A slab node (as node_new makes it), or NULL when the slab is full. */
+static mnode *flat_node(matcher *m, node_op op, const char *path, const bson_value_t *v)
+{
+    if (m->nslab >= MATCH_SLAB)
+        return NULL;
+    mnode *n = &m->slab[m->nslab++];
+    memset(n, 0, sizeof *n);
+    n->in_slab = true;
+    n->op = op;
+    n->path = path;
+    if (path) {
+        size_t l = strlen(path);
+        if (l < 1024 && !memchr(path, '.', l)) {
+            n->simple = true;
+            n->plen = (int)l;
+        }
+    }
+    if (v)
+        n->val = *v;
+    return n;
+}
+
+/* `cnt` kid slots from the kid slab for n, or false when it is full. */
+static bool flat_kids(matcher *m, mnode *n, size_t cnt)
+{
+    if (m->nkslab + cnt > MATCH_SLAB)
+        return false;
+    n->kids = &m->kslab[m->nkslab];
+    n->kids_in_slab = true;
+    m->nkslab += cnt;
+    return true;
+}
+
+/* The node for the operator `op` (flat_op's result, not N_FALSE) with operand v on path. */
+static mnode *flat_cmp(matcher *m, node_op op, const char *path, const bson_value_t *v)
+{
+    if (op != N_NOT)
+        return flat_node(m, op, path, v);
+    mnode *n = flat_node(m, N_NOT, path, NULL), *eq;
+    if (!n || !flat_kids(m, n, 1) || !(eq = flat_node(m, N_EQ, path, v)))
+        return NULL;
+    n->kids[n->nkids++] = eq;
+    return n;
+}
+
+/* The node(s) of one top-level field, or NULL when the value is not of the flat subset. */
+static mnode *flat_field(matcher *m, const char *path, const bson_value_t *v)
+{
+    if (v->value_type == BSON_TYPE_REGEX)
+        return NULL;
+    if (!is_operator_doc(v))
+        return flat_node(m, N_EQ, path, v);
+    bson_t d;
+    bson_iter_t it;
+    size_t nops = 0;
+    if (!bv_as_doc(v, &d) || !bson_iter_init(&it, &d))
+        return NULL;
+    while (bson_iter_next(&it)) {
+        if (flat_op(bson_iter_key(&it)) == N_FALSE || bson_iter_type(&it) == BSON_TYPE_REGEX)
+            return NULL;
+        nops++;
+    }
+    mnode *and = NULL;
+    if (nops > 1 && (!(and = flat_node(m, N_AND, path, NULL)) || !flat_kids(m, and, nops)))
+        return NULL;
+    bson_iter_init(&it, &d);
+    while (bson_iter_next(&it)) {
+        mnode *k = flat_cmp(m, flat_op(bson_iter_key(&it)), path, bson_iter_value(&it));
+        if (!k)
+            return NULL;
+        if (!and)
+            return k;
+        and->kids[ and->nkids++] = k;
+    }
+    return and;
+}
+
+/* Builds m->root from the filter f (a view of m's copy) if it is flat: 1, else 0 with m's
+ * slabs reset (nothing was allocated). */
+static int flat_compile(matcher *m, const bson_t *f)
+{
+    bson_iter_t it;
+    size_t nf = 0;
+    if (!bson_iter_init(&it, f))
+        return 0;
+    while (bson_iter_next(&it)) {
+        if (bson_iter_key(&it)[0] == '$')
+            return 0;
+        nf++;
+    }
+    mnode *root = flat_node(m, N_AND, NULL, NULL);
+    if (!root || (nf > 0 && !flat_kids(m, root, nf)))
+        goto not_flat;
+    bson_iter_init(&it, f);
+    while (bson_iter_next(&it)) {
+        mnode *k = flat_field(m, bson_iter_key(&it), bson_iter_value(&it));
+        if (!k)
+            goto not_flat;
+        root->kids[root->nkids++] = k;
+    }
+    m->root = root;
+    m->flat = true;
+    return 1;
+not_flat:
+    m->nslab = 0;
+    m->nkslab = 0;
+    return 0;
+}
+
 matcher *matcher_new(const bson_t *filter, bson_error_t *err)
 {
     static const uint8_t empty[5] = {5, 0, 0, 0, 0};
@@ -809,6 +957,8 @@ matcher *matcher_new(const bson_t *filter, bson_error_t *err)
     }
     m->root = NULL;
     m->nslab = 0;
+    m->nkslab = 0;
+    m->flat = false;
     m->flen = fl;
     memcpy(m->fdata, fd, fl);
     bson_t f;
@@ -817,6 +967,8 @@ matcher *matcher_new(const bson_t *filter, bson_error_t *err)
         mdb_error(err, MDB_BAD_VALUE, "invalid BSON in filter");
         return NULL;
     }
+    if (flat_compile(m, &f))
+        return m;
     matcher *outer = tl_building; /* a matcher compiled while compiling another */
     tl_building = m;
     m->root = parse_filter(&f, 0, err);
@@ -832,7 +984,8 @@ void matcher_free(matcher *m)
 {
     if (!m)
         return;
-    node_free(m->root);
+    if (!m->flat)
+        node_free(m->root);
     free(m);
 }
 

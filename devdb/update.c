@@ -817,6 +817,62 @@ fail:
     return NULL;
 }
 
+/* Pass 0 checks `update` against tmpl's $set fields (at[i]: the op compiled from the i-th of
+ * them), pass 1 re-binds `ops` (a copy of tmpl's) to the fields of `update` (u's copy). */
+static bool rebind_pass(const updater *tmpl, const size_t *at, const bson_t *update, uop *ops)
+{
+    bson_iter_t it, ai;
+    bson_t args;
+    if (!bson_iter_init(&it, update) || !bson_iter_next(&it) ||
+        strcmp(bson_iter_key(&it), "$set") != 0 || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
+        !bv_as_doc(bson_iter_value(&it), &args) || bson_iter_next(&it) ||
+        !bson_iter_init(&ai, &args))
+        return false;
+    size_t n = 0;
+    while (bson_iter_next(&ai)) {
+        if (n == tmpl->nops)
+            return false;
+        const char *k = bson_iter_key(&ai);
+        size_t i = at[n++];
+        if (!ops) {
+            if (strcmp(k, tmpl->ops[i].path) != 0)
+                return false;
+        } else {
+            ops[i].path = k;
+            ops[i].arg = *bson_iter_value(&ai);
+        }
+    }
+    return n == tmpl->nops;
+}
+
+updater *updater_rebind(const updater *tmpl, const bson_t *update)
+{
+    if (!tmpl || !tmpl->flat_set)
+        return NULL;
+    size_t at[FLAT_SET_MAX];
+    for (size_t i = 0; i < tmpl->nops; i++)
+        at[tmpl->ops[i].order] = i;
+    if (!rebind_pass(tmpl, at, update, NULL))
+        return NULL;
+    updater *u = updater_alloc(update->len);
+    uop *ops = malloc(tmpl->nops * sizeof *ops);
+    if (!u || !ops) {
+        free(ops);
+        free(u);
+        return NULL;
+    }
+    u->ulen = update->len;
+    memcpy(u->udata, bson_get_data(update), update->len);
+    memcpy(ops, tmpl->ops, tmpl->nops * sizeof *ops);
+    bson_t upd;
+    update_view(u, &upd);
+    rebind_pass(tmpl, at, &upd, ops); /* the same bytes as pass 0 accepted */
+    u->ops = ops;
+    u->nops = tmpl->nops;
+    u->flat_set = true;
+    return u;
+}
+
 bool updater_is_replacement(const updater *u)
 {
     return u->replacement;

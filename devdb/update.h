@@ -45,6 +45,15 @@ updater *updater_new(const bson_t *update, bson_error_t *err);
  * immutable. */
 updater *updater_new_pipeline(const bson_t *stages, bson_error_t *err);
 
+/* The shape cache of a batch of updates: if `tmpl` (a compiled updater, may be NULL) is a
+ * `$set` of top-level fields and `update` is `{$set: {...}}` with exactly tmpl's field names in
+ * tmpl's order (values of any type), returns what updater_new(update) would return, built by
+ * copying tmpl's compiled ops (their order, conflict and path checks depend only on the names)
+ * and re-binding them to update's values: no parsing, sorting or checking. Otherwise (or out of
+ * memory) NULL, and the caller uses updater_new. tmpl is only read; the result is
+ * independent of it. */
+updater *updater_rebind(const updater *tmpl, const bson_t *update);
+
 /* NULL-safe. */
 void updater_free(updater *u);
 
