@@ -845,3 +845,78 @@ int bv_key_compare(const bson_t *a, const bson_t *b, const int *dirs, size_t n)
         }
     }
 }
+
+/* ---- raw elements --------------------------------------------------------------------------- */
+
+static uint32_t le32(const uint8_t *p)
+{
+    uint32_t x;
+    memcpy(&x, p, 4);
+    return BSON_UINT32_FROM_LE(x);
+}
+
+size_t bv_raw_value_size(uint8_t type, const uint8_t *v, size_t avail)
+{
+    size_t n;
+    switch (type) {
+    case BSON_TYPE_UNDEFINED:
+    case BSON_TYPE_NULL:
+    case BSON_TYPE_MINKEY:
+    case BSON_TYPE_MAXKEY:
+        n = 0;
+        break;
+    case BSON_TYPE_BOOL:
+        n = 1;
+        break;
+    case BSON_TYPE_INT32:
+        n = 4;
+        break;
+    case BSON_TYPE_DOUBLE:
+    case BSON_TYPE_DATE_TIME:
+    case BSON_TYPE_INT64:
+    case BSON_TYPE_TIMESTAMP:
+        n = 8;
+        break;
+    case BSON_TYPE_OID:
+        n = 12;
+        break;
+    case BSON_TYPE_DECIMAL128:
+        n = 16;
+        break;
+    case BSON_TYPE_UTF8:
+    case BSON_TYPE_CODE:
+    case BSON_TYPE_SYMBOL:
+        if (avail < 4 || le32(v) < 1 || le32(v) > INT32_MAX)
+            return SIZE_MAX;
+        n = 4 + (size_t)le32(v);
+        break;
+    case BSON_TYPE_DOCUMENT:
+    case BSON_TYPE_ARRAY:
+    case BSON_TYPE_CODEWSCOPE:
+        if (avail < 4 || le32(v) < 5 || le32(v) > INT32_MAX)
+            return SIZE_MAX;
+        n = le32(v);
+        break;
+    case BSON_TYPE_BINARY:
+        if (avail < 4 || le32(v) > INT32_MAX)
+            return SIZE_MAX;
+        n = 5 + (size_t)le32(v);
+        break;
+    case BSON_TYPE_DBPOINTER:
+        if (avail < 4 || le32(v) < 1 || le32(v) > INT32_MAX)
+            return SIZE_MAX;
+        n = 4 + (size_t)le32(v) + 12;
+        break;
+    case BSON_TYPE_REGEX: {
+        const uint8_t *a = memchr(v, 0, avail);
+        const uint8_t *b = a ? memchr(a + 1, 0, avail - (size_t)(a + 1 - v)) : NULL;
+        if (!b)
+            return SIZE_MAX;
+        n = (size_t)(b + 1 - v);
+        break;
+    }
+    default:
+        return SIZE_MAX;
+    }
+    return n <= avail ? n : SIZE_MAX;
+}

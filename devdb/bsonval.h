@@ -157,4 +157,10 @@ int bv_key_compare(const bson_t *a, const bson_t *b, const int *dirs, size_t n);
  * order and returns their number, or -1 if the pattern has more than cap fields. */
 int bv_pattern_dirs(const bson_t *pattern, int *dirs, size_t cap);
 
+/* Size of the value bytes of a BSON element of type `type` starting at v, with `avail` bytes
+ * before the document's end (for walking a document's raw elements without an iterator).
+ * SIZE_MAX for an unknown type, a malformed length (a string shorter than its NUL, a document
+ * shorter than 5 bytes) or a value that runs past avail. */
+size_t bv_raw_value_size(uint8_t type, const uint8_t *v, size_t avail);
+
 #endif

@@ -1021,74 +1021,6 @@ static uint32_t rd_le32(const uint8_t *p)
     return BSON_UINT32_FROM_LE(x);
 }
 
-/* Size of the value of a BSON element of type t at v (avail bytes before the document's end),
- * SIZE_MAX for an unknown type or a size that does not fit. */
-static size_t elem_size(uint8_t t, const uint8_t *v, size_t avail)
-{
-    size_t n;
-    switch (t) {
-    case BSON_TYPE_UNDEFINED:
-    case BSON_TYPE_NULL:
-    case BSON_TYPE_MINKEY:
-    case BSON_TYPE_MAXKEY:
-        n = 0;
-        break;
-    case BSON_TYPE_BOOL:
-        n = 1;
-        break;
-    case BSON_TYPE_INT32:
-        n = 4;
-        break;
-    case BSON_TYPE_DOUBLE:
-    case BSON_TYPE_DATE_TIME:
-    case BSON_TYPE_INT64:
-    case BSON_TYPE_TIMESTAMP:
-        n = 8;
-        break;
-    case BSON_TYPE_OID:
-        n = 12;
-        break;
-    case BSON_TYPE_DECIMAL128:
-        n = 16;
-        break;
-    case BSON_TYPE_UTF8:
-    case BSON_TYPE_CODE:
-    case BSON_TYPE_SYMBOL:
-        if (avail < 4)
-            return SIZE_MAX;
-        n = 4 + (size_t)rd_le32(v);
-        break;
-    case BSON_TYPE_DOCUMENT:
-    case BSON_TYPE_ARRAY:
-    case BSON_TYPE_CODEWSCOPE:
-        if (avail < 4)
-            return SIZE_MAX;
-        n = rd_le32(v);
-        break;
-    case BSON_TYPE_BINARY:
-        if (avail < 4)
-            return SIZE_MAX;
-        n = 5 + (size_t)rd_le32(v);
-        break;
-    case BSON_TYPE_DBPOINTER:
-        if (avail < 4)
-            return SIZE_MAX;
-        n = 4 + (size_t)rd_le32(v) + 12;
-        break;
-    case BSON_TYPE_REGEX: {
-        const uint8_t *a = memchr(v, 0, avail);
-        const uint8_t *b = a ? memchr(a + 1, 0, avail - (size_t)(a + 1 - v)) : NULL;
-        if (!b)
-            return SIZE_MAX;
-        n = (size_t)(b + 1 - v);
-        break;
-    }
-    default:
-        return SIZE_MAX;
-    }
-    return n <= avail ? n : SIZE_MAX;
-}
-
 /* The value of an element of a type toplevel_keys handles, from its vs raw bytes at v; false
  * for any other type or malformed bytes. */
 static bool raw_value(uint8_t t, const uint8_t *v, size_t vs, bson_value_t *out)
@@ -1158,7 +1090,7 @@ static int toplevel_keys(const store_index *ix, const bson_t *doc, bv_key_cb cb,
         if (!z)
             return 1;
         const uint8_t *v = z + 1;
-        size_t avail = (size_t)(end - v), vs = elem_size(t, v, avail);
+        size_t avail = (size_t)(end - v), vs = bv_raw_value_size(t, v, avail);
         if (vs == SIZE_MAX)
             return 1;
         for (size_t f = 0; f < nf; f++) {

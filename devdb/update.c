@@ -1668,56 +1668,28 @@ static int apply_replacement(const updater *u, const bson_t *doc, bson_t *out, b
  */
 /* 1 + the size of the value bytes of a BSON element of type t starting at v (at most `avail`
  * bytes) for the types whose bytes bson_append_value reproduces exactly from bson_iter_value;
- * 0 for any other type or a length that does not fit. */
+ * 0 for any other type or a malformed length. */
 static size_t raw_value_size(uint8_t t, const uint8_t *v, size_t avail)
 {
-    size_t n;
-    int32_t l;
     switch (t) {
     case BSON_TYPE_NULL:
-        n = 0;
-        break;
     case BSON_TYPE_BOOL:
-        n = 1;
-        break;
     case BSON_TYPE_INT32:
-        n = 4;
-        break;
     case BSON_TYPE_DOUBLE:
     case BSON_TYPE_DATE_TIME:
     case BSON_TYPE_INT64:
     case BSON_TYPE_TIMESTAMP:
-        n = 8;
-        break;
     case BSON_TYPE_OID:
-        n = 12;
-        break;
     case BSON_TYPE_DECIMAL128:
-        n = 16;
-        break;
     case BSON_TYPE_UTF8:
-        if (avail < 5)
-            return 0;
-        memcpy(&l, v, 4);
-        l = (int32_t)BSON_UINT32_FROM_LE((uint32_t)l);
-        if (l < 1)
-            return 0;
-        n = 4 + (size_t)l;
-        break;
     case BSON_TYPE_DOCUMENT:
-    case BSON_TYPE_ARRAY:
-        if (avail < 5)
-            return 0;
-        memcpy(&l, v, 4);
-        l = (int32_t)BSON_UINT32_FROM_LE((uint32_t)l);
-        if (l < 5)
-            return 0;
-        n = (size_t)l;
-        break;
+    case BSON_TYPE_ARRAY: {
+        size_t n = bv_raw_value_size(t, v, avail);
+        return n == SIZE_MAX ? 0 : n + 1;
+    }
     default:
         return 0;
     }
-    return n <= avail ? n + 1 : 0;
 }
 
 /* Appends element (t, key, value bytes) to buf at *n (the caller reserved the room). */
