@@ -301,7 +301,7 @@ static void token_forget(receipts_ctx *x, const char *tok)
 }
 
 /* Job fates, by position in the batch. */
-enum { JOB_ACK = 0, JOB_DEAD = 1, JOB_RETRY = 2 };
+enum { JOB_ACK = 0, JOB_DEAD = 1 };
 
 int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
 {
