@@ -9,8 +9,10 @@
  *      round trip);
  *   d. updateOne {_id, checkpoint.last_customer_id: previous} ->
  *        $set checkpoint {last_customer_id, written}, $inc {total: n, pending: n}.
- *      Matching nothing means another worker (this job was reaped and claimed again) is ahead:
- *      we stop and leave the campaign to it.
+ *      Matching nothing means the checkpoint moved: another worker (this job was reaped and
+ *      claimed again) is ahead, or our own earlier checkpoint update timed out and was applied
+ *      late. We stop (FANOUT_LOST) and the job is retried, resuming from the checkpoint as it
+ *      stands.
  * Steps b-d run on a writer thread (below) while the reader builds the next batch.
  * After the cursor ends: $set fanout_done, then try COMPLETED (pending may already be 0 if all
  * receipts came in during the fan-out).
@@ -404,6 +406,13 @@ fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, siz
             done = bson_iter_bool(&it);
         if (!strcmp(st, "COMPLETED") || !strcmp(st, "FAILED") || done) {
             mongoc_cursor_destroy(c);
+            /* A re-run after "fanout_done" was written but the completion check that follows
+             * it failed (e.g. MongoDB timed out in between): that check may be the last one
+             * anybody makes, since every receipt may already be counted. Make it again. */
+            if (done && !strcmp(st, "SENDING") && fanout_try_complete(camps, &cid, &e) != 0) {
+                snprintf(why, whylen, "finish: %s", e.message);
+                goto out;
+            }
             res = FANOUT_DONE;
             goto out;
         }

@@ -29,7 +29,7 @@
 typedef enum {
     FANOUT_DONE = 0, /* fan-out finished (or the campaign was already final) */
     FANOUT_STOPPED,  /* a stop was requested; checkpoint saved, job should be handed back */
-    FANOUT_LOST,     /* another worker advanced the checkpoint: it owns the campaign now */
+    FANOUT_LOST,     /* the checkpoint moved under us: retry the job, it resumes from there */
     FANOUT_UNKNOWN,  /* no such campaign (or unusable rules): dead-letter the job */
     FANOUT_RETRY,    /* MongoDB/Redis trouble: retry the job later */
 } fanout_result;

@@ -96,8 +96,15 @@ static int worker_run(minicrm_config *cfg, int slot)
             snprintf(why, sizeof why, "malformed campaign job: needs campaign_id");
         switch (fr) {
         case FANOUT_DONE:
-        case FANOUT_LOST:
             queue_ack(camps, b.jobs, 1);
+            break;
+        case FANOUT_LOST:
+            /* The checkpoint moved under us: another worker is ahead, or our own update that
+             * timed out was applied late. Either way, run again from the checkpoint as it
+             * stands (a finished fan-out is then a no-op); acking here would abandon the
+             * campaign in the second case. */
+            log_warn("worker.checkpoint_moved", "campaign=%s", hex ? hex : "?");
+            queue_retry(camps, &b.jobs[0], "checkpoint moved; resuming from it");
             break;
         case FANOUT_UNKNOWN:
             log_error("worker.dead_letter", "detail=\"%s\"", why);
