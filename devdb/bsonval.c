@@ -920,3 +920,22 @@ size_t bv_raw_value_size(uint8_t type, const uint8_t *v, size_t avail)
     }
     return n <= avail ? n : SIZE_MAX;
 }
+
+bool bv_truthy(const bson_value_t *v)
+{
+    switch (v->value_type) {
+    case BSON_TYPE_EOD:
+    case BSON_TYPE_NULL:
+    case BSON_TYPE_UNDEFINED:
+        return false;
+    case BSON_TYPE_BOOL:
+        return v->value.v_bool;
+    case BSON_TYPE_INT32:
+    case BSON_TYPE_INT64:
+    case BSON_TYPE_DOUBLE:
+    case BSON_TYPE_DECIMAL128:
+        return bv_as_double(v) != 0;
+    default:
+        return true;
+    }
+}

@@ -37,6 +37,10 @@ bool bv_equal(const bson_value_t *a, const bson_value_t *b);
 /* Compares two whole documents as embedded objects (field names and values, in order). */
 int bv_compare_docs(const bson_t *a, const bson_t *b);
 
+/* MongoDB's truthiness (aggregation expressions, $exists, partial filters): false for a
+ * missing value (EOD), null, undefined, false and numeric zero; true for everything else. */
+bool bv_truthy(const bson_value_t *v);
+
 /* True for int32, int64, double and decimal128. */
 bool bv_is_number(bson_type_t t);
 

@@ -445,25 +445,6 @@ static void path_get(const bson_value_t *v, const char *path, bson_value_t *out,
 
 static int eval(const enode *n, const bson_t *root, bson_value_t *out, bson_error_t *err);
 
-static bool truthy(const bson_value_t *v)
-{
-    switch (v->value_type) {
-    case BSON_TYPE_EOD:
-    case BSON_TYPE_NULL:
-    case BSON_TYPE_UNDEFINED:
-        return false;
-    case BSON_TYPE_BOOL:
-        return v->value.v_bool;
-    case BSON_TYPE_INT32:
-    case BSON_TYPE_INT64:
-    case BSON_TYPE_DOUBLE:
-    case BSON_TYPE_DECIMAL128:
-        return bv_as_double(v) != 0;
-    default:
-        return true;
-    }
-}
-
 static bool nullish(const bson_value_t *v)
 {
     return v->value_type == BSON_TYPE_EOD || v->value_type == BSON_TYPE_NULL ||
@@ -584,7 +565,7 @@ static int eval_op(const enode *n, const bson_t *root, bson_value_t *out, bson_e
         bson_value_t c;
         if (eval(n->kids[0], root, &c, err) != 0)
             goto done_nofree;
-        bool t = truthy(&c);
+        bool t = bv_truthy(&c);
         release(&c);
         rc = eval(n->kids[t ? 1 : 2], root, out, err);
         goto done_nofree;
@@ -595,7 +576,7 @@ static int eval_op(const enode *n, const bson_t *root, bson_value_t *out, bson_e
             bson_value_t c;
             if (eval(n->kids[i], root, &c, err) != 0)
                 goto done_nofree;
-            bool t = truthy(&c);
+            bool t = bv_truthy(&c);
             release(&c);
             if (t == want) {
                 set_bool(out, want);
@@ -786,7 +767,7 @@ static int eval_op(const enode *n, const bson_t *root, bson_value_t *out, bson_e
         break;
     }
     case OP_NOT:
-        set_bool(out, !truthy(&vals[0]));
+        set_bool(out, !bv_truthy(&vals[0]));
         rc = 0;
         break;
     case OP_CONCAT: {

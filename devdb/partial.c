@@ -126,24 +126,6 @@ static void render_list(const bson_value_t *arr, char *buf, size_t cap)
         snprintf(buf + off, cap - off, "]");
 }
 
-static bool truthy(const bson_value_t *v)
-{
-    switch (v->value_type) {
-    case BSON_TYPE_BOOL:
-        return v->value.v_bool;
-    case BSON_TYPE_NULL:
-    case BSON_TYPE_UNDEFINED:
-        return false;
-    case BSON_TYPE_INT32:
-    case BSON_TYPE_INT64:
-    case BSON_TYPE_DOUBLE:
-    case BSON_TYPE_DECIMAL128:
-        return bv_as_double(v) != 0;
-    default:
-        return true;
-    }
-}
-
 static bool is_operator_doc(const bson_value_t *v)
 {
     bson_t d;
@@ -176,7 +158,7 @@ static int parse_op(const char *path, const char *op, const bson_value_t *v, con
     if (strcmp(op, "$type") == 0)
         return push_pred(list, path, PF_TYPE, v);
     if (strcmp(op, "$exists") == 0) {
-        if (truthy(v))
+        if (bv_truthy(v))
             return push_pred(list, path, PF_EXISTS, v);
         return push_bad(list, "$not\n    %s exists\n", path);
     }
@@ -467,7 +449,7 @@ static bool cond_implies(const pf_pred *P, pf_op qop, const bson_value_t *qv)
     switch (P->op) {
     case PF_EXISTS:
         if (qop == PF_EXISTS)
-            return truthy(qv);
+            return bv_truthy(qv);
         if (qop == PF_TYPE)
             return true;
         return qv->value_type != BSON_TYPE_NULL && qv->value_type != BSON_TYPE_UNDEFINED &&
