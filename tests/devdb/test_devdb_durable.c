@@ -1,6 +1,6 @@
 /*
  * test_devdb_durable: minicrm-devdb --dbpath survives kill -9, torn journals, compaction,
- * a second process on the same directory and a full disk (devdb/durable.h).
+ * a second process on the same directory and a full disk (devdb/storage/durable.h).
  *
  * Every scenario starts real devdb processes on private directories and ports and talks to
  * them through libmongoc. Writers keep a model of what the server acknowledged; after a

@@ -1,11 +1,11 @@
 /*
- * Unit tests of devdb/wire.c: exact parsing of OP_MSG (body + document sequences, checksum,
+ * Unit tests of devdb/wire/wire.c: exact parsing of OP_MSG (body + document sequences, checksum,
  * moreToCome) and OP_QUERY, reply framing, and a mutation fuzz loop: tens of thousands of
  * corrupted, truncated and resized messages must each parse or fail cleanly (run under ASan
  * in the sanitizer build, this is what proves the parser never reads out of bounds).
  */
 #include "test.h"
-#include "wire.h"
+#include "wire/wire.h"
 
 #include <stdlib.h>
 
