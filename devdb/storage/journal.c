@@ -9,7 +9,7 @@
 #define _GNU_SOURCE
 #include "storage/journal.h"
 
-#include "wire/wire.h"
+#include "base/crc32c.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,7 +39,7 @@ void journal_frame(uint8_t hdr[JOURNAL_FRAME_LEN], uint32_t type, const void *pa
 {
     put32(hdr, len);
     put32(hdr + 4, type);
-    put32(hdr + 8, wire_crc32c(payload, len));
+    put32(hdr + 8, crc32c_sum(payload, len));
 }
 
 /* ---- fault injection (test hook, see journal.h) ------------------------------------------- */
@@ -250,7 +250,7 @@ int journal_reader_next(journal_reader *r, uint32_t *type, const uint8_t **paylo
         r->len - r->off - JOURNAL_FRAME_LEN < n)
         return -1;
     const uint8_t *p = h + JOURNAL_FRAME_LEN;
-    if (wire_crc32c(p, n) != crc)
+    if (crc32c_sum(p, n) != crc)
         return -1;
     *type = t;
     *payload = p;

@@ -16,6 +16,8 @@
  */
 #include "wire/wire.h"
 
+#include "base/crc32c.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -51,32 +53,6 @@ void wire_header_decode(const uint8_t *p, wire_header *out)
     out->request_id = rd32(p + 4);
     out->response_to = rd32(p + 8);
     out->opcode = rd32(p + 12);
-}
-
-/* ---- CRC-32C -------------------------------------------------------------------------- */
-
-static uint32_t crc_table[256];
-static int crc_ready; /* benign race: every thread computes the same table */
-
-static void crc_init(void)
-{
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++)
-            c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-        crc_table[i] = c;
-    }
-    __atomic_store_n(&crc_ready, 1, __ATOMIC_RELEASE);
-}
-
-uint32_t wire_crc32c(const uint8_t *p, size_t n)
-{
-    if (!__atomic_load_n(&crc_ready, __ATOMIC_ACQUIRE))
-        crc_init();
-    uint32_t c = 0xffffffffu;
-    for (size_t i = 0; i < n; i++)
-        c = crc_table[(c ^ p[i]) & 0xff] ^ (c >> 8);
-    return c ^ 0xffffffffu;
 }
 
 /* ---- parsing --------------------------------------------------------------------------- */
@@ -254,7 +230,7 @@ static int parse_msg(const uint8_t *buf, size_t len, wire_request *out, char *er
         if (rest < 4)
             FAIL("OP_MSG checksum missing");
         uint32_t want = (uint32_t)rd32(buf + len - 4);
-        if (wire_crc32c(buf, len - 4) != want)
+        if (crc32c_sum(buf, len - 4) != want)
             FAIL("OP_MSG checksum mismatch");
         rest -= 4;
     }

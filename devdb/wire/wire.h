@@ -66,7 +66,4 @@ void wire_request_release(wire_request *req);
 uint8_t *wire_build_reply(const wire_header *req, int32_t request_id, const bson_t *body,
                           size_t *len);
 
-/* CRC-32C (Castagnoli) as OP_MSG checksums use it. */
-uint32_t wire_crc32c(const uint8_t *p, size_t n);
-
 #endif
