@@ -223,6 +223,97 @@ const char *bv_render_json(const bson_value_t *v, char *buf, size_t cap)
     return buf;
 }
 
+/* Shell-style rendering for the update engine's messages: documents nested past 20 levels
+ * print as "...", types without a shell form fall back to bv_render_json. */
+static void shell_value(const bson_value_t *v, char *buf, size_t cap, int depth);
+
+static void shell_doc(const uint8_t *data, uint32_t len, bool is_array, char *buf, size_t cap,
+                      int depth)
+{
+    if (depth > 20) {
+        snprintf(buf, cap, "...");
+        return;
+    }
+    bson_iter_t it;
+    size_t used = 0;
+    int w = snprintf(buf, cap, "%s", is_array ? "[" : "{");
+    used = w > 0 ? (size_t)w : 0;
+    if (!bson_iter_init_from_data(&it, data, len))
+        return;
+    bool first = true;
+    while (bson_iter_next(&it) && used + 1 < cap) {
+        char item[256];
+        shell_value(bson_iter_value(&it), item, sizeof item, depth + 1);
+        if (is_array)
+            w = snprintf(buf + used, cap - used, "%s%s", first ? "" : ", ", item);
+        else
+            w = snprintf(buf + used, cap - used, "%s%s: %s", first ? "" : ", ", bson_iter_key(&it),
+                         item);
+        if (w < 0)
+            return;
+        used += (size_t)w;
+        first = false;
+    }
+    if (used + 1 < cap)
+        snprintf(buf + used, cap - used, "%s", is_array ? "]" : "}");
+}
+
+static void shell_value(const bson_value_t *v, char *buf, size_t cap, int depth)
+{
+    switch (v->value_type) {
+    case BSON_TYPE_INT32:
+        snprintf(buf, cap, "%d", v->value.v_int32);
+        return;
+    case BSON_TYPE_INT64:
+        snprintf(buf, cap, "%" PRId64, v->value.v_int64);
+        return;
+    case BSON_TYPE_DOUBLE: {
+        double d = v->value.v_double;
+        if (d == floor(d) && fabs(d) < 1e15)
+            snprintf(buf, cap, "%.1f", d);
+        else
+            snprintf(buf, cap, "%.17g", d);
+        return;
+    }
+    case BSON_TYPE_UTF8:
+        snprintf(buf, cap, "\"%s\"", v->value.v_utf8.str);
+        return;
+    case BSON_TYPE_BOOL:
+        snprintf(buf, cap, "%s", v->value.v_bool ? "true" : "false");
+        return;
+    case BSON_TYPE_NULL:
+        snprintf(buf, cap, "null");
+        return;
+    case BSON_TYPE_OID: {
+        char hex[25];
+        bson_oid_to_string(&v->value.v_oid, hex);
+        snprintf(buf, cap, "ObjectId('%s')", hex);
+        return;
+    }
+    case BSON_TYPE_DOCUMENT:
+    case BSON_TYPE_ARRAY:
+        shell_doc(v->value.v_doc.data, v->value.v_doc.data_len, v->value_type == BSON_TYPE_ARRAY,
+                  buf, cap, depth);
+        return;
+    default:
+        bv_render_json(v, buf, cap);
+        return;
+    }
+}
+
+const char *bv_render_shell(const bson_value_t *v, char *buf, size_t cap)
+{
+    shell_value(v, buf, cap, 0);
+    return buf;
+}
+
+const char *bv_render_shell_doc(const uint8_t *data, uint32_t len, bool is_array, char *buf,
+                                size_t cap)
+{
+    shell_doc(data, len, is_array, buf, cap, 0);
+    return buf;
+}
+
 /* Nesting is checked with an explicit stack of iterators, one per open level, so a hostile
  * document nested millions deep costs at most `max` iterators and no C stack. libbson declares
  * bson_iter_t 128-byte aligned without padding its size to match, so the stack holds it inside

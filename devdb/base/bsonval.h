@@ -75,6 +75,15 @@ const char *bv_type_name(bson_type_t t);
  * `cap` bytes ("?" if libbson cannot render it). Returns buf. For error messages. */
 const char *bv_render_json(const bson_value_t *v, char *buf, size_t cap);
 
+/* `v` in MongoDB's shell-like style as its error messages quote values (1, 2.0, "x",
+ * ObjectId('...'), {a: 1, b: [1, 2]}; other types as bv_render_json), cut to `cap` bytes.
+ * Returns buf. For error messages. */
+const char *bv_render_shell(const bson_value_t *v, char *buf, size_t cap);
+
+/* The document or array (`is_array`) of `len` bytes at `data` in the same style. Returns buf. */
+const char *bv_render_shell_doc(const uint8_t *data, uint32_t len, bool is_array, char *buf,
+                                size_t cap);
+
 /* True when no document or array in `doc` is nested more than `max` levels deep (`doc` itself
  * is level 1, so {a: {b: 1}} has depth 2), and `doc` is well-formed BSON; false otherwise.
  * MongoDB refuses documents deeper than 180 levels with "BSONObj exceeds maximum nested object

@@ -7,11 +7,11 @@
  * component by component: MongoDB 4.4 applies an update's modifications in that order, which
  * fixes the order in which new fields are appended.
  *
- * updater_apply loads the document lazily into a mutable tree (mdoc): only the containers an
- * operation descends into are expanded, every value keeps pointing into the original document
- * or into the updater's copy of the update, and field names point into either as well. The
- * operations edit the tree; the tree is then written out once (_id first). All tree memory
- * belongs to one apply call and is freed before it returns.
+ * updater_apply loads the document lazily into a mutable tree (engine/mdoc.h): only the
+ * containers an operation descends into are expanded, every value keeps pointing into the
+ * original document or into the updater's copy of the update, and field names point into either
+ * as well. The operations edit the tree; the tree is then written out once (_id first). All tree
+ * memory belongs to one apply call and is freed before it returns.
  *
  * Numeric results follow MongoDB's SafeNum: int32 op int32 stays int32 unless it overflows
  * (then int64); int64 overflow is an error; any double makes a double; decimal128 operands give
@@ -23,6 +23,7 @@
 #include "engine/match.h"
 #include "engine/aggregate.h"
 #include "engine/sortspec.h"
+#include "engine/mdoc.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -129,99 +130,13 @@ static updater *updater_alloc(uint32_t len)
  * Value rendering for error messages (MongoDB's shell-like style: {_id: 1, a: "x"})
  * ------------------------------------------------------------------------------------------- */
 
-static void render_value_d(const bson_value_t *v, char *buf, size_t cap, int depth);
-
-static void render_doc_d(const uint8_t *data, uint32_t len, bool is_array, char *buf, size_t cap,
-                         int depth)
-{
-    if (depth > 20) {
-        snprintf(buf, cap, "...");
-        return;
-    }
-    bson_iter_t it;
-    size_t used = 0;
-    int w = snprintf(buf, cap, "%s", is_array ? "[" : "{");
-    used = w > 0 ? (size_t)w : 0;
-    if (!bson_iter_init_from_data(&it, data, len))
-        return;
-    bool first = true;
-    while (bson_iter_next(&it) && used + 1 < cap) {
-        char item[256];
-        render_value_d(bson_iter_value(&it), item, sizeof item, depth + 1);
-        if (is_array)
-            w = snprintf(buf + used, cap - used, "%s%s", first ? "" : ", ", item);
-        else
-            w = snprintf(buf + used, cap - used, "%s%s: %s", first ? "" : ", ", bson_iter_key(&it),
-                         item);
-        if (w < 0)
-            return;
-        used += (size_t)w;
-        first = false;
-    }
-    if (used + 1 < cap)
-        snprintf(buf + used, cap - used, "%s", is_array ? "]" : "}");
-}
-
-static void render_value_d(const bson_value_t *v, char *buf, size_t cap, int depth)
-{
-    switch (v->value_type) {
-    case BSON_TYPE_INT32:
-        snprintf(buf, cap, "%d", v->value.v_int32);
-        return;
-    case BSON_TYPE_INT64:
-        snprintf(buf, cap, "%" PRId64, v->value.v_int64);
-        return;
-    case BSON_TYPE_DOUBLE: {
-        double d = v->value.v_double;
-        if (d == floor(d) && fabs(d) < 1e15)
-            snprintf(buf, cap, "%.1f", d);
-        else
-            snprintf(buf, cap, "%.17g", d);
-        return;
-    }
-    case BSON_TYPE_UTF8:
-        snprintf(buf, cap, "\"%s\"", v->value.v_utf8.str);
-        return;
-    case BSON_TYPE_BOOL:
-        snprintf(buf, cap, "%s", v->value.v_bool ? "true" : "false");
-        return;
-    case BSON_TYPE_NULL:
-        snprintf(buf, cap, "null");
-        return;
-    case BSON_TYPE_OID: {
-        char hex[25];
-        bson_oid_to_string(&v->value.v_oid, hex);
-        snprintf(buf, cap, "ObjectId('%s')", hex);
-        return;
-    }
-    case BSON_TYPE_DOCUMENT:
-    case BSON_TYPE_ARRAY:
-        render_doc_d(v->value.v_doc.data, v->value.v_doc.data_len, v->value_type == BSON_TYPE_ARRAY,
-                     buf, cap, depth);
-        return;
-    default:
-        bv_render_json(v, buf, cap);
-        return;
-    }
-}
-
-static void render_value(const bson_value_t *v, char *buf, size_t cap)
-{
-    render_value_d(v, buf, cap, 0);
-}
-
-static void render_doc(const uint8_t *data, uint32_t len, bool is_array, char *buf, size_t cap)
-{
-    render_doc_d(data, len, is_array, buf, cap, 0);
-}
-
 /* "{_id: 1}" for a document, or "{}" when it has no _id. */
 static void render_id(const bson_t *doc, char *buf, size_t cap)
 {
     bson_iter_t it;
     if (doc && bson_iter_init_find(&it, doc, "_id")) {
         char v[200];
-        render_value(bson_iter_value(&it), v, sizeof v);
+        bv_render_shell(bson_iter_value(&it), v, sizeof v);
         snprintf(buf, cap, "{_id: %s}", v);
     } else {
         snprintf(buf, cap, "{}");
@@ -231,29 +146,6 @@ static void render_id(const bson_t *doc, char *buf, size_t cap)
 /* ---------------------------------------------------------------------------------------------
  * Paths
  * ------------------------------------------------------------------------------------------- */
-
-typedef struct {
-    const char *s;
-    size_t n;
-} part;
-
-static size_t split(const char *path, part *parts, size_t cap)
-{
-    size_t n = 0;
-    const char *p = path;
-    for (;;) {
-        const char *dot = strchr(p, '.');
-        size_t len = dot ? (size_t)(dot - p) : strlen(p);
-        if (n == cap)
-            return 0;
-        parts[n].s = p;
-        parts[n].n = len;
-        n++;
-        if (!dot)
-            return n;
-        p = dot + 1;
-    }
-}
 
 /* Component-wise order: "a" < "a.b" < "a-b" (a path sorts right before its sub-paths). */
 static int path_cmp(const char *a, const char *b)
@@ -279,20 +171,6 @@ static bool path_prefix(const char *a, const char *b)
 {
     size_t la = strlen(a);
     return strncmp(a, b, la) == 0 && (b[la] == '\0' || b[la] == '.');
-}
-
-static bool parse_index(const part *p, size_t *out)
-{
-    if (p->n == 0 || p->n > 9)
-        return false;
-    size_t v = 0;
-    for (size_t i = 0; i < p->n; i++) {
-        if (p->s[i] < '0' || p->s[i] > '9')
-            return false;
-        v = v * 10 + (size_t)(p->s[i] - '0');
-    }
-    *out = v;
-    return true;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -334,8 +212,8 @@ static int check_path(const char *path, bson_error_t *err)
                          path);
     if (len > BV_PATH_MAX)
         return mdb_error(err, MDB_BAD_VALUE, "update path too long");
-    part parts[MAX_PARTS];
-    size_t n = split(path, parts, MAX_PARTS);
+    mdoc_part parts[MAX_PARTS];
+    size_t n = mdoc_split_path(path, parts, MAX_PARTS);
     if (n == 0)
         return mdb_error(err, MDB_BAD_VALUE, "update path has too many components");
     for (size_t i = 0; i < n; i++) {
@@ -456,7 +334,7 @@ static int parse_op_arg(uop *o, bson_error_t *err)
     case U_INC:
     case U_MUL:
         if (!bv_is_number(v->value_type)) {
-            render_value(v, rendered, sizeof rendered);
+            bv_render_shell(v, rendered, sizeof rendered);
             return mdb_error(err, MDB_TYPE_MISMATCH,
                              "Cannot %s with non-numeric argument: {%s: %s}",
                              o->kind == U_INC ? "increment" : "multiply", o->path, rendered);
@@ -464,7 +342,7 @@ static int parse_op_arg(uop *o, bson_error_t *err)
         return 0;
     case U_RENAME:
         if (v->value_type != BSON_TYPE_UTF8) {
-            render_value(v, rendered, sizeof rendered);
+            bv_render_shell(v, rendered, sizeof rendered);
             return mdb_error(err, MDB_BAD_VALUE,
                              "The 'to' field for $rename must be a string: %s: %s", o->path,
                              rendered);
@@ -519,7 +397,7 @@ static int parse_op_arg(uop *o, bson_error_t *err)
     case U_POP: {
         int64_t n;
         if (!whole_number(v, &n) || (n != 1 && n != -1)) {
-            render_value(v, rendered, sizeof rendered);
+            bv_render_shell(v, rendered, sizeof rendered);
             return mdb_error(err, MDB_FAILED_TO_PARSE, "$pop expects 1 or -1, found: %s", rendered);
         }
         return 0;
@@ -896,294 +774,14 @@ bool updater_may_touch(const updater *u, const char *path)
     return false;
 }
 
-/* ---------------------------------------------------------------------------------------------
- * The mutable document tree
- * ------------------------------------------------------------------------------------------- */
-
-typedef struct mdoc mdoc;
-typedef struct {
-    const char *name; /* not NUL-terminated; unused in arrays */
-    size_t nlen;
-    bson_value_t v; /* scalar, or the raw container when kids == NULL */
-    mdoc *kids;     /* expanded container */
-    bool deleted;
-} mfield;
-
-struct mdoc {
-    bool is_array;
-    mfield *f;
-    size_t n, cap;
-};
-
+/* What one updater_apply call carries through its operations: the document (for messages),
+ * where errors go, and the time $currentDate uses (read once per call). */
 typedef struct {
     const bson_t *doc;
     bson_error_t *err;
     struct timeval now;
     bool now_set;
 } apply_ctx;
-
-static void mdoc_free(mdoc *d)
-{
-    if (!d)
-        return;
-    for (size_t i = 0; i < d->n; i++)
-        mdoc_free(d->f[i].kids);
-    free(d->f);
-    free(d);
-}
-
-static mfield *mdoc_append(mdoc *d, const char *name, size_t nlen, apply_ctx *c)
-{
-    if (d->n == d->cap) {
-        size_t ncap = d->cap ? d->cap * 2 : 8;
-        mfield *nf = realloc(d->f, ncap * sizeof *nf);
-        if (!nf) {
-            mdb_error(c->err, MDB_INTERNAL_ERROR, "out of memory");
-            return NULL;
-        }
-        d->f = nf;
-        d->cap = ncap;
-    }
-    mfield *f = &d->f[d->n++];
-    memset(f, 0, sizeof *f);
-    f->name = name;
-    f->nlen = nlen;
-    f->v.value_type = BSON_TYPE_NULL;
-    return f;
-}
-
-static mdoc *mdoc_from(const uint8_t *data, uint32_t len, bool is_array, apply_ctx *c)
-{
-    mdoc *d = calloc(1, sizeof *d);
-    bson_iter_t it;
-    if (!d) {
-        mdb_error(c->err, MDB_INTERNAL_ERROR, "out of memory");
-        return NULL;
-    }
-    d->is_array = is_array;
-    if (data && bson_iter_init_from_data(&it, data, len)) {
-        while (bson_iter_next(&it)) {
-            mfield *f = mdoc_append(d, bson_iter_key(&it), bson_iter_key_len(&it), c);
-            if (!f) {
-                mdoc_free(d);
-                return NULL;
-            }
-            f->v = *bson_iter_value(&it);
-        }
-    }
-    return d;
-}
-
-static bool is_container(const mfield *f)
-{
-    return f->kids || f->v.value_type == BSON_TYPE_DOCUMENT || f->v.value_type == BSON_TYPE_ARRAY;
-}
-
-static bool field_is_array(const mfield *f)
-{
-    return f->kids ? f->kids->is_array : f->v.value_type == BSON_TYPE_ARRAY;
-}
-
-/* Expands f's container in place (no-op if already expanded). */
-static mdoc *expand(mfield *f, apply_ctx *c)
-{
-    if (f->kids)
-        return f->kids;
-    f->kids = mdoc_from(f->v.value.v_doc.data, f->v.value.v_doc.data_len,
-                        f->v.value_type == BSON_TYPE_ARRAY, c);
-    return f->kids;
-}
-
-/* Replaces f's content with a scalar or raw value. */
-static void field_set(mfield *f, const bson_value_t *v)
-{
-    mdoc_free(f->kids);
-    f->kids = NULL;
-    f->v = *v;
-}
-
-/* Index of a live element/field named p in d, or -1. */
-static ssize_t mdoc_find(const mdoc *d, const part *p)
-{
-    if (d->is_array) {
-        size_t idx;
-        if (!parse_index(p, &idx))
-            return -1;
-        /* Arrays never hold deleted slots: $unset of an element stores null instead. */
-        return idx < d->n ? (ssize_t)idx : -1;
-    }
-    for (size_t i = 0; i < d->n; i++)
-        if (!d->f[i].deleted && d->f[i].nlen == p->n && memcmp(d->f[i].name, p->s, p->n) == 0)
-            return (ssize_t)i;
-    return -1;
-}
-
-static int serialize(const mdoc *d, bson_t *out, bool id_first);
-
-static void render_field(const mfield *f, char *buf, size_t cap)
-{
-    char v[400];
-    if (f->kids) {
-        bson_t tmp;
-        bson_init(&tmp);
-        serialize(f->kids, &tmp, false);
-        render_doc(bson_get_data(&tmp), tmp.len, f->kids->is_array, v, sizeof v);
-        bson_destroy(&tmp);
-    } else {
-        render_value(&f->v, v, sizeof v);
-    }
-    snprintf(buf, cap, "{%.*s: %s}", (int)f->nlen, f->name ? f->name : "", v);
-}
-
-/*
- * Finds the container and slot of `path` in the tree. With create, missing intermediate
- * documents are created, arrays are padded with nulls, and a missing last component gets a
- * new null slot. Returns 1 and sets *parent and *idx if the slot exists (or was created), 0 if the
- * path does not exist (only without create), -1 on error (PathNotViable).
- */
-static int resolve(mdoc *root, const char *path, bool create, apply_ctx *c, mdoc **parent,
-                   size_t *idx)
-{
-    part parts[MAX_PARTS];
-    size_t n = split(path, parts, MAX_PARTS);
-    mdoc *cur = root;
-    mfield *holder = NULL; /* the field holding cur, for messages */
-    for (size_t i = 0; i < n; i++) {
-        const part *p = &parts[i];
-        ssize_t at = mdoc_find(cur, p);
-        if (at < 0) {
-            if (!create)
-                return 0;
-            size_t want = 0;
-            if (cur->is_array && !parse_index(p, &want)) {
-                char where[500];
-                if (holder)
-                    render_field(holder, where, sizeof where);
-                else
-                    snprintf(where, sizeof where, "{}");
-                return mdb_error(c->err, MDB_PATH_NOT_VIABLE,
-                                 "Cannot create field '%.*s' in element %s", (int)p->n, p->s,
-                                 where);
-            }
-            if (cur->is_array) {
-                if (want > 1500000)
-                    return mdb_error(c->err, MDB_BAD_VALUE,
-                                     "can't backfill array to larger than 1,500,000 elements");
-                while (cur->n < want)
-                    if (!mdoc_append(cur, NULL, 0, c))
-                        return -1;
-            }
-            mfield *f = mdoc_append(cur, p->s, p->n, c);
-            if (!f)
-                return -1;
-            at = (ssize_t)cur->n - 1;
-            /* A fresh last slot holds EOD until the operation stores its value; operations tell
-             * "created" from "existing null" by it. */
-            if (i + 1 == n)
-                f->v.value_type = BSON_TYPE_EOD;
-            if (i + 1 < n) {
-                f->kids = mdoc_from(NULL, 0, false, c);
-                if (!f->kids)
-                    return -1;
-            }
-        }
-        if (i + 1 == n) {
-            *parent = cur;
-            *idx = (size_t)at;
-            return 1;
-        }
-        mfield *f = &cur->f[at];
-        if (!is_container(f)) {
-            if (!create)
-                return 0;
-            char where[500];
-            render_field(f, where, sizeof where);
-            return mdb_error(c->err, MDB_PATH_NOT_VIABLE,
-                             "Cannot create field '%.*s' in element %s", (int)parts[i + 1].n,
-                             parts[i + 1].s, where);
-        }
-        if (f->kids == NULL && cur->is_array && !create) {
-            /* fine: descend into the element */
-        }
-        holder = f;
-        if (!f->name) {
-            /* Padding element: give it the index text for messages. */
-            f->name = p->s;
-            f->nlen = p->n;
-        }
-        cur = expand(f, c);
-        if (!cur)
-            return -1;
-    }
-    return 0;
-}
-
-/* The tree's content of field f as a value: scalars directly, containers serialized into
- * `scratch` (caller-initialised, caller destroys). */
-static bool field_value(const mfield *f, bson_value_t *out, bson_t *scratch)
-{
-    if (!f->kids) {
-        *out = f->v;
-        return true;
-    }
-    bson_reinit(scratch);
-    serialize(f->kids, scratch, false);
-    out->value_type = f->kids->is_array ? BSON_TYPE_ARRAY : BSON_TYPE_DOCUMENT;
-    out->value.v_doc.data = (uint8_t *)bson_get_data(scratch);
-    out->value.v_doc.data_len = scratch->len;
-    return true;
-}
-
-static int serialize(const mdoc *d, bson_t *out, bool id_first)
-{
-    size_t w = 0;
-    char key[16];
-    if (id_first) {
-        for (size_t i = 0; i < d->n; i++) {
-            const mfield *f = &d->f[i];
-            if (!f->deleted && f->nlen == 3 && memcmp(f->name, "_id", 3) == 0) {
-                if (f->kids) {
-                    bson_t sub;
-                    bson_append_document_begin(out, "_id", 3, &sub);
-                    serialize(f->kids, &sub, false);
-                    bson_append_document_end(out, &sub);
-                } else {
-                    bv_append(out, "_id", 3, &f->v);
-                }
-                break;
-            }
-        }
-    }
-    for (size_t i = 0; i < d->n; i++) {
-        const mfield *f = &d->f[i];
-        if (f->deleted)
-            continue;
-        const char *name = f->name;
-        int nlen = (int)f->nlen;
-        if (d->is_array) {
-            nlen = snprintf(key, sizeof key, "%zu", w);
-            name = key;
-        } else if (id_first && f->nlen == 3 && memcmp(f->name, "_id", 3) == 0) {
-            continue;
-        }
-        w++;
-        if (f->kids) {
-            bson_t sub;
-            if (f->kids->is_array)
-                bson_append_array_begin(out, name, nlen, &sub);
-            else
-                bson_append_document_begin(out, name, nlen, &sub);
-            serialize(f->kids, &sub, false);
-            if (f->kids->is_array)
-                bson_append_array_end(out, &sub);
-            else
-                bson_append_document_end(out, &sub);
-        } else if (f->v.value_type != BSON_TYPE_EOD) {
-            bson_append_value(out, name, nlen, &f->v);
-        }
-    }
-    return 0;
-}
 
 /* ---------------------------------------------------------------------------------------------
  * Arithmetic (SafeNum)
@@ -1254,9 +852,9 @@ static int values_of(const uop *o, vvec *out, apply_ctx *c)
     return 0;
 }
 
-static int array_field_check(const uop *o, mfield *f, apply_ctx *c)
+static int array_field_check(const uop *o, mdoc_field *f, apply_ctx *c)
 {
-    if (field_is_array(f))
+    if (mdoc_field_is_array(f))
         return 0;
     char id[300];
     render_id(c->doc, id, sizeof id);
@@ -1270,7 +868,7 @@ static _Thread_local const uop *g_sort_op; /* qsort has no context argument */
 
 static int cmp_push_elems(const void *x, const void *y)
 {
-    const mfield *a = x, *b = y;
+    const mdoc_field *a = x, *b = y;
     const uop *o = g_sort_op;
     if (o->sort_spec) {
         bson_t da, db, empty = BSON_INITIALIZER;
@@ -1293,7 +891,7 @@ static void sort_array(mdoc *arr, const uop *o)
     g_sort_op = o;
     /* Simple stable insertion sort for small arrays, merge through qsort+index otherwise. */
     for (size_t i = 1; i < n; i++) {
-        mfield x = arr->f[i];
+        mdoc_field x = arr->f[i];
         size_t j = i;
         while (j > 0 && cmp_push_elems(&arr->f[j - 1], &x) > 0) {
             arr->f[j] = arr->f[j - 1];
@@ -1307,16 +905,16 @@ static int apply_push(const uop *o, mdoc *root, apply_ctx *c)
 {
     mdoc *parent;
     size_t idx;
-    int r = resolve(root, o->path, true, c, &parent, &idx);
+    int r = mdoc_resolve(root, o->path, true, &parent, &idx, c->err);
     if (r < 0)
         return -1;
-    mfield *f = &parent->f[idx];
+    mdoc_field *f = &parent->f[idx];
     vvec vals = {0};
     int rc = -1;
     if (values_of(o, &vals, c) != 0)
         goto out;
     if (f->v.value_type == BSON_TYPE_EOD) {
-        f->kids = mdoc_from(NULL, 0, true, c);
+        f->kids = mdoc_from(NULL, 0, true, c->err);
         if (!f->kids)
             goto out;
     }
@@ -1324,7 +922,7 @@ static int apply_push(const uop *o, mdoc *root, apply_ctx *c)
         if (array_field_check(o, f, c) != 0)
             goto out;
     }
-    mdoc *arr = expand(f, c);
+    mdoc *arr = mdoc_expand(f, c->err);
     if (!arr)
         goto out;
     if (o->kind == U_ADD_TO_SET) {
@@ -1333,12 +931,12 @@ static int apply_push(const uop *o, mdoc *root, apply_ctx *c)
             bool dup = false;
             for (size_t j = 0; j < arr->n && !dup; j++) {
                 bson_value_t ev;
-                field_value(&arr->f[j], &ev, &scratch);
+                mdoc_field_value(&arr->f[j], &ev, &scratch);
                 dup = bv_compare(&ev, &vals.a[i]) == 0 &&
                       bv_canonical_type(ev.value_type) == bv_canonical_type(vals.a[i].value_type);
             }
             if (!dup) {
-                mfield *nf = mdoc_append(arr, NULL, 0, c);
+                mdoc_field *nf = mdoc_append(arr, NULL, 0, c->err);
                 if (!nf) {
                     bson_destroy(&scratch);
                     goto out;
@@ -1359,7 +957,7 @@ static int apply_push(const uop *o, mdoc *root, apply_ctx *c)
             pos = (size_t)(-o->position) >= arr->n ? 0 : arr->n - (size_t)(-o->position);
     }
     for (size_t i = 0; i < vals.n; i++) {
-        if (!mdoc_append(arr, NULL, 0, c))
+        if (!mdoc_append(arr, NULL, 0, c->err))
             goto out;
     }
     memmove(&arr->f[pos + vals.n], &arr->f[pos], (arr->n - vals.n - pos) * sizeof arr->f[0]);
@@ -1388,10 +986,10 @@ out:
     return rc;
 }
 
-static bool pull_matches(const uop *o, const mfield *e, bson_t *scratch)
+static bool pull_matches(const uop *o, const mdoc_field *e, bson_t *scratch)
 {
     bson_value_t v;
-    field_value(e, &v, scratch);
+    mdoc_field_value(e, &v, scratch);
     if (o->kind == U_PULL_ALL) {
         bson_iter_t it;
         if (!bson_iter_init_from_data(&it, o->arg.value.v_doc.data, o->arg.value.v_doc.data_len))
@@ -1423,11 +1021,11 @@ static int apply_pull_pop(const uop *o, mdoc *root, apply_ctx *c)
 {
     mdoc *parent;
     size_t idx;
-    int r = resolve(root, o->path, false, c, &parent, &idx);
+    int r = mdoc_resolve(root, o->path, false, &parent, &idx, c->err);
     if (r <= 0)
         return r;
-    mfield *f = &parent->f[idx];
-    if (!field_is_array(f)) {
+    mdoc_field *f = &parent->f[idx];
+    if (!mdoc_field_is_array(f)) {
         if (o->kind == U_POP) {
             return mdb_error(c->err, MDB_TYPE_MISMATCH,
                              "Path '%s' contains an element of non-array type '%s'", o->path,
@@ -1435,7 +1033,7 @@ static int apply_pull_pop(const uop *o, mdoc *root, apply_ctx *c)
         }
         return mdb_error(c->err, MDB_BAD_VALUE, "Cannot apply %s to a non-array value", o->opname);
     }
-    mdoc *arr = expand(f, c);
+    mdoc *arr = mdoc_expand(f, c->err);
     if (!arr)
         return -1;
     if (o->kind == U_POP) {
@@ -1467,13 +1065,13 @@ static int apply_unset(const char *path, mdoc *root, apply_ctx *c)
 {
     mdoc *parent;
     size_t idx;
-    int r = resolve(root, path, false, c, &parent, &idx);
+    int r = mdoc_resolve(root, path, false, &parent, &idx, c->err);
     if (r <= 0)
         return r;
-    mfield *f = &parent->f[idx];
+    mdoc_field *f = &parent->f[idx];
     if (parent->is_array) {
         bson_value_t null_v = {.value_type = BSON_TYPE_NULL};
-        field_set(f, &null_v);
+        mdoc_field_set(f, &null_v);
     } else {
         mdoc_free(f->kids);
         f->kids = NULL;
@@ -1493,15 +1091,15 @@ static int apply_one(const uop *o, mdoc *root, bool is_insert, apply_ctx *c)
             return 0;
         /* fall through */
     case U_SET:
-        if (resolve(root, o->path, true, c, &parent, &idx) < 0)
+        if (mdoc_resolve(root, o->path, true, &parent, &idx, c->err) < 0)
             return -1;
-        field_set(&parent->f[idx], &o->arg);
+        mdoc_field_set(&parent->f[idx], &o->arg);
         return 0;
     case U_UNSET:
         return apply_unset(o->path, root, c);
     case U_INC:
     case U_MUL: {
-        r = resolve(root, o->path, false, c, &parent, &idx);
+        r = mdoc_resolve(root, o->path, false, &parent, &idx, c->err);
         if (r < 0)
             return -1;
         bson_value_t res;
@@ -1514,12 +1112,12 @@ static int apply_one(const uop *o, mdoc *root, bool is_insert, apply_ctx *c)
                 if (arith(true, &o->arg, &zero, &res) != 0)
                     return mdb_error(c->err, MDB_BAD_VALUE, "numeric overflow");
             }
-            if (resolve(root, o->path, true, c, &parent, &idx) < 0)
+            if (mdoc_resolve(root, o->path, true, &parent, &idx, c->err) < 0)
                 return -1;
-            field_set(&parent->f[idx], &res);
+            mdoc_field_set(&parent->f[idx], &res);
             return 0;
         }
-        mfield *f = &parent->f[idx];
+        mdoc_field *f = &parent->f[idx];
         if (f->kids || !bv_is_number(f->v.value_type)) {
             char id[300];
             render_id(c->doc, id, sizeof id);
@@ -1534,7 +1132,7 @@ static int apply_one(const uop *o, mdoc *root, bool is_insert, apply_ctx *c)
         if (arith(o->kind == U_MUL, &f->v, &o->arg, &res) != 0) {
             char id[300], cur[100];
             render_id(c->doc, id, sizeof id);
-            render_value(&f->v, cur, sizeof cur);
+            bv_render_shell(&f->v, cur, sizeof cur);
             return mdb_error(c->err, MDB_BAD_VALUE,
                              "Failed to apply %s operations to current value ((%s)%s) for "
                              "document %s",
@@ -1542,38 +1140,38 @@ static int apply_one(const uop *o, mdoc *root, bool is_insert, apply_ctx *c)
                              f->v.value_type == BSON_TYPE_INT64 ? "NumberLong" : "NumberInt", cur,
                              id);
         }
-        field_set(f, &res);
+        mdoc_field_set(f, &res);
         return 0;
     }
     case U_MIN:
     case U_MAX: {
-        if (resolve(root, o->path, true, c, &parent, &idx) < 0)
+        if (mdoc_resolve(root, o->path, true, &parent, &idx, c->err) < 0)
             return -1;
-        mfield *f = &parent->f[idx];
+        mdoc_field *f = &parent->f[idx];
         bson_t scratch = BSON_INITIALIZER;
         bson_value_t cur;
-        field_value(f, &cur, &scratch);
+        mdoc_field_value(f, &cur, &scratch);
         int cmp = bv_compare(&o->arg, &cur);
         bool fresh = f->v.value_type == BSON_TYPE_EOD;
         bson_destroy(&scratch);
         if (fresh || (o->kind == U_MIN ? cmp < 0 : cmp > 0))
-            field_set(f, &o->arg);
+            mdoc_field_set(f, &o->arg);
         return 0;
     }
     case U_RENAME: {
-        r = resolve(root, o->path, false, c, &parent, &idx);
+        r = mdoc_resolve(root, o->path, false, &parent, &idx, c->err);
         if (r <= 0)
             return r;
         if (parent->is_array)
             return mdb_error(c->err, MDB_BAD_VALUE,
                              "The source field cannot be an array element, '%s' in doc with %s",
                              o->path, "an array on its path");
-        mfield moved = parent->f[idx];
+        mdoc_field moved = parent->f[idx];
         parent->f[idx].kids = NULL; /* ownership moves */
         parent->f[idx].deleted = true;
         mdoc *tp;
         size_t ti;
-        if (resolve(root, o->to, true, c, &tp, &ti) < 0) {
+        if (mdoc_resolve(root, o->to, true, &tp, &ti, c->err) < 0) {
             mdoc_free(moved.kids);
             return -1;
         }
@@ -1584,14 +1182,14 @@ static int apply_one(const uop *o, mdoc *root, bool is_insert, apply_ctx *c)
                              "with %s",
                              o->to, "an array on its path");
         }
-        mfield *t = &tp->f[ti];
+        mdoc_field *t = &tp->f[ti];
         mdoc_free(t->kids);
         t->kids = moved.kids;
         t->v = moved.v;
         return 0;
     }
     case U_CURRENT_DATE: {
-        if (resolve(root, o->path, true, c, &parent, &idx) < 0)
+        if (mdoc_resolve(root, o->path, true, &parent, &idx, c->err) < 0)
             return -1;
         current_time(c);
         bson_value_t v;
@@ -1603,7 +1201,7 @@ static int apply_one(const uop *o, mdoc *root, bool is_insert, apply_ctx *c)
             v.value_type = BSON_TYPE_DATE_TIME;
             v.value.v_datetime = (int64_t)c->now.tv_sec * 1000 + c->now.tv_usec / 1000;
         }
-        field_set(&parent->f[idx], &v);
+        mdoc_field_set(&parent->f[idx], &v);
         return 0;
     }
     case U_PUSH:
@@ -1636,7 +1234,7 @@ static int apply_replacement(const updater *u, const bson_t *doc, bson_t *out, b
         const bson_value_t *nid = bson_iter_value(&ri);
         if (have_old && !same_value(nid, &old_id)) {
             char r[300];
-            render_value(nid, r, sizeof r);
+            bv_render_shell(nid, r, sizeof r);
             return mdb_error(err, MDB_IMMUTABLE_FIELD,
                              "After applying the update, the (immutable) field '_id' was found "
                              "to have been altered to _id: %s",
@@ -1901,13 +1499,13 @@ int updater_apply(const updater *u, const bson_t *doc, bool is_upsert_insert, bs
     } else if (u->flat_set && !is_upsert_insert && apply_flat_set(u, doc, out) == 0) {
         /* done: the tree path below is the general case */
     } else {
-        root = mdoc_from(bson_get_data(doc), doc->len, false, &c);
+        root = mdoc_from(bson_get_data(doc), doc->len, false, c.err);
         if (!root)
             goto out;
         for (size_t i = 0; i < u->nops; i++)
             if (apply_one(&u->ops[i], root, is_upsert_insert, &c) != 0)
                 goto out;
-        serialize(root, out, true);
+        mdoc_serialize(root, out, true);
         /* _id is immutable (an upsert's insert may set it). */
         bson_iter_t a, b;
         bool ha = bson_iter_init_find(&a, doc, "_id");
@@ -2033,10 +1631,9 @@ int update_upsert_seed(const bson_t *filter, bson_t *out, bson_error_t *err)
     eqlist l = {0};
     int rc = -1;
     mdoc *root = NULL;
-    apply_ctx c = {.doc = NULL, .err = err};
     if (filter && collect_eq(filter, &l, 0, err) != 0)
         goto out;
-    root = mdoc_from(NULL, 0, false, &c);
+    root = mdoc_from(NULL, 0, false, err);
     if (!root)
         goto out;
     for (size_t i = 0; i < l.n; i++) {
@@ -2044,11 +1641,11 @@ int update_upsert_seed(const bson_t *filter, bson_t *out, bson_error_t *err)
         size_t idx;
         if (check_path(l.a[i].path, err) != 0)
             goto out;
-        if (resolve(root, l.a[i].path, true, &c, &parent, &idx) < 0)
+        if (mdoc_resolve(root, l.a[i].path, true, &parent, &idx, err) < 0)
             goto out;
-        field_set(&parent->f[idx], &l.a[i].v);
+        mdoc_field_set(&parent->f[idx], &l.a[i].v);
     }
-    serialize(root, out, true);
+    mdoc_serialize(root, out, true);
     rc = 0;
 out:
     mdoc_free(root);
