@@ -645,11 +645,8 @@ TEST(full_disk_on_a_real_tiny_tmpfs)
     if (mount("tmpfs", dir, "tmpfs", 0, "size=256k") == 0) {
         snprintf(tmpfs_dir, sizeof tmpfs_dir, "%s", dir);
     } else {
-        fprintf(stderr,
-                "  SKIP: cannot mount a tmpfs here (%s); the fault hook test covers "
-                "ENOSPC\n",
-                strerror(errno));
-        return;
+        TEST_SKIP("cannot mount a tmpfs here (%s); the fault hook test covers ENOSPC",
+                  strerror(errno));
     }
     int port = testenv_free_port();
     const char *flags[] = {"--sync", "always", "--compact-min-kb", "100000", NULL};
@@ -671,11 +668,9 @@ int main(int argc, char **argv)
         TEST_ENTRY(full_disk_fails_writes_clearly_and_keeps_serving_reads_fault_hook),
         TEST_ENTRY(full_disk_on_a_real_tiny_tmpfs),
     };
-    if (getenv("MINICRM_TEST_MONGO_URI") && *getenv("MINICRM_TEST_MONGO_URI")) {
-        fprintf(stderr, "SKIP: test_devdb_durable tests minicrm-devdb itself, not an external "
-                        "MongoDB\n");
-        return 0;
-    }
+    if (getenv("MINICRM_TEST_MONGO_URI") && *getenv("MINICRM_TEST_MONGO_URI"))
+        return test_skip_program("test_devdb_durable tests minicrm-devdb itself, not an external "
+                                 "MongoDB (MINICRM_TEST_MONGO_URI)");
     if (testenv_start(&env, 0) != 0)
         return 1;
     mongoc_init();
