@@ -1,11 +1,12 @@
 /*
  * minicrm-api: the HTTP API (libmicrohttpd).
  *
- * Start-up: configuration (prog_start), signal handling, the MongoDB client pool, the Redis
- * connection pool, the auth module, the route table, metrics, then the MHD daemon with a thread
- * pool of api.threads threads. Indexes are created in the background (retried until MongoDB
- * answers), so the API starts even while the database is still coming up; routes that need it
- * answer 503 until then.
+ * Start-up: configuration (prog_start), the exposure rule (cfg_check_api_exposure: a
+ * non-loopback api.bind with the built-in development vendor secret is refused, exit 2),
+ * signal handling, the MongoDB client pool, the Redis connection pool, the auth module, the
+ * route table, metrics, then the MHD daemon with a thread pool of api.threads threads. Indexes are
+ * created in the background (retried until MongoDB answers), so the API starts even while the
+ * database is still coming up; routes that need it answer 503 until then.
  *
  * Shutdown on SIGTERM/SIGINT: MHD_quiesce_daemon() stops accepting new connections, requests
  * already in flight are given up to api.request_timeout_s to finish (http_inflight() reaches 0
@@ -86,6 +87,12 @@ int main(int argc, char **argv)
 
     int status = 1;
     char err[512];
+    if (cfg_check_api_exposure(&cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "minicrm-api: %s\n", err);
+        cfg_release(&cfg);
+        progargs_release(&pa);
+        return 2;
+    }
     api_ctx app = {.cfg = &cfg, .started_ms = time_now_ms()};
     struct MHD_Daemon *d = NULL;
     pthread_t idx_tid;

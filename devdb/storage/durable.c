@@ -218,7 +218,7 @@ static int lock_dir(durable *d, char *err, size_t errlen)
 {
     char p[PATH_MAX + 32];
     snprintf(p, sizeof p, "%s/devdb.lock", d->dir);
-    d->lockfd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    d->lockfd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (d->lockfd < 0) {
         snprintf(err, errlen, "cannot open lock file %s: %s (is the dbpath writable?)", p,
                  strerror(errno));
@@ -596,7 +596,7 @@ durable *durable_open(const durable_opts *opts, store *st, char *err, size_t err
     pthread_mutex_init(&d->tmu, NULL);
     pthread_cond_init(&d->tcv, NULL);
     struct stat sb;
-    if (mkdir(d->dir, 0755) != 0 && errno != EEXIST) {
+    if (mkdir(d->dir, 0700) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "cannot create dbpath %s: %s", d->dir, strerror(errno));
         goto fail;
     }

@@ -87,7 +87,7 @@ int journal_create(journal_file *f, const char *path, const char *magic, uint64_
 {
     memset(f, 0, sizeof *f);
     f->fd = -1;
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600); /* data: owner only */
     if (fd < 0) {
         snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
         return -1;

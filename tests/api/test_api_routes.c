@@ -801,11 +801,11 @@ TEST(outages_and_shutdown)
 {
     CHECK(ensure() == 0);
     apitest_resp r;
-    if (T.env.devdb_pid <= 0 || T.env.redis_pid <= 0) {
-        /* External services (MINICRM_TEST_*_URL/URI) are not ours to kill. */
-        fprintf(stderr, "  outages not simulated: Redis/MongoDB are external\n");
+    /* External services (MINICRM_TEST_*_URL/URI) are not ours to kill: only the shutdown is
+     * checked, and the case reports itself skipped. */
+    bool external = T.env.devdb_pid <= 0 || T.env.redis_pid <= 0;
+    if (external)
         goto shutdown;
-    }
     /* MongoDB down */
     CHECK(kill(T.env.devdb_pid, SIGKILL) == 0);
     waitpid(T.env.devdb_pid, NULL, 0);
@@ -848,6 +848,8 @@ shutdown:;
     /* graceful stop */
     int ws = apitest_stop_api(&T);
     CHECK(ws >= 0 && WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    if (external)
+        TEST_SKIP("outages not simulated: Redis/MongoDB are external (shutdown checked)");
 }
 
 TEST_MAIN(TEST_ENTRY(ops_routes), TEST_ENTRY(auth_required_everywhere), TEST_ENTRY(customers),
