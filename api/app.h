@@ -18,6 +18,7 @@
 #ifndef MINICRM_API_APP_H
 #define MINICRM_API_APP_H
 
+#include "auth_role.h"
 #include "config.h"
 #include "dbpool.h"
 
@@ -40,15 +41,12 @@ typedef struct api_ctx {
     int64_t started_ms;
 } api_ctx;
 
-/* Roles, ordered: a route needing ROLE_STAFF admits staff and admins. */
-typedef enum { ROLE_NONE = 0, ROLE_STAFF = 1, ROLE_ADMIN = 2 } api_role;
-
 typedef enum { PRINCIPAL_NONE = 0, PRINCIPAL_SESSION, PRINCIPAL_API_KEY } principal_kind;
 
 /* Who is making a request. Plain value type, no heap memory. */
 typedef struct principal {
     principal_kind kind;
-    api_role role;
+    auth_role role;   /* lib/auth/auth_role.h: the one role enum */
     char user_id[32]; /* users._id (hex) for sessions; api_keys._id for keys */
     char email[256];
     char display_name[256];
@@ -73,8 +71,5 @@ void auth_module_shutdown(api_ctx *app);
 int auth_register_routes(router *r);
 /* Identify the caller of `req` (session cookie or `Authorization: Bearer`). Thread-safe. */
 int auth_authenticate(api_ctx *app, http_request *req, principal *out);
-
-/* Name of a role as stored ("admin", "staff"), "none" for ROLE_NONE. */
-const char *api_role_name(api_role r);
 
 #endif

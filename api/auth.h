@@ -17,7 +17,4 @@
 
 #include "app.h"
 
-/* The role of app.h for an auth_users role. */
-api_role auth_api_role(int auth_role_value);
-
 #endif
