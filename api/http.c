@@ -7,7 +7,8 @@
  *   2. *upload_data_size > 0: a piece of the body. It is appended while under the cap; beyond
  *      the cap it is discarded and the request remembered as too large (answered 413 at the
  *      end). A client that keeps sending far beyond the cap is disconnected.
- *   3. *upload_data_size == 0 after that: the request is complete; the router answers it.
+ *   3. *upload_data_size == 0 after that: the request is complete; app->dispatch (the router,
+ *      wired by main.c) answers it.
  * http_request_completed() then runs exactly once per request (also for aborted ones): it
  * writes the access-log line, records metrics and frees the request.
  *
@@ -18,7 +19,6 @@
 #include "jsonx.h"
 #include "log.h"
 #include "metrics.h"
-#include "router.h"
 #include "timeutil.h"
 
 #include <arpa/inet.h>
@@ -505,7 +505,7 @@ enum MHD_Result http_access_handler(void *cls, struct MHD_Connection *conn, cons
         if (!req->body)
             return MHD_NO;
     }
-    router_dispatch(app->router, app, req);
+    app->dispatch(app, req);
     if (!req->responded) {
         log_error("bug_no_response", "rid=%s route=\"%s\"", req->request_id, req->route_label);
         http_error(req, 500, "internal error");

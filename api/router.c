@@ -226,7 +226,8 @@ void router_dispatch(router *r, api_ctx *app, http_request *req)
         return;
     }
     if (hit->r.access == ROUTE_AUTH) {
-        int a = auth_authenticate(app, req, &req->who);
+        /* No authenticator wired means nobody can be identified: fail closed (401). */
+        int a = app->authenticate ? app->authenticate(app, req, &req->who) : AUTH_NONE;
         if (a == AUTH_UNAVAILABLE) {
             if (!req->responded)
                 http_error(req, 503, "authentication backend unavailable");

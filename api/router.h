@@ -8,7 +8,7 @@
  *
  * router_dispatch() runs for every complete request: CORS preflight (OPTIONS) is answered here;
  * otherwise the first route whose pattern matches is chosen (405 if the path matches only under
- * other methods, 404 if nothing matches); for protected routes auth_authenticate() decides
+ * other methods, 404 if nothing matches); for protected routes app->authenticate decides
  * (401 / 503), the role is checked (403), then the handler runs. A handler that returns without
  * answering gets a 500 (a bug, logged).
  */
