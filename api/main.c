@@ -14,6 +14,7 @@
  */
 #include "apiutil.h"
 #include "app.h"
+#include "auth.h"
 #include "dbpool.h"
 #include "http.h"
 #include "log.h"
@@ -65,6 +66,26 @@ static void *index_thread(void *arg)
         signals_sleep_ms(2000);
     }
     return NULL;
+}
+
+/* The HTTP layer's way up to the router (app->dispatch). */
+static void dispatch(api_ctx *app, http_request *req)
+{
+    router_dispatch(app->router, app, req);
+}
+
+/* Metrics get the route labels, not the router. */
+static api_metrics *metrics_for(const router *r)
+{
+    size_t n = router_count(r);
+    const char **labels = calloc(n ? n : 1, sizeof *labels);
+    if (!labels)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        labels[i] = router_get(r, i)->label;
+    api_metrics *m = metrics_new(labels, n);
+    free(labels);
+    return m;
 }
 
 static int build_routes(router *r)
@@ -125,7 +146,9 @@ int main(int argc, char **argv)
         goto out;
     }
     app.ratelimit = ratelimit_new(cfg.api.rate_limit_per_min);
-    app.metrics = metrics_new(app.router);
+    app.metrics = metrics_for(app.router);
+    app.dispatch = dispatch;
+    app.authenticate = auth_authenticate;
     if (!app.metrics) {
         fprintf(stderr, "minicrm-api: out of memory\n");
         goto out;

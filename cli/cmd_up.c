@@ -178,8 +178,10 @@ static int ensure_admin_key(supervisor *sup, const minicrm_config *cfg, const ch
     json_t *k;
     json_array_foreach(keys, i, k)
     {
+        auth_role role;
         if (!json_is_true(json_object_get(k, "revoked")) &&
-            !strcmp(json_string_value(json_object_get(k, "role")) ?: "", "admin"))
+            auth_role_parse(json_string_value(json_object_get(k, "role")), &role) == 0 &&
+            role == AUTH_ROLE_ADMIN)
             have_admin = true;
     }
     json_decref(keys);

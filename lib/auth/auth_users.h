@@ -1,5 +1,5 @@
 /*
- * auth_users: the `users` collection and the two roles.
+ * auth_users: the `users` collection and who gets which role (auth_role.h).
  *
  * A user is created or refreshed at every Google login (auth_users_login):
  *   {_id, google_sub (unique), email (lower case), displayName, role, firstLogin, lastLogin}.
@@ -16,6 +16,7 @@
 #ifndef MINICRM_AUTH_USERS_H
 #define MINICRM_AUTH_USERS_H
 
+#include "auth_role.h"
 #include "config.h"
 #include "dbpool.h"
 
@@ -23,13 +24,6 @@
 #include <stddef.h>
 
 #define DB_AUTH_META "auth_meta"
-
-typedef enum { AUTH_ROLE_NONE = 0, AUTH_ROLE_STAFF, AUTH_ROLE_ADMIN } auth_role;
-
-/* "admin", "staff", or "none". */
-const char *auth_role_name(auth_role role);
-/* Parses "admin" / "staff" exactly; 0 or -1. */
-int auth_role_parse(const char *s, auth_role *out);
 
 typedef struct auth_user {
     char id[25]; /* ObjectId hex of the users document */

@@ -21,29 +21,6 @@
 
 #define DUPLICATE_KEY 11000
 
-const char *auth_role_name(auth_role role)
-{
-    switch (role) {
-    case AUTH_ROLE_ADMIN:
-        return "admin";
-    case AUTH_ROLE_STAFF:
-        return "staff";
-    default:
-        return "none";
-    }
-}
-
-int auth_role_parse(const char *s, auth_role *out)
-{
-    if (s && !strcmp(s, "admin"))
-        *out = AUTH_ROLE_ADMIN;
-    else if (s && !strcmp(s, "staff"))
-        *out = AUTH_ROLE_STAFF;
-    else
-        return -1;
-    return 0;
-}
-
 bool auth_users_listed(const char *list, const char *email)
 {
     if (!list || !email || !email[0])
