@@ -1,7 +1,8 @@
 /*
  * minicrm-vendor-sim: the delivery vendor simulator.
  *
- * One single-threaded event loop; per iteration:
+ * One single-threaded consumer loop (lib/consumer, in its mode for consumers that hold jobs
+ * across turns); per turn:
  *   1. claim send jobs (while fewer than vendor_sim.max_inflight messages wait), decide each
  *      message and put its receipt on the timer heap (timers.c), due after its delay;
  *   2. move every due receipt to the in-memory outbox;
@@ -32,6 +33,7 @@
  * SIGTERM/SIGINT: stop claiming, keep delivering what is in flight for up to
  * workers.stop_grace_s, then hand back the jobs still held and exit 0.
  */
+#include "consumer.h"
 #include "decide.h"
 #include "jscan.h"
 #include "jsonx.h"
@@ -433,6 +435,73 @@ static int post_some(vsim *v)
     return rc;
 }
 
+/* ---- the consumer loop's callbacks (lib/consumer) ------------------------------------- */
+
+/* Claim about batch_size messages (bounded by the room left under max_inflight; a fan-out
+ * batch job counts as its sends); block only while nothing is due to be posted or acked, and
+ * no longer than the next timer. */
+static size_t vs_want(void *arg, int *block_ms)
+{
+    vsim *v = arg;
+    size_t inflight = timers_count(&v->heap) + outbox_len(v);
+    size_t max = (size_t)v->cfg->vendor_sim.max_inflight;
+    if (inflight >= max)
+        return 0;
+    int64_t wait = timers_next_due(&v->heap) - time_now_ms();
+    *block_ms = outbox_len(v) > 0 || v->ndone > 0 ? 0 : wait < 0 ? 0 : wait > 200 ? 200 : (int)wait;
+    size_t room = max - inflight;
+    size_t msgs =
+        room < (size_t)v->cfg->vendor_sim.batch_size ? room : (size_t)v->cfg->vendor_sim.batch_size;
+    size_t want = (size_t)((double)msgs / (v->per_job > 1 ? v->per_job : 1));
+    return want ? want : 1;
+}
+
+/* The claimed jobs are held (process_jobs takes their payloads over) until their receipts are
+ * posted. */
+static consumer_result vs_handle(void *arg, queue_batch *b)
+{
+    return process_jobs(arg, b) == 0 ? CONSUMER_OK : CONSUMER_BACKOFF;
+}
+
+/* Timers -> outbox -> API, then ack the jobs fully posted. Without a claim this turn (the room
+ * is full, or stopping), wait for the next timer (up to 100 ms) when nothing is to be posted. */
+static void vs_tick(void *arg, bool claimed)
+{
+    vsim *v = arg;
+    if (!claimed && outbox_len(v) == 0) {
+        int64_t wait = timers_next_due(&v->heap) - time_now_ms();
+        if (wait > 0) {
+            struct timespec ts = {0, (wait > 100 ? 100 : wait) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    fire_due(v);
+    for (int i = 0; i < 8 && post_some(v) == 1; i++)
+        ;
+    ack_done(v);
+}
+
+static size_t vs_held(void *arg)
+{
+    return ((vsim *)arg)->held;
+}
+
+static void vs_progress(void *arg, char *buf, size_t n)
+{
+    vsim *v = arg;
+    snprintf(buf, n,
+             "claimed=%lld fired=%lld posted=%lld rejected=%lld held_jobs=%zu waiting=%zu "
+             "outbox=%zu",
+             v->claimed, v->fired, v->posted, v->rejected, v->held, timers_count(&v->heap),
+             outbox_len(v));
+}
+
+static const consumer_ops vendor_ops = {.want = vs_want,
+                                        .handle = vs_handle,
+                                        .tick = vs_tick,
+                                        .held = vs_held,
+                                        .progress = vs_progress};
+
 int main(int argc, char **argv)
 {
     minicrm_config cfg;
@@ -445,7 +514,6 @@ int main(int argc, char **argv)
     char err[256], cid[QUEUE_MAX_CONSUMER];
     vsim v = {.cfg = &cfg, .post_backoff_ms = 100};
     timers_init(&v.heap);
-    queue_batch b = {0};
     if (cfg.vendor_sim.min_delay_ms > cfg.vendor_sim.max_delay_ms) {
         fprintf(stderr, "minicrm-vendor-sim: vendor_sim.min_delay_ms > max_delay_ms\n");
         rc = 2;
@@ -480,87 +548,31 @@ int main(int argc, char **argv)
     }
     snprintf(v.k_rejected, sizeof v.k_rejected, "%s{vendor}:rejected:%s", cfg.redis.prefix,
              cfg.vendor_sim.name);
-    /* Take back what a previous run of this instance had claimed: those jobs are sent again. */
-    while (!signals_stop_requested()) {
-        int back = queue_release_claimed(v.q);
-        if (back >= 0 && queue_register(v.q) == 0) {
-            log_info("vendor.started", "name=%s handed_back=%d", cfg.vendor_sim.name, back);
-            break;
-        }
-        log_warn("vendor.redis_wait", "detail=\"%s\"", rconn_error(v.rc));
-        signals_sleep_ms(500);
-    }
+    /* The consumer loop (lib/consumer) holds jobs across turns: it claims fresh jobs only,
+     * takes back at start what a previous run of this instance held (they are sent again), and
+     * on SIGTERM keeps delivering for up to workers.shutdown_timeout_s before handing back. */
     v.per_job = 1;
-    int64_t next_report = time_mono_ms() + 10000, stop_at = 0;
-    int pause = 50;
-    for (;;) {
-        bool stopping = signals_stop_requested();
-        if (stopping && !stop_at) {
-            stop_at = time_mono_ms() + (int64_t)cfg.workers.shutdown_timeout_s * 1000;
-            log_info("vendor.stopping", "held_jobs=%zu waiting=%zu outbox=%zu", v.held,
-                     timers_count(&v.heap), outbox_len(&v));
-        }
-        if (stopping && (v.held == 0 || time_mono_ms() >= stop_at))
-            break;
-        if (queue_maintain(v.q) != 0) {
-            log_warn("vendor.redis_error", "detail=\"%s\"", queue_error(v.q));
-            struct timespec ts = {0, pause * 1000000L};
-            nanosleep(&ts, NULL);
-            pause = pause * 2 > 2000 ? 2000 : pause * 2;
-            continue;
-        }
-        int64_t now = time_now_ms();
-        size_t inflight = timers_count(&v.heap) + outbox_len(&v);
-        int64_t wait = timers_next_due(&v.heap) - now;
-        if (!stopping && inflight < (size_t)cfg.vendor_sim.max_inflight) {
-            int block = outbox_len(&v) > 0 || v.ndone > 0 ? 0
-                                                          : (int)(wait < 0     ? 0
-                                                                  : wait > 200 ? 200
-                                                                               : wait);
-            /* Claim about batch_size messages (bounded by the room left): a fan-out batch
-             * job counts as its sends. */
-            size_t room = (size_t)cfg.vendor_sim.max_inflight - inflight;
-            size_t msgs =
-                room < (size_t)cfg.vendor_sim.batch_size ? room : (size_t)cfg.vendor_sim.batch_size;
-            size_t want = (size_t)((double)msgs / (v.per_job > 1 ? v.per_job : 1));
-            int n = queue_claim_fresh(v.q, want ? want : 1, block, &b);
-            if (n < 0) {
-                log_warn("vendor.redis_error", "detail=\"%s\"", queue_error(v.q));
-                signals_sleep_ms(pause);
-                pause = pause * 2 > 2000 ? 2000 : pause * 2;
-                continue;
-            }
-            if (n > 0 && process_jobs(&v, &b) != 0) {
-                signals_sleep_ms(pause);
-                pause = pause * 2 > 2000 ? 2000 : pause * 2;
-            }
-            queue_batch_release(&b);
-        } else if (outbox_len(&v) == 0 && wait > 0) {
-            struct timespec ts = {0, (wait > 100 ? 100 : wait) * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-        fire_due(&v);
-        for (int i = 0; i < 8 && post_some(&v) == 1; i++)
-            ;
-        ack_done(&v);
-        pause = 50;
-        if (time_mono_ms() >= next_report) {
-            next_report = time_mono_ms() + 10000;
-            log_info("vendor.progress",
-                     "claimed=%lld fired=%lld posted=%lld rejected=%lld held_jobs=%zu "
-                     "waiting=%zu outbox=%zu",
-                     v.claimed, v.fired, v.posted, v.rejected, v.held, timers_count(&v.heap),
-                     outbox_len(&v));
-        }
+    consumer c;
+    consumer_init(&c, &(consumer_opts){.name = "vendor",
+                                       .q = v.q,
+                                       .ops = &vendor_ops,
+                                       .arg = &v,
+                                       .backoff_min_ms = 50,
+                                       .backoff_max_ms = 2000,
+                                       .progress_ms = 10000,
+                                       .holds_jobs = true,
+                                       .grace_ms = cfg.workers.shutdown_timeout_s * 1000});
+    if (consumer_start(&c) == 0) {
+        log_info("vendor.started", "name=%s handed_back=%d", cfg.vendor_sim.name,
+                 c.handed_back_at_start);
+        consumer_run(&c);
     }
-    /* Whatever is still held goes back to ready for another instance (or our next start). */
-    int back = v.held ? queue_release_claimed(v.q) : 0;
     log_info("vendor.stopped",
              "claimed=%lld fired=%lld posted=%lld handed_back_jobs=%d waiting=%zu outbox=%zu",
-             v.claimed, v.fired, v.posted, back, timers_count(&v.heap), outbox_len(&v));
+             v.claimed, v.fired, v.posted, c.handed_back, timers_count(&v.heap), outbox_len(&v));
+    consumer_release(&c);
     rc = 0;
 out:
-    queue_batch_release(&b);
     timers_release(&v.heap);
     for (size_t i = v.out_head; i < v.out_n; i++)
         free(v.out[i].receipt);
