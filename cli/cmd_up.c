@@ -222,11 +222,12 @@ static int ensure_admin_key(supervisor *sup, const minicrm_config *cfg, const ch
 
 static void usage(void)
 {
-    printf("usage: minicrm up [--workers N] [--dir DIR] [--demo]\n\n"
+    printf("usage: minicrm up [--workers N] [--dir DIR] [--demo] [--verbose]\n\n"
            "Starts redis-server (unless REDIS_URL is set), minicrm-devdb (unless MONGO_URI is\n"
            "set), the API on PORT, N worker processes, the receipts worker and the vendor\n"
            "simulator; Ctrl-C stops them all. State is kept in DIR (default ./.minicrm).\n"
-           "--demo runs `minicrm demo` once the system is ready (a campaign end to end).\n");
+           "--demo runs `minicrm demo` once the system is ready (a campaign end to end).\n"
+           "--verbose also shows the API's per-request lines (api.access_log=on does too).\n");
 }
 
 int cmd_up(cli_ctx *ctx)
@@ -234,7 +235,7 @@ int cmd_up(cli_ctx *ctx)
     minicrm_config *cfg = ctx->cfg;
     const char *dir = ".minicrm";
     int workers = cfg->workers.procs;
-    bool demo = false;
+    bool demo = false, verbose = false;
     for (int i = 1; i < ctx->argc; i++) {
         if (!strcmp(ctx->argv[i], "--workers") && i + 1 < ctx->argc) {
             char *end;
@@ -246,6 +247,8 @@ int cmd_up(cli_ctx *ctx)
             workers = (int)v;
         } else if (!strcmp(ctx->argv[i], "--demo")) {
             demo = true;
+        } else if (!strcmp(ctx->argv[i], "--verbose")) {
+            verbose = true;
         } else if (!strcmp(ctx->argv[i], "--dir") && i + 1 < ctx->argc) {
             dir = ctx->argv[++i];
         } else {
@@ -339,6 +342,14 @@ int cmd_up(cli_ctx *ctx)
             fprintf(stderr, "minicrm up: vendor secret: %s\n", err);
             return 1;
         }
+    }
+    /* One console for the whole system: the API's per-request lines would bury warnings,
+     * lifecycle events and progress, so they are off here unless asked for. */
+    if (!strcmp(cfg->api.access_log, "auto") &&
+        cfg_set(cfg, "api.access_log", verbose ? "on" : "off", "minicrm up", err, sizeof err) !=
+            0) {
+        fprintf(stderr, "minicrm up: %s\n", err);
+        return 2;
     }
     export_config(cfg);
     if (signals_install() != 0) {

@@ -59,6 +59,8 @@ static const cfg_setting_info settings[] = {
      "how long Idempotency-Key answers are kept, seconds"},
     {"api.rate_limit_per_min", CFG_INT, OFF(api.rate_limit_per_min), "0", NULL, false, 0, 1000000, NULL,
      "requests per minute per client before 429 (0 = no limit)"},
+    {"api.access_log", CFG_STRING, OFF(api.access_log), "auto", NULL, false, 1, 0, "auto|on|off",
+     "one log line per request: on, off, or auto (on; off under `minicrm up` unless --verbose)"},
 
     {"auth.google_client_id", CFG_STRING, OFF(auth.google_client_id), "", "GOOGLE_CLIENT_ID", false, NOLIM, NULL,
      "Google OAuth client id (empty: Google login disabled)"},

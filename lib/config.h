@@ -46,6 +46,7 @@ typedef struct minicrm_config {
         char *frontend_url; /* FRONTEND_URL */
         int idempotency_ttl_s;
         int rate_limit_per_min;
+        char *access_log; /* "auto" | "on" | "off": per-request log lines */
     } api;
     struct {
         char *google_client_id;     /* GOOGLE_CLIENT_ID */
