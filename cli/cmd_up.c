@@ -8,6 +8,9 @@
  * set them. It waits for /readyz, prints how to use the system, and then supervises (see
  * supervise.h) until SIGINT/SIGTERM, when it stops the children in reverse order.
  *
+ * The console is for people: api.access_log=auto becomes off here (on with --verbose), so the
+ * API's per-request lines do not bury warnings, errors, lifecycle events and progress.
+ *
  * State lives in --dir (default ./.minicrm, created 0700): redis/ and devdb/ data (0700),
  * up.lock (held with flock while up runs, so a second `up` refuses to start a second set),
  * up.state (what runs, URL passwords masked), vendor-secret and, when up's output is not a
