@@ -15,7 +15,7 @@
  */
 #include "dbpool.h"
 #include "fanout.h"
-#include "jsonx.h"
+#include "jobs.h"
 #include "log.h"
 #include "progargs.h"
 #include "queue.h"
@@ -88,12 +88,11 @@ static int worker_run(minicrm_config *cfg, int slot)
             continue;
         }
         pause = 100;
-        char perr[64], why[300] = "";
-        json_t *job = jsonx_parse(b.jobs[0].data, b.jobs[0].len, perr, sizeof perr);
-        const char *hex = jsonx_str(job, "campaign_id", NULL);
+        char why[300] = "", buf[25];
+        const char *hex =
+            jobs_campaign_decode(b.jobs[0].data, b.jobs[0].len, buf, why, sizeof why) == 0 ? buf
+                                                                                           : NULL;
         fanout_result fr = hex ? fanout_run(&x, hex, why, sizeof why) : FANOUT_UNKNOWN;
-        if (!hex)
-            snprintf(why, sizeof why, "malformed campaign job: needs campaign_id");
         switch (fr) {
         case FANOUT_DONE:
             queue_ack(camps, b.jobs, 1);
@@ -117,7 +116,6 @@ static int worker_run(minicrm_config *cfg, int slot)
         case FANOUT_STOPPED:
             break; /* handed back below */
         }
-        json_decref(job);
         queue_batch_release(&b);
     }
     int back = queue_release_claimed(camps);
