@@ -30,6 +30,7 @@
 #include "hmac.h"
 #include "campaign.h"
 #include "jobs.h"
+#include "jscan.h"
 #include "jsonx.h"
 #include "log.h"
 #include "queue.h"
@@ -136,29 +137,34 @@ static int verify_signature(api_ctx *app, http_request *req)
     return 0;
 }
 
-/* A member of a receipt that must be a 24-hex id when present; absent/null -> out "". 0 or -1
- * (answered 400). */
-static int receipt_id(http_request *req, json_t *o, const char *key, bool required, const char *pfx,
-                      char out[25])
+/* Scan flags of the receipts body: the counterparts of the jansson flags every other route
+ * parses with (http_json_body), so the answers are the same: a repeated key is a 400, a scalar
+ * body gets "must be a receipt object", "\u0000" reaches the field checks. */
+#define RECEIPTS_SCAN_FLAGS (JSCAN_REJECT_DUPLICATES | JSCAN_ALLOW_NUL | JSCAN_DECODE_ANY)
+
+/* A member of receipt object o that must be a 24-hex id when present; absent/null -> out "".
+ * 0 or -1 (answered 400). */
+static int receipt_id(http_request *req, const jscan *js, int o, const char *key, bool required,
+                      const char *pfx, char out[25])
 {
-    json_t *v = json_object_get(o, key);
+    int t = jscan_get(js, o, key);
     out[0] = '\0';
-    if (!required && (!v || json_is_null(v)))
+    if (!required && (t < 0 || js->t[t].type == JSCAN_NULL))
         return 0;
-    const char *s = json_string_value(v);
-    if (!s || json_string_length(v) != 24 || !oid_is_valid_hex(s)) {
+    if (t < 0 || jscan_str_copy(js, t, out, 25) != 24 || !oid_is_valid_hex(out)) {
+        out[0] = '\0';
         http_error(req, 400, "%s%s must be a 24-hex id", pfx, key);
         return -1;
     }
-    memcpy(out, s, 25);
     return 0;
 }
 
-/* Step 3 for element i (or the single object when i < 0) into out. 0 or -1 (answered 400). */
-static int validate_receipt(http_request *req, json_t *o, long i, jobs_receipt *out)
+/* Step 3 for element token o number i (or the single object when i < 0) into out. 0 or -1
+ * (answered 400). */
+static int validate_receipt(http_request *req, const jscan *js, int o, long i, jobs_receipt *out)
 {
     char pfx[32] = "";
-    if (!json_is_object(o)) {
+    if (js->t[o].type != JSCAN_OBJECT) {
         if (i >= 0)
             http_error(req, 400, "receipts[%ld] must be an object", i);
         else
@@ -167,30 +173,29 @@ static int validate_receipt(http_request *req, json_t *o, long i, jobs_receipt *
     }
     if (i >= 0)
         snprintf(pfx, sizeof pfx, "receipts[%ld].", i);
-    if (receipt_id(req, o, "log_id", true, pfx, out->log_id) != 0)
+    if (receipt_id(req, js, o, "log_id", true, pfx, out->log_id) != 0)
         return -1;
-    json_t *st = json_object_get(o, "status");
-    if (!json_is_string(st) ||
-        campaign_log_status_parse(json_string_value(st), json_string_length(st), &out->status) !=
-            0) {
+    char st[16];
+    int t = jscan_get(js, o, "status");
+    size_t n = t >= 0 ? jscan_str_copy(js, t, st, sizeof st) : (size_t)-1;
+    if (n == (size_t)-1 || campaign_log_status_parse(st, n, &out->status) != 0) {
         http_error(req, 400, "%sstatus must be one of PENDING, SENT, FAILED", pfx);
         return -1;
     }
-    json_t *vm = json_object_get(o, "vendorMsgId");
     out->vendor_msg_id[0] = '\0';
-    if (vm && !json_is_null(vm)) {
+    t = jscan_get(js, o, "vendorMsgId");
+    if (t >= 0 && js->t[t].type != JSCAN_NULL) {
         /* (A NUL inside, "\u0000", would not survive the trip through the receipts queue
          * and MongoDB's C strings: refused like a wrong length.) */
-        const char *s = json_string_value(vm);
-        size_t n = s ? json_string_length(vm) : 0;
-        if (!s || n == 0 || n > JOBS_VENDOR_MSG_ID_MAX || memchr(s, '\0', n)) {
+        n = jscan_str_copy(js, t, out->vendor_msg_id, sizeof out->vendor_msg_id);
+        if (n == (size_t)-1 || n == 0 || memchr(out->vendor_msg_id, '\0', n)) {
+            out->vendor_msg_id[0] = '\0';
             http_error(req, 400, "%svendorMsgId must be a string of 1-%d characters (no NUL)", pfx,
                        JOBS_VENDOR_MSG_ID_MAX);
             return -1;
         }
-        memcpy(out->vendor_msg_id, s, n + 1);
     }
-    if (receipt_id(req, o, "campaign_id", false, pfx, out->campaign_id) != 0)
+    if (receipt_id(req, js, o, "campaign_id", false, pfx, out->campaign_id) != 0)
         return -1;
     out->reason[0] = '\0';
     return 0;
@@ -265,20 +270,26 @@ static void h_receipts(api_ctx *app, http_request *req)
 {
     if (verify_signature(app, req) != 0)
         return;
-    /* One parser: jansson, as on every other route (duplicate keys rejected, any JSON value
-     * accepted so that a scalar gets "must be a receipt object"). */
-    json_t *body = http_json_body(req);
-    if (!body)
+    /* One parser: lib/jscan with jansson's rules (RECEIPTS_SCAN_FLAGS), no tree per receipt. */
+    if (http_require_json(req) != 0)
         return;
-    bool batch = json_is_array(body);
-    size_t n = batch ? json_array_size(body) : 1;
+    jscan js = {0};
+    if (jscan_parse_opts(&js, req->body, req->body_len, RECEIPTS_SCAN_FLAGS) != 0) {
+        http_error(req, 400, "malformed JSON: %s", js.err);
+        jscan_release(&js);
+        return;
+    }
+    bool batch = js.t[0].type == JSCAN_ARRAY;
+    size_t n = batch ? js.t[0].count : 1;
     if (batch && n == 0) {
         http_error(req, 400, "receipts: empty array");
+        jscan_release(&js);
         return;
     }
     if (n > (size_t)app->cfg->receipts.max_batch) {
         http_error(req, 413, "receipts: batch of %zu exceeds receipts.max_batch (%d)", n,
                    app->cfg->receipts.max_batch);
+        jscan_release(&js);
         return;
     }
     jobs_receipt *rs = calloc(n, sizeof *rs);
@@ -290,9 +301,9 @@ static void h_receipts(api_ctx *app, http_request *req)
         http_error(req, 503, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < n; i++)
-        if (validate_receipt(req, batch ? json_array_get(body, i) : body, batch ? (long)i : -1,
-                             &rs[i]) != 0)
+    int tok = batch ? jscan_child(&js, 0) : 0;
+    for (size_t i = 0; i < n; i++, tok = (int)js.t[tok].next)
+        if (validate_receipt(req, &js, tok, batch ? (long)i : -1, &rs[i]) != 0)
             goto out;
     if (!batch) {
         int st = log_state(app, req, rs[0].log_id);
@@ -342,6 +353,7 @@ static void h_receipts(api_ctx *app, http_request *req)
                        json_pack("{s:b,s:b,s:b,s:I}", "ok", 1, "updated", 1, "queued", 1,
                                  "accepted", (json_int_t)accepted));
 out:
+    jscan_release(&js);
     jobs_receipt_batch_release(&job);
     jsonx_buf_free(&one);
     for (size_t i = 0; i < jobs.n; i++)
