@@ -17,16 +17,25 @@
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
-/* Append ,"key":"hex" (or without the comma when first). */
+/* Append ,"key":"hex" (or without the comma when first). Ids are 24 hex digits, written as
+ * they are; anything else (a caller's bug) is still written as a valid JSON string. */
 static void put_id(jsonx_buf *b, bool first, const char *key, const char *hex)
 {
+    size_t n = 0;
+    while (n < 25 && hex[n])
+        n++;
     if (!first)
         jsonx_buf_raw(b, ",", 1);
     jsonx_buf_raw(b, "\"", 1);
     jsonx_buf_cat(b, key);
-    jsonx_buf_raw(b, "\":\"", 3);
-    jsonx_buf_raw(b, hex, 24);
-    jsonx_buf_raw(b, "\"", 1);
+    jsonx_buf_raw(b, "\":", 2);
+    if (n == 24 && oid_is_valid_hex(hex)) {
+        jsonx_buf_raw(b, "\"", 1);
+        jsonx_buf_raw(b, hex, 24);
+        jsonx_buf_raw(b, "\"", 1);
+    } else {
+        jsonx_buf_str(b, hex, strlen(hex));
+    }
 }
 
 /* Append ,"key":<escaped s> */

@@ -333,7 +333,28 @@ TEST(receipt_rejects)
     jscan_release(&js);
 }
 
-TEST_MAIN(TEST_ENTRY(status_names), TEST_ENTRY(log_id_deterministic), TEST_ENTRY(campaign_job),
-          TEST_ENTRY(send_single_round_trip), TEST_ENTRY(send_batch_round_trip_and_cap),
-          TEST_ENTRY(send_rejects), TEST_ENTRY(receipt_round_trip),
-          TEST_ENTRY(receipt_batch_round_trip_and_cap), TEST_ENTRY(receipt_rejects))
+/* An id that is not one (a caller's bug) still gives valid JSON, and the decoder refuses it. */
+TEST(bad_id_stays_json)
+{
+    jsonx_buf b = {0};
+    jobs_send s = {.log_id = "not\"an id", .customer_id = "0123456789abcdef0123456\""};
+    CHECK_INT_EQ(jobs_send_encode(&b, &s), 0);
+    json_t *j = parse(b.data, b.len);
+    CHECK(j != NULL);
+    json_decref(j);
+    jscan js = {0};
+    jobs_reader r;
+    jobs_send_in in;
+    const char *why = NULL;
+    CHECK_INT_EQ(jobs_sends_open(&r, &js, b.data, b.len, &why), 0);
+    CHECK_INT_EQ(jobs_sends_next(&r, &in, &why), -1);
+    CHECK_STR_EQ(why, "malformed send: log_id must be a 24-hex id");
+    jsonx_buf_free(&b);
+    jscan_release(&js);
+}
+
+TEST_MAIN(TEST_ENTRY(status_names), TEST_ENTRY(bad_id_stays_json), TEST_ENTRY(log_id_deterministic),
+          TEST_ENTRY(campaign_job), TEST_ENTRY(send_single_round_trip),
+          TEST_ENTRY(send_batch_round_trip_and_cap), TEST_ENTRY(send_rejects),
+          TEST_ENTRY(receipt_round_trip), TEST_ENTRY(receipt_batch_round_trip_and_cap),
+          TEST_ENTRY(receipt_rejects))
