@@ -47,11 +47,6 @@ typedef struct auth_state {
 #define FAILURE_PATH "/auth/failure"
 #define MAX_LIST     1000
 
-api_role auth_api_role(int r)
-{
-    return r == AUTH_ROLE_ADMIN ? ROLE_ADMIN : r == AUTH_ROLE_STAFF ? ROLE_STAFF : ROLE_NONE;
-}
-
 /* ---------------------------------------------------------------- module lifetime */
 
 int auth_module_init(api_ctx *app, char *err, size_t errlen)
@@ -118,7 +113,7 @@ static int set_principal(principal *out, principal_kind kind, auth_role role, co
                          const char *email, const char *name, const char *sid)
 {
     out->kind = kind;
-    out->role = auth_api_role(role);
+    out->role = role;
     snprintf(out->user_id, sizeof out->user_id, "%s", id);
     snprintf(out->email, sizeof out->email, "%s", email ? email : "");
     snprintf(out->display_name, sizeof out->display_name, "%s", name);
@@ -284,7 +279,7 @@ static void h_me(api_ctx *app, http_request *req)
                    json_pack("{s:b, s:s, s:{s:s, s:s, s:s, s:s}}", "loggedIn", 1, "via",
                              p.kind == PRINCIPAL_SESSION ? "session" : "api_key", "user", "id",
                              p.user_id, "displayName", p.display_name, "email", p.email, "role",
-                             api_role_name(p.role)));
+                             auth_role_name(p.role)));
 }
 
 static void h_logout(api_ctx *app, http_request *req)
@@ -455,15 +450,16 @@ static void h_users_list(api_ctx *app, http_request *req)
 
 int auth_register_routes(router *r)
 {
-    if (router_add(r, HTTP_GET, "/auth/google", h_google, ROUTE_PUBLIC, ROLE_NONE) ||
-        router_add(r, HTTP_GET, "/auth/google/callback", h_callback, ROUTE_PUBLIC, ROLE_NONE) ||
-        router_add(r, HTTP_GET, "/auth/me", h_me, ROUTE_PUBLIC, ROLE_NONE) ||
-        router_add(r, HTTP_GET, "/auth/logout", h_logout, ROUTE_PUBLIC, ROLE_NONE) ||
-        router_add(r, HTTP_GET, "/auth/failure", h_failure, ROUTE_PUBLIC, ROLE_NONE) ||
-        router_add(r, HTTP_POST, "/api/keys", h_keys_create, ROUTE_AUTH, ROLE_ADMIN) ||
-        router_add(r, HTTP_GET, "/api/keys", h_keys_list, ROUTE_AUTH, ROLE_ADMIN) ||
-        router_add(r, HTTP_DELETE, "/api/keys/:id", h_keys_revoke, ROUTE_AUTH, ROLE_ADMIN) ||
-        router_add(r, HTTP_GET, "/api/users", h_users_list, ROUTE_AUTH, ROLE_ADMIN))
+    if (router_add(r, HTTP_GET, "/auth/google", h_google, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
+        router_add(r, HTTP_GET, "/auth/google/callback", h_callback, ROUTE_PUBLIC,
+                   AUTH_ROLE_NONE) ||
+        router_add(r, HTTP_GET, "/auth/me", h_me, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
+        router_add(r, HTTP_GET, "/auth/logout", h_logout, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
+        router_add(r, HTTP_GET, "/auth/failure", h_failure, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
+        router_add(r, HTTP_POST, "/api/keys", h_keys_create, ROUTE_AUTH, AUTH_ROLE_ADMIN) ||
+        router_add(r, HTTP_GET, "/api/keys", h_keys_list, ROUTE_AUTH, AUTH_ROLE_ADMIN) ||
+        router_add(r, HTTP_DELETE, "/api/keys/:id", h_keys_revoke, ROUTE_AUTH, AUTH_ROLE_ADMIN) ||
+        router_add(r, HTTP_GET, "/api/users", h_users_list, ROUTE_AUTH, AUTH_ROLE_ADMIN))
         return -1;
     return 0;
 }

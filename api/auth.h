@@ -1,7 +1,7 @@
 /*
- * auth: the authentication module of minicrm-api. It implements the hook declared in app.h
+ * auth: the authentication module of minicrm-api, the HTTP side: the module hook below
  * (auth_module_init, auth_module_shutdown, auth_register_routes, auth_authenticate) on top of
- * the auth_* building blocks:
+ * the lib/auth building blocks:
  *
  *   auth_oauth    Google OAuth 2.0 code flow, state + PKCE        GET /auth/google[/callback]
  *   auth_session  Redis sessions and the `sid` cookie             GET /auth/me, /auth/logout
@@ -17,7 +17,17 @@
 
 #include "app.h"
 
-/* The role of app.h for an auth_users role. */
-api_role auth_api_role(int auth_role_value);
+#include <stddef.h>
+
+/* Called once in main.c after the pools exist and before routes are registered. 0, or -1 with
+ * a message in err (the program then exits 2). */
+int auth_module_init(api_ctx *app, char *err, size_t errlen);
+/* Called once at exit, after the daemon stopped. Frees app->auth. */
+void auth_module_shutdown(api_ctx *app);
+/* Adds the module's routes (/auth/..., /api/keys...) to the table. 0, or -1. */
+int auth_register_routes(router *r);
+/* Identify the caller of `req` (session cookie or `Authorization: Bearer`); an
+ * api_authenticate_fn, installed by main.c as app->authenticate. Thread-safe. */
+int auth_authenticate(api_ctx *app, http_request *req, principal *out);
 
 #endif

@@ -1,11 +1,12 @@
 /*
  * minicrm-api: the HTTP API (libmicrohttpd).
  *
- * Start-up: configuration (prog_start), signal handling, the MongoDB client pool, the Redis
- * connection pool, the auth module, the route table, metrics, then the MHD daemon with a thread
- * pool of api.threads threads. Indexes are created in the background (retried until MongoDB
- * answers), so the API starts even while the database is still coming up; routes that need it
- * answer 503 until then.
+ * Start-up: configuration (prog_start), the exposure rule (cfg_check_api_exposure: a
+ * non-loopback api.bind with the built-in development vendor secret is refused, exit 2),
+ * signal handling, the MongoDB client pool, the Redis connection pool, the auth module, the
+ * route table, metrics, then the MHD daemon with a thread pool of api.threads threads. Indexes are
+ * created in the background (retried until MongoDB answers), so the API starts even while the
+ * database is still coming up; routes that need it answer 503 until then.
  *
  * Shutdown on SIGTERM/SIGINT: MHD_quiesce_daemon() stops accepting new connections, requests
  * already in flight are given up to api.request_timeout_s to finish (http_inflight() reaches 0
@@ -13,6 +14,7 @@
  */
 #include "apiutil.h"
 #include "app.h"
+#include "auth.h"
 #include "dbpool.h"
 #include "http.h"
 #include "log.h"
@@ -66,6 +68,26 @@ static void *index_thread(void *arg)
     return NULL;
 }
 
+/* The HTTP layer's way up to the router (app->dispatch). */
+static void dispatch(api_ctx *app, http_request *req)
+{
+    router_dispatch(app->router, app, req);
+}
+
+/* Metrics get the route labels, not the router. */
+static api_metrics *metrics_for(const router *r)
+{
+    size_t n = router_count(r);
+    const char **labels = calloc(n ? n : 1, sizeof *labels);
+    if (!labels)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        labels[i] = router_get(r, i)->label;
+    api_metrics *m = metrics_new(labels, n);
+    free(labels);
+    return m;
+}
+
 static int build_routes(router *r)
 {
     if (routes_ops_register(r) || routes_customers_register(r) || routes_orders_register(r) ||
@@ -86,6 +108,12 @@ int main(int argc, char **argv)
 
     int status = 1;
     char err[512];
+    if (cfg_check_api_exposure(&cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "minicrm-api: %s\n", err);
+        cfg_release(&cfg);
+        progargs_release(&pa);
+        return 2;
+    }
     api_ctx app = {.cfg = &cfg, .started_ms = time_now_ms()};
     struct MHD_Daemon *d = NULL;
     pthread_t idx_tid;
@@ -118,7 +146,9 @@ int main(int argc, char **argv)
         goto out;
     }
     app.ratelimit = ratelimit_new(cfg.api.rate_limit_per_min);
-    app.metrics = metrics_new(app.router);
+    app.metrics = metrics_for(app.router);
+    app.dispatch = dispatch;
+    app.authenticate = auth_authenticate;
     if (!app.metrics) {
         fprintf(stderr, "minicrm-api: out of memory\n");
         goto out;

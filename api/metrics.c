@@ -7,8 +7,6 @@
  */
 #include "metrics.h"
 
-#include "router.h"
-
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -31,22 +29,29 @@ typedef struct slot {
 } slot;
 
 struct api_metrics {
-    const router *r;
     size_t nslots;
     slot *slots;
+    char **labels; /* nslots - 1 owned copies */
 };
 
-api_metrics *metrics_new(const router *r)
+api_metrics *metrics_new(const char *const *labels, size_t nlabels)
 {
     api_metrics *m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
-    m->r = r;
-    m->nslots = router_count(r) + 1;
+    m->nslots = nlabels + 1;
     m->slots = calloc(m->nslots, sizeof *m->slots);
-    if (!m->slots) {
-        free(m);
+    m->labels = calloc(m->nslots, sizeof *m->labels);
+    if (!m->slots || !m->labels) {
+        metrics_free(m);
         return NULL;
+    }
+    for (size_t i = 0; i < nlabels; i++) {
+        m->labels[i] = strdup(labels[i] ? labels[i] : "");
+        if (!m->labels[i]) {
+            metrics_free(m);
+            return NULL;
+        }
     }
     return m;
 }
@@ -55,6 +60,9 @@ void metrics_free(api_metrics *m)
 {
     if (!m)
         return;
+    for (size_t i = 0; m->labels && i + 1 < m->nslots; i++)
+        free(m->labels[i]);
+    free(m->labels);
     free(m->slots);
     free(m);
 }
@@ -134,7 +142,7 @@ static const char *slot_label(const api_metrics *m, size_t i)
 {
     if (i + 1 == m->nslots)
         return "unmatched";
-    return router_get(m->r, i)->label;
+    return m->labels[i];
 }
 
 void metrics_render(const api_metrics *m, mbuf *out)

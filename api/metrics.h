@@ -2,7 +2,8 @@
  * metrics: request counters and latency histograms of minicrm-api, rendered in the Prometheus
  * text exposition format by GET /metrics.
  *
- * Sized once for the route table (plus one "unmatched" slot) and updated lock-free with relaxed
+ * Sized once for the route labels it is given (plus one "unmatched" slot); it knows nothing of
+ * the router and updated lock-free with relaxed
  * atomics from every handler thread; reading while writing gives a consistent-enough snapshot
  * (each counter is exact, the set may be a few requests apart), as Prometheus expects.
  *
@@ -16,10 +17,10 @@
 #include <stdint.h>
 
 typedef struct api_metrics api_metrics;
-typedef struct router router;
 
-/* Route labels are read from `r` (which must outlive the metrics). */
-api_metrics *metrics_new(const router *r);
+/* One slot per route label (labels[i] is route index i, e.g. "GET /customers/:id"; copied), plus
+ * "unmatched". NULL when out of memory. */
+api_metrics *metrics_new(const char *const *labels, size_t nlabels);
 void metrics_free(api_metrics *m);
 
 /* Record one finished request. route_index -1 = unmatched; status 0 = no response. */

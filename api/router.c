@@ -47,11 +47,6 @@ const char *http_method_name(http_method m)
     return (unsigned)m < sizeof names / sizeof names[0] ? names[m] : "OTHER";
 }
 
-const char *api_role_name(api_role r)
-{
-    return r == ROLE_ADMIN ? "admin" : r == ROLE_STAFF ? "staff" : "none";
-}
-
 router *router_new(void)
 {
     router *r = calloc(1, sizeof *r);
@@ -96,7 +91,7 @@ static int split(const char *path, seg *out, int max)
 }
 
 int router_add(router *r, http_method m, const char *pattern, route_handler h, route_access access,
-               api_role role)
+               auth_role role)
 {
     if (r->n >= ROUTER_MAX_ROUTES || !pattern || pattern[0] != '/' || !h)
         return -1;
@@ -231,7 +226,8 @@ void router_dispatch(router *r, api_ctx *app, http_request *req)
         return;
     }
     if (hit->r.access == ROUTE_AUTH) {
-        int a = auth_authenticate(app, req, &req->who);
+        /* No authenticator wired means nobody can be identified: fail closed (401). */
+        int a = app->authenticate ? app->authenticate(app, req, &req->who) : AUTH_NONE;
         if (a == AUTH_UNAVAILABLE) {
             if (!req->responded)
                 http_error(req, 503, "authentication backend unavailable");
@@ -243,7 +239,7 @@ void router_dispatch(router *r, api_ctx *app, http_request *req)
             return;
         }
         if (req->who.role < hit->r.role) {
-            http_error(req, 403, "requires role %s", api_role_name(hit->r.role));
+            http_error(req, 403, "requires role %s", auth_role_name(hit->r.role));
             return;
         }
     }

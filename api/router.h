@@ -8,7 +8,7 @@
  *
  * router_dispatch() runs for every complete request: CORS preflight (OPTIONS) is answered here;
  * otherwise the first route whose pattern matches is chosen (405 if the path matches only under
- * other methods, 404 if nothing matches); for protected routes auth_authenticate() decides
+ * other methods, 404 if nothing matches); for protected routes app->authenticate decides
  * (401 / 503), the role is checked (403), then the handler runs. A handler that returns without
  * answering gets a 500 (a bug, logged).
  */
@@ -29,7 +29,7 @@ typedef struct route {
     const char *pattern; /* static string, e.g. "/api/campaigns/:id/logs" */
     route_handler handler;
     route_access access;
-    api_role role;     /* minimum role when access == ROUTE_AUTH */
+    auth_role role;    /* minimum role when access == ROUTE_AUTH */
     const char *label; /* "GET /api/campaigns/:id" (metrics, logs); built by router_add */
 } route;
 
@@ -38,7 +38,7 @@ void router_free(router *r);
 
 /* Add a route (pattern must be static storage). 0, or -1 on a malformed pattern / no memory. */
 int router_add(router *r, http_method m, const char *pattern, route_handler h, route_access access,
-               api_role role);
+               auth_role role);
 
 /* Number of routes and the i-th route (for metrics). */
 size_t router_count(const router *r);

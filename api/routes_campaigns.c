@@ -640,13 +640,14 @@ static void h_logs(api_ctx *app, http_request *req)
 
 int routes_campaigns_register(router *r)
 {
-    if (router_add(r, HTTP_POST, "/api/campaigns", h_create, ROUTE_AUTH, ROLE_STAFF) ||
-        router_add(r, HTTP_POST, "/api/campaigns/preview", h_preview, ROUTE_AUTH, ROLE_STAFF) ||
+    if (router_add(r, HTTP_POST, "/api/campaigns", h_create, ROUTE_AUTH, AUTH_ROLE_STAFF) ||
+        router_add(r, HTTP_POST, "/api/campaigns/preview", h_preview, ROUTE_AUTH,
+                   AUTH_ROLE_STAFF) ||
         router_add(r, HTTP_POST, "/api/campaigns/suggest-tags", h_suggest_tags, ROUTE_AUTH,
-                   ROLE_STAFF) ||
-        router_add(r, HTTP_GET, "/api/campaigns", h_list, ROUTE_AUTH, ROLE_STAFF) ||
-        router_add(r, HTTP_GET, "/api/campaigns/:id", h_get, ROUTE_AUTH, ROLE_STAFF) ||
-        router_add(r, HTTP_GET, "/api/campaigns/:id/logs", h_logs, ROUTE_AUTH, ROLE_STAFF))
+                   AUTH_ROLE_STAFF) ||
+        router_add(r, HTTP_GET, "/api/campaigns", h_list, ROUTE_AUTH, AUTH_ROLE_STAFF) ||
+        router_add(r, HTTP_GET, "/api/campaigns/:id", h_get, ROUTE_AUTH, AUTH_ROLE_STAFF) ||
+        router_add(r, HTTP_GET, "/api/campaigns/:id/logs", h_logs, ROUTE_AUTH, AUTH_ROLE_STAFF))
         return -1;
     return 0;
 }

@@ -44,5 +44,5 @@ static void h_list(api_ctx *app, http_request *req)
 
 int routes_comm_register(router *r)
 {
-    return router_add(r, HTTP_GET, "/communication", h_list, ROUTE_AUTH, ROLE_STAFF);
+    return router_add(r, HTTP_GET, "/communication", h_list, ROUTE_AUTH, AUTH_ROLE_STAFF);
 }

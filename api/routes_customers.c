@@ -144,9 +144,9 @@ static void h_get(api_ctx *app, http_request *req)
 
 int routes_customers_register(router *r)
 {
-    if (router_add(r, HTTP_POST, "/customers", h_create, ROUTE_AUTH, ROLE_STAFF) ||
-        router_add(r, HTTP_GET, "/customers", h_list, ROUTE_AUTH, ROLE_STAFF) ||
-        router_add(r, HTTP_GET, "/customers/:id", h_get, ROUTE_AUTH, ROLE_STAFF))
+    if (router_add(r, HTTP_POST, "/customers", h_create, ROUTE_AUTH, AUTH_ROLE_STAFF) ||
+        router_add(r, HTTP_GET, "/customers", h_list, ROUTE_AUTH, AUTH_ROLE_STAFF) ||
+        router_add(r, HTTP_GET, "/customers/:id", h_get, ROUTE_AUTH, AUTH_ROLE_STAFF))
         return -1;
     return 0;
 }

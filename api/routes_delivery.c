@@ -365,8 +365,9 @@ out:
 
 int routes_delivery_register(router *r)
 {
-    if (router_add(r, HTTP_POST, "/api/vendor/send", h_vendor_send, ROUTE_AUTH, ROLE_STAFF) ||
-        router_add(r, HTTP_POST, "/api/receipts/delivery", h_receipts, ROUTE_PUBLIC, ROLE_NONE))
+    if (router_add(r, HTTP_POST, "/api/vendor/send", h_vendor_send, ROUTE_AUTH, AUTH_ROLE_STAFF) ||
+        router_add(r, HTTP_POST, "/api/receipts/delivery", h_receipts, ROUTE_PUBLIC,
+                   AUTH_ROLE_NONE))
         return -1;
     return 0;
 }

@@ -127,10 +127,10 @@ static void h_queues(api_ctx *app, http_request *req)
 
 int routes_ops_register(router *r)
 {
-    if (router_add(r, HTTP_GET, "/healthz", h_healthz, ROUTE_PUBLIC, ROLE_NONE) ||
-        router_add(r, HTTP_GET, "/readyz", h_readyz, ROUTE_PUBLIC, ROLE_NONE) ||
-        router_add(r, HTTP_GET, "/metrics", h_metrics, ROUTE_PUBLIC, ROLE_NONE) ||
-        router_add(r, HTTP_GET, "/api/queues", h_queues, ROUTE_AUTH, ROLE_ADMIN))
+    if (router_add(r, HTTP_GET, "/healthz", h_healthz, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
+        router_add(r, HTTP_GET, "/readyz", h_readyz, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
+        router_add(r, HTTP_GET, "/metrics", h_metrics, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
+        router_add(r, HTTP_GET, "/api/queues", h_queues, ROUTE_AUTH, AUTH_ROLE_ADMIN))
         return -1;
     return 0;
 }

@@ -152,8 +152,8 @@ static void h_list(api_ctx *app, http_request *req)
 
 int routes_orders_register(router *r)
 {
-    if (router_add(r, HTTP_POST, "/orders", h_create, ROUTE_AUTH, ROLE_STAFF) ||
-        router_add(r, HTTP_GET, "/orders", h_list, ROUTE_AUTH, ROLE_STAFF))
+    if (router_add(r, HTTP_POST, "/orders", h_create, ROUTE_AUTH, AUTH_ROLE_STAFF) ||
+        router_add(r, HTTP_GET, "/orders", h_list, ROUTE_AUTH, AUTH_ROLE_STAFF))
         return -1;
     return 0;
 }

@@ -8,14 +8,23 @@
  * set them. It waits for /readyz, prints how to use the system, and then supervises (see
  * supervise.h) until SIGINT/SIGTERM, when it stops the children in reverse order.
  *
- * State lives in --dir (default ./.minicrm): redis/ and devdb/ data, up.lock (held with flock
- * while up runs, so a second `up` refuses to start a second set) and up.state (what runs).
+ * State lives in --dir (default ./.minicrm, created 0700): redis/ and devdb/ data (0700),
+ * up.lock (held with flock while up runs, so a second `up` refuses to start a second set),
+ * up.state (what runs, URL passwords masked), vendor-secret and, when up's output is not a
+ * terminal, admin-key. Every file that holds a secret or data is 0600.
+ *
+ * Secrets: unless VENDOR_SECRET (or receipts.vendor_secret) was set to something else than
+ * the public development default, the first start writes 256 random bits as hex to
+ * DIR/vendor-secret and every later start reuses it; it reaches the API and the vendor
+ * simulator like every other setting (MINICRM_RECEIPTS_VENDOR_SECRET). The first admin API key
+ * is printed only to a terminal; otherwise it goes to DIR/admin-key and up says where.
  */
 #include "auth_keys.h"
 #include "commands.h"
 #include "dbpool.h"
 #include "httpc.h"
 #include "rconn.h"
+#include "redact.h"
 #include "signals.h"
 #include "supervise.h"
 #include "timeutil.h"
@@ -30,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -79,9 +89,80 @@ static void export_config(const minicrm_config *cfg)
     }
 }
 
-/* On the first start (no active admin key in the store), create one and print it once: the
- * way in without Google. 0 if a key exists or was made. */
-static int ensure_admin_key(supervisor *sup, const minicrm_config *cfg)
+/* Make dir (mode 0700) if missing, and tighten it to 0700 if it exists: for up's own data
+ * directories (redis/, devdb/). 0, or -1 with errno. */
+static int private_dir(const char *dir)
+{
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return -1;
+    return chmod(dir, 0700);
+}
+
+/* Write text to path atomically (a temporary file, then rename), mode 0600. 0, or -1. */
+static int write_private_file(const char *path, const char *text)
+{
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -1;
+    size_t len = strlen(text);
+    bool ok = fchmod(fd, 0600) == 0 && write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
+    ok = close(fd) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* The vendor secret of this state directory: read DIR/vendor-secret, or on the first start
+ * make 256 random bits (hex) and keep them there (0600). Into out; 0, or -1 with err. */
+static int local_vendor_secret(const char *dir, char *out, size_t n, char *err, size_t errlen)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/vendor-secret", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0) {
+        char buf[256];
+        ssize_t r = read(fd, buf, sizeof buf - 1);
+        fchmod(fd, 0600); /* a copy made with a looser umask */
+        close(fd);
+        if (r > 0)
+            buf[r] = '\0';
+        size_t len = r > 0 ? strcspn(buf, "\r\n") : 0;
+        if (len == 0 || len >= n) {
+            snprintf(err, errlen, "%s: empty or longer than %zu bytes", path, n - 1);
+            return -1;
+        }
+        snprintf(out, n, "%.*s", (int)len, buf);
+        return 0;
+    }
+    if (errno != ENOENT) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    unsigned char raw[32];
+    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw || n < 2 * sizeof raw + 2) {
+        snprintf(err, errlen, "no randomness for a vendor secret");
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    char line[2 * sizeof raw + 2];
+    snprintf(line, sizeof line, "%s\n", out);
+    if (write_private_file(path, line) != 0) {
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* On the first start (no active admin key in the store), create one and show it once: the
+ * way in without Google. On a terminal it is printed; otherwise (a log file, a pipe) it is
+ * written to DIR/admin-key (0600) and only that path is printed. 0 if a key exists or was
+ * made. */
+static int ensure_admin_key(supervisor *sup, const minicrm_config *cfg, const char *dir)
 {
     char err[256];
     dbpool *db =
@@ -97,8 +178,10 @@ static int ensure_admin_key(supervisor *sup, const minicrm_config *cfg)
     json_t *k;
     json_array_foreach(keys, i, k)
     {
+        auth_role role;
         if (!json_is_true(json_object_get(k, "revoked")) &&
-            !strcmp(json_string_value(json_object_get(k, "role")) ?: "", "admin"))
+            auth_role_parse(json_string_value(json_object_get(k, "role")), &role) == 0 &&
+            role == AUTH_ROLE_ADMIN)
             have_admin = true;
     }
     json_decref(keys);
@@ -108,12 +191,27 @@ static int ensure_admin_key(supervisor *sup, const minicrm_config *cfg)
         rc = auth_keys_create(db, AUTH_ROLE_ADMIN, "first admin (minicrm up)", "minicrm up", key,
                               &doc, err, sizeof err);
         json_decref(doc);
-        if (rc == 0) {
+        char path[PATH_MAX + 32], line[AUTH_KEY_LEN + 2];
+        snprintf(path, sizeof path, "%s/admin-key", dir);
+        snprintf(line, sizeof line, "%s\n", key);
+        if (rc == 0 && isatty(STDOUT_FILENO)) {
             sup_say(sup, "first start: created an admin API key. It is shown only this once:");
             sup_say(sup, "    %s", key);
             sup_say(sup,
                     "use it as: curl -H 'Authorization: Bearer %s' http://localhost:%d/auth/me",
                     key, cfg->api.port);
+        } else if (rc == 0 && write_private_file(path, line) == 0) {
+            sup_say(sup,
+                    "first start: created an admin API key; output is not a terminal, so it is "
+                    "not printed but kept in %s (mode 0600)",
+                    path);
+            sup_say(sup,
+                    "use it as: curl -H \"Authorization: Bearer $(cat %s)\" "
+                    "http://localhost:%d/auth/me",
+                    path, cfg->api.port);
+        } else if (rc == 0) {
+            snprintf(err, sizeof err, "cannot write %s: %s", path, strerror(errno));
+            rc = -1;
         }
     }
     if (rc != 0)
@@ -166,9 +264,9 @@ int cmd_up(cli_ctx *ctx)
         fprintf(stderr, "minicrm up: cannot find the directory of the minicrm programs\n");
         return 1;
     }
-    mkdir(dir, 0755);
+    mkdir(dir, 0700);
     snprintf(path, sizeof path, "%s/up.lock", dir);
-    int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) != 0) {
         char state[2048] = "";
         snprintf(path, sizeof path, "%s/up.state", dir);
@@ -232,6 +330,16 @@ int cmd_up(cli_ctx *ctx)
             return 2;
         }
     }
+    /* A real vendor secret instead of the public development one, unless one was given. */
+    if (!env_set("VENDOR_SECRET", "MINICRM_RECEIPTS_VENDOR_SECRET") &&
+        !strcmp(cfg->receipts.vendor_secret, CFG_DEV_VENDOR_SECRET)) {
+        char secret[160];
+        if (local_vendor_secret(dir, secret, sizeof secret, err, sizeof err) != 0 ||
+            cfg_set(cfg, "receipts.vendor_secret", secret, "vendor-secret", err, sizeof err) != 0) {
+            fprintf(stderr, "minicrm up: vendor secret: %s\n", err);
+            return 1;
+        }
+    }
     export_config(cfg);
     if (signals_install() != 0) {
         fprintf(stderr, "minicrm up: cannot install signal handlers\n");
@@ -243,7 +351,7 @@ int cmd_up(cli_ctx *ctx)
     int i_redis = -1, i_devdb = -1;
     if (own_redis) {
         snprintf(redis_dir, sizeof redis_dir, "%s/redis", dir);
-        mkdir(redis_dir, 0755);
+        private_dir(redis_dir);
         snprintf(portbuf, sizeof portbuf, "%d", ru.port);
         char *argv[] = {"/usr/bin/redis-server",
                         "--port",
@@ -266,7 +374,7 @@ int cmd_up(cli_ctx *ctx)
         snprintf(p, sizeof p, "%s/minicrm-devdb", bins);
         snprintf(mp, sizeof mp, "%d", mport);
         snprintf(devdb_dir, sizeof devdb_dir, "%s/devdb", dir);
-        mkdir(devdb_dir, 0755);
+        private_dir(devdb_dir);
         char *argv[] = {p, "--port", mp, "--bind", mhost, "--dbpath", devdb_dir, NULL};
         i_devdb = sup_add(&sup, "devdb", argv);
     }
@@ -287,13 +395,14 @@ int cmd_up(cli_ctx *ctx)
     }
 
     snprintf(path, sizeof path, "%s/up.state", dir);
-    FILE *st = fopen(path, "w");
-    if (st) {
-        fprintf(st, "  pid %d\n  api http://127.0.0.1:%d\n  redis %s%s\n  mongo %s%s\n",
-                (int)getpid(), cfg->api.port, cfg->redis.url, own_redis ? " (own)" : "",
-                cfg->mongo.uri, own_devdb ? " (own devdb)" : "");
-        fclose(st);
-    }
+    char state[2048], shown_redis[512], shown_mongo[1024];
+    snprintf(state, sizeof state,
+             "  pid %d\n  api http://127.0.0.1:%d\n  redis %s%s\n  mongo %s%s\n", (int)getpid(),
+             cfg->api.port, redact_url(cfg->redis.url, shown_redis, sizeof shown_redis),
+             own_redis ? " (own)" : "", redact_url(cfg->mongo.uri, shown_mongo, sizeof shown_mongo),
+             own_devdb ? " (own devdb)" : "");
+    if (write_private_file(path, state) != 0)
+        sup_say(&sup, "cannot write %s: %s", path, strerror(errno));
 
     int rc = 0;
     /* Data stores first, each accepting connections before the programs that need them. */
@@ -341,17 +450,18 @@ int cmd_up(cli_ctx *ctx)
                 httpc_json(probe, "GET", "/readyz", NULL, NULL, perr, sizeof perr) == 200) {
                 ready = true;
                 sup_say(&sup, "ready in %.1f s", (double)(now - t0) / 1000.0);
-                ensure_admin_key(&sup, cfg);
+                ensure_admin_key(&sup, cfg, dir);
                 sup_say(&sup, "API:    http://localhost:%d  (GET /healthz, /readyz, /metrics)",
                         cfg->api.port);
                 sup_say(&sup,
                         "login:  Google at http://localhost:%d/auth/google (needs "
                         "GOOGLE_CLIENT_ID), or an API key: minicrm keys create --role admin",
                         cfg->api.port);
+                char shown[512];
                 sup_say(
                     &sup,
                     "queues: minicrm queues --watch   (or redis-cli -u %s LLEN '%s{sends}:ready')",
-                    cfg->redis.url, cfg->redis.prefix);
+                    redact_url(cfg->redis.url, shown, sizeof shown), cfg->redis.prefix);
                 sup_say(&sup, "try:    minicrm demo      stop: Ctrl-C");
                 if (demo) {
                     char self[PATH_MAX + 32];

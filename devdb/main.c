@@ -9,13 +9,13 @@
  * connection and returns; main then writes the final snapshot, frees everything and exits 0.
  * SIGPIPE is ignored (writes use MSG_NOSIGNAL anyway).
  */
-#include "commands.h"
-#include "cursor.h"
-#include "durable.h"
+#include "commands/commands.h"
+#include "commands/cursor.h"
+#include "storage/durable.h"
 #include "log.h"
 #include "progargs.h"
-#include "server.h"
-#include "store.h"
+#include "wire/server.h"
+#include "storage/store.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -10,7 +10,9 @@
 #include "config.h"
 
 #include "log.h"
+#include "redact.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
@@ -39,8 +41,8 @@ static const cfg_setting_info settings[] = {
     {"redis.timeout_ms", CFG_INT, OFF(redis.timeout_ms), "5000", NULL, false, 100, 600000, NULL,
      "Redis connect and command timeout, milliseconds"},
 
-    {"api.bind", CFG_STRING, OFF(api.bind), "0.0.0.0", NULL, false, 1, 0, NULL,
-     "address the HTTP API listens on"},
+    {"api.bind", CFG_STRING, OFF(api.bind), "127.0.0.1", NULL, false, 1, 0, NULL,
+     "address the HTTP API listens on (0.0.0.0: every interface; needs a real receipts.vendor_secret)"},
     {"api.port", CFG_INT, OFF(api.port), "5000", "PORT", false, 1, 65535, NULL,
      "port the HTTP API listens on"},
     {"api.threads", CFG_INT, OFF(api.threads), "4", NULL, false, 1, 256, NULL,
@@ -85,7 +87,7 @@ static const cfg_setting_info settings[] = {
     {"auth.http_timeout_ms", CFG_INT, OFF(auth.http_timeout_ms), "10000", NULL, false, 100, 120000, NULL,
      "timeout of token and userinfo calls, milliseconds"},
 
-    {"receipts.vendor_secret", CFG_STRING, OFF(receipts.vendor_secret), "dev-vendor-secret", "VENDOR_SECRET", true, 1, 0, NULL,
+    {"receipts.vendor_secret", CFG_STRING, OFF(receipts.vendor_secret), CFG_DEV_VENDOR_SECRET, "VENDOR_SECRET", true, 1, 0, NULL,
      "HMAC-SHA256 key of delivery receipts"},
     {"receipts.require_timestamp", CFG_BOOL, OFF(receipts.require_timestamp), "false", NULL, false, NOLIM, NULL,
      "reject receipts without X-Timestamp"},
@@ -301,9 +303,11 @@ int cfg_set(minicrm_config *cfg, const char *path, const char *value, const char
         if (s->secret)
             snprintf(err, errlen, "%s: %s: expected %s", source, s->path,
                      expected(s, exp, sizeof exp));
-        else
-            snprintf(err, errlen, "%s: %s: expected %s, got \"%.80s\"", source, s->path,
-                     expected(s, exp, sizeof exp), value);
+        else {
+            char shown[96];
+            snprintf(err, errlen, "%s: %s: expected %s, got \"%s\"", source, s->path,
+                     expected(s, exp, sizeof exp), redact_url(value, shown, 81));
+        }
         return -1;
     }
     return 0;
@@ -549,6 +553,8 @@ const char *cfg_value_text(const minicrm_config *cfg, const cfg_setting_info *s,
         const char *v = *(char *const *)f;
         if (s->secret && !show_secrets && v && *v)
             snprintf(buf, n, "***");
+        else if (!show_secrets)
+            redact_url(v, buf, n); /* a password inside MONGO_URI / REDIS_URL */
         else
             snprintf(buf, n, "%s", v ? v : "");
         break;
@@ -605,6 +611,36 @@ void cfg_write(const minicrm_config *cfg, bool show_secrets, void *file)
     }
     if (*section)
         fprintf(out, "};\n");
+}
+
+bool cfg_addr_is_loopback(const char *addr)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (!addr)
+        return false;
+    if (!strcmp(addr, "localhost"))
+        return true;
+    if (inet_pton(AF_INET, addr, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, addr, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6);
+    return false;
+}
+
+int cfg_check_api_exposure(const minicrm_config *cfg, char *err, size_t errlen)
+{
+    if (cfg_addr_is_loopback(cfg->api.bind) ||
+        strcmp(cfg->receipts.vendor_secret, CFG_DEV_VENDOR_SECRET) != 0)
+        return 0;
+    snprintf(err, errlen,
+             "refusing to listen on %s with the built-in development vendor secret: anyone who "
+             "can reach the API could forge delivery receipts. Set VENDOR_SECRET (or "
+             "receipts.vendor_secret) to a random value, e.g. `openssl rand -hex 32`, in the "
+             "API's and the vendor's environment, or bind to 127.0.0.1 (api.bind, "
+             "MINICRM_API_BIND)",
+             cfg->api.bind);
+    return -1;
 }
 
 int cfg_apply_logging(const minicrm_config *cfg, char *err, size_t errlen)

@@ -13,7 +13,8 @@
  * Every setting `section.key` can be set from the environment as MINICRM_SECTION_KEY (upper
  * case); some also have the original Mini CRM's names (MONGO_URI, PORT, VENDOR_SECRET, ...).
  * A bad value fails with `file:line: section.key: expected ...` or `VARNAME: expected ...`;
- * values of secret settings are never echoed.
+ * values of secret settings are never echoed, and the password inside a URL (MONGO_URI,
+ * REDIS_URL) is masked wherever a value is shown (lib/redact).
  *
  * Ownership: strings in minicrm_config are owned by it and freed by cfg_release(). The
  * struct is filled once at start-up and then only read, so it may be shared by threads.
@@ -116,6 +117,9 @@ typedef struct minicrm_config {
     } devdb;
 } minicrm_config;
 
+/* The built-in receipts.vendor_secret: public, for development on this machine only. */
+#define CFG_DEV_VENDOR_SECRET "dev-vendor-secret"
+
 typedef enum { CFG_STRING, CFG_INT, CFG_LONG, CFG_DOUBLE, CFG_BOOL } cfg_type;
 
 /* One row of the settings table (read-only, static storage). */
@@ -158,9 +162,17 @@ int cfg_load_environ(minicrm_config *cfg, char *err, size_t errlen);
 /* Write the whole configuration as a libconfig file (secrets masked unless show_secrets). */
 void cfg_write(const minicrm_config *cfg, bool show_secrets, void *FILE_ptr);
 
-/* The setting's current value as text into buf (secrets as "***" if set). */
+/* The setting's current value as text into buf (unless show_secrets: secrets as "***" if set,
+ * and the userinfo password of a URL value as "***"). */
 const char *cfg_value_text(const minicrm_config *cfg, const cfg_setting_info *s, bool show_secrets,
                            char *buf, size_t n);
+
+/* True if addr (an api.bind value) is a loopback address: 127.0.0.0/8, ::1 or "localhost". */
+bool cfg_addr_is_loopback(const char *addr);
+/* The start-up rule of minicrm-api: listening on a non-loopback address with the built-in
+ * development vendor secret is refused (anyone on the network could sign receipts). Returns 0
+ * if the configuration is acceptable, else -1 with a message naming what to set. */
+int cfg_check_api_exposure(const minicrm_config *cfg, char *err, size_t errlen);
 
 /* Apply the log.* settings to the log module; -1 with err on a bad value. */
 int cfg_apply_logging(const minicrm_config *cfg, char *err, size_t errlen);

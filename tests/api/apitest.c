@@ -111,6 +111,26 @@ void apitest_stop(apitest *t)
     curl_global_cleanup();
 }
 
+static apitest *g_shared;  /* the instance apitest_ensure started */
+static int g_shared_state; /* 0 not yet, 1 running, -1 failed */
+
+static void shared_stop(void)
+{
+    if (g_shared_state == 1)
+        apitest_stop(g_shared);
+}
+
+int apitest_ensure(apitest *t, const char *const *extra_env)
+{
+    if (g_shared_state == 0) {
+        g_shared = t;
+        g_shared_state = apitest_start(t, extra_env) == 0 ? 1 : -1;
+        if (g_shared_state == 1)
+            atexit(shared_stop);
+    }
+    return g_shared_state == 1 && t == g_shared ? 0 : -1;
+}
+
 const char *apitest_admin_auth(const apitest *t)
 {
     return t->admin_auth;

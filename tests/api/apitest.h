@@ -42,6 +42,10 @@ int apitest_start(apitest *t, const char *const *extra_env);
 void apitest_stop(apitest *t);
 /* Stop the API with SIGTERM; returns its exit status (or -1). */
 int apitest_stop_api(apitest *t);
+/* The one lazily started API of a test program: the first call starts `t` with `extra_env`
+ * (apitest_start) and arranges apitest_stop at exit; later calls only report. 0 while it runs,
+ * -1 if it failed to start (not retried) or `t` is not the instance started first. */
+int apitest_ensure(apitest *t, const char *const *extra_env);
 
 const char *apitest_admin_auth(const apitest *t);
 const char *apitest_staff_auth(const apitest *t);

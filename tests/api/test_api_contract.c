@@ -32,23 +32,6 @@
 #define SECRET "test-vendor-secret"
 
 static apitest T;
-static int g_started;
-
-static void stop_all(void)
-{
-    if (g_started == 1)
-        apitest_stop(&T);
-}
-
-static int ensure(void)
-{
-    if (g_started == 0) {
-        g_started = apitest_start(&T, NULL) == 0 ? 1 : -1;
-        if (g_started == 1)
-            atexit(stop_all);
-    }
-    return g_started == 1 ? 0 : -1;
-}
 
 static int req(apitest_resp *r, const char *method, const char *path, const char *body)
 {
@@ -87,7 +70,7 @@ static long count_campaigns(void)
 
 TEST(error_bodies_are_always_json)
 {
-    CHECK(ensure() == 0);
+    CHECK(apitest_ensure(&T, NULL) == 0);
     char e[512];
     CHECK_INT_EQ(call("GET", "/%ff%fe", NULL, e, sizeof e), 404);
     CHECK_STR_CONTAINS(e, "no such route");
@@ -105,7 +88,7 @@ TEST(error_bodies_are_always_json)
 
 TEST(nul_in_path_is_not_the_list)
 {
-    CHECK(ensure() == 0);
+    CHECK(apitest_ensure(&T, NULL) == 0);
     char e[512];
     CHECK_INT_EQ(call("GET", "/customers/%00", NULL, e, sizeof e), 400);
     CHECK_STR_CONTAINS(e, "id must be a 24-hex id");
@@ -124,7 +107,7 @@ TEST(nul_in_path_is_not_the_list)
 
 TEST(tag_must_be_utf8)
 {
-    CHECK(ensure() == 0);
+    CHECK(apitest_ensure(&T, NULL) == 0);
     char e[512];
     CHECK_INT_EQ(call("GET", "/api/campaigns?tag=%ff", NULL, e, sizeof e), 400);
     CHECK_STR_EQ(e, "tag must be valid UTF-8");
@@ -136,7 +119,7 @@ TEST(tag_must_be_utf8)
 
 TEST(campaign_text_fields)
 {
-    CHECK(ensure() == 0);
+    CHECK(apitest_ensure(&T, NULL) == 0);
     long before = count_campaigns();
     CHECK(before >= 0);
     char e[512];
@@ -188,7 +171,7 @@ static int has_loyalty(const char *name)
 
 TEST(loyalty_word_rule)
 {
-    CHECK(ensure() == 0);
+    CHECK(apitest_ensure(&T, NULL) == 0);
     char e[256];
     CHECK_INT_EQ(
         call("POST", "/customers", "{\"name\":\"L\",\"email\":\"l@loyal.io\"}", e, sizeof e), 201);
@@ -202,7 +185,7 @@ TEST(loyalty_word_rule)
 
 TEST(body_of_wrong_shape)
 {
-    CHECK(ensure() == 0);
+    CHECK(apitest_ensure(&T, NULL) == 0);
     static const char *const paths[] = {"/customers", "/orders", "/api/campaigns",
                                         "/api/campaigns/preview", "/api/vendor/send"};
     static const char *const bodies[] = {"null", "3", "\"x\"", "true", "[]"};
@@ -234,7 +217,7 @@ TEST(body_of_wrong_shape)
 
 TEST(empty_paging_params)
 {
-    CHECK(ensure() == 0);
+    CHECK(apitest_ensure(&T, NULL) == 0);
     apitest_resp r;
     req(&r, "GET", "/communication?page=&limit=", NULL);
     CHECK_INT_EQ(r.status, 200);
@@ -298,7 +281,7 @@ static int new_id(const char *path, const char *body, const char *member, char o
  * ?after= continues from it. */
 TEST(logs_cursor_is_customer_id)
 {
-    CHECK(ensure() == 0);
+    CHECK(apitest_ensure(&T, NULL) == 0);
     char camp[25], c1[25], c2[25], l1[25], l2[25], path[160], buf[64];
     CHECK(new_id("/customers", "{\"name\":\"C1\",\"email\":\"c1@cur.io\"}", "customer", c1) == 0);
     CHECK(new_id("/customers", "{\"name\":\"C2\",\"email\":\"c2@cur.io\"}", "customer", c2) == 0);
@@ -330,7 +313,7 @@ TEST(logs_cursor_is_customer_id)
 
 TEST(single_receipt_says_updated)
 {
-    CHECK(ensure() == 0);
+    CHECK(apitest_ensure(&T, NULL) == 0);
     char hex[25], body[160], sig[HMAC_HEX_LEN + 1], hs[128];
     CHECK(insert_log(NULL, NULL, hex) == 0);
     snprintf(body, sizeof body, "{\"log_id\":\"%s\",\"vendorMsgId\":\"v1\",\"status\":\"SENT\"}",

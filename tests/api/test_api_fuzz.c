@@ -36,24 +36,7 @@
 #define BODY_MAX 8192
 
 static apitest T;
-static int g_started;
 static uint64_t g_rng;
-
-static void stop_all(void)
-{
-    if (g_started == 1)
-        apitest_stop(&T);
-}
-
-static int ensure(void)
-{
-    if (g_started == 0) {
-        g_started = apitest_start(&T, NULL) == 0 ? 1 : -1;
-        if (g_started == 1)
-            atexit(stop_all);
-    }
-    return g_started == 1 ? 0 : -1;
-}
 
 /* xorshift64*: small, seeded, the same sequence on every machine. */
 static uint64_t rnd(void)
@@ -301,7 +284,7 @@ static int fire(const target *tg, const char *body, size_t len, long *status)
 
 TEST(mutated_bodies_never_5xx)
 {
-    CHECK(ensure() == 0);
+    CHECK(apitest_ensure(&T, NULL) == 0);
     const char *es = getenv("MINICRM_FUZZ_SEED"), *ei = getenv("MINICRM_FUZZ_ITERS");
     g_rng = es ? strtoull(es, NULL, 10) : UINT64_C(0x6d696e6963726d);
     if (g_rng == 0)
@@ -409,7 +392,7 @@ static bool file_contains(const char *path, const char *needle)
  * holds no AddressSanitizer/LeakSanitizer/UBSan report (apitest_stop ignores both). */
 TEST(api_exits_clean)
 {
-    CHECK(ensure() == 0);
+    CHECK(apitest_ensure(&T, NULL) == 0);
     int st = apitest_stop_api(&T);
     CHECK(st >= 0 && WIFEXITED(st));
     CHECK_INT_EQ(WEXITSTATUS(st), 0);

@@ -22,26 +22,10 @@
 #define SECRET "test-vendor-secret"
 
 static apitest T;
-static int g_started; /* 0 not yet, 1 running, -1 failed */
-
-static void stop_all(void)
-{
-    if (g_started == 1)
-        apitest_stop(&T);
-}
-
-static int ensure(void)
-{
-    static const char *const env[] = {"MINICRM_API_MAX_BODY_BYTES=4096",
-                                      "MINICRM_RECEIPTS_MAX_BATCH=10",
-                                      "MINICRM_API_MAX_PAGE_SIZE=50", NULL};
-    if (g_started == 0) {
-        g_started = apitest_start(&T, env) == 0 ? 1 : -1;
-        if (g_started == 1)
-            atexit(stop_all);
-    }
-    return g_started == 1 ? 0 : -1;
-}
+/* The API every test here shares (started by the first, stopped at exit). */
+static const char *const k_env[] = {"MINICRM_API_MAX_BODY_BYTES=4096",
+                                    "MINICRM_RECEIPTS_MAX_BATCH=10", "MINICRM_API_MAX_PAGE_SIZE=50",
+                                    NULL};
 
 /* Request helpers: admin by default. */
 static int req(apitest_resp *r, const char *method, const char *path, const char *body)
@@ -101,7 +85,7 @@ static int make_customer(const char *name, const char *email, double spend, char
 
 TEST(ops_routes)
 {
-    CHECK(ensure() == 0);
+    CHECK(apitest_ensure(&T, k_env) == 0);
     apitest_resp r;
     char buf[128];
     CHECK(apitest_request(&T, "GET", "/healthz", NULL, NULL, 0, &r) == 0);
@@ -142,7 +126,7 @@ TEST(ops_routes)
 
 TEST(auth_required_everywhere)
 {
-    CHECK(ensure() == 0);
+    CHECK(apitest_ensure(&T, k_env) == 0);
     static const char *const routes[][2] = {{"GET", "/customers"},
                                             {"POST", "/customers"},
                                             {"GET", "/customers/aaaaaaaaaaaaaaaaaaaaaaaa"},
@@ -168,7 +152,7 @@ TEST(auth_required_everywhere)
 
 TEST(customers)
 {
-    CHECK(ensure() == 0);
+    CHECK(apitest_ensure(&T, k_env) == 0);
     apitest_resp r;
     char id[25], buf[64];
     req(&r, "POST", "/customers",
@@ -296,7 +280,7 @@ static void *order_thread(void *p)
 
 TEST(orders_and_concurrent_increments)
 {
-    CHECK(ensure() == 0);
+    CHECK(apitest_ensure(&T, k_env) == 0);
     char cid[25], body[256], path[64];
     CHECK(make_customer("Dev", "dev@orders.io", 100, cid) == 0);
     apitest_resp r;
@@ -411,7 +395,7 @@ static bool tags_has(json_t *tags, const char *t)
 
 TEST(campaigns)
 {
-    CHECK(ensure() == 0);
+    CHECK(apitest_ensure(&T, k_env) == 0);
     char a[25], b[25], c[25];
     CHECK(make_customer("Big One", "big@camp.io", 5000, a) == 0);
     CHECK(make_customer("Mid One", "mid@CAMP.io", 2000, b) == 0);
@@ -584,7 +568,7 @@ static void post_receipt(apitest_resp *r, const char *body, const char *sig, con
 
 TEST(receipts_signatures_and_limits)
 {
-    CHECK(ensure() == 0);
+    CHECK(apitest_ensure(&T, k_env) == 0);
     char cust[3][25], ids[3][25];
     CHECK(make_customer("Rec0", "rec0@r.io", 1, cust[0]) == 0);
     CHECK(make_customer("Rec1", "rec1@r.io", 1, cust[1]) == 0);
@@ -747,7 +731,7 @@ TEST(receipts_signatures_and_limits)
 
 TEST(vendor_send)
 {
-    CHECK(ensure() == 0);
+    CHECK(apitest_ensure(&T, k_env) == 0);
     apitest_resp r;
     long long q0 = redis_llen("{sends}:ready");
     req(&r, "POST", "/api/vendor/send",
@@ -771,7 +755,7 @@ TEST(vendor_send)
 
 TEST(cors)
 {
-    CHECK(ensure() == 0);
+    CHECK(apitest_ensure(&T, k_env) == 0);
     apitest_resp r;
     char buf[256];
     const char *pre[] = {"Origin: http://front.test:3000", "Access-Control-Request-Method: POST",
@@ -803,13 +787,13 @@ TEST(cors)
  * -> exit 0. */
 TEST(outages_and_shutdown)
 {
-    CHECK(ensure() == 0);
+    CHECK(apitest_ensure(&T, k_env) == 0);
     apitest_resp r;
-    if (T.env.devdb_pid <= 0 || T.env.redis_pid <= 0) {
-        /* External services (MINICRM_TEST_*_URL/URI) are not ours to kill. */
-        fprintf(stderr, "  outages not simulated: Redis/MongoDB are external\n");
+    /* External services (MINICRM_TEST_*_URL/URI) are not ours to kill: only the shutdown is
+     * checked, and the case reports itself skipped. */
+    bool external = T.env.devdb_pid <= 0 || T.env.redis_pid <= 0;
+    if (external)
         goto shutdown;
-    }
     /* MongoDB down */
     CHECK(kill(T.env.devdb_pid, SIGKILL) == 0);
     waitpid(T.env.devdb_pid, NULL, 0);
@@ -852,6 +836,8 @@ shutdown:;
     /* graceful stop */
     int ws = apitest_stop_api(&T);
     CHECK(ws >= 0 && WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    if (external)
+        TEST_SKIP("outages not simulated: Redis/MongoDB are external (shutdown checked)");
 }
 
 TEST_MAIN(TEST_ENTRY(ops_routes), TEST_ENTRY(auth_required_everywhere), TEST_ENTRY(customers),

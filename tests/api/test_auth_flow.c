@@ -25,7 +25,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define SKIP        77
 #define FRONT       "http://front.test:3000"
 #define ADMIN_EMAIL "boss@example.com"
 
@@ -614,9 +613,9 @@ static int setup(void)
     snprintf(cmd, sizeof cmd, "sh '%s/tests/api/oauth-mock/install.sh' '%s'", MINICRM_SOURCE_DIR,
              dir);
     if (system(cmd) != 0) {
-        printf("SKIP test_auth_flow: the local OAuth provider (npm oauth2-mock-server) could not "
-               "be installed; see the message above\n");
-        return SKIP;
+        return test_skip_program("test_auth_flow: the local OAuth provider (npm "
+                                 "oauth2-mock-server) could not be installed; see the message "
+                                 "above");
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if (testenv_start(&g_env, TESTENV_REDIS | TESTENV_DEVDB) != 0)

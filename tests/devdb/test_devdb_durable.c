@@ -1,6 +1,6 @@
 /*
  * test_devdb_durable: minicrm-devdb --dbpath survives kill -9, torn journals, compaction,
- * a second process on the same directory and a full disk (devdb/durable.h).
+ * a second process on the same directory and a full disk (devdb/storage/durable.h).
  *
  * Every scenario starts real devdb processes on private directories and ports and talks to
  * them through libmongoc. Writers keep a model of what the server acknowledged; after a
@@ -12,6 +12,7 @@
 #include "testenv.h"
 
 #include <bson/bson.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <mongoc/mongoc.h>
@@ -459,6 +460,57 @@ static int count_files(const char *dir, const char *prefix)
     return n;
 }
 
+/* Files in dir that anyone but the owner may read or write (names into bad); -1 if dir
+ * cannot be read. Journals, snapshots and the lock file hold the data: owner only. */
+static int loose_files(const char *dir, char *bad, size_t n)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    int loose = 0;
+    size_t used = 0;
+    bad[0] = '\0';
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char p[1024];
+        struct stat sb;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (e->d_name[0] == '.' || stat(p, &sb) != 0 || !S_ISREG(sb.st_mode))
+            continue;
+        if ((sb.st_mode & 077) != 0) {
+            loose++;
+            int w =
+                snprintf(bad + used, n - used, "%s %o; ", e->d_name, (unsigned)(sb.st_mode & 0777));
+            used = w > 0 && used + (size_t)w < n ? used + (size_t)w : used;
+        }
+    }
+    closedir(d);
+    return loose;
+}
+
+TEST(dbpath_and_its_files_are_private)
+{
+    char dir[512], bad[512];
+    snprintf(dir, sizeof dir, "%s/private-new", env.dir); /* devdb creates it */
+    int port = testenv_free_port();
+    pid_t pid = dd_start(dir, port, NULL, NULL, NULL);
+    CHECK(pid > 0);
+    mongoc_client_t *cl = dd_client(port);
+    mongoc_collection_t *c = mongoc_client_get_collection(cl, "db", "c");
+    bson_t *doc = BCON_NEW("_id", BCON_INT32(1), "secret", BCON_UTF8("customer data"));
+    bson_error_t err;
+    CHECK_MSG(mongoc_collection_insert_one(c, doc, NULL, NULL, &err), "%s", err.message);
+    bson_destroy(doc);
+    mongoc_collection_destroy(c);
+    mongoc_client_destroy(cl);
+    testenv_kill_wait(pid, SIGTERM, 10000); /* a clean stop writes a snapshot too */
+    struct stat sb;
+    CHECK(stat(dir, &sb) == 0);
+    CHECK_MSG((sb.st_mode & 0777) == 0700, "dbpath mode %o", (unsigned)(sb.st_mode & 0777));
+    CHECK(count_files(dir, "snapshot-") + count_files(dir, "journal-") >= 1);
+    CHECK_MSG(loose_files(dir, bad, sizeof bad) == 0, "readable by others: %s", bad);
+}
+
 TEST(compaction_under_load_then_restart)
 {
     char dir[512], logp[600];
@@ -505,6 +557,8 @@ TEST(compaction_under_load_then_restart)
             done);
     CHECK(count_files(dir, "snapshot-") >= 1);
     CHECK(count_files(dir, "journal-") <= 2);
+    char bad[512];
+    CHECK_MSG(loose_files(dir, bad, sizeof bad) == 0, "readable by others: %s", bad);
     pid = dd_start(dir, port, flags, NULL, NULL);
     CHECK(pid > 0);
     mongoc_client_t *cl = dd_client(port);
@@ -645,11 +699,8 @@ TEST(full_disk_on_a_real_tiny_tmpfs)
     if (mount("tmpfs", dir, "tmpfs", 0, "size=256k") == 0) {
         snprintf(tmpfs_dir, sizeof tmpfs_dir, "%s", dir);
     } else {
-        fprintf(stderr,
-                "  SKIP: cannot mount a tmpfs here (%s); the fault hook test covers "
-                "ENOSPC\n",
-                strerror(errno));
-        return;
+        TEST_SKIP("cannot mount a tmpfs here (%s); the fault hook test covers ENOSPC",
+                  strerror(errno));
     }
     int port = testenv_free_port();
     const char *flags[] = {"--sync", "always", "--compact-min-kb", "100000", NULL};
@@ -666,16 +717,15 @@ int main(int argc, char **argv)
         TEST_ENTRY(kill9_sync_everysec_keeps_acknowledged_writes),
         TEST_ENTRY(torn_or_corrupt_last_record_is_dropped_cleanly),
         TEST_ENTRY(compaction_under_load_then_restart),
+        TEST_ENTRY(dbpath_and_its_files_are_private),
         TEST_ENTRY(second_devdb_on_same_dbpath_is_refused),
         TEST_ENTRY(unusable_dbpath_fails_at_start_with_a_message),
         TEST_ENTRY(full_disk_fails_writes_clearly_and_keeps_serving_reads_fault_hook),
         TEST_ENTRY(full_disk_on_a_real_tiny_tmpfs),
     };
-    if (getenv("MINICRM_TEST_MONGO_URI") && *getenv("MINICRM_TEST_MONGO_URI")) {
-        fprintf(stderr, "SKIP: test_devdb_durable tests minicrm-devdb itself, not an external "
-                        "MongoDB\n");
-        return 0;
-    }
+    if (getenv("MINICRM_TEST_MONGO_URI") && *getenv("MINICRM_TEST_MONGO_URI"))
+        return test_skip_program("test_devdb_durable tests minicrm-devdb itself, not an external "
+                                 "MongoDB (MINICRM_TEST_MONGO_URI)");
     if (testenv_start(&env, 0) != 0)
         return 1;
     mongoc_init();

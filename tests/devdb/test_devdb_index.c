@@ -1,5 +1,5 @@
 /*
- * test_devdb_index: devdb's ordered index (devdb/index.c, a B+tree) checked against a sorted
+ * test_devdb_index: devdb's ordered index (storage/index.c, a B+tree) checked against a sorted
  * reference: random inserts and deletes over mixed key types (the inline-prefix types ObjectId,
  * date and string with long shared prefixes, plus numbers that take the generic comparison),
  * ascending and descending patterns, forward and backward walks, first-field seeks, duplicate
@@ -10,10 +10,10 @@
  * reference order is bv_key_compare then record id, computed independently of the index's own fast
  * paths.
  */
-#include "bsonval.h"
-#include "index.h"
-#include "partial.h"
-#include "store.h"
+#include "base/bsonval.h"
+#include "storage/index.h"
+#include "storage/partial.h"
+#include "storage/store.h"
 #include "test.h"
 
 #include <stdlib.h>

@@ -623,10 +623,8 @@ static void put32(uint8_t *p, int32_t v)
 
 TEST(malformed_messages_do_not_kill_server)
 {
-    if (env.devdb_port == 0) { /* MINICRM_TEST_MONGO_URI: no devdb of ours to poke */
-        fprintf(stderr, "  skipped: raw wire-protocol checks need the test's own devdb\n");
-        return;
-    }
+    if (env.devdb_port == 0) /* MINICRM_TEST_MONGO_URI: no devdb of ours to poke */
+        TEST_SKIP("raw wire-protocol checks need the test's own devdb");
     uint8_t buf[256];
     /* 1: absurd length -> connection closed */
     int fd = raw_connect();
@@ -773,10 +771,8 @@ static int read_reply(int fd, uint8_t *buf, size_t cap, int32_t *response_to, in
 
 TEST(op_msg_sequences_checksum_more_to_come_and_op_query)
 {
-    if (env.devdb_port == 0) { /* MINICRM_TEST_MONGO_URI: no devdb of ours to poke */
-        fprintf(stderr, "  skipped: raw wire-protocol checks need the test's own devdb\n");
-        return;
-    }
+    if (env.devdb_port == 0) /* MINICRM_TEST_MONGO_URI: no devdb of ours to poke */
+        TEST_SKIP("raw wire-protocol checks need the test's own devdb");
     static uint8_t buf[1 << 16], rb[1 << 16];
     int fd = raw_connect();
     CHECK(fd >= 0);
@@ -849,10 +845,8 @@ TEST(op_msg_sequences_checksum_more_to_come_and_op_query)
 
 TEST(client_closing_mid_reply_does_not_kill_server)
 {
-    if (env.devdb_port == 0) { /* MINICRM_TEST_MONGO_URI: no devdb of ours to poke */
-        fprintf(stderr, "  skipped: raw wire-protocol checks need the test's own devdb\n");
-        return;
-    }
+    if (env.devdb_port == 0) /* MINICRM_TEST_MONGO_URI: no devdb of ours to poke */
+        TEST_SKIP("raw wire-protocol checks need the test's own devdb");
     static uint8_t buf[4096];
     /* Ask for a multi-megabyte batch and hang up at once, many times. */
     for (int i = 0; i < 20; i++) {

@@ -18,14 +18,14 @@
  *    must refuse.
  * In-process (commands_run on a private in-memory store); no server, no timing.
  */
-#include "bsonval.h"
-#include "commands.h"
-#include "cursor.h"
+#include "base/bsonval.h"
+#include "commands/commands.h"
+#include "commands/cursor.h"
 #include "engine_util.h"
-#include "match.h"
-#include "store.h"
+#include "engine/match.h"
+#include "storage/store.h"
 #include "test.h"
-#include "update.h"
+#include "engine/update.h"
 
 #include <stdint.h>
 

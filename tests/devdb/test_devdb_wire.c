@@ -1,11 +1,12 @@
 /*
- * Unit tests of devdb/wire.c: exact parsing of OP_MSG (body + document sequences, checksum,
+ * Unit tests of devdb/wire/wire.c: exact parsing of OP_MSG (body + document sequences, checksum,
  * moreToCome) and OP_QUERY, reply framing, and a mutation fuzz loop: tens of thousands of
  * corrupted, truncated and resized messages must each parse or fail cleanly (run under ASan
  * in the sanitizer build, this is what proves the parser never reads out of bounds).
  */
 #include "test.h"
-#include "wire.h"
+#include "wire/wire.h"
+#include "base/crc32c.h"
 
 #include <stdlib.h>
 
@@ -44,7 +45,7 @@ static size_t sample_msg(uint8_t *buf, uint32_t flags)
     put32(buf + 8, 0);
     put32(buf + 12, 2013);
     if (flags & 1)
-        put32(buf + off, wire_crc32c(buf, off));
+        put32(buf + off, crc32c_sum(buf, off));
     bson_destroy(body);
     bson_destroy(d1);
     bson_destroy(d2);
@@ -75,7 +76,7 @@ static size_t sample_query(uint8_t *buf)
 
 TEST(crc32c_known_value)
 {
-    CHECK_INT_EQ(wire_crc32c((const uint8_t *)"123456789", 9), 0xE3069283u);
+    CHECK_INT_EQ(crc32c_sum((const uint8_t *)"123456789", 9), 0xE3069283u);
 }
 
 TEST(op_msg_sequences_merge_into_command)

@@ -1,7 +1,7 @@
 /* test_engine_aggregate: aggregation pipelines over in-memory collections (devdb/aggregate). */
-#include "aggregate.h"
+#include "engine/aggregate.h"
 #include "engine_util.h"
-#include "errors.h"
+#include "base/errors.h"
 #include "test.h"
 
 /* An in-memory "database": the input collection and one foreign collection for $lookup. */

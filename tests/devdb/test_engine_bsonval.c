@@ -1,7 +1,7 @@
 /* test_engine_bsonval: MongoDB value order, paths, sort keys and index keys (devdb/bsonval). */
-#include "bsonval.h"
+#include "base/bsonval.h"
 #include "engine_util.h"
-#include "errors.h"
+#include "base/errors.h"
 #include "test.h"
 
 /* Compares the values of fields "a" and "b" of a JSON document. */

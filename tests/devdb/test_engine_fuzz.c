@@ -9,17 +9,17 @@
  *   - sortspec_sort leaves documents ordered by sortspec_compare;
  *   - projections and pipelines never crash (run under ASan/UBSan in CI).
  */
-#include "aggregate.h"
+#include "engine/aggregate.h"
 
 #include <math.h>
-#include "bsonval.h"
+#include "base/bsonval.h"
 #include "engine_util.h"
-#include "errors.h"
-#include "match.h"
-#include "project.h"
-#include "sortspec.h"
+#include "base/errors.h"
+#include "engine/match.h"
+#include "engine/project.h"
+#include "engine/sortspec.h"
 #include "test.h"
-#include "update.h"
+#include "engine/update.h"
 
 #include <math.h>
 

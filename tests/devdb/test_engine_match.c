@@ -1,7 +1,7 @@
 /* test_engine_match: query filters (devdb/match) against MongoDB 4.4 semantics. */
 #include "engine_util.h"
-#include "errors.h"
-#include "match.h"
+#include "base/errors.h"
+#include "engine/match.h"
 #include "test.h"
 
 /* 1 if `filter` matches `doc`, 0 if not, -1 if the filter does not compile. */

@@ -1,10 +1,10 @@
 /* test_engine_project: find projections, sort specs and expressions (devdb/project, sortspec,
  * expr). */
 #include "engine_util.h"
-#include "errors.h"
-#include "expr.h"
-#include "project.h"
-#include "sortspec.h"
+#include "base/errors.h"
+#include "engine/expr.h"
+#include "engine/project.h"
+#include "engine/sortspec.h"
 #include "test.h"
 
 static const char *P(const char *spec, const char *doc)

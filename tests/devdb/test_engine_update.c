@@ -1,8 +1,8 @@
 /* test_engine_update: update operators, replacement, upsert seeds (devdb/update). */
 #include "engine_util.h"
-#include "errors.h"
+#include "base/errors.h"
 #include "test.h"
-#include "update.h"
+#include "engine/update.h"
 
 /* Applies `update` to `doc`: the result as compact JSON ('...'-quoted), or "ERR <code> <msg>". */
 static const char *U_(const char *update, const char *doc, bool insert, bool *modified)

@@ -2,7 +2,9 @@
 # End to end, as a new user: a fresh clone, the README's first command (with free ports), then
 # `minicrm demo` must complete a campaign with exact counts; a second `up` must refuse to start
 # a second set; a killed child must be restarted; Ctrl-C must stop everything and leave
-# nothing running.
+# nothing running. Along the way: up's state is private (0700 directories, 0600 files), its
+# vendor secret is random and kept across restarts, and, its output not being a terminal, the
+# first admin key is written to a 0600 file instead of being printed.
 set -euo pipefail
 src=${1:?usage: test_up_demo.sh SOURCE_DIR}
 work=$(mktemp -d /tmp/minicrm-e2e-XXXXXX)
@@ -53,12 +55,35 @@ up_ready() {
   grep -q "ready in" "$work/up.log"
 }
 wait_for 300 up_ready || fail "system not ready"
-grep -q "first start: created an admin API key" "$work/up.log" || fail "no first admin key printed"
-admin_key=$(grep -A1 "first start: created an admin API key" "$work/up.log" | tail -1 | grep -o 'mck_[A-Za-z0-9_-]*')
-[ -n "$admin_key" ] || fail "admin key not shown"
+state=$work/state
+mode() { stat -c %a "$1"; }
+grep -q "first start: created an admin API key.*kept in $state/admin-key (mode 0600)" "$work/up.log" ||
+  fail "up did not say where the first admin key is"
+[ "$(mode "$state/admin-key")" = 600 ] || fail "admin-key mode $(mode "$state/admin-key")"
+admin_key=$(grep -o 'mck_[A-Za-z0-9_-]*' "$state/admin-key")
+[ -n "$admin_key" ] || fail "no admin key in $state/admin-key"
+if grep -qF "$admin_key" "$work/up.log"; then fail "admin key printed to a non-terminal"; fi
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $admin_key" "http://127.0.0.1:$api_port/api/keys")
-[ "$code" = 200 ] || fail "the printed admin key does not work (HTTP $code)"
-echo "ok: ready, admin key printed and working"
+[ "$code" = 200 ] || fail "the admin key of $state/admin-key does not work (HTTP $code)"
+echo "ok: ready, admin key kept in a 0600 file and working"
+
+# Private state: directories 0700, files holding secrets or data 0600; a random vendor secret.
+for d in "$state" "$state/redis" "$state/devdb"; do
+  [ "$(mode "$d")" = 700 ] || fail "$d has mode $(mode "$d")"
+done
+for f in "$state/vendor-secret" "$state/up.state" "$state/up.lock" "$state"/devdb/*; do
+  [ "$(mode "$f")" = 600 ] || fail "$f has mode $(mode "$f")"
+done
+vendor_secret=$(cat "$state/vendor-secret")
+[ ${#vendor_secret} -ge 32 ] && [ "$vendor_secret" != dev-vendor-secret ] || fail "vendor secret is not random"
+if grep -qF "$vendor_secret" "$work/up.log"; then fail "vendor secret printed"; fi
+# The API uses it: a receipt signed with the development secret is refused (401).
+body='{"log_id":"000000000000000000000001","vendorMsgId":"v1","status":"SENT"}'
+sig=$(/usr/bin/python3 -c 'import hashlib, hmac, sys; print(hmac.new(b"dev-vendor-secret", sys.argv[1].encode(), hashlib.sha256).hexdigest())' "$body")
+code=$(curl -s -o /dev/null -w '%{http_code}' -XPOST -H 'Content-Type: application/json' \
+  -H "X-Signature: $sig" -d "$body" "http://127.0.0.1:$api_port/api/receipts/delivery")
+[ "$code" = 401 ] || fail "a receipt signed with the development secret got HTTP $code"
+echo "ok: private state files, random vendor secret in use"
 
 # With --demo (the README's command has it), up runs one campaign end to end by itself.
 if [[ " $up_cmd " == *" --demo "* ]]; then
@@ -141,6 +166,7 @@ up_pid=$!
 up_ready3() { kill -0 "$up_pid" 2>/dev/null || fail "restarted up exited"; grep -q "ready in" "$work/up3.log"; }
 wait_for 60 up_ready3 || fail "restarted system not ready"
 if grep -q "first start" "$work/up3.log"; then fail "admin key made again on restart"; fi
+[ "$(cat "$state/vendor-secret")" = "$vendor_secret" ] || fail "vendor secret changed on restart"
 /usr/bin/python3 - "$api_port" "$admin_key" "$camp" <<'PY' || fail "data lost across restart"
 import json, sys, urllib.request
 port, key, camp = sys.argv[1:]
@@ -153,5 +179,5 @@ PY
 kill -INT "$up_pid"
 wait_for 60 bash -c "! kill -0 $up_pid 2>/dev/null" || fail "restarted up did not stop"
 up_pid=""
-echo "ok: restart kept the data and the admin key"
-echo "test_up_demo: 7 passed, 0 failed"
+echo "ok: restart kept the data, the admin key and the vendor secret"
+echo "test_up_demo: 8 passed, 0 failed"

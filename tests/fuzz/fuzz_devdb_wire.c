@@ -11,10 +11,10 @@
  * Each input gets its own store and cursor table, freed afterwards, so every run is
  * independent and LeakSanitizer sees any leak of the path. Build: scripts/fuzz.sh.
  */
-#include "commands.h"
-#include "cursor.h"
-#include "store.h"
-#include "wire.h"
+#include "commands/commands.h"
+#include "commands/cursor.h"
+#include "storage/store.h"
+#include "wire/wire.h"
 
 #include <stdint.h>
 #include <stdlib.h>

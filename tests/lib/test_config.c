@@ -147,6 +147,71 @@ TEST(bad_env_names_variable_and_hides_secrets)
     clear_env();
 }
 
+/* MONGO_URI / REDIS_URL passwords are masked wherever the configuration is shown. */
+TEST(url_passwords_are_masked_when_shown)
+{
+    char err[512];
+    clear_env();
+    minicrm_config c;
+    cfg_init(&c);
+    setenv("MONGO_URI", "mongodb://app:m0ngo-pw@db.example:27017/crm?authSource=admin", 1);
+    setenv("REDIS_URL", "redis://:r3dis-pw@cache.example:6379/0", 1);
+    CHECK_INT_EQ(cfg_load_environ(&c, err, sizeof err), 0);
+    char *out = NULL;
+    size_t outlen = 0;
+    FILE *mem = open_memstream(&out, &outlen);
+    cfg_write(&c, false, mem);
+    fclose(mem);
+    CHECK(strstr(out, "m0ngo-pw") == NULL);
+    CHECK(strstr(out, "r3dis-pw") == NULL);
+    CHECK_STR_CONTAINS(out, "uri = \"mongodb://app:***@db.example:27017/crm?authSource=admin\"");
+    CHECK_STR_CONTAINS(out, "url = \"redis://:***@cache.example:6379/0\"");
+    free(out);
+    /* --secrets (and up's export to its children) still get the real value */
+    char buf[256];
+    size_t n;
+    const cfg_setting_info *s = cfg_settings(&n);
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(s[i].path, "redis.url"))
+            CHECK_STR_EQ(cfg_value_text(&c, &s[i], true, buf, sizeof buf),
+                         "redis://:r3dis-pw@cache.example:6379/0");
+    }
+    /* a rejected value is not echoed with its password either */
+    CHECK_INT_EQ(cfg_set(&c, "log.format", "x://u:hidden@h", "test", err, sizeof err), -1);
+    CHECK(strstr(err, "hidden") == NULL);
+    CHECK_STR_CONTAINS(err, "x://u:***@h");
+    cfg_release(&c);
+    clear_env();
+}
+
+/* minicrm-api's start-up rule: no open port with the public development vendor secret. */
+TEST(api_exposure_rule)
+{
+    char err[512];
+    clear_env();
+    minicrm_config c;
+    cfg_init(&c);
+    CHECK_STR_EQ(c.api.bind, "127.0.0.1");
+    CHECK_STR_EQ(c.receipts.vendor_secret, CFG_DEV_VENDOR_SECRET);
+    CHECK_INT_EQ(cfg_check_api_exposure(&c, err, sizeof err), 0); /* the defaults are safe */
+    const char *loop[] = {"127.0.0.1", "127.1.2.3", "::1", "localhost"};
+    for (size_t i = 0; i < sizeof loop / sizeof loop[0]; i++) {
+        CHECK_INT_EQ(cfg_set(&c, "api.bind", loop[i], "test", err, sizeof err), 0);
+        CHECK_MSG(cfg_check_api_exposure(&c, err, sizeof err) == 0, "%s refused", loop[i]);
+    }
+    const char *open[] = {"0.0.0.0", "10.0.0.5", "::", "128.0.0.1", "192.168.1.2"};
+    for (size_t i = 0; i < sizeof open / sizeof open[0]; i++) {
+        CHECK_INT_EQ(cfg_set(&c, "api.bind", open[i], "test", err, sizeof err), 0);
+        CHECK_MSG(cfg_check_api_exposure(&c, err, sizeof err) == -1, "%s allowed", open[i]);
+        CHECK_STR_CONTAINS(err, "VENDOR_SECRET");
+        CHECK_STR_CONTAINS(err, "receipts.vendor_secret");
+    }
+    CHECK_INT_EQ(
+        cfg_set(&c, "receipts.vendor_secret", "a-real-random-secret", "test", err, sizeof err), 0);
+    CHECK_INT_EQ(cfg_check_api_exposure(&c, err, sizeof err), 0);
+    cfg_release(&c);
+}
+
 TEST(every_setting_has_env_override)
 {
     /* MINICRM_SECTION_KEY reaches every setting: set each to its own default text and
@@ -217,6 +282,8 @@ int main(int argc, char **argv)
         TEST_ENTRY(layers_later_wins),
         TEST_ENTRY(bad_file_names_line),
         TEST_ENTRY(bad_env_names_variable_and_hides_secrets),
+        TEST_ENTRY(url_passwords_are_masked_when_shown),
+        TEST_ENTRY(api_exposure_rule),
         TEST_ENTRY(every_setting_has_env_override),
         TEST_ENTRY(shipped_file_matches_table),
     };

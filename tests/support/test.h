@@ -4,8 +4,15 @@
  * A test file defines TEST(name) functions and lists them in a TEST_MAIN(...) table. Each
  * CHECK* macro records a failure with file:line and the values involved and returns from the
  * current test, so one broken case does not hide the others. The program prints one line per
- * test and a closing "N passed, N failed" line, and exits non-zero if anything failed; ctest
- * runs each test file as one test. `./test_x name` runs a single test.
+ * test and a closing "N passed, N failed, N skipped" line; ctest runs each test file as one
+ * test. `./test_x name...` runs the named tests only.
+ *
+ * A test that cannot run here (no privilege for a tmpfs, an external Redis/MongoDB it may not
+ * kill) calls TEST_SKIP("why"): the reason is printed and the case counts as skipped, never as
+ * passed. Exit status: 1 if any case failed, else TEST_SKIP_CODE (77, ctest's
+ * SKIP_RETURN_CODE, set on every test in tests/CMakeLists.txt) if any case was skipped, else 0.
+ * So a file with one skipped case shows as "Skipped" in ctest, and its output says which case
+ * and why. A whole program that cannot run returns test_skip_program("why") from main().
  */
 #ifndef MINICRM_TEST_H
 #define MINICRM_TEST_H
@@ -22,6 +29,10 @@ typedef struct {
 } test_case;
 
 extern int test_failed_flag;
+extern int test_skipped_flag;
+
+/* The exit status ctest reads as "skipped" (SKIP_RETURN_CODE). */
+enum { TEST_SKIP_CODE = 77 };
 
 #define TEST(name) static void test_##name(void)
 #define TEST_ENTRY(name)                                                                           \
@@ -35,6 +46,16 @@ extern int test_failed_flag;
         fprintf(stderr, __VA_ARGS__);                                                              \
         fprintf(stderr, "\n");                                                                     \
         test_failed_flag = 1;                                                                      \
+        return;                                                                                    \
+    } while (0)
+
+/* Stop the current test and report it skipped with the reason (printf-style). */
+#define TEST_SKIP(...)                                                                             \
+    do {                                                                                           \
+        fprintf(stdout, "  SKIP %s:%d: ", __FILE__, __LINE__);                                     \
+        fprintf(stdout, __VA_ARGS__);                                                              \
+        fprintf(stdout, "\n");                                                                     \
+        test_skipped_flag = 1;                                                                     \
         return;                                                                                    \
     } while (0)
 
@@ -72,8 +93,11 @@ extern int test_failed_flag;
             TEST_FAIL_("%s contains \"%s\": got \"%s\"", #hay, n_, h_ ? h_ : "(null)");            \
     } while (0)
 
-/* Runs the listed tests (or only the one named in argv[1]); returns the exit status. */
+/* Runs the listed tests (or only those named in argv[1..]); returns the exit status. */
 int test_run_all(const char *file, const test_case *cases, size_t n, int argc, char **argv);
+
+/* For main(): print why the whole program cannot run here and return TEST_SKIP_CODE. */
+int test_skip_program(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #define TEST_MAIN(...)                                                                             \
     int main(int argc, char **argv)                                                                \

@@ -1,0 +1,47 @@
+/*
+ * commands_plan: the query planner and executor shared by find, count, update, delete,
+ * findAndModify, distinct and aggregate.
+ *
+ * Given a compiled filter, an optional sort, an optional hint and skip/limit, it picks an
+ * access path, runs it and returns the record ids of the result in order:
+ *
+ *   1. hint: the named index (or key pattern) must exist (else BadValue 2 "hint provided does
+ *      not correspond to an existing index"); it is scanned over the filter's bounds on its
+ *      first field if there are any, else in full;
+ *   2. otherwise the index (the _id index included) whose first field has the tightest bounds
+ *      in the filter (equality points beat ranges; unique beats non-unique). Sparse indexes
+ *      and partial indexes whose filter the query does not imply (partial_implied_by) are
+ *      never chosen without a hint; an implied partial index ranks above a non-unique point
+ *      index and below a unique point lookup. With a sort and a limit, when these bounds do
+ *      not give the order, an implied partial index that does is walked instead;
+ *   3. otherwise, with a sort, the smallest usable index whose key pattern starts with the
+ *      sort keys (or their exact reverse) and is not multikey, walked in order;
+ *   4. otherwise an implied partial index walked in full (it holds only documents satisfying
+ *      its filter), else the collection in natural order.
+ * Every candidate is checked with the full matcher. If the chosen path delivers the sort order,
+ * no sort happens and the scan stops after skip + limit results.
+ *
+ * Must be called with the store lock held (shared is enough). The caller frees *rids.
+ */
+#ifndef DEVDB_COMMANDS_PLAN_H
+#define DEVDB_COMMANDS_PLAN_H
+
+#include "engine/match.h"
+#include "engine/sortspec.h"
+#include "storage/store.h"
+
+typedef struct plan_req {
+    const matcher *m;         /* required */
+    const sortspec *sort;     /* NULL or empty: no order */
+    const bson_value_t *hint; /* NULL: none; a string (index name) or a document (pattern) */
+    int64_t skip;             /* >= 0 */
+    int64_t limit;            /* 0: no limit */
+} plan_req;
+
+int plan_run(store *st, store_coll *c, const plan_req *q, uint64_t **rids, size_t *n,
+             bson_error_t *err);
+
+/* Validates a hint against the collection without running anything (NULL hint: 0). */
+int plan_check_hint(store_coll *c, const bson_value_t *hint, store_index **out, bson_error_t *err);
+
+#endif
