@@ -61,10 +61,8 @@ static void h_vendor_send(api_ctx *app, http_request *req)
         (campaign_id && api_parse_oid(req, "campaign_id", campaign_id, &oid)) ||
         api_field_str(req, body, "message", false, 8192, &message))
         return;
-    char mac[HMAC_HEX_LEN + 1], vid[40];
-    const char *secret = app->cfg->receipts.vendor_secret;
-    hmac_sha256_hex(secret, strlen(secret), log_id, strlen(log_id), mac);
-    snprintf(vid, sizeof vid, "msg_%.24s", mac);
+    char vid[CAMPAIGN_VMID_LEN + 1];
+    campaign_vendor_msg_id(app->cfg->receipts.vendor_secret, log_id, vid);
     /* The id answered here travels in the send job: the vendor reports it for this log. */
     jobs_send send = {.log_id = log_id,
                       .campaign_id = campaign_id,

@@ -7,10 +7,12 @@
  */
 #include "campaign.h"
 
+#include "hmac.h"
 #include "timeutil.h"
 
 #include <assert.h>
 #include <openssl/evp.h>
+#include <stdio.h>
 #include <string.h>
 
 static const char *const CAMPAIGN_NAMES[CAMPAIGN_STATUS_COUNT] = {
@@ -174,4 +176,12 @@ void campaign_log_append_final(bson_t *set, campaign_log_status to, const char *
     BSON_APPEND_DATE_TIME(set, "updatedAt", now);
     if (to == CAMPAIGN_LOG_FAILED && reason)
         BSON_APPEND_UTF8(set, "failureReason", reason);
+}
+
+void campaign_vendor_msg_id(const char *secret, const char *log_hex,
+                            char out[CAMPAIGN_VMID_LEN + 1])
+{
+    char mac[HMAC_HEX_LEN + 1];
+    hmac_sha256_hex(secret, strlen(secret), log_hex, strlen(log_hex), mac);
+    snprintf(out, CAMPAIGN_VMID_LEN + 1, "msg_%.24s", mac);
 }

@@ -97,6 +97,14 @@ int campaign_try_complete(mongoc_collection_t *camps, const bson_oid_t *cid, bso
  * SHA-256(campaign 12 bytes || customer 12 bytes). */
 void campaign_log_id(const bson_oid_t *campaign, const bson_oid_t *customer, bson_oid_t *out);
 
+/* The vendorMsgId minicrm assigns when it hands a single message to the vendor itself
+ * (POST /api/vendor/send, and the sweeper's re-send of any log): "msg_" + the first 24 hex of
+ * HMAC-SHA256(secret, log_id hex). Deterministic, so the id the route answered is the id a
+ * re-send of the same log carries and the vendor reports. out must hold CAMPAIGN_VMID_LEN + 1. */
+#define CAMPAIGN_VMID_LEN 28
+void campaign_vendor_msg_id(const char *secret, const char *log_hex,
+                            char out[CAMPAIGN_VMID_LEN + 1]);
+
 /* Append a new PENDING log to doc (empty, caller-owned): _id, campaign_id, customer_id, message,
  * status, vendorMsgId null, resends 0, createdAt/updatedAt now. */
 void campaign_log_append_new(bson_t *doc, const bson_oid_t *lid, const bson_oid_t *cid,

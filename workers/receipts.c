@@ -816,10 +816,15 @@ int receipts_sweep(receipts_ctx *x)
             else
                 jsonx_buf_free(&job);
         } else {
+            /* A re-send carries minicrm's id for the log, so a message first handed over by
+             * POST /api/vendor/send ends with the id that route answered. */
+            char vid[CAMPAIGN_VMID_LEN + 1];
+            campaign_vendor_msg_id(x->cfg->receipts.vendor_secret, lid, vid);
             jobs_send s = {.log_id = lid,
                            .campaign_id = cid[0] ? cid : NULL,
                            .customer_id = uid[0] ? uid : NULL,
                            .message = msg,
+                           .vendor_msg_id = vid,
                            .resend = (int)(resends + 1)};
             if (jobs_send_encode(&job, &s) == 0)
                 sends[nsend++] = job.data;

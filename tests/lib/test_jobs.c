@@ -9,6 +9,7 @@
  *    and non-ASCII survives the trip.
  */
 #include "campaign.h"
+#include "hmac.h"
 #include "jobs.h"
 #include "test.h"
 
@@ -68,6 +69,23 @@ TEST(log_id_deterministic)
     /* first 12 bytes of SHA-256(campaign || customer): pinned, log ids of running campaigns
      * must not change across versions */
     CHECK_STR_EQ(hex, "75328fdf07642189781cb009");
+}
+
+TEST(vendor_msg_id_is_the_routes_and_the_resends)
+{
+    /* POST /api/vendor/send answers this id and the sweeper's re-send of the same log carries
+     * it: pinned to HMAC-SHA256("k", log hex), so both paths agree across versions. */
+    char a[CAMPAIGN_VMID_LEN + 1], b[CAMPAIGN_VMID_LEN + 1], other[CAMPAIGN_VMID_LEN + 1];
+    campaign_vendor_msg_id("k", CID, a);
+    campaign_vendor_msg_id("k", CID, b);
+    campaign_vendor_msg_id("other-secret", CID, other);
+    CHECK_STR_EQ(a, b);
+    CHECK(strlen(a) == CAMPAIGN_VMID_LEN && !strncmp(a, "msg_", 4));
+    CHECK(strcmp(a, other) != 0);
+    char mac[HMAC_HEX_LEN + 1], want[CAMPAIGN_VMID_LEN + 1];
+    hmac_sha256_hex("k", 1, CID, strlen(CID), mac);
+    snprintf(want, sizeof want, "msg_%.24s", mac);
+    CHECK_STR_EQ(a, want);
 }
 
 TEST(campaign_job)
@@ -354,7 +372,7 @@ TEST(bad_id_stays_json)
 }
 
 TEST_MAIN(TEST_ENTRY(status_names), TEST_ENTRY(bad_id_stays_json), TEST_ENTRY(log_id_deterministic),
-          TEST_ENTRY(campaign_job), TEST_ENTRY(send_single_round_trip),
-          TEST_ENTRY(send_batch_round_trip_and_cap), TEST_ENTRY(send_rejects),
-          TEST_ENTRY(receipt_round_trip), TEST_ENTRY(receipt_batch_round_trip_and_cap),
-          TEST_ENTRY(receipt_rejects))
+          TEST_ENTRY(vendor_msg_id_is_the_routes_and_the_resends), TEST_ENTRY(campaign_job),
+          TEST_ENTRY(send_single_round_trip), TEST_ENTRY(send_batch_round_trip_and_cap),
+          TEST_ENTRY(send_rejects), TEST_ENTRY(receipt_round_trip),
+          TEST_ENTRY(receipt_batch_round_trip_and_cap), TEST_ENTRY(receipt_rejects))
