@@ -17,8 +17,10 @@
  *   POST /api/campaigns/suggest-tags  {name, rules} -> 200 {"tags": [...]} (the auto tags)
  *   GET  /api/campaigns?tag=          newest first; tag is a case-insensitive fuzzy match
  *        (spaces, '-' and '_' interchangeable) on tags and name; ?limit=, ?page=.
- *   GET  /api/campaigns/:id           the campaign plus "progress" with exact counts of its
- *        logs by status (three indexed counts on {campaign_id, status}).
+ *   GET  /api/campaigns/:id           the campaign (counters total, pending, sent, failed,
+ *        cancelled) plus "progress" with exact counts of its logs by status (one indexed count
+ *        per log state on {campaign_id, status}; "cancelled" only when some log is).
+ *   The moves (pause, resume, cancel) are in routes_campaign_moves.c.
  *   GET  /api/campaigns/:id/logs      its logs, customer populated {_id, name, email}, in
  *        customer order (index {campaign_id, customer_id}); ?limit=, ?page= or ?after=<cust id>.
  *
@@ -581,8 +583,9 @@ static void h_get(api_ctx *app, http_request *req)
             json_decref(camp);
         } else {
             int64_t pending = counts[CAMPAIGN_LOG_PENDING], sent = counts[CAMPAIGN_LOG_SENT],
-                    failed = counts[CAMPAIGN_LOG_FAILED];
-            int64_t written = pending + sent + failed;
+                    failed = counts[CAMPAIGN_LOG_FAILED],
+                    cancelled = counts[CAMPAIGN_LOG_CANCELLED];
+            int64_t written = pending + sent + failed + cancelled;
             json_int_t audience = (json_int_t)jsonx_int(camp, "audience_size", 0);
             const char *status = jsonx_str(camp, "status", "");
             campaign_status cs;
@@ -594,6 +597,11 @@ static void h_get(api_ctx *app, http_request *req)
                                           (json_int_t)pending, "sent", (json_int_t)sent, "failed",
                                           (json_int_t)failed, "complete",
                                           completed && pending == 0));
+            /* Only once a log was cancelled, so the shape of a campaign that never was stays
+             * as it was. */
+            if (cancelled)
+                json_object_set_new(json_object_get(camp, "progress"), "cancelled",
+                                    json_integer((json_int_t)cancelled));
             http_send_json(req, 200, camp);
         }
     }
