@@ -32,6 +32,7 @@ static const char *const MOVE_NAMES[CAMPAIGN_MOVE_COUNT] = {
     [CAMPAIGN_MOVE_PAUSE] = "pause",
     [CAMPAIGN_MOVE_RESUME] = "resume",
     [CAMPAIGN_MOVE_CANCEL] = "cancel",
+    [CAMPAIGN_MOVE_RESCHEDULE] = "reschedule",
 };
 
 /* The legal operator moves: LEGAL[move][from]. Everything not listed is a 409. */
@@ -44,6 +45,7 @@ static const bool LEGAL[CAMPAIGN_MOVE_COUNT][CAMPAIGN_STATUS_COUNT] = {
                               [CAMPAIGN_SENDING] = true,
                               [CAMPAIGN_PAUSED] = true,
                               [CAMPAIGN_CANCELLED] = true},
+    [CAMPAIGN_MOVE_RESCHEDULE] = {[CAMPAIGN_SCHEDULED] = true},
 };
 
 /* Index of s (len bytes) in names[0..n), or -1. */
@@ -99,10 +101,10 @@ bool campaign_log_status_final(campaign_log_status st)
 
 /* ---- campaign moves ------------------------------------------------------------------- */
 
-void campaign_append_new_state(bson_t *doc)
+static void append_state(bson_t *doc, campaign_status st)
 {
     bson_t cp;
-    BSON_APPEND_UTF8(doc, "status", CAMPAIGN_NAMES[CAMPAIGN_QUEUED]);
+    BSON_APPEND_UTF8(doc, "status", CAMPAIGN_NAMES[st]);
     BSON_APPEND_INT64(doc, "total", 0);
     BSON_APPEND_INT64(doc, "pending", 0);
     BSON_APPEND_INT64(doc, "sent", 0);
@@ -112,6 +114,17 @@ void campaign_append_new_state(bson_t *doc)
     BSON_APPEND_NULL(&cp, "last_customer_id");
     BSON_APPEND_INT64(&cp, "written", 0);
     bson_append_document_end(doc, &cp);
+}
+
+void campaign_append_new_state(bson_t *doc)
+{
+    append_state(doc, CAMPAIGN_QUEUED);
+}
+
+void campaign_append_new_scheduled(bson_t *doc, int64_t send_at)
+{
+    append_state(doc, CAMPAIGN_SCHEDULED);
+    BSON_APPEND_DATE_TIME(doc, "send_at", send_at);
 }
 
 /* One guarded updateOne; 0 or -1 (e filled). Destroys sel and upd. */
@@ -126,10 +139,48 @@ static int update_one(mongoc_collection_t *camps, bson_t *sel, bson_t *upd, bson
 int campaign_mark_sending(mongoc_collection_t *camps, const bson_oid_t *cid, int64_t now,
                           bson_error_t *e)
 {
-    bson_t *sel =
-        BCON_NEW("_id", BCON_OID(cid), "status", BCON_UTF8(CAMPAIGN_NAMES[CAMPAIGN_QUEUED]));
+    bson_t *sel = BCON_NEW("_id", BCON_OID(cid), "status", "{", "$in", "[",
+                           BCON_UTF8(CAMPAIGN_NAMES[CAMPAIGN_QUEUED]),
+                           BCON_UTF8(CAMPAIGN_NAMES[CAMPAIGN_SCHEDULED]), "]", "}");
     bson_t *upd = BCON_NEW("$set", "{", "status", BCON_UTF8(CAMPAIGN_NAMES[CAMPAIGN_SENDING]),
                            "startedAt", BCON_DATE_TIME(now), "updatedAt", BCON_DATE_TIME(now), "}");
+    return update_one(camps, sel, upd, e);
+}
+
+int campaign_send_at_check(const char *s, int64_t now, int64_t *out, char *err, size_t errlen)
+{
+    size_t n = s ? strlen(s) : 0;
+    const char *t = s ? strchr(s, 'T') : NULL;
+    bool zoned = t && n > 6 &&
+                 (s[n - 1] == 'Z' ||
+                  ((s[n - 6] == '+' || s[n - 6] == '-') && s[n - 3] == ':' && s + n - 6 > t));
+    int64_t ms;
+    if (!zoned || time_parse_iso8601(s, &ms) != 0) {
+        snprintf(err, errlen,
+                 "send_at must be an ISO 8601 date-time with a zone or Z "
+                 "(e.g. 2026-12-24T18:00:00Z)");
+        return -1;
+    }
+    if (ms <= now) {
+        snprintf(err, errlen, "send_at must be in the future");
+        return -1;
+    }
+    if (ms - now > CAMPAIGN_SEND_AT_MAX_AHEAD_MS) {
+        snprintf(err, errlen, "send_at must be at most one year ahead");
+        return -1;
+    }
+    *out = ms;
+    return 0;
+}
+
+int campaign_expire_scheduled(mongoc_collection_t *camps, const bson_oid_t *cid, const char *reason,
+                              int64_t now, bson_error_t *e)
+{
+    bson_t *sel =
+        BCON_NEW("_id", BCON_OID(cid), "status", BCON_UTF8(CAMPAIGN_NAMES[CAMPAIGN_SCHEDULED]));
+    bson_t *upd = BCON_NEW("$set", "{", "status", BCON_UTF8(CAMPAIGN_NAMES[CAMPAIGN_CANCELLED]),
+                           "cancelReason", BCON_UTF8(reason), "cancelledAt", BCON_DATE_TIME(now),
+                           "updatedAt", BCON_DATE_TIME(now), "}");
     return update_one(camps, sel, upd, e);
 }
 
@@ -216,6 +267,7 @@ int campaign_move_apply(mongoc_collection_t *camps, const bson_oid_t *cid, campa
                         const char *reason, int64_t now, campaign_status *from, campaign_status *to,
                         bool *fanout_done, bson_error_t *e)
 {
+    assert(m != CAMPAIGN_MOVE_RESCHEDULE); /* campaign_reschedule carries the new send_at */
     for (int attempt = 0; attempt < 5; attempt++) {
         bool started = false, done = false;
         int rc = read_state(camps, cid, from, &started, &done, e);
@@ -262,6 +314,21 @@ int campaign_move_apply(mongoc_collection_t *camps, const bson_oid_t *cid, campa
     }
     bson_set_error(e, 0, 0, "campaign state keeps changing");
     return -1;
+}
+
+int campaign_reschedule(mongoc_collection_t *camps, const bson_oid_t *cid, int64_t send_at,
+                        int64_t now, campaign_status *from, bson_error_t *e)
+{
+    bool started = false, done = false;
+    int rc = read_state(camps, cid, from, &started, &done, e);
+    if (rc <= 0)
+        return rc < 0 ? -1 : CAMPAIGN_NOT_FOUND;
+    if (!campaign_move_legal(CAMPAIGN_MOVE_RESCHEDULE, *from))
+        return CAMPAIGN_ILLEGAL;
+    bson_t *sel = BCON_NEW("_id", BCON_OID(cid), "status", BCON_UTF8(CAMPAIGN_NAMES[*from]));
+    bson_t *upd = BCON_NEW("$set", "{", "send_at", BCON_DATE_TIME(send_at), "rules_now",
+                           BCON_DATE_TIME(send_at), "updatedAt", BCON_DATE_TIME(now), "}");
+    return update_one(camps, sel, upd, e) == 0 ? CAMPAIGN_MOVED : -1;
 }
 
 int campaign_cancel_logs(mongoc_collection_t *logs, const bson_oid_t *cid, const bson_oid_t *keep,

@@ -6,6 +6,9 @@
  *
  *     QUEUED --(fan-out starts: campaign_mark_sending)--> SENDING
  *     SENDING --(fanout_done && pending == 0: campaign_try_complete)--> COMPLETED
+ *     SCHEDULED --(a worker promotes it at send_at; the fan-out starts)--> SENDING
+ *     SCHEDULED --(send_at older than campaigns.schedule_expiry_s)--> CANCELLED
+ *     SCHEDULED --(operator: CAMPAIGN_MOVE_RESCHEDULE)--> SCHEDULED
  *     QUEUED | SENDING | PAUSED --(operator: CAMPAIGN_MOVE_PAUSE)--> PAUSED
  *     PAUSED --(operator: CAMPAIGN_MOVE_RESUME)--> SENDING (fan-out had started) | QUEUED
  *     SCHEDULED | QUEUED | SENDING | PAUSED | CANCELLED --(CAMPAIGN_MOVE_CANCEL)--> CANCELLED
@@ -18,7 +21,12 @@
  *   COMPLETED  final: every log written and final. Whoever sees the last condition become true
  *              (the fan-out worker at its end, or the receipts worker counting the last log)
  *              makes the move; the guarded update makes it happen once.
- *   SCHEDULED  reserved for campaigns created with a future send_at (no code creates it yet).
+ *   SCHEDULED  created with a future send_at (campaign_append_new_scheduled): its job waits in
+ *              a Redis sorted set (lib/campctl) until a worker promotes it; the fan-out then
+ *              moves it SCHEDULED -> SENDING (campaign_mark_sending). One whose send_at passed
+ *              more than campaigns.schedule_expiry_s ago (everything was down) becomes CANCELLED
+ *              with the reason (campaign_expire_scheduled), never silently late.
+ *              Reschedule (SCHEDULED -> SCHEDULED, campaign_reschedule) moves send_at.
  *   PAUSED     the operator stopped it: the fan-out stops at a batch boundary (checkpoint kept)
  *              and the sends consumer holds its queued sends back (lib/campctl, the Redis side);
  *              receipts of messages already at the vendor are still counted. Pausing a PAUSED
@@ -106,7 +114,21 @@ bool campaign_log_status_final(campaign_log_status st);
  * total/pending/sent/failed/cancelled 0, checkpoint {last_customer_id: null, written: 0}. */
 void campaign_append_new_state(bson_t *doc);
 
-/* QUEUED -> SENDING (startedAt = now); a no-op for a campaign already past QUEUED. */
+/* The same for a campaign created with a future send_at (ms): status SCHEDULED, send_at. */
+void campaign_append_new_scheduled(bson_t *doc, int64_t send_at);
+
+/* Check a send_at given by a client: an ISO 8601 date-time with a zone ("Z", "+HH:MM",
+ * "-HH:MM"), after now and at most CAMPAIGN_SEND_AT_MAX_AHEAD_MS ahead. 0 with *out (ms), or -1
+ * with the reason (naming send_at) in err. */
+#define CAMPAIGN_SEND_AT_MAX_AHEAD_MS (366LL * 24 * 3600 * 1000)
+int campaign_send_at_check(const char *s, int64_t now, int64_t *out, char *err, size_t errlen);
+
+/* SCHEDULED -> CANCELLED (cancelReason = reason): its send_at passed too long ago. A no-op for a
+ * campaign no longer SCHEDULED. */
+int campaign_expire_scheduled(mongoc_collection_t *camps, const bson_oid_t *cid, const char *reason,
+                              int64_t now, bson_error_t *e);
+
+/* QUEUED | SCHEDULED -> SENDING (startedAt = now); a no-op for a campaign past them. */
 int campaign_mark_sending(mongoc_collection_t *camps, const bson_oid_t *cid, int64_t now,
                           bson_error_t *e);
 
@@ -123,10 +145,11 @@ typedef enum {
     CAMPAIGN_MOVE_PAUSE = 0,
     CAMPAIGN_MOVE_RESUME,
     CAMPAIGN_MOVE_CANCEL,
+    CAMPAIGN_MOVE_RESCHEDULE,
     CAMPAIGN_MOVE_COUNT
 } campaign_move;
 
-/* "pause", "resume", "cancel". */
+/* "pause", "resume", "cancel", "reschedule". */
 const char *campaign_move_name(campaign_move m);
 /* Parse a move name (NUL-terminated). 0, or -1. */
 int campaign_move_parse(const char *s, campaign_move *out);
@@ -145,6 +168,11 @@ enum { CAMPAIGN_MOVED = 0, CAMPAIGN_ILLEGAL = 1, CAMPAIGN_NOT_FOUND = 2 };
 int campaign_move_apply(mongoc_collection_t *camps, const bson_oid_t *cid, campaign_move m,
                         const char *reason, int64_t now, campaign_status *from, campaign_status *to,
                         bool *fanout_done, bson_error_t *e);
+
+/* SCHEDULED -> SCHEDULED with a new send_at (ms), through the move table like
+ * campaign_move_apply (same results; *from filled). */
+int campaign_reschedule(mongoc_collection_t *camps, const bson_oid_t *cid, int64_t send_at,
+                        int64_t now, campaign_status *from, bson_error_t *e);
 
 /* The bulk cancel: every PENDING log of cid whose _id is not in keep[0..nkeep) (logs whose send
  * the vendor already has) becomes CANCELLED, in one update_many. *modified (may be NULL) gets

@@ -315,6 +315,91 @@ int campctl_snapshot(rconn *c, const char *prefix, const char *chex, redisReply 
     return -1;
 }
 
+/* ---- the schedule ----------------------------------------------------------------------- */
+
+static void sched_key(char *buf, const char *prefix)
+{
+    snprintf(buf, KEYMAX, "%s{campaigns}:scheduled", prefix);
+}
+
+int campctl_schedule_add(rconn *c, const char *prefix, const char *job, size_t len,
+                         long long send_at, char mode)
+{
+    char k[KEYMAX], sc[32];
+    sched_key(k, prefix);
+    snprintf(sc, sizeof sc, "%lld", send_at);
+    const char *argv[] = {"ZADD", k, mode == 'N' ? "NX" : "XX", "CH", sc, job};
+    size_t lens[] = {4, strlen(k), 2, 2, strlen(sc), len};
+    redisReply *r = mode ? rconn_command_argv(c, 6, argv, lens)
+                         : rconn_command_argv(c, 4, (const char *[]){"ZADD", k, sc, job},
+                                              (size_t[]){4, strlen(k), strlen(sc), len});
+    if (!r || r->type != REDIS_REPLY_INTEGER) {
+        if (r)
+            freeReplyObject(r);
+        return -1;
+    }
+    long long v = r->integer;
+    freeReplyObject(r);
+    if (mode == 'X' && v == 0) {
+        /* XX CH answers 0 when the score did not change: was the member there at all? */
+        r = rconn_command_argv(c, 3, (const char *[]){"ZSCORE", k, job},
+                               (size_t[]){6, strlen(k), len});
+        if (!r)
+            return -1;
+        v = r->type == REDIS_REPLY_STRING ? 1 : 0;
+        freeReplyObject(r);
+    }
+    return v > 0 ? 1 : 0;
+}
+
+int campctl_schedule_remove(rconn *c, const char *prefix, const char *job, size_t len)
+{
+    char k[KEYMAX];
+    sched_key(k, prefix);
+    return take_int(
+        c,
+        rconn_command_argv(c, 3, (const char *[]){"ZREM", k, job}, (size_t[]){4, strlen(k), len}),
+        NULL, NULL, 0);
+}
+
+/* KEYS: scheduled, campaigns ready. ARGV: now, expire_before. Returns {promoted, expired}. */
+static const char LUA_PROMOTE[] =
+    "local n = 0\n"
+    "for _, j in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[2], ARGV[1], 'LIMIT', 0, 100)) "
+    "do\n"
+    "  if redis.call('ZREM', KEYS[1], j) == 1 then\n"
+    "    redis.call('LPUSH', KEYS[2], j)\n"
+    "    n = n + 1\n"
+    "  end\n"
+    "end\n"
+    "return {n, redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2], 'LIMIT', 0, 100)}\n";
+
+redisReply *campctl_schedule_promote(rconn *c, const char *prefix, long long now,
+                                     long long expire_before, long long *promoted)
+{
+    char k1[KEYMAX], k2[KEYMAX], a1[32], a2[32];
+    sched_key(k1, prefix);
+    snprintf(k2, sizeof k2, "%s{campaigns}:ready", prefix);
+    snprintf(a1, sizeof a1, "%lld", now);
+    snprintf(a2, sizeof a2, "%lld", expire_before);
+    const char *keys[] = {k1, k2}, *args[] = {a1, a2};
+    redisReply *r = eval(c, LUA_PROMOTE, 2, keys, 2, args, NULL, NULL, 0);
+    if (!r)
+        return NULL;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[1]->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(r);
+        return NULL;
+    }
+    *promoted = r->element[0]->integer;
+    /* Hand back the expired list alone. */
+    redisReply *exp = r->element[1];
+    r->element[1] = NULL;
+    r->elements = 1;
+    freeReplyObject(r);
+    return exp;
+}
+
 /* ---- the fan-out ------------------------------------------------------------------------ */
 
 /* KEYS: lease, paused, cancelled. ARGV: owner, ttl ms, campaign. */

@@ -19,6 +19,9 @@
  *                                   consumer id), refreshed after every batch, deleted when the
  *                                   fan-out stops; expires with a dead worker
  *
+ *   P{campaigns}:scheduled   ZSET   campaign jobs (the text lib/jobs writes) of SCHEDULED
+ *                                   campaigns, score = send_at (ms)
+ *
  * The protocol:
  *   pause   the API moves the campaign to PAUSED in MongoDB, then campctl_pause (SADD paused,
  *           INCR epoch), then campctl_wait: the fan-out lease is gone (the fan-out saw the flag
@@ -34,6 +37,12 @@
  *           list), campctl_wait, then campctl_snapshot of the receipts queue and of the sends
  *           consumers' processing lists: the logs whose send the vendor already has; every
  *           other PENDING log becomes CANCELLED (lib/campaign).
+ *   schedule  the API stores a SCHEDULED campaign, then ZADDs its job (campctl_schedule_add);
+ *           every worker, between claims, runs campctl_schedule_promote: one script moves the
+ *           due jobs ZSET -> the campaigns queue (ZREM then LPUSH: one promotion even with many
+ *           workers), and lists those older than campaigns.schedule_expiry_s, which the worker
+ *           moves to CANCELLED in MongoDB before it removes them. A worker rebuilds the ZSET
+ *           from MongoDB's SCHEDULED campaigns at start (ZADD NX).
  *   lost    if Redis lost these keys, minicrm-worker re-adds the flags of PAUSED and CANCELLED
  *           campaigns from MongoDB (campctl_flag_set) at start and every few seconds.
  *
@@ -89,6 +98,21 @@ int campctl_wait(rconn *c, const char *prefix, const char *chex, long long epoch
  * freeReplyObject), or -1 with err. */
 int campctl_snapshot(rconn *c, const char *prefix, const char *chex, redisReply **receipts,
                      redisReply **sends, char *err, size_t errlen);
+
+/* ---- the schedule ----------------------------------------------------------------------- */
+
+/* ZADD the campaign job (len bytes) at send_at: mode 0 always, 'N' only if absent (the
+ * rebuild), 'X' only if present (reschedule: absent means already promoted). Returns 1 if the
+ * set changed or (mode 'X') the member was there, 0 if not, -1 on error. */
+int campctl_schedule_add(rconn *c, const char *prefix, const char *job, size_t len,
+                         long long send_at, char mode);
+/* ZREM the job. 0 or -1. */
+int campctl_schedule_remove(rconn *c, const char *prefix, const char *job, size_t len);
+/* Promote the jobs due at now whose send_at is not older than expire_before (one script, at
+ * most 100 per call): *promoted gets their number. The reply (freed by the caller) is an array
+ * of the expired jobs still in the set (at most 100), or NULL on error. */
+redisReply *campctl_schedule_promote(rconn *c, const char *prefix, long long now,
+                                     long long expire_before, long long *promoted);
 
 /* ---- the fan-out --------------------------------------------------------------------- */
 

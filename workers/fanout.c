@@ -545,8 +545,7 @@ fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, siz
     /* 1. load the campaign */
     if ((res = load_plan(camps, &p, why, whylen)) != FANOUT_DONE)
         goto out;
-    if (p.status == CAMPAIGN_PAUSED || p.status == CAMPAIGN_CANCELLED ||
-        p.status == CAMPAIGN_SCHEDULED) {
+    if (p.status == CAMPAIGN_PAUSED || p.status == CAMPAIGN_CANCELLED) {
         log_info("fanout.not_runnable", "campaign=%s status=%s", campaign_hex,
                  campaign_status_name(p.status));
         res = FANOUT_HALTED;
@@ -670,4 +669,84 @@ int fanout_repair_flags(fanout_ctx *x)
                  nb, nu);
     campctl_view_release(&v);
     return r;
+}
+
+/* ---- the schedule ----------------------------------------------------------------------- */
+
+int fanout_schedule_tick(fanout_ctx *x)
+{
+    const char *prefix = x->cfg->redis.prefix;
+    long long now = time_now_ms(), promoted = 0;
+    long long expire_before = now - (long long)x->cfg->campaigns.schedule_expiry_s * 1000;
+    redisReply *ex = campctl_schedule_promote(x->rc, prefix, now, expire_before, &promoted);
+    if (!ex)
+        return -1;
+    if (promoted)
+        log_info("worker.schedule_promoted", "campaigns=%lld", promoted);
+    if (ex->elements) {
+        mongoc_client_t *cl = dbpool_pop(x->db);
+        mongoc_collection_t *camps = dbpool_collection(x->db, cl, DB_CAMPAIGNS);
+        char reason[200];
+        snprintf(reason, sizeof reason,
+                 "send_at passed more than campaigns.schedule_expiry_s (%d s) before minicrm "
+                 "could start it",
+                 x->cfg->campaigns.schedule_expiry_s);
+        for (size_t i = 0; i < ex->elements; i++) {
+            const redisReply *j = ex->element[i];
+            char hex[25], why[100];
+            bson_oid_t oid;
+            bson_error_t e;
+            if (j->type != REDIS_REPLY_STRING ||
+                jobs_campaign_decode(j->str, j->len, hex, why, sizeof why) != 0) {
+                campctl_schedule_remove(x->rc, prefix, j->str, j->len); /* not ours to keep */
+                continue;
+            }
+            bson_oid_init_from_string(&oid, hex);
+            if (campaign_expire_scheduled(camps, &oid, reason, time_now_ms(), &e) != 0) {
+                log_warn("worker.schedule_error", "campaign=%s detail=\"%s\"", hex, e.message);
+                continue; /* stays in the set: tried again next turn */
+            }
+            log_warn("worker.schedule_expired", "campaign=%s reason=\"%s\"", hex, reason);
+            campctl_schedule_remove(x->rc, prefix, j->str, j->len);
+        }
+        mongoc_collection_destroy(camps);
+        dbpool_push(x->db, cl);
+    }
+    freeReplyObject(ex);
+    return (int)promoted;
+}
+
+int fanout_schedule_rebuild(fanout_ctx *x)
+{
+    mongoc_client_t *cl = dbpool_pop(x->db);
+    mongoc_collection_t *camps = dbpool_collection(x->db, cl, DB_CAMPAIGNS);
+    bson_t *f = BCON_NEW("status", BCON_UTF8(campaign_status_name(CAMPAIGN_SCHEDULED)));
+    bson_t *o = BCON_NEW("projection", "{", "send_at", BCON_INT32(1), "}");
+    mongoc_cursor_t *c = mongoc_collection_find_with_opts(camps, f, o, NULL);
+    bson_destroy(f);
+    bson_destroy(o);
+    const bson_t *doc;
+    int added = 0;
+    bson_error_t e;
+    while (mongoc_cursor_next(c, &doc)) {
+        bson_iter_t it;
+        if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it))
+            continue;
+        char hex[25], job[JOBS_CAMPAIGN_BYTES];
+        bson_oid_to_string(bson_iter_oid(&it), hex);
+        if (!bson_iter_init_find(&it, doc, "send_at") || !BSON_ITER_HOLDS_DATE_TIME(&it))
+            continue;
+        int64_t at = bson_iter_date_time(&it);
+        int jl = jobs_campaign_encode(hex, job, sizeof job);
+        if (jl > 0 &&
+            campctl_schedule_add(x->rc, x->cfg->redis.prefix, job, (size_t)jl, at, 'N') == 1)
+            added++;
+    }
+    bool failed = mongoc_cursor_error(c, &e);
+    mongoc_cursor_destroy(c);
+    mongoc_collection_destroy(camps);
+    dbpool_push(x->db, cl);
+    if (added)
+        log_warn("worker.schedule_rebuilt", "campaigns=%d", added);
+    return failed ? -1 : added;
 }

@@ -53,6 +53,7 @@ typedef struct fanout_ctx {
     const char *owner;         /* this worker's consumer id (the fan-out lease's value) */
     long long written;         /* logs written by this process (progress logs) */
     int64_t next_repair_ms;    /* when fanout_repair_flags runs next (monotonic) */
+    bool schedule_rebuilt;     /* fanout_schedule_rebuild ran since this process started */
 } fanout_ctx;
 
 /* Repair the pause/cancel flags in Redis from MongoDB (campctl_repair): flags Redis lost, and
@@ -60,6 +61,14 @@ typedef struct fanout_ctx {
  * indexed find of the PAUSED and CANCELLED campaigns); the worker runs it at most every
  * 3 s. Returns the number of changes, or -1. */
 int fanout_repair_flags(fanout_ctx *x);
+
+/* The schedule (lib/campctl): promote the due campaign jobs to the campaigns queue (one script,
+ * one promotion even with many workers) and cancel, with the reason, those whose send_at is
+ * older than campaigns.schedule_expiry_s. Returns the number promoted, or -1. */
+int fanout_schedule_tick(fanout_ctx *x);
+/* Re-add every SCHEDULED campaign of MongoDB to the schedule (ZADD NX): Redis may have lost
+ * it. Run at worker start. Returns the number added, or -1. */
+int fanout_schedule_rebuild(fanout_ctx *x);
 
 /* Fan out campaign `campaign_hex`. On FANOUT_RETRY/FANOUT_UNKNOWN a reason is written to why. */
 fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, size_t whylen);

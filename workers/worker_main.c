@@ -80,11 +80,17 @@ static consumer_result handle_campaign(void *arg, queue_batch *b)
     return CONSUMER_OK;
 }
 
-/* Between claims: repair the pause/cancel flags from MongoDB every 3 s (lib/campctl). */
+/* Between claims: promote due scheduled campaigns (every turn: at most a second apart when idle),
+ * rebuild the schedule from MongoDB once at start, repair the pause/cancel flags from MongoDB
+ * every 3 s (lib/campctl). */
 static void tick_repair(void *arg, bool claimed)
 {
     (void)claimed;
     fanout_ctx *x = arg;
+    if (!x->schedule_rebuilt)
+        x->schedule_rebuilt = fanout_schedule_rebuild(x) >= 0;
+    if (fanout_schedule_tick(x) < 0)
+        log_warn("worker.schedule_failed", "detail=\"%s\"", rconn_error(x->rc));
     int64_t now = time_mono_ms();
     if (now < x->next_repair_ms)
         return;
