@@ -19,6 +19,9 @@
  *        log becomes CANCELLED in one update_many, then the counters are recounted
  *        (campaign_cancel_recount) -> 200. Re-running it on a CANCELLED campaign finishes an
  *        interrupted cancel.
+ *   POST /api/campaigns/:id/reschedule (staff) {send_at}  SCHEDULED -> SCHEDULED
+ *        send_at checked like at creation (400 naming send_at); the schedule's entry moves
+ *        (ZADD XX: gone means a worker already promoted it -> 409), then MongoDB's send_at.
  *   An illegal move -> 409 "campaign is <STATE>: cannot <move> it" (the table decides); an
  *   unknown campaign -> 404.
  *
@@ -181,6 +184,14 @@ static void do_move(api_ctx *app, http_request *req, campaign_move m)
                        campaign_status_name(to), err);
             goto out;
         }
+        if (m == CAMPAIGN_MOVE_CANCEL && from == CAMPAIGN_SCHEDULED) {
+            /* Not promoted yet: take it out of the schedule (a promotion that came first is
+             * harmless: the fan-out finds it CANCELLED). */
+            char job[JOBS_CAMPAIGN_BYTES];
+            int jl = jobs_campaign_encode(hex, job, sizeof job);
+            if (jl > 0 && campctl_schedule_remove(rc, prefix, job, (size_t)jl) != 0)
+                log_warn("campaign.unschedule_failed", "campaign=%s", hex);
+        }
         if (m == CAMPAIGN_MOVE_CANCEL) {
             if (at_vendor(rc, prefix, hex, &keep, err, sizeof err) != 0) {
                 http_error(req, 503, "campaign is CANCELLED, its logs not yet (%s); retry", err);
@@ -226,6 +237,98 @@ out:
     dbpool_push(app->db, cl);
 }
 
+/* POST /api/campaigns/:id/reschedule {send_at}: the schedule first (ZADD XX: a job no longer
+ * there was promoted, the campaign is starting: 409), then MongoDB. */
+static void h_reschedule(api_ctx *app, http_request *req)
+{
+    bson_oid_t oid;
+    if (api_parse_oid(req, "id", http_param(req, "id"), &oid) != 0)
+        return;
+    json_t *body = api_body_object(req, " {send_at}");
+    if (!body)
+        return;
+    json_t *js = json_object_get(body, "send_at");
+    char err[300], hex[25], job[JOBS_CAMPAIGN_BYTES];
+    int64_t send_at, now = time_now_ms(), t0 = time_mono_ms();
+    if (!json_is_string(js)) {
+        http_error(req, 400, "send_at is required (ISO 8601 with a zone or Z)");
+        return;
+    }
+    if (campaign_send_at_check(json_string_value(js), now, &send_at, err, sizeof err) != 0) {
+        http_error(req, 400, "%s", err);
+        return;
+    }
+    bson_oid_to_string(&oid, hex);
+    int jl = jobs_campaign_encode(hex, job, sizeof job);
+    rconn *rc = api_redis(req);
+    if (!rc)
+        return;
+    mongoc_client_t *cl = dbpool_pop(app->db);
+    mongoc_collection_t *camps = dbpool_collection(app->db, cl, DB_CAMPAIGNS);
+    campaign_status from = CAMPAIGN_SCHEDULED;
+    bson_error_t e;
+    json_t *camp = NULL;
+    /* The state first (404 / 409 from the table), then the schedule, then the new send_at. */
+    int r = api_find_by_id(app, cl, DB_CAMPAIGNS, &oid, &camp, &e);
+    if (r < 0) {
+        api_db_fail(req, &e, "reading the campaign");
+        goto out;
+    }
+    if (r == 0) {
+        http_error(req, 404, "campaign not found");
+        goto out;
+    }
+    const char *st = json_string_value(json_object_get(camp, "status"));
+    if (!st || campaign_status_parse(st, strlen(st), &from) != 0 ||
+        !campaign_move_legal(CAMPAIGN_MOVE_RESCHEDULE, from)) {
+        http_error(req, 409, "campaign is %s: cannot reschedule it", st ? st : "unknown");
+        goto out;
+    }
+    int zr = campctl_schedule_add(rc, app->cfg->redis.prefix, job, (size_t)jl, send_at, 'X');
+    if (zr < 0) {
+        api_redis_fail(req, rc, "rescheduling");
+        goto out;
+    }
+    if (zr == 0) {
+        http_error(req, 409, "campaign is SCHEDULED but already promoted: it is starting");
+        goto out;
+    }
+    r = campaign_reschedule(camps, &oid, send_at, now, &from, &e);
+    if (r < 0) {
+        api_db_fail(req, &e, "rescheduling the campaign");
+        goto out;
+    }
+    if (r != CAMPAIGN_MOVED) {
+        http_error(req, r == CAMPAIGN_ILLEGAL ? 409 : 404, "campaign is %s: cannot reschedule it",
+                   campaign_status_name(from));
+        goto out;
+    }
+    int64_t took = time_mono_ms() - t0;
+    metrics_campaign_move(app->metrics, (int)from, (int)from);
+    log_info("campaign.move",
+             "rid=%s campaign=%s move=reschedule from=%s to=%s who=%s took_ms=%lld",
+             req->request_id, hex, campaign_status_name(from), campaign_status_name(from),
+             req->who.email[0] ? req->who.email : req->who.user_id, (long long)took);
+    json_decref(camp);
+    camp = NULL;
+    if (api_find_by_id(app, cl, DB_CAMPAIGNS, &oid, &camp, &e) != 1) {
+        api_db_fail(req, &e, "reading the campaign");
+        goto out;
+    }
+    json_object_del(camp, "ctoks");
+    json_object_set_new(camp, "transition",
+                        json_pack("{s:s,s:s,s:s,s:I}", "move", "reschedule", "from",
+                                  campaign_status_name(from), "to", campaign_status_name(from),
+                                  "took_ms", (json_int_t)took));
+    http_send_json(req, 200, camp);
+    camp = NULL;
+out:
+    json_decref(camp);
+    rpool_put(app->redis, rc);
+    mongoc_collection_destroy(camps);
+    dbpool_push(app->db, cl);
+}
+
 static void h_pause(api_ctx *app, http_request *req)
 {
     do_move(app, req, CAMPAIGN_MOVE_PAUSE);
@@ -248,7 +351,9 @@ int routes_campaign_moves_register(router *r)
         router_add(r, HTTP_POST, "/api/campaigns/:id/resume", h_resume, ROUTE_AUTH,
                    AUTH_ROLE_STAFF) ||
         router_add(r, HTTP_POST, "/api/campaigns/:id/cancel", h_cancel, ROUTE_AUTH,
-                   AUTH_ROLE_ADMIN))
+                   AUTH_ROLE_ADMIN) ||
+        router_add(r, HTTP_POST, "/api/campaigns/:id/reschedule", h_reschedule, ROUTE_AUTH,
+                   AUTH_ROLE_STAFF))
         return -1;
     return 0;
 }

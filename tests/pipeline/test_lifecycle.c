@@ -12,7 +12,11 @@
  *   - cancel mid-flight with the fan-out worker killed just before: 200 CANCELLED, logs not at
  *     the vendor CANCELLED, the rest get their receipts, `sent + failed + cancelled + pending
  *     = logs` at every read and pending reaches 0; a pause of a CANCELLED campaign is a 409;
- *   - the flags lost by Redis (FLUSH of the flag keys) while paused come back from MongoDB.
+ *   - the flags lost by Redis (DEL of the flag set) while paused come back from MongoDB;
+ *   - schedule: send_at validated (400 naming it), nothing before send_at, started within 2 s
+ *     after it, reschedule; with every worker down and the schedule lost from Redis, the one
+ *     whose send_at is older than campaigns.schedule_expiry_s is CANCELLED with the reason and
+ *     the recent one starts.
  *
  * The figures printed (pause/resume/cancel took_ms) are the API's own measure of each move.
  */
@@ -67,6 +71,30 @@ static size_t collect(char *p, size_t sz, size_t n, void *ud)
     memcpy(a->body + have, p, add);
     a->body[have + add] = '\0';
     return sz * n;
+}
+
+/* POST path with a JSON body (NULL: empty) and the admin key: the HTTP status, body in *a. */
+static long post_json(const char *path, const char *body, answer *a)
+{
+    char url[300], auth[260];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", h.api_port, path);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", admin_key);
+    a->body[0] = '\0';
+    CURL *c = curl_easy_init();
+    struct curl_slist *hd = curl_slist_append(NULL, auth);
+    hd = curl_slist_append(hd, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
+    long code = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_slist_free_all(hd);
+    curl_easy_cleanup(c);
+    return code;
 }
 
 /* POST /api/campaigns/<id>/<move> with the admin key. The HTTP status (0: no answer); the body
@@ -316,9 +344,145 @@ TEST(lost_flags_come_back_from_mongodb)
     CHECK_INT_EQ(c.pending, 0);
 }
 
+/* Create a campaign over HTTP with send_at = now + in_ms: the HTTP status; its id in *cid. */
+static long create_scheduled(const char *name, int64_t send_at, bson_oid_t *cid, answer *a)
+{
+    char iso[32], body[300];
+    time_format_iso8601(send_at, iso);
+    snprintf(body, sizeof body,
+             "{\"name\":\"%s\",\"rules\":{\"min_spend\":9000},\"send_at\":\"%s\"}", name, iso);
+    long code = post_json("/api/campaigns", body, a);
+    json_error_t je;
+    json_t *j = json_loads(a->body, 0, &je);
+    const char *id = json_string_value(json_object_get(json_object_get(j, "campaign"), "_id"));
+    if (id && strlen(id) == 24)
+        bson_oid_init_from_string(cid, id);
+    json_decref(j);
+    return code;
+}
+
+static int64_t date_field(const bson_oid_t *cid, const char *field)
+{
+    mongoc_collection_t *c = pipeh_coll(&h, DB_CAMPAIGNS);
+    bson_t *f = BCON_NEW("_id", BCON_OID(cid));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, f, NULL, NULL);
+    const bson_t *d;
+    bson_iter_t it;
+    int64_t v = -1;
+    if (mongoc_cursor_next(cur, &d) && bson_iter_init_find(&it, d, field) &&
+        BSON_ITER_HOLDS_DATE_TIME(&it))
+        v = bson_iter_date_time(&it);
+    mongoc_cursor_destroy(cur);
+    bson_destroy(f);
+    mongoc_collection_destroy(c);
+    return v;
+}
+
+static const char *wait_status_not(const bson_oid_t *cid, const char *st, int timeout_ms,
+                                   ph_campaign *c)
+{
+    int64_t deadline = time_mono_ms() + timeout_ms;
+    while (time_mono_ms() < deadline) {
+        if (pipeh_read(&h, cid, c) == 0 && strcmp(c->status, st) != 0)
+            return c->status;
+        sleep_ms(20);
+    }
+    return st;
+}
+
+TEST(schedule_send_at_validation_and_start_on_time)
+{
+    CHECK(start_all() == 0);
+    answer a;
+    const char *bad[] = {"2030-01-01T10:00:00", "2001-01-01T10:00:00Z", "2099-01-01T10:00:00Z",
+                         "tomorrow", "2030-02-30T10:00:00Z"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char body[200];
+        snprintf(body, sizeof body, "{\"name\":\"bad\",\"rules\":{},\"send_at\":\"%s\"}", bad[i]);
+        long code = post_json("/api/campaigns", body, &a);
+        CHECK_MSG(code == 400 && strstr(a.body, "send_at"), "send_at %s: %ld %s", bad[i], code,
+                  a.body);
+    }
+    /* On time: nothing before send_at, started within 2 s after it. */
+    bson_oid_t cid, cid2;
+    int64_t at = time_now_ms() + 2500;
+    long code = create_scheduled("on-time", at, &cid, &a);
+    CHECK_MSG(code == 201 && strstr(a.body, "SCHEDULED"), "create: %ld %s", code, a.body);
+    /* Rescheduled from a minute ahead to 2.5 s ahead. */
+    code = create_scheduled("moved", time_now_ms() + 60000, &cid2, &a);
+    CHECK_MSG(code == 201, "create: %ld %s", code, a.body);
+    char hex[25], path[100], body[100], iso[32];
+    bson_oid_to_string(&cid2, hex);
+    snprintf(path, sizeof path, "/api/campaigns/%s/reschedule", hex);
+    int64_t at2 = time_now_ms() + 2500;
+    snprintf(body, sizeof body, "{\"send_at\":\"%s\"}", time_format_iso8601(at2, iso));
+    code = post_json(path, body, &a);
+    CHECK_MSG(code == 200, "reschedule: %ld %s", code, a.body);
+    ph_campaign c;
+    while (time_now_ms() < at - 100) {
+        CHECK(pipeh_read(&h, &cid, &c) == 0);
+        CHECK_STR_EQ(c.status, "SCHEDULED");
+        long long by[4];
+        CHECK_INT_EQ(pipeh_count_logs(&h, &cid, by), 0);
+        sleep_ms(50);
+    }
+    wait_status_not(&cid, "SCHEDULED", 10000, &c);
+    int64_t started = date_field(&cid, "startedAt");
+    fprintf(stderr, "  started %lld ms after send_at\n", (long long)(started - at));
+    CHECK(started >= at);
+    CHECK(started - at < 2000);
+    CHECK(pipeh_wait_completed(&h, &cid, 60000, &c) == 0);
+    CHECK(c.total > 0 && c.pending == 0);
+    wait_status_not(&cid2, "SCHEDULED", 10000, &c);
+    int64_t started2 = date_field(&cid2, "startedAt");
+    fprintf(stderr, "  rescheduled one started %lld ms after its new send_at\n",
+            (long long)(started2 - at2));
+    CHECK(started2 >= at2 && started2 - at2 < 2000);
+    CHECK(pipeh_wait_completed(&h, &cid2, 60000, &c) == 0);
+    snprintf(body, sizeof body, "{\"send_at\":\"%s\"}",
+             time_format_iso8601(time_now_ms() + 60000, iso));
+    code = post_json(path, body, &a); /* no longer SCHEDULED */
+    CHECK_MSG(code == 409 && strstr(a.body, "COMPLETED"), "reschedule after: %ld %s", code, a.body);
+}
+
+TEST(schedule_while_down_expired_cancelled_recent_started)
+{
+    CHECK(start_all() == 0);
+    pipeh_kill(&h, PH_WORKER, SIGKILL); /* every worker is down */
+    answer a;
+    bson_oid_t old, recent;
+    int64_t t = time_now_ms();
+    CHECK(create_scheduled("too-late", t + 1000, &old, &a) == 201);
+    CHECK(create_scheduled("late", t + 5500, &recent, &a) == 201);
+    /* Redis loses the schedule too: the worker rebuilds it from MongoDB at start. */
+    char key[300];
+    snprintf(key, sizeof key, "%s{campaigns}:scheduled", h.env.prefix);
+    redisReply *r = rconn_command(h.rc, "DEL %s", key);
+    if (r)
+        freeReplyObject(r);
+    while (time_now_ms() < t + 7000) /* the first is 6 s late (expiry 4 s), the second 1.5 s */
+        sleep_ms(50);
+    CHECK(start_all() == 0);
+    ph_campaign c;
+    CHECK_STR_EQ(wait_status_not(&old, "SCHEDULED", 10000, &c), "CANCELLED");
+    mongoc_collection_t *camps = pipeh_coll(&h, DB_CAMPAIGNS);
+    bson_t *f = BCON_NEW("_id", BCON_OID(&old), "cancelReason", "{", "$regex",
+                         BCON_UTF8("schedule_expiry_s"), "}");
+    bson_error_t e;
+    CHECK_INT_EQ(mongoc_collection_count_documents(camps, f, NULL, NULL, NULL, &e), 1);
+    bson_destroy(f);
+    mongoc_collection_destroy(camps);
+    CHECK(pipeh_wait_completed(&h, &recent, 60000, &c) == 0);
+    CHECK(c.total > 0);
+    long long by[4];
+    CHECK_INT_EQ(pipeh_count_logs(&h, &old, by), 0);
+}
+
 static const test_case cases[] = {TEST_ENTRY(pause_kill9_resume_exactly_once),
                                   TEST_ENTRY(cancel_after_worker_kill9_counters_exact),
-                                  TEST_ENTRY(lost_flags_come_back_from_mongodb)};
+                                  TEST_ENTRY(lost_flags_come_back_from_mongodb),
+                                  TEST_ENTRY(schedule_send_at_validation_and_start_on_time),
+                                  TEST_ENTRY(schedule_while_down_expired_cancelled_recent_started)};
 
 int main(int argc, char **argv)
 {
@@ -334,6 +498,8 @@ int main(int argc, char **argv)
     /* A vendor window of 1000 messages (the pause bound): the rest waits in Redis, where a
      * pause holds it. */
     setenv("MINICRM_VENDOR_SIM_MAX_INFLIGHT", "1000", 1);
+    /* Short enough for a test to see a schedule expire while the workers are down. */
+    setenv("MINICRM_CAMPAIGNS_SCHEDULE_EXPIRY_S", "4", 1);
     if (pipeh_seed(&h, NCUST) != 0) {
         pipeh_stop(&h);
         return 1;
