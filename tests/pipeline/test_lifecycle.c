@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #define NCUST 6000
@@ -183,6 +184,20 @@ static long long held_jobs(const bson_oid_t *cid)
     return -1;
 }
 
+/* Run `minicrm ARGS` (a shell word list), its stdout (and stderr) into out; the exit status. */
+static int run_cli(const char *args, char *out, size_t n)
+{
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", testenv_bin("minicrm"), args);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    size_t got = fread(out, 1, n - 1, p);
+    out[got] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 /* sent + failed + cancelled + pending == total == logs (read twice to see a still moment). */
 #define CHECK_COUNTERS(cid)                                                                        \
     do {                                                                                           \
@@ -231,6 +246,17 @@ TEST(pause_kill9_resume_exactly_once)
     long long held = held_jobs(&cid);
     fprintf(stderr, "  held send jobs while paused: %lld\n", held);
     CHECK(held > 0);
+    /* The operator sees them apart from ready, and the campaign PAUSED. */
+    char out[8192], args[200], hex[25];
+    CHECK_INT_EQ(run_cli("queues --json", out, sizeof out), 0);
+    json_error_t je;
+    json_t *q = json_loads(out, 0, &je);
+    CHECK_INT_EQ(json_integer_value(json_object_get(json_object_get(q, "sends"), "held")), held);
+    json_decref(q);
+    bson_oid_to_string(&cid, hex);
+    snprintf(args, sizeof args, "campaigns show %s", hex);
+    CHECK_INT_EQ(run_cli(args, out, sizeof out), 0);
+    CHECK_MSG(strstr(out, "PAUSED") != NULL, "campaigns show: %s", out);
 
     code = post_move(&cid, "resume", &a);
     CHECK_MSG(code == 200, "resume: %ld %s", code, a.body);
@@ -247,6 +273,9 @@ TEST(pause_kill9_resume_exactly_once)
     CHECK_INT_EQ(held_jobs(&cid), 0);
     code = post_move(&cid, "resume", &a);
     CHECK_MSG(code == 409 && strstr(a.body, "COMPLETED"), "second resume: %ld %s", code, a.body);
+    snprintf(args, sizeof args, "campaigns pause %s", hex);
+    CHECK_INT_EQ(run_cli(args, out, sizeof out), 1);
+    CHECK_MSG(strstr(out, "409") && strstr(out, "COMPLETED"), "campaigns pause: %s", out);
 }
 
 TEST(cancel_after_worker_kill9_counters_exact)
