@@ -5,7 +5,8 @@
  *   POST /api/campaigns/:id/pause   (staff)  QUEUED | SENDING | PAUSED -> PAUSED
  *        MongoDB first (the truth), then the Redis flag, then wait until the fan-out stopped at
  *        a batch boundary and every live sends consumer acknowledged the flag
- *        (campctl_wait, at most MOVE_WAIT_MS) -> 200 with the campaign. A consumer that does
+ *        (campctl_wait, at most queue.heartbeat_ttl_s + 2 s: a killed worker's lease has
+ *        expired by then) -> 200 with the campaign. A consumer that does
  *        not answer in time -> 503 naming it; the state is PAUSED already and a retry (legal:
  *        PAUSED -> PAUSED) waits again.
  *   POST /api/campaigns/:id/resume  (staff)  PAUSED -> SENDING (fan-out had started) | QUEUED
@@ -44,8 +45,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define MOVE_WAIT_MS 10000
 
 /* Log ids (as OIDs) growing array. */
 typedef struct idset {
@@ -176,7 +175,8 @@ static void do_move(api_ctx *app, http_request *req, campaign_move m)
                      ? campctl_pause(rc, prefix, hex, &epoch, err, sizeof err)
                      : campctl_cancel(rc, prefix, hex, &epoch, &n, err, sizeof err);
         if (st == 0)
-            st = campctl_wait(rc, prefix, hex, epoch, MOVE_WAIT_MS, err, sizeof err);
+            st = campctl_wait(rc, prefix, hex, epoch, app->cfg->queue.heartbeat_ttl_s * 1000 + 2000,
+                              err, sizeof err);
         if (st != 0) {
             http_error(req, 503,
                        "campaign is %s but the move has not taken effect yet (%s); "
