@@ -215,16 +215,26 @@ int jobs_sends_open(jobs_reader *r, jscan *js, const char *data, size_t len, con
     return 0;
 }
 
-int jobs_sends_next(jobs_reader *r, jobs_send_in *out, const char **why)
+/* Step a batch reader to its next item: the item's token (raw/rawlen set to its bytes), or -1
+ * when the batch is done. */
+static int reader_step(jobs_reader *r)
 {
     if (r->i >= r->n)
-        return 0;
-    const jscan *js = r->js;
-    int s = r->tok;
+        return -1;
+    int t = r->tok;
     r->i++;
-    r->tok = (int)js->t[s].next;
-    r->raw = r->data + js->t[s].start;
-    r->rawlen = js->t[s].len;
+    r->tok = (int)r->js->t[t].next;
+    r->raw = r->data + r->js->t[t].start;
+    r->rawlen = r->js->t[t].len;
+    return t;
+}
+
+int jobs_sends_next(jobs_reader *r, jobs_send_in *out, const char **why)
+{
+    const jscan *js = r->js;
+    int s = reader_step(r);
+    if (s < 0)
+        return 0;
     if (js->t[s].type != JSCAN_OBJECT) {
         *why = "malformed send: not a JSON object";
         return -1;
@@ -322,14 +332,10 @@ int jobs_receipts_open(jobs_reader *r, jscan *js, const char *data, size_t len, 
 
 int jobs_receipts_next(jobs_reader *r, jobs_receipt *it, char *why, size_t whylen)
 {
-    if (r->i >= r->n)
-        return 0;
     const jscan *js = r->js;
-    int o = r->tok;
-    r->i++;
-    r->tok = (int)js->t[o].next;
-    r->raw = r->data + js->t[o].start;
-    r->rawlen = js->t[o].len;
+    int o = reader_step(r);
+    if (o < 0)
+        return 0;
     if (js->t[o].type != JSCAN_OBJECT) {
         snprintf(why, whylen, "malformed receipt: not a JSON object");
         return -1;
