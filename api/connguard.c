@@ -94,7 +94,12 @@ void connguard_free(connguard *g)
     pthread_cond_signal(&g->wake);
     pthread_mutex_unlock(&g->lock);
     pthread_join(g->thread, NULL);
-    /* MHD_stop_daemon has sent CLOSED for every connection, so the list is empty here. */
+    /* MHD_stop_daemon has sent CLOSED for every connection, so the list should be empty here;
+     * whatever is left is no longer referenced by MHD. */
+    for (cg_node *n = g->head, *next; n; n = next) {
+        next = n->next;
+        free(n);
+    }
     pthread_cond_destroy(&g->wake);
     pthread_mutex_destroy(&g->lock);
     free(g);
