@@ -11,7 +11,8 @@
  * timeout); a client trickling header lines is cut after request_timeout_s in total (the idle
  * timeout never fired); the per-address and the global connection caps; a method carrying a
  * tab or escape bytes is quoted in text and JSON access logs; GET /auth/google is limited per
- * address and so cannot fill Redis; the API warns when SESSION_SECRET is unset.
+ * address and so cannot fill Redis; the API warns when SESSION_SECRET is unset and when Google
+ * login is configured with empty allow-lists (every Google login refused).
  */
 #include "apitest.h"
 #include "rconn.h"
@@ -398,12 +399,17 @@ TEST(login_starts_are_limited_per_address)
     rconn_free(r);
 }
 
-TEST(unset_session_secret_is_reported)
+TEST(startup_warnings)
 {
     CHECK_INT_EQ(start_all(), 1);
     char line[8192];
     CHECK(log_line(&A, "event=session_secret_unset", line, sizeof line));
     CHECK_STR_CONTAINS(line, "every login ends when the API restarts");
+    /* Google configured with no allow-list: every Google login is refused, and the start says
+     * what to set. */
+    CHECK(log_line(&A, "event=google_login_refused_for_all", line, sizeof line));
+    CHECK_STR_CONTAINS(line, "MINICRM_AUTH_ALLOWED_DOMAINS=");
+    CHECK_STR_CONTAINS(line, "MINICRM_AUTH_ALLOWED_EMAILS=");
     /* B has SESSION_SECRET: no such warning (B has logged its start by now). */
     CHECK(log_line(&B, "\"event\":\"listening\"", line, sizeof line));
     FILE *f = fopen(B.log, "r");
@@ -431,5 +437,5 @@ TEST_MAIN(TEST_ENTRY(query_argument_flood_is_431_at_once),
           TEST_ENTRY(trickled_headers_are_cut_after_the_total_timeout),
           TEST_ENTRY(connection_cap_per_client_address), TEST_ENTRY(global_connection_cap),
           TEST_ENTRY(method_is_quoted_in_text_and_json_logs),
-          TEST_ENTRY(login_starts_are_limited_per_address),
-          TEST_ENTRY(unset_session_secret_is_reported), TEST_ENTRY(clean_exit_after_the_probes))
+          TEST_ENTRY(login_starts_are_limited_per_address), TEST_ENTRY(startup_warnings),
+          TEST_ENTRY(clean_exit_after_the_probes))
