@@ -595,15 +595,19 @@ void http_request_completed(void *cls, struct MHD_Connection *conn, void **con_c
     int status = req->responded ? req->status : 0;
     if (!req->responded) /* answered requests were counted when the answer was queued */
         metrics_observe(app->metrics, req->route_index, status, dur_us);
-    /* Method and path are the client's bytes: quoted (and their control characters blanked) like
-     * every client value, so neither can add a field or a line to the log. */
-    char path[300], method[80];
-    log_quote(path, sizeof path, req->path ? req->path : "");
-    log_quote(method, sizeof method, req->method_str ? req->method_str : "-");
-    log_info("request", "rid=%s method=%s path=%s route=\"%s\" status=%d bytes=%zu dur_ms=%.3f%s",
-             req->request_id, method, path, req->route_label, status, req->bytes_out,
-             (double)dur_us / 1000.0,
-             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+    /* api.access_log: "auto" means on; `minicrm up` turns it off unless --verbose. Method and
+     * path are the client's bytes: quoted (and their control characters blanked) like every
+     * client value, so neither can add a field or a line to the log. */
+    if (strcmp(app->cfg->api.access_log, "off") != 0) {
+        char path[300], method[80];
+        log_quote(path, sizeof path, req->path ? req->path : "");
+        log_quote(method, sizeof method, req->method_str ? req->method_str : "-");
+        log_info("request",
+                 "rid=%s method=%s path=%s route=\"%s\" status=%d bytes=%zu dur_ms=%.3f%s",
+                 req->request_id, method, path, req->route_label, status, req->bytes_out,
+                 (double)dur_us / 1000.0,
+                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+    }
     request_free(req);
     atomic_fetch_sub(&g_inflight, 1);
 }

@@ -8,6 +8,9 @@
  * set them. It waits for /readyz, prints how to use the system, and then supervises (see
  * supervise.h) until SIGINT/SIGTERM, when it stops the children in reverse order.
  *
+ * The console is for people: api.access_log=auto becomes off here (on with --verbose), so the
+ * API's per-request lines do not bury warnings, errors, lifecycle events and progress.
+ *
  * State lives in --dir (default ./.minicrm, created 0700): redis/ and devdb/ data (0700),
  * up.lock (held with flock while up runs, so a second `up` refuses to start a second set),
  * up.state (what runs, URL passwords masked), vendor-secret, session-secret and, when up's
@@ -226,11 +229,12 @@ static int ensure_admin_key(supervisor *sup, const minicrm_config *cfg, const ch
 
 static void usage(void)
 {
-    printf("usage: minicrm up [--workers N] [--dir DIR] [--demo]\n\n"
+    printf("usage: minicrm up [--workers N] [--dir DIR] [--demo] [--verbose]\n\n"
            "Starts redis-server (unless REDIS_URL is set), minicrm-devdb (unless MONGO_URI is\n"
            "set), the API on PORT, N worker processes, the receipts worker and the vendor\n"
            "simulator; Ctrl-C stops them all. State is kept in DIR (default ./.minicrm).\n"
-           "--demo runs `minicrm demo` once the system is ready (a campaign end to end).\n");
+           "--demo runs `minicrm demo` once the system is ready (a campaign end to end).\n"
+           "--verbose also shows the API's per-request lines (api.access_log=on does too).\n");
 }
 
 int cmd_up(cli_ctx *ctx)
@@ -238,7 +242,7 @@ int cmd_up(cli_ctx *ctx)
     minicrm_config *cfg = ctx->cfg;
     const char *dir = ".minicrm";
     int workers = cfg->workers.procs;
-    bool demo = false;
+    bool demo = false, verbose = false;
     for (int i = 1; i < ctx->argc; i++) {
         if (!strcmp(ctx->argv[i], "--workers") && i + 1 < ctx->argc) {
             char *end;
@@ -250,6 +254,8 @@ int cmd_up(cli_ctx *ctx)
             workers = (int)v;
         } else if (!strcmp(ctx->argv[i], "--demo")) {
             demo = true;
+        } else if (!strcmp(ctx->argv[i], "--verbose")) {
+            verbose = true;
         } else if (!strcmp(ctx->argv[i], "--dir") && i + 1 < ctx->argc) {
             dir = ctx->argv[++i];
         } else {
@@ -352,6 +358,14 @@ int cmd_up(cli_ctx *ctx)
             fprintf(stderr, "minicrm up: session secret: %s\n", err);
             return 1;
         }
+    }
+    /* One console for the whole system: the API's per-request lines would bury warnings,
+     * lifecycle events and progress, so they are off here unless asked for. */
+    if (!strcmp(cfg->api.access_log, "auto") &&
+        cfg_set(cfg, "api.access_log", verbose ? "on" : "off", "minicrm up", err, sizeof err) !=
+            0) {
+        fprintf(stderr, "minicrm up: %s\n", err);
+        return 2;
     }
     export_config(cfg);
     if (signals_install() != 0) {

@@ -63,6 +63,8 @@ static const cfg_setting_info settings[] = {
      "most concurrent HTTP connections (more are closed at once)"},
     {"api.max_conns_per_ip", CFG_INT, OFF(api.max_conns_per_ip), "256", NULL, false, 1, 100000, NULL,
      "most concurrent HTTP connections from one client address (more are closed at once)"},
+    {"api.access_log", CFG_STRING, OFF(api.access_log), "auto", NULL, false, 1, 0, "auto|on|off",
+     "one log line per request: on, off, or auto (on; off under `minicrm up` unless --verbose)"},
 
     {"auth.google_client_id", CFG_STRING, OFF(auth.google_client_id), "", "GOOGLE_CLIENT_ID", false, NOLIM, NULL,
      "Google OAuth client id (empty: Google login disabled)"},

@@ -48,6 +48,7 @@ typedef struct minicrm_config {
         int rate_limit_per_min;
         int max_conns;        /* global connection cap */
         int max_conns_per_ip; /* per client address */
+        char *access_log;     /* "auto" | "on" | "off": per-request log lines */
     } api;
     struct {
         char *google_client_id;     /* GOOGLE_CLIENT_ID */

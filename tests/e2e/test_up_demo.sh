@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # End to end, as a new user: a fresh clone, the README's first command (with free ports), then
 # `minicrm demo` must complete a campaign with exact counts; a second `up` must refuse to start
-# a second set; a killed child must be restarted; Ctrl-C must stop everything and leave
-# nothing running. Along the way: up's state is private (0700 directories, 0600 files), its
-# vendor and session secrets are random and kept across restarts, and, its output not being a terminal, the
-# first admin key is written to a 0600 file instead of being printed.
+# a second set; a killed child must be restarted; the console must stay quiet (no per-request
+# lines, no unchanged progress line repeated by an idle program); Ctrl-C must stop everything
+# and leave nothing running. Along the way: up's state is private (0700 directories, 0600
+# files), its vendor and session secrets are random and kept across restarts, and, its output
+# not being a terminal, the first admin key is written to a 0600 file instead of being printed.
 set -euo pipefail
 src=${1:?usage: test_up_demo.sh SOURCE_DIR}
 work=$(mktemp -d /tmp/minicrm-e2e-XXXXXX)
@@ -148,6 +149,37 @@ listed = [x for x in get("/api/campaigns?limit=100") if x["_id"] == camp]
 assert len(listed) == 1 and "ctoks" not in listed[0], "internal fields in the campaign list"
 PY
 echo "ok: demo completed with exact counts"
+demo_end=$(date +%s)
+
+# A quiet console: `up` leaves out the API's per-request lines, and a program prints its
+# progress line only when a figure changed. Progress is looked at every 10 s, so the system is
+# left idle for two and a half periods after the last demo before the log is judged.
+idle_enough() { [ "$(date +%s)" -ge $((demo_end + 25)) ]; }
+wait_for 60 idle_enough || fail "clock did not advance"
+/usr/bin/python3 - "$work/up.log" <<'PY' || fail "console not quiet"
+import re, sys
+access, progress, repeats, last = 0, 0, [], {}
+for line in open(sys.argv[1], errors="replace"):
+    line = re.sub(r"\x1b\[[0-9;]*m", "", line).rstrip("\n")
+    if re.search(r"\bevent=request\b", line):
+        access += 1
+    m = re.search(r"\bpid=(\d+) event=(\S+\.progress) ?(.*)$", line)
+    if not m:
+        continue
+    progress += 1
+    who = re.search(r"\bconsumer=(\S+)", m.group(3))
+    key = (m.group(1), m.group(2), who.group(1) if who else "")
+    if last.get(key) == m.group(3):
+        repeats.append(line)
+    last[key] = m.group(3)
+print(f"access lines: {access}, progress lines: {progress}, unchanged repeats: {len(repeats)}")
+for r in repeats[:5]:
+    print("  repeated:", r)
+assert access == 0, "per-request access lines in up's output"
+assert progress > 0, "no progress line at all"
+assert not repeats, "an idle program repeated an unchanged progress line"
+PY
+echo "ok: quiet console (no access lines, no repeated progress line)"
 
 # Ctrl-C: everything stops, in reverse order, and nothing is left.
 kill -INT "$up_pid"
@@ -184,4 +216,4 @@ kill -INT "$up_pid"
 wait_for 60 bash -c "! kill -0 $up_pid 2>/dev/null" || fail "restarted up did not stop"
 up_pid=""
 echo "ok: restart kept the data, the admin key, the vendor secret and the session secret"
-echo "test_up_demo: 8 passed, 0 failed"
+echo "test_up_demo: 9 passed, 0 failed"
