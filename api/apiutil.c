@@ -410,3 +410,23 @@ int api_enqueue(http_request *req, const char *name, const char *const *jobs, co
     http_error(req, 503, "redis unavailable, retry later");
     return -1;
 }
+
+int api_enqueue_once(http_request *req, const char *name, const char *once, int ttl_s,
+                     const char *const *jobs, const size_t *lens, size_t n)
+{
+    rconn *c = rpool_get(req->app->redis);
+    char err[256] = "no connection";
+    queue *q =
+        c ? queue_open(c, req->app->cfg->redis.prefix, name, NULL, NULL, err, sizeof err) : NULL;
+    int rc = q ? queue_push_once(q, once, ttl_s, jobs, lens, n) : -1;
+    if (rc < 0) {
+        char m[300];
+        log_warn("enqueue_failed", "rid=%s queue=%s err=%s", req->request_id, name,
+                 log_quote(m, sizeof m, q ? queue_error(q) : err));
+        http_error(req, 503, "redis unavailable, retry later");
+    }
+    queue_close(q);
+    if (c)
+        rpool_put(req->app->redis, c);
+    return rc;
+}

@@ -134,3 +134,8 @@ int api_push_jobs(http_request *req, const char *name, const char *const *jobs, 
 /* api_push_jobs, answering 503 on failure. 0, or -1 after answering 503. */
 int api_enqueue(http_request *req, const char *name, const char *const *jobs, const size_t *lens,
                 size_t n);
+/* Like api_enqueue, but only if token `once` was not pushed on that queue in the last ttl_s
+ * seconds (queue_push_once). 1 pushed, 0 seen before (nothing pushed, nothing answered), -1
+ * answered 503. */
+int api_enqueue_once(http_request *req, const char *name, const char *once, int ttl_s,
+                     const char *const *jobs, const size_t *lens, size_t n);

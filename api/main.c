@@ -124,6 +124,11 @@ int main(int argc, char **argv)
         progargs_release(&pa);
         return 2;
     }
+    if (!cfg.receipts.require_timestamp)
+        log_warn("receipts_timestamp_optional",
+                 "detail=\"receipts.require_timestamp is off: an unsigned-time receipt batch is "
+                 "refused as a replay only while its signature is remembered (2 x "
+                 "receipts.max_skew_s); set it to true unless a vendor cannot send X-Timestamp\"");
     api_ctx app = {.cfg = &cfg, .started_ms = time_now_ms()};
     struct MHD_Daemon *d = NULL;
     connguard *guard = NULL;
@@ -157,6 +162,7 @@ int main(int argc, char **argv)
         goto out;
     }
     app.ratelimit = ratelimit_new(cfg.api.rate_limit_per_min);
+    app.receipts_ratelimit = ratelimit_new(cfg.receipts.rate_limit_per_min);
     app.metrics = metrics_for(app.router);
     app.dispatch = dispatch;
     app.authenticate = auth_authenticate;
@@ -229,6 +235,7 @@ out:
     }
     metrics_free(app.metrics);
     ratelimit_free(app.ratelimit);
+    ratelimit_free(app.receipts_ratelimit);
     router_free(app.router);
     if (auth_started)
         auth_module_shutdown(&app);

@@ -101,8 +101,10 @@ static const cfg_setting_info settings[] = {
 
     {"receipts.vendor_secret", CFG_STRING, OFF(receipts.vendor_secret), CFG_DEV_VENDOR_SECRET, "VENDOR_SECRET", true, 1, 0, NULL,
      "HMAC-SHA256 key of delivery receipts"},
-    {"receipts.require_timestamp", CFG_BOOL, OFF(receipts.require_timestamp), "false", NULL, false, NOLIM, NULL,
-     "reject receipts without X-Timestamp"},
+    {"receipts.require_timestamp", CFG_BOOL, OFF(receipts.require_timestamp), "true", NULL, false, NOLIM, NULL,
+     "reject receipts without X-Timestamp (off is warned at start)"},
+    {"receipts.rate_limit_per_min", CFG_INT, OFF(receipts.rate_limit_per_min), "120000", NULL, false, 0, 100000000, NULL,
+     "receipt POSTs per minute per client before 429 (0 = no limit)"},
     {"receipts.max_skew_s", CFG_INT, OFF(receipts.max_skew_s), "300", NULL, false, 1, 86400, NULL,
      "largest accepted X-Timestamp distance from now, seconds"},
     {"receipts.max_batch", CFG_INT, OFF(receipts.max_batch), "1000", NULL, false, 1, 10000, NULL,

@@ -71,6 +71,7 @@ typedef struct minicrm_config {
     struct {
         char *vendor_secret; /* VENDOR_SECRET (secret) */
         bool require_timestamp;
+        int rate_limit_per_min;
         int max_skew_s;
         int max_batch;
         int batch_size;       /* receipts worker claim batch */
