@@ -289,8 +289,8 @@ static int writer_start(writer *w, fanout_ctx *x, const bson_oid_t *cid, const b
     w->has_last = has_last;
     w->written = written;
     w->cl = dbpool_pop(x->db);
-    w->logs = dbpool_collection(x->db, w->cl, DB_LOGS);
-    w->camps = dbpool_collection(x->db, w->cl, DB_CAMPAIGNS);
+    w->logs = dbpool_durable_collection(x->db, w->cl, DB_LOGS);
+    w->camps = dbpool_durable_collection(x->db, w->cl, DB_CAMPAIGNS);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     if (pthread_create(&w->th, NULL, writer_main, w) != 0) {
@@ -373,8 +373,8 @@ fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, siz
     }
     bson_oid_init_from_string(&cid, campaign_hex);
     mongoc_client_t *cl = dbpool_pop(x->db);
-    mongoc_collection_t *camps = dbpool_collection(x->db, cl, DB_CAMPAIGNS);
-    mongoc_collection_t *logs = dbpool_collection(x->db, cl, DB_LOGS);
+    mongoc_collection_t *camps = dbpool_durable_collection(x->db, cl, DB_CAMPAIGNS);
+    mongoc_collection_t *logs = dbpool_durable_collection(x->db, cl, DB_LOGS);
     mongoc_collection_t *custs = dbpool_collection(x->db, cl, DB_CUSTOMERS);
 
     /* Load the campaign. */
@@ -479,9 +479,12 @@ fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, siz
             bson_append_document_end(&filter, &gt);
         }
         int bs = x->cfg->workers.batch_size;
-        bson_t *opts = BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}", "projection", "{", "name",
-                                BCON_INT32(1), "email", BCON_INT32(1), "total_spend", BCON_INT32(1),
-                                "}", "batchSize", BCON_INT32(bs));
+        /* hint: the _id index serves both the _id > last bound and the order, so no planner
+         * sorts the whole audience in memory before the first batch. */
+        bson_t *opts =
+            BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}", "hint", "{", "_id", BCON_INT32(1), "}",
+                     "projection", "{", "name", BCON_INT32(1), "email", BCON_INT32(1),
+                     "total_spend", BCON_INT32(1), "}", "batchSize", BCON_INT32(bs));
         cur = mongoc_collection_find_with_opts(custs, &filter, opts, NULL);
         bson_destroy(&filter);
         bson_destroy(opts);

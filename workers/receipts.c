@@ -410,8 +410,8 @@ int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
 
     /* 3. bulk update PENDING -> final */
     cl = dbpool_pop(x->db);
-    logs = dbpool_collection(x->db, cl, DB_LOGS);
-    camps = dbpool_collection(x->db, cl, DB_CAMPAIGNS);
+    logs = dbpool_durable_collection(x->db, cl, DB_LOGS);
+    camps = dbpool_durable_collection(x->db, cl, DB_CAMPAIGNS);
     int64_t now = time_now_ms();
     size_t nstmt = 0;
     bool all_cids = true;
@@ -754,8 +754,8 @@ int receipts_recover(receipts_ctx *x, int64_t min_age_ms)
     int done = 0;
     if (r->elements) {
         mongoc_client_t *cl = dbpool_pop(x->db);
-        mongoc_collection_t *logs = dbpool_collection(x->db, cl, DB_LOGS);
-        mongoc_collection_t *camps = dbpool_collection(x->db, cl, DB_CAMPAIGNS);
+        mongoc_collection_t *logs = dbpool_durable_collection(x->db, cl, DB_LOGS);
+        mongoc_collection_t *camps = dbpool_durable_collection(x->db, cl, DB_CAMPAIGNS);
         for (size_t i = 0; i < r->elements; i++) {
             const char *tok = r->element[i]->str;
             if (!tok || strlen(tok) != 24)
@@ -788,7 +788,7 @@ int receipts_sweep(receipts_ctx *x)
     int64_t now = time_now_ms();
     int64_t cutoff = now - (int64_t)x->cfg->receipts.vendor_timeout_s * 1000;
     mongoc_client_t *cl = dbpool_pop(x->db);
-    mongoc_collection_t *logs = dbpool_collection(x->db, cl, DB_LOGS);
+    mongoc_collection_t *logs = dbpool_durable_collection(x->db, cl, DB_LOGS);
     bson_t *filter = BCON_NEW("status", BCON_UTF8("PENDING"), "updatedAt", "{", "$lt",
                               BCON_DATE_TIME(cutoff), "}");
     bson_t *opts = BCON_NEW("limit", BCON_INT64(1000));
