@@ -13,14 +13,14 @@
  * with its own createIndexes, so one bad index never keeps the others from existing. Each
  * index moves through
  *
- *     PENDING --created (or already there)----------------------------> READY
- *     PENDING --11000 duplicates, 85/86 other options, 67/197 refused--> FAILED (for good)
- *     PENDING --anything else (unreachable, interrupted, ...)---------> PENDING (next pass)
+ *     PENDING --created (or already there)------------------------> READY
+ *     PENDING --11000 duplicate keys, 85/86 other options, 67/197--> FAILED (for good)
+ *     PENDING --anything else (unreachable, interrupted, ...)-----> PENDING (next pass)
  *
  * and each failure is logged once with its reason (a retried one again only when its reason
- * changes): a FAILED index needs a person (remove the duplicates, drop the old index), not a
- * retry every 2 s. createIndexes is idempotent for an identical specification, so running this
- * at every start is safe.
+ * changes): a FAILED index needs a person (remove the duplicate values, drop the old index),
+ * not a retry every 2 s. createIndexes is idempotent for an identical specification, so
+ * running this at every start is safe.
  *
  * Superseded indexes (a spec an older version created that one above replaces) are dropped
  * once their replacement is READY: the sweeper's partial index replaced {status: 1,
