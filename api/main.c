@@ -2,9 +2,12 @@
  * minicrm-api: the HTTP API (libmicrohttpd).
  *
  * Start-up: configuration (prog_start), the exposure rule (cfg_check_api_exposure: a
- * non-loopback api.bind with the built-in development vendor secret is refused, exit 2),
- * signal handling, the MongoDB client pool, the Redis connection pool, the auth module, the
- * route table, metrics, then the MHD daemon with a thread pool of api.threads threads. Indexes are
+ * non-loopback api.bind with the built-in development vendor secret is refused, exit 2), the
+ * session secret (auth_module_prepare: random per start, with a warning, when SESSION_SECRET is
+ * not set), signal handling, the MongoDB client pool, the Redis connection pool, the auth module,
+ * the route table, metrics, then the MHD daemon with a thread pool of api.threads threads, at most
+ * api.max_conns connections (api.max_conns_per_ip from one address), and the header deadline
+ * of connguard. Indexes are
  * created in the background (retried until MongoDB answers), so the API starts even while the
  * database is still coming up; routes that need it answer 503 until then.
  *
@@ -15,6 +18,7 @@
 #include "apiutil.h"
 #include "app.h"
 #include "auth.h"
+#include "connguard.h"
 #include "dbpool.h"
 #include "http.h"
 #include "log.h"
@@ -122,8 +126,15 @@ int main(int argc, char **argv)
         progargs_release(&pa);
         return 2;
     }
+    if (auth_module_prepare(&cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "minicrm-api: auth: %s\n", err);
+        cfg_release(&cfg);
+        progargs_release(&pa);
+        return 2;
+    }
     api_ctx app = {.cfg = &cfg, .started_ms = time_now_ms()};
     struct MHD_Daemon *d = NULL;
+    connguard *guard = NULL;
     pthread_t idx_tid;
     bool idx_started = false, auth_started = false;
 
@@ -187,14 +198,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "minicrm-api: api.bind: not an IPv4 address: %s\n", cfg.api.bind);
         goto out;
     }
-    d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG,
-                         (uint16_t)cfg.api.port, NULL, NULL, http_access_handler, &app,
-                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
-                         (unsigned)cfg.api.threads, MHD_OPTION_NOTIFY_COMPLETED,
-                         http_request_completed, &app, MHD_OPTION_CONNECTION_TIMEOUT,
-                         (unsigned)cfg.api.request_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                         (size_t)(64 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-                         MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL, MHD_OPTION_END);
+    guard = connguard_new(cfg.api.request_timeout_s);
+    if (!guard) {
+        fprintf(stderr, "minicrm-api: cannot start the connection guard\n");
+        goto out;
+    }
+    d = MHD_start_daemon(
+        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, (uint16_t)cfg.api.port,
+        NULL, NULL, http_access_handler, &app, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg.api.threads, MHD_OPTION_NOTIFY_COMPLETED,
+        http_request_completed, &app, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg.api.request_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(64 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_UNESCAPE_CALLBACK,
+        http_unescape, NULL, MHD_OPTION_URI_LOG_CALLBACK, http_uri_log, NULL,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg.api.max_conns,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg.api.max_conns_per_ip,
+        MHD_OPTION_NOTIFY_CONNECTION, connguard_notify, guard, MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "minicrm-api: cannot listen on %s:%d (port in use?)\n", cfg.api.bind,
                 cfg.api.port);
@@ -202,8 +221,9 @@ int main(int argc, char **argv)
     }
     if (pthread_create(&idx_tid, NULL, index_thread, &app) == 0)
         idx_started = true;
-    log_info("listening", "bind=%s port=%d threads=%d", cfg.api.bind, cfg.api.port,
-             cfg.api.threads);
+    log_info("listening", "bind=%s port=%d threads=%d max_conns=%d max_conns_per_ip=%d",
+             cfg.api.bind, cfg.api.port, cfg.api.threads, cfg.api.max_conns,
+             cfg.api.max_conns_per_ip);
 
     /* Wait for SIGTERM/SIGINT. */
     struct pollfd pfd = {.fd = signals_fd(), .events = POLLIN};
@@ -227,6 +247,7 @@ int main(int argc, char **argv)
 out:
     if (d)
         MHD_stop_daemon(d);
+    connguard_free(guard);
     if (idx_started) {
         signals_request_stop();
         pthread_join(idx_tid, NULL);

@@ -8,15 +8,20 @@
  * set them. It waits for /readyz, prints how to use the system, and then supervises (see
  * supervise.h) until SIGINT/SIGTERM, when it stops the children in reverse order.
  *
+ * The console is for people: api.access_log=auto becomes off here (on with --verbose), so the
+ * API's per-request lines do not bury warnings, errors, lifecycle events and progress.
+ *
  * State lives in --dir (default ./.minicrm, created 0700): redis/ and devdb/ data (0700),
  * up.lock (held with flock while up runs, so a second `up` refuses to start a second set),
- * up.state (what runs, URL passwords masked), vendor-secret and, when up's output is not a
- * terminal, admin-key. Every file that holds a secret or data is 0600.
+ * up.state (what runs, URL passwords masked), vendor-secret, session-secret and, when up's
+ * output is not a terminal, admin-key. Every file that holds a secret or data is 0600.
  *
  * Secrets: unless VENDOR_SECRET (or receipts.vendor_secret) was set to something else than
  * the public development default, the first start writes 256 random bits as hex to
  * DIR/vendor-secret and every later start reuses it; it reaches the API and the vendor
- * simulator like every other setting (MINICRM_RECEIPTS_VENDOR_SECRET). The first admin API key
+ * simulator like every other setting (MINICRM_RECEIPTS_VENDOR_SECRET). Unless SESSION_SECRET
+ * is set, DIR/session-secret is made and reused the same way, so logins survive a restart.
+ * The first admin API key
  * is printed only to a terminal; otherwise it goes to DIR/admin-key and up says where.
  */
 #include "auth_keys.h"
@@ -116,12 +121,14 @@ static int write_private_file(const char *path, const char *text)
     return 0;
 }
 
-/* The vendor secret of this state directory: read DIR/vendor-secret, or on the first start
- * make 256 random bits (hex) and keep them there (0600). Into out; 0, or -1 with err. */
-static int local_vendor_secret(const char *dir, char *out, size_t n, char *err, size_t errlen)
+/* A secret of this state directory (`name`: vendor-secret, session-secret): read DIR/name, or
+ * on the first start make 256 random bits (hex) and keep them there (0600). Into out; 0, or -1
+ * with err. */
+static int local_secret(const char *dir, const char *name, char *out, size_t n, char *err,
+                        size_t errlen)
 {
     char path[PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/vendor-secret", dir);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd >= 0) {
         char buf[256];
@@ -144,7 +151,7 @@ static int local_vendor_secret(const char *dir, char *out, size_t n, char *err, 
     }
     unsigned char raw[32];
     if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw || n < 2 * sizeof raw + 2) {
-        snprintf(err, errlen, "no randomness for a vendor secret");
+        snprintf(err, errlen, "no randomness for %s", name);
         return -1;
     }
     for (size_t i = 0; i < sizeof raw; i++)
@@ -222,11 +229,12 @@ static int ensure_admin_key(supervisor *sup, const minicrm_config *cfg, const ch
 
 static void usage(void)
 {
-    printf("usage: minicrm up [--workers N] [--dir DIR] [--demo]\n\n"
+    printf("usage: minicrm up [--workers N] [--dir DIR] [--demo] [--verbose]\n\n"
            "Starts redis-server (unless REDIS_URL is set), minicrm-devdb (unless MONGO_URI is\n"
            "set), the API on PORT, N worker processes, the receipts worker and the vendor\n"
            "simulator; Ctrl-C stops them all. State is kept in DIR (default ./.minicrm).\n"
-           "--demo runs `minicrm demo` once the system is ready (a campaign end to end).\n");
+           "--demo runs `minicrm demo` once the system is ready (a campaign end to end).\n"
+           "--verbose also shows the API's per-request lines (api.access_log=on does too).\n");
 }
 
 int cmd_up(cli_ctx *ctx)
@@ -234,7 +242,7 @@ int cmd_up(cli_ctx *ctx)
     minicrm_config *cfg = ctx->cfg;
     const char *dir = ".minicrm";
     int workers = cfg->workers.procs;
-    bool demo = false;
+    bool demo = false, verbose = false;
     for (int i = 1; i < ctx->argc; i++) {
         if (!strcmp(ctx->argv[i], "--workers") && i + 1 < ctx->argc) {
             char *end;
@@ -246,6 +254,8 @@ int cmd_up(cli_ctx *ctx)
             workers = (int)v;
         } else if (!strcmp(ctx->argv[i], "--demo")) {
             demo = true;
+        } else if (!strcmp(ctx->argv[i], "--verbose")) {
+            verbose = true;
         } else if (!strcmp(ctx->argv[i], "--dir") && i + 1 < ctx->argc) {
             dir = ctx->argv[++i];
         } else {
@@ -334,11 +344,28 @@ int cmd_up(cli_ctx *ctx)
     if (!env_set("VENDOR_SECRET", "MINICRM_RECEIPTS_VENDOR_SECRET") &&
         !strcmp(cfg->receipts.vendor_secret, CFG_DEV_VENDOR_SECRET)) {
         char secret[160];
-        if (local_vendor_secret(dir, secret, sizeof secret, err, sizeof err) != 0 ||
+        if (local_secret(dir, "vendor-secret", secret, sizeof secret, err, sizeof err) != 0 ||
             cfg_set(cfg, "receipts.vendor_secret", secret, "vendor-secret", err, sizeof err) != 0) {
             fprintf(stderr, "minicrm up: vendor secret: %s\n", err);
             return 1;
         }
+    }
+    /* The same for the session secret, so that logins survive a restart of up. */
+    if (!cfg->auth.session_secret[0]) {
+        char secret[160];
+        if (local_secret(dir, "session-secret", secret, sizeof secret, err, sizeof err) != 0 ||
+            cfg_set(cfg, "auth.session_secret", secret, "session-secret", err, sizeof err) != 0) {
+            fprintf(stderr, "minicrm up: session secret: %s\n", err);
+            return 1;
+        }
+    }
+    /* One console for the whole system: the API's per-request lines would bury warnings,
+     * lifecycle events and progress, so they are off here unless asked for. */
+    if (!strcmp(cfg->api.access_log, "auto") &&
+        cfg_set(cfg, "api.access_log", verbose ? "on" : "off", "minicrm up", err, sizeof err) !=
+            0) {
+        fprintf(stderr, "minicrm up: %s\n", err);
+        return 2;
     }
     export_config(cfg);
     if (signals_install() != 0) {
@@ -451,11 +478,13 @@ int cmd_up(cli_ctx *ctx)
                 ready = true;
                 sup_say(&sup, "ready in %.1f s", (double)(now - t0) / 1000.0);
                 ensure_admin_key(&sup, cfg, dir);
-                sup_say(&sup, "API:    http://localhost:%d  (GET /healthz, /readyz, /metrics)",
+                sup_say(&sup,
+                        "API:    http://localhost:%d  (GET /healthz, /readyz; /metrics for admins)",
                         cfg->api.port);
                 sup_say(&sup,
                         "login:  Google at http://localhost:%d/auth/google (needs "
-                        "GOOGLE_CLIENT_ID), or an API key: minicrm keys create --role admin",
+                        "GOOGLE_CLIENT_ID and --set auth.allowed_domains=YOUR.DOMAIN or "
+                        "auth.allowed_emails=...), or an API key: minicrm keys create --role admin",
                         cfg->api.port);
                 char shown[512];
                 sup_say(

@@ -49,6 +49,9 @@ typedef struct minicrm_config {
         char *frontend_url; /* FRONTEND_URL */
         int idempotency_ttl_s;
         int rate_limit_per_min;
+        int max_conns;        /* global connection cap */
+        int max_conns_per_ip; /* per client address */
+        char *access_log;     /* "auto" | "on" | "off": per-request log lines */
     } api;
     struct {
         char *google_client_id;     /* GOOGLE_CLIENT_ID */
@@ -61,7 +64,10 @@ typedef struct minicrm_config {
         int session_ttl_s;
         bool cookie_secure;
         char *cookie_samesite;
-        char *admin_emails; /* comma-separated */
+        char *admin_emails;    /* comma-separated */
+        char *allowed_domains; /* comma-separated: who may log in with Google */
+        char *allowed_emails;  /* comma-separated */
+        int login_rate_per_min;
         int state_ttl_s;
         int http_timeout_ms;
     } auth;

@@ -1,15 +1,18 @@
 /*
  * minicrm-vendor-sim: the delivery vendor simulator.
  *
- * One single-threaded event loop; per iteration:
+ * One single-threaded consumer loop (lib/consumer, in its mode for consumers that hold jobs
+ * across turns); per turn:
  *   1. claim send jobs (while fewer than vendor_sim.max_inflight messages wait), decide each
  *      message and put its receipt on the timer heap (timers.c), due after its delay;
  *   2. move every due receipt to the in-memory outbox;
  *   3. POST outbox receipts to the API in batches (JSON array, HMAC-signed, keep-alive);
  *      a send job is acknowledged once every receipt of it has been posted (2xx).
  *
- * A send job is one send {"log_id", "customer_id"?, "campaign_id"?, "message"} (the API's
- * /api/vendor/send, the sweeper's re-sends) or a fan-out batch {"campaign_id", "sends": [...]}.
+ * A send job is one send {"log_id", "customer_id"?, "campaign_id"?, "message", "vendorMsgId"?}
+ * (the API's /api/vendor/send, the sweeper's re-sends) or a fan-out batch {"campaign_id",
+ * "sends": [...]}, read with lib/jobs; receipts are written with lib/jobs too. A send that
+ * carries a vendorMsgId (the id /api/vendor/send answered) is reported with that id.
  * Receipts echo the campaign_id when the send had one (a real vendor echoes custom arguments),
  * which lets the receipts worker count a batch without reading the logs back.
  *
@@ -32,7 +35,9 @@
  * SIGTERM/SIGINT: stop claiming, keep delivering what is in flight for up to
  * workers.stop_grace_s, then hand back the jobs still held and exit 0.
  */
+#include "consumer.h"
 #include "decide.h"
+#include "jobs.h"
 #include "jscan.h"
 #include "jsonx.h"
 #include "log.h"
@@ -185,56 +190,30 @@ static int ack_done(vsim *v)
 
 /* ---- 1. send jobs -> decisions -> timers ------------------------------------------------ */
 
-/* Our own receipt document. Every value is ours (24-hex ids, "vm-" + 16 hex, a fixed status
- * word, an integer), so nothing needs escaping and snprintf writes exactly what
- * json_pack + json_dumps(JSON_COMPACT) would. */
-static char *fmt_receipt(const char *log_id, const char *campaign_id, const decision *dc,
-                         int64_t at)
+/* Decide send `in` of job `vj` and put its receipt (lib/jobs) on the heap. The receipt carries
+ * the vendorMsgId the send was given (the id POST /api/vendor/send answered), else ours.
+ * 0 scheduled, -1 out of memory / HMAC failure. */
+static int schedule_send(vsim *v, const jobs_send_in *in, vjob *vj, int64_t now)
 {
-    char buf[240];
-    int n;
-    if (campaign_id)
-        n = snprintf(buf, sizeof buf,
-                     "{\"log_id\":\"%s\",\"campaign_id\":\"%s\",\"vendorMsgId\":\"%s\","
-                     "\"status\":\"%s\",\"at\":%" PRId64 "}",
-                     log_id, campaign_id, dc->vmid, dc->status, at);
-    else
-        n = snprintf(buf, sizeof buf,
-                     "{\"log_id\":\"%s\",\"vendorMsgId\":\"%s\",\"status\":\"%s\",\"at\":%" PRId64
-                     "}",
-                     log_id, dc->vmid, dc->status, at);
-    return n > 0 && (size_t)n < sizeof buf ? strdup(buf) : NULL;
-}
-
-/* A 24-hex id held by string token tok into out (25 bytes); false if tok is not one. */
-static bool hex_id(const jscan *js, int tok, char out[25])
-{
-    return tok >= 0 && jscan_str_copy(js, tok, out, 25) == 24 && oid_is_valid_hex(out);
-}
-
-/* Decide send object `s` (a token of v->js) of job `vj` and put its receipt on the heap.
- * campaign_id: the batch's, or NULL. 0 scheduled, 1 malformed (reason in why), -1 out of
- * memory / HMAC failure. */
-static int schedule_send(vsim *v, int s, const char *campaign_id, vjob *vj, int64_t now,
-                         const char **why)
-{
-    char lid[25], cid[25];
-    if (!hex_id(&v->js, jscan_get(&v->js, s, "log_id"), lid)) {
-        *why = "malformed send: log_id must be a 24-hex id";
-        return 1;
-    }
-    int ct = jscan_get(&v->js, s, "campaign_id");
-    if (ct >= 0) /* not ours to judge: without it the receipts worker looks the log up */
-        campaign_id = hex_id(&v->js, ct, cid) ? cid : NULL;
     decision dc;
-    if (decider_decide(v->dec, lid, 24, &dc) != 0) {
+    if (decider_decide(v->dec, in->log_id, 24, &dc) != 0) {
         log_warn("vendor.decide_failed", "detail=\"OpenSSL HMAC failed\"");
         return -1;
     }
     int64_t due = now + dc.delay_ms;
-    char *r = fmt_receipt(lid, campaign_id, &dc, due);
-    if (!r || timers_push(&v->heap, due, r, vj) != 0) {
-        free(r);
+    jobs_receipt r;
+    memcpy(r.log_id, in->log_id, sizeof r.log_id);
+    memcpy(r.campaign_id, in->campaign_id, sizeof r.campaign_id);
+    if (in->vendor_msg_id[0])
+        memcpy(r.vendor_msg_id, in->vendor_msg_id, strlen(in->vendor_msg_id) + 1);
+    else
+        memcpy(r.vendor_msg_id, dc.vmid, sizeof dc.vmid);
+    r.status = dc.status;
+    r.at = due;
+    r.reason[0] = '\0';
+    jsonx_buf buf = {0};
+    if (jobs_receipt_encode(&buf, &r) != 0 || timers_push(&v->heap, due, buf.data, vj) != 0) {
+        jsonx_buf_free(&buf);
         return -1;
     }
     vj->remaining++;
@@ -249,11 +228,12 @@ static int process_jobs(vsim *v, queue_batch *b)
     int64_t now = time_now_ms();
     int rc = 0;
     size_t sends = 0;
-    jscan *js = &v->js;
     for (size_t i = 0; i < b->n; i++) {
         queue_job *qj = &b->jobs[i];
-        if (jscan_parse(js, qj->data, qj->len) != 0 || js->t[0].type != JSCAN_OBJECT) {
-            if (queue_dead(v->q, qj, "malformed send: not a JSON object") != 0)
+        jobs_reader rd;
+        const char *whole = NULL; /* reason when the job as a whole is unusable */
+        if (jobs_sends_open(&rd, &v->js, qj->data, qj->len, &whole) != 0 && !rd.batch) {
+            if (queue_dead(v->q, qj, whole) != 0)
                 rc = -1;
             continue;
         }
@@ -267,38 +247,26 @@ static int process_jobs(vsim *v, queue_batch *b)
         qj->len = 0;
         v->held++;
         /* Malformed sends of a batch job become dead letters of their own (their raw text). */
-        int arr = jscan_get(js, 0, "sends");
-        size_t cap = arr >= 0 && js->t[arr].type == JSCAN_ARRAY ? js->t[arr].count : 0;
+        size_t cap = whole ? 0 : rd.n;
         const char **dead = calloc(cap ? cap : 1, sizeof *dead);
         size_t *dlen = calloc(cap ? cap : 1, sizeof *dlen);
         const char **dwhy = calloc(cap ? cap : 1, sizeof *dwhy);
         size_t ndead = 0;
         int st = dead && dlen && dwhy ? 0 : -1;
-        const char *whole = NULL; /* reason when the job as a whole is unusable */
-        if (st == 0 && arr >= 0) {
-            char cidbuf[25];
-            int ct = jscan_get(js, 0, "campaign_id");
-            const char *cid = ct >= 0 && hex_id(js, ct, cidbuf) ? cidbuf : NULL;
-            if (cap == 0)
-                whole = "malformed send job: sends must be a non-empty array";
-            int e = cap ? jscan_child(js, arr) : -1;
-            for (size_t k = 0; k < cap && st == 0; k++, e = (int)js->t[e].next) {
-                const char *why = "malformed send: not a JSON object";
-                int r = js->t[e].type == JSCAN_OBJECT ? schedule_send(v, e, cid, vj, now, &why) : 1;
-                if (r < 0) {
+        jobs_send_in in;
+        const char *why = NULL;
+        int r;
+        while (st == 0 && !whole && (r = jobs_sends_next(&rd, &in, &why)) != 0) {
+            if (r > 0) {
+                if (schedule_send(v, &in, vj, now) != 0)
                     st = -1;
-                } else if (r == 1) {
-                    dead[ndead] = vj->job.data + js->t[e].start;
-                    dlen[ndead] = js->t[e].len;
-                    dwhy[ndead++] = why;
-                }
+            } else if (!rd.batch) {
+                whole = why; /* a single send: the job is the dead letter */
+            } else {
+                dead[ndead] = rd.raw;
+                dlen[ndead] = rd.rawlen;
+                dwhy[ndead++] = why;
             }
-        } else if (st == 0) {
-            int r = schedule_send(v, 0, NULL, vj, now, &whole);
-            if (r < 0)
-                st = -1;
-            else if (r == 0)
-                whole = NULL;
         }
         if (st == 0 && ndead && queue_dead_parts(v->q, dead, dlen, dwhy, ndead) != 0) {
             log_warn("vendor.redis_error", "detail=\"%s\"", queue_error(v->q));
@@ -433,6 +401,73 @@ static int post_some(vsim *v)
     return rc;
 }
 
+/* ---- the consumer loop's callbacks (lib/consumer) ------------------------------------- */
+
+/* Claim about batch_size messages (bounded by the room left under max_inflight; a fan-out
+ * batch job counts as its sends); block only while nothing is due to be posted or acked, and
+ * no longer than the next timer. */
+static size_t vs_want(void *arg, int *block_ms)
+{
+    vsim *v = arg;
+    size_t inflight = timers_count(&v->heap) + outbox_len(v);
+    size_t max = (size_t)v->cfg->vendor_sim.max_inflight;
+    if (inflight >= max)
+        return 0;
+    int64_t wait = timers_next_due(&v->heap) - time_now_ms();
+    *block_ms = outbox_len(v) > 0 || v->ndone > 0 ? 0 : wait < 0 ? 0 : wait > 200 ? 200 : (int)wait;
+    size_t room = max - inflight;
+    size_t msgs =
+        room < (size_t)v->cfg->vendor_sim.batch_size ? room : (size_t)v->cfg->vendor_sim.batch_size;
+    size_t want = (size_t)((double)msgs / (v->per_job > 1 ? v->per_job : 1));
+    return want ? want : 1;
+}
+
+/* The claimed jobs are held (process_jobs takes their payloads over) until their receipts are
+ * posted. */
+static consumer_result vs_handle(void *arg, queue_batch *b)
+{
+    return process_jobs(arg, b) == 0 ? CONSUMER_OK : CONSUMER_BACKOFF;
+}
+
+/* Timers -> outbox -> API, then ack the jobs fully posted. Without a claim this turn (the room
+ * is full, or stopping), wait for the next timer (up to 100 ms) when nothing is to be posted. */
+static void vs_tick(void *arg, bool claimed)
+{
+    vsim *v = arg;
+    if (!claimed && outbox_len(v) == 0) {
+        int64_t wait = timers_next_due(&v->heap) - time_now_ms();
+        if (wait > 0) {
+            struct timespec ts = {0, (wait > 100 ? 100 : wait) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    fire_due(v);
+    for (int i = 0; i < 8 && post_some(v) == 1; i++)
+        ;
+    ack_done(v);
+}
+
+static size_t vs_held(void *arg)
+{
+    return ((vsim *)arg)->held;
+}
+
+static void vs_progress(void *arg, char *buf, size_t n)
+{
+    vsim *v = arg;
+    snprintf(buf, n,
+             "claimed=%lld fired=%lld posted=%lld rejected=%lld held_jobs=%zu waiting=%zu "
+             "outbox=%zu",
+             v->claimed, v->fired, v->posted, v->rejected, v->held, timers_count(&v->heap),
+             outbox_len(v));
+}
+
+static const consumer_ops vendor_ops = {.want = vs_want,
+                                        .handle = vs_handle,
+                                        .tick = vs_tick,
+                                        .held = vs_held,
+                                        .progress = vs_progress};
+
 int main(int argc, char **argv)
 {
     minicrm_config cfg;
@@ -445,7 +480,6 @@ int main(int argc, char **argv)
     char err[256], cid[QUEUE_MAX_CONSUMER];
     vsim v = {.cfg = &cfg, .post_backoff_ms = 100};
     timers_init(&v.heap);
-    queue_batch b = {0};
     if (cfg.vendor_sim.min_delay_ms > cfg.vendor_sim.max_delay_ms) {
         fprintf(stderr, "minicrm-vendor-sim: vendor_sim.min_delay_ms > max_delay_ms\n");
         rc = 2;
@@ -480,87 +514,31 @@ int main(int argc, char **argv)
     }
     snprintf(v.k_rejected, sizeof v.k_rejected, "%s{vendor}:rejected:%s", cfg.redis.prefix,
              cfg.vendor_sim.name);
-    /* Take back what a previous run of this instance had claimed: those jobs are sent again. */
-    while (!signals_stop_requested()) {
-        int back = queue_release_claimed(v.q);
-        if (back >= 0 && queue_register(v.q) == 0) {
-            log_info("vendor.started", "name=%s handed_back=%d", cfg.vendor_sim.name, back);
-            break;
-        }
-        log_warn("vendor.redis_wait", "detail=\"%s\"", rconn_error(v.rc));
-        signals_sleep_ms(500);
-    }
+    /* The consumer loop (lib/consumer) holds jobs across turns: it claims fresh jobs only,
+     * takes back at start what a previous run of this instance held (they are sent again), and
+     * on SIGTERM keeps delivering for up to workers.shutdown_timeout_s before handing back. */
     v.per_job = 1;
-    int64_t next_report = time_mono_ms() + 10000, stop_at = 0;
-    int pause = 50;
-    for (;;) {
-        bool stopping = signals_stop_requested();
-        if (stopping && !stop_at) {
-            stop_at = time_mono_ms() + (int64_t)cfg.workers.shutdown_timeout_s * 1000;
-            log_info("vendor.stopping", "held_jobs=%zu waiting=%zu outbox=%zu", v.held,
-                     timers_count(&v.heap), outbox_len(&v));
-        }
-        if (stopping && (v.held == 0 || time_mono_ms() >= stop_at))
-            break;
-        if (queue_maintain(v.q) != 0) {
-            log_warn("vendor.redis_error", "detail=\"%s\"", queue_error(v.q));
-            struct timespec ts = {0, pause * 1000000L};
-            nanosleep(&ts, NULL);
-            pause = pause * 2 > 2000 ? 2000 : pause * 2;
-            continue;
-        }
-        int64_t now = time_now_ms();
-        size_t inflight = timers_count(&v.heap) + outbox_len(&v);
-        int64_t wait = timers_next_due(&v.heap) - now;
-        if (!stopping && inflight < (size_t)cfg.vendor_sim.max_inflight) {
-            int block = outbox_len(&v) > 0 || v.ndone > 0 ? 0
-                                                          : (int)(wait < 0     ? 0
-                                                                  : wait > 200 ? 200
-                                                                               : wait);
-            /* Claim about batch_size messages (bounded by the room left): a fan-out batch
-             * job counts as its sends. */
-            size_t room = (size_t)cfg.vendor_sim.max_inflight - inflight;
-            size_t msgs =
-                room < (size_t)cfg.vendor_sim.batch_size ? room : (size_t)cfg.vendor_sim.batch_size;
-            size_t want = (size_t)((double)msgs / (v.per_job > 1 ? v.per_job : 1));
-            int n = queue_claim_fresh(v.q, want ? want : 1, block, &b);
-            if (n < 0) {
-                log_warn("vendor.redis_error", "detail=\"%s\"", queue_error(v.q));
-                signals_sleep_ms(pause);
-                pause = pause * 2 > 2000 ? 2000 : pause * 2;
-                continue;
-            }
-            if (n > 0 && process_jobs(&v, &b) != 0) {
-                signals_sleep_ms(pause);
-                pause = pause * 2 > 2000 ? 2000 : pause * 2;
-            }
-            queue_batch_release(&b);
-        } else if (outbox_len(&v) == 0 && wait > 0) {
-            struct timespec ts = {0, (wait > 100 ? 100 : wait) * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-        fire_due(&v);
-        for (int i = 0; i < 8 && post_some(&v) == 1; i++)
-            ;
-        ack_done(&v);
-        pause = 50;
-        if (time_mono_ms() >= next_report) {
-            next_report = time_mono_ms() + 10000;
-            log_info("vendor.progress",
-                     "claimed=%lld fired=%lld posted=%lld rejected=%lld held_jobs=%zu "
-                     "waiting=%zu outbox=%zu",
-                     v.claimed, v.fired, v.posted, v.rejected, v.held, timers_count(&v.heap),
-                     outbox_len(&v));
-        }
+    consumer c;
+    consumer_init(&c, &(consumer_opts){.name = "vendor",
+                                       .q = v.q,
+                                       .ops = &vendor_ops,
+                                       .arg = &v,
+                                       .backoff_min_ms = 50,
+                                       .backoff_max_ms = 2000,
+                                       .progress_ms = 10000,
+                                       .holds_jobs = true,
+                                       .grace_ms = cfg.workers.shutdown_timeout_s * 1000});
+    if (consumer_start(&c) == 0) {
+        log_info("vendor.started", "name=%s handed_back=%d", cfg.vendor_sim.name,
+                 c.handed_back_at_start);
+        consumer_run(&c);
     }
-    /* Whatever is still held goes back to ready for another instance (or our next start). */
-    int back = v.held ? queue_release_claimed(v.q) : 0;
     log_info("vendor.stopped",
              "claimed=%lld fired=%lld posted=%lld handed_back_jobs=%d waiting=%zu outbox=%zu",
-             v.claimed, v.fired, v.posted, back, timers_count(&v.heap), outbox_len(&v));
+             v.claimed, v.fired, v.posted, c.handed_back, timers_count(&v.heap), outbox_len(&v));
+    consumer_release(&c);
     rc = 0;
 out:
-    queue_batch_release(&b);
     timers_release(&v.heap);
     for (size_t i = v.out_head; i < v.out_n; i++)
         free(v.out[i].receipt);

@@ -1,7 +1,8 @@
 /*
  * minicrm-receipts: the delivery-receipts worker.
  *
- * receipts.consumers threads (default 3) each run one loop with their own Redis connection and
+ * receipts.consumers threads (default 3) each run one consumer loop (lib/consumer: one consumer,
+ * callbacks and state per thread) with their own Redis connection and
  * queue consumer id ("receipts-N:host:pid"): claim about receipts.batch_size receipts (a job
  * holds one receipt or a whole POST of them; the claim is sized by the running average; blocking
  * a moment when idle), apply them (receipts.c), and between batches do the queue housekeeping
@@ -18,6 +19,7 @@
  * SIGTERM/SIGINT: each thread finishes its current batch (or, if Redis is gone, hands it back
  * when it returns), releases its claims and ends; then the process exits 0.
  */
+#include "consumer.h"
 #include "dbpool.h"
 #include "log.h"
 #include "progargs.h"
@@ -39,22 +41,79 @@ static const progargs_flag flags[] = {
 };
 
 /* One consumer thread. `rc` is its exit status: 0 after a clean stop, 1 if it could not start. */
-typedef struct consumer {
+typedef struct consumer_thread {
     pthread_t th;
     int slot;
     const minicrm_config *cfg; /* shared, read-only */
     dbpool *db;                /* shared, thread-safe */
     int rc;
-} consumer;
+} consumer_thread;
+
+/* What one thread's consumer callbacks work on (touched by that thread only). */
+typedef struct rloop {
+    receipts_ctx x;
+    const minicrm_config *cfg;
+    int slot;
+    const char *cid;
+    double per_job; /* running average of receipts per job */
+    int64_t next_recover, next_sweep;
+} rloop;
+
+/* About batch_size receipts: a job from the API carries a whole POST of them. */
+static size_t rl_want(void *arg, int *block_ms)
+{
+    (void)block_ms;
+    rloop *l = arg;
+    size_t want = (size_t)((double)l->cfg->receipts.batch_size / (l->per_job > 1 ? l->per_job : 1));
+    return want ? want : 1;
+}
+
+/* Redis trouble mid-batch: the jobs are still ours; the consumer applies the same batch again
+ * (every step is idempotent) until it settles. */
+static consumer_result rl_handle(void *arg, queue_batch *b)
+{
+    rloop *l = arg;
+    if (receipts_apply_batch(&l->x, b) != 0)
+        return CONSUMER_AGAIN;
+    l->per_job = 0.7 * l->per_job + 0.3 * ((double)l->x.last_receipts / (double)b->n);
+    return CONSUMER_OK;
+}
+
+/* Thread 0 also runs the token recovery and the PENDING sweeper. */
+static void rl_tick(void *arg, bool claimed)
+{
+    (void)claimed;
+    rloop *l = arg;
+    if (l->slot != 0)
+        return;
+    int64_t now = time_mono_ms();
+    if (now >= l->next_recover) {
+        l->next_recover = now + 5000;
+        receipts_recover(&l->x, (int64_t)l->cfg->receipts.recover_after_s * 1000);
+    }
+    if (now >= l->next_sweep) {
+        l->next_sweep = now + (int64_t)l->cfg->receipts.sweep_interval_s * 1000;
+        receipts_sweep(&l->x);
+    }
+}
+
+static void rl_progress(void *arg, char *buf, size_t n)
+{
+    rloop *l = arg;
+    snprintf(buf, n, "consumer=%s applied=%lld noops=%lld dead=%lld", l->cid,
+             (long long)l->x.applied, (long long)l->x.noops, (long long)l->x.dead);
+}
+
+static const consumer_ops receipts_ops = {
+    .want = rl_want, .handle = rl_handle, .tick = rl_tick, .progress = rl_progress};
 
 static void *consumer_main(void *arg)
 {
-    consumer *me = arg;
+    consumer_thread *me = arg;
     const minicrm_config *cfg = me->cfg;
     char err[256], cid[QUEUE_MAX_CONSUMER], role[32];
     rconn *r = NULL;
     queue *q = NULL, *sends = NULL;
-    queue_batch b = {0};
     me->rc = 1;
     r = rconn_new(cfg->redis.url, cfg->redis.timeout_ms, err, sizeof err);
     if (!r) {
@@ -73,69 +132,32 @@ static void *consumer_main(void *arg)
         fprintf(stderr, "minicrm-receipts: %s\n", err);
         goto out;
     }
-    receipts_ctx x = {.cfg = cfg, .rc = r, .db = me->db, .q = q, .sends = sends};
-    while (queue_register(q) != 0 && !signals_stop_requested()) {
-        log_warn("receipts.redis_wait", "detail=\"%s\"", queue_error(q));
-        signals_sleep_ms(500);
+    rloop l = {.x = {.cfg = cfg, .rc = r, .db = me->db, .q = q, .sends = sends},
+               .cfg = cfg,
+               .slot = me->slot,
+               .cid = cid,
+               .per_job = 1,
+               .next_sweep = time_mono_ms() + 1000};
+    consumer c;
+    consumer_init(&c, &(consumer_opts){.name = "receipts",
+                                       .q = q,
+                                       .ops = &receipts_ops,
+                                       .arg = &l,
+                                       .block_ms = 500,
+                                       .backoff_min_ms = 100,
+                                       .backoff_max_ms = 5000,
+                                       .progress_ms = 10000});
+    if (consumer_start(&c) == 0) {
+        log_info("receipts.started", "consumer=%s batch=%d", cid, cfg->receipts.batch_size);
+        consumer_run(&c);
     }
-    log_info("receipts.started", "consumer=%s batch=%d", cid, cfg->receipts.batch_size);
-    int64_t next_recover = 0, next_sweep = time_mono_ms() + 1000, next_report = 0;
-    int pause = 100;
-    double per_job = 1; /* running average of receipts per job */
-    while (!signals_stop_requested()) {
-        if (queue_maintain(q) != 0) {
-            log_warn("receipts.redis_error", "detail=\"%s\"", queue_error(q));
-            signals_sleep_ms(pause);
-            pause = pause * 2 > 5000 ? 5000 : pause * 2;
-            continue;
-        }
-        /* About batch_size receipts: a job from the API carries a whole POST of them. */
-        size_t want = (size_t)((double)cfg->receipts.batch_size / (per_job > 1 ? per_job : 1));
-        int n = queue_claim(q, want ? want : 1, 500, &b);
-        if (n < 0) {
-            log_warn("receipts.redis_error", "detail=\"%s\"", queue_error(q));
-            signals_sleep_ms(pause);
-            pause = pause * 2 > 5000 ? 5000 : pause * 2;
-            continue;
-        }
-        pause = 100;
-        if (n > 0) {
-            /* Redis trouble mid-batch: the jobs are still ours; apply the same batch again
-             * (every step is idempotent) until it settles. */
-            while (receipts_apply_batch(&x, &b) != 0) {
-                log_warn("receipts.batch_retry", "jobs=%zu detail=\"%s\"", b.n, queue_error(q));
-                if (signals_sleep_ms(pause) && pause >= 5000)
-                    break;
-                pause = pause * 2 > 5000 ? 5000 : pause * 2;
-            }
-            pause = 100;
-            per_job = 0.7 * per_job + 0.3 * ((double)x.last_receipts / (double)b.n);
-            queue_batch_release(&b);
-        }
-        int64_t now = time_mono_ms();
-        if (me->slot == 0 && now >= next_recover) {
-            next_recover = now + 5000;
-            receipts_recover(&x, (int64_t)cfg->receipts.recover_after_s * 1000);
-        }
-        if (me->slot == 0 && now >= next_sweep) {
-            next_sweep = now + (int64_t)cfg->receipts.sweep_interval_s * 1000;
-            receipts_sweep(&x);
-        }
-        if (now >= next_report) {
-            next_report = now + 10000;
-            log_info("receipts.progress", "consumer=%s applied=%lld noops=%lld dead=%lld", cid,
-                     (long long)x.applied, (long long)x.noops, (long long)x.dead);
-        }
-    }
-    queue_batch_release(&b);
-    int back = queue_release_claimed(q);
     log_info("receipts.stopped", "consumer=%s applied=%lld noops=%lld dead=%lld handed_back=%d",
-             cid, (long long)x.applied, (long long)x.noops, (long long)x.dead, back);
+             cid, (long long)l.x.applied, (long long)l.x.noops, (long long)l.x.dead, c.handed_back);
+    consumer_release(&c);
     me->rc = 0;
 out:
     if (me->rc != 0) /* a consumer that cannot start takes the process down, as before threads */
         signals_request_stop();
-    queue_batch_release(&b);
     queue_close(q);
     queue_close(sends);
     rconn_free(r);
@@ -153,7 +175,7 @@ int main(int argc, char **argv)
     int rc = 1, n = cfg.receipts.consumers, started = 0;
     char err[256];
     dbpool *db = NULL;
-    consumer *cs = calloc((size_t)n, sizeof *cs);
+    consumer_thread *cs = calloc((size_t)n, sizeof *cs);
     if (!cs) {
         fprintf(stderr, "minicrm-receipts: out of memory\n");
         goto out;
@@ -170,7 +192,7 @@ int main(int argc, char **argv)
         goto out;
     }
     for (; started < n; started++) {
-        cs[started] = (consumer){.slot = started, .cfg = &cfg, .db = db, .rc = 1};
+        cs[started] = (consumer_thread){.slot = started, .cfg = &cfg, .db = db, .rc = 1};
         if (pthread_create(&cs[started].th, NULL, consumer_main, &cs[started]) != 0) {
             fprintf(stderr, "minicrm-receipts: cannot start consumer thread %d\n", started);
             signals_request_stop();

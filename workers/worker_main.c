@@ -4,7 +4,8 @@
  * `minicrm-worker --procs N` is a supervisor that forks N worker processes and restarts any that
  * dies (exponential backoff per slot, 100 ms doubling to 10 s, reset after a minute of uptime).
  * Each worker opens its own Redis and MongoDB connections after fork (never shared across
- * fork), claims campaign jobs from the campaigns queue and runs fanout_run on each. Instances on
+ * fork), claims campaign jobs from the campaigns queue and runs fanout_run on each (the claim,
+ * housekeeping, backoff and hand-back loop is lib/consumer's). Instances on
  * other hosts share the same queues: the consumer id carries host and pid, and a dead host's
  * claims are reaped back once its heartbeats expire.
  *
@@ -13,9 +14,10 @@
  * 0; after workers.shutdown_timeout_s the supervisor SIGKILLs stragglers (their claims are
  * reaped later, nothing is lost) and exits 0.
  */
+#include "consumer.h"
 #include "dbpool.h"
 #include "fanout.h"
-#include "jsonx.h"
+#include "jobs.h"
 #include "log.h"
 #include "progargs.h"
 #include "queue.h"
@@ -41,12 +43,49 @@ static const progargs_flag flags[] = {
 
 /* ---- one worker process ------------------------------------------------------------------ */
 
+/* One campaign job per claim: run the fan-out and settle the job by its outcome. */
+static consumer_result handle_campaign(void *arg, queue_batch *b)
+{
+    fanout_ctx *x = arg;
+    queue *camps = x->campaigns;
+    char why[300] = "", buf[25];
+    const char *hex =
+        jobs_campaign_decode(b->jobs[0].data, b->jobs[0].len, buf, why, sizeof why) == 0 ? buf
+                                                                                         : NULL;
+    fanout_result fr = hex ? fanout_run(x, hex, why, sizeof why) : FANOUT_UNKNOWN;
+    switch (fr) {
+    case FANOUT_DONE:
+        queue_ack(camps, b->jobs, 1);
+        break;
+    case FANOUT_LOST:
+        /* The checkpoint moved under us: another worker is ahead, or our own update that
+         * timed out was applied late. Either way, run again from the checkpoint as it
+         * stands (a finished fan-out is then a no-op); acking here would abandon the
+         * campaign in the second case. */
+        log_warn("worker.checkpoint_moved", "campaign=%s", hex ? hex : "?");
+        queue_retry(camps, &b->jobs[0], "checkpoint moved; resuming from it");
+        break;
+    case FANOUT_UNKNOWN:
+        log_error("worker.dead_letter", "detail=\"%s\"", why);
+        queue_dead(camps, &b->jobs[0], why);
+        break;
+    case FANOUT_RETRY:
+        log_warn("worker.retry", "campaign=%s detail=\"%s\"", hex ? hex : "?", why);
+        queue_retry(camps, &b->jobs[0], why);
+        break;
+    case FANOUT_STOPPED:
+        break; /* the consumer hands it back when its loop ends */
+    }
+    return CONSUMER_OK;
+}
+
+static const consumer_ops worker_ops = {.handle = handle_campaign};
+
 static int worker_run(minicrm_config *cfg, int slot)
 {
     char err[256], cid[QUEUE_MAX_CONSUMER], role[32];
     int rc = 1;
     queue *camps = NULL, *sends = NULL;
-    queue_batch b = {0};
     rconn *r = rconn_new(cfg->redis.url, cfg->redis.timeout_ms, err, sizeof err);
     dbpool *db =
         r ? dbpool_new(cfg->mongo.uri, 2, cfg->mongo.timeout_ms, "minicrm-worker", err, sizeof err)
@@ -66,65 +105,26 @@ static int worker_run(minicrm_config *cfg, int slot)
         log_error("worker.start_failed", "detail=\"%s\"", err);
         goto out;
     }
-    while (queue_register(camps) != 0 && !signals_stop_requested())
-        signals_sleep_ms(500);
     fanout_ctx x = {.cfg = cfg, .db = db, .campaigns = camps, .sends = sends};
-    log_info("worker.started", "consumer=%s", cid);
-    int pause = 100;
-    while (!signals_stop_requested()) {
-        if (queue_maintain(camps) != 0 || queue_maintain(sends) != 0) {
-            log_warn("worker.redis_error", "detail=\"%s\"", queue_error(camps));
-            signals_sleep_ms(pause);
-            pause = pause * 2 > 5000 ? 5000 : pause * 2;
-            continue;
-        }
-        int n = queue_claim(camps, 1, 1000, &b);
-        if (n <= 0) {
-            if (n < 0) {
-                log_warn("worker.redis_error", "detail=\"%s\"", queue_error(camps));
-                signals_sleep_ms(pause);
-                pause = pause * 2 > 5000 ? 5000 : pause * 2;
-            }
-            continue;
-        }
-        pause = 100;
-        char perr[64], why[300] = "";
-        json_t *job = jsonx_parse(b.jobs[0].data, b.jobs[0].len, perr, sizeof perr);
-        const char *hex = jsonx_str(job, "campaign_id", NULL);
-        fanout_result fr = hex ? fanout_run(&x, hex, why, sizeof why) : FANOUT_UNKNOWN;
-        if (!hex)
-            snprintf(why, sizeof why, "malformed campaign job: needs campaign_id");
-        switch (fr) {
-        case FANOUT_DONE:
-            queue_ack(camps, b.jobs, 1);
-            break;
-        case FANOUT_LOST:
-            /* The checkpoint moved under us: another worker is ahead, or our own update that
-             * timed out was applied late. Either way, run again from the checkpoint as it
-             * stands (a finished fan-out is then a no-op); acking here would abandon the
-             * campaign in the second case. */
-            log_warn("worker.checkpoint_moved", "campaign=%s", hex ? hex : "?");
-            queue_retry(camps, &b.jobs[0], "checkpoint moved; resuming from it");
-            break;
-        case FANOUT_UNKNOWN:
-            log_error("worker.dead_letter", "detail=\"%s\"", why);
-            queue_dead(camps, &b.jobs[0], why);
-            break;
-        case FANOUT_RETRY:
-            log_warn("worker.retry", "campaign=%s detail=\"%s\"", hex ? hex : "?", why);
-            queue_retry(camps, &b.jobs[0], why);
-            break;
-        case FANOUT_STOPPED:
-            break; /* handed back below */
-        }
-        json_decref(job);
-        queue_batch_release(&b);
+    /* One campaign at a time, blocking a second when idle; the sends queue it produces to is
+     * maintained too (its due retries and dead consumers). */
+    consumer c;
+    consumer_init(&c, &(consumer_opts){.name = "worker",
+                                       .q = camps,
+                                       .also_maintain = sends,
+                                       .ops = &worker_ops,
+                                       .arg = &x,
+                                       .block_ms = 1000,
+                                       .backoff_min_ms = 100,
+                                       .backoff_max_ms = 5000});
+    if (consumer_start(&c) == 0) {
+        log_info("worker.started", "consumer=%s", cid);
+        consumer_run(&c);
     }
-    int back = queue_release_claimed(camps);
-    log_info("worker.stopped", "logs_written=%lld handed_back=%d", x.written, back);
+    log_info("worker.stopped", "logs_written=%lld handed_back=%d", x.written, c.handed_back);
+    consumer_release(&c);
     rc = 0;
 out:
-    queue_batch_release(&b);
     queue_close(camps);
     queue_close(sends);
     dbpool_free(db);

@@ -105,7 +105,16 @@ TEST(ops_routes)
     apitest_request(&T, "DELETE", "/customers", NULL, NULL, 0, &r);
     CHECK_INT_EQ(r.status, 405);
     apitest_resp_release(&r);
+    /* /metrics is for admins (issue 12): anonymous 401, staff 403. */
     apitest_request(&T, "GET", "/metrics", NULL, NULL, 0, &r);
+    CHECK_INT_EQ(r.status, 401);
+    apitest_resp_release(&r);
+    const char *staff_only[] = {apitest_staff_auth(&T), NULL};
+    apitest_request(&T, "GET", "/metrics", staff_only, NULL, 0, &r);
+    CHECK_INT_EQ(r.status, 403);
+    apitest_resp_release(&r);
+    const char *admin_only[] = {apitest_admin_auth(&T), NULL};
+    apitest_request(&T, "GET", "/metrics", admin_only, NULL, 0, &r);
     CHECK_INT_EQ(r.status, 200);
     CHECK_STR_CONTAINS(r.body,
                        "minicrm_http_requests_total{route=\"GET /healthz\",status=\"200\"}");
@@ -647,6 +656,10 @@ TEST(receipts_signatures_and_limits)
         /* jansson's rules hold on the receipts route's own scanner too */
         {"[{\"log_id\":\"cccccccccccccccccccccccc\",\"status\":\"SENT\",\"status\":\"x\"}]",
          "duplicate"},
+        /* keys compare unescaped; a scalar body is JSON, just not a receipt */
+        {"[{\"log_id\":\"cccccccccccccccccccccccc\",\"status\":\"SENT\",\"st\\u0061tus\":\"x\"}]",
+         "duplicate"},
+        {"\"receipt\"", "receipt object"},
         {"7", "receipt object"},
         {"{\"log_id\":", "JSON"},
     };
