@@ -50,25 +50,33 @@ static const progargs_flag k_flags[] = {
 
 static atomic_bool g_indexes_done;
 
-/* Background index creation: retried every 2 s until MongoDB answers or we stop. */
+/* Background index creation (api/indexes.c): passes every 2 s until no index is left that a
+ * retry could still create. Its own client, whose socket timeout (mongo.index_timeout_ms) lets
+ * createIndexes run as long as a build over a large collection takes; the pool's clients give
+ * up after their socket timeout. */
 static void *index_thread(void *arg)
 {
     api_ctx *app = arg;
-    int64_t next_log = 0;
+    routes_index_state st = {0};
+    char err[256];
+    mongoc_client_t *cl =
+        dbpool_client_new(app->db, app->cfg->mongo.index_timeout_ms, err, sizeof err);
+    if (!cl) {
+        log_error("indexes_failed", "err=\"%s\"", err);
+        return NULL;
+    }
     while (!signals_stop_requested()) {
-        char err[512];
-        if (routes_ensure_indexes(app, err, sizeof err) == 0) {
-            log_info("indexes_ready", NULL);
+        if (routes_ensure_indexes(app, cl, &st) == 0) {
+            if (st.n_failed == 0)
+                log_info("indexes_ready", NULL);
+            else
+                log_error("indexes_incomplete", "failed=%zu", st.n_failed);
             atomic_store(&g_indexes_done, true);
-            return NULL;
-        }
-        if (time_mono_ms() >= next_log) {
-            char q[600];
-            log_warn("indexes_pending", "err=%s", log_quote(q, sizeof q, err));
-            next_log = time_mono_ms() + 30000;
+            break;
         }
         signals_sleep_ms(2000);
     }
+    mongoc_client_destroy(cl);
     return NULL;
 }
 
@@ -141,10 +149,27 @@ int main(int argc, char **argv)
     }
     app.db = dbpool_new(cfg.mongo.uri, cfg.mongo.pool_max, cfg.mongo.timeout_ms, "minicrm-api", err,
                         sizeof err);
-    if (!app.db) {
+    if (!app.db || dbpool_set_durable_wc(app.db, cfg.mongo.write_concern, err, sizeof err) != 0) {
         fprintf(stderr, "minicrm-api: %s\n", err);
         goto out;
     }
+    /* A read's maxTimeMS must end it on the server before the driver gives up on the socket:
+     * then a slow query stops there too and the client gets a clear 504. */
+    int sock_ms = dbpool_socket_timeout_ms(app.db);
+    int max_time_ms = cfg.mongo.max_time_ms;
+    if (max_time_ms == 0)
+        max_time_ms = sock_ms > 0 && sock_ms / 2 < 10000 ? sock_ms / 2 : 10000;
+    if (sock_ms > 0 && max_time_ms >= sock_ms) {
+        fprintf(stderr,
+                "minicrm-api: mongo.max_time_ms (%d) must be below the MongoDB socket timeout "
+                "(%d ms: socketTimeoutMS in the URI, else 6 x mongo.timeout_ms)\n",
+                max_time_ms, sock_ms);
+        status = 2;
+        goto out;
+    }
+    api_reads_init(max_time_ms);
+    log_info("mongo_settings", "max_time_ms=%d socket_timeout_ms=%d write_concern=%s", max_time_ms,
+             sock_ms, dbpool_durable_wc_name(app.db));
     app.redis =
         rpool_new(cfg.redis.url, cfg.redis.timeout_ms, cfg.api.threads + 4, err, sizeof err);
     if (!app.redis) {

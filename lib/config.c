@@ -33,6 +33,12 @@ static const cfg_setting_info settings[] = {
      "most MongoDB connections one process opens"},
     {"mongo.timeout_ms", CFG_INT, OFF(mongo.timeout_ms), "5000", NULL, false, 100, 600000, NULL,
      "server selection and socket timeout for MongoDB, milliseconds"},
+    {"mongo.max_time_ms", CFG_INT, OFF(mongo.max_time_ms), "0", NULL, false, 0, 3600000, NULL,
+     "server-side time limit (maxTimeMS) of the API's reads, milliseconds; below the socket timeout (6 x timeout_ms unless the URI sets socketTimeoutMS); 0 = half of it, at most 10000"},
+    {"mongo.index_timeout_ms", CFG_INT, OFF(mongo.index_timeout_ms), "3600000", NULL, false, 1000, 86400000, NULL,
+     "socket timeout of the API's start-up index builder, milliseconds (an index build on a large collection takes minutes)"},
+    {"mongo.write_concern", CFG_STRING, OFF(mongo.write_concern), "auto", NULL, false, 1, 0, "auto|journal|majority|acknowledged",
+     "write concern of the writes a campaign depends on (logs, checkpoints, receipts, counters, campaign create): auto = the URI's w/journal when it names one, else majority with replicaSet=, else journal"},
 
     {"redis.url", CFG_STRING, OFF(redis.url), "redis://127.0.0.1:6379/0", "REDIS_URL", false, 1, 0, NULL,
      "Redis connection: redis://[:password@]host:port/db"},
