@@ -383,22 +383,30 @@ bool api_email_valid(const char *s)
     return prev != '.' && prev != '-';
 }
 
-int api_enqueue(http_request *req, const char *name, const char *const *jobs, const size_t *lens,
-                size_t n)
+int api_push_jobs(http_request *req, const char *name, const char *const *jobs, const size_t *lens,
+                  size_t n)
 {
-    rconn *c = api_redis(req);
-    if (!c)
-        return -1;
-    char err[256];
-    queue *q = queue_open(c, req->app->cfg->redis.prefix, name, NULL, NULL, err, sizeof err);
+    rconn *c = rpool_get(req->app->redis);
+    char err[256] = "no connection";
+    queue *q =
+        c ? queue_open(c, req->app->cfg->redis.prefix, name, NULL, NULL, err, sizeof err) : NULL;
     int rc = q ? queue_push_many(q, jobs, lens, n) : -1;
     if (rc != 0) {
         char m[300];
         log_warn("enqueue_failed", "rid=%s queue=%s err=%s", req->request_id, name,
                  log_quote(m, sizeof m, q ? queue_error(q) : err));
-        http_error(req, 503, "redis unavailable, retry later");
     }
     queue_close(q);
-    rpool_put(req->app->redis, c);
+    if (c)
+        rpool_put(req->app->redis, c);
     return rc == 0 ? 0 : -1;
+}
+
+int api_enqueue(http_request *req, const char *name, const char *const *jobs, const size_t *lens,
+                size_t n)
+{
+    if (api_push_jobs(req, name, jobs, lens, n) == 0)
+        return 0;
+    http_error(req, 503, "redis unavailable, retry later");
+    return -1;
 }

@@ -127,7 +127,10 @@ int api_field_num(http_request *req, json_t *body, const char *field, bool requi
 /* True if s looks like an e-mail address (local@domain.tld, no spaces, <= 254 bytes). */
 bool api_email_valid(const char *s);
 
-/* Push n JSON jobs onto queue `name` (lib/queue) in one pipelined round trip. 0, or -1 after
- * answering 503. */
+/* Push n JSON jobs (lib/jobs) onto queue `name` (lib/queue) in one pipelined round trip. 0, or
+ * -1 (logged, the request not answered: for handlers that keep their answer). */
+int api_push_jobs(http_request *req, const char *name, const char *const *jobs, const size_t *lens,
+                  size_t n);
+/* api_push_jobs, answering 503 on failure. 0, or -1 after answering 503. */
 int api_enqueue(http_request *req, const char *name, const char *const *jobs, const size_t *lens,
                 size_t n);

@@ -30,7 +30,9 @@
  */
 #include "aiseam.h"
 #include "apiutil.h"
+#include "campaign.h"
 #include "hmac.h"
+#include "jobs.h"
 #include "jsonx.h"
 #include "log.h"
 #include "queue.h"
@@ -297,15 +299,7 @@ static void create_campaign(api_ctx *app, http_request *req, json_t *body, answe
     bson_append_array_end(&doc, &sub);
     BSON_APPEND_DATE_TIME(&doc, "tagUpdatedAt", now);
     BSON_APPEND_INT64(&doc, "audience_size", audience);
-    BSON_APPEND_UTF8(&doc, "status", "QUEUED");
-    BSON_APPEND_INT64(&doc, "total", 0);
-    BSON_APPEND_INT64(&doc, "pending", 0);
-    BSON_APPEND_INT64(&doc, "sent", 0);
-    BSON_APPEND_INT64(&doc, "failed", 0);
-    BSON_APPEND_DOCUMENT_BEGIN(&doc, "checkpoint", &sub);
-    BSON_APPEND_NULL(&sub, "last_customer_id");
-    BSON_APPEND_INT64(&sub, "written", 0);
-    bson_append_document_end(&doc, &sub);
+    campaign_append_new_state(&doc);
     BSON_APPEND_UTF8(&doc, "created_by", req->who.email[0] ? req->who.email : req->who.user_id);
     BSON_APPEND_DATE_TIME(&doc, "rules_now", now);
     ai_seam_request(app->cfg, message != NULL, &doc);
@@ -317,20 +311,12 @@ static void create_campaign(api_ctx *app, http_request *req, json_t *body, answe
         goto out;
     }
 
-    char job[64];
-    int jl = snprintf(job, sizeof job, "{\"campaign_id\":\"%s\"}", hex);
+    char job[JOBS_CAMPAIGN_BYTES];
+    int jl = jobs_campaign_encode(hex, job, sizeof job);
     const char *jobs[1] = {job};
-    size_t lens[1] = {(size_t)jl};
-    rconn *c = rpool_get(app->redis);
-    char qerr[256] = "no connection";
-    queue *q =
-        c ? queue_open(c, app->cfg->redis.prefix, QUEUE_CAMPAIGNS, NULL, NULL, qerr, sizeof qerr)
-          : NULL;
-    int qrc = q ? queue_push_many(q, jobs, lens, 1) : -1;
+    size_t lens[1] = {jl > 0 ? (size_t)jl : 0};
+    int qrc = jl > 0 ? api_push_jobs(req, QUEUE_CAMPAIGNS, jobs, lens, 1) : -1;
     if (qrc != 0) {
-        char m[300];
-        log_warn("enqueue_failed", "rid=%s queue=campaigns err=%s", req->request_id,
-                 log_quote(m, sizeof m, q ? queue_error(q) : qerr));
         /* Not enqueued: remove the campaign so nothing is left QUEUED forever. */
         bson_t del = BSON_INITIALIZER;
         BSON_APPEND_OID(&del, "_id", &oid);
@@ -339,8 +325,6 @@ static void create_campaign(api_ctx *app, http_request *req, json_t *body, answe
         bson_destroy(&del);
         set_error(a, 503, "redis unavailable, retry later");
     }
-    queue_close(q);
-    rpool_put(app->redis, c);
     if (qrc != 0)
         goto out;
 
@@ -587,15 +571,14 @@ static void h_get(api_ctx *app, http_request *req)
     mongoc_client_t *cl = dbpool_pop(app->db);
     json_t *camp = NULL;
     if (load_campaign(app, req, cl, &oid, &camp) == 1) {
-        static const char *const states[] = {"PENDING", "SENT", "FAILED"};
-        int64_t counts[3] = {0, 0, 0};
+        int64_t counts[CAMPAIGN_LOG_STATUS_COUNT] = {0};
         mongoc_collection_t *logs = dbpool_collection(app->db, cl, DB_LOGS);
         bson_error_t e;
         int rc = 0;
-        for (int i = 0; i < 3 && rc == 0; i++) {
+        for (int i = 0; i < CAMPAIGN_LOG_STATUS_COUNT && rc == 0; i++) {
             bson_t f = BSON_INITIALIZER;
             BSON_APPEND_OID(&f, "campaign_id", &oid);
-            BSON_APPEND_UTF8(&f, "status", states[i]);
+            BSON_APPEND_UTF8(&f, "status", campaign_log_status_name((campaign_log_status)i));
             rc = api_count(logs, &f, &counts[i], &e);
             bson_destroy(&f);
         }
@@ -604,15 +587,20 @@ static void h_get(api_ctx *app, http_request *req)
             api_db_fail(req, &e, "counting logs");
             json_decref(camp);
         } else {
-            int64_t written = counts[0] + counts[1] + counts[2];
+            int64_t pending = counts[CAMPAIGN_LOG_PENDING], sent = counts[CAMPAIGN_LOG_SENT],
+                    failed = counts[CAMPAIGN_LOG_FAILED];
+            int64_t written = pending + sent + failed;
             json_int_t audience = (json_int_t)jsonx_int(camp, "audience_size", 0);
             const char *status = jsonx_str(camp, "status", "");
+            campaign_status cs;
+            bool completed =
+                campaign_status_parse(status, strlen(status), &cs) == 0 && cs == CAMPAIGN_COMPLETED;
             json_object_set_new(camp, "progress",
                                 json_pack("{s:I,s:I,s:I,s:I,s:I,s:b}", "audience_size", audience,
                                           "logs", (json_int_t)written, "pending",
-                                          (json_int_t)counts[0], "sent", (json_int_t)counts[1],
-                                          "failed", (json_int_t)counts[2], "complete",
-                                          strcmp(status, "COMPLETED") == 0 && counts[0] == 0));
+                                          (json_int_t)pending, "sent", (json_int_t)sent, "failed",
+                                          (json_int_t)failed, "complete",
+                                          completed && pending == 0));
             http_send_json(req, 200, camp);
         }
     }

@@ -16,6 +16,7 @@
  * and every 2 s, on stderr, the logs written and final so far and each program's %CPU.
  * Figures only; nothing is asserted.
  */
+#include "campaign.h"
 #include "dbpool.h"
 #include "pipeharness.h"
 #include "timeutil.h"
@@ -108,7 +109,8 @@ static int wait_with_progress(pipeh *h, const bson_oid_t *cid, int64_t limit_ms,
     cpu_now(h, prev);
     long long final_prev = 0;
     while (time_mono_ms() < deadline) {
-        if (pipeh_read(h, cid, c) == 0 && !strcmp(c->status, "COMPLETED"))
+        if (pipeh_read(h, cid, c) == 0 &&
+            !strcmp(c->status, campaign_status_name(CAMPAIGN_COMPLETED)))
             return 0;
         int64_t now = time_mono_ms();
         if (now >= next) {

@@ -170,7 +170,7 @@ static const unsigned char str_class[256] = {
  * closing quote's offset and *escaped says whether a backslash occurred; on failure *msg is
  * set and *ppos is where the problem is. */
 static int scan_string(const unsigned char *b, size_t len, size_t *ppos, bool *escaped,
-                       const char **msg)
+                       bool allow_nul, const char **msg)
 {
     size_t pos = *ppos;
     bool esc = false;
@@ -209,7 +209,7 @@ static int scan_string(const unsigned char *b, size_t len, size_t *ppos, bool *e
                 *msg = "invalid escape";
                 goto bad;
             }
-            if (v == 0) {
+            if (v == 0 && !allow_nul) {
                 *msg = "\\u0000 is not allowed";
                 goto bad;
             }
@@ -439,7 +439,102 @@ static inline long push(jscan *s, jscan_type type, size_t start)
     return (long)s->n++;
 }
 
+static size_t unescape_one(const char *p, char out[4], size_t *nout);
+
+/* ---- Duplicate keys (JSCAN_REJECT_DUPLICATES) ------------------------------------------- */
+
+/* FNV-1a of the unescaped key. */
+static uint64_t key_hash(const jscan *s, const jscan_tok *t)
+{
+    uint64_t h = 1469598103934665603ULL;
+    const char *p = s->buf + t->start, *end = p + t->len;
+    while (p < end) {
+        char u[4];
+        size_t nu = 1;
+        const char *src = p;
+        if (*p == '\\') {
+            p += unescape_one(p, u, &nu);
+            src = u;
+        } else {
+            p++;
+        }
+        for (size_t i = 0; i < nu; i++)
+            h = (h ^ (unsigned char)src[i]) * 1099511628211ULL;
+    }
+    return h;
+}
+
+static bool str_eq_n(const jscan *s, const jscan_tok *t, const char *lit, size_t litlen);
+
+/* Do key tokens a and b hold the same unescaped text? -1 out of memory. */
+static int keys_equal(const jscan *s, uint32_t a, uint32_t b)
+{
+    const jscan_tok *ta = &s->t[a], *tb = &s->t[b];
+    if (!ta->escaped && !tb->escaped)
+        return ta->len == tb->len && memcmp(s->buf + ta->start, s->buf + tb->start, ta->len) == 0;
+    char *tmp = malloc((size_t)ta->len + 1);
+    if (!tmp)
+        return -1;
+    size_t n = jscan_str_copy(s, (int)a, tmp, (size_t)ta->len + 1);
+    int eq = n != (size_t)-1 && str_eq_n(s, tb, tmp, n);
+    free(tmp);
+    return eq;
+}
+
+typedef struct keyref {
+    uint64_t hash;
+    uint32_t tok;
+} keyref;
+
+static int cmp_keyref(const void *x, const void *y)
+{
+    const keyref *a = x, *b = y;
+    if (a->hash != b->hash)
+        return a->hash < b->hash ? -1 : 1;
+    return a->tok < b->tok ? -1 : a->tok > b->tok;
+}
+
+/* The later key token of a repeated key of object token obj, -1 if none, -2 out of memory.
+ * Keys are compared by hash first (sorted, so a large object costs O(k log k)), then by their
+ * unescaped text. */
+static long duplicate_key(const jscan *s, uint32_t obj)
+{
+    uint32_t n = s->t[obj].count;
+    keyref small[16];
+    keyref *a = n <= 16 ? small : malloc((size_t)n * sizeof *a);
+    if (!a)
+        return -2;
+    uint32_t k = obj + 1;
+    for (uint32_t i = 0; i < n; i++) {
+        a[i].tok = k;
+        a[i].hash = key_hash(s, &s->t[k]);
+        k = s->t[k + 1].next;
+    }
+    qsort(a, n, sizeof *a, cmp_keyref);
+    long found = -1;
+    for (uint32_t i = 1; i < n && found == -1; i++)
+        for (uint32_t j = i; j-- > 0 && a[j].hash == a[i].hash;) {
+            int eq = keys_equal(s, a[j].tok, a[i].tok);
+            if (eq < 0) {
+                found = -2;
+                break;
+            }
+            if (eq) {
+                found = (long)(a[i].tok > a[j].tok ? a[i].tok : a[j].tok);
+                break;
+            }
+        }
+    if (a != small)
+        free(a);
+    return found;
+}
+
 int jscan_parse(jscan *s, const char *buf, size_t len)
+{
+    return jscan_parse_opts(s, buf, len, 0);
+}
+
+int jscan_parse_opts(jscan *s, const char *buf, size_t len, unsigned flags)
 {
     const unsigned char *b = (const unsigned char *)buf;
     uint32_t open[JSCAN_MAX_DEPTH]; /* token indices of the open containers */
@@ -457,7 +552,7 @@ int jscan_parse(jscan *s, const char *buf, size_t len)
     if (len > JSCAN_MAX_INPUT)
         return fail(s, b, 0, 0, "input too large");
     pos = skip_ws(b, len, 0);
-    if (pos >= len || (b[pos] != '[' && b[pos] != '{'))
+    if (!(flags & JSCAN_DECODE_ANY) && (pos >= len || (b[pos] != '[' && b[pos] != '{')))
         return fail(s, b, len, pos, "'[' or '{' expected");
 
 value:
@@ -487,7 +582,7 @@ value:
             return fail(s, b, len, pos, "out of memory");
         size_t end = pos + 1;
         bool esc;
-        if (scan_string(b, len, &end, &esc, &msg) < 0)
+        if (scan_string(b, len, &end, &esc, (flags & JSCAN_ALLOW_NUL) != 0, &msg) < 0)
             return fail(s, b, len, end, msg);
         s->t[idx].len = (uint32_t)(end - pos - 1);
         s->t[idx].escaped = esc;
@@ -547,7 +642,7 @@ key:
             return fail(s, b, len, pos, "out of memory");
         size_t end = pos + 1;
         bool esc;
-        if (scan_string(b, len, &end, &esc, &msg) < 0)
+        if (scan_string(b, len, &end, &esc, false, &msg) < 0) /* keys: never \u0000 */
             return fail(s, b, len, end, msg);
         s->t[idx].len = (uint32_t)(end - pos - 1);
         s->t[idx].escaped = esc;
@@ -582,9 +677,17 @@ after:
 close:
     /* b[pos] closes the innermost open container. */
     {
-        jscan_tok *c = &s->t[open[--depth]];
+        uint32_t ci = open[--depth];
+        jscan_tok *c = &s->t[ci];
         c->len = (uint32_t)(pos + 1 - c->start);
         c->next = (uint32_t)s->n;
+        if ((flags & JSCAN_REJECT_DUPLICATES) && c->type == JSCAN_OBJECT && c->count > 1) {
+            long dup = duplicate_key(s, ci);
+            if (dup == -2)
+                return fail(s, b, len, pos, "out of memory");
+            if (dup >= 0)
+                return fail(s, b, len, s->t[dup].start - 1, "duplicate object key");
+        }
         pos++;
         goto after;
     }

@@ -18,15 +18,19 @@
  *      * control characters (including a raw NUL byte) inside strings are rejected, a NUL
  *        byte anywhere else is an invalid token; \u escapes of lone surrogates are rejected,
  *        and so is \u0000 (jansson refuses it without JSON_ALLOW_NUL, in keys always), so an
- *        unescaped string never contains a NUL byte; one jansson quirk is reproduced: a single
- *        raw NUL byte directly after a number or true/false/null is skipped ("[1\0]" is
- *        accepted), because jansson's lexer loses it when pushing it back;
+ *        unescaped string never contains a NUL byte (with JSCAN_ALLOW_NUL a value may); one
+ *        jansson quirk is reproduced: a single raw NUL byte directly after a number or
+ *        true/false/null is skipped ("[1\0]" is accepted), because jansson's lexer loses it
+ *        when pushing it back;
  *      * integers (no fraction or exponent) must fit int64_t; reals must not overflow a
  *        double (1e400 is rejected, 1e-400 is accepted), decided exactly as strtod rounds;
  *      * nesting: every value, scalars included, has a depth (the top-level container is 1)
  *        and a depth above JSCAN_MAX_DEPTH (2048, jansson's JSON_PARSER_MAX_DEPTH) is rejected;
  *      * only whitespace may follow the top-level value.
  *    Duplicate keys are accepted; jscan_get returns the last one, as jansson keeps the last.
+ *    jscan_parse_opts adds jansson's decoding flags (JSCAN_REJECT_DUPLICATES, JSCAN_ALLOW_NUL,
+ *    JSCAN_DECODE_ANY): with them it accepts exactly what json_loadb with the matching flags
+ *    accepts (the API's receipts route uses all three).
  *  - Tokens are in document order (pre-order). A container's `count` is its number of
  *    elements, or of key/value pairs as written (duplicates counted). For an object, the key
  *    of each pair is a STRING token at i, its value at i + 1, the next pair at t[i + 1].next.
@@ -87,6 +91,18 @@ void jscan_release(jscan *s);
  * s->n == 0 and a message in s->err such as "invalid escape near '\"ab\\q' at position 4
  * (line 1, column 5)". Reuses the token array of earlier calls. */
 int jscan_parse(jscan *s, const char *buf, size_t len);
+
+/* Flags of jscan_parse_opts, each the counterpart of the jansson decoding flag of that name
+ * (the API parses client bodies with all three):
+ *   JSCAN_DECODE_ANY          any value at the top level, not only an object or array;
+ *   JSCAN_ALLOW_NUL           "\u0000" accepted in string values (never in keys): the unescaped
+ *                             value may then contain NUL bytes (use jscan_str_copy's length);
+ *   JSCAN_REJECT_DUPLICATES   an object that repeats a key (compared unescaped) is an error,
+ *                             "duplicate object key", reported when the object closes. */
+#define JSCAN_DECODE_ANY        0x1u
+#define JSCAN_ALLOW_NUL         0x2u
+#define JSCAN_REJECT_DUPLICATES 0x4u
+int jscan_parse_opts(jscan *s, const char *buf, size_t len, unsigned flags);
 
 /* ---- Navigation (tok must be a valid index of the last successful parse) ---------------- */
 

@@ -80,7 +80,7 @@ int decider_decide(decider *d, const char *log_id, size_t len, decision *out)
         return -1;
     snprintf(out->vmid, sizeof out->vmid, "vm-%016llx", (unsigned long long)be64(md));
     double u = (double)(be64(md + 8) >> 11) * (1.0 / 9007199254740992.0);
-    out->status = u < d->success_rate ? "SENT" : "FAILED";
+    out->status = u < d->success_rate ? CAMPAIGN_LOG_SENT : CAMPAIGN_LOG_FAILED;
     out->delay_ms = d->min_delay_ms +
                     (d->span_ms > 0 ? (int64_t)(be64(md + 16) % (uint64_t)(d->span_ms + 1)) : 0);
     return 0;

@@ -20,6 +20,8 @@
 #ifndef MINICRM_VENDOR_DECIDE_H
 #define MINICRM_VENDOR_DECIDE_H
 
+#include "campaign.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,9 +29,9 @@
 typedef struct decider decider;
 
 typedef struct decision {
-    char vmid[20];      /* "vm-" + 16 hex digits */
-    const char *status; /* "SENT" or "FAILED" (static) */
-    int64_t delay_ms;   /* in [min_delay_ms, max_delay_ms] */
+    char vmid[20];              /* "vm-" + 16 hex digits */
+    campaign_log_status status; /* CAMPAIGN_LOG_SENT or CAMPAIGN_LOG_FAILED */
+    int64_t delay_ms;           /* in [min_delay_ms, max_delay_ms] */
 } decision;
 
 /* A decider for one deployment. secret: the HMAC key (copied); seed: vendor_sim.seed;

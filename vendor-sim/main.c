@@ -9,8 +9,10 @@
  *   3. POST outbox receipts to the API in batches (JSON array, HMAC-signed, keep-alive);
  *      a send job is acknowledged once every receipt of it has been posted (2xx).
  *
- * A send job is one send {"log_id", "customer_id"?, "campaign_id"?, "message"} (the API's
- * /api/vendor/send, the sweeper's re-sends) or a fan-out batch {"campaign_id", "sends": [...]}.
+ * A send job is one send {"log_id", "customer_id"?, "campaign_id"?, "message", "vendorMsgId"?}
+ * (the API's /api/vendor/send, the sweeper's re-sends) or a fan-out batch {"campaign_id",
+ * "sends": [...]}, read with lib/jobs; receipts are written with lib/jobs too. A send that
+ * carries a vendorMsgId (the id /api/vendor/send answered) is reported with that id.
  * Receipts echo the campaign_id when the send had one (a real vendor echoes custom arguments),
  * which lets the receipts worker count a batch without reading the logs back.
  *
@@ -35,6 +37,7 @@
  */
 #include "consumer.h"
 #include "decide.h"
+#include "jobs.h"
 #include "jscan.h"
 #include "jsonx.h"
 #include "log.h"
@@ -187,56 +190,30 @@ static int ack_done(vsim *v)
 
 /* ---- 1. send jobs -> decisions -> timers ------------------------------------------------ */
 
-/* Our own receipt document. Every value is ours (24-hex ids, "vm-" + 16 hex, a fixed status
- * word, an integer), so nothing needs escaping and snprintf writes exactly what
- * json_pack + json_dumps(JSON_COMPACT) would. */
-static char *fmt_receipt(const char *log_id, const char *campaign_id, const decision *dc,
-                         int64_t at)
+/* Decide send `in` of job `vj` and put its receipt (lib/jobs) on the heap. The receipt carries
+ * the vendorMsgId the send was given (the id POST /api/vendor/send answered), else ours.
+ * 0 scheduled, -1 out of memory / HMAC failure. */
+static int schedule_send(vsim *v, const jobs_send_in *in, vjob *vj, int64_t now)
 {
-    char buf[240];
-    int n;
-    if (campaign_id)
-        n = snprintf(buf, sizeof buf,
-                     "{\"log_id\":\"%s\",\"campaign_id\":\"%s\",\"vendorMsgId\":\"%s\","
-                     "\"status\":\"%s\",\"at\":%" PRId64 "}",
-                     log_id, campaign_id, dc->vmid, dc->status, at);
-    else
-        n = snprintf(buf, sizeof buf,
-                     "{\"log_id\":\"%s\",\"vendorMsgId\":\"%s\",\"status\":\"%s\",\"at\":%" PRId64
-                     "}",
-                     log_id, dc->vmid, dc->status, at);
-    return n > 0 && (size_t)n < sizeof buf ? strdup(buf) : NULL;
-}
-
-/* A 24-hex id held by string token tok into out (25 bytes); false if tok is not one. */
-static bool hex_id(const jscan *js, int tok, char out[25])
-{
-    return tok >= 0 && jscan_str_copy(js, tok, out, 25) == 24 && oid_is_valid_hex(out);
-}
-
-/* Decide send object `s` (a token of v->js) of job `vj` and put its receipt on the heap.
- * campaign_id: the batch's, or NULL. 0 scheduled, 1 malformed (reason in why), -1 out of
- * memory / HMAC failure. */
-static int schedule_send(vsim *v, int s, const char *campaign_id, vjob *vj, int64_t now,
-                         const char **why)
-{
-    char lid[25], cid[25];
-    if (!hex_id(&v->js, jscan_get(&v->js, s, "log_id"), lid)) {
-        *why = "malformed send: log_id must be a 24-hex id";
-        return 1;
-    }
-    int ct = jscan_get(&v->js, s, "campaign_id");
-    if (ct >= 0) /* not ours to judge: without it the receipts worker looks the log up */
-        campaign_id = hex_id(&v->js, ct, cid) ? cid : NULL;
     decision dc;
-    if (decider_decide(v->dec, lid, 24, &dc) != 0) {
+    if (decider_decide(v->dec, in->log_id, 24, &dc) != 0) {
         log_warn("vendor.decide_failed", "detail=\"OpenSSL HMAC failed\"");
         return -1;
     }
     int64_t due = now + dc.delay_ms;
-    char *r = fmt_receipt(lid, campaign_id, &dc, due);
-    if (!r || timers_push(&v->heap, due, r, vj) != 0) {
-        free(r);
+    jobs_receipt r;
+    memcpy(r.log_id, in->log_id, sizeof r.log_id);
+    memcpy(r.campaign_id, in->campaign_id, sizeof r.campaign_id);
+    if (in->vendor_msg_id[0])
+        memcpy(r.vendor_msg_id, in->vendor_msg_id, strlen(in->vendor_msg_id) + 1);
+    else
+        memcpy(r.vendor_msg_id, dc.vmid, sizeof dc.vmid);
+    r.status = dc.status;
+    r.at = due;
+    r.reason[0] = '\0';
+    jsonx_buf buf = {0};
+    if (jobs_receipt_encode(&buf, &r) != 0 || timers_push(&v->heap, due, buf.data, vj) != 0) {
+        jsonx_buf_free(&buf);
         return -1;
     }
     vj->remaining++;
@@ -251,11 +228,12 @@ static int process_jobs(vsim *v, queue_batch *b)
     int64_t now = time_now_ms();
     int rc = 0;
     size_t sends = 0;
-    jscan *js = &v->js;
     for (size_t i = 0; i < b->n; i++) {
         queue_job *qj = &b->jobs[i];
-        if (jscan_parse(js, qj->data, qj->len) != 0 || js->t[0].type != JSCAN_OBJECT) {
-            if (queue_dead(v->q, qj, "malformed send: not a JSON object") != 0)
+        jobs_reader rd;
+        const char *whole = NULL; /* reason when the job as a whole is unusable */
+        if (jobs_sends_open(&rd, &v->js, qj->data, qj->len, &whole) != 0 && !rd.batch) {
+            if (queue_dead(v->q, qj, whole) != 0)
                 rc = -1;
             continue;
         }
@@ -269,38 +247,26 @@ static int process_jobs(vsim *v, queue_batch *b)
         qj->len = 0;
         v->held++;
         /* Malformed sends of a batch job become dead letters of their own (their raw text). */
-        int arr = jscan_get(js, 0, "sends");
-        size_t cap = arr >= 0 && js->t[arr].type == JSCAN_ARRAY ? js->t[arr].count : 0;
+        size_t cap = whole ? 0 : rd.n;
         const char **dead = calloc(cap ? cap : 1, sizeof *dead);
         size_t *dlen = calloc(cap ? cap : 1, sizeof *dlen);
         const char **dwhy = calloc(cap ? cap : 1, sizeof *dwhy);
         size_t ndead = 0;
         int st = dead && dlen && dwhy ? 0 : -1;
-        const char *whole = NULL; /* reason when the job as a whole is unusable */
-        if (st == 0 && arr >= 0) {
-            char cidbuf[25];
-            int ct = jscan_get(js, 0, "campaign_id");
-            const char *cid = ct >= 0 && hex_id(js, ct, cidbuf) ? cidbuf : NULL;
-            if (cap == 0)
-                whole = "malformed send job: sends must be a non-empty array";
-            int e = cap ? jscan_child(js, arr) : -1;
-            for (size_t k = 0; k < cap && st == 0; k++, e = (int)js->t[e].next) {
-                const char *why = "malformed send: not a JSON object";
-                int r = js->t[e].type == JSCAN_OBJECT ? schedule_send(v, e, cid, vj, now, &why) : 1;
-                if (r < 0) {
+        jobs_send_in in;
+        const char *why = NULL;
+        int r;
+        while (st == 0 && !whole && (r = jobs_sends_next(&rd, &in, &why)) != 0) {
+            if (r > 0) {
+                if (schedule_send(v, &in, vj, now) != 0)
                     st = -1;
-                } else if (r == 1) {
-                    dead[ndead] = vj->job.data + js->t[e].start;
-                    dlen[ndead] = js->t[e].len;
-                    dwhy[ndead++] = why;
-                }
+            } else if (!rd.batch) {
+                whole = why; /* a single send: the job is the dead letter */
+            } else {
+                dead[ndead] = rd.raw;
+                dlen[ndead] = rd.rawlen;
+                dwhy[ndead++] = why;
             }
-        } else if (st == 0) {
-            int r = schedule_send(v, 0, NULL, vj, now, &whole);
-            if (r < 0)
-                st = -1;
-            else if (r == 0)
-                whole = NULL;
         }
         if (st == 0 && ndead && queue_dead_parts(v->q, dead, dlen, dwhy, ndead) != 0) {
             log_warn("vendor.redis_error", "detail=\"%s\"", queue_error(v->q));

@@ -5,8 +5,8 @@
  * filter = the campaign's rules at rules_now AND _id > checkpoint.last_customer_id):
  *   a. render each message (lib/template) and build the log document with its deterministic _id;
  *   b. insert_many unordered; write errors with code 11000 mean "already written" and are fine;
- *   c. queue_push_many the batch's send jobs, FANOUT_SENDS_PER_JOB sends each (one pipelined
- *      round trip);
+ *   c. queue_push_many the batch's send jobs, JOBS_SENDS_PER_JOB sends each (lib/jobs; one
+ *      pipelined round trip);
  *   d. updateOne {_id, checkpoint.last_customer_id: previous} ->
  *        $set checkpoint {last_customer_id, written}, $inc {total: n, pending: n}.
  *      Matching nothing means the checkpoint moved: another worker (this job was reaped and
@@ -18,7 +18,9 @@
  * receipts came in during the fan-out).
  */
 #include "fanout.h"
-#include "jsonx.h"
+
+#include "campaign.h"
+#include "jobs.h"
 
 #include "log.h"
 #include "queue.h"
@@ -27,34 +29,10 @@
 #include "template.h"
 #include "timeutil.h"
 
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-void fanout_log_id(const bson_oid_t *campaign, const bson_oid_t *customer, bson_oid_t *out)
-{
-    unsigned char in[24], md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    memcpy(in, campaign->bytes, 12);
-    memcpy(in + 12, customer->bytes, 12);
-    EVP_Digest(in, sizeof in, md, &mdlen, EVP_sha256(), NULL);
-    memcpy(out->bytes, md, 12);
-}
-
-int fanout_try_complete(mongoc_collection_t *camps, const bson_oid_t *cid, bson_error_t *e)
-{
-    int64_t now = time_now_ms();
-    bson_t *sel = BCON_NEW("_id", BCON_OID(cid), "status", BCON_UTF8("SENDING"), "fanout_done",
-                           BCON_BOOL(true), "pending", "{", "$lte", BCON_INT64(0), "}");
-    bson_t *upd = BCON_NEW("$set", "{", "status", BCON_UTF8("COMPLETED"), "completedAt",
-                           BCON_DATE_TIME(now), "updatedAt", BCON_DATE_TIME(now), "}");
-    bool ok = mongoc_collection_update_one(camps, sel, upd, NULL, NULL, e);
-    bson_destroy(sel);
-    bson_destroy(upd);
-    return ok ? 0 : -1;
-}
 
 /* Only E11000 write errors in an insert_many reply? */
 static bool only_duplicates(const bson_t *reply)
@@ -82,21 +60,16 @@ static bool only_duplicates(const bson_t *reply)
     return n > 0;
 }
 
-/* Sends per send job: a fan-out batch is pushed as a few batch jobs
- * {"campaign_id", "sends": [{"log_id", "customer_id", "message"}, ...]} rather than one job per
- * message, so Redis, the vendor and the receipts path handle a few hundred messages per queue
- * operation. A job is also closed before it passes FANOUT_JOB_BYTES. */
-#define FANOUT_SENDS_PER_JOB 500
-#define FANOUT_JOB_BYTES     (512 * 1024)
-
+/* A batch of logs and the send jobs of its sends. The sends are pushed as a few batch jobs
+ * (lib/jobs: up to JOBS_SENDS_PER_JOB sends each) rather than one job per message, so Redis, the
+ * vendor and the receipts path handle a few hundred messages per queue operation. */
 typedef struct batch {
     bson_t **docs;
     size_t n, cap;
     char **jobs; /* closed send jobs */
     size_t *lens;
     size_t njobs, capjobs;
-    jsonx_buf cur; /* the send job being written */
-    size_t cur_n;  /* sends in cur */
+    jobs_send_batch cur; /* the send job being written */
 } batch;
 
 static void batch_clear(batch *b)
@@ -107,18 +80,23 @@ static void batch_clear(batch *b)
     for (size_t i = 0; i < b->njobs; i++)
         free(b->jobs[i]);
     b->njobs = 0;
-    jsonx_buf_reset(&b->cur);
-    b->cur_n = 0;
+    jobs_send_batch_reset(&b->cur);
+}
+
+static void batch_free(batch *b)
+{
+    batch_clear(b);
+    free(b->docs);
+    free(b->jobs);
+    free(b->lens);
+    jobs_send_batch_release(&b->cur);
 }
 
 /* Close the send job being written (if any). 0 or -1 (out of memory). */
 static int close_job(batch *b)
 {
-    if (b->cur_n == 0)
+    if (b->cur.n == 0)
         return 0;
-    jsonx_buf_raw(&b->cur, "]}", 2);
-    if (!jsonx_buf_ok(&b->cur))
-        return -1;
     if (b->njobs == b->capjobs) {
         size_t nc = b->capjobs ? 2 * b->capjobs : 8;
         char **j = realloc(b->jobs, nc * sizeof *j);
@@ -130,10 +108,9 @@ static int close_job(batch *b)
         b->lens = l;
         b->capjobs = nc;
     }
-    b->jobs[b->njobs] = b->cur.data;
-    b->lens[b->njobs++] = b->cur.len;
-    b->cur = (jsonx_buf){0};
-    b->cur_n = 0;
+    if (jobs_send_batch_take(&b->cur, &b->jobs[b->njobs], &b->lens[b->njobs]) != 0)
+        return -1;
+    b->njobs++;
     return 0;
 }
 
@@ -141,26 +118,9 @@ static int close_job(batch *b)
 static int add_send(batch *b, const char *campaign_hex, const char *log_hex,
                     const char *customer_hex, const char *msg)
 {
-    if (b->cur_n == 0) {
-        jsonx_buf_cat(&b->cur, "{\"campaign_id\":\"");
-        jsonx_buf_cat(&b->cur, campaign_hex);
-        jsonx_buf_cat(&b->cur, "\",\"sends\":[");
-    } else {
-        jsonx_buf_raw(&b->cur, ",", 1);
-    }
-    jsonx_buf_cat(&b->cur, "{\"log_id\":\"");
-    jsonx_buf_cat(&b->cur, log_hex);
-    jsonx_buf_cat(&b->cur, "\",\"customer_id\":\"");
-    jsonx_buf_cat(&b->cur, customer_hex);
-    jsonx_buf_cat(&b->cur, "\",\"message\":");
-    jsonx_buf_str(&b->cur, msg, strlen(msg));
-    jsonx_buf_raw(&b->cur, "}", 1);
-    if (!jsonx_buf_ok(&b->cur))
-        return -1;
-    b->cur_n++;
-    if (b->cur_n >= FANOUT_SENDS_PER_JOB || b->cur.len >= FANOUT_JOB_BYTES)
-        return close_job(b);
-    return 0;
+    jobs_send s = {.log_id = log_hex, .customer_id = customer_hex, .message = msg};
+    int r = jobs_send_batch_add(&b->cur, campaign_hex, &s);
+    return r < 0 ? -1 : r == 1 ? close_job(b) : 0;
 }
 
 /* Write one batch (steps b-d). Returns FANOUT_DONE (continue), or another result. */
@@ -353,253 +313,249 @@ static fanout_result writer_stop(writer *w, long long *written, char *why, size_
     return w->res;
 }
 
-fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, size_t whylen)
+/* ---- fanout_run, step by step ----------------------------------------------------------- */
+
+/* What a fan-out needs to know about its campaign (loaded once, step 1). */
+typedef struct plan {
+    bson_oid_t cid;
+    const char *hex;
+    campaign_status status;
+    bool fanout_done;
+    char *tpl; /* message template (owned), NULL = the default */
+    rules rl;
+    int64_t rules_now;
+    bson_oid_t last; /* checkpoint: last customer written */
+    bool has_last;
+    long long written;
+} plan;
+
+/* Step 1: read the campaign into p. FANOUT_DONE when loaded, else FANOUT_UNKNOWN/RETRY. */
+static fanout_result load_plan(mongoc_collection_t *camps, plan *p, char *why, size_t whylen)
 {
     fanout_result res = FANOUT_RETRY;
-    bson_oid_t cid, last;
-    bool has_last = false;
-    long long written = 0;
-    char *tpl = NULL;
-    rules rl;
-    int64_t rules_now = time_now_ms();
+    bson_error_t e;
+    bson_t *f = BCON_NEW("_id", BCON_OID(&p->cid));
+    bson_t *o = BCON_NEW("projection", "{", "ctoks", BCON_INT32(0), "}");
+    mongoc_cursor_t *c = mongoc_collection_find_with_opts(camps, f, o, NULL);
+    bson_destroy(f);
+    bson_destroy(o);
+    const bson_t *doc;
+    bool found = mongoc_cursor_next(c, &doc);
+    if (!found && mongoc_cursor_error(c, &e)) {
+        snprintf(why, whylen, "load campaign: %s", e.message);
+        goto out;
+    }
+    if (!found) {
+        snprintf(why, whylen, "unknown campaign %s", p->hex);
+        res = FANOUT_UNKNOWN;
+        goto out;
+    }
+    bson_iter_t it;
+    p->status = CAMPAIGN_QUEUED;
+    if (bson_iter_init_find(&it, doc, "status") && BSON_ITER_HOLDS_UTF8(&it)) {
+        uint32_t len;
+        const char *st = bson_iter_utf8(&it, &len);
+        if (campaign_status_parse(st, len, &p->status) != 0) {
+            snprintf(why, whylen, "campaign %s has an unknown status", p->hex);
+            res = FANOUT_UNKNOWN;
+            goto out;
+        }
+    }
+    if (bson_iter_init_find(&it, doc, "fanout_done") && BSON_ITER_HOLDS_BOOL(&it))
+        p->fanout_done = bson_iter_bool(&it);
+    if (bson_iter_init_find(&it, doc, "message") && BSON_ITER_HOLDS_UTF8(&it))
+        p->tpl = strdup(bson_iter_utf8(&it, NULL));
+    if (bson_iter_init_find(&it, doc, "rules_now") && BSON_ITER_HOLDS_DATE_TIME(&it))
+        p->rules_now = bson_iter_date_time(&it);
+    else if (bson_iter_init_find(&it, doc, "createdAt") && BSON_ITER_HOLDS_DATE_TIME(&it))
+        p->rules_now = bson_iter_date_time(&it);
+    memset(&p->rl, 0, sizeof p->rl);
+    if (bson_iter_init_find(&it, doc, "rules") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        uint32_t len;
+        const uint8_t *data;
+        bson_iter_document(&it, &len, &data);
+        bson_t rdoc;
+        char rerr[200];
+        if (!bson_init_static(&rdoc, data, len) ||
+            rules_parse_bson(&rdoc, &p->rl, rerr, sizeof rerr) != 0) {
+            snprintf(why, whylen, "campaign %s has unusable rules: %s", p->hex, rerr);
+            res = FANOUT_UNKNOWN;
+            goto out;
+        }
+    }
+    bson_iter_t cp;
+    if (bson_iter_init_find(&it, doc, "checkpoint") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
+        bson_iter_recurse(&it, &cp)) {
+        while (bson_iter_next(&cp)) {
+            if (!strcmp(bson_iter_key(&cp), "last_customer_id") && BSON_ITER_HOLDS_OID(&cp)) {
+                bson_oid_copy(bson_iter_oid(&cp), &p->last);
+                p->has_last = true;
+            } else if (!strcmp(bson_iter_key(&cp), "written")) {
+                p->written = bson_iter_as_int64(&cp);
+            }
+        }
+    }
+    res = FANOUT_DONE;
+out:
+    mongoc_cursor_destroy(c);
+    return res;
+}
+
+/* Step 3: stream the audience from the checkpoint on, render, hand batches to the writer.
+ * FANOUT_DONE when every matched customer has its log and send, else the reason to stop. */
+static fanout_result stream_audience(fanout_ctx *x, mongoc_collection_t *custs, plan *p, char *why,
+                                     size_t whylen)
+{
+    fanout_result res = FANOUT_RETRY;
     batch b = {0}, b2 = {0};
     writer w;
     bool writing = false, stopped = false;
     bson_error_t e;
-    mongoc_cursor_t *cur = NULL;
-    if (!oid_is_valid_hex(campaign_hex)) {
-        snprintf(why, whylen, "campaign_id must be a 24-hex id");
-        return FANOUT_UNKNOWN;
+    bson_t filter = BSON_INITIALIZER;
+    rules_filter(&p->rl, p->rules_now, &filter);
+    if (p->has_last) {
+        bson_t gt;
+        BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &gt);
+        BSON_APPEND_OID(&gt, "$gt", &p->last);
+        bson_append_document_end(&filter, &gt);
     }
-    bson_oid_init_from_string(&cid, campaign_hex);
-    mongoc_client_t *cl = dbpool_pop(x->db);
-    mongoc_collection_t *camps = dbpool_collection(x->db, cl, DB_CAMPAIGNS);
-    mongoc_collection_t *logs = dbpool_collection(x->db, cl, DB_LOGS);
-    mongoc_collection_t *custs = dbpool_collection(x->db, cl, DB_CUSTOMERS);
-
-    /* Load the campaign. */
-    {
-        bson_t *f = BCON_NEW("_id", BCON_OID(&cid));
-        bson_t *o = BCON_NEW("projection", "{", "ctoks", BCON_INT32(0), "}");
-        mongoc_cursor_t *c = mongoc_collection_find_with_opts(camps, f, o, NULL);
-        bson_destroy(f);
-        bson_destroy(o);
-        const bson_t *doc;
-        bool found = mongoc_cursor_next(c, &doc);
-        if (!found && mongoc_cursor_error(c, &e)) {
-            snprintf(why, whylen, "load campaign: %s", e.message);
-            mongoc_cursor_destroy(c);
-            goto out;
-        }
-        if (!found) {
-            snprintf(why, whylen, "unknown campaign %s", campaign_hex);
-            res = FANOUT_UNKNOWN;
-            mongoc_cursor_destroy(c);
-            goto out;
-        }
+    int bs = x->cfg->workers.batch_size;
+    bson_t *opts = BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}", "projection", "{", "name",
+                            BCON_INT32(1), "email", BCON_INT32(1), "total_spend", BCON_INT32(1),
+                            "}", "batchSize", BCON_INT32(bs));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(custs, &filter, opts, NULL);
+    bson_destroy(&filter);
+    bson_destroy(opts);
+    batch *fill = &b, *spare = &b2;
+    b.cap = b2.cap = (size_t)bs;
+    b.docs = calloc(b.cap, sizeof *b.docs);
+    b2.docs = calloc(b2.cap, sizeof *b2.docs);
+    if (!b.docs || !b2.docs) {
+        snprintf(why, whylen, "out of memory");
+        goto out;
+    }
+    if (writer_start(&w, x, &p->cid, &p->last, p->has_last, p->written) != 0) {
+        snprintf(why, whylen, "cannot start the writer thread");
+        goto out;
+    }
+    writing = true;
+    const bson_t *doc;
+    bson_oid_t batch_last;
+    char msg[TEMPLATE_MAX_BYTES * 4], chex[25], lhex[25];
+    int64_t now = time_now_ms();
+    fanout_result wr = FANOUT_DONE;
+    while (wr == FANOUT_DONE && mongoc_cursor_next(cur, &doc)) {
         bson_iter_t it;
-        const char *st = "QUEUED";
-        if (bson_iter_init_find(&it, doc, "status") && BSON_ITER_HOLDS_UTF8(&it))
-            st = bson_iter_utf8(&it, NULL);
-        bool done = false;
-        if (bson_iter_init_find(&it, doc, "fanout_done") && BSON_ITER_HOLDS_BOOL(&it))
-            done = bson_iter_bool(&it);
-        if (!strcmp(st, "COMPLETED") || !strcmp(st, "FAILED") || done) {
-            mongoc_cursor_destroy(c);
-            /* A re-run after "fanout_done" was written but the completion check that follows
-             * it failed (e.g. MongoDB timed out in between): that check may be the last one
-             * anybody makes, since every receipt may already be counted. Make it again. */
-            if (done && !strcmp(st, "SENDING") && fanout_try_complete(camps, &cid, &e) != 0) {
-                snprintf(why, whylen, "finish: %s", e.message);
-                goto out;
-            }
-            res = FANOUT_DONE;
-            goto out;
-        }
-        if (bson_iter_init_find(&it, doc, "message") && BSON_ITER_HOLDS_UTF8(&it))
-            tpl = strdup(bson_iter_utf8(&it, NULL));
-        if (bson_iter_init_find(&it, doc, "rules_now") && BSON_ITER_HOLDS_DATE_TIME(&it))
-            rules_now = bson_iter_date_time(&it);
-        else if (bson_iter_init_find(&it, doc, "createdAt") && BSON_ITER_HOLDS_DATE_TIME(&it))
-            rules_now = bson_iter_date_time(&it);
-        memset(&rl, 0, sizeof rl);
-        if (bson_iter_init_find(&it, doc, "rules") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
-            uint32_t len;
-            const uint8_t *data;
-            bson_iter_document(&it, &len, &data);
-            bson_t rdoc;
-            char rerr[200];
-            if (!bson_init_static(&rdoc, data, len) ||
-                rules_parse_bson(&rdoc, &rl, rerr, sizeof rerr) != 0) {
-                snprintf(why, whylen, "campaign %s has unusable rules: %s", campaign_hex, rerr);
-                res = FANOUT_UNKNOWN;
-                mongoc_cursor_destroy(c);
-                goto out;
-            }
-        }
-        bson_iter_t cp;
-        if (bson_iter_init_find(&it, doc, "checkpoint") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
-            bson_iter_recurse(&it, &cp)) {
-            while (bson_iter_next(&cp)) {
-                if (!strcmp(bson_iter_key(&cp), "last_customer_id") && BSON_ITER_HOLDS_OID(&cp)) {
-                    bson_oid_copy(bson_iter_oid(&cp), &last);
-                    has_last = true;
-                } else if (!strcmp(bson_iter_key(&cp), "written")) {
-                    written = bson_iter_as_int64(&cp);
-                }
-            }
-        }
-        mongoc_cursor_destroy(c);
-    }
-
-    /* QUEUED -> SENDING (once). */
-    {
-        int64_t now = time_now_ms();
-        bson_t *sel = BCON_NEW("_id", BCON_OID(&cid), "status", BCON_UTF8("QUEUED"));
-        bson_t *upd = BCON_NEW("$set", "{", "status", BCON_UTF8("SENDING"), "startedAt",
-                               BCON_DATE_TIME(now), "updatedAt", BCON_DATE_TIME(now), "}");
-        bool ok = mongoc_collection_update_one(camps, sel, upd, NULL, NULL, &e);
-        bson_destroy(sel);
-        bson_destroy(upd);
-        if (!ok) {
-            snprintf(why, whylen, "set SENDING: %s", e.message);
-            goto out;
-        }
-    }
-    log_info("fanout.start", "campaign=%s resume_after=%lld", campaign_hex, written);
-
-    /* Stream the audience. */
-    {
-        bson_t filter = BSON_INITIALIZER;
-        rules_filter(&rl, rules_now, &filter);
-        if (has_last) {
-            bson_t gt;
-            BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &gt);
-            BSON_APPEND_OID(&gt, "$gt", &last);
-            bson_append_document_end(&filter, &gt);
-        }
-        int bs = x->cfg->workers.batch_size;
-        bson_t *opts = BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}", "projection", "{", "name",
-                                BCON_INT32(1), "email", BCON_INT32(1), "total_spend", BCON_INT32(1),
-                                "}", "batchSize", BCON_INT32(bs));
-        cur = mongoc_collection_find_with_opts(custs, &filter, opts, NULL);
-        bson_destroy(&filter);
-        bson_destroy(opts);
-        batch *fill = &b, *spare = &b2;
-        b.cap = b2.cap = (size_t)bs;
-        b.docs = calloc(b.cap, sizeof *b.docs);
-        b2.docs = calloc(b2.cap, sizeof *b2.docs);
-        if (!b.docs || !b2.docs) {
+        bson_oid_t uid, lid;
+        if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it))
+            continue;
+        bson_oid_copy(bson_iter_oid(&it), &uid);
+        template_vars tv = {0};
+        if (bson_iter_init_find(&it, doc, "name") && BSON_ITER_HOLDS_UTF8(&it))
+            tv.name = bson_iter_utf8(&it, NULL);
+        if (bson_iter_init_find(&it, doc, "email") && BSON_ITER_HOLDS_UTF8(&it))
+            tv.email = bson_iter_utf8(&it, NULL);
+        if (bson_iter_init_find(&it, doc, "total_spend") && BSON_ITER_HOLDS_NUMBER(&it))
+            tv.total_spend = bson_iter_as_double(&it);
+        if (template_render(p->tpl, &tv, msg, sizeof msg) < 0)
+            template_render(NULL, &tv, msg, sizeof msg);
+        campaign_log_id(&p->cid, &uid, &lid);
+        bson_t *ld = bson_sized_new(128 + strlen(msg));
+        campaign_log_append_new(ld, &lid, &p->cid, &uid, msg, now);
+        bson_oid_to_string(&lid, lhex);
+        bson_oid_to_string(&uid, chex);
+        fill->docs[fill->n++] = ld;
+        if (add_send(fill, p->hex, lhex, chex, msg) != 0) {
             snprintf(why, whylen, "out of memory");
             goto out;
         }
-        if (writer_start(&w, x, &cid, &last, has_last, written) != 0) {
-            snprintf(why, whylen, "cannot start the writer thread");
-            goto out;
-        }
-        writing = true;
-        const bson_t *doc;
-        bson_oid_t batch_last;
-        char msg[TEMPLATE_MAX_BYTES * 4], chex[25], lhex[25];
-        int64_t now = time_now_ms();
-        fanout_result wr = FANOUT_DONE;
-        while (wr == FANOUT_DONE && mongoc_cursor_next(cur, &doc)) {
-            bson_iter_t it;
-            bson_oid_t uid, lid;
-            if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it))
-                continue;
-            bson_oid_copy(bson_iter_oid(&it), &uid);
-            template_vars tv = {0};
-            if (bson_iter_init_find(&it, doc, "name") && BSON_ITER_HOLDS_UTF8(&it))
-                tv.name = bson_iter_utf8(&it, NULL);
-            if (bson_iter_init_find(&it, doc, "email") && BSON_ITER_HOLDS_UTF8(&it))
-                tv.email = bson_iter_utf8(&it, NULL);
-            if (bson_iter_init_find(&it, doc, "total_spend") && BSON_ITER_HOLDS_NUMBER(&it))
-                tv.total_spend = bson_iter_as_double(&it);
-            if (template_render(tpl, &tv, msg, sizeof msg) < 0)
-                template_render(NULL, &tv, msg, sizeof msg);
-            fanout_log_id(&cid, &uid, &lid);
-            bson_t *ld = bson_sized_new(128 + strlen(msg));
-            BSON_APPEND_OID(ld, "_id", &lid);
-            BSON_APPEND_OID(ld, "campaign_id", &cid);
-            BSON_APPEND_OID(ld, "customer_id", &uid);
-            BSON_APPEND_UTF8(ld, "message", msg);
-            BSON_APPEND_UTF8(ld, "status", "PENDING");
-            BSON_APPEND_NULL(ld, "vendorMsgId");
-            BSON_APPEND_INT32(ld, "resends", 0);
-            BSON_APPEND_DATE_TIME(ld, "createdAt", now);
-            BSON_APPEND_DATE_TIME(ld, "updatedAt", now);
-            bson_oid_to_string(&lid, lhex);
-            bson_oid_to_string(&uid, chex);
-            fill->docs[fill->n++] = ld;
-            if (add_send(fill, campaign_hex, lhex, chex, msg) != 0) {
-                snprintf(why, whylen, "out of memory");
-                goto out;
-            }
-            bson_oid_copy(&uid, &batch_last);
-            if (fill->n == fill->cap) {
-                wr = writer_hand(&w, &fill, &spare, &batch_last);
-                now = time_now_ms();
-                if (signals_stop_requested()) {
-                    stopped = true;
-                    break;
-                }
+        bson_oid_copy(&uid, &batch_last);
+        if (fill->n == fill->cap) {
+            wr = writer_hand(&w, &fill, &spare, &batch_last);
+            now = time_now_ms();
+            if (signals_stop_requested()) {
+                stopped = true;
+                break;
             }
         }
-        if (wr == FANOUT_DONE && !stopped && mongoc_cursor_error(cur, &e)) {
-            snprintf(why, whylen, "read customers: %s", e.message);
-            goto out;
-        }
-        if (wr == FANOUT_DONE && !stopped && fill->n)
-            writer_hand(&w, &fill, &spare, &batch_last);
-        writing = false;
-        res = writer_stop(&w, &written, why, whylen);
-        if (res != FANOUT_DONE)
-            goto out;
-        if (stopped) {
-            res = FANOUT_STOPPED;
-            goto out;
-        }
-        res = FANOUT_RETRY;
     }
-
-    /* Done: mark it, and complete at once if every log is already final (or audience 0). */
-    {
-        int64_t now = time_now_ms();
-        bson_t *sel = BCON_NEW("_id", BCON_OID(&cid));
-        bson_t *upd = BCON_NEW("$set", "{", "fanout_done", BCON_BOOL(true), "updatedAt",
-                               BCON_DATE_TIME(now), "}");
-        bool ok = mongoc_collection_update_one(camps, sel, upd, NULL, NULL, &e);
-        bson_destroy(sel);
-        bson_destroy(upd);
-        if (!ok || fanout_try_complete(camps, &cid, &e) != 0) {
-            snprintf(why, whylen, "finish: %s", e.message);
-            goto out;
-        }
+    if (wr == FANOUT_DONE && !stopped && mongoc_cursor_error(cur, &e)) {
+        snprintf(why, whylen, "read customers: %s", e.message);
+        goto out;
     }
-    log_info("fanout.done", "campaign=%s logs=%lld", campaign_hex, written);
-    res = FANOUT_DONE;
+    if (wr == FANOUT_DONE && !stopped && fill->n)
+        writer_hand(&w, &fill, &spare, &batch_last);
+    writing = false;
+    long long written;
+    res = writer_stop(&w, &written, why, whylen);
+    p->written = written;
+    if (res == FANOUT_DONE && stopped)
+        res = FANOUT_STOPPED;
 out:
     if (writing) {
         long long ignored;
         char ignored_why[8];
         writer_stop(&w, &ignored, ignored_why, sizeof ignored_why);
     }
-    if (cur)
-        mongoc_cursor_destroy(cur);
-    batch_clear(&b);
-    batch_clear(&b2);
-    free(b.docs);
-    free(b2.docs);
-    free(b2.jobs);
-    free(b2.lens);
-    jsonx_buf_free(&b2.cur);
-    free(b.jobs);
-    free(b.lens);
-    jsonx_buf_free(&b.cur);
-    free(tpl);
+    mongoc_cursor_destroy(cur);
+    batch_free(&b);
+    batch_free(&b2);
+    return res;
+}
+
+fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, size_t whylen)
+{
+    fanout_result res = FANOUT_RETRY;
+    plan p = {.hex = campaign_hex, .rules_now = time_now_ms()};
+    bson_error_t e;
+    if (!oid_is_valid_hex(campaign_hex)) {
+        snprintf(why, whylen, "campaign_id must be a 24-hex id");
+        return FANOUT_UNKNOWN;
+    }
+    bson_oid_init_from_string(&p.cid, campaign_hex);
+    mongoc_client_t *cl = dbpool_pop(x->db);
+    mongoc_collection_t *camps = dbpool_collection(x->db, cl, DB_CAMPAIGNS);
+    mongoc_collection_t *custs = dbpool_collection(x->db, cl, DB_CUSTOMERS);
+
+    /* 1. load the campaign */
+    if ((res = load_plan(camps, &p, why, whylen)) != FANOUT_DONE)
+        goto out;
+    if (campaign_status_final(p.status) || p.fanout_done) {
+        /* A re-run after "fanout_done" was written but the completion check that follows it
+         * failed (e.g. MongoDB timed out in between): that check may be the last one anybody
+         * makes, since every receipt may already be counted. Make it again. */
+        if (p.fanout_done && p.status == CAMPAIGN_SENDING &&
+            campaign_try_complete(camps, &p.cid, &e) != 0) {
+            snprintf(why, whylen, "finish: %s", e.message);
+            res = FANOUT_RETRY;
+        }
+        goto out;
+    }
+
+    /* 2. QUEUED -> SENDING (once) */
+    if (campaign_mark_sending(camps, &p.cid, time_now_ms(), &e) != 0) {
+        snprintf(why, whylen, "set SENDING: %s", e.message);
+        res = FANOUT_RETRY;
+        goto out;
+    }
+    log_info("fanout.start", "campaign=%s resume_after=%lld", campaign_hex, p.written);
+
+    /* 3. logs and sends, batch by batch */
+    if ((res = stream_audience(x, custs, &p, why, whylen)) != FANOUT_DONE)
+        goto out;
+
+    /* 4. done: mark it, and complete at once if every log is already final (or audience 0) */
+    if (campaign_mark_fanout_done(camps, &p.cid, time_now_ms(), &e) != 0 ||
+        campaign_try_complete(camps, &p.cid, &e) != 0) {
+        snprintf(why, whylen, "finish: %s", e.message);
+        res = FANOUT_RETRY;
+        goto out;
+    }
+    log_info("fanout.done", "campaign=%s logs=%lld", campaign_hex, p.written);
+    res = FANOUT_DONE;
+out:
+    free(p.tpl);
     mongoc_collection_destroy(camps);
-    mongoc_collection_destroy(logs);
     mongoc_collection_destroy(custs);
     dbpool_push(x->db, cl);
     return res;

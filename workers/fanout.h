@@ -9,11 +9,12 @@
  *    run), push the sends (one pipelined round trip), then advance the checkpoint
  *    {last_customer_id, written} and $inc total/pending by the batch size in ONE campaign update
  *    guarded by the previous checkpoint. A crash anywhere re-runs at most the current batch: log
- *    ids are deterministic (fanout_log_id), so the re-run writes no duplicate and its re-pushed
+ *    ids are deterministic (campaign_log_id), so the re-run writes no duplicate and its re-pushed
  *    sends carry the right log_id (the vendor is idempotent); counters stay exact because they
  *    move only together with the checkpoint.
  *  - Campaign status QUEUED -> SENDING (first run) -> COMPLETED (fan-out finished and every log
  *    final; whoever sees the last condition become true sets it: fan-out or receipts worker).
+ *    Every move is a lib/campaign function; the send jobs are written by lib/jobs.
  *
  * Not thread-safe: one fanout_ctx per process.
  */
@@ -44,12 +45,5 @@ typedef struct fanout_ctx {
 
 /* Fan out campaign `campaign_hex`. On FANOUT_RETRY/FANOUT_UNKNOWN a reason is written to why. */
 fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, size_t whylen);
-
-/* The deterministic log id of (campaign, customer): the first 12 bytes of
- * SHA-256(campaign 12 bytes || customer 12 bytes). */
-void fanout_log_id(const bson_oid_t *campaign, const bson_oid_t *customer, bson_oid_t *out);
-
-/* COMPLETED if fanout_done and no log is pending. 0, or -1 with e filled. */
-int fanout_try_complete(mongoc_collection_t *camps, const bson_oid_t *cid, bson_error_t *e);
 
 #endif

@@ -2,8 +2,9 @@
  * receipts: see receipts.h for the guarantees.
  *
  * A job is one receipt {"log_id", "status", "vendorMsgId", "at", "campaign_id"?} or a batch
- * {"receipts": [...]} (one POST to the API). One claimed batch of jobs, step by step (numbers
- * are the crash points discussed below):
+ * {"receipts": [...]} (one POST to the API), read with lib/jobs; every log move and the
+ * completion check are lib/campaign's. One claimed batch of jobs, step by step (numbers are the
+ * crash points discussed below; each step is one apply_* function):
  *   1. parse every job; a malformed job -> dead-letter now; a malformed receipt inside a batch
  *      job is set aside as a dead letter of its own (written in step 6, with the ack);
  *      duplicates of a log_id inside the batch are settled with the first one.
@@ -36,8 +37,8 @@
  */
 #include "receipts.h"
 
-#include "jscan.h"
-#include "jsonx.h"
+#include "campaign.h"
+#include "jobs.h"
 #include "log.h"
 #include "timeutil.h"
 
@@ -45,24 +46,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { ST_SENT = 1, ST_FAILED = 2, ST_PENDING = 3 };
-
 typedef struct item {
+    jobs_receipt r;  /* as decoded (lib/jobs) */
     size_t job;      /* index into the batch */
     const char *raw; /* the receipt's JSON text inside its job (for a dead letter) */
     size_t rawlen;
-    bool part;        /* one receipt of a batch job (not the whole job) */
-    bool has_cid;     /* the receipt names its campaign (cid) */
-    bson_oid_t oid;   /* log id */
-    int status;       /* ST_* */
-    char vmid[129];   /* vendorMsgId ("" = none) */
-    char reason[200]; /* failure reason (synthetic receipts) */
-    int64_t at;       /* delivery time, ms */
-    int dup;          /* another item of the batch has this oid */
-    int found;        /* the log exists */
-    int counted;      /* moved by this batch's token */
-    int mismatch;     /* the log exists but belongs to another campaign than the receipt says */
-    bson_oid_t cid;   /* campaign of the log (named by the receipt, or read back) */
+    bool part;      /* one receipt of a batch job (not the whole job) */
+    bool has_cid;   /* the receipt names its campaign (cid) */
+    bson_oid_t oid; /* log id */
+    int dup;        /* another item of the batch has this oid */
+    int found;      /* the log exists */
+    int counted;    /* moved by this batch's token */
+    int mismatch;   /* the log exists but belongs to another campaign than the receipt says */
+    bson_oid_t cid; /* campaign of the log (named by the receipt, or read back) */
 } item;
 
 typedef struct camp_count {
@@ -73,90 +69,6 @@ typedef struct camp_count {
 static int cmp_item_oid(const void *a, const void *b)
 {
     return bson_oid_compare(&((const item *)a)->oid, &((const item *)b)->oid);
-}
-
-/* Copy string token tok into out (cap bytes, NUL-terminated), cut at a UTF-8 character
- * boundary if it is longer (the text goes into MongoDB, which wants valid UTF-8). */
-static void copy_cut(const jscan *js, int tok, char *out, size_t cap)
-{
-    size_t raw = js->t[tok].len + 1; /* the unescaped text is never longer than the raw one */
-    char *tmp = malloc(raw);
-    size_t n = tmp ? jscan_str_copy(js, tok, tmp, raw) : (size_t)-1;
-    if (n == (size_t)-1) {
-        out[0] = '\0';
-    } else {
-        if (n >= cap) {
-            n = cap - 1;
-            while (n > 0 && ((unsigned char)tmp[n] & 0xC0) == 0x80)
-                n--; /* tmp[n] would start the cut-off part: back to a character's first byte */
-        }
-        memcpy(out, tmp, n);
-        out[n] = '\0';
-    }
-    free(tmp);
-}
-
-/* Parse receipt object token o of js; 0 ok, -1 with reason in why. */
-static int parse_receipt(const jscan *js, int o, item *it, char *why, size_t whylen)
-{
-    if (js->t[o].type != JSCAN_OBJECT) {
-        snprintf(why, whylen, "malformed receipt: not a JSON object");
-        return -1;
-    }
-    char lid[25];
-    int t = jscan_get(js, o, "log_id");
-    if (t < 0 || jscan_str_copy(js, t, lid, sizeof lid) != 24 || !oid_is_valid_hex(lid)) {
-        snprintf(why, whylen, "malformed receipt: log_id must be a 24-hex id");
-        return -1;
-    }
-    bson_oid_init_from_string(&it->oid, lid);
-    t = jscan_get(js, o, "status");
-    if (t >= 0 && jscan_str_eq(js, t, "SENT"))
-        it->status = ST_SENT;
-    else if (t >= 0 && jscan_str_eq(js, t, "FAILED"))
-        it->status = ST_FAILED;
-    else if (t >= 0 && jscan_str_eq(js, t, "PENDING"))
-        it->status = ST_PENDING;
-    else {
-        snprintf(why, whylen, "malformed receipt: status must be SENT or FAILED");
-        return -1;
-    }
-    it->vmid[0] = '\0';
-    t = jscan_get(js, o, "vendorMsgId");
-    if (t >= 0 && js->t[t].type == JSCAN_STRING) {
-        size_t n = jscan_str_copy(js, t, it->vmid, sizeof it->vmid);
-        if (n == 0 || n == (size_t)-1) {
-            snprintf(why, whylen, "malformed receipt: vendorMsgId must be 1-128 characters");
-            return -1;
-        }
-    } else if (t >= 0 && js->t[t].type != JSCAN_NULL) {
-        snprintf(why, whylen, "malformed receipt: vendorMsgId must be a string");
-        return -1;
-    } else if (it->status == ST_SENT) {
-        snprintf(why, whylen, "malformed receipt: a SENT receipt needs a vendorMsgId");
-        return -1;
-    }
-    t = jscan_get(js, o, "campaign_id");
-    it->has_cid = false;
-    if (t >= 0 && js->t[t].type != JSCAN_NULL) {
-        char cid[25];
-        if (jscan_str_copy(js, t, cid, sizeof cid) != 24 || !oid_is_valid_hex(cid)) {
-            snprintf(why, whylen, "malformed receipt: campaign_id must be a 24-hex id");
-            return -1;
-        }
-        bson_oid_init_from_string(&it->cid, cid);
-        it->has_cid = true;
-    }
-    int64_t at;
-    t = jscan_get(js, o, "at");
-    it->at = t >= 0 && jscan_int(js, t, &at) && at > 0 ? at : time_now_ms();
-    t = jscan_get(js, o, "reason");
-    if (t >= 0 && js->t[t].type == JSCAN_STRING)
-        copy_cut(js, t, it->reason, sizeof it->reason);
-    else
-        snprintf(it->reason, sizeof it->reason, "%s",
-                 it->status == ST_FAILED ? "vendor reported FAILED" : "");
-    return 0;
 }
 
 /* Dead letters for single receipts of batch jobs, written with the ack (step 6): the raw
@@ -202,8 +114,8 @@ static void part_free(part_list *l)
 }
 
 /* Guarded counter update for one campaign + completion check. 0 or -1 (bson error in e). */
-static int count_campaign(receipts_ctx *x, mongoc_collection_t *camps, const camp_count *cc,
-                          const char *tok, bson_error_t *e)
+static int count_campaign(mongoc_collection_t *camps, const camp_count *cc, const char *tok,
+                          bson_error_t *e)
 {
     int64_t now = time_now_ms();
     bson_t *sel = BCON_NEW("_id", BCON_OID(&cc->cid), "ctoks", "{", "$ne", BCON_UTF8(tok), "}");
@@ -215,20 +127,11 @@ static int count_campaign(receipts_ctx *x, mongoc_collection_t *camps, const cam
     bool ok = mongoc_collection_update_one(camps, sel, upd, NULL, NULL, e);
     bson_destroy(sel);
     bson_destroy(upd);
-    if (!ok)
-        return -1;
-    sel = BCON_NEW("_id", BCON_OID(&cc->cid), "status", BCON_UTF8("SENDING"), "fanout_done",
-                   BCON_BOOL(true), "pending", "{", "$lte", BCON_INT64(0), "}");
-    upd = BCON_NEW("$set", "{", "status", BCON_UTF8("COMPLETED"), "completedAt",
-                   BCON_DATE_TIME(now), "updatedAt", BCON_DATE_TIME(now), "}");
-    ok = mongoc_collection_update_one(camps, sel, upd, NULL, NULL, e);
-    bson_destroy(sel);
-    bson_destroy(upd);
-    (void)x;
-    return ok ? 0 : -1;
+    return ok ? campaign_try_complete(camps, &cc->cid, e) : -1;
 }
 
-static int add_count(camp_count **a, size_t *n, size_t *cap, const bson_oid_t *cid, int status)
+static int add_count(camp_count **a, size_t *n, size_t *cap, const bson_oid_t *cid,
+                     campaign_log_status status)
 {
     size_t i;
     for (i = 0; i < *n; i++)
@@ -247,16 +150,11 @@ static int add_count(camp_count **a, size_t *n, size_t *cap, const bson_oid_t *c
         bson_oid_copy(cid, &(*a)[i].cid);
         (*n)++;
     }
-    if (status == ST_SENT)
+    if (status == CAMPAIGN_LOG_SENT)
         (*a)[i].sent++;
     else
         (*a)[i].failed++;
     return 0;
-}
-
-static int status_of(const char *s)
-{
-    return !strcmp(s, "SENT") ? ST_SENT : !strcmp(s, "FAILED") ? ST_FAILED : ST_PENDING;
 }
 
 /* ZADD the token and SET its batch's log ids, in one MULTI. 0 or -1. */
@@ -300,253 +198,323 @@ static void token_forget(receipts_ctx *x, const char *tok)
     }
 }
 
+/* ---- applying one claimed batch, step by step -------------------------------------------- */
+
 /* Job fates, by position in the batch. */
 enum { JOB_ACK = 0, JOB_DEAD = 1 };
 
-int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
+/* Step results: go on, stop (Redis or memory trouble: the jobs stay claimed), or MongoDB
+ * failed (every job is retried). */
+enum { STEP_OK = 0, STEP_STOP = -1, STEP_MONGO = -2 };
+
+/* Everything one receipts_apply_batch call owns (freed in apply_release). */
+typedef struct apply {
+    receipts_ctx *x;
+    const queue_batch *b;
+    jscan *js;           /* one token array per job (readers point into it) */
+    jobs_reader *rd;     /* one reader per job */
+    unsigned char *fate; /* JOB_* (JOB_DEAD: already dead-lettered whole) */
+    queue_job *acks;
+    item *items; /* every receipt of every job */
+    size_t nitems;
+    part_list parts;
+    camp_count *counts;
+    size_t ncounts, capcounts;
+    char tok[25];
+    bool token_set;
+    mongoc_client_t *cl;
+    mongoc_collection_t *logs, *camps;
+    bson_error_t e;
+} apply;
+
+/* Scan every job (lib/jobs over lib/jscan) and size the item array. 0 or -1 (out of memory). */
+static int apply_init(apply *a, receipts_ctx *x, const queue_batch *b)
 {
-    int rc = -1;
+    memset(a, 0, sizeof *a);
+    a->x = x;
+    a->b = b;
     size_t nb = b->n ? b->n : 1;
-    jscan *js = calloc(nb, sizeof *js);  /* one token array per job (tokens point into it) */
-    unsigned char *fate = calloc(nb, 1); /* JOB_* (JOB_DEAD: already dead-lettered whole) */
-    queue_job *acks = calloc(nb, sizeof *acks);
-    /* Scan every job first (lib/jscan): the item array holds every receipt of every job. */
+    a->js = calloc(nb, sizeof *a->js);
+    a->rd = calloc(nb, sizeof *a->rd);
+    a->fate = calloc(nb, 1);
+    a->acks = calloc(nb, sizeof *a->acks);
+    if (!a->js || !a->rd || !a->fate || !a->acks)
+        return -1;
+    return 0;
+}
+
+static void apply_release(apply *a)
+{
+    if (a->logs)
+        mongoc_collection_destroy(a->logs);
+    if (a->camps)
+        mongoc_collection_destroy(a->camps);
+    if (a->cl)
+        dbpool_push(a->x->db, a->cl);
+    for (size_t i = 0; a->js && i < a->b->n; i++)
+        jscan_release(&a->js[i]);
+    free(a->js);
+    free(a->rd);
+    free(a->items);
+    free(a->acks);
+    free(a->fate);
+    free(a->counts);
+    part_free(&a->parts);
+}
+
+/* 1. Parse every job; a malformed job is dead-lettered now, a malformed receipt of a batch job
+ * is set aside (written with the ack); PENDING receipts change nothing. Then sort by log id and
+ * mark duplicates. */
+static int apply_parse(apply *a)
+{
+    receipts_ctx *x = a->x;
+    const queue_batch *b = a->b;
+    char why[256];
     size_t cap = 0;
-    for (size_t i = 0; js && i < b->n; i++) {
-        if (jscan_parse(&js[i], b->jobs[i].data, b->jobs[i].len) != 0) {
+    for (size_t i = 0; i < b->n; i++) {
+        if (jobs_receipts_open(&a->rd[i], &a->js[i], b->jobs[i].data, b->jobs[i].len, why,
+                               sizeof why) != 0) {
             cap++;
+            if (queue_dead(x->q, &b->jobs[i], why) != 0)
+                return STEP_STOP;
+            a->fate[i] = JOB_DEAD;
+            x->dead++;
             continue;
         }
-        int arr = js[i].t[0].type == JSCAN_OBJECT ? jscan_get(&js[i], 0, "receipts") : -1;
-        cap += arr >= 0 && js[i].t[arr].type == JSCAN_ARRAY ? js[i].t[arr].count : 1;
+        cap += a->rd[i].n;
     }
     x->last_receipts = cap;
-    item *items = calloc(cap ? cap : 1, sizeof *items);
-    part_list parts = {0};
-    camp_count *counts = NULL;
-    size_t nitems = 0, ncounts = 0, capcounts = 0;
-    mongoc_client_t *cl = NULL;
-    mongoc_collection_t *logs = NULL, *camps = NULL;
-    mongoc_bulk_operation_t *bulk = NULL;
-    bson_t reply = BSON_INITIALIZER;
-    bool token_set = false, mongo_failed = false;
-    char tok[25];
-    bson_error_t e;
-    if (!items || !acks || !fate || !js)
-        goto out;
-
-    /* 1. parse */
+    a->items = calloc(cap ? cap : 1, sizeof *a->items);
+    if (!a->items)
+        return STEP_STOP;
     for (size_t i = 0; i < b->n; i++) {
-        char why[256];
-        const jscan *j = &js[i];
-        const char *whole = NULL;
-        int arr = -1;
-        if (j->n == 0) {
-            snprintf(why, sizeof why, "malformed receipt: not JSON (%s)", j->err);
-            whole = why;
-        } else if (j->t[0].type == JSCAN_OBJECT && (arr = jscan_get(j, 0, "receipts")) >= 0 &&
-                   (j->t[arr].type != JSCAN_ARRAY || j->t[arr].count == 0)) {
-            whole = "malformed receipt batch: receipts must be a non-empty array";
-        }
-        size_t m = arr >= 0 && !whole ? j->t[arr].count : 1;
-        int o = arr >= 0 && !whole ? jscan_child(j, arr) : 0;
-        for (size_t k = 0; !whole && k < m; k++, o = (int)j->t[o].next) {
-            item *it = &items[nitems];
-            memset(it, 0, sizeof *it);
+        jobs_reader *rd = &a->rd[i];
+        if (a->fate[i] == JOB_DEAD)
+            continue;
+        for (;;) {
+            item *it = &a->items[a->nitems];
+            int r = jobs_receipts_next(rd, &it->r, why, sizeof why);
+            if (r == 0)
+                break;
             it->job = i;
-            it->raw = b->jobs[i].data + j->t[o].start;
-            it->rawlen = j->t[o].len;
-            it->part = arr >= 0;
-            if (parse_receipt(j, o, it, why, sizeof why) != 0) {
-                if (!it->part) {
-                    whole = why;
+            it->raw = rd->raw;
+            it->rawlen = rd->rawlen;
+            it->part = rd->batch;
+            it->dup = it->found = it->counted = it->mismatch = 0;
+            if (r < 0) {
+                if (!it->part) { /* the job is that one receipt */
+                    if (queue_dead(x->q, &b->jobs[i], why) != 0)
+                        return STEP_STOP;
+                    a->fate[i] = JOB_DEAD;
+                    x->dead++;
                     break;
                 }
-                if (part_add(&parts, it->raw, it->rawlen, why) != 0)
-                    goto out;
+                if (part_add(&a->parts, it->raw, it->rawlen, why) != 0)
+                    return STEP_STOP;
                 x->dead++;
                 continue;
             }
-            if (it->status == ST_PENDING) { /* a PENDING receipt changes nothing */
+            if (it->r.status == CAMPAIGN_LOG_PENDING) { /* a PENDING receipt changes nothing */
                 x->noops++;
                 continue;
             }
-            nitems++;
-        }
-        if (whole) {
-            if (queue_dead(x->q, &b->jobs[i], whole) != 0)
-                goto out;
-            fate[i] = JOB_DEAD;
-            x->dead++;
+            bson_oid_init_from_string(&it->oid, it->r.log_id);
+            it->has_cid = it->r.campaign_id[0] != '\0';
+            if (it->has_cid)
+                bson_oid_init_from_string(&it->cid, it->r.campaign_id);
+            a->nitems++;
         }
     }
-    if (nitems == 0) {
-        rc = 0;
-        goto settle;
-    }
-    qsort(items, nitems, sizeof *items, cmp_item_oid);
-    for (size_t i = 1; i < nitems; i++)
-        if (bson_oid_equal(&items[i].oid, &items[i - 1].oid))
-            items[i].dup = 1;
+    qsort(a->items, a->nitems, sizeof *a->items, cmp_item_oid);
+    for (size_t i = 1; i < a->nitems; i++)
+        if (bson_oid_equal(&a->items[i].oid, &a->items[i - 1].oid))
+            a->items[i].dup = 1;
+    return STEP_OK;
+}
 
-    /* 2. token */
+/* 2. A fresh token, registered in Redis with the batch's log ids. */
+static int apply_register_token(apply *a)
+{
     bson_oid_t toid;
     bson_oid_init(&toid, NULL);
-    bson_oid_to_string(&toid, tok);
-    {
-        /* The batch's log ids (24 hex each, concatenated) with the token, for the fence. */
-        char *ids = malloc(24 * nitems + 1);
-        size_t nid = 0;
-        for (size_t i = 0; ids && i < nitems; i++)
-            if (!items[i].dup)
-                bson_oid_to_string(&items[i].oid, ids + 24 * nid++);
-        if (!ids || token_register(x, tok, ids, 24 * nid) != 0) {
-            free(ids);
-            goto out;
-        }
-        free(ids);
-        token_set = true;
-    }
+    bson_oid_to_string(&toid, a->tok);
+    /* The batch's log ids (24 hex each, concatenated) with the token, for the fence. */
+    char *ids = malloc(24 * a->nitems + 1);
+    size_t nid = 0;
+    for (size_t i = 0; ids && i < a->nitems; i++)
+        if (!a->items[i].dup)
+            bson_oid_to_string(&a->items[i].oid, ids + 24 * nid++);
+    int rc = ids && token_register(a->x, a->tok, ids, 24 * nid) == 0 ? STEP_OK : STEP_STOP;
+    free(ids);
+    a->token_set = rc == STEP_OK;
+    return rc;
+}
 
-    /* 3. bulk update PENDING -> final */
-    cl = dbpool_pop(x->db);
-    logs = dbpool_collection(x->db, cl, DB_LOGS);
-    camps = dbpool_collection(x->db, cl, DB_CAMPAIGNS);
+/* 3. One unordered bulk: each PENDING log of the batch -> its final state, guarded by the fence
+ * (and the campaign when the receipt names it). *moved_all: every receipt named its campaign
+ * and every statement matched. */
+static int apply_update_logs(apply *a, bool *moved_all)
+{
     int64_t now = time_now_ms();
     size_t nstmt = 0;
     bool all_cids = true;
-    {
-        bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
-        bulk = mongoc_collection_create_bulk_operation_with_opts(logs, opts);
-        bson_destroy(opts);
-        for (size_t i = 0; i < nitems; i++) {
-            item *it = &items[i];
-            if (it->dup)
-                continue;
-            bson_t sel = BSON_INITIALIZER, upd = BSON_INITIALIZER, set;
-            BSON_APPEND_OID(&sel, "_id", &it->oid);
-            BSON_APPEND_UTF8(&sel, "status", "PENDING");
-            bson_t fence;
-            BSON_APPEND_DOCUMENT_BEGIN(&sel, "fence", &fence);
-            BSON_APPEND_UTF8(&fence, "$ne", tok);
-            bson_append_document_end(&sel, &fence);
-            if (it->has_cid)
-                BSON_APPEND_OID(&sel, "campaign_id", &it->cid);
-            else
-                all_cids = false;
-            BSON_APPEND_DOCUMENT_BEGIN(&upd, "$set", &set);
-            BSON_APPEND_UTF8(&set, "status", it->status == ST_SENT ? "SENT" : "FAILED");
-            if (it->vmid[0])
-                BSON_APPEND_UTF8(&set, "vendorMsgId", it->vmid);
-            BSON_APPEND_DATE_TIME(&set, "deliveredAt", it->at);
-            BSON_APPEND_DATE_TIME(&set, "updatedAt", now);
-            BSON_APPEND_UTF8(&set, "ctok", tok);
-            if (it->status == ST_FAILED)
-                BSON_APPEND_UTF8(&set, "failureReason", it->reason);
-            bson_append_document_end(&upd, &set);
-            bool ok = mongoc_bulk_operation_update_one_with_opts(bulk, &sel, &upd, NULL, &e);
-            bson_destroy(&sel);
-            bson_destroy(&upd);
-            if (!ok) {
-                log_error("receipts.bulk_build", "detail=\"%s\"", e.message);
-                goto mongo_fail;
-            }
-            nstmt++;
+    bson_t reply = BSON_INITIALIZER;
+    bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
+    mongoc_bulk_operation_t *bulk =
+        mongoc_collection_create_bulk_operation_with_opts(a->logs, opts);
+    bson_destroy(opts);
+    int rc = STEP_MONGO;
+    for (size_t i = 0; i < a->nitems; i++) {
+        item *it = &a->items[i];
+        if (it->dup)
+            continue;
+        bson_t sel = BSON_INITIALIZER, upd = BSON_INITIALIZER, set, fence;
+        BSON_APPEND_OID(&sel, "_id", &it->oid);
+        campaign_log_match_pending(&sel);
+        BSON_APPEND_DOCUMENT_BEGIN(&sel, "fence", &fence);
+        BSON_APPEND_UTF8(&fence, "$ne", a->tok);
+        bson_append_document_end(&sel, &fence);
+        if (it->has_cid)
+            BSON_APPEND_OID(&sel, "campaign_id", &it->cid);
+        else
+            all_cids = false;
+        BSON_APPEND_DOCUMENT_BEGIN(&upd, "$set", &set);
+        campaign_log_append_final(&set, it->r.status,
+                                  it->r.vendor_msg_id[0] ? it->r.vendor_msg_id : NULL, it->r.at,
+                                  now, it->r.reason);
+        BSON_APPEND_UTF8(&set, "ctok", a->tok);
+        bson_append_document_end(&upd, &set);
+        bool ok = mongoc_bulk_operation_update_one_with_opts(bulk, &sel, &upd, NULL, &a->e);
+        bson_destroy(&sel);
+        bson_destroy(&upd);
+        if (!ok) {
+            log_error("receipts.bulk_build", "detail=\"%s\"", a->e.message);
+            goto out;
         }
-        if (!mongoc_bulk_operation_execute(bulk, &reply, &e))
-            goto mongo_fail;
+        nstmt++;
     }
-
-    /* 4. which logs did this batch move */
+    if (!mongoc_bulk_operation_execute(bulk, &reply, &a->e))
+        goto out;
     bson_iter_t rit;
     int64_t matched = -1;
     if (bson_iter_init_find(&rit, &reply, "nMatched") && BSON_ITER_HOLDS_NUMBER(&rit))
         matched = bson_iter_as_int64(&rit);
-    if (all_cids && matched == (int64_t)nstmt) {
+    *moved_all = all_cids && matched == (int64_t)nstmt;
+    rc = STEP_OK;
+out:
+    mongoc_bulk_operation_destroy(bulk);
+    bson_destroy(&reply);
+    return rc;
+}
+
+/* 4. Which logs did this batch move? Without the fast path: find {_id: {$in: ids}} -> unknown
+ * ids, logs of another campaign than the receipt names, and ctok == tok (moved by us). */
+static int apply_find_moved(apply *a, bool moved_all)
+{
+    item *items = a->items;
+    size_t nitems = a->nitems;
+    if (moved_all) {
         /* Every statement matched a PENDING log of the campaign the receipt names: all moved
          * by this batch, nothing to read back. */
         for (size_t i = 0; i < nitems; i++) {
             items[i].found = 1;
             items[i].counted = !items[i].dup;
         }
-    } else {
-        bson_t filter = BSON_INITIALIZER, in, arr;
-        BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &in);
-        BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
-        char k[16];
-        for (size_t i = 0, n = 0; i < nitems; i++) {
-            if (items[i].dup)
-                continue;
-            const char *key;
-            bson_uint32_to_string((uint32_t)n++, &key, k, sizeof k);
-            bson_append_oid(&arr, key, -1, &items[i].oid);
-        }
-        bson_append_array_end(&in, &arr);
-        bson_append_document_end(&filter, &in);
-        /* batchSize: the whole answer in the first reply (no getMore round trip). */
-        bson_t *opts =
-            BCON_NEW("projection", "{", "status", BCON_INT32(1), "campaign_id", BCON_INT32(1),
-                     "ctok", BCON_INT32(1), "}", "batchSize", BCON_INT64((int64_t)nitems));
-        mongoc_cursor_t *cur = mongoc_collection_find_with_opts(logs, &filter, opts, NULL);
-        bson_destroy(opts);
-        bson_destroy(&filter);
-        const bson_t *doc;
-        while (mongoc_cursor_next(cur, &doc)) {
-            bson_iter_t iter;
-            item key;
-            if (!bson_iter_init_find(&iter, doc, "_id") || !BSON_ITER_HOLDS_OID(&iter))
-                continue;
-            bson_oid_copy(bson_iter_oid(&iter), &key.oid);
-            item *it = bsearch(&key, items, nitems, sizeof *items, cmp_item_oid);
-            if (!it)
-                continue;
-            while (it > items && it->dup) /* the first copy of a duplicated id */
-                it--;
-            it->found = 1;
-            const char *dtok = NULL, *st = NULL;
-            bson_oid_t dcid;
-            bool has_dcid = false;
-            if (bson_iter_init_find(&iter, doc, "ctok") && BSON_ITER_HOLDS_UTF8(&iter))
-                dtok = bson_iter_utf8(&iter, NULL);
-            if (bson_iter_init_find(&iter, doc, "status") && BSON_ITER_HOLDS_UTF8(&iter))
-                st = bson_iter_utf8(&iter, NULL);
-            if (bson_iter_init_find(&iter, doc, "campaign_id") && BSON_ITER_HOLDS_OID(&iter)) {
-                bson_oid_copy(bson_iter_oid(&iter), &dcid);
-                has_dcid = true;
-            }
-            if (it->has_cid && (!has_dcid || !bson_oid_equal(&dcid, &it->cid))) {
-                it->mismatch = 1;
-                continue;
-            }
-            if (dtok && st && has_dcid && !strcmp(dtok, tok)) {
-                it->counted = 1;
-                it->status = status_of(st);
-                bson_oid_copy(&dcid, &it->cid);
-            }
-        }
-        bool cerr = mongoc_cursor_error(cur, &e);
-        mongoc_cursor_destroy(cur);
-        if (cerr)
-            goto mongo_fail;
-        /* A duplicate shares the fate of its first copy. */
-        for (size_t i = 1; i < nitems; i++)
-            if (items[i].dup) {
-                items[i].found = items[i - 1].found;
-                items[i].mismatch = items[i - 1].mismatch;
-            }
+        return STEP_OK;
     }
+    bson_t filter = BSON_INITIALIZER, in, arr;
+    BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &in);
+    BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
+    char k[16];
+    for (size_t i = 0, n = 0; i < nitems; i++) {
+        if (items[i].dup)
+            continue;
+        const char *key;
+        bson_uint32_to_string((uint32_t)n++, &key, k, sizeof k);
+        bson_append_oid(&arr, key, -1, &items[i].oid);
+    }
+    bson_append_array_end(&in, &arr);
+    bson_append_document_end(&filter, &in);
+    /* batchSize: the whole answer in the first reply (no getMore round trip). */
+    bson_t *opts =
+        BCON_NEW("projection", "{", "status", BCON_INT32(1), "campaign_id", BCON_INT32(1), "ctok",
+                 BCON_INT32(1), "}", "batchSize", BCON_INT64((int64_t)nitems));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(a->logs, &filter, opts, NULL);
+    bson_destroy(opts);
+    bson_destroy(&filter);
+    const bson_t *doc;
+    while (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t iter;
+        item key;
+        if (!bson_iter_init_find(&iter, doc, "_id") || !BSON_ITER_HOLDS_OID(&iter))
+            continue;
+        bson_oid_copy(bson_iter_oid(&iter), &key.oid);
+        item *it = bsearch(&key, items, nitems, sizeof *items, cmp_item_oid);
+        if (!it)
+            continue;
+        while (it > items && it->dup) /* the first copy of a duplicated id */
+            it--;
+        it->found = 1;
+        const char *dtok = NULL;
+        campaign_log_status st;
+        bool has_st = false;
+        bson_oid_t dcid;
+        bool has_dcid = false;
+        if (bson_iter_init_find(&iter, doc, "ctok") && BSON_ITER_HOLDS_UTF8(&iter))
+            dtok = bson_iter_utf8(&iter, NULL);
+        if (bson_iter_init_find(&iter, doc, "status") && BSON_ITER_HOLDS_UTF8(&iter)) {
+            uint32_t len;
+            const char *s = bson_iter_utf8(&iter, &len);
+            has_st = campaign_log_status_parse(s, len, &st) == 0;
+        }
+        if (bson_iter_init_find(&iter, doc, "campaign_id") && BSON_ITER_HOLDS_OID(&iter)) {
+            bson_oid_copy(bson_iter_oid(&iter), &dcid);
+            has_dcid = true;
+        }
+        if (it->has_cid && (!has_dcid || !bson_oid_equal(&dcid, &it->cid))) {
+            it->mismatch = 1;
+            continue;
+        }
+        if (dtok && has_st && has_dcid && !strcmp(dtok, a->tok)) {
+            it->counted = 1;
+            it->r.status = st;
+            bson_oid_copy(&dcid, &it->cid);
+        }
+    }
+    bool cerr = mongoc_cursor_error(cur, &a->e);
+    mongoc_cursor_destroy(cur);
+    if (cerr)
+        return STEP_MONGO;
+    /* A duplicate shares the fate of its first copy. */
+    for (size_t i = 1; i < nitems; i++)
+        if (items[i].dup) {
+            items[i].found = items[i - 1].found;
+            items[i].mismatch = items[i - 1].mismatch;
+        }
+    return STEP_OK;
+}
 
-    /* 5. count per campaign, guarded by the token */
-    for (size_t i = 0; i < nitems; i++)
-        if (items[i].counted && !items[i].dup &&
-            add_count(&counts, &ncounts, &capcounts, &items[i].cid, items[i].status) != 0)
-            goto out;
-    for (size_t i = 0; i < ncounts; i++)
-        if (count_campaign(x, camps, &counts[i], tok, &e) != 0)
-            goto mongo_fail;
+/* 5. Count per campaign, guarded by the token; complete the campaigns that are done. */
+static int apply_count(apply *a)
+{
+    for (size_t i = 0; i < a->nitems; i++)
+        if (a->items[i].counted && !a->items[i].dup &&
+            add_count(&a->counts, &a->ncounts, &a->capcounts, &a->items[i].cid,
+                      a->items[i].r.status) != 0)
+            return STEP_STOP;
+    for (size_t i = 0; i < a->ncounts; i++)
+        if (count_campaign(a->camps, &a->counts[i], a->tok, &a->e) != 0)
+            return STEP_MONGO;
+    return STEP_OK;
+}
 
-    /* 6. unknown logs to the DLQ (a whole single-receipt job, or a part of a batch job) */
-    for (size_t i = 0; i < nitems; i++) {
+/* 6a. Receipts for unknown logs (or another campaign's) to the DLQ: a whole single-receipt job,
+ * or a part of a batch job. */
+static int apply_dead_unknown(apply *a)
+{
+    receipts_ctx *x = a->x;
+    item *items = a->items;
+    for (size_t i = 0; i < a->nitems; i++) {
         item *it = &items[i];
         if (it->dup && it->part && items[i - 1].part && !(it->found && !it->mismatch)) {
             x->dead++; /* the first copy's dead letter stands for both */
@@ -567,75 +535,79 @@ int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
         else
             snprintf(why, sizeof why, "unknown log_id %s", hex);
         if (!it->part) {
-            if (fate[it->job] != JOB_DEAD) {
-                if (queue_dead(x->q, &b->jobs[it->job], why) != 0)
-                    goto out;
-                fate[it->job] = JOB_DEAD;
+            if (a->fate[it->job] != JOB_DEAD) {
+                if (queue_dead(x->q, &a->b->jobs[it->job], why) != 0)
+                    return STEP_STOP;
+                a->fate[it->job] = JOB_DEAD;
             }
-        } else if (part_add(&parts, it->raw, it->rawlen, why) != 0) {
-            goto out;
+        } else if (part_add(&a->parts, it->raw, it->rawlen, why) != 0) {
+            return STEP_STOP;
         }
         x->dead++;
     }
-    rc = 0;
-    goto done_mongo;
+    return STEP_OK;
+}
 
-mongo_fail:
-    log_warn("receipts.mongo_error", "batch=%zu detail=\"%s\"", b->n, e.message);
-    mongo_failed = true;
-    token_set = false; /* keep the token in Redis: receipts_recover counts what was moved */
-done_mongo:
-    if (token_set)
-        token_forget(x, tok);
-settle:
+/* 6b. Settle every job: after a MongoDB failure each job not already dead-lettered is retried
+ * whole (its malformed parts were not written yet: they are found again on the next attempt);
+ * otherwise the parts' dead letters are written and the jobs acked. 0 or -1 (Redis). */
+static int apply_settle(apply *a, bool mongo_failed)
+{
+    receipts_ctx *x = a->x;
+    const queue_batch *b = a->b;
     if (mongo_failed) {
-        /* Every job not already dead-lettered is retried whole (its malformed parts were not
-         * written yet: they are found again on the next attempt). */
-        rc = 0;
+        int rc = 0;
         for (size_t i = 0; i < b->n; i++)
-            if (fate[i] != JOB_DEAD && queue_retry(x->q, &b->jobs[i], e.message) < 0)
+            if (a->fate[i] != JOB_DEAD && queue_retry(x->q, &b->jobs[i], a->e.message) < 0)
                 rc = -1;
+        return rc;
+    }
+    if (a->parts.n && queue_dead_parts(x->q, a->parts.text, a->parts.len,
+                                       (const char *const *)a->parts.why, a->parts.n) != 0)
+        return -1;
+    size_t na = 0;
+    long long nitems_acked = 0;
+    for (size_t i = 0; i < b->n; i++)
+        if (a->fate[i] == JOB_ACK) {
+            a->acks[na++] = b->jobs[i];
+            nitems_acked += (long long)a->rd[i].n;
+        }
+    if (na && queue_ack_items(x->q, a->acks, na, nitems_acked) != 0)
+        return -1;
+    return 0;
+}
+
+int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
+{
+    apply a;
+    int rc = -1, st = STEP_STOP;
+    bool moved_all = false;
+    if (apply_init(&a, x, b) != 0 || apply_parse(&a) != STEP_OK)
+        goto out;
+    if (a.nitems == 0) {
+        rc = apply_settle(&a, false);
         goto out;
     }
-    if (rc == 0) {
-        if (parts.n) {
-            if (queue_dead_parts(x->q, parts.text, parts.len, (const char *const *)parts.why,
-                                 parts.n) != 0) {
-                rc = -1;
-                goto out;
-            }
-        }
-        size_t na = 0;
-        long long nitems_acked = 0;
-        for (size_t i = 0; i < b->n; i++)
-            if (fate[i] == JOB_ACK) {
-                acks[na++] = b->jobs[i];
-                int arr = js[i].n && js[i].t[0].type == JSCAN_OBJECT
-                              ? jscan_get(&js[i], 0, "receipts")
-                              : -1;
-                nitems_acked += arr >= 0 ? (long long)js[i].t[arr].count : 1;
-            }
-        if (na && queue_ack_items(x->q, acks, na, nitems_acked) != 0)
-            rc = -1;
+    if (apply_register_token(&a) != STEP_OK)
+        goto out;
+    a.cl = dbpool_pop(x->db);
+    a.logs = dbpool_collection(x->db, a.cl, DB_LOGS);
+    a.camps = dbpool_collection(x->db, a.cl, DB_CAMPAIGNS);
+    if ((st = apply_update_logs(&a, &moved_all)) == STEP_OK &&
+        (st = apply_find_moved(&a, moved_all)) == STEP_OK && (st = apply_count(&a)) == STEP_OK)
+        st = apply_dead_unknown(&a);
+    if (st == STEP_STOP)
+        goto out; /* the token stays in Redis: receipts_recover counts what was moved */
+    if (st == STEP_MONGO) {
+        log_warn("receipts.mongo_error", "batch=%zu detail=\"%s\"", b->n, a.e.message);
+        /* keep the token in Redis: receipts_recover counts what was moved */
+        rc = apply_settle(&a, true);
+        goto out;
     }
+    token_forget(x, a.tok);
+    rc = apply_settle(&a, false);
 out:
-    if (bulk)
-        mongoc_bulk_operation_destroy(bulk);
-    bson_destroy(&reply);
-    if (logs)
-        mongoc_collection_destroy(logs);
-    if (camps)
-        mongoc_collection_destroy(camps);
-    if (cl)
-        dbpool_push(x->db, cl);
-    for (size_t i = 0; js && i < b->n; i++)
-        jscan_release(&js[i]);
-    free(js);
-    free(items);
-    free(acks);
-    free(fate);
-    free(counts);
-    part_free(&parts);
+    apply_release(&a);
     return rc;
 }
 
@@ -690,7 +662,7 @@ static int recover_token(receipts_ctx *x, mongoc_collection_t *logs, mongoc_coll
     }
     if (has_ids) {
         bson_t *fsel = bson_copy(filter);
-        BSON_APPEND_UTF8(fsel, "status", "PENDING");
+        campaign_log_match_pending(fsel);
         bson_t *fupd = BCON_NEW("$set", "{", "fence", BCON_UTF8(tok), "}");
         bson_error_t fe;
         bool ok = mongoc_collection_update_many(logs, fsel, fupd, NULL, NULL, &fe);
@@ -715,13 +687,15 @@ static int recover_token(receipts_ctx *x, mongoc_collection_t *logs, mongoc_coll
     int rc = -1;
     while (mongoc_cursor_next(cur, &doc)) {
         bson_iter_t it;
-        const char *st = NULL;
-        if (bson_iter_init_find(&it, doc, "status") && BSON_ITER_HOLDS_UTF8(&it))
-            st = bson_iter_utf8(&it, NULL);
-        if (!st || status_of(st) == ST_PENDING)
+        campaign_log_status st;
+        uint32_t len = 0;
+        const char *s = bson_iter_init_find(&it, doc, "status") && BSON_ITER_HOLDS_UTF8(&it)
+                            ? bson_iter_utf8(&it, &len)
+                            : NULL;
+        if (!s || campaign_log_status_parse(s, len, &st) != 0 || !campaign_log_status_final(st))
             continue;
         if (bson_iter_init_find(&it, doc, "campaign_id") && BSON_ITER_HOLDS_OID(&it))
-            if (add_count(&counts, &n, &cap, bson_iter_oid(&it), status_of(st)) != 0)
+            if (add_count(&counts, &n, &cap, bson_iter_oid(&it), st) != 0)
                 goto out;
     }
     if (mongoc_cursor_error(cur, &e)) {
@@ -729,7 +703,7 @@ static int recover_token(receipts_ctx *x, mongoc_collection_t *logs, mongoc_coll
         goto out;
     }
     for (size_t i = 0; i < n; i++)
-        if (count_campaign(x, camps, &counts[i], tok, &e) != 0) {
+        if (count_campaign(camps, &counts[i], tok, &e) != 0) {
             log_warn("receipts.recover_error", "token=%s detail=\"%s\"", tok, e.message);
             goto out;
         }
@@ -789,8 +763,12 @@ int receipts_sweep(receipts_ctx *x)
     int64_t cutoff = now - (int64_t)x->cfg->receipts.vendor_timeout_s * 1000;
     mongoc_client_t *cl = dbpool_pop(x->db);
     mongoc_collection_t *logs = dbpool_collection(x->db, cl, DB_LOGS);
-    bson_t *filter = BCON_NEW("status", BCON_UTF8("PENDING"), "updatedAt", "{", "$lt",
-                              BCON_DATE_TIME(cutoff), "}");
+    bson_t *filter = bson_new();
+    campaign_log_match_pending(filter);
+    bson_t lt;
+    BSON_APPEND_DOCUMENT_BEGIN(filter, "updatedAt", &lt);
+    BSON_APPEND_DATE_TIME(&lt, "$lt", cutoff);
+    bson_append_document_end(filter, &lt);
     bson_t *opts = BCON_NEW("limit", BCON_INT64(1000));
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(logs, filter, opts, NULL);
     bson_destroy(filter);
@@ -827,26 +805,35 @@ int receipts_sweep(receipts_ctx *x)
             msg = bson_iter_utf8(&it, NULL);
         if (bson_iter_init_find(&it, doc, "resends") && BSON_ITER_HOLDS_NUMBER(&it))
             resends = bson_iter_as_int64(&it);
-        json_t *j;
+        jsonx_buf job = {0};
         if (resends >= x->cfg->receipts.max_resends) {
-            char reason[120];
-            snprintf(reason, sizeof reason, "no delivery receipt after %lld re-sends",
+            jobs_receipt r = {.status = CAMPAIGN_LOG_FAILED, .at = now};
+            memcpy(r.log_id, lid, sizeof r.log_id);
+            snprintf(r.reason, sizeof r.reason, "no delivery receipt after %lld re-sends",
                      (long long)resends);
-            j = json_pack("{s:s, s:s, s:n, s:I, s:s}", "log_id", lid, "status", "FAILED",
-                          "vendorMsgId", "at", (json_int_t)now, "reason", reason);
-            fails[nfail] = j ? json_dumps(j, JSON_COMPACT) : NULL;
-            if (fails[nfail])
-                nfail++;
+            if (jobs_receipt_encode(&job, &r) == 0)
+                fails[nfail++] = job.data;
+            else
+                jsonx_buf_free(&job);
         } else {
-            j = json_pack("{s:s, s:s, s:s, s:s, s:I}", "log_id", lid, "campaign_id", cid,
-                          "customer_id", uid, "message", msg, "resend", (json_int_t)(resends + 1));
-            sends[nsend] = j ? json_dumps(j, JSON_COMPACT) : NULL;
-            if (sends[nsend])
-                nsend++;
+            /* A re-send carries minicrm's id for the log, so a message first handed over by
+             * POST /api/vendor/send ends with the id that route answered. */
+            char vid[CAMPAIGN_VMID_LEN + 1];
+            campaign_vendor_msg_id(x->cfg->receipts.vendor_secret, lid, vid);
+            jobs_send s = {.log_id = lid,
+                           .campaign_id = cid[0] ? cid : NULL,
+                           .customer_id = uid[0] ? uid : NULL,
+                           .message = msg,
+                           .vendor_msg_id = vid,
+                           .resend = (int)(resends + 1)};
+            if (jobs_send_encode(&job, &s) == 0)
+                sends[nsend++] = job.data;
+            else
+                jsonx_buf_free(&job);
         }
-        json_decref(j);
         /* Push the clock forward so the log is not swept again before the next timeout. */
-        bson_t *sel = BCON_NEW("_id", BCON_OID(&oid), "status", BCON_UTF8("PENDING"));
+        bson_t *sel = BCON_NEW("_id", BCON_OID(&oid));
+        campaign_log_match_pending(sel);
         bson_t *upd =
             resends >= x->cfg->receipts.max_resends
                 ? BCON_NEW("$set", "{", "updatedAt", BCON_DATE_TIME(now), "}")

@@ -17,7 +17,7 @@
 #include "consumer.h"
 #include "dbpool.h"
 #include "fanout.h"
-#include "jsonx.h"
+#include "jobs.h"
 #include "log.h"
 #include "progargs.h"
 #include "queue.h"
@@ -48,12 +48,11 @@ static consumer_result handle_campaign(void *arg, queue_batch *b)
 {
     fanout_ctx *x = arg;
     queue *camps = x->campaigns;
-    char perr[64], why[300] = "";
-    json_t *job = jsonx_parse(b->jobs[0].data, b->jobs[0].len, perr, sizeof perr);
-    const char *hex = jsonx_str(job, "campaign_id", NULL);
+    char why[300] = "", buf[25];
+    const char *hex =
+        jobs_campaign_decode(b->jobs[0].data, b->jobs[0].len, buf, why, sizeof why) == 0 ? buf
+                                                                                         : NULL;
     fanout_result fr = hex ? fanout_run(x, hex, why, sizeof why) : FANOUT_UNKNOWN;
-    if (!hex)
-        snprintf(why, sizeof why, "malformed campaign job: needs campaign_id");
     switch (fr) {
     case FANOUT_DONE:
         queue_ack(camps, b->jobs, 1);
@@ -77,7 +76,6 @@ static consumer_result handle_campaign(void *arg, queue_batch *b)
     case FANOUT_STOPPED:
         break; /* the consumer hands it back when its loop ends */
     }
-    json_decref(job);
     return CONSUMER_OK;
 }
 

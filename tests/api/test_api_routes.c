@@ -648,6 +648,10 @@ TEST(receipts_signatures_and_limits)
         /* jansson's rules hold on the receipts route's own scanner too */
         {"[{\"log_id\":\"cccccccccccccccccccccccc\",\"status\":\"SENT\",\"status\":\"x\"}]",
          "duplicate"},
+        /* keys compare unescaped; a scalar body is JSON, just not a receipt */
+        {"[{\"log_id\":\"cccccccccccccccccccccccc\",\"status\":\"SENT\",\"st\\u0061tus\":\"x\"}]",
+         "duplicate"},
+        {"\"receipt\"", "receipt object"},
         {"7", "receipt object"},
         {"{\"log_id\":", "JSON"},
     };

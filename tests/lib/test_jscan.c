@@ -101,7 +101,7 @@ static bool same_tree(const jscan *s, int tok, const json_t *j, char *why, size_
         char *out = malloc(cap);
         size_t n = jscan_str_copy(s, tok, out, cap);
         bool ok = n == json_string_length(j) && memcmp(out, json_string_value(j), n) == 0 &&
-                  jscan_str_eq(s, tok, json_string_value(j));
+                  (memchr(out, '\0', n) || jscan_str_eq(s, tok, json_string_value(j)));
         free(out);
         if (!ok)
             snprintf(why, whylen, "token %d: string differs", tok);
@@ -137,13 +137,17 @@ static bool same_tree(const jscan *s, int tok, const json_t *j, char *why, size_
     return false;
 }
 
+/* The flags both parsers run with: 0, or the API's (see TEST(differential_with_api_flags)). */
+static size_t g_jansson_flags;
+static unsigned g_jscan_flags;
+
 /* Parse with both; CHECK-style verdict. Returns NULL if they agree, else a static message. */
 static const char *differs(jscan *s, const char *buf, size_t len)
 {
     static char why[512];
     json_error_t e;
-    json_t *j = json_loadb(buf, len, 0, &e);
-    int rc = jscan_parse(s, buf, len);
+    json_t *j = json_loadb(buf, len, g_jansson_flags, &e);
+    int rc = jscan_parse_opts(s, buf, len, g_jscan_flags);
     if ((rc == 0) != (j != NULL)) {
         snprintf(why, sizeof why, "jscan %s (%s), jansson %s (%s)", rc == 0 ? "accepts" : "rejects",
                  rc == 0 ? "" : s->err, j ? "accepts" : "rejects", j ? "" : e.text);
@@ -894,10 +898,51 @@ TEST(differential_mutated_documents)
     run_differential(true);
 }
 
+/* The flags the API's receipts route uses: jansson's JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL |
+ * JSON_DECODE_ANY against jscan's counterparts, on the same corpora. */
+TEST(differential_with_api_flags)
+{
+    g_jansson_flags = JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY;
+    g_jscan_flags = JSCAN_REJECT_DUPLICATES | JSCAN_ALLOW_NUL | JSCAN_DECODE_ANY;
+    run_differential(false);
+    run_differential(true);
+    static const char *const docs[] = {"7",
+                                       " \"x\" ",
+                                       "null",
+                                       "{\"a\":1,\"a\":2}",
+                                       "{\"a\":1,\"\\u0061\":2}",
+                                       "[{\"k\":\"a\\u0000b\"}]",
+                                       "{\"a\\u0000\":1}",
+                                       "{\"a\":{\"b\":1,\"b\":1}}",
+                                       "7 8"};
+    jscan s;
+    jscan_init(&s);
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        const char *d = differs(&s, docs[i], strlen(docs[i]));
+        CHECK_MSG(!d, "%s: %s", docs[i], d);
+    }
+    /* a large object: duplicates found among many keys */
+    char big[40000];
+    size_t k = 0;
+    k += (size_t)snprintf(big + k, sizeof big - k, "{");
+    for (int i = 0; i < 2000; i++)
+        k += (size_t)snprintf(big + k, sizeof big - k, "\"k%d\":%d,", i, i);
+    snprintf(big + k, sizeof big - k, "\"k1999\":0}");
+    CHECK_INT_EQ(jscan_parse_opts(&s, big, strlen(big), g_jscan_flags), -1);
+    CHECK_STR_CONTAINS(s.err, "duplicate object key");
+    big[k - 1] = '}';
+    big[k] = '\0';
+    CHECK_INT_EQ(jscan_parse_opts(&s, big, k, g_jscan_flags), 0);
+    jscan_release(&s);
+    g_jansson_flags = 0;
+    g_jscan_flags = 0;
+}
+
 TEST_MAIN(TEST_ENTRY(table_matches_expectation_and_jansson),
           TEST_ENTRY(real_overflow_boundary_is_exact), TEST_ENTRY(depth_limit_matches_jansson),
           TEST_ENTRY(navigates_a_send_batch),
           TEST_ENTRY(duplicate_keys_last_wins_and_escaped_keys_match),
           TEST_ENTRY(integer_range_edges), TEST_ENTRY(errors_name_the_position),
           TEST_ENTRY(reuse_grows_once_and_keeps_capacity),
-          TEST_ENTRY(differential_generated_documents), TEST_ENTRY(differential_mutated_documents))
+          TEST_ENTRY(differential_generated_documents), TEST_ENTRY(differential_mutated_documents),
+          TEST_ENTRY(differential_with_api_flags))

@@ -6,6 +6,7 @@
 #include "pipeharness.h"
 
 #include "dbpool.h"
+#include "jobs.h"
 #include "timeutil.h"
 
 #include <signal.h>
@@ -235,11 +236,11 @@ int pipeh_campaign(pipeh *h, const char *name, const char *rules_json, bson_oid_
         fprintf(stderr, "pipeharness: campaign: %s\n", e.message);
         return -1;
     }
-    char hex[25], job[64], err[256];
+    char hex[25], job[JOBS_CAMPAIGN_BYTES], err[256];
     bson_oid_to_string(out, hex);
-    snprintf(job, sizeof job, "{\"campaign_id\":\"%s\"}", hex);
+    int jl = jobs_campaign_encode(hex, job, sizeof job);
     queue *q = queue_open(h->rc, h->env.prefix, QUEUE_CAMPAIGNS, NULL, NULL, err, sizeof err);
-    int rc = q ? queue_push(q, job, strlen(job)) : -1;
+    int rc = q && jl > 0 ? queue_push(q, job, (size_t)jl) : -1;
     queue_close(q);
     return rc;
 }

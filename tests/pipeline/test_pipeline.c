@@ -3,7 +3,8 @@
  * minicrm-worker --procs 2, minicrm-receipts, minicrm-vendor-sim) on private redis-server and
  * minicrm-devdb: exact results for a campaign, the rules selecting exactly the right customers,
  * kill -9 of each process at random moments, a Redis restart (appendonly), devdb stopped for a
- * while, and a poison receipt dead-lettered then requeued with `minicrm dlq requeue`.
+ * while, a poison receipt dead-lettered then requeued with `minicrm dlq requeue`, and the
+ * vendorMsgId of POST /api/vendor/send ending on the log.
  *
  * Every scenario ends with the same audit (check_final): status COMPLETED, one log per matched
  * customer and no other, every log final, campaign counters equal to the counts by status, the
@@ -14,6 +15,8 @@
 #include "test.h"
 #include "timeutil.h"
 
+#include <curl/curl.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -614,6 +617,86 @@ TEST(late_update_after_token_recovery_is_fenced)
     mongoc_collection_destroy(camps);
 }
 
+/* Write callback of the vendor/send request: the answer into a fixed buffer. */
+static size_t collect(char *p, size_t sz, size_t n, void *ud)
+{
+    char *buf = ud;
+    size_t have = strlen(buf), add = sz * n;
+    if (have + add >= 1024)
+        add = 1023 - have;
+    memcpy(buf + have, p, add);
+    buf[have + add] = '\0';
+    return sz * n;
+}
+
+/* The vendorMsgId POST /api/vendor/send answers is the one the log ends with: the send job
+ * carries it, the vendor simulator reports it, the receipts worker writes it. */
+TEST(vendor_send_route_id_ends_on_log)
+{
+    CHECK(start_all() == 0);
+    /* A staff key, made the way an operator does. */
+    char cmd[600], key[200] = "";
+    snprintf(cmd, sizeof cmd, "'%s' keys create --role staff --name pipeline-send 2>>'%s/cli.log'",
+             testenv_bin("minicrm"), h.env.dir);
+    FILE *p = popen(cmd, "r");
+    CHECK(p != NULL);
+    char *got = fgets(key, sizeof key, p);
+    int st = pclose(p);
+    key[strcspn(key, "\r\n")] = '\0';
+    CHECK_MSG(got && st == 0 && !strncmp(key, "mck_", 4), "keys create: %d %s", st, key);
+
+    mongoc_collection_t *logs = pipeh_coll(&h, DB_LOGS);
+    bson_oid_t cid, lid;
+    bson_oid_init(&cid, NULL);
+    insert_log(logs, &cid, &lid);
+    char lhex[25], chex[25], body[200], url[100], auth[260], answer[1024] = "";
+    bson_oid_to_string(&lid, lhex);
+    bson_oid_to_string(&cid, chex);
+    snprintf(body, sizeof body, "{\"log_id\":\"%s\",\"campaign_id\":\"%s\",\"message\":\"hi\"}",
+             lhex, chex);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/api/vendor/send", h.api_port);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+    CURL *c = curl_easy_init();
+    struct curl_slist *hd = curl_slist_append(NULL, auth);
+    hd = curl_slist_append(hd, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, answer);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    CURLcode cc = curl_easy_perform(c);
+    long code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_slist_free_all(hd);
+    curl_easy_cleanup(c);
+    CHECK_MSG(cc == CURLE_OK && code == 200, "POST /api/vendor/send: %d %ld %s", (int)cc, code,
+              answer);
+    json_error_t je;
+    json_t *aj = json_loads(answer, 0, &je);
+    char vid[130] = "";
+    const char *av = json_string_value(json_object_get(aj, "vendorMsgId"));
+    snprintf(vid, sizeof vid, "%s", av ? av : "");
+    json_decref(aj);
+    CHECK(vid[0] != '\0');
+
+    char fin[16];
+    wait_final(logs, &lid, fin);
+    CHECK_MSG(!strcmp(fin, "SENT") || !strcmp(fin, "FAILED"), "log still %s", fin);
+    bson_t *f = BCON_NEW("_id", BCON_OID(&lid));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(logs, f, NULL, NULL);
+    const bson_t *d;
+    bson_iter_t it;
+    char on_log[130] = "";
+    if (mongoc_cursor_next(cur, &d) && bson_iter_init_find(&it, d, "vendorMsgId") &&
+        BSON_ITER_HOLDS_UTF8(&it))
+        snprintf(on_log, sizeof on_log, "%s", bson_iter_utf8(&it, NULL));
+    mongoc_cursor_destroy(cur);
+    bson_destroy(f);
+    mongoc_collection_destroy(logs);
+    CHECK_STR_EQ(on_log, vid);
+}
+
 static const test_case cases[] = {TEST_ENTRY(campaign_exact_counts_and_rules),
                                   TEST_ENTRY(kill9_each_process_mid_campaign),
                                   TEST_ENTRY(vendor_sigterm_mid_flight),
@@ -621,7 +704,8 @@ static const test_case cases[] = {TEST_ENTRY(campaign_exact_counts_and_rules),
                                   TEST_ENTRY(devdb_stopped_then_back),
                                   TEST_ENTRY(poison_receipt_dead_letter_and_requeue),
                                   TEST_ENTRY(batch_jobs_with_poison_parts),
-                                  TEST_ENTRY(late_update_after_token_recovery_is_fenced)};
+                                  TEST_ENTRY(late_update_after_token_recovery_is_fenced),
+                                  TEST_ENTRY(vendor_send_route_id_ends_on_log)};
 
 int main(int argc, char **argv)
 {

@@ -29,7 +29,7 @@ TEST(same_log_id_same_decision_across_deciders)
         CHECK_INT_EQ(decider_decide(a, id, 24, &z), 0); /* the same context again */
         CHECK_STR_EQ(x.vmid, y.vmid);
         CHECK_STR_EQ(x.vmid, z.vmid);
-        CHECK_STR_EQ(x.status, y.status);
+        CHECK_INT_EQ(x.status, y.status);
         CHECK_INT_EQ(x.delay_ms, y.delay_ms);
         CHECK_INT_EQ(x.delay_ms, z.delay_ms);
         CHECK_INT_EQ((long long)strlen(x.vmid), 19);
@@ -76,12 +76,12 @@ TEST(rate_and_delay_range)
         CHECK(x.delay_ms >= 100 && x.delay_ms <= 900);
         lo += x.delay_ms < 500;
         hi += x.delay_ms >= 500;
-        sent += !strcmp(x.status, "SENT");
+        sent += x.status == CAMPAIGN_LOG_SENT;
         CHECK_INT_EQ(decider_decide(all, id, 24, &x), 0);
-        CHECK_STR_EQ(x.status, "SENT");
+        CHECK_INT_EQ(x.status, CAMPAIGN_LOG_SENT);
         CHECK_INT_EQ(x.delay_ms, 5);
         CHECK_INT_EQ(decider_decide(none, id, 24, &x), 0);
-        CHECK_STR_EQ(x.status, "FAILED");
+        CHECK_INT_EQ(x.status, CAMPAIGN_LOG_FAILED);
         CHECK_INT_EQ(x.delay_ms, 0);
     }
     /* 9,000 expected; 8,800..9,200 is more than 6 standard deviations (30) either side. */

@@ -1,0 +1,387 @@
+/*
+ * jobs: see jobs.h for the payloads and their caps.
+ *
+ * Encoders append to a jsonx_buf by hand: ids are checked 24-hex strings and numbers are
+ * integers, so only free text (message, vendorMsgId, reason) goes through jsonx_buf_str's
+ * escaping. Decoders take the values they need from lib/jscan tokens; the error texts are the
+ * dead-letter reasons operators see in `minicrm dlq list`, so they stay as they were.
+ */
+#include "jobs.h"
+
+#include "timeutil.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+/* Append ,"key":"hex" (or without the comma when first). Ids are 24 hex digits, written as
+ * they are; anything else (a caller's bug) is still written as a valid JSON string. */
+static void put_id(jsonx_buf *b, bool first, const char *key, const char *hex)
+{
+    size_t n = 0;
+    while (n < 25 && hex[n])
+        n++;
+    if (!first)
+        jsonx_buf_raw(b, ",", 1);
+    jsonx_buf_raw(b, "\"", 1);
+    jsonx_buf_cat(b, key);
+    jsonx_buf_raw(b, "\":", 2);
+    if (n == 24 && oid_is_valid_hex(hex)) {
+        jsonx_buf_raw(b, "\"", 1);
+        jsonx_buf_raw(b, hex, 24);
+        jsonx_buf_raw(b, "\"", 1);
+    } else {
+        jsonx_buf_str(b, hex, strlen(hex));
+    }
+}
+
+/* Append ,"key":<escaped s> */
+static void put_str(jsonx_buf *b, const char *key, const char *s)
+{
+    jsonx_buf_raw(b, ",\"", 2);
+    jsonx_buf_cat(b, key);
+    jsonx_buf_raw(b, "\":", 2);
+    jsonx_buf_str(b, s, strlen(s));
+}
+
+static void put_int(jsonx_buf *b, const char *key, int64_t v)
+{
+    char num[32];
+    int n = snprintf(num, sizeof num, ",\"%s\":%" PRId64, key, v);
+    if (n > 0 && (size_t)n < sizeof num)
+        jsonx_buf_raw(b, num, (size_t)n);
+    else
+        jsonx_buf_cat(b, ",\"?\":0"); /* keys are ours and short: never happens */
+}
+
+/* A 24-hex id held by string token tok into out (25 bytes); false if tok is not one. */
+static bool hex_id(const jscan *js, int tok, char out[25])
+{
+    return tok >= 0 && jscan_str_copy(js, tok, out, 25) == 24 && oid_is_valid_hex(out);
+}
+
+/* Copy string token tok into out (cap bytes, NUL-terminated), cut at a UTF-8 character
+ * boundary if it is longer (the text goes into MongoDB, which wants valid UTF-8). */
+static void copy_cut(const jscan *js, int tok, char *out, size_t cap)
+{
+    size_t raw = js->t[tok].len + 1; /* the unescaped text is never longer than the raw one */
+    char stack[512];
+    char *tmp = raw <= sizeof stack ? stack : malloc(raw);
+    size_t n = tmp ? jscan_str_copy(js, tok, tmp, raw) : (size_t)-1;
+    if (n == (size_t)-1) {
+        out[0] = '\0';
+    } else {
+        if (n >= cap) {
+            n = cap - 1;
+            while (n > 0 && ((unsigned char)tmp[n] & 0xC0) == 0x80)
+                n--; /* tmp[n] would start the cut-off part: back to a character's first byte */
+        }
+        memcpy(out, tmp, n);
+        out[n] = '\0';
+    }
+    if (tmp != stack)
+        free(tmp);
+}
+
+/* Close batch text b (n items, "]}" appended) and hand it over. */
+static int batch_take(jsonx_buf *buf, size_t *n, char **data, size_t *len)
+{
+    if (*n == 0)
+        return 1;
+    jsonx_buf_raw(buf, "]}", 2);
+    if (!jsonx_buf_ok(buf))
+        return -1;
+    *data = buf->data;
+    *len = buf->len;
+    *buf = (jsonx_buf){0};
+    *n = 0;
+    return 0;
+}
+
+/* ---- campaigns ------------------------------------------------------------------------- */
+
+int jobs_campaign_encode(const char *campaign_hex, char *out, size_t cap)
+{
+    if (!campaign_hex || !oid_is_valid_hex(campaign_hex))
+        return -1;
+    int n = snprintf(out, cap, "{\"campaign_id\":\"%s\"}", campaign_hex);
+    return n > 0 && (size_t)n < cap ? n : -1;
+}
+
+int jobs_campaign_decode(const char *data, size_t len, char campaign_hex[25], char *why,
+                         size_t whylen)
+{
+    jscan js = {0};
+    int rc = -1;
+    int t = -1;
+    if (jscan_parse(&js, data, len) == 0 && js.t[0].type == JSCAN_OBJECT)
+        t = jscan_get(&js, 0, "campaign_id");
+    if (t < 0 || js.t[t].type != JSCAN_STRING)
+        snprintf(why, whylen, "malformed campaign job: needs campaign_id");
+    else if (!hex_id(&js, t, campaign_hex))
+        snprintf(why, whylen, "campaign_id must be a 24-hex id");
+    else
+        rc = 0;
+    jscan_release(&js);
+    return rc;
+}
+
+/* ---- sends ----------------------------------------------------------------------------- */
+
+int jobs_send_encode(jsonx_buf *out, const jobs_send *s)
+{
+    jsonx_buf_raw(out, "{", 1);
+    put_id(out, true, "log_id", s->log_id);
+    if (s->campaign_id)
+        put_id(out, false, "campaign_id", s->campaign_id);
+    if (s->customer_id)
+        put_id(out, false, "customer_id", s->customer_id);
+    put_str(out, "message", s->message ? s->message : "");
+    if (s->vendor_msg_id)
+        put_str(out, "vendorMsgId", s->vendor_msg_id);
+    if (s->resend)
+        put_int(out, "resend", s->resend);
+    jsonx_buf_raw(out, "}", 1);
+    return jsonx_buf_ok(out) ? 0 : -1;
+}
+
+int jobs_send_batch_add(jobs_send_batch *b, const char *campaign_hex, const jobs_send *s)
+{
+    jsonx_buf *o = &b->buf;
+    if (b->n == 0) {
+        jsonx_buf_raw(o, "{", 1);
+        put_id(o, true, "campaign_id", campaign_hex);
+        jsonx_buf_raw(o, ",\"sends\":[{", 11);
+    } else {
+        jsonx_buf_raw(o, ",{", 2);
+    }
+    put_id(o, true, "log_id", s->log_id);
+    if (s->campaign_id)
+        put_id(o, false, "campaign_id", s->campaign_id);
+    if (s->customer_id)
+        put_id(o, false, "customer_id", s->customer_id);
+    put_str(o, "message", s->message ? s->message : "");
+    jsonx_buf_raw(o, "}", 1);
+    if (!jsonx_buf_ok(o))
+        return -1;
+    b->n++;
+    return b->n >= JOBS_SENDS_PER_JOB || o->len >= JOBS_SEND_JOB_BYTES ? 1 : 0;
+}
+
+int jobs_send_batch_take(jobs_send_batch *b, char **data, size_t *len)
+{
+    return batch_take(&b->buf, &b->n, data, len);
+}
+
+void jobs_send_batch_reset(jobs_send_batch *b)
+{
+    jsonx_buf_reset(&b->buf);
+    b->n = 0;
+}
+
+void jobs_send_batch_release(jobs_send_batch *b)
+{
+    jsonx_buf_free(&b->buf);
+    b->n = 0;
+}
+
+int jobs_sends_open(jobs_reader *r, jscan *js, const char *data, size_t len, const char **why)
+{
+    memset(r, 0, sizeof *r);
+    r->js = js;
+    r->data = data;
+    if (jscan_parse(js, data, len) != 0 || js->t[0].type != JSCAN_OBJECT) {
+        *why = "malformed send: not a JSON object";
+        return -1;
+    }
+    int arr = jscan_get(js, 0, "sends");
+    if (arr < 0) {
+        r->n = 1;
+        r->tok = 0;
+        return 0;
+    }
+    r->batch = true;
+    r->n = js->t[arr].type == JSCAN_ARRAY ? js->t[arr].count : 0;
+    if (r->n == 0) {
+        *why = "malformed send job: sends must be a non-empty array";
+        return -1;
+    }
+    r->tok = jscan_child(js, arr);
+    if (!hex_id(js, jscan_get(js, 0, "campaign_id"), r->campaign_id))
+        r->campaign_id[0] = '\0';
+    return 0;
+}
+
+/* Step a batch reader to its next item: the item's token (raw/rawlen set to its bytes), or -1
+ * when the batch is done. */
+static int reader_step(jobs_reader *r)
+{
+    if (r->i >= r->n)
+        return -1;
+    int t = r->tok;
+    r->i++;
+    r->tok = (int)r->js->t[t].next;
+    r->raw = r->data + r->js->t[t].start;
+    r->rawlen = r->js->t[t].len;
+    return t;
+}
+
+int jobs_sends_next(jobs_reader *r, jobs_send_in *out, const char **why)
+{
+    const jscan *js = r->js;
+    int s = reader_step(r);
+    if (s < 0)
+        return 0;
+    if (js->t[s].type != JSCAN_OBJECT) {
+        *why = "malformed send: not a JSON object";
+        return -1;
+    }
+    if (!hex_id(js, jscan_get(js, s, "log_id"), out->log_id)) {
+        *why = "malformed send: log_id must be a 24-hex id";
+        return -1;
+    }
+    /* A send's own campaign_id wins over its batch's; one that is not an id is not ours to
+     * judge: the receipt then names no campaign and the receipts worker looks the log up. */
+    int ct = jscan_get(js, s, "campaign_id");
+    if (ct >= 0) {
+        if (!hex_id(js, ct, out->campaign_id))
+            out->campaign_id[0] = '\0';
+    } else {
+        memcpy(out->campaign_id, r->campaign_id, sizeof out->campaign_id);
+    }
+    int vt = jscan_get(js, s, "vendorMsgId");
+    size_t vn = vt >= 0 ? jscan_str_copy(js, vt, out->vendor_msg_id, sizeof out->vendor_msg_id)
+                        : (size_t)-1;
+    if (vn == (size_t)-1 || vn == 0)
+        out->vendor_msg_id[0] = '\0'; /* none, or unusable: the vendor picks its own */
+    return 1;
+}
+
+/* ---- receipts -------------------------------------------------------------------------- */
+
+int jobs_receipt_encode(jsonx_buf *out, const jobs_receipt *r)
+{
+    jsonx_buf_raw(out, "{", 1);
+    put_id(out, true, "log_id", r->log_id);
+    if (r->campaign_id[0])
+        put_id(out, false, "campaign_id", r->campaign_id);
+    if (r->vendor_msg_id[0])
+        put_str(out, "vendorMsgId", r->vendor_msg_id);
+    else
+        jsonx_buf_cat(out, ",\"vendorMsgId\":null");
+    jsonx_buf_raw(out, ",\"status\":\"", 11);
+    jsonx_buf_cat(out, campaign_log_status_name(r->status));
+    jsonx_buf_raw(out, "\"", 1);
+    put_int(out, "at", r->at);
+    if (r->reason[0])
+        put_str(out, "reason", r->reason);
+    jsonx_buf_raw(out, "}", 1);
+    return jsonx_buf_ok(out) ? 0 : -1;
+}
+
+int jobs_receipt_batch_add(jobs_receipt_batch *b, const jobs_receipt *r)
+{
+    jsonx_buf_cat(&b->buf, b->n == 0 ? "{\"receipts\":[" : ",");
+    if (jobs_receipt_encode(&b->buf, r) != 0)
+        return -1;
+    b->n++;
+    return b->n >= JOBS_RECEIPTS_PER_JOB || b->buf.len >= JOBS_RECEIPT_JOB_BYTES ? 1 : 0;
+}
+
+int jobs_receipt_batch_take(jobs_receipt_batch *b, char **data, size_t *len)
+{
+    return batch_take(&b->buf, &b->n, data, len);
+}
+
+void jobs_receipt_batch_release(jobs_receipt_batch *b)
+{
+    jsonx_buf_free(&b->buf);
+    b->n = 0;
+}
+
+int jobs_receipts_open(jobs_reader *r, jscan *js, const char *data, size_t len, char *why,
+                       size_t whylen)
+{
+    memset(r, 0, sizeof *r);
+    r->js = js;
+    r->data = data;
+    if (jscan_parse(js, data, len) != 0) {
+        snprintf(why, whylen, "malformed receipt: not JSON (%s)", js->err);
+        r->n = 1;
+        return -1;
+    }
+    int arr = js->t[0].type == JSCAN_OBJECT ? jscan_get(js, 0, "receipts") : -1;
+    if (arr < 0) {
+        r->n = 1;
+        r->tok = 0;
+        return 0;
+    }
+    r->batch = true;
+    r->n = js->t[arr].type == JSCAN_ARRAY ? js->t[arr].count : 0;
+    if (r->n == 0) {
+        snprintf(why, whylen, "malformed receipt batch: receipts must be a non-empty array");
+        r->n = 1;
+        return -1;
+    }
+    r->tok = jscan_child(js, arr);
+    return 0;
+}
+
+int jobs_receipts_next(jobs_reader *r, jobs_receipt *it, char *why, size_t whylen)
+{
+    const jscan *js = r->js;
+    int o = reader_step(r);
+    if (o < 0)
+        return 0;
+    if (js->t[o].type != JSCAN_OBJECT) {
+        snprintf(why, whylen, "malformed receipt: not a JSON object");
+        return -1;
+    }
+    if (!hex_id(js, jscan_get(js, o, "log_id"), it->log_id)) {
+        snprintf(why, whylen, "malformed receipt: log_id must be a 24-hex id");
+        return -1;
+    }
+    char st[16];
+    int t = jscan_get(js, o, "status");
+    size_t stlen = t >= 0 ? jscan_str_copy(js, t, st, sizeof st) : (size_t)-1;
+    if (stlen == (size_t)-1 || campaign_log_status_parse(st, stlen, &it->status) != 0) {
+        snprintf(why, whylen, "malformed receipt: status must be SENT or FAILED");
+        return -1;
+    }
+    it->vendor_msg_id[0] = '\0';
+    t = jscan_get(js, o, "vendorMsgId");
+    if (t >= 0 && js->t[t].type == JSCAN_STRING) {
+        size_t n = jscan_str_copy(js, t, it->vendor_msg_id, sizeof it->vendor_msg_id);
+        if (n == 0 || n == (size_t)-1) {
+            it->vendor_msg_id[0] = '\0';
+            snprintf(why, whylen, "malformed receipt: vendorMsgId must be 1-128 characters");
+            return -1;
+        }
+    } else if (t >= 0 && js->t[t].type != JSCAN_NULL) {
+        snprintf(why, whylen, "malformed receipt: vendorMsgId must be a string");
+        return -1;
+    } else if (it->status == CAMPAIGN_LOG_SENT) {
+        snprintf(why, whylen, "malformed receipt: a SENT receipt needs a vendorMsgId");
+        return -1;
+    }
+    it->campaign_id[0] = '\0';
+    t = jscan_get(js, o, "campaign_id");
+    if (t >= 0 && js->t[t].type != JSCAN_NULL && !hex_id(js, t, it->campaign_id)) {
+        it->campaign_id[0] = '\0';
+        snprintf(why, whylen, "malformed receipt: campaign_id must be a 24-hex id");
+        return -1;
+    }
+    int64_t at;
+    t = jscan_get(js, o, "at");
+    it->at = t >= 0 && jscan_int(js, t, &at) && at > 0 ? at : time_now_ms();
+    t = jscan_get(js, o, "reason");
+    if (t >= 0 && js->t[t].type == JSCAN_STRING)
+        copy_cut(js, t, it->reason, sizeof it->reason);
+    else
+        snprintf(it->reason, sizeof it->reason, "%s",
+                 it->status == CAMPAIGN_LOG_FAILED ? "vendor reported FAILED" : "");
+    return 1;
+}

@@ -1,0 +1,154 @@
+/*
+ * jobs: the one encoder and decoder of every payload that crosses a Redis queue (lib/queue),
+ * and of the receipt objects the vendor posts (disque's serializeJob/deserializeJob).
+ *
+ * Payloads (JSON text, readable with redis-cli; field names are the wire contract):
+ *
+ *   campaigns  {"campaign_id": "<24 hex>"}
+ *   sends      one send   {"log_id", "campaign_id"?, "customer_id"?, "message", "vendorMsgId"?,
+ *                          "resend"?}
+ *              a batch    {"campaign_id", "sends": [{"log_id", "customer_id", "message"}, ...]}
+ *                         (at most JOBS_SENDS_PER_JOB sends, closed once past
+ *                         JOBS_SEND_JOB_BYTES; a send inside may name its own campaign_id)
+ *   receipts   one receipt {"log_id", "campaign_id"?, "vendorMsgId": string|null,
+ *                           "status": "SENT"|"FAILED"|"PENDING", "at": ms, "reason"?}
+ *              a batch    {"receipts": [receipt, ...]} (at most JOBS_RECEIPTS_PER_JOB receipts,
+ *                         closed once past JOBS_RECEIPT_JOB_BYTES)
+ *
+ * `vendorMsgId` in a send is the id the API's POST /api/vendor/send answered with: the vendor
+ * reports that id for the log (absent: the vendor picks its own). `resend` counts the
+ * sweeper's re-sends. New fields go here: one member in the struct, one line in the encoder
+ * and the decoder; decoders ignore members they do not know, so old and new programs can share
+ * a queue during a rolling upgrade.
+ *
+ * Speed: encoders write the text by hand (lib/jsonx's jsonx_buf, no JSON tree), decoders read
+ * it with lib/jscan (one token array per job, reused by the caller, no tree per item): the
+ * fan-out renders 500 sends, the vendor simulator and the receipts worker read thousands of
+ * items per second. Encoders produce exactly what json_dumps(JSON_COMPACT) would for the
+ * same members in the same order.
+ *
+ * Ownership: structs passed to encoders are read only; decoded items are copied into the
+ * caller's struct, except `raw` pointers, which point into the job text (valid while it is).
+ * A jobs_reader borrows the caller's jscan (one per thread). Not thread-safe per object.
+ */
+#ifndef MINICRM_JOBS_H
+#define MINICRM_JOBS_H
+
+#include "campaign.h"
+#include "jscan.h"
+#include "jsonx.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Caps. */
+#define JOBS_CAMPAIGN_BYTES    64           /* a campaign job */
+#define JOBS_SENDS_PER_JOB     500          /* sends in one batch job */
+#define JOBS_SEND_JOB_BYTES    (512 * 1024) /* a batch job is closed once past this */
+#define JOBS_RECEIPTS_PER_JOB  1000         /* receipts in one batch job */
+#define JOBS_RECEIPT_JOB_BYTES (512 * 1024) /* a batch job is closed once past this */
+#define JOBS_VENDOR_MSG_ID_MAX 128          /* bytes of a vendorMsgId */
+#define JOBS_REASON_MAX        199          /* bytes of a failure reason (cut at a character) */
+
+/* ---- campaigns ------------------------------------------------------------------------- */
+
+/* Write {"campaign_id":"HEX"} into out (cap >= JOBS_CAMPAIGN_BYTES). Its length, or -1 if
+ * campaign_hex is not a 24-hex id. */
+int jobs_campaign_encode(const char *campaign_hex, char *out, size_t cap);
+/* Read a campaign job into campaign_hex. 0, or -1 with the reason in why. */
+int jobs_campaign_decode(const char *data, size_t len, char campaign_hex[25], char *why,
+                         size_t whylen);
+
+/* ---- sends ----------------------------------------------------------------------------- */
+
+typedef struct jobs_send {
+    const char *log_id;        /* 24 hex, required */
+    const char *campaign_id;   /* 24 hex or NULL (in a batch: NULL = the batch's) */
+    const char *customer_id;   /* 24 hex or NULL */
+    const char *message;       /* NUL-terminated UTF-8; NULL = "" */
+    const char *vendor_msg_id; /* the id the API answered, or NULL (single sends only) */
+    int resend;                /* re-send count; 0 = not written */
+} jobs_send;
+
+/* Append one send job to out. 0, or -1 if out ran out of memory. */
+int jobs_send_encode(jsonx_buf *out, const jobs_send *s);
+
+/* A batch send job being written. Start from {0}. */
+typedef struct jobs_send_batch {
+    jsonx_buf buf;
+    size_t n; /* sends in buf */
+} jobs_send_batch;
+
+/* Append s to the batch of campaign_hex (the first send opens the job). 1 if the job is now
+ * full (take it before adding more), 0, -1 out of memory. */
+int jobs_send_batch_add(jobs_send_batch *b, const char *campaign_hex, const jobs_send *s);
+/* Close the job and hand its text over (*data malloc'd, the caller frees; b is empty after).
+ * 0 taken, 1 nothing to take, -1 out of memory. */
+int jobs_send_batch_take(jobs_send_batch *b, char **data, size_t *len);
+/* Drop what is being written (keep the allocation) / free it. */
+void jobs_send_batch_reset(jobs_send_batch *b);
+void jobs_send_batch_release(jobs_send_batch *b);
+
+/* A decoded send. */
+typedef struct jobs_send_in {
+    char log_id[25];
+    char campaign_id[25];                           /* "" if neither send nor batch names one */
+    char vendor_msg_id[JOBS_VENDOR_MSG_ID_MAX + 1]; /* "" if the send carries none */
+} jobs_send_in;
+
+/* ---- receipts -------------------------------------------------------------------------- */
+
+typedef struct jobs_receipt {
+    char log_id[25];
+    campaign_log_status status;
+    char vendor_msg_id[JOBS_VENDOR_MSG_ID_MAX + 1]; /* "" = none (null) */
+    char campaign_id[25];                           /* "" = not named */
+    int64_t at;                                     /* delivery time, ms */
+    char reason[JOBS_REASON_MAX + 1];               /* "" = none */
+} jobs_receipt;
+
+/* Append one receipt object to out. 0, or -1 if out ran out of memory. */
+int jobs_receipt_encode(jsonx_buf *out, const jobs_receipt *r);
+
+/* A batch receipts job being written. Start from {0}. */
+typedef struct jobs_receipt_batch {
+    jsonx_buf buf;
+    size_t n;
+} jobs_receipt_batch;
+
+/* Same contract as the send batch. */
+int jobs_receipt_batch_add(jobs_receipt_batch *b, const jobs_receipt *r);
+int jobs_receipt_batch_take(jobs_receipt_batch *b, char **data, size_t *len);
+void jobs_receipt_batch_release(jobs_receipt_batch *b);
+
+/* ---- reading a job of one item or a batch of them --------------------------------------- */
+
+typedef struct jobs_reader {
+    jscan *js;        /* borrowed */
+    const char *data; /* the job text (borrowed) */
+    size_t n;         /* items in the job (1 for a single item) */
+    bool batch;       /* the job is a batch form */
+    const char *raw;  /* the last item's text in the job (for its dead letter) */
+    size_t rawlen;
+    /* private */
+    size_t i;
+    int tok;
+    char campaign_id[25];
+} jobs_reader;
+
+/* Scan a sends job. 0, or -1 if the job as a whole is unusable (reason in *why, static). */
+int jobs_sends_open(jobs_reader *r, jscan *js, const char *data, size_t len, const char **why);
+/* The next send: 1 (out filled), 0 no more, -1 this send is malformed (reason in *why, static;
+ * its text in r->raw). */
+int jobs_sends_next(jobs_reader *r, jobs_send_in *out, const char **why);
+
+/* Scan a receipts job. 0, or -1 if the job as a whole is unusable (reason in why). */
+int jobs_receipts_open(jobs_reader *r, jscan *js, const char *data, size_t len, char *why,
+                       size_t whylen);
+/* The next receipt: 1, 0 no more, -1 malformed (reason in why, text in r->raw). A receipt
+ * without "at" gets the current time; a FAILED one without "reason" gets "vendor reported
+ * FAILED". */
+int jobs_receipts_next(jobs_reader *r, jobs_receipt *out, char *why, size_t whylen);
+
+#endif
