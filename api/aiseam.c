@@ -10,6 +10,7 @@
 
 #include "ai.h"
 #include "apiutil.h"
+#include "jobs.h"
 #include "jsonx.h"
 #include "log.h"
 #include "queue.h"
@@ -27,15 +28,15 @@ bool aiseam_enabled(const minicrm_config *cfg)
 }
 
 /* Push one ai job. 0, or -1 (logged). */
-static int push_job(api_ctx *app, http_request *req, rconn *c, const ai_job *j)
+static int push_job(api_ctx *app, http_request *req, rconn *c, const jobs_ai *j)
 {
-    char *text = NULL, err[256] = "out of memory";
-    size_t len = 0;
+    char err[256] = "out of memory";
+    jsonx_buf text = {0};
     queue *q = NULL;
     int rc = -1;
-    if (ai_job_encode(j, &text, &len) == 0) {
+    if (jobs_ai_encode(&text, j) == 0) {
         q = queue_open(c, app->cfg->redis.prefix, QUEUE_AI, NULL, NULL, err, sizeof err);
-        rc = q ? queue_push(q, text, len) : -1;
+        rc = q ? queue_push(q, text.data, text.len) : -1;
     }
     if (rc != 0) {
         char m[300];
@@ -43,7 +44,7 @@ static int push_job(api_ctx *app, http_request *req, rconn *c, const ai_job *j)
                  log_quote(m, sizeof m, q ? queue_error(q) : err));
     }
     queue_close(q);
-    free(text);
+    jsonx_buf_free(&text);
     return rc;
 }
 
@@ -121,10 +122,16 @@ void aiseam_suggest(api_ctx *app, http_request *req, const char *name, const rul
         if (rp)
             freeReplyObject(rp);
         if (created) {
-            ai_job j = {.kind = AI_JOB_SUGGEST, .rules = *r};
+            jobs_ai j = {.kind = JOBS_AI_SUGGEST};
             memcpy(j.id, id, sizeof id);
             snprintf(j.name, sizeof j.name, "%s", name);
-            if (push_job(app, req, c, &j) != 0) {
+            json_t *jr = rules_to_json(r);
+            char *rt = jr ? json_dumps(jr, JSON_COMPACT) : NULL;
+            json_decref(jr);
+            if (rt && strlen(rt) < sizeof j.rules)
+                memcpy(j.rules, rt, strlen(rt) + 1);
+            free(rt);
+            if (!j.rules[0] || push_job(app, req, c, &j) != 0) {
                 rp = rconn_command(c, "DEL %s", key);
                 if (rp)
                     freeReplyObject(rp);
@@ -148,7 +155,7 @@ void aiseam_suggest(api_ctx *app, http_request *req, const char *name, const rul
 
 void aiseam_request_campaign(api_ctx *app, http_request *req, const char *hex)
 {
-    ai_job j = {.kind = AI_JOB_CAMPAIGN};
+    jobs_ai j = {.kind = JOBS_AI_CAMPAIGN};
     snprintf(j.campaign_id, sizeof j.campaign_id, "%s", hex);
     rconn *c = rpool_get(app->redis);
     int rc = c ? push_job(app, req, c, &j) : -1;

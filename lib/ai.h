@@ -1,7 +1,7 @@
 /*
  * ai: what minicrm-api and minicrm-ai share about AI tags and message drafts (issue 18): the
- * job on the `ai` queue, the id of a suggest-tags request and its cache entry in Redis, and the
- * states of a campaign's `ai` sub-document.
+ * id of a suggest-tags request and its cache entry in Redis, and the states of a campaign's
+ * `ai` sub-document.
  *
  * Campaign `ai` states (campaigns1.ai.status), moved only by minicrm-ai (workers/aitask.c):
  *   requested -(answer valid)-> done
@@ -9,9 +9,8 @@
  *   failed -(operator: minicrm dlq requeue ai)-> requested work again -> done | failed
  * done is final: a job for a campaign whose ai.status is done is acknowledged without a call.
  *
- * Jobs (one encoder/decoder pair, ai_job_encode / ai_job_decode):
- *   {"kind":"campaign","campaign_id":"<24 hex>"}           a new campaign's tags + draft
- *   {"kind":"suggest","id":"<64 hex>","name":"...","rules":{...}}   a suggest-tags request
+ * Jobs: lib/jobs.h (jobs_ai_encode / jobs_ai_decode), a campaign's or a suggest-tags
+ * request's.
  *
  * Suggest-tags cache: {prefix}ai:suggest:<id> (STRING, JSON) where id = ai_suggest_id(name,
  * rules); the same name and rules give the same id, so the answer is shared by every caller:
@@ -32,28 +31,9 @@
 
 #define AI_MAX_TAGS     3    /* tags the model may suggest */
 #define AI_TAG_MAX_LEN  50   /* bytes of one tag (the campaign tag limit) */
-#define AI_NAME_MAX     256  /* bytes of a campaign name in a job (the API allows 200) */
-#define AI_ID_LEN       64   /* hex characters of a suggest id */
+#define AI_ID_LEN       64   /* hex characters of a suggest id (= JOBS_AI_ID_LEN) */
 #define AI_QUEUED_TTL_S 3600 /* a queued suggest entry expires if its job is lost */
 #define AI_FAILED_TTL_S 600  /* a failed suggestion is asked again after this */
-
-typedef enum { AI_JOB_CAMPAIGN = 1, AI_JOB_SUGGEST = 2 } ai_job_kind;
-
-/* One job of the ai queue (plain value type, no heap memory). */
-typedef struct ai_job {
-    ai_job_kind kind;
-    char campaign_id[25];   /* AI_JOB_CAMPAIGN */
-    char id[AI_ID_LEN + 1]; /* AI_JOB_SUGGEST: ai_suggest_id(name, rules) */
-    char name[AI_NAME_MAX]; /* AI_JOB_SUGGEST */
-    rules rules;            /* AI_JOB_SUGGEST */
-} ai_job;
-
-/* The job as JSON text into a new string (*out, caller frees; *len its length).
- * 0, or -1 (out of memory). */
-int ai_job_encode(const ai_job *j, char **out, size_t *len);
-/* Parse a claimed job (queue bookkeeping members such as "_attempts" are ignored).
- * 0, or -1 with the reason in err. */
-int ai_job_decode(const char *data, size_t len, ai_job *out, char *err, size_t errlen);
 
 /* The suggest id of (name, rules): hex SHA-256 over the name and the canonical rules JSON.
  * Returns 0, or -1. */

@@ -7,6 +7,7 @@
  */
 #include "aitask.h"
 
+#include "jobs.h"
 #include "jsonx.h"
 #include "log.h"
 #include "template.h"
@@ -246,10 +247,10 @@ static int suggest_put(ai_ctx *x, const char *id, json_t *entry, int ttl)
 
 /* Record a final failure on the campaign or the suggest entry (best effort: the dead letter
  * already holds the job and the reason). */
-static void mark_failed(ai_ctx *x, const ai_job *j, const char *reason)
+static void mark_failed(ai_ctx *x, const jobs_ai *j, const char *reason)
 {
     x->failed++;
-    if (j->kind == AI_JOB_SUGGEST) {
+    if (j->kind == JOBS_AI_SUGGEST) {
         if (suggest_put(x, j->id, json_pack("{s:s,s:s}", "status", "failed", "error", reason),
                         AI_FAILED_TTL_S) != 0)
             log_warn("ai.mark_failed", "id=%s detail=redis", j->id);
@@ -273,7 +274,7 @@ static void mark_failed(ai_ctx *x, const ai_job *j, const char *reason)
 
 /* Retry the job (or dead-letter it now) and mark it failed when that was final.
  * 0, or -1 on a Redis error. */
-static int settle_failure(ai_ctx *x, const queue_job *job, const ai_job *j, const char *reason,
+static int settle_failure(ai_ctx *x, const queue_job *job, const jobs_ai *j, const char *reason,
                           bool final_now)
 {
     int rc = final_now ? queue_dead(x->q, job, reason) : queue_retry(x->q, job, reason);
@@ -286,10 +287,10 @@ static int settle_failure(ai_ctx *x, const queue_job *job, const ai_job *j, cons
     return 0;
 }
 
-static int write_done(ai_ctx *x, const ai_job *j, const ai_answer *a, const char *model, char *err,
+static int write_done(ai_ctx *x, const jobs_ai *j, const ai_answer *a, const char *model, char *err,
                       size_t errlen)
 {
-    if (j->kind == AI_JOB_SUGGEST) {
+    if (j->kind == JOBS_AI_SUGGEST) {
         json_t *tags = json_array();
         for (size_t i = 0; i < a->ntags; i++)
             json_array_append_new(tags, json_string(a->tags[i]));
@@ -328,7 +329,7 @@ static int write_done(ai_ctx *x, const ai_job *j, const ai_answer *a, const char
 /* ------------------------------------------------------------------------------------------ */
 
 /* Load what the prompt needs. 1 = go on, 0 = nothing to do (gone or done), -1 = db error. */
-static int load_campaign(ai_ctx *x, const ai_job *j, char *name, size_t nn, rules *r, char *err,
+static int load_campaign(ai_ctx *x, const jobs_ai *j, char *name, size_t nn, rules *r, char *err,
                          size_t errlen)
 {
     bson_oid_t oid;
@@ -384,16 +385,16 @@ static int suggest_done(ai_ctx *x, const char *id)
 
 int ai_handle_job(ai_ctx *x, const queue_job *job)
 {
-    ai_job j;
-    char err[300], name[AI_NAME_MAX] = "";
+    jobs_ai j;
+    char err[300], name[JOBS_AI_NAME_MAX + 1] = "";
     rules r;
     memset(&r, 0, sizeof r);
-    if (ai_job_decode(job->data, job->len, &j, err, sizeof err) != 0) {
+    if (jobs_ai_decode(job->data, job->len, &j, err, sizeof err) != 0) {
         char m[320];
         log_warn("ai.malformed_job", "detail=%s", log_quote(m, sizeof m, err));
         return queue_dead(x->q, job, err) < 0 ? -1 : 0;
     }
-    if (j.kind == AI_JOB_CAMPAIGN) {
+    if (j.kind == JOBS_AI_CAMPAIGN) {
         int lc = load_campaign(x, &j, name, sizeof name, &r, err, sizeof err);
         if (lc < 0)
             return settle_failure(x, job, &j, err, false);
@@ -406,7 +407,11 @@ int ai_handle_job(ai_ctx *x, const queue_job *job)
         if (sd == 1)
             return queue_ack(x->q, job, 1) < 0 ? -1 : 0;
         snprintf(name, sizeof name, "%s", j.name);
-        r = j.rules;
+        json_t *jr = json_loads(j.rules, 0, NULL);
+        int pr = jr ? rules_parse_json(jr, &r, err, sizeof err) : -1;
+        json_decref(jr);
+        if (pr != 0) /* the decoder checked them: never happens */
+            return queue_dead(x->q, job, "rules unreadable") < 0 ? -1 : 0;
     }
 
     long max = x->cfg->openai.max_tokens_per_day;
@@ -431,8 +436,8 @@ int ai_handle_job(ai_ctx *x, const queue_job *job)
     int rc;
     char m[300];
     log_info("ai.call", "job=%s id=%s status=%ld outcome=%d ms=%lld tokens=%lld",
-             j.kind == AI_JOB_CAMPAIGN ? "campaign" : "suggest",
-             j.kind == AI_JOB_CAMPAIGN ? j.campaign_id : j.id, res.http_status, (int)oc,
+             j.kind == JOBS_AI_CAMPAIGN ? "campaign" : "suggest",
+             j.kind == JOBS_AI_CAMPAIGN ? j.campaign_id : j.id, res.http_status, (int)oc,
              (long long)(time_mono_ms() - t0), res.tokens);
     if (oc == OPENAI_RETRY && res.retry_after_ms > 0) {
         long wait = res.retry_after_ms > 300000 ? 300000 : res.retry_after_ms;
