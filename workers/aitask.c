@@ -435,9 +435,10 @@ int ai_handle_job(ai_ctx *x, const queue_job *job)
     budget_spend(x, res.tokens);
     int rc;
     char m[300];
-    log_info("ai.call", "job=%s id=%s status=%ld outcome=%d ms=%lld tokens=%lld",
+    static const char *const outcome_names[] = {"ok", "retry", "bad_reply", "refused"};
+    log_info("ai.call", "job=%s id=%s status=%ld outcome=%s ms=%lld tokens=%lld",
              j.kind == JOBS_AI_CAMPAIGN ? "campaign" : "suggest",
-             j.kind == JOBS_AI_CAMPAIGN ? j.campaign_id : j.id, res.http_status, (int)oc,
+             j.kind == JOBS_AI_CAMPAIGN ? j.campaign_id : j.id, res.http_status, outcome_names[oc],
              (long long)(time_mono_ms() - t0), res.tokens);
     if (oc == OPENAI_RETRY && res.retry_after_ms > 0) {
         long wait = res.retry_after_ms > 300000 ? 300000 : res.retry_after_ms;

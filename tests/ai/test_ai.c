@@ -68,7 +68,7 @@ static int write_script(const char *path)
                                   ok_answer(GOOD)));
     json_object_set_new(s, "scn-500", json_pack("[{s:i}]", "status", 500));
     json_object_set_new(s, "scn-slow",
-                        json_pack("[{s:s,s:i,s:i},o]", "content", GOOD, "delay_ms", 2500, "tokens",
+                        json_pack("[{s:s,s:i,s:i},o]", "content", GOOD, "delay_ms", 4000, "tokens",
                                   0, ok_answer(GOOD)));
     json_object_set_new(s, "scn-badjson", json_pack("[{s:s}]", "raw", "{\"choices\": [ {"));
     json_object_set_new(s, "scn-notjson",
@@ -194,7 +194,7 @@ static int setup(void)
     snprintf(base, sizeof base, "MINICRM_OPENAI_BASE_URL=http://127.0.0.1:%d/v1", port);
     const char *env[] = {"OPENAI_API_KEY=" KEY,
                          base,
-                         "MINICRM_OPENAI_TIMEOUT_MS=800",
+                         "MINICRM_OPENAI_TIMEOUT_MS=1500",
                          "MINICRM_OPENAI_MAX_ATTEMPTS=5",
                          "MINICRM_OPENAI_MAX_TOKENS_PER_DAY=100000",
                          "MINICRM_QUEUE_BACKOFF_BASE_MS=50",
