@@ -256,7 +256,7 @@ static void create_campaign(api_ctx *app, http_request *req, json_t *body, answe
     rules_filter(&r, now, &filter);
     mongoc_client_t *cl = dbpool_pop(app->db);
     mongoc_collection_t *customers = dbpool_collection(app->db, cl, DB_CUSTOMERS);
-    mongoc_collection_t *campaigns = dbpool_collection(app->db, cl, DB_CAMPAIGNS);
+    mongoc_collection_t *campaigns = dbpool_durable_collection(app->db, cl, DB_CAMPAIGNS);
     bson_t doc = BSON_INITIALIZER;
     json_t *tags = NULL;
     bson_error_t e;

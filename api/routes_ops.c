@@ -3,7 +3,7 @@
  *   GET /healthz     200 {"status":"ok"} while the process serves requests (no dependency).
  *   GET /readyz      200 when Redis (PING) and MongoDB (ping) both answer; else 503 naming
  *                    the dependency that is down.
- *   GET /metrics     Prometheus text: requests by route and status, latency histograms,
+ *   GET /metrics     (admin) Prometheus text: requests by route and status, latency histograms,
  *                    queue depths (queue_stats_get of lib/queue).
  *   GET /api/queues  (admin) the queue statistics as JSON.
  */
@@ -129,7 +129,7 @@ int routes_ops_register(router *r)
 {
     if (router_add(r, HTTP_GET, "/healthz", h_healthz, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
         router_add(r, HTTP_GET, "/readyz", h_readyz, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
-        router_add(r, HTTP_GET, "/metrics", h_metrics, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
+        router_add(r, HTTP_GET, "/metrics", h_metrics, ROUTE_AUTH, AUTH_ROLE_ADMIN) ||
         router_add(r, HTTP_GET, "/api/queues", h_queues, ROUTE_AUTH, AUTH_ROLE_ADMIN))
         return -1;
     return 0;
