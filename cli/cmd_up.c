@@ -3,10 +3,11 @@
  *
  * Starts, in order: redis-server (own data dir and port, appendonly on) unless REDIS_URL is
  * set; minicrm-devdb unless MONGO_URI is set; minicrm-api; minicrm-worker --procs N;
- * minicrm-receipts; minicrm-vendor-sim. Every child gets up's effective configuration through
- * MINICRM_* environment variables, so all agree on ports, URLs and secrets whatever layer
- * set them. It waits for /readyz, prints how to use the system, and then supervises (see
- * supervise.h) until SIGINT/SIGTERM, when it stops the children in reverse order.
+ * minicrm-receipts; minicrm-vendor-sim; minicrm-ai when openai.api_key is set. Every child
+ * gets up's effective configuration through MINICRM_* environment variables, so all agree on
+ * ports, URLs and secrets whatever layer set them. It waits for /readyz, prints how to use the
+ * system, and then supervises (see supervise.h) until SIGINT/SIGTERM, when it stops the
+ * children in reverse order.
  *
  * The console is for people: api.access_log=auto becomes off here (on with --verbose), so the
  * API's per-request lines do not bury warnings, errors, lifecycle events and progress.
@@ -231,8 +232,9 @@ static void usage(void)
 {
     printf("usage: minicrm up [--workers N] [--dir DIR] [--demo] [--verbose]\n\n"
            "Starts redis-server (unless REDIS_URL is set), minicrm-devdb (unless MONGO_URI is\n"
-           "set), the API on PORT, N worker processes, the receipts worker and the vendor\n"
-           "simulator; Ctrl-C stops them all. State is kept in DIR (default ./.minicrm).\n"
+           "set), the API on PORT, N worker processes, the receipts worker, the vendor\n"
+           "simulator and, with OPENAI_API_KEY set, minicrm-ai; Ctrl-C stops them all.\n"
+           "State is kept in DIR (default ./.minicrm).\n"
            "--demo runs `minicrm demo` once the system is ready (a campaign end to end).\n"
            "--verbose also shows the API's per-request lines (api.access_log=on does too).\n");
 }
@@ -408,9 +410,12 @@ int cmd_up(cli_ctx *ctx)
     const char *progs[][2] = {{"api", "minicrm-api"},
                               {"worker", "minicrm-worker"},
                               {"receipts", "minicrm-receipts"},
-                              {"vendor-sim", "minicrm-vendor-sim"}};
+                              {"vendor-sim", "minicrm-vendor-sim"},
+                              {"ai", "minicrm-ai"}};
     snprintf(wbuf, sizeof wbuf, "%d", workers);
-    for (size_t k = 0; k < 4; k++) {
+    /* minicrm-ai only when AI is configured: it holds the key and calls the model server. */
+    size_t nprogs = cfg->openai.api_key && *cfg->openai.api_key ? 5 : 4;
+    for (size_t k = 0; k < nprogs; k++) {
         char p[PATH_MAX + 32];
         snprintf(p, sizeof p, "%s/%s", bins, progs[k][1]);
         char *argv[] = {p, NULL, NULL, NULL};

@@ -87,6 +87,11 @@ typedef struct minicrm_config {
     struct {
         char *api_key; /* OPENAI_API_KEY (secret) */
         char *model;
+        char *base_url;          /* OpenAI-compatible root, ".../v1" */
+        int timeout_ms;          /* total timeout of one call */
+        int max_attempts;        /* calls per AI job before it fails */
+        long max_tokens_per_day; /* 0 = no limit */
+        int cache_ttl_s;         /* suggest-tags answers kept this long */
     } openai;
     struct {
         int procs;

@@ -57,6 +57,7 @@
 #define QUEUE_CAMPAIGNS "campaigns"
 #define QUEUE_SENDS     "sends"
 #define QUEUE_RECEIPTS  "receipts"
+#define QUEUE_AI        "ai" /* AI tags and message drafts (minicrm-ai, lib/ai.h) */
 
 /* Largest accepted job payload: a batch job (a fan-out batch of sends, one POST's receipts)
  * carries up to a thousand items. */
