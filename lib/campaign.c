@@ -184,6 +184,17 @@ int campaign_expire_scheduled(mongoc_collection_t *camps, const bson_oid_t *cid,
     return update_one(camps, sel, upd, e);
 }
 
+int campaign_cancel_unsendable(mongoc_collection_t *camps, const bson_oid_t *cid,
+                               const char *reason, int64_t now, bson_error_t *e)
+{
+    bson_t *sel =
+        BCON_NEW("_id", BCON_OID(cid), "status", BCON_UTF8(CAMPAIGN_NAMES[CAMPAIGN_QUEUED]));
+    bson_t *upd = BCON_NEW("$set", "{", "status", BCON_UTF8(CAMPAIGN_NAMES[CAMPAIGN_CANCELLED]),
+                           "cancelReason", BCON_UTF8(reason), "cancelledAt", BCON_DATE_TIME(now),
+                           "updatedAt", BCON_DATE_TIME(now), "}");
+    return update_one(camps, sel, upd, e);
+}
+
 int campaign_mark_fanout_done(mongoc_collection_t *camps, const bson_oid_t *cid, int64_t now,
                               bson_error_t *e)
 {

@@ -8,6 +8,7 @@
  *     SENDING --(fanout_done && pending == 0: campaign_try_complete)--> COMPLETED
  *     SCHEDULED --(a worker promotes it at send_at; the fan-out starts)--> SENDING
  *     SCHEDULED --(send_at older than campaigns.schedule_expiry_s)--> CANCELLED
+ *     QUEUED --(its stored rules cannot be used: campaign_cancel_unsendable)--> CANCELLED
  *     SCHEDULED --(operator: CAMPAIGN_MOVE_RESCHEDULE)--> SCHEDULED
  *     QUEUED | SENDING | PAUSED --(operator: CAMPAIGN_MOVE_PAUSE)--> PAUSED
  *     PAUSED --(operator: CAMPAIGN_MOVE_RESUME)--> SENDING (fan-out had started) | QUEUED
@@ -127,6 +128,13 @@ int campaign_send_at_check(const char *s, int64_t now, int64_t *out, char *err, 
  * campaign no longer SCHEDULED. */
 int campaign_expire_scheduled(mongoc_collection_t *camps, const bson_oid_t *cid, const char *reason,
                               int64_t now, bson_error_t *e);
+
+/* QUEUED -> CANCELLED (cancelReason = reason): the fan-out cannot use its stored rules, so it
+ * can never start (no log was written; every counter stays 0). Without this move the campaign
+ * would stay QUEUED and the worker's rescue of job-less campaigns would queue it again and
+ * again. A no-op for a campaign no longer QUEUED. */
+int campaign_cancel_unsendable(mongoc_collection_t *camps, const bson_oid_t *cid,
+                               const char *reason, int64_t now, bson_error_t *e);
 
 /* QUEUED | SCHEDULED -> SENDING (startedAt = now); a no-op for a campaign past them. */
 int campaign_mark_sending(mongoc_collection_t *camps, const bson_oid_t *cid, int64_t now,

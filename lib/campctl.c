@@ -429,6 +429,16 @@ static const char LUA_END[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
                               "end\n"
                               "return 0\n";
 
+int campctl_fanout_leased(rconn *c, const char *prefix, const char *chex)
+{
+    char k[KEYMAX];
+    key(k, prefix, "fanout:", chex);
+    long long n = 0;
+    if (take_int(c, rconn_command(c, "EXISTS %s", k), &n, NULL, 0) != 0)
+        return -1;
+    return n > 0;
+}
+
 int campctl_fanout_end(rconn *c, const char *prefix, const char *chex, const char *owner)
 {
     char k1[KEYMAX];

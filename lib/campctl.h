@@ -120,6 +120,8 @@ redisReply *campctl_schedule_promote(rconn *c, const char *prefix, long long now
  * script. CAMPCTL_RUN, CAMPCTL_PAUSED, CAMPCTL_CANCELLED, or -1. */
 int campctl_fanout_beat(rconn *c, const char *prefix, const char *chex, const char *owner,
                         int ttl_ms);
+/* 1 if a fan-out holds the lease of chex, 0 if none does, -1 on error. */
+int campctl_fanout_leased(rconn *c, const char *prefix, const char *chex);
 /* Drop the lease (if owner still holds it). 0 or -1. */
 int campctl_fanout_end(rconn *c, const char *prefix, const char *chex, const char *owner);
 

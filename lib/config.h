@@ -27,9 +27,9 @@
 
 typedef struct minicrm_config {
     struct {
-        char *uri;      /* MONGO_URI */
-        int pool_max;   /* clients per process pool */
-        int timeout_ms; /* server selection / socket timeout */
+        char *uri;            /* MONGO_URI */
+        int pool_max;         /* clients per process pool */
+        int timeout_ms;       /* server selection / socket timeout */
         int max_time_ms;      /* maxTimeMS of the API's reads */
         int index_timeout_ms; /* socket timeout of the start-up index builder */
         char *write_concern;  /* auto | journal | majority | acknowledged (dbpool_durable_wc) */
@@ -100,6 +100,7 @@ typedef struct minicrm_config {
     } workers;
     struct {
         int schedule_expiry_s; /* a scheduled campaign this late is cancelled, not started */
+        int rescue_after_s;    /* fanout_rescue_stalled: age of a campaign without a job */
     } campaigns;
     struct {
         int max_attempts;

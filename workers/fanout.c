@@ -339,6 +339,7 @@ typedef struct plan {
     bson_oid_t last; /* checkpoint: last customer written */
     bool has_last;
     long long written;
+    bool unusable; /* found, but its stored rules cannot be used */
 } plan;
 
 /* Step 1: read the campaign into p. FANOUT_DONE when loaded, else FANOUT_UNKNOWN/RETRY. */
@@ -391,6 +392,7 @@ static fanout_result load_plan(mongoc_collection_t *camps, plan *p, char *why, s
         if (!bson_init_static(&rdoc, data, len) ||
             rules_parse_bson(&rdoc, &p->rl, rerr, sizeof rerr) != 0) {
             snprintf(why, whylen, "campaign %s has unusable rules: %s", p->hex, rerr);
+            p->unusable = true;
             res = FANOUT_UNKNOWN;
             goto out;
         }
@@ -545,9 +547,15 @@ fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, siz
         goto out;
     }
 
-    /* 1. load the campaign */
-    if ((res = load_plan(camps, &p, why, whylen)) != FANOUT_DONE)
+    /* 1. load the campaign; one that can never start leaves QUEUED with the reason */
+    if ((res = load_plan(camps, &p, why, whylen)) != FANOUT_DONE) {
+        if (res == FANOUT_UNKNOWN && p.unusable && p.status == CAMPAIGN_QUEUED &&
+            campaign_cancel_unsendable(camps, &p.cid, why, time_now_ms(), &e) != 0) {
+            snprintf(why, whylen, "cancel unsendable campaign: %s", e.message);
+            res = FANOUT_RETRY;
+        }
         goto out;
+    }
     if (p.status == CAMPAIGN_PAUSED || p.status == CAMPAIGN_CANCELLED) {
         log_info("fanout.not_runnable", "campaign=%s status=%s", campaign_hex,
                  campaign_status_name(p.status));
@@ -672,6 +680,65 @@ int fanout_repair_flags(fanout_ctx *x)
                  nb, nu);
     campctl_view_release(&v);
     return r;
+}
+
+/* ---- campaigns left without a job --------------------------------------------------------- */
+
+int fanout_rescue_stalled(fanout_ctx *x)
+{
+    enum { MAXIDS = 100 };
+    int after_s = x->cfg->campaigns.rescue_after_s;
+    int64_t now = time_now_ms();
+    mongoc_client_t *cl = dbpool_pop(x->db);
+    mongoc_collection_t *camps = dbpool_collection(x->db, cl, DB_CAMPAIGNS);
+    bson_t *f =
+        BCON_NEW("status", "{", "$in", "[", BCON_UTF8(campaign_status_name(CAMPAIGN_QUEUED)),
+                 BCON_UTF8(campaign_status_name(CAMPAIGN_SENDING)), "]", "}", "fanout_done", "{",
+                 "$ne", BCON_BOOL(true), "}", "updatedAt", "{", "$lt",
+                 BCON_DATE_TIME(now - (int64_t)after_s * 1000), "}");
+    bson_t *o = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "limit", BCON_INT64(MAXIDS));
+    mongoc_cursor_t *c = mongoc_collection_find_with_opts(camps, f, o, NULL);
+    bson_destroy(f);
+    bson_destroy(o);
+    char ids[MAXIDS][25];
+    size_t n = 0;
+    const bson_t *doc;
+    bson_error_t e;
+    while (n < MAXIDS && mongoc_cursor_next(c, &doc)) {
+        bson_iter_t it;
+        if (bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_OID(&it))
+            bson_oid_to_string(bson_iter_oid(&it), ids[n++]);
+    }
+    bool failed = mongoc_cursor_error(c, &e);
+    mongoc_cursor_destroy(c);
+    mongoc_collection_destroy(camps);
+    dbpool_push(x->db, cl);
+    if (failed)
+        return -1;
+    int queued = 0;
+    for (size_t i = 0; i < n; i++) {
+        int leased = campctl_fanout_leased(x->rc, x->cfg->redis.prefix, ids[i]);
+        if (leased != 0)
+            continue; /* a fan-out is running it (or Redis failed: next round) */
+        char job[JOBS_CAMPAIGN_BYTES], once[40];
+        int jl = jobs_campaign_encode(ids[i], job, sizeof job);
+        if (jl <= 0)
+            continue;
+        snprintf(once, sizeof once, "rescue:%s", ids[i]);
+        const char *jobs[1] = {job};
+        size_t lens[1] = {(size_t)jl};
+        int r = queue_push_once(x->campaigns, once, 2 * after_s, jobs, lens, 1);
+        if (r < 0)
+            return -1;
+        if (r == 1) {
+            log_warn("worker.campaign_rescued",
+                     "campaign=%s detail=\"no job and no fan-out "
+                     "for %d s: queued again\"",
+                     ids[i], after_s);
+            queued++;
+        }
+    }
+    return queued;
 }
 
 /* ---- the schedule ----------------------------------------------------------------------- */

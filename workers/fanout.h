@@ -62,6 +62,14 @@ typedef struct fanout_ctx {
  * 3 s. Returns the number of changes, or -1. */
 int fanout_repair_flags(fanout_ctx *x);
 
+/* Rescue campaigns left without a job: QUEUED or SENDING in MongoDB, fan-out not done, not
+ * changed for campaigns.rescue_after_s, and no fan-out holding their lease (the API died between
+ * a create's or a resume's MongoDB write and its enqueue, or Redis lost the job). Each gets its
+ * campaign job again, at most once per 2 x rescue_after_s across every worker (queue_push_once);
+ * a job that was only waiting in a long queue is then run twice, which the fan-out's checkpoint
+ * makes harmless. Returns the number queued, or -1. */
+int fanout_rescue_stalled(fanout_ctx *x);
+
 /* The schedule (lib/campctl): promote the due campaign jobs to the campaigns queue (one script,
  * one promotion even with many workers) and cancel, with the reason, those whose send_at is
  * older than campaigns.schedule_expiry_s. Returns the number promoted, or -1. */

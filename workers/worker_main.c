@@ -82,7 +82,7 @@ static consumer_result handle_campaign(void *arg, queue_batch *b)
 
 /* Between claims: promote due scheduled campaigns (every turn: at most a second apart when idle),
  * rebuild the schedule from MongoDB once at start, repair the pause/cancel flags from MongoDB
- * every 3 s (lib/campctl). */
+ * and queue again the campaigns left without a job (fanout_rescue_stalled) every 3 s. */
 static void tick_repair(void *arg, bool claimed)
 {
     (void)claimed;
@@ -97,6 +97,8 @@ static void tick_repair(void *arg, bool claimed)
     x->next_repair_ms = now + 3000;
     if (fanout_repair_flags(x) < 0)
         log_warn("worker.flags_repair_failed", "detail=\"%s\"", rconn_error(x->rc));
+    if (fanout_rescue_stalled(x) < 0)
+        log_warn("worker.rescue_failed", "detail=\"%s\"", rconn_error(x->rc));
 }
 
 static const consumer_ops worker_ops = {.handle = handle_campaign, .tick = tick_repair};

@@ -597,13 +597,86 @@ TEST(schedule_while_down_expired_cancelled_recent_started)
     CHECK_INT_EQ(pipeh_count_logs(&h, &old, by), 0);
 }
 
+/* Delete every key of the campaigns queue (ready, processing lists, delayed): the campaign job
+ * is gone, as when the API died between a move's MongoDB write and its enqueue, or Redis lost
+ * the job. */
+static int drop_campaign_jobs(void)
+{
+    int dropped = 0;
+    char pat[300];
+    snprintf(pat, sizeof pat, "%s{campaigns}:*", h.env.prefix);
+    redisReply *r = rconn_command(h.rc, "KEYS %s", pat);
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        if (strstr(r->element[i]->str, ":consumers") || strstr(r->element[i]->str, ":hb:"))
+            continue;
+        redisReply *d = rconn_command(h.rc, "DEL %s", r->element[i]->str);
+        if (d && d->type == REDIS_REPLY_INTEGER && d->integer > 0) {
+            fprintf(stderr, "  dropped %s\n", r->element[i]->str);
+            dropped++;
+        }
+        if (d)
+            freeReplyObject(d);
+    }
+    if (r)
+        freeReplyObject(r);
+    return dropped;
+}
+
+TEST(orphaned_campaign_without_a_job_is_rescued)
+{
+    /* Two campaigns whose job is gone while every worker is down: one QUEUED (the API died
+     * between the create's MongoDB write and its enqueue) and one SENDING with its fan-out not
+     * done (the API died between a resume's MongoDB write and its enqueue). No job anywhere,
+     * no lease. A restarted worker finds them (campaigns.rescue_after_s, 2 s here) and queues
+     * each job once: both end COMPLETED with exactly one final log per matched customer. */
+    CHECK(start_all() == 0);
+    pipeh_kill(&h, PH_WORKER, SIGKILL);
+    bson_oid_t q, s;
+    CHECK(pipeh_campaign(&h, "orphan-queued", "{}", &q) == 0);
+    CHECK(pipeh_campaign(&h, "orphan-sending", "{}", &s) == 0);
+    mongoc_collection_t *camps = pipeh_coll(&h, DB_CAMPAIGNS);
+    bson_t *sel = BCON_NEW("_id", BCON_OID(&s));
+    bson_t *upd = BCON_NEW("$set", "{", "status", BCON_UTF8("SENDING"), "startedAt",
+                           BCON_DATE_TIME(time_now_ms()), "}");
+    CHECK(mongoc_collection_update_one(camps, sel, upd, NULL, NULL, NULL));
+    bson_destroy(sel);
+    bson_destroy(upd);
+    mongoc_collection_destroy(camps);
+    CHECK(drop_campaign_jobs() > 0);
+    char key[300];
+    snprintf(key, sizeof key, "%s{campaigns}:ready", h.env.prefix);
+    redisReply *r = rconn_command(h.rc, "LLEN %s", key);
+    CHECK(r && r->type == REDIS_REPLY_INTEGER && r->integer == 0);
+    if (r)
+        freeReplyObject(r);
+    int64_t t0 = time_mono_ms();
+    CHECK(start_all() == 0);
+    const bson_oid_t *ids[2] = {&q, &s};
+    for (int i = 0; i < 2; i++) {
+        ph_campaign c;
+        CHECK_MSG(pipeh_wait_completed(&h, ids[i], 90000, &c) == 0, "campaign %d still %s", i,
+                  c.status);
+        long long by[4];
+        long long n = pipeh_count_logs(&h, ids[i], by);
+        CHECK_INT_EQ(n, NCUST);
+        CHECK_INT_EQ(c.total, NCUST);
+        CHECK_INT_EQ(by[0], 0);
+        CHECK_INT_EQ(by[1], c.sent);
+        CHECK_INT_EQ(by[2], c.failed);
+        CHECK_COUNTERS(*ids[i]);
+    }
+    fprintf(stderr, "  both rescued and completed %lld ms after the restart\n",
+            (long long)(time_mono_ms() - t0));
+}
+
 static const test_case cases[] = {TEST_ENTRY(pause_kill9_resume_exactly_once),
                                   TEST_ENTRY(cancel_after_worker_kill9_counters_exact),
                                   TEST_ENTRY(lost_flags_come_back_from_mongodb),
                                   TEST_ENTRY(redis_kill9_and_devdb_frozen_while_paused),
                                   TEST_ENTRY(cancel_needs_admin),
                                   TEST_ENTRY(schedule_send_at_validation_and_start_on_time),
-                                  TEST_ENTRY(schedule_while_down_expired_cancelled_recent_started)};
+                                  TEST_ENTRY(schedule_while_down_expired_cancelled_recent_started),
+                                  TEST_ENTRY(orphaned_campaign_without_a_job_is_rescued)};
 
 int main(int argc, char **argv)
 {
@@ -621,6 +694,8 @@ int main(int argc, char **argv)
     setenv("MINICRM_VENDOR_SIM_MAX_INFLIGHT", "1000", 1);
     /* Short enough for a test to see a schedule expire while the workers are down. */
     setenv("MINICRM_CAMPAIGNS_SCHEDULE_EXPIRY_S", "4", 1);
+    /* A campaign left without its job is rescued after 2 s (default 30). */
+    setenv("MINICRM_CAMPAIGNS_RESCUE_AFTER_S", "2", 1);
     if (pipeh_seed(&h, NCUST) != 0) {
         pipeh_stop(&h);
         return 1;
