@@ -8,6 +8,7 @@
  *   routes_campaigns.c  /api/campaigns (+ preview, suggest-tags, :id, :id/logs)
  *   routes_comm.c       GET /communication
  *   routes_delivery.c   POST /api/vendor/send, POST /api/receipts/delivery
+ *   routes_messages.c   POST /api/messages (one-off messages through the priority lane)
  *
  * routes_ensure_indexes() creates the indexes of notes/design.md (idempotent).
  */
@@ -22,6 +23,7 @@ int routes_orders_register(router *r);
 int routes_campaigns_register(router *r);
 int routes_comm_register(router *r);
 int routes_delivery_register(router *r);
+int routes_messages_register(router *r);
 
 /* 0 once every index exists; -1 with err (e.g. MongoDB unreachable: retried by main). */
 int routes_ensure_indexes(api_ctx *app, char *err, size_t errlen);

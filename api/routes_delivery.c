@@ -19,12 +19,12 @@
  *          4. A single receipt: its log is looked up by _id (indexed): 404 unknown; already
  *             final -> 200 {"ok": true, "updated": false} (a repeat is a no-op).
  *          5. All receipts with a final status (SENT/FAILED) are pushed onto the receipts queue
- *             as ONE job ({"receipts": [...]} for an array, the receipt itself for a single
- *             one; an optional campaign_id is passed on) -> 202 {"ok": true, "accepted": N,
- * "ignored": K}; a single receipt that will change its log -> 202 {"ok": true, "updated": true,
- *             "queued": true, "accepted": 1}, so `updated` tells a first receipt from a repeat.
- *             PENDING receipts are valid but change nothing (ignored). The receipts worker
- *             applies the queued receipts (only PENDING -> SENT|FAILED, exactly once).
+ *             (the priority receipts queue when none names a campaign) as ONE job ({"receipts":
+ * [...]} for an array, the receipt itself for a single one; an optional campaign_id is passed on)
+ * -> 202 {"ok": true, "accepted": N, "ignored": K}; a single receipt that will change its log ->
+ * 202 {"ok": true, "updated": true, "queued": true, "accepted": 1}, so `updated` tells a first
+ * receipt from a repeat. PENDING receipts are valid but change nothing (ignored). The receipts
+ * worker applies the queued receipts (only PENDING -> SENT|FAILED, exactly once).
  */
 #include "apiutil.h"
 #include "hmac.h"
@@ -339,8 +339,13 @@ static void h_receipts(api_ctx *app, http_request *req)
     }
     if (job.n && close_job(req, &jobs, &job, NULL) != 0)
         goto out;
-    if (jobs.n > 0 &&
-        api_enqueue(req, QUEUE_RECEIPTS, (const char *const *)jobs.s, jobs.len, jobs.n) != 0)
+    /* Receipts that name no campaign (one-off messages, POST /api/messages: the vendor
+     * simulator posts them apart) take the priority receipts queue, drained first. */
+    bool campaign = false;
+    for (size_t i = 0; i < n && !campaign; i++)
+        campaign = rs[i].campaign_id[0] != '\0';
+    if (jobs.n > 0 && api_enqueue(req, campaign ? QUEUE_RECEIPTS : QUEUE_PRIORITY_RECEIPTS,
+                                  (const char *const *)jobs.s, jobs.len, jobs.n) != 0)
         goto out;
     if (batch)
         http_send_json(req, 202,

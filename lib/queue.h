@@ -55,6 +55,12 @@
 #define QUEUE_CAMPAIGNS "campaigns"
 #define QUEUE_SENDS     "sends"
 #define QUEUE_RECEIPTS  "receipts"
+/* One-off (transactional) sends of POST /api/messages: the same single-send jobs as the sends
+ * queue, drained before it by every sends consumer (lib/consumer's priority queue). */
+#define QUEUE_PRIORITY "priority"
+/* The receipts of those sends (a POST whose receipts name no campaign), drained before the
+ * receipts queue by every receipts consumer. */
+#define QUEUE_PRIORITY_RECEIPTS "priority-receipts"
 
 /* Largest accepted job payload: a batch job (a fan-out batch of sends, one POST's receipts)
  * carries up to a thousand items. */
