@@ -60,6 +60,7 @@ typedef struct item {
     int found;      /* the log exists */
     int counted;    /* moved by this batch's token */
     int mismatch;   /* the log exists but belongs to another campaign than the receipt says */
+    int nocamp;     /* moved by this batch, a log of no campaign (a one-off message): no counter */
     bson_oid_t cid; /* campaign of the log (named by the receipt, or read back) */
 } item;
 
@@ -307,7 +308,7 @@ static int apply_parse(apply *a)
             it->raw = rd->raw;
             it->rawlen = rd->rawlen;
             it->part = rd->batch;
-            it->dup = it->found = it->counted = it->mismatch = 0;
+            it->dup = it->found = it->counted = it->mismatch = it->nocamp = 0;
             if (r < 0) {
                 if (!it->part) { /* the job is that one receipt */
                     if (queue_dead(x->q, &b->jobs[i], why) != 0)
@@ -486,6 +487,8 @@ static int apply_find_moved(apply *a, bool moved_all)
             it->counted = 1;
             it->r.status = st;
             bson_oid_copy(&dcid, &it->cid);
+        } else if (dtok && has_st && !has_dcid && !strcmp(dtok, a->tok)) {
+            it->counted = it->nocamp = 1; /* applied; counts in no campaign */
         }
     }
     bool cerr = mongoc_cursor_error(cur, &a->e);
@@ -505,7 +508,7 @@ static int apply_find_moved(apply *a, bool moved_all)
 static int apply_count(apply *a)
 {
     for (size_t i = 0; i < a->nitems; i++)
-        if (a->items[i].counted && !a->items[i].dup &&
+        if (a->items[i].counted && !a->items[i].dup && !a->items[i].nocamp &&
             add_count(&a->counts, &a->ncounts, &a->capcounts, &a->items[i].cid,
                       a->items[i].r.status) != 0)
             return STEP_STOP;
