@@ -19,7 +19,7 @@
  *          4. A single receipt: its log is looked up by _id (indexed): 404 unknown; already
  *             final -> 200 {"ok": true, "updated": false} (a repeat is a no-op).
  *          5. All receipts with a final status (SENT/FAILED) are pushed onto the receipts queue
- *             (the priority receipts queue when none names a campaign) as ONE job ({"receipts":
+ *             (the priority receipts queue with ?lane=priority) as ONE job ({"receipts":
  * [...]} for an array, the receipt itself for a single one; an optional campaign_id is passed on)
  * -> 202 {"ok": true, "accepted": N, "ignored": K}; a single receipt that will change its log ->
  * 202 {"ok": true, "updated": true, "queued": true, "accepted": 1}, so `updated` tells a first
@@ -339,12 +339,11 @@ static void h_receipts(api_ctx *app, http_request *req)
     }
     if (job.n && close_job(req, &jobs, &job, NULL) != 0)
         goto out;
-    /* Receipts that name no campaign (one-off messages, POST /api/messages: the vendor
-     * simulator posts them apart) take the priority receipts queue, drained first. */
-    bool campaign = false;
-    for (size_t i = 0; i < n && !campaign; i++)
-        campaign = rs[i].campaign_id[0] != '\0';
-    if (jobs.n > 0 && api_enqueue(req, campaign ? QUEUE_RECEIPTS : QUEUE_PRIORITY_RECEIPTS,
+    /* ?lane=priority: the receipts of one-off messages (POST /api/messages), which the vendor
+     * posts apart, take the priority receipts queue, drained first. */
+    const char *lane = http_query(req, "lane");
+    bool prio = lane && !strcmp(lane, "priority");
+    if (jobs.n > 0 && api_enqueue(req, prio ? QUEUE_PRIORITY_RECEIPTS : QUEUE_RECEIPTS,
                                   (const char *const *)jobs.s, jobs.len, jobs.n) != 0)
         goto out;
     if (batch)

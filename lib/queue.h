@@ -58,7 +58,7 @@
 /* One-off (transactional) sends of POST /api/messages: the same single-send jobs as the sends
  * queue, drained before it by every sends consumer (lib/consumer's priority queue). */
 #define QUEUE_PRIORITY "priority"
-/* The receipts of those sends (a POST whose receipts name no campaign), drained before the
+/* The receipts of those sends (POST /api/receipts/delivery?lane=priority), drained before the
  * receipts queue by every receipts consumer. */
 #define QUEUE_PRIORITY_RECEIPTS "priority-receipts"
 

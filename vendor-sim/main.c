@@ -12,8 +12,8 @@
  * Two queues: the priority queue (one-off sends of POST /api/messages) is claimed first at
  * every turn, then the bulk sends queue (lib/consumer's priority queue); a held job remembers
  * which queue it came from and is acked there. The receipts of priority sends wait in an outbox
- * of their own, posted before the bulk one at every turn, in POSTs of their own (whose receipts
- * name no campaign: the API queues them on the priority receipts queue).
+ * of their own, posted before the bulk one at every turn, in POSTs of their own (to
+ * /api/receipts/delivery?lane=priority: the API queues them on the priority receipts queue).
  *
  * A send job is one send {"log_id", "customer_id"?, "campaign_id"?, "message", "vendorMsgId"?}
  * (the API's /api/vendor/send, the sweeper's re-sends) or a fan-out batch {"campaign_id",
@@ -98,6 +98,7 @@ typedef struct vsim {
     queue *q;  /* sends (bulk) */
     queue *pq; /* priority: one-off sends, claimed first (lib/consumer) */
     poster *post;
+    poster *ppost; /* the same, with ?lane=priority: receipts of priority sends */
     decider *dec;
     timers heap;
     outbox out;  /* receipts of bulk sends */
@@ -382,7 +383,8 @@ static int post_some(vsim *v, outbox *ob)
     }
     long status;
     char detail[200];
-    poster_result pr = poster_post(v->post, body.data, body.len, &status, detail, sizeof detail);
+    poster_result pr = poster_post(ob == &v->pout ? v->ppost : v->post, body.data, body.len,
+                                   &status, detail, sizeof detail);
     jsonx_buf_free(&body);
     if (pr == POSTER_RETRY) {
         log_warn("vendor.post_failed", "receipts=%zu detail=\"%s\" retry_in_ms=%d", n, detail,
@@ -550,14 +552,16 @@ int main(int argc, char **argv)
         v.q ? queue_open(v.rc, cfg.redis.prefix, QUEUE_PRIORITY, cid, &qo, err, sizeof err) : NULL;
     v.post = poster_new(cfg.vendor_sim.api_base_url, cfg.receipts.vendor_secret,
                         cfg.vendor_sim.post_timeout_ms);
+    v.ppost = poster_new_query(cfg.vendor_sim.api_base_url, "lane=priority",
+                               cfg.receipts.vendor_secret, cfg.vendor_sim.post_timeout_ms);
     v.dec =
         decider_new(cfg.receipts.vendor_secret, cfg.vendor_sim.seed, cfg.vendor_sim.success_rate,
                     cfg.vendor_sim.min_delay_ms, cfg.vendor_sim.max_delay_ms);
-    if (!v.q || !v.pq || !v.post || !v.dec) {
+    if (!v.q || !v.pq || !v.post || !v.ppost || !v.dec) {
         fprintf(stderr, "minicrm-vendor-sim: %s\n",
-                !v.q || !v.pq ? err
-                : !v.post     ? "cannot set up libcurl"
-                              : "cannot set up HMAC-SHA256");
+                !v.q || !v.pq         ? err
+                : !v.post || !v.ppost ? "cannot set up libcurl"
+                                      : "cannot set up HMAC-SHA256");
         goto out;
     }
     snprintf(v.k_rejected, sizeof v.k_rejected, "%s{vendor}:rejected:%s", cfg.redis.prefix,
@@ -598,6 +602,7 @@ out:
     free(v.done);
     jscan_release(&v.js);
     poster_free(v.post);
+    poster_free(v.ppost);
     decider_free(v.dec);
     queue_close(v.pq);
     queue_close(v.q);
