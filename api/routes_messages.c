@@ -100,13 +100,10 @@ static void send_message(api_ctx *app, http_request *req, const char *customer_i
         goto out;
     }
     jobs_send s = {.log_id = lhex, .customer_id = uhex, .message = message, .vendor_msg_id = vid};
-    const char *jobs[1];
-    size_t lens[1];
-    if (jobs_send_encode(&job, &s) == 0) {
-        jobs[0] = job.data;
-        lens[0] = job.len;
-    }
-    if (!job.data || api_push_jobs(req, QUEUE_PRIORITY, jobs, lens, 1) != 0) {
+    bool encoded = jobs_send_encode(&job, &s) == 0;
+    const char *jobs[1] = {job.data};
+    size_t lens[1] = {job.len};
+    if (!encoded || api_push_jobs(req, QUEUE_PRIORITY, jobs, lens, 1) != 0) {
         /* Not queued: take the log back so that a retry starts over (best effort; a log left
          * behind is sent by the sweeper). */
         bson_t *sel = BCON_NEW("_id", BCON_OID(&lid));

@@ -158,7 +158,7 @@ int consumer_run(consumer *c)
         bool claimed = false;
         int block = c->o.block_ms;
         size_t want = c->stopping ? 0 : ops->want ? ops->want(c->o.arg, &block) : 1;
-        if (!c->stopping && c->o.priority) {
+        if (!c->stopping && c->o.priority && time_mono_ms() >= c->next_priority_ms) {
             /* The priority queue first, without blocking; also when the program wants no bulk
              * jobs now (a full in-flight window), so one-off sends are not held back by it. */
             size_t pwant = want ? want : CONSUMER_PRIORITY_MIN_CLAIM;
@@ -169,12 +169,13 @@ int consumer_run(consumer *c)
                 backoff(c);
                 continue;
             }
+            c->next_priority_ms = n > 0 ? 0 : time_mono_ms() + CONSUMER_PRIORITY_POLL_MS;
             if (n > 0 && handle_batch(c, ops->handle_priority ? ops->handle_priority : ops->handle,
                                       ev_again, c->o.priority))
                 block = 0;
-            if (block > CONSUMER_PRIORITY_BLOCK_MS)
-                block = CONSUMER_PRIORITY_BLOCK_MS;
         }
+        if (c->o.priority && block > CONSUMER_PRIORITY_BLOCK_MS)
+            block = CONSUMER_PRIORITY_BLOCK_MS;
         if (want > 0) {
             int n = c->o.holds_jobs ? queue_claim_fresh(c->o.q, want, block, &c->batch)
                                     : queue_claim(c->o.q, want, block, &c->batch);

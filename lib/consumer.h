@@ -27,8 +27,9 @@
  * jobs it still holds (held), and the figures of its progress line (progress).
  *
  * Priority: a program may consume a second queue (consumer_opts.priority: the one-off sends of
- * POST /api/messages) that is always drained first: every claim first takes what is ready
- * there without blocking (handed to ops->handle_priority; also in a turn in which ops->want
+ * POST /api/messages) that is always drained first: a claim first takes what is ready
+ * there without blocking (at every turn after one that found priority jobs, else at most every
+ * CONSUMER_PRIORITY_POLL_MS) (handed to ops->handle_priority; also in a turn in which ops->want
  * said 0, up to CONSUMER_PRIORITY_MIN_CLAIM jobs, so a full in-flight window of bulk work does
  * not hold one-off sends back), then claims from q as usual; while
  * a priority queue is set, a claim from q blocks at most CONSUMER_PRIORITY_BLOCK_MS, so a
@@ -68,6 +69,9 @@
 
 /* Longest claim block on the bulk queue of a consumer that also has a priority queue. */
 #define CONSUMER_PRIORITY_BLOCK_MS 50
+/* A priority claim that found nothing is not repeated before this many ms (a busy consumer
+ * turns far more often than that: one round trip per turn would cost the bulk throughput). */
+#define CONSUMER_PRIORITY_POLL_MS 20
 /* Priority jobs claimed in a turn in which ops->want said 0. */
 #define CONSUMER_PRIORITY_MIN_CLAIM 16
 
@@ -133,6 +137,7 @@ typedef struct consumer {
     int pause_ms;      /* current backoff */
     bool stopping;     /* the stop predicate said so; a holding consumer is draining */
     int64_t next_progress_ms;
+    int64_t next_priority_ms; /* no priority claim before this (the last one found nothing) */
     char last_progress[512];  /* figures of the last progress line written ("" = none yet) */
     int handed_back_at_start; /* jobs a previous run held, taken back by consumer_start */
     int handed_back;          /* jobs handed back by consumer_run at its end (-1: failed) */
