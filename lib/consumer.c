@@ -173,6 +173,8 @@ int consumer_run(consumer *c)
             if (n > 0 && handle_batch(c, ops->handle_priority ? ops->handle_priority : ops->handle,
                                       ev_again, c->o.priority))
                 block = 0;
+            if (want > 0 && (size_t)n >= want)
+                want = 0; /* a full priority claim: maybe more of them, no bulk claim yet */
         }
         if (c->o.priority && block > CONSUMER_PRIORITY_BLOCK_MS)
             block = CONSUMER_PRIORITY_BLOCK_MS;

@@ -31,7 +31,8 @@
  * there without blocking (at every turn after one that found priority jobs, else at most every
  * CONSUMER_PRIORITY_POLL_MS) (handed to ops->handle_priority; also in a turn in which ops->want
  * said 0, up to CONSUMER_PRIORITY_MIN_CLAIM jobs, so a full in-flight window of bulk work does
- * not hold one-off sends back), then claims from q as usual; while
+ * not hold one-off sends back), then, unless that claim was full (as many jobs as ops->want
+ * asked for: there may be more), claims from q as usual; while
  * a priority queue is set, a claim from q blocks at most CONSUMER_PRIORITY_BLOCK_MS, so a
  * priority job waits at most that long on an idle consumer and not at all on a busy one (no
  * busy polling: an idle consumer makes one more round trip per CONSUMER_PRIORITY_BLOCK_MS).
