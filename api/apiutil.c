@@ -16,6 +16,26 @@ bool api_is_dup_key(const bson_error_t *e)
     return e->code == 11000 || e->code == 11001 || strstr(e->message, "E11000") != NULL;
 }
 
+/* maxTimeMS of every read below (api_reads_init); read-only once the threads run. */
+static int g_max_time_ms;
+
+void api_reads_init(int max_time_ms)
+{
+    g_max_time_ms = max_time_ms;
+}
+
+/* Adds maxTimeMS to a command or its options. */
+static void add_max_time(bson_t *b)
+{
+    if (g_max_time_ms > 0)
+        BSON_APPEND_INT64(b, "maxTimeMS", g_max_time_ms);
+}
+
+bool api_is_timeout(const bson_error_t *e)
+{
+    return e->domain == MONGOC_ERROR_SERVER && e->code == API_MAX_TIME_MS_EXPIRED;
+}
+
 int api_db_status(http_request *req, const bson_error_t *e, const char *what)
 {
     char msg[300];
@@ -24,13 +44,17 @@ int api_db_status(http_request *req, const bson_error_t *e, const char *what)
                 e->domain == MONGOC_ERROR_PROTOCOL || e->domain == MONGOC_ERROR_CLIENT;
     log_warn("db_error", "rid=%s what=%s domain=%u code=%u msg=%s", req->request_id, what,
              e->domain, e->code, msg);
-    return down ? 503 : 500;
+    return api_is_timeout(e) ? 504 : down ? 503 : 500;
 }
 
 int api_db_fail(http_request *req, const bson_error_t *e, const char *what)
 {
-    if (api_db_status(req, e, what) == 503)
+    int st = api_db_status(req, e, what);
+    if (st == 503)
         http_error(req, 503, "database unavailable, retry later");
+    else if (st == 504)
+        http_error(req, 504, "database query timed out while %s (over %d ms), retry later", what,
+                   g_max_time_ms);
     else
         http_error(req, 500, "database error while %s", what);
     return -1;
@@ -87,12 +111,38 @@ const char *api_key(const api_ctx *app, char *buf, size_t n, const char *fmt, ..
 /* MongoDB helpers                                                                            */
 /* ------------------------------------------------------------------------------------------ */
 
-int api_count(mongoc_collection_t *coll, const bson_t *filter, int64_t *n, bson_error_t *err)
+/* An exact count of a whole collection: what drivers' countDocuments sends,
+ * [{$match: {}}, {$group: {_id: 1, n: {$sum: 1}}}]. No document: 0. */
+static int count_all_exact(mongoc_collection_t *coll, int64_t *n, bson_error_t *err)
+{
+    bson_t *pipeline =
+        BCON_NEW("pipeline", "[", "{", "$match", "{", "}", "}", "{", "$group", "{", "_id",
+                 BCON_INT32(1), "n", "{", "$sum", BCON_INT32(1), "}", "}", "}", "]");
+    bson_t opts = BSON_INITIALIZER;
+    add_max_time(&opts);
+    mongoc_cursor_t *cur =
+        mongoc_collection_aggregate(coll, MONGOC_QUERY_NONE, pipeline, &opts, NULL);
+    const bson_t *doc;
+    bson_iter_t it;
+    *n = 0;
+    if (mongoc_cursor_next(cur, &doc) && bson_iter_init_find(&it, doc, "n") &&
+        BSON_ITER_HOLDS_NUMBER(&it))
+        *n = bson_iter_as_int64(&it);
+    int rc = mongoc_cursor_error(cur, err) ? -1 : 0;
+    mongoc_cursor_destroy(cur);
+    bson_destroy(&opts);
+    bson_destroy(pipeline);
+    return rc;
+}
+
+/* The count command (filter NULL: the collection's metadata count). */
+static int count_cmd(mongoc_collection_t *coll, const bson_t *filter, int64_t *n, bson_error_t *err)
 {
     bson_t cmd = BSON_INITIALIZER, reply;
     BSON_APPEND_UTF8(&cmd, "count", mongoc_collection_get_name(coll));
     if (filter)
         BSON_APPEND_DOCUMENT(&cmd, "query", filter);
+    add_max_time(&cmd);
     bool ok = mongoc_collection_read_command_with_opts(coll, &cmd, NULL, NULL, &reply, err);
     bson_iter_t it;
     if (ok && bson_iter_init_find(&it, &reply, "n") && BSON_ITER_HOLDS_NUMBER(&it))
@@ -104,6 +154,18 @@ int api_count(mongoc_collection_t *coll, const bson_t *filter, int64_t *n, bson_
     bson_destroy(&reply);
     bson_destroy(&cmd);
     return ok ? 0 : -1;
+}
+
+int api_count(mongoc_collection_t *coll, const bson_t *filter, int64_t *n, bson_error_t *err)
+{
+    if (!filter || bson_empty(filter))
+        return count_all_exact(coll, n, err);
+    return count_cmd(coll, filter, n, err);
+}
+
+int api_count_estimate(mongoc_collection_t *coll, int64_t *n, bson_error_t *err)
+{
+    return count_cmd(coll, NULL, n, err);
 }
 
 int api_populate(api_ctx *app, mongoc_client_t *cl, json_t *docs, const char *field,
@@ -134,7 +196,10 @@ int api_populate(api_ctx *app, mongoc_client_t *cl, json_t *docs, const char *fi
     mongoc_collection_t *coll = dbpool_collection(app->db, cl, coll_name);
     /* The fields are picked here rather than with a projection: referenced documents are
      * small, and plain finds are the most portable operation across MongoDB and devdb. */
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
+    bson_t opts = BSON_INITIALIZER;
+    add_max_time(&opts);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+    bson_destroy(&opts);
     const bson_t *doc;
     while (mongoc_cursor_next(cur, &doc)) {
         json_t *j = jsonx_from_bson(doc);
@@ -195,6 +260,7 @@ int api_query_json(api_ctx *app, mongoc_client_t *cl, const api_query *q, json_t
     BSON_APPEND_INT64(&opts, "limit", q->limit);
     if (q->skip > 0)
         BSON_APPEND_INT64(&opts, "skip", q->skip);
+    add_max_time(&opts);
     mongoc_collection_t *coll = dbpool_collection(app->db, cl, q->coll);
     mongoc_cursor_t *cur =
         mongoc_collection_find_with_opts(coll, q->filter ? q->filter : &empty, &opts, NULL);
@@ -250,6 +316,7 @@ int api_find_by_id(api_ctx *app, mongoc_client_t *cl, const char *coll_name, con
     bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
     BSON_APPEND_OID(&filter, "_id", oid);
     BSON_APPEND_INT64(&opts, "limit", 1);
+    add_max_time(&opts);
     mongoc_collection_t *coll = dbpool_collection(app->db, cl, coll_name);
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
     const bson_t *doc;
@@ -409,4 +476,24 @@ int api_enqueue(http_request *req, const char *name, const char *const *jobs, co
         return 0;
     http_error(req, 503, "redis unavailable, retry later");
     return -1;
+}
+
+int api_enqueue_once(http_request *req, const char *name, const char *once, int ttl_s,
+                     const char *const *jobs, const size_t *lens, size_t n)
+{
+    rconn *c = rpool_get(req->app->redis);
+    char err[256] = "no connection";
+    queue *q =
+        c ? queue_open(c, req->app->cfg->redis.prefix, name, NULL, NULL, err, sizeof err) : NULL;
+    int rc = q ? queue_push_once(q, once, ttl_s, jobs, lens, n) : -1;
+    if (rc < 0) {
+        char m[300];
+        log_warn("enqueue_failed", "rid=%s queue=%s err=%s", req->request_id, name,
+                 log_quote(m, sizeof m, q ? queue_error(q) : err));
+        http_error(req, 503, "redis unavailable, retry later");
+    }
+    queue_close(q);
+    if (c)
+        rpool_put(req->app->redis, c);
+    return rc;
 }

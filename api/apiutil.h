@@ -16,10 +16,21 @@
 #include <mongoc/mongoc.h>
 #include <stdbool.h>
 
+/* Reads. Every read below carries maxTimeMS = max_time_ms (mongo.max_time_ms, kept below the
+ * driver's socket timeout by main.c), so a slow query ends on the server too and the client
+ * gets a clear 504. Called once at start, before any request thread runs. */
+void api_reads_init(int max_time_ms);
+
+/* MongoDB's MaxTimeMSExpired: a read outlived its maxTimeMS. */
+#define API_MAX_TIME_MS_EXPIRED 50
+bool api_is_timeout(const bson_error_t *e);
+
 /* Answer a MongoDB failure: 503 "database unavailable" when the server cannot be reached,
- * else 500 (logged with `what`). Returns -1. */
+ * 504 "database query timed out" when a read outlived its maxTimeMS, else 500 (logged with
+ * `what`). Returns -1. */
 int api_db_fail(http_request *req, const bson_error_t *e, const char *what);
-/* Log a MongoDB failure and return the status it deserves (503 or 500) without answering. */
+/* Log a MongoDB failure and return the status it deserves (503, 504 or 500) without
+ * answering. */
 int api_db_status(http_request *req, const bson_error_t *e, const char *what);
 /* True for a duplicate-key error (E11000). */
 bool api_is_dup_key(const bson_error_t *e);
@@ -43,9 +54,16 @@ const char *api_key(const api_ctx *app, char *buf, size_t n, const char *fmt, ..
 
 /* ---- MongoDB helpers ---- */
 
-/* Count documents matching filter with the `count` command (supported by MongoDB and devdb).
- * Returns 0 and sets *n, or -1 with err. */
+/* An exact count of the documents matching filter: the `count` command with the filter; with
+ * no or an empty filter an aggregation ($match + $group, as countDocuments does), because
+ * MongoDB answers an empty-filter `count` from collection metadata, which can be off after an
+ * unclean shutdown and counts orphans on a sharded cluster. (On a sharded cluster a filtered
+ * `count` may count orphans too; minicrm does not shard.) Returns 0 and sets *n, or -1 with
+ * err. */
 int api_count(mongoc_collection_t *coll, const bson_t *filter, int64_t *n, bson_error_t *err);
+/* The collection's metadata count (`count` without a filter): O(1), not exact (see above).
+ * Only for figures shown as estimates (GET /communication's total, total_exact false). */
+int api_count_estimate(mongoc_collection_t *coll, int64_t *n, bson_error_t *err);
 
 /* Replace, in every object of the JSON array `docs`, the hex id string at `field` by the
  * referenced document of collection `coll_name` projected to `fields` (NULL-terminated list,
@@ -134,3 +152,8 @@ int api_push_jobs(http_request *req, const char *name, const char *const *jobs, 
 /* api_push_jobs, answering 503 on failure. 0, or -1 after answering 503. */
 int api_enqueue(http_request *req, const char *name, const char *const *jobs, const size_t *lens,
                 size_t n);
+/* Like api_enqueue, but only if token `once` was not pushed on that queue in the last ttl_s
+ * seconds (queue_push_once). 1 pushed, 0 seen before (nothing pushed, nothing answered), -1
+ * answered 503. */
+int api_enqueue_once(http_request *req, const char *name, const char *once, int ttl_s,
+                     const char *const *jobs, const size_t *lens, size_t n);

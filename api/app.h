@@ -65,7 +65,8 @@ struct api_ctx {
     rpool *redis;
     router *router;
     api_metrics *metrics;
-    struct ratelimit *ratelimit; /* NULL when api.rate_limit_per_min is 0 */
+    struct ratelimit *ratelimit;          /* NULL when api.rate_limit_per_min is 0 */
+    struct ratelimit *receipts_ratelimit; /* receipts route; NULL when its limit is 0 */
     void *auth; /* owned by the auth module (auth_module_init / auth_module_shutdown) */
     int64_t started_ms;
     /* The two calls that go up a layer, set by main.c before the daemon starts (see the layer

@@ -2,23 +2,31 @@
  * auth: see auth.h. The HTTP side of authentication.
  *
  * Route table (access as enforced by the router before the handler runs):
- *   GET    /auth/google           public  302 to the provider (state + PKCE stored in Redis)
- *   GET    /auth/google/callback  public  state checked and consumed; code exchanged; user
- *                                         upserted; new session; Set-Cookie; 302 FRONTEND_URL/
- *                                         dashboard. Bad/missing/reused state or a provider
- *                                         failure: 302 /auth/failure
+ *   GET    /auth/google           public  302 to the provider (state + PKCE stored in Redis, the
+ *                                         pre-login cookie set); 429 past auth.login_rate_per_min
+ *                                         per client address
+ *   GET    /auth/google/callback  public  state checked and consumed, and bound to this browser
+ *                                         (pre-login cookie); code exchanged; account admitted
+ *                                         (verified, allow-listed); user upserted; new session;
+ *                                         Set-Cookie; 302 FRONTEND_URL/dashboard. Any refusal:
+ *                                         302 /auth/failure?reason=<code>
  *   GET    /auth/me               public  200 {loggedIn:true,user:{...}} or 401 {loggedIn:false}
- *   GET    /auth/logout           public  session deleted server-side, cookie cleared, 302
- *                                         FRONTEND_URL
- *   GET    /auth/failure          public  401 {"error":"Google login failed"}
+ *   POST   /auth/logout           public  session deleted server-side, cookie cleared, 302
+ *                                         FRONTEND_URL (403 from another site's page)
+ *   GET    /auth/logout           public  the same, only with a positive same-origin signal
+ *                                         (Origin, Referer or Sec-Fetch-Site): a link on another
+ *                                         site cannot log anyone out
+ *   GET    /auth/failure          public  401 {"error":"Google login failed[: why]","reason"?}
  *   POST   /api/keys              admin   201 {message, key (shown once), api_key}
  *   GET    /api/keys              admin   200 [api_key...] (never hashes)
  *   DELETE /api/keys/:id          admin   200 {message, api_key} / 404
  *   GET    /api/users             admin   200 [user...]
  *
- * Module state (app->auth): only a flag saying the users/api_keys unique indexes exist; they
- * are created lazily on the first login or key creation, so the API starts while MongoDB is
- * still down. Dependency failures answer 503, never a fake logout or login.
+ * Module state (app->auth): a flag saying the users/api_keys unique indexes exist (they are
+ * created lazily on the first login or key creation, so the API starts while MongoDB is still
+ * down) and the per-address limiter of login starts (a bounded table: anonymous
+ * GET /auth/google cannot grow Redis without bound, each start stores a state for
+ * auth.state_ttl_s). Dependency failures answer 503, never a fake logout or login.
  */
 #include "auth.h"
 
@@ -30,6 +38,7 @@
 #include "http.h"
 #include "jsonx.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "router.h"
 #include "rpool.h"
 #include "timeutil.h"
@@ -42,12 +51,27 @@
 
 typedef struct auth_state {
     atomic_bool indexes_ready;
+    ratelimit *login_starts; /* GET /auth/google per client address */
 } auth_state;
 
 #define FAILURE_PATH "/auth/failure"
 #define MAX_LIST     1000
 
 /* ---------------------------------------------------------------- module lifetime */
+
+int auth_module_prepare(minicrm_config *cfg, char *err, size_t errlen)
+{
+    bool generated = false;
+    if (auth_session_secret_ensure(cfg, &generated, err, errlen) != 0)
+        return -1;
+    if (generated)
+        log_warn("session_secret_unset",
+                 "msg=\"SESSION_SECRET is not set: sessions are keyed by a random secret made at "
+                 "this start, so every login ends when the API restarts and several API processes "
+                 "cannot share logins; set SESSION_SECRET (openssl rand -hex 32; minicrm up keeps "
+                 "one in .minicrm/session-secret)\"");
+    return 0;
+}
 
 int auth_module_init(api_ctx *app, char *err, size_t errlen)
 {
@@ -62,13 +86,28 @@ int auth_module_init(api_ctx *app, char *err, size_t errlen)
         return -1;
     }
     atomic_init(&st->indexes_ready, false);
+    st->login_starts = ratelimit_new(app->cfg->auth.login_rate_per_min);
+    if (!st->login_starts) {
+        auth_oauth_global_cleanup();
+        free(st);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     app->auth = st;
-    if (!auth_oauth_configured(app->cfg))
+    const minicrm_config *cfg = app->cfg;
+    if (!auth_oauth_configured(cfg))
         log_warn("google_login_disabled",
                  "msg=\"GOOGLE_CLIENT_ID/GOOGLE_CLIENT_SECRET not set: /auth/google answers 503; "
                  "use API keys (minicrm keys create)\"");
-    if (!app->cfg->auth.admin_emails[0])
-        log_info("admin_policy", "msg=\"no auth.admin_emails: the first user to log in is admin\"");
+    else if (!cfg->auth.allowed_domains[0] && !cfg->auth.allowed_emails[0])
+        log_warn("google_login_refused_for_all",
+                 "msg=\"Google login is configured but auth.allowed_domains and "
+                 "auth.allowed_emails are empty, so every Google login is refused; set "
+                 "MINICRM_AUTH_ALLOWED_DOMAINS=example.com and/or "
+                 "MINICRM_AUTH_ALLOWED_EMAILS=ann@example.com,bob@example.com\"");
+    if (!cfg->auth.admin_emails[0])
+        log_info("admin_policy", "msg=\"no auth.admin_emails: no Google account is admin; admins "
+                                 "use admin API keys (minicrm keys create --role admin)\"");
     return 0;
 }
 
@@ -76,6 +115,7 @@ void auth_module_shutdown(api_ctx *app)
 {
     if (!app->auth)
         return;
+    ratelimit_free(((auth_state *)app->auth)->login_starts);
     free(app->auth);
     app->auth = NULL;
     auth_oauth_global_cleanup();
@@ -163,26 +203,61 @@ static void h_google(api_ctx *app, http_request *req)
         http_error(req, 503, "Google login is not configured on this server");
         return;
     }
+    /* Each start stores a state in Redis for auth.state_ttl_s: limit starts per address. */
+    auth_state *st = app->auth;
+    char peer[64];
+    int retry_after = 60;
+    if (!ratelimit_allow(st->login_starts, http_peer(req, peer, sizeof peer), time_now_ms(),
+                         &retry_after)) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", retry_after);
+        http_add_header(req, "Retry-After", ra);
+        http_error(req, 429, "too many logins started: at most %d per minute per client",
+                   app->cfg->auth.login_rate_per_min);
+        return;
+    }
     rconn *c = api_redis(req);
     if (!c)
         return;
-    char *url = NULL, err[256];
-    if (auth_oauth_begin(app->cfg, c, &url, err, sizeof err) != 0) {
+    char *url = NULL, err[256], nonce[AUTH_OAUTH_NONCE_LEN + 1], cookie[256];
+    if (auth_oauth_begin(app->cfg, c, &url, nonce, err, sizeof err) != 0) {
         api_redis_fail(req, c, "oauth state");
         rpool_put(app->redis, c);
         return;
     }
     rpool_put(app->redis, c);
+    /* The pre-login cookie binds the state to this browser (login CSRF, see auth_oauth.h). */
+    http_add_header(req, "Set-Cookie",
+                    auth_oauth_nonce_cookie(app->cfg, nonce, cookie, sizeof cookie));
     http_add_header(req, "Cache-Control", "no-store");
     http_redirect(req, url);
     free(url);
 }
 
-static void redirect_failure(http_request *req, const char *why)
+/* Why a login failed, as shown by /auth/failure?reason=<code>: a fixed table, so the page never
+ * repeats text from the request. */
+static const struct {
+    const char *code, *message;
+} k_failures[] = {
+    {"state", "the login link is unknown, expired or already used; start again"},
+    {"wrong_browser", "the login was not started in this browser; start again here"},
+    {"provider", "Google did not complete the login"},
+    {"no_allow_list", "Google login is not open to any account on this server (an operator must "
+                      "set auth.allowed_domains or auth.allowed_emails)"},
+    {"email_unverified", "Google did not confirm that this account owns its email address"},
+    {"not_allowed", "this Google account is not allowed to log in here (ask an admin to add it "
+                    "to auth.allowed_emails or its domain to auth.allowed_domains)"},
+};
+
+static void redirect_failure(api_ctx *app, http_request *req, const char *code, const char *why)
 {
-    log_info("login_failed", "rid=%s reason=\"%s\"", req->request_id, why);
+    char loc[128], cookie[256];
+    log_info("login_failed", "rid=%s reason=%s detail=\"%s\"", req->request_id, code, why);
+    snprintf(loc, sizeof loc, "%s?reason=%s", FAILURE_PATH, code);
+    http_add_header(req, "Set-Cookie",
+                    auth_oauth_nonce_cookie(app->cfg, NULL, cookie, sizeof cookie));
     http_add_header(req, "Cache-Control", "no-store");
-    http_redirect(req, FAILURE_PATH);
+    http_redirect(req, loc);
 }
 
 /* FRONTEND_URL without trailing slashes, followed by `suffix`. */
@@ -205,9 +280,13 @@ static void h_callback(api_ctx *app, http_request *req)
     if (!c)
         return;
     /* The state is consumed first, whatever else the request says: an error reply from the
-     * provider or a replay must not leave a usable state behind. */
-    char verifier[AUTH_OAUTH_VERIFIER_LEN + 1];
-    int rc = auth_oauth_take_state(app->cfg, c, state, verifier, err, sizeof err);
+     * provider or a replay must not leave a usable state behind. It counts only in the browser
+     * that started the login (the pre-login cookie), so an attacker's callback URL opened in a
+     * victim's browser fails and leaves the victim's session alone. */
+    char verifier[AUTH_OAUTH_VERIFIER_LEN + 1], nonce[AUTH_OAUTH_NONCE_LEN + 1];
+    bool has_nonce = auth_oauth_nonce_from_cookie_header(http_header(req, "Cookie"), nonce) == 0;
+    int rc = auth_oauth_take_state(app->cfg, c, state, has_nonce ? nonce : NULL, verifier, err,
+                                   sizeof err);
     if (rc < 0) {
         api_redis_fail(req, c, "oauth state");
         rpool_put(app->redis, c);
@@ -215,19 +294,32 @@ static void h_callback(api_ctx *app, http_request *req)
     }
     rpool_put(app->redis, c);
     c = NULL;
+    if (rc == AUTH_STATE_WRONG_BROWSER) {
+        redirect_failure(app, req, "wrong_browser",
+                         has_nonce ? "pre-login cookie does not match" : "no pre-login cookie");
+        return;
+    }
     if (rc != 0) {
-        redirect_failure(req, state ? "unknown, expired or reused state" : "missing state");
+        redirect_failure(app, req, "state",
+                         state ? "unknown, expired or reused state" : "missing state");
         return;
     }
     if (http_query(req, "error") || !code || !code[0]) {
-        redirect_failure(req, "provider returned no code");
+        redirect_failure(app, req, "provider", "provider returned no code");
         return;
     }
     auth_oauth_identity id;
     if (auth_oauth_exchange(app->cfg, code, verifier, &id, err, sizeof err) != 0) {
         log_warn("oauth_exchange_failed", "rid=%s err=%s", req->request_id,
                  log_quote(q, sizeof q, err));
-        redirect_failure(req, "code exchange or userinfo failed");
+        redirect_failure(app, req, "provider", "code exchange or userinfo failed");
+        return;
+    }
+    auth_admit admit = auth_users_admit(app->cfg, id.email, id.email_verified);
+    if (admit != AUTH_ADMIT_OK) {
+        log_warn("login_refused", "rid=%s email=%s reason=%s", req->request_id,
+                 log_quote(q, sizeof q, id.email), auth_admit_code(admit));
+        redirect_failure(app, req, auth_admit_code(admit), "account not admitted");
         return;
     }
     if (ensure_indexes(app, err, sizeof err) != 0) {
@@ -236,8 +328,13 @@ static void h_callback(api_ctx *app, http_request *req)
         return;
     }
     auth_user u;
-    if (auth_users_login(app->db, app->cfg, id.sub, id.email, id.name, id.email_verified, &u, err,
-                         sizeof err) != 0) {
+    rc = auth_users_login(app->db, app->cfg, id.sub, id.email, id.name, id.email_verified, &u, err,
+                          sizeof err);
+    if (rc > 0) { /* refused (checked above too; the store refuses on its own as well) */
+        redirect_failure(app, req, auth_admit_code((auth_admit)rc), "account not admitted");
+        return;
+    }
+    if (rc != 0) {
         log_warn("user_upsert_failed", "err=%s", log_quote(q, sizeof q, err));
         http_error(req, 503, "database unavailable, retry later");
         return;
@@ -257,6 +354,8 @@ static void h_callback(api_ctx *app, http_request *req)
     rpool_put(app->redis, c);
     char cookie[512], loc[1024];
     http_add_header(req, "Set-Cookie", auth_session_cookie(app->cfg, sid, cookie, sizeof cookie));
+    http_add_header(req, "Set-Cookie",
+                    auth_oauth_nonce_cookie(app->cfg, NULL, cookie, sizeof cookie));
     http_add_header(req, "Cache-Control", "no-store");
     log_info("login", "rid=%s user=%s role=%s", req->request_id, u.id, auth_role_name(u.role));
     http_redirect(req, frontend(app, "/dashboard", loc, sizeof loc));
@@ -282,9 +381,60 @@ static void h_me(api_ctx *app, http_request *req)
                              auth_role_name(p.role)));
 }
 
+/* True if `url` is `origin` or starts with it followed by '/' (origin without trailing '/'). */
+static bool url_in_origin(const char *url, const char *origin, size_t olen)
+{
+    return olen > 0 && strncasecmp(url, origin, olen) == 0 &&
+           (url[olen] == '\0' || url[olen] == '/');
+}
+
+/* Does a request come from the front end or from this API's own origin? Judged by the first of
+ * Origin, Referer, Sec-Fetch-Site the browser sent. Without any of them the answer is
+ * `default_ok`: a browser always sends one of them for a navigation or a form (a page can hide
+ * its Referer, not its Sec-Fetch-Site), so only non-browser clients arrive without. */
+static bool same_origin(const api_ctx *app, const http_request *req, bool default_ok)
+{
+    const char *fe = app->cfg->api.frontend_url;
+    size_t felen = strlen(fe);
+    while (felen > 0 && fe[felen - 1] == '/')
+        felen--;
+    char self[300] = "";
+    const char *host = http_header(req, "Host");
+    size_t slen = 0;
+    if (host && strlen(host) < 256)
+        slen = (size_t)snprintf(self, sizeof self, "http://%s", host);
+    const char *origin = http_header(req, "Origin");
+    const char *referer = http_header(req, "Referer");
+    const char *site = http_header(req, "Sec-Fetch-Site");
+    const char *url = origin && strcmp(origin, "null") != 0 ? origin : referer;
+    if (origin && !strcmp(origin, "null"))
+        return false;
+    if (url) {
+        if (url_in_origin(url, fe, felen) || url_in_origin(url, self, slen))
+            return true;
+        /* https:// behind a TLS proxy */
+        if (slen && !strncasecmp(url, "https://", 8) && url_in_origin(url + 8, self + 7, slen - 7))
+            return true;
+        return false;
+    }
+    if (site)
+        return !strcmp(site, "same-origin") || !strcmp(site, "same-site") || !strcmp(site, "none");
+    return default_ok;
+}
+
+/* POST /auth/logout, and GET /auth/logout (the original contract) when it comes from the front
+ * end: a GET is what a link or an image on any site can make a browser send with its Lax
+ * cookie, so it must show where it comes from; a POST from another site carries no Lax cookie
+ * and is refused when it shows a foreign origin. */
 static void h_logout(api_ctx *app, http_request *req)
 {
     char sid[AUTH_SID_LEN + 1], err[256], cookie[512], loc[1024];
+    if (!same_origin(app, req, req->method == HTTP_POST)) {
+        http_error(req, 403,
+                   "logout refused: the request does not come from the front end (use POST "
+                   "/auth/logout from it)");
+        return;
+    }
     if (auth_session_from_cookie_header(http_header(req, "Cookie"), sid) == 0) {
         rconn *c = api_redis(req);
         if (!c)
@@ -305,6 +455,15 @@ static void h_logout(api_ctx *app, http_request *req)
 static void h_failure(api_ctx *app, http_request *req)
 {
     (void)app;
+    const char *reason = http_query(req, "reason");
+    for (size_t i = 0; reason && i < sizeof k_failures / sizeof k_failures[0]; i++)
+        if (!strcmp(reason, k_failures[i].code)) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "Google login failed: %s", k_failures[i].message);
+            http_send_json(req, 401,
+                           json_pack("{s:s, s:s}", "error", msg, "reason", k_failures[i].code));
+            return;
+        }
     http_error(req, 401, "Google login failed");
 }
 
@@ -454,6 +613,7 @@ int auth_register_routes(router *r)
         router_add(r, HTTP_GET, "/auth/google/callback", h_callback, ROUTE_PUBLIC,
                    AUTH_ROLE_NONE) ||
         router_add(r, HTTP_GET, "/auth/me", h_me, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
+        router_add(r, HTTP_POST, "/auth/logout", h_logout, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
         router_add(r, HTTP_GET, "/auth/logout", h_logout, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
         router_add(r, HTTP_GET, "/auth/failure", h_failure, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
         router_add(r, HTTP_POST, "/api/keys", h_keys_create, ROUTE_AUTH, AUTH_ROLE_ADMIN) ||

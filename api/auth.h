@@ -4,7 +4,7 @@
  * the lib/auth building blocks:
  *
  *   auth_oauth    Google OAuth 2.0 code flow, state + PKCE        GET /auth/google[/callback]
- *   auth_session  Redis sessions and the `sid` cookie             GET /auth/me, /auth/logout
+ *   auth_session  Redis sessions and the `sid` cookie             GET /auth/me, POST /auth/logout
  *   auth_keys     hashed API keys (Authorization: Bearer mck_...) POST/GET/DELETE /api/keys
  *   auth_users    users collection and roles                      GET /api/users
  *
@@ -19,6 +19,10 @@
 
 #include <stddef.h>
 
+/* Called once in main.c right after the configuration is loaded, before threads: makes sure
+ * auth.session_secret is set (a random one per start when SESSION_SECRET is not given, with a
+ * warning that logins then end at every restart). 0, or -1 with a message in err. */
+int auth_module_prepare(minicrm_config *cfg, char *err, size_t errlen);
 /* Called once in main.c after the pools exist and before routes are registered. 0, or -1 with
  * a message in err (the program then exits 2). */
 int auth_module_init(api_ctx *app, char *err, size_t errlen);

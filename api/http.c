@@ -28,6 +28,7 @@
  */
 #include "http.h"
 
+#include "connguard.h"
 #include "jsonx.h"
 #include "log.h"
 #include "metrics.h"
@@ -49,6 +50,11 @@
 /* Bounds of discarding an oversized body (see above). */
 #define HTTP_DISCARD_MAX    ((size_t)64 * 1024 * 1024) /* bytes read past api.max_body_bytes */
 #define HTTP_DISCARD_MAX_US (10 * 1000000LL)           /* from the start of the request */
+
+/* Returned by http_uri_log for a request with too many query parameters: MHD stores it as the
+ * request's context, and the access handler answers 431 (see http_uri_log). */
+static char g_too_many_params;
+#define TOO_MANY_PARAMS ((void *)&g_too_many_params)
 
 static atomic_long g_inflight;
 static atomic_ulong g_request_seq;
@@ -455,6 +461,29 @@ int http_redirect(http_request *req, const char *location)
 /* MHD glue                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
+void *http_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    (void)conn;
+    /* libmicrohttpd 0.9.75 stores every query argument in the connection's memory pool right
+     * after this call; when they do not fit it tries to answer 431, has no room left for that
+     * answer either, and the connection hangs silently until the timeout. So a query with more
+     * than HTTP_MAX_QUERY_PARAMS arguments is cut here, in MHD's own buffer, before MHD parses
+     * it (the query is not used after that; the buffer is the connection's writable read
+     * buffer), and the request is marked for a 431. test_api_hardening checks the answer. */
+    char *q = uri ? strchr(uri, '?') : NULL;
+    if (!q)
+        return NULL;
+    long n = 1;
+    for (const char *p = q + 1; *p; p++)
+        if (*p == '&' && ++n > HTTP_MAX_QUERY_PARAMS)
+            break;
+    if (n <= HTTP_MAX_QUERY_PARAMS)
+        return NULL;
+    q[1] = '\0';
+    return TOO_MANY_PARAMS;
+}
+
 enum MHD_Result http_access_handler(void *cls, struct MHD_Connection *conn, const char *url,
                                     const char *method, const char *version,
                                     const char *upload_data, size_t *upload_data_size,
@@ -464,7 +493,17 @@ enum MHD_Result http_access_handler(void *cls, struct MHD_Connection *conn, cons
     http_request *req = *con_cls;
     size_t cap = (size_t)app->cfg->api.max_body_bytes;
 
+    if (req == TOO_MANY_PARAMS) {
+        connguard_request_started(conn);
+        req = request_new(app, conn, url, method);
+        if (!req)
+            return MHD_NO;
+        *con_cls = req;
+        http_error(req, 431, "too many query parameters (at most %d)", HTTP_MAX_QUERY_PARAMS);
+        return MHD_YES;
+    }
     if (!req) {
+        connguard_request_started(conn);
         req = request_new(app, conn, url, method);
         if (!req)
             return MHD_NO;
@@ -548,21 +587,25 @@ void http_request_completed(void *cls, struct MHD_Connection *conn, void **con_c
 {
     api_ctx *app = cls;
     http_request *req = *con_cls;
-    if (!req)
-        return;
+    connguard_request_done(conn);
     *con_cls = NULL;
+    if (!req || req == TOO_MANY_PARAMS)
+        return;
     int64_t dur_us = time_mono_us() - req->start_us;
     int status = req->responded ? req->status : 0;
     if (!req->responded) /* answered requests were counted when the answer was queued */
         metrics_observe(app->metrics, req->route_index, status, dur_us);
-    /* api.access_log: "auto" means on; `minicrm up` turns it off unless --verbose. */
+    /* api.access_log: "auto" means on; `minicrm up` turns it off unless --verbose. Method and
+     * path are the client's bytes: quoted (and their control characters blanked) like every
+     * client value, so neither can add a field or a line to the log. */
     if (strcmp(app->cfg->api.access_log, "off") != 0) {
-        char path[300];
+        char path[300], method[80];
         log_quote(path, sizeof path, req->path ? req->path : "");
+        log_quote(method, sizeof method, req->method_str ? req->method_str : "-");
         log_info("request",
                  "rid=%s method=%s path=%s route=\"%s\" status=%d bytes=%zu dur_ms=%.3f%s",
-                 req->request_id, req->method_str ? req->method_str : "-", path, req->route_label,
-                 status, req->bytes_out, (double)dur_us / 1000.0,
+                 req->request_id, method, path, req->route_label, status, req->bytes_out,
+                 (double)dur_us / 1000.0,
                  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
     }
     request_free(req);

@@ -30,6 +30,7 @@
 
 #define HTTP_MAX_PARAMS        4
 #define HTTP_MAX_EXTRA_HEADERS 8
+#define HTTP_MAX_QUERY_PARAMS  256 /* more query arguments: 431 at once */
 
 typedef enum {
     HTTP_GET = 0,
@@ -137,6 +138,10 @@ enum MHD_Result http_access_handler(void *cls, struct MHD_Connection *conn, cons
                                     void **con_cls);
 void http_request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                             enum MHD_RequestTerminationCode toe);
+
+/* MHD_OPTION_URI_LOG_CALLBACK: sees each request line first; a query with more than
+ * HTTP_MAX_QUERY_PARAMS arguments is answered 431 (instead of hanging inside MHD). */
+void *http_uri_log(void *cls, const char *uri, struct MHD_Connection *conn);
 
 /* MHD_OPTION_UNESCAPE_CALLBACK: percent-decoding that never produces a NUL byte. */
 size_t http_unescape(void *cls, struct MHD_Connection *conn, char *s);

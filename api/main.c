@@ -2,9 +2,12 @@
  * minicrm-api: the HTTP API (libmicrohttpd).
  *
  * Start-up: configuration (prog_start), the exposure rule (cfg_check_api_exposure: a
- * non-loopback api.bind with the built-in development vendor secret is refused, exit 2),
- * signal handling, the MongoDB client pool, the Redis connection pool, the auth module, the
- * route table, metrics, then the MHD daemon with a thread pool of api.threads threads. Indexes are
+ * non-loopback api.bind with the built-in development vendor secret is refused, exit 2), the
+ * session secret (auth_module_prepare: random per start, with a warning, when SESSION_SECRET is
+ * not set), signal handling, the MongoDB client pool, the Redis connection pool, the auth module,
+ * the route table, metrics, then the MHD daemon with a thread pool of api.threads threads, at most
+ * api.max_conns connections (api.max_conns_per_ip from one address), and the header deadline
+ * of connguard. Indexes are
  * created in the background (retried until MongoDB answers), so the API starts even while the
  * database is still coming up; routes that need it answer 503 until then.
  *
@@ -15,6 +18,7 @@
 #include "apiutil.h"
 #include "app.h"
 #include "auth.h"
+#include "connguard.h"
 #include "dbpool.h"
 #include "http.h"
 #include "log.h"
@@ -46,25 +50,33 @@ static const progargs_flag k_flags[] = {
 
 static atomic_bool g_indexes_done;
 
-/* Background index creation: retried every 2 s until MongoDB answers or we stop. */
+/* Background index creation (api/indexes.c): passes every 2 s until no index is left that a
+ * retry could still create. Its own client, whose socket timeout (mongo.index_timeout_ms) lets
+ * createIndexes run as long as a build over a large collection takes; the pool's clients give
+ * up after their socket timeout. */
 static void *index_thread(void *arg)
 {
     api_ctx *app = arg;
-    int64_t next_log = 0;
+    routes_index_state st = {0};
+    char err[256];
+    mongoc_client_t *cl =
+        dbpool_client_new(app->db, app->cfg->mongo.index_timeout_ms, err, sizeof err);
+    if (!cl) {
+        log_error("indexes_failed", "err=\"%s\"", err);
+        return NULL;
+    }
     while (!signals_stop_requested()) {
-        char err[512];
-        if (routes_ensure_indexes(app, err, sizeof err) == 0) {
-            log_info("indexes_ready", NULL);
+        if (routes_ensure_indexes(app, cl, &st) == 0) {
+            if (st.n_failed == 0)
+                log_info("indexes_ready", NULL);
+            else
+                log_error("indexes_incomplete", "failed=%zu", st.n_failed);
             atomic_store(&g_indexes_done, true);
-            return NULL;
-        }
-        if (time_mono_ms() >= next_log) {
-            char q[600];
-            log_warn("indexes_pending", "err=%s", log_quote(q, sizeof q, err));
-            next_log = time_mono_ms() + 30000;
+            break;
         }
         signals_sleep_ms(2000);
     }
+    mongoc_client_destroy(cl);
     return NULL;
 }
 
@@ -114,8 +126,20 @@ int main(int argc, char **argv)
         progargs_release(&pa);
         return 2;
     }
+    if (auth_module_prepare(&cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "minicrm-api: auth: %s\n", err);
+        cfg_release(&cfg);
+        progargs_release(&pa);
+        return 2;
+    }
+    if (!cfg.receipts.require_timestamp)
+        log_warn("receipts_timestamp_optional",
+                 "detail=\"receipts.require_timestamp is off: an unsigned-time receipt batch is "
+                 "refused as a replay only while its signature is remembered (2 x "
+                 "receipts.max_skew_s); set it to true unless a vendor cannot send X-Timestamp\"");
     api_ctx app = {.cfg = &cfg, .started_ms = time_now_ms()};
     struct MHD_Daemon *d = NULL;
+    connguard *guard = NULL;
     pthread_t idx_tid;
     bool idx_started = false, auth_started = false;
 
@@ -125,10 +149,27 @@ int main(int argc, char **argv)
     }
     app.db = dbpool_new(cfg.mongo.uri, cfg.mongo.pool_max, cfg.mongo.timeout_ms, "minicrm-api", err,
                         sizeof err);
-    if (!app.db) {
+    if (!app.db || dbpool_set_durable_wc(app.db, cfg.mongo.write_concern, err, sizeof err) != 0) {
         fprintf(stderr, "minicrm-api: %s\n", err);
         goto out;
     }
+    /* A read's maxTimeMS must end it on the server before the driver gives up on the socket:
+     * then a slow query stops there too and the client gets a clear 504. */
+    int sock_ms = dbpool_socket_timeout_ms(app.db);
+    int max_time_ms = cfg.mongo.max_time_ms;
+    if (max_time_ms == 0)
+        max_time_ms = sock_ms > 0 && sock_ms / 2 < 10000 ? sock_ms / 2 : 10000;
+    if (sock_ms > 0 && max_time_ms >= sock_ms) {
+        fprintf(stderr,
+                "minicrm-api: mongo.max_time_ms (%d) must be below the MongoDB socket timeout "
+                "(%d ms: socketTimeoutMS in the URI, else 6 x mongo.timeout_ms)\n",
+                max_time_ms, sock_ms);
+        status = 2;
+        goto out;
+    }
+    api_reads_init(max_time_ms);
+    log_info("mongo_settings", "max_time_ms=%d socket_timeout_ms=%d write_concern=%s", max_time_ms,
+             sock_ms, dbpool_durable_wc_name(app.db));
     app.redis =
         rpool_new(cfg.redis.url, cfg.redis.timeout_ms, cfg.api.threads + 4, err, sizeof err);
     if (!app.redis) {
@@ -146,6 +187,7 @@ int main(int argc, char **argv)
         goto out;
     }
     app.ratelimit = ratelimit_new(cfg.api.rate_limit_per_min);
+    app.receipts_ratelimit = ratelimit_new(cfg.receipts.rate_limit_per_min);
     app.metrics = metrics_for(app.router);
     app.dispatch = dispatch;
     app.authenticate = auth_authenticate;
@@ -162,14 +204,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "minicrm-api: api.bind: not an IPv4 address: %s\n", cfg.api.bind);
         goto out;
     }
-    d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG,
-                         (uint16_t)cfg.api.port, NULL, NULL, http_access_handler, &app,
-                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
-                         (unsigned)cfg.api.threads, MHD_OPTION_NOTIFY_COMPLETED,
-                         http_request_completed, &app, MHD_OPTION_CONNECTION_TIMEOUT,
-                         (unsigned)cfg.api.request_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                         (size_t)(64 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-                         MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL, MHD_OPTION_END);
+    guard = connguard_new(cfg.api.request_timeout_s);
+    if (!guard) {
+        fprintf(stderr, "minicrm-api: cannot start the connection guard\n");
+        goto out;
+    }
+    d = MHD_start_daemon(
+        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, (uint16_t)cfg.api.port,
+        NULL, NULL, http_access_handler, &app, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg.api.threads, MHD_OPTION_NOTIFY_COMPLETED,
+        http_request_completed, &app, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg.api.request_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(64 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_UNESCAPE_CALLBACK,
+        http_unescape, NULL, MHD_OPTION_URI_LOG_CALLBACK, http_uri_log, NULL,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg.api.max_conns,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg.api.max_conns_per_ip,
+        MHD_OPTION_NOTIFY_CONNECTION, connguard_notify, guard, MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "minicrm-api: cannot listen on %s:%d (port in use?)\n", cfg.api.bind,
                 cfg.api.port);
@@ -177,8 +227,9 @@ int main(int argc, char **argv)
     }
     if (pthread_create(&idx_tid, NULL, index_thread, &app) == 0)
         idx_started = true;
-    log_info("listening", "bind=%s port=%d threads=%d", cfg.api.bind, cfg.api.port,
-             cfg.api.threads);
+    log_info("listening", "bind=%s port=%d threads=%d max_conns=%d max_conns_per_ip=%d",
+             cfg.api.bind, cfg.api.port, cfg.api.threads, cfg.api.max_conns,
+             cfg.api.max_conns_per_ip);
 
     /* Wait for SIGTERM/SIGINT. */
     struct pollfd pfd = {.fd = signals_fd(), .events = POLLIN};
@@ -202,12 +253,14 @@ int main(int argc, char **argv)
 out:
     if (d)
         MHD_stop_daemon(d);
+    connguard_free(guard);
     if (idx_started) {
         signals_request_stop();
         pthread_join(idx_tid, NULL);
     }
     metrics_free(app.metrics);
     ratelimit_free(app.ratelimit);
+    ratelimit_free(app.receipts_ratelimit);
     router_free(app.router);
     if (auth_started)
         auth_module_shutdown(&app);

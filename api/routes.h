@@ -10,12 +10,15 @@
  *   routes_delivery.c   POST /api/vendor/send, POST /api/receipts/delivery
  *   routes_messages.c   POST /api/messages (one-off messages through the priority lane)
  *
- * routes_ensure_indexes() creates the indexes of notes/design.md (idempotent).
+ * routes_ensure_indexes() creates the indexes of notes/design.md (idempotent; indexes.c).
  */
 #ifndef MINICRM_API_ROUTES_H
 #define MINICRM_API_ROUTES_H
 
 #include "router.h"
+
+#include <mongoc/mongoc.h>
+#include <stdbool.h>
 
 int routes_ops_register(router *r);
 int routes_customers_register(router *r);
@@ -25,7 +28,21 @@ int routes_comm_register(router *r);
 int routes_delivery_register(router *r);
 int routes_messages_register(router *r);
 
-/* 0 once every index exists; -1 with err (e.g. MongoDB unreachable: retried by main). */
-int routes_ensure_indexes(api_ctx *app, char *err, size_t errlen);
+/* The start-up index builder's state across its passes (indexes.c draws the moves):
+ * zero-initialise it, then call routes_ensure_indexes() until it returns 0. */
+#define ROUTES_MAX_INDEXES 32
+enum { ROUTES_IDX_PENDING = 0, ROUTES_IDX_READY, ROUTES_IDX_FAILED };
+typedef struct routes_index_state {
+    unsigned char state[ROUTES_MAX_INDEXES]; /* ROUTES_IDX_* per index of indexes.c */
+    int code[ROUTES_MAX_INDEXES];            /* last error code + 1 logged for it (0: none) */
+    bool dropped[ROUTES_MAX_INDEXES];        /* superseded index i dropped (or absent) */
+    size_t n_failed;                         /* indexes FAILED for good */
+} routes_index_state;
+
+/* One pass on client cl (used by this thread only): creates every index still pending, each
+ * with its own command, logs each failure once, marks those a retry cannot fix (11000, 85,
+ * 86, 67, 197) FAILED for good, and drops superseded indexes whose replacement is READY.
+ * Returns how many are still pending (0: done, every index READY or FAILED). */
+int routes_ensure_indexes(api_ctx *app, mongoc_client_t *cl, routes_index_state *s);
 
 #endif

@@ -14,7 +14,9 @@
  *        nothing; the same key with another body -> 409; while the first is still running ->
  *        409. 5xx answers are not kept (the client may retry).
  *   POST /api/campaigns/preview       {rules} -> 200 {"audience_size": N, "rules": {...}}
- *   POST /api/campaigns/suggest-tags  {name, rules} -> 200 {"tags": [...]} (the auto tags)
+ *   POST /api/campaigns/suggest-tags  {name, rules} -> 200 {"tags": [...]} (the auto tags);
+ *        with AI configured also "ai" and an id, and the AI tags once cached (api/aiseam.c).
+ *   GET  /api/campaigns/suggest-tags/:id   the AI suggestion's state (api/aiseam.c).
  *   GET  /api/campaigns?tag=          newest first; tag is a case-insensitive fuzzy match
  *        (spaces, '-' and '_' interchangeable) on tags and name; ?limit=, ?page=.
  *   GET  /api/campaigns/:id           the campaign plus "progress" with exact counts of its
@@ -22,10 +24,11 @@
  *   GET  /api/campaigns/:id/logs      its logs, customer populated {_id, name, email}, in
  *        customer order (index {campaign_id, customer_id}); ?limit=, ?page= or ?after=<cust id>.
  *
- * AI seam: AI-suggested tags and AI-written messages (OPENAI_API_KEY) belong to a later issue
- * and will run in workers. The request path makes NO outbound call: ai_seam_request() only
- * records on the campaign what a worker should do ("ai": {"status": "requested", ...}).
+ * AI (OPENAI_API_KEY set): the request path makes NO outbound call. ai_seam_request() records
+ * on the campaign what minicrm-ai should do ("ai": {"status": "requested", ...}) and, once the
+ * campaign is stored and queued, aiseam_request_campaign() puts its job on the ai queue.
  */
+#include "aiseam.h"
 #include "apiutil.h"
 #include "campaign.h"
 #include "hmac.h"
@@ -253,7 +256,7 @@ static void create_campaign(api_ctx *app, http_request *req, json_t *body, answe
     rules_filter(&r, now, &filter);
     mongoc_client_t *cl = dbpool_pop(app->db);
     mongoc_collection_t *customers = dbpool_collection(app->db, cl, DB_CUSTOMERS);
-    mongoc_collection_t *campaigns = dbpool_collection(app->db, cl, DB_CAMPAIGNS);
+    mongoc_collection_t *campaigns = dbpool_durable_collection(app->db, cl, DB_CAMPAIGNS);
     bson_t doc = BSON_INITIALIZER;
     json_t *tags = NULL;
     bson_error_t e;
@@ -325,6 +328,8 @@ static void create_campaign(api_ctx *app, http_request *req, json_t *body, answe
     if (qrc != 0)
         goto out;
 
+    if (aiseam_enabled(app->cfg))
+        aiseam_request_campaign(app, req, hex);
     log_info("campaign_created", "rid=%s campaign=%s audience=%lld", req->request_id, hex,
              (long long)audience);
     json_decref(a->body);
@@ -473,6 +478,8 @@ static void h_suggest_tags(api_ctx *app, http_request *req)
         body_rules(req, body, false, &r) != 0 ||
         count_audience(app, req, &r, time_now_ms(), &n) != 0)
         return;
+    if (name && aiseam_enabled(app->cfg))
+        return aiseam_suggest(app, req, name, &r, auto_tags(name, &r, n));
     http_send_json(req, 200, json_pack("{s:o}", "tags", auto_tags(name, &r, n)));
 }
 
@@ -645,6 +652,7 @@ int routes_campaigns_register(router *r)
                    AUTH_ROLE_STAFF) ||
         router_add(r, HTTP_POST, "/api/campaigns/suggest-tags", h_suggest_tags, ROUTE_AUTH,
                    AUTH_ROLE_STAFF) ||
+        aiseam_register(r) ||
         router_add(r, HTTP_GET, "/api/campaigns", h_list, ROUTE_AUTH, AUTH_ROLE_STAFF) ||
         router_add(r, HTTP_GET, "/api/campaigns/:id", h_get, ROUTE_AUTH, AUTH_ROLE_STAFF) ||
         router_add(r, HTTP_GET, "/api/campaigns/:id/logs", h_logs, ROUTE_AUTH, AUTH_ROLE_STAFF))

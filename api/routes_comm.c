@@ -1,8 +1,10 @@
 /*
  * routes_comm: GET /communication?page=1&limit=20 -> 200 {page, limit, total, pages, logs},
  * newest first (index createdAt_-1), each log with customer_id populated {_id, name, email} and
- * campaign_id populated {_id, name}. limit defaults to 20 (max api.max_page_size); total is an
- * exact count; pages = ceil(total / limit).
+ * campaign_id populated {_id, name}. limit defaults to 20 (max api.max_page_size); total is
+ * MongoDB's metadata count of the logs (O(1), but not exact after an unclean shutdown or with
+ * orphans on a sharded cluster), so the reply says "total_exact": false; pages =
+ * ceil(total / limit).
  */
 #include "apiutil.h"
 #include "jsonx.h"
@@ -27,7 +29,7 @@ static void h_list(api_ctx *app, http_request *req)
     bson_error_t e;
     int64_t total = 0;
     json_t *logs = NULL;
-    int rc = api_count(coll, NULL, &total, &e);
+    int rc = api_count_estimate(coll, &total, &e);
     mongoc_collection_destroy(coll);
     if (rc == 0)
         rc = api_query_json(app, cl, &q, &logs, NULL, NULL, &e);
@@ -37,9 +39,9 @@ static void h_list(api_ctx *app, http_request *req)
         return;
     }
     http_send_json(req, 200,
-                   json_pack("{s:I,s:I,s:I,s:I,s:o}", "page", (json_int_t)page, "limit",
-                             (json_int_t)limit, "total", (json_int_t)total, "pages",
-                             (json_int_t)((total + limit - 1) / limit), "logs", logs));
+                   json_pack("{s:I,s:I,s:I,s:b,s:I,s:o}", "page", (json_int_t)page, "limit",
+                             (json_int_t)limit, "total", (json_int_t)total, "total_exact", 0,
+                             "pages", (json_int_t)((total + limit - 1) / limit), "logs", logs));
 }
 
 int routes_comm_register(router *r)

@@ -34,6 +34,7 @@
 #include "jsonx.h"
 #include "log.h"
 #include "queue.h"
+#include "ratelimit.h"
 #include "routes.h"
 #include "timeutil.h"
 
@@ -87,8 +88,9 @@ static void h_vendor_send(api_ctx *app, http_request *req)
 /* POST /api/receipts/delivery                                                                */
 /* ------------------------------------------------------------------------------------------ */
 
-/* Step 1. Returns 0 if the signature is good, else answers 401 and returns -1. */
-static int verify_signature(api_ctx *app, http_request *req)
+/* Step 1. Returns 0 if the signature is good (want = the expected signature, lower-case hex,
+ * the batch's replay token), else answers 401 and returns -1. */
+static int verify_signature(api_ctx *app, http_request *req, char want[HMAC_HEX_LEN + 1])
 {
     const char *sig = http_header(req, "X-Signature");
     const char *ts = http_header(req, "X-Timestamp");
@@ -122,7 +124,6 @@ static int verify_signature(api_ctx *app, http_request *req)
             return -1;
         }
     }
-    char want[HMAC_HEX_LEN + 1];
     if (hmac_sign_receipt(app->cfg->receipts.vendor_secret, ts, req->body, req->body_len, want) !=
         0) {
         http_error(req, 503, "cannot compute signature");
@@ -266,7 +267,21 @@ static int close_job(http_request *req, job_list *l, jobs_receipt_batch *b, json
 
 static void h_receipts(api_ctx *app, http_request *req)
 {
-    if (verify_signature(app, req) != 0)
+    /* Its own limit, apart from the user-facing api.rate_limit_per_min (which exempts this
+     * route): checked before the HMAC so a flood costs no hashing. */
+    int retry_after;
+    char peer[64], sig[HMAC_HEX_LEN + 1];
+    if (app->receipts_ratelimit &&
+        !ratelimit_allow(app->receipts_ratelimit, http_peer(req, peer, sizeof peer), time_now_ms(),
+                         &retry_after)) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", retry_after);
+        http_add_header(req, "Retry-After", ra);
+        http_error(req, 429, "rate limit exceeded: at most %d receipt posts per minute per client",
+                   app->cfg->receipts.rate_limit_per_min);
+        return;
+    }
+    if (verify_signature(app, req, sig) != 0)
         return;
     /* One parser: lib/jscan with jansson's rules (RECEIPTS_SCAN_FLAGS), no tree per receipt. */
     if (http_require_json(req) != 0)
@@ -339,13 +354,28 @@ static void h_receipts(api_ctx *app, http_request *req)
     }
     if (job.n && close_job(req, &jobs, &job, NULL) != 0)
         goto out;
-    /* ?lane=priority: the receipts of one-off messages (POST /api/messages), which the vendor
+    /* A signed batch is accepted once: its signature is its token on the receipts queue for
+     * as long as its timestamp could pass the skew check (queue_push_once sets the token and
+     * pushes in one script, so a crash in between loses nothing and lets no replay through).
+     * A repeat is answered 200 "duplicate" with nothing queued: the vendor's own retry of a
+     * post whose answer it lost stops there, and a replay changes nothing.
+     * ?lane=priority: the receipts of one-off messages (POST /api/messages), which the vendor
      * posts apart, take the priority receipts queue, drained first. */
     const char *lane = http_query(req, "lane");
     bool prio = lane && !strcmp(lane, "priority");
-    if (jobs.n > 0 && api_enqueue(req, prio ? QUEUE_PRIORITY_RECEIPTS : QUEUE_RECEIPTS,
-                                  (const char *const *)jobs.s, jobs.len, jobs.n) != 0)
-        goto out;
+    if (jobs.n > 0) {
+        int pushed = api_enqueue_once(req, prio ? QUEUE_PRIORITY_RECEIPTS : QUEUE_RECEIPTS, sig,
+                                      2 * app->cfg->receipts.max_skew_s + 1,
+                                      (const char *const *)jobs.s, jobs.len, jobs.n);
+        if (pushed < 0)
+            goto out;
+        if (pushed == 0) {
+            http_send_json(
+                req, 200,
+                json_pack("{s:b,s:b,s:I}", "ok", 1, "duplicate", 1, "accepted", (json_int_t)0));
+            goto out;
+        }
+    }
     if (batch)
         http_send_json(req, 202,
                        json_pack("{s:b,s:I,s:I}", "ok", 1, "accepted", (json_int_t)accepted,

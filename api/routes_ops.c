@@ -3,7 +3,7 @@
  *   GET /healthz     200 {"status":"ok"} while the process serves requests (no dependency).
  *   GET /readyz      200 when Redis (PING) and MongoDB (ping) both answer; else 503 naming
  *                    the dependency that is down.
- *   GET /metrics     Prometheus text: requests by route and status, latency histograms,
+ *   GET /metrics     (admin) Prometheus text: requests by route and status, latency histograms,
  *                    queue depths (queue_stats_get of lib/queue).
  *   GET /api/queues  (admin) the queue statistics as JSON.
  */
@@ -51,8 +51,8 @@ static void h_readyz(api_ctx *app, http_request *req)
 
 /* ---- queue depths (lib/queue statistics) ---- */
 
-static const char *const k_queues[] = {QUEUE_CAMPAIGNS, QUEUE_SENDS, QUEUE_RECEIPTS};
-#define NQUEUES 3
+static const char *const k_queues[] = {QUEUE_CAMPAIGNS, QUEUE_SENDS, QUEUE_RECEIPTS, QUEUE_AI};
+#define NQUEUES 4
 
 /* Statistics of every queue. 0, or -1 if Redis is unreachable. */
 static int queue_all_stats(api_ctx *app, queue_stats out[NQUEUES])
@@ -129,7 +129,7 @@ int routes_ops_register(router *r)
 {
     if (router_add(r, HTTP_GET, "/healthz", h_healthz, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
         router_add(r, HTTP_GET, "/readyz", h_readyz, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
-        router_add(r, HTTP_GET, "/metrics", h_metrics, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
+        router_add(r, HTTP_GET, "/metrics", h_metrics, ROUTE_AUTH, AUTH_ROLE_ADMIN) ||
         router_add(r, HTTP_GET, "/api/queues", h_queues, ROUTE_AUTH, AUTH_ROLE_ADMIN))
         return -1;
     return 0;

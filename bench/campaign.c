@@ -283,7 +283,7 @@ static int wait_api_indexes(pipeh *h)
         while (mongoc_cursor_next(cur, &doc)) {
             bson_iter_t it;
             if (bson_iter_init_find(&it, doc, "name") && BSON_ITER_HOLDS_UTF8(&it) &&
-                !strcmp(bson_iter_utf8(&it, NULL), "createdAt_-1"))
+                !strcmp(bson_iter_utf8(&it, NULL), "createdAt_-1__id_-1"))
                 found = true;
         }
         mongoc_cursor_destroy(cur);

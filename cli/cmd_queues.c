@@ -14,13 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const k_queues[] = {QUEUE_CAMPAIGNS, QUEUE_SENDS, QUEUE_RECEIPTS};
+static const char *const k_queues[] = {QUEUE_CAMPAIGNS, QUEUE_SENDS, QUEUE_RECEIPTS, QUEUE_AI};
+#define NQ (sizeof k_queues / sizeof k_queues[0])
 
 static int print_once(rconn *r, const minicrm_config *cfg, bool as_json)
 {
-    queue_stats st[3];
+    queue_stats st[NQ];
     char err[256];
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < NQ; i++) {
         if (queue_stats_get(r, cfg->redis.prefix, k_queues[i], &st[i], err, sizeof err) != 0) {
             fprintf(stderr, "minicrm queues: %s\n", err);
             return 1;
@@ -28,7 +29,7 @@ static int print_once(rconn *r, const minicrm_config *cfg, bool as_json)
     }
     if (as_json) {
         json_t *o = json_object();
-        for (size_t i = 0; i < 3; i++)
+        for (size_t i = 0; i < NQ; i++)
             json_object_set_new(
                 o, st[i].name,
                 json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "ready",
@@ -49,7 +50,7 @@ static int print_once(rconn *r, const minicrm_config *cfg, bool as_json)
      * batch of sends, one POST of receipts), i.e. messages. */
     printf("%-10s %9s %9s %9s %9s %9s %11s %11s %11s %11s\n", "QUEUE", "READY", "INFLIGHT",
            "DELAYED", "DEAD", "CONSUMERS", "PUSHED", "ACKED", "ITEMS", "ITEMS/S(1m)");
-    for (size_t i = 0; i < 3; i++)
+    for (size_t i = 0; i < NQ; i++)
         printf("%-10s %9lld %9lld %9lld %9lld %4lld/%-4lld %11lld %11lld %11lld %11.1f\n",
                st[i].name, st[i].ready, st[i].inflight, st[i].delayed, st[i].dead, st[i].alive,
                st[i].consumers, st[i].pushed, st[i].acked, st[i].items, st[i].rate_1m);

@@ -3,23 +3,26 @@
  *
  * Starts, in order: redis-server (own data dir and port, appendonly on) unless REDIS_URL is
  * set; minicrm-devdb unless MONGO_URI is set; minicrm-api; minicrm-worker --procs N;
- * minicrm-receipts; minicrm-vendor-sim. Every child gets up's effective configuration through
- * MINICRM_* environment variables, so all agree on ports, URLs and secrets whatever layer
- * set them. It waits for /readyz, prints how to use the system, and then supervises (see
- * supervise.h) until SIGINT/SIGTERM, when it stops the children in reverse order.
+ * minicrm-receipts; minicrm-vendor-sim; minicrm-ai when openai.api_key is set. Every child
+ * gets up's effective configuration through MINICRM_* environment variables, so all agree on
+ * ports, URLs and secrets whatever layer set them. It waits for /readyz, prints how to use the
+ * system, and then supervises (see supervise.h) until SIGINT/SIGTERM, when it stops the
+ * children in reverse order.
  *
  * The console is for people: api.access_log=auto becomes off here (on with --verbose), so the
  * API's per-request lines do not bury warnings, errors, lifecycle events and progress.
  *
  * State lives in --dir (default ./.minicrm, created 0700): redis/ and devdb/ data (0700),
  * up.lock (held with flock while up runs, so a second `up` refuses to start a second set),
- * up.state (what runs, URL passwords masked), vendor-secret and, when up's output is not a
- * terminal, admin-key. Every file that holds a secret or data is 0600.
+ * up.state (what runs, URL passwords masked), vendor-secret, session-secret and, when up's
+ * output is not a terminal, admin-key. Every file that holds a secret or data is 0600.
  *
  * Secrets: unless VENDOR_SECRET (or receipts.vendor_secret) was set to something else than
  * the public development default, the first start writes 256 random bits as hex to
  * DIR/vendor-secret and every later start reuses it; it reaches the API and the vendor
- * simulator like every other setting (MINICRM_RECEIPTS_VENDOR_SECRET). The first admin API key
+ * simulator like every other setting (MINICRM_RECEIPTS_VENDOR_SECRET). Unless SESSION_SECRET
+ * is set, DIR/session-secret is made and reused the same way, so logins survive a restart.
+ * The first admin API key
  * is printed only to a terminal; otherwise it goes to DIR/admin-key and up says where.
  */
 #include "auth_keys.h"
@@ -119,12 +122,14 @@ static int write_private_file(const char *path, const char *text)
     return 0;
 }
 
-/* The vendor secret of this state directory: read DIR/vendor-secret, or on the first start
- * make 256 random bits (hex) and keep them there (0600). Into out; 0, or -1 with err. */
-static int local_vendor_secret(const char *dir, char *out, size_t n, char *err, size_t errlen)
+/* A secret of this state directory (`name`: vendor-secret, session-secret): read DIR/name, or
+ * on the first start make 256 random bits (hex) and keep them there (0600). Into out; 0, or -1
+ * with err. */
+static int local_secret(const char *dir, const char *name, char *out, size_t n, char *err,
+                        size_t errlen)
 {
     char path[PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/vendor-secret", dir);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd >= 0) {
         char buf[256];
@@ -147,7 +152,7 @@ static int local_vendor_secret(const char *dir, char *out, size_t n, char *err, 
     }
     unsigned char raw[32];
     if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw || n < 2 * sizeof raw + 2) {
-        snprintf(err, errlen, "no randomness for a vendor secret");
+        snprintf(err, errlen, "no randomness for %s", name);
         return -1;
     }
     for (size_t i = 0; i < sizeof raw; i++)
@@ -227,8 +232,9 @@ static void usage(void)
 {
     printf("usage: minicrm up [--workers N] [--dir DIR] [--demo] [--verbose]\n\n"
            "Starts redis-server (unless REDIS_URL is set), minicrm-devdb (unless MONGO_URI is\n"
-           "set), the API on PORT, N worker processes, the receipts worker and the vendor\n"
-           "simulator; Ctrl-C stops them all. State is kept in DIR (default ./.minicrm).\n"
+           "set), the API on PORT, N worker processes, the receipts worker, the vendor\n"
+           "simulator and, with OPENAI_API_KEY set, minicrm-ai; Ctrl-C stops them all.\n"
+           "State is kept in DIR (default ./.minicrm).\n"
            "--demo runs `minicrm demo` once the system is ready (a campaign end to end).\n"
            "--verbose also shows the API's per-request lines (api.access_log=on does too).\n");
 }
@@ -340,9 +346,18 @@ int cmd_up(cli_ctx *ctx)
     if (!env_set("VENDOR_SECRET", "MINICRM_RECEIPTS_VENDOR_SECRET") &&
         !strcmp(cfg->receipts.vendor_secret, CFG_DEV_VENDOR_SECRET)) {
         char secret[160];
-        if (local_vendor_secret(dir, secret, sizeof secret, err, sizeof err) != 0 ||
+        if (local_secret(dir, "vendor-secret", secret, sizeof secret, err, sizeof err) != 0 ||
             cfg_set(cfg, "receipts.vendor_secret", secret, "vendor-secret", err, sizeof err) != 0) {
             fprintf(stderr, "minicrm up: vendor secret: %s\n", err);
+            return 1;
+        }
+    }
+    /* The same for the session secret, so that logins survive a restart of up. */
+    if (!cfg->auth.session_secret[0]) {
+        char secret[160];
+        if (local_secret(dir, "session-secret", secret, sizeof secret, err, sizeof err) != 0 ||
+            cfg_set(cfg, "auth.session_secret", secret, "session-secret", err, sizeof err) != 0) {
+            fprintf(stderr, "minicrm up: session secret: %s\n", err);
             return 1;
         }
     }
@@ -395,9 +410,12 @@ int cmd_up(cli_ctx *ctx)
     const char *progs[][2] = {{"api", "minicrm-api"},
                               {"worker", "minicrm-worker"},
                               {"receipts", "minicrm-receipts"},
-                              {"vendor-sim", "minicrm-vendor-sim"}};
+                              {"vendor-sim", "minicrm-vendor-sim"},
+                              {"ai", "minicrm-ai"}};
     snprintf(wbuf, sizeof wbuf, "%d", workers);
-    for (size_t k = 0; k < 4; k++) {
+    /* minicrm-ai only when AI is configured: it holds the key and calls the model server. */
+    size_t nprogs = cfg->openai.api_key && *cfg->openai.api_key ? 5 : 4;
+    for (size_t k = 0; k < nprogs; k++) {
         char p[PATH_MAX + 32];
         snprintf(p, sizeof p, "%s/%s", bins, progs[k][1]);
         char *argv[] = {p, NULL, NULL, NULL};
@@ -465,11 +483,13 @@ int cmd_up(cli_ctx *ctx)
                 ready = true;
                 sup_say(&sup, "ready in %.1f s", (double)(now - t0) / 1000.0);
                 ensure_admin_key(&sup, cfg, dir);
-                sup_say(&sup, "API:    http://localhost:%d  (GET /healthz, /readyz, /metrics)",
+                sup_say(&sup,
+                        "API:    http://localhost:%d  (GET /healthz, /readyz; /metrics for admins)",
                         cfg->api.port);
                 sup_say(&sup,
                         "login:  Google at http://localhost:%d/auth/google (needs "
-                        "GOOGLE_CLIENT_ID), or an API key: minicrm keys create --role admin",
+                        "GOOGLE_CLIENT_ID and --set auth.allowed_domains=YOUR.DOMAIN or "
+                        "auth.allowed_emails=...), or an API key: minicrm keys create --role admin",
                         cfg->api.port);
                 char shown[512];
                 sup_say(

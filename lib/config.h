@@ -30,6 +30,9 @@ typedef struct minicrm_config {
         char *uri;      /* MONGO_URI */
         int pool_max;   /* clients per process pool */
         int timeout_ms; /* server selection / socket timeout */
+        int max_time_ms;      /* maxTimeMS of the API's reads */
+        int index_timeout_ms; /* socket timeout of the start-up index builder */
+        char *write_concern;  /* auto | journal | majority | acknowledged (dbpool_durable_wc) */
     } mongo;
     struct {
         char *url;      /* REDIS_URL: redis://[:pass@]host:port/db */
@@ -46,7 +49,9 @@ typedef struct minicrm_config {
         char *frontend_url; /* FRONTEND_URL */
         int idempotency_ttl_s;
         int rate_limit_per_min;
-        char *access_log; /* "auto" | "on" | "off": per-request log lines */
+        int max_conns;        /* global connection cap */
+        int max_conns_per_ip; /* per client address */
+        char *access_log;     /* "auto" | "on" | "off": per-request log lines */
     } api;
     struct {
         char *google_client_id;     /* GOOGLE_CLIENT_ID */
@@ -59,13 +64,17 @@ typedef struct minicrm_config {
         int session_ttl_s;
         bool cookie_secure;
         char *cookie_samesite;
-        char *admin_emails; /* comma-separated */
+        char *admin_emails;    /* comma-separated */
+        char *allowed_domains; /* comma-separated: who may log in with Google */
+        char *allowed_emails;  /* comma-separated */
+        int login_rate_per_min;
         int state_ttl_s;
         int http_timeout_ms;
     } auth;
     struct {
         char *vendor_secret; /* VENDOR_SECRET (secret) */
         bool require_timestamp;
+        int rate_limit_per_min;
         int max_skew_s;
         int max_batch;
         int batch_size;       /* receipts worker claim batch */
@@ -78,6 +87,11 @@ typedef struct minicrm_config {
     struct {
         char *api_key; /* OPENAI_API_KEY (secret) */
         char *model;
+        char *base_url;          /* OpenAI-compatible root, ".../v1" */
+        int timeout_ms;          /* total timeout of one call */
+        int max_attempts;        /* calls per AI job before it fails */
+        long max_tokens_per_day; /* 0 = no limit */
+        int cache_ttl_s;         /* suggest-tags answers kept this long */
     } openai;
     struct {
         int procs;

@@ -1,4 +1,5 @@
-/* dbpool: see dbpool.h. A thin owner of mongoc_client_pool_t that remembers the database. */
+/* dbpool: see dbpool.h. A thin owner of mongoc_client_pool_t that remembers the database,
+ * the final URI (for the index builder's own client) and the durable write concern. */
 #include "dbpool.h"
 
 #include <pthread.h>
@@ -9,6 +10,10 @@
 struct dbpool {
     mongoc_client_pool_t *pool;
     char db[128];
+    mongoc_uri_t *uri;          /* as the pool uses it (timeouts filled in) */
+    int timeout_ms;             /* as given to dbpool_new */
+    mongoc_write_concern_t *wc; /* durable writes; NULL: the URI's own (see dbpool.h) */
+    char wc_name[32];
 };
 
 static pthread_mutex_t g_init_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -42,8 +47,11 @@ dbpool *dbpool_new(const char *uri_str, int pool_max, int timeout_ms, const char
     if (appname && !mongoc_uri_has_option(uri, MONGOC_URI_APPNAME))
         mongoc_uri_set_appname(uri, appname);
     p->pool = mongoc_client_pool_new(uri);
-    mongoc_uri_destroy(uri);
+    p->uri = uri;
+    p->timeout_ms = timeout_ms;
     uri = NULL;
+    if (dbpool_set_durable_wc(p, "auto", err, errlen) != 0)
+        goto fail;
     if (!p->pool) {
         snprintf(err, errlen, "cannot create MongoDB client pool");
         goto fail;
@@ -71,6 +79,9 @@ void dbpool_free(dbpool *p)
         return;
     if (p->pool)
         mongoc_client_pool_destroy(p->pool);
+    if (p->uri)
+        mongoc_uri_destroy(p->uri);
+    mongoc_write_concern_destroy(p->wc);
     free(p);
     pthread_mutex_lock(&g_init_lock);
     if (--g_init_refs == 0)
@@ -108,4 +119,77 @@ int dbpool_ping(dbpool *p, bson_error_t *err)
     bson_destroy(&cmd);
     dbpool_push(p, c);
     return ok ? 0 : -1;
+}
+
+int dbpool_socket_timeout_ms(const dbpool *p)
+{
+    return mongoc_uri_get_option_as_int32(p->uri, MONGOC_URI_SOCKETTIMEOUTMS,
+                                          MONGOC_DEFAULT_SOCKETTIMEOUTMS);
+}
+
+mongoc_client_t *dbpool_client_new(const dbpool *p, int socket_timeout_ms, char *err, size_t errlen)
+{
+    mongoc_uri_t *u = mongoc_uri_copy(p->uri);
+    mongoc_client_t *c = NULL;
+    if (u && mongoc_uri_set_option_as_int32(u, MONGOC_URI_SOCKETTIMEOUTMS, socket_timeout_ms))
+        c = mongoc_client_new_from_uri(u);
+    if (c)
+        mongoc_client_set_error_api(c, MONGOC_ERROR_API_VERSION_2);
+    else
+        snprintf(err, errlen, "cannot create a MongoDB client");
+    mongoc_uri_destroy(u);
+    return c;
+}
+
+int dbpool_set_durable_wc(dbpool *p, const char *mode, char *err, size_t errlen)
+{
+    mongoc_write_concern_t *wc = NULL;
+    const char *name = mode;
+    if (strcmp(mode, "auto") == 0) {
+        /* The URI's own w / journal win: whoever wrote them knows the deployment. */
+        const mongoc_write_concern_t *uw = mongoc_uri_get_write_concern(p->uri);
+        bool uri_says = uw && (mongoc_write_concern_get_w(uw) != MONGOC_WRITE_CONCERN_W_DEFAULT ||
+                               mongoc_write_concern_journal_is_set(uw));
+        if (uri_says) {
+            snprintf(p->wc_name, sizeof p->wc_name, "uri");
+            mongoc_write_concern_destroy(p->wc);
+            p->wc = NULL;
+            return 0;
+        }
+        name = mongoc_uri_get_replica_set(p->uri) ? "majority" : "journal";
+    }
+    wc = mongoc_write_concern_new();
+    if (strcmp(name, "journal") == 0) {
+        mongoc_write_concern_set_w(wc, 1);
+        mongoc_write_concern_set_journal(wc, true);
+    } else if (strcmp(name, "majority") == 0) {
+        /* Bounded: a replica set without a majority must not hang a writer for ever. */
+        mongoc_write_concern_set_wmajority(wc, p->timeout_ms > 0 ? p->timeout_ms * 2 : 10000);
+    } else if (strcmp(name, "acknowledged") == 0) {
+        mongoc_write_concern_set_w(wc, 1);
+    } else {
+        mongoc_write_concern_destroy(wc);
+        snprintf(err, errlen,
+                 "mongo.write_concern: expected auto, journal, majority or "
+                 "acknowledged, got \"%.40s\"",
+                 mode);
+        return -1;
+    }
+    mongoc_write_concern_destroy(p->wc);
+    p->wc = wc;
+    snprintf(p->wc_name, sizeof p->wc_name, "%s", name);
+    return 0;
+}
+
+const char *dbpool_durable_wc_name(const dbpool *p)
+{
+    return p->wc_name;
+}
+
+mongoc_collection_t *dbpool_durable_collection(dbpool *p, mongoc_client_t *client, const char *name)
+{
+    mongoc_collection_t *c = mongoc_client_get_collection(client, p->db, name);
+    if (c && p->wc)
+        mongoc_collection_set_write_concern(c, p->wc);
+    return c;
 }

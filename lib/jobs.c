@@ -8,6 +8,10 @@
  */
 #include "jobs.h"
 
+#include "rules.h"
+
+#include <jansson.h>
+
 #include "timeutil.h"
 
 #include <inttypes.h>
@@ -215,16 +219,26 @@ int jobs_sends_open(jobs_reader *r, jscan *js, const char *data, size_t len, con
     return 0;
 }
 
-int jobs_sends_next(jobs_reader *r, jobs_send_in *out, const char **why)
+/* Step a batch reader to its next item: the item's token (raw/rawlen set to its bytes), or -1
+ * when the batch is done. */
+static int reader_step(jobs_reader *r)
 {
     if (r->i >= r->n)
-        return 0;
-    const jscan *js = r->js;
-    int s = r->tok;
+        return -1;
+    int t = r->tok;
     r->i++;
-    r->tok = (int)js->t[s].next;
-    r->raw = r->data + js->t[s].start;
-    r->rawlen = js->t[s].len;
+    r->tok = (int)r->js->t[t].next;
+    r->raw = r->data + r->js->t[t].start;
+    r->rawlen = r->js->t[t].len;
+    return t;
+}
+
+int jobs_sends_next(jobs_reader *r, jobs_send_in *out, const char **why)
+{
+    const jscan *js = r->js;
+    int s = reader_step(r);
+    if (s < 0)
+        return 0;
     if (js->t[s].type != JSCAN_OBJECT) {
         *why = "malformed send: not a JSON object";
         return -1;
@@ -322,14 +336,10 @@ int jobs_receipts_open(jobs_reader *r, jscan *js, const char *data, size_t len, 
 
 int jobs_receipts_next(jobs_reader *r, jobs_receipt *it, char *why, size_t whylen)
 {
-    if (r->i >= r->n)
-        return 0;
     const jscan *js = r->js;
-    int o = r->tok;
-    r->i++;
-    r->tok = (int)js->t[o].next;
-    r->raw = r->data + js->t[o].start;
-    r->rawlen = js->t[o].len;
+    int o = reader_step(r);
+    if (o < 0)
+        return 0;
     if (js->t[o].type != JSCAN_OBJECT) {
         snprintf(why, whylen, "malformed receipt: not a JSON object");
         return -1;
@@ -378,4 +388,98 @@ int jobs_receipts_next(jobs_reader *r, jobs_receipt *it, char *why, size_t whyle
         snprintf(it->reason, sizeof it->reason, "%s",
                  it->status == CAMPAIGN_LOG_FAILED ? "vendor reported FAILED" : "");
     return 1;
+}
+
+/* ---- ai ---------------------------------------------------------------------------------- */
+
+static bool hex_of_len(const char *s, size_t n)
+{
+    return strlen(s) == n && strspn(s, "0123456789abcdef") == n;
+}
+
+int jobs_ai_encode(jsonx_buf *out, const jobs_ai *j)
+{
+    if (j->kind == JOBS_AI_CAMPAIGN) {
+        if (!oid_is_valid_hex(j->campaign_id))
+            return -1;
+        jsonx_buf_cat(out, "{\"kind\":\"campaign\"");
+        put_id(out, false, "campaign_id", j->campaign_id);
+        jsonx_buf_raw(out, "}", 1);
+        return jsonx_buf_ok(out) ? 0 : -1;
+    }
+    if (j->kind != JOBS_AI_SUGGEST || !hex_of_len(j->id, JOBS_AI_ID_LEN))
+        return -1;
+    size_t rl = strlen(j->rules);
+    if (rl < 2 || j->rules[0] != '{' || j->rules[rl - 1] != '}')
+        return -1;
+    jsonx_buf_cat(out, "{\"kind\":\"suggest\"");
+    put_str(out, "id", j->id);
+    put_str(out, "name", j->name);
+    jsonx_buf_cat(out, ",\"rules\":");
+    jsonx_buf_raw(out, j->rules, rl);
+    jsonx_buf_raw(out, "}", 1);
+    return jsonx_buf_ok(out) ? 0 : -1;
+}
+
+int jobs_ai_decode(const char *data, size_t len, jobs_ai *out, char *why, size_t whylen)
+{
+    jscan js = {0};
+    int rc = -1, t;
+    memset(out, 0, sizeof *out);
+    if (jscan_parse(&js, data, len) != 0 || js.t[0].type != JSCAN_OBJECT) {
+        snprintf(why, whylen, "malformed ai job: not a JSON object");
+        goto out;
+    }
+    t = jscan_get(&js, 0, "kind");
+    if (jscan_str_eq(&js, t, "campaign")) {
+        if (!hex_id(&js, jscan_get(&js, 0, "campaign_id"), out->campaign_id)) {
+            snprintf(why, whylen, "campaign_id must be a 24-hex id");
+            goto out;
+        }
+        out->kind = JOBS_AI_CAMPAIGN;
+        rc = 0;
+        goto out;
+    }
+    if (!jscan_str_eq(&js, t, "suggest")) {
+        snprintf(why, whylen, "malformed ai job: kind must be campaign or suggest");
+        goto out;
+    }
+    t = jscan_get(&js, 0, "id");
+    if (t < 0 || jscan_str_copy(&js, t, out->id, sizeof out->id) != JOBS_AI_ID_LEN ||
+        !hex_of_len(out->id, JOBS_AI_ID_LEN)) {
+        snprintf(why, whylen, "id must be %d hex digits", JOBS_AI_ID_LEN);
+        goto out;
+    }
+    t = jscan_get(&js, 0, "name");
+    size_t nl = t >= 0 ? jscan_str_copy(&js, t, out->name, sizeof out->name) : (size_t)-1;
+    if (nl == (size_t)-1 || nl == 0) {
+        snprintf(why, whylen, "name must be a string of 1-%d bytes", JOBS_AI_NAME_MAX);
+        goto out;
+    }
+    t = jscan_get(&js, 0, "rules");
+    if (t < 0 || js.t[t].type != JSCAN_OBJECT) {
+        snprintf(why, whylen, "rules must be an object");
+        goto out;
+    }
+    if (js.t[t].len >= sizeof out->rules) {
+        snprintf(why, whylen, "rules longer than %d bytes", JOBS_AI_RULES_MAX - 1);
+        goto out;
+    }
+    memcpy(out->rules, data + js.t[t].start, js.t[t].len);
+    out->rules[js.t[t].len] = '\0';
+    /* rules_parse_json is the one validator of rules */
+    char perr[160];
+    rules r;
+    json_t *jr = jsonx_parse(out->rules, js.t[t].len, perr, sizeof perr);
+    int pr = jr ? rules_parse_json(jr, &r, why, whylen) : -1;
+    json_decref(jr);
+    if (!jr)
+        snprintf(why, whylen, "rules: %s", perr);
+    if (pr != 0)
+        goto out;
+    out->kind = JOBS_AI_SUGGEST;
+    rc = 0;
+out:
+    jscan_release(&js);
+    return rc;
 }

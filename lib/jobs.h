@@ -16,6 +16,9 @@
  *                           "status": "SENT"|"FAILED"|"PENDING", "at": ms, "reason"?}
  *              a batch    {"receipts": [receipt, ...]} (at most JOBS_RECEIPTS_PER_JOB receipts,
  *                         closed once past JOBS_RECEIPT_JOB_BYTES)
+ *   ai         a campaign {"kind": "campaign", "campaign_id"} (its AI tags and draft)
+ *              a suggestion {"kind": "suggest", "id": "<64 hex>", "name", "rules": {...}}
+ *                         (POST /api/campaigns/suggest-tags; id = ai_suggest_id, lib/ai.h)
  *
  * `vendorMsgId` in a send is the id the API's POST /api/vendor/send answered with: the vendor
  * reports that id for the log (absent: the vendor picks its own). `resend` counts the
@@ -123,6 +126,30 @@ typedef struct jobs_receipt_batch {
 int jobs_receipt_batch_add(jobs_receipt_batch *b, const jobs_receipt *r);
 int jobs_receipt_batch_take(jobs_receipt_batch *b, char **data, size_t *len);
 void jobs_receipt_batch_release(jobs_receipt_batch *b);
+
+/* ---- ai ---------------------------------------------------------------------------------- */
+
+#define JOBS_AI_NAME_MAX  255  /* bytes of a campaign name in a suggest job (the API: 200) */
+#define JOBS_AI_ID_LEN    64   /* hex digits of a suggest id */
+#define JOBS_AI_RULES_MAX 1024 /* bytes of the rules object's text */
+
+typedef enum { JOBS_AI_CAMPAIGN = 1, JOBS_AI_SUGGEST = 2 } jobs_ai_kind;
+
+/* One ai job (plain value type). */
+typedef struct jobs_ai {
+    jobs_ai_kind kind;
+    char campaign_id[25];            /* JOBS_AI_CAMPAIGN */
+    char id[JOBS_AI_ID_LEN + 1];     /* JOBS_AI_SUGGEST */
+    char name[JOBS_AI_NAME_MAX + 1]; /* JOBS_AI_SUGGEST */
+    /* JOBS_AI_SUGGEST: the audience rules as a JSON object's text (lib/rules; rules_to_json
+     * writes it, rules_parse_json reads it; the decoder checks it with rules_parse_json) */
+    char rules[JOBS_AI_RULES_MAX];
+} jobs_ai;
+
+/* Append the job to out. 0, or -1 (out of memory, or an id that is not one). */
+int jobs_ai_encode(jsonx_buf *out, const jobs_ai *j);
+/* Read an ai job (queue bookkeeping members are ignored). 0, or -1 with the reason in why. */
+int jobs_ai_decode(const char *data, size_t len, jobs_ai *out, char *why, size_t whylen);
 
 /* ---- reading a job of one item or a batch of them --------------------------------------- */
 

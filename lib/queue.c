@@ -399,6 +399,41 @@ int queue_push_many(queue *q, const char *const *jobs, const size_t *lens, size_
     return rc;
 }
 
+int queue_push_once(queue *q, const char *once, int ttl_s, const char *const *jobs,
+                    const size_t *lens, size_t n)
+{
+    static const char lua[] = "if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[1]) then\n"
+                              "  return 0\n"
+                              "end\n"
+                              "for i = 2, #ARGV do redis.call('LPUSH', KEYS[1], ARGV[i]) end\n"
+                              "redis.call('HINCRBY', KEYS[2], 'pushed', #ARGV - 1)\n"
+                              "return 1\n";
+    char k_once[sizeof q->base + 140], ttl[16];
+    const char *args[1 + QUEUE_PUSH_ONCE_MAX];
+    size_t alens[1 + QUEUE_PUSH_ONCE_MAX];
+    if (n == 0 || n > QUEUE_PUSH_ONCE_MAX || !once || !*once || strlen(once) > 128 || ttl_s < 1)
+        return fail(q, "queue %s push_once: bad arguments", q->name);
+    for (size_t i = 0; i < n; i++) {
+        size_t l = lens ? lens[i] : strlen(jobs[i]);
+        if (l == 0 || l > QUEUE_MAX_JOB_BYTES)
+            return fail(q, "queue %s: job %zu is empty or larger than %d bytes", q->name, i,
+                        QUEUE_MAX_JOB_BYTES);
+        args[1 + i] = jobs[i];
+        alens[1 + i] = l;
+    }
+    snprintf(k_once, sizeof k_once, "%sonce:%s", q->base, once);
+    snprintf(ttl, sizeof ttl, "%d", ttl_s);
+    args[0] = ttl;
+    alens[0] = strlen(ttl);
+    const char *keys[] = {q->k_ready, q->k_stats, k_once};
+    redisReply *r = eval(q, lua, 3, keys, (int)n + 1, args, alens);
+    if (!r)
+        return -1;
+    int rc = r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? 1 : 0;
+    freeReplyObject(r);
+    return rc;
+}
+
 /* ---- Consuming --------------------------------------------------------------------------- */
 
 static int need_consumer(queue *q)

@@ -21,6 +21,8 @@
  *                                     reaped (items: work items of the acked jobs, see
  *                                     queue_ack_items)
  *   P{NAME}:rate:SLOT          STRING items acked in the 10-second slot SLOT (expires after 120 s)
+ *   P{NAME}:once:TOKEN         STRING a producer's token already pushed (queue_push_once;
+ *                                     expires after the producer's ttl)
  *
  * Job payloads are JSON text (objects), pushed and delivered byte for byte. On a retry the queue
  * adds three bookkeeping members to the object: "_attempts" (failed attempts so far),
@@ -55,6 +57,7 @@
 #define QUEUE_CAMPAIGNS "campaigns"
 #define QUEUE_SENDS     "sends"
 #define QUEUE_RECEIPTS  "receipts"
+#define QUEUE_AI        "ai" /* AI tags and message drafts (minicrm-ai, lib/ai.h) */
 /* One-off (transactional) sends of POST /api/messages: the same single-send jobs as the sends
  * queue, drained before it by every sends consumer (lib/consumer's priority queue). */
 #define QUEUE_PRIORITY "priority"
@@ -142,6 +145,15 @@ int queue_push(queue *q, const char *json, size_t len);
  * lens may be NULL (strlen is used). All-or-error: on -1 some chunks may already be queued, so
  * callers retry the whole call (duplicates are harmless under at-least-once). */
 int queue_push_many(queue *q, const char *const *jobs, const size_t *lens, size_t n);
+
+/* Push n jobs (at most QUEUE_PUSH_ONCE_MAX) only if `once` (a short token such as a request's
+ * signature, at most 128 bytes) was not seen on this queue in the last ttl_s seconds: one Lua
+ * script sets P{N}:once:TOKEN (NX, EX ttl_s) and pushes, so either both happen or neither, and a
+ * crash between them cannot lose the jobs or let a replay through. Returns 1 pushed, 0 already
+ * seen (nothing pushed), -1 error (nothing pushed). */
+#define QUEUE_PUSH_ONCE_MAX 64
+int queue_push_once(queue *q, const char *once, int ttl_s, const char *const *jobs,
+                    const size_t *lens, size_t n);
 
 /* ---- Consuming ---------------------------------------------------------------------------- */
 

@@ -249,8 +249,8 @@ static int writer_start(writer *w, fanout_ctx *x, const bson_oid_t *cid, const b
     w->has_last = has_last;
     w->written = written;
     w->cl = dbpool_pop(x->db);
-    w->logs = dbpool_collection(x->db, w->cl, DB_LOGS);
-    w->camps = dbpool_collection(x->db, w->cl, DB_CAMPAIGNS);
+    w->logs = dbpool_durable_collection(x->db, w->cl, DB_LOGS);
+    w->camps = dbpool_durable_collection(x->db, w->cl, DB_CAMPAIGNS);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     if (pthread_create(&w->th, NULL, writer_main, w) != 0) {
@@ -420,9 +420,12 @@ static fanout_result stream_audience(fanout_ctx *x, mongoc_collection_t *custs, 
         bson_append_document_end(&filter, &gt);
     }
     int bs = x->cfg->workers.batch_size;
-    bson_t *opts = BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}", "projection", "{", "name",
-                            BCON_INT32(1), "email", BCON_INT32(1), "total_spend", BCON_INT32(1),
-                            "}", "batchSize", BCON_INT32(bs));
+    /* hint: the _id index serves both the _id > last bound and the order, so no planner sorts
+     * the whole audience in memory before the first batch. */
+    bson_t *opts =
+        BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}", "hint", "{", "_id", BCON_INT32(1), "}",
+                 "projection", "{", "name", BCON_INT32(1), "email", BCON_INT32(1), "total_spend",
+                 BCON_INT32(1), "}", "batchSize", BCON_INT32(bs));
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(custs, &filter, opts, NULL);
     bson_destroy(&filter);
     bson_destroy(opts);
@@ -514,7 +517,7 @@ fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, siz
     }
     bson_oid_init_from_string(&p.cid, campaign_hex);
     mongoc_client_t *cl = dbpool_pop(x->db);
-    mongoc_collection_t *camps = dbpool_collection(x->db, cl, DB_CAMPAIGNS);
+    mongoc_collection_t *camps = dbpool_durable_collection(x->db, cl, DB_CAMPAIGNS);
     mongoc_collection_t *custs = dbpool_collection(x->db, cl, DB_CUSTOMERS);
 
     /* 1. load the campaign */

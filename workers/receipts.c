@@ -601,8 +601,8 @@ int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
     if (apply_register_token(&a) != STEP_OK)
         goto out;
     a.cl = dbpool_pop(x->db);
-    a.logs = dbpool_collection(x->db, a.cl, DB_LOGS);
-    a.camps = dbpool_collection(x->db, a.cl, DB_CAMPAIGNS);
+    a.logs = dbpool_durable_collection(x->db, a.cl, DB_LOGS);
+    a.camps = dbpool_durable_collection(x->db, a.cl, DB_CAMPAIGNS);
     if ((st = apply_update_logs(&a, &moved_all)) == STEP_OK &&
         (st = apply_find_moved(&a, moved_all)) == STEP_OK && (st = apply_count(&a)) == STEP_OK)
         st = apply_dead_unknown(&a);
@@ -821,8 +821,8 @@ int receipts_recover(receipts_ctx *x, int64_t min_age_ms)
         ndue += due[i];
     if (ndue) {
         mongoc_client_t *cl = dbpool_pop(x->db);
-        mongoc_collection_t *logs = dbpool_collection(x->db, cl, DB_LOGS);
-        mongoc_collection_t *camps = dbpool_collection(x->db, cl, DB_CAMPAIGNS);
+        mongoc_collection_t *logs = dbpool_durable_collection(x->db, cl, DB_LOGS);
+        mongoc_collection_t *camps = dbpool_durable_collection(x->db, cl, DB_CAMPAIGNS);
         for (size_t i = 0; i < n; i++) {
             const char *tok = toks[i]->str;
             if (!due[i] || !tok || strlen(tok) != 24)
@@ -859,7 +859,7 @@ int receipts_sweep(receipts_ctx *x)
     int64_t now = time_now_ms();
     int64_t cutoff = now - (int64_t)x->cfg->receipts.vendor_timeout_s * 1000;
     mongoc_client_t *cl = dbpool_pop(x->db);
-    mongoc_collection_t *logs = dbpool_collection(x->db, cl, DB_LOGS);
+    mongoc_collection_t *logs = dbpool_durable_collection(x->db, cl, DB_LOGS);
     bson_t *filter = bson_new();
     campaign_log_match_pending(filter);
     bson_t lt;

@@ -210,7 +210,7 @@ int main(int argc, char **argv)
     /* One client per consumer plus one spare. */
     db =
         dbpool_new(cfg.mongo.uri, n + 1, cfg.mongo.timeout_ms, "minicrm-receipts", err, sizeof err);
-    if (!db) {
+    if (!db || dbpool_set_durable_wc(db, cfg.mongo.write_concern, err, sizeof err) != 0) {
         fprintf(stderr, "minicrm-receipts: %s\n", err);
         goto out;
     }

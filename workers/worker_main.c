@@ -90,7 +90,7 @@ static int worker_run(minicrm_config *cfg, int slot)
     dbpool *db =
         r ? dbpool_new(cfg->mongo.uri, 2, cfg->mongo.timeout_ms, "minicrm-worker", err, sizeof err)
           : NULL;
-    if (!r || !db) {
+    if (!r || !db || dbpool_set_durable_wc(db, cfg->mongo.write_concern, err, sizeof err) != 0) {
         log_error("worker.start_failed", "detail=\"%s\"", err);
         goto out;
     }

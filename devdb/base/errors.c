@@ -39,6 +39,10 @@ const char *mdb_code_name(int code)
         return "ConflictingUpdateOperators";
     case MDB_CURSOR_NOT_FOUND:
         return "CursorNotFound";
+    case MDB_MAX_TIME_MS_EXPIRED:
+        return "MaxTimeMSExpired";
+    case MDB_QUERY_EXCEEDED_MEMORY_LIMIT_NO_DISK_USE_ALLOWED:
+        return "QueryExceededMemoryLimitNoDiskUseAllowed";
     case MDB_NAMESPACE_EXISTS:
         return "NamespaceExists";
     case MDB_DOLLAR_PREFIXED_FIELD_NAME:

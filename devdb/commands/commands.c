@@ -243,7 +243,87 @@ static int cmd_getparameter(cmd_ctx *x, bson_t *reply, bson_error_t *err)
         BSON_APPEND_ARRAY_BEGIN(reply, "authenticationMechanisms", &a);
         bson_append_array_end(reply, &a);
     }
+    if (all || bson_has_field(x->cmd, "internalQueryMaxBlockingSortMemoryUsageBytes"))
+        BSON_APPEND_INT64(reply, "internalQueryMaxBlockingSortMemoryUsageBytes",
+                          commands_sort_mem_limit(x->env));
     return 0;
+}
+
+int64_t commands_sort_mem_limit(cmd_env *env)
+{
+    int64_t v = __atomic_load_n(&env->sort_mem_limit, __ATOMIC_RELAXED);
+    return v > 0 ? v : CMD_SORT_MEM_DEFAULT;
+}
+
+/* setParameter: only internalQueryMaxBlockingSortMemoryUsageBytes (tests lower the blocking
+ * sort limit to prove a sort is index-served without inserting 100 MB, as they can on MongoDB
+ * with the same parameter). Reply {was}. */
+static int cmd_setparameter(cmd_ctx *x, bson_t *reply, bson_error_t *err)
+{
+    if (strcmp(x->db, "admin") != 0)
+        return mdb_error(err, 13, "setParameter may only be run against the admin database.");
+    bson_iter_t it;
+    bson_iter_init(&it, x->cmd);
+    bson_iter_next(&it);
+    int n = 0;
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        if (k[0] == '$' || !strcmp(k, "lsid") || !strcmp(k, "comment"))
+            continue;
+        if (strcmp(k, "internalQueryMaxBlockingSortMemoryUsageBytes") != 0)
+            return mdb_error(err, MDB_NO_SUCH_KEY,
+                             "attempted to set unrecognized parameter [%.200s], use help:true to "
+                             "see options ",
+                             k);
+        if (!BSON_ITER_HOLDS_NUMBER(&it) || bson_iter_as_int64(&it) <= 0)
+            return mdb_error(err, MDB_BAD_VALUE,
+                             "internalQueryMaxBlockingSortMemoryUsageBytes must be a positive "
+                             "number");
+        BSON_APPEND_INT64(reply, "was", commands_sort_mem_limit(x->env));
+        __atomic_store_n(&x->env->sort_mem_limit, bson_iter_as_int64(&it), __ATOMIC_RELAXED);
+        n++;
+    }
+    if (n == 0)
+        return mdb_error(err, MDB_BAD_VALUE,
+                         "no option found to set, use help:true to see options ");
+    return 0;
+}
+
+/* configureFailPoint: only maxTimeAlwaysTimeOut, mode "alwaysOn" or "off": while on, every
+ * command that carries a maxTimeMS fails with MaxTimeMSExpired 50 (what MongoDB's fail point of
+ * that name does; drivers' and our tests use it to see a time-out without a slow query). */
+static int cmd_configurefailpoint(cmd_ctx *x, bson_t *reply, bson_error_t *err)
+{
+    if (strcmp(x->db, "admin") != 0)
+        return mdb_error(err, 13, "configureFailPoint may only be run against the admin database.");
+    if (strcmp(x->coll, "maxTimeAlwaysTimeOut") != 0)
+        return mdb_error(err, MDB_BAD_VALUE, "Cannot find failPoint: %.200s", x->coll);
+    bson_iter_t it;
+    const char *mode = NULL;
+    if (bson_iter_init_find(&it, x->cmd, "mode") && BSON_ITER_HOLDS_UTF8(&it))
+        mode = bson_iter_utf8(&it, NULL);
+    if (!mode || (strcmp(mode, "alwaysOn") != 0 && strcmp(mode, "off") != 0))
+        return mdb_error(err, MDB_BAD_VALUE,
+                         "devdb's fail points take mode \"alwaysOn\" or \"off\"");
+    int was = __atomic_exchange_n(&x->env->fp_max_time_timeout, strcmp(mode, "alwaysOn") == 0,
+                                  __ATOMIC_RELAXED);
+    BSON_APPEND_INT64(reply, "count", was);
+    return 0;
+}
+
+/* The command's writeConcern asks for the journal ({j: true} or {fsync: true}). */
+static bool wants_journal(const bson_t *cmd)
+{
+    bson_iter_t it, w;
+    if (!bson_iter_init_find(&it, cmd, "writeConcern") || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
+        !bson_iter_recurse(&it, &w))
+        return false;
+    while (bson_iter_next(&w)) {
+        const char *k = bson_iter_key(&w);
+        if ((!strcmp(k, "j") || !strcmp(k, "fsync")) && bson_iter_as_bool(&w))
+            return true;
+    }
+    return false;
 }
 
 static int cmd_serverstatus(cmd_ctx *x, bson_t *reply, bson_error_t *err)
@@ -288,6 +368,9 @@ static int cmd_serverstatus(cmd_ctx *x, bson_t *reply, bson_error_t *err)
     BSON_APPEND_DOCUMENT_BEGIN(&d, "cursor", &d2);
     BSON_APPEND_INT64(&d2, "open", (int64_t)cursor_table_count(e->cursors));
     bson_append_document_end(&d, &d2);
+    bson_append_document_end(reply, &d);
+    BSON_APPEND_DOCUMENT_BEGIN(reply, "devdb", &d);
+    BSON_APPEND_INT64(&d, "journalCommitSyncs", (int64_t)durable_commit_syncs(e->dur));
     bson_append_document_end(reply, &d);
     return 0;
 }
@@ -748,6 +831,8 @@ static const struct {
     {"buildInfo", cmd_buildinfo},
     {"buildinfo", cmd_buildinfo},
     {"getParameter", cmd_getparameter},
+    {"setParameter", cmd_setparameter},
+    {"configureFailPoint", cmd_configurefailpoint},
     {"serverStatus", cmd_serverstatus},
     {"listDatabases", cmd_listdatabases},
     {"listCollections", cmd_listcollections},
@@ -809,10 +894,19 @@ void commands_run(cmd_conn *conn, const char *db, const bson_t *cmd, bson_t *rep
         mdb_error(&err, MDB_COMMAND_NOT_FOUND, "no such command: '%.200s'", x.name);
         goto fail;
     }
+    if (__atomic_load_n(&conn->env->fp_max_time_timeout, __ATOMIC_RELAXED)) {
+        bson_iter_t mt;
+        if (bson_iter_init_find(&mt, cmd, "maxTimeMS") && BSON_ITER_HOLDS_NUMBER(&mt) &&
+            bson_iter_as_int64(&mt) > 0) {
+            mdb_error(&err, MDB_MAX_TIME_MS_EXPIRED, "operation exceeded time limit");
+            goto fail;
+        }
+    }
     int rc = fn(&x, reply, &err);
     /* Even a failed command may have journaled part of its work (an ordered batch that
      * stopped at its third document): commit whatever this thread wrote. */
-    if (durable_commit(conn->env->dur, &err) != 0)
+    if ((wants_journal(cmd) ? durable_commit_journal(conn->env->dur, &err)
+                            : durable_commit(conn->env->dur, &err)) != 0)
         goto fail;
     if (rc == 0) {
         BSON_APPEND_DOUBLE(reply, "ok", 1.0);

@@ -18,6 +18,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct {
     uint64_t *a;
@@ -44,8 +45,51 @@ typedef struct {
     ridvec out;
     size_t want; /* stop after this many matches (ordered scans); SIZE_MAX otherwise */
     uint64_t examined, keys;
-    bool oom;
+    uint64_t bytes;      /* BSON bytes of the matches (what a blocking sort would hold) */
+    int64_t deadline_ms; /* 0: none */
+    bool oom, expired;
 } scan;
+
+int64_t plan_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int plan_deadline(const bson_t *cmd, int64_t *deadline_ms, bson_error_t *err)
+{
+    *deadline_ms = 0;
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, cmd, "maxTimeMS"))
+        return 0;
+    int64_t v;
+    if (BSON_ITER_HOLDS_INT32(&it) || BSON_ITER_HOLDS_INT64(&it)) {
+        v = bson_iter_as_int64(&it);
+    } else if (BSON_ITER_HOLDS_DOUBLE(&it) &&
+               bson_iter_double(&it) == (double)(int64_t)bson_iter_double(&it)) {
+        v = (int64_t)bson_iter_double(&it);
+    } else {
+        return mdb_error(err, MDB_BAD_VALUE, "maxTimeMS must be a number");
+    }
+    if (v < 0 || v > INT32_MAX)
+        return mdb_error(err, MDB_BAD_VALUE, "%lld value for maxTimeMS is out of range [0, %d]",
+                         (long long)v, INT32_MAX);
+    if (v > 0)
+        *deadline_ms = plan_now_ms() + v;
+    return 0;
+}
+
+/* Every 256 documents or keys, is the deadline past? Sets s->expired (the scan then stops). */
+static bool over_time(scan *s)
+{
+    if (!s->deadline_ms || ((s->examined + s->keys) & 255) != 0)
+        return false;
+    if (plan_now_ms() < s->deadline_ms)
+        return false;
+    s->expired = true;
+    return true;
+}
 
 /* Returns true to stop the scan. */
 static bool consider(scan *s, uint64_t rid)
@@ -54,12 +98,15 @@ static bool consider(scan *s, uint64_t rid)
     if (!store_doc(s->c, rid, &d))
         return false;
     s->examined++;
+    if (over_time(s))
+        return true;
     if (!matcher_matches(s->m, &d))
         return false;
     if (rv_push(&s->out, rid) != 0) {
         s->oom = true;
         return true;
     }
+    s->bytes += d.len;
     return s->out.n >= s->want;
 }
 
@@ -75,6 +122,8 @@ typedef struct {
 static bool emit(sink *k, uint64_t rid)
 {
     k->s->keys++;
+    if (over_time(k->s))
+        return true;
     if (k->collect) {
         if (rv_push(k->collect, rid) != 0) {
             k->s->oom = true;
@@ -339,7 +388,12 @@ int plan_run(store *st, store_coll *c, const plan_req *q, uint64_t **rids, size_
                 !matcher_field_bounds(q->m, cand->paths[0], cand->multikey, tmp))
                 continue;
             int sc = bounds_score(cand, tmp, filtered);
-            if (sc > best) {
+            /* Equal bounds: the index that also gives the sort order wins, as MongoDB's plan
+             * ranking prefers a plan without a blocking sort ({campaign_id, customer_id} over
+             * {campaign_id, status} for a campaign's logs sorted by customer). */
+            bool sorts = sc == best && q->sort && sort_match(cand, q->sort) != 0 &&
+                         sort_match(ix, q->sort) == 0;
+            if (sc > best || sorts) {
                 best = sc;
                 ix = cand;
                 match_bounds *sw = b;
@@ -398,7 +452,7 @@ int plan_run(store *st, store_coll *c, const plan_req *q, uint64_t **rids, size_
     }
     bool need_sort = q->sort && sortspec_nkeys(q->sort) > 0 && way == 0;
 
-    scan s = {.c = c, .m = q->m, .want = SIZE_MAX};
+    scan s = {.c = c, .m = q->m, .want = SIZE_MAX, .deadline_ms = q->deadline_ms};
     if (!need_sort && q->limit > 0)
         s.want = (size_t)(q->skip + q->limit);
     int rc = 0;
@@ -418,7 +472,7 @@ int plan_run(store *st, store_coll *c, const plan_req *q, uint64_t **rids, size_
             scan_all(ix, way < 0, &k);
         if (k.collect) {
             qsort(cand.a, cand.n, sizeof *cand.a, cmp_u64);
-            for (size_t i = 0; i < cand.n; i++) {
+            for (size_t i = 0; i < cand.n && !s.expired; i++) {
                 if (i > 0 && cand.a[i] == cand.a[i - 1])
                     continue;
                 if (consider(&s, cand.a[i]))
@@ -433,9 +487,31 @@ int plan_run(store *st, store_coll *c, const plan_req *q, uint64_t **rids, size_
         free(s.out.a);
         return mdb_error(err, MDB_INTERNAL_ERROR, "out of memory");
     }
+    if (s.expired) {
+        free(s.out.a);
+        return mdb_error(err, MDB_MAX_TIME_MS_EXPIRED, "operation exceeded time limit");
+    }
+    /* A blocking sort without a limit holds every match: refused before sorting, as MongoDB
+     * fails while it buffers them. */
+    if (need_sort && q->sort_mem_limit > 0 && q->limit == 0 &&
+        s.bytes > (uint64_t)q->sort_mem_limit)
+        goto sort_memory;
     if (need_sort && (rc = sort_rids(c, q->sort, &s.out, err)) != 0) {
         free(s.out.a);
         return rc;
+    }
+    /* With a limit MongoDB keeps only the skip + limit best documents (a top-k sort): those
+     * are the ones it holds at the end. */
+    if (need_sort && q->sort_mem_limit > 0 && q->limit > 0) {
+        uint64_t held = 0;
+        size_t k = (size_t)(q->skip + q->limit);
+        for (size_t i = 0; i < s.out.n && i < k; i++) {
+            bson_t d;
+            if (store_doc(c, s.out.a[i], &d))
+                held += d.len;
+        }
+        if (held > (uint64_t)q->sort_mem_limit)
+            goto sort_memory;
     }
     /* skip and limit */
     size_t skip = (size_t)q->skip < s.out.n ? (size_t)q->skip : s.out.n;
@@ -447,4 +523,10 @@ int plan_run(store *st, store_coll *c, const plan_req *q, uint64_t **rids, size_
     *rids = s.out.a;
     *n = cnt;
     return 0;
+sort_memory:
+    free(s.out.a);
+    return mdb_error(err, MDB_QUERY_EXCEEDED_MEMORY_LIMIT_NO_DISK_USE_ALLOWED,
+                     "Executor error during find command :: caused by :: Sort exceeded memory "
+                     "limit of %lld bytes, but did not opt in to external sorting.",
+                     (long long)q->sort_mem_limit);
 }

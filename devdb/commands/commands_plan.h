@@ -21,6 +21,14 @@
  * Every candidate is checked with the full matcher. If the chosen path delivers the sort order,
  * no sort happens and the scan stops after skip + limit results.
  *
+ * Limits, as MongoDB 4.4 applies them to a query:
+ *   - sort_mem_limit (find only): a blocking sort (one no index order serves) may hold at most
+ *     this many bytes of documents: every match without a limit, the skip + limit documents a
+ *     top-k sort keeps with one. Over it: QueryExceededMemoryLimitNoDiskUseAllowed 292. A sort
+ *     an index serves holds nothing and never fails.
+ *   - deadline_ms (maxTimeMS): a monotonic time after which the scan stops with
+ *     MaxTimeMSExpired 50 "operation exceeded time limit".
+ *
  * Must be called with the store lock held (shared is enough). The caller frees *rids.
  */
 #ifndef DEVDB_COMMANDS_PLAN_H
@@ -36,7 +44,15 @@ typedef struct plan_req {
     const bson_value_t *hint; /* NULL: none; a string (index name) or a document (pattern) */
     int64_t skip;             /* >= 0 */
     int64_t limit;            /* 0: no limit */
+    int64_t sort_mem_limit;   /* 0: none; else the blocking-sort byte limit (see above) */
+    int64_t deadline_ms;      /* 0: none; else plan_now_ms() after which the query fails */
 } plan_req;
+
+/* The monotonic clock of deadline_ms, milliseconds. */
+int64_t plan_now_ms(void);
+/* The deadline of a command's maxTimeMS argument into *deadline_ms (0: none; maxTimeMS 0 means
+ * none too). A negative or non-integral value is BadValue 2 as in MongoDB. */
+int plan_deadline(const bson_t *cmd, int64_t *deadline_ms, bson_error_t *err);
 
 int plan_run(store *st, store_coll *c, const plan_req *q, uint64_t **rids, size_t *n,
              bson_error_t *err);

@@ -9,6 +9,11 @@
  *
  * Batches: the first batch defaults to 101 documents, getMore batches to "as many as fit";
  * every batch stops at about 16 MiB so a reply always fits in one message.
+ *
+ * Limits MongoDB 4.4 puts on reads, so code that would fail there fails here first: find's
+ * blocking sort is held to internalQueryMaxBlockingSortMemoryUsageBytes (100 MiB, settable
+ * with setParameter) unless allowDiskUse (QueryExceededMemoryLimitNoDiskUseAllowed 292);
+ * find, count and aggregate stop at their maxTimeMS (MaxTimeMSExpired 50).
  */
 #include "base/bsonval.h"
 #include "commands/commands_int.h"
@@ -120,6 +125,13 @@ int cmd_find(cmd_ctx *x, bson_t *reply, bson_error_t *err)
     }
     bson_iter_t hit;
     const bson_value_t *hint = cmd_arg_value(x->cmd, "hint", &hit);
+    /* MongoDB 4.4: a blocking sort over internalQueryMaxBlockingSortMemoryUsageBytes fails
+     * unless allowDiskUse (devdb then simply sorts in memory). */
+    int64_t sort_mem =
+        cmd_arg_bool(x->cmd, "allowDiskUse", false) ? 0 : commands_sort_mem_limit(x->env);
+    int64_t deadline;
+    if (plan_deadline(x->cmd, &deadline, err) != 0)
+        return -1;
 
     int rc = -1;
     matcher *m = NULL;
@@ -140,7 +152,13 @@ int cmd_find(cmd_ctx *x, bson_t *reply, bson_error_t *err)
     __atomic_add_fetch(&x->env->st->n_query, 1, __ATOMIC_RELAXED);
     store_rdlock(x->env->st);
     store_coll *c = store_coll_find(x->env->st, x->db, x->coll);
-    plan_req q = {.m = m, .sort = ss, .hint = hint, .skip = skip, .limit = limit};
+    plan_req q = {.m = m,
+                  .sort = ss,
+                  .hint = hint,
+                  .skip = skip,
+                  .limit = limit,
+                  .sort_mem_limit = sort_mem,
+                  .deadline_ms = deadline};
     if (plan_run(x->env->st, c, &q, &cur->rids, &cur->n, err) != 0) {
         store_unlock(x->env->st);
         goto out;
@@ -313,6 +331,9 @@ int cmd_count(cmd_ctx *x, bson_t *reply, bson_error_t *err)
         limit = -limit;
     bson_iter_t hit;
     const bson_value_t *hint = cmd_arg_value(x->cmd, "hint", &hit);
+    int64_t deadline;
+    if (plan_deadline(x->cmd, &deadline, err) != 0)
+        return -1;
     matcher *m = matcher_new(&filter, err);
     if (!m)
         return -1;
@@ -329,7 +350,7 @@ int cmd_count(cmd_ctx *x, bson_t *reply, bson_error_t *err)
     } else {
         uint64_t *rids;
         size_t cnt;
-        plan_req q = {.m = m, .hint = hint, .skip = skip, .limit = limit};
+        plan_req q = {.m = m, .hint = hint, .skip = skip, .limit = limit, .deadline_ms = deadline};
         rc = plan_run(x->env->st, c, &q, &rids, &cnt, err);
         if (rc == 0) {
             n = (int64_t)cnt;
@@ -512,6 +533,9 @@ int cmd_aggregate(cmd_ctx *x, bson_t *reply, bson_error_t *err)
         return -1;
     bson_iter_t hit;
     const bson_value_t *hint = cmd_arg_value(x->cmd, "hint", &hit);
+    int64_t deadline;
+    if (plan_deadline(x->cmd, &deadline, err) != 0)
+        return -1;
     agg_pipeline *p = agg_pipeline_new(&pipeline, err);
     if (!p)
         return -1;
@@ -531,7 +555,7 @@ int cmd_aggregate(cmd_ctx *x, bson_t *reply, bson_error_t *err)
         lead = all;
     }
     if (lead) {
-        plan_req q = {.m = lead, .hint = hint};
+        plan_req q = {.m = lead, .hint = hint, .deadline_ms = deadline};
         if (plan_run(x->env->st, src.c, &q, &src.rids, &src.n, err) == 0) {
             agg_input in = {.next = agg_next, .foreign = agg_foreign, .ctx = &src};
             rc = agg_pipeline_run(p, &in, agg_collect, cur, err);

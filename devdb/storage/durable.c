@@ -57,10 +57,11 @@ struct durable {
 
     pthread_mutex_t mu; /* guards jf.fd against concurrent fdatasync (see top) */
     journal_file jf;
-    uint64_t written; /* atomic */
-    uint64_t synced;  /* atomic */
-    uint64_t jbytes;  /* journal bytes not covered by a snapshot (store lock; atomic read) */
-    bool failing;     /* the last append failed (store lock): log once per burst */
+    uint64_t written;      /* atomic */
+    uint64_t synced;       /* atomic */
+    uint64_t commit_syncs; /* atomic: fdatasyncs made for a waiting writer (sync_upto) */
+    uint64_t jbytes;       /* journal bytes not covered by a snapshot (store lock; atomic read) */
+    bool failing;          /* the last append failed (store lock): log once per burst */
 
     pthread_t th;
     bool th_started;
@@ -140,6 +141,7 @@ static int sync_upto(durable *d, uint64_t lsn)
     pthread_mutex_lock(&d->mu);
     if (lsn > __atomic_load_n(&d->synced, __ATOMIC_ACQUIRE)) {
         uint64_t target = __atomic_load_n(&d->written, __ATOMIC_ACQUIRE);
+        __atomic_add_fetch(&d->commit_syncs, 1, __ATOMIC_RELAXED);
         if (journal_sync(&d->jf) == 0)
             __atomic_store_n(&d->synced, target, __ATOMIC_RELEASE);
         else
@@ -152,6 +154,18 @@ static int sync_upto(durable *d, uint64_t lsn)
 int durable_commit(durable *d, bson_error_t *err)
 {
     if (!d || d->opts.sync != DURABLE_SYNC_ALWAYS)
+        return 0;
+    return durable_commit_journal(d, err);
+}
+
+uint64_t durable_commit_syncs(const durable *d)
+{
+    return d ? __atomic_load_n(&d->commit_syncs, __ATOMIC_RELAXED) : 0;
+}
+
+int durable_commit_journal(durable *d, bson_error_t *err)
+{
+    if (!d)
         return 0;
     uint64_t lsn = tls_lsn;
     if (lsn <= __atomic_load_n(&d->synced, __ATOMIC_ACQUIRE))

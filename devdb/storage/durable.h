@@ -69,6 +69,12 @@ durable *durable_open(const durable_opts *opts, store *st, char *err, size_t err
  * (fdatasync, shared with concurrent callers). A no-op in the other modes or when the thread
  * wrote nothing since its last commit. -1 with OutOfDiskSpace in err if fsync failed. */
 int durable_commit(durable *d, bson_error_t *err);
+/* The same in every sync mode: what a write concern {j: true} asks for (the records written
+ * by the calling thread are on disk before the reply). A no-op for d NULL (in memory). */
+int durable_commit_journal(durable *d, bson_error_t *err);
+/* How many fdatasyncs durable_commit / durable_commit_journal made so far (serverStatus
+ * devdb.journalCommitSyncs: tests see that {j: true} waited for the disk). 0 for NULL. */
+uint64_t durable_commit_syncs(const durable *d);
 
 /* Stops the background thread (waiting for a running compaction), writes a final snapshot
  * if `final_snapshot` (clean shutdown) and no journal write failed, detaches the hook,

@@ -1,7 +1,9 @@
 /*
  * auth_oauth: see auth_oauth.h.
  *
- * Redis layout: {prefix}oauth:state:{state} = code_verifier (string), TTL auth.state_ttl_s.
+ * Redis layout: {prefix}oauth:state:{state} = "<code_verifier>.<hex SHA-256(browser nonce)>",
+ * TTL auth.state_ttl_s. Only the hash of the nonce is stored, so read access to Redis does not
+ * give the cookie that would finish someone's login; the comparison is constant-time.
  * The state is the key, so an attacker who does not know a live state cannot make the callback
  * accept anything; GETDEL makes the check-and-consume one atomic step (two concurrent callbacks
  * with the same state: exactly one gets the verifier). Servers without GETDEL (Redis < 6.2) get
@@ -122,16 +124,18 @@ static void state_key(const minicrm_config *cfg, const char *state, char *key, s
 
 /* ---------------------------------------------------------------- begin / take state */
 
-int auth_oauth_begin(const minicrm_config *cfg, rconn *r, char **url_out, char *err, size_t errlen)
+int auth_oauth_begin(const minicrm_config *cfg, rconn *r, char **url_out,
+                     char nonce[AUTH_OAUTH_NONCE_LEN + 1], char *err, size_t errlen)
 {
     int rc = -1;
     obuf url = {.max = 8192};
     *url_out = NULL;
+    nonce[0] = '\0';
     if (!auth_oauth_configured(cfg)) {
         snprintf(err, errlen, "Google login is not configured (GOOGLE_CLIENT_ID/SECRET)");
         goto out;
     }
-    unsigned char raw[64];
+    unsigned char raw[96];
     if (auth_random_bytes(raw, sizeof raw) != 0) {
         snprintf(err, errlen, "no randomness available");
         goto out;
@@ -140,14 +144,18 @@ int auth_oauth_begin(const minicrm_config *cfg, rconn *r, char **url_out, char *
     char challenge[AUTH_OAUTH_STATE_LEN + 1];
     auth_b64url(raw, 32, state);
     auth_b64url(raw + 32, 32, verifier);
-    if (auth_oauth_challenge(verifier, challenge) != 0) {
+    char nonce_text[AUTH_OAUTH_NONCE_LEN + 1], nonce_hash[65];
+    auth_b64url(raw + 64, 32, nonce_text);
+    if (auth_oauth_challenge(verifier, challenge) != 0 ||
+        auth_sha256_hex(nonce_text, AUTH_OAUTH_NONCE_LEN, nonce_hash) != 0) {
         snprintf(err, errlen, "SHA-256 failed");
         goto out;
     }
-    char key[256];
+    char key[256], value[AUTH_OAUTH_VERIFIER_LEN + 1 + 64 + 1];
     state_key(cfg, state, key, sizeof key);
-    if (auth_redis_set_nx(r, key, verifier, cfg->auth.state_ttl_s, "state collision", err,
-                          errlen) != 0)
+    snprintf(value, sizeof value, "%s.%s", verifier, nonce_hash);
+    if (auth_redis_set_nx(r, key, value, cfg->auth.state_ttl_s, "state collision", err, errlen) !=
+        0)
         goto out;
     const char *base = cfg->auth.google_auth_url;
     if (obuf_str(&url, base) != 0 || obuf_str(&url, strchr(base, '?') ? "&" : "?") != 0 ||
@@ -163,19 +171,20 @@ int auth_oauth_begin(const minicrm_config *cfg, rconn *r, char **url_out, char *
     }
     *url_out = url.p;
     url.p = NULL;
+    memcpy(nonce, nonce_text, sizeof nonce_text);
     rc = 0;
 out:
     free(url.p);
     return rc;
 }
 
-int auth_oauth_take_state(const minicrm_config *cfg, rconn *r, const char *state,
+int auth_oauth_take_state(const minicrm_config *cfg, rconn *r, const char *state, const char *nonce,
                           char verifier[AUTH_OAUTH_VERIFIER_LEN + 1], char *err, size_t errlen)
 {
     verifier[0] = '\0';
     /* Anything that is not the shape minicrm issues is rejected before touching Redis. */
     if (!state || !auth_is_b64url(state, AUTH_OAUTH_STATE_LEN))
-        return 1;
+        return AUTH_STATE_UNKNOWN;
     char key[256];
     state_key(cfg, state, key, sizeof key);
     redisReply *rep = rconn_command(r, "GETDEL %s", key);
@@ -188,14 +197,42 @@ int auth_oauth_take_state(const minicrm_config *cfg, rconn *r, const char *state
     }
     if (auth_redis_failed(r, &rep, err, errlen))
         return -1;
-    int rc = 1;
-    if (rep->type == REDIS_REPLY_STRING && rep->len == AUTH_OAUTH_VERIFIER_LEN) {
-        memcpy(verifier, rep->str, AUTH_OAUTH_VERIFIER_LEN);
-        verifier[AUTH_OAUTH_VERIFIER_LEN] = '\0';
-        rc = 0;
+    int rc = AUTH_STATE_UNKNOWN;
+    if (rep->type == REDIS_REPLY_STRING && rep->len == AUTH_OAUTH_VERIFIER_LEN + 1 + 64 &&
+        rep->str[AUTH_OAUTH_VERIFIER_LEN] == '.') {
+        /* The state was issued; it is accepted only from the browser that started the login. */
+        char given[65];
+        rc = AUTH_STATE_WRONG_BROWSER;
+        if (nonce && auth_is_b64url(nonce, AUTH_OAUTH_NONCE_LEN) &&
+            auth_sha256_hex(nonce, AUTH_OAUTH_NONCE_LEN, given) == 0 &&
+            auth_ct_equal(given, rep->str + AUTH_OAUTH_VERIFIER_LEN + 1, 64)) {
+            memcpy(verifier, rep->str, AUTH_OAUTH_VERIFIER_LEN);
+            verifier[AUTH_OAUTH_VERIFIER_LEN] = '\0';
+            rc = 0;
+        }
     }
     freeReplyObject(rep);
     return rc;
+}
+
+const char *auth_oauth_nonce_cookie(const minicrm_config *cfg, const char *nonce, char *buf,
+                                    size_t n)
+{
+    snprintf(buf, n, "%s=%s; Path=%s; Max-Age=%d; HttpOnly; SameSite=Lax%s",
+             AUTH_OAUTH_NONCE_COOKIE, nonce ? nonce : "", AUTH_OAUTH_NONCE_PATH,
+             nonce ? cfg->auth.state_ttl_s : 0, cfg->auth.cookie_secure ? "; Secure" : "");
+    return buf;
+}
+
+static bool nonce_shape(const char *s, size_t len)
+{
+    return auth_is_b64url(s, len);
+}
+
+int auth_oauth_nonce_from_cookie_header(const char *header, char nonce[AUTH_OAUTH_NONCE_LEN + 1])
+{
+    return auth_cookie_find(header, AUTH_OAUTH_NONCE_COOKIE, AUTH_OAUTH_NONCE_LEN, nonce_shape,
+                            nonce);
 }
 
 /* ---------------------------------------------------------------- outbound HTTP */

@@ -10,6 +10,7 @@
 #include "auth_session.h"
 
 #include "auth_crypto.h"
+#include "hmac.h"
 #include "timeutil.h"
 
 #include <jansson.h>
@@ -19,9 +20,39 @@
 
 #define SESSION_MAX_BYTES 4096
 
-static void session_key(const minicrm_config *cfg, const char *sid, char *key, size_t n)
+int auth_session_secret_ensure(minicrm_config *cfg, bool *generated, char *err, size_t errlen)
 {
-    snprintf(key, n, "%ssession:%s", cfg->redis.prefix, sid);
+    *generated = false;
+    if (cfg->auth.session_secret && cfg->auth.session_secret[0])
+        return 0;
+    unsigned char raw[32];
+    char hex[2 * sizeof raw + 1];
+    if (auth_random_bytes(raw, sizeof raw) != 0) {
+        snprintf(err, errlen, "no randomness for a session secret");
+        return -1;
+    }
+    auth_hex(raw, sizeof raw, hex);
+    if (cfg_set(cfg, "auth.session_secret", hex, "random per start", err, errlen) != 0)
+        return -1;
+    *generated = true;
+    return 0;
+}
+
+int auth_session_key(const minicrm_config *cfg, const char *sid, char *key, size_t n, char *err,
+                     size_t errlen)
+{
+    const char *secret = cfg->auth.session_secret;
+    char mac[HMAC_HEX_LEN + 1];
+    if (!secret || !secret[0]) {
+        snprintf(err, errlen, "no session secret (auth_session_secret_ensure not called)");
+        return -1;
+    }
+    if (hmac_sha256_hex(secret, strlen(secret), sid, strlen(sid), mac) != 0) {
+        snprintf(err, errlen, "HMAC-SHA256 failed");
+        return -1;
+    }
+    snprintf(key, n, "%ssession:%s", cfg->redis.prefix, mac);
+    return 0;
 }
 
 int auth_redis_set_nx(rconn *r, const char *key, const char *value, int ttl_s, const char *taken,
@@ -77,7 +108,8 @@ int auth_session_create(const minicrm_config *cfg, rconn *r, const auth_user *u,
     if (!text)
         goto out;
     char key[256];
-    session_key(cfg, id, key, sizeof key);
+    if (auth_session_key(cfg, id, key, sizeof key, err, errlen) != 0)
+        goto out;
     if (auth_redis_set_nx(r, key, text, cfg->auth.session_ttl_s, "session id collision", err,
                           errlen) != 0)
         goto out;
@@ -101,7 +133,8 @@ int auth_session_get(const minicrm_config *cfg, rconn *r, const char *sid, auth_
     if (!sid || !auth_is_lower_hex(sid, AUTH_SID_LEN))
         return 1;
     char key[256];
-    session_key(cfg, sid, key, sizeof key);
+    if (auth_session_key(cfg, sid, key, sizeof key, err, errlen) != 0)
+        return -1;
     redisReply *rep = rconn_command(r, "GET %s", key);
     if (auth_redis_failed(r, &rep, err, errlen))
         return -1;
@@ -127,7 +160,8 @@ int auth_session_destroy(const minicrm_config *cfg, rconn *r, const char *sid, c
     if (!sid || !auth_is_lower_hex(sid, AUTH_SID_LEN))
         return 0;
     char key[256];
-    session_key(cfg, sid, key, sizeof key);
+    if (auth_session_key(cfg, sid, key, sizeof key, err, errlen) != 0)
+        return -1;
     redisReply *rep = rconn_command(r, "DEL %s", key);
     if (auth_redis_failed(r, &rep, err, errlen))
         return -1;
@@ -144,11 +178,23 @@ const char *auth_session_cookie(const minicrm_config *cfg, const char *sid, char
     return buf;
 }
 
+static bool sid_shape(const char *s, size_t len)
+{
+    return auth_is_lower_hex(s, len);
+}
+
 int auth_session_from_cookie_header(const char *header, char sid[AUTH_SID_LEN + 1])
 {
-    sid[0] = '\0';
+    return auth_cookie_find(header, AUTH_COOKIE_NAME, AUTH_SID_LEN, sid_shape, sid);
+}
+
+int auth_cookie_find(const char *header, const char *want, size_t len,
+                     bool (*ok)(const char *s, size_t len), char *out)
+{
+    out[0] = '\0';
     if (!header)
         return 1;
+    size_t wlen = strlen(want);
     const char *p = header;
     while (*p) {
         while (*p == ' ' || *p == ';' || *p == '\t')
@@ -165,15 +211,12 @@ int auth_session_from_cookie_header(const char *header, char sid[AUTH_SID_LEN + 
         size_t vlen = (size_t)(p - val);
         while (vlen > 0 && (val[vlen - 1] == ' ' || val[vlen - 1] == '\t'))
             vlen--;
-        if (nlen == strlen(AUTH_COOKIE_NAME) && !memcmp(name, AUTH_COOKIE_NAME, nlen) &&
-            vlen == AUTH_SID_LEN) {
-            char tmp[AUTH_SID_LEN + 1];
-            memcpy(tmp, val, AUTH_SID_LEN);
-            tmp[AUTH_SID_LEN] = '\0';
-            if (auth_is_lower_hex(tmp, AUTH_SID_LEN)) {
-                memcpy(sid, tmp, sizeof tmp);
+        if (nlen == wlen && !memcmp(name, want, nlen) && vlen == len) {
+            memcpy(out, val, len);
+            out[len] = '\0';
+            if (ok(out, len))
                 return 0;
-            }
+            out[0] = '\0';
         }
     }
     return 1;

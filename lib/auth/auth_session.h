@@ -1,12 +1,15 @@
 /*
  * auth_session: server-side login sessions in Redis and the `sid` cookie that names them.
  *
- * A session is {prefix}session:{sid} = JSON {"uid","email","name","role","at"} with TTL
- * auth.session_ttl_s (default one day, also the cookie's Max-Age). The sid is 256 random bits
- * from getrandom(2) as 64 lower-case hex digits, made fresh at every login (so a sid planted
- * before login is never promoted: no session fixation). A sid from a client is used only if it
- * has exactly that shape and exists in Redis; logout deletes the key, so a copied cookie dies
- * with it.
+ * A session is {prefix}session:{HMAC-SHA256(auth.session_secret, sid) as hex} = JSON
+ * {"uid","email","name","role","at"} with TTL auth.session_ttl_s (default one day, also the
+ * cookie's Max-Age). The sid is 256 random bits from getrandom(2) as 64 lower-case hex digits,
+ * made fresh at every login (so a sid planted before login is never promoted: no session
+ * fixation). Only the browser holds the sid itself: Redis (and its AOF or a dump of it) holds
+ * the HMAC, from which no login can be made without the secret. A sid from a client is used
+ * only if it has exactly that shape and its HMAC exists in Redis; logout deletes the key, so a
+ * copied cookie dies with it. The secret must be set before the first call
+ * (auth_session_secret_ensure: minicrm-api makes a random one per start when none is given).
  *
  * Cookie: `sid=<sid>; Path=/; Max-Age=<ttl>; HttpOnly; SameSite=<cfg>[; Secure]`. `Secure`
  * comes from auth.cookie_secure, and is forced when SameSite=None (browsers drop such cookies
@@ -26,6 +29,16 @@
 
 #define AUTH_SID_LEN     64
 #define AUTH_COOKIE_NAME "sid"
+
+/* Make sure cfg->auth.session_secret is set: if it is empty, fill it with 256 random bits as
+ * hex (sessions then last only as long as this process) and set *generated. 0, or -1 with err
+ * (no randomness, out of memory). */
+int auth_session_secret_ensure(minicrm_config *cfg, bool *generated, char *err, size_t errlen);
+
+/* The Redis key of a session: {prefix}session:{hex HMAC(secret, sid)}. 0, or -1 with err (no
+ * secret set, OpenSSL failed). */
+int auth_session_key(const minicrm_config *cfg, const char *sid, char *key, size_t n, char *err,
+                     size_t errlen);
 
 /* Create a session for `u` and return its id. 0, or -1 with err (Redis down, no randomness). */
 int auth_session_create(const minicrm_config *cfg, rconn *r, const auth_user *u,
@@ -57,5 +70,10 @@ const char *auth_session_cookie(const minicrm_config *cfg, const char *sid, char
 /* Find the `sid` cookie in a Cookie request header. 0 and the value if one has the exact sid
  * shape; 1 otherwise. With several `sid` cookies, the first well-formed one is taken. */
 int auth_session_from_cookie_header(const char *header, char sid[AUTH_SID_LEN + 1]);
+
+/* The same for any cookie: the first cookie `name` whose value is exactly `len` bytes and
+ * passes `ok(value, len)` is copied to out (len + 1 bytes). 0 if found, 1 otherwise. */
+int auth_cookie_find(const char *header, const char *name, size_t len,
+                     bool (*ok)(const char *s, size_t len), char *out);
 
 #endif

@@ -1,12 +1,12 @@
 /*
  * auth_users: see auth_users.h.
  *
- * A login is at most four round trips (logins are rare, so clarity wins over batching):
- *   1. (no admin list only) insert {_id:"first_admin", google_sub, email, at} into auth_meta;
- *      a duplicate-key error means someone already holds the claim; then read who.
- *   2. update_one users {google_sub} with upsert: $set email, displayName, lastLogin (and role
- *      when it is decided by this login), $setOnInsert firstLogin (and role staff otherwise).
- *   3. find_one users {google_sub} to return _id and the stored role.
+ * A login is two round trips (logins are rare, so clarity wins over batching):
+ *   1. update_one users {google_sub} with upsert: $set email, displayName, lastLogin, role,
+ *      $setOnInsert firstLogin.
+ *   2. find_one users {google_sub} to return _id and the stored role.
+ * (Before issue 12 the first user to log in became admin through a claim document in
+ * `auth_meta`; that rule is gone, and such a document is now ignored.)
  * The unique index on google_sub makes two simultaneous first logins of one person converge
  * on one document (the losing upsert fails with a duplicate key and is retried once).
  */
@@ -42,38 +42,54 @@ bool auth_users_listed(const char *list, const char *email)
     return false;
 }
 
-/* Claim the first-admin singleton. Returns 1 if `sub` holds it, 0 if someone else does,
- * -1 on a database error. */
-static int first_admin(mongoc_collection_t *meta, const char *sub, const char *email, char *err,
-                       size_t errlen)
+/* True if the domain of `email` (after its last '@') is in the comma-separated list. */
+static bool domain_listed(const char *list, const char *email)
 {
-    bson_error_t e;
-    bson_t *doc = BCON_NEW("_id", BCON_UTF8("first_admin"), "google_sub", BCON_UTF8(sub), "email",
-                           BCON_UTF8(email), "at", BCON_DATE_TIME(time_now_ms()));
-    bool ok = mongoc_collection_insert_one(meta, doc, NULL, NULL, &e);
-    bson_destroy(doc);
-    if (ok)
-        return 1;
-    if (e.code != DUPLICATE_KEY) {
-        snprintf(err, errlen, "auth_meta insert: %s", e.message);
-        return -1;
+    const char *at = strrchr(email, '@');
+    if (!list || !at || !at[1])
+        return false;
+    const char *domain = at + 1;
+    size_t dlen = strlen(domain);
+    for (const char *p = list; *p;) {
+        while (*p == ',' || *p == '@' || isspace((unsigned char)*p))
+            p++;
+        const char *start = p;
+        while (*p && *p != ',')
+            p++;
+        const char *end = p;
+        while (end > start && isspace((unsigned char)end[-1]))
+            end--;
+        if ((size_t)(end - start) == dlen && strncasecmp(start, domain, dlen) == 0)
+            return true;
     }
-    bson_t *filter = BCON_NEW("_id", BCON_UTF8("first_admin"));
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(meta, filter, NULL, NULL);
-    const bson_t *found;
-    int rc = 0;
-    if (mongoc_cursor_next(cur, &found)) {
-        bson_iter_t it;
-        if (bson_iter_init_find(&it, found, "google_sub") && BSON_ITER_HOLDS_UTF8(&it) &&
-            !strcmp(bson_iter_utf8(&it, NULL), sub))
-            rc = 1;
-    } else if (mongoc_cursor_error(cur, &e)) {
-        snprintf(err, errlen, "auth_meta read: %s", e.message);
-        rc = -1;
+    return false;
+}
+
+auth_admit auth_users_admit(const minicrm_config *cfg, const char *email, bool email_verified)
+{
+    const char *domains = cfg->auth.allowed_domains, *emails = cfg->auth.allowed_emails;
+    if ((!domains || !domains[0]) && (!emails || !emails[0]))
+        return AUTH_ADMIT_NO_LIST;
+    if (!email_verified)
+        return AUTH_ADMIT_UNVERIFIED;
+    if (auth_users_listed(emails, email) || domain_listed(domains, email))
+        return AUTH_ADMIT_OK;
+    return AUTH_ADMIT_NOT_ALLOWED;
+}
+
+const char *auth_admit_code(auth_admit a)
+{
+    switch (a) {
+    case AUTH_ADMIT_OK:
+        return "ok";
+    case AUTH_ADMIT_NO_LIST:
+        return "no_allow_list";
+    case AUTH_ADMIT_UNVERIFIED:
+        return "email_unverified";
+    case AUTH_ADMIT_NOT_ALLOWED:
+        return "not_allowed";
     }
-    mongoc_cursor_destroy(cur);
-    bson_destroy(filter);
-    return rc;
+    return "not_allowed";
 }
 
 static void copy_utf8(const bson_t *doc, const char *key, char *dst, size_t n)
@@ -88,29 +104,23 @@ int auth_users_login(dbpool *db, const minicrm_config *cfg, const char *sub, con
                      const char *display_name, bool email_verified, auth_user *out, char *err,
                      size_t errlen)
 {
-    int rc = -1;
     memset(out, 0, sizeof *out);
+    auth_admit admit = auth_users_admit(cfg, email, email_verified);
+    if (admit != AUTH_ADMIT_OK) {
+        snprintf(err, errlen, "login refused: %s", auth_admit_code(admit));
+        return (int)admit;
+    }
+    int rc = -1;
     mongoc_client_t *client = dbpool_pop(db);
     mongoc_collection_t *users = dbpool_collection(db, client, DB_USERS);
-    mongoc_collection_t *meta = NULL;
     bson_t *filter = NULL, *update = NULL;
     mongoc_cursor_t *cur = NULL;
     bson_error_t e;
 
-    /* Decide the role when this login decides it; AUTH_ROLE_NONE = keep the stored one. */
-    auth_role decided = AUTH_ROLE_NONE;
-    const char *list = cfg->auth.admin_emails;
-    if (list && list[0]) {
-        decided =
-            email_verified && auth_users_listed(list, email) ? AUTH_ROLE_ADMIN : AUTH_ROLE_STAFF;
-    } else {
-        meta = dbpool_collection(db, client, DB_AUTH_META);
-        int fa = first_admin(meta, sub, email, err, errlen);
-        if (fa < 0)
-            goto out;
-        if (fa == 1)
-            decided = AUTH_ROLE_ADMIN;
-    }
+    /* Every login decides the role: admin only by the admin list, never by being first. */
+    auth_role decided = email_verified && auth_users_listed(cfg->auth.admin_emails, email)
+                            ? AUTH_ROLE_ADMIN
+                            : AUTH_ROLE_STAFF;
 
     int64_t now = time_now_ms();
     filter = BCON_NEW("google_sub", BCON_UTF8(sub));
@@ -120,13 +130,10 @@ int auth_users_login(dbpool *db, const minicrm_config *cfg, const char *sub, con
     BSON_APPEND_UTF8(&set, "email", email);
     BSON_APPEND_UTF8(&set, "displayName", display_name);
     BSON_APPEND_DATE_TIME(&set, "lastLogin", now);
-    if (decided != AUTH_ROLE_NONE)
-        BSON_APPEND_UTF8(&set, "role", auth_role_name(decided));
+    BSON_APPEND_UTF8(&set, "role", auth_role_name(decided));
     bson_append_document_end(update, &set);
     BSON_APPEND_DOCUMENT_BEGIN(update, "$setOnInsert", &soi);
     BSON_APPEND_DATE_TIME(&soi, "firstLogin", now);
-    if (decided == AUTH_ROLE_NONE)
-        BSON_APPEND_UTF8(&soi, "role", auth_role_name(AUTH_ROLE_STAFF));
     bson_append_document_end(update, &soi);
     bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
     bool ok = mongoc_collection_update_one(users, filter, update, opts, NULL, &e);
@@ -161,7 +168,6 @@ out:
     mongoc_cursor_destroy(cur);
     bson_destroy(filter);
     bson_destroy(update);
-    mongoc_collection_destroy(meta);
     mongoc_collection_destroy(users);
     dbpool_push(db, client);
     return rc;

@@ -1,15 +1,19 @@
 /*
  * auth_users: the `users` collection and who gets which role (auth_role.h).
  *
- * A user is created or refreshed at every Google login (auth_users_login):
+ * Who may log in (auth_users_admit, checked by auth_users_login before anything is written):
+ * a Google account whose provider says `email_verified: true` and whose email is listed in
+ * auth.allowed_emails or whose domain (the part after the last '@') is listed in
+ * auth.allowed_domains (comma-separated, case-insensitive, exact: "example.com" does not admit
+ * "sub.example.com"; a leading '@' is ignored). Both lists empty: no Google login at all.
+ *
+ * A user is created or refreshed at every admitted login (auth_users_login):
  *   {_id, google_sub (unique), email (lower case), displayName, role, firstLogin, lastLogin}.
- * Roles: `admin` manages API keys (and users); `staff` uses the CRM. Who is admin:
- *   - if auth.admin_emails lists any emails (comma-separated, case-insensitive), exactly the
- *     users whose *verified* email is listed; the role is recomputed at every login, so taking
- *     an email off the list demotes that user at their next login;
- *   - otherwise the first user ever to log in. The claim is race-free: the winner is whoever
- *     inserts the singleton document {_id: "first_admin"} into `auth_meta` (unique _id), so
- *     two simultaneous first logins cannot both become admin. Later logins keep stored roles.
+ * Roles: `admin` manages API keys (and users); `staff` uses the CRM. A login makes a user admin
+ * exactly when their verified email is listed in auth.admin_emails; everyone else is staff. The
+ * role is recomputed at every login, so taking an email off the list demotes that user at their
+ * next login. Nobody becomes admin by being first: without auth.admin_emails the only admins
+ * are admin API keys (`minicrm keys create --role admin`).
  *
  * Thread-safe (each call borrows its own client from the pool). Callers own every buffer.
  */
@@ -23,8 +27,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define DB_AUTH_META "auth_meta"
-
 typedef struct auth_user {
     char id[25]; /* ObjectId hex of the users document */
     char email[320];
@@ -35,8 +37,22 @@ typedef struct auth_user {
 /* True if `email` is in the comma-separated list (case-insensitive, spaces trimmed). */
 bool auth_users_listed(const char *admin_emails, const char *email);
 
+/* Why a login is refused (auth_users_admit). */
+typedef enum {
+    AUTH_ADMIT_OK = 0,
+    AUTH_ADMIT_NO_LIST,     /* auth.allowed_domains and auth.allowed_emails are both empty */
+    AUTH_ADMIT_UNVERIFIED,  /* the provider did not say email_verified: true */
+    AUTH_ADMIT_NOT_ALLOWED, /* neither the email nor its domain is listed */
+} auth_admit;
+
+/* May this identity log in? (see above) */
+auth_admit auth_users_admit(const minicrm_config *cfg, const char *email, bool email_verified);
+/* A short stable code for a refusal ("not_allowed", ...), used in URLs and logs. */
+const char *auth_admit_code(auth_admit a);
+
 /* Create or refresh the user for a provider identity and decide the role (see above).
- * Returns 0 with *out filled, or -1 with err (database unreachable). */
+ * Returns 0 with *out filled, a positive auth_admit when the login is refused (nothing is
+ * written), or -1 with err (database unreachable). */
 int auth_users_login(dbpool *db, const minicrm_config *cfg, const char *sub, const char *email,
                      const char *display_name, bool email_verified, auth_user *out, char *err,
                      size_t errlen);

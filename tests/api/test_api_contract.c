@@ -198,15 +198,17 @@ TEST(body_of_wrong_shape)
     CHECK_INT_EQ(call("POST", "/customers", "{\"name\":", e, sizeof e), 400);
     CHECK_STR_CONTAINS(e, "malformed JSON");
 
-    char sig[HMAC_HEX_LEN + 1], hs[128];
-    const char *h[] = {hs, NULL};
+    char sig[HMAC_HEX_LEN + 1], hs[128], ts[32], ht[64];
+    const char *h[] = {hs, ht, NULL};
     static const char *const rb[] = {"[1]", "null", "\"x\""};
     static const char *const want[] = {"receipts[0] must be an object",
                                        "body must be a receipt object or an array of them",
                                        "body must be a receipt object or an array of them"};
     for (size_t i = 0; i < 3; i++) {
-        hmac_sign_receipt(SECRET, NULL, rb[i], strlen(rb[i]), sig);
+        snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
+        hmac_sign_receipt(SECRET, ts, rb[i], strlen(rb[i]), sig);
         snprintf(hs, sizeof hs, "X-Signature: %s", sig);
+        snprintf(ht, sizeof ht, "X-Timestamp: %s", ts);
         apitest_resp r;
         apitest_request(&T, "POST", "/api/receipts/delivery", h, rb[i], strlen(rb[i]), &r);
         CHECK_INT_EQ(r.status, 400);
@@ -314,13 +316,15 @@ TEST(logs_cursor_is_customer_id)
 TEST(single_receipt_says_updated)
 {
     CHECK(apitest_ensure(&T, NULL) == 0);
-    char hex[25], body[160], sig[HMAC_HEX_LEN + 1], hs[128];
+    char hex[25], body[160], sig[HMAC_HEX_LEN + 1], hs[128], ts[32], ht[64];
     CHECK(insert_log(NULL, NULL, hex) == 0);
     snprintf(body, sizeof body, "{\"log_id\":\"%s\",\"vendorMsgId\":\"v1\",\"status\":\"SENT\"}",
              hex);
-    hmac_sign_receipt(SECRET, NULL, body, strlen(body), sig);
+    snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
+    hmac_sign_receipt(SECRET, ts, body, strlen(body), sig);
     snprintf(hs, sizeof hs, "X-Signature: %s", sig);
-    const char *h[] = {hs, NULL};
+    snprintf(ht, sizeof ht, "X-Timestamp: %s", ts);
+    const char *h[] = {hs, ht, NULL};
     apitest_resp r;
     apitest_request(&T, "POST", "/api/receipts/delivery", h, body, strlen(body), &r);
     CHECK_INT_EQ(r.status, 202);

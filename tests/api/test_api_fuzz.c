@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/wait.h>
 
 #define SECRET   "test-vendor-secret"
@@ -256,15 +257,18 @@ typedef struct target {
 /* One request; checks the answer. Returns 0 if acceptable. */
 static int fire(const target *tg, const char *body, size_t len, long *status)
 {
-    char hs[128];
+    char hs[128], ht[64];
     const char *h[3] = {NULL, NULL, NULL};
     if (tg->sign == 0) {
         h[0] = apitest_admin_auth(&T);
     } else if (tg->sign == 2) {
-        char sig[HMAC_HEX_LEN + 1];
-        hmac_sign_receipt(SECRET, NULL, body, len, sig);
+        char sig[HMAC_HEX_LEN + 1], ts[32];
+        snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
+        hmac_sign_receipt(SECRET, ts, body, len, sig);
         snprintf(hs, sizeof hs, "X-Signature: %s", sig);
+        snprintf(ht, sizeof ht, "X-Timestamp: %s", ts);
         h[0] = hs;
+        h[1] = ht;
     }
     apitest_resp r;
     if (apitest_request(&T, "POST", tg->path, h, body, len, &r) != 0)

@@ -105,7 +105,16 @@ TEST(ops_routes)
     apitest_request(&T, "DELETE", "/customers", NULL, NULL, 0, &r);
     CHECK_INT_EQ(r.status, 405);
     apitest_resp_release(&r);
+    /* /metrics is for admins (issue 12): anonymous 401, staff 403. */
     apitest_request(&T, "GET", "/metrics", NULL, NULL, 0, &r);
+    CHECK_INT_EQ(r.status, 401);
+    apitest_resp_release(&r);
+    const char *staff_only[] = {apitest_staff_auth(&T), NULL};
+    apitest_request(&T, "GET", "/metrics", staff_only, NULL, 0, &r);
+    CHECK_INT_EQ(r.status, 403);
+    apitest_resp_release(&r);
+    const char *admin_only[] = {apitest_admin_auth(&T), NULL};
+    apitest_request(&T, "GET", "/metrics", admin_only, NULL, 0, &r);
     CHECK_INT_EQ(r.status, 200);
     CHECK_STR_CONTAINS(r.body,
                        "minicrm_http_requests_total{route=\"GET /healthz\",status=\"200\"}");
@@ -116,7 +125,8 @@ TEST(ops_routes)
     /* admin-only queue stats */
     req(&r, "GET", "/api/queues", NULL);
     CHECK_INT_EQ(r.status, 200);
-    CHECK(json_array_size(json_object_get(r.json, "queues")) == 3);
+    CHECK(json_array_size(json_object_get(r.json, "queues")) ==
+          4); /* campaigns, sends, receipts, ai */
     apitest_resp_release(&r);
     const char *staff[] = {apitest_staff_auth(&T), NULL};
     apitest_request(&T, "GET", "/api/queues", staff, NULL, 0, &r);
@@ -566,6 +576,15 @@ static void post_receipt(apitest_resp *r, const char *body, const char *sig, con
     apitest_request(&T, "POST", "/api/receipts/delivery", h, body, strlen(body), r);
 }
 
+/* POST a receipt body signed as a vendor does: with SECRET over a fresh X-Timestamp. */
+static void post_signed(apitest_resp *r, const char *body)
+{
+    char sig[HMAC_HEX_LEN + 1], ts[32];
+    snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
+    hmac_sign_receipt(SECRET, ts, body, strlen(body), sig);
+    post_receipt(r, body, sig, ts);
+}
+
 TEST(receipts_signatures_and_limits)
 {
     CHECK(apitest_ensure(&T, k_env) == 0);
@@ -585,30 +604,43 @@ TEST(receipts_signatures_and_limits)
     post_receipt(&r, body, NULL, NULL);
     CHECK_INT_EQ(r.status, 401); /* missing */
     apitest_resp_release(&r);
-    hmac_sign_receipt("wrong-secret", NULL, body, strlen(body), sig);
-    post_receipt(&r, body, sig, NULL);
+    snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
+    hmac_sign_receipt("wrong-secret", ts, body, strlen(body), sig);
+    post_receipt(&r, body, sig, ts);
     CHECK_INT_EQ(r.status, 401); /* wrong */
     apitest_resp_release(&r);
+    /* receipts.require_timestamp is on by default: a right signature without X-Timestamp is
+     * refused, naming the header */
     hmac_sign_receipt(SECRET, NULL, body, strlen(body), sig);
+    post_receipt(&r, body, sig, NULL);
+    CHECK_INT_EQ(r.status, 401);
+    CHECK_STR_CONTAINS(err_of(&r), "X-Timestamp");
+    apitest_resp_release(&r);
+    hmac_sign_receipt(SECRET, ts, body, strlen(body), sig);
     char altered[512];
     snprintf(altered, sizeof altered,
              "{\"log_id\":\"%s\",\"vendorMsgId\":\"v1\",\"status\":\"FAILED\"}", ids[0]);
-    post_receipt(&r, altered, sig, NULL);
+    post_receipt(&r, altered, sig, ts);
     CHECK_INT_EQ(r.status, 401); /* body altered after signing */
     apitest_resp_release(&r);
     CHECK_INT_EQ(redis_llen("{receipts}:ready"), q0);
-    post_receipt(&r, body, sig, NULL);
+    post_receipt(&r, body, sig, ts);
     CHECK_INT_EQ(r.status, 202); /* right */
     CHECK(json_is_true(json_object_get(r.json, "ok")));
     apitest_resp_release(&r);
     CHECK_INT_EQ(redis_llen("{receipts}:ready"), q0 + 1);
 
-    /* timestamped: signature over ts "." body; stale rejected; ts not covered -> 401 */
-    snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
-    hmac_sign_receipt(SECRET, ts, body, strlen(body), sig);
-    post_receipt(&r, body, sig, ts);
-    CHECK_INT_EQ(r.status, 202);
-    apitest_resp_release(&r);
+    /* replay: the same signed request again is accepted once: 200 "duplicate", nothing queued,
+     * and the token is on the receipts queue's keys for 2 x max_skew_s */
+    for (int rep = 0; rep < 3; rep++) {
+        post_receipt(&r, body, sig, ts);
+        CHECK_INT_EQ(r.status, 200);
+        CHECK(json_is_true(json_object_get(r.json, "duplicate")));
+        apitest_resp_release(&r);
+    }
+    CHECK_INT_EQ(redis_llen("{receipts}:ready"), q0 + 1);
+
+    /* stale rejected; ts not covered -> 401 */
     char ts2[32];
     snprintf(ts2, sizeof ts2, "%lld", (long long)time(NULL) + 1);
     post_receipt(&r, body, sig, ts2);
@@ -620,20 +652,18 @@ TEST(receipts_signatures_and_limits)
     CHECK_INT_EQ(r.status, 401);
     CHECK_STR_CONTAINS(err_of(&r), "X-Timestamp");
     apitest_resp_release(&r);
-    CHECK_INT_EQ(redis_llen("{receipts}:ready"), q0 + 2);
+    CHECK_INT_EQ(redis_llen("{receipts}:ready"), q0 + 1);
 
     /* repeat for a final log: no-op; unknown log: 404; bad status / id: 400 */
     snprintf(body, sizeof body, "{\"log_id\":\"%s\",\"vendorMsgId\":\"v2\",\"status\":\"SENT\"}",
              ids[1]);
-    hmac_sign_receipt(SECRET, NULL, body, strlen(body), sig);
-    post_receipt(&r, body, sig, NULL);
+    post_signed(&r, body);
     CHECK_INT_EQ(r.status, 200);
     CHECK(json_is_false(json_object_get(r.json, "updated")));
     apitest_resp_release(&r);
     snprintf(body, sizeof body,
              "{\"log_id\":\"cccccccccccccccccccccccc\",\"vendorMsgId\":\"v\",\"status\":\"SENT\"}");
-    hmac_sign_receipt(SECRET, NULL, body, strlen(body), sig);
-    post_receipt(&r, body, sig, NULL);
+    post_signed(&r, body);
     CHECK_INT_EQ(r.status, 404);
     apitest_resp_release(&r);
     static const char *const bad[][2] = {
@@ -655,8 +685,7 @@ TEST(receipts_signatures_and_limits)
         {"{\"log_id\":", "JSON"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        hmac_sign_receipt(SECRET, NULL, bad[i][0], strlen(bad[i][0]), sig);
-        post_receipt(&r, bad[i][0], sig, NULL);
+        post_signed(&r, bad[i][0]);
         CHECK_MSG(r.status == 400, "body %s: %ld", bad[i][0], r.status);
         CHECK_STR_CONTAINS(err_of(&r), bad[i][1]);
         apitest_resp_release(&r);
@@ -673,9 +702,8 @@ TEST(receipts_signatures_and_limits)
                               i ? "," : "", ids[2], i, i % 2 ? "FAILED" : "SENT",
                               i == 3 ? ",\"campaign_id\":\"0123456789abcdef01234567\"" : "");
     snprintf(batch + k, sizeof batch - k, "]");
-    hmac_sign_receipt(SECRET, NULL, batch, strlen(batch), sig);
     q0 = redis_llen("{receipts}:ready");
-    post_receipt(&r, batch, sig, NULL);
+    post_signed(&r, batch);
     CHECK_INT_EQ(r.status, 202);
     CHECK_INT_EQ(json_integer_value(json_object_get(r.json, "accepted")), 10);
     apitest_resp_release(&r);
@@ -694,8 +722,7 @@ TEST(receipts_signatures_and_limits)
     char odd[256];
     snprintf(odd, sizeof odd,
              "[{\"log\\u005fid\":\"%s\",\"status\":\"SENT\",\"vendorMsgId\":\"v-w\"}]", ids[2]);
-    hmac_sign_receipt(SECRET, NULL, odd, strlen(odd), sig);
-    post_receipt(&r, odd, sig, NULL);
+    post_signed(&r, odd);
     CHECK_INT_EQ(r.status, 202);
     apitest_resp_release(&r);
     job = redis_newest_job("{receipts}:ready");
@@ -704,8 +731,7 @@ TEST(receipts_signatures_and_limits)
     json_decref(job);
     snprintf(odd, sizeof odd,
              "[{\"log_id\":\"%s\",\"status\":\"SENT\",\"vendorMsgId\":\"v\\u0000w\"}]", ids[2]);
-    hmac_sign_receipt(SECRET, NULL, odd, strlen(odd), sig);
-    post_receipt(&r, odd, sig, NULL);
+    post_signed(&r, odd);
     CHECK_INT_EQ(r.status, 400);
     CHECK_STR_CONTAINS(err_of(&r), "receipts[0].vendorMsgId");
     apitest_resp_release(&r);
@@ -713,17 +739,18 @@ TEST(receipts_signatures_and_limits)
     size_t bl = strlen(batch);
     snprintf(batch + bl, sizeof batch - bl,
              ",{\"log_id\":\"%s\",\"vendorMsgId\":\"x\",\"status\":\"SENT\"}]", ids[2]);
-    hmac_sign_receipt(SECRET, NULL, batch, strlen(batch), sig);
-    post_receipt(&r, batch, sig, NULL);
+    post_signed(&r, batch);
     CHECK_INT_EQ(r.status, 413);
     apitest_resp_release(&r);
 
     /* signed but not JSON -> 415 */
     const char *plain = "log_id=1";
-    hmac_sign_receipt(SECRET, NULL, plain, strlen(plain), sig);
-    char hs[128];
+    snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
+    hmac_sign_receipt(SECRET, ts, plain, strlen(plain), sig);
+    char hs[128], ht[64];
     snprintf(hs, sizeof hs, "X-Signature: %s", sig);
-    const char *h[] = {hs, "Content-Type: text/plain", NULL};
+    snprintf(ht, sizeof ht, "X-Timestamp: %s", ts);
+    const char *h[] = {hs, ht, "Content-Type: text/plain", NULL};
     apitest_request(&T, "POST", "/api/receipts/delivery", h, plain, strlen(plain), &r);
     CHECK_INT_EQ(r.status, 415);
     apitest_resp_release(&r);
@@ -825,9 +852,7 @@ TEST(outages_and_shutdown)
     CHECK_STR_CONTAINS(err_of(&r), "redis");
     apitest_resp_release(&r);
     const char *body = "[{\"log_id\":\"cccccccccccccccccccccccc\",\"status\":\"SENT\"}]";
-    char sig[HMAC_HEX_LEN + 1];
-    hmac_sign_receipt(SECRET, NULL, body, strlen(body), sig);
-    post_receipt(&r, body, sig, NULL);
+    post_signed(&r, body);
     CHECK_INT_EQ(r.status, 503);
     CHECK_STR_CONTAINS(err_of(&r), "redis");
     apitest_resp_release(&r);

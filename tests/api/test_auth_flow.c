@@ -7,13 +7,17 @@
  * drives the browser's side with libcurl, following each 302 by hand so every hop is checked:
  *   /auth/google -> provider /authorize (auto-approves; login_hint picks the person) ->
  *   /auth/google/callback?code&state -> FRONTEND_URL/dashboard with the session cookie.
- * auth.admin_emails lists boss@example.com, so boss is admin and everyone else staff.
+ * auth.allowed_domains admits example.com, auth.allowed_emails guest@gmail.test;
+ * auth.admin_emails lists boss@example.com, so boss is admin and everyone else staff. The
+ * browser's pre-login cookie (mcrm_login) is carried from /auth/google to the callback by
+ * hand, like a cookie jar; a second "jar" plays the victim of a login CSRF.
  *
  * If npm cannot install the provider (no registry access), the test exits 77, which ctest
  * reports as skipped, after saying why.
  */
 #include "auth_crypto.h"
 #include "auth_oauth.h"
+#include "hmac.h"
 #include "rconn.h"
 #include "test.h"
 #include "testenv.h"
@@ -25,8 +29,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define FRONT       "http://front.test:3000"
-#define ADMIN_EMAIL "boss@example.com"
+#define FRONT          "http://front.test:3000"
+#define ADMIN_EMAIL    "boss@example.com"
+#define SESSION_SECRET "flow-session-secret"
 
 static testenv g_env;
 static pid_t g_mock_pid = -1, g_api_pid = -1;
@@ -156,15 +161,23 @@ static const char *url_param(const char *url, const char *name, char *out, size_
 
 /* ---------------------------------------------------------------- login helpers */
 
+/* The pre-login cookie the last /auth/google set ("mcrm_login=<nonce>"), as a browser keeps
+ * it: begin_login() stores it, finish_login() sends it unless told otherwise. */
+static char g_jar[128];
+
 /* Step 1+2: /auth/google then the provider; returns the callback URL the provider sent the
- * browser to (with code and state) in cb, and the state. 0 or -1. */
+ * browser to (with code and state) in cb, and the state; the pre-login cookie in g_jar. 0 or
+ * -1. */
 static int begin_login(const char *email, char *cb, size_t n, char *state, size_t sn)
 {
     resp r;
-    char loc[2048], url[2300];
+    char loc[2048], url[2300], sc[512];
     snprintf(url, sizeof url, "%s/auth/google", g_api);
     if (http(&r, "GET", url, NULL, NULL, NULL) != 302 || !header(&r, "Location", loc, sizeof loc))
         return -1;
+    if (!header(&r, "Set-Cookie", sc, sizeof sc) || strncmp(sc, "mcrm_login=", 11) != 0)
+        return -1;
+    snprintf(g_jar, sizeof g_jar, "%.*s", (int)strcspn(sc, ";"), sc);
     snprintf(url, sizeof url, "%s&login_hint=%s", loc, email);
     if (http(&r, "GET", url, NULL, NULL, NULL) != 302 || !header(&r, "Location", cb, n))
         return -1;
@@ -173,16 +186,25 @@ static int begin_login(const char *email, char *cb, size_t n, char *state, size_
     return 0;
 }
 
-/* Complete a login at the callback URL; returns the status and the Set-Cookie / Location. */
-static long finish_login(const char *cb, const char *cookie, char *setcookie, size_t sn, char *loc,
-                         size_t ln)
+/* Complete a login at the callback URL with the browser's cookies (`cookie`, may be NULL, plus
+ * the pre-login cookie of g_jar); returns the status and the first Set-Cookie / Location. */
+static long finish_login_jar(const char *cb, const char *cookie, const char *jar, char *setcookie,
+                             size_t sn, char *loc, size_t ln)
 {
     resp r;
-    long st = http(&r, "GET", cb, cookie, NULL, NULL);
+    char all[512];
+    snprintf(all, sizeof all, "%s%s%s", cookie ? cookie : "", cookie && jar[0] ? "; " : "", jar);
+    long st = http(&r, "GET", cb, all[0] ? all : NULL, NULL, NULL);
     setcookie[0] = loc[0] = '\0';
     header(&r, "Set-Cookie", setcookie, sn);
     header(&r, "Location", loc, ln);
     return st;
+}
+
+static long finish_login(const char *cb, const char *cookie, char *setcookie, size_t sn, char *loc,
+                         size_t ln)
+{
+    return finish_login_jar(cb, cookie, g_jar, setcookie, sn, loc, ln);
 }
 
 /* A full login; writes "sid=<64 hex>" into cookie. 0 or -1. */
@@ -227,6 +249,13 @@ static long create_key(const char *cookie, const char *auth, const char *body, c
     return st;
 }
 
+/* The Redis key suffix of a session: hex HMAC(SESSION_SECRET, sid). */
+static const char *session_mac(const char *sid, char out[HMAC_HEX_LEN + 1])
+{
+    hmac_sha256_hex(SESSION_SECRET, strlen(SESSION_SECRET), sid, strlen(sid), out);
+    return out;
+}
+
 /* Does {prefix}{kind}:{arg} exist? */
 static bool redis_exists(const char *kind, const char *arg)
 {
@@ -259,11 +288,13 @@ TEST(authorize_redirect)
     char state[128], challenge[128];
     CHECK(url_param(loc, "state", state, sizeof state) && strlen(state) == 43);
     CHECK(url_param(loc, "code_challenge", challenge, sizeof challenge));
-    /* PKCE: the stored verifier's S256 is the challenge sent to the provider. */
+    /* PKCE: the stored verifier's S256 is the challenge sent to the provider (the value is
+     * "<verifier>.<hex SHA-256 of the pre-login nonce>"). */
     redisReply *rep = rconn_command(g_redis, "GET %soauth:state:%s", g_env.prefix, state);
-    CHECK(rep && rep->type == REDIS_REPLY_STRING);
-    char ch[64];
-    auth_oauth_challenge(rep->str, ch);
+    CHECK(rep && rep->type == REDIS_REPLY_STRING && rep->len > AUTH_OAUTH_VERIFIER_LEN);
+    char ch[64], verifier[AUTH_OAUTH_VERIFIER_LEN + 1];
+    snprintf(verifier, sizeof verifier, "%.*s", AUTH_OAUTH_VERIFIER_LEN, rep->str);
+    auth_oauth_challenge(verifier, ch);
     freeReplyObject(rep);
     CHECK_STR_EQ(ch, challenge);
 }
@@ -274,6 +305,8 @@ TEST(login_admin_session)
     CHECK_INT_EQ(begin_login(ADMIN_EMAIL, cb, sizeof cb, state, sizeof state), 0);
     CHECK_INT_EQ(finish_login(cb, NULL, sc, sizeof sc, loc, sizeof loc), 302);
     CHECK_STR_EQ(loc, FRONT "/dashboard");
+    /* The pre-login cookie was HttpOnly, scoped to /auth/google, and is cleared now. */
+    CHECK(strlen(g_jar) == strlen("mcrm_login=") + AUTH_OAUTH_NONCE_LEN);
     /* Cookie: sid, HttpOnly, 1 day, Path=/, SameSite from config (Lax), no Secure by default. */
     CHECK(strncmp(sc, "sid=", 4) == 0);
     CHECK_STR_CONTAINS(sc, "; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax");
@@ -281,9 +314,16 @@ TEST(login_admin_session)
     char sid[80];
     snprintf(sid, sizeof sid, "%.*s", (int)strcspn(sc + 4, ";"), sc + 4);
     CHECK(auth_is_lower_hex(sid, 64));
-    /* Server-side session with a TTL, and the state is gone. */
-    CHECK(redis_exists("session", sid));
+    /* Server-side session under HMAC(SESSION_SECRET, sid), never under the sid itself (a
+     * Redis dump or AOF hands out no login), and the state is gone. */
+    char mac[HMAC_HEX_LEN + 1];
+    CHECK(redis_exists("session", session_mac(sid, mac)));
+    CHECK(!redis_exists("session", sid));
     CHECK(!redis_exists("oauth:state", state));
+    /* A key read out of Redis, presented as a cookie, logs nobody in. */
+    char stolen[128];
+    snprintf(stolen, sizeof stolen, "sid=%s", mac);
+    CHECK_INT_EQ(me(stolen, NULL, NULL), 401);
     char cookie[128];
     snprintf(cookie, sizeof cookie, "sid=%s", sid);
     json_t *v = NULL;
@@ -326,30 +366,33 @@ TEST(state_missing_wrong_reused)
     CHECK_STR_EQ(loc, FRONT "/dashboard");
     /* Reused: the same callback again. */
     CHECK_INT_EQ(finish_login(cb, NULL, sc, sizeof sc, loc, sizeof loc), 302);
-    CHECK_STR_EQ(loc, "/auth/failure");
-    CHECK(sc[0] == '\0');
+    CHECK_STR_EQ(loc, "/auth/failure?reason=state");
+    CHECK(strncmp(sc, "sid=", 4) != 0);
     /* Missing and wrong state, with a fresh code each time. */
     CHECK_INT_EQ(begin_login("ann@example.com", cb, sizeof cb, state, sizeof state), 0);
     char code[256];
     url_param(cb, "code", code, sizeof code);
     snprintf(url, sizeof url, "%s/auth/google/callback?code=%s", g_api, code);
     CHECK_INT_EQ(finish_login(url, NULL, sc, sizeof sc, loc, sizeof loc), 302);
-    CHECK_STR_EQ(loc, "/auth/failure");
+    CHECK_STR_EQ(loc, "/auth/failure?reason=state");
     snprintf(url, sizeof url, "%s/auth/google/callback?code=%s&state=%s", g_api, code,
              "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
     CHECK_INT_EQ(finish_login(url, NULL, sc, sizeof sc, loc, sizeof loc), 302);
-    CHECK_STR_EQ(loc, "/auth/failure");
+    CHECK_STR_EQ(loc, "/auth/failure?reason=state");
     snprintf(url, sizeof url, "%s/auth/google/callback?code=%s&state=%%27%%3B--", g_api, code);
     CHECK_INT_EQ(finish_login(url, NULL, sc, sizeof sc, loc, sizeof loc), 302);
-    CHECK_STR_EQ(loc, "/auth/failure");
+    CHECK_STR_EQ(loc, "/auth/failure?reason=state");
     /* The provider's error answer consumes the state too. */
     snprintf(url, sizeof url, "%s/auth/google/callback?error=access_denied&state=%s", g_api, state);
     CHECK_INT_EQ(finish_login(url, NULL, sc, sizeof sc, loc, sizeof loc), 302);
-    CHECK_STR_EQ(loc, "/auth/failure");
+    CHECK_STR_EQ(loc, "/auth/failure?reason=provider");
     CHECK(!redis_exists("oauth:state", state));
-    /* /auth/failure itself. */
+    /* /auth/failure itself: plain, and with a reason it explains (only from its own table). */
     resp r;
     snprintf(url, sizeof url, "%s/auth/failure", g_api);
+    CHECK_INT_EQ(http(&r, "GET", url, NULL, NULL, NULL), 401);
+    CHECK_STR_EQ(r.body, "{\"error\":\"Google login failed\"}");
+    snprintf(url, sizeof url, "%s/auth/failure?reason=%%3Cscript%%3E", g_api);
     CHECK_INT_EQ(http(&r, "GET", url, NULL, NULL, NULL), 401);
     CHECK_STR_EQ(r.body, "{\"error\":\"Google login failed\"}");
 }
@@ -360,17 +403,17 @@ TEST(pkce_and_provider_failures)
      * S256(verifier) == challenge) refuses the code, so the login fails. */
     char cb[2048], state[128], sc[1024], loc[1024];
     CHECK_INT_EQ(begin_login("eve@example.com", cb, sizeof cb, state, sizeof state), 0);
-    redisReply *rep = rconn_command(g_redis, "SET %soauth:state:%s %s KEEPTTL", g_env.prefix, state,
+    redisReply *rep = rconn_command(g_redis, "SETRANGE %soauth:state:%s 0 %s", g_env.prefix, state,
                                     "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB");
-    CHECK(rep && rep->type == REDIS_REPLY_STATUS);
+    CHECK(rep && rep->type == REDIS_REPLY_INTEGER);
     freeReplyObject(rep);
     CHECK_INT_EQ(finish_login(cb, NULL, sc, sizeof sc, loc, sizeof loc), 302);
-    CHECK_STR_EQ(loc, "/auth/failure");
-    CHECK(sc[0] == '\0');
+    CHECK_STR_EQ(loc, "/auth/failure?reason=provider");
+    CHECK(strncmp(sc, "sid=", 4) != 0);
     /* Userinfo failing at the provider. */
     CHECK_INT_EQ(begin_login("userinfo-fails@example.com", cb, sizeof cb, state, sizeof state), 0);
     CHECK_INT_EQ(finish_login(cb, NULL, sc, sizeof sc, loc, sizeof loc), 302);
-    CHECK_STR_EQ(loc, "/auth/failure");
+    CHECK_STR_EQ(loc, "/auth/failure?reason=provider");
 }
 
 TEST(session_fixation_and_logout)
@@ -385,18 +428,33 @@ TEST(session_fixation_and_logout)
     CHECK_INT_EQ(begin_login("sam@example.com", cb, sizeof cb, state, sizeof state), 0);
     CHECK_INT_EQ(finish_login(cb, planted, sc, sizeof sc, loc, sizeof loc), 302);
     CHECK(strncmp(sc, planted, strlen(planted)) != 0);
-    CHECK(!redis_exists("session", planted + 4));
+    char mac[HMAC_HEX_LEN + 1];
+    CHECK(!redis_exists("session", session_mac(planted + 4, mac)));
     char cookie[128];
     snprintf(cookie, sizeof cookie, "%.*s", (int)strcspn(sc, ";"), sc);
     CHECK_INT_EQ(me(cookie, NULL, NULL), 200);
-    /* Logout: 302 to the front end, cookie cleared, session gone server-side. */
+    /* GET /auth/logout from another site (a link, an image) or with no sign of where it comes
+     * from is refused and ends nothing; so is a POST showing a foreign Origin. */
     resp r;
     char url[128], h[1024];
     snprintf(url, sizeof url, "%s/auth/logout", g_api);
-    CHECK_INT_EQ(http(&r, "GET", url, cookie, NULL, NULL), 302);
+    CHECK_INT_EQ(http(&r, "GET", url, cookie, NULL, NULL), 403);
+    CHECK_INT_EQ(http_x(&r, "GET", url, cookie, NULL, NULL, "Referer: http://evil.test/page"), 403);
+    CHECK_INT_EQ(http_x(&r, "GET", url, cookie, NULL, NULL, "Sec-Fetch-Site: cross-site"), 403);
+    CHECK_INT_EQ(http_x(&r, "POST", url, cookie, NULL, NULL, "Origin: http://evil.test"), 403);
+    CHECK_INT_EQ(
+        http_x(&r, "GET", url, cookie, NULL, NULL, "Referer: http://front.test:3000.evil.test/"),
+        403);
+    CHECK_INT_EQ(me(cookie, NULL, NULL), 200);
+    /* GET from the front end's page (the original contract) still logs out. */
+    CHECK_INT_EQ(http_x(&r, "GET", url, cookie, NULL, NULL, "Referer: " FRONT "/dashboard"), 302);
+    CHECK_INT_EQ(me(cookie, NULL, NULL), 401);
+    /* POST /auth/logout: 302 to the front end, cookie cleared, session gone server-side. */
+    CHECK_INT_EQ(login("sam@example.com", cookie, sizeof cookie), 0);
+    CHECK_INT_EQ(http(&r, "POST", url, cookie, NULL, NULL), 302);
     CHECK_STR_EQ(header(&r, "Location", h, sizeof h), FRONT);
     CHECK_STR_CONTAINS(header(&r, "Set-Cookie", h, sizeof h), "sid=; Path=/; Max-Age=0; HttpOnly");
-    CHECK(!redis_exists("session", cookie + 4));
+    CHECK(!redis_exists("session", session_mac(cookie + 4, mac)));
     /* The old cookie (a copy kept by an attacker) no longer works. */
     CHECK_INT_EQ(me(cookie, NULL, &v), 401);
     CHECK(json_is_false(json_object_get(v, "loggedIn")));
@@ -593,6 +651,98 @@ TEST(cors_for_frontend_with_credentials)
     CHECK(header(&r, "Access-Control-Allow-Origin", h, sizeof h) == NULL);
 }
 
+TEST(first_login_is_not_admin)
+{
+    /* Runs first, on an empty store: before issue 12 this person became admin. */
+    char cookie[128];
+    CHECK_INT_EQ(login("early@example.com", cookie, sizeof cookie), 0);
+    json_t *v = NULL;
+    CHECK_INT_EQ(me(cookie, NULL, &v), 200);
+    CHECK_STR_EQ(json_string_value(json_object_get(json_object_get(v, "user"), "role")), "staff");
+    json_decref(v);
+}
+
+/* A login that must be refused: the callback lands on /auth/failure?reason=<want>, sets no
+ * session, and /auth/failure explains the reason. */
+static void check_refused(const char *email, const char *want)
+{
+    char cb[2048], state[128], sc[1024], loc[1024], url[256], expect[128];
+    CHECK_INT_EQ(begin_login(email, cb, sizeof cb, state, sizeof state), 0);
+    CHECK_INT_EQ(finish_login(cb, NULL, sc, sizeof sc, loc, sizeof loc), 302);
+    snprintf(expect, sizeof expect, "/auth/failure?reason=%s", want);
+    CHECK_STR_EQ(loc, expect);
+    CHECK(strncmp(sc, "sid=", 4) != 0);
+    resp r;
+    snprintf(url, sizeof url, "%s%s", g_api, loc);
+    CHECK_INT_EQ(http(&r, "GET", url, NULL, NULL, NULL), 401);
+    json_t *v = body_json(&r);
+    CHECK_STR_EQ(json_string_value(json_object_get(v, "reason")), want);
+    CHECK_STR_CONTAINS(json_string_value(json_object_get(v, "error")), "Google login failed: ");
+    json_decref(v);
+}
+
+TEST(allow_lists_and_verified_email)
+{
+    char cookie[128];
+    /* Listed email of another domain: in, as staff. */
+    CHECK_INT_EQ(login("guest@gmail.test", cookie, sizeof cookie), 0);
+    json_t *v = NULL;
+    CHECK_INT_EQ(me(cookie, NULL, &v), 200);
+    CHECK_STR_EQ(json_string_value(json_object_get(json_object_get(v, "user"), "role")), "staff");
+    json_decref(v);
+    /* Unlisted domain and email, a look-alike domain, a sub-domain: refused. */
+    check_refused("stranger@gmail.test", "not_allowed");
+    check_refused("eve@example.com.evil.test", "not_allowed");
+    check_refused("eve@sub.example.com", "not_allowed");
+    /* An allowed domain, but the provider does not vouch for the email. */
+    check_refused("unverified-ann@example.com", "email_unverified");
+    /* Refused people were not stored. */
+    char admin[128], url[128];
+    CHECK_INT_EQ(login(ADMIN_EMAIL, admin, sizeof admin), 0);
+    resp r;
+    snprintf(url, sizeof url, "%s/api/users", g_api);
+    CHECK_INT_EQ(http(&r, "GET", url, admin, NULL, NULL), 200);
+    CHECK(strstr(r.body, "stranger@") == NULL && strstr(r.body, "unverified-ann@") == NULL);
+    CHECK_STR_CONTAINS(r.body, "guest@gmail.test");
+}
+
+TEST(login_csrf_two_jars)
+{
+    /* The victim is logged in in their browser (jar V). */
+    char victim[128];
+    CHECK_INT_EQ(login("victim@example.com", victim, sizeof victim), 0);
+    /* The attacker starts a login as themself in their own browser (jar A) and gets the
+     * provider's callback URL, which they make the victim's browser open. */
+    char cb[2048], state[128], sc[1024], loc[1024], jar_a[128];
+    CHECK_INT_EQ(begin_login("attacker@example.com", cb, sizeof cb, state, sizeof state), 0);
+    snprintf(jar_a, sizeof jar_a, "%s", g_jar);
+    /* Jar V has no pre-login cookie: refused, no new session, the victim still themself. */
+    CHECK_INT_EQ(finish_login_jar(cb, victim, "", sc, sizeof sc, loc, sizeof loc), 302);
+    CHECK_STR_EQ(loc, "/auth/failure?reason=wrong_browser");
+    CHECK(strncmp(sc, "sid=", 4) != 0);
+    json_t *v = NULL;
+    CHECK_INT_EQ(me(victim, NULL, &v), 200);
+    CHECK_STR_EQ(json_string_value(json_object_get(json_object_get(v, "user"), "email")),
+                 "victim@example.com");
+    json_decref(v);
+    /* The refused state is spent: the attacker cannot finish it either. */
+    CHECK_INT_EQ(finish_login_jar(cb, NULL, jar_a, sc, sizeof sc, loc, sizeof loc), 302);
+    CHECK_STR_EQ(loc, "/auth/failure?reason=state");
+    /* Jar V holding a pre-login cookie of its own (the victim once started a login): another
+     * nonce, still refused. */
+    char cb2[2048], state2[128], jar_v[128];
+    CHECK_INT_EQ(begin_login("victim@example.com", cb2, sizeof cb2, state2, sizeof state2), 0);
+    snprintf(jar_v, sizeof jar_v, "%s", g_jar);
+    CHECK_INT_EQ(begin_login("attacker@example.com", cb, sizeof cb, state, sizeof state), 0);
+    CHECK_INT_EQ(finish_login_jar(cb, victim, jar_v, sc, sizeof sc, loc, sizeof loc), 302);
+    CHECK_STR_EQ(loc, "/auth/failure?reason=wrong_browser");
+    CHECK(strncmp(sc, "sid=", 4) != 0);
+    CHECK_INT_EQ(me(victim, NULL, &v), 200);
+    CHECK_STR_EQ(json_string_value(json_object_get(json_object_get(v, "user"), "email")),
+                 "victim@example.com");
+    json_decref(v);
+}
+
 /* ---------------------------------------------------------------- setup */
 
 static void teardown(void)
@@ -638,7 +788,7 @@ static int setup(void)
 
     int aport = testenv_free_port();
     snprintf(g_api, sizeof g_api, "http://127.0.0.1:%d", aport);
-    char s[12][600];
+    char s[16][600];
     snprintf(s[0], sizeof s[0], "mongo.uri=%s", g_env.mongo_uri);
     snprintf(s[1], sizeof s[1], "redis.url=%s", g_env.redis_url);
     snprintf(s[2], sizeof s[2], "redis.prefix=%s", g_env.prefix);
@@ -651,10 +801,14 @@ static int setup(void)
     snprintf(s[9], sizeof s[9], "auth.google_token_url=%s/token", g_mock);
     snprintf(s[10], sizeof s[10], "auth.google_userinfo_url=%s/userinfo", g_mock);
     snprintf(s[11], sizeof s[11], "auth.admin_emails=other@example.com, BOSS@example.com");
-    char *aargv[2 + 2 * 12 + 4];
+    snprintf(s[12], sizeof s[12], "auth.allowed_domains=example.com");
+    snprintf(s[13], sizeof s[13], "auth.allowed_emails=guest@gmail.test");
+    snprintf(s[14], sizeof s[14], "auth.session_secret=" SESSION_SECRET);
+    snprintf(s[15], sizeof s[15], "auth.login_rate_per_min=10000");
+    char *aargv[2 + 2 * 16 + 4];
     int n = 0;
     aargv[n++] = (char *)testenv_bin("minicrm-api");
-    for (int i = 0; i < 12; i++) {
+    for (int i = 0; i < 16; i++) {
         aargv[n++] = "--set";
         aargv[n++] = s[i];
     }
@@ -673,6 +827,7 @@ static int setup(void)
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
+        TEST_ENTRY(first_login_is_not_admin),
         TEST_ENTRY(authorize_redirect),
         TEST_ENTRY(login_admin_session),
         TEST_ENTRY(state_missing_wrong_reused),
@@ -683,6 +838,8 @@ int main(int argc, char **argv)
         TEST_ENTRY(cli_keys),
         TEST_ENTRY(unauthenticated_401),
         TEST_ENTRY(cors_for_frontend_with_credentials),
+        TEST_ENTRY(allow_lists_and_verified_email),
+        TEST_ENTRY(login_csrf_two_jars),
     };
     int rc = setup();
     if (rc != 0) {

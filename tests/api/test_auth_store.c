@@ -70,13 +70,16 @@ static void *login_thread(void *p)
     return NULL;
 }
 
-TEST(first_admin_is_race_free)
+TEST(no_first_user_admin)
 {
+    /* Eight simultaneous first logins on an empty store, with no admin list: all staff (before
+     * issue 12 one of them became admin). */
     CHECK(db() != NULL);
     char err[256];
     CHECK_INT_EQ(auth_users_ensure_indexes(g_db, err, sizeof err), 0);
     minicrm_config cfg;
     cfg_init(&cfg); /* no admin_emails */
+    cfg_set(&cfg, "auth.allowed_domains", "example.com", "t", err, sizeof err);
     enum { N = 8 };
     pthread_t th[N];
     login_arg a[N];
@@ -84,24 +87,17 @@ TEST(first_admin_is_race_free)
         a[i] = (login_arg){.cfg = &cfg, .i = i};
         pthread_create(&th[i], NULL, login_thread, &a[i]);
     }
-    int admins = 0, winner = -1;
+    int admins = 0;
     for (int i = 0; i < N; i++) {
         pthread_join(th[i], NULL);
         CHECK_INT_EQ(a[i].rc, 0);
-        if (a[i].u.role == AUTH_ROLE_ADMIN) {
-            admins++;
-            winner = i;
-        }
+        admins += a[i].u.role == AUTH_ROLE_ADMIN;
     }
-    CHECK_INT_EQ(admins, 1);
-    /* Later logins keep the roles: the winner stays admin, a newcomer is staff. */
-    a[0] = (login_arg){.cfg = &cfg, .i = winner};
-    login_thread(&a[0]);
-    CHECK_INT_EQ(a[0].u.role, AUTH_ROLE_ADMIN);
+    CHECK_INT_EQ(admins, 0);
+    /* One document per person, with first/last login. */
     a[0] = (login_arg){.cfg = &cfg, .i = 100};
     login_thread(&a[0]);
     CHECK_INT_EQ(a[0].u.role, AUTH_ROLE_STAFF);
-    /* One document per person, with first/last login. */
     bson_t *doc = find_one(DB_USERS, BCON_NEW("google_sub", BCON_UTF8("race-100")));
     CHECK(doc != NULL);
     bson_iter_t it;
@@ -113,6 +109,30 @@ TEST(first_admin_is_race_free)
     cfg_release(&cfg);
 }
 
+TEST(refused_logins_write_nothing)
+{
+    CHECK(db() != NULL);
+    minicrm_config cfg;
+    char err[256];
+    auth_user u;
+    cfg_init(&cfg);
+    /* No allow-list: refused, even for a listed admin. */
+    cfg_set(&cfg, "auth.admin_emails", "root@example.com", "t", err, sizeof err);
+    CHECK_INT_EQ(auth_users_login(g_db, &cfg, "root-sub", "root@example.com", "Root", true, &u, err,
+                                  sizeof err),
+                 AUTH_ADMIT_NO_LIST);
+    cfg_set(&cfg, "auth.allowed_emails", "root@example.com", "t", err, sizeof err);
+    CHECK_INT_EQ(auth_users_login(g_db, &cfg, "root-sub", "root@example.com", "Root", false, &u,
+                                  err, sizeof err),
+                 AUTH_ADMIT_UNVERIFIED);
+    CHECK_INT_EQ(
+        auth_users_login(g_db, &cfg, "out-sub", "out@other.org", "Out", true, &u, err, sizeof err),
+        AUTH_ADMIT_NOT_ALLOWED);
+    CHECK(find_one(DB_USERS, BCON_NEW("google_sub", BCON_UTF8("root-sub"))) == NULL);
+    CHECK(find_one(DB_USERS, BCON_NEW("google_sub", BCON_UTF8("out-sub"))) == NULL);
+    cfg_release(&cfg);
+}
+
 TEST(admin_list_verified_and_demotion)
 {
     CHECK(db() != NULL);
@@ -120,6 +140,7 @@ TEST(admin_list_verified_and_demotion)
     char err[256];
     cfg_init(&cfg);
     cfg_set(&cfg, "auth.admin_emails", "Chief@Example.com,x@y.z", "t", err, sizeof err);
+    cfg_set(&cfg, "auth.allowed_domains", "example.com,y.z", "t", err, sizeof err);
     auth_user u;
     CHECK_INT_EQ(auth_users_login(g_db, &cfg, "chief-sub", "chief@example.com", "Chief", true, &u,
                                   err, sizeof err),
@@ -127,10 +148,11 @@ TEST(admin_list_verified_and_demotion)
     CHECK_INT_EQ(u.role, AUTH_ROLE_ADMIN);
     CHECK_STR_EQ(u.display_name, "Chief");
     CHECK_INT_EQ((int)strlen(u.id), 24);
-    /* An unverified email never makes an admin. */
+    /* An unverified email never makes an admin: it does not even log in. */
     CHECK_INT_EQ(
-        auth_users_login(g_db, &cfg, "fake-sub", "x@y.z", "Fake", false, &u, err, sizeof err), 0);
-    CHECK_INT_EQ(u.role, AUTH_ROLE_STAFF);
+        auth_users_login(g_db, &cfg, "fake-sub", "x@y.z", "Fake", false, &u, err, sizeof err),
+        AUTH_ADMIT_UNVERIFIED);
+    CHECK_INT_EQ(u.role, AUTH_ROLE_NONE);
     /* Off the list: demoted at the next login. */
     cfg_set(&cfg, "auth.admin_emails", "someone@else.org", "t", err, sizeof err);
     CHECK_INT_EQ(auth_users_login(g_db, &cfg, "chief-sub", "chief@example.com", "Chief", true, &u,
@@ -271,5 +293,6 @@ TEST(keys_prefix_revoke_and_ambiguity)
     json_decref(v2);
 }
 
-TEST_MAIN(TEST_ENTRY(first_admin_is_race_free), TEST_ENTRY(admin_list_verified_and_demotion),
-          TEST_ENTRY(keys_hashed_touch_revoke), TEST_ENTRY(keys_prefix_revoke_and_ambiguity))
+TEST_MAIN(TEST_ENTRY(no_first_user_admin), TEST_ENTRY(refused_logins_write_nothing),
+          TEST_ENTRY(admin_list_verified_and_demotion), TEST_ENTRY(keys_hashed_touch_revoke),
+          TEST_ENTRY(keys_prefix_revoke_and_ambiguity))

@@ -9,6 +9,7 @@
 #include "auth_session.h"
 #include "auth_users.h"
 #include "config.h"
+#include "hmac.h"
 #include "rconn.h"
 #include "test.h"
 #include "testenv.h"
@@ -38,6 +39,7 @@ static rconn *redis_for_test(void)
         cfg_set(&g_cfg, "redis.prefix", g_env.prefix, "test", err, sizeof err);
         cfg_set(&g_cfg, "redis.url", g_env.redis_url, "test", err, sizeof err);
         cfg_set(&g_cfg, "auth.google_client_id", "cid-123", "test", err, sizeof err);
+        cfg_set(&g_cfg, "auth.session_secret", "unit-session-secret", "test", err, sizeof err);
         cfg_set(&g_cfg, "auth.google_client_secret", "csecret", "test", err, sizeof err);
         cfg_set(&g_cfg, "auth.google_auth_url", "http://127.0.0.1:9/authorize", "test", err,
                 sizeof err);
@@ -157,12 +159,36 @@ TEST(admin_list)
     CHECK(auth_role_parse("Admin", &r) != 0);
 }
 
+TEST(who_may_log_in)
+{
+    minicrm_config cfg;
+    char err[256];
+    cfg_init(&cfg);
+    /* No list at all: nobody, verified or not. */
+    CHECK_INT_EQ(auth_users_admit(&cfg, "ann@example.com", true), AUTH_ADMIT_NO_LIST);
+    cfg_set(&cfg, "auth.allowed_domains", " Example.com, @corp.test", "t", err, sizeof err);
+    cfg_set(&cfg, "auth.allowed_emails", "guest@gmail.com", "t", err, sizeof err);
+    CHECK_INT_EQ(auth_users_admit(&cfg, "ann@example.com", true), AUTH_ADMIT_OK);
+    CHECK_INT_EQ(auth_users_admit(&cfg, "bob@corp.test", true), AUTH_ADMIT_OK);
+    CHECK_INT_EQ(auth_users_admit(&cfg, "guest@gmail.com", true), AUTH_ADMIT_OK);
+    /* Unverified, other domains, look-alikes and sub-domains are refused. */
+    CHECK_INT_EQ(auth_users_admit(&cfg, "ann@example.com", false), AUTH_ADMIT_UNVERIFIED);
+    CHECK_INT_EQ(auth_users_admit(&cfg, "eve@gmail.com", true), AUTH_ADMIT_NOT_ALLOWED);
+    CHECK_INT_EQ(auth_users_admit(&cfg, "eve@example.com.evil.test", true), AUTH_ADMIT_NOT_ALLOWED);
+    CHECK_INT_EQ(auth_users_admit(&cfg, "eve@sub.example.com", true), AUTH_ADMIT_NOT_ALLOWED);
+    CHECK_INT_EQ(auth_users_admit(&cfg, "eve@notexample.com", true), AUTH_ADMIT_NOT_ALLOWED);
+    CHECK_INT_EQ(auth_users_admit(&cfg, "example.com", true), AUTH_ADMIT_NOT_ALLOWED);
+    CHECK_STR_EQ(auth_admit_code(AUTH_ADMIT_NOT_ALLOWED), "not_allowed");
+    cfg_release(&cfg);
+}
+
 TEST(oauth_state_single_use)
 {
     rconn *r = redis_for_test();
     CHECK(r != NULL);
-    char *url = NULL, err[256];
-    CHECK_INT_EQ(auth_oauth_begin(&g_cfg, r, &url, err, sizeof err), 0);
+    char *url = NULL, err[256], nonce[AUTH_OAUTH_NONCE_LEN + 1];
+    CHECK_INT_EQ(auth_oauth_begin(&g_cfg, r, &url, nonce, err, sizeof err), 0);
+    CHECK(auth_is_b64url(nonce, AUTH_OAUTH_NONCE_LEN));
     char state[128], challenge[128];
     CHECK_STR_CONTAINS(url, "http://127.0.0.1:9/authorize?client_id=cid-123&");
     CHECK_STR_CONTAINS(url,
@@ -181,27 +207,69 @@ TEST(oauth_state_single_use)
     freeReplyObject(rep);
     rep = rconn_command(r, "GET %soauth:state:%s", g_env.prefix, state);
     CHECK(rep && rep->type == REDIS_REPLY_STRING);
-    char ch[64];
-    auth_oauth_challenge(rep->str, ch);
+    /* verifier "." hex SHA-256(nonce): the nonce itself is not in Redis. */
+    char ch[64], stored[AUTH_OAUTH_VERIFIER_LEN + 1], nh[65];
+    snprintf(stored, sizeof stored, "%.*s", AUTH_OAUTH_VERIFIER_LEN, rep->str);
+    auth_sha256_hex(nonce, strlen(nonce), nh);
+    CHECK(strstr(rep->str, nonce) == NULL);
+    CHECK_STR_EQ(rep->str + AUTH_OAUTH_VERIFIER_LEN + 1, nh);
+    auth_oauth_challenge(stored, ch);
     freeReplyObject(rep);
     CHECK_STR_EQ(ch, challenge);
 
     char verifier[AUTH_OAUTH_VERIFIER_LEN + 1];
-    CHECK_INT_EQ(auth_oauth_take_state(&g_cfg, r, state, verifier, err, sizeof err), 0);
+    CHECK_INT_EQ(auth_oauth_take_state(&g_cfg, r, state, nonce, verifier, err, sizeof err), 0);
     auth_oauth_challenge(verifier, ch);
     CHECK_STR_EQ(ch, challenge);
     /* Second use, unknown, malformed and missing states are all refused. */
-    CHECK_INT_EQ(auth_oauth_take_state(&g_cfg, r, state, verifier, err, sizeof err), 1);
+    CHECK_INT_EQ(auth_oauth_take_state(&g_cfg, r, state, nonce, verifier, err, sizeof err), 1);
     CHECK_INT_EQ(auth_oauth_take_state(&g_cfg, r, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-                                       verifier, err, sizeof err),
+                                       nonce, verifier, err, sizeof err),
                  1);
-    CHECK_INT_EQ(auth_oauth_take_state(&g_cfg, r, "x*", verifier, err, sizeof err), 1);
-    CHECK_INT_EQ(auth_oauth_take_state(&g_cfg, r, NULL, verifier, err, sizeof err), 1);
+    CHECK_INT_EQ(auth_oauth_take_state(&g_cfg, r, "x*", nonce, verifier, err, sizeof err), 1);
+    CHECK_INT_EQ(auth_oauth_take_state(&g_cfg, r, NULL, nonce, verifier, err, sizeof err), 1);
+    rconn_free(r);
+}
+
+TEST(oauth_state_bound_to_browser)
+{
+    /* Login CSRF: a state is accepted only with the nonce of the browser that started it;
+     * without it or with another one it is refused, and consumed all the same. */
+    rconn *r = redis_for_test();
+    CHECK(r != NULL);
+    char *url = NULL, err[256], nonce[AUTH_OAUTH_NONCE_LEN + 1], other[AUTH_OAUTH_NONCE_LEN + 1];
+    char state[128], verifier[AUTH_OAUTH_VERIFIER_LEN + 1];
+    CHECK_INT_EQ(auth_oauth_begin(&g_cfg, r, &url, other, err, sizeof err), 0);
+    free(url);
+    for (int i = 0; i < 3; i++) {
+        CHECK_INT_EQ(auth_oauth_begin(&g_cfg, r, &url, nonce, err, sizeof err), 0);
+        url_param(url, "state", state, sizeof state);
+        free(url);
+        const char *given = i == 0 ? NULL : i == 1 ? other : "short";
+        CHECK_INT_EQ(auth_oauth_take_state(&g_cfg, r, state, given, verifier, err, sizeof err),
+                     AUTH_STATE_WRONG_BROWSER);
+        CHECK_INT_EQ(auth_oauth_take_state(&g_cfg, r, state, nonce, verifier, err, sizeof err),
+                     AUTH_STATE_UNKNOWN);
+    }
+    /* The pre-login cookie: HttpOnly, Lax, scoped to /auth/google, lives as long as a state. */
+    char buf[256], got[AUTH_OAUTH_NONCE_LEN + 1];
+    auth_oauth_nonce_cookie(&g_cfg, nonce, buf, sizeof buf);
+    char want[256];
+    snprintf(want, sizeof want,
+             "mcrm_login=%s; Path=/auth/google; Max-Age=%d; HttpOnly; SameSite=Lax", nonce,
+             g_cfg.auth.state_ttl_s);
+    CHECK_STR_EQ(buf, want);
+    auth_oauth_nonce_cookie(&g_cfg, NULL, buf, sizeof buf);
+    CHECK_STR_EQ(buf, "mcrm_login=; Path=/auth/google; Max-Age=0; HttpOnly; SameSite=Lax");
+    snprintf(buf, sizeof buf, "sid=x; mcrm_login=%s", nonce);
+    CHECK_INT_EQ(auth_oauth_nonce_from_cookie_header(buf, got), 0);
+    CHECK_STR_EQ(got, nonce);
+    CHECK_INT_EQ(auth_oauth_nonce_from_cookie_header("mcrm_login=a*b", got), 1);
     rconn_free(r);
 }
 
 typedef struct {
-    const char *state;
+    const char *state, *nonce;
     int rc;
 } taker;
 
@@ -210,7 +278,8 @@ static void *take_thread(void *arg)
     taker *t = arg;
     char err[256], verifier[AUTH_OAUTH_VERIFIER_LEN + 1];
     rconn *r = rconn_new(g_env.redis_url, 2000, err, sizeof err);
-    t->rc = r ? auth_oauth_take_state(&g_cfg, r, t->state, verifier, err, sizeof err) : -1;
+    t->rc =
+        r ? auth_oauth_take_state(&g_cfg, r, t->state, t->nonce, verifier, err, sizeof err) : -1;
     rconn_free(r);
     return NULL;
 }
@@ -220,8 +289,8 @@ TEST(oauth_state_concurrent_consumers)
     /* Eight callbacks racing with one state: exactly one wins. */
     rconn *r = redis_for_test();
     CHECK(r != NULL);
-    char *url = NULL, err[256], state[128];
-    CHECK_INT_EQ(auth_oauth_begin(&g_cfg, r, &url, err, sizeof err), 0);
+    char *url = NULL, err[256], state[128], nonce[AUTH_OAUTH_NONCE_LEN + 1];
+    CHECK_INT_EQ(auth_oauth_begin(&g_cfg, r, &url, nonce, err, sizeof err), 0);
     url_param(url, "state", state, sizeof state);
     free(url);
     rconn_free(r);
@@ -229,6 +298,7 @@ TEST(oauth_state_concurrent_consumers)
     taker t[8];
     for (int i = 0; i < 8; i++) {
         t[i].state = state;
+        t[i].nonce = nonce;
         pthread_create(&th[i], NULL, take_thread, &t[i]);
     }
     int won = 0, lost = 0;
@@ -246,8 +316,8 @@ TEST(oauth_not_configured_makes_no_call)
     minicrm_config cfg;
     cfg_init(&cfg);
     CHECK(!auth_oauth_configured(&cfg));
-    char *url = (char *)"x", err[256];
-    CHECK_INT_EQ(auth_oauth_begin(&cfg, NULL, &url, err, sizeof err), -1);
+    char *url = (char *)"x", err[256], nonce[AUTH_OAUTH_NONCE_LEN + 1];
+    CHECK_INT_EQ(auth_oauth_begin(&cfg, NULL, &url, nonce, err, sizeof err), -1);
     CHECK(url == NULL);
     CHECK_STR_CONTAINS(err, "not configured");
     auth_oauth_identity id;
@@ -288,9 +358,19 @@ TEST(sessions)
     CHECK_INT_EQ(auth_session_create(&g_cfg, r, &u, sid2, err, sizeof err), 0);
     CHECK(auth_is_lower_hex(sid, AUTH_SID_LEN));
     CHECK(strcmp(sid, sid2) != 0); /* a new id each login */
-    redisReply *rep = rconn_command(r, "TTL %ssession:%s", g_env.prefix, sid);
+    /* Stored under HMAC(session_secret, sid), never under the sid itself. */
+    char mac[HMAC_HEX_LEN + 1], mac2[HMAC_HEX_LEN + 1];
+    hmac_sha256_hex("unit-session-secret", 19, sid, strlen(sid), mac);
+    hmac_sha256_hex("unit-session-secret", 19, sid2, strlen(sid2), mac2);
+    redisReply *rep = rconn_command(r, "TTL %ssession:%s", g_env.prefix, mac);
     CHECK(rep && rep->type == REDIS_REPLY_INTEGER && rep->integer > 86000 && rep->integer <= 86400);
     freeReplyObject(rep);
+    rep = rconn_command(r, "EXISTS %ssession:%s", g_env.prefix, sid);
+    CHECK(rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0);
+    freeReplyObject(rep);
+    /* A key copied out of Redis is no sid: presenting it finds nothing. */
+    auth_user nothing;
+    CHECK_INT_EQ(auth_session_get(&g_cfg, r, mac, &nothing, err, sizeof err), 1);
 
     auth_user got;
     CHECK_INT_EQ(auth_session_get(&g_cfg, r, sid, &got, err, sizeof err), 0);
@@ -308,7 +388,7 @@ TEST(sessions)
     CHECK_INT_EQ(auth_session_get(&g_cfg, r, NULL, &got, err, sizeof err), 1);
 
     /* A damaged session value grants nothing. */
-    rep = rconn_command(r, "SET %ssession:%s %s", g_env.prefix, sid2, "{\"role\":\"root\"}");
+    rep = rconn_command(r, "SET %ssession:%s %s", g_env.prefix, mac2, "{\"role\":\"root\"}");
     freeReplyObject(rep);
     CHECK_INT_EQ(auth_session_get(&g_cfg, r, sid2, &got, err, sizeof err), 1);
 
@@ -319,7 +399,8 @@ TEST(sessions)
 }
 
 TEST_MAIN(TEST_ENTRY(pkce_rfc7636_vector), TEST_ENTRY(encodings), TEST_ENTRY(cookie_attributes),
-          TEST_ENTRY(cookie_header_parsing), TEST_ENTRY(admin_list),
-          TEST_ENTRY(oauth_state_single_use), TEST_ENTRY(oauth_state_concurrent_consumers),
+          TEST_ENTRY(cookie_header_parsing), TEST_ENTRY(admin_list), TEST_ENTRY(who_may_log_in),
+          TEST_ENTRY(oauth_state_single_use), TEST_ENTRY(oauth_state_bound_to_browser),
+          TEST_ENTRY(oauth_state_concurrent_consumers),
           TEST_ENTRY(oauth_not_configured_makes_no_call),
           TEST_ENTRY(oauth_exchange_unreachable_provider), TEST_ENTRY(sessions))

@@ -4,8 +4,8 @@
 # a second set; a killed child must be restarted; the console must stay quiet (no per-request
 # lines, no unchanged progress line repeated by an idle program); Ctrl-C must stop everything
 # and leave nothing running. Along the way: up's state is private (0700 directories, 0600
-# files), its vendor secret is random and kept across restarts, and, its output not being a
-# terminal, the first admin key is written to a 0600 file instead of being printed.
+# files), its vendor and session secrets are random and kept across restarts, and, its output
+# not being a terminal, the first admin key is written to a 0600 file instead of being printed.
 set -euo pipefail
 src=${1:?usage: test_up_demo.sh SOURCE_DIR}
 work=$(mktemp -d /tmp/minicrm-e2e-XXXXXX)
@@ -72,11 +72,14 @@ echo "ok: ready, admin key kept in a 0600 file and working"
 for d in "$state" "$state/redis" "$state/devdb"; do
   [ "$(mode "$d")" = 700 ] || fail "$d has mode $(mode "$d")"
 done
-for f in "$state/vendor-secret" "$state/up.state" "$state/up.lock" "$state"/devdb/*; do
+for f in "$state/vendor-secret" "$state/session-secret" "$state/up.state" "$state/up.lock" "$state"/devdb/*; do
   [ "$(mode "$f")" = 600 ] || fail "$f has mode $(mode "$f")"
 done
 vendor_secret=$(cat "$state/vendor-secret")
 [ ${#vendor_secret} -ge 32 ] && [ "$vendor_secret" != dev-vendor-secret ] || fail "vendor secret is not random"
+session_secret=$(cat "$state/session-secret")
+[ ${#session_secret} -ge 32 ] && [ "$session_secret" != "$vendor_secret" ] || fail "session secret is not random"
+if grep -q "session_secret_unset" "$work/up.log"; then fail "the API under up runs without a kept session secret"; fi
 if grep -qF "$vendor_secret" "$work/up.log"; then fail "vendor secret printed"; fi
 # The API uses it: a receipt signed with the development secret is refused (401).
 body='{"log_id":"000000000000000000000001","vendorMsgId":"v1","status":"SENT"}'
@@ -199,6 +202,7 @@ up_ready3() { kill -0 "$up_pid" 2>/dev/null || fail "restarted up exited"; grep 
 wait_for 60 up_ready3 || fail "restarted system not ready"
 if grep -q "first start" "$work/up3.log"; then fail "admin key made again on restart"; fi
 [ "$(cat "$state/vendor-secret")" = "$vendor_secret" ] || fail "vendor secret changed on restart"
+[ "$(cat "$state/session-secret")" = "$session_secret" ] || fail "session secret changed on restart (logins would end)"
 /usr/bin/python3 - "$api_port" "$admin_key" "$camp" <<'PY' || fail "data lost across restart"
 import json, sys, urllib.request
 port, key, camp = sys.argv[1:]
@@ -211,5 +215,5 @@ PY
 kill -INT "$up_pid"
 wait_for 60 bash -c "! kill -0 $up_pid 2>/dev/null" || fail "restarted up did not stop"
 up_pid=""
-echo "ok: restart kept the data, the admin key and the vendor secret"
+echo "ok: restart kept the data, the admin key, the vendor secret and the session secret"
 echo "test_up_demo: 9 passed, 0 failed"

@@ -5,6 +5,7 @@
  *    back to what was encoded (campaign, send single and batch, receipt single and batch);
  *  - batch caps close a job at JOBS_SENDS_PER_JOB / JOBS_RECEIPTS_PER_JOB items;
  *  - malformed jobs and items are rejected with the dead-letter reasons operators know;
+ *  - ai jobs (a campaign's, a suggest-tags request's) round trip and bad ones are refused;
  *  - free text (messages, vendorMsgId, reasons) with quotes, backslashes, control characters
  *    and non-ASCII survives the trip.
  */
@@ -371,8 +372,58 @@ TEST(bad_id_stays_json)
     jscan_release(&js);
 }
 
-TEST_MAIN(TEST_ENTRY(status_names), TEST_ENTRY(bad_id_stays_json), TEST_ENTRY(log_id_deterministic),
-          TEST_ENTRY(vendor_msg_id_is_the_routes_and_the_resends), TEST_ENTRY(campaign_job),
-          TEST_ENTRY(send_single_round_trip), TEST_ENTRY(send_batch_round_trip_and_cap),
-          TEST_ENTRY(send_rejects), TEST_ENTRY(receipt_round_trip),
-          TEST_ENTRY(receipt_batch_round_trip_and_cap), TEST_ENTRY(receipt_rejects))
+#define SID "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+/* ai jobs: both kinds round trip; the name's free text survives; bad ones are refused. */
+TEST(ai_jobs)
+{
+    jsonx_buf b = {0};
+    jobs_ai in = {.kind = JOBS_AI_CAMPAIGN, .campaign_id = CID}, out;
+    char why[160];
+    CHECK_INT_EQ(jobs_ai_encode(&b, &in), 0);
+    CHECK_STR_EQ(b.data, "{\"kind\":\"campaign\",\"campaign_id\":\"" CID "\"}");
+    CHECK_INT_EQ(jobs_ai_decode(b.data, b.len, &out, why, sizeof why), 0);
+    CHECK_INT_EQ(out.kind, JOBS_AI_CAMPAIGN);
+    CHECK_STR_EQ(out.campaign_id, CID);
+
+    jsonx_buf_reset(&b);
+    in = (jobs_ai){.kind = JOBS_AI_SUGGEST,
+                   .id = SID,
+                   .name = "Diwali \"VIP\" \\ sale \xe2\x82\xb9",
+                   .rules = "{\"min_spend\":4000}"};
+    CHECK_INT_EQ(jobs_ai_encode(&b, &in), 0);
+    json_t *j = parse(b.data, b.len);
+    CHECK(j != NULL);
+    json_decref(j);
+    /* queue bookkeeping members are ignored */
+    char *text = malloc(b.len + 32);
+    snprintf(text, b.len + 32, "%.*s,\"_attempts\":2}", (int)b.len - 1, b.data);
+    CHECK_INT_EQ(jobs_ai_decode(text, strlen(text), &out, why, sizeof why), 0);
+    free(text);
+    CHECK_INT_EQ(out.kind, JOBS_AI_SUGGEST);
+    CHECK_STR_EQ(out.id, SID);
+    CHECK_STR_EQ(out.name, in.name);
+    CHECK_STR_EQ(out.rules, "{\"min_spend\":4000}");
+    jsonx_buf_free(&b);
+
+    static const char *const bad[][2] = {
+        {"[]", "not a JSON object"},
+        {"{\"kind\":\"tags\"}", "kind must be"},
+        {"{\"kind\":\"campaign\",\"campaign_id\":\"x\"}", "24-hex"},
+        {"{\"kind\":\"suggest\",\"id\":\"abc\",\"name\":\"n\",\"rules\":{}}", "hex digits"},
+        {"{\"kind\":\"suggest\",\"id\":\"" SID "\",\"name\":\"\",\"rules\":{}}", "name must"},
+        {"{\"kind\":\"suggest\",\"id\":\"" SID "\",\"name\":\"n\",\"rules\":[]}", "rules must"},
+        {"{\"kind\":\"suggest\",\"id\":\"" SID "\",\"name\":\"n\",\"rules\":{\"x\":1}}", "rules"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_INT_EQ(jobs_ai_decode(bad[i][0], strlen(bad[i][0]), &out, why, sizeof why), -1);
+        CHECK_STR_CONTAINS(why, bad[i][1]);
+    }
+}
+
+TEST_MAIN(TEST_ENTRY(ai_jobs), TEST_ENTRY(status_names), TEST_ENTRY(bad_id_stays_json),
+          TEST_ENTRY(log_id_deterministic), TEST_ENTRY(vendor_msg_id_is_the_routes_and_the_resends),
+          TEST_ENTRY(campaign_job), TEST_ENTRY(send_single_round_trip),
+          TEST_ENTRY(send_batch_round_trip_and_cap), TEST_ENTRY(send_rejects),
+          TEST_ENTRY(receipt_round_trip), TEST_ENTRY(receipt_batch_round_trip_and_cap),
+          TEST_ENTRY(receipt_rejects))

@@ -9,7 +9,8 @@
 //   authorize(login_hint) -> code  ->  token(code) carries sub/email  ->  userinfo(token).
 // Stricter than the stock mock, like Google: a code works once, and a code issued with a PKCE
 // challenge must be redeemed with a code_verifier (the stock mock checks the verifier only
-// when one is sent). login_hint "userinfo-fails@example.com" makes /userinfo answer 500.
+// when one is sent). login_hint "userinfo-fails@example.com" makes /userinfo answer 500; a
+// login_hint starting with "unverified" gets email_verified: false.
 import { OAuth2Server } from 'oauth2-mock-server';
 
 const port = Number(process.argv[2] || 0);
@@ -68,7 +69,7 @@ server.service.on('beforeUserinfo', (response, req) => {
   response.body = {
     sub: claims.sub,
     email: claims.email,
-    email_verified: true,
+    email_verified: !local.startsWith('unverified'),
     name: 'User ' + local,
   };
 });
