@@ -99,6 +99,9 @@ typedef struct minicrm_config {
         int shutdown_timeout_s;
     } workers;
     struct {
+        int schedule_expiry_s; /* a scheduled campaign this late is cancelled, not started */
+    } campaigns;
+    struct {
         int max_attempts;
         int backoff_base_ms;
         int backoff_max_ms;
