@@ -25,7 +25,9 @@
  * Superseded indexes (a spec an older version created that one above replaces) are dropped
  * once their replacement is READY: the sweeper's partial index replaced {status: 1,
  * updatedAt: 1}; {createdAt: -1, _id: -1} replaced {createdAt: -1}, which could not serve the
- * list routes' tie-break on _id.
+ * list routes' tie-break on _id; the unique (campaign, customer) index covers campaign logs
+ * only since one-off messages (campaign_id null, POST /api/messages) exist, and as its key
+ * pattern is unchanged, the old one is dropped before it is built.
  *
  * The sweeper's index holds only the logs still PENDING (a partial index, MongoDB 3.2+): it
  * stays as small as the logs in flight, and a delivery receipt only removes its log from it
@@ -54,8 +56,12 @@ static const idx k_indexes[] = {
     {DB_CUSTOMERS, "createdAt_1", "{\"createdAt\": 1}", false, NULL},
     {DB_ORDERS, "customer_id_1", "{\"customer_id\": 1}", false, NULL},
     {DB_ORDERS, "createdAt_-1__id_-1", "{\"createdAt\": -1, \"_id\": -1}", false, NULL},
-    {DB_LOGS, "campaign_id_1_customer_id_1", "{\"campaign_id\": 1, \"customer_id\": 1}", true,
-     NULL},
+    /* One log per (campaign, customer) among campaign logs only: a one-off message's log has
+     * campaign_id null (POST /api/messages), and a customer may get many. The range filter
+     * holds every ObjectId and no null, and an equality on campaign_id implies it, so the
+     * index still answers {campaign_id: X} queries and their customer_id sort. */
+    {DB_LOGS, "campaign_id_1_customer_id_1_campaigns", "{\"campaign_id\": 1, \"customer_id\": 1}",
+     true, "{\"campaign_id\": {\"$gte\": {\"$oid\": \"000000000000000000000000\"}}}"},
     {DB_LOGS, "updatedAt_1_pending", "{\"updatedAt\": 1}", false, "{\"status\": \"PENDING\"}"},
     {DB_LOGS, "createdAt_-1__id_-1", "{\"createdAt\": -1, \"_id\": -1}", false, NULL},
     {DB_LOGS, "campaign_id_1_status_1", "{\"campaign_id\": 1, \"status\": 1}", false, NULL},
@@ -64,14 +70,20 @@ static const idx k_indexes[] = {
 #define N_INDEXES (sizeof k_indexes / sizeof k_indexes[0])
 _Static_assert(N_INDEXES <= ROUTES_MAX_INDEXES, "raise ROUTES_MAX_INDEXES");
 
-/* Indexes of older versions, dropped once the index that replaces them is READY. */
+/* Indexes of older versions, dropped once the index that replaces them is READY; one with the
+ * same key pattern as its replacement (same_key) is dropped before the replacement is created
+ * instead, as MongoDB keeps one index per key pattern (85 otherwise). */
 static const struct {
     const char *coll, *name, *replaced_by;
+    bool same_key;
 } k_superseded[] = {
-    {DB_LOGS, "status_1_updatedAt_1", "updatedAt_1_pending"},
-    {DB_ORDERS, "createdAt_-1", "createdAt_-1__id_-1"},
-    {DB_LOGS, "createdAt_-1", "createdAt_-1__id_-1"},
-    {DB_CAMPAIGNS, "createdAt_-1", "createdAt_-1__id_-1"},
+    {DB_LOGS, "status_1_updatedAt_1", "updatedAt_1_pending", false},
+    /* the unique (campaign, customer) index over every log, before one-off messages: the
+     * logs' deterministic _id keeps campaign logs unique while the replacement is built */
+    {DB_LOGS, "campaign_id_1_customer_id_1", "campaign_id_1_customer_id_1_campaigns", true},
+    {DB_ORDERS, "createdAt_-1", "createdAt_-1__id_-1", false},
+    {DB_LOGS, "createdAt_-1", "createdAt_-1__id_-1", false},
+    {DB_CAMPAIGNS, "createdAt_-1", "createdAt_-1__id_-1", false},
 };
 #define N_SUPERSEDED (sizeof k_superseded / sizeof k_superseded[0])
 _Static_assert(N_SUPERSEDED <= ROUTES_MAX_INDEXES, "raise ROUTES_MAX_INDEXES");
@@ -149,13 +161,49 @@ static int find_index(const char *coll, const char *name)
     return -1;
 }
 
+/* Drop superseded index i. true if it is gone (or was never there). */
+static bool drop_one(mongoc_client_t *cl, const char *db, size_t i)
+{
+    bson_error_t e;
+    bson_t reply;
+    bson_t *cmd = BCON_NEW("dropIndexes", BCON_UTF8(k_superseded[i].coll), "index",
+                           BCON_UTF8(k_superseded[i].name));
+    /* 26 NamespaceNotFound, 27 IndexNotFound: nothing to drop. */
+    bool ok =
+        mongoc_client_command_simple(cl, db, cmd, NULL, &reply, &e) || e.code == 26 || e.code == 27;
+    if (!ok) {
+        char q[600];
+        log_warn("index_drop_failed", "coll=%s name=%s code=%u err=%s", k_superseded[i].coll,
+                 k_superseded[i].name, e.code, log_quote(q, sizeof q, e.message));
+    }
+    bson_destroy(&reply);
+    bson_destroy(cmd);
+    return ok;
+}
+
 int routes_ensure_indexes(api_ctx *app, mongoc_client_t *cl, routes_index_state *s)
 {
     const char *db = dbpool_db_name(app->db);
     size_t pending = 0;
+    bool blocked[N_INDEXES] = {false}; /* its same-key predecessor could not be dropped yet */
+    for (size_t i = 0; i < N_SUPERSEDED; i++) {
+        if (!k_superseded[i].same_key || s->dropped[i])
+            continue;
+        int r = find_index(k_superseded[i].coll, k_superseded[i].replaced_by);
+        if (r < 0 || s->state[r] != ROUTES_IDX_PENDING)
+            continue;
+        if (drop_one(cl, db, i))
+            s->dropped[i] = true;
+        else
+            blocked[r] = true;
+    }
     for (size_t i = 0; i < N_INDEXES; i++) {
         if (s->state[i] != ROUTES_IDX_PENDING)
             continue;
+        if (blocked[i]) {
+            pending++;
+            continue;
+        }
         const idx *x = &k_indexes[i];
         bson_error_t e;
         if (create_one(cl, db, x, &e)) {
@@ -190,22 +238,10 @@ int routes_ensure_indexes(api_ctx *app, mongoc_client_t *cl, routes_index_state 
                 pending++;
             continue;
         }
-        bson_error_t e;
-        bson_t reply;
-        bson_t *cmd = BCON_NEW("dropIndexes", BCON_UTF8(k_superseded[i].coll), "index",
-                               BCON_UTF8(k_superseded[i].name));
-        /* 26 NamespaceNotFound, 27 IndexNotFound: nothing to drop. */
-        if (mongoc_client_command_simple(cl, db, cmd, NULL, &reply, &e) || e.code == 26 ||
-            e.code == 27) {
+        if (drop_one(cl, db, i))
             s->dropped[i] = true;
-        } else {
-            char q[600];
-            log_warn("index_drop_failed", "coll=%s name=%s code=%u err=%s", k_superseded[i].coll,
-                     k_superseded[i].name, e.code, log_quote(q, sizeof q, e.message));
+        else
             pending++;
-        }
-        bson_destroy(&reply);
-        bson_destroy(cmd);
     }
     return (int)pending;
 }

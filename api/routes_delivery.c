@@ -19,12 +19,12 @@
  *          4. A single receipt: its log is looked up by _id (indexed): 404 unknown; already
  *             final -> 200 {"ok": true, "updated": false} (a repeat is a no-op).
  *          5. All receipts with a final status (SENT/FAILED) are pushed onto the receipts queue
- *             as ONE job ({"receipts": [...]} for an array, the receipt itself for a single
- *             one; an optional campaign_id is passed on) -> 202 {"ok": true, "accepted": N,
- * "ignored": K}; a single receipt that will change its log -> 202 {"ok": true, "updated": true,
- *             "queued": true, "accepted": 1}, so `updated` tells a first receipt from a repeat.
- *             PENDING receipts are valid but change nothing (ignored). The receipts worker
- *             applies the queued receipts (only PENDING -> SENT|FAILED, exactly once).
+ *             (the priority receipts queue with ?lane=priority) as ONE job ({"receipts":
+ * [...]} for an array, the receipt itself for a single one; an optional campaign_id is passed on)
+ * -> 202 {"ok": true, "accepted": N, "ignored": K}; a single receipt that will change its log ->
+ * 202 {"ok": true, "updated": true, "queued": true, "accepted": 1}, so `updated` tells a first
+ * receipt from a repeat. PENDING receipts are valid but change nothing (ignored). The receipts
+ * worker applies the queued receipts (only PENDING -> SENT|FAILED, exactly once).
  */
 #include "apiutil.h"
 #include "hmac.h"
@@ -358,11 +358,15 @@ static void h_receipts(api_ctx *app, http_request *req)
      * as long as its timestamp could pass the skew check (queue_push_once sets the token and
      * pushes in one script, so a crash in between loses nothing and lets no replay through).
      * A repeat is answered 200 "duplicate" with nothing queued: the vendor's own retry of a
-     * post whose answer it lost stops there, and a replay changes nothing. */
+     * post whose answer it lost stops there, and a replay changes nothing.
+     * ?lane=priority: the receipts of one-off messages (POST /api/messages), which the vendor
+     * posts apart, take the priority receipts queue, drained first. */
+    const char *lane = http_query(req, "lane");
+    bool prio = lane && !strcmp(lane, "priority");
     if (jobs.n > 0) {
-        int pushed =
-            api_enqueue_once(req, QUEUE_RECEIPTS, sig, 2 * app->cfg->receipts.max_skew_s + 1,
-                             (const char *const *)jobs.s, jobs.len, jobs.n);
+        int pushed = api_enqueue_once(req, prio ? QUEUE_PRIORITY_RECEIPTS : QUEUE_RECEIPTS, sig,
+                                      2 * app->cfg->receipts.max_skew_s + 1,
+                                      (const char *const *)jobs.s, jobs.len, jobs.n);
         if (pushed < 0)
             goto out;
         if (pushed == 0) {

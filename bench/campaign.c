@@ -2,6 +2,7 @@
  * bench_campaign: one campaign through the whole pipeline, timed.
  *
  *   bench_campaign [N] [--procs P] [--min-delay MS] [--max-delay MS] [--durable[=MODE]]
+ *                  [--priority K]
  *
  * Seeds N customers (default 100000) into a private devdb (in memory; --durable: with its
  * journal on disk, --sync always unless given), starts the real programs
@@ -13,6 +14,10 @@
  *     that made it final; includes the vendor's delay),
  *   - the peak RSS (VmHWM) of each program (for minicrm-worker: the largest of its processes),
  *   - CPU seconds and microseconds per message of each program, from campaign creation on;
+ *   - the priority lane: while the campaign drains, a thread posts K one-off messages
+ *     (POST /api/messages, default 50, one every 200 ms, to customers of the audience); p50 /
+ *     p99 / max of their POST -> receipt-applied latency (the wall clock before the POST ->
+ *     updatedAt of the log made final), next to the bulk figures;
  * and every 2 s, on stderr, the logs written and final so far and each program's %CPU.
  * Figures only; nothing is asserted.
  */
@@ -21,7 +26,10 @@
 #include "pipeharness.h"
 #include "timeutil.h"
 
+#include <curl/curl.h>
 #include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +107,130 @@ static void cpu_now(pipeh *h, double out[PH_NPROCS + 2])
     peak_rss_kb(h->env.redis_pid, &ign, &out[PH_NPROCS + 1]);
 }
 
+/* ---- the priority lane: one-off messages posted while the campaign drains ---------------- */
+
+typedef struct prio_run {
+    int port;
+    const char *key; /* staff API key */
+    int want;        /* messages to post */
+    atomic_bool stop;
+    int n; /* posted (202) */
+    char (*lids)[25];
+    int64_t *posted_at; /* wall ms just before each POST */
+    int errors;
+} prio_run;
+
+static size_t prio_body(char *p, size_t sz, size_t n, void *ud)
+{
+    char *buf = ud;
+    size_t have = strlen(buf), add = sz * n;
+    if (have + add >= 1024)
+        add = 1023 - have;
+    memcpy(buf + have, p, add);
+    buf[have + add] = '\0';
+    return sz * n;
+}
+
+static void *prio_thread(void *arg)
+{
+    prio_run *pr = arg;
+    char url[100], auth[260];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/api/messages", pr->port);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", pr->key);
+    CURL *c = curl_easy_init();
+    struct curl_slist *hd = curl_slist_append(NULL, auth);
+    hd = curl_slist_append(hd, "Content-Type: application/json");
+    for (int i = 0; i < pr->want && !atomic_load(&pr->stop); i++) {
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
+        char body[200], answer[1024] = "";
+        int cust = 1 + i * 7;
+        snprintf(body, sizeof body, "{\"email\":\"c%d@%c.example\",\"message\":\"code %d\"}", cust,
+                 pipeh_domain(cust), i);
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, prio_body);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, answer);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+        int64_t at = time_now_ms();
+        long code = 0;
+        if (curl_easy_perform(c) == CURLE_OK)
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+        const char *l = strstr(answer, "\"log_id\":\"");
+        if (code != 202 || !l || strlen(l) < 10 + 24) {
+            pr->errors++;
+            continue;
+        }
+        memcpy(pr->lids[pr->n], l + 10, 24);
+        pr->lids[pr->n][24] = '\0';
+        pr->posted_at[pr->n++] = at;
+    }
+    curl_slist_free_all(hd);
+    curl_easy_cleanup(c);
+    return NULL;
+}
+
+/* A staff key made the way an operator does (minicrm keys create). 0 or -1. */
+static int make_staff_key(pipeh *h, char *key, size_t n)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "'%s' keys create --role staff --name bench 2>>'%s/cli.log'",
+             testenv_bin("minicrm"), h->env.dir);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    char *got = fgets(key, (int)n, p);
+    int st = pclose(p);
+    key[strcspn(key, "\r\n")] = '\0';
+    return got && st == 0 && !strncmp(key, "mck_", 4) ? 0 : -1;
+}
+
+/* The latencies (updatedAt of the final log - posted_at) of the one-off messages into lat, and
+ * the part of it after the vendor's delivery (updatedAt - deliveredAt: the receipt's way back)
+ * into back (waiting up to 30 s for the last ones). Returns how many are final. */
+static size_t prio_latencies(pipeh *h, const prio_run *pr, long long *lat, long long *back)
+{
+    mongoc_collection_t *logs = pipeh_coll(h, DB_LOGS);
+    size_t nl = 0;
+    int64_t deadline = time_mono_ms() + 30000;
+    for (int i = 0; i < pr->n; i++) {
+        bson_oid_t lid;
+        bson_oid_init_from_string(&lid, pr->lids[i]);
+        for (;;) {
+            bson_t *f = BCON_NEW("_id", BCON_OID(&lid));
+            mongoc_cursor_t *cur = mongoc_collection_find_with_opts(logs, f, NULL, NULL);
+            const bson_t *doc;
+            bool fin = false;
+            if (mongoc_cursor_next(cur, &doc)) {
+                bson_iter_t it;
+                const char *st =
+                    bson_iter_init_find(&it, doc, "status") && BSON_ITER_HOLDS_UTF8(&it)
+                        ? bson_iter_utf8(&it, NULL)
+                        : "";
+                if (strcmp(st, "PENDING") != 0 && bson_iter_init_find(&it, doc, "updatedAt") &&
+                    BSON_ITER_HOLDS_DATE_TIME(&it)) {
+                    int64_t upd = bson_iter_date_time(&it);
+                    back[nl] = bson_iter_init_find(&it, doc, "deliveredAt") &&
+                                       BSON_ITER_HOLDS_DATE_TIME(&it)
+                                   ? upd - bson_iter_date_time(&it)
+                                   : -1;
+                    lat[nl++] = upd - pr->posted_at[i];
+                    fin = true;
+                }
+            }
+            mongoc_cursor_destroy(cur);
+            bson_destroy(f);
+            if (fin || time_mono_ms() > deadline)
+                break;
+            struct timespec ts = {0, 50 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    mongoc_collection_destroy(logs);
+    return nl;
+}
+
 /* Poll the campaign until COMPLETED; every 2 s print to stderr the logs written by the fan-out
  * (campaign total), the logs final (sent + failed) and each program's share of a core over the
  * interval, which shows which stage limits the pipeline at each moment. 0 when completed. */
@@ -168,6 +300,7 @@ int main(int argc, char **argv)
 {
     long n = 100000;
     const char *procs = "2", *min_delay = "100", *max_delay = "900";
+    int nprio = 50;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--procs") && i + 1 < argc)
             procs = argv[++i];
@@ -175,6 +308,8 @@ int main(int argc, char **argv)
             min_delay = argv[++i];
         else if (!strcmp(argv[i], "--max-delay") && i + 1 < argc)
             max_delay = argv[++i];
+        else if (!strcmp(argv[i], "--priority") && i + 1 < argc)
+            nprio = (int)strtol(argv[++i], NULL, 10);
         else if (!strncmp(argv[i], "--durable", 9))
             /* devdb with a journal (--dbpath, --sync MODE; default always) instead of in memory */
             setenv("MINICRM_TEST_DEVDB_SYNC", argv[i][9] == '=' ? argv[i] + 10 : "always", 1);
@@ -183,7 +318,8 @@ int main(int argc, char **argv)
             n = strtol(argv[i], &end, 10);
             if (*end || n < 1 || n > 20000000) {
                 fprintf(stderr, "usage: bench_campaign [N] [--procs P] [--min-delay MS] "
-                                "[--max-delay MS] [--durable[=always|everysec|never]]\n");
+                                "[--max-delay MS] [--durable[=always|everysec|never]] "
+                                "[--priority K]\n");
                 return 2;
             }
         }
@@ -223,6 +359,23 @@ int main(int argc, char **argv)
     }
     struct timespec pause = {0, 300 * 1000000L};
     nanosleep(&pause, NULL);
+    char key[200] = "";
+    setenv("MINICRM_TEST_DIR", h.env.dir, 1);
+    if (nprio > 0 && make_staff_key(&h, key, sizeof key) != 0) {
+        fprintf(stderr, "bench_campaign: cannot make a staff key (logs in %s)\n", h.env.dir);
+        pipeh_stop(&h);
+        return 1;
+    }
+    if (nprio < 0 || nprio > 100000 || nprio >= n / 7)
+        nprio = 0;
+    prio_run pr = {.port = h.api_port,
+                   .key = key,
+                   .want = nprio,
+                   .lids = calloc((size_t)nprio + 1, sizeof *pr.lids),
+                   .posted_at = calloc((size_t)nprio + 1, sizeof *pr.posted_at)};
+    atomic_init(&pr.stop, false);
+    pthread_t pth;
+    bool prio_started = false;
     bson_oid_t cid;
     /* CPU spent seeding, subtracted from the figures below. */
     double devdb_cpu0 = 0, redis_cpu0 = 0;
@@ -236,7 +389,14 @@ int main(int argc, char **argv)
     }
     ph_campaign c;
     int64_t limit_ms = 60000 + n * 2;
-    if (wait_with_progress(&h, &cid, limit_ms, &c) != 0) {
+    if (nprio > 0 && pr.lids && pr.posted_at)
+        prio_started = pthread_create(&pth, NULL, prio_thread, &pr) == 0;
+    int waited = wait_with_progress(&h, &cid, limit_ms, &c);
+    double secs_done = (time_mono_ms() - t0) / 1000.0;
+    atomic_store(&pr.stop, true);
+    if (prio_started)
+        pthread_join(pth, NULL);
+    if (waited != 0) {
         fprintf(stderr,
                 "bench_campaign: not completed after %lld ms: status=%s total=%lld "
                 "pending=%lld sent=%lld failed=%lld (logs in %s)\n",
@@ -245,7 +405,7 @@ int main(int argc, char **argv)
         pipeh_stop(&h);
         return 1;
     }
-    double secs = (time_mono_ms() - t0) / 1000.0;
+    double secs = secs_done;
     /* Peak RSS before anything stops. */
     const char *names[] = {"minicrm-api", "minicrm-worker", "minicrm-receipts",
                            "minicrm-vendor-sim"};
@@ -294,6 +454,26 @@ int main(int argc, char **argv)
         printf("send->receipt-applied latency: p50 %lld ms, p99 %lld ms (vendor delay %s-%s ms "
                "included)\n",
                lat[nl / 2], lat[(nl * 99) / 100], min_delay, max_delay);
+    long long *plat = calloc((size_t)pr.n + 1, sizeof *plat);
+    long long *pback = calloc((size_t)pr.n + 1, sizeof *pback);
+    size_t npl = plat && pback ? prio_latencies(&h, &pr, plat, pback) : 0;
+    qsort(plat, npl, sizeof *plat, cmp_ll);
+    qsort(pback, npl, sizeof *pback, cmp_ll);
+    if (nprio > 0)
+        printf("priority lane: %d one-off messages posted during the drain (%d refused), %zu "
+               "final; POST->receipt-applied p50 %lld ms, p99 %lld ms, max %lld ms (target: "
+               "vendor max delay + 300 = %ld ms)\n",
+               pr.n, pr.errors, npl, npl ? plat[npl / 2] : -1LL,
+               npl ? plat[(npl * 99) / 100] : -1LL, npl ? plat[npl - 1] : -1LL,
+               strtol(max_delay, NULL, 10) + 300);
+    if (npl)
+        printf("priority lane: of which vendor delivery -> receipt applied p50 %lld ms, p99 %lld "
+               "ms\n",
+               pback[npl / 2], pback[(npl * 99) / 100]);
+    free(plat);
+    free(pback);
+    free(pr.lids);
+    free(pr.posted_at);
     for (int i = 0; i < PH_NPROCS; i++)
         printf("peak RSS %-20s %7.1f MB (%d process%s)\n", names[i], rss[i] / 1024.0, np[i],
                np[i] == 1 ? "" : "es");

@@ -468,6 +468,21 @@ void campaign_log_append_new(bson_t *doc, const bson_oid_t *lid, const bson_oid_
     BSON_APPEND_DATE_TIME(doc, "updatedAt", now);
 }
 
+void campaign_log_append_transactional(bson_t *doc, const bson_oid_t *lid, const bson_oid_t *uid,
+                                       const char *message, int64_t now)
+{
+    BSON_APPEND_OID(doc, "_id", lid);
+    BSON_APPEND_NULL(doc, "campaign_id");
+    BSON_APPEND_UTF8(doc, "kind", CAMPAIGN_LOG_KIND_TRANSACTIONAL);
+    BSON_APPEND_OID(doc, "customer_id", uid);
+    BSON_APPEND_UTF8(doc, "message", message);
+    BSON_APPEND_UTF8(doc, "status", LOG_NAMES[CAMPAIGN_LOG_PENDING]);
+    BSON_APPEND_NULL(doc, "vendorMsgId");
+    BSON_APPEND_INT32(doc, "resends", 0);
+    BSON_APPEND_DATE_TIME(doc, "createdAt", now);
+    BSON_APPEND_DATE_TIME(doc, "updatedAt", now);
+}
+
 void campaign_log_match_pending(bson_t *sel)
 {
     BSON_APPEND_UTF8(sel, "status", LOG_NAMES[CAMPAIGN_LOG_PENDING]);

@@ -46,7 +46,9 @@
  *   Nothing leaves COMPLETED. There is no failed campaign: a log that cannot be delivered is a
  *   FAILED log and is counted, its campaign still completes.
  *
- * A communication log (collection communication_logs1), one per (campaign, customer):
+ * A communication log (collection communication_logs1), one per (campaign, customer), or one
+ * per one-off message (campaign_id null, kind "transactional": POST /api/messages), with the
+ * same states and moves:
  *
  *     PENDING --(a receipt says SENT)--> SENT
  *     PENDING --(a receipt says FAILED, or the sweeper gives up)--> FAILED
@@ -214,6 +216,14 @@ void campaign_vendor_msg_id(const char *secret, const char *log_hex,
  * status, vendorMsgId null, resends 0, createdAt/updatedAt now. */
 void campaign_log_append_new(bson_t *doc, const bson_oid_t *lid, const bson_oid_t *cid,
                              const bson_oid_t *uid, const char *message, int64_t now);
+
+/* The `kind` of a log written outside any campaign (POST /api/messages). */
+#define CAMPAIGN_LOG_KIND_TRANSACTIONAL "transactional"
+
+/* Append a new PENDING one-off log to doc (empty, caller-owned): as campaign_log_append_new,
+ * with campaign_id null and kind "transactional". It counts in no campaign's counters. */
+void campaign_log_append_transactional(bson_t *doc, const bson_oid_t *lid, const bson_oid_t *uid,
+                                       const char *message, int64_t now);
 
 /* Append {status: PENDING} to a selector: the guard of every log move. */
 void campaign_log_match_pending(bson_t *sel);

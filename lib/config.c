@@ -127,7 +127,8 @@ static const cfg_setting_info settings[] = {
      "how often the PENDING sweeper runs, seconds"},
 
     {"receipts.recover_after_s", CFG_INT, OFF(receipts.recover_after_s), "60", NULL, false, 1, 86400, NULL,
-     "age after which a crashed receipts batch's counter token is recounted, seconds"},
+     "age after which a receipts batch's counter token is recounted even if its consumer is alive, "
+     "seconds (a dead consumer's tokens: at its heartbeat expiry)"},
 
     {"openai.api_key", CFG_STRING, OFF(openai.api_key), "", "OPENAI_API_KEY", true, NOLIM, NULL,
      "OpenAI key for AI tags and messages (empty: off)"},

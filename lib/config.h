@@ -82,7 +82,7 @@ typedef struct minicrm_config {
         int vendor_timeout_s; /* sweeper: PENDING older than this is re-sent */
         int max_resends;
         int sweep_interval_s;
-        int recover_after_s; /* recount a crashed batch's counter token after this age */
+        int recover_after_s; /* recount any counter token after this age (dead owner: sooner) */
     } receipts;
     struct {
         char *api_key; /* OPENAI_API_KEY (secret) */

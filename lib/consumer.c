@@ -86,6 +86,12 @@ int consumer_start(consumer *c)
     snprintf(ev, sizeof ev, "%s.redis_wait", c->o.name);
     while (!stop_requested(c)) {
         int back = c->o.holds_jobs ? queue_release_claimed(c->o.q) : 0;
+        if (back >= 0 && c->o.priority && c->o.holds_jobs) {
+            int pb = queue_release_claimed(c->o.priority);
+            back = pb < 0 ? -1 : back + pb;
+        }
+        if (back >= 0 && c->o.priority && queue_register(c->o.priority) != 0)
+            back = -1;
         if (back >= 0 && queue_register(c->o.q) == 0) {
             c->handed_back_at_start = back;
             c->next_progress_ms = time_mono_ms() + c->o.progress_ms;
@@ -95,6 +101,23 @@ int consumer_start(consumer *c)
         signals_sleep_ms(500);
     }
     return -1;
+}
+
+/* Hand the claimed batch to `handle` until it is not CONSUMER_AGAIN (backing off between
+ * tries), then free it. Returns true (a batch was handled). */
+static bool handle_batch(consumer *c, consumer_result (*handle)(void *, queue_batch *),
+                         const char *ev_again, queue *from)
+{
+    consumer_result r;
+    while ((r = handle(c->o.arg, &c->batch)) == CONSUMER_AGAIN) {
+        log_warn(ev_again, "jobs=%zu detail=\"%s\"", c->batch.n, queue_error(from));
+        if (backoff(c))
+            break;
+    }
+    if (r == CONSUMER_BACKOFF)
+        backoff(c);
+    queue_batch_release(&c->batch);
+    return true;
 }
 
 int consumer_run(consumer *c)
@@ -122,6 +145,11 @@ int consumer_run(consumer *c)
             backoff(c);
             continue;
         }
+        if (c->o.priority && queue_maintain(c->o.priority) != 0) {
+            log_warn(ev_err, "detail=\"%s\"", queue_error(c->o.priority));
+            backoff(c);
+            continue;
+        }
         if (c->o.also_maintain && queue_maintain(c->o.also_maintain) != 0) {
             log_warn(ev_err, "detail=\"%s\"", queue_error(c->o.also_maintain));
             backoff(c);
@@ -130,6 +158,26 @@ int consumer_run(consumer *c)
         bool claimed = false;
         int block = c->o.block_ms;
         size_t want = c->stopping ? 0 : ops->want ? ops->want(c->o.arg, &block) : 1;
+        if (!c->stopping && c->o.priority && time_mono_ms() >= c->next_priority_ms) {
+            /* The priority queue first, without blocking; also when the program wants no bulk
+             * jobs now (a full in-flight window), so one-off sends are not held back by it. */
+            size_t pwant = want ? want : CONSUMER_PRIORITY_MIN_CLAIM;
+            int n = c->o.holds_jobs ? queue_claim_fresh(c->o.priority, pwant, 0, &c->batch)
+                                    : queue_claim(c->o.priority, pwant, 0, &c->batch);
+            if (n < 0) {
+                log_warn(ev_err, "detail=\"%s\"", queue_error(c->o.priority));
+                backoff(c);
+                continue;
+            }
+            c->next_priority_ms = n > 0 ? 0 : time_mono_ms() + CONSUMER_PRIORITY_POLL_MS;
+            if (n > 0 && handle_batch(c, ops->handle_priority ? ops->handle_priority : ops->handle,
+                                      ev_again, c->o.priority))
+                block = 0;
+            if (want > 0 && (size_t)n >= want)
+                want = 0; /* a full priority claim: maybe more of them, no bulk claim yet */
+        }
+        if (c->o.priority && block > CONSUMER_PRIORITY_BLOCK_MS)
+            block = CONSUMER_PRIORITY_BLOCK_MS;
         if (want > 0) {
             int n = c->o.holds_jobs ? queue_claim_fresh(c->o.q, want, block, &c->batch)
                                     : queue_claim(c->o.q, want, block, &c->batch);
@@ -140,17 +188,8 @@ int consumer_run(consumer *c)
             }
             claimed = true;
             c->pause_ms = c->o.backoff_min_ms;
-            if (n > 0) {
-                consumer_result r;
-                while ((r = ops->handle(c->o.arg, &c->batch)) == CONSUMER_AGAIN) {
-                    log_warn(ev_again, "jobs=%zu detail=\"%s\"", c->batch.n, queue_error(c->o.q));
-                    if (backoff(c))
-                        break;
-                }
-                if (r == CONSUMER_BACKOFF)
-                    backoff(c);
-                queue_batch_release(&c->batch);
-            }
+            if (n > 0)
+                handle_batch(c, ops->handle, ev_again, c->o.q);
         }
         if (ops->tick)
             ops->tick(c->o.arg, claimed);
@@ -162,5 +201,9 @@ int consumer_run(consumer *c)
     }
     bool holds = !c->o.holds_jobs || (ops->held && ops->held(c->o.arg) > 0);
     c->handed_back = holds ? queue_release_claimed(c->o.q) : 0;
+    if (holds && c->o.priority) {
+        int pb = queue_release_claimed(c->o.priority);
+        c->handed_back = pb < 0 || c->handed_back < 0 ? -1 : c->handed_back + pb;
+    }
     return 0;
 }

@@ -26,7 +26,20 @@
  * simulator, keep it held), what happens between claims (tick: timers, posts, sweeps), how many
  * jobs it still holds (held), and the figures of its progress line (progress).
  *
- * Turn:  stop? -> maintain -> [claim -> handle (-> again, backing off)] -> tick -> progress
+ * Priority: a program may consume a second queue (consumer_opts.priority: the one-off sends of
+ * POST /api/messages) that is always drained first: a claim first takes what is ready
+ * there without blocking (at every turn after one that found priority jobs, else at most every
+ * CONSUMER_PRIORITY_POLL_MS) (handed to ops->handle_priority; also in a turn in which ops->want
+ * said 0, up to CONSUMER_PRIORITY_MIN_CLAIM jobs, so a full in-flight window of bulk work does
+ * not hold one-off sends back), then, unless that claim was full (as many jobs as ops->want
+ * asked for: there may be more), claims from q as usual; while
+ * a priority queue is set, a claim from q blocks at most CONSUMER_PRIORITY_BLOCK_MS, so a
+ * priority job waits at most that long on an idle consumer and not at all on a busy one (no
+ * busy polling: an idle consumer makes one more round trip per CONSUMER_PRIORITY_BLOCK_MS).
+ * The priority queue is registered, maintained and handed back with q.
+ *
+ * Turn:  stop? -> maintain -> [claim priority -> handle_priority] -> [claim -> handle (-> again,
+ *        backing off)] -> tick -> progress
  *
  * Events logged (name = consumer_opts.name): <name>.redis_wait (cannot register yet),
  * <name>.redis_error (maintain or claim failed; detail = queue_error), <name>.batch_retry
@@ -55,6 +68,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Longest claim block on the bulk queue of a consumer that also has a priority queue. */
+#define CONSUMER_PRIORITY_BLOCK_MS 50
+/* A priority claim that found nothing is not repeated before this many ms (a busy consumer
+ * turns far more often than that: one round trip per turn would cost the bulk throughput). */
+#define CONSUMER_PRIORITY_POLL_MS 20
+/* Priority jobs claimed in a turn in which ops->want said 0. */
+#define CONSUMER_PRIORITY_MIN_CLAIM 16
+
 /* What handle made of a claimed batch. */
 typedef enum consumer_result {
     CONSUMER_OK = 0,  /* taken care of (settled, or held on purpose by the program) */
@@ -73,6 +94,9 @@ typedef struct consumer_ops {
     /* Handle a claimed batch (b->n >= 1). The batch's jobs are freed after the call; a handler
      * that keeps a job takes over its data and sets data to NULL in the batch. */
     consumer_result (*handle)(void *arg, queue_batch *b);
+    /* Handle a batch claimed from consumer_opts.priority (same contract as handle). NULL:
+     * handle. */
+    consumer_result (*handle_priority)(void *arg, queue_batch *b);
     /* After the claim, every turn (also while a holding consumer drains on stop, and when want
      * said 0). `claimed`: a claim was made this turn (it may have blocked); a program that
      * wants to wait for its own timers does so only when it is false. NULL: nothing. */
@@ -92,6 +116,8 @@ typedef struct consumer_opts {
     queue *q;             /* the consumed queue (a consumer handle; borrowed) */
     queue *also_maintain; /* another queue to keep maintained (the one the program produces to;
                            * borrowed), or NULL */
+    queue *priority;      /* a second consumed queue drained before q (a consumer handle with the
+                           * same consumer id; borrowed), or NULL: see "Priority" above */
     const consumer_ops *ops;
     void *arg;
     int block_ms;       /* default claim block when nothing is ready */
@@ -112,6 +138,7 @@ typedef struct consumer {
     int pause_ms;      /* current backoff */
     bool stopping;     /* the stop predicate said so; a holding consumer is draining */
     int64_t next_progress_ms;
+    int64_t next_priority_ms; /* no priority claim before this (the last one found nothing) */
     char last_progress[512];  /* figures of the last progress line written ("" = none yet) */
     int handed_back_at_start; /* jobs a previous run held, taken back by consumer_start */
     int handed_back;          /* jobs handed back by consumer_run at its end (-1: failed) */

@@ -10,6 +10,8 @@
  *              a batch    {"campaign_id", "sends": [{"log_id", "customer_id", "message"}, ...]}
  *                         (at most JOBS_SENDS_PER_JOB sends, closed once past
  *                         JOBS_SEND_JOB_BYTES; a send inside may name its own campaign_id)
+ *   priority   one send, as above, without campaign_id (POST /api/messages; the vendorMsgId
+ *              the route answered)
  *   receipts   one receipt {"log_id", "campaign_id"?, "vendorMsgId": string|null,
  *                           "status": "SENT"|"FAILED"|"PENDING", "at": ms, "reason"?}
  *              a batch    {"receipts": [receipt, ...]} (at most JOBS_RECEIPTS_PER_JOB receipts,

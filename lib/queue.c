@@ -324,6 +324,11 @@ const char *queue_name(const queue *q)
     return q->name;
 }
 
+const char *queue_consumer(const queue *q)
+{
+    return q->consumer;
+}
+
 char *queue_consumer_id(const char *role, char *buf, size_t n)
 {
     char host[64] = "host";
@@ -464,6 +469,18 @@ static int beat(queue *q)
 int queue_register(queue *q)
 {
     return beat(q) < 0 ? -1 : 0;
+}
+
+int queue_consumer_alive(queue *q, const char *cid)
+{
+    if (!valid_word(cid, QUEUE_MAX_CONSUMER))
+        return 0;
+    redisReply *r = rconn_command(q->c, "EXISTS %shb:%s", q->base, cid);
+    if (check_reply(q, r, "EXISTS hb") != 0)
+        return -1;
+    int alive = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
+    freeReplyObject(r);
+    return alive;
 }
 
 int queue_heartbeat(queue *q)

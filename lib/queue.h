@@ -58,6 +58,12 @@
 #define QUEUE_SENDS     "sends"
 #define QUEUE_RECEIPTS  "receipts"
 #define QUEUE_AI        "ai" /* AI tags and message drafts (minicrm-ai, lib/ai.h) */
+/* One-off (transactional) sends of POST /api/messages: the same single-send jobs as the sends
+ * queue, drained before it by every sends consumer (lib/consumer's priority queue). */
+#define QUEUE_PRIORITY "priority"
+/* The receipts of those sends (POST /api/receipts/delivery?lane=priority), drained before the
+ * receipts queue by every receipts consumer. */
+#define QUEUE_PRIORITY_RECEIPTS "priority-receipts"
 
 /* Largest accepted job payload: a batch job (a fan-out batch of sends, one POST's receipts)
  * carries up to a thousand items. */
@@ -124,6 +130,8 @@ void queue_close(queue *q);
 /* Last error message of this handle. */
 const char *queue_error(const queue *q);
 const char *queue_name(const queue *q);
+/* The consumer id of the handle ("" for a producer handle). */
+const char *queue_consumer(const queue *q);
 /* Build "ROLE:HOST:PID" (the default consumer id) into buf. Returns buf. */
 char *queue_consumer_id(const char *role, char *buf, size_t n);
 /* Full key name for a suffix ("ready", "dead", "processing:CID"...) into buf; for tools. */
@@ -155,6 +163,11 @@ int queue_register(queue *q);
 /* Refresh the heartbeat (SET PX). Returns 1 if the consumer had been presumed dead (its jobs
  * were reaped; it re-registered itself), 0 normally, -1 on error. */
 int queue_heartbeat(queue *q);
+/* Whether consumer `cid` of this queue has a live heartbeat (P{NAME}:hb:CID exists): 1 alive,
+ * 0 expired or never registered (or cid is not a valid consumer id), -1 on error. Lets a
+ * program take over what a dead consumer left outside the queue (the receipts worker's counter
+ * tokens) as soon as the reaper would take its jobs. */
+int queue_consumer_alive(queue *q, const char *cid);
 /* Claim up to `max` jobs into this consumer's processing list and append them to `out`.
  * Jobs this consumer claimed earlier and has not settled (ack, retry, dead) are delivered again
  * first: a consumer settles every job of a batch before claiming again, so anything still held

@@ -9,6 +9,12 @@
  *   3. POST outbox receipts to the API in batches (JSON array, HMAC-signed, keep-alive);
  *      a send job is acknowledged once every receipt of it has been posted (2xx).
  *
+ * Two queues: the priority queue (one-off sends of POST /api/messages) is claimed first at
+ * every turn, then the bulk sends queue (lib/consumer's priority queue); a held job remembers
+ * which queue it came from and is acked there. The receipts of priority sends wait in an outbox
+ * of their own, posted before the bulk one at every turn, in POSTs of their own (to
+ * /api/receipts/delivery?lane=priority: the API queues them on the priority receipts queue).
+ *
  * A send job is one send {"log_id", "customer_id"?, "campaign_id"?, "message", "vendorMsgId"?}
  * (the API's /api/vendor/send, the sweeper's re-sends) or a fan-out batch {"campaign_id",
  * "sends": [...]}, read with lib/jobs; receipts are written with lib/jobs too. A send that
@@ -70,6 +76,7 @@ static const progargs_flag flags[] = {
 /* A claimed send job, held until every receipt of it is posted. */
 typedef struct vjob {
     queue_job job;    /* the payload as claimed (owned): what the ack removes */
+    queue *q;         /* the queue it was claimed from (sends or priority; borrowed) */
     size_t remaining; /* receipts of the job not yet posted */
     size_t sends;     /* sends scheduled from it (the ack counts them as items) */
 } vjob;
@@ -80,15 +87,23 @@ typedef struct outbox_entry {
     vjob *owner;
 } outbox_entry;
 
+/* A FIFO of receipts to post: [head, n) of e. */
+typedef struct outbox {
+    outbox_entry *e;
+    size_t head, n, cap;
+} outbox;
+
 typedef struct vsim {
     minicrm_config *cfg;
     rconn *rc;
-    queue *q;
+    queue *q;  /* sends (bulk) */
+    queue *pq; /* priority: one-off sends, claimed first (lib/consumer) */
     poster *post;
+    poster *ppost; /* the same, with ?lane=priority: receipts of priority sends */
     decider *dec;
     timers heap;
-    outbox_entry *out; /* FIFO [out_head, out_n) */
-    size_t out_head, out_n, out_cap;
+    outbox out;  /* receipts of bulk sends */
+    outbox pout; /* receipts of priority sends: posted first, in POSTs of their own */
     vjob **done; /* fully posted jobs whose ack has not gone through yet */
     size_t ndone, capdone;
     size_t held;    /* jobs claimed and not yet acked */
@@ -118,29 +133,35 @@ static uint64_t rng_next(vsim *v)
     return x * 0x2545F4914F6CDD1DULL;
 }
 
-static size_t outbox_len(const vsim *v)
+static size_t outbox_len(const outbox *o)
 {
-    return v->out_n - v->out_head;
+    return o->n - o->head;
 }
 
-static int outbox_push(vsim *v, char *receipt, vjob *owner)
+/* Receipts waiting to be posted, in both outboxes. */
+static size_t outbox_total(const vsim *v)
 {
-    if (v->out_n == v->out_cap) {
-        if (v->out_head > 0) { /* slide the live part down before growing */
-            memmove(v->out, v->out + v->out_head, outbox_len(v) * sizeof *v->out);
-            v->out_n -= v->out_head;
-            v->out_head = 0;
+    return outbox_len(&v->out) + outbox_len(&v->pout);
+}
+
+static int outbox_push(outbox *o, char *receipt, vjob *owner)
+{
+    if (o->n == o->cap) {
+        if (o->head > 0) { /* slide the live part down before growing */
+            memmove(o->e, o->e + o->head, outbox_len(o) * sizeof *o->e);
+            o->n -= o->head;
+            o->head = 0;
         }
-        if (v->out_n == v->out_cap) {
-            size_t cap = v->out_cap ? v->out_cap * 2 : 4096;
-            outbox_entry *g = realloc(v->out, cap * sizeof *g);
+        if (o->n == o->cap) {
+            size_t cap = o->cap ? o->cap * 2 : 4096;
+            outbox_entry *g = realloc(o->e, cap * sizeof *g);
             if (!g)
                 return -1;
-            v->out = g;
-            v->out_cap = cap;
+            o->e = g;
+            o->cap = cap;
         }
     }
-    v->out[v->out_n++] = (outbox_entry){receipt, owner};
+    o->e[o->n++] = (outbox_entry){receipt, owner};
     return 0;
 }
 
@@ -178,17 +199,25 @@ static int ack_done(vsim *v)
     queue_job *jobs = calloc(v->ndone, sizeof *jobs);
     if (!jobs)
         return -1;
-    long long items = 0;
-    for (size_t i = 0; i < v->ndone; i++) {
-        jobs[i] = v->done[i]->job;
-        items += (long long)v->done[i]->sends;
+    /* One round trip per queue the jobs came from (priority jobs are few). */
+    queue *qs[2] = {v->q, v->pq};
+    int rc = 0;
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        size_t n = 0;
+        long long items = 0;
+        for (size_t i = 0; i < v->ndone; i++)
+            if (v->done[i]->q == qs[k]) {
+                jobs[n++] = v->done[i]->job;
+                items += (long long)v->done[i]->sends;
+            }
+        if (n && queue_ack_items(qs[k], jobs, n, items) != 0) {
+            log_warn("vendor.redis_error", "detail=\"%s\"", queue_error(qs[k]));
+            rc = -1;
+        }
     }
-    int rc = queue_ack_items(v->q, jobs, v->ndone, items);
     free(jobs);
-    if (rc != 0) {
-        log_warn("vendor.redis_error", "detail=\"%s\"", queue_error(v->q));
-        return -1;
-    }
+    if (rc != 0)
+        return -1; /* a repeated ack of the jobs already acked removes nothing */
     for (size_t i = 0; i < v->ndone; i++)
         vjob_free(v->done[i]);
     v->held -= v->ndone;
@@ -231,7 +260,7 @@ static int schedule_send(vsim *v, const jobs_send_in *in, vjob *vj, int64_t now)
 /* Take over the claimed jobs of b: schedule their receipts, dead-letter what is malformed.
  * Returns 0, or -1 if something could not be done (the job stays claimed: it is handed back at
  * the next start or by the reaper). Jobs are scanned with lib/jscan (no tree per send). */
-static int process_jobs(vsim *v, queue_batch *b)
+static int process_jobs(vsim *v, queue *q, queue_batch *b)
 {
     int64_t now = time_now_ms();
     int rc = 0;
@@ -241,7 +270,7 @@ static int process_jobs(vsim *v, queue_batch *b)
         jobs_reader rd;
         const char *whole = NULL; /* reason when the job as a whole is unusable */
         if (jobs_sends_open(&rd, &v->js, qj->data, qj->len, &whole) != 0 && !rd.batch) {
-            if (queue_dead(v->q, qj, whole) != 0)
+            if (queue_dead(q, qj, whole) != 0)
                 rc = -1;
             continue;
         }
@@ -279,6 +308,7 @@ static int process_jobs(vsim *v, queue_batch *b)
             continue;
         }
         vj->job = *qj; /* the batch gives up the payload: the job owns it (tokens point into it) */
+        vj->q = q;
         qj->data = NULL;
         qj->len = 0;
         v->held++;
@@ -304,8 +334,8 @@ static int process_jobs(vsim *v, queue_batch *b)
                 dwhy[ndead++] = why;
             }
         }
-        if (st == 0 && ndead && queue_dead_parts(v->q, dead, dlen, dwhy, ndead) != 0) {
-            log_warn("vendor.redis_error", "detail=\"%s\"", queue_error(v->q));
+        if (st == 0 && ndead && queue_dead_parts(q, dead, dlen, dwhy, ndead) != 0) {
+            log_warn("vendor.redis_error", "detail=\"%s\"", queue_error(q));
             st = -1;
         }
         free(dead);
@@ -313,7 +343,7 @@ static int process_jobs(vsim *v, queue_batch *b)
         free(dwhy);
         if (st == 0 && whole) {
             /* Nothing usable in it: the whole job is the dead letter. */
-            if (queue_dead(v->q, &vj->job, whole) != 0)
+            if (queue_dead(q, &vj->job, whole) != 0)
                 rc = -1;
             v->held--;
             vjob_free(vj);
@@ -349,7 +379,9 @@ static size_t fire_due(vsim *v)
     timer_entry e;
     size_t n = 0;
     while (timers_pop_due(&v->heap, now, &e)) {
-        if (outbox_push(v, e.payload, e.owner) != 0) {
+        const vjob *owner = e.owner;
+        outbox *ob = owner && owner->q == v->pq ? &v->pout : &v->out;
+        if (outbox_push(ob, e.payload, e.owner) != 0) {
             /* Out of memory: retry this one shortly. */
             if (timers_push(&v->heap, now + 200, e.payload, e.owner) != 0)
                 free(e.payload); /* its job is never acked: handed back at the next start */
@@ -364,15 +396,15 @@ static size_t fire_due(vsim *v)
 /* ---- 3. outbox -> API ------------------------------------------------------------------- */
 
 /* One POST of up to post_batch receipts. 1 posted, 0 nothing to do / backing off, -1 error. */
-static int post_some(vsim *v)
+static int post_some(vsim *v, outbox *ob)
 {
-    size_t avail = outbox_len(v);
+    size_t avail = outbox_len(ob);
     if (avail == 0 || time_mono_ms() < v->next_post_ms)
         return 0;
     size_t n = (size_t)v->cfg->vendor_sim.post_batch;
     if (n > avail)
         n = avail;
-    outbox_entry *e = v->out + v->out_head;
+    outbox_entry *e = ob->e + ob->head;
     jsonx_buf body = {0};
     jsonx_buf_raw(&body, "[", 1);
     for (size_t i = 0; i < n; i++) {
@@ -387,7 +419,8 @@ static int post_some(vsim *v)
     }
     long status;
     char detail[200];
-    poster_result pr = poster_post(v->post, body.data, body.len, &status, detail, sizeof detail);
+    poster_result pr = poster_post(ob == &v->pout ? v->ppost : v->post, body.data, body.len,
+                                   &status, detail, sizeof detail);
     jsonx_buf_free(&body);
     if (pr == POSTER_RETRY) {
         log_warn("vendor.post_failed", "receipts=%zu detail=\"%s\" retry_in_ms=%d", n, detail,
@@ -429,9 +462,9 @@ static int post_some(vsim *v)
         if (settle_one(v, e[i].owner) != 0)
             rc = -1;
     }
-    v->out_head += n;
-    if (v->out_head == v->out_n)
-        v->out_head = v->out_n = 0;
+    ob->head += n;
+    if (ob->head == ob->n)
+        ob->head = ob->n = 0;
     if (ack_done(v) != 0)
         rc = -1;
     return rc;
@@ -451,12 +484,15 @@ static size_t vs_want(void *arg, int *block_ms)
         log_warn("vendor.redis_error", "detail=\"%s\"", rconn_error(v->rc));
         return 0;
     }
-    size_t inflight = timers_count(&v->heap) + outbox_len(v);
+    size_t inflight = timers_count(&v->heap) + outbox_total(v);
     size_t max = (size_t)v->cfg->vendor_sim.max_inflight;
     if (inflight >= max)
         return 0;
     int64_t wait = timers_next_due(&v->heap) - time_now_ms();
-    *block_ms = outbox_len(v) > 0 || v->ndone > 0 ? 0 : wait < 0 ? 0 : wait > 200 ? 200 : (int)wait;
+    *block_ms = outbox_total(v) > 0 || v->ndone > 0 ? 0
+                : wait < 0                          ? 0
+                : wait > 200                        ? 200
+                                                    : (int)wait;
     size_t room = max - inflight;
     size_t msgs =
         room < (size_t)v->cfg->vendor_sim.batch_size ? room : (size_t)v->cfg->vendor_sim.batch_size;
@@ -468,7 +504,15 @@ static size_t vs_want(void *arg, int *block_ms)
  * posted. */
 static consumer_result vs_handle(void *arg, queue_batch *b)
 {
-    return process_jobs(arg, b) == 0 ? CONSUMER_OK : CONSUMER_BACKOFF;
+    vsim *v = arg;
+    return process_jobs(v, v->q, b) == 0 ? CONSUMER_OK : CONSUMER_BACKOFF;
+}
+
+/* The same for one-off sends claimed from the priority queue. */
+static consumer_result vs_handle_priority(void *arg, queue_batch *b)
+{
+    vsim *v = arg;
+    return process_jobs(v, v->pq, b) == 0 ? CONSUMER_OK : CONSUMER_BACKOFF;
 }
 
 /* Timers -> outbox -> API, then ack the jobs fully posted. Without a claim this turn (the room
@@ -476,7 +520,7 @@ static consumer_result vs_handle(void *arg, queue_batch *b)
 static void vs_tick(void *arg, bool claimed)
 {
     vsim *v = arg;
-    if (!claimed && outbox_len(v) == 0) {
+    if (!claimed && outbox_total(v) == 0) {
         int64_t wait = timers_next_due(&v->heap) - time_now_ms();
         if (wait > 0) {
             struct timespec ts = {0, (wait > 100 ? 100 : wait) * 1000000L};
@@ -484,7 +528,10 @@ static void vs_tick(void *arg, bool claimed)
         }
     }
     fire_due(v);
-    for (int i = 0; i < 8 && post_some(v) == 1; i++)
+    /* One-off receipts first, each time, so they never wait behind a backlog of bulk ones. */
+    while (post_some(v, &v->pout) == 1)
+        ;
+    for (int i = 0; i < 8 && post_some(v, &v->out) == 1; i++)
         ;
     ack_done(v);
     if (v->view.epoch >= 0 && v->view.epoch != v->acked_epoch &&
@@ -504,11 +551,12 @@ static void vs_progress(void *arg, char *buf, size_t n)
              "claimed=%lld fired=%lld posted=%lld rejected=%lld held_jobs=%zu waiting=%zu "
              "outbox=%zu paused_jobs=%lld cancelled_jobs=%lld",
              v->claimed, v->fired, v->posted, v->rejected, v->held, timers_count(&v->heap),
-             outbox_len(v), v->held_jobs, v->dropped_jobs);
+             outbox_total(v), v->held_jobs, v->dropped_jobs);
 }
 
 static const consumer_ops vendor_ops = {.want = vs_want,
                                         .handle = vs_handle,
+                                        .handle_priority = vs_handle_priority,
                                         .tick = vs_tick,
                                         .held = vs_held,
                                         .progress = vs_progress};
@@ -546,16 +594,20 @@ int main(int argc, char **argv)
     queue_opts qo;
     queue_opts_from_config(&qo, &cfg);
     v.q = queue_open(v.rc, cfg.redis.prefix, QUEUE_SENDS, cid, &qo, err, sizeof err);
+    v.pq =
+        v.q ? queue_open(v.rc, cfg.redis.prefix, QUEUE_PRIORITY, cid, &qo, err, sizeof err) : NULL;
     v.post = poster_new(cfg.vendor_sim.api_base_url, cfg.receipts.vendor_secret,
                         cfg.vendor_sim.post_timeout_ms);
+    v.ppost = poster_new_query(cfg.vendor_sim.api_base_url, "lane=priority",
+                               cfg.receipts.vendor_secret, cfg.vendor_sim.post_timeout_ms);
     v.dec =
         decider_new(cfg.receipts.vendor_secret, cfg.vendor_sim.seed, cfg.vendor_sim.success_rate,
                     cfg.vendor_sim.min_delay_ms, cfg.vendor_sim.max_delay_ms);
-    if (!v.q || !v.post || !v.dec) {
+    if (!v.q || !v.pq || !v.post || !v.ppost || !v.dec) {
         fprintf(stderr, "minicrm-vendor-sim: %s\n",
-                !v.q      ? err
-                : !v.post ? "cannot set up libcurl"
-                          : "cannot set up HMAC-SHA256");
+                !v.q || !v.pq         ? err
+                : !v.post || !v.ppost ? "cannot set up libcurl"
+                                      : "cannot set up HMAC-SHA256");
         goto out;
     }
     char procsuffix[QUEUE_MAX_CONSUMER + 16];
@@ -570,6 +622,7 @@ int main(int argc, char **argv)
     consumer c;
     consumer_init(&c, &(consumer_opts){.name = "vendor",
                                        .q = v.q,
+                                       .priority = v.pq,
                                        .ops = &vendor_ops,
                                        .arg = &v,
                                        .backoff_min_ms = 50,
@@ -584,19 +637,24 @@ int main(int argc, char **argv)
     }
     log_info("vendor.stopped",
              "claimed=%lld fired=%lld posted=%lld handed_back_jobs=%d waiting=%zu outbox=%zu",
-             v.claimed, v.fired, v.posted, c.handed_back, timers_count(&v.heap), outbox_len(&v));
+             v.claimed, v.fired, v.posted, c.handed_back, timers_count(&v.heap), outbox_total(&v));
     consumer_release(&c);
     rc = 0;
 out:
     timers_release(&v.heap);
     campctl_view_release(&v.view);
-    for (size_t i = v.out_head; i < v.out_n; i++)
-        free(v.out[i].receipt);
-    free(v.out);
+    for (size_t i = v.out.head; i < v.out.n; i++)
+        free(v.out.e[i].receipt);
+    free(v.out.e);
+    for (size_t i = v.pout.head; i < v.pout.n; i++)
+        free(v.pout.e[i].receipt);
+    free(v.pout.e);
     free(v.done);
     jscan_release(&v.js);
     poster_free(v.post);
+    poster_free(v.ppost);
     decider_free(v.dec);
+    queue_close(v.pq);
     queue_close(v.q);
     rconn_free(v.rc);
     cfg_release(&cfg);

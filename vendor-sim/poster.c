@@ -29,6 +29,12 @@ static size_t discard(char *ptr, size_t size, size_t nmemb, void *ud)
 
 poster *poster_new(const char *base_url, const char *secret, int timeout_ms)
 {
+    return poster_new_query(base_url, NULL, secret, timeout_ms);
+}
+
+poster *poster_new_query(const char *base_url, const char *query, const char *secret,
+                         int timeout_ms)
+{
     static int inited;
     if (!inited) {
         curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -40,7 +46,8 @@ poster *poster_new(const char *base_url, const char *secret, int timeout_ms)
     size_t bl = strlen(base_url);
     while (bl > 0 && base_url[bl - 1] == '/')
         bl--;
-    snprintf(p->url, sizeof p->url, "%.*s/api/receipts/delivery", (int)bl, base_url);
+    snprintf(p->url, sizeof p->url, "%.*s/api/receipts/delivery%s%s", (int)bl, base_url,
+             query ? "?" : "", query ? query : "");
     p->secret = strdup(secret);
     p->timeout_ms = timeout_ms;
     p->h = curl_easy_init();

@@ -21,6 +21,9 @@ typedef struct poster poster;
 
 /* base_url and secret are copied. NULL on out-of-memory or libcurl failure. */
 poster *poster_new(const char *base_url, const char *secret, int timeout_ms);
+/* The same, posting to .../api/receipts/delivery?QUERY (e.g. "lane=priority"; copied). */
+poster *poster_new_query(const char *base_url, const char *query, const char *secret,
+                         int timeout_ms);
 void poster_free(poster *p);
 /* POST the JSON body (len bytes). *status gets the HTTP status (0 if none); detail gets a short
  * description of a failure. */

@@ -8,7 +8,8 @@
  *   1. parse every job; a malformed job -> dead-letter now; a malformed receipt inside a batch
  *      job is set aside as a dead letter of its own (written in step 6, with the ack);
  *      duplicates of a log_id inside the batch are settled with the first one.
- *   2. tok = new ObjectId hex; ZADD P{receipts}:ctoks now tok, SET ctok:tok ids   (Redis)
+ *   2. tok = new ObjectId hex; ZADD P{receipts}:ctoks now tok, SET ctok:tok ids, HSET
+ *      ctok-owners tok <consumer id>                                               (Redis)
  *   3. unordered bulk: updateOne {_id, status: PENDING, fence: {$ne: tok} (, campaign_id when
  *      the receipt names it)} -> $set status, vendorMsgId, deliveredAt, updatedAt, ctok: tok
  *      (+ failureReason)
@@ -22,8 +23,9 @@
  *   6. ZREM ctoks tok; dead letters of single receipts of batch jobs; ack the jobs.
  * A crash (or MongoDB error) after 3 leaves logs final but maybe uncounted; the retried receipts
  * then see a foreign ctok and are no-ops, and receipts_recover() counts the orphaned token's logs
- * with the same guarded update. A crash after 5 but before 6 is harmless: the guard finds tok
- * already in ctoks.
+ * with the same guarded update, as soon as the owner's heartbeat has expired (the moment the
+ * reaper hands the dead consumer's jobs back), or once the token is recover_after_s old. A crash
+ * after 5 but before 6 is harmless: the guard finds tok already in ctoks.
  *
  * The fence. A bulk update whose call timed out is in doubt: the server may still hold it (a
  * stalled or frozen server applies what sits in its socket buffer when it resumes) and apply it
@@ -59,6 +61,7 @@ typedef struct item {
     int found;      /* the log exists */
     int counted;    /* moved by this batch's token */
     int mismatch;   /* the log exists but belongs to another campaign than the receipt says */
+    int nocamp;     /* moved by this batch, a log of no campaign (a one-off message): no counter */
     bson_oid_t cid; /* campaign of the log (named by the receipt, or read back) */
 } item;
 
@@ -158,23 +161,27 @@ static int add_count(camp_count **a, size_t *n, size_t *cap, const bson_oid_t *c
     return 0;
 }
 
-/* ZADD the token and SET its batch's log ids, in one MULTI. 0 or -1. */
+/* ZADD the token, SET its batch's log ids and HSET its owner (this consumer's id), in one
+ * MULTI. 0 or -1. */
 static int token_register(receipts_ctx *x, const char *tok, const char *ids, size_t idlen)
 {
     const char *p = x->cfg->redis.prefix;
+    const char *owner = queue_consumer(x->q);
     int ok =
         rconn_append(x->rc, "MULTI") == 0 &&
         rconn_append(x->rc, "ZADD %s{%s}:ctoks %lld %s", p, QUEUE_RECEIPTS,
                      (long long)time_now_ms(), tok) == 0 &&
         rconn_append(x->rc, "SET %s{%s}:ctok:%s %b", p, QUEUE_RECEIPTS, tok, ids, idlen) == 0 &&
+        rconn_append(x->rc, "HSET %s{%s}:ctok-owners %s %s", p, QUEUE_RECEIPTS, tok,
+                     owner[0] ? owner : "-") == 0 &&
         rconn_append(x->rc, "EXEC") == 0;
-    for (int i = 0; ok && i < 4; i++) {
+    for (int i = 0; ok && i < 5; i++) {
         redisReply *r;
         if (rconn_get_reply(x->rc, &r) != 0) {
             ok = 0;
             break;
         }
-        if (r->type == REDIS_REPLY_ERROR || (i == 3 && r->type != REDIS_REPLY_ARRAY))
+        if (r->type == REDIS_REPLY_ERROR || (i == 4 && r->type != REDIS_REPLY_ARRAY))
             ok = 0;
         freeReplyObject(r);
     }
@@ -183,15 +190,16 @@ static int token_register(receipts_ctx *x, const char *tok, const char *ids, siz
     return ok ? 0 : -1;
 }
 
-/* The token is settled: ZREM it and DEL its ids (best effort: a leftover token is recovered,
- * i.e. recounted under its guard, which counts nothing twice). */
+/* The token is settled: ZREM it, DEL its ids, HDEL its owner (best effort: a leftover token is
+ * recovered, i.e. recounted under its guard, which counts nothing twice). */
 static void token_forget(receipts_ctx *x, const char *tok)
 {
     const char *p = x->cfg->redis.prefix;
     if (rconn_append(x->rc, "ZREM %s{%s}:ctoks %s", p, QUEUE_RECEIPTS, tok) != 0 ||
-        rconn_append(x->rc, "DEL %s{%s}:ctok:%s", p, QUEUE_RECEIPTS, tok) != 0)
+        rconn_append(x->rc, "DEL %s{%s}:ctok:%s", p, QUEUE_RECEIPTS, tok) != 0 ||
+        rconn_append(x->rc, "HDEL %s{%s}:ctok-owners %s", p, QUEUE_RECEIPTS, tok) != 0)
         return;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         redisReply *r;
         if (rconn_get_reply(x->rc, &r) != 0)
             return;
@@ -301,7 +309,7 @@ static int apply_parse(apply *a)
             it->raw = rd->raw;
             it->rawlen = rd->rawlen;
             it->part = rd->batch;
-            it->dup = it->found = it->counted = it->mismatch = 0;
+            it->dup = it->found = it->counted = it->mismatch = it->nocamp = 0;
             if (r < 0) {
                 if (!it->part) { /* the job is that one receipt */
                     if (queue_dead(x->q, &b->jobs[i], why) != 0)
@@ -480,6 +488,8 @@ static int apply_find_moved(apply *a, bool moved_all)
             it->counted = 1;
             it->r.status = st;
             bson_oid_copy(&dcid, &it->cid);
+        } else if (dtok && has_st && !has_dcid && !strcmp(dtok, a->tok)) {
+            it->counted = it->nocamp = 1; /* applied; counts in no campaign */
         }
     }
     bool cerr = mongoc_cursor_error(cur, &a->e);
@@ -499,7 +509,7 @@ static int apply_find_moved(apply *a, bool moved_all)
 static int apply_count(apply *a)
 {
     for (size_t i = 0; i < a->nitems; i++)
-        if (a->items[i].counted && !a->items[i].dup &&
+        if (a->items[i].counted && !a->items[i].dup && !a->items[i].nocamp &&
             add_count(&a->counts, &a->ncounts, &a->capcounts, &a->items[i].cid,
                       a->items[i].r.status) != 0)
             return STEP_STOP;
@@ -716,24 +726,107 @@ out:
     return rc;
 }
 
+/* Which of the n tokens in `toks` (scored by registration time in `at`) are to be recovered
+ * now: older than min_age_ms, or registered by a consumer whose heartbeat has expired (the
+ * reaper hands its jobs back at the same moment, so the counters converge with them). A token
+ * without an owner (written by an older version) waits for its age. Sets due[i]. 0 or -1. */
+static int tokens_due(receipts_ctx *x, redisReply *const *toks, redisReply *const *at, size_t n,
+                      int64_t min_age_ms, bool *due)
+{
+    int64_t old = time_now_ms() - min_age_ms;
+    size_t nyoung = 0;
+    const char **argv = calloc(n + 2, sizeof *argv);
+    if (!argv)
+        return -1;
+    char key[300];
+    snprintf(key, sizeof key, "%s{%s}:ctok-owners", x->cfg->redis.prefix, QUEUE_RECEIPTS);
+    argv[0] = "HMGET";
+    argv[1] = key;
+    for (size_t i = 0; i < n; i++) {
+        due[i] = at[i]->str && strtoll(at[i]->str, NULL, 10) <= old;
+        if (!due[i])
+            argv[2 + nyoung++] = toks[i]->str;
+    }
+    int rc = 0;
+    if (nyoung) {
+        redisReply *r = rconn_command_argv(x->rc, (int)nyoung + 2, argv, NULL);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != nyoung) {
+            rc = -1;
+        } else {
+            /* Owners are few (a consumer has at most one batch in flight): ask once per owner. */
+            const char *dead[64];
+            const char *live[64];
+            size_t ndead = 0, nlive = 0;
+            for (size_t i = 0, j = 0; i < n && rc == 0; i++) {
+                if (due[i])
+                    continue;
+                redisReply *o = r->element[j++];
+                if (o->type != REDIS_REPLY_STRING)
+                    continue;
+                bool known = false;
+                for (size_t k = 0; k < ndead && !known; k++)
+                    if (!strcmp(dead[k], o->str))
+                        known = due[i] = true;
+                for (size_t k = 0; k < nlive && !known; k++)
+                    if (!strcmp(live[k], o->str))
+                        known = true;
+                if (known)
+                    continue;
+                int alive = queue_consumer_alive(x->q, o->str);
+                if (alive < 0) {
+                    rc = -1;
+                } else if (alive == 0) {
+                    due[i] = true;
+                    if (ndead < 64)
+                        dead[ndead++] = o->str;
+                } else if (nlive < 64) {
+                    live[nlive++] = o->str;
+                }
+            }
+        }
+        if (r)
+            freeReplyObject(r);
+    }
+    free(argv);
+    return rc;
+}
+
 int receipts_recover(receipts_ctx *x, int64_t min_age_ms)
 {
-    redisReply *r = rconn_command(x->rc, "ZRANGEBYSCORE %s{%s}:ctoks -inf %lld LIMIT 0 100",
-                                  x->cfg->redis.prefix, QUEUE_RECEIPTS,
-                                  (long long)(time_now_ms() - min_age_ms));
+    redisReply *r = rconn_command(x->rc, "ZRANGE %s{%s}:ctoks 0 99 WITHSCORES",
+                                  x->cfg->redis.prefix, QUEUE_RECEIPTS);
     if (!r || r->type != REDIS_REPLY_ARRAY) {
         if (r)
             freeReplyObject(r);
         return -1;
     }
     int done = 0;
-    if (r->elements) {
+    size_t n = r->elements / 2;
+    redisReply **toks = calloc(n ? n : 1, sizeof *toks), **at = calloc(n ? n : 1, sizeof *at);
+    bool *due = calloc(n ? n : 1, sizeof *due);
+    size_t ndue = 0;
+    if (!toks || !at || !due) {
+        done = -1;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        toks[i] = r->element[2 * i];
+        at[i] = r->element[2 * i + 1];
+    }
+    if (n && tokens_due(x, toks, at, n, min_age_ms, due) != 0) {
+        log_warn("receipts.redis_error", "detail=\"%s\"", queue_error(x->q));
+        done = -1;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        ndue += due[i];
+    if (ndue) {
         mongoc_client_t *cl = dbpool_pop(x->db);
         mongoc_collection_t *logs = dbpool_durable_collection(x->db, cl, DB_LOGS);
         mongoc_collection_t *camps = dbpool_durable_collection(x->db, cl, DB_CAMPAIGNS);
-        for (size_t i = 0; i < r->elements; i++) {
-            const char *tok = r->element[i]->str;
-            if (!tok || strlen(tok) != 24)
+        for (size_t i = 0; i < n; i++) {
+            const char *tok = toks[i]->str;
+            if (!due[i] || !tok || strlen(tok) != 24)
                 continue;
             if (recover_token(x, logs, camps, tok) != 0)
                 break;
@@ -744,6 +837,10 @@ int receipts_recover(receipts_ctx *x, int64_t min_age_ms)
         mongoc_collection_destroy(camps);
         dbpool_push(x->db, cl);
     }
+out:
+    free(toks);
+    free(at);
+    free(due);
     freeReplyObject(r);
     return done;
 }

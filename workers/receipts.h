@@ -6,9 +6,10 @@
  *  - A log moves only PENDING -> SENT | FAILED, once; a repeated receipt is a no-op.
  *  - Campaign counters (sent, failed, pending) change exactly once per log, even if the process
  *    dies at any point: every batch carries a fresh token written into the logs it moves
- *    (`ctok`) and remembered in Redis (P{receipts}:ctoks) until the campaign update that counts
- *    those logs has run; that update is guarded by the token ({ctoks: {$ne: tok}} + $push), so
- *    the token recovery (receipts_recover) can redo it safely after a crash.
+ *    (`ctok`) and remembered in Redis (P{receipts}:ctoks, with its owner consumer id) until the
+ *    campaign update that counts those logs has run; that update is guarded by the token
+ *    ({ctoks: {$ne: tok}} + $push), so the token recovery (receipts_recover) can redo it
+ *    safely after a crash, as soon as the owner's heartbeat has expired.
  *  - MongoDB errors -> every receipt of the batch is retried with backoff (lib/queue); after
  *    the last attempt it is dead-lettered with the error. Malformed receipts and receipts for
  *    unknown logs are dead-lettered at once with the reason.
@@ -44,8 +45,11 @@ typedef struct receipts_ctx {
  * claimed; the caller calls again with the same batch after a pause). */
 int receipts_apply_batch(receipts_ctx *x, const queue_batch *b);
 
-/* Redo the counter updates of tokens older than `min_age_ms` left by a crashed batch. Returns
- * the number of tokens settled, or -1. */
+/* Redo the counter updates of tokens left by a crashed batch: every token whose owner (the
+ * consumer that registered it, P{receipts}:ctok-owners) has no live heartbeat any more, and
+ * every token older than `min_age_ms` (a token without an owner, or a live consumer's that was
+ * left behind). Safe against a live owner still applying the batch (the fence, receipts.c).
+ * Returns the number of tokens settled, or -1. */
 int receipts_recover(receipts_ctx *x, int64_t min_age_ms);
 
 /* One sweep (if this process wins the sweep lock). Returns the number of logs re-sent or

@@ -6,7 +6,9 @@
  * queue consumer id ("receipts-N:host:pid"): claim about receipts.batch_size receipts (a job
  * holds one receipt or a whole POST of them; the claim is sized by the running average; blocking
  * a moment when idle), apply them (receipts.c), and between batches do the queue housekeeping
- * (heartbeat, due retries, reaping dead consumers). Thread 0 also runs the token recovery and
+ * (heartbeat, due retries, reaping dead consumers). Each consumer drains the priority receipts
+ * queue (one-off messages, POST /api/messages) before the receipts queue (lib/consumer's
+ * priority queue), under the same consumer id. Thread 0 also runs the token recovery and
  * the PENDING sweeper. MongoDB clients come from one thread-safe pool (dbpool). Every step of
  * a batch is idempotent and counted under its own token, so concurrent consumers (threads,
  * processes or hosts) never count a log twice. Several consumers keep batches in flight while
@@ -57,6 +59,7 @@ typedef struct rloop {
     const char *cid;
     double per_job; /* running average of receipts per job */
     int64_t next_recover, next_sweep;
+    queue *pq; /* the priority receipts queue (same consumer id) */
 } rloop;
 
 /* About batch_size receipts: a job from the API carries a whole POST of them. */
@@ -79,6 +82,18 @@ static consumer_result rl_handle(void *arg, queue_batch *b)
     return CONSUMER_OK;
 }
 
+/* A batch from the priority receipts queue (one-off messages): the same apply, settled on
+ * that queue. */
+static consumer_result rl_handle_priority(void *arg, queue_batch *b)
+{
+    rloop *l = arg;
+    queue *bulk = l->x.q;
+    l->x.q = l->pq;
+    int rc = receipts_apply_batch(&l->x, b);
+    l->x.q = bulk;
+    return rc != 0 ? CONSUMER_AGAIN : CONSUMER_OK;
+}
+
 /* Thread 0 also runs the token recovery and the PENDING sweeper. */
 static void rl_tick(void *arg, bool claimed)
 {
@@ -88,7 +103,7 @@ static void rl_tick(void *arg, bool claimed)
         return;
     int64_t now = time_mono_ms();
     if (now >= l->next_recover) {
-        l->next_recover = now + 5000;
+        l->next_recover = now + 1000; /* cheap: one ZRANGE, one HMGET, one EXISTS per owner */
         receipts_recover(&l->x, (int64_t)l->cfg->receipts.recover_after_s * 1000);
     }
     if (now >= l->next_sweep) {
@@ -104,8 +119,11 @@ static void rl_progress(void *arg, char *buf, size_t n)
              (long long)l->x.applied, (long long)l->x.noops, (long long)l->x.dead);
 }
 
-static const consumer_ops receipts_ops = {
-    .want = rl_want, .handle = rl_handle, .tick = rl_tick, .progress = rl_progress};
+static const consumer_ops receipts_ops = {.want = rl_want,
+                                          .handle = rl_handle,
+                                          .handle_priority = rl_handle_priority,
+                                          .tick = rl_tick,
+                                          .progress = rl_progress};
 
 static void *consumer_main(void *arg)
 {
@@ -113,7 +131,7 @@ static void *consumer_main(void *arg)
     const minicrm_config *cfg = me->cfg;
     char err[256], cid[QUEUE_MAX_CONSUMER], role[32];
     rconn *r = NULL;
-    queue *q = NULL, *sends = NULL;
+    queue *q = NULL, *pq = NULL, *sends = NULL;
     me->rc = 1;
     r = rconn_new(cfg->redis.url, cfg->redis.timeout_ms, err, sizeof err);
     if (!r) {
@@ -126,8 +144,10 @@ static void *consumer_main(void *arg)
     snprintf(role, sizeof role, "receipts-%d", me->slot);
     q = queue_open(r, cfg->redis.prefix, QUEUE_RECEIPTS, queue_consumer_id(role, cid, sizeof cid),
                    &qo, err, sizeof err);
-    sends = q ? queue_open(r, cfg->redis.prefix, QUEUE_SENDS, NULL, &qo, err, sizeof err) : NULL;
-    if (!q || !sends) {
+    pq = q ? queue_open(r, cfg->redis.prefix, QUEUE_PRIORITY_RECEIPTS, cid, &qo, err, sizeof err)
+           : NULL;
+    sends = pq ? queue_open(r, cfg->redis.prefix, QUEUE_SENDS, NULL, &qo, err, sizeof err) : NULL;
+    if (!q || !pq || !sends) {
         log_error("receipts.start_failed", "detail=\"%s\"", err);
         fprintf(stderr, "minicrm-receipts: %s\n", err);
         goto out;
@@ -137,10 +157,12 @@ static void *consumer_main(void *arg)
                .slot = me->slot,
                .cid = cid,
                .per_job = 1,
+               .pq = pq,
                .next_sweep = time_mono_ms() + 1000};
     consumer c;
     consumer_init(&c, &(consumer_opts){.name = "receipts",
                                        .q = q,
+                                       .priority = pq,
                                        .ops = &receipts_ops,
                                        .arg = &l,
                                        .block_ms = 500,
@@ -159,6 +181,7 @@ out:
     if (me->rc != 0) /* a consumer that cannot start takes the process down, as before threads */
         signals_request_stop();
     queue_close(q);
+    queue_close(pq);
     queue_close(sends);
     rconn_free(r);
     return NULL;

@@ -370,7 +370,7 @@ TEST(index_builder_tries_every_index)
         {"customer1", "last_visit_date_1"},
         {"customer1", "createdAt_1"},
         {"orders1", "createdAt_-1__id_-1"},
-        {"communication_logs1", "campaign_id_1_customer_id_1"},
+        {"communication_logs1", "campaign_id_1_customer_id_1_campaigns"},
         {"communication_logs1", "updatedAt_1_pending"},
         {"communication_logs1", "createdAt_-1__id_-1"},
         {"campaigns1", "createdAt_-1__id_-1"},

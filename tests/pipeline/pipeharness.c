@@ -48,14 +48,18 @@ static void setenv_int(const char *k, long v)
 static int create_indexes(pipeh *h)
 {
     bson_error_t e;
+    /* as api/indexes.c: unique over campaign logs only (every ObjectId, no null) */
+    bson_oid_t zero_oid;
+    bson_oid_init_from_string(&zero_oid, "000000000000000000000000");
     bson_t *cmd = BCON_NEW("createIndexes", BCON_UTF8(DB_LOGS), "indexes", "[", "{", "key", "{",
                            "campaign_id", BCON_INT32(1), "customer_id", BCON_INT32(1), "}", "name",
-                           BCON_UTF8("campaign_id_1_customer_id_1"), "unique", BCON_BOOL(true), "}",
-                           "{", "key", "{", "updatedAt", BCON_INT32(1), "}", "name",
-                           BCON_UTF8("updatedAt_1_pending"), "partialFilterExpression", "{",
-                           "status", BCON_UTF8("PENDING"), "}", "}", "{", "key", "{", "campaign_id",
-                           BCON_INT32(1), "status", BCON_INT32(1), "}", "name",
-                           BCON_UTF8("campaign_id_1_status_1"), "}", "]");
+                           BCON_UTF8("campaign_id_1_customer_id_1_campaigns"), "unique",
+                           BCON_BOOL(true), "partialFilterExpression", "{", "campaign_id", "{",
+                           "$gte", BCON_OID(&zero_oid), "}", "}", "}", "{", "key", "{", "updatedAt",
+                           BCON_INT32(1), "}", "name", BCON_UTF8("updatedAt_1_pending"),
+                           "partialFilterExpression", "{", "status", BCON_UTF8("PENDING"), "}", "}",
+                           "{", "key", "{", "campaign_id", BCON_INT32(1), "status", BCON_INT32(1),
+                           "}", "name", BCON_UTF8("campaign_id_1_status_1"), "}", "]");
     bool ok = mongoc_client_command_simple(h->mc, h->env.db_name, cmd, NULL, NULL, &e);
     bson_destroy(cmd);
     if (!ok)

@@ -2,7 +2,8 @@
  * test_consumer: lib/consumer against a private redis-server: a loop that settles every batch
  * and stops at a batch boundary, CONSUMER_AGAIN handing the same batch back, the hand-back of
  * unsettled jobs at the end, a holding consumer (queue_claim_fresh, drain on stop, take-back at
- * the next start) and the progress line written only when its figures changed.
+ * the next start), the progress line written only when its figures changed, and a priority
+ * queue drained before the bulk one.
  */
 #include "consumer.h"
 #include "queue.h"
@@ -323,12 +324,73 @@ TEST(progress_line_only_when_figures_change)
     queue_close(q);
 }
 
+/* The order in which jobs were handled: 'P' priority, 'B' bulk. */
+static char order[32];
+
+static consumer_result p_handle_bulk(void *arg, queue_batch *b)
+{
+    size_t n = strlen(order);
+    for (size_t i = 0; i < b->n && n + 1 < sizeof order; i++)
+        order[n++] = 'B';
+    order[n] = '\0';
+    return p_handle(arg, b);
+}
+
+static queue *prio_q;
+
+static consumer_result p_handle_prio(void *arg, queue_batch *b)
+{
+    probe *p = arg;
+    size_t n = strlen(order);
+    for (size_t i = 0; i < b->n && n + 1 < sizeof order; i++)
+        order[n++] = 'P';
+    order[n] = '\0';
+    p->handled_jobs += (int)b->n;
+    return queue_ack(prio_q, b->jobs, b->n) == 0 ? CONSUMER_OK : CONSUMER_BACKOFF;
+}
+
+TEST(priority_queue_is_drained_first)
+{
+    queue *p = open_q("c6", NULL), *pp = open_q("c6p", NULL);
+    queue *q = open_q("c6", "k6"), *pq = open_q("c6p", "k6");
+    CHECK(p && pp && q && pq);
+    prio_q = pq;
+    CHECK_INT_EQ(push_n(p, 4), 0);
+    CHECK_INT_EQ(push_n(pp, 3), 0);
+    probe pr = {.q = q, .want = 2, .settle = true, .stop_after_jobs = 7};
+    consumer_ops ops = {.want = p_want,
+                        .handle = p_handle_bulk,
+                        .handle_priority = p_handle_prio,
+                        .tick = p_tick,
+                        .stop = p_stop};
+    consumer_opts o = opts("t6", q, &ops, &pr);
+    o.priority = pq;
+    consumer c;
+    consumer_init(&c, &o);
+    order[0] = '\0';
+    CHECK_INT_EQ(consumer_start(&c), 0);
+    CHECK_INT_EQ(is_member(pq, "k6"), 1);
+    CHECK_INT_EQ(consumer_run(&c), 0);
+    consumer_release(&c);
+    /* 2 priority (a full claim: no bulk that turn), 1 priority + 2 bulk, then 2 bulk. */
+    CHECK_STR_EQ(order, "PPPBBBB");
+    CHECK_INT_EQ(llen(pq, "ready"), 0);
+    CHECK_INT_EQ(llen(pq, "processing:k6"), 0);
+    CHECK_INT_EQ(llen(q, "processing:k6"), 0);
+    CHECK_INT_EQ(is_member(pq, "k6"), 0);
+    queue_close(p);
+    queue_close(pp);
+    queue_close(q);
+    queue_close(pq);
+}
+
 static const test_case cases[] = {
     TEST_ENTRY(settles_batches_and_stops_at_a_boundary),
     TEST_ENTRY(again_hands_the_same_batch_back),
     TEST_ENTRY(unsettled_jobs_are_handed_back_at_the_end),
     TEST_ENTRY(holding_consumer_drains_then_takes_back_at_start),
     TEST_ENTRY(progress_line_only_when_figures_change),
+    TEST_ENTRY(priority_queue_is_drained_first),
 };
 
 int main(int argc, char **argv)
