@@ -26,11 +26,14 @@
  * created lazily on the first login or key creation, so the API starts while MongoDB is still
  * down) and the per-address limiter of login starts (a bounded table: anonymous
  * GET /auth/google cannot grow Redis without bound, each start stores a state for
- * auth.state_ttl_s). Dependency failures answer 503, never a fake logout or login.
+ * auth.state_ttl_s), and the API-key cache (lib/auth/auth_keycache: a key checked in the last
+ * auth.key_cache_ttl_s costs no MongoDB round trip; a DELETE /api/keys/:id here clears it).
+ * Dependency failures answer 503, never a fake logout or login.
  */
 #include "auth.h"
 
 #include "apiutil.h"
+#include "auth_keycache.h"
 #include "auth_keys.h"
 #include "auth_oauth.h"
 #include "auth_session.h"
@@ -52,6 +55,7 @@
 typedef struct auth_state {
     atomic_bool indexes_ready;
     ratelimit *login_starts; /* GET /auth/google per client address */
+    auth_keycache *keys;     /* API keys checked in the last auth.key_cache_ttl_s */
 } auth_state;
 
 #define FAILURE_PATH "/auth/failure"
@@ -87,7 +91,10 @@ int auth_module_init(api_ctx *app, char *err, size_t errlen)
     }
     atomic_init(&st->indexes_ready, false);
     st->login_starts = ratelimit_new(app->cfg->auth.login_rate_per_min);
-    if (!st->login_starts) {
+    st->keys = auth_keycache_new((int64_t)app->cfg->auth.key_cache_ttl_s * 1000);
+    if (!st->login_starts || !st->keys) {
+        ratelimit_free(st->login_starts);
+        auth_keycache_free(st->keys);
         auth_oauth_global_cleanup();
         free(st);
         snprintf(err, errlen, "out of memory");
@@ -116,6 +123,7 @@ void auth_module_shutdown(api_ctx *app)
     if (!app->auth)
         return;
     ratelimit_free(((auth_state *)app->auth)->login_starts);
+    auth_keycache_free(((auth_state *)app->auth)->keys);
     free(app->auth);
     app->auth = NULL;
     auth_oauth_global_cleanup();
@@ -167,16 +175,26 @@ int auth_authenticate(api_ctx *app, http_request *req, principal *out)
     memset(out, 0, sizeof *out);
     const char *tok = bearer_token(req);
     if (tok) {
+        /* A key checked less than auth.key_cache_ttl_s ago is trusted without MongoDB
+         * (auth_keycache.h: a revocation elsewhere takes effect within that time). */
+        auth_keycache *cache = app->auth ? ((auth_state *)app->auth)->keys : NULL;
         auth_key_info k;
-        int rc = auth_keys_authenticate(app->db, tok, &k, err, sizeof err);
-        if (rc < 0) {
-            char q[300];
-            log_warn("auth_key_lookup_failed", "rid=%s err=%s", req->request_id,
-                     log_quote(q, sizeof q, err));
-            return AUTH_UNAVAILABLE;
-        }
-        if (rc != 0)
+        char hash[65];
+        int64_t now = time_mono_ms();
+        if (auth_keycache_hash(tok, hash) != 0)
             return AUTH_NONE;
+        if (!auth_keycache_get(cache, hash, now, &k)) {
+            int rc = auth_keys_authenticate(app->db, tok, &k, err, sizeof err);
+            if (rc < 0) {
+                char q[300];
+                log_warn("auth_key_lookup_failed", "rid=%s err=%s", req->request_id,
+                         log_quote(q, sizeof q, err));
+                return AUTH_UNAVAILABLE;
+            }
+            if (rc != 0)
+                return AUTH_NONE;
+            auth_keycache_put(cache, hash, now, &k);
+        }
         return set_principal(out, PRINCIPAL_API_KEY, k.role, k.id, NULL, k.name, NULL);
     }
     char sid[AUTH_SID_LEN + 1];
@@ -560,6 +578,9 @@ static void h_keys_revoke(api_ctx *app, http_request *req)
         http_error(req, 503, "database unavailable, retry later");
         return;
     }
+    /* This process forgets every key it trusted, so the revocation holds at once here (other
+     * API processes within auth.key_cache_ttl_s). */
+    auth_keycache_clear(((auth_state *)app->auth)->keys);
     log_info("api_key_revoked", "rid=%s id=%s", req->request_id, id);
     http_send_json(
         req, 200,
