@@ -3,6 +3,7 @@
 
 #include "timeutil.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,7 +170,8 @@ void jsonx_buf_cat(jsonx_buf *b, const char *s)
 
 void jsonx_buf_str(jsonx_buf *b, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
+    /* Upper-case hex, as jansson writes \\u escapes ("\\u001F"). */
+    static const char hex[] = "0123456789ABCDEF";
     /* Worst case 6 bytes per input byte (\u00XX) plus the quotes. */
     if (!buf_reserve(b, 6 * n + 2))
         return;
@@ -237,4 +239,205 @@ void jsonx_buf_free(jsonx_buf *b)
     b->data = NULL;
     b->len = b->cap = 0;
     b->failed = false;
+}
+
+/* ---- BSON -> JSON text ---------------------------------------------------------------------- */
+
+void jsonx_buf_int(jsonx_buf *b, long long v)
+{
+    char tmp[24], *e = tmp + sizeof tmp, *p = e;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    jsonx_buf_raw(b, p, (size_t)(e - p));
+}
+
+/* A double as jansson's dump writes it (jsonp_dtostr, precision 17): "%.17g", ".0" added when
+ * there is neither '.' nor 'e', and the exponent without '+' or leading zeros. */
+static void buf_real(jsonx_buf *b, double d)
+{
+    char tmp[64];
+    int n = snprintf(tmp, sizeof tmp - 3, "%.17g", d);
+    if (n < 0 || (size_t)n >= sizeof tmp - 3)
+        return;
+    size_t len = (size_t)n;
+    if (!memchr(tmp, '.', len) && !memchr(tmp, 'e', len)) {
+        memcpy(tmp + len, ".0", 3);
+        len += 2;
+    }
+    char *start = memchr(tmp, 'e', len);
+    if (start) {
+        start++;
+        char *end = start + 1;
+        if (*start == '-')
+            start++;
+        while (*end == '0')
+            end++;
+        if (end != start) {
+            memmove(start, end, len - (size_t)(end - tmp) + 1);
+            len -= (size_t)(end - start);
+        }
+    }
+    jsonx_buf_raw(b, tmp, len);
+}
+
+/* Would jansson keep this value (json_* constructor not NULL)? */
+static bool value_kept(const bson_iter_t *it)
+{
+    switch (bson_iter_type(it)) {
+    case BSON_TYPE_UTF8: {
+        uint32_t len;
+        const char *s = bson_iter_utf8(it, &len);
+        return bson_utf8_validate(s, len, true);
+    }
+    case BSON_TYPE_DOUBLE:
+        return isfinite(bson_iter_double(it));
+    default:
+        return true;
+    }
+}
+
+static int buf_value(jsonx_buf *b, const bson_iter_t *it);
+
+/* Members of a document (is_array false) or elements of an array. -1 on a repeated key. */
+static int buf_container(jsonx_buf *b, bson_iter_t *child, bool is_array, jsonx_member_fn fn,
+                         void *ctx)
+{
+    jsonx_buf_raw(b, is_array ? "[" : "{", 1);
+    bool first = true;
+    const char *seen[64];
+    size_t nseen = 0;
+    while (bson_iter_next(child)) {
+        if (!is_array) {
+            const char *key = bson_iter_key(child);
+            /* A repeated key: jansson would keep the first position with the last value. */
+            if (nseen < 64) {
+                for (size_t i = 0; i < nseen; i++)
+                    if (strcmp(seen[i], key) == 0)
+                        return -1;
+                seen[nseen++] = key;
+            } else {
+                return -1; /* over 64 members: left to jansson rather than checked slowly */
+            }
+            if (!value_kept(child) || !bson_utf8_validate(key, strlen(key), false))
+                continue;
+            const char *raw = NULL;
+            size_t rawlen = 0;
+            int how = fn ? fn(ctx, child, &raw, &rawlen) : JSONX_MEMBER_KEEP;
+            if (how == JSONX_MEMBER_SKIP)
+                continue;
+            if (!first)
+                jsonx_buf_raw(b, ",", 1);
+            first = false;
+            jsonx_buf_str(b, key, strlen(key));
+            jsonx_buf_raw(b, ":", 1);
+            if (how == JSONX_MEMBER_RAW) {
+                jsonx_buf_raw(b, raw, rawlen);
+                continue;
+            }
+        } else {
+            if (!value_kept(child))
+                continue;
+            if (!first)
+                jsonx_buf_raw(b, ",", 1);
+            first = false;
+        }
+        if (buf_value(b, child) != 0)
+            return -1;
+    }
+    jsonx_buf_raw(b, is_array ? "]" : "}", 1);
+    return 0;
+}
+
+static int buf_value(jsonx_buf *b, const bson_iter_t *it)
+{
+    switch (bson_iter_type(it)) {
+    case BSON_TYPE_OID: {
+        char hex[25];
+        bson_oid_to_string(bson_iter_oid(it), hex);
+        jsonx_buf_raw(b, "\"", 1);
+        jsonx_buf_raw(b, hex, 24);
+        jsonx_buf_raw(b, "\"", 1);
+        return 0;
+    }
+    case BSON_TYPE_DATE_TIME: {
+        char buf[32];
+        time_format_iso8601(bson_iter_date_time(it), buf);
+        jsonx_buf_raw(b, "\"", 1);
+        jsonx_buf_cat(b, buf);
+        jsonx_buf_raw(b, "\"", 1);
+        return 0;
+    }
+    case BSON_TYPE_UTF8: {
+        uint32_t len;
+        const char *s = bson_iter_utf8(it, &len);
+        jsonx_buf_str(b, s, len);
+        return 0;
+    }
+    case BSON_TYPE_INT32:
+        jsonx_buf_int(b, bson_iter_int32(it));
+        return 0;
+    case BSON_TYPE_INT64:
+        jsonx_buf_int(b, bson_iter_int64(it));
+        return 0;
+    case BSON_TYPE_DOUBLE:
+        buf_real(b, bson_iter_double(it));
+        return 0;
+    case BSON_TYPE_BOOL:
+        jsonx_buf_cat(b, bson_iter_bool(it) ? "true" : "false");
+        return 0;
+    case BSON_TYPE_NULL:
+    case BSON_TYPE_UNDEFINED:
+        jsonx_buf_raw(b, "null", 4);
+        return 0;
+    case BSON_TYPE_DOCUMENT:
+    case BSON_TYPE_ARRAY: {
+        bson_iter_t child;
+        if (!bson_iter_recurse(it, &child)) {
+            jsonx_buf_raw(b, "null", 4);
+            return 0;
+        }
+        return buf_container(b, &child, bson_iter_type(it) == BSON_TYPE_ARRAY, NULL, NULL);
+    }
+    default: {
+        /* Rare types: exactly what the jansson path writes. */
+        json_t *v = jsonx_from_bson_iter(it);
+        char *s = v ? jsonx_dumps(v) : NULL;
+        json_decref(v);
+        if (!s) {
+            b->failed = true;
+            return 0;
+        }
+        jsonx_buf_cat(b, s);
+        free(s);
+        return 0;
+    }
+    }
+}
+
+int jsonx_buf_bson(jsonx_buf *b, const bson_t *doc, jsonx_member_fn fn, void *ctx)
+{
+    bson_iter_t it;
+    if (!bson_iter_init(&it, doc)) {
+        jsonx_buf_raw(b, "{}", 2); /* jsonx_from_bson: an empty object */
+        return 0;
+    }
+    return buf_container(b, &it, false, fn, ctx);
+}
+
+int jsonx_buf_bson_member(jsonx_buf *b, const bson_iter_t *it, bool *first)
+{
+    const char *key = bson_iter_key(it);
+    if (!value_kept(it) || !bson_utf8_validate(key, strlen(key), false))
+        return 0;
+    if (!*first)
+        jsonx_buf_raw(b, ",", 1);
+    *first = false;
+    jsonx_buf_str(b, key, strlen(key));
+    jsonx_buf_raw(b, ":", 1);
+    return buf_value(b, it);
 }
