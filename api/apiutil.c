@@ -562,8 +562,7 @@ int api_query_text(api_ctx *app, mongoc_client_t *cl, const api_query *q, jsonx_
         for (size_t i = 0; i < n && !tree; i++) {
             if (i)
                 jsonx_buf_raw(out, ",", 1);
-            if (has_repeated_key(docs[i]) ||
-                jsonx_buf_bson(out, docs[i], nsets ? populate_member : NULL, &pc) != 0)
+            if (jsonx_buf_bson(out, docs[i], nsets ? populate_member : NULL, &pc) != 0)
                 tree = true;
         }
         jsonx_buf_raw(out, "]", 1);

@@ -549,14 +549,15 @@ static void h_keys_create(api_ctx *app, http_request *req)
 
 static void h_keys_list(api_ctx *app, http_request *req)
 {
-    json_t *arr = NULL;
+    jsonx_buf b = {0};
     char err[512], q[600];
-    if (auth_keys_list(app->db, MAX_LIST, &arr, err, sizeof err) != 0) {
+    if (auth_keys_list_text(app->db, MAX_LIST, &b, err, sizeof err) != 0) {
         log_warn("key_list_failed", "err=%s", log_quote(q, sizeof q, err));
         http_error(req, 503, "database unavailable, retry later");
-        return;
+    } else {
+        http_send_raw(req, 200, "application/json; charset=utf-8", b.data, b.len);
     }
-    http_send_json(req, 200, arr);
+    jsonx_buf_free(&b);
 }
 
 static void h_keys_revoke(api_ctx *app, http_request *req)
@@ -595,37 +596,47 @@ static void h_users_list(api_ctx *app, http_request *req)
     bson_t *opts =
         BCON_NEW("sort", "{", "firstLogin", BCON_INT32(1), "}", "limit", BCON_INT64(MAX_LIST));
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, filter, opts, NULL);
-    json_t *arr = json_array();
+    /* Each user: the stored document without _id and google_sub, "id" last; written straight
+     * from BSON (jsonx_buf_bson_public), or through jansson for the rare document it refuses. */
+    static const char *const drop[] = {"google_sub", NULL};
+    jsonx_buf b = {0};
     const bson_t *doc;
     bson_error_t e;
-    while (arr && mongoc_cursor_next(cur, &doc)) {
+    jsonx_buf_raw(&b, "[", 1);
+    for (bool first = true; mongoc_cursor_next(cur, &doc); first = false) {
+        if (!first)
+            jsonx_buf_raw(&b, ",", 1);
+        if (jsonx_buf_bson_public(&b, doc, drop) == 0)
+            continue;
         json_t *v = jsonx_from_bson(doc);
+        char *s = NULL;
         if (v) {
             json_object_set(v, "id", json_object_get(v, "_id"));
             json_object_del(v, "_id");
             json_object_del(v, "google_sub");
+            s = jsonx_dumps(v);
         }
-        if (!v || json_array_append_new(arr, v) != 0) {
-            json_decref(arr);
-            arr = NULL;
-        }
+        json_decref(v);
+        if (s)
+            jsonx_buf_cat(&b, s);
+        else
+            b.failed = true;
+        free(s);
     }
+    jsonx_buf_raw(&b, "]", 1);
     bool failed = mongoc_cursor_error(cur, &e);
     mongoc_cursor_destroy(cur);
     bson_destroy(filter);
     bson_destroy(opts);
     mongoc_collection_destroy(c);
     dbpool_push(app->db, client);
-    if (failed) {
-        json_decref(arr);
+    if (failed)
         api_db_fail(req, &e, "users list");
-        return;
-    }
-    if (!arr) {
+    else if (!jsonx_buf_ok(&b))
         http_error(req, 503, "out of memory");
-        return;
-    }
-    http_send_json(req, 200, arr);
+    else
+        http_send_raw(req, 200, "application/json; charset=utf-8", b.data, b.len);
+    jsonx_buf_free(&b);
 }
 
 int auth_register_routes(router *r)

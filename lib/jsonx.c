@@ -178,6 +178,15 @@ void jsonx_buf_str(jsonx_buf *b, const char *s, size_t n)
     char *o = b->data + b->len;
     *o++ = '"';
     for (const unsigned char *p = (const unsigned char *)s, *end = p + n; p < end; p++) {
+        const unsigned char *run = p;
+        while (p < end && *p >= 0x20 && *p != '"' && *p != '\\')
+            p++;
+        if (p > run) {
+            memcpy(o, run, (size_t)(p - run));
+            o += p - run;
+        }
+        if (p == end)
+            break;
         char esc = 0;
         switch (*p) {
         case '"':
@@ -260,6 +269,12 @@ void jsonx_buf_int(jsonx_buf *b, long long v)
  * there is neither '.' nor 'e', and the exponent without '+' or leading zeros. */
 static void buf_real(jsonx_buf *b, double d)
 {
+    /* Whole numbers below 1e15 print as their digits under %.17g: skip the formatter. */
+    if (d == (double)(int64_t)d && d > -1e15 && d < 1e15 && !(d == 0 && signbit(d))) {
+        jsonx_buf_int(b, (long long)d);
+        jsonx_buf_raw(b, ".0", 2);
+        return;
+    }
     char tmp[64];
     int n = snprintf(tmp, sizeof tmp - 3, "%.17g", d);
     if (n < 0 || (size_t)n >= sizeof tmp - 3)
@@ -285,6 +300,50 @@ static void buf_real(jsonx_buf *b, double d)
     jsonx_buf_raw(b, tmp, len);
 }
 
+/* jansson's UTF-8 rule (utf8_check_string): sequences of 1-4 bytes, no overlong forms, no
+ * surrogates, nothing above U+10FFFF; NUL allowed (json_stringn). ASCII runs are skipped eight
+ * bytes at a time: nearly every stored string is ASCII. */
+static bool utf8_ok(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str, *end = s + n;
+    while (s < end) {
+        if ((size_t)(end - s) >= 8) {
+            uint64_t w;
+            memcpy(&w, s, 8);
+            if (!(w & 0x8080808080808080ULL)) {
+                s += 8;
+                continue;
+            }
+        }
+        unsigned c = *s;
+        if (c < 0x80) {
+            s++;
+            continue;
+        }
+        size_t len;
+        unsigned v, min;
+        if (c >= 0xC2 && c <= 0xDF)
+            len = 2, v = c & 0x1F, min = 0x80;
+        else if (c >= 0xE0 && c <= 0xEF)
+            len = 3, v = c & 0x0F, min = 0x800;
+        else if (c >= 0xF0 && c <= 0xF4)
+            len = 4, v = c & 0x07, min = 0x10000;
+        else
+            return false;
+        if ((size_t)(end - s) < len)
+            return false;
+        for (size_t i = 1; i < len; i++) {
+            if ((s[i] & 0xC0) != 0x80)
+                return false;
+            v = (v << 6) | (s[i] & 0x3F);
+        }
+        if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
+            return false;
+        s += len;
+    }
+    return true;
+}
+
 /* Would jansson keep this value (json_* constructor not NULL)? */
 static bool value_kept(const bson_iter_t *it)
 {
@@ -292,7 +351,7 @@ static bool value_kept(const bson_iter_t *it)
     case BSON_TYPE_UTF8: {
         uint32_t len;
         const char *s = bson_iter_utf8(it, &len);
-        return bson_utf8_validate(s, len, true);
+        return utf8_ok(s, len);
     }
     case BSON_TYPE_DOUBLE:
         return isfinite(bson_iter_double(it));
@@ -311,19 +370,28 @@ static int buf_container(jsonx_buf *b, bson_iter_t *child, bool is_array, jsonx_
     bool first = true;
     const char *seen[64];
     size_t nseen = 0;
+    uint64_t filter = 0;
     while (bson_iter_next(child)) {
         if (!is_array) {
             const char *key = bson_iter_key(child);
-            /* A repeated key: jansson would keep the first position with the last value. */
+            /* A repeated key: jansson would keep the first position with the last value. A
+             * 64-bit filter on (length, first, last byte) skips the comparisons for keys that
+             * cannot repeat an earlier one. */
             if (nseen < 64) {
-                for (size_t i = 0; i < nseen; i++)
-                    if (strcmp(seen[i], key) == 0)
-                        return -1;
+                size_t kl = strlen(key);
+                uint64_t bit = 1ULL << ((kl * 31u + (unsigned char)key[0] * 7u +
+                                         (kl ? (unsigned char)key[kl - 1] : 0u)) &
+                                        63u);
+                if (filter & bit)
+                    for (size_t i = 0; i < nseen; i++)
+                        if (strcmp(seen[i], key) == 0)
+                            return -1;
+                filter |= bit;
                 seen[nseen++] = key;
             } else {
                 return -1; /* over 64 members: left to jansson rather than checked slowly */
             }
-            if (!value_kept(child) || !bson_utf8_validate(key, strlen(key), false))
+            if (!value_kept(child) || !utf8_ok(key, strlen(key)))
                 continue;
             const char *raw = NULL;
             size_t rawlen = 0;
@@ -432,7 +500,7 @@ int jsonx_buf_bson(jsonx_buf *b, const bson_t *doc, jsonx_member_fn fn, void *ct
 int jsonx_buf_bson_member(jsonx_buf *b, const bson_iter_t *it, bool *first)
 {
     const char *key = bson_iter_key(it);
-    if (!value_kept(it) || !bson_utf8_validate(key, strlen(key), false))
+    if (!value_kept(it) || !utf8_ok(key, strlen(key)))
         return 0;
     if (!*first)
         jsonx_buf_raw(b, ",", 1);
@@ -440,4 +508,51 @@ int jsonx_buf_bson_member(jsonx_buf *b, const bson_iter_t *it, bool *first)
     jsonx_buf_str(b, key, strlen(key));
     jsonx_buf_raw(b, ":", 1);
     return buf_value(b, it);
+}
+
+typedef struct public_ctx {
+    const char *const *drop;
+    bool clash; /* a stored "id" member */
+} public_ctx;
+
+static int public_member(void *vctx, const bson_iter_t *it, const char **raw, size_t *rawlen)
+{
+    (void)raw;
+    (void)rawlen;
+    public_ctx *c = vctx;
+    const char *key = bson_iter_key(it);
+    if (!strcmp(key, "_id"))
+        return JSONX_MEMBER_SKIP;
+    if (!strcmp(key, "id"))
+        c->clash = true;
+    for (const char *const *d = c->drop; d && *d; d++)
+        if (!strcmp(key, *d))
+            return JSONX_MEMBER_SKIP;
+    return JSONX_MEMBER_KEEP;
+}
+
+int jsonx_buf_bson_public(jsonx_buf *b, const bson_t *doc, const char *const *drop)
+{
+    size_t start = b->len;
+    public_ctx c = {drop, false};
+    bson_iter_t id;
+    int rc = bson_iter_init_find(&id, doc, "_id") && value_kept(&id) ? 0 : -1;
+    if (rc == 0)
+        rc = jsonx_buf_bson(b, doc, public_member, &c);
+    if (rc == 0 && !c.clash && jsonx_buf_ok(b) && b->len > start + 1) {
+        b->len--; /* the closing brace */
+        bool first = b->data[b->len - 1] == '{';
+        if (!first)
+            jsonx_buf_raw(b, ",", 1);
+        jsonx_buf_raw(b, "\"id\":", 5);
+        rc = buf_value(b, &id);
+        jsonx_buf_raw(b, "}", 1);
+    } else if (rc == 0) {
+        rc = -1;
+    }
+    if (rc != 0 && b->data) {
+        b->len = start;
+        b->data[start] = '\0';
+    }
+    return rc;
 }

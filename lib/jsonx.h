@@ -76,6 +76,11 @@ int jsonx_buf_bson(jsonx_buf *b, const bson_t *doc, jsonx_member_fn fn, void *ct
 /* Append `"key":value` of the member at it, with a leading ',' when *first is false (then
  * cleared). Nothing when jansson would drop the member. 0, or -1 for a repeated key inside. */
 int jsonx_buf_bson_member(jsonx_buf *b, const bson_iter_t *it, bool *first);
+/* doc as the "public view" several lists show: without _id and the NULL-terminated `drop`
+ * fields, then "id": the _id value last (what json_object_set(v, "id", _id) followed by
+ * json_object_del(v, "_id") gives in jansson). 0, or -1 (repeated key, or a stored "id" member
+ * or no _id: the caller renders that document through jansson) with the text cut back. */
+int jsonx_buf_bson_public(jsonx_buf *b, const bson_t *doc, const char *const *drop);
 /* An integer as jansson writes it ("%lld"). */
 void jsonx_buf_int(jsonx_buf *b, long long v);
 /* Empty the text, keep the allocation. */

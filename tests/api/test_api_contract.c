@@ -337,7 +337,8 @@ TEST(single_receipt_says_updated)
 /* Byte-for-byte: a list page of stored documents with every field type the lists show (escapes,
  * control characters, UTF-8, doubles of several shapes, int32/int64, bool, null, dates, arrays,
  * nested documents) and a populated list (campaign logs with their customer) answer exactly the
- * bytes stored in tests/api/expected/list_pages.txt, one line per page. The documents have fixed
+ * bytes stored in tests/api/expected/list_pages.txt, one line per page (and /api/users, whose
+ * documents are renamed: _id -> id last, google_sub dropped). The documents have fixed
  * ids below any ObjectId made at run time, so they are the first page of /customers. */
 static int insert_fixed(const char *coll_name, bson_t *d)
 {
@@ -395,12 +396,25 @@ TEST(list_page_bytes)
                                 BCON_OID(&gone), "message", BCON_UTF8("x"), "status",
                                 BCON_UTF8("PENDING"), "vendorMsgId", BCON_NULL, "createdAt",
                                 BCON_DATE_TIME(t0))) == 0);
+    bson_oid_t u1, u2;
+    bson_oid_init_from_string(&u1, "000000000000000000000f01");
+    bson_oid_init_from_string(&u2, "000000000000000000000f02");
+    CHECK(insert_fixed("users", BCON_NEW("_id", BCON_OID(&u1), "google_sub", BCON_UTF8("g-1"),
+                                         "email", BCON_UTF8("ann@example.com"), "displayName",
+                                         BCON_UTF8("Ann \"A\" \xc3\x85"), "role",
+                                         BCON_UTF8("admin"), "firstLogin", BCON_DATE_TIME(t0),
+                                         "lastLogin", BCON_DATE_TIME(t0 + 5))) == 0);
+    CHECK(insert_fixed("users",
+                       BCON_NEW("_id", BCON_OID(&u2), "google_sub", BCON_UTF8("g-2"), "email",
+                                BCON_UTF8("bob@example.com"), "role", BCON_UTF8("staff"),
+                                "firstLogin", BCON_DATE_TIME(t0 + 1))) == 0);
     char path[256], want[8192];
     snprintf(path, sizeof path, "%s/tests/api/expected/list_pages.txt", MINICRM_SOURCE_DIR);
     FILE *f = fopen(path, "r");
     CHECK(f != NULL);
     const char *pages[] = {"/customers?limit=3",
-                           "/api/campaigns/000000000000000000000c01/logs?limit=5", NULL};
+                           "/api/campaigns/000000000000000000000c01/logs?limit=5", "/api/users",
+                           NULL};
     for (int i = 0; pages[i]; i++) {
         CHECK(fgets(want, sizeof want, f) != NULL);
         want[strcspn(want, "\n")] = '\0';

@@ -219,6 +219,43 @@ TEST(random_documents_match_jansson)
     (void)refused;
 }
 
+/* jsonx_buf_bson_public against jansson's set "id" / del "_id" / del the dropped field. */
+TEST(public_view_matches_jansson)
+{
+    static const char *const drop[] = {"k1", NULL};
+    int same = 0;
+    for (int i = 0; i < 5000; i++) {
+        bson_t d = BSON_INITIALIZER;
+        bson_oid_t o;
+        bson_oid_init(&o, NULL);
+        if (i % 50)
+            bson_append_oid(&d, "_id", -1, &o);
+        rand_doc(&d, 0, false);
+        if (i % 7 == 0)
+            bson_append_utf8(&d, "k1", -1, "dropped", -1);
+        jsonx_buf b = {0};
+        int rc = jsonx_buf_bson_public(&b, &d, drop);
+        json_t *v = jsonx_from_bson(&d);
+        json_object_set(v, "id", json_object_get(v, "_id"));
+        json_object_del(v, "_id");
+        json_object_del(v, "k1");
+        char *want = jsonx_dumps(v);
+        json_decref(v);
+        if (rc == 0) {
+            if (strcmp(b.data, want) != 0)
+                fprintf(stderr, " got: %s\nwant: %s\n", b.data, want);
+            CHECK_STR_EQ(b.data, want);
+            same++;
+        } else {
+            CHECK(b.len == 0);
+        }
+        free(want);
+        jsonx_buf_free(&b);
+        bson_destroy(&d);
+    }
+    CHECK(same > 3500);
+}
+
 static int hook(void *ctx, const bson_iter_t *it, const char **raw, size_t *rawlen)
 {
     (void)ctx;
@@ -244,4 +281,4 @@ TEST(member_hook)
 }
 
 TEST_MAIN(TEST_ENTRY(fixed_shapes), TEST_ENTRY(random_documents_match_jansson),
-          TEST_ENTRY(member_hook))
+          TEST_ENTRY(public_view_matches_jansson), TEST_ENTRY(member_hook))
