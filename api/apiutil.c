@@ -330,17 +330,29 @@ static const char *id_string(const bson_iter_t *it, char hex[25])
     return NULL;
 }
 
-/* True if a document repeats a top-level key (jansson would keep the last value). */
+/* True if a document repeats a top-level key (jansson would keep the last value). Keys are
+ * compared only when a 64-bit filter on (length, first, last byte) says they may repeat. */
 static bool has_repeated_key(const bson_t *doc)
 {
     bson_iter_t a, b;
+    uint64_t filter = 0;
+    size_t nth = 0;
     if (!bson_iter_init(&a, doc))
         return false;
     while (bson_iter_next(&a)) {
-        b = a;
-        while (bson_iter_next(&b))
-            if (strcmp(bson_iter_key(&a), bson_iter_key(&b)) == 0)
-                return true;
+        const char *k = bson_iter_key(&a);
+        size_t kl = strlen(k);
+        uint64_t bit =
+            1ULL << ((kl * 31u + (unsigned char)k[0] * 7u + (kl ? (unsigned char)k[kl - 1] : 0u)) &
+                     63u);
+        if (filter & bit) { /* compare with the keys before this one */
+            bson_iter_init(&b, doc);
+            for (size_t i = 0; i < nth && bson_iter_next(&b); i++)
+                if (strcmp(k, bson_iter_key(&b)) == 0)
+                    return true;
+        }
+        filter |= bit;
+        nth++;
     }
     return false;
 }
@@ -557,7 +569,10 @@ int api_query_text(api_ctx *app, mongoc_client_t *cl, const api_query *q, jsonx_
     }
     if (rc == 0 && !tree) {
         populate_ctx pc = {sets, nsets};
-        size_t start = out->len;
+        size_t start = out->len, need = 2;
+        for (size_t i = 0; i < n; i++)
+            need += docs[i]->len + docs[i]->len / 4;
+        jsonx_buf_reserve(out, need);
         jsonx_buf_raw(out, "[", 1);
         for (size_t i = 0; i < n && !tree; i++) {
             if (i)

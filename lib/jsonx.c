@@ -154,6 +154,11 @@ static bool buf_reserve(jsonx_buf *b, size_t more)
     return true;
 }
 
+bool jsonx_buf_reserve(jsonx_buf *b, size_t more)
+{
+    return buf_reserve(b, more);
+}
+
 void jsonx_buf_raw(jsonx_buf *b, const char *s, size_t n)
 {
     if (!buf_reserve(b, n))
@@ -362,6 +367,46 @@ static bool value_kept(const bson_iter_t *it)
 
 static int buf_value(jsonx_buf *b, const bson_iter_t *it);
 
+/* A date as jsonx_from_bson writes it (time_format_iso8601, quoted). The calendar part of the
+ * last day seen by this thread is kept: a page's dates mostly fall on a few days, and the
+ * time of day is plain arithmetic. */
+static void buf_date(jsonx_buf *b, int64_t ms)
+{
+    static _Thread_local int64_t cached_day = INT64_MIN;
+    static _Thread_local char cached_ymd[11];
+    int64_t secs = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
+    int64_t msec = ms - secs * 1000;
+    int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
+    int64_t rem = secs - days * 86400;
+    char out[32];
+    if (days != cached_day) {
+        time_format_iso8601(days * 86400000, out);
+        memcpy(cached_ymd, out, 10);
+        cached_day = days;
+    }
+    out[0] = '"';
+    memcpy(out + 1, cached_ymd, 10);
+    unsigned f[4] = {(unsigned)(rem / 3600), (unsigned)(rem / 60 % 60), (unsigned)(rem % 60),
+                     (unsigned)msec};
+    char *o = out + 11;
+    *o++ = 'T';
+    *o++ = (char)('0' + f[0] / 10);
+    *o++ = (char)('0' + f[0] % 10);
+    *o++ = ':';
+    *o++ = (char)('0' + f[1] / 10);
+    *o++ = (char)('0' + f[1] % 10);
+    *o++ = ':';
+    *o++ = (char)('0' + f[2] / 10);
+    *o++ = (char)('0' + f[2] % 10);
+    *o++ = '.';
+    *o++ = (char)('0' + f[3] / 100);
+    *o++ = (char)('0' + f[3] / 10 % 10);
+    *o++ = (char)('0' + f[3] % 10);
+    *o++ = 'Z';
+    *o++ = '"';
+    jsonx_buf_raw(b, out, (size_t)(o - out));
+}
+
 /* Members of a document (is_array false) or elements of an array. -1 on a repeated key. */
 static int buf_container(jsonx_buf *b, bson_iter_t *child, bool is_array, jsonx_member_fn fn,
                          void *ctx)
@@ -377,8 +422,8 @@ static int buf_container(jsonx_buf *b, bson_iter_t *child, bool is_array, jsonx_
             /* A repeated key: jansson would keep the first position with the last value. A
              * 64-bit filter on (length, first, last byte) skips the comparisons for keys that
              * cannot repeat an earlier one. */
+            size_t kl = strlen(key);
             if (nseen < 64) {
-                size_t kl = strlen(key);
                 uint64_t bit = 1ULL << ((kl * 31u + (unsigned char)key[0] * 7u +
                                          (kl ? (unsigned char)key[kl - 1] : 0u)) &
                                         63u);
@@ -391,7 +436,7 @@ static int buf_container(jsonx_buf *b, bson_iter_t *child, bool is_array, jsonx_
             } else {
                 return -1; /* over 64 members: left to jansson rather than checked slowly */
             }
-            if (!value_kept(child) || !utf8_ok(key, strlen(key)))
+            if (!value_kept(child) || !utf8_ok(key, kl))
                 continue;
             const char *raw = NULL;
             size_t rawlen = 0;
@@ -401,7 +446,7 @@ static int buf_container(jsonx_buf *b, bson_iter_t *child, bool is_array, jsonx_
             if (!first)
                 jsonx_buf_raw(b, ",", 1);
             first = false;
-            jsonx_buf_str(b, key, strlen(key));
+            jsonx_buf_str(b, key, kl);
             jsonx_buf_raw(b, ":", 1);
             if (how == JSONX_MEMBER_RAW) {
                 jsonx_buf_raw(b, raw, rawlen);
@@ -432,14 +477,9 @@ static int buf_value(jsonx_buf *b, const bson_iter_t *it)
         jsonx_buf_raw(b, "\"", 1);
         return 0;
     }
-    case BSON_TYPE_DATE_TIME: {
-        char buf[32];
-        time_format_iso8601(bson_iter_date_time(it), buf);
-        jsonx_buf_raw(b, "\"", 1);
-        jsonx_buf_cat(b, buf);
-        jsonx_buf_raw(b, "\"", 1);
+    case BSON_TYPE_DATE_TIME:
+        buf_date(b, bson_iter_date_time(it));
         return 0;
-    }
     case BSON_TYPE_UTF8: {
         uint32_t len;
         const char *s = bson_iter_utf8(it, &len);

@@ -55,6 +55,8 @@ void jsonx_buf_cat(jsonx_buf *b, const char *s);
  * characters escaped as jansson's compact dump escapes them. */
 void jsonx_buf_str(jsonx_buf *b, const char *s, size_t n);
 bool jsonx_buf_ok(const jsonx_buf *b);
+/* Make room for `more` bytes ahead (one allocation instead of several doublings). */
+bool jsonx_buf_reserve(jsonx_buf *b, size_t more);
 
 /* ---- BSON straight to JSON text ------------------------------------------------------------
  * The list routes write stored documents without building a jansson tree: the text is byte for
