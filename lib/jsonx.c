@@ -161,7 +161,7 @@ bool jsonx_buf_reserve(jsonx_buf *b, size_t more)
 
 void jsonx_buf_raw(jsonx_buf *b, const char *s, size_t n)
 {
-    if (!buf_reserve(b, n))
+    if (b->failed || (b->len + n + 1 > b->cap && !buf_reserve(b, n)))
         return;
     memcpy(b->data + b->len, s, n);
     b->len += n;
@@ -414,6 +414,7 @@ static int buf_container(jsonx_buf *b, bson_iter_t *child, bool is_array, jsonx_
     jsonx_buf_raw(b, is_array ? "[" : "{", 1);
     bool first = true;
     const char *seen[64];
+    unsigned char seen_h[64];
     size_t nseen = 0;
     uint64_t filter = 0;
     while (bson_iter_next(child)) {
@@ -424,14 +425,17 @@ static int buf_container(jsonx_buf *b, bson_iter_t *child, bool is_array, jsonx_
              * cannot repeat an earlier one. */
             size_t kl = strlen(key);
             if (nseen < 64) {
-                uint64_t bit = 1ULL << ((kl * 31u + (unsigned char)key[0] * 7u +
-                                         (kl ? (unsigned char)key[kl - 1] : 0u)) &
-                                        63u);
+                unsigned h = (unsigned)(kl * 31u + (unsigned char)key[0] * 7u +
+                                        (kl ? (unsigned char)key[kl - 1] * 3u : 0u) +
+                                        (kl > 1 ? (unsigned char)key[1] : 0u)) &
+                             63u;
+                uint64_t bit = 1ULL << h;
                 if (filter & bit)
                     for (size_t i = 0; i < nseen; i++)
-                        if (strcmp(seen[i], key) == 0)
+                        if (seen_h[i] == h && strcmp(seen[i], key) == 0)
                             return -1;
                 filter |= bit;
+                seen_h[nseen] = (unsigned char)h;
                 seen[nseen++] = key;
             } else {
                 return -1; /* over 64 members: left to jansson rather than checked slowly */
