@@ -394,7 +394,12 @@ static int ref_set_load(api_ctx *app, mongoc_client_t *cl, bson_t **docs, size_t
     }
     bson_append_array_end(&sub, &arr);
     bson_append_document_end(&filter, &sub);
-    bson_t opts = BSON_INITIALIZER;
+    /* Only the fields shown are fetched (an inclusion projection; _id comes with it). */
+    bson_t opts = BSON_INITIALIZER, proj;
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
+    for (const char *const *f = r->fields; *f; f++)
+        BSON_APPEND_INT32(&proj, *f, 1);
+    bson_append_document_end(&opts, &proj);
     add_max_time(&opts);
     mongoc_collection_t *coll = dbpool_collection(app->db, cl, r->coll);
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
