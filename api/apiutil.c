@@ -400,6 +400,8 @@ static int ref_set_load(api_ctx *app, mongoc_client_t *cl, bson_t **docs, size_t
     for (const char *const *f = r->fields; *f; f++)
         BSON_APPEND_INT32(&proj, *f, 1);
     bson_append_document_end(&opts, &proj);
+    if (k > 0) /* every referenced document in the first reply (no getMore) */
+        BSON_APPEND_INT64(&opts, "batchSize", (int64_t)k);
     add_max_time(&opts);
     mongoc_collection_t *coll = dbpool_collection(app->db, cl, r->coll);
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
@@ -510,6 +512,9 @@ int api_query_text(api_ctx *app, mongoc_client_t *cl, const api_query *q, jsonx_
         bson_append_document_end(&opts, &sub);
     }
     BSON_APPEND_INT64(&opts, "limit", q->limit);
+    /* The whole page in the first reply: no getMore round trip (the default first batch is
+     * 101 documents). */
+    BSON_APPEND_INT64(&opts, "batchSize", q->limit);
     if (q->skip > 0)
         BSON_APPEND_INT64(&opts, "skip", q->skip);
     add_max_time(&opts);

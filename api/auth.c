@@ -594,7 +594,8 @@ static void h_users_list(api_ctx *app, http_request *req)
     mongoc_collection_t *c = dbpool_collection(app->db, client, DB_USERS);
     bson_t *filter = bson_new();
     bson_t *opts =
-        BCON_NEW("sort", "{", "firstLogin", BCON_INT32(1), "}", "limit", BCON_INT64(MAX_LIST));
+        BCON_NEW("sort", "{", "firstLogin", BCON_INT32(1), "}", "limit", BCON_INT64(MAX_LIST),
+                 "batchSize", BCON_INT64(MAX_LIST)); /* one reply, no getMore */
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, filter, opts, NULL);
     /* Each user: the stored document without _id and google_sub, "id" last; written straight
      * from BSON (jsonx_buf_bson_public), or through jansson for the rare document it refuses. */

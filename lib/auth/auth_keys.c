@@ -120,7 +120,8 @@ int auth_keys_list_text(dbpool *db, int limit, jsonx_buf *out, char *err, size_t
 {
     bson_t *filter = bson_new();
     bson_t *opts =
-        BCON_NEW("sort", "{", "createdAt", BCON_INT32(-1), "}", "limit", BCON_INT64(limit));
+        BCON_NEW("sort", "{", "createdAt", BCON_INT32(-1), "}", "limit", BCON_INT64(limit),
+                 "batchSize", BCON_INT64(limit)); /* one reply, no getMore */
     mongoc_client_t *client = dbpool_pop(db);
     mongoc_collection_t *c = dbpool_collection(db, client, DB_API_KEYS);
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, filter, opts, NULL);
