@@ -69,11 +69,11 @@ SIG=$(openssl dgst -sha256 -hmac bench-secret -r "$BODY" | cut -d' ' -f1)
 cat >"$WORK/post_customers.lua" <<LUA
 local n = 0
 function setup(thread) n = n + 1; thread:set("tid", n) end
-function init(args) counter = 0 end
+function init(args) counter = 0; run = os.time() end
 function request()
   counter = counter + 1
-  local body = string.format('{"name":"Bench %d-%d","email":"b%d_%d@bench%d.io","total_spend":%d}',
-      tid, counter, tid, counter, counter % 7, (counter * 37) % 9000)
+  local body = string.format('{"name":"Bench %d-%d","email":"b%d_%d_%d@bench%d.io","total_spend":%d}',
+      tid, counter, run, tid, counter, counter % 7, (counter * 37) % 9000)
   return wrk.format("POST", "/customers", {["Content-Type"] = "application/json",
       ["Authorization"] = "Bearer $KEY"}, body)
 end
