@@ -27,9 +27,9 @@
 
 typedef struct minicrm_config {
     struct {
-        char *uri;      /* MONGO_URI */
-        int pool_max;   /* clients per process pool */
-        int timeout_ms; /* server selection / socket timeout */
+        char *uri;            /* MONGO_URI */
+        int pool_max;         /* clients per process pool */
+        int timeout_ms;       /* server selection / socket timeout */
         int max_time_ms;      /* maxTimeMS of the API's reads */
         int index_timeout_ms; /* socket timeout of the start-up index builder */
         char *write_concern;  /* auto | journal | majority | acknowledged (dbpool_durable_wc) */
