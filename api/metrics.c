@@ -7,6 +7,8 @@
  */
 #include "metrics.h"
 
+#include "campaign.h"
+
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -29,6 +31,8 @@ typedef struct slot {
 } slot;
 
 struct api_metrics {
+    /* campaign moves made by the API, by (from, to) state */
+    atomic_uint_fast64_t moves[CAMPAIGN_STATUS_COUNT][CAMPAIGN_STATUS_COUNT];
     size_t nslots;
     slot *slots;
     char **labels; /* nslots - 1 owned copies */
@@ -145,8 +149,25 @@ static const char *slot_label(const api_metrics *m, size_t i)
     return m->labels[i];
 }
 
+void metrics_campaign_move(api_metrics *m, int from, int to)
+{
+    if (m && from >= 0 && from < CAMPAIGN_STATUS_COUNT && to >= 0 && to < CAMPAIGN_STATUS_COUNT)
+        atomic_fetch_add_explicit(&m->moves[from][to], 1, memory_order_relaxed);
+}
+
 void metrics_render(const api_metrics *m, mbuf *out)
 {
+    mbuf_printf(out, "# HELP minicrm_campaign_transitions_total Campaign state moves made through "
+                     "the API (pause, resume, cancel).\n"
+                     "# TYPE minicrm_campaign_transitions_total counter\n");
+    for (int f = 0; f < CAMPAIGN_STATUS_COUNT; f++)
+        for (int t = 0; t < CAMPAIGN_STATUS_COUNT; t++) {
+            uint_fast64_t v = atomic_load_explicit(&m->moves[f][t], memory_order_relaxed);
+            if (v)
+                mbuf_printf(out, "minicrm_campaign_transitions_total{from=\"%s\",to=\"%s\"} %llu\n",
+                            campaign_status_name((campaign_status)f),
+                            campaign_status_name((campaign_status)t), (unsigned long long)v);
+        }
     mbuf_printf(out, "# HELP minicrm_http_requests_total HTTP requests by route and status.\n"
                      "# TYPE minicrm_http_requests_total counter\n");
     for (size_t i = 0; i < m->nslots; i++) {

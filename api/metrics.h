@@ -26,6 +26,9 @@ void metrics_free(api_metrics *m);
 /* Record one finished request. route_index -1 = unmatched; status 0 = no response. */
 void metrics_observe(api_metrics *m, int route_index, int status, int64_t dur_us);
 
+/* Count one campaign move (campaign_status values) for minicrm_campaign_transitions_total. */
+void metrics_campaign_move(api_metrics *m, int from, int to);
+
 /* A growable text buffer with a size cap. */
 typedef struct mbuf {
     char *data;

@@ -6,6 +6,7 @@
  *   routes_customers.c  POST/GET /customers, GET /customers/:id
  *   routes_orders.c     POST/GET /orders
  *   routes_campaigns.c  /api/campaigns (+ preview, suggest-tags, :id, :id/logs)
+ *   routes_campaign_moves.c  POST /api/campaigns/:id/pause|resume|cancel
  *   routes_comm.c       GET /communication
  *   routes_delivery.c   POST /api/vendor/send, POST /api/receipts/delivery
  *
@@ -23,6 +24,7 @@ int routes_ops_register(router *r);
 int routes_customers_register(router *r);
 int routes_orders_register(router *r);
 int routes_campaigns_register(router *r);
+int routes_campaign_moves_register(router *r);
 int routes_comm_register(router *r);
 int routes_delivery_register(router *r);
 

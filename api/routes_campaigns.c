@@ -1,7 +1,10 @@
 /*
  * routes_campaigns: campaigns1 and its logs.
  *
- *   POST /api/campaigns               {name, rules, selectedTags?, message?}
+ *   POST /api/campaigns               {name, rules, selectedTags?, message?, send_at?}
+ *        send_at (ISO 8601 with a zone, future, at most a year ahead; else 400 naming send_at):
+ *        the campaign is stored SCHEDULED (rules judged at send_at) and its job goes to the
+ *        schedule (a Redis ZSET, lib/campctl) instead of the queue; a worker promotes it.
  *        validate -> count the audience (one count with the rules filter) -> store the campaign
  *        (status QUEUED, counters 0, rules_now fixed) -> enqueue ONE job {"campaign_id"} on the
  *        campaigns queue -> 201 {"message", "campaign", "logs_count": audience size}.
@@ -19,8 +22,10 @@
  *   GET  /api/campaigns/suggest-tags/:id   the AI suggestion's state (api/aiseam.c).
  *   GET  /api/campaigns?tag=          newest first; tag is a case-insensitive fuzzy match
  *        (spaces, '-' and '_' interchangeable) on tags and name; ?limit=, ?page=.
- *   GET  /api/campaigns/:id           the campaign plus "progress" with exact counts of its
- *        logs by status (three indexed counts on {campaign_id, status}).
+ *   GET  /api/campaigns/:id           the campaign (counters total, pending, sent, failed,
+ *        cancelled) plus "progress" with exact counts of its logs by status (one indexed count
+ *        per log state on {campaign_id, status}; "cancelled" only when some log is).
+ *   The moves (pause, resume, cancel) are in routes_campaign_moves.c.
  *   GET  /api/campaigns/:id/logs      its logs, customer populated {_id, name, email}, in
  *        customer order (index {campaign_id, customer_id}); ?limit=, ?page= or ?after=<cust id>.
  *
@@ -31,12 +36,14 @@
 #include "aiseam.h"
 #include "apiutil.h"
 #include "campaign.h"
+#include "campctl.h"
 #include "hmac.h"
 #include "jobs.h"
 #include "jsonx.h"
 #include "log.h"
 #include "queue.h"
 #include "routes.h"
+#include "rpool.h"
 #include "rules.h"
 #include "template.h"
 #include "timeutil.h"
@@ -251,7 +258,14 @@ static void create_campaign(api_ctx *app, http_request *req, json_t *body, answe
         }
     }
 
-    int64_t now = time_now_ms();
+    int64_t now = time_now_ms(), send_at = 0;
+    json_t *jsa = json_object_get(body, "send_at");
+    bool scheduled = jsa && !json_is_null(jsa);
+    if (scheduled &&
+        (!json_is_string(jsa) ||
+         campaign_send_at_check(json_string_value(jsa), now, &send_at, err, sizeof err) != 0))
+        return set_error(a, 400, "%s",
+                         json_is_string(jsa) ? err : "send_at must be a string (ISO 8601)");
     bson_t filter = BSON_INITIALIZER;
     rules_filter(&r, now, &filter);
     mongoc_client_t *cl = dbpool_pop(app->db);
@@ -299,9 +313,13 @@ static void create_campaign(api_ctx *app, http_request *req, json_t *body, answe
     bson_append_array_end(&doc, &sub);
     BSON_APPEND_DATE_TIME(&doc, "tagUpdatedAt", now);
     BSON_APPEND_INT64(&doc, "audience_size", audience);
-    campaign_append_new_state(&doc);
+    if (scheduled)
+        campaign_append_new_scheduled(&doc, send_at);
+    else
+        campaign_append_new_state(&doc);
     BSON_APPEND_UTF8(&doc, "created_by", req->who.email[0] ? req->who.email : req->who.user_id);
-    BSON_APPEND_DATE_TIME(&doc, "rules_now", now);
+    /* A scheduled campaign's rules (inactive_days, recent_signup) are judged at send_at. */
+    BSON_APPEND_DATE_TIME(&doc, "rules_now", scheduled ? send_at : now);
     ai_seam_request(app->cfg, message != NULL, &doc);
     BSON_APPEND_DATE_TIME(&doc, "createdAt", now);
     BSON_APPEND_DATE_TIME(&doc, "updatedAt", now);
@@ -315,7 +333,18 @@ static void create_campaign(api_ctx *app, http_request *req, json_t *body, answe
     int jl = jobs_campaign_encode(hex, job, sizeof job);
     const char *jobs[1] = {job};
     size_t lens[1] = {jl > 0 ? (size_t)jl : 0};
-    int qrc = jl > 0 ? api_push_jobs(req, QUEUE_CAMPAIGNS, jobs, lens, 1) : -1;
+    int qrc = -1;
+    if (jl > 0 && !scheduled) {
+        qrc = api_push_jobs(req, QUEUE_CAMPAIGNS, jobs, lens, 1);
+    } else if (jl > 0) {
+        /* Scheduled: the job waits in the schedule until a worker promotes it (lib/campctl). */
+        rconn *rc = rpool_get(app->redis);
+        qrc =
+            rc && campctl_schedule_add(rc, app->cfg->redis.prefix, job, (size_t)jl, send_at, 0) >= 0
+                ? 0
+                : -1;
+        rpool_put(app->redis, rc);
+    }
     if (qrc != 0) {
         /* Not enqueued: remove the campaign so nothing is left QUEUED forever. */
         bson_t del = BSON_INITIALIZER;
@@ -334,7 +363,9 @@ static void create_campaign(api_ctx *app, http_request *req, json_t *body, answe
              (long long)audience);
     json_decref(a->body);
     a->status = 201;
-    a->body = json_pack("{s:s,s:o,s:I}", "message", "Campaign created and queued for delivery",
+    a->body = json_pack("{s:s,s:o,s:I}", "message",
+                        scheduled ? "Campaign created and scheduled"
+                                  : "Campaign created and queued for delivery",
                         "campaign", jsonx_from_bson(&doc), "logs_count", (json_int_t)audience);
 out:
     json_decref(tags);
@@ -588,8 +619,9 @@ static void h_get(api_ctx *app, http_request *req)
             json_decref(camp);
         } else {
             int64_t pending = counts[CAMPAIGN_LOG_PENDING], sent = counts[CAMPAIGN_LOG_SENT],
-                    failed = counts[CAMPAIGN_LOG_FAILED];
-            int64_t written = pending + sent + failed;
+                    failed = counts[CAMPAIGN_LOG_FAILED],
+                    cancelled = counts[CAMPAIGN_LOG_CANCELLED];
+            int64_t written = pending + sent + failed + cancelled;
             json_int_t audience = (json_int_t)jsonx_int(camp, "audience_size", 0);
             const char *status = jsonx_str(camp, "status", "");
             campaign_status cs;
@@ -601,6 +633,11 @@ static void h_get(api_ctx *app, http_request *req)
                                           (json_int_t)pending, "sent", (json_int_t)sent, "failed",
                                           (json_int_t)failed, "complete",
                                           completed && pending == 0));
+            /* Only once a log was cancelled, so the shape of a campaign that never was stays
+             * as it was. */
+            if (cancelled)
+                json_object_set_new(json_object_get(camp, "progress"), "cancelled",
+                                    json_integer((json_int_t)cancelled));
             http_send_json(req, 200, camp);
         }
     }

@@ -2,8 +2,10 @@
  * minicrm queues [--watch [SECONDS]] [--json]: depth, in-flight, delayed and dead counts and the
  * recent throughput of every minicrm queue (lib/queue queue_stats_get), read straight from
  * Redis. --watch redraws every SECONDS (default 2) until interrupted; --json prints one JSON
- * object (the same shape GET /api/queues returns).
+ * object (the same shape GET /api/queues returns, plus sends.held). Held: the send jobs of
+ * paused campaigns, kept apart from ready until a resume (lib/campctl).
  */
+#include "campctl.h"
 #include "commands.h"
 #include "queue.h"
 #include "rconn.h"
@@ -27,6 +29,8 @@ static int print_once(rconn *r, const minicrm_config *cfg, bool as_json)
             return 1;
         }
     }
+    /* Send jobs of paused campaigns wait in their held lists, apart from ready (lib/campctl). */
+    long long held = campctl_held_jobs(r, cfg->redis.prefix);
     if (as_json) {
         json_t *o = json_object();
         for (size_t i = 0; i < NQ; i++)
@@ -40,6 +44,8 @@ static int print_once(rconn *r, const minicrm_config *cfg, bool as_json)
                           "retried", (json_int_t)st[i].retried, "requeued",
                           (json_int_t)st[i].requeued, "reaped", (json_int_t)st[i].reaped,
                           "rate_per_s", st[i].rate_1m));
+        json_object_set_new(json_object_get(o, QUEUE_SENDS), "held",
+                            json_integer((json_int_t)(held < 0 ? 0 : held)));
         char *s = json_dumps(o, JSON_COMPACT);
         printf("%s\n", s ? s : "{}");
         free(s);
@@ -54,6 +60,7 @@ static int print_once(rconn *r, const minicrm_config *cfg, bool as_json)
         printf("%-10s %9lld %9lld %9lld %9lld %4lld/%-4lld %11lld %11lld %11lld %11.1f\n",
                st[i].name, st[i].ready, st[i].inflight, st[i].delayed, st[i].dead, st[i].alive,
                st[i].consumers, st[i].pushed, st[i].acked, st[i].items, st[i].rate_1m);
+    printf("%-10s %9lld (send jobs of paused campaigns, not in READY)\n", "held", held);
     fflush(stdout);
     return 0;
 }

@@ -30,5 +30,6 @@ int cmd_queues(cli_ctx *ctx);
 int cmd_dlq(cli_ctx *ctx);
 int cmd_seed(cli_ctx *ctx);
 int cmd_demo(cli_ctx *ctx);
+int cmd_campaigns(cli_ctx *ctx);
 
 #endif

@@ -21,6 +21,8 @@ static const command commands[] = {
     {"dlq", cmd_dlq, "dead letters: list|show|requeue|purge QUEUE [INDEX|--all]"},
     {"seed", cmd_seed,
      "create reproducible customers and orders through the API (--customers N --orders M)"},
+    {"campaigns", cmd_campaigns,
+     "campaigns: list, show ID, pause|resume|cancel ID, reschedule ID SEND_AT (--json)"},
     {"demo", cmd_demo, "run one campaign end to end against a running 'up' and show its progress"},
     {"config", cmd_config, "print the effective configuration (--defaults, --table, --secrets)"},
 };

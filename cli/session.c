@@ -9,6 +9,12 @@
 int cli_session_open(cli_session *s, const minicrm_config *cfg, const char *base,
                      const char *purpose, char *err, size_t errlen)
 {
+    return cli_session_open_as(s, cfg, base, purpose, AUTH_ROLE_STAFF, err, errlen);
+}
+
+int cli_session_open_as(cli_session *s, const minicrm_config *cfg, const char *base,
+                        const char *purpose, int role, char *err, size_t errlen)
+{
     memset(s, 0, sizeof *s);
     if (base && *base)
         snprintf(s->base, sizeof s->base, "%s", base);
@@ -20,7 +26,7 @@ int cli_session_open(cli_session *s, const minicrm_config *cfg, const char *base
     json_t *doc = NULL;
     char name[128];
     snprintf(name, sizeof name, "minicrm %s (temporary)", purpose);
-    if (auth_keys_create(s->db, AUTH_ROLE_STAFF, name, "minicrm-cli", s->key, &doc, err, errlen) !=
+    if (auth_keys_create(s->db, (auth_role)role, name, "minicrm-cli", s->key, &doc, err, errlen) !=
         0) {
         dbpool_free(s->db);
         s->db = NULL;

@@ -24,6 +24,9 @@ typedef struct cli_session {
  * http://127.0.0.1:<api.port>. 0, or -1 with a message in err. */
 int cli_session_open(cli_session *s, const minicrm_config *cfg, const char *base,
                      const char *purpose, char *err, size_t errlen);
+/* The same with a temporary key of another role (AUTH_ROLE_ADMIN for `campaigns cancel`). */
+int cli_session_open_as(cli_session *s, const minicrm_config *cfg, const char *base,
+                        const char *purpose, int role, char *err, size_t errlen);
 /* A client on the session's API and key (caller frees with httpc_free). */
 httpc *cli_session_client(const cli_session *s);
 /* Revoke the key and disconnect. NULL-safe, idempotent. */

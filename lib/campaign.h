@@ -6,6 +6,13 @@
  *
  *     QUEUED --(fan-out starts: campaign_mark_sending)--> SENDING
  *     SENDING --(fanout_done && pending == 0: campaign_try_complete)--> COMPLETED
+ *     SCHEDULED --(a worker promotes it at send_at; the fan-out starts)--> SENDING
+ *     SCHEDULED --(send_at older than campaigns.schedule_expiry_s)--> CANCELLED
+ *     QUEUED --(its stored rules cannot be used: campaign_cancel_unsendable)--> CANCELLED
+ *     SCHEDULED --(operator: CAMPAIGN_MOVE_RESCHEDULE)--> SCHEDULED
+ *     QUEUED | SENDING | PAUSED --(operator: CAMPAIGN_MOVE_PAUSE)--> PAUSED
+ *     PAUSED --(operator: CAMPAIGN_MOVE_RESUME)--> SENDING (fan-out had started) | QUEUED
+ *     SCHEDULED | QUEUED | SENDING | PAUSED | CANCELLED --(CAMPAIGN_MOVE_CANCEL)--> CANCELLED
  *
  *   QUEUED     created by the API (campaign_append_new_state), one job on the campaigns queue.
  *   SENDING    a fan-out worker took it: logs and sends are being written (checkpoint, total,
@@ -15,6 +22,27 @@
  *   COMPLETED  final: every log written and final. Whoever sees the last condition become true
  *              (the fan-out worker at its end, or the receipts worker counting the last log)
  *              makes the move; the guarded update makes it happen once.
+ *   SCHEDULED  created with a future send_at (campaign_append_new_scheduled): its job waits in
+ *              a Redis sorted set (lib/campctl) until a worker promotes it; the fan-out then
+ *              moves it SCHEDULED -> SENDING (campaign_mark_sending). One whose send_at passed
+ *              more than campaigns.schedule_expiry_s ago (everything was down) becomes CANCELLED
+ *              with the reason (campaign_expire_scheduled), never silently late.
+ *              Reschedule (SCHEDULED -> SCHEDULED, campaign_reschedule) moves send_at.
+ *   PAUSED     the operator stopped it: the fan-out stops at a batch boundary (checkpoint kept)
+ *              and the sends consumer holds its queued sends back (lib/campctl, the Redis side);
+ *              receipts of messages already at the vendor are still counted. Pausing a PAUSED
+ *              campaign is legal and re-applies the Redis side (an interrupted pause finishes).
+ *   CANCELLED  final for sending: no further sends; logs not yet handed to the vendor become
+ *              CANCELLED in one update_many (campaign_cancel_logs), the counters are recounted
+ *              (campaign_cancel_recount); receipts of messages already at the vendor still
+ *              move their PENDING logs and count. Cancelling a CANCELLED campaign is legal and
+ *              re-runs the bulk and the recount (an interrupted cancel finishes).
+ *   The legal moves of the operator are one table (campaign_move_legal); campaign_move applies
+ *   one, guarded by the state it read, and reports the current state of an illegal one (the
+ *   API's 409).
+ *   Counters: total = sent + failed + cancelled + pending at every read (total and pending
+ *   move with the checkpoint, sent/failed/-pending with receipts, cancelled/-pending with the
+ *   recount).
  *   Nothing leaves COMPLETED. There is no failed campaign: a log that cannot be delivered is a
  *   FAILED log and is counted, its campaign still completes.
  *
@@ -22,9 +50,12 @@
  *
  *     PENDING --(a receipt says SENT)--> SENT
  *     PENDING --(a receipt says FAILED, or the sweeper gives up)--> FAILED
+ *     PENDING --(its campaign is cancelled and its send is not at the vendor)--> CANCELLED
  *
  *   PENDING    written by the fan-out (campaign_log_append_new) with a deterministic _id
  *              (campaign_log_id), so a re-run writes no duplicate.
+ *   CANCELLED  final: its send was never handed to the vendor. A receipt never moves it (the
+ *              vendor only reports sends it was handed, and those logs are not cancelled).
  *   SENT, FAILED  final; a log moves once (every move is guarded by status == PENDING:
  *              campaign_log_match_pending), a repeated receipt is a no-op.
  *
@@ -51,6 +82,9 @@ typedef enum {
     CAMPAIGN_QUEUED = 0,
     CAMPAIGN_SENDING,
     CAMPAIGN_COMPLETED,
+    CAMPAIGN_SCHEDULED,
+    CAMPAIGN_PAUSED,
+    CAMPAIGN_CANCELLED,
     CAMPAIGN_STATUS_COUNT
 } campaign_status;
 
@@ -67,6 +101,7 @@ typedef enum {
     CAMPAIGN_LOG_PENDING = 0,
     CAMPAIGN_LOG_SENT,
     CAMPAIGN_LOG_FAILED,
+    CAMPAIGN_LOG_CANCELLED,
     CAMPAIGN_LOG_STATUS_COUNT
 } campaign_log_status;
 
@@ -76,11 +111,32 @@ bool campaign_log_status_final(campaign_log_status st);
 
 /* ---- campaign moves ------------------------------------------------------------------- */
 
-/* Append the state of a new campaign to doc: status QUEUED, counters total/pending/sent/failed
- * 0, checkpoint {last_customer_id: null, written: 0}. */
+/* Append the state of a new campaign to doc: status QUEUED, counters
+ * total/pending/sent/failed/cancelled 0, checkpoint {last_customer_id: null, written: 0}. */
 void campaign_append_new_state(bson_t *doc);
 
-/* QUEUED -> SENDING (startedAt = now); a no-op for a campaign already past QUEUED. */
+/* The same for a campaign created with a future send_at (ms): status SCHEDULED, send_at. */
+void campaign_append_new_scheduled(bson_t *doc, int64_t send_at);
+
+/* Check a send_at given by a client: an ISO 8601 date-time with a zone ("Z", "+HH:MM",
+ * "-HH:MM"), after now and at most CAMPAIGN_SEND_AT_MAX_AHEAD_MS ahead. 0 with *out (ms), or -1
+ * with the reason (naming send_at) in err. */
+#define CAMPAIGN_SEND_AT_MAX_AHEAD_MS (366LL * 24 * 3600 * 1000)
+int campaign_send_at_check(const char *s, int64_t now, int64_t *out, char *err, size_t errlen);
+
+/* SCHEDULED -> CANCELLED (cancelReason = reason): its send_at passed too long ago. A no-op for a
+ * campaign no longer SCHEDULED. */
+int campaign_expire_scheduled(mongoc_collection_t *camps, const bson_oid_t *cid, const char *reason,
+                              int64_t now, bson_error_t *e);
+
+/* QUEUED -> CANCELLED (cancelReason = reason): the fan-out cannot use its stored rules, so it
+ * can never start (no log was written; every counter stays 0). Without this move the campaign
+ * would stay QUEUED and the worker's rescue of job-less campaigns would queue it again and
+ * again. A no-op for a campaign no longer QUEUED. */
+int campaign_cancel_unsendable(mongoc_collection_t *camps, const bson_oid_t *cid,
+                               const char *reason, int64_t now, bson_error_t *e);
+
+/* QUEUED | SCHEDULED -> SENDING (startedAt = now); a no-op for a campaign past them. */
 int campaign_mark_sending(mongoc_collection_t *camps, const bson_oid_t *cid, int64_t now,
                           bson_error_t *e);
 
@@ -90,6 +146,55 @@ int campaign_mark_fanout_done(mongoc_collection_t *camps, const bson_oid_t *cid,
 
 /* SENDING && fanout_done && pending <= 0 -> COMPLETED (completedAt); a no-op otherwise. */
 int campaign_try_complete(mongoc_collection_t *camps, const bson_oid_t *cid, bson_error_t *e);
+
+/* ---- operator moves ------------------------------------------------------------------- */
+
+typedef enum {
+    CAMPAIGN_MOVE_PAUSE = 0,
+    CAMPAIGN_MOVE_RESUME,
+    CAMPAIGN_MOVE_CANCEL,
+    CAMPAIGN_MOVE_RESCHEDULE,
+    CAMPAIGN_MOVE_COUNT
+} campaign_move;
+
+/* "pause", "resume", "cancel", "reschedule". */
+const char *campaign_move_name(campaign_move m);
+/* Parse a move name (NUL-terminated). 0, or -1. */
+int campaign_move_parse(const char *s, campaign_move *out);
+/* The one table of legal operator moves: may move m start from state `from`? */
+bool campaign_move_legal(campaign_move m, campaign_status from);
+
+/* Results of campaign_move. */
+enum { CAMPAIGN_MOVED = 0, CAMPAIGN_ILLEGAL = 1, CAMPAIGN_NOT_FOUND = 2 };
+
+/* Apply move m to campaign cid: read its state, check the table, update guarded by the state
+ * read (retried if it changed meanwhile). CAMPAIGN_MOVED with *from and *to filled (resume goes
+ * to SENDING if the fan-out had started, else QUEUED; *fanout_done tells the caller whether the
+ * campaign job must run again), CAMPAIGN_ILLEGAL with *from = the current state,
+ * CAMPAIGN_NOT_FOUND, or -1 with e filled. `reason` (cancel, may be NULL) is stored as
+ * cancelReason. fanout_done may be NULL. */
+int campaign_move_apply(mongoc_collection_t *camps, const bson_oid_t *cid, campaign_move m,
+                        const char *reason, int64_t now, campaign_status *from, campaign_status *to,
+                        bool *fanout_done, bson_error_t *e);
+
+/* SCHEDULED -> SCHEDULED with a new send_at (ms), through the move table like
+ * campaign_move_apply (same results; *from filled). */
+int campaign_reschedule(mongoc_collection_t *camps, const bson_oid_t *cid, int64_t send_at,
+                        int64_t now, campaign_status *from, bson_error_t *e);
+
+/* The bulk cancel: every PENDING log of cid whose _id is not in keep[0..nkeep) (logs whose send
+ * the vendor already has) becomes CANCELLED, in one update_many. *modified (may be NULL) gets
+ * the number moved. 0 or -1. */
+int campaign_cancel_logs(mongoc_collection_t *logs, const bson_oid_t *cid, const bson_oid_t *keep,
+                         size_t nkeep, int64_t now, int64_t *modified, bson_error_t *e);
+
+/* Make the counters of a cancelled campaign exact again from its logs: total = its logs,
+ * cancelled = its CANCELLED logs, pending moved by the same differences (receipts keep moving
+ * sent/failed/pending concurrently: the update is an $inc guarded by the total and cancelled it
+ * read, retried if they moved). Idempotent; call after campaign_cancel_logs, with the fan-out
+ * stopped. 0 or -1. */
+int campaign_cancel_recount(mongoc_collection_t *camps, mongoc_collection_t *logs,
+                            const bson_oid_t *cid, bson_error_t *e);
 
 /* ---- logs ----------------------------------------------------------------------------- */
 

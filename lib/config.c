@@ -152,6 +152,10 @@ static const cfg_setting_info settings[] = {
      "logs inserted and sends pushed per batch during fan-out"},
     {"workers.shutdown_timeout_s", CFG_INT, OFF(workers.shutdown_timeout_s), "10", NULL, false, 1, 600, NULL,
      "time a worker gets to finish or hand back its batch on SIGTERM"},
+    {"campaigns.schedule_expiry_s", CFG_INT, OFF(campaigns.schedule_expiry_s), "3600", NULL, false, 1, 31622400, NULL,
+     "a scheduled campaign whose send_at passed longer ago than this (system down) is cancelled"},
+    {"campaigns.rescue_after_s", CFG_INT, OFF(campaigns.rescue_after_s), "30", NULL, false, 1, 86400, NULL,
+     "a QUEUED or SENDING campaign unchanged this long, with no fan-out running, gets its job again"},
 
     {"queue.max_attempts", CFG_INT, OFF(queue.max_attempts), "8", NULL, false, 1, 1000, NULL,
      "attempts before a job goes to the dead-letter list"},

@@ -100,6 +100,10 @@ typedef struct minicrm_config {
         int shutdown_timeout_s;
     } workers;
     struct {
+        int schedule_expiry_s; /* a scheduled campaign this late is cancelled, not started */
+        int rescue_after_s;    /* fanout_rescue_stalled: age of a campaign without a job */
+    } campaigns;
+    struct {
         int max_attempts;
         int backoff_base_ms;
         int backoff_max_ms;

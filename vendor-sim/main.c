@@ -35,6 +35,7 @@
  * SIGTERM/SIGINT: stop claiming, keep delivering what is in flight for up to
  * workers.stop_grace_s, then hand back the jobs still held and exit 0.
  */
+#include "campctl.h"
 #include "consumer.h"
 #include "decide.h"
 #include "jobs.h"
@@ -98,6 +99,13 @@ typedef struct vsim {
     int64_t next_post_ms;
     int post_backoff_ms;
     long long claimed, fired, posted, rejected; /* totals for progress logs (messages) */
+    /* Pause and cancel (lib/campctl): the flags as read before this turn's claim, the epoch
+     * acknowledged last, this consumer's processing list and id. */
+    campctl_view view;
+    long long acked_epoch;
+    char k_proc[300];
+    const char *cons;
+    long long held_jobs, dropped_jobs; /* jobs of paused (held) and cancelled (dropped) campaigns */
 } vsim;
 
 static uint64_t rng_next(vsim *v)
@@ -236,6 +244,34 @@ static int process_jobs(vsim *v, queue_batch *b)
             if (queue_dead(v->q, qj, whole) != 0)
                 rc = -1;
             continue;
+        }
+        /* A job of a paused or cancelled campaign is never handed to the vendor: it moves to
+         * the campaign's held list, or is dropped, in a script that checks the flag again
+         * (a resume may have come in between). A batch job names its campaign; a single send
+         * carries its own. */
+        if (v->view.npaused + v->view.ncancelled > 0 && !whole) {
+            jobs_reader peek = rd;
+            jobs_send_in first;
+            const char *pw = NULL;
+            const char *chex = rd.batch ? rd.campaign_id : NULL;
+            if (!chex && jobs_sends_next(&peek, &first, &pw) > 0)
+                chex = first.campaign_id;
+            if (chex && strlen(chex) == 24 && campctl_view_flag(&v->view, chex) != CAMPCTL_RUN) {
+                int hr =
+                    campctl_hold(v->rc, v->cfg->redis.prefix, v->k_proc, qj->data, qj->len, chex);
+                if (hr < 0) {
+                    log_warn("vendor.redis_error", "detail=\"%s\"", rconn_error(v->rc));
+                    rc = -1;
+                    continue;
+                }
+                if (hr > 0) {
+                    if (hr == CAMPCTL_PAUSED)
+                        v->held_jobs++;
+                    else
+                        v->dropped_jobs++;
+                    continue;
+                }
+            }
         }
         vjob *vj = calloc(1, sizeof *vj);
         if (!vj) {
@@ -409,6 +445,12 @@ static int post_some(vsim *v)
 static size_t vs_want(void *arg, int *block_ms)
 {
     vsim *v = arg;
+    /* Before any claim: read the pause/cancel flags (acknowledged in vs_tick, after the claim
+     * was checked against them). Without them this turn claims nothing. */
+    if (campctl_view_sync(v->rc, v->cfg->redis.prefix, &v->view) != 0) {
+        log_warn("vendor.redis_error", "detail=\"%s\"", rconn_error(v->rc));
+        return 0;
+    }
     size_t inflight = timers_count(&v->heap) + outbox_len(v);
     size_t max = (size_t)v->cfg->vendor_sim.max_inflight;
     if (inflight >= max)
@@ -445,6 +487,9 @@ static void vs_tick(void *arg, bool claimed)
     for (int i = 0; i < 8 && post_some(v) == 1; i++)
         ;
     ack_done(v);
+    if (v->view.epoch >= 0 && v->view.epoch != v->acked_epoch &&
+        campctl_ack(v->rc, v->cfg->redis.prefix, v->cons, v->view.epoch) == 0)
+        v->acked_epoch = v->view.epoch;
 }
 
 static size_t vs_held(void *arg)
@@ -457,9 +502,9 @@ static void vs_progress(void *arg, char *buf, size_t n)
     vsim *v = arg;
     snprintf(buf, n,
              "claimed=%lld fired=%lld posted=%lld rejected=%lld held_jobs=%zu waiting=%zu "
-             "outbox=%zu",
+             "outbox=%zu paused_jobs=%lld cancelled_jobs=%lld",
              v->claimed, v->fired, v->posted, v->rejected, v->held, timers_count(&v->heap),
-             outbox_len(v));
+             outbox_len(v), v->held_jobs, v->dropped_jobs);
 }
 
 static const consumer_ops vendor_ops = {.want = vs_want,
@@ -478,8 +523,9 @@ int main(int argc, char **argv)
         return st == 1 ? 0 : st;
     int rc = 1;
     char err[256], cid[QUEUE_MAX_CONSUMER];
-    vsim v = {.cfg = &cfg, .post_backoff_ms = 100};
+    vsim v = {.cfg = &cfg, .post_backoff_ms = 100, .acked_epoch = -1, .cons = cid};
     timers_init(&v.heap);
+    campctl_view_init(&v.view);
     if (cfg.vendor_sim.min_delay_ms > cfg.vendor_sim.max_delay_ms) {
         fprintf(stderr, "minicrm-vendor-sim: vendor_sim.min_delay_ms > max_delay_ms\n");
         rc = 2;
@@ -512,6 +558,9 @@ int main(int argc, char **argv)
                           : "cannot set up HMAC-SHA256");
         goto out;
     }
+    char procsuffix[QUEUE_MAX_CONSUMER + 16];
+    snprintf(procsuffix, sizeof procsuffix, "processing:%s", cid);
+    queue_key(v.q, procsuffix, v.k_proc, sizeof v.k_proc);
     snprintf(v.k_rejected, sizeof v.k_rejected, "%s{vendor}:rejected:%s", cfg.redis.prefix,
              cfg.vendor_sim.name);
     /* The consumer loop (lib/consumer) holds jobs across turns: it claims fresh jobs only,
@@ -540,6 +589,7 @@ int main(int argc, char **argv)
     rc = 0;
 out:
     timers_release(&v.heap);
+    campctl_view_release(&v.view);
     for (size_t i = v.out_head; i < v.out_n; i++)
         free(v.out[i].receipt);
     free(v.out);

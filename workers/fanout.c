@@ -20,6 +20,7 @@
 #include "fanout.h"
 
 #include "campaign.h"
+#include "campctl.h"
 #include "jobs.h"
 
 #include "log.h"
@@ -177,6 +178,17 @@ static fanout_result flush(fanout_ctx *x, mongoc_collection_t *logs, mongoc_coll
     batch_clear(b);
     if (queue_heartbeat(x->campaigns) < 0)
         log_warn("fanout.heartbeat_failed", "detail=\"%s\"", queue_error(x->campaigns));
+    /* A batch boundary with the checkpoint written: refresh the lease, stop if flagged. */
+    char hex[25];
+    bson_oid_to_string(cid, hex);
+    int fl = campctl_fanout_beat(x->rc, x->cfg->redis.prefix, hex, x->owner,
+                                 x->cfg->queue.heartbeat_ttl_s * 1000);
+    if (fl > 0) {
+        snprintf(why, wl, "%s", fl == CAMPCTL_PAUSED ? "paused" : "cancelled");
+        return FANOUT_HALTED;
+    }
+    if (fl < 0)
+        log_warn("fanout.lease_failed", "campaign=%s", hex);
     return FANOUT_DONE;
 }
 
@@ -327,6 +339,7 @@ typedef struct plan {
     bson_oid_t last; /* checkpoint: last customer written */
     bool has_last;
     long long written;
+    bool unusable; /* found, but its stored rules cannot be used */
 } plan;
 
 /* Step 1: read the campaign into p. FANOUT_DONE when loaded, else FANOUT_UNKNOWN/RETRY. */
@@ -379,6 +392,7 @@ static fanout_result load_plan(mongoc_collection_t *camps, plan *p, char *why, s
         if (!bson_init_static(&rdoc, data, len) ||
             rules_parse_bson(&rdoc, &p->rl, rerr, sizeof rerr) != 0) {
             snprintf(why, whylen, "campaign %s has unusable rules: %s", p->hex, rerr);
+            p->unusable = true;
             res = FANOUT_UNKNOWN;
             goto out;
         }
@@ -520,9 +534,34 @@ fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, siz
     mongoc_collection_t *camps = dbpool_durable_collection(x->db, cl, DB_CAMPAIGNS);
     mongoc_collection_t *custs = dbpool_collection(x->db, cl, DB_CUSTOMERS);
 
-    /* 1. load the campaign */
-    if ((res = load_plan(camps, &p, why, whylen)) != FANOUT_DONE)
+    /* 0. the lease (before the load: a pause that came first is seen here or in MongoDB) */
+    int fl = campctl_fanout_beat(x->rc, x->cfg->redis.prefix, campaign_hex, x->owner,
+                                 x->cfg->queue.heartbeat_ttl_s * 1000);
+    if (fl < 0) {
+        snprintf(why, whylen, "fan-out lease: %s", rconn_error(x->rc));
+        res = FANOUT_RETRY;
         goto out;
+    }
+    if (fl > 0) {
+        res = FANOUT_HALTED;
+        goto out;
+    }
+
+    /* 1. load the campaign; one that can never start leaves QUEUED with the reason */
+    if ((res = load_plan(camps, &p, why, whylen)) != FANOUT_DONE) {
+        if (res == FANOUT_UNKNOWN && p.unusable && p.status == CAMPAIGN_QUEUED &&
+            campaign_cancel_unsendable(camps, &p.cid, why, time_now_ms(), &e) != 0) {
+            snprintf(why, whylen, "cancel unsendable campaign: %s", e.message);
+            res = FANOUT_RETRY;
+        }
+        goto out;
+    }
+    if (p.status == CAMPAIGN_PAUSED || p.status == CAMPAIGN_CANCELLED) {
+        log_info("fanout.not_runnable", "campaign=%s status=%s", campaign_hex,
+                 campaign_status_name(p.status));
+        res = FANOUT_HALTED;
+        goto out;
+    }
     if (campaign_status_final(p.status) || p.fanout_done) {
         /* A re-run after "fanout_done" was written but the completion check that follows it
          * failed (e.g. MongoDB timed out in between): that check may be the last one anybody
@@ -557,9 +596,227 @@ fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, siz
     log_info("fanout.done", "campaign=%s logs=%lld", campaign_hex, p.written);
     res = FANOUT_DONE;
 out:
+    if (res == FANOUT_HALTED)
+        log_info("fanout.halted", "campaign=%s logs=%lld", campaign_hex, p.written);
+    if (campctl_fanout_end(x->rc, x->cfg->redis.prefix, campaign_hex, x->owner) != 0)
+        log_warn("fanout.lease_failed", "campaign=%s", campaign_hex);
     free(p.tpl);
     mongoc_collection_destroy(camps);
     mongoc_collection_destroy(custs);
     dbpool_push(x->db, cl);
     return res;
+}
+
+/* ---- the flags' repair ------------------------------------------------------------------ */
+
+int fanout_repair_flags(fanout_ctx *x)
+{
+    enum { MAXIDS = 20 };
+    const char *prefix = x->cfg->redis.prefix;
+    campctl_view v;
+    campctl_view_init(&v);
+    long long epoch;
+    /* The epoch first, then MongoDB, then the sets: the repair applies only if no move
+     * happened meanwhile (campctl_repair checks the epoch). */
+    if (campctl_epoch(x->rc, prefix, &epoch) != 0)
+        return -1;
+    mongoc_client_t *cl = dbpool_pop(x->db);
+    mongoc_collection_t *camps = dbpool_collection(x->db, cl, DB_CAMPAIGNS);
+    bson_t *f =
+        BCON_NEW("status", "{", "$in", "[", BCON_UTF8(campaign_status_name(CAMPAIGN_PAUSED)),
+                 BCON_UTF8(campaign_status_name(CAMPAIGN_CANCELLED)), "]", "}");
+    bson_t *o = BCON_NEW("projection", "{", "status", BCON_INT32(1), "}");
+    mongoc_cursor_t *c = mongoc_collection_find_with_opts(camps, f, o, NULL);
+    bson_destroy(f);
+    bson_destroy(o);
+    char paused[256][25], cancelled[256][25];
+    size_t np = 0, nc = 0;
+    const bson_t *doc;
+    bson_error_t e;
+    while (mongoc_cursor_next(c, &doc)) {
+        bson_iter_t it;
+        uint32_t len;
+        campaign_status st;
+        if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it))
+            continue;
+        char hex[25];
+        bson_oid_to_string(bson_iter_oid(&it), hex);
+        if (!bson_iter_init_find(&it, doc, "status") || !BSON_ITER_HOLDS_UTF8(&it))
+            continue;
+        const char *s = bson_iter_utf8(&it, &len);
+        if (campaign_status_parse(s, len, &st) != 0)
+            continue;
+        if (st == CAMPAIGN_PAUSED && np < 256)
+            memcpy(paused[np++], hex, 25);
+        else if (st == CAMPAIGN_CANCELLED && nc < 256)
+            memcpy(cancelled[nc++], hex, 25);
+    }
+    bool failed = mongoc_cursor_error(c, &e);
+    mongoc_cursor_destroy(c);
+    mongoc_collection_destroy(camps);
+    dbpool_push(x->db, cl);
+    if (failed || campctl_view_sync(x->rc, prefix, &v) != 0) {
+        campctl_view_release(&v);
+        return -1;
+    }
+    const char *addp[MAXIDS], *addc[MAXIDS], *unp[MAXIDS];
+    size_t na = 0, nb = 0, nu = 0;
+    for (size_t i = 0; i < np && na < MAXIDS; i++)
+        if (campctl_view_flag(&v, paused[i]) == CAMPCTL_RUN)
+            addp[na++] = paused[i];
+    for (size_t i = 0; i < nc && nb < MAXIDS; i++)
+        if (campctl_view_flag(&v, cancelled[i]) != CAMPCTL_CANCELLED)
+            addc[nb++] = cancelled[i];
+    for (size_t i = 0; i < v.npaused && nu < MAXIDS; i++) {
+        bool still = false;
+        for (size_t k = 0; k < np && !still; k++)
+            still = !memcmp(paused[k], v.paused[i], 24);
+        if (!still)
+            unp[nu++] = v.paused[i];
+    }
+    int r = campctl_repair(x->rc, prefix, epoch, addp, na, addc, nb, unp, nu);
+    if (r > 0)
+        log_warn("worker.flags_repaired", "paused_added=%zu cancelled_added=%zu unpaused=%zu", na,
+                 nb, nu);
+    campctl_view_release(&v);
+    return r;
+}
+
+/* ---- campaigns left without a job --------------------------------------------------------- */
+
+int fanout_rescue_stalled(fanout_ctx *x)
+{
+    enum { MAXIDS = 100 };
+    int after_s = x->cfg->campaigns.rescue_after_s;
+    int64_t now = time_now_ms();
+    mongoc_client_t *cl = dbpool_pop(x->db);
+    mongoc_collection_t *camps = dbpool_collection(x->db, cl, DB_CAMPAIGNS);
+    bson_t *f =
+        BCON_NEW("status", "{", "$in", "[", BCON_UTF8(campaign_status_name(CAMPAIGN_QUEUED)),
+                 BCON_UTF8(campaign_status_name(CAMPAIGN_SENDING)), "]", "}", "fanout_done", "{",
+                 "$ne", BCON_BOOL(true), "}", "updatedAt", "{", "$lt",
+                 BCON_DATE_TIME(now - (int64_t)after_s * 1000), "}");
+    bson_t *o = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "limit", BCON_INT64(MAXIDS));
+    mongoc_cursor_t *c = mongoc_collection_find_with_opts(camps, f, o, NULL);
+    bson_destroy(f);
+    bson_destroy(o);
+    char ids[MAXIDS][25];
+    size_t n = 0;
+    const bson_t *doc;
+    bson_error_t e;
+    while (n < MAXIDS && mongoc_cursor_next(c, &doc)) {
+        bson_iter_t it;
+        if (bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_OID(&it))
+            bson_oid_to_string(bson_iter_oid(&it), ids[n++]);
+    }
+    bool failed = mongoc_cursor_error(c, &e);
+    mongoc_cursor_destroy(c);
+    mongoc_collection_destroy(camps);
+    dbpool_push(x->db, cl);
+    if (failed)
+        return -1;
+    int queued = 0;
+    for (size_t i = 0; i < n; i++) {
+        int leased = campctl_fanout_leased(x->rc, x->cfg->redis.prefix, ids[i]);
+        if (leased != 0)
+            continue; /* a fan-out is running it (or Redis failed: next round) */
+        char job[JOBS_CAMPAIGN_BYTES], once[40];
+        int jl = jobs_campaign_encode(ids[i], job, sizeof job);
+        if (jl <= 0)
+            continue;
+        snprintf(once, sizeof once, "rescue:%s", ids[i]);
+        const char *jobs[1] = {job};
+        size_t lens[1] = {(size_t)jl};
+        int r = queue_push_once(x->campaigns, once, 2 * after_s, jobs, lens, 1);
+        if (r < 0)
+            return -1;
+        if (r == 1) {
+            log_warn("worker.campaign_rescued",
+                     "campaign=%s detail=\"no job and no fan-out "
+                     "for %d s: queued again\"",
+                     ids[i], after_s);
+            queued++;
+        }
+    }
+    return queued;
+}
+
+/* ---- the schedule ----------------------------------------------------------------------- */
+
+int fanout_schedule_tick(fanout_ctx *x)
+{
+    const char *prefix = x->cfg->redis.prefix;
+    long long now = time_now_ms(), promoted = 0;
+    long long expire_before = now - (long long)x->cfg->campaigns.schedule_expiry_s * 1000;
+    redisReply *ex = campctl_schedule_promote(x->rc, prefix, now, expire_before, &promoted);
+    if (!ex)
+        return -1;
+    if (promoted)
+        log_info("worker.schedule_promoted", "campaigns=%lld", promoted);
+    if (ex->elements) {
+        mongoc_client_t *cl = dbpool_pop(x->db);
+        mongoc_collection_t *camps = dbpool_collection(x->db, cl, DB_CAMPAIGNS);
+        char reason[200];
+        snprintf(reason, sizeof reason,
+                 "send_at passed more than campaigns.schedule_expiry_s (%d s) before minicrm "
+                 "could start it",
+                 x->cfg->campaigns.schedule_expiry_s);
+        for (size_t i = 0; i < ex->elements; i++) {
+            const redisReply *j = ex->element[i];
+            char hex[25], why[100];
+            bson_oid_t oid;
+            bson_error_t e;
+            if (j->type != REDIS_REPLY_STRING ||
+                jobs_campaign_decode(j->str, j->len, hex, why, sizeof why) != 0) {
+                campctl_schedule_remove(x->rc, prefix, j->str, j->len); /* not ours to keep */
+                continue;
+            }
+            bson_oid_init_from_string(&oid, hex);
+            if (campaign_expire_scheduled(camps, &oid, reason, time_now_ms(), &e) != 0) {
+                log_warn("worker.schedule_error", "campaign=%s detail=\"%s\"", hex, e.message);
+                continue; /* stays in the set: tried again next turn */
+            }
+            log_warn("worker.schedule_expired", "campaign=%s reason=\"%s\"", hex, reason);
+            campctl_schedule_remove(x->rc, prefix, j->str, j->len);
+        }
+        mongoc_collection_destroy(camps);
+        dbpool_push(x->db, cl);
+    }
+    freeReplyObject(ex);
+    return (int)promoted;
+}
+
+int fanout_schedule_rebuild(fanout_ctx *x)
+{
+    mongoc_client_t *cl = dbpool_pop(x->db);
+    mongoc_collection_t *camps = dbpool_collection(x->db, cl, DB_CAMPAIGNS);
+    bson_t *f = BCON_NEW("status", BCON_UTF8(campaign_status_name(CAMPAIGN_SCHEDULED)));
+    bson_t *o = BCON_NEW("projection", "{", "send_at", BCON_INT32(1), "}");
+    mongoc_cursor_t *c = mongoc_collection_find_with_opts(camps, f, o, NULL);
+    bson_destroy(f);
+    bson_destroy(o);
+    const bson_t *doc;
+    int added = 0;
+    bson_error_t e;
+    while (mongoc_cursor_next(c, &doc)) {
+        bson_iter_t it;
+        if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it))
+            continue;
+        char hex[25], job[JOBS_CAMPAIGN_BYTES];
+        bson_oid_to_string(bson_iter_oid(&it), hex);
+        if (!bson_iter_init_find(&it, doc, "send_at") || !BSON_ITER_HOLDS_DATE_TIME(&it))
+            continue;
+        int64_t at = bson_iter_date_time(&it);
+        int jl = jobs_campaign_encode(hex, job, sizeof job);
+        if (jl > 0 &&
+            campctl_schedule_add(x->rc, x->cfg->redis.prefix, job, (size_t)jl, at, 'N') == 1)
+            added++;
+    }
+    bool failed = mongoc_cursor_error(c, &e);
+    mongoc_cursor_destroy(c);
+    mongoc_collection_destroy(camps);
+    dbpool_push(x->db, cl);
+    if (added)
+        log_warn("worker.schedule_rebuilt", "campaigns=%d", added);
+    return failed ? -1 : added;
 }

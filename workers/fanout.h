@@ -15,6 +15,12 @@
  *  - Campaign status QUEUED -> SENDING (first run) -> COMPLETED (fan-out finished and every log
  *    final; whoever sees the last condition become true sets it: fan-out or receipts worker).
  *    Every move is a lib/campaign function; the send jobs are written by lib/jobs.
+ *  - Pause and cancel (lib/campctl): the fan-out holds a lease in Redis while it runs and, in
+ *    the same script, reads the campaign's flags: before it loads the campaign and after every
+ *    batch it wrote. A flag stops it at that batch boundary (checkpoint written, FANOUT_HALTED),
+ *    then the lease is dropped, which is what the API's pause waits for. A campaign found
+ *    PAUSED, CANCELLED or SCHEDULED in MongoDB is not fanned out (the job is acked; resume and
+ *    the schedule enqueue it again). A crashed worker's lease expires with its heartbeat TTL.
  *
  * Not thread-safe: one fanout_ctx per process.
  */
@@ -24,6 +30,7 @@
 #include "config.h"
 #include "dbpool.h"
 #include "queue.h"
+#include "rconn.h"
 
 #include <bson/bson.h>
 
@@ -33,6 +40,8 @@ typedef enum {
     FANOUT_LOST,     /* the checkpoint moved under us: retry the job, it resumes from there */
     FANOUT_UNKNOWN,  /* no such campaign (or unusable rules): dead-letter the job */
     FANOUT_RETRY,    /* MongoDB/Redis trouble: retry the job later */
+    FANOUT_HALTED,   /* the campaign was paused or cancelled: checkpoint saved, ack the job (a
+                      * resume enqueues it again) */
 } fanout_result;
 
 typedef struct fanout_ctx {
@@ -40,8 +49,34 @@ typedef struct fanout_ctx {
     dbpool *db;                /* not owned */
     queue *campaigns;          /* consumer handle (heartbeat during long fan-outs) */
     queue *sends;              /* producer handle */
+    rconn *rc;                 /* the connection of both handles (lib/campctl's flags, lease) */
+    const char *owner;         /* this worker's consumer id (the fan-out lease's value) */
     long long written;         /* logs written by this process (progress logs) */
+    int64_t next_repair_ms;    /* when fanout_repair_flags runs next (monotonic) */
+    bool schedule_rebuilt;     /* fanout_schedule_rebuild ran since this process started */
 } fanout_ctx;
+
+/* Repair the pause/cancel flags in Redis from MongoDB (campctl_repair): flags Redis lost, and
+ * the flag of a campaign whose resume was interrupted after its MongoDB write. Cheap (one
+ * indexed find of the PAUSED and CANCELLED campaigns); the worker runs it at most every
+ * 3 s. Returns the number of changes, or -1. */
+int fanout_repair_flags(fanout_ctx *x);
+
+/* Rescue campaigns left without a job: QUEUED or SENDING in MongoDB, fan-out not done, not
+ * changed for campaigns.rescue_after_s, and no fan-out holding their lease (the API died between
+ * a create's or a resume's MongoDB write and its enqueue, or Redis lost the job). Each gets its
+ * campaign job again, at most once per 2 x rescue_after_s across every worker (queue_push_once);
+ * a job that was only waiting in a long queue is then run twice, which the fan-out's checkpoint
+ * makes harmless. Returns the number queued, or -1. */
+int fanout_rescue_stalled(fanout_ctx *x);
+
+/* The schedule (lib/campctl): promote the due campaign jobs to the campaigns queue (one script,
+ * one promotion even with many workers) and cancel, with the reason, those whose send_at is
+ * older than campaigns.schedule_expiry_s. Returns the number promoted, or -1. */
+int fanout_schedule_tick(fanout_ctx *x);
+/* Re-add every SCHEDULED campaign of MongoDB to the schedule (ZADD NX): Redis may have lost
+ * it. Run at worker start. Returns the number added, or -1. */
+int fanout_schedule_rebuild(fanout_ctx *x);
 
 /* Fan out campaign `campaign_hex`. On FANOUT_RETRY/FANOUT_UNKNOWN a reason is written to why. */
 fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, size_t whylen);

@@ -38,6 +38,7 @@
 #include "receipts.h"
 
 #include "campaign.h"
+#include "campctl.h"
 #include "jobs.h"
 #include "log.h"
 #include "timeutil.h"
@@ -765,6 +766,25 @@ int receipts_sweep(receipts_ctx *x)
     mongoc_collection_t *logs = dbpool_durable_collection(x->db, cl, DB_LOGS);
     bson_t *filter = bson_new();
     campaign_log_match_pending(filter);
+    /* A paused campaign's logs wait for its resume: their sends are held, not lost. */
+    campctl_view pv;
+    campctl_view_init(&pv);
+    if (campctl_view_sync(x->rc, x->cfg->redis.prefix, &pv) == 0 && pv.npaused > 0) {
+        bson_t cf, nin;
+        BSON_APPEND_DOCUMENT_BEGIN(filter, "campaign_id", &cf);
+        BSON_APPEND_ARRAY_BEGIN(&cf, "$nin", &nin);
+        for (size_t i = 0; i < pv.npaused; i++) {
+            char k[16];
+            const char *kp;
+            bson_oid_t o;
+            bson_uint32_to_string((uint32_t)i, &kp, k, sizeof k);
+            bson_oid_init_from_string(&o, pv.paused[i]);
+            BSON_APPEND_OID(&nin, kp, &o);
+        }
+        bson_append_array_end(&cf, &nin);
+        bson_append_document_end(filter, &cf);
+    }
+    campctl_view_release(&pv);
     bson_t lt;
     BSON_APPEND_DOCUMENT_BEGIN(filter, "updatedAt", &lt);
     BSON_APPEND_DATE_TIME(&lt, "$lt", cutoff);

@@ -55,6 +55,7 @@ static consumer_result handle_campaign(void *arg, queue_batch *b)
     fanout_result fr = hex ? fanout_run(x, hex, why, sizeof why) : FANOUT_UNKNOWN;
     switch (fr) {
     case FANOUT_DONE:
+    case FANOUT_HALTED: /* paused or cancelled: a resume enqueues the campaign again */
         queue_ack(camps, b->jobs, 1);
         break;
     case FANOUT_LOST:
@@ -79,7 +80,28 @@ static consumer_result handle_campaign(void *arg, queue_batch *b)
     return CONSUMER_OK;
 }
 
-static const consumer_ops worker_ops = {.handle = handle_campaign};
+/* Between claims: promote due scheduled campaigns (every turn: at most a second apart when idle),
+ * rebuild the schedule from MongoDB once at start, repair the pause/cancel flags from MongoDB
+ * and queue again the campaigns left without a job (fanout_rescue_stalled) every 3 s. */
+static void tick_repair(void *arg, bool claimed)
+{
+    (void)claimed;
+    fanout_ctx *x = arg;
+    if (!x->schedule_rebuilt)
+        x->schedule_rebuilt = fanout_schedule_rebuild(x) >= 0;
+    if (fanout_schedule_tick(x) < 0)
+        log_warn("worker.schedule_failed", "detail=\"%s\"", rconn_error(x->rc));
+    int64_t now = time_mono_ms();
+    if (now < x->next_repair_ms)
+        return;
+    x->next_repair_ms = now + 3000;
+    if (fanout_repair_flags(x) < 0)
+        log_warn("worker.flags_repair_failed", "detail=\"%s\"", rconn_error(x->rc));
+    if (fanout_rescue_stalled(x) < 0)
+        log_warn("worker.rescue_failed", "detail=\"%s\"", rconn_error(x->rc));
+}
+
+static const consumer_ops worker_ops = {.handle = handle_campaign, .tick = tick_repair};
 
 static int worker_run(minicrm_config *cfg, int slot)
 {
@@ -105,7 +127,8 @@ static int worker_run(minicrm_config *cfg, int slot)
         log_error("worker.start_failed", "detail=\"%s\"", err);
         goto out;
     }
-    fanout_ctx x = {.cfg = cfg, .db = db, .campaigns = camps, .sends = sends};
+    fanout_ctx x = {
+        .cfg = cfg, .db = db, .campaigns = camps, .sends = sends, .rc = r, .owner = cid};
     /* One campaign at a time, blocking a second when idle; the sends queue it produces to is
      * maintained too (its due retries and dead consumers). */
     consumer c;

@@ -257,9 +257,9 @@ int pipeh_read(pipeh *h, const bson_oid_t *cid, ph_campaign *out)
         bson_iter_t it;
         if (bson_iter_init_find(&it, doc, "status") && BSON_ITER_HOLDS_UTF8(&it))
             snprintf(out->status, sizeof out->status, "%s", bson_iter_utf8(&it, NULL));
-        const char *names[] = {"total", "pending", "sent", "failed"};
-        int64_t *dst[] = {&out->total, &out->pending, &out->sent, &out->failed};
-        for (int i = 0; i < 4; i++)
+        const char *names[] = {"total", "pending", "sent", "failed", "cancelled"};
+        int64_t *dst[] = {&out->total, &out->pending, &out->sent, &out->failed, &out->cancelled};
+        for (int i = 0; i < 5; i++)
             if (bson_iter_init_find(&it, doc, names[i]) && BSON_ITER_HOLDS_NUMBER(&it))
                 *dst[i] = bson_iter_as_int64(&it);
         if (bson_iter_init_find(&it, doc, "fanout_done") && BSON_ITER_HOLDS_BOOL(&it))

@@ -40,7 +40,7 @@ typedef struct pipeh {
 
 typedef struct ph_campaign {
     char status[16];
-    int64_t total, pending, sent, failed;
+    int64_t total, pending, sent, failed, cancelled;
     bool fanout_done;
 } ph_campaign;
 

@@ -1,0 +1,603 @@
+/*
+ * campctl: see campctl.h for the keys and the protocol.
+ *
+ * Every multi-key step is one Lua script (EVAL) over keys of the {sends} slot, so a flag check
+ * and the move it decides are atomic with respect to the API's pause/resume/cancel.
+ */
+#include "campctl.h"
+
+#include "timeutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define KEYMAX 300
+
+static void key(char *buf, const char *prefix, const char *suffix, const char *arg)
+{
+    snprintf(buf, KEYMAX, "%s{sends}:%s%s", prefix, suffix, arg ? arg : "");
+}
+
+static void set_err(char *err, size_t errlen, rconn *c, redisReply *r)
+{
+    if (!err || !errlen)
+        return;
+    if (r && r->type == REDIS_REPLY_ERROR)
+        snprintf(err, errlen, "redis: %s", r->str);
+    else
+        snprintf(err, errlen, "redis: %s", rconn_error(c));
+}
+
+/* EVAL script with nkeys keys and nargs args (NUL-terminated unless lens). NULL on error. */
+static redisReply *eval(rconn *c, const char *script, int nkeys, const char *const *keys, int nargs,
+                        const char *const *args, const size_t *lens, char *err, size_t errlen)
+{
+    enum { MAXARGV = 80 };
+    const char *argv[MAXARGV];
+    size_t al[MAXARGV];
+    char nk[16];
+    int n = 0;
+    if (3 + nkeys + nargs > MAXARGV) {
+        if (err)
+            snprintf(err, errlen, "internal: too many script arguments");
+        return NULL;
+    }
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    argv[n] = "EVAL";
+    al[n++] = 4;
+    argv[n] = script;
+    al[n++] = strlen(script);
+    argv[n] = nk;
+    al[n++] = strlen(nk);
+    for (int i = 0; i < nkeys; i++) {
+        argv[n] = keys[i];
+        al[n++] = strlen(keys[i]);
+    }
+    for (int i = 0; i < nargs; i++) {
+        argv[n] = args[i];
+        al[n++] = lens ? lens[i] : strlen(args[i]);
+    }
+    redisReply *r = rconn_command_argv(c, n, argv, al);
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        set_err(err, errlen, c, r);
+        if (r)
+            freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* An integer reply's value into *out (if out); frees r. 0 or -1. */
+static int take_int(rconn *c, redisReply *r, long long *out, char *err, size_t errlen)
+{
+    if (!r)
+        return -1;
+    int rc = 0;
+    if (r->type == REDIS_REPLY_INTEGER) {
+        if (out)
+            *out = r->integer;
+    } else {
+        set_err(err, errlen, c, r);
+        rc = -1;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+/* ---- the API's moves -------------------------------------------------------------------- */
+
+static const char LUA_PAUSE[] = "redis.call('SADD', KEYS[1], ARGV[1])\n"
+                                "return redis.call('INCR', KEYS[2])\n";
+
+int campctl_pause(rconn *c, const char *prefix, const char *chex, long long *epoch, char *err,
+                  size_t errlen)
+{
+    char k1[KEYMAX], k2[KEYMAX];
+    key(k1, prefix, "paused", NULL);
+    key(k2, prefix, "ctl-epoch", NULL);
+    const char *keys[] = {k1, k2}, *args[] = {chex};
+    return take_int(c, eval(c, LUA_PAUSE, 2, keys, 1, args, NULL, err, errlen), epoch, err, errlen);
+}
+
+/* KEYS: cancelled, paused, held, epoch. ARGV: campaign. Returns {epoch, dropped}. */
+static const char LUA_CANCEL[] = "redis.call('SADD', KEYS[1], ARGV[1])\n"
+                                 "redis.call('SREM', KEYS[2], ARGV[1])\n"
+                                 "local n = redis.call('LLEN', KEYS[3])\n"
+                                 "redis.call('DEL', KEYS[3])\n"
+                                 "return {redis.call('INCR', KEYS[4]), n}\n";
+
+int campctl_cancel(rconn *c, const char *prefix, const char *chex, long long *epoch,
+                   long long *dropped, char *err, size_t errlen)
+{
+    char k1[KEYMAX], k2[KEYMAX], k3[KEYMAX], k4[KEYMAX];
+    key(k1, prefix, "cancelled", NULL);
+    key(k2, prefix, "paused", NULL);
+    key(k3, prefix, "held:", chex);
+    key(k4, prefix, "ctl-epoch", NULL);
+    const char *keys[] = {k1, k2, k3, k4}, *args[] = {chex};
+    redisReply *r = eval(c, LUA_CANCEL, 4, keys, 1, args, NULL, err, errlen);
+    if (!r)
+        return -1;
+    int rc = -1;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+        *epoch = r->element[0]->integer;
+        if (dropped)
+            *dropped = r->element[1]->integer;
+        rc = 0;
+    } else {
+        set_err(err, errlen, c, r);
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+/* KEYS: paused, held, ready, epoch. ARGV: campaign. Returns the number of jobs moved back. */
+static const char LUA_RESUME[] =
+    "redis.call('SREM', KEYS[1], ARGV[1])\n"
+    "redis.call('INCR', KEYS[4])\n"
+    "local n = 0\n"
+    "while redis.call('RPOPLPUSH', KEYS[2], KEYS[3]) do n = n + 1 end\n"
+    "return n\n";
+
+int campctl_resume(rconn *c, const char *prefix, const char *chex, long long *moved, char *err,
+                   size_t errlen)
+{
+    char k1[KEYMAX], k2[KEYMAX], k3[KEYMAX], k4[KEYMAX];
+    key(k1, prefix, "paused", NULL);
+    key(k2, prefix, "held:", chex);
+    key(k3, prefix, "ready", NULL);
+    key(k4, prefix, "ctl-epoch", NULL);
+    const char *keys[] = {k1, k2, k3, k4}, *args[] = {chex};
+    return take_int(c, eval(c, LUA_RESUME, 4, keys, 1, args, NULL, err, errlen), moved, err,
+                    errlen);
+}
+
+/* KEYS: set, epoch. ARGV: campaign. */
+static const char LUA_FLAG_SET[] = "if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then\n"
+                                   "  redis.call('INCR', KEYS[2])\n"
+                                   "  return 1\n"
+                                   "end\n"
+                                   "return 0\n";
+
+int campctl_flag_set(rconn *c, const char *prefix, const char *chex, int flag, char *err,
+                     size_t errlen)
+{
+    char k1[KEYMAX], k2[KEYMAX];
+    key(k1, prefix, flag == CAMPCTL_CANCELLED ? "cancelled" : "paused", NULL);
+    key(k2, prefix, "ctl-epoch", NULL);
+    const char *keys[] = {k1, k2}, *args[] = {chex};
+    return take_int(c, eval(c, LUA_FLAG_SET, 2, keys, 1, args, NULL, err, errlen), NULL, err,
+                    errlen);
+}
+
+/* KEYS: epoch, paused, cancelled, ready. ARGV: epoch, held-key prefix, n paused, n cancelled,
+ * then the ids: paused to add, cancelled to add, paused to drop. */
+static const char LUA_REPAIR[] =
+    "if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return 0 end\n"
+    "local np, nc, ch = tonumber(ARGV[3]), tonumber(ARGV[4]), 0\n"
+    "for i = 5, #ARGV do\n"
+    "  local id = ARGV[i]\n"
+    "  if i < 5 + np then ch = ch + redis.call('SADD', KEYS[2], id)\n"
+    "  elseif i < 5 + np + nc then ch = ch + redis.call('SADD', KEYS[3], id)\n"
+    "  else\n"
+    "    ch = ch + redis.call('SREM', KEYS[2], id)\n"
+    "    while redis.call('RPOPLPUSH', ARGV[2] .. id, KEYS[4]) do ch = ch + 1 end\n"
+    "  end\n"
+    "end\n"
+    "if ch > 0 then redis.call('INCR', KEYS[1]) end\n"
+    "return ch\n";
+
+int campctl_repair(rconn *c, const char *prefix, long long epoch, const char *const *add_paused,
+                   size_t npaused, const char *const *add_cancelled, size_t ncancelled,
+                   const char *const *unpause, size_t nunpause)
+{
+    enum { MAXIDS = 60 };
+    if (npaused + ncancelled + nunpause > MAXIDS)
+        return -1;
+    if (npaused + ncancelled + nunpause == 0)
+        return 0;
+    char k1[KEYMAX], k2[KEYMAX], k3[KEYMAX], k4[KEYMAX], kh[KEYMAX], ep[32], np[16], nc[16];
+    key(k1, prefix, "ctl-epoch", NULL);
+    key(k2, prefix, "paused", NULL);
+    key(k3, prefix, "cancelled", NULL);
+    key(k4, prefix, "ready", NULL);
+    key(kh, prefix, "held:", NULL);
+    snprintf(ep, sizeof ep, "%lld", epoch);
+    snprintf(np, sizeof np, "%zu", npaused);
+    snprintf(nc, sizeof nc, "%zu", ncancelled);
+    const char *keys[] = {k1, k2, k3, k4}, *args[4 + MAXIDS] = {ep, kh, np, nc};
+    size_t n = 4;
+    for (size_t i = 0; i < npaused; i++)
+        args[n++] = add_paused[i];
+    for (size_t i = 0; i < ncancelled; i++)
+        args[n++] = add_cancelled[i];
+    for (size_t i = 0; i < nunpause; i++)
+        args[n++] = unpause[i];
+    long long v;
+    if (take_int(c, eval(c, LUA_REPAIR, 4, keys, (int)n, args, NULL, NULL, 0), &v, NULL, 0) != 0)
+        return -1;
+    return (int)v;
+}
+
+/* KEYS: consumers. ARGV: hb prefix, ack prefix, epoch. Returns "" when every live consumer
+ * acked the epoch, else the id of one that did not. */
+static const char LUA_ACKED[] = "for _, c in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+                                "  if redis.call('EXISTS', ARGV[1] .. c) == 1 then\n"
+                                "    local a = tonumber(redis.call('GET', ARGV[2] .. c) or '0')\n"
+                                "    if a < tonumber(ARGV[3]) then return c end\n"
+                                "  end\n"
+                                "end\n"
+                                "return ''\n";
+
+int campctl_wait(rconn *c, const char *prefix, const char *chex, long long epoch, int timeout_ms,
+                 char *err, size_t errlen)
+{
+    char kc[KEYMAX], hb[KEYMAX], ack[KEYMAX], lease[KEYMAX], ep[32];
+    key(kc, prefix, "consumers", NULL);
+    key(hb, prefix, "hb:", NULL);
+    key(ack, prefix, "ctl-ack:", NULL);
+    key(lease, prefix, "fanout:", chex);
+    snprintf(ep, sizeof ep, "%lld", epoch);
+    const char *keys[] = {kc}, *args[] = {hb, ack, ep};
+    int64_t deadline = time_mono_ms() + timeout_ms;
+    for (;;) {
+        redisReply *r = rconn_command(c, "EXISTS %s", lease);
+        long long busy = 0;
+        if (take_int(c, r, &busy, err, errlen) != 0)
+            return -1;
+        char who[200] = "";
+        if (busy) {
+            snprintf(who, sizeof who, "the fan-out of the campaign");
+        } else {
+            r = eval(c, LUA_ACKED, 1, keys, 3, args, NULL, err, errlen);
+            if (!r)
+                return -1;
+            if (r->type == REDIS_REPLY_STRING && r->len > 0)
+                snprintf(who, sizeof who, "sends consumer %s", r->str);
+            freeReplyObject(r);
+        }
+        if (!who[0])
+            return 0;
+        if (time_mono_ms() >= deadline) {
+            if (err)
+                snprintf(err, errlen, "%s has not acknowledged yet", who);
+            return 1;
+        }
+        struct timespec ts = {0, 5 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* KEYS: ready, delayed, consumers. ARGV: needle, processing-key prefix, "1" to read ready and
+ * delayed too. Returns the jobs that contain the needle. */
+static const char LUA_SNAPSHOT[] =
+    "local out = {}\n"
+    "local function scan(l)\n"
+    "  for _, j in ipairs(l) do\n"
+    "    if string.find(j, ARGV[1], 1, true) then out[#out + 1] = j end\n"
+    "  end\n"
+    "end\n"
+    "if ARGV[3] == '1' then\n"
+    "  scan(redis.call('LRANGE', KEYS[1], 0, -1))\n"
+    "  scan(redis.call('ZRANGE', KEYS[2], 0, -1))\n"
+    "end\n"
+    "for _, c in ipairs(redis.call('SMEMBERS', KEYS[3])) do\n"
+    "  scan(redis.call('LRANGE', ARGV[2] .. c, 0, -1))\n"
+    "end\n"
+    "return out\n";
+
+static redisReply *snapshot_queue(rconn *c, const char *prefix, const char *qname, const char *chex,
+                                  bool with_ready, char *err, size_t errlen)
+{
+    char kr[KEYMAX], kd[KEYMAX], kc[KEYMAX], kp[KEYMAX];
+    snprintf(kr, sizeof kr, "%s{%s}:ready", prefix, qname);
+    snprintf(kd, sizeof kd, "%s{%s}:delayed", prefix, qname);
+    snprintf(kc, sizeof kc, "%s{%s}:consumers", prefix, qname);
+    snprintf(kp, sizeof kp, "%s{%s}:processing:", prefix, qname);
+    const char *keys[] = {kr, kd, kc}, *args[] = {chex, kp, with_ready ? "1" : "0"};
+    return eval(c, LUA_SNAPSHOT, 3, keys, 3, args, NULL, err, errlen);
+}
+
+int campctl_snapshot(rconn *c, const char *prefix, const char *chex, redisReply **receipts,
+                     redisReply **sends, char *err, size_t errlen)
+{
+    /* Receipts first: a receipt job enters the receipts queue before the vendor acks the send
+     * job it came from, so a log is in one snapshot or the other (or already final). */
+    *receipts = snapshot_queue(c, prefix, "receipts", chex, true, err, errlen);
+    *sends = *receipts ? snapshot_queue(c, prefix, "sends", chex, false, err, errlen) : NULL;
+    if (*sends)
+        return 0;
+    if (*receipts)
+        freeReplyObject(*receipts);
+    *receipts = NULL;
+    return -1;
+}
+
+/* ---- the schedule ----------------------------------------------------------------------- */
+
+static void sched_key(char *buf, const char *prefix)
+{
+    snprintf(buf, KEYMAX, "%s{campaigns}:scheduled", prefix);
+}
+
+int campctl_schedule_add(rconn *c, const char *prefix, const char *job, size_t len,
+                         long long send_at, char mode)
+{
+    char k[KEYMAX], sc[32];
+    sched_key(k, prefix);
+    snprintf(sc, sizeof sc, "%lld", send_at);
+    const char *argv[] = {"ZADD", k, mode == 'N' ? "NX" : "XX", "CH", sc, job};
+    size_t lens[] = {4, strlen(k), 2, 2, strlen(sc), len};
+    redisReply *r = mode ? rconn_command_argv(c, 6, argv, lens)
+                         : rconn_command_argv(c, 4, (const char *[]){"ZADD", k, sc, job},
+                                              (size_t[]){4, strlen(k), strlen(sc), len});
+    if (!r || r->type != REDIS_REPLY_INTEGER) {
+        if (r)
+            freeReplyObject(r);
+        return -1;
+    }
+    long long v = r->integer;
+    freeReplyObject(r);
+    if (mode == 'X' && v == 0) {
+        /* XX CH answers 0 when the score did not change: was the member there at all? */
+        r = rconn_command_argv(c, 3, (const char *[]){"ZSCORE", k, job},
+                               (size_t[]){6, strlen(k), len});
+        if (!r)
+            return -1;
+        v = r->type == REDIS_REPLY_STRING ? 1 : 0;
+        freeReplyObject(r);
+    }
+    return v > 0 ? 1 : 0;
+}
+
+int campctl_schedule_remove(rconn *c, const char *prefix, const char *job, size_t len)
+{
+    char k[KEYMAX];
+    sched_key(k, prefix);
+    return take_int(
+        c,
+        rconn_command_argv(c, 3, (const char *[]){"ZREM", k, job}, (size_t[]){4, strlen(k), len}),
+        NULL, NULL, 0);
+}
+
+/* KEYS: scheduled, campaigns ready. ARGV: now, expire_before. Returns {promoted, expired}. */
+static const char LUA_PROMOTE[] =
+    "local n = 0\n"
+    "for _, j in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[2], ARGV[1], 'LIMIT', 0, 100)) "
+    "do\n"
+    "  if redis.call('ZREM', KEYS[1], j) == 1 then\n"
+    "    redis.call('LPUSH', KEYS[2], j)\n"
+    "    n = n + 1\n"
+    "  end\n"
+    "end\n"
+    "return {n, redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2], 'LIMIT', 0, 100)}\n";
+
+redisReply *campctl_schedule_promote(rconn *c, const char *prefix, long long now,
+                                     long long expire_before, long long *promoted)
+{
+    char k1[KEYMAX], k2[KEYMAX], a1[32], a2[32];
+    sched_key(k1, prefix);
+    snprintf(k2, sizeof k2, "%s{campaigns}:ready", prefix);
+    snprintf(a1, sizeof a1, "%lld", now);
+    snprintf(a2, sizeof a2, "%lld", expire_before);
+    const char *keys[] = {k1, k2}, *args[] = {a1, a2};
+    redisReply *r = eval(c, LUA_PROMOTE, 2, keys, 2, args, NULL, NULL, 0);
+    if (!r)
+        return NULL;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[1]->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(r);
+        return NULL;
+    }
+    *promoted = r->element[0]->integer;
+    /* Hand back the expired list alone. */
+    redisReply *exp = r->element[1];
+    r->element[1] = NULL;
+    r->elements = 1;
+    freeReplyObject(r);
+    return exp;
+}
+
+/* ---- the fan-out ------------------------------------------------------------------------ */
+
+/* KEYS: lease, paused, cancelled. ARGV: owner, ttl ms, campaign. */
+static const char LUA_BEAT[] =
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "if redis.call('SISMEMBER', KEYS[3], ARGV[3]) == 1 then return 2 end\n"
+    "if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 1 then return 1 end\n"
+    "return 0\n";
+
+int campctl_fanout_beat(rconn *c, const char *prefix, const char *chex, const char *owner,
+                        int ttl_ms)
+{
+    char k1[KEYMAX], k2[KEYMAX], k3[KEYMAX], ttl[16];
+    key(k1, prefix, "fanout:", chex);
+    key(k2, prefix, "paused", NULL);
+    key(k3, prefix, "cancelled", NULL);
+    snprintf(ttl, sizeof ttl, "%d", ttl_ms > 0 ? ttl_ms : 1000);
+    const char *keys[] = {k1, k2, k3}, *args[] = {owner, ttl, chex};
+    long long v;
+    if (take_int(c, eval(c, LUA_BEAT, 3, keys, 3, args, NULL, NULL, 0), &v, NULL, 0) != 0)
+        return -1;
+    return (int)v;
+}
+
+static const char LUA_END[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+                              "  return redis.call('DEL', KEYS[1])\n"
+                              "end\n"
+                              "return 0\n";
+
+int campctl_fanout_leased(rconn *c, const char *prefix, const char *chex)
+{
+    char k[KEYMAX];
+    key(k, prefix, "fanout:", chex);
+    long long n = 0;
+    if (take_int(c, rconn_command(c, "EXISTS %s", k), &n, NULL, 0) != 0)
+        return -1;
+    return n > 0;
+}
+
+int campctl_fanout_end(rconn *c, const char *prefix, const char *chex, const char *owner)
+{
+    char k1[KEYMAX];
+    key(k1, prefix, "fanout:", chex);
+    const char *keys[] = {k1}, *args[] = {owner};
+    return take_int(c, eval(c, LUA_END, 1, keys, 1, args, NULL, NULL, 0), NULL, NULL, 0);
+}
+
+/* ---- the sends consumer ------------------------------------------------------------------ */
+
+int campctl_epoch(rconn *c, const char *prefix, long long *out)
+{
+    char k[KEYMAX];
+    key(k, prefix, "ctl-epoch", NULL);
+    redisReply *r = rconn_command(c, "GET %s", k);
+    if (!r)
+        return -1;
+    int rc = 0;
+    if (r->type == REDIS_REPLY_NIL)
+        *out = 0;
+    else if (r->type == REDIS_REPLY_STRING)
+        *out = strtoll(r->str, NULL, 10);
+    else
+        rc = -1;
+    freeReplyObject(r);
+    return rc;
+}
+
+int campctl_ack(rconn *c, const char *prefix, const char *cons, long long epoch)
+{
+    char k[KEYMAX];
+    key(k, prefix, "ctl-ack:", cons);
+    redisReply *r = rconn_command(c, "SET %s %lld", k, epoch);
+    bool ok = r && r->type == REDIS_REPLY_STATUS;
+    if (r)
+        freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+
+void campctl_view_init(campctl_view *v)
+{
+    memset(v, 0, sizeof *v);
+    v->epoch = -1;
+}
+
+void campctl_view_release(campctl_view *v)
+{
+    if (!v)
+        return;
+    free(v->paused);
+    free(v->cancelled);
+    campctl_view_init(v);
+}
+
+/* KEYS: epoch, paused, cancelled. ARGV: known epoch ("" forces a read). Returns {epoch} when
+ * unchanged, else {epoch, paused members, cancelled members}. */
+static const char LUA_SYNC[] = "local e = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+                               "if ARGV[1] ~= '' and tonumber(ARGV[1]) == e then return {e} end\n"
+                               "return {e, redis.call('SMEMBERS', KEYS[2]),\n"
+                               "        redis.call('SMEMBERS', KEYS[3])}\n";
+
+/* Copy the 24-hex members of r into a fresh array. 0 or -1. */
+static int copy_ids(const redisReply *r, char (**out)[25], size_t *n)
+{
+    char(*a)[25] = calloc(r->elements ? r->elements : 1, sizeof *a);
+    if (!a)
+        return -1;
+    size_t k = 0;
+    for (size_t i = 0; i < r->elements; i++)
+        if (r->element[i]->type == REDIS_REPLY_STRING && r->element[i]->len == 24)
+            memcpy(a[k++], r->element[i]->str, 25);
+    free(*out);
+    *out = a;
+    *n = k;
+    return 0;
+}
+
+int campctl_view_sync(rconn *c, const char *prefix, campctl_view *v)
+{
+    char k1[KEYMAX], k2[KEYMAX], k3[KEYMAX], known[32] = "";
+    key(k1, prefix, "ctl-epoch", NULL);
+    key(k2, prefix, "paused", NULL);
+    key(k3, prefix, "cancelled", NULL);
+    int64_t now = time_mono_ms();
+    if (v->epoch >= 0 && now - v->synced_ms < 1000)
+        snprintf(known, sizeof known, "%lld", v->epoch);
+    const char *keys[] = {k1, k2, k3}, *args[] = {known};
+    redisReply *r = eval(c, LUA_SYNC, 3, keys, 1, args, NULL, NULL, 0);
+    if (!r)
+        return -1;
+    int rc = -1;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
+        v->epoch = r->element[0]->integer;
+        rc = 0;
+    } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+               copy_ids(r->element[1], &v->paused, &v->npaused) == 0 &&
+               copy_ids(r->element[2], &v->cancelled, &v->ncancelled) == 0) {
+        v->epoch = r->element[0]->integer;
+        v->synced_ms = now;
+        rc = 0;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+int campctl_view_flag(const campctl_view *v, const char *chex)
+{
+    for (size_t i = 0; i < v->ncancelled; i++)
+        if (!memcmp(v->cancelled[i], chex, 24))
+            return CAMPCTL_CANCELLED;
+    for (size_t i = 0; i < v->npaused; i++)
+        if (!memcmp(v->paused[i], chex, 24))
+            return CAMPCTL_PAUSED;
+    return CAMPCTL_RUN;
+}
+
+/* KEYS: processing, paused, cancelled, held. ARGV: job, campaign. */
+static const char LUA_HOLD[] = "if redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 1 then\n"
+                               "  redis.call('LREM', KEYS[1], 1, ARGV[1])\n"
+                               "  return 2\n"
+                               "end\n"
+                               "if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 1 then\n"
+                               "  if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then\n"
+                               "    redis.call('LPUSH', KEYS[4], ARGV[1])\n"
+                               "  end\n"
+                               "  return 1\n"
+                               "end\n"
+                               "return 0\n";
+
+int campctl_hold(rconn *c, const char *prefix, const char *proc_key, const char *job, size_t len,
+                 const char *chex)
+{
+    char k2[KEYMAX], k3[KEYMAX], k4[KEYMAX];
+    key(k2, prefix, "paused", NULL);
+    key(k3, prefix, "cancelled", NULL);
+    key(k4, prefix, "held:", chex);
+    const char *keys[] = {proc_key, k2, k3, k4}, *args[] = {job, chex};
+    size_t lens[] = {len, strlen(chex)};
+    long long v;
+    if (take_int(c, eval(c, LUA_HOLD, 4, keys, 2, args, lens, NULL, 0), &v, NULL, 0) != 0)
+        return -1;
+    return (int)v;
+}
+
+/* KEYS: paused. ARGV: held-key prefix. */
+static const char LUA_HELD[] = "local n = 0\n"
+                               "for _, c in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+                               "  n = n + redis.call('LLEN', ARGV[1] .. c)\n"
+                               "end\n"
+                               "return n\n";
+
+long long campctl_held_jobs(rconn *c, const char *prefix)
+{
+    char k1[KEYMAX], kh[KEYMAX];
+    key(k1, prefix, "paused", NULL);
+    key(kh, prefix, "held:", NULL);
+    const char *keys[] = {k1}, *args[] = {kh};
+    long long v;
+    if (take_int(c, eval(c, LUA_HELD, 1, keys, 1, args, NULL, NULL, 0), &v, NULL, 0) != 0)
+        return -1;
+    return v;
+}

@@ -1,0 +1,162 @@
+/*
+ * campctl: the Redis side of steering a campaign (pause, resume, cancel): the flags the hot
+ * consumers check cheaply, the held sends of a paused campaign, and the acknowledgements that
+ * let the API answer only once a move took effect. MongoDB's campaign state (lib/campaign) is
+ * the truth; these keys are what the fan-out and the sends consumer read between batches.
+ *
+ * Keys (prefix P = redis.prefix; every key carries the hash tag {sends}, so the scripts that
+ * move a send job between the sends queue's lists and these keys touch one slot):
+ *
+ *   P{sends}:paused          SET    campaign ids (24 hex) whose sends are held back
+ *   P{sends}:cancelled       SET    campaign ids whose sends are dropped (never sent)
+ *   P{sends}:held:CID        LIST   send jobs of paused campaign CID, taken out of a sends
+ *                                   consumer's processing list before it handed them to the
+ *                                   vendor (`minicrm queues` shows them as held)
+ *   P{sends}:ctl-epoch       STRING incremented by every pause and cancel
+ *   P{sends}:ctl-ack:CONS    STRING the last epoch sends consumer CONS read before a claim:
+ *                                   every job it claims afterwards is checked against the flags
+ *   P{sends}:fanout:CID      STRING (PX) lease of the fan-out running campaign CID (value: its
+ *                                   consumer id), refreshed after every batch, deleted when the
+ *                                   fan-out stops; expires with a dead worker
+ *
+ *   P{campaigns}:scheduled   ZSET   campaign jobs (the text lib/jobs writes) of SCHEDULED
+ *                                   campaigns, score = send_at (ms)
+ *
+ * The protocol:
+ *   pause   the API moves the campaign to PAUSED in MongoDB, then campctl_pause (SADD paused,
+ *           INCR epoch), then campctl_wait: the fan-out lease is gone (the fan-out saw the flag
+ *           after a batch, its checkpoint written) and every live sends consumer acked the
+ *           epoch (it read the flag set before its next claim). From then on a claimed job of
+ *           the campaign is moved to its held list (campctl_hold, atomic with the flag check).
+ *           Bound: only the jobs a sends consumer had claimed before its ack (at most
+ *           vendor_sim.max_inflight messages plus one job per consumer) still reach the vendor.
+ *   resume  campctl_resume (SREM paused and move the held list back to ready, one script), then
+ *           MongoDB PAUSED -> SENDING|QUEUED and the campaign job again (the fan-out continues
+ *           from its checkpoint).
+ *   cancel  MongoDB -> CANCELLED, campctl_cancel (SADD cancelled, SREM paused, drop the held
+ *           list), campctl_wait, then campctl_snapshot of the receipts queue and of the sends
+ *           consumers' processing lists: the logs whose send the vendor already has; every
+ *           other PENDING log becomes CANCELLED (lib/campaign).
+ *   schedule  the API stores a SCHEDULED campaign, then ZADDs its job (campctl_schedule_add);
+ *           every worker, between claims, runs campctl_schedule_promote: one script moves the
+ *           due jobs ZSET -> the campaigns queue (ZREM then LPUSH: one promotion even with many
+ *           workers), and lists those older than campaigns.schedule_expiry_s, which the worker
+ *           moves to CANCELLED in MongoDB before it removes them. A worker rebuilds the ZSET
+ *           from MongoDB's SCHEDULED campaigns at start (ZADD NX).
+ *   lost    if Redis lost these keys, minicrm-worker re-adds the flags of PAUSED and CANCELLED
+ *           campaigns from MongoDB (campctl_flag_set) at start and every few seconds.
+ *
+ * Functions take the caller's rconn (not thread-safe, as it is not) and return 0 / a value
+ * >= 0, or -1 with a message in err.
+ */
+#ifndef MINICRM_CAMPCTL_H
+#define MINICRM_CAMPCTL_H
+
+#include "rconn.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum { CAMPCTL_RUN = 0, CAMPCTL_PAUSED = 1, CAMPCTL_CANCELLED = 2 };
+
+/* Flag campaign chex paused (SADD, INCR epoch). *epoch gets the new epoch. */
+int campctl_pause(rconn *c, const char *prefix, const char *chex, long long *epoch, char *err,
+                  size_t errlen);
+/* Flag it cancelled (SADD cancelled, SREM paused, DEL its held list, INCR epoch). *dropped gets
+ * the number of held jobs dropped. */
+int campctl_cancel(rconn *c, const char *prefix, const char *chex, long long *epoch,
+                   long long *dropped, char *err, size_t errlen);
+/* Unflag a paused campaign and move its held jobs back to the sends queue's ready list (one
+ * script; bumps the epoch so sends consumers re-read the sets). *moved gets the number of jobs
+ * moved. */
+int campctl_resume(rconn *c, const char *prefix, const char *chex, long long *moved, char *err,
+                   size_t errlen);
+/* Re-add a flag (CAMPCTL_PAUSED or CAMPCTL_CANCELLED): the worker's repair from MongoDB. A
+ * flag that was missing bumps the epoch, so sends consumers re-read the sets. */
+int campctl_flag_set(rconn *c, const char *prefix, const char *chex, int flag, char *err,
+                     size_t errlen);
+
+/* The worker's repair from MongoDB, applied only if the epoch is still `epoch` (read before
+ * MongoDB was: a move in between makes the repair wait for its next round): add the paused and
+ * cancelled flags MongoDB says are missing, and drop the paused flag of campaigns MongoDB says
+ * are not PAUSED (a resume interrupted after its MongoDB write), moving their held sends back.
+ * Returns the number of changes (0: none or the epoch moved), -1 on error. At most 60 ids. */
+int campctl_repair(rconn *c, const char *prefix, long long epoch, const char *const *add_paused,
+                   size_t npaused, const char *const *add_cancelled, size_t ncancelled,
+                   const char *const *unpause, size_t nunpause);
+
+/* Wait (polling every 5 ms, at most timeout_ms) until the fan-out of chex holds no lease and
+ * every sends consumer with a live heartbeat acked `epoch`. 0 quiet, 1 timed out (err names
+ * who did not answer), -1 Redis error. */
+int campctl_wait(rconn *c, const char *prefix, const char *chex, long long epoch, int timeout_ms,
+                 char *err, size_t errlen);
+
+/* The logs possibly at the vendor: the raw jobs mentioning chex in the receipts queue (ready,
+ * delayed, every processing list) and in the sends consumers' processing lists, read in that
+ * order (a receipt leaves the vendor's list only after it is in the receipts queue). 0 with
+ * two array replies (the caller decodes their jobs with lib/jobs and frees both with
+ * freeReplyObject), or -1 with err. */
+int campctl_snapshot(rconn *c, const char *prefix, const char *chex, redisReply **receipts,
+                     redisReply **sends, char *err, size_t errlen);
+
+/* ---- the schedule ----------------------------------------------------------------------- */
+
+/* ZADD the campaign job (len bytes) at send_at: mode 0 always, 'N' only if absent (the
+ * rebuild), 'X' only if present (reschedule: absent means already promoted). Returns 1 if the
+ * set changed or (mode 'X') the member was there, 0 if not, -1 on error. */
+int campctl_schedule_add(rconn *c, const char *prefix, const char *job, size_t len,
+                         long long send_at, char mode);
+/* ZREM the job. 0 or -1. */
+int campctl_schedule_remove(rconn *c, const char *prefix, const char *job, size_t len);
+/* Promote the jobs due at now whose send_at is not older than expire_before (one script, at
+ * most 100 per call): *promoted gets their number. The reply (freed by the caller) is an array
+ * of the expired jobs still in the set (at most 100), or NULL on error. */
+redisReply *campctl_schedule_promote(rconn *c, const char *prefix, long long now,
+                                     long long expire_before, long long *promoted);
+
+/* ---- the fan-out --------------------------------------------------------------------- */
+
+/* Take or refresh the fan-out lease of chex for owner (ttl_ms) and read the flags in the same
+ * script. CAMPCTL_RUN, CAMPCTL_PAUSED, CAMPCTL_CANCELLED, or -1. */
+int campctl_fanout_beat(rconn *c, const char *prefix, const char *chex, const char *owner,
+                        int ttl_ms);
+/* 1 if a fan-out holds the lease of chex, 0 if none does, -1 on error. */
+int campctl_fanout_leased(rconn *c, const char *prefix, const char *chex);
+/* Drop the lease (if owner still holds it). 0 or -1. */
+int campctl_fanout_end(rconn *c, const char *prefix, const char *chex, const char *owner);
+
+/* ---- the sends consumer --------------------------------------------------------------- */
+
+/* The current epoch (0 if none yet). 0 or -1. */
+int campctl_epoch(rconn *c, const char *prefix, long long *out);
+/* Record that consumer cons read epoch before its latest claim. 0 or -1. */
+int campctl_ack(rconn *c, const char *prefix, const char *cons, long long epoch);
+/* A sends consumer's view of the flags, synced once per turn. */
+typedef struct campctl_view {
+    long long epoch;    /* the epoch the lists below were read at (-1: never synced) */
+    char (*paused)[25]; /* campaign ids */
+    size_t npaused;
+    char (*cancelled)[25];
+    size_t ncancelled;
+    int64_t synced_ms; /* when the lists were last read (monotonic) */
+} campctl_view;
+
+/* Fill v as never synced. */
+void campctl_view_init(campctl_view *v);
+/* Free its lists. NULL-safe. */
+void campctl_view_release(campctl_view *v);
+/* Read the epoch and, when it changed or a second passed, the flag sets (one round trip, one
+ * script). Call before a claim; ack v->epoch after handling the claim. 0 or -1 (v unchanged). */
+int campctl_view_sync(rconn *c, const char *prefix, campctl_view *v);
+/* CAMPCTL_RUN, CAMPCTL_PAUSED or CAMPCTL_CANCELLED for campaign chex as v saw it. */
+int campctl_view_flag(const campctl_view *v, const char *chex);
+/* A claimed job of flagged campaign chex: if it is still paused, move the job from the
+ * processing list proc_key to its held list (1); if cancelled, remove it (2, dropped unsent);
+ * if no longer flagged, leave it (0: deliver it). One script, so a resume cannot slip between
+ * the check and the move. -1 on error. */
+int campctl_hold(rconn *c, const char *prefix, const char *proc_key, const char *job, size_t len,
+                 const char *chex);
+/* Held jobs of every paused campaign (sum of LLEN held:*), for `minicrm queues`. -1 on error. */
+long long campctl_held_jobs(rconn *c, const char *prefix);
+
+#endif
