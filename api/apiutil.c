@@ -4,6 +4,7 @@
 #include "jsonx.h"
 #include "log.h"
 #include "queue.h"
+#include "timeutil.h"
 
 #include <ctype.h>
 #include <string.h>
@@ -293,20 +294,350 @@ int api_query_json(api_ctx *app, mongoc_client_t *cl, const api_query *q, json_t
     return rc;
 }
 
+/* ---- the text path: BSON straight to JSON (jsonx_buf_bson), the same bytes as above ---- */
+
+/* One referenced document, written as its projected JSON object. */
+typedef struct ref_doc {
+    char *id;   /* its _id as the jansson path sees it: 24 hex, or the string */
+    char *json; /* {"_id":...,...} projected to the ref's fields */
+} ref_doc;
+
+/* The referenced documents of one api_ref, sorted by id. */
+typedef struct ref_set {
+    const api_ref *ref;
+    ref_doc *a;
+    size_t n;
+} ref_set;
+
+static int ref_doc_cmp(const void *x, const void *y)
+{
+    return strcmp(((const ref_doc *)x)->id, ((const ref_doc *)y)->id);
+}
+
+/* The string the jansson path would see for a value (json_string_value of its conversion) when
+ * it is an id: OID as 24 hex, a UTF-8 string as itself. NULL for anything else. */
+static const char *id_string(const bson_iter_t *it, char hex[25])
+{
+    if (BSON_ITER_HOLDS_OID(it)) {
+        bson_oid_to_string(bson_iter_oid(it), hex);
+        return hex;
+    }
+    if (BSON_ITER_HOLDS_UTF8(it)) {
+        uint32_t len;
+        const char *s = bson_iter_utf8(it, &len);
+        return bson_utf8_validate(s, len, true) && strlen(s) == len ? s : NULL;
+    }
+    return NULL;
+}
+
+/* True if a document repeats a top-level key (jansson would keep the last value). Keys are
+ * compared only when a 64-bit filter on (length, first, last byte) says they may repeat. */
+static bool has_repeated_key(const bson_t *doc)
+{
+    bson_iter_t a, b;
+    uint64_t filter = 0;
+    size_t nth = 0;
+    if (!bson_iter_init(&a, doc))
+        return false;
+    while (bson_iter_next(&a)) {
+        const char *k = bson_iter_key(&a);
+        size_t kl = strlen(k);
+        uint64_t bit =
+            1ULL << ((kl * 31u + (unsigned char)k[0] * 7u + (kl ? (unsigned char)k[kl - 1] : 0u)) &
+                     63u);
+        if (filter & bit) { /* compare with the keys before this one */
+            bson_iter_init(&b, doc);
+            for (size_t i = 0; i < nth && bson_iter_next(&b); i++)
+                if (strcmp(k, bson_iter_key(&b)) == 0)
+                    return true;
+        }
+        filter |= bit;
+        nth++;
+    }
+    return false;
+}
+
+static void ref_set_release(ref_set *rs)
+{
+    for (size_t i = 0; i < rs->n; i++) {
+        free(rs->a[i].id);
+        free(rs->a[i].json);
+    }
+    free(rs->a);
+    rs->a = NULL;
+    rs->n = 0;
+}
+
+/* Load the documents docs[*].field refer to (one $in query), as api_populate does. 0, 1 when a
+ * referenced document cannot be written exactly (repeated key: use the jansson path), -1 with
+ * err. */
+static int ref_set_load(api_ctx *app, mongoc_client_t *cl, bson_t **docs, size_t ndocs, ref_set *rs,
+                        bson_error_t *err)
+{
+    const api_ref *r = rs->ref;
+    bson_t filter = BSON_INITIALIZER, sub, arr;
+    BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &sub);
+    BSON_APPEND_ARRAY_BEGIN(&sub, "$in", &arr);
+    size_t k = 0;
+    for (size_t i = 0; i < ndocs; i++) {
+        bson_iter_t it;
+        char hex[25];
+        const char *id = bson_iter_init_find(&it, docs[i], r->field) ? id_string(&it, hex) : NULL;
+        if (!id || !bson_oid_is_valid(id, strlen(id)))
+            continue;
+        bson_oid_t oid;
+        bson_oid_init_from_string(&oid, id);
+        char key[16];
+        const char *kp;
+        bson_uint32_to_string((uint32_t)k++, &kp, key, sizeof key);
+        bson_append_oid(&arr, kp, -1, &oid);
+    }
+    bson_append_array_end(&sub, &arr);
+    bson_append_document_end(&filter, &sub);
+    /* Only the fields shown are fetched (an inclusion projection; _id comes with it). */
+    bson_t opts = BSON_INITIALIZER, proj;
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
+    for (const char *const *f = r->fields; *f; f++)
+        BSON_APPEND_INT32(&proj, *f, 1);
+    bson_append_document_end(&opts, &proj);
+    if (k > 0) /* every referenced document in the first reply (no getMore) */
+        BSON_APPEND_INT64(&opts, "batchSize", (int64_t)k);
+    add_max_time(&opts);
+    mongoc_collection_t *coll = dbpool_collection(app->db, cl, r->coll);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+    bson_destroy(&opts);
+    const bson_t *doc;
+    size_t cap = 0;
+    int rc = 0;
+    jsonx_buf b = {0};
+    while (rc == 0 && mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        char hex[25];
+        const char *id = bson_iter_init_find(&it, doc, "_id") ? id_string(&it, hex) : NULL;
+        if (!id)
+            continue;
+        if (has_repeated_key(doc)) {
+            rc = 1;
+            break;
+        }
+        jsonx_buf_reset(&b);
+        jsonx_buf_raw(&b, "{", 1);
+        bool first = true;
+        for (const char *const *f = r->fields; *f && rc == 0; f++)
+            if (bson_iter_init_find(&it, doc, *f) && jsonx_buf_bson_member(&b, &it, &first) != 0)
+                rc = 1;
+        jsonx_buf_raw(&b, "}", 1);
+        if (rc != 0)
+            break;
+        if (rs->n == cap) {
+            cap = cap ? 2 * cap : 64;
+            ref_doc *na = realloc(rs->a, cap * sizeof *na);
+            if (!na) {
+                b.failed = true;
+                break;
+            }
+            rs->a = na;
+        }
+        rs->a[rs->n].id = strdup(id);
+        rs->a[rs->n].json = jsonx_buf_ok(&b) ? strdup(b.data) : NULL;
+        rs->n++;
+        if (!rs->a[rs->n - 1].id || !rs->a[rs->n - 1].json)
+            b.failed = true;
+    }
+    if (rc == 0 && mongoc_cursor_error(cur, err))
+        rc = -1;
+    if (rc == 0 && !jsonx_buf_ok(&b)) {
+        bson_set_error(err, MONGOC_ERROR_CLIENT, 1, "out of memory");
+        rc = -1;
+    }
+    jsonx_buf_free(&b);
+    mongoc_cursor_destroy(cur);
+    mongoc_collection_destroy(coll);
+    bson_destroy(&filter);
+    if (rc == 0 && rs->n > 1) {
+        qsort(rs->a, rs->n, sizeof *rs->a, ref_doc_cmp);
+        /* Two documents with one id cannot exist (_id is unique); keep the jansson path's
+         * answer anyway if they did: its map kept the last one. Not worth a special case. */
+    }
+    return rc;
+}
+
+typedef struct populate_ctx {
+    ref_set *sets;
+    size_t nsets;
+} populate_ctx;
+
+/* Member hook: a referenced field becomes its document, or null when it is gone. */
+static int populate_member(void *vctx, const bson_iter_t *it, const char **raw, size_t *rawlen)
+{
+    populate_ctx *c = vctx;
+    const char *key = bson_iter_key(it);
+    for (size_t i = 0; i < c->nsets; i++) {
+        if (strcmp(key, c->sets[i].ref->field) != 0)
+            continue;
+        bson_type_t t = bson_iter_type(it);
+        /* Values the jansson path does not see as strings stay as they are. */
+        if (t == BSON_TYPE_INT32 || t == BSON_TYPE_INT64 || t == BSON_TYPE_DOUBLE ||
+            t == BSON_TYPE_BOOL || t == BSON_TYPE_NULL || t == BSON_TYPE_UNDEFINED ||
+            t == BSON_TYPE_DOCUMENT || t == BSON_TYPE_ARRAY || t == BSON_TYPE_TIMESTAMP)
+            return JSONX_MEMBER_KEEP;
+        char hex[25];
+        const char *id = id_string(it, hex);
+        ref_doc probe = {.id = (char *)(id ? id : "")}, *hit = NULL;
+        if (id && c->sets[i].n)
+            hit = bsearch(&probe, c->sets[i].a, c->sets[i].n, sizeof probe, ref_doc_cmp);
+        *raw = hit ? hit->json : "null";
+        *rawlen = strlen(*raw);
+        return JSONX_MEMBER_RAW;
+    }
+    return JSONX_MEMBER_KEEP;
+}
+
+#define MAX_REFS 4
+
+int api_query_text(api_ctx *app, mongoc_client_t *cl, const api_query *q, jsonx_buf *out,
+                   const char *cursor_field, char cursor[25], bson_error_t *err)
+{
+    bson_t empty = BSON_INITIALIZER, opts = BSON_INITIALIZER, sub;
+    if (q->sort) {
+        BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sub);
+        for (const char *const *f = q->sort; *f; f++)
+            BSON_APPEND_INT32(&sub, (*f)[0] == '-' ? *f + 1 : *f, (*f)[0] == '-' ? -1 : 1);
+        bson_append_document_end(&opts, &sub);
+    }
+    if (q->exclude) {
+        BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &sub);
+        for (const char *const *f = q->exclude; *f; f++)
+            BSON_APPEND_INT32(&sub, *f, 0);
+        bson_append_document_end(&opts, &sub);
+    }
+    BSON_APPEND_INT64(&opts, "limit", q->limit);
+    /* The whole page in the first reply: no getMore round trip (the default first batch is
+     * 101 documents). */
+    BSON_APPEND_INT64(&opts, "batchSize", q->limit);
+    if (q->skip > 0)
+        BSON_APPEND_INT64(&opts, "skip", q->skip);
+    add_max_time(&opts);
+    mongoc_collection_t *coll = dbpool_collection(app->db, cl, q->coll);
+    mongoc_cursor_t *cur =
+        mongoc_collection_find_with_opts(coll, q->filter ? q->filter : &empty, &opts, NULL);
+    bson_t **docs = NULL;
+    size_t n = 0, cap = 0;
+    const bson_t *doc;
+    bool oom = false;
+    while (!oom && mongoc_cursor_next(cur, &doc)) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 128;
+            bson_t **nd = realloc(docs, cap * sizeof *nd);
+            if (!nd) {
+                oom = true;
+                break;
+            }
+            docs = nd;
+        }
+        if (!(docs[n] = bson_copy(doc)))
+            oom = true;
+        else
+            n++;
+    }
+    int rc = mongoc_cursor_error(cur, err) ? -1 : 0;
+    mongoc_cursor_destroy(cur);
+    mongoc_collection_destroy(coll);
+    bson_destroy(&opts);
+    bson_destroy(&empty);
+    if (rc == 0 && oom) {
+        bson_set_error(err, MONGOC_ERROR_CLIENT, 1, "out of memory");
+        rc = -1;
+    }
+    if (cursor) {
+        cursor[0] = '\0';
+        bson_iter_t it;
+        if (rc == 0 && cursor_field && n > 0 && (long)n == q->limit &&
+            bson_iter_init_find(&it, docs[n - 1], cursor_field)) {
+            char hex[25], date[32];
+            const char *v = id_string(&it, hex);
+            if (!v && BSON_ITER_HOLDS_DATE_TIME(&it))
+                v = time_format_iso8601(bson_iter_date_time(&it), date);
+            if (v)
+                snprintf(cursor, 25, "%s", v);
+        }
+    }
+    ref_set sets[MAX_REFS] = {{0}};
+    size_t nsets = 0;
+    bool tree = false; /* render through jansson instead (a repeated key somewhere) */
+    for (const api_ref *r = q->refs; rc == 0 && !tree && r && r->field; r++) {
+        if (nsets == MAX_REFS) {
+            tree = true;
+            break;
+        }
+        sets[nsets].ref = r;
+        int lr = ref_set_load(app, cl, docs, n, &sets[nsets++], err);
+        if (lr < 0)
+            rc = -1;
+        else if (lr > 0)
+            tree = true;
+    }
+    if (rc == 0 && !tree) {
+        populate_ctx pc = {sets, nsets};
+        size_t start = out->len, need = 2;
+        for (size_t i = 0; i < n; i++)
+            need += docs[i]->len + docs[i]->len / 4;
+        jsonx_buf_reserve(out, need);
+        jsonx_buf_raw(out, "[", 1);
+        for (size_t i = 0; i < n && !tree; i++) {
+            if (i)
+                jsonx_buf_raw(out, ",", 1);
+            if (jsonx_buf_bson(out, docs[i], nsets ? populate_member : NULL, &pc) != 0)
+                tree = true;
+        }
+        jsonx_buf_raw(out, "]", 1);
+        if (tree) {
+            out->len = start;
+            if (out->data)
+                out->data[start] = '\0';
+        }
+    }
+    for (size_t i = 0; i < nsets; i++)
+        ref_set_release(&sets[i]);
+    for (size_t i = 0; i < n; i++)
+        bson_destroy(docs[i]);
+    free(docs);
+    if (rc == 0 && tree) {
+        /* The rare page jsonx_buf_bson cannot write exactly: the tree path, same answer. */
+        json_t *arr = NULL;
+        rc = api_query_json(app, cl, q, &arr, cursor_field, cursor, err);
+        char *s = rc == 0 ? jsonx_dumps(arr) : NULL;
+        json_decref(arr);
+        if (rc == 0 && !s) {
+            bson_set_error(err, MONGOC_ERROR_CLIENT, 1, "out of memory");
+            rc = -1;
+        }
+        if (s)
+            jsonx_buf_cat(out, s);
+        free(s);
+    }
+    if (rc == 0 && !jsonx_buf_ok(out)) {
+        bson_set_error(err, MONGOC_ERROR_CLIENT, 1, "out of memory");
+        rc = -1;
+    }
+    return rc;
+}
+
 void api_send_query(api_ctx *app, http_request *req, const api_query *q, const char *cursor_field,
                     const char *what)
 {
     mongoc_client_t *cl = dbpool_pop(app->db);
-    json_t *arr;
+    jsonx_buf b = {0};
     char cursor[25];
     bson_error_t e;
-    if (api_query_json(app, cl, q, &arr, cursor_field, cursor, &e) != 0) {
+    if (api_query_text(app, cl, q, &b, cursor_field, cursor, &e) != 0) {
         api_db_fail(req, &e, what);
     } else {
         if (cursor[0])
             http_add_header(req, "X-Next-Cursor", cursor);
-        http_send_json(req, 200, arr);
+        http_send_raw(req, 200, "application/json; charset=utf-8", b.data, b.len);
     }
+    jsonx_buf_free(&b);
     dbpool_push(app->db, cl);
 }
 

@@ -9,6 +9,7 @@
 #define MINICRM_API_APIUTIL_H
 
 #include "http.h"
+#include "jsonx.h"
 #include "rpool.h"
 
 #include <bson/bson.h>
@@ -104,6 +105,12 @@ extern const char *const API_CUSTOMER_REF_FIELDS[];
  * last document (read before populating) is copied into cursor (24 hex + NUL), else cursor is
  * set to "". Returns 0, or -1 with err (*out NULL). */
 int api_query_json(api_ctx *app, mongoc_client_t *cl, const api_query *q, json_t **out,
+                   const char *cursor_field, char cursor[25], bson_error_t *err);
+/* The same page as api_query_json, written as JSON text straight from BSON (jsonx_buf_bson:
+ * the same bytes, without a jansson tree), appended to *out (caller frees out->data); the rare
+ * page it cannot write exactly (a repeated key) goes through api_query_json. Cursor as above.
+ * 0, or -1 with err. */
+int api_query_text(api_ctx *app, mongoc_client_t *cl, const api_query *q, jsonx_buf *out,
                    const char *cursor_field, char cursor[25], bson_error_t *err);
 /* Answer a list request with q: 200 and the array (with X-Next-Cursor when cursor_field is
  * given and the page is full), or the MongoDB failure (503/500) while `what`. Borrows a client

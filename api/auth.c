@@ -26,11 +26,14 @@
  * created lazily on the first login or key creation, so the API starts while MongoDB is still
  * down) and the per-address limiter of login starts (a bounded table: anonymous
  * GET /auth/google cannot grow Redis without bound, each start stores a state for
- * auth.state_ttl_s). Dependency failures answer 503, never a fake logout or login.
+ * auth.state_ttl_s), and the API-key cache (lib/auth/auth_keycache: a key checked in the last
+ * auth.key_cache_ttl_s costs no MongoDB round trip; a DELETE /api/keys/:id here clears it).
+ * Dependency failures answer 503, never a fake logout or login.
  */
 #include "auth.h"
 
 #include "apiutil.h"
+#include "auth_keycache.h"
 #include "auth_keys.h"
 #include "auth_oauth.h"
 #include "auth_session.h"
@@ -52,6 +55,7 @@
 typedef struct auth_state {
     atomic_bool indexes_ready;
     ratelimit *login_starts; /* GET /auth/google per client address */
+    auth_keycache *keys;     /* API keys checked in the last auth.key_cache_ttl_s */
 } auth_state;
 
 #define FAILURE_PATH "/auth/failure"
@@ -87,7 +91,10 @@ int auth_module_init(api_ctx *app, char *err, size_t errlen)
     }
     atomic_init(&st->indexes_ready, false);
     st->login_starts = ratelimit_new(app->cfg->auth.login_rate_per_min);
-    if (!st->login_starts) {
+    st->keys = auth_keycache_new((int64_t)app->cfg->auth.key_cache_ttl_s * 1000);
+    if (!st->login_starts || !st->keys) {
+        ratelimit_free(st->login_starts);
+        auth_keycache_free(st->keys);
         auth_oauth_global_cleanup();
         free(st);
         snprintf(err, errlen, "out of memory");
@@ -116,6 +123,7 @@ void auth_module_shutdown(api_ctx *app)
     if (!app->auth)
         return;
     ratelimit_free(((auth_state *)app->auth)->login_starts);
+    auth_keycache_free(((auth_state *)app->auth)->keys);
     free(app->auth);
     app->auth = NULL;
     auth_oauth_global_cleanup();
@@ -167,16 +175,26 @@ int auth_authenticate(api_ctx *app, http_request *req, principal *out)
     memset(out, 0, sizeof *out);
     const char *tok = bearer_token(req);
     if (tok) {
+        /* A key checked less than auth.key_cache_ttl_s ago is trusted without MongoDB
+         * (auth_keycache.h: a revocation elsewhere takes effect within that time). */
+        auth_keycache *cache = app->auth ? ((auth_state *)app->auth)->keys : NULL;
         auth_key_info k;
-        int rc = auth_keys_authenticate(app->db, tok, &k, err, sizeof err);
-        if (rc < 0) {
-            char q[300];
-            log_warn("auth_key_lookup_failed", "rid=%s err=%s", req->request_id,
-                     log_quote(q, sizeof q, err));
-            return AUTH_UNAVAILABLE;
-        }
-        if (rc != 0)
+        char hash[65];
+        int64_t now = time_mono_ms();
+        if (auth_keycache_hash(tok, hash) != 0)
             return AUTH_NONE;
+        if (!auth_keycache_get(cache, hash, now, &k)) {
+            int rc = auth_keys_authenticate(app->db, tok, &k, err, sizeof err);
+            if (rc < 0) {
+                char q[300];
+                log_warn("auth_key_lookup_failed", "rid=%s err=%s", req->request_id,
+                         log_quote(q, sizeof q, err));
+                return AUTH_UNAVAILABLE;
+            }
+            if (rc != 0)
+                return AUTH_NONE;
+            auth_keycache_put(cache, hash, now, &k);
+        }
         return set_principal(out, PRINCIPAL_API_KEY, k.role, k.id, NULL, k.name, NULL);
     }
     char sid[AUTH_SID_LEN + 1];
@@ -531,14 +549,15 @@ static void h_keys_create(api_ctx *app, http_request *req)
 
 static void h_keys_list(api_ctx *app, http_request *req)
 {
-    json_t *arr = NULL;
+    jsonx_buf b = {0};
     char err[512], q[600];
-    if (auth_keys_list(app->db, MAX_LIST, &arr, err, sizeof err) != 0) {
+    if (auth_keys_list_text(app->db, MAX_LIST, &b, err, sizeof err) != 0) {
         log_warn("key_list_failed", "err=%s", log_quote(q, sizeof q, err));
         http_error(req, 503, "database unavailable, retry later");
-        return;
+    } else {
+        http_send_raw(req, 200, "application/json; charset=utf-8", b.data, b.len);
     }
-    http_send_json(req, 200, arr);
+    jsonx_buf_free(&b);
 }
 
 static void h_keys_revoke(api_ctx *app, http_request *req)
@@ -560,6 +579,9 @@ static void h_keys_revoke(api_ctx *app, http_request *req)
         http_error(req, 503, "database unavailable, retry later");
         return;
     }
+    /* This process forgets every key it trusted, so the revocation holds at once here (other
+     * API processes within auth.key_cache_ttl_s). */
+    auth_keycache_clear(((auth_state *)app->auth)->keys);
     log_info("api_key_revoked", "rid=%s id=%s", req->request_id, id);
     http_send_json(
         req, 200,
@@ -572,39 +594,50 @@ static void h_users_list(api_ctx *app, http_request *req)
     mongoc_collection_t *c = dbpool_collection(app->db, client, DB_USERS);
     bson_t *filter = bson_new();
     bson_t *opts =
-        BCON_NEW("sort", "{", "firstLogin", BCON_INT32(1), "}", "limit", BCON_INT64(MAX_LIST));
+        BCON_NEW("sort", "{", "firstLogin", BCON_INT32(1), "}", "limit", BCON_INT64(MAX_LIST),
+                 "batchSize", BCON_INT64(MAX_LIST)); /* one reply, no getMore */
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, filter, opts, NULL);
-    json_t *arr = json_array();
+    /* Each user: the stored document without _id and google_sub, "id" last; written straight
+     * from BSON (jsonx_buf_bson_public), or through jansson for the rare document it refuses. */
+    static const char *const drop[] = {"google_sub", NULL};
+    jsonx_buf b = {0};
     const bson_t *doc;
     bson_error_t e;
-    while (arr && mongoc_cursor_next(cur, &doc)) {
+    jsonx_buf_raw(&b, "[", 1);
+    for (bool first = true; mongoc_cursor_next(cur, &doc); first = false) {
+        if (!first)
+            jsonx_buf_raw(&b, ",", 1);
+        if (jsonx_buf_bson_public(&b, doc, drop) == 0)
+            continue;
         json_t *v = jsonx_from_bson(doc);
+        char *s = NULL;
         if (v) {
             json_object_set(v, "id", json_object_get(v, "_id"));
             json_object_del(v, "_id");
             json_object_del(v, "google_sub");
+            s = jsonx_dumps(v);
         }
-        if (!v || json_array_append_new(arr, v) != 0) {
-            json_decref(arr);
-            arr = NULL;
-        }
+        json_decref(v);
+        if (s)
+            jsonx_buf_cat(&b, s);
+        else
+            b.failed = true;
+        free(s);
     }
+    jsonx_buf_raw(&b, "]", 1);
     bool failed = mongoc_cursor_error(cur, &e);
     mongoc_cursor_destroy(cur);
     bson_destroy(filter);
     bson_destroy(opts);
     mongoc_collection_destroy(c);
     dbpool_push(app->db, client);
-    if (failed) {
-        json_decref(arr);
+    if (failed)
         api_db_fail(req, &e, "users list");
-        return;
-    }
-    if (!arr) {
+    else if (!jsonx_buf_ok(&b))
         http_error(req, 503, "out of memory");
-        return;
-    }
-    http_send_json(req, 200, arr);
+    else
+        http_send_raw(req, 200, "application/json; charset=utf-8", b.data, b.len);
+    jsonx_buf_free(&b);
 }
 
 int auth_register_routes(router *r)

@@ -28,20 +28,32 @@ static void h_list(api_ctx *app, http_request *req)
     mongoc_collection_t *coll = dbpool_collection(app->db, cl, DB_LOGS);
     bson_error_t e;
     int64_t total = 0;
-    json_t *logs = NULL;
+    /* The answer written as text: the same bytes json_pack("{s:I,s:I,s:I,s:b,s:I,s:o}") gave,
+     * with the page from api_query_text (no jansson tree). */
+    jsonx_buf b = {0};
     int rc = api_count_estimate(coll, &total, &e);
     mongoc_collection_destroy(coll);
-    if (rc == 0)
-        rc = api_query_json(app, cl, &q, &logs, NULL, NULL, &e);
-    dbpool_push(app->db, cl);
-    if (rc != 0) {
-        api_db_fail(req, &e, "listing logs");
-        return;
+    if (rc == 0) {
+        jsonx_buf_cat(&b, "{\"page\":");
+        jsonx_buf_int(&b, page);
+        jsonx_buf_cat(&b, ",\"limit\":");
+        jsonx_buf_int(&b, limit);
+        jsonx_buf_cat(&b, ",\"total\":");
+        jsonx_buf_int(&b, total);
+        jsonx_buf_cat(&b, ",\"total_exact\":false,\"pages\":");
+        jsonx_buf_int(&b, (total + limit - 1) / limit);
+        jsonx_buf_cat(&b, ",\"logs\":");
+        rc = api_query_text(app, cl, &q, &b, NULL, NULL, &e);
+        jsonx_buf_raw(&b, "}", 1);
     }
-    http_send_json(req, 200,
-                   json_pack("{s:I,s:I,s:I,s:b,s:I,s:o}", "page", (json_int_t)page, "limit",
-                             (json_int_t)limit, "total", (json_int_t)total, "total_exact", 0,
-                             "pages", (json_int_t)((total + limit - 1) / limit), "logs", logs));
+    dbpool_push(app->db, cl);
+    if (rc != 0)
+        api_db_fail(req, &e, "listing logs");
+    else if (!jsonx_buf_ok(&b))
+        http_error(req, 503, "out of memory");
+    else
+        http_send_raw(req, 200, "application/json; charset=utf-8", b.data, b.len);
+    jsonx_buf_free(&b);
 }
 
 int routes_comm_register(router *r)

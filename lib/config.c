@@ -102,6 +102,8 @@ static const cfg_setting_info settings[] = {
      "GET /auth/google per minute per client address before 429"},
     {"auth.state_ttl_s", CFG_INT, OFF(auth.state_ttl_s), "600", NULL, false, 10, 3600, NULL,
      "lifetime of an OAuth state, seconds"},
+    {"auth.key_cache_ttl_s", CFG_INT, OFF(auth.key_cache_ttl_s), "10", NULL, false, 0, 300, NULL,
+     "seconds a checked API key is trusted without MongoDB; a revocation holds within it (0: off)"},
     {"auth.http_timeout_ms", CFG_INT, OFF(auth.http_timeout_ms), "10000", NULL, false, 100, 120000, NULL,
      "timeout of token and userinfo calls, milliseconds"},
 

@@ -69,6 +69,7 @@ typedef struct minicrm_config {
         char *allowed_emails;  /* comma-separated */
         int login_rate_per_min;
         int state_ttl_s;
+        int key_cache_ttl_s;
         int http_timeout_ms;
     } auth;
     struct {

@@ -55,6 +55,36 @@ void jsonx_buf_cat(jsonx_buf *b, const char *s);
  * characters escaped as jansson's compact dump escapes them. */
 void jsonx_buf_str(jsonx_buf *b, const char *s, size_t n);
 bool jsonx_buf_ok(const jsonx_buf *b);
+/* Make room for `more` bytes ahead (one allocation instead of several doublings). */
+bool jsonx_buf_reserve(jsonx_buf *b, size_t more);
+
+/* ---- BSON straight to JSON text ------------------------------------------------------------
+ * The list routes write stored documents without building a jansson tree: the text is byte for
+ * byte what jsonx_dumps(jsonx_from_bson(doc)) gives (same escapes, number forms, dates, member
+ * order; a member jansson would drop, a string that is not UTF-8 or a NaN/infinite double, is
+ * dropped too; rare types go through jsonx_from_bson_iter). The one case it does not reproduce
+ * is a document with a repeated key (jansson keeps the first position and the last value): the
+ * writers return -1 for it, having written a partial text, and the caller renders that
+ * document or page through jansson instead.
+ *
+ * A member hook lets a caller replace or drop top-level members (populate, renames): for each
+ * top-level member whose value jansson would keep, `fn` is called before anything of it is
+ * written; it returns JSONX_MEMBER_KEEP (write it as stored), JSONX_MEMBER_SKIP (leave it out)
+ * or JSONX_MEMBER_RAW after pointing *raw and *rawlen at the JSON text of the value to write. */
+enum { JSONX_MEMBER_KEEP = 0, JSONX_MEMBER_SKIP = 1, JSONX_MEMBER_RAW = 2 };
+typedef int (*jsonx_member_fn)(void *ctx, const bson_iter_t *it, const char **raw, size_t *rawlen);
+/* Append doc as a JSON object. 0, or -1 for a repeated key (see above). fn may be NULL. */
+int jsonx_buf_bson(jsonx_buf *b, const bson_t *doc, jsonx_member_fn fn, void *ctx);
+/* Append `"key":value` of the member at it, with a leading ',' when *first is false (then
+ * cleared). Nothing when jansson would drop the member. 0, or -1 for a repeated key inside. */
+int jsonx_buf_bson_member(jsonx_buf *b, const bson_iter_t *it, bool *first);
+/* doc as the "public view" several lists show: without _id and the NULL-terminated `drop`
+ * fields, then "id": the _id value last (what json_object_set(v, "id", _id) followed by
+ * json_object_del(v, "_id") gives in jansson). 0, or -1 (repeated key, or a stored "id" member
+ * or no _id: the caller renders that document through jansson) with the text cut back. */
+int jsonx_buf_bson_public(jsonx_buf *b, const bson_t *doc, const char *const *drop);
+/* An integer as jansson writes it ("%lld"). */
+void jsonx_buf_int(jsonx_buf *b, long long v);
 /* Empty the text, keep the allocation. */
 void jsonx_buf_reset(jsonx_buf *b);
 void jsonx_buf_free(jsonx_buf *b);

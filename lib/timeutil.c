@@ -68,9 +68,27 @@ char *time_format_iso8601(int64_t ms, char out[32])
         y = 0;
     if (y > 9999)
         y = 9999;
-    snprintf(out, 32, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ", (unsigned)y % 10000u, m % 100u,
-             d % 100u, (unsigned)(rem / 3600) % 100u, (unsigned)(rem / 60 % 60) % 100u,
-             (unsigned)(rem % 60) % 100u, (unsigned)msec % 1000u);
+    /* "YYYY-MM-DDTHH:MM:SS.mmmZ" written digit by digit: every JSON date of every list goes
+     * through here, and snprintf was a visible share of a list's CPU (bench/README.md). */
+    unsigned f[7] = {(unsigned)y % 10000u,
+                     m % 100u,
+                     d % 100u,
+                     (unsigned)(rem / 3600) % 100u,
+                     (unsigned)(rem / 60 % 60) % 100u,
+                     (unsigned)(rem % 60) % 100u,
+                     (unsigned)msec % 1000u};
+    static const int width[7] = {4, 2, 2, 2, 2, 2, 3};
+    static const char sep[7] = {'-', '-', 'T', ':', ':', '.', 'Z'};
+    char *o = out;
+    for (int i = 0; i < 7; i++) {
+        for (int k = width[i] - 1; k >= 0; k--) {
+            o[k] = (char)('0' + f[i] % 10u);
+            f[i] /= 10u;
+        }
+        o += width[i];
+        *o++ = sep[i];
+    }
+    *o = '\0';
     return out;
 }
 

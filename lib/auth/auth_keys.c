@@ -12,6 +12,7 @@
 #include "timeutil.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The public view of a stored key: the stored document without key_hash, _id renamed id. */
@@ -27,6 +28,23 @@ static json_t *public_view(const bson_t *doc)
         json_object_del(v, "_id");
     }
     return v;
+}
+
+/* public_view written as text into b: straight from BSON, or through jansson for the rare
+ * document the direct writer refuses. */
+static void public_view_text(jsonx_buf *b, const bson_t *doc)
+{
+    static const char *const drop[] = {"key_hash", NULL};
+    if (jsonx_buf_bson_public(b, doc, drop) == 0)
+        return;
+    json_t *v = public_view(doc);
+    char *s = v ? jsonx_dumps(v) : NULL;
+    json_decref(v);
+    if (s)
+        jsonx_buf_cat(b, s);
+    else
+        b->failed = true;
+    free(s);
 }
 
 static bool valid_name(const char *name)
@@ -96,6 +114,40 @@ int auth_keys_create(dbpool *db, auth_role role, const char *name, const char *c
     }
     memcpy(key_out, key, sizeof key);
     return 0;
+}
+
+int auth_keys_list_text(dbpool *db, int limit, jsonx_buf *out, char *err, size_t errlen)
+{
+    bson_t *filter = bson_new();
+    bson_t *opts =
+        BCON_NEW("sort", "{", "createdAt", BCON_INT32(-1), "}", "limit", BCON_INT64(limit),
+                 "batchSize", BCON_INT64(limit)); /* one reply, no getMore */
+    mongoc_client_t *client = dbpool_pop(db);
+    mongoc_collection_t *c = dbpool_collection(db, client, DB_API_KEYS);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, filter, opts, NULL);
+    const bson_t *doc;
+    bson_error_t e;
+    int rc = 0;
+    jsonx_buf_raw(out, "[", 1);
+    for (bool first = true; mongoc_cursor_next(cur, &doc); first = false) {
+        if (!first)
+            jsonx_buf_raw(out, ",", 1);
+        public_view_text(out, doc);
+    }
+    jsonx_buf_raw(out, "]", 1);
+    if (mongoc_cursor_error(cur, &e)) {
+        snprintf(err, errlen, "api_keys list: %s", e.message);
+        rc = -1;
+    } else if (!jsonx_buf_ok(out)) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    }
+    mongoc_cursor_destroy(cur);
+    mongoc_collection_destroy(c);
+    dbpool_push(db, client);
+    bson_destroy(filter);
+    bson_destroy(opts);
+    return rc;
 }
 
 int auth_keys_list(dbpool *db, int limit, json_t **arr_out, char *err, size_t errlen)

@@ -22,6 +22,7 @@
 
 #include "auth_users.h"
 #include "dbpool.h"
+#include "jsonx.h"
 
 #include <jansson.h>
 #include <stddef.h>
@@ -49,6 +50,10 @@ int auth_keys_create(dbpool *db, auth_role role, const char *name, const char *c
  * {"id","prefix","name","role","created_by","createdAt","lastUsedAt","revoked"[,"revokedAt"]}
  * (never the hash). At most `limit` entries. 0 or -1 with err. */
 int auth_keys_list(dbpool *db, int limit, json_t **arr_out, char *err, size_t errlen);
+
+/* auth_keys_list written straight as JSON text (the same bytes), appended to *out (caller frees
+ * out->data). 0 or -1 with err. */
+int auth_keys_list_text(dbpool *db, int limit, jsonx_buf *out, char *err, size_t errlen);
 
 /* Revoke by 24-hex id, by display prefix ("mck_" + 8), or by the full key.
  * 0 revoked (or already revoked; *doc_out the public view if doc_out non-NULL), 1 no such key,

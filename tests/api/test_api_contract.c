@@ -334,8 +334,103 @@ TEST(single_receipt_says_updated)
     apitest_resp_release(&r);
 }
 
+/* Byte-for-byte: a list page of stored documents with every field type the lists show (escapes,
+ * control characters, UTF-8, doubles of several shapes, int32/int64, bool, null, dates, arrays,
+ * nested documents) and a populated list (campaign logs with their customer) answer exactly the
+ * bytes stored in tests/api/expected/list_pages.txt, one line per page (and /api/users, whose
+ * documents are renamed: _id -> id last, google_sub dropped). The documents have fixed
+ * ids below any ObjectId made at run time, so they are the first page of /customers. */
+static int insert_fixed(const char *coll_name, bson_t *d)
+{
+    mongoc_client_t *cl = mongoc_client_new(T.env.mongo_uri);
+    mongoc_collection_t *coll = mongoc_client_get_collection(cl, T.env.db_name, coll_name);
+    int rc = mongoc_collection_insert_one(coll, d, NULL, NULL, NULL) ? 0 : -1;
+    mongoc_collection_destroy(coll);
+    mongoc_client_destroy(cl);
+    bson_destroy(d);
+    return rc;
+}
+
+TEST(list_page_bytes)
+{
+    CHECK(apitest_ensure(&T, NULL) == 0);
+    bson_oid_t c1, c2, c3, camp, l1, l2;
+    bson_oid_init_from_string(&c1, "000000000000000000000a01");
+    bson_oid_init_from_string(&c2, "000000000000000000000a02");
+    bson_oid_init_from_string(&c3, "000000000000000000000a03");
+    bson_oid_init_from_string(&camp, "000000000000000000000c01");
+    bson_oid_init_from_string(&l1, "000000000000000000000d01");
+    bson_oid_init_from_string(&l2, "000000000000000000000d02");
+    const int64_t t0 = 1700000000123;
+    CHECK(insert_fixed(
+              "customer1",
+              BCON_NEW("_id", BCON_OID(&c1), "name",
+                       BCON_UTF8("Asha \"A\" \\ / \n\t\x01\x1f caf\xc3\xa9 \xf0\x9f\x98\x80"),
+                       "email", BCON_UTF8("asha@example.com"), "total_spend", BCON_DOUBLE(5200),
+                       "visits", BCON_INT32(-7), "last_visit_date", BCON_DATE_TIME(t0), "createdAt",
+                       BCON_DATE_TIME(t0 + 1), "updatedAt", BCON_DATE_TIME(-86400000), "__v",
+                       BCON_INT32(0))) == 0);
+    CHECK(insert_fixed("customer1",
+                       BCON_NEW("_id", BCON_OID(&c2), "name", BCON_UTF8("B"), "email",
+                                BCON_UTF8("b@example.com"), "total_spend", BCON_DOUBLE(0.1), "big",
+                                BCON_INT64(9007199254740993LL), "ratio", BCON_DOUBLE(1e21), "tiny",
+                                BCON_DOUBLE(-2.5e-7), "ok", BCON_BOOL(true), "none", BCON_NULL,
+                                "tags", "[", BCON_UTF8("vip"), BCON_INT32(3), "]", "addr", "{",
+                                "city", BCON_UTF8("Pune"), "zip", BCON_INT64(411001), "}",
+                                "createdAt", BCON_DATE_TIME(t0))) == 0);
+    CHECK(insert_fixed("customer1", BCON_NEW("_id", BCON_OID(&c3), "name", BCON_UTF8(""), "email",
+                                             BCON_UTF8("c@example.com"), "total_spend",
+                                             BCON_DOUBLE(123456789.125))) == 0);
+    CHECK(insert_fixed("campaigns1", BCON_NEW("_id", BCON_OID(&camp), "name",
+                                              BCON_UTF8("Fixed \xe2\x80\x94 campaign"), "createdAt",
+                                              BCON_DATE_TIME(t0))) == 0);
+    CHECK(insert_fixed("communication_logs1",
+                       BCON_NEW("_id", BCON_OID(&l1), "campaign_id", BCON_OID(&camp), "customer_id",
+                                BCON_OID(&c1), "message", BCON_UTF8("Hi \"Asha\""), "status",
+                                BCON_UTF8("SENT"), "vendorMsgId", BCON_UTF8("v1"), "createdAt",
+                                BCON_DATE_TIME(t0), "updatedAt", BCON_DATE_TIME(t0 + 999))) == 0);
+    bson_oid_t gone;
+    bson_oid_init_from_string(&gone, "000000000000000000000eee"); /* no such customer: null */
+    CHECK(insert_fixed("communication_logs1",
+                       BCON_NEW("_id", BCON_OID(&l2), "campaign_id", BCON_OID(&camp), "customer_id",
+                                BCON_OID(&gone), "message", BCON_UTF8("x"), "status",
+                                BCON_UTF8("PENDING"), "vendorMsgId", BCON_NULL, "createdAt",
+                                BCON_DATE_TIME(t0))) == 0);
+    bson_oid_t u1, u2;
+    bson_oid_init_from_string(&u1, "000000000000000000000f01");
+    bson_oid_init_from_string(&u2, "000000000000000000000f02");
+    CHECK(insert_fixed("users", BCON_NEW("_id", BCON_OID(&u1), "google_sub", BCON_UTF8("g-1"),
+                                         "email", BCON_UTF8("ann@example.com"), "displayName",
+                                         BCON_UTF8("Ann \"A\" \xc3\x85"), "role",
+                                         BCON_UTF8("admin"), "firstLogin", BCON_DATE_TIME(t0),
+                                         "lastLogin", BCON_DATE_TIME(t0 + 5))) == 0);
+    CHECK(insert_fixed("users",
+                       BCON_NEW("_id", BCON_OID(&u2), "google_sub", BCON_UTF8("g-2"), "email",
+                                BCON_UTF8("bob@example.com"), "role", BCON_UTF8("staff"),
+                                "firstLogin", BCON_DATE_TIME(t0 + 1))) == 0);
+    char path[256], want[8192];
+    snprintf(path, sizeof path, "%s/tests/api/expected/list_pages.txt", MINICRM_SOURCE_DIR);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    const char *pages[] = {"/customers?limit=3",
+                           "/api/campaigns/000000000000000000000c01/logs?limit=5", "/api/users",
+                           NULL};
+    for (int i = 0; pages[i]; i++) {
+        CHECK(fgets(want, sizeof want, f) != NULL);
+        want[strcspn(want, "\n")] = '\0';
+        apitest_resp r;
+        CHECK(req(&r, "GET", pages[i], NULL) == 0);
+        CHECK_INT_EQ(r.status, 200);
+        if (strcmp(r.body, want) != 0)
+            fprintf(stderr, "GET %s\n got: %s\nwant: %s\n", pages[i], r.body, want);
+        CHECK_STR_EQ(r.body, want);
+        apitest_resp_release(&r);
+    }
+    fclose(f);
+}
+
 TEST_MAIN(TEST_ENTRY(error_bodies_are_always_json), TEST_ENTRY(nul_in_path_is_not_the_list),
           TEST_ENTRY(tag_must_be_utf8), TEST_ENTRY(campaign_text_fields),
           TEST_ENTRY(loyalty_word_rule), TEST_ENTRY(body_of_wrong_shape),
           TEST_ENTRY(empty_paging_params), TEST_ENTRY(logs_cursor_is_customer_id),
-          TEST_ENTRY(single_receipt_says_updated))
+          TEST_ENTRY(list_page_bytes), TEST_ENTRY(single_receipt_says_updated))

@@ -5,6 +5,7 @@
  * TTL, destroy, malformed ids never reach Redis).
  */
 #include "auth_crypto.h"
+#include "auth_keycache.h"
 #include "auth_oauth.h"
 #include "auth_session.h"
 #include "auth_users.h"
@@ -398,9 +399,89 @@ TEST(sessions)
     rconn_free(r);
 }
 
+/* The API-key cache: a hit only for a stored hash within the TTL, cleared at once, bounded (a
+ * full table keeps at most AUTH_KEYCACHE_SLOTS entries) and safe under concurrent threads. */
+static auth_keycache *g_kc;
+
+static void *keycache_hammer(void *arg)
+{
+    int base = *(int *)arg;
+    for (int i = 0; i < 20000; i++) {
+        char h[65];
+        auth_sha256_hex(&i, sizeof i, h);
+        auth_key_info in = {.role = AUTH_ROLE_STAFF}, out;
+        snprintf(in.id, sizeof in.id, "%024d", base + i % 50);
+        auth_keycache_put(g_kc, h, 1000, &in);
+        if (auth_keycache_get(g_kc, h, 1001, &out) == 1 && strlen(out.id) != 24)
+            return (void *)1; /* a torn entry */
+    }
+    return NULL;
+}
+
+TEST(api_key_cache)
+{
+    char key[AUTH_KEY_LEN + 1] = "mck_";
+    memset(key + 4, 'A', 43);
+    key[AUTH_KEY_LEN] = '\0';
+    char h[65], want[65];
+    CHECK_INT_EQ(auth_keycache_hash(key, h), 0);
+    auth_sha256_hex(key, AUTH_KEY_LEN, want);
+    CHECK_STR_EQ(h, want);
+    CHECK_INT_EQ(auth_keycache_hash("mck_short", h), 1);
+    CHECK_INT_EQ(auth_keycache_hash(NULL, h), 1);
+
+    auth_keycache *c = auth_keycache_new(10000);
+    CHECK(c != NULL);
+    auth_key_info in = {.role = AUTH_ROLE_ADMIN}, out;
+    snprintf(in.id, sizeof in.id, "0123456789abcdef01234567");
+    snprintf(in.name, sizeof in.name, "ops");
+    CHECK_INT_EQ(auth_keycache_get(c, want, 5000, &out), 0);
+    auth_keycache_put(c, want, 5000, &in);
+    CHECK_INT_EQ(auth_keycache_get(c, want, 5000, &out), 1);
+    CHECK_STR_EQ(out.id, in.id);
+    CHECK_STR_EQ(out.name, "ops");
+    CHECK_INT_EQ((int)out.role, (int)AUTH_ROLE_ADMIN);
+    CHECK_INT_EQ(auth_keycache_get(c, want, 14999, &out), 1);
+    CHECK_INT_EQ(auth_keycache_get(c, want, 15000, &out), 0); /* TTL over: back to MongoDB */
+    auth_keycache_put(c, want, 20000, &in);
+    auth_keycache_clear(c);
+    CHECK_INT_EQ(auth_keycache_get(c, want, 20001, &out), 0);
+    /* Bounded: many more keys than slots, at most AUTH_KEYCACHE_SLOTS of them answer. */
+    int hits = 0;
+    for (int i = 0; i < 4 * AUTH_KEYCACHE_SLOTS; i++) {
+        auth_sha256_hex(&i, sizeof i, h);
+        auth_keycache_put(c, h, 30000, &in);
+    }
+    for (int i = 0; i < 4 * AUTH_KEYCACHE_SLOTS; i++) {
+        auth_sha256_hex(&i, sizeof i, h);
+        hits += auth_keycache_get(c, h, 30001, &out);
+    }
+    CHECK(hits > 0 && hits <= AUTH_KEYCACHE_SLOTS);
+    auth_keycache_free(c);
+
+    auth_keycache *off = auth_keycache_new(0); /* ttl 0: no cache */
+    auth_keycache_put(off, want, 1, &in);
+    CHECK_INT_EQ(auth_keycache_get(off, want, 1, &out), 0);
+    auth_keycache_free(off);
+    auth_keycache_free(NULL);
+
+    g_kc = auth_keycache_new(10000);
+    pthread_t th[4];
+    int base[4] = {0, 100, 200, 300};
+    for (int i = 0; i < 4; i++)
+        pthread_create(&th[i], NULL, keycache_hammer, &base[i]);
+    for (int i = 0; i < 4; i++) {
+        void *r;
+        pthread_join(th[i], &r);
+        CHECK(r == NULL);
+    }
+    auth_keycache_free(g_kc);
+}
+
 TEST_MAIN(TEST_ENTRY(pkce_rfc7636_vector), TEST_ENTRY(encodings), TEST_ENTRY(cookie_attributes),
           TEST_ENTRY(cookie_header_parsing), TEST_ENTRY(admin_list), TEST_ENTRY(who_may_log_in),
           TEST_ENTRY(oauth_state_single_use), TEST_ENTRY(oauth_state_bound_to_browser),
           TEST_ENTRY(oauth_state_concurrent_consumers),
           TEST_ENTRY(oauth_not_configured_makes_no_call),
-          TEST_ENTRY(oauth_exchange_unreachable_provider), TEST_ENTRY(sessions))
+          TEST_ENTRY(oauth_exchange_unreachable_provider), TEST_ENTRY(sessions),
+          TEST_ENTRY(api_key_cache))
