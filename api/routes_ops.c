@@ -51,8 +51,10 @@ static void h_readyz(api_ctx *app, http_request *req)
 
 /* ---- queue depths (lib/queue statistics) ---- */
 
-static const char *const k_queues[] = {QUEUE_CAMPAIGNS, QUEUE_SENDS, QUEUE_RECEIPTS, QUEUE_AI};
-#define NQUEUES 4
+/* Every queue, the priority lane's two (sends and receipts of one-off messages) included. */
+static const char *const k_queues[] = {QUEUE_CAMPAIGNS, QUEUE_SENDS,    QUEUE_RECEIPTS,
+                                       QUEUE_AI,        QUEUE_PRIORITY, QUEUE_PRIORITY_RECEIPTS};
+#define NQUEUES 6
 
 /* Statistics of every queue. 0, or -1 if Redis is unreachable. */
 static int queue_all_stats(api_ctx *app, queue_stats out[NQUEUES])

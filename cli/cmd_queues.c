@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const k_queues[] = {QUEUE_CAMPAIGNS, QUEUE_SENDS, QUEUE_RECEIPTS, QUEUE_AI};
+/* Every queue, the priority lane's two (sends and receipts of one-off messages) included. */
+static const char *const k_queues[] = {QUEUE_CAMPAIGNS, QUEUE_SENDS,    QUEUE_RECEIPTS,
+                                       QUEUE_AI,        QUEUE_PRIORITY, QUEUE_PRIORITY_RECEIPTS};
 #define NQ (sizeof k_queues / sizeof k_queues[0])
 
 static int print_once(rconn *r, const minicrm_config *cfg, bool as_json)
@@ -54,13 +56,13 @@ static int print_once(rconn *r, const minicrm_config *cfg, bool as_json)
     }
     /* Jobs are counted in READY..ACKED; ITEMS and ITEMS/S count what they carried (a fan-out
      * batch of sends, one POST of receipts), i.e. messages. */
-    printf("%-10s %9s %9s %9s %9s %9s %11s %11s %11s %11s\n", "QUEUE", "READY", "INFLIGHT",
+    printf("%-17s %9s %9s %9s %9s %9s %11s %11s %11s %11s\n", "QUEUE", "READY", "INFLIGHT",
            "DELAYED", "DEAD", "CONSUMERS", "PUSHED", "ACKED", "ITEMS", "ITEMS/S(1m)");
     for (size_t i = 0; i < NQ; i++)
-        printf("%-10s %9lld %9lld %9lld %9lld %4lld/%-4lld %11lld %11lld %11lld %11.1f\n",
+        printf("%-17s %9lld %9lld %9lld %9lld %4lld/%-4lld %11lld %11lld %11lld %11.1f\n",
                st[i].name, st[i].ready, st[i].inflight, st[i].delayed, st[i].dead, st[i].alive,
                st[i].consumers, st[i].pushed, st[i].acked, st[i].items, st[i].rate_1m);
-    printf("%-10s %9lld (send jobs of paused campaigns, not in READY)\n", "held", held);
+    printf("%-17s %9lld (send jobs of paused campaigns, not in READY)\n", "held", held);
     fflush(stdout);
     return 0;
 }

@@ -125,8 +125,8 @@ TEST(ops_routes)
     /* admin-only queue stats */
     req(&r, "GET", "/api/queues", NULL);
     CHECK_INT_EQ(r.status, 200);
-    CHECK(json_array_size(json_object_get(r.json, "queues")) ==
-          4); /* campaigns, sends, receipts, ai */
+    /* campaigns, sends, receipts, ai, priority, priority-receipts */
+    CHECK(json_array_size(json_object_get(r.json, "queues")) == 6);
     apitest_resp_release(&r);
     const char *staff[] = {apitest_staff_auth(&T), NULL};
     apitest_request(&T, "GET", "/api/queues", staff, NULL, 0, &r);
