@@ -242,22 +242,30 @@ long api_skip(long page, long limit)
     return page > 1 ? (page - 1) * limit : 0;
 }
 
+/* Appends q's "sort" ("-field" descending) and "projection" (q->exclude set to 0) to find
+ * options; the list queries (api_query_json, api_query_text) start their options with these. */
+static void add_sort_projection(bson_t *opts, const api_query *q)
+{
+    bson_t sub;
+    if (q->sort) {
+        BSON_APPEND_DOCUMENT_BEGIN(opts, "sort", &sub);
+        for (const char *const *f = q->sort; *f; f++)
+            BSON_APPEND_INT32(&sub, (*f)[0] == '-' ? *f + 1 : *f, (*f)[0] == '-' ? -1 : 1);
+        bson_append_document_end(opts, &sub);
+    }
+    if (q->exclude) {
+        BSON_APPEND_DOCUMENT_BEGIN(opts, "projection", &sub);
+        for (const char *const *f = q->exclude; *f; f++)
+            BSON_APPEND_INT32(&sub, *f, 0);
+        bson_append_document_end(opts, &sub);
+    }
+}
+
 int api_query_json(api_ctx *app, mongoc_client_t *cl, const api_query *q, json_t **out,
                    const char *cursor_field, char cursor[25], bson_error_t *err)
 {
-    bson_t empty = BSON_INITIALIZER, opts = BSON_INITIALIZER, sub;
-    if (q->sort) {
-        BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sub);
-        for (const char *const *f = q->sort; *f; f++)
-            BSON_APPEND_INT32(&sub, (*f)[0] == '-' ? *f + 1 : *f, (*f)[0] == '-' ? -1 : 1);
-        bson_append_document_end(&opts, &sub);
-    }
-    if (q->exclude) {
-        BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &sub);
-        for (const char *const *f = q->exclude; *f; f++)
-            BSON_APPEND_INT32(&sub, *f, 0);
-        bson_append_document_end(&opts, &sub);
-    }
+    bson_t empty = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+    add_sort_projection(&opts, q);
     BSON_APPEND_INT64(&opts, "limit", q->limit);
     if (q->skip > 0)
         BSON_APPEND_INT64(&opts, "skip", q->skip);
@@ -498,19 +506,8 @@ static int populate_member(void *vctx, const bson_iter_t *it, const char **raw, 
 int api_query_text(api_ctx *app, mongoc_client_t *cl, const api_query *q, jsonx_buf *out,
                    const char *cursor_field, char cursor[25], bson_error_t *err)
 {
-    bson_t empty = BSON_INITIALIZER, opts = BSON_INITIALIZER, sub;
-    if (q->sort) {
-        BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sub);
-        for (const char *const *f = q->sort; *f; f++)
-            BSON_APPEND_INT32(&sub, (*f)[0] == '-' ? *f + 1 : *f, (*f)[0] == '-' ? -1 : 1);
-        bson_append_document_end(&opts, &sub);
-    }
-    if (q->exclude) {
-        BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &sub);
-        for (const char *const *f = q->exclude; *f; f++)
-            BSON_APPEND_INT32(&sub, *f, 0);
-        bson_append_document_end(&opts, &sub);
-    }
+    bson_t empty = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+    add_sort_projection(&opts, q);
     BSON_APPEND_INT64(&opts, "limit", q->limit);
     /* The whole page in the first reply: no getMore round trip (the default first batch is
      * 101 documents). */

@@ -41,7 +41,10 @@ int idem_begin(api_ctx *app, http_request *req, const char *scope, idem *im)
         return 0;
     }
     hmac_sha256_hex("idempotency", 11, req->body, req->body_len, im->hash);
-    api_key(app, im->key, sizeof im->key, "idem:%s:%s:%s", scope, req->who.user_id, ik);
+    if (scope)
+        api_key(app, im->key, sizeof im->key, "idem:%s:%s:%s", scope, req->who.user_id, ik);
+    else
+        api_key(app, im->key, sizeof im->key, "idem:%s:%s", req->who.user_id, ik);
     rconn *c = api_redis(req);
     if (!c)
         return 0;

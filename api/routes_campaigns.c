@@ -11,11 +11,11 @@
  *        The request never touches the audience beyond the count: the fan-out worker writes the
  *        logs and sends, so the answer is quick whatever the audience size. If the job cannot
  *        be enqueued the campaign is removed again and the answer is 503 (a retry starts over).
- *        Idempotency-Key: the first answer (status + body) is kept in Redis for
- *        api.idempotency_ttl_s under {prefix}idem:{user}:{key} with a hash of the body; a retry
- *        with the same body gets it back (header Idempotent-Replayed: true) and creates
- *        nothing; the same key with another body -> 409; while the first is still running ->
- *        409. 5xx answers are not kept (the client may retry).
+ *        Idempotency-Key (api/idempotency, unscoped key {prefix}idem:{user}:{key}): the first
+ *        answer (status + body) is kept in Redis for api.idempotency_ttl_s with a hash of the
+ *        body; a retry with the same body gets it back (header Idempotent-Replayed: true) and
+ *        creates nothing; the same key with another body -> 409; while the first is still
+ *        running -> 409. 5xx answers are not kept (the client may retry).
  *   POST /api/campaigns/preview       {rules} -> 200 {"audience_size": N, "rules": {...}}
  *   POST /api/campaigns/suggest-tags  {name, rules} -> 200 {"tags": [...]} (the auto tags);
  *        with AI configured also "ai" and an id, and the AI tags once cached (api/aiseam.c).
@@ -37,7 +37,7 @@
 #include "apiutil.h"
 #include "campaign.h"
 #include "campctl.h"
-#include "hmac.h"
+#include "idempotency.h"
 #include "jobs.h"
 #include "jsonx.h"
 #include "log.h"
@@ -60,7 +60,6 @@
 #define TAG_MAX_LEN   50
 #define MAX_AUTO_TAGS 3
 #define MAX_TAGS      5
-#define IDEM_KEY_MAX  200
 
 /* ------------------------------------------------------------------------------------------ */
 /* Auto tags (contract, "Campaigns")                                                          */
@@ -376,107 +375,24 @@ out:
     dbpool_push(app->db, cl);
 }
 
-/* Send a kept or fresh answer. */
-static void send_answer(http_request *req, int status, const char *body, bool replayed)
-{
-    if (replayed)
-        http_add_header(req, "Idempotent-Replayed", "true");
-    http_send_raw(req, status, "application/json; charset=utf-8", body, strlen(body));
-}
-
-static bool idem_key_valid(const char *k)
-{
-    size_t n = strlen(k);
-    if (n == 0 || n > IDEM_KEY_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)k[i] <= ' ' || (unsigned char)k[i] >= 127)
-            return false;
-    return true;
-}
-
 static void h_create(api_ctx *app, http_request *req)
 {
     json_t *body = api_body_object(req, NULL);
     if (!body)
         return;
-    const char *ik = http_header(req, "Idempotency-Key");
+    idem im;
+    if (idem_begin(app, req, NULL, &im) != 1) /* NULL: the route's original unscoped key */
+        return;
     answer a = {0, NULL};
-    char key[512], hash[HMAC_HEX_LEN + 1];
-    rconn *c = NULL;
-
-    if (ik) {
-        if (!idem_key_valid(ik)) {
-            http_error(req, 400, "Idempotency-Key must be 1-%d printable characters", IDEM_KEY_MAX);
-            return;
-        }
-        hmac_sha256_hex("idempotency", 11, req->body, req->body_len, hash);
-        api_key(app, key, sizeof key, "idem:%s:%s", req->who.user_id, ik);
-        if (!(c = api_redis(req)))
-            return;
-        char pending[128];
-        snprintf(pending, sizeof pending, "{\"h\":\"%s\",\"s\":0}", hash);
-        redisReply *r =
-            rconn_command(c, "SET %s %s NX EX %d", key, pending, app->cfg->api.idempotency_ttl_s);
-        if (!r || r->type == REDIS_REPLY_ERROR) {
-            freeReplyObject(r);
-            api_redis_fail(req, c, "idempotency");
-            rpool_put(app->redis, c);
-            return;
-        }
-        bool fresh = r->type == REDIS_REPLY_STATUS;
-        freeReplyObject(r);
-        if (!fresh) {
-            r = rconn_command(c, "GET %s", key);
-            json_t *kept =
-                (r && r->type == REDIS_REPLY_STRING) ? jsonx_parse(r->str, r->len, NULL, 0) : NULL;
-            freeReplyObject(r);
-            rpool_put(app->redis, c);
-            const char *h = jsonx_str(kept, "h", "");
-            long long st = jsonx_int(kept, "s", -1);
-            const char *b = jsonx_str(kept, "b", NULL);
-            if (!kept)
-                http_error(req, 409, "Idempotency-Key is being processed, retry later");
-            else if (strcmp(h, hash) != 0)
-                http_error(req, 409, "Idempotency-Key was already used with a different body");
-            else if (st == 0 || !b)
-                http_error(req, 409, "a request with this Idempotency-Key is still in progress");
-            else
-                send_answer(req, (int)st, b, true);
-            json_decref(kept);
-            return;
-        }
-        rpool_put(app->redis, c);
-        c = NULL;
-    }
-
     create_campaign(app, req, body, &a);
     char *text = a.body ? jsonx_dumps(a.body) : NULL;
     json_decref(a.body);
     if (!text) {
-        http_error(req, 503, "out of memory");
         a.status = 503;
-    }
-
-    if (ik && (c = rpool_get(app->redis)) != NULL) {
-        redisReply *r;
-        if (a.status >= 500) {
-            r = rconn_command(c, "DEL %s", key); /* let the client retry */
-        } else {
-            json_t *kept = json_pack("{s:s,s:i,s:s}", "h", hash, "s", a.status, "b", text);
-            char *ks = jsonx_dumps(kept);
-            json_decref(kept);
-            r = ks ? rconn_command(c, "SET %s %s EX %d", key, ks, app->cfg->api.idempotency_ttl_s)
-                   : NULL;
-            free(ks);
-        }
-        if (!r)
-            log_warn("idempotency_store_failed", "rid=%s", req->request_id);
-        freeReplyObject(r);
-        rpool_put(app->redis, c);
+        text = strdup("{\"error\":\"out of memory\"}");
     }
     if (text)
-        send_answer(req, a.status, text, false);
+        idem_finish(app, req, &im, a.status, text);
     free(text);
 }
 

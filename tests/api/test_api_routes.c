@@ -51,6 +51,19 @@ static long long redis_llen(const char *suffix)
     return n;
 }
 
+/* How many keys match {prefix}`pattern` (KEYS: a test database is small). */
+static long long redis_count_keys(const char *pattern)
+{
+    char e[256], key[256];
+    rconn *c = rconn_new(T.env.redis_url, 2000, e, sizeof e);
+    snprintf(key, sizeof key, "%s%s", T.env.prefix, pattern);
+    redisReply *r = rconn_command(c, "KEYS %s", key);
+    long long n = r && r->type == REDIS_REPLY_ARRAY ? (long long)r->elements : -1;
+    freeReplyObject(r);
+    rconn_free(c);
+    return n;
+}
+
 /* The newest job of queue list `suffix` (LINDEX 0), parsed; NULL if none. */
 static json_t *redis_newest_job(const char *suffix)
 {
@@ -484,14 +497,20 @@ TEST(campaigns)
     char first[64];
     snprintf(first, sizeof first, "%s",
              json_string_value(json_object_get(json_object_get(r.json, "campaign"), "_id")));
+    char *first_body = strdup(r.body);
     apitest_resp_release(&r);
     apitest_request(&T, "POST", "/api/campaigns", h, body, strlen(body), &r);
     CHECK_INT_EQ(r.status, 201);
     CHECK_STR_EQ(json_string_value(json_object_get(json_object_get(r.json, "campaign"), "_id")),
                  first);
+    CHECK_STR_EQ(r.body, first_body); /* the replay is the first answer, byte for byte */
+    free(first_body);
     char buf[64];
     CHECK_STR_EQ(apitest_resp_header(&r, "Idempotent-Replayed", buf, sizeof buf), "true");
     apitest_resp_release(&r);
+    /* The key stays unscoped ({prefix}idem:{user}:{key}): answers kept before still replay. */
+    CHECK_INT_EQ(redis_count_keys("idem:*:idem-1"), 1);
+    CHECK_INT_EQ(redis_count_keys("idem:campaigns:*"), 0);
     CHECK_INT_EQ(redis_llen("{campaigns}:ready"), before + 2);
     const char other[] = "{\"name\":\"x\",\"rules\":{}}";
     apitest_request(&T, "POST", "/api/campaigns", h, other, strlen(other), &r);
