@@ -9,10 +9,13 @@
 #include "jobs.h"
 #include "timeutil.h"
 
+#include <curl/curl.h>
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,7 +23,7 @@
 static const char *const k_prog[PH_NPROCS] = {"minicrm-api", "minicrm-worker", "minicrm-receipts",
                                               "minicrm-vendor-sim"};
 
-static void sleep_ms(int ms)
+void pipeh_sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -282,7 +285,7 @@ int pipeh_wait_completed(pipeh *h, const bson_oid_t *cid, int timeout_ms, ph_cam
     while (time_mono_ms() < deadline) {
         if (pipeh_read(h, cid, out) == 0 && !strcmp(out->status, "COMPLETED"))
             return 0;
-        sleep_ms(100);
+        pipeh_sleep_ms(100);
     }
     return -1;
 }
@@ -314,4 +317,111 @@ long long pipeh_count_logs(pipeh *h, const bson_oid_t *cid, long long out[4])
     bson_destroy(o);
     mongoc_collection_destroy(c);
     return n;
+}
+
+/* ---- Helpers shared by the scenario tests ---------------------------------------------------- */
+
+int pipeh_start_all(pipeh *h)
+{
+    static const char *const procs[] = {"--procs", "2", NULL};
+    if (h->pid[PH_API] <= 0 && pipeh_spawn(h, PH_API, NULL) != 0)
+        return -1;
+    if (h->pid[PH_WORKER] <= 0 && pipeh_spawn(h, PH_WORKER, procs) != 0)
+        return -1;
+    if (h->pid[PH_RECEIPTS] <= 0 && pipeh_spawn(h, PH_RECEIPTS, NULL) != 0)
+        return -1;
+    if (h->pid[PH_VENDOR] <= 0 && pipeh_spawn(h, PH_VENDOR, NULL) != 0)
+        return -1;
+    return 0;
+}
+
+static size_t on_body(char *p, size_t sz, size_t n, void *ud)
+{
+    pipeh_answer *a = ud;
+    size_t add = sz * n;
+    if (a->n + add >= sizeof a->body)
+        add = sizeof a->body - 1 - a->n;
+    memcpy(a->body + a->n, p, add);
+    a->n += add;
+    a->body[a->n] = '\0';
+    return sz * n;
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *ud)
+{
+    pipeh_answer *a = ud;
+    if (sz * n >= 20 && !strncasecmp(p, "Idempotent-Replayed:", 20))
+        a->replayed = true;
+    return sz * n;
+}
+
+long pipeh_post(pipeh *h, const char *path, const char *key, const char *body, const char *header,
+                long timeout_ms, pipeh_answer *a)
+{
+    char url[400], auth[300];
+    memset(a, 0, sizeof *a);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", h->api_port, path);
+    CURL *c = curl_easy_init();
+    if (!c)
+        return 0;
+    struct curl_slist *hd = NULL;
+    if (key) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+        hd = curl_slist_append(hd, auth);
+    }
+    if (body)
+        hd = curl_slist_append(hd, "Content-Type: application/json");
+    if (header)
+        hd = curl_slist_append(hd, header);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, a);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+    long code = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_slist_free_all(hd);
+    curl_easy_cleanup(c);
+    return code;
+}
+
+int pipeh_make_key(pipeh *h, const char *role, const char *name, char *out, size_t n)
+{
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "'%s' keys create --role %s --name %s 2>>'%s/cli.log'",
+             testenv_bin("minicrm"), role, name, h->env.dir);
+    out[0] = '\0';
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    char *got = fgets(out, (int)n, p);
+    int st = pclose(p);
+    out[strcspn(out, "\r\n")] = '\0';
+    return got && st == 0 && !strncmp(out, "mck_", 4) ? 0 : -1;
+}
+
+int pipeh_wait_log_final(pipeh *h, const bson_oid_t *lid, int timeout_ms, char status[16])
+{
+    mongoc_collection_t *logs = pipeh_coll(h, DB_LOGS);
+    int64_t deadline = time_mono_ms() + timeout_ms;
+    snprintf(status, 16, "PENDING");
+    while (!strcmp(status, "PENDING") && time_mono_ms() < deadline) {
+        bson_t *f = BCON_NEW("_id", BCON_OID(lid));
+        mongoc_cursor_t *cur = mongoc_collection_find_with_opts(logs, f, NULL, NULL);
+        const bson_t *d;
+        bson_iter_t it;
+        if (mongoc_cursor_next(cur, &d) && bson_iter_init_find(&it, d, "status") &&
+            BSON_ITER_HOLDS_UTF8(&it))
+            snprintf(status, 16, "%s", bson_iter_utf8(&it, NULL));
+        mongoc_cursor_destroy(cur);
+        bson_destroy(f);
+        if (!strcmp(status, "PENDING"))
+            pipeh_sleep_ms(20);
+    }
+    mongoc_collection_destroy(logs);
+    return strcmp(status, "PENDING") ? 0 : -1;
 }

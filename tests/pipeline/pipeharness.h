@@ -12,6 +12,11 @@
  * c{i}@{a|b|c}.example (i % 3), createdAt now - i minutes, last_visit_date now - (i % 100) days,
  * so a test can compute the exact audience of a rule without asking the database.
  *
+ * The scenario tests also share small helpers: pipeh_start_all() (every program not running),
+ * pipeh_post() (an HTTP POST to the API with a key, through libcurl), pipeh_make_key() (an API
+ * key made the way an operator does, with `minicrm keys create`), pipeh_wait_log_final() and
+ * pipeh_sleep_ms() (only for pacing and polling, never as synchronisation).
+ *
  * Not thread-safe; one harness per test process.
  */
 #ifndef MINICRM_PIPEHARNESS_H
@@ -71,5 +76,35 @@ long long pipeh_count_logs(pipeh *h, const bson_oid_t *cid, long long out[4]);
 mongoc_collection_t *pipeh_coll(pipeh *h, const char *name);
 /* Path of a program's log file (static storage). */
 const char *pipeh_logfile(pipeh *h, int which);
+
+/* Start every program whose pid is not set: the API, minicrm-worker --procs 2, the receipts
+ * worker and the vendor simulator, in that order. 0 or -1. */
+int pipeh_start_all(pipeh *h);
+/* Sleep ms milliseconds (pacing and poll intervals). */
+void pipeh_sleep_ms(int ms);
+
+/* An HTTP answer, owned by the caller: the body (truncated to fit, NUL-terminated) and whether
+ * the answer carried Idempotent-Replayed. */
+typedef struct pipeh_answer {
+    char body[8192];
+    size_t n;
+    bool replayed;
+} pipeh_answer;
+
+/* POST body to the API's path (e.g. "/api/campaigns") with `Authorization: Bearer key` (key may
+ * be NULL: none). A non-NULL body is sent as application/json; NULL sends an empty body without
+ * a content type. header (NULL: none) is one more request header line. Returns the HTTP status,
+ * 0 when no answer came within timeout_ms; the answer in *a (reset first). */
+long pipeh_post(pipeh *h, const char *path, const char *key, const char *body, const char *header,
+                long timeout_ms, pipeh_answer *a);
+
+/* Create an API key with `minicrm keys create --role ROLE --name NAME` (stderr appended to
+ * cli.log in the env directory); the key into out (size n). 0 when the command succeeded and
+ * printed an "mck_" key, else -1. */
+int pipeh_make_key(pipeh *h, const char *role, const char *name, char *out, size_t n);
+
+/* Poll the log lid until it exists with a status other than PENDING, or timeout_ms passed; the
+ * last status seen into status ("PENDING" when none). 0 when final, -1 on timeout. */
+int pipeh_wait_log_final(pipeh *h, const bson_oid_t *lid, int timeout_ms, char status[16]);
 
 #endif

@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define NCUST           20000
 #define HEARTBEAT_TTL_S 2 /* queue.heartbeat_ttl_s, as pipeh_start sets it */
@@ -29,30 +28,10 @@
 static pipeh h;
 static unsigned rnd_state = 4242;
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static int rnd(int lo, int hi)
 {
     rnd_state = rnd_state * 1103515245u + 12345u;
     return lo + (int)((rnd_state >> 8) % (unsigned)(hi - lo + 1));
-}
-
-static int start_all(void)
-{
-    static const char *const procs[] = {"--procs", "2", NULL};
-    if (h.pid[PH_API] <= 0 && pipeh_spawn(&h, PH_API, NULL) != 0)
-        return -1;
-    if (h.pid[PH_WORKER] <= 0 && pipeh_spawn(&h, PH_WORKER, procs) != 0)
-        return -1;
-    if (h.pid[PH_RECEIPTS] <= 0 && pipeh_spawn(&h, PH_RECEIPTS, NULL) != 0)
-        return -1;
-    if (h.pid[PH_VENDOR] <= 0 && pipeh_spawn(&h, PH_VENDOR, NULL) != 0)
-        return -1;
-    return 0;
 }
 
 /* Counter tokens of campaign cid left stale (the receipts worker must be dead): registered in
@@ -136,14 +115,14 @@ static int wait_mid_flight(const bson_oid_t *cid)
             if (c.sent + c.failed > 0)
                 return 0;
         }
-        sleep_ms(5);
+        pipeh_sleep_ms(5);
     }
     return -1;
 }
 
 TEST(counters_converge_after_receipts_kill9)
 {
-    CHECK(start_all() == 0);
+    CHECK(pipeh_start_all(&h) == 0);
     bson_oid_t cid;
     long long orphans = 0;
     int kills = 0, campaigns = 0;
@@ -161,11 +140,11 @@ TEST(counters_converge_after_receipts_kill9)
                 continue;
             fresh = false;
         }
-        sleep_ms(rnd(20, 300));
+        pipeh_sleep_ms(rnd(20, 300));
         pipeh_kill(&h, PH_RECEIPTS, SIGKILL);
         kills++;
         orphans = stale_tokens(&cid);
-        CHECK(start_all() == 0);
+        CHECK(pipeh_start_all(&h) == 0);
         ph_campaign c;
         if (orphans <= 0 && pipeh_read(&h, &cid, &c) == 0 && !strcmp(c.status, "COMPLETED"))
             fresh = true;
@@ -185,7 +164,7 @@ TEST(counters_converge_after_receipts_kill9)
             if (!t_final && final_logs(&cid) == NCUST)
                 t_final = t_done;
         }
-        sleep_ms(20);
+        pipeh_sleep_ms(20);
     }
     CHECK_MSG(t_done > 0,
               "campaign not COMPLETED: status=%s total=%lld pending=%lld sent=%lld failed=%lld",

@@ -27,102 +27,34 @@
 #include "test.h"
 #include "timeutil.h"
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 
 #define NCUST 6000
 
 static pipeh h;
 static char admin_key[200];
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
+typedef pipeh_answer answer;
 
-static int start_all(void)
-{
-    static const char *const procs[] = {"--procs", "2", NULL};
-    if (h.pid[PH_API] <= 0 && pipeh_spawn(&h, PH_API, NULL) != 0)
-        return -1;
-    if (h.pid[PH_WORKER] <= 0 && pipeh_spawn(&h, PH_WORKER, procs) != 0)
-        return -1;
-    if (h.pid[PH_RECEIPTS] <= 0 && pipeh_spawn(&h, PH_RECEIPTS, NULL) != 0)
-        return -1;
-    if (h.pid[PH_VENDOR] <= 0 && pipeh_spawn(&h, PH_VENDOR, NULL) != 0)
-        return -1;
-    return 0;
-}
-
-typedef struct answer {
-    char body[8192];
-} answer;
-
-static size_t collect(char *p, size_t sz, size_t n, void *ud)
-{
-    answer *a = ud;
-    size_t have = strlen(a->body), add = sz * n;
-    if (have + add >= sizeof a->body)
-        add = sizeof a->body - 1 - have;
-    memcpy(a->body + have, p, add);
-    a->body[have + add] = '\0';
-    return sz * n;
-}
-
-/* POST path with a JSON body (NULL: empty) and the admin key: the HTTP status, body in *a. */
+/* POST path with a JSON body and the admin key: the HTTP status, body in *a. */
 static long post_json(const char *path, const char *body, answer *a)
 {
-    char url[300], auth[260];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", h.api_port, path);
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", admin_key);
-    a->body[0] = '\0';
-    CURL *c = curl_easy_init();
-    struct curl_slist *hd = curl_slist_append(NULL, auth);
-    hd = curl_slist_append(hd, "Content-Type: application/json");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
-    long code = 0;
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    curl_slist_free_all(hd);
-    curl_easy_cleanup(c);
-    return code;
+    return pipeh_post(&h, path, admin_key, body, NULL, 20000L, a);
 }
 
 /* POST /api/campaigns/<id>/<move> with the admin key. The HTTP status (0: no answer); the body
  * in *a. */
 static long post_move(const bson_oid_t *cid, const char *move, answer *a)
 {
-    char hex[25], url[200], auth[260];
+    char hex[25], path[200];
     bson_oid_to_string(cid, hex);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/api/campaigns/%s/%s", h.api_port, hex, move);
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", admin_key);
-    a->body[0] = '\0';
-    CURL *c = curl_easy_init();
-    struct curl_slist *hd = curl_slist_append(NULL, auth);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
-    long code = 0;
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    curl_slist_free_all(hd);
-    curl_easy_cleanup(c);
-    return code;
+    snprintf(path, sizeof path, "/api/campaigns/%s/%s", hex, move);
+    return pipeh_post(&h, path, admin_key, NULL, NULL, 20000L, a);
 }
 
 /* "took_ms" of a move's answer, or -1. */
@@ -165,7 +97,7 @@ static int wait_mid_flight(const bson_oid_t *cid, long long min_final)
             if (c.sent + c.failed >= min_final)
                 return 0;
         }
-        sleep_ms(5);
+        pipeh_sleep_ms(5);
     }
     return -1;
 }
@@ -213,7 +145,7 @@ static int run_cli(const char *args, char *out, size_t n)
 
 TEST(pause_kill9_resume_exactly_once)
 {
-    CHECK(start_all() == 0);
+    CHECK(pipeh_start_all(&h) == 0);
     bson_oid_t cid;
     CHECK(pipeh_campaign(&h, "pause", "{}", &cid) == 0);
     CHECK_MSG(wait_mid_flight(&cid, 200) == 0, "campaign finished before the pause");
@@ -229,14 +161,14 @@ TEST(pause_kill9_resume_exactly_once)
     const int victims[] = {PH_WORKER, PH_VENDOR, PH_RECEIPTS, PH_API};
     for (int k = 0; k < 4; k++) {
         pipeh_kill(&h, victims[k], SIGKILL);
-        CHECK(start_all() == 0);
+        CHECK(pipeh_start_all(&h) == 0);
     }
     /* The messages the vendor had before the 200 still get their receipts (vendor delay <=
      * 1.5 s here, a restarted vendor sends its held jobs again): give them 4 s, then the count
      * must stand still. */
-    sleep_ms(4000);
+    pipeh_sleep_ms(4000);
     long long f1 = final_logs(&cid);
-    sleep_ms(3000);
+    pipeh_sleep_ms(3000);
     long long f2 = final_logs(&cid);
     fprintf(stderr, "  final logs: %lld at the 200, %lld after 4 s, %lld after 7 s\n", f0, f1, f2);
     CHECK_INT_EQ(f2, f1);
@@ -282,7 +214,7 @@ TEST(pause_kill9_resume_exactly_once)
 
 TEST(cancel_after_worker_kill9_counters_exact)
 {
-    CHECK(start_all() == 0);
+    CHECK(pipeh_start_all(&h) == 0);
     bson_oid_t cid;
     CHECK(pipeh_campaign(&h, "cancel", "{}", &cid) == 0);
     CHECK_MSG(wait_mid_flight(&cid, 100) == 0, "campaign finished before the cancel");
@@ -294,7 +226,7 @@ TEST(cancel_after_worker_kill9_counters_exact)
     CHECK_MSG(code == 200, "cancel: %ld %s", code, a.body);
     CHECK_STR_EQ(status_of(&a, st), "CANCELLED");
     fprintf(stderr, "  cancel took %lld ms\n", took_ms(&a));
-    CHECK(start_all() == 0);
+    CHECK(pipeh_start_all(&h) == 0);
     ph_campaign c;
     CHECK(pipeh_read(&h, &cid, &c) == 0);
     long long pending_at_cancel = c.pending;
@@ -307,7 +239,7 @@ TEST(cancel_after_worker_kill9_counters_exact)
         CHECK_COUNTERS(cid);
         if (c.pending == 0)
             break;
-        sleep_ms(50);
+        pipeh_sleep_ms(50);
     }
     CHECK_INT_EQ(c.pending, 0);
     CHECK_STR_EQ(c.status, "CANCELLED");
@@ -323,7 +255,7 @@ TEST(cancel_after_worker_kill9_counters_exact)
     fprintf(stderr, "  after cancel: logs=%lld sent=%lld failed=%lld cancelled=%lld\n", n,
             (long long)c.sent, (long long)c.failed, (long long)c.cancelled);
     /* Still nothing sent a while later (restarted programs, sweeper). */
-    sleep_ms(2500);
+    pipeh_sleep_ms(2500);
     ph_campaign c2;
     CHECK(pipeh_read(&h, &cid, &c2) == 0);
     CHECK_INT_EQ(c2.sent + c2.failed, c.sent + c.failed);
@@ -339,7 +271,7 @@ TEST(cancel_after_worker_kill9_counters_exact)
 
 TEST(lost_flags_come_back_from_mongodb)
 {
-    CHECK(start_all() == 0);
+    CHECK(pipeh_start_all(&h) == 0);
     bson_oid_t cid;
     CHECK(pipeh_campaign(&h, "lost-flags", "{}", &cid) == 0);
     CHECK_MSG(wait_mid_flight(&cid, 100) == 0, "campaign finished before the pause");
@@ -364,7 +296,7 @@ TEST(lost_flags_come_back_from_mongodb)
         if (r)
             freeReplyObject(r);
         if (!back)
-            sleep_ms(50);
+            pipeh_sleep_ms(50);
     }
     CHECK_INT_EQ(back, 1);
     code = post_move(&cid, "resume", &a);
@@ -382,7 +314,7 @@ static long create_scheduled(const char *name, int64_t send_at, bson_oid_t *cid,
  * (a flag lost with a younger AOF tail is re-added by the workers' repair within 3 s). */
 TEST(redis_kill9_and_devdb_frozen_while_paused)
 {
-    CHECK(start_all() == 0);
+    CHECK(pipeh_start_all(&h) == 0);
     if (h.env.redis_pid <= 0 || h.env.devdb_pid <= 0)
         TEST_SKIP("Redis or MongoDB is external: not ours to kill");
     bson_oid_t cid;
@@ -391,7 +323,7 @@ TEST(redis_kill9_and_devdb_frozen_while_paused)
     answer a;
     long code = post_move(&cid, "pause", &a);
     CHECK_MSG(code == 200, "pause: %ld %s", code, a.body);
-    sleep_ms(1500);
+    pipeh_sleep_ms(1500);
     CHECK(testenv_kill_wait(h.env.redis_pid, SIGKILL, 10000) >= 0);
     char port[16], log[400];
     snprintf(port, sizeof port, "%d", h.env.redis_port);
@@ -404,11 +336,11 @@ TEST(redis_kill9_and_devdb_frozen_while_paused)
     CHECK(testenv_wait_port(h.env.redis_port, 10000) == 0);
     /* devdb frozen for 3 s (its data lives in memory here, so it is stopped, not killed). */
     CHECK(kill(h.env.devdb_pid, SIGSTOP) == 0);
-    sleep_ms(3000);
+    pipeh_sleep_ms(3000);
     CHECK(kill(h.env.devdb_pid, SIGCONT) == 0);
-    sleep_ms(4000);
+    pipeh_sleep_ms(4000);
     long long f1 = final_logs(&cid);
-    sleep_ms(2500);
+    pipeh_sleep_ms(2500);
     long long f2 = final_logs(&cid);
     fprintf(stderr, "  final logs after the outages: %lld, 2.5 s later %lld\n", f1, f2);
     CHECK_INT_EQ(f2, f1);
@@ -418,7 +350,7 @@ TEST(redis_kill9_and_devdb_frozen_while_paused)
     CHECK(c.sent + c.failed < NCUST);
     /* The API's pooled connections may be stale after the restart: a 503 is retried. */
     for (int i = 0; i < 20 && (code = post_move(&cid, "resume", &a)) != 200; i++)
-        sleep_ms(250);
+        pipeh_sleep_ms(250);
     CHECK_MSG(code == 200, "resume: %ld %s", code, a.body);
     CHECK(pipeh_wait_completed(&h, &cid, 90000, &c) == 0);
     long long by[4];
@@ -434,17 +366,9 @@ TEST(redis_kill9_and_devdb_frozen_while_paused)
 /* Staff may pause, only admins cancel. */
 TEST(cancel_needs_admin)
 {
-    CHECK(start_all() == 0);
-    char cmd[600], staff[200] = "";
-    snprintf(cmd, sizeof cmd,
-             "'%s' keys create --role staff --name lifecycle-staff 2>>'%s/cli.log'",
-             testenv_bin("minicrm"), h.env.dir);
-    FILE *p = popen(cmd, "r");
-    CHECK(p != NULL);
-    char *got = fgets(staff, sizeof staff, p);
-    pclose(p);
-    staff[strcspn(staff, "\r\n")] = '\0';
-    CHECK(got && !strncmp(staff, "mck_", 4));
+    CHECK(pipeh_start_all(&h) == 0);
+    char staff[200];
+    CHECK(pipeh_make_key(&h, "staff", "lifecycle-staff", staff, sizeof staff) == 0);
     bson_oid_t cid;
     answer a;
     CHECK(create_scheduled("staff", time_now_ms() + 600000, &cid, &a) == 201);
@@ -504,14 +428,14 @@ static const char *wait_status_not(const bson_oid_t *cid, const char *st, int ti
     while (time_mono_ms() < deadline) {
         if (pipeh_read(&h, cid, c) == 0 && strcmp(c->status, st) != 0)
             return c->status;
-        sleep_ms(20);
+        pipeh_sleep_ms(20);
     }
     return st;
 }
 
 TEST(schedule_send_at_validation_and_start_on_time)
 {
-    CHECK(start_all() == 0);
+    CHECK(pipeh_start_all(&h) == 0);
     answer a;
     const char *bad[] = {"2030-01-01T10:00:00", "2001-01-01T10:00:00Z", "2099-01-01T10:00:00Z",
                          "tomorrow", "2030-02-30T10:00:00Z"};
@@ -543,7 +467,7 @@ TEST(schedule_send_at_validation_and_start_on_time)
         CHECK_STR_EQ(c.status, "SCHEDULED");
         long long by[4];
         CHECK_INT_EQ(pipeh_count_logs(&h, &cid, by), 0);
-        sleep_ms(50);
+        pipeh_sleep_ms(50);
     }
     wait_status_not(&cid, "SCHEDULED", 10000, &c);
     int64_t started = date_field(&cid, "startedAt");
@@ -566,7 +490,7 @@ TEST(schedule_send_at_validation_and_start_on_time)
 
 TEST(schedule_while_down_expired_cancelled_recent_started)
 {
-    CHECK(start_all() == 0);
+    CHECK(pipeh_start_all(&h) == 0);
     pipeh_kill(&h, PH_WORKER, SIGKILL); /* every worker is down */
     answer a;
     bson_oid_t old, recent;
@@ -580,8 +504,8 @@ TEST(schedule_while_down_expired_cancelled_recent_started)
     if (r)
         freeReplyObject(r);
     while (time_now_ms() < t + 7000) /* the first is 6 s late (expiry 4 s), the second 1.5 s */
-        sleep_ms(50);
-    CHECK(start_all() == 0);
+        pipeh_sleep_ms(50);
+    CHECK(pipeh_start_all(&h) == 0);
     ph_campaign c;
     CHECK_STR_EQ(wait_status_not(&old, "SCHEDULED", 10000, &c), "CANCELLED");
     mongoc_collection_t *camps = pipeh_coll(&h, DB_CAMPAIGNS);
@@ -629,7 +553,7 @@ TEST(orphaned_campaign_without_a_job_is_rescued)
      * done (the API died between a resume's MongoDB write and its enqueue). No job anywhere,
      * no lease. A restarted worker finds them (campaigns.rescue_after_s, 2 s here) and queues
      * each job once: both end COMPLETED with exactly one final log per matched customer. */
-    CHECK(start_all() == 0);
+    CHECK(pipeh_start_all(&h) == 0);
     pipeh_kill(&h, PH_WORKER, SIGKILL);
     bson_oid_t q, s;
     CHECK(pipeh_campaign(&h, "orphan-queued", "{}", &q) == 0);
@@ -650,7 +574,7 @@ TEST(orphaned_campaign_without_a_job_is_rescued)
     if (r)
         freeReplyObject(r);
     int64_t t0 = time_mono_ms();
-    CHECK(start_all() == 0);
+    CHECK(pipeh_start_all(&h) == 0);
     const bson_oid_t *ids[2] = {&q, &s};
     for (int i = 0; i < 2; i++) {
         ph_campaign c;
@@ -701,14 +625,7 @@ int main(int argc, char **argv)
         return 1;
     }
     /* An admin key, made the way an operator does. */
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "'%s' keys create --role admin --name lifecycle 2>>'%s/cli.log'",
-             testenv_bin("minicrm"), h.env.dir);
-    FILE *p = popen(cmd, "r");
-    char *got = p ? fgets(admin_key, sizeof admin_key, p) : NULL;
-    int st = p ? pclose(p) : -1;
-    admin_key[strcspn(admin_key, "\r\n")] = '\0';
-    if (!got || st != 0 || strncmp(admin_key, "mck_", 4) != 0) {
+    if (pipeh_make_key(&h, "admin", "lifecycle", admin_key, sizeof admin_key) != 0) {
         fprintf(stderr, "test_lifecycle: keys create failed\n");
         pipeh_stop(&h);
         return 1;

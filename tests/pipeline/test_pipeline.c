@@ -15,26 +15,18 @@
 #include "test.h"
 #include "timeutil.h"
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define NCUST 3000
 
 static pipeh h;
 static unsigned rnd_state = 12345;
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static int rnd(int lo, int hi)
 {
@@ -103,23 +95,9 @@ static int wait_mid_flight(const bson_oid_t *cid)
             if (c.sent + c.failed > 0)
                 return 0;
         }
-        sleep_ms(5);
+        pipeh_sleep_ms(5);
     }
     return -1;
-}
-
-static int start_all(void)
-{
-    static const char *const procs[] = {"--procs", "2", NULL};
-    if (h.pid[PH_API] <= 0 && pipeh_spawn(&h, PH_API, NULL) != 0)
-        return -1;
-    if (h.pid[PH_WORKER] <= 0 && pipeh_spawn(&h, PH_WORKER, procs) != 0)
-        return -1;
-    if (h.pid[PH_RECEIPTS] <= 0 && pipeh_spawn(&h, PH_RECEIPTS, NULL) != 0)
-        return -1;
-    if (h.pid[PH_VENDOR] <= 0 && pipeh_spawn(&h, PH_VENDOR, NULL) != 0)
-        return -1;
-    return 0;
 }
 
 /* Every log's customer satisfies the rule (total_spend >= min and the domain). */
@@ -170,7 +148,7 @@ static long long queue_items(const char *name)
 
 TEST(campaign_exact_counts_and_rules)
 {
-    CHECK(start_all() == 0);
+    CHECK(pipeh_start_all(&h) == 0);
     long long sends0 = queue_items(QUEUE_SENDS), receipts0 = queue_items(QUEUE_RECEIPTS);
     bson_oid_t cid;
     CHECK(pipeh_campaign(&h, "exact", "{\"min_spend\": 5000, \"email_domain\": \"b.example\"}",
@@ -183,14 +161,14 @@ TEST(campaign_exact_counts_and_rules)
      * receipt per log. (The vendor acks a send job just after its last POST: poll for it.) */
     int64_t deadline = time_mono_ms() + 10000;
     while (queue_items(QUEUE_SENDS) - sends0 < expected && time_mono_ms() < deadline)
-        sleep_ms(20);
+        pipeh_sleep_ms(20);
     CHECK_INT_EQ(queue_items(QUEUE_SENDS) - sends0, expected);
     CHECK_INT_EQ(queue_items(QUEUE_RECEIPTS) - receipts0, expected);
 }
 
 TEST(kill9_each_process_mid_campaign)
 {
-    CHECK(start_all() == 0);
+    CHECK(pipeh_start_all(&h) == 0);
     bson_oid_t cid;
     CHECK(pipeh_campaign(&h, "chaos", "{}", &cid) == 0);
     /* Every process in turn is killed with SIGKILL at a random moment and restarted, three
@@ -199,13 +177,13 @@ TEST(kill9_each_process_mid_campaign)
     CHECK_MSG(wait_mid_flight(&cid) == 0, "campaign finished before the first kill");
     int kills_mid_flight = 0;
     for (int k = 0; k < 9; k++) {
-        sleep_ms(rnd(20, 250));
+        pipeh_sleep_ms(rnd(20, 250));
         ph_campaign c;
         if (pipeh_read(&h, &cid, &c) == 0 && strcmp(c.status, "COMPLETED") != 0)
             kills_mid_flight++;
         pipeh_kill(&h, victims[k % 3], SIGKILL);
-        sleep_ms(rnd(0, 200));
-        CHECK(start_all() == 0);
+        pipeh_sleep_ms(rnd(0, 200));
+        CHECK(pipeh_start_all(&h) == 0);
     }
     fprintf(stderr, "  kills while the campaign was running: %d of 9\n", kills_mid_flight);
     CHECK(kills_mid_flight >= 3);
@@ -214,7 +192,7 @@ TEST(kill9_each_process_mid_campaign)
 
 TEST(vendor_sigterm_mid_flight)
 {
-    CHECK(start_all() == 0);
+    CHECK(pipeh_start_all(&h) == 0);
     bson_oid_t cid;
     CHECK(pipeh_campaign(&h, "vendor-stop", "{}", &cid) == 0);
     CHECK_MSG(wait_mid_flight(&cid) == 0, "campaign finished before the stop");
@@ -229,7 +207,7 @@ TEST(vendor_sigterm_mid_flight)
         if (r0)
             freeReplyObject(r0);
         if (held == 0)
-            sleep_ms(5);
+            pipeh_sleep_ms(5);
     }
     CHECK(held > 0);
     int64_t t0 = time_mono_ms();
@@ -242,13 +220,13 @@ TEST(vendor_sigterm_mid_flight)
     CHECK_INT_EQ(r ? r->integer : -1, 0);
     if (r)
         freeReplyObject(r);
-    CHECK(start_all() == 0);
+    CHECK(pipeh_start_all(&h) == 0);
     CHECK_FINAL(cid, NCUST);
 }
 
 TEST(redis_restart_mid_campaign)
 {
-    CHECK(start_all() == 0);
+    CHECK(pipeh_start_all(&h) == 0);
     if (h.env.redis_pid <= 0)
         TEST_SKIP("Redis is external (MINICRM_TEST_REDIS_URL): not ours to restart");
     bson_oid_t cid;
@@ -262,7 +240,7 @@ TEST(redis_restart_mid_campaign)
     char *argv[] = {"redis-server", "--port",      port,     "--bind", "127.0.0.1",
                     "--dir",        h.env.dir,     "--save", "",       "--appendonly",
                     "yes",          "--daemonize", "no",     NULL};
-    sleep_ms(300);
+    pipeh_sleep_ms(300);
     h.env.redis_pid = testenv_spawn(argv, log);
     CHECK(h.env.redis_pid > 0);
     CHECK(testenv_wait_port(h.env.redis_port, 10000) == 0);
@@ -273,7 +251,7 @@ TEST(devdb_stopped_then_back)
 {
     if (h.env.devdb_pid <= 0)
         TEST_SKIP("MongoDB is external (MINICRM_TEST_MONGO_URI): not ours to stop");
-    CHECK(start_all() == 0);
+    CHECK(pipeh_start_all(&h) == 0);
     bson_oid_t cid;
     CHECK(pipeh_campaign(&h, "devdb-pause", "{\"min_spend\": 3000}", &cid) == 0);
     CHECK_MSG(wait_mid_flight(&cid) == 0, "campaign finished before the disruption");
@@ -284,7 +262,7 @@ TEST(devdb_stopped_then_back)
     queue_stats st = {0};
     CHECK(kill(h.env.devdb_pid, SIGSTOP) == 0);
     for (int waited = 0; waited < 60000 && st.retried == 0; waited += 100) {
-        sleep_ms(100);
+        pipeh_sleep_ms(100);
         if (queue_stats_get(h.rc, h.env.prefix, QUEUE_RECEIPTS, &st, err, sizeof err) != 0)
             st.retried = 0;
     }
@@ -313,7 +291,7 @@ static int run_cli(const char *const *args)
 
 TEST(poison_receipt_dead_letter_and_requeue)
 {
-    CHECK(start_all() == 0);
+    CHECK(pipeh_start_all(&h) == 0);
     char err[256];
     queue *q = queue_open(h.rc, h.env.prefix, QUEUE_RECEIPTS, NULL, NULL, err, sizeof err);
     CHECK(q);
@@ -330,7 +308,7 @@ TEST(poison_receipt_dead_letter_and_requeue)
     CHECK_INT_EQ(queue_push_many(q, jobs, NULL, 2), 0);
     int64_t deadline = time_mono_ms() + 20000;
     while (queue_dlq_len(q) < 2 && time_mono_ms() < deadline)
-        sleep_ms(50);
+        pipeh_sleep_ms(50);
     CHECK_INT_EQ(queue_dlq_len(q), 2);
     char **dl;
     CHECK_INT_EQ(queue_dlq_list(q, 0, 2, &dl), 2);
@@ -377,7 +355,7 @@ TEST(poison_receipt_dead_letter_and_requeue)
         mongoc_cursor_destroy(cur);
         bson_destroy(f);
         if (strcmp(status, "SENT"))
-            sleep_ms(50);
+            pipeh_sleep_ms(50);
     }
     CHECK_STR_EQ(status, "SENT");
     const char *queues[] = {"queues", NULL};
@@ -402,25 +380,6 @@ static void insert_log(mongoc_collection_t *logs, const bson_oid_t *cid, bson_oi
     bson_destroy(doc);
 }
 
-/* Poll until the log's status is not PENDING (or 20 s); the status into out. */
-static void wait_final(mongoc_collection_t *logs, const bson_oid_t *lid, char out[16])
-{
-    int64_t deadline = time_mono_ms() + 20000;
-    snprintf(out, 16, "PENDING");
-    while (!strcmp(out, "PENDING") && time_mono_ms() < deadline) {
-        bson_t *f = BCON_NEW("_id", BCON_OID(lid));
-        mongoc_cursor_t *cur = mongoc_collection_find_with_opts(logs, f, NULL, NULL);
-        const bson_t *d;
-        bson_iter_t it;
-        if (mongoc_cursor_next(cur, &d) && bson_iter_init_find(&it, d, "status"))
-            snprintf(out, 16, "%s", bson_iter_utf8(&it, NULL));
-        mongoc_cursor_destroy(cur);
-        bson_destroy(f);
-        if (!strcmp(out, "PENDING"))
-            sleep_ms(20);
-    }
-}
-
 /* Index of the newest dead letter containing `needle`, or -1. */
 static int dlq_find(queue *q, const char *needle)
 {
@@ -439,7 +398,7 @@ static int dlq_find(queue *q, const char *needle)
 
 TEST(batch_jobs_with_poison_parts)
 {
-    CHECK(start_all() == 0);
+    CHECK(pipeh_start_all(&h) == 0);
     char err[256];
     queue *rq = queue_open(h.rc, h.env.prefix, QUEUE_RECEIPTS, NULL, NULL, err, sizeof err);
     queue *sq = queue_open(h.rc, h.env.prefix, QUEUE_SENDS, NULL, NULL, err, sizeof err);
@@ -481,13 +440,13 @@ TEST(batch_jobs_with_poison_parts)
         h1, c, h2, c, hu, c, h3);
     CHECK_INT_EQ(queue_push(rq, job, strlen(job)), 0);
     char st[16];
-    wait_final(logs, &l1, st);
+    pipeh_wait_log_final(&h, &l1, 20000, st);
     CHECK_STR_EQ(st, "SENT");
-    wait_final(logs, &l2, st);
+    pipeh_wait_log_final(&h, &l2, 20000, st);
     CHECK_STR_EQ(st, "FAILED");
     int64_t deadline = time_mono_ms() + 20000;
     while (queue_dlq_len(rq) < rdead0 + 3 && time_mono_ms() < deadline)
-        sleep_ms(20);
+        pipeh_sleep_ms(20);
     /* Each poison receipt is a dead letter of its own, holding just that receipt. */
     CHECK_INT_EQ(queue_dlq_len(rq), rdead0 + 3);
     CHECK(dlq_find(rq, "malformed receipt: log_id") >= 0);
@@ -513,7 +472,7 @@ TEST(batch_jobs_with_poison_parts)
         bson_destroy(doc);
     }
     CHECK_INT_EQ(queue_dlq_requeue(rq, unknown_at), 1);
-    wait_final(logs, &u, st);
+    pipeh_wait_log_final(&h, &u, 20000, st);
     CHECK_STR_EQ(st, "SENT");
     /* The vendor gets a fan-out batch job with one unusable send: that send is dead-lettered on
      * the sends queue, the good one (l3) is delivered and its receipt (which echoes the
@@ -523,11 +482,11 @@ TEST(batch_jobs_with_poison_parts)
              "{\"log_id\":\"%s\",\"customer_id\":\"x\",\"message\":\"hi\"}]}",
              c, h3);
     CHECK_INT_EQ(queue_push(sq, job, strlen(job)), 0);
-    wait_final(logs, &l3, st);
+    pipeh_wait_log_final(&h, &l3, 20000, st);
     CHECK(!strcmp(st, "SENT") || !strcmp(st, "FAILED"));
     deadline = time_mono_ms() + 20000;
     while (queue_dlq_len(sq) < sdead0 + 1 && time_mono_ms() < deadline)
-        sleep_ms(20);
+        pipeh_sleep_ms(20);
     CHECK_INT_EQ(queue_dlq_len(sq), sdead0 + 1);
     CHECK(dlq_find(sq, "\"message\":\"no id\"") == 0);
     CHECK(dlq_find(sq, h3) < 0);
@@ -546,7 +505,7 @@ TEST(batch_jobs_with_poison_parts)
  * statement of that batch moves nothing (and the log waits for its retried receipt). */
 TEST(late_update_after_token_recovery_is_fenced)
 {
-    CHECK(start_all() == 0);
+    CHECK(pipeh_start_all(&h) == 0);
     mongoc_collection_t *logs = pipeh_coll(&h, DB_LOGS), *camps = pipeh_coll(&h, DB_CAMPAIGNS);
     bson_oid_t cid, lid;
     bson_oid_init(&cid, NULL);
@@ -574,7 +533,7 @@ TEST(late_update_after_token_recovery_is_fenced)
     int64_t deadline = time_mono_ms() + 30000;
     long long left = 1;
     while (left && time_mono_ms() < deadline) {
-        sleep_ms(50);
+        pipeh_sleep_ms(50);
         r = rconn_command(h.rc, "ZSCORE %s %s", zset, tok);
         left = r && r->type != REDIS_REPLY_NIL;
         if (r)
@@ -610,70 +569,37 @@ TEST(late_update_after_token_recovery_is_fenced)
     CHECK_INT_EQ(pc.sent, 1);
     CHECK_INT_EQ(pc.pending, 0);
     char st[16];
-    wait_final(logs, &lid, st);
+    pipeh_wait_log_final(&h, &lid, 20000, st);
     CHECK_STR_EQ(st, "SENT");
     queue_close(rq);
     mongoc_collection_destroy(logs);
     mongoc_collection_destroy(camps);
 }
 
-/* Write callback of the vendor/send request: the answer into a fixed buffer. */
-static size_t collect(char *p, size_t sz, size_t n, void *ud)
-{
-    char *buf = ud;
-    size_t have = strlen(buf), add = sz * n;
-    if (have + add >= 1024)
-        add = 1023 - have;
-    memcpy(buf + have, p, add);
-    buf[have + add] = '\0';
-    return sz * n;
-}
-
 /* The vendorMsgId POST /api/vendor/send answers is the one the log ends with: the send job
  * carries it, the vendor simulator reports it, the receipts worker writes it. */
 TEST(vendor_send_route_id_ends_on_log)
 {
-    CHECK(start_all() == 0);
+    CHECK(pipeh_start_all(&h) == 0);
     /* A staff key, made the way an operator does. */
-    char cmd[600], key[200] = "";
-    snprintf(cmd, sizeof cmd, "'%s' keys create --role staff --name pipeline-send 2>>'%s/cli.log'",
-             testenv_bin("minicrm"), h.env.dir);
-    FILE *p = popen(cmd, "r");
-    CHECK(p != NULL);
-    char *got = fgets(key, sizeof key, p);
-    int st = pclose(p);
-    key[strcspn(key, "\r\n")] = '\0';
-    CHECK_MSG(got && st == 0 && !strncmp(key, "mck_", 4), "keys create: %d %s", st, key);
+    char key[200];
+    CHECK_MSG(pipeh_make_key(&h, "staff", "pipeline-send", key, sizeof key) == 0, "keys create: %s",
+              key);
 
     mongoc_collection_t *logs = pipeh_coll(&h, DB_LOGS);
     bson_oid_t cid, lid;
     bson_oid_init(&cid, NULL);
     insert_log(logs, &cid, &lid);
-    char lhex[25], chex[25], body[200], url[100], auth[260], answer[1024] = "";
+    char lhex[25], chex[25], body[200];
     bson_oid_to_string(&lid, lhex);
     bson_oid_to_string(&cid, chex);
     snprintf(body, sizeof body, "{\"log_id\":\"%s\",\"campaign_id\":\"%s\",\"message\":\"hi\"}",
              lhex, chex);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/api/vendor/send", h.api_port);
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
-    CURL *c = curl_easy_init();
-    struct curl_slist *hd = curl_slist_append(NULL, auth);
-    hd = curl_slist_append(hd, "Content-Type: application/json");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, answer);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-    CURLcode cc = curl_easy_perform(c);
-    long code = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    curl_slist_free_all(hd);
-    curl_easy_cleanup(c);
-    CHECK_MSG(cc == CURLE_OK && code == 200, "POST /api/vendor/send: %d %ld %s", (int)cc, code,
-              answer);
+    pipeh_answer answer;
+    long code = pipeh_post(&h, "/api/vendor/send", key, body, NULL, 10000L, &answer);
+    CHECK_MSG(code == 200, "POST /api/vendor/send: %ld %s", code, answer.body);
     json_error_t je;
-    json_t *aj = json_loads(answer, 0, &je);
+    json_t *aj = json_loads(answer.body, 0, &je);
     char vid[130] = "";
     const char *av = json_string_value(json_object_get(aj, "vendorMsgId"));
     snprintf(vid, sizeof vid, "%s", av ? av : "");
@@ -681,7 +607,7 @@ TEST(vendor_send_route_id_ends_on_log)
     CHECK(vid[0] != '\0');
 
     char fin[16];
-    wait_final(logs, &lid, fin);
+    pipeh_wait_log_final(&h, &lid, 20000, fin);
     CHECK_MSG(!strcmp(fin, "SENT") || !strcmp(fin, "FAILED"), "log still %s", fin);
     bson_t *f = BCON_NEW("_id", BCON_OID(&lid));
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(logs, f, NULL, NULL);

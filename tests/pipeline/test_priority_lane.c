@@ -18,14 +18,11 @@
 #include "test.h"
 #include "timeutil.h"
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <time.h>
 
 #define NCUST        20000
 #define NPRIO        20
@@ -34,66 +31,15 @@
 static pipeh h;
 static char key[200];
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-typedef struct answer {
-    char body[2048];
-    size_t n;
-    bool replayed;
-} answer;
-
-static size_t on_body(char *p, size_t sz, size_t n, void *ud)
-{
-    answer *a = ud;
-    size_t add = sz * n;
-    if (a->n + add >= sizeof a->body)
-        add = sizeof a->body - 1 - a->n;
-    memcpy(a->body + a->n, p, add);
-    a->n += add;
-    a->body[a->n] = '\0';
-    return sz * n;
-}
-
-static size_t on_header(char *p, size_t sz, size_t n, void *ud)
-{
-    answer *a = ud;
-    if (sz * n >= 20 && !strncasecmp(p, "Idempotent-Replayed:", 20))
-        a->replayed = true;
-    return sz * n;
-}
+typedef pipeh_answer answer;
 
 /* POST /api/messages with body (and an Idempotency-Key when ik is not NULL). The status. */
 static long post_message(const char *body, const char *ik, answer *a)
 {
-    char url[100], auth[260], idem[260];
-    memset(a, 0, sizeof *a);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/api/messages", h.api_port);
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
-    CURL *c = curl_easy_init();
-    struct curl_slist *hd = curl_slist_append(NULL, auth);
-    hd = curl_slist_append(hd, "Content-Type: application/json");
-    if (ik) {
+    char idem[260];
+    if (ik)
         snprintf(idem, sizeof idem, "Idempotency-Key: %s", ik);
-        hd = curl_slist_append(hd, idem);
-    }
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, a);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-    long code = 0;
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    curl_slist_free_all(hd);
-    curl_easy_cleanup(c);
-    return code;
+    return pipeh_post(&h, "/api/messages", key, body, ik ? idem : NULL, 10000L, a);
 }
 
 /* A member of the answer as a string (into out), "" if absent. */
@@ -140,16 +86,14 @@ static bool is_final(const char *st)
     return !strcmp(st, "SENT") || !strcmp(st, "FAILED");
 }
 
-/* Poll until the log is final (or 20 s). */
+/* Poll until the log is final (or 20 s), then read it. */
 static void wait_final(const char *lhex, char status[16], char vmid[130], char kind[32],
                        bool *cid_null)
 {
-    int64_t deadline = time_mono_ms() + 20000;
-    while (read_log(lhex, status, vmid, kind, cid_null) != 0 || !is_final(status)) {
-        if (time_mono_ms() > deadline)
-            return;
-        sleep_ms(20);
-    }
+    bson_oid_t lid;
+    bson_oid_init_from_string(&lid, lhex);
+    pipeh_wait_log_final(&h, &lid, 20000, status);
+    read_log(lhex, status, vmid, kind, cid_null);
 }
 
 static long long logs_of_customer(const char *uhex)
@@ -163,34 +107,6 @@ static long long logs_of_customer(const char *uhex)
     bson_destroy(f);
     mongoc_collection_destroy(logs);
     return n;
-}
-
-static int start_all(void)
-{
-    static const char *const procs[] = {"--procs", "2", NULL};
-    if (h.pid[PH_API] <= 0 && pipeh_spawn(&h, PH_API, NULL) != 0)
-        return -1;
-    if (h.pid[PH_WORKER] <= 0 && pipeh_spawn(&h, PH_WORKER, procs) != 0)
-        return -1;
-    if (h.pid[PH_RECEIPTS] <= 0 && pipeh_spawn(&h, PH_RECEIPTS, NULL) != 0)
-        return -1;
-    if (h.pid[PH_VENDOR] <= 0 && pipeh_spawn(&h, PH_VENDOR, NULL) != 0)
-        return -1;
-    return 0;
-}
-
-static int make_key(void)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "'%s' keys create --role staff --name lane 2>>'%s/cli.log'",
-             testenv_bin("minicrm"), h.env.dir);
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return -1;
-    char *got = fgets(key, sizeof key, p);
-    int st = pclose(p);
-    key[strcspn(key, "\r\n")] = '\0';
-    return got && st == 0 && !strncmp(key, "mck_", 4) ? 0 : -1;
 }
 
 /* The _id of seeded customer c{i} (by its e-mail). */
@@ -217,7 +133,7 @@ static int customer_hex(int i, char out[25])
 
 TEST(message_route)
 {
-    CHECK(start_all() == 0);
+    CHECK(pipeh_start_all(&h) == 0);
     answer a;
     char body[512], lid1[25], lid2[25], vid[130], uhex[25], got[25];
     CHECK(customer_hex(7, uhex) == 0);
@@ -284,7 +200,7 @@ static int cmp_i64(const void *a, const void *b)
 
 TEST(priority_overtakes_a_draining_campaign)
 {
-    CHECK(start_all() == 0);
+    CHECK(pipeh_start_all(&h) == 0);
     /* A slow bulk: one receipts consumer taking one small job (20 receipts) per batch, so the
      * campaign's receipts drain for seconds. */
     pipeh_kill(&h, PH_RECEIPTS, SIGTERM);
@@ -298,12 +214,12 @@ TEST(priority_overtakes_a_draining_campaign)
     ph_campaign c;
     int64_t deadline = time_mono_ms() + 60000;
     while ((pipeh_read(&h, &cid, &c) != 0 || !c.fanout_done) && time_mono_ms() < deadline)
-        sleep_ms(50);
+        pipeh_sleep_ms(50);
     CHECK_MSG(c.fanout_done && c.total == NCUST, "fan-out not done: total=%lld",
               (long long)c.total);
-    CHECK(start_all() == 0);
+    CHECK(pipeh_start_all(&h) == 0);
     while ((pipeh_read(&h, &cid, &c) != 0 || c.sent + c.failed == 0) && time_mono_ms() < deadline)
-        sleep_ms(10);
+        pipeh_sleep_ms(10);
 
     char lids[NPRIO][25];
     int64_t t0[NPRIO], lat[NPRIO];
@@ -329,7 +245,7 @@ TEST(priority_overtakes_a_draining_campaign)
                 left--;
             }
         }
-        sleep_ms(5);
+        pipeh_sleep_ms(5);
     }
     CHECK_INT_EQ(left, 0);
     CHECK(pipeh_read(&h, &cid, &c) == 0);
@@ -362,7 +278,7 @@ int main(int argc, char **argv)
         return 1;
     }
     setenv("MINICRM_TEST_DIR", h.env.dir, 1);
-    if (pipeh_seed(&h, NCUST) != 0 || make_key() != 0) {
+    if (pipeh_seed(&h, NCUST) != 0 || pipeh_make_key(&h, "staff", "lane", key, sizeof key) != 0) {
         fprintf(stderr, "test_priority_lane: cannot seed or make a staff key\n");
         pipeh_stop(&h);
         return 1;
