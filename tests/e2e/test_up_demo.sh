@@ -58,8 +58,13 @@ up_ready() {
 wait_for 300 up_ready || fail "system not ready"
 state=$work/state
 mode() { stat -c %a "$1"; }
-grep -q "first start: created an admin API key.*kept in $state/admin-key (mode 0600)" "$work/up.log" ||
-  fail "up did not say where the first admin key is"
+# up prints the key's whereabouts just after "ready in": poll for the line (and the line after
+# it, so the key file is complete) instead of reading the log at the moment "ready" appeared.
+key_said() {
+  grep -q "first start: created an admin API key.*kept in $state/admin-key (mode 0600)" "$work/up.log" &&
+    grep -q "use it as: curl" "$work/up.log"
+}
+wait_for 30 key_said || fail "up did not say where the first admin key is"
 [ "$(mode "$state/admin-key")" = 600 ] || fail "admin-key mode $(mode "$state/admin-key")"
 admin_key=$(grep -o 'mck_[A-Za-z0-9_-]*' "$state/admin-key")
 [ -n "$admin_key" ] || fail "no admin key in $state/admin-key"
