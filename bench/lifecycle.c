@@ -30,12 +30,6 @@
 static pipeh h;
 static char key[200];
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static size_t collect(char *p, size_t sz, size_t n, void *ud)
 {
     char *b = ud;
@@ -142,16 +136,9 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("seeded %ld customers in %.1f s\n", n, (time_mono_ms() - t) / 1000.0);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "'%s' keys create --role admin --name bench 2>/dev/null",
-             testenv_bin("minicrm"));
-    FILE *p = popen(cmd, "r");
-    char *got = p ? fgets(key, sizeof key, p) : NULL;
-    if (p)
-        pclose(p);
-    key[strcspn(key, "\r\n")] = '\0';
     const char *const wargs[] = {"--procs", procs, NULL};
-    if (!got || pipeh_spawn(&h, PH_API, NULL) || pipeh_spawn(&h, PH_WORKER, wargs) ||
+    if (pipeh_make_key(&h, "admin", "bench", key, sizeof key) != 0 ||
+        pipeh_spawn(&h, PH_API, NULL) || pipeh_spawn(&h, PH_WORKER, wargs) ||
         pipeh_spawn(&h, PH_RECEIPTS, NULL) || pipeh_spawn(&h, PH_VENDOR, NULL)) {
         pipeh_stop(&h);
         return 1;
@@ -159,7 +146,7 @@ int main(int argc, char **argv)
     char out[4096];
     /* The API answers once its indexes exist. */
     while (call("GET", "/api/campaigns?limit=1", NULL, NULL, NULL, out) != 200)
-        sleep_ms(200);
+        pipeh_sleep_ms(200);
     double ms;
     long long took;
     long code = call("POST", "/api/campaigns", "{\"name\":\"bench-lifecycle\",\"rules\":{}}", &ms,
@@ -180,7 +167,7 @@ int main(int argc, char **argv)
     char hex[25];
     bson_oid_to_string(&cid, hex);
     while (finals(&cid) < n / 10)
-        sleep_ms(20);
+        pipeh_sleep_ms(20);
     ph_campaign c;
     pipeh_read(&h, &cid, &c);
     printf("campaign of %ld: at the pause %lld logs written, %lld final\n", n, (long long)c.total,
@@ -190,9 +177,9 @@ int main(int argc, char **argv)
     code = call("POST", path, "", &ms, &took, out);
     long long f0 = finals(&cid);
     printf("pause:  %ld in %.1f ms (API took_ms %lld)\n", code, ms, took);
-    sleep_ms(3000);
+    pipeh_sleep_ms(3000);
     long long f1 = finals(&cid);
-    sleep_ms(2000);
+    pipeh_sleep_ms(2000);
     long long f2 = finals(&cid);
     printf("        final logs: %lld at the 200, %lld +3 s, %lld +5 s (became final after the "
            "200: %lld); held send jobs %lld\n",
@@ -202,12 +189,12 @@ int main(int argc, char **argv)
     code = call("POST", path, "", &ms, &took, out);
     int64_t tr = time_mono_ms();
     while (finals(&cid) == f2 && time_mono_ms() - tr < 30000)
-        sleep_ms(5);
+        pipeh_sleep_ms(5);
     printf("resume: %ld in %.1f ms (API took_ms %lld); next final log %lld ms after the 200\n",
            code, ms, took, (long long)(time_mono_ms() - tr));
 
     while (finals(&cid) < n / 3)
-        sleep_ms(20);
+        pipeh_sleep_ms(20);
     snprintf(path, sizeof path, "/api/campaigns/%s/cancel", hex);
     pipeh_read(&h, &cid, &c);
     long long written = c.total;
@@ -220,7 +207,7 @@ int main(int argc, char **argv)
            c.sent + c.failed + c.cancelled + c.pending == c.total ? "yes" : "NO");
     int64_t td = time_mono_ms();
     while (c.pending > 0 && time_mono_ms() - td < 120000) {
-        sleep_ms(100);
+        pipeh_sleep_ms(100);
         pipeh_read(&h, &cid, &c);
     }
     printf("        pending 0 after %.1f s: sent %lld failed %lld cancelled %lld total %lld\n",

@@ -9,10 +9,10 @@
  * wants; run more processes (any host) for more throughput: they share the queue.
  *
  * Loop (lib/consumer): claim one job, blocking up to 1 s (at most half the Redis timeout)
- * when idle; ai_handle_job (workers/aitask.c) settles it. After a 429/503 with Retry-After, want() claims nothing until that time has
- * passed (tick waits in short interruptible steps) while the queue housekeeping goes on.
- * The ai queue retries a job openai.max_attempts times (queue.backoff_* between attempts)
- * before its dead letter.
+ * when idle; ai_handle_job (workers/aitask.c) settles it. After a 429/503 with Retry-After, want()
+ * claims nothing until that time has passed (tick waits in short interruptible steps) while the
+ * queue housekeeping goes on. The ai queue retries a job openai.max_attempts times (queue.backoff_*
+ * between attempts) before its dead letter.
  *
  * SIGTERM/SIGINT: the current call finishes (at most openai.timeout_ms), then the job is
  * settled, nothing more is claimed, and the process exits 0.
