@@ -33,6 +33,10 @@ static int print_once(rconn *r, const minicrm_config *cfg, bool as_json)
     }
     /* Send jobs of paused campaigns wait in their held lists, apart from ready (lib/campctl). */
     long long held = campctl_held_jobs(r, cfg->redis.prefix);
+    if (held < 0) {
+        fprintf(stderr, "minicrm queues: cannot count held sends: %s\n", rconn_error(r));
+        return 1;
+    }
     if (as_json) {
         json_t *o = json_object();
         for (size_t i = 0; i < NQ; i++)
@@ -47,7 +51,7 @@ static int print_once(rconn *r, const minicrm_config *cfg, bool as_json)
                           (json_int_t)st[i].requeued, "reaped", (json_int_t)st[i].reaped,
                           "rate_per_s", st[i].rate_1m));
         json_object_set_new(json_object_get(o, QUEUE_SENDS), "held",
-                            json_integer((json_int_t)(held < 0 ? 0 : held)));
+                            json_integer((json_int_t)held));
         char *s = json_dumps(o, JSON_COMPACT);
         printf("%s\n", s ? s : "{}");
         free(s);

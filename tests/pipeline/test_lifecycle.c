@@ -185,7 +185,9 @@ TEST(pause_kill9_resume_exactly_once)
     CHECK_INT_EQ(run_cli("queues --json", out, sizeof out), 0);
     json_error_t je;
     json_t *q = json_loads(out, 0, &je);
-    CHECK_INT_EQ(json_integer_value(json_object_get(json_object_get(q, "sends"), "held")), held);
+    long long cli_held = json_integer_value(json_object_get(json_object_get(q, "sends"), "held"));
+    CHECK_MSG(cli_held == held, "queues --json held %lld != %lld; output: %.600s", cli_held, held,
+              out);
     json_decref(q);
     bson_oid_to_string(&cid, hex);
     snprintf(args, sizeof args, "campaigns show %s", hex);
