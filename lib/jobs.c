@@ -11,6 +11,7 @@
 #include "rules.h"
 
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "timeutil.h"
 
@@ -478,6 +479,117 @@ int jobs_ai_decode(const char *data, size_t len, jobs_ai *out, char *why, size_t
     if (pr != 0)
         goto out;
     out->kind = JOBS_AI_SUGGEST;
+    rc = 0;
+out:
+    jscan_release(&js);
+    return rc;
+}
+
+/* ---- events ------------------------------------------------------------------------------- */
+
+static const char *const event_names[JOBS_EV_COUNT] = {
+    [JOBS_EV_CAMPAIGN_STARTED] = "campaign.started",
+    [JOBS_EV_CAMPAIGN_COMPLETED] = "campaign.completed",
+    [JOBS_EV_CAMPAIGN_PAUSED] = "campaign.paused",
+    [JOBS_EV_CAMPAIGN_CANCELLED] = "campaign.cancelled",
+    [JOBS_EV_MESSAGE_FAILED] = "message.failed",
+    [JOBS_EV_MESSAGE_BOUNCED] = "message.bounced",
+    [JOBS_EV_CONTACT_UNSUBSCRIBED] = "contact.unsubscribed",
+    [JOBS_EV_CONTACT_COMPLAINED] = "contact.complained",
+};
+
+const char *jobs_event_type_name(jobs_event_type t)
+{
+    return (unsigned)t < JOBS_EV_COUNT ? event_names[t] : "?";
+}
+
+int jobs_event_type_parse(const char *s, size_t len, jobs_event_type *out)
+{
+    for (int i = 0; i < JOBS_EV_COUNT; i++)
+        if (strlen(event_names[i]) == len && memcmp(event_names[i], s, len) == 0) {
+            *out = (jobs_event_type)i;
+            return 0;
+        }
+    return -1;
+}
+
+void jobs_event_id(jobs_event_type t, const char *subject, char out[JOBS_EVENT_ID_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    const char *name = jobs_event_type_name(t);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(ctx, name, strlen(name) + 1) != 1 || /* the name and its NUL */
+        EVP_DigestUpdate(ctx, subject, strlen(subject)) != 1 ||
+        EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen < 12)
+        memset(md, 0, sizeof md); /* out of memory in OpenSSL: an id that is still well formed */
+    EVP_MD_CTX_free(ctx);
+    memcpy(out, "evt_", 4);
+    for (int i = 0; i < 12; i++) {
+        out[4 + 2 * i] = hex[md[i] >> 4];
+        out[5 + 2 * i] = hex[md[i] & 15];
+    }
+    out[JOBS_EVENT_ID_LEN] = '\0';
+}
+
+static bool event_id_ok(const char *id, size_t n)
+{
+    return n == JOBS_EVENT_ID_LEN && memcmp(id, "evt_", 4) == 0 && hex_of_len(id + 4, 24);
+}
+
+int jobs_event_encode(jsonx_buf *out, const jobs_event *ev)
+{
+    if ((unsigned)ev->type >= JOBS_EV_COUNT || !event_id_ok(ev->id, strlen(ev->id)) || !ev->data ||
+        ev->datalen < 2 || ev->datalen > JOBS_EVENT_DATA_MAX || ev->data[0] != '{' ||
+        ev->data[ev->datalen - 1] != '}')
+        return -1;
+    jsonx_buf_cat(out, "{\"id\":");
+    jsonx_buf_str(out, ev->id, strlen(ev->id));
+    put_str(out, "type", jobs_event_type_name(ev->type));
+    put_int(out, "at", ev->at);
+    jsonx_buf_cat(out, ",\"data\":");
+    jsonx_buf_raw(out, ev->data, ev->datalen);
+    jsonx_buf_raw(out, "}", 1);
+    return jsonx_buf_ok(out) ? 0 : -1;
+}
+
+int jobs_event_decode(const char *data, size_t len, jobs_event *out, char *why, size_t whylen)
+{
+    jscan js = {0};
+    int rc = -1, t;
+    memset(out, 0, sizeof *out);
+    if (jscan_parse(&js, data, len) != 0 || js.t[0].type != JSCAN_OBJECT) {
+        snprintf(why, whylen, "malformed event: not a JSON object");
+        goto out;
+    }
+    t = jscan_get(&js, 0, "id");
+    if (t < 0 || js.t[t].type != JSCAN_STRING ||
+        jscan_str_copy(&js, t, out->id, sizeof out->id) != JOBS_EVENT_ID_LEN ||
+        !event_id_ok(out->id, JOBS_EVENT_ID_LEN)) {
+        snprintf(why, whylen, "event id must be evt_ and 24 hex digits");
+        goto out;
+    }
+    t = jscan_get(&js, 0, "type");
+    if (t < 0 || js.t[t].type != JSCAN_STRING || js.t[t].escaped ||
+        jobs_event_type_parse(data + js.t[t].start, js.t[t].len, &out->type) != 0) {
+        snprintf(why, whylen, "unknown event type");
+        goto out;
+    }
+    t = jscan_get(&js, 0, "at");
+    if (t < 0 || !jscan_int(&js, t, &out->at)) {
+        snprintf(why, whylen, "event at must be an integer (ms)");
+        goto out;
+    }
+    t = jscan_get(&js, 0, "data");
+    if (t < 0 || js.t[t].type != JSCAN_OBJECT || js.t[t].len > JOBS_EVENT_DATA_MAX) {
+        snprintf(why, whylen, "event data must be an object of at most %d bytes",
+                 JOBS_EVENT_DATA_MAX);
+        goto out;
+    }
+    out->data = data + js.t[t].start;
+    out->datalen = js.t[t].len;
     rc = 0;
 out:
     jscan_release(&js);

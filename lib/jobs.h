@@ -19,6 +19,10 @@
  *   ai         a campaign {"kind": "campaign", "campaign_id"} (its AI tags and draft)
  *              a suggestion {"kind": "suggest", "id": "<64 hex>", "name", "rules": {...}}
  *                         (POST /api/campaigns/suggest-tags; id = ai_suggest_id, lib/ai.h)
+ *   events     one event  {"id": "evt_<24 hex>", "type": "campaign.started"|..., "at": ms,
+ *                          "data": {...}} (what happened, for the outbound webhooks; the id is
+ *                         deterministic per (type, subject), so a re-emitted event is the
+ *                         same event and receivers can de-duplicate on it)
  *
  * `vendorMsgId` in a send is the id the API's POST /api/vendor/send answered with: the vendor
  * reports that id for the log (absent: the vendor picks its own). `resend` counts the
@@ -150,6 +154,51 @@ typedef struct jobs_ai {
 int jobs_ai_encode(jsonx_buf *out, const jobs_ai *j);
 /* Read an ai job (queue bookkeeping members are ignored). 0, or -1 with the reason in why. */
 int jobs_ai_decode(const char *data, size_t len, jobs_ai *out, char *why, size_t whylen);
+
+/* ---- events (outbound webhooks) ----------------------------------------------------------- */
+
+/* The event types, in the Standard Webhooks naming. New types go here: one value, one name. */
+typedef enum {
+    JOBS_EV_CAMPAIGN_STARTED = 0, /* QUEUED | SCHEDULED -> SENDING; subject: campaign id */
+    JOBS_EV_CAMPAIGN_COMPLETED,   /* -> COMPLETED; subject: campaign id */
+    JOBS_EV_CAMPAIGN_PAUSED,      /* -> PAUSED; subject: campaign id + ":" + pause count */
+    JOBS_EV_CAMPAIGN_CANCELLED,   /* -> CANCELLED; subject: campaign id */
+    JOBS_EV_MESSAGE_FAILED,       /* a log became FAILED (not a bounce); subject: log id */
+    JOBS_EV_MESSAGE_BOUNCED,      /* a log became FAILED with reason bounced; subject: log id */
+    JOBS_EV_CONTACT_UNSUBSCRIBED, /* an address was suppressed as unsubscribed; subject: email */
+    JOBS_EV_CONTACT_COMPLAINED,   /* a spam complaint suppressed an address; subject: log id */
+    JOBS_EV_COUNT
+} jobs_event_type;
+
+#define JOBS_EVENT_ID_LEN   28          /* "evt_" + 24 hex */
+#define JOBS_EVENT_DATA_MAX (16 * 1024) /* bytes of an event's data object */
+#define JOBS_EVENT_TYPE_MAX 32          /* bytes of a type name */
+
+/* "campaign.started", ... t must be a valid value. */
+const char *jobs_event_type_name(jobs_event_type t);
+/* Parse a type name (len bytes). 0, or -1 if it names no event type. */
+int jobs_event_type_parse(const char *s, size_t len, jobs_event_type *out);
+
+/* The id of the event of type t about `subject` (see the enum): "evt_" + the first 24 hex of
+ * SHA-256(type name || "\0" || subject). Emitting the same event twice (a retried batch, a
+ * recovery) gives the same id. out must hold JOBS_EVENT_ID_LEN + 1. */
+void jobs_event_id(jobs_event_type t, const char *subject, char out[JOBS_EVENT_ID_LEN + 1]);
+
+/* One event (plain value type for the decoder; the encoder reads `data` as given). */
+typedef struct jobs_event {
+    jobs_event_type type;
+    char id[JOBS_EVENT_ID_LEN + 1];
+    int64_t at;       /* when it happened, ms */
+    const char *data; /* the data object's JSON text (an object; decoded: points into the job) */
+    size_t datalen;
+} jobs_event;
+
+/* Append the event to out: {"id","type","at","data"}. 0, or -1 (out of memory, an id that is
+ * not one, data that is not an object's text or longer than JOBS_EVENT_DATA_MAX). */
+int jobs_event_encode(jsonx_buf *out, const jobs_event *ev);
+/* Read an event job (queue bookkeeping members are ignored). out->data points into `data`.
+ * 0, or -1 with the reason in why. */
+int jobs_event_decode(const char *data, size_t len, jobs_event *out, char *why, size_t whylen);
 
 /* ---- reading a job of one item or a batch of them --------------------------------------- */
 

@@ -65,6 +65,11 @@
  * receipts queue by every receipts consumer. */
 #define QUEUE_PRIORITY_RECEIPTS "priority-receipts"
 
+/* What happened (lib/jobs jobs_event: campaign moves, failed/bounced messages, suppressed
+ * contacts), pushed by whoever made it happen; the webhooks worker delivers each event to the
+ * endpoints subscribed to its type. */
+#define QUEUE_EVENTS "events"
+
 /* Largest accepted job payload: a batch job (a fan-out batch of sends, one POST's receipts)
  * carries up to a thousand items. */
 #define QUEUE_MAX_JOB_BYTES (1024 * 1024)

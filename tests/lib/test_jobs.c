@@ -6,6 +6,8 @@
  *  - batch caps close a job at JOBS_SENDS_PER_JOB / JOBS_RECEIPTS_PER_JOB items;
  *  - malformed jobs and items are rejected with the dead-letter reasons operators know;
  *  - ai jobs (a campaign's, a suggest-tags request's) round trip and bad ones are refused;
+ *  - event jobs: names parse back, ids are deterministic per (type, subject) and differ across
+ *    types, the encoding is jansson-valid and decodes back, bad ones are refused;
  *  - free text (messages, vendorMsgId, reasons) with quotes, backslashes, control characters
  *    and non-ASCII survives the trip.
  */
@@ -421,9 +423,73 @@ TEST(ai_jobs)
     }
 }
 
-TEST_MAIN(TEST_ENTRY(ai_jobs), TEST_ENTRY(status_names), TEST_ENTRY(bad_id_stays_json),
-          TEST_ENTRY(log_id_deterministic), TEST_ENTRY(vendor_msg_id_is_the_routes_and_the_resends),
-          TEST_ENTRY(campaign_job), TEST_ENTRY(send_single_round_trip),
-          TEST_ENTRY(send_batch_round_trip_and_cap), TEST_ENTRY(send_rejects),
-          TEST_ENTRY(receipt_round_trip), TEST_ENTRY(receipt_batch_round_trip_and_cap),
-          TEST_ENTRY(receipt_rejects))
+TEST(event_jobs)
+{
+    for (int i = 0; i < JOBS_EV_COUNT; i++) {
+        jobs_event_type t;
+        const char *n = jobs_event_type_name((jobs_event_type)i);
+        CHECK_INT_EQ(jobs_event_type_parse(n, strlen(n), &t), 0);
+        CHECK_INT_EQ((int)t, i);
+    }
+    jobs_event_type t;
+    CHECK_INT_EQ(jobs_event_type_parse("message.sent", 12, &t), -1);
+
+    char a[JOBS_EVENT_ID_LEN + 1], b2[JOBS_EVENT_ID_LEN + 1], c[JOBS_EVENT_ID_LEN + 1];
+    jobs_event_id(JOBS_EV_MESSAGE_FAILED, LID, a);
+    jobs_event_id(JOBS_EV_MESSAGE_FAILED, LID, b2);
+    jobs_event_id(JOBS_EV_MESSAGE_BOUNCED, LID, c);
+    CHECK_STR_EQ(a, b2);
+    CHECK(strcmp(a, c) != 0);
+    CHECK_INT_EQ((int)strlen(a), JOBS_EVENT_ID_LEN);
+    CHECK(strncmp(a, "evt_", 4) == 0);
+
+    const char *data = "{\"log_id\":\"" LID "\",\"reason\":\"a \\\"b\\\"\"}";
+    jobs_event in = {
+        .type = JOBS_EV_MESSAGE_FAILED, .at = 1700000000123, .data = data, .datalen = strlen(data)};
+    memcpy(in.id, a, sizeof in.id);
+    jsonx_buf b = {0};
+    CHECK_INT_EQ(jobs_event_encode(&b, &in), 0);
+    json_t *j = parse(b.data, b.len);
+    CHECK(j != NULL);
+    CHECK_STR_EQ(json_string_value(json_object_get(j, "type")), "message.failed");
+    CHECK_STR_EQ(json_string_value(json_object_get(j, "id")), a);
+    json_decref(j);
+    jobs_event out;
+    char why[160];
+    CHECK_INT_EQ(jobs_event_decode(b.data, b.len, &out, why, sizeof why), 0);
+    CHECK_INT_EQ((int)out.type, JOBS_EV_MESSAGE_FAILED);
+    CHECK_STR_EQ(out.id, a);
+    CHECK(out.at == 1700000000123);
+    CHECK_INT_EQ((int)out.datalen, (int)strlen(data));
+    CHECK(memcmp(out.data, data, out.datalen) == 0);
+    jsonx_buf_free(&b);
+
+    jsonx_buf_reset(&b);
+    in.data = "[]";
+    in.datalen = 2;
+    CHECK_INT_EQ(jobs_event_encode(&b, &in), -1);
+    jsonx_buf_free(&b);
+
+    static const char *const bad[][2] = {
+        {"[]", "not a JSON object"},
+        {"{\"id\":\"evt_x\",\"type\":\"message.failed\",\"at\":1,\"data\":{}}", "evt_"},
+        {"{\"id\":\"evt_0123456789abcdef01234567\",\"type\":\"x\",\"at\":1,\"data\":{}}",
+         "unknown event type"},
+        {"{\"id\":\"evt_0123456789abcdef01234567\",\"type\":\"campaign.paused\",\"data\":{}}",
+         "at must"},
+        {"{\"id\":\"evt_0123456789abcdef01234567\",\"type\":\"campaign.paused\",\"at\":1,"
+         "\"data\":3}",
+         "data must"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_INT_EQ(jobs_event_decode(bad[i][0], strlen(bad[i][0]), &out, why, sizeof why), -1);
+        CHECK_STR_CONTAINS(why, bad[i][1]);
+    }
+}
+
+TEST_MAIN(TEST_ENTRY(event_jobs), TEST_ENTRY(ai_jobs), TEST_ENTRY(status_names),
+          TEST_ENTRY(bad_id_stays_json), TEST_ENTRY(log_id_deterministic),
+          TEST_ENTRY(vendor_msg_id_is_the_routes_and_the_resends), TEST_ENTRY(campaign_job),
+          TEST_ENTRY(send_single_round_trip), TEST_ENTRY(send_batch_round_trip_and_cap),
+          TEST_ENTRY(send_rejects), TEST_ENTRY(receipt_round_trip),
+          TEST_ENTRY(receipt_batch_round_trip_and_cap), TEST_ENTRY(receipt_rejects))
