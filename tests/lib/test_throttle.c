@@ -101,13 +101,17 @@ TEST(campaign_and_global)
     int64_t w;
     throttle_by by;
     /* The campaign's limit binds: 20/s (burst 1) under a global 1000/s (burst 50). */
+    int64_t t0 = time_mono_ms();
     CHECK_INT_EQ(throttle_take_sends(t, 1000, camp, 20, 100, &g, &w, &by), 0);
     CHECK_INT_EQ(g, 1);
     CHECK_INT_EQ(by, THROTTLE_CAMPAIGN);
     CHECK(w > 0 && w <= 50);
-    /* The global one took only that one: 49 of its burst are left. */
+    /* The global one took only that one: 49 of its burst are left, plus one token per ms
+     * that passed meanwhile (a loaded box), never more than the burst. */
     CHECK_INT_EQ(throttle_take(t, "vendor", 1000, 100, &g, &w), 0);
-    CHECK_INT_EQ(g, 49);
+    int64_t passed = time_mono_ms() - t0 + 1;
+    CHECK_MSG(g >= 49 && g <= 49 + passed && g <= 50, "granted %ld after %lld ms", g,
+              (long long)passed);
     /* Now the global binds (empty): the campaign gets back what the global refused. */
     const char *camp2 = "bbbbbbbbbbbbbbbbbbbbbbbb";
     CHECK_INT_EQ(throttle_take_sends(t, 1000, camp2, 1000, 50, &g, &w, &by), 0);
@@ -124,7 +128,9 @@ TEST(campaign_and_global)
 enum { RACE_MS = 3000, RACE_RATE = 200, RACE_MAX_GRANTS = 4096 };
 
 typedef struct racer {
-    int64_t at[RACE_MAX_GRANTS]; /* local time of each granted token, ms */
+    /* Each granted token was granted (by Redis's clock) somewhere between these two local
+     * times, ms: the call's start and its return. */
+    int64_t lo[RACE_MAX_GRANTS], hi[RACE_MAX_GRANTS];
     long n;
     int64_t start;
     int failed;
@@ -142,14 +148,16 @@ static void *race(void *arg)
     }
     while (time_mono_ms() - rc->start < RACE_MS) {
         long g;
-        int64_t w;
+        int64_t w, before = time_mono_ms();
         if (throttle_take(t, "race", RACE_RATE, 7, &g, &w) != 0) {
             rc->failed = 1;
             break;
         }
         int64_t now = time_mono_ms();
-        for (long i = 0; i < g && rc->n < RACE_MAX_GRANTS; i++)
-            rc->at[rc->n++] = now;
+        for (long i = 0; i < g && rc->n < RACE_MAX_GRANTS; i++) {
+            rc->lo[rc->n] = before;
+            rc->hi[rc->n++] = now;
+        }
         if (w > 0)
             sleep_ms(w);
     }
@@ -171,17 +179,21 @@ TEST(two_handles_racing)
     /* Over the whole run: at most rate * D + burst (10), and not far below the rate. */
     long total = a.n + b.n;
     long most = RACE_RATE * RACE_MS / 1000 + 10;
-    CHECK_MSG(total <= most && total >= most - 60, "granted %ld, bound %ld", total, most);
+    /* The upper bound is the limiter's promise; the lower one only shows it is not stuck (on a
+     * loaded box the racers may be descheduled for long stretches). */
+    CHECK_MSG(total <= most && total >= most / 2, "granted %ld, bound %ld", total, most);
     CHECK(a.n > total / 4 && b.n > total / 4); /* both were served */
     /* Every one-second window (sliding, 10 ms steps): at most rate + burst (+ one token of
-     * rounding at the window's edges as seen from this process). */
+     * rounding at the window's edges). Only grants known to lie inside the window count (their
+     * whole call was inside it), so a racer descheduled between Redis's answer and its clock
+     * read cannot make a window look fuller than it was. */
     long worst = 0;
     for (int64_t s = a.start; s + 1000 <= a.start + RACE_MS; s += 10) {
         long in = 0;
         for (long i = 0; i < a.n; i++)
-            in += a.at[i] >= s && a.at[i] < s + 1000;
+            in += a.lo[i] >= s && a.hi[i] < s + 1000;
         for (long i = 0; i < b.n; i++)
-            in += b.at[i] >= s && b.at[i] < s + 1000;
+            in += b.lo[i] >= s && b.hi[i] < s + 1000;
         if (in > worst)
             worst = in;
     }
