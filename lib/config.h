@@ -52,6 +52,10 @@ typedef struct minicrm_config {
         int max_conns;        /* global connection cap */
         int max_conns_per_ip; /* per client address */
         char *access_log;     /* "auto" | "on" | "off": per-request log lines */
+        /* The dashboard: its files (empty: found next to the programs) and the most
+         * concurrent GET /api/events streams. */
+        char *web_root;
+        int events_max_streams;
     } api;
     struct {
         char *google_client_id;     /* GOOGLE_CLIENT_ID */
