@@ -69,6 +69,9 @@
  * contacts), pushed by whoever made it happen; the webhooks worker delivers each event to the
  * endpoints subscribed to its type. */
 #define QUEUE_EVENTS "events"
+/* One delivery of one event to one webhook endpoint (lib/jobs jobs_delivery), made from the
+ * events queue by minicrm-webhooks, retried on its own schedule, dead-lettered at its end. */
+#define QUEUE_WEBHOOKS "webhooks"
 
 /* Largest accepted job payload: a batch job (a fan-out batch of sends, one POST's receipts)
  * carries up to a thousand items. */
@@ -198,6 +201,10 @@ int queue_ack_items(queue *q, const queue_job *jobs, size_t n, long long items);
  * max_attempts. A job no longer in the processing list (reaped meanwhile) is left alone.
  * Returns 0 (delayed or already gone), 1 (dead-lettered), -1 on error. */
 int queue_retry(queue *q, const queue_job *job, const char *error);
+/* queue_retry with the caller's own delay instead of the queue's backoff (a schedule of its
+ * own, e.g. the webhooks worker's; a Retry-After): due after exactly delay_ms. The attempt count
+ * and the dead-lettering at max_attempts are the same as queue_retry's. */
+int queue_retry_after(queue *q, const queue_job *job, const char *error, long long delay_ms);
 /* Move the job straight to the dead-letter list with `reason` (poison / malformed / unknown). */
 int queue_dead(queue *q, const queue_job *job, const char *reason);
 /* Dead-letter parts of a claimed batch job (one malformed receipt of a POSTed array, a send
