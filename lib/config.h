@@ -123,6 +123,12 @@ typedef struct minicrm_config {
         char *name; /* instance name (keys and consumer id) */
     } vendor_sim;
     struct {
+        char *retry_schedule; /* delays between attempts, seconds, comma-separated */
+        int timeout_ms;       /* total timeout of one delivery attempt */
+        int max_inflight;     /* deliveries in flight at once in one minicrm-webhooks */
+        int cache_ttl_ms;     /* how long the endpoint list is cached */
+    } webhooks;
+    struct {
         char *level;
         char *format;
     } log;
