@@ -17,7 +17,10 @@
  *   - a campaign run emits campaign.started and campaign.completed (ids jobs_event_id of the
  *     campaign), pause and cancel emit campaign.paused and campaign.cancelled, and a move whose
  *     publication a crash cut off (the move made, the push never done) is published by the
- *     worker's rescue pass.
+ *     worker's rescue pass;
+ *   - a slow endpoint (no answer for 20 s) does not hold back another endpoint's deliveries;
+ *   - after the last delay of the schedule, the delivery is a dead letter naming the attempts
+ *     and the last error; an event of an unknown type is a dead letter, the next one delivered.
  */
 #include "campaign.h"
 #include "dbpool.h"
@@ -473,8 +476,10 @@ TEST(gone_disables_the_endpoint)
 TEST(kill9_mid_delivery_loses_nothing)
 {
     char id[25], ev[NKILL][JOBS_EVENT_ID_LEN + 1];
+    char fast[25];
     set_mode("slow", "slow:20"); /* nothing completes before the kill */
     CHECK_INT_EQ(create_endpoint("slow", "[\"contact.complained\"]", id), 201);
+    CHECK_INT_EQ(create_endpoint("fast", "[\"contact.complained\"]", fast), 201);
     pipeh_sleep_ms(400);
     for (int i = 0; i < NKILL; i++) {
         char subject[40];
@@ -489,6 +494,10 @@ TEST(kill9_mid_delivery_loses_nothing)
         pipeh_sleep_ms(20);
     } while (s.start < NKILL / 2 && time_mono_ms() < end);
     CHECK_MSG(s.start >= NKILL / 2, "deliveries in flight before the kill");
+    /* a slow endpoint holds its own deliveries, never another endpoint's */
+    for (int i = 0; i < NKILL; i++)
+        CHECK_MSG(wait_delivered("fast", ev[i], NULL, 3000) == 0,
+                  "event %d reached the fast endpoint while the slow one hangs", i);
     hooks_kill(SIGKILL);
     set_mode("slow", "200");
     since = (double)time_now_ms() / 1000; /* only what the new process delivers counts */
@@ -620,10 +629,69 @@ TEST(campaign_events)
     CHECK_INT_EQ(s.bad_sig, 0);
 }
 
-static const test_case cases[] = {
-    TEST_ENTRY(routes), TEST_ENTRY(a_receiver_down_for_a_while_gets_every_event),
-    TEST_ENTRY(gone_disables_the_endpoint), TEST_ENTRY(kill9_mid_delivery_loses_nothing),
-    TEST_ENTRY(campaign_events)};
+/* The dead letters of queue `name` (newest first) as one text, into out. */
+static void dead_letters(const char *name, char *out, size_t n)
+{
+    queue_opts qo;
+    queue_opts_default(&qo);
+    char err[200], **a = NULL;
+    out[0] = '\0';
+    queue *q = queue_open(h.rc, h.env.prefix, name, NULL, &qo, err, sizeof err);
+    long k = q ? queue_dlq_list(q, 0, 20, &a) : -1;
+    for (long i = 0; i < k; i++) {
+        size_t used = strlen(out);
+        snprintf(out + used, n - used, "%s\n", a[i]);
+        free(a[i]);
+    }
+    free(a);
+    queue_close(q);
+}
+
+TEST(dead_letters_with_their_reason)
+{
+    char id[25], ev[JOBS_EVENT_ID_LEN + 1], text[16384];
+    /* a worker with a three-delay schedule: the fourth failure is the last */
+    hooks_kill(SIGTERM);
+    setenv("MINICRM_WEBHOOKS_RETRY_SCHEDULE", "0.1,0.1,0.1", 1);
+    CHECK(hooks_start() == 0);
+    set_mode("never", "500");
+    CHECK_INT_EQ(create_endpoint("never", "[\"message.failed\"]", id), 201);
+    pipeh_sleep_ms(400);
+    CHECK(emit(JOBS_EV_MESSAGE_FAILED, "never-1", ev) == 0);
+    int64_t end = time_mono_ms() + 15000;
+    do {
+        pipeh_sleep_ms(100);
+        dead_letters(QUEUE_WEBHOOKS, text, sizeof text);
+    } while (!strstr(text, ev) && time_mono_ms() < end);
+    CHECK_STR_CONTAINS(text, ev);
+    CHECK_STR_CONTAINS(text, "gave up after 4 attempts");
+    CHECK_STR_CONTAINS(text, "HTTP 500");
+    seen s;
+    tally("never", ev, NULL, &s);
+    CHECK_INT_EQ(s.done, 4);
+    CHECK_INT_EQ(s.bad_sig, 0);
+    /* an event of an unknown type: a dead letter with the reason, the next one still goes */
+    queue_opts qo;
+    queue_opts_default(&qo);
+    char err[200];
+    queue *q = queue_open(h.rc, h.env.prefix, QUEUE_EVENTS, NULL, &qo, err, sizeof err);
+    const char *bad = "{\"id\":\"evt_0123456789abcdef01234567\",\"type\":\"message.sent\","
+                      "\"at\":1,\"data\":{}}";
+    CHECK(q && queue_push(q, bad, strlen(bad)) == 0);
+    queue_close(q);
+    set_mode("never", "200");
+    CHECK(emit(JOBS_EV_MESSAGE_FAILED, "never-2", ev) == 0);
+    CHECK(wait_delivered("never", ev, NULL, 15000) == 0);
+    dead_letters(QUEUE_EVENTS, text, sizeof text);
+    CHECK_STR_CONTAINS(text, "unknown event type");
+}
+
+static const test_case cases[] = {TEST_ENTRY(routes),
+                                  TEST_ENTRY(a_receiver_down_for_a_while_gets_every_event),
+                                  TEST_ENTRY(gone_disables_the_endpoint),
+                                  TEST_ENTRY(kill9_mid_delivery_loses_nothing),
+                                  TEST_ENTRY(campaign_events),
+                                  TEST_ENTRY(dead_letters_with_their_reason)};
 
 int main(int argc, char **argv)
 {
