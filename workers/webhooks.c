@@ -27,8 +27,14 @@ typedef struct endpoint {
     uint32_t events; /* bit per jobs_event_type */
 } endpoint;
 
+/* How a finished attempt is settled on the webhooks queue. */
+typedef enum { SETTLE_ACK = 0, SETTLE_RETRY, SETTLE_DEAD } settle_kind;
+
 typedef struct flight {
     CURL *h;
+    settle_kind settle; /* set when the attempt finished */
+    long long delay_ms; /* SETTLE_RETRY */
+    char error[CURL_ERROR_SIZE + 128];
     queue_job job; /* owned: the claimed job's text */
     jobs_delivery d;
     struct curl_slist *hdrs;
@@ -49,8 +55,12 @@ struct webhooks_ctx {
     int64_t eps_loaded_ms; /* monotonic; 0 = never */
     flight **fl;
     size_t nfl;
+    flight **unsettled; /* finished, but Redis failed to take the settle: tried again in tick */
+    size_t nun;
     webhooks_stats st;
 };
+
+static void settle_or_keep(webhooks_ctx *x, flight *f);
 
 /* ---- endpoints ------------------------------------------------------------------------------ */
 
@@ -154,6 +164,16 @@ static endpoint *eps_find(webhooks_ctx *x, const char *id)
     return NULL;
 }
 
+/* Whether the cache holds the endpoint of a delivery job (a malformed job counts as held: it
+ * is dead-lettered without the endpoint). */
+static bool eps_find_delivery(webhooks_ctx *x, const queue_job *job)
+{
+    jobs_delivery d;
+    char why[160];
+    return jobs_delivery_decode(job->data, job->len, &d, why, sizeof why) != 0 ||
+           eps_find(x, d.endpoint_id) != NULL;
+}
+
 /* Record an attempt's outcome on the endpoint document (best effort: GET /api/webhooks shows
  * it; the delivery itself does not depend on it). */
 static void eps_record(webhooks_ctx *x, const char *id, bool ok, long status, const char *error,
@@ -240,7 +260,7 @@ static consumer_result handle_events(void *arg, queue_batch *b)
 {
     webhooks_ctx *x = arg;
     if (eps_fresh(x) != 0)
-        return CONSUMER_BACKOFF; /* MongoDB trouble: the events stay claimed, come back */
+        return CONSUMER_AGAIN; /* MongoDB trouble: the same events again after a pause */
     for (size_t i = 0; i < b->n; i++) {
         jobs_event ev;
         char why[160];
@@ -338,48 +358,86 @@ static consumer_result handle_deliveries(void *arg, queue_batch *b)
 {
     webhooks_ctx *x = arg;
     bool reloaded = false;
+    /* MongoDB trouble: the batch is handled again after a pause (the jobs it already took are
+     * NULL in it and skipped); never dropped for want of the endpoint list. */
     if (eps_fresh(x) != 0)
-        return CONSUMER_BACKOFF;
+        return CONSUMER_AGAIN;
     for (size_t i = 0; i < b->n; i++) {
+        if (!b->jobs[i].data)
+            continue;
+        if (!reloaded && !eps_find_delivery(x, &b->jobs[i])) {
+            reloaded = true; /* a delivery for an endpoint newer than the cache? */
+            if (eps_load(x) != 0)
+                return CONSUMER_AGAIN;
+        }
         flight *f = calloc(1, sizeof *f);
         if (!f)
-            return CONSUMER_BACKOFF; /* the rest stays claimed and comes back */
+            return CONSUMER_AGAIN;
         f->job = b->jobs[i];
         b->jobs[i].data = NULL; /* taken over (or settled below) */
         char why[160];
         if (jobs_delivery_decode(f->job.data, f->job.len, &f->d, why, sizeof why) != 0) {
             x->st.dead++;
-            queue_dead(x->q, &f->job, why);
-            flight_free(f);
+            f->settle = SETTLE_DEAD;
+            snprintf(f->error, sizeof f->error, "%s", why);
+            settle_or_keep(x, f);
             continue;
         }
         endpoint *ep = eps_find(x, f->d.endpoint_id);
-        if (!ep && !reloaded) { /* maybe newer than the cache */
-            reloaded = true;
-            if (eps_load(x) == 0)
-                ep = eps_find(x, f->d.endpoint_id);
-        }
         if (!ep) {
             log_info("webhooks.dropped",
                      "endpoint=%s event=%s reason=\"endpoint deleted or "
                      "disabled\"",
                      f->d.endpoint_id, f->d.id);
             x->st.dropped++;
-            queue_ack(x->q, &f->job, 1);
-            flight_free(f);
+            f->settle = SETTLE_ACK;
+            settle_or_keep(x, f);
             continue;
         }
         if (flight_start(x, f, ep) != 0) {
             x->st.failed++;
-            queue_retry_after(x->q, &f->job, "cannot start the request (out of memory?)",
-                              x->sched[0]);
-            flight_free(f);
+            f->settle = SETTLE_RETRY;
+            f->delay_ms = x->sched[0];
+            snprintf(f->error, sizeof f->error, "cannot start the request (out of memory?)");
+            settle_or_keep(x, f);
         }
     }
     return CONSUMER_OK;
 }
 
-/* Settle a finished attempt. */
+/* Apply f's settle to the webhooks queue. 0, or -1 (Redis error: try again later). */
+static int settle(webhooks_ctx *x, flight *f)
+{
+    switch (f->settle) {
+    case SETTLE_ACK:
+        return queue_ack(x->q, &f->job, 1);
+    case SETTLE_RETRY:
+        return queue_retry_after(x->q, &f->job, f->error, f->delay_ms) < 0 ? -1 : 0;
+    case SETTLE_DEAD:
+        return queue_dead(x->q, &f->job, f->error);
+    }
+    return -1;
+}
+
+/* Settle f, or keep it for a later try (its job stays claimed meanwhile); takes f over. */
+static void settle_or_keep(webhooks_ctx *x, flight *f)
+{
+    if (settle(x, f) == 0) {
+        flight_free(f);
+        return;
+    }
+    flight **g = realloc(x->unsettled, (x->nun + 1) * sizeof *g);
+    if (!g) { /* the job stays claimed: it comes back at the next start of this worker */
+        log_warn("webhooks.settle_lost", "event=%s endpoint=%s", f->d.id, f->d.endpoint_id);
+        flight_free(f);
+        return;
+    }
+    log_warn("webhooks.settle_failed", "event=%s detail=\"%s\"", f->d.id, queue_error(x->q));
+    x->unsettled = g;
+    x->unsettled[x->nun++] = f;
+}
+
+/* Decide how a finished attempt is settled and record it on the endpoint. */
 static void finish(webhooks_ctx *x, flight *f, CURLcode cc)
 {
     long status = 0;
@@ -387,13 +445,13 @@ static void finish(webhooks_ctx *x, flight *f, CURLcode cc)
         curl_easy_getinfo(f->h, CURLINFO_RESPONSE_CODE, &status);
     if (cc == CURLE_OK && status >= 200 && status < 300) {
         x->st.delivered++;
-        queue_ack(x->q, &f->job, 1);
+        f->settle = SETTLE_ACK;
         eps_record(x, f->d.endpoint_id, true, status, NULL, false);
         return;
     }
     if (cc == CURLE_OK && status == 410) {
         x->st.disabled++;
-        queue_ack(x->q, &f->job, 1);
+        f->settle = SETTLE_ACK;
         eps_record(x, f->d.endpoint_id, false, status, "410 Gone: endpoint disabled", true);
         endpoint *ep = eps_find(x, f->d.endpoint_id);
         if (ep) /* no more deliveries from this cache either */
@@ -409,22 +467,29 @@ static void finish(webhooks_ctx *x, flight *f, CURLcode cc)
         snprintf(error, sizeof error, "endpoint answered HTTP %ld", status);
     x->st.failed++;
     eps_record(x, f->d.endpoint_id, false, status, error, false);
-    int done = f->d.attempts + 1; /* attempts made, this one included */
     if ((size_t)f->d.attempts >= x->nsched) {
-        char reason[CURL_ERROR_SIZE + 128];
-        snprintf(reason, sizeof reason, "gave up after %d attempts (webhooks.retry_schedule): %s",
-                 done, error);
+        snprintf(f->error, sizeof f->error,
+                 "gave up after %d attempts (webhooks.retry_schedule): %s", f->d.attempts + 1,
+                 error);
         x->st.dead++;
-        queue_dead(x->q, &f->job, reason);
+        f->settle = SETTLE_DEAD;
         return;
     }
-    queue_retry_after(x->q, &f->job, error, x->sched[f->d.attempts]);
+    snprintf(f->error, sizeof f->error, "%s", error);
+    f->settle = SETTLE_RETRY;
+    f->delay_ms = x->sched[f->d.attempts];
 }
 
 static void tick(void *arg, bool claimed)
 {
     webhooks_ctx *x = arg;
     (void)claimed;
+    for (size_t i = 0; i < x->nun;) { /* settles Redis refused earlier */
+        if (settle(x, x->unsettled[i]) != 0)
+            break;
+        flight_free(x->unsettled[i]);
+        x->unsettled[i] = x->unsettled[--x->nun];
+    }
     if (x->nfl == 0)
         return;
     int running = 0;
@@ -449,13 +514,14 @@ static void tick(void *arg, bool claimed)
                 x->fl[i] = x->fl[--x->nfl];
                 break;
             }
-        flight_free(f);
+        settle_or_keep(x, f);
     }
 }
 
 static size_t held(void *arg)
 {
-    return ((webhooks_ctx *)arg)->nfl;
+    webhooks_ctx *x = arg;
+    return x->nfl + x->nun;
 }
 
 static void progress(void *arg, char *buf, size_t n)
@@ -512,6 +578,9 @@ void webhooks_free(webhooks_ctx *x)
         flight_free(x->fl[i]);
     }
     free(x->fl);
+    for (size_t i = 0; i < x->nun; i++)
+        flight_free(x->unsettled[i]);
+    free(x->unsettled);
     eps_clear(x);
     curl_multi_cleanup(x->multi);
     free(x);
