@@ -165,7 +165,7 @@ int jobs_ai_decode(const char *data, size_t len, jobs_ai *out, char *why, size_t
 typedef enum {
     JOBS_EV_CAMPAIGN_STARTED = 0, /* QUEUED | SCHEDULED -> SENDING; subject: campaign id */
     JOBS_EV_CAMPAIGN_COMPLETED,   /* -> COMPLETED; subject: campaign id */
-    JOBS_EV_CAMPAIGN_PAUSED,      /* -> PAUSED; subject: campaign id + ":" + pause count */
+    JOBS_EV_CAMPAIGN_PAUSED,      /* -> PAUSED; subject: campaign id + ":" + pausedAt (ms) */
     JOBS_EV_CAMPAIGN_CANCELLED,   /* -> CANCELLED; subject: campaign id */
     JOBS_EV_MESSAGE_FAILED,       /* a log became FAILED (not a bounce); subject: log id */
     JOBS_EV_MESSAGE_BOUNCED,      /* a log became FAILED with reason bounced; subject: log id */

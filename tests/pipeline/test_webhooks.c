@@ -525,6 +525,19 @@ static int camp_event(jobs_event_type t, const char *hex, const char *subject_su
     return wait_delivered("camp", id, jobs_event_type_name(t), 30000);
 }
 
+/* Whether the program's log file contains `what`. */
+static bool log_has(int which, const char *what)
+{
+    FILE *f = fopen(pipeh_logfile(&h, which), "r");
+    char line[4096];
+    bool hit = false;
+    while (f && !hit && fgets(line, sizeof line, f))
+        hit = strstr(line, what) != NULL;
+    if (f)
+        fclose(f);
+    return hit;
+}
+
 /* The id of the paused event of campaign hex: its subject carries the pause time; found by
  * looking at what the receiver got. 0 when one arrived with data.campaign_id = hex. */
 static int paused_event(const char *hex)
@@ -602,6 +615,11 @@ TEST(campaign_events)
     CHECK_INT_EQ(http("POST", path, admin, NULL, &r), 200);
     CHECK_MSG(camp_event(JOBS_EV_CAMPAIGN_CANCELLED, hex, NULL) == 0, "campaign.cancelled");
 
+    /* every event so far was published by its mover, none by the rescue */
+    CHECK(!log_has(PH_WORKER, "worker.events_rescued"));
+    CHECK(!log_has(PH_WORKER, "worker.events_deferred"));
+    CHECK(!log_has(PH_API, "campaign.events_deferred"));
+
     /* a crash between a move and its publication: the move made (lib/campaign, as the API
      * would), the publication never done; the worker's rescue pass publishes it */
     bson_oid_t lost;
@@ -625,6 +643,7 @@ TEST(campaign_events)
     CHECK(pipeh_start_all(&h) == 0); /* the worker again: its rescue pass */
     CHECK_MSG(camp_event(JOBS_EV_CAMPAIGN_CANCELLED, lhex, NULL) == 0,
               "the rescue published campaign.cancelled");
+    CHECK(log_has(PH_WORKER, "worker.events_rescued"));
     tally("camp", NULL, NULL, &s);
     CHECK_INT_EQ(s.bad_sig, 0);
 }
