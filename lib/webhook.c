@@ -104,7 +104,9 @@ int webhook_body(jsonx_buf *out, const char *type, int64_t at_ms, const char *da
 
 /* ---- the URL rules -------------------------------------------------------------------------- */
 
-/* Scheme, host (lower-case, without IPv6 brackets) and port of url. 0 or -1. */
+/* Scheme, host (lower-case, without IPv6 brackets or a final dot) and port of url; libcurl
+ * writes IPv4 addresses in their dotted form ("127.1" and "2130706433" become "127.0.0.1").
+ * 0 or -1. */
 static int url_parts(const char *url, char *scheme, size_t sl, char *host, size_t hl, long *port)
 {
     CURLU *u = curl_url();
@@ -122,6 +124,8 @@ static int url_parts(const char *url, char *scheme, size_t sl, char *host, size_
         hh++;
         n -= 2;
     }
+    if (n >= 2 && hh[n - 1] == '.') /* "localhost." is localhost */
+        n--;
     if (n == 0 || n >= hl)
         goto out;
     for (size_t i = 0; i < n; i++)
@@ -144,7 +148,8 @@ static bool host_is_local(const char *h)
     return strncmp(h, "127.", 4) == 0 || strcmp(h, "::1") == 0 || strcmp(h, "0.0.0.0") == 0 ||
            strcmp(h, "::") == 0 || strcmp(h, "localhost") == 0 ||
            (strlen(h) > 10 && strcmp(h + strlen(h) - 10, ".localhost") == 0) ||
-           strncmp(h, "::ffff:127.", 11) == 0 || strcmp(h, "0") == 0;
+           strncmp(h, "::ffff:127.", 11) == 0 || strncmp(h, "::ffff:7f", 9) == 0 ||
+           strcmp(h, "::ffff:0.0.0.0") == 0;
 }
 
 int webhook_url_check(const minicrm_config *cfg, const char *url, char *err, size_t errlen)

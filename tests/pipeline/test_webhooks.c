@@ -307,8 +307,9 @@ TEST(routes)
         CHECK_INT_EQ(http("POST", "/api/webhooks", admin, body, &r), 400);
         CHECK_STR_CONTAINS(r.body, "url");
     }
-    static const char *const self_hosts[] = {"127.0.0.1", "localhost", "[::1]", "0.0.0.0",
-                                             "127.0.0.2"};
+    static const char *const self_hosts[] = {
+        "127.0.0.1", "localhost",  "[::1]",      "0.0.0.0",   "127.0.0.2",
+        "127.1",     "2130706433", "localhost.", "LOCALHOST", "[::ffff:127.0.0.1]"};
     for (size_t i = 0; i < sizeof self_hosts / sizeof self_hosts[0]; i++) {
         snprintf(
             body, sizeof body,
