@@ -33,6 +33,7 @@
 #include "apiutil.h"
 #include "campaign.h"
 #include "campctl.h"
+#include "campevents.h"
 #include "jobs.h"
 #include "jscan.h"
 #include "log.h"
@@ -205,6 +206,12 @@ static void do_move(api_ctx *app, http_request *req, campaign_move m)
             }
         }
     }
+    /* campaign.paused / campaign.cancelled (lib/campevents; a failure is logged and the worker's
+     * rescue pass publishes it within seconds) */
+    if (rc && m != CAMPAIGN_MOVE_RESUME &&
+        campevents_flush(camps, rc, prefix, &oid, err, sizeof err) < 0)
+        log_warn("campaign.events_deferred", "rid=%s campaign=%s detail=\"%s\"", req->request_id,
+                 hex, err);
     int64_t took = time_mono_ms() - t0;
     metrics_campaign_move(app->metrics, (int)from, (int)to);
     log_info("campaign.move",
@@ -223,6 +230,7 @@ static void do_move(api_ctx *app, http_request *req, campaign_move m)
         goto out;
     }
     json_object_del(camp, "ctoks");
+    json_object_del(camp, CAMPAIGN_EVENTS_DUE);
     json_object_set_new(camp, "transition",
                         json_pack("{s:s,s:s,s:s,s:I}", "move", campaign_move_name(m), "from",
                                   campaign_status_name(from), "to", campaign_status_name(to),
@@ -316,6 +324,7 @@ static void h_reschedule(api_ctx *app, http_request *req)
         goto out;
     }
     json_object_del(camp, "ctoks");
+    json_object_del(camp, CAMPAIGN_EVENTS_DUE);
     json_object_set_new(camp, "transition",
                         json_pack("{s:s,s:s,s:s,s:I}", "move", "reschedule", "from",
                                   campaign_status_name(from), "to", campaign_status_name(from),

@@ -70,7 +70,7 @@
 
 /* Bookkeeping of the receipts worker (the tokens of the batches it counted, see
  * workers/receipts.c): kept in the document, never shown to clients. */
-static const char *const CAMPAIGN_INTERNAL[] = {"ctoks", NULL};
+static const char *const CAMPAIGN_INTERNAL[] = {"ctoks", CAMPAIGN_EVENTS_DUE, NULL};
 
 static bool has_tag(const json_t *tags, const char *t)
 {

@@ -7,7 +7,7 @@
  * gets up's effective configuration through MINICRM_* environment variables, so all agree on
  * ports, URLs and secrets whatever layer set them. It waits for /readyz, prints how to use the
  * system, and then supervises (see supervise.h) until SIGINT/SIGTERM, when it stops the
- * children in reverse order.
+ * children in reverse order. minicrm-webhooks (outbound webhooks) starts after the simulator.
  *
  * The console is for people: api.access_log=auto becomes off here (on with --verbose), so the
  * API's per-request lines do not bury warnings, errors, lifecycle events and progress.
@@ -233,7 +233,8 @@ static void usage(void)
     printf("usage: minicrm up [--workers N] [--dir DIR] [--demo] [--verbose]\n\n"
            "Starts redis-server (unless REDIS_URL is set), minicrm-devdb (unless MONGO_URI is\n"
            "set), the API on PORT, N worker processes, the receipts worker, the vendor\n"
-           "simulator and, with OPENAI_API_KEY set, minicrm-ai; Ctrl-C stops them all.\n"
+           "simulator, the webhooks worker and, with OPENAI_API_KEY set, minicrm-ai; Ctrl-C\n"
+           "stops them all.\n"
            "State is kept in DIR (default ./.minicrm).\n"
            "--demo runs `minicrm demo` once the system is ready (a campaign end to end).\n"
            "--verbose also shows the API's per-request lines (api.access_log=on does too).\n");
@@ -407,14 +408,14 @@ int cmd_up(cli_ctx *ctx)
         char *argv[] = {p, "--port", mp, "--bind", mhost, "--dbpath", devdb_dir, NULL};
         i_devdb = sup_add(&sup, "devdb", argv);
     }
-    const char *progs[][2] = {{"api", "minicrm-api"},
-                              {"worker", "minicrm-worker"},
-                              {"receipts", "minicrm-receipts"},
-                              {"vendor-sim", "minicrm-vendor-sim"},
-                              {"ai", "minicrm-ai"}};
+    const char *progs[][2] = {
+        {"api", "minicrm-api"},           {"worker", "minicrm-worker"},
+        {"receipts", "minicrm-receipts"}, {"vendor-sim", "minicrm-vendor-sim"},
+        {"webhooks", "minicrm-webhooks"}, {"ai", "minicrm-ai"},
+    };
     snprintf(wbuf, sizeof wbuf, "%d", workers);
     /* minicrm-ai only when AI is configured: it holds the key and calls the model server. */
-    size_t nprogs = cfg->openai.api_key && *cfg->openai.api_key ? 5 : 4;
+    size_t nprogs = cfg->openai.api_key && *cfg->openai.api_key ? 6 : 5;
     for (size_t k = 0; k < nprogs; k++) {
         char p[PATH_MAX + 32];
         snprintf(p, sizeof p, "%s/%s", bins, progs[k][1]);

@@ -136,15 +136,53 @@ static int update_one(mongoc_collection_t *camps, bson_t *sel, bson_t *upd, bson
     return ok ? 0 : -1;
 }
 
+/* Append $push {events_due: {to, at}} to upd: the move to `to` made at `at` has an event to
+ * publish (lib/campevents). Written by the move's own update, so the record and the move happen
+ * together or not at all. */
+static void append_event_due(bson_t *upd, campaign_status to, int64_t at)
+{
+    bson_t push, ev;
+    BSON_APPEND_DOCUMENT_BEGIN(upd, "$push", &push);
+    BSON_APPEND_DOCUMENT_BEGIN(&push, CAMPAIGN_EVENTS_DUE, &ev);
+    BSON_APPEND_UTF8(&ev, "to", CAMPAIGN_NAMES[to]);
+    BSON_APPEND_INT64(&ev, "at", at);
+    bson_append_document_end(&push, &ev);
+    bson_append_document_end(upd, &push);
+}
+
+/* One guarded updateOne that reports whether it moved the campaign (*moved, may be NULL).
+ * 0 or -1 (e filled). Destroys sel and upd. */
+static int update_one_moved(mongoc_collection_t *camps, bson_t *sel, bson_t *upd, bool *moved,
+                            bson_error_t *e)
+{
+    bson_t reply;
+    bool ok = mongoc_collection_update_one(camps, sel, upd, NULL, &reply, e);
+    bson_iter_t it;
+    if (moved)
+        *moved =
+            ok && bson_iter_init_find(&it, &reply, "modifiedCount") && bson_iter_as_int64(&it) > 0;
+    bson_destroy(&reply);
+    bson_destroy(sel);
+    bson_destroy(upd);
+    return ok ? 0 : -1;
+}
+
 int campaign_mark_sending(mongoc_collection_t *camps, const bson_oid_t *cid, int64_t now,
                           bson_error_t *e)
+{
+    return campaign_mark_sending_moved(camps, cid, now, NULL, e);
+}
+
+int campaign_mark_sending_moved(mongoc_collection_t *camps, const bson_oid_t *cid, int64_t now,
+                                bool *moved, bson_error_t *e)
 {
     bson_t *sel = BCON_NEW("_id", BCON_OID(cid), "status", "{", "$in", "[",
                            BCON_UTF8(CAMPAIGN_NAMES[CAMPAIGN_QUEUED]),
                            BCON_UTF8(CAMPAIGN_NAMES[CAMPAIGN_SCHEDULED]), "]", "}");
     bson_t *upd = BCON_NEW("$set", "{", "status", BCON_UTF8(CAMPAIGN_NAMES[CAMPAIGN_SENDING]),
                            "startedAt", BCON_DATE_TIME(now), "updatedAt", BCON_DATE_TIME(now), "}");
-    return update_one(camps, sel, upd, e);
+    append_event_due(upd, CAMPAIGN_SENDING, now);
+    return update_one_moved(camps, sel, upd, moved, e);
 }
 
 int campaign_send_at_check(const char *s, int64_t now, int64_t *out, char *err, size_t errlen)
@@ -181,6 +219,7 @@ int campaign_expire_scheduled(mongoc_collection_t *camps, const bson_oid_t *cid,
     bson_t *upd = BCON_NEW("$set", "{", "status", BCON_UTF8(CAMPAIGN_NAMES[CAMPAIGN_CANCELLED]),
                            "cancelReason", BCON_UTF8(reason), "cancelledAt", BCON_DATE_TIME(now),
                            "updatedAt", BCON_DATE_TIME(now), "}");
+    append_event_due(upd, CAMPAIGN_CANCELLED, now);
     return update_one(camps, sel, upd, e);
 }
 
@@ -192,6 +231,7 @@ int campaign_cancel_unsendable(mongoc_collection_t *camps, const bson_oid_t *cid
     bson_t *upd = BCON_NEW("$set", "{", "status", BCON_UTF8(CAMPAIGN_NAMES[CAMPAIGN_CANCELLED]),
                            "cancelReason", BCON_UTF8(reason), "cancelledAt", BCON_DATE_TIME(now),
                            "updatedAt", BCON_DATE_TIME(now), "}");
+    append_event_due(upd, CAMPAIGN_CANCELLED, now);
     return update_one(camps, sel, upd, e);
 }
 
@@ -206,6 +246,12 @@ int campaign_mark_fanout_done(mongoc_collection_t *camps, const bson_oid_t *cid,
 
 int campaign_try_complete(mongoc_collection_t *camps, const bson_oid_t *cid, bson_error_t *e)
 {
+    return campaign_try_complete_moved(camps, cid, NULL, e);
+}
+
+int campaign_try_complete_moved(mongoc_collection_t *camps, const bson_oid_t *cid, bool *moved,
+                                bson_error_t *e)
+{
     int64_t now = time_now_ms();
     bson_t *sel =
         BCON_NEW("_id", BCON_OID(cid), "status", BCON_UTF8(CAMPAIGN_NAMES[CAMPAIGN_SENDING]),
@@ -213,7 +259,8 @@ int campaign_try_complete(mongoc_collection_t *camps, const bson_oid_t *cid, bso
     bson_t *upd =
         BCON_NEW("$set", "{", "status", BCON_UTF8(CAMPAIGN_NAMES[CAMPAIGN_COMPLETED]),
                  "completedAt", BCON_DATE_TIME(now), "updatedAt", BCON_DATE_TIME(now), "}");
-    return update_one(camps, sel, upd, e);
+    append_event_due(upd, CAMPAIGN_COMPLETED, now);
+    return update_one_moved(camps, sel, upd, moved, e);
 }
 
 /* ---- operator moves ------------------------------------------------------------------- */
@@ -308,6 +355,8 @@ int campaign_move_apply(mongoc_collection_t *camps, const bson_oid_t *cid, campa
                                  reason ? reason : "cancelled by an operator");
         }
         bson_append_document_end(upd, &set);
+        if (*from != *to && (*to == CAMPAIGN_PAUSED || *to == CAMPAIGN_CANCELLED))
+            append_event_due(upd, *to, now);
         bson_t reply;
         bool ok = mongoc_collection_update_one(camps, sel, upd, NULL, &reply, e);
         bson_destroy(sel);

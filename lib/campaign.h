@@ -43,6 +43,11 @@
  *   Counters: total = sent + failed + cancelled + pending at every read (total and pending
  *   move with the checkpoint, sent/failed/-pending with receipts, cancelled/-pending with the
  *   recount).
+ *   Events: the moves to SENDING (from QUEUED or SCHEDULED), COMPLETED, PAUSED (from another
+ *   state) and CANCELLED (from another state) each $push {to, at} onto the campaign's
+ *   `events_due` array in the same update as the move, so a crash after the move cannot lose
+ *   its webhook event: lib/campevents publishes the entries (campaign.started, .completed,
+ *   .paused, .cancelled) and pulls them, right after the move or in the worker's rescue pass.
  *   Nothing leaves COMPLETED. There is no failed campaign: a log that cannot be delivered is a
  *   FAILED log and is counted, its campaign still completes.
  *
@@ -138,9 +143,15 @@ int campaign_expire_scheduled(mongoc_collection_t *camps, const bson_oid_t *cid,
 int campaign_cancel_unsendable(mongoc_collection_t *camps, const bson_oid_t *cid,
                                const char *reason, int64_t now, bson_error_t *e);
 
+/* The array of a campaign's moves whose event is not yet published: [{to: "SENDING", at: ms}]. */
+#define CAMPAIGN_EVENTS_DUE "events_due"
+
 /* QUEUED | SCHEDULED -> SENDING (startedAt = now); a no-op for a campaign past them. */
 int campaign_mark_sending(mongoc_collection_t *camps, const bson_oid_t *cid, int64_t now,
                           bson_error_t *e);
+/* The same, telling in *moved whether this call made the move (its event is then due). */
+int campaign_mark_sending_moved(mongoc_collection_t *camps, const bson_oid_t *cid, int64_t now,
+                                bool *moved, bson_error_t *e);
 
 /* Every log of the campaign is written: $set fanout_done (stays SENDING). */
 int campaign_mark_fanout_done(mongoc_collection_t *camps, const bson_oid_t *cid, int64_t now,
@@ -148,6 +159,9 @@ int campaign_mark_fanout_done(mongoc_collection_t *camps, const bson_oid_t *cid,
 
 /* SENDING && fanout_done && pending <= 0 -> COMPLETED (completedAt); a no-op otherwise. */
 int campaign_try_complete(mongoc_collection_t *camps, const bson_oid_t *cid, bson_error_t *e);
+/* The same, telling in *moved whether this call made the move. */
+int campaign_try_complete_moved(mongoc_collection_t *camps, const bson_oid_t *cid, bool *moved,
+                                bson_error_t *e);
 
 /* ---- operator moves ------------------------------------------------------------------- */
 

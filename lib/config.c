@@ -199,6 +199,14 @@ static const cfg_setting_info settings[] = {
 
     {"vendor_sim.fake_429_above_per_s", CFG_DOUBLE, OFF(vendor_sim.fake_429_above_per_s), "0", NULL, false, 0, 1000000, NULL,
      "answer sends above this rate (shared by every simulator) with 429 + Retry-After, like a vendor's own limit (0 = never)"},
+    {"webhooks.retry_schedule", CFG_STRING, OFF(webhooks.retry_schedule), "5,300,1800,7200,18000,36000,50400", NULL, false, 1, 0, NULL,
+     "delays between the attempts of a webhook delivery, seconds, comma-separated (after the last: dead letter)"},
+    {"webhooks.timeout_ms", CFG_INT, OFF(webhooks.timeout_ms), "10000", NULL, false, 100, 600000, NULL,
+     "total timeout of one webhook delivery attempt, milliseconds"},
+    {"webhooks.max_inflight", CFG_INT, OFF(webhooks.max_inflight), "32", NULL, false, 1, 10000, NULL,
+     "webhook deliveries in flight at once in one minicrm-webhooks (a slow endpoint holds one each)"},
+    {"webhooks.cache_ttl_ms", CFG_INT, OFF(webhooks.cache_ttl_ms), "2000", NULL, false, 0, 600000, NULL,
+     "how long minicrm-webhooks caches the endpoint list, milliseconds (a new or deleted endpoint counts within it)"},
 
     {"log.level", CFG_STRING, OFF(log.level), "info", NULL, false, 1, 0, "debug|info|warn|error",
      "least severe level written"},

@@ -131,6 +131,12 @@ typedef struct minicrm_config {
         double fake_429_above_per_s; /* answer 429 above this rate (0 = never) */
     } vendor_sim;
     struct {
+        char *retry_schedule; /* delays between attempts, seconds, comma-separated */
+        int timeout_ms;       /* total timeout of one delivery attempt */
+        int max_inflight;     /* deliveries in flight at once in one minicrm-webhooks */
+        int cache_ttl_ms;     /* how long the endpoint list is cached */
+    } webhooks;
+    struct {
         char *level;
         char *format;
     } log;

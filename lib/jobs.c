@@ -610,3 +610,81 @@ out:
     jscan_release(&js);
     return rc;
 }
+
+/* ---- webhook deliveries ------------------------------------------------------------------- */
+
+static bool delivery_type_ok(const char *s, size_t n)
+{
+    jobs_event_type t;
+    return (n == strlen(JOBS_DELIVERY_TEST_TYPE) && memcmp(s, JOBS_DELIVERY_TEST_TYPE, n) == 0) ||
+           jobs_event_type_parse(s, n, &t) == 0;
+}
+
+int jobs_delivery_encode(jsonx_buf *out, const jobs_delivery *d)
+{
+    if (strlen(d->endpoint_id) != 24 || !oid_is_valid_hex(d->endpoint_id) ||
+        !event_id_ok(d->id, strlen(d->id)) || !delivery_type_ok(d->type, strlen(d->type)) ||
+        !d->data || d->datalen < 2 || d->datalen > JOBS_EVENT_DATA_MAX || d->data[0] != '{' ||
+        d->data[d->datalen - 1] != '}')
+        return -1;
+    jsonx_buf_raw(out, "{", 1);
+    put_id(out, true, "endpoint_id", d->endpoint_id);
+    put_str(out, "id", d->id);
+    put_str(out, "type", d->type);
+    put_int(out, "at", d->at);
+    jsonx_buf_cat(out, ",\"data\":");
+    jsonx_buf_raw(out, d->data, d->datalen);
+    jsonx_buf_raw(out, "}", 1);
+    return jsonx_buf_ok(out) ? 0 : -1;
+}
+
+int jobs_delivery_decode(const char *data, size_t len, jobs_delivery *out, char *why, size_t whylen)
+{
+    jscan js = {0};
+    int rc = -1, t;
+    memset(out, 0, sizeof *out);
+    if (jscan_parse(&js, data, len) != 0 || js.t[0].type != JSCAN_OBJECT) {
+        snprintf(why, whylen, "malformed delivery: not a JSON object");
+        goto out;
+    }
+    if (!hex_id(&js, jscan_get(&js, 0, "endpoint_id"), out->endpoint_id)) {
+        snprintf(why, whylen, "delivery endpoint_id must be 24 hex digits");
+        goto out;
+    }
+    t = jscan_get(&js, 0, "id");
+    if (t < 0 || js.t[t].type != JSCAN_STRING ||
+        jscan_str_copy(&js, t, out->id, sizeof out->id) != JOBS_EVENT_ID_LEN ||
+        !event_id_ok(out->id, JOBS_EVENT_ID_LEN)) {
+        snprintf(why, whylen, "event id must be evt_ and 24 hex digits");
+        goto out;
+    }
+    t = jscan_get(&js, 0, "type");
+    if (t < 0 || js.t[t].type != JSCAN_STRING || js.t[t].escaped ||
+        js.t[t].len > JOBS_EVENT_TYPE_MAX || !delivery_type_ok(data + js.t[t].start, js.t[t].len)) {
+        snprintf(why, whylen, "unknown event type");
+        goto out;
+    }
+    memcpy(out->type, data + js.t[t].start, js.t[t].len);
+    out->type[js.t[t].len] = '\0';
+    t = jscan_get(&js, 0, "at");
+    if (t < 0 || !jscan_int(&js, t, &out->at)) {
+        snprintf(why, whylen, "event at must be an integer (ms)");
+        goto out;
+    }
+    t = jscan_get(&js, 0, "data");
+    if (t < 0 || js.t[t].type != JSCAN_OBJECT || js.t[t].len > JOBS_EVENT_DATA_MAX) {
+        snprintf(why, whylen, "event data must be an object of at most %d bytes",
+                 JOBS_EVENT_DATA_MAX);
+        goto out;
+    }
+    out->data = data + js.t[t].start;
+    out->datalen = js.t[t].len;
+    int64_t a = 0;
+    t = jscan_get(&js, 0, "_attempts");
+    if (t >= 0 && jscan_int(&js, t, &a) && a > 0)
+        out->attempts = a > 1000000 ? 1000000 : (int)a;
+    rc = 0;
+out:
+    jscan_release(&js);
+    return rc;
+}

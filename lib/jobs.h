@@ -25,6 +25,10 @@
  *                          "data": {...}} (what happened, for the outbound webhooks; the id is
  *                         deterministic per (type, subject), so a re-emitted event is the
  *                         same event and receivers can de-duplicate on it)
+ *   webhooks   one delivery {"endpoint_id": "<24 hex>", "id": "evt_<24 hex>", "type", "at": ms,
+ *                          "data": {...}} (one event for one endpoint, minicrm-webhooks; type
+ *                         is an event type name or JOBS_DELIVERY_TEST_TYPE; the queue's
+ *                         "_attempts" is read back as the attempts made so far)
  *
  * `vendorMsgId` in a send is the id the API's POST /api/vendor/send answered with: the vendor
  * reports that id for the log (absent: the vendor picks its own). `resend` counts the
@@ -164,7 +168,7 @@ int jobs_ai_decode(const char *data, size_t len, jobs_ai *out, char *why, size_t
 typedef enum {
     JOBS_EV_CAMPAIGN_STARTED = 0, /* QUEUED | SCHEDULED -> SENDING; subject: campaign id */
     JOBS_EV_CAMPAIGN_COMPLETED,   /* -> COMPLETED; subject: campaign id */
-    JOBS_EV_CAMPAIGN_PAUSED,      /* -> PAUSED; subject: campaign id + ":" + pause count */
+    JOBS_EV_CAMPAIGN_PAUSED,      /* -> PAUSED; subject: campaign id + ":" + pausedAt (ms) */
     JOBS_EV_CAMPAIGN_CANCELLED,   /* -> CANCELLED; subject: campaign id */
     JOBS_EV_MESSAGE_FAILED,       /* a log became FAILED (not a bounce); subject: log id */
     JOBS_EV_MESSAGE_BOUNCED,      /* a log became FAILED with reason bounced; subject: log id */
@@ -202,6 +206,31 @@ int jobs_event_encode(jsonx_buf *out, const jobs_event *ev);
 /* Read an event job (queue bookkeeping members are ignored). out->data points into `data`.
  * 0, or -1 with the reason in why. */
 int jobs_event_decode(const char *data, size_t len, jobs_event *out, char *why, size_t whylen);
+
+/* ---- webhook deliveries ------------------------------------------------------------------- */
+
+/* The type of the event POST /api/webhooks/:id/test sends (to that endpoint only; nobody can
+ * subscribe to it). */
+#define JOBS_DELIVERY_TEST_TYPE "webhook.test"
+
+/* One delivery of an event to an endpoint (plain value type for the decoder; the encoder reads
+ * `data` as given). */
+typedef struct jobs_delivery {
+    char endpoint_id[25];
+    char id[JOBS_EVENT_ID_LEN + 1];
+    char type[JOBS_EVENT_TYPE_MAX + 1]; /* an event type name or JOBS_DELIVERY_TEST_TYPE */
+    int64_t at;                         /* when the event happened, ms */
+    const char *data;                   /* the data object's JSON text (decoded: into the job) */
+    size_t datalen;
+    int attempts; /* decoded: failed attempts so far (the queue's "_attempts"; 0 first time) */
+} jobs_delivery;
+
+/* Append the delivery job to out. 0, or -1 (out of memory, a bad id, an unknown type, data
+ * that is not an object's text or longer than JOBS_EVENT_DATA_MAX). */
+int jobs_delivery_encode(jsonx_buf *out, const jobs_delivery *d);
+/* Read a delivery job. out->data points into `data`. 0, or -1 with the reason in why. */
+int jobs_delivery_decode(const char *data, size_t len, jobs_delivery *out, char *why,
+                         size_t whylen);
 
 /* ---- reading a job of one item or a batch of them --------------------------------------- */
 

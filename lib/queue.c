@@ -706,7 +706,9 @@ static char *annotate(queue *q, const queue_job *job, const char *error, bool de
     return out;
 }
 
-static int settle(queue *q, const queue_job *job, const char *error, bool dead_now)
+/* delay_ms < 0: the queue's exponential backoff; otherwise exactly that delay. */
+static int settle(queue *q, const queue_job *job, const char *error, bool dead_now,
+                  long long delay_ms)
 {
     if (need_consumer(q) != 0)
         return -1;
@@ -720,7 +722,8 @@ static int settle(queue *q, const queue_job *job, const char *error, bool dead_n
         d *= 2;
     if (d > q->o.backoff_max_ms)
         d = q->o.backoff_max_ms;
-    long long delay = d / 2 + (long long)(rng_next(q) % (unsigned)(d / 2 + 1));
+    long long delay =
+        delay_ms >= 0 ? delay_ms : d / 2 + (long long)(rng_next(q) % (unsigned)(d / 2 + 1));
     char due[32];
     snprintf(due, sizeof due, "%lld", (long long)time_now_ms() + delay);
     const char *keys[] = {q->k_proc, q->k_delayed, q->k_dead, q->k_stats};
@@ -742,7 +745,12 @@ static int settle(queue *q, const queue_job *job, const char *error, bool dead_n
 
 int queue_retry(queue *q, const queue_job *job, const char *error)
 {
-    return settle(q, job, error, false);
+    return settle(q, job, error, false, -1);
+}
+
+int queue_retry_after(queue *q, const queue_job *job, const char *error, long long delay_ms)
+{
+    return settle(q, job, error, false, delay_ms < 0 ? 0 : delay_ms);
 }
 
 int queue_defer(queue *q, const queue_job *job, int64_t due_ms)
@@ -763,7 +771,7 @@ int queue_defer(queue *q, const queue_job *job, int64_t due_ms)
 
 int queue_dead(queue *q, const queue_job *job, const char *reason)
 {
-    int r = settle(q, job, reason, true);
+    int r = settle(q, job, reason, true, -1);
     return r < 0 ? -1 : 0;
 }
 

@@ -70,6 +70,9 @@
  * contacts), pushed by whoever made it happen; the webhooks worker delivers each event to the
  * endpoints subscribed to its type. */
 #define QUEUE_EVENTS "events"
+/* One delivery of one event to one webhook endpoint (lib/jobs jobs_delivery), made from the
+ * events queue by minicrm-webhooks, retried on its own schedule, dead-lettered at its end. */
+#define QUEUE_WEBHOOKS "webhooks"
 
 /* Largest accepted job payload: a batch job (a fan-out batch of sends, one POST's receipts)
  * carries up to a thousand items. */
@@ -199,6 +202,10 @@ int queue_ack_items(queue *q, const queue_job *jobs, size_t n, long long items);
  * max_attempts. A job no longer in the processing list (reaped meanwhile) is left alone.
  * Returns 0 (delayed or already gone), 1 (dead-lettered), -1 on error. */
 int queue_retry(queue *q, const queue_job *job, const char *error);
+/* queue_retry with the caller's own delay instead of the queue's backoff (a schedule of its
+ * own, e.g. the webhooks worker's; a Retry-After): due after exactly delay_ms. The attempt count
+ * and the dead-lettering at max_attempts are the same as queue_retry's. */
+int queue_retry_after(queue *q, const queue_job *job, const char *error, long long delay_ms);
 /* Put a claimed job aside untouched until due_ms (ms since the epoch): it moves atomically from
  * processing to the delayed set, byte for byte (not an attempt: no bookkeeping members, counted
  * as "deferred" in the stats). For a consumer that cannot take the job now (the vendor's

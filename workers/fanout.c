@@ -21,6 +21,7 @@
 
 #include "campaign.h"
 #include "campctl.h"
+#include "campevents.h"
 #include "jobs.h"
 
 #include "log.h"
@@ -526,6 +527,33 @@ out:
     return res;
 }
 
+/* Publish the webhook events of the moves this worker just made (lib/campevents). A failure
+ * only delays them: the entries stay on the campaign and fanout_rescue_events publishes them. */
+static void publish_events(fanout_ctx *x, mongoc_collection_t *camps, const bson_oid_t *cid)
+{
+    char err[256], hex[25];
+    if (campevents_flush(camps, x->rc, x->cfg->redis.prefix, cid, err, sizeof err) < 0) {
+        bson_oid_to_string(cid, hex);
+        log_warn("worker.events_deferred", "campaign=%s detail=\"%s\"", hex, err);
+    }
+}
+
+int fanout_rescue_events(fanout_ctx *x)
+{
+    char err[256];
+    mongoc_client_t *cl = dbpool_pop(x->db);
+    mongoc_collection_t *camps = dbpool_durable_collection(x->db, cl, DB_CAMPAIGNS);
+    int n = campevents_rescue(camps, x->rc, x->cfg->redis.prefix, FANOUT_EVENTS_RESCUE_MS, err,
+                              sizeof err);
+    if (n < 0)
+        log_warn("worker.events_rescue_failed", "detail=\"%s\"", err);
+    else if (n > 0)
+        log_info("worker.events_rescued", "events=%d", n);
+    mongoc_collection_destroy(camps);
+    dbpool_push(x->db, cl);
+    return n;
+}
+
 fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, size_t whylen)
 {
     fanout_result res = FANOUT_RETRY;
@@ -559,6 +587,8 @@ fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, siz
             campaign_cancel_unsendable(camps, &p.cid, why, time_now_ms(), &e) != 0) {
             snprintf(why, whylen, "cancel unsendable campaign: %s", e.message);
             res = FANOUT_RETRY;
+        } else if (res == FANOUT_UNKNOWN && p.unusable && p.status == CAMPAIGN_QUEUED) {
+            publish_events(x, camps, &p.cid);
         }
         goto out;
     }
@@ -572,20 +602,26 @@ fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, siz
         /* A re-run after "fanout_done" was written but the completion check that follows it
          * failed (e.g. MongoDB timed out in between): that check may be the last one anybody
          * makes, since every receipt may already be counted. Make it again. */
+        bool moved = false;
         if (p.fanout_done && p.status == CAMPAIGN_SENDING &&
-            campaign_try_complete(camps, &p.cid, &e) != 0) {
+            campaign_try_complete_moved(camps, &p.cid, &moved, &e) != 0) {
             snprintf(why, whylen, "finish: %s", e.message);
             res = FANOUT_RETRY;
         }
+        if (moved)
+            publish_events(x, camps, &p.cid);
         goto out;
     }
 
     /* 2. QUEUED -> SENDING (once) */
-    if (campaign_mark_sending(camps, &p.cid, time_now_ms(), &e) != 0) {
+    bool started = false;
+    if (campaign_mark_sending_moved(camps, &p.cid, time_now_ms(), &started, &e) != 0) {
         snprintf(why, whylen, "set SENDING: %s", e.message);
         res = FANOUT_RETRY;
         goto out;
     }
+    if (started)
+        publish_events(x, camps, &p.cid);
     log_info("fanout.start", "campaign=%s resume_after=%lld", campaign_hex, p.written);
 
     /* 3. logs and sends, batch by batch */
@@ -593,12 +629,15 @@ fanout_result fanout_run(fanout_ctx *x, const char *campaign_hex, char *why, siz
         goto out;
 
     /* 4. done: mark it, and complete at once if every log is already final (or audience 0) */
+    bool completed = false;
     if (campaign_mark_fanout_done(camps, &p.cid, time_now_ms(), &e) != 0 ||
-        campaign_try_complete(camps, &p.cid, &e) != 0) {
+        campaign_try_complete_moved(camps, &p.cid, &completed, &e) != 0) {
         snprintf(why, whylen, "finish: %s", e.message);
         res = FANOUT_RETRY;
         goto out;
     }
+    if (completed)
+        publish_events(x, camps, &p.cid);
     log_info("fanout.done", "campaign=%s logs=%lld", campaign_hex, p.written);
     res = FANOUT_DONE;
 out:
@@ -783,6 +822,7 @@ int fanout_schedule_tick(fanout_ctx *x)
                 continue; /* stays in the set: tried again next turn */
             }
             log_warn("worker.schedule_expired", "campaign=%s reason=\"%s\"", hex, reason);
+            publish_events(x, camps, &oid);
             campctl_schedule_remove(x->rc, prefix, j->str, j->len);
         }
         mongoc_collection_destroy(camps);

@@ -70,6 +70,12 @@ int fanout_repair_flags(fanout_ctx *x);
  * makes harmless. Returns the number queued, or -1. */
 int fanout_rescue_stalled(fanout_ctx *x);
 
+/* Publish the webhook events of campaign moves whose publication a crash interrupted
+ * (lib/campevents: entries older than FANOUT_EVENTS_RESCUE_MS in a campaign's events_due).
+ * Returns the number published, or -1. */
+#define FANOUT_EVENTS_RESCUE_MS 5000
+int fanout_rescue_events(fanout_ctx *x);
+
 /* The schedule (lib/campctl): promote the due campaign jobs to the campaigns queue (one script,
  * one promotion even with many workers) and cancel, with the reason, those whose send_at is
  * older than campaigns.schedule_expiry_s. Returns the number promoted, or -1. */

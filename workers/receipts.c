@@ -41,6 +41,7 @@
 
 #include "campaign.h"
 #include "campctl.h"
+#include "campevents.h"
 #include "jobs.h"
 #include "log.h"
 #include "timeutil.h"
@@ -118,8 +119,8 @@ static void part_free(part_list *l)
 }
 
 /* Guarded counter update for one campaign + completion check. 0 or -1 (bson error in e). */
-static int count_campaign(mongoc_collection_t *camps, const camp_count *cc, const char *tok,
-                          bson_error_t *e)
+static int count_campaign(receipts_ctx *x, mongoc_collection_t *camps, const camp_count *cc,
+                          const char *tok, bson_error_t *e)
 {
     int64_t now = time_now_ms();
     bson_t *sel = BCON_NEW("_id", BCON_OID(&cc->cid), "ctoks", "{", "$ne", BCON_UTF8(tok), "}");
@@ -131,7 +132,11 @@ static int count_campaign(mongoc_collection_t *camps, const camp_count *cc, cons
     bool ok = mongoc_collection_update_one(camps, sel, upd, NULL, NULL, e);
     bson_destroy(sel);
     bson_destroy(upd);
-    return ok ? campaign_try_complete(camps, &cc->cid, e) : -1;
+    bool done = false;
+    int rc = ok ? campaign_try_complete_moved(camps, &cc->cid, &done, e) : -1;
+    if (done) /* campaign.completed (lib/campevents; the worker's rescue if this fails) */
+        campevents_flush(camps, x->rc, x->cfg->redis.prefix, &cc->cid, NULL, 0);
+    return rc;
 }
 
 static int add_count(camp_count **a, size_t *n, size_t *cap, const bson_oid_t *cid,
@@ -514,7 +519,7 @@ static int apply_count(apply *a)
                       a->items[i].r.status) != 0)
             return STEP_STOP;
     for (size_t i = 0; i < a->ncounts; i++)
-        if (count_campaign(a->camps, &a->counts[i], a->tok, &a->e) != 0)
+        if (count_campaign(a->x, a->camps, &a->counts[i], a->tok, &a->e) != 0)
             return STEP_MONGO;
     return STEP_OK;
 }
@@ -714,7 +719,7 @@ static int recover_token(receipts_ctx *x, mongoc_collection_t *logs, mongoc_coll
         goto out;
     }
     for (size_t i = 0; i < n; i++)
-        if (count_campaign(camps, &counts[i], tok, &e) != 0) {
+        if (count_campaign(x, camps, &counts[i], tok, &e) != 0) {
             log_warn("receipts.recover_error", "token=%s detail=\"%s\"", tok, e.message);
             goto out;
         }

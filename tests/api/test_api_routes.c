@@ -138,8 +138,8 @@ TEST(ops_routes)
     /* admin-only queue stats */
     req(&r, "GET", "/api/queues", NULL);
     CHECK_INT_EQ(r.status, 200);
-    /* campaigns, sends, receipts, ai, priority, priority-receipts */
-    CHECK(json_array_size(json_object_get(r.json, "queues")) == 6);
+    /* campaigns, sends, receipts, ai, priority, priority-receipts, events, webhooks */
+    CHECK(json_array_size(json_object_get(r.json, "queues")) == 8);
     apitest_resp_release(&r);
     const char *staff[] = {apitest_staff_auth(&T), NULL};
     apitest_request(&T, "GET", "/api/queues", staff, NULL, 0, &r);

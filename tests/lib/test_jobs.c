@@ -8,6 +8,8 @@
  *  - ai jobs (a campaign's, a suggest-tags request's) round trip and bad ones are refused;
  *  - event jobs: names parse back, ids are deterministic per (type, subject) and differ across
  *    types, the encoding is jansson-valid and decodes back, bad ones are refused;
+ *  - webhook delivery jobs round trip (with the queue's _attempts read back), the test type is
+ *    accepted, unknown types and bad endpoint ids are refused;
  *  - free text (messages, vendorMsgId, reasons) with quotes, backslashes, control characters
  *    and non-ASCII survives the trip.
  */
@@ -521,9 +523,67 @@ TEST(event_jobs)
     }
 }
 
-TEST_MAIN(TEST_ENTRY(event_jobs), TEST_ENTRY(send_batch_rate), TEST_ENTRY(ai_jobs),
-          TEST_ENTRY(status_names), TEST_ENTRY(bad_id_stays_json), TEST_ENTRY(log_id_deterministic),
-          TEST_ENTRY(vendor_msg_id_is_the_routes_and_the_resends), TEST_ENTRY(campaign_job),
-          TEST_ENTRY(send_single_round_trip), TEST_ENTRY(send_batch_round_trip_and_cap),
-          TEST_ENTRY(send_rejects), TEST_ENTRY(receipt_round_trip),
-          TEST_ENTRY(receipt_batch_round_trip_and_cap), TEST_ENTRY(receipt_rejects))
+TEST(delivery_jobs)
+{
+    const char *data = "{\"campaign_id\":\"" LID "\"}";
+    jobs_delivery in = {.at = 1700000000123, .data = data, .datalen = strlen(data)};
+    memcpy(in.endpoint_id, LID, 25);
+    jobs_event_id(JOBS_EV_CAMPAIGN_STARTED, LID, in.id);
+    snprintf(in.type, sizeof in.type, "campaign.started");
+    jsonx_buf b = {0};
+    CHECK_INT_EQ(jobs_delivery_encode(&b, &in), 0);
+    json_t *j = parse(b.data, b.len);
+    CHECK(j != NULL);
+    CHECK_STR_EQ(json_string_value(json_object_get(j, "endpoint_id")), LID);
+    CHECK_STR_EQ(json_string_value(json_object_get(j, "type")), "campaign.started");
+    /* the queue adds its bookkeeping on a retry: read back as attempts */
+    json_object_set_new(j, "_attempts", json_integer(3));
+    char *retried = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    jobs_delivery out;
+    char why[160];
+    CHECK_INT_EQ(jobs_delivery_decode(b.data, b.len, &out, why, sizeof why), 0);
+    CHECK_INT_EQ(out.attempts, 0);
+    CHECK_STR_EQ(out.id, in.id);
+    CHECK_STR_EQ(out.endpoint_id, LID);
+    CHECK(out.at == 1700000000123);
+    CHECK(out.datalen == strlen(data) && memcmp(out.data, data, out.datalen) == 0);
+    CHECK_INT_EQ(jobs_delivery_decode(retried, strlen(retried), &out, why, sizeof why), 0);
+    CHECK_INT_EQ(out.attempts, 3);
+    free(retried);
+
+    jsonx_buf_reset(&b);
+    snprintf(in.type, sizeof in.type, "%s", JOBS_DELIVERY_TEST_TYPE);
+    CHECK_INT_EQ(jobs_delivery_encode(&b, &in), 0);
+    CHECK_INT_EQ(jobs_delivery_decode(b.data, b.len, &out, why, sizeof why), 0);
+    CHECK_STR_EQ(out.type, JOBS_DELIVERY_TEST_TYPE);
+    jsonx_buf_reset(&b);
+    snprintf(in.type, sizeof in.type, "message.sent");
+    CHECK_INT_EQ(jobs_delivery_encode(&b, &in), -1);
+    jsonx_buf_free(&b);
+
+    static const char *const bad[][2] = {
+        {"3", "not a JSON object"},
+        {"{\"endpoint_id\":\"x\",\"id\":\"evt_0123456789abcdef01234567\",\"type\":"
+         "\"campaign.paused\",\"at\":1,\"data\":{}}",
+         "endpoint_id"},
+        {"{\"endpoint_id\":\"" LID "\",\"id\":\"evt_0123456789abcdef01234567\",\"type\":"
+         "\"nope\",\"at\":1,\"data\":{}}",
+         "unknown event type"},
+        {"{\"endpoint_id\":\"" LID "\",\"id\":\"evt_0123456789abcdef01234567\",\"type\":"
+         "\"campaign.paused\",\"at\":1,\"data\":[]}",
+         "data must"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_INT_EQ(jobs_delivery_decode(bad[i][0], strlen(bad[i][0]), &out, why, sizeof why), -1);
+        CHECK_STR_CONTAINS(why, bad[i][1]);
+    }
+}
+
+TEST_MAIN(TEST_ENTRY(delivery_jobs), TEST_ENTRY(event_jobs), TEST_ENTRY(send_batch_rate),
+          TEST_ENTRY(ai_jobs), TEST_ENTRY(status_names), TEST_ENTRY(bad_id_stays_json),
+          TEST_ENTRY(log_id_deterministic), TEST_ENTRY(vendor_msg_id_is_the_routes_and_the_resends),
+          TEST_ENTRY(campaign_job), TEST_ENTRY(send_single_round_trip),
+          TEST_ENTRY(send_batch_round_trip_and_cap), TEST_ENTRY(send_rejects),
+          TEST_ENTRY(receipt_round_trip), TEST_ENTRY(receipt_batch_round_trip_and_cap),
+          TEST_ENTRY(receipt_rejects))
