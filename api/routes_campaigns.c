@@ -510,52 +510,86 @@ static int load_campaign(api_ctx *app, http_request *req, mongoc_client_t *cl,
     return rc;
 }
 
+/* Counters of the campaign document shown in "progress" as they are, when the document has
+ * them (counters other modules add, e.g. delivery events, appear without a change here). */
+static const char *const PROGRESS_EXTRA[] = {"bounced", "complained", "opened", "clicked", NULL};
+
+/* The campaign document's counter of the logs in each state (lib/campaign.h, "Counters"). */
+static const char *const COUNTER_OF[CAMPAIGN_LOG_STATUS_COUNT] = {
+    [CAMPAIGN_LOG_PENDING] = "pending",
+    [CAMPAIGN_LOG_SENT] = "sent",
+    [CAMPAIGN_LOG_FAILED] = "failed",
+    [CAMPAIGN_LOG_CANCELLED] = "cancelled"};
+
+/* The exact counts of the campaign's logs by state: one indexed count per state on
+ * {campaign_id, status}, O(audience). Only for ?verify=1. 0, or -1 after answering. */
+static int count_logs(api_ctx *app, http_request *req, mongoc_client_t *cl, const bson_oid_t *oid,
+                      int64_t counts[CAMPAIGN_LOG_STATUS_COUNT])
+{
+    mongoc_collection_t *logs = dbpool_collection(app->db, cl, DB_LOGS);
+    bson_error_t e;
+    int rc = 0;
+    for (int i = 0; i < CAMPAIGN_LOG_STATUS_COUNT && rc == 0; i++) {
+        bson_t f = BSON_INITIALIZER;
+        BSON_APPEND_OID(&f, "campaign_id", oid);
+        BSON_APPEND_UTF8(&f, "status", campaign_log_status_name((campaign_log_status)i));
+        rc = api_count(logs, &f, &counts[i], &e);
+        bson_destroy(&f);
+    }
+    mongoc_collection_destroy(logs);
+    if (rc != 0)
+        api_db_fail(req, &e, "counting logs");
+    return rc;
+}
+
+/* GET /api/campaigns/:id: the campaign and its "progress". By default the progress is the
+ * campaign document's counters (lib/campaign: total/pending move with the fan-out's checkpoint,
+ * sent/failed/-pending with the receipts worker's guarded $inc, cancelled with the cancel
+ * recount), so a read costs one find by _id whatever the audience. Between a fan-out batch's
+ * sends and its checkpoint, receipts of that batch may be counted before the batch's logs are:
+ * "logs" is then at least sent + failed + cancelled (pending never below 0), and catches up
+ * with the checkpoint. ?verify=1 counts the logs themselves instead (exact at that instant,
+ * O(audience): slow on large campaigns). Same shape either way. */
 static void h_get(api_ctx *app, http_request *req)
 {
     bson_oid_t oid;
     if (api_parse_oid(req, "id", http_param(req, "id"), &oid) != 0)
         return;
+    const char *verify = http_query(req, "verify");
+    bool exact = verify && (!strcmp(verify, "1") || !strcmp(verify, "true"));
     mongoc_client_t *cl = dbpool_pop(app->db);
     json_t *camp = NULL;
-    if (load_campaign(app, req, cl, &oid, &camp) == 1) {
-        int64_t counts[CAMPAIGN_LOG_STATUS_COUNT] = {0};
-        mongoc_collection_t *logs = dbpool_collection(app->db, cl, DB_LOGS);
-        bson_error_t e;
-        int rc = 0;
-        for (int i = 0; i < CAMPAIGN_LOG_STATUS_COUNT && rc == 0; i++) {
-            bson_t f = BSON_INITIALIZER;
-            BSON_APPEND_OID(&f, "campaign_id", &oid);
-            BSON_APPEND_UTF8(&f, "status", campaign_log_status_name((campaign_log_status)i));
-            rc = api_count(logs, &f, &counts[i], &e);
-            bson_destroy(&f);
-        }
-        mongoc_collection_destroy(logs);
-        if (rc != 0) {
-            api_db_fail(req, &e, "counting logs");
-            json_decref(camp);
-        } else {
-            int64_t pending = counts[CAMPAIGN_LOG_PENDING], sent = counts[CAMPAIGN_LOG_SENT],
-                    failed = counts[CAMPAIGN_LOG_FAILED],
-                    cancelled = counts[CAMPAIGN_LOG_CANCELLED];
-            int64_t written = pending + sent + failed + cancelled;
-            json_int_t audience = (json_int_t)jsonx_int(camp, "audience_size", 0);
-            const char *status = jsonx_str(camp, "status", "");
-            campaign_status cs;
-            bool completed =
-                campaign_status_parse(status, strlen(status), &cs) == 0 && cs == CAMPAIGN_COMPLETED;
-            json_object_set_new(camp, "progress",
-                                json_pack("{s:I,s:I,s:I,s:I,s:I,s:b}", "audience_size", audience,
-                                          "logs", (json_int_t)written, "pending",
-                                          (json_int_t)pending, "sent", (json_int_t)sent, "failed",
-                                          (json_int_t)failed, "complete",
-                                          completed && pending == 0));
-            /* Only once a log was cancelled, so the shape of a campaign that never was stays
-             * as it was. */
-            if (cancelled)
-                json_object_set_new(json_object_get(camp, "progress"), "cancelled",
-                                    json_integer((json_int_t)cancelled));
-            http_send_json(req, 200, camp);
-        }
+    int64_t counts[CAMPAIGN_LOG_STATUS_COUNT] = {0};
+    if (load_campaign(app, req, cl, &oid, &camp) == 1 &&
+        (!exact || count_logs(app, req, cl, &oid, counts) == 0)) {
+        if (!exact)
+            for (int i = 0; i < CAMPAIGN_LOG_STATUS_COUNT; i++)
+                counts[i] = jsonx_int(camp, COUNTER_OF[i], 0);
+        int64_t pending = counts[CAMPAIGN_LOG_PENDING], sent = counts[CAMPAIGN_LOG_SENT],
+                failed = counts[CAMPAIGN_LOG_FAILED], cancelled = counts[CAMPAIGN_LOG_CANCELLED];
+        if (pending < 0)
+            pending = 0;
+        int64_t written = pending + sent + failed + cancelled;
+        json_int_t audience = (json_int_t)jsonx_int(camp, "audience_size", 0);
+        const char *status = jsonx_str(camp, "status", "");
+        campaign_status cs;
+        bool completed =
+            campaign_status_parse(status, strlen(status), &cs) == 0 && cs == CAMPAIGN_COMPLETED;
+        json_t *p =
+            json_pack("{s:I,s:I,s:I,s:I,s:I,s:b}", "audience_size", audience, "logs",
+                      (json_int_t)written, "pending", (json_int_t)pending, "sent", (json_int_t)sent,
+                      "failed", (json_int_t)failed, "complete", completed && pending == 0);
+        /* Only once a log was cancelled, so the shape of a campaign that never was stays as it
+         * was. */
+        if (cancelled)
+            json_object_set_new(p, "cancelled", json_integer((json_int_t)cancelled));
+        for (const char *const *f = PROGRESS_EXTRA; *f; f++)
+            if (json_is_integer(json_object_get(camp, *f)))
+                json_object_set(p, *f, json_object_get(camp, *f));
+        json_object_set_new(camp, "progress", p);
+        http_send_json(req, 200, camp);
+    } else {
+        json_decref(camp);
     }
     dbpool_push(app->db, cl);
 }
