@@ -21,13 +21,16 @@
  *        with AI configured also "ai" and an id, and the AI tags once cached (api/aiseam.c).
  *   GET  /api/campaigns/suggest-tags/:id   the AI suggestion's state (api/aiseam.c).
  *   GET  /api/campaigns?tag=          newest first; tag is a case-insensitive fuzzy match
- *        (spaces, '-' and '_' interchangeable) on tags and name; ?limit=, ?page=.
+ *        (spaces, '-' and '_' interchangeable) on tags and name; ?limit=, ?page= (at most
+ *        api.max_skip documents deep) or ?after= (the keyset of api_after_newest).
  *   GET  /api/campaigns/:id           the campaign (counters total, pending, sent, failed,
- *        cancelled) plus "progress" with exact counts of its logs by status (one indexed count
- *        per log state on {campaign_id, status}; "cancelled" only when some log is).
+ *        cancelled) plus "progress" from those counters: one find by _id, whatever the
+ *        audience ("cancelled" only when some log is). ?verify=1: the exact counts of its logs
+ *        instead (one indexed count per log state on {campaign_id, status}: O(audience), slow).
  *   The moves (pause, resume, cancel) are in routes_campaign_moves.c.
  *   GET  /api/campaigns/:id/logs      its logs, customer populated {_id, name, email}, in
- *        customer order (index {campaign_id, customer_id}); ?limit=, ?page= or ?after=<cust id>.
+ *        customer order (index {campaign_id, customer_id}); ?limit=, ?page= (at most
+ *        api.max_skip documents deep) or ?after=<cust id>.
  *
  * AI (OPENAI_API_KEY set): the request path makes NO outbound call. ai_seam_request() records
  * on the campaign what minicrm-ai should do ("ai": {"status": "requested", ...}) and, once the
@@ -456,9 +459,10 @@ static void fuzzy_pattern(const char *tag, char *out, size_t n)
 
 static void h_list(api_ctx *app, http_request *req)
 {
-    long limit, page;
+    long limit, page, skip = 0;
     if (api_paging(req, 100, &limit, &page) != 0)
         return;
+    const char *after = http_query(req, "after");
     const char *tag = http_query(req, "tag");
     if (tag && strlen(tag) > 100) {
         http_error(req, 400, "tag must be at most 100 characters");
@@ -485,13 +489,16 @@ static void h_list(api_ctx *app, http_request *req)
         }
         bson_append_array_end(&filter, &arr);
     }
-    api_query q = {.coll = DB_CAMPAIGNS,
-                   .filter = &filter,
-                   .sort = API_SORT_NEWEST,
-                   .limit = limit,
-                   .skip = api_skip(page, limit),
-                   .exclude = CAMPAIGN_INTERNAL};
-    api_send_query(app, req, &q, NULL, "listing campaigns");
+    if (after ? api_after_newest(req, after, &filter) == 0
+              : api_page_skip(req, page, limit, &skip) == 0) {
+        api_query q = {.coll = DB_CAMPAIGNS,
+                       .filter = &filter,
+                       .sort = API_SORT_NEWEST,
+                       .limit = limit,
+                       .skip = skip,
+                       .exclude = CAMPAIGN_INTERNAL};
+        api_send_query(app, req, &q, API_CURSOR_NEWEST, "listing campaigns");
+    }
     bson_destroy(&filter);
 }
 
@@ -598,11 +605,13 @@ static void h_logs(api_ctx *app, http_request *req)
 {
     bson_oid_t oid, after_oid;
     long limit, page;
+    long skip = 0;
     if (api_parse_oid(req, "id", http_param(req, "id"), &oid) != 0 ||
         api_paging(req, 100, &limit, &page) != 0)
         return;
     const char *after = http_query(req, "after");
-    if (after && api_parse_oid(req, "after", after, &after_oid) != 0)
+    if (after ? api_parse_oid(req, "after", after, &after_oid) != 0
+              : api_page_skip(req, page, limit, &skip) != 0)
         return;
     mongoc_client_t *cl = dbpool_pop(app->db);
     json_t *camp = NULL;
@@ -626,7 +635,7 @@ static void h_logs(api_ctx *app, http_request *req)
                    .filter = &filter,
                    .sort = by_customer,
                    .limit = limit,
-                   .skip = after ? 0 : api_skip(page, limit),
+                   .skip = skip,
                    .refs = refs};
     api_send_query(app, req, &q, "customer_id", "listing logs");
     bson_destroy(&filter);

@@ -101,12 +101,13 @@ static void h_create(api_ctx *app, http_request *req)
 
 static void h_list(api_ctx *app, http_request *req)
 {
-    long limit, page;
+    long limit, page, skip = 0;
     if (api_paging(req, 100, &limit, &page) != 0)
         return;
     const char *after = http_query(req, "after");
     bson_oid_t after_oid;
-    if (after && api_parse_oid(req, "after", after, &after_oid) != 0)
+    if (after ? api_parse_oid(req, "after", after, &after_oid) != 0
+              : api_page_skip(req, page, limit, &skip) != 0)
         return;
     bson_t filter = BSON_INITIALIZER, sub;
     if (after) {
@@ -115,11 +116,8 @@ static void h_list(api_ctx *app, http_request *req)
         bson_append_document_end(&filter, &sub);
     }
     static const char *const by_id[] = {"_id", NULL};
-    api_query q = {.coll = DB_CUSTOMERS,
-                   .filter = &filter,
-                   .sort = by_id,
-                   .limit = limit,
-                   .skip = after ? 0 : api_skip(page, limit)};
+    api_query q = {
+        .coll = DB_CUSTOMERS, .filter = &filter, .sort = by_id, .limit = limit, .skip = skip};
     api_send_query(app, req, &q, "_id", "listing customers");
     bson_destroy(&filter);
 }
