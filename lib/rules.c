@@ -286,24 +286,18 @@ bool rules_filter(const rules *r, int64_t now_ms, bson_t *filter)
         ok = ok && BSON_APPEND_DATE_TIME(&sub, "$gte", now_ms - r->recent_signup * DAY_MS);
         ok = ok && bson_append_document_end(filter, &sub);
     }
-    if (r->has & RULE_EMAIL_DOMAIN) {
-        /* "@" + domain with every '.' escaped, anchored at the end. The domain holds only
-         * [a-z0-9.-] (validated), so '.' is the only metacharacter to escape. */
-        char pat[2 * sizeof r->email_domain + 4];
-        size_t k = 0;
-        pat[k++] = '@';
-        for (const char *p = r->email_domain; *p; p++) {
-            if (*p == '.')
-                pat[k++] = '\\';
-            pat[k++] = *p;
-        }
-        pat[k++] = '$';
-        pat[k] = '\0';
-        bson_t sub;
-        ok = ok && BSON_APPEND_DOCUMENT_BEGIN(filter, "email", &sub);
-        ok = ok && BSON_APPEND_UTF8(&sub, "$regex", pat);
-        ok = ok && BSON_APPEND_UTF8(&sub, "$options", "i");
-        ok = ok && bson_append_document_end(filter, &sub);
-    }
+    if (r->has & RULE_EMAIL_DOMAIN)
+        ok = ok && BSON_APPEND_UTF8(filter, RULES_DOMAIN_FIELD, r->email_domain);
     return ok;
+}
+
+const char *rules_email_domain(const char *email, char *out, size_t n)
+{
+    const char *at = strrchr(email, '@');
+    size_t k = 0;
+    for (const char *p = at ? at + 1 : ""; *p && k + 1 < n; p++)
+        out[k++] = (char)tolower((unsigned char)*p);
+    if (n > 0)
+        out[k] = '\0';
+    return out;
 }
