@@ -530,3 +530,111 @@ sort_memory:
                      "limit of %lld bytes, but did not opt in to external sorting.",
                      (long long)q->sort_mem_limit);
 }
+
+/* ---- covered count ----------------------------------------------------------------------------
+ */
+
+/* Does the key of nd match m, tested as the document {path: key}? The index is not multikey,
+ * so the key is the document's value of path (null for a missing one, which every condition
+ * matcher_single_path accepts treats alike). */
+static bool key_matches(const matcher *m, const char *path, const index_node *nd, bson_t *tmp)
+{
+    bson_t key;
+    bson_iter_t it;
+    index_node_key(nd, &key);
+    if (!bson_iter_init(&it, &key) || !bson_iter_next(&it))
+        return false;
+    bson_reinit(tmp);
+    bson_append_iter(tmp, path, -1, &it);
+    return matcher_matches(m, tmp);
+}
+
+/* Count one run: the nodes from nd while in_run says they are inside the run's bound. Keys are
+ * tested until one matches; from there on every node of the run matches (matcher_single_path:
+ * the matching keys are contiguous, and on an ascending field nothing after them is left
+ * inside the bound, whose ends are the filter's operands or the ends of their type bracket). */
+typedef struct {
+    const store_index *ix;
+    const match_bounds *b;
+    const bson_value_t *point; /* point runs */
+} run_bound;
+
+static bool in_run(const run_bound *r, const index_node *nd)
+{
+    if (r->point)
+        return index_cmp_first_field(r->ix, nd, r->point) == 0;
+    bool asc = r->ix->dirs[0] > 0;
+    bool has_e = asc ? r->b->has_hi : r->b->has_lo;
+    if (!has_e)
+        return true;
+    const bson_value_t *ev = asc ? &r->b->hi : &r->b->lo;
+    bool e_incl = asc ? r->b->hi_inclusive : r->b->lo_inclusive;
+    int c = index_cmp_first_field(r->ix, nd, ev);
+    return c < 0 || (c == 0 && e_incl);
+}
+
+static int64_t count_run(scan *s, const char *path, const run_bound *r, const index_node *nd,
+                         bson_t *tmp)
+{
+    int64_t n = 0;
+    /* On a descending field NaN, the lowest number, ends a run whose end is the numbers'
+     * bracket (NaN .. ): there every key is tested. */
+    bool every = r->ix->dirs[0] < 0, matched = false;
+    for (; nd && in_run(r, nd); nd = index_next(nd)) {
+        s->keys++;
+        if (over_time(s))
+            break;
+        if ((every || !matched) && !(matched = key_matches(s->m, path, nd, tmp)))
+            continue;
+        n++;
+    }
+    return n;
+}
+
+int plan_count(store_coll *c, const matcher *m, int64_t deadline_ms, store *st, int64_t *n,
+               bson_error_t *err)
+{
+    const char *path = matcher_single_path(m);
+    if (!c || !path)
+        return 0;
+    store_index *ix = NULL;
+    for (size_t i = 0; i < c->nidx; i++) {
+        store_index *cand = c->idx[i];
+        bool filtered;
+        if (strcmp(cand->paths[0], path) == 0 && !cand->multikey &&
+            index_usable(cand, m, &filtered) && (!ix || cand->count < ix->count))
+            ix = cand;
+    }
+    if (!ix)
+        return 0;
+    match_bounds b;
+    bool bounded = matcher_field_bounds(m, path, false, &b);
+    scan s = {.c = c, .m = m, .deadline_ms = deadline_ms};
+    bson_t tmp = BSON_INITIALIZER;
+    int64_t total = 0;
+    if (bounded && b.n_points > 0) {
+        for (size_t j = 0; j < b.n_points && !s.expired; j++) {
+            const bson_value_t *p = b.points[ix->dirs[0] < 0 ? b.n_points - 1 - j : j];
+            run_bound r = {ix, &b, p};
+            total += count_run(&s, path, &r, index_seek_first_field(ix, p, false), &tmp);
+        }
+    } else if (bounded) {
+        bool asc = ix->dirs[0] > 0;
+        bool has_s = asc ? b.has_lo : b.has_hi;
+        const bson_value_t *sv = asc ? &b.lo : &b.hi;
+        bool s_incl = asc ? b.lo_inclusive : b.hi_inclusive;
+        run_bound r = {ix, &b, NULL};
+        total = count_run(&s, path, &r,
+                          has_s ? index_seek_first_field(ix, sv, !s_incl) : index_first(ix), &tmp);
+    } else {
+        match_bounds none = {0};
+        run_bound r = {ix, &none, NULL};
+        total = count_run(&s, path, &r, index_first(ix), &tmp);
+    }
+    bson_destroy(&tmp);
+    __atomic_add_fetch(&st->keys_examined, s.keys, __ATOMIC_RELAXED);
+    if (s.expired)
+        return mdb_error(err, MDB_MAX_TIME_MS_EXPIRED, "operation exceeded time limit");
+    *n = total;
+    return 1;
+}

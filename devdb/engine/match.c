@@ -1509,3 +1509,50 @@ bool matcher_field_bounds(const matcher *m, const char *path, bool multikey, mat
     }
     return true;
 }
+
+/* Is n (and every node under it) a condition of matcher_single_path on *path (set by the first
+ * one met)? */
+static bool single_path_node(const mnode *n, const char **path)
+{
+    if (n->op == N_AND) {
+        if (n->nkids == 0)
+            return false;
+        for (size_t i = 0; i < n->nkids; i++)
+            if (!single_path_node(n->kids[i], path))
+                return false;
+        return n->path == NULL || !strcmp(n->path, *path);
+    }
+    switch (n->op) {
+    case N_EQ:
+    case N_GT:
+    case N_GTE:
+    case N_LT:
+    case N_LTE:
+        /* a NaN operand compares as MongoDB's NaN rule says (only NaN is >= NaN), not as a
+         * half-line of the number bracket */
+        if (n->val.value_type == BSON_TYPE_DOUBLE && isnan(n->val.value.v_double))
+            return false;
+        if (n->val.value_type == BSON_TYPE_DECIMAL128)
+            return false;
+        break;
+    case N_IN:
+        if (n->nres)
+            return false;
+        break;
+    default:
+        return false;
+    }
+    if (!n->path || strchr(n->path, '.') != NULL)
+        return false;
+    if (!*path)
+        *path = n->path;
+    return strcmp(n->path, *path) == 0;
+}
+
+const char *matcher_single_path(const matcher *m)
+{
+    const char *path = NULL;
+    if (!m->root || !single_path_node(m->root, &path))
+        return NULL;
+    return path;
+}
