@@ -4,6 +4,7 @@
 #include "jsonx.h"
 #include "log.h"
 #include "queue.h"
+#include "rules.h"
 #include "timeutil.h"
 
 #include <ctype.h>
@@ -164,6 +165,22 @@ int api_count(mongoc_collection_t *coll, const bson_t *filter, int64_t *n, bson_
     if (!filter || bson_empty(filter))
         return count_all_exact(coll, n, err);
     return count_cmd(coll, filter, n, err);
+}
+
+int api_count_audience(mongoc_collection_t *coll, const bson_t *filter, int64_t *n,
+                       bson_error_t *err)
+{
+    bson_t base = BSON_INITIALIZER, minus = BSON_INITIALIZER;
+    int64_t all = 0, out = 0;
+    int rc;
+    if (!rules_filter_split_ne(filter, &base, &minus))
+        rc = api_count(coll, filter, n, err);
+    else if ((rc = api_count(coll, &base, &all, err)) == 0 &&
+             (rc = api_count(coll, &minus, &out, err)) == 0)
+        *n = all > out ? all - out : 0;
+    bson_destroy(&base);
+    bson_destroy(&minus);
+    return rc;
 }
 
 int api_count_estimate(mongoc_collection_t *coll, int64_t *n, bson_error_t *err)

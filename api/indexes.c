@@ -64,6 +64,10 @@ static const idx k_indexes[] = {
     /* the email_domain rule's equality (lib/rules' RULES_DOMAIN_FIELD); also finds the customers
      * the back-fill below has still to give one ({email_domain: null}) */
     {DB_CUSTOMERS, "email_domain_1", "{\"email_domain\": 1}", false, NULL},
+    /* the customers an audience leaves out ({suppressed: {$ne: true}}): an audience count is
+     * count(rules) - count(rules and suppressed: true) (api_count_audience), whose second count
+     * this small index answers; it holds only the suppressed customers */
+    {DB_CUSTOMERS, "suppressed_1_true", "{\"suppressed\": 1}", false, "{\"suppressed\": true}"},
     {DB_ORDERS, "customer_id_1", "{\"customer_id\": 1}", false, NULL},
     {DB_ORDERS, "createdAt_-1__id_-1", "{\"createdAt\": -1, \"_id\": -1}", false, NULL},
     /* One log per (campaign, customer) among campaign logs only: a one-off message's log has

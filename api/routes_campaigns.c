@@ -167,7 +167,7 @@ static int count_audience(api_ctx *app, http_request *req, const rules *r, int64
     mongoc_client_t *cl = dbpool_pop(app->db);
     mongoc_collection_t *coll = dbpool_collection(app->db, cl, DB_CUSTOMERS);
     bson_error_t e;
-    int rc = api_count(coll, &filter, n, &e);
+    int rc = api_count_audience(coll, &filter, n, &e);
     mongoc_collection_destroy(coll);
     dbpool_push(app->db, cl);
     bson_destroy(&filter);
@@ -277,7 +277,7 @@ static void create_campaign(api_ctx *app, http_request *req, json_t *body, answe
     json_t *tags = NULL;
     bson_error_t e;
     int64_t audience = 0;
-    if (api_count(customers, &filter, &audience, &e) != 0) {
+    if (api_count_audience(customers, &filter, &audience, &e) != 0) {
         int st = api_db_status(req, &e, "counting the audience");
         set_error(a, st, st == 503 ? "database unavailable, retry later" : "database error");
         goto out;

@@ -70,4 +70,12 @@ const char *rules_email_domain(const char *email, char *out, size_t n);
  * (caller-initialised, normally empty). Returns false only if bson ran out of space. */
 bool rules_filter(const rules *r, int64_t now_ms, bson_t *filter);
 
+/* Split an audience filter for counting. A top-level term {f: {$ne: v}} (the suppression
+ * clause, {suppressed: {$ne: true}}) makes a count read every document the other terms select;
+ * count(F) - count(F and f == v) is the same number from two counts an index answers alone (F's
+ * own index, and a small index of the documents with f == v). If filter has exactly one such
+ * term, base (initialised by the caller, empty) gets the filter without it, minus (the same)
+ * gets base plus {f: v}, and the result is true; else false. */
+bool rules_filter_split_ne(const bson_t *filter, bson_t *base, bson_t *minus);
+
 #endif

@@ -76,6 +76,41 @@ TEST(rules_email_domain_of_an_address)
                  "a-very-long-dom");
 }
 
+/* The audience count's split: {f: {$ne: v}} leaves the filter, {f: v} is the part to subtract. */
+TEST(rules_split_of_a_ne_term)
+{
+    bson_error_t e;
+    bson_t *f = bson_new_from_json(
+        (const uint8_t *)"{\"total_spend\": {\"$gte\": 5}, \"suppressed\": {\"$ne\": true}, "
+                         "\"email_domain\": \"x.io\"}",
+        -1, &e);
+    bson_t base = BSON_INITIALIZER, minus = BSON_INITIALIZER;
+    CHECK(rules_filter_split_ne(f, &base, &minus));
+    char *b = bson_as_relaxed_extended_json(&base, NULL),
+         *m = bson_as_relaxed_extended_json(&minus, NULL);
+    CHECK_STR_EQ(b, "{ \"total_spend\" : { \"$gte\" : 5 }, \"email_domain\" : \"x.io\" }");
+    CHECK_STR_EQ(m, "{ \"total_spend\" : { \"$gte\" : 5 }, \"email_domain\" : \"x.io\", "
+                    "\"suppressed\" : true }");
+    bson_free(b);
+    bson_free(m);
+    bson_destroy(&base);
+    bson_destroy(&minus);
+    bson_destroy(f);
+    /* no term, two terms, a $ne among other operators, an array operand: no split */
+    static const char *const none[] = {"{\"a\": 1}", "{\"a\": {\"$ne\": 1}, \"b\": {\"$ne\": 2}}",
+                                       "{\"a\": {\"$ne\": 1, \"$gt\": 0}}",
+                                       "{\"a\": {\"$ne\": [1]}}", NULL};
+    for (int i = 0; none[i]; i++) {
+        f = bson_new_from_json((const uint8_t *)none[i], -1, &e);
+        bson_init(&base);
+        bson_init(&minus);
+        CHECK(!rules_filter_split_ne(f, &base, &minus));
+        bson_destroy(&base);
+        bson_destroy(&minus);
+        bson_destroy(f);
+    }
+}
+
 TEST(rules_rejections_name_the_key)
 {
     rules r;
@@ -173,6 +208,6 @@ TEST(hmac_vectors_and_compare)
 }
 
 TEST_MAIN(TEST_ENTRY(rules_empty_matches_everyone), TEST_ENTRY(rules_all_keys_one_filter),
-          TEST_ENTRY(rules_email_domain_of_an_address), TEST_ENTRY(rules_rejections_name_the_key),
-          TEST_ENTRY(rules_bson_roundtrip), TEST_ENTRY(template_render_and_validate),
-          TEST_ENTRY(hmac_vectors_and_compare))
+          TEST_ENTRY(rules_email_domain_of_an_address), TEST_ENTRY(rules_split_of_a_ne_term),
+          TEST_ENTRY(rules_rejections_name_the_key), TEST_ENTRY(rules_bson_roundtrip),
+          TEST_ENTRY(template_render_and_validate), TEST_ENTRY(hmac_vectors_and_compare))
