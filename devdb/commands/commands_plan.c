@@ -549,38 +549,19 @@ static bool key_matches(const matcher *m, const char *path, const index_node *nd
     return matcher_matches(m, tmp);
 }
 
-/* Count one run: the nodes from nd while in_run says they are inside the run's bound. Keys are
+/* Count one run: the nodes from nd up to (not including) end, the first node past the run's
+ * bound (NULL: the index's end), found once by a seek so the walk compares nothing. Keys are
  * tested until one matches; from there on every node of the run matches (matcher_single_path:
  * the matching keys are contiguous, and on an ascending field nothing after them is left
- * inside the bound, whose ends are the filter's operands or the ends of their type bracket). */
-typedef struct {
-    const store_index *ix;
-    const match_bounds *b;
-    const bson_value_t *point; /* point runs */
-} run_bound;
-
-static bool in_run(const run_bound *r, const index_node *nd)
-{
-    if (r->point)
-        return index_cmp_first_field(r->ix, nd, r->point) == 0;
-    bool asc = r->ix->dirs[0] > 0;
-    bool has_e = asc ? r->b->has_hi : r->b->has_lo;
-    if (!has_e)
-        return true;
-    const bson_value_t *ev = asc ? &r->b->hi : &r->b->lo;
-    bool e_incl = asc ? r->b->hi_inclusive : r->b->lo_inclusive;
-    int c = index_cmp_first_field(r->ix, nd, ev);
-    return c < 0 || (c == 0 && e_incl);
-}
-
-static int64_t count_run(scan *s, const char *path, const run_bound *r, const index_node *nd,
-                         bson_t *tmp)
+ * inside the bound, whose ends are the filter's operands or the ends of their type bracket).
+ * On a descending field NaN, the lowest number, ends a run whose end is the numbers' bracket
+ * (NaN .. ): there every key is tested. */
+static int64_t count_run(scan *s, const char *path, const store_index *ix, const index_node *nd,
+                         const index_node *end, bson_t *tmp)
 {
     int64_t n = 0;
-    /* On a descending field NaN, the lowest number, ends a run whose end is the numbers'
-     * bracket (NaN .. ): there every key is tested. */
-    bool every = r->ix->dirs[0] < 0, matched = false;
-    for (; nd && in_run(r, nd); nd = index_next(nd)) {
+    bool every = ix->dirs[0] < 0, matched = false;
+    for (; nd && nd != end; nd = index_next(nd)) {
         s->keys++;
         if (over_time(s))
             break;
@@ -615,21 +596,20 @@ int plan_count(store_coll *c, const matcher *m, int64_t deadline_ms, store *st, 
     if (bounded && b.n_points > 0) {
         for (size_t j = 0; j < b.n_points && !s.expired; j++) {
             const bson_value_t *p = b.points[ix->dirs[0] < 0 ? b.n_points - 1 - j : j];
-            run_bound r = {ix, &b, p};
-            total += count_run(&s, path, &r, index_seek_first_field(ix, p, false), &tmp);
+            total += count_run(&s, path, ix, index_seek_first_field(ix, p, false),
+                               index_seek_first_field(ix, p, true), &tmp);
         }
     } else if (bounded) {
         bool asc = ix->dirs[0] > 0;
-        bool has_s = asc ? b.has_lo : b.has_hi;
-        const bson_value_t *sv = asc ? &b.lo : &b.hi;
+        bool has_s = asc ? b.has_lo : b.has_hi, has_e = asc ? b.has_hi : b.has_lo;
+        const bson_value_t *sv = asc ? &b.lo : &b.hi, *ev = asc ? &b.hi : &b.lo;
         bool s_incl = asc ? b.lo_inclusive : b.hi_inclusive;
-        run_bound r = {ix, &b, NULL};
-        total = count_run(&s, path, &r,
-                          has_s ? index_seek_first_field(ix, sv, !s_incl) : index_first(ix), &tmp);
+        bool e_incl = asc ? b.hi_inclusive : b.lo_inclusive;
+        total = count_run(&s, path, ix,
+                          has_s ? index_seek_first_field(ix, sv, !s_incl) : index_first(ix),
+                          has_e ? index_seek_first_field(ix, ev, e_incl) : NULL, &tmp);
     } else {
-        match_bounds none = {0};
-        run_bound r = {ix, &none, NULL};
-        total = count_run(&s, path, &r, index_first(ix), &tmp);
+        total = count_run(&s, path, ix, index_first(ix), NULL, &tmp);
     }
     bson_destroy(&tmp);
     __atomic_add_fetch(&st->keys_examined, s.keys, __ATOMIC_RELAXED);
