@@ -393,6 +393,34 @@ long pipeh_post(pipeh *h, const char *path, const char *key, const char *body, c
     return code;
 }
 
+long pipeh_get(pipeh *h, const char *path, const char *key, long timeout_ms, pipeh_answer *a)
+{
+    char url[400], auth[300];
+    memset(a, 0, sizeof *a);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", h->api_port, path);
+    CURL *c = curl_easy_init();
+    if (!c)
+        return 0;
+    struct curl_slist *hd = NULL;
+    if (key) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+        hd = curl_slist_append(hd, auth);
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, a);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+    long code = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_slist_free_all(hd);
+    curl_easy_cleanup(c);
+    return code;
+}
+
 int pipeh_make_key(pipeh *h, const char *role, const char *name, char *out, size_t n)
 {
     char cmd[800];
