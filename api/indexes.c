@@ -64,6 +64,15 @@ static const idx k_indexes[] = {
     /* the email_domain rule's equality (lib/rules' RULES_DOMAIN_FIELD); also finds the customers
      * the back-fill below has still to give one ({email_domain: null}) */
     {DB_CUSTOMERS, "email_domain_1", "{\"email_domain\": 1}", false, NULL},
+    /* audience counts of several rules, answered from the keys alone (no document read): the
+     * email_domain rule's point first, else the spend range, else the visit range; the other
+     * rules' fields are tested on the key */
+    {DB_CUSTOMERS, "audience_domain",
+     "{\"email_domain\": 1, \"total_spend\": 1, \"last_visit_date\": 1, \"createdAt\": 1}", false,
+     NULL},
+    {DB_CUSTOMERS, "audience_spend",
+     "{\"total_spend\": 1, \"last_visit_date\": 1, \"createdAt\": 1}", false, NULL},
+    {DB_CUSTOMERS, "audience_visit", "{\"last_visit_date\": 1, \"createdAt\": 1}", false, NULL},
     /* the customers an audience leaves out ({suppressed: {$ne: true}}): an audience count is
      * count(rules) - count(rules and suppressed: true) (api_count_audience), whose second count
      * this small index answers; it holds only the suppressed customers */

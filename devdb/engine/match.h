@@ -87,4 +87,10 @@ bool matcher_field_bounds(const matcher *m, const char *path, bool multikey, mat
  * keys of each run, by matcher_matches on {path: key}. Points into the matcher. */
 const char *matcher_single_path(const matcher *m);
 
+/* The covered count over a compound index: true when the filter is a conjunction of the same
+ * conditions as matcher_single_path accepts, each on a top-level path among paths[0..n) (an
+ * index's fields). A document's index key then decides the filter: a non-multikey index holds
+ * each of those fields' value (null for a missing one, which these conditions treat alike). */
+bool matcher_paths_within(const matcher *m, const char *const *paths, size_t n);
+
 #endif
