@@ -112,6 +112,9 @@ typedef struct minicrm_config {
         int reap_interval_ms;
     } queue;
     struct {
+        double rate_per_s; /* sends handed to the vendor per second, all hosts (0 = no limit) */
+    } vendor;
+    struct {
         double success_rate;
         int min_delay_ms;
         int max_delay_ms;
@@ -121,7 +124,8 @@ typedef struct minicrm_config {
         char *api_base_url; /* API_BASE_URL */
         int post_batch;
         int post_timeout_ms;
-        char *name; /* instance name (keys and consumer id) */
+        char *name;                  /* instance name (keys and consumer id) */
+        double fake_429_above_per_s; /* answer 429 above this rate (0 = never) */
     } vendor_sim;
     struct {
         char *level;
