@@ -4,9 +4,12 @@
 #include "jsonx.h"
 #include "log.h"
 #include "queue.h"
+#include "rules.h"
 #include "timeutil.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -164,6 +167,22 @@ int api_count(mongoc_collection_t *coll, const bson_t *filter, int64_t *n, bson_
     return count_cmd(coll, filter, n, err);
 }
 
+int api_count_audience(mongoc_collection_t *coll, const bson_t *filter, int64_t *n,
+                       bson_error_t *err)
+{
+    bson_t base = BSON_INITIALIZER, minus = BSON_INITIALIZER;
+    int64_t all = 0, out = 0;
+    int rc;
+    if (!rules_filter_split_ne(filter, &base, &minus))
+        rc = api_count(coll, filter, n, err);
+    else if ((rc = api_count(coll, &base, &all, err)) == 0 &&
+             (rc = api_count(coll, &minus, &out, err)) == 0)
+        *n = all > out ? all - out : 0;
+    bson_destroy(&base);
+    bson_destroy(&minus);
+    return rc;
+}
+
 int api_count_estimate(mongoc_collection_t *coll, int64_t *n, bson_error_t *err)
 {
     return count_cmd(coll, NULL, n, err);
@@ -242,6 +261,82 @@ long api_skip(long page, long limit)
     return page > 1 ? (page - 1) * limit : 0;
 }
 
+int api_page_skip(http_request *req, long page, long limit, long *skip)
+{
+    long max = req->app->cfg->api.max_skip;
+    *skip = api_skip(page, limit);
+    if (*skip <= max)
+        return 0;
+    http_error(req, 400,
+               "page: pages deeper than %ld documents are served by ?after=<the X-Next-Cursor "
+               "header of the previous page> (api.max_skip)",
+               max);
+    return -1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Keyset of the newest-first lists                                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+const char API_CURSOR_NEWEST[] = "createdAt,_id";
+
+/* The cursor after document d of a newest-first list: "<createdAt ms>_<_id hex>", or "" when
+ * d lacks either (it then ends the keyset walk, as documents without createdAt sort last). */
+static void newest_cursor(const bson_t *d, char cursor[API_CURSOR_MAX])
+{
+    bson_iter_t it;
+    int64_t ms;
+    char hex[25];
+    cursor[0] = '\0';
+    if (!bson_iter_init_find(&it, d, "createdAt") || !BSON_ITER_HOLDS_DATE_TIME(&it))
+        return;
+    ms = bson_iter_date_time(&it);
+    if (!bson_iter_init_find(&it, d, "_id") || !BSON_ITER_HOLDS_OID(&it))
+        return;
+    bson_oid_to_string(bson_iter_oid(&it), hex);
+    snprintf(cursor, API_CURSOR_MAX, "%lld_%s", (long long)ms, hex);
+}
+
+int api_after_newest(http_request *req, const char *after, bson_t *filter)
+{
+    const char *us = strchr(after, '_');
+    char *end = NULL;
+    errno = 0;
+    long long ms = strtoll(after, &end, 10);
+    if (!us || end != us || end == after || errno != 0 || strlen(us + 1) != 24 ||
+        !bson_oid_is_valid(us + 1, 24)) {
+        http_error(req, 400, "after: must be the X-Next-Cursor header of the previous page");
+        return -1;
+    }
+    bson_oid_t oid;
+    bson_oid_init_from_string(&oid, us + 1);
+    /* createdAt < T, or createdAt == T and _id < id. The bound on createdAt alone lets the
+     * index {createdAt: -1, _id: -1} start the walk at T; the $or drops the few entries of T
+     * at or above id. */
+    bson_t sub, and, or, arr, el;
+    BSON_APPEND_DOCUMENT_BEGIN(filter, "createdAt", &sub);
+    BSON_APPEND_DATE_TIME(&sub, "$lte", (int64_t)ms);
+    bson_append_document_end(filter, &sub);
+    /* inside an $and: the caller's filter may have an $or of its own */
+    BSON_APPEND_ARRAY_BEGIN(filter, "$and", &and);
+    BSON_APPEND_DOCUMENT_BEGIN(&and, "0", & or);
+    BSON_APPEND_ARRAY_BEGIN(& or, "$or", &arr);
+    BSON_APPEND_DOCUMENT_BEGIN(&arr, "0", &el);
+    BSON_APPEND_DOCUMENT_BEGIN(&el, "createdAt", &sub);
+    BSON_APPEND_DATE_TIME(&sub, "$lt", (int64_t)ms);
+    bson_append_document_end(&el, &sub);
+    bson_append_document_end(&arr, &el);
+    BSON_APPEND_DOCUMENT_BEGIN(&arr, "1", &el);
+    BSON_APPEND_DOCUMENT_BEGIN(&el, "_id", &sub);
+    BSON_APPEND_OID(&sub, "$lt", &oid);
+    bson_append_document_end(&el, &sub);
+    bson_append_document_end(&arr, &el);
+    bson_append_array_end(& or, &arr);
+    bson_append_document_end(&and, & or);
+    bson_append_array_end(filter, &and);
+    return 0;
+}
+
 /* Appends q's "sort" ("-field" descending) and "projection" (q->exclude set to 0) to find
  * options; the list queries (api_query_json, api_query_text) start their options with these. */
 static void add_sort_projection(bson_t *opts, const api_query *q)
@@ -262,7 +357,7 @@ static void add_sort_projection(bson_t *opts, const api_query *q)
 }
 
 int api_query_json(api_ctx *app, mongoc_client_t *cl, const api_query *q, json_t **out,
-                   const char *cursor_field, char cursor[25], bson_error_t *err)
+                   const char *cursor_field, char cursor[API_CURSOR_MAX], bson_error_t *err)
 {
     bson_t empty = BSON_INITIALIZER, opts = BSON_INITIALIZER;
     add_sort_projection(&opts, q);
@@ -285,12 +380,21 @@ int api_query_json(api_ctx *app, mongoc_client_t *cl, const api_query *q, json_t
     if (cursor) {
         cursor[0] = '\0';
         size_t n = json_array_size(arr);
-        const char *last =
-            cursor_field && n > 0 && (long)n == q->limit
-                ? json_string_value(json_object_get(json_array_get(arr, n - 1), cursor_field))
-                : NULL;
+        json_t *lastdoc =
+            cursor_field && n > 0 && (long)n == q->limit ? json_array_get(arr, n - 1) : NULL;
+        const char *last = NULL;
+        if (lastdoc && cursor_field == API_CURSOR_NEWEST) {
+            /* The tree shows dates as ISO text: the cursor comes from the text path's rule. */
+            int64_t ms;
+            const char *id = json_string_value(json_object_get(lastdoc, "_id"));
+            const char *at = json_string_value(json_object_get(lastdoc, "createdAt"));
+            if (id && at && time_parse_iso8601(at, &ms) == 0)
+                snprintf(cursor, API_CURSOR_MAX, "%lld_%s", (long long)ms, id);
+        } else if (lastdoc) {
+            last = json_string_value(json_object_get(lastdoc, cursor_field));
+        }
         if (last)
-            snprintf(cursor, 25, "%s", last);
+            snprintf(cursor, API_CURSOR_MAX, "%s", last);
     }
     for (const api_ref *r = q->refs; rc == 0 && r && r->field; r++)
         rc = api_populate(app, cl, arr, r->field, r->coll, r->fields, err);
@@ -504,7 +608,7 @@ static int populate_member(void *vctx, const bson_iter_t *it, const char **raw, 
 #define MAX_REFS 4
 
 int api_query_text(api_ctx *app, mongoc_client_t *cl, const api_query *q, jsonx_buf *out,
-                   const char *cursor_field, char cursor[25], bson_error_t *err)
+                   const char *cursor_field, char cursor[API_CURSOR_MAX], bson_error_t *err)
 {
     bson_t empty = BSON_INITIALIZER, opts = BSON_INITIALIZER;
     add_sort_projection(&opts, q);
@@ -549,14 +653,16 @@ int api_query_text(api_ctx *app, mongoc_client_t *cl, const api_query *q, jsonx_
     if (cursor) {
         cursor[0] = '\0';
         bson_iter_t it;
-        if (rc == 0 && cursor_field && n > 0 && (long)n == q->limit &&
-            bson_iter_init_find(&it, docs[n - 1], cursor_field)) {
+        if (rc == 0 && cursor_field == API_CURSOR_NEWEST && n > 0 && (long)n == q->limit)
+            newest_cursor(docs[n - 1], cursor);
+        else if (rc == 0 && cursor_field && n > 0 && (long)n == q->limit &&
+                 bson_iter_init_find(&it, docs[n - 1], cursor_field)) {
             char hex[25], date[32];
             const char *v = id_string(&it, hex);
             if (!v && BSON_ITER_HOLDS_DATE_TIME(&it))
                 v = time_format_iso8601(bson_iter_date_time(&it), date);
             if (v)
-                snprintf(cursor, 25, "%s", v);
+                snprintf(cursor, API_CURSOR_MAX, "%s", v);
         }
     }
     ref_set sets[MAX_REFS] = {{0}};
@@ -625,7 +731,7 @@ void api_send_query(api_ctx *app, http_request *req, const api_query *q, const c
 {
     mongoc_client_t *cl = dbpool_pop(app->db);
     jsonx_buf b = {0};
-    char cursor[25];
+    char cursor[API_CURSOR_MAX];
     bson_error_t e;
     if (api_query_text(app, cl, q, &b, cursor_field, cursor, &e) != 0) {
         api_db_fail(req, &e, what);

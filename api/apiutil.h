@@ -62,6 +62,12 @@ const char *api_key(const api_ctx *app, char *buf, size_t n, const char *fmt, ..
  * `count` may count orphans too; minicrm does not shard.) Returns 0 and sets *n, or -1 with
  * err. */
 int api_count(mongoc_collection_t *coll, const bson_t *filter, int64_t *n, bson_error_t *err);
+/* The exact count of an audience filter (lib/rules): with a {f: {$ne: v}} term (the
+ * suppression clause) count(filter without it) - count(that and f == v), two counts indexes
+ * answer (rules_filter_split_ne), else api_count. Not atomic: a customer flagged between the
+ * two counts is off by one for that moment. 0 and *n, or -1 with err. */
+int api_count_audience(mongoc_collection_t *coll, const bson_t *filter, int64_t *n,
+                       bson_error_t *err);
 /* The collection's metadata count (`count` without a filter): O(1), not exact (see above).
  * Only for figures shown as estimates (GET /communication's total, total_exact false). */
 int api_count_estimate(mongoc_collection_t *coll, int64_t *n, bson_error_t *err);
@@ -95,6 +101,19 @@ typedef struct api_query {
     const char *const *exclude; /* fields never shown (projection {f: 0}); NULL-terminated */
 } api_query;
 
+/* Keyset paging. A cursor (the X-Next-Cursor header of a full page, the ?after= of the next)
+ * is at most API_CURSOR_MAX - 1 bytes: the last document's cursor_field (an id), or for the
+ * newest-first lists (cursor_field API_CURSOR_NEWEST, compared by address) "<createdAt
+ * ms>_<_id hex>", the position in their order {createdAt: -1, _id: -1}. */
+#define API_CURSOR_MAX 48
+extern const char API_CURSOR_NEWEST[];
+/* Append the filter of the documents after cursor `after` in the newest-first order to filter:
+ * {createdAt: {$lte: T}, $and: [{$or: [{createdAt: {$lt: T}}, {_id: {$lt: id}}]}]} (the
+ * caller's filter may hold an $or of its own, not createdAt or $and), which the index
+ * {createdAt: -1, _id: -1} serves from T on (constant time at any depth). 0, or -1 after
+ * answering 400 for a malformed cursor. */
+int api_after_newest(http_request *req, const char *after, bson_t *filter);
+
 /* Sort orders used by several routes. */
 extern const char *const API_SORT_NEWEST[]; /* createdAt desc, _id desc (index createdAt_-1) */
 /* Fields of a populated customer reference: {_id, name, email}. */
@@ -105,13 +124,13 @@ extern const char *const API_CUSTOMER_REF_FIELDS[];
  * last document (read before populating) is copied into cursor (24 hex + NUL), else cursor is
  * set to "". Returns 0, or -1 with err (*out NULL). */
 int api_query_json(api_ctx *app, mongoc_client_t *cl, const api_query *q, json_t **out,
-                   const char *cursor_field, char cursor[25], bson_error_t *err);
+                   const char *cursor_field, char cursor[API_CURSOR_MAX], bson_error_t *err);
 /* The same page as api_query_json, written as JSON text straight from BSON (jsonx_buf_bson:
  * the same bytes, without a jansson tree), appended to *out (caller frees out->data); the rare
  * page it cannot write exactly (a repeated key) goes through api_query_json. Cursor as above.
  * 0, or -1 with err. */
 int api_query_text(api_ctx *app, mongoc_client_t *cl, const api_query *q, jsonx_buf *out,
-                   const char *cursor_field, char cursor[25], bson_error_t *err);
+                   const char *cursor_field, char cursor[API_CURSOR_MAX], bson_error_t *err);
 /* Answer a list request with q: 200 and the array (with X-Next-Cursor when cursor_field is
  * given and the page is full), or the MongoDB failure (503/500) while `what`. Borrows a client
  * from the pool for the call. */
@@ -124,6 +143,9 @@ int api_find_by_id(api_ctx *app, mongoc_client_t *cl, const char *coll_name, con
 
 /* The skip of page `page` (1-based) of `limit` documents. */
 long api_skip(long page, long limit);
+/* The same for a ?page= of a list, bounded: a skip over api.max_skip documents (a deep skip
+ * costs O(skip) on MongoDB too) answers 400 pointing to ?after= and returns -1. */
+int api_page_skip(http_request *req, long page, long limit, long *skip);
 
 /* The request body as a JSON object (owned by the request), or NULL after answering: 415/400
  * from http_json_body, or 400 "body must be a JSON object<hint>" for any other JSON value

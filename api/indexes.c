@@ -29,6 +29,12 @@
  * only since one-off messages (campaign_id null, POST /api/messages) exist, and as its key
  * pattern is unchanged, the old one is dropped before it is built.
  *
+ * After the indexes, the builder back-fills the normalised e-mail domain (lib/rules'
+ * RULES_DOMAIN_FIELD) of customers stored without one (by a version before it, or a writer that
+ * does not know it): routes_backfill_domains() gives the next 1,000 of them theirs, found
+ * through the email_domain index ({email_domain: null}), until none is left. Until then the
+ * email_domain rule does not see those customers.
+ *
  * The sweeper's index holds only the logs still PENDING (a partial index, MongoDB 3.2+): it
  * stays as small as the logs in flight, and a delivery receipt only removes its log from it
  * instead of moving it to another key.
@@ -36,6 +42,7 @@
 #include "apiutil.h"
 #include "log.h"
 #include "routes.h"
+#include "rules.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -54,6 +61,22 @@ static const idx k_indexes[] = {
     {DB_CUSTOMERS, "total_spend_1", "{\"total_spend\": 1}", false, NULL},
     {DB_CUSTOMERS, "last_visit_date_1", "{\"last_visit_date\": 1}", false, NULL},
     {DB_CUSTOMERS, "createdAt_1", "{\"createdAt\": 1}", false, NULL},
+    /* the email_domain rule's equality (lib/rules' RULES_DOMAIN_FIELD); also finds the customers
+     * the back-fill below has still to give one ({email_domain: null}) */
+    {DB_CUSTOMERS, "email_domain_1", "{\"email_domain\": 1}", false, NULL},
+    /* audience counts of several rules, answered from the keys alone (no document read): the
+     * email_domain rule's point first, else the spend range, else the visit range; the other
+     * rules' fields are tested on the key */
+    {DB_CUSTOMERS, "audience_domain",
+     "{\"email_domain\": 1, \"total_spend\": 1, \"last_visit_date\": 1, \"createdAt\": 1}", false,
+     NULL},
+    {DB_CUSTOMERS, "audience_spend",
+     "{\"total_spend\": 1, \"last_visit_date\": 1, \"createdAt\": 1}", false, NULL},
+    {DB_CUSTOMERS, "audience_visit", "{\"last_visit_date\": 1, \"createdAt\": 1}", false, NULL},
+    /* the customers an audience leaves out ({suppressed: {$ne: true}}): an audience count is
+     * count(rules) - count(rules and suppressed: true) (api_count_audience), whose second count
+     * this small index answers; it holds only the suppressed customers */
+    {DB_CUSTOMERS, "suppressed_1_true", "{\"suppressed\": 1}", false, "{\"suppressed\": true}"},
     {DB_ORDERS, "customer_id_1", "{\"customer_id\": 1}", false, NULL},
     {DB_ORDERS, "createdAt_-1__id_-1", "{\"createdAt\": -1, \"_id\": -1}", false, NULL},
     /* One log per (campaign, customer) among campaign logs only: a one-off message's log has
@@ -244,4 +267,64 @@ int routes_ensure_indexes(api_ctx *app, mongoc_client_t *cl, routes_index_state 
             pending++;
     }
     return (int)pending;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Back-fill of the normalised e-mail domain                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+#define BACKFILL_BATCH 1000
+
+long routes_backfill_domains(api_ctx *app, mongoc_client_t *cl)
+{
+    mongoc_collection_t *coll =
+        mongoc_client_get_collection(cl, dbpool_db_name(app->db), DB_CUSTOMERS);
+    bson_t *filter = BCON_NEW(RULES_DOMAIN_FIELD, BCON_NULL);
+    bson_t *opts = BCON_NEW("projection", "{", "email", BCON_INT32(1), "}", "limit",
+                            BCON_INT64(BACKFILL_BATCH), "batchSize", BCON_INT64(BACKFILL_BATCH));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(coll, NULL);
+    bson_error_t e;
+    const bson_t *doc;
+    long n = 0;
+    while (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        const char *email = "";
+        if (bson_iter_init_find(&it, doc, "email") && BSON_ITER_HOLDS_UTF8(&it))
+            email = bson_iter_utf8(&it, NULL);
+        if (!bson_iter_init_find(&it, doc, "_id"))
+            continue;
+        char domain[256];
+        /* "" for an e-mail without '@': stored all the same, so it is not visited again */
+        rules_email_domain(email, domain, sizeof domain);
+        bson_t sel = BSON_INITIALIZER, upd = BSON_INITIALIZER, set;
+        bson_append_iter(&sel, "_id", 3, &it);
+        BSON_APPEND_NULL(&sel, RULES_DOMAIN_FIELD); /* a writer's own value wins */
+        BSON_APPEND_DOCUMENT_BEGIN(&upd, "$set", &set);
+        BSON_APPEND_UTF8(&set, RULES_DOMAIN_FIELD, domain);
+        bson_append_document_end(&upd, &set);
+        mongoc_bulk_operation_update_one(bulk, &sel, &upd, false);
+        bson_destroy(&sel);
+        bson_destroy(&upd);
+        n++;
+    }
+    if (mongoc_cursor_error(cur, &e)) {
+        n = -1;
+    } else if (n > 0) {
+        bson_t reply;
+        if (!mongoc_bulk_operation_execute(bulk, &reply, &e))
+            n = -1;
+        bson_destroy(&reply);
+    }
+    if (n < 0) {
+        char q[600];
+        log_warn("domain_backfill_failed", "code=%u err=%s", e.code,
+                 log_quote(q, sizeof q, e.message));
+    }
+    mongoc_bulk_operation_destroy(bulk);
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    bson_destroy(filter);
+    mongoc_collection_destroy(coll);
+    return n;
 }

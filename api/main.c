@@ -79,6 +79,15 @@ static void *index_thread(void *arg)
         }
         signals_sleep_ms(2000);
     }
+    long filled = 0, n;
+    while (!signals_stop_requested() && (n = routes_backfill_domains(app, cl)) != 0) {
+        if (n < 0)
+            signals_sleep_ms(2000);
+        else
+            filled += n;
+    }
+    if (filled > 0)
+        log_info("domain_backfill_done", "customers=%ld", filled);
     mongoc_client_destroy(cl);
     return NULL;
 }

@@ -49,4 +49,9 @@ typedef struct routes_index_state {
  * Returns how many are still pending (0: done, every index READY or FAILED). */
 int routes_ensure_indexes(api_ctx *app, mongoc_client_t *cl, routes_index_state *s);
 
+/* One batch of the back-fill of the customers' normalised e-mail domain (indexes.c): the next
+ * customers without one get theirs. Returns how many were given one (0: none left), or -1
+ * (logged; call again later). Client cl as above. */
+long routes_backfill_domains(api_ctx *app, mongoc_client_t *cl);
+
 #endif

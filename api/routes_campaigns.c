@@ -23,13 +23,16 @@
  *        with AI configured also "ai" and an id, and the AI tags once cached (api/aiseam.c).
  *   GET  /api/campaigns/suggest-tags/:id   the AI suggestion's state (api/aiseam.c).
  *   GET  /api/campaigns?tag=          newest first; tag is a case-insensitive fuzzy match
- *        (spaces, '-' and '_' interchangeable) on tags and name; ?limit=, ?page=.
+ *        (spaces, '-' and '_' interchangeable) on tags and name; ?limit=, ?page= (at most
+ *        api.max_skip documents deep) or ?after= (the keyset of api_after_newest).
  *   GET  /api/campaigns/:id           the campaign (counters total, pending, sent, failed,
- *        cancelled) plus "progress" with exact counts of its logs by status (one indexed count
- *        per log state on {campaign_id, status}; "cancelled" only when some log is).
+ *        cancelled) plus "progress" from those counters: one find by _id, whatever the
+ *        audience ("cancelled" only when some log is). ?verify=1: the exact counts of its logs
+ *        instead (one indexed count per log state on {campaign_id, status}: O(audience), slow).
  *   The moves (pause, resume, cancel) are in routes_campaign_moves.c.
  *   GET  /api/campaigns/:id/logs      its logs, customer populated {_id, name, email}, in
- *        customer order (index {campaign_id, customer_id}); ?limit=, ?page= or ?after=<cust id>.
+ *        customer order (index {campaign_id, customer_id}); ?limit=, ?page= (at most
+ *        api.max_skip documents deep) or ?after=<cust id>.
  *
  * AI (OPENAI_API_KEY set): the request path makes NO outbound call. ai_seam_request() records
  * on the campaign what minicrm-ai should do ("ai": {"status": "requested", ...}) and, once the
@@ -167,7 +170,7 @@ static int count_audience(api_ctx *app, http_request *req, const rules *r, int64
     mongoc_client_t *cl = dbpool_pop(app->db);
     mongoc_collection_t *coll = dbpool_collection(app->db, cl, DB_CUSTOMERS);
     bson_error_t e;
-    int rc = api_count(coll, &filter, n, &e);
+    int rc = api_count_audience(coll, &filter, n, &e);
     mongoc_collection_destroy(coll);
     dbpool_push(app->db, cl);
     bson_destroy(&filter);
@@ -289,7 +292,7 @@ static void create_campaign(api_ctx *app, http_request *req, json_t *body, answe
     json_t *tags = NULL;
     bson_error_t e;
     int64_t audience = 0;
-    if (api_count(customers, &filter, &audience, &e) != 0) {
+    if (api_count_audience(customers, &filter, &audience, &e) != 0) {
         int st = api_db_status(req, &e, "counting the audience");
         set_error(a, st, st == 503 ? "database unavailable, retry later" : "database error");
         goto out;
@@ -473,9 +476,10 @@ static void fuzzy_pattern(const char *tag, char *out, size_t n)
 
 static void h_list(api_ctx *app, http_request *req)
 {
-    long limit, page;
+    long limit, page, skip = 0;
     if (api_paging(req, 100, &limit, &page) != 0)
         return;
+    const char *after = http_query(req, "after");
     const char *tag = http_query(req, "tag");
     if (tag && strlen(tag) > 100) {
         http_error(req, 400, "tag must be at most 100 characters");
@@ -502,13 +506,16 @@ static void h_list(api_ctx *app, http_request *req)
         }
         bson_append_array_end(&filter, &arr);
     }
-    api_query q = {.coll = DB_CAMPAIGNS,
-                   .filter = &filter,
-                   .sort = API_SORT_NEWEST,
-                   .limit = limit,
-                   .skip = api_skip(page, limit),
-                   .exclude = CAMPAIGN_INTERNAL};
-    api_send_query(app, req, &q, NULL, "listing campaigns");
+    if (after ? api_after_newest(req, after, &filter) == 0
+              : api_page_skip(req, page, limit, &skip) == 0) {
+        api_query q = {.coll = DB_CAMPAIGNS,
+                       .filter = &filter,
+                       .sort = API_SORT_NEWEST,
+                       .limit = limit,
+                       .skip = skip,
+                       .exclude = CAMPAIGN_INTERNAL};
+        api_send_query(app, req, &q, API_CURSOR_NEWEST, "listing campaigns");
+    }
     bson_destroy(&filter);
 }
 
@@ -527,52 +534,86 @@ static int load_campaign(api_ctx *app, http_request *req, mongoc_client_t *cl,
     return rc;
 }
 
+/* Counters of the campaign document shown in "progress" as they are, when the document has
+ * them (counters other modules add, e.g. delivery events, appear without a change here). */
+static const char *const PROGRESS_EXTRA[] = {"bounced", "complained", "opened", "clicked", NULL};
+
+/* The campaign document's counter of the logs in each state (lib/campaign.h, "Counters"). */
+static const char *const COUNTER_OF[CAMPAIGN_LOG_STATUS_COUNT] = {
+    [CAMPAIGN_LOG_PENDING] = "pending",
+    [CAMPAIGN_LOG_SENT] = "sent",
+    [CAMPAIGN_LOG_FAILED] = "failed",
+    [CAMPAIGN_LOG_CANCELLED] = "cancelled"};
+
+/* The exact counts of the campaign's logs by state: one indexed count per state on
+ * {campaign_id, status}, O(audience). Only for ?verify=1. 0, or -1 after answering. */
+static int count_logs(api_ctx *app, http_request *req, mongoc_client_t *cl, const bson_oid_t *oid,
+                      int64_t counts[CAMPAIGN_LOG_STATUS_COUNT])
+{
+    mongoc_collection_t *logs = dbpool_collection(app->db, cl, DB_LOGS);
+    bson_error_t e;
+    int rc = 0;
+    for (int i = 0; i < CAMPAIGN_LOG_STATUS_COUNT && rc == 0; i++) {
+        bson_t f = BSON_INITIALIZER;
+        BSON_APPEND_OID(&f, "campaign_id", oid);
+        BSON_APPEND_UTF8(&f, "status", campaign_log_status_name((campaign_log_status)i));
+        rc = api_count(logs, &f, &counts[i], &e);
+        bson_destroy(&f);
+    }
+    mongoc_collection_destroy(logs);
+    if (rc != 0)
+        api_db_fail(req, &e, "counting logs");
+    return rc;
+}
+
+/* GET /api/campaigns/:id: the campaign and its "progress". By default the progress is the
+ * campaign document's counters (lib/campaign: total/pending move with the fan-out's checkpoint,
+ * sent/failed/-pending with the receipts worker's guarded $inc, cancelled with the cancel
+ * recount), so a read costs one find by _id whatever the audience. Between a fan-out batch's
+ * sends and its checkpoint, receipts of that batch may be counted before the batch's logs are:
+ * "logs" is then at least sent + failed + cancelled (pending never below 0), and catches up
+ * with the checkpoint. ?verify=1 counts the logs themselves instead (exact at that instant,
+ * O(audience): slow on large campaigns). Same shape either way. */
 static void h_get(api_ctx *app, http_request *req)
 {
     bson_oid_t oid;
     if (api_parse_oid(req, "id", http_param(req, "id"), &oid) != 0)
         return;
+    const char *verify = http_query(req, "verify");
+    bool exact = verify && (!strcmp(verify, "1") || !strcmp(verify, "true"));
     mongoc_client_t *cl = dbpool_pop(app->db);
     json_t *camp = NULL;
-    if (load_campaign(app, req, cl, &oid, &camp) == 1) {
-        int64_t counts[CAMPAIGN_LOG_STATUS_COUNT] = {0};
-        mongoc_collection_t *logs = dbpool_collection(app->db, cl, DB_LOGS);
-        bson_error_t e;
-        int rc = 0;
-        for (int i = 0; i < CAMPAIGN_LOG_STATUS_COUNT && rc == 0; i++) {
-            bson_t f = BSON_INITIALIZER;
-            BSON_APPEND_OID(&f, "campaign_id", &oid);
-            BSON_APPEND_UTF8(&f, "status", campaign_log_status_name((campaign_log_status)i));
-            rc = api_count(logs, &f, &counts[i], &e);
-            bson_destroy(&f);
-        }
-        mongoc_collection_destroy(logs);
-        if (rc != 0) {
-            api_db_fail(req, &e, "counting logs");
-            json_decref(camp);
-        } else {
-            int64_t pending = counts[CAMPAIGN_LOG_PENDING], sent = counts[CAMPAIGN_LOG_SENT],
-                    failed = counts[CAMPAIGN_LOG_FAILED],
-                    cancelled = counts[CAMPAIGN_LOG_CANCELLED];
-            int64_t written = pending + sent + failed + cancelled;
-            json_int_t audience = (json_int_t)jsonx_int(camp, "audience_size", 0);
-            const char *status = jsonx_str(camp, "status", "");
-            campaign_status cs;
-            bool completed =
-                campaign_status_parse(status, strlen(status), &cs) == 0 && cs == CAMPAIGN_COMPLETED;
-            json_object_set_new(camp, "progress",
-                                json_pack("{s:I,s:I,s:I,s:I,s:I,s:b}", "audience_size", audience,
-                                          "logs", (json_int_t)written, "pending",
-                                          (json_int_t)pending, "sent", (json_int_t)sent, "failed",
-                                          (json_int_t)failed, "complete",
-                                          completed && pending == 0));
-            /* Only once a log was cancelled, so the shape of a campaign that never was stays
-             * as it was. */
-            if (cancelled)
-                json_object_set_new(json_object_get(camp, "progress"), "cancelled",
-                                    json_integer((json_int_t)cancelled));
-            http_send_json(req, 200, camp);
-        }
+    int64_t counts[CAMPAIGN_LOG_STATUS_COUNT] = {0};
+    if (load_campaign(app, req, cl, &oid, &camp) == 1 &&
+        (!exact || count_logs(app, req, cl, &oid, counts) == 0)) {
+        if (!exact)
+            for (int i = 0; i < CAMPAIGN_LOG_STATUS_COUNT; i++)
+                counts[i] = jsonx_int(camp, COUNTER_OF[i], 0);
+        int64_t pending = counts[CAMPAIGN_LOG_PENDING], sent = counts[CAMPAIGN_LOG_SENT],
+                failed = counts[CAMPAIGN_LOG_FAILED], cancelled = counts[CAMPAIGN_LOG_CANCELLED];
+        if (pending < 0)
+            pending = 0;
+        int64_t written = pending + sent + failed + cancelled;
+        json_int_t audience = (json_int_t)jsonx_int(camp, "audience_size", 0);
+        const char *status = jsonx_str(camp, "status", "");
+        campaign_status cs;
+        bool completed =
+            campaign_status_parse(status, strlen(status), &cs) == 0 && cs == CAMPAIGN_COMPLETED;
+        json_t *p =
+            json_pack("{s:I,s:I,s:I,s:I,s:I,s:b}", "audience_size", audience, "logs",
+                      (json_int_t)written, "pending", (json_int_t)pending, "sent", (json_int_t)sent,
+                      "failed", (json_int_t)failed, "complete", completed && pending == 0);
+        /* Only once a log was cancelled, so the shape of a campaign that never was stays as it
+         * was. */
+        if (cancelled)
+            json_object_set_new(p, "cancelled", json_integer((json_int_t)cancelled));
+        for (const char *const *f = PROGRESS_EXTRA; *f; f++)
+            if (json_is_integer(json_object_get(camp, *f)))
+                json_object_set(p, *f, json_object_get(camp, *f));
+        json_object_set_new(camp, "progress", p);
+        http_send_json(req, 200, camp);
+    } else {
+        json_decref(camp);
     }
     dbpool_push(app->db, cl);
 }
@@ -581,11 +622,13 @@ static void h_logs(api_ctx *app, http_request *req)
 {
     bson_oid_t oid, after_oid;
     long limit, page;
+    long skip = 0;
     if (api_parse_oid(req, "id", http_param(req, "id"), &oid) != 0 ||
         api_paging(req, 100, &limit, &page) != 0)
         return;
     const char *after = http_query(req, "after");
-    if (after && api_parse_oid(req, "after", after, &after_oid) != 0)
+    if (after ? api_parse_oid(req, "after", after, &after_oid) != 0
+              : api_page_skip(req, page, limit, &skip) != 0)
         return;
     mongoc_client_t *cl = dbpool_pop(app->db);
     json_t *camp = NULL;
@@ -609,7 +652,7 @@ static void h_logs(api_ctx *app, http_request *req)
                    .filter = &filter,
                    .sort = by_customer,
                    .limit = limit,
-                   .skip = after ? 0 : api_skip(page, limit),
+                   .skip = skip,
                    .refs = refs};
     api_send_query(app, req, &q, "customer_id", "listing logs");
     bson_destroy(&filter);

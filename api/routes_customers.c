@@ -10,16 +10,23 @@
  *                        full, X-Next-Cursor carries the id to pass as ?after= for the next one.
  *   GET  /customers/:id  -> 200 customer, 400 bad id, 404 unknown
  *
- * Emails are stored lower-cased so the unique index and the email_domain rule are exact.
+ * Emails are stored lower-cased so the unique index and the email_domain rule are exact; the
+ * e-mail's domain is stored too (lib/rules' RULES_DOMAIN_FIELD, indexed: the email_domain rule
+ * is an indexed equality) and left out of every answer.
  */
 #include "apiutil.h"
 #include "jsonx.h"
 #include "routes.h"
+#include "rules.h"
 #include "timeutil.h"
 
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+
+/* Stored for the email_domain rule's index (lib/rules), never shown: the contract's customer
+ * has no such field. */
+static const char *const CUSTOMER_HIDDEN[] = {RULES_DOMAIN_FIELD, NULL};
 
 #define NAME_MAX_LEN  200
 #define PHONE_MAX_LEN 32
@@ -79,6 +86,8 @@ static void h_create(api_ctx *app, http_request *req)
         BSON_APPEND_DATE_TIME(&doc, "last_visit_date", lvd_ms);
     BSON_APPEND_DATE_TIME(&doc, "createdAt", now);
     BSON_APPEND_DATE_TIME(&doc, "updatedAt", now);
+    char domain[256];
+    BSON_APPEND_UTF8(&doc, RULES_DOMAIN_FIELD, rules_email_domain(lower, domain, sizeof domain));
 
     mongoc_client_t *cl = dbpool_pop(app->db);
     mongoc_collection_t *coll = dbpool_collection(app->db, cl, DB_CUSTOMERS);
@@ -92,21 +101,23 @@ static void h_create(api_ctx *app, http_request *req)
         else
             api_db_fail(req, &e, "creating a customer");
     } else {
+        json_t *c = jsonx_from_bson(&doc);
+        json_object_del(c, RULES_DOMAIN_FIELD);
         http_send_json(req, 201,
-                       json_pack("{s:s,s:o}", "message", "Customer created", "customer",
-                                 jsonx_from_bson(&doc)));
+                       json_pack("{s:s,s:o}", "message", "Customer created", "customer", c));
     }
     bson_destroy(&doc);
 }
 
 static void h_list(api_ctx *app, http_request *req)
 {
-    long limit, page;
+    long limit, page, skip = 0;
     if (api_paging(req, 100, &limit, &page) != 0)
         return;
     const char *after = http_query(req, "after");
     bson_oid_t after_oid;
-    if (after && api_parse_oid(req, "after", after, &after_oid) != 0)
+    if (after ? api_parse_oid(req, "after", after, &after_oid) != 0
+              : api_page_skip(req, page, limit, &skip) != 0)
         return;
     bson_t filter = BSON_INITIALIZER, sub;
     if (after) {
@@ -119,7 +130,8 @@ static void h_list(api_ctx *app, http_request *req)
                    .filter = &filter,
                    .sort = by_id,
                    .limit = limit,
-                   .skip = after ? 0 : api_skip(page, limit)};
+                   .skip = skip,
+                   .exclude = CUSTOMER_HIDDEN};
     api_send_query(app, req, &q, "_id", "listing customers");
     bson_destroy(&filter);
 }
@@ -134,6 +146,8 @@ static void h_get(api_ctx *app, http_request *req)
     bson_error_t e;
     int rc = api_find_by_id(app, cl, DB_CUSTOMERS, &oid, &doc, &e);
     dbpool_push(app->db, cl);
+    if (rc > 0)
+        json_object_del(doc, RULES_DOMAIN_FIELD);
     if (rc > 0)
         http_send_json(req, 200, doc);
     else if (rc < 0)

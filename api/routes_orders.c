@@ -3,8 +3,10 @@
  *
  *   POST /orders  {customer_id (24 hex), amount (> 0), status? (completed|cancelled), date?}
  *                 -> 201 {"message": "Order created", "order": {...}}; 400; 404 unknown customer
- *   GET  /orders  -> 200 [order...] newest first, customer_id populated {_id, name, email};
- *                 bounded by ?limit= (default 100) and ?page=.
+ *   GET  /orders  -> 200 [order...] newest first (index {createdAt: -1, _id: -1}), customer_id
+ *                 populated {_id, name, email} (one $in query per page); ?limit= (default 100)
+ *                 and ?page= (at most api.max_skip documents deep, else 400) or ?after= (the
+ *                 keyset, api_after_newest; X-Next-Cursor on a full page).
  *
  * A completed order changes the customer with ONE update,
  *   {$inc: {total_spend: amount}, $max: {last_visit_date: date}, $set: {updatedAt: now}},
@@ -137,17 +139,24 @@ out:
 
 static void h_list(api_ctx *app, http_request *req)
 {
-    long limit, page;
+    long limit, page, skip = 0;
     if (api_paging(req, 100, &limit, &page) != 0)
         return;
-    static const api_ref refs[] = {{"customer_id", DB_CUSTOMERS, API_CUSTOMER_REF_FIELDS},
-                                   {NULL, NULL, NULL}};
-    api_query q = {.coll = DB_ORDERS,
-                   .sort = API_SORT_NEWEST,
-                   .limit = limit,
-                   .skip = api_skip(page, limit),
-                   .refs = refs};
-    api_send_query(app, req, &q, NULL, "listing orders");
+    const char *after = http_query(req, "after");
+    bson_t filter = BSON_INITIALIZER;
+    if (after ? api_after_newest(req, after, &filter) == 0
+              : api_page_skip(req, page, limit, &skip) == 0) {
+        static const api_ref refs[] = {{"customer_id", DB_CUSTOMERS, API_CUSTOMER_REF_FIELDS},
+                                       {NULL, NULL, NULL}};
+        api_query q = {.coll = DB_ORDERS,
+                       .filter = &filter,
+                       .sort = API_SORT_NEWEST,
+                       .limit = limit,
+                       .skip = skip,
+                       .refs = refs};
+        api_send_query(app, req, &q, API_CURSOR_NEWEST, "listing orders");
+    }
+    bson_destroy(&filter);
 }
 
 int routes_orders_register(router *r)

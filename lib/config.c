@@ -57,6 +57,8 @@ static const cfg_setting_info settings[] = {
      "largest request body accepted (413 above)"},
     {"api.max_page_size", CFG_INT, OFF(api.max_page_size), "1000", NULL, false, 1, 100000, NULL,
      "largest ?limit= accepted by list routes"},
+    {"api.max_skip", CFG_LONG, OFF(api.max_skip), "10000", NULL, false, 0, 100000000, NULL,
+     "most documents a list's ?page= may skip; a deeper page is a 400 pointing to ?after= (the keyset form, as fast at any depth)"},
     {"api.request_timeout_s", CFG_INT, OFF(api.request_timeout_s), "30", NULL, false, 1, 3600, NULL,
      "idle connection timeout, and the most time a client may take to send a request's headers, seconds"},
     {"api.frontend_url", CFG_STRING, OFF(api.frontend_url), "http://localhost:3000", "FRONTEND_URL", false, 1, 0, NULL,

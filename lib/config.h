@@ -45,6 +45,7 @@ typedef struct minicrm_config {
         int threads;
         long max_body_bytes;
         int max_page_size;
+        long max_skip; /* deepest ?page= skip of a list (400 past it) */
         int request_timeout_s;
         char *frontend_url; /* FRONTEND_URL */
         int idempotency_ttl_s;

@@ -286,24 +286,59 @@ bool rules_filter(const rules *r, int64_t now_ms, bson_t *filter)
         ok = ok && BSON_APPEND_DATE_TIME(&sub, "$gte", now_ms - r->recent_signup * DAY_MS);
         ok = ok && bson_append_document_end(filter, &sub);
     }
-    if (r->has & RULE_EMAIL_DOMAIN) {
-        /* "@" + domain with every '.' escaped, anchored at the end. The domain holds only
-         * [a-z0-9.-] (validated), so '.' is the only metacharacter to escape. */
-        char pat[2 * sizeof r->email_domain + 4];
-        size_t k = 0;
-        pat[k++] = '@';
-        for (const char *p = r->email_domain; *p; p++) {
-            if (*p == '.')
-                pat[k++] = '\\';
-            pat[k++] = *p;
-        }
-        pat[k++] = '$';
-        pat[k] = '\0';
-        bson_t sub;
-        ok = ok && BSON_APPEND_DOCUMENT_BEGIN(filter, "email", &sub);
-        ok = ok && BSON_APPEND_UTF8(&sub, "$regex", pat);
-        ok = ok && BSON_APPEND_UTF8(&sub, "$options", "i");
-        ok = ok && bson_append_document_end(filter, &sub);
-    }
+    if (r->has & RULE_EMAIL_DOMAIN)
+        ok = ok && BSON_APPEND_UTF8(filter, RULES_DOMAIN_FIELD, r->email_domain);
     return ok;
+}
+
+const char *rules_email_domain(const char *email, char *out, size_t n)
+{
+    const char *at = strrchr(email, '@');
+    size_t k = 0;
+    for (const char *p = at ? at + 1 : ""; *p && k + 1 < n; p++)
+        out[k++] = (char)tolower((unsigned char)*p);
+    if (n > 0)
+        out[k] = '\0';
+    return out;
+}
+
+/* Is the value at it a document {$ne: v} with that one member? Sets *v. */
+static bool is_ne_term(const bson_iter_t *it, bson_iter_t *v)
+{
+    bson_iter_t sub;
+    if (!BSON_ITER_HOLDS_DOCUMENT(it) || !bson_iter_recurse(it, &sub) || !bson_iter_next(&sub) ||
+        strcmp(bson_iter_key(&sub), "$ne") != 0)
+        return false;
+    *v = sub;
+    if (bson_iter_next(&sub))
+        return false;
+    /* {f: {$ne: [..]}} or {$ne: {...}}: equality with an array or document is not the
+     * complement the split relies on in every case; leave them to the plain count */
+    return !BSON_ITER_HOLDS_ARRAY(v) && !BSON_ITER_HOLDS_DOCUMENT(v) && !BSON_ITER_HOLDS_REGEX(v);
+}
+
+bool rules_filter_split_ne(const bson_t *filter, bson_t *base, bson_t *minus)
+{
+    bson_iter_t it, v, found_v;
+    const char *found = NULL;
+    if (!bson_iter_init(&it, filter))
+        return false;
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        if (k[0] == '$' || !is_ne_term(&it, &v))
+            continue;
+        if (found)
+            return false; /* two such terms: not one subtraction */
+        found = k;
+        found_v = v;
+    }
+    if (!found || !bson_iter_init(&it, filter))
+        return false;
+    while (bson_iter_next(&it)) {
+        if (strcmp(bson_iter_key(&it), found) == 0)
+            continue;
+        if (!bson_append_iter(base, NULL, 0, &it) || !bson_append_iter(minus, NULL, 0, &it))
+            return false;
+    }
+    return bson_append_value(minus, found, -1, bson_iter_value(&found_v));
 }

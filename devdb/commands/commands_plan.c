@@ -530,3 +530,122 @@ sort_memory:
                      "limit of %lld bytes, but did not opt in to external sorting.",
                      (long long)q->sort_mem_limit);
 }
+
+/* ---- covered count ----------------------------------------------------------------------------
+ */
+
+/* Does the key of nd match m, tested as the document {paths[0]: key[0], ...} of the index's
+ * fields? The index is not multikey, so each key field is the document's value of that path
+ * (null for a missing one, which every condition plan_count accepts treats alike). */
+static bool key_matches(const matcher *m, const store_index *ix, const index_node *nd, bson_t *tmp)
+{
+    bson_t key;
+    bson_iter_t it;
+    index_node_key(nd, &key);
+    if (!bson_iter_init(&it, &key))
+        return false;
+    bson_reinit(tmp);
+    for (size_t i = 0; i < ix->nfields && bson_iter_next(&it); i++)
+        bson_append_iter(tmp, ix->paths[i], -1, &it);
+    return matcher_matches(m, tmp);
+}
+
+/* Count one run: the nodes from nd up to (not including) end, the first node past the run's
+ * bound (NULL: the index's end), found once by a seek so the walk compares nothing. With
+ * `every` false (one path: matcher_single_path) keys are tested until one matches, and from
+ * there on every node of the run matches: the matching keys are contiguous, and on an
+ * ascending field nothing after them is left inside the bound, whose ends are the filter's
+ * operands or the ends of their type bracket. On a descending field NaN, the lowest number,
+ * ends a run whose end is the numbers' bracket (NaN .. ), and a filter on several fields is
+ * not contiguous in the key order: there every key is tested. */
+static int64_t count_run(scan *s, bool every, const store_index *ix, const index_node *nd,
+                         const index_node *end, bson_t *tmp)
+{
+    int64_t n = 0;
+    bool matched = false;
+    every = every || ix->dirs[0] < 0;
+    for (; nd && nd != end; nd = index_next(nd)) {
+        s->keys++;
+        if (over_time(s))
+            break;
+        if ((every || !matched) && !(matched = key_matches(s->m, ix, nd, tmp)))
+            continue;
+        n++;
+    }
+    return n;
+}
+
+/* Does every field of ix have a top-level path (the key document's names)? */
+static bool plain_paths(const store_index *ix)
+{
+    for (size_t i = 0; i < ix->nfields; i++)
+        if (strchr(ix->paths[i], '.'))
+            return false;
+    return true;
+}
+
+int plan_count(store_coll *c, const matcher *m, int64_t deadline_ms, store *st, int64_t *n,
+               bson_error_t *err)
+{
+    if (!c)
+        return 0;
+    const char *path = matcher_single_path(m);
+    store_index *ix = NULL;
+    match_bounds b, tmpb;
+    bool bounded = false, points = false;
+    for (size_t i = 0; i < c->nidx; i++) {
+        store_index *cand = c->idx[i];
+        bool filtered;
+        if (cand->multikey || !index_usable(cand, m, &filtered))
+            continue;
+        if (path) {
+            /* one path: an index that starts with it (the smallest) */
+            if (strcmp(cand->paths[0], path) == 0 && (!ix || cand->count < ix->count)) {
+                ix = cand;
+            }
+            continue;
+        }
+        /* several paths: an index holding every one, whose first field has bounds (points
+         * beat a range, then the smaller index) */
+        if (!plain_paths(cand) ||
+            !matcher_paths_within(m, (const char *const *)cand->paths, cand->nfields) ||
+            !matcher_field_bounds(m, cand->paths[0], false, &tmpb))
+            continue;
+        bool p = tmpb.n_points > 0;
+        if (!ix || (p && !points) || (p == points && cand->count < ix->count)) {
+            ix = cand;
+            points = p;
+        }
+    }
+    if (!ix)
+        return 0;
+    bounded = matcher_field_bounds(m, ix->paths[0], false, &b);
+    scan s = {.c = c, .m = m, .deadline_ms = deadline_ms};
+    bson_t tmp = BSON_INITIALIZER;
+    int64_t total = 0;
+    bool every = path == NULL;
+    if (bounded && b.n_points > 0) {
+        for (size_t j = 0; j < b.n_points && !s.expired; j++) {
+            const bson_value_t *p = b.points[ix->dirs[0] < 0 ? b.n_points - 1 - j : j];
+            total += count_run(&s, every, ix, index_seek_first_field(ix, p, false),
+                               index_seek_first_field(ix, p, true), &tmp);
+        }
+    } else if (bounded) {
+        bool asc = ix->dirs[0] > 0;
+        bool has_s = asc ? b.has_lo : b.has_hi, has_e = asc ? b.has_hi : b.has_lo;
+        const bson_value_t *sv = asc ? &b.lo : &b.hi, *ev = asc ? &b.hi : &b.lo;
+        bool s_incl = asc ? b.lo_inclusive : b.hi_inclusive;
+        bool e_incl = asc ? b.hi_inclusive : b.lo_inclusive;
+        total = count_run(&s, every, ix,
+                          has_s ? index_seek_first_field(ix, sv, !s_incl) : index_first(ix),
+                          has_e ? index_seek_first_field(ix, ev, e_incl) : NULL, &tmp);
+    } else {
+        total = count_run(&s, every, ix, index_first(ix), NULL, &tmp);
+    }
+    bson_destroy(&tmp);
+    __atomic_add_fetch(&st->keys_examined, s.keys, __ATOMIC_RELAXED);
+    if (s.expired)
+        return mdb_error(err, MDB_MAX_TIME_MS_EXPIRED, "operation exceeded time limit");
+    *n = total;
+    return 1;
+}

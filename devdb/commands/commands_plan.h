@@ -57,6 +57,16 @@ int plan_deadline(const bson_t *cmd, int64_t *deadline_ms, bson_error_t *err);
 int plan_run(store *st, store_coll *c, const plan_req *q, uint64_t **rids, size_t *n,
              bson_error_t *err);
 
+/* The count of the documents matching m when an index answers it alone, as MongoDB's
+ * COUNT_SCAN does: m is a conjunction of comparisons on one top-level path
+ * (matcher_single_path) and an index whose first field is that path is not multikey, not
+ * sparse, and not a partial index m does not imply. Walks that index's keys inside the filter's
+ * bounds without reading a document: the first keys of each run are tested as {path: key},
+ * the rest of the run is counted. 1 with *n set, 0 when no index answers it (plan_run then),
+ * -1 with err (MaxTimeMSExpired past deadline_ms). */
+int plan_count(store_coll *c, const matcher *m, int64_t deadline_ms, store *st, int64_t *n,
+               bson_error_t *err);
+
 /* Validates a hint against the collection without running anything (NULL hint: 0). */
 int plan_check_hint(store_coll *c, const bson_value_t *hint, store_index **out, bson_error_t *err);
 

@@ -347,6 +347,14 @@ int cmd_count(cmd_ctx *x, bson_t *reply, bson_error_t *err)
             n = 0;
         if (limit > 0 && n > limit)
             n = limit;
+    } else if (!hint && (rc = plan_count(c, m, deadline, x->env->st, &n, err)) != 0) {
+        /* answered from an index alone (or failed) */
+        if (rc > 0) {
+            rc = 0;
+            n = n > skip ? n - skip : 0;
+            if (limit > 0 && n > limit)
+                n = limit;
+        }
     } else {
         uint64_t *rids;
         size_t cnt;

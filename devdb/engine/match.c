@@ -1509,3 +1509,75 @@ bool matcher_field_bounds(const matcher *m, const char *path, bool multikey, mat
     }
     return true;
 }
+
+/* Is n (and every node under it) a condition matcher_single_path and matcher_paths_within
+ * accept, on a path `ok` accepts? */
+static bool cond_node(const mnode *n, bool (*ok)(const char *path, void *ctx), void *ctx)
+{
+    if (n->op == N_AND) {
+        if (n->nkids == 0)
+            return false;
+        for (size_t i = 0; i < n->nkids; i++)
+            if (!cond_node(n->kids[i], ok, ctx))
+                return false;
+        return n->path == NULL || ok(n->path, ctx);
+    }
+    switch (n->op) {
+    case N_EQ:
+    case N_GT:
+    case N_GTE:
+    case N_LT:
+    case N_LTE:
+        /* a NaN operand compares as MongoDB's NaN rule says (only NaN is >= NaN), not as a
+         * half-line of the number bracket */
+        if (n->val.value_type == BSON_TYPE_DOUBLE && isnan(n->val.value.v_double))
+            return false;
+        if (n->val.value_type == BSON_TYPE_DECIMAL128)
+            return false;
+        break;
+    case N_IN:
+        if (n->nres)
+            return false;
+        break;
+    default:
+        return false;
+    }
+    return n->path && !strchr(n->path, '.') && ok(n->path, ctx);
+}
+
+/* The first path met becomes the one path; every other must equal it. */
+static bool same_path(const char *path, void *ctx)
+{
+    const char **one = ctx;
+    if (!*one)
+        *one = path;
+    return strcmp(path, *one) == 0;
+}
+
+const char *matcher_single_path(const matcher *m)
+{
+    const char *path = NULL;
+    if (!m->root || !cond_node(m->root, same_path, &path))
+        return NULL;
+    return path;
+}
+
+typedef struct {
+    const char *const *paths;
+    size_t n;
+} path_set;
+
+static bool in_set(const char *path, void *ctx)
+{
+    const path_set *ps = ctx;
+    for (size_t i = 0; i < ps->n; i++)
+        if (!strcmp(ps->paths[i], path))
+            return true;
+    return false;
+}
+
+bool matcher_paths_within(const matcher *m, const char *const *paths, size_t n)
+{
+    path_set ps = {paths, n};
+    return m->root && cond_node(m->root, in_set, &ps);
+}

@@ -77,4 +77,20 @@ typedef struct {
 
 bool matcher_field_bounds(const matcher *m, const char *path, bool multikey, match_bounds *out);
 
+/* The covered count's test (MongoDB's COUNT_SCAN): the one path every condition of the filter
+ * is on, when the filter is a conjunction (top-level fields and $and) of $eq, $gt, $gte, $lt,
+ * $lte and $in (without regexes) on a single top-level path; else NULL. On a scalar field,
+ * each such condition matches a contiguous run of an index's keys (type brackets are
+ * contiguous in index order and ordered inside), and so does their conjunction, within one
+ * point or one range of matcher_field_bounds: a count may stop testing keys once one matched
+ * and count the rest of that run, until the bound ends it. The caller still checks the first
+ * keys of each run, by matcher_matches on {path: key}. Points into the matcher. */
+const char *matcher_single_path(const matcher *m);
+
+/* The covered count over a compound index: true when the filter is a conjunction of the same
+ * conditions as matcher_single_path accepts, each on a top-level path among paths[0..n) (an
+ * index's fields). A document's index key then decides the filter: a non-multikey index holds
+ * each of those fields' value (null for a missing one, which these conditions treat alike). */
+bool matcher_paths_within(const matcher *m, const char *const *paths, size_t n);
+
 #endif

@@ -54,16 +54,61 @@ TEST(rules_all_keys_one_filter)
     int64_t now = INT64_C(1700000000000);
     char *s = filter_json(&r, now);
     char want[1024];
-    snprintf(
-        want, sizeof want,
-        "{ \"total_spend\" : { \"$gte\" : { \"$numberDouble\" : \"100.0\" }, \"$lte\" : { "
-        "\"$numberDouble\" : \"5000.0\" } }, \"last_visit_date\" : { \"$lte\" : { \"$date\" "
-        ": { \"$numberLong\" : \"%lld\" } } }, \"createdAt\" : { \"$gte\" : { \"$date\" : { "
-        "\"$numberLong\" : \"%lld\" } } }, \"email\" : { \"$regex\" : \"@example\\\\.co\\\\.uk$\", "
-        "\"$options\" : \"i\" } }",
-        (long long)(now - 30LL * 86400000), (long long)(now - 7LL * 86400000));
+    snprintf(want, sizeof want,
+             "{ \"total_spend\" : { \"$gte\" : { \"$numberDouble\" : \"100.0\" }, \"$lte\" : { "
+             "\"$numberDouble\" : \"5000.0\" } }, \"last_visit_date\" : { \"$lte\" : { \"$date\" "
+             ": { \"$numberLong\" : \"%lld\" } } }, \"createdAt\" : { \"$gte\" : { \"$date\" : { "
+             "\"$numberLong\" : \"%lld\" } } }, \"email_domain\" : \"example.co.uk\" }",
+             (long long)(now - 30LL * 86400000), (long long)(now - 7LL * 86400000));
     CHECK_STR_EQ(s, want);
     bson_free(s);
+}
+
+/* The stored side of the email_domain rule: what every writer of customer1 puts in
+ * RULES_DOMAIN_FIELD. */
+TEST(rules_email_domain_of_an_address)
+{
+    char d[16];
+    CHECK_STR_EQ(rules_email_domain("Ann@Example.CO.uk", d, sizeof d), "example.co.uk");
+    CHECK_STR_EQ(rules_email_domain("a@b@c.io", d, sizeof d), "c.io");
+    CHECK_STR_EQ(rules_email_domain("no-at-sign", d, sizeof d), "");
+    CHECK_STR_EQ(rules_email_domain("x@a-very-long-domain.example", d, sizeof d),
+                 "a-very-long-dom");
+}
+
+/* The audience count's split: {f: {$ne: v}} leaves the filter, {f: v} is the part to subtract. */
+TEST(rules_split_of_a_ne_term)
+{
+    bson_error_t e;
+    bson_t *f = bson_new_from_json(
+        (const uint8_t *)"{\"total_spend\": {\"$gte\": 5}, \"suppressed\": {\"$ne\": true}, "
+                         "\"email_domain\": \"x.io\"}",
+        -1, &e);
+    bson_t base = BSON_INITIALIZER, minus = BSON_INITIALIZER;
+    CHECK(rules_filter_split_ne(f, &base, &minus));
+    char *b = bson_as_relaxed_extended_json(&base, NULL),
+         *m = bson_as_relaxed_extended_json(&minus, NULL);
+    CHECK_STR_EQ(b, "{ \"total_spend\" : { \"$gte\" : 5 }, \"email_domain\" : \"x.io\" }");
+    CHECK_STR_EQ(m, "{ \"total_spend\" : { \"$gte\" : 5 }, \"email_domain\" : \"x.io\", "
+                    "\"suppressed\" : true }");
+    bson_free(b);
+    bson_free(m);
+    bson_destroy(&base);
+    bson_destroy(&minus);
+    bson_destroy(f);
+    /* no term, two terms, a $ne among other operators, an array operand: no split */
+    static const char *const none[] = {"{\"a\": 1}", "{\"a\": {\"$ne\": 1}, \"b\": {\"$ne\": 2}}",
+                                       "{\"a\": {\"$ne\": 1, \"$gt\": 0}}",
+                                       "{\"a\": {\"$ne\": [1]}}", NULL};
+    for (int i = 0; none[i]; i++) {
+        f = bson_new_from_json((const uint8_t *)none[i], -1, &e);
+        bson_init(&base);
+        bson_init(&minus);
+        CHECK(!rules_filter_split_ne(f, &base, &minus));
+        bson_destroy(&base);
+        bson_destroy(&minus);
+        bson_destroy(f);
+    }
 }
 
 TEST(rules_rejections_name_the_key)
@@ -163,5 +208,6 @@ TEST(hmac_vectors_and_compare)
 }
 
 TEST_MAIN(TEST_ENTRY(rules_empty_matches_everyone), TEST_ENTRY(rules_all_keys_one_filter),
+          TEST_ENTRY(rules_email_domain_of_an_address), TEST_ENTRY(rules_split_of_a_ne_term),
           TEST_ENTRY(rules_rejections_name_the_key), TEST_ENTRY(rules_bson_roundtrip),
           TEST_ENTRY(template_render_and_validate), TEST_ENTRY(hmac_vectors_and_compare))

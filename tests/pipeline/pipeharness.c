@@ -7,6 +7,7 @@
 
 #include "dbpool.h"
 #include "jobs.h"
+#include "rules.h"
 #include "timeutil.h"
 
 #include <curl/curl.h>
@@ -208,6 +209,9 @@ int pipeh_seed(pipeh *h, int n)
                          BCON_DATE_TIME(h->seed_now - (int64_t)(i % 100) * 86400000), "createdAt",
                          BCON_DATE_TIME(h->seed_now - (int64_t)i * 60000), "updatedAt",
                          BCON_DATE_TIME(h->seed_now));
+            char domain[64]; /* as every writer of customer1 stores it (lib/rules) */
+            BSON_APPEND_UTF8(docs[k], RULES_DOMAIN_FIELD,
+                             rules_email_domain(email, domain, sizeof domain));
         }
         bson_error_t e;
         if (!mongoc_collection_insert_many(c, (const bson_t **)docs, (size_t)m, NULL, NULL, &e)) {
@@ -224,13 +228,13 @@ int pipeh_seed(pipeh *h, int n)
 int pipeh_campaign(pipeh *h, const char *name, const char *rules_json, bson_oid_t *out)
 {
     bson_error_t e;
-    bson_t *rules = bson_new_from_json((const uint8_t *)rules_json, -1, &e);
-    if (!rules)
+    bson_t *rdoc = bson_new_from_json((const uint8_t *)rules_json, -1, &e);
+    if (!rdoc)
         return -1;
     bson_oid_init(out, NULL);
     int64_t now = time_now_ms();
     bson_t *doc = BCON_NEW(
-        "_id", BCON_OID(out), "name", BCON_UTF8(name), "rules", BCON_DOCUMENT(rules), "message",
+        "_id", BCON_OID(out), "name", BCON_UTF8(name), "rules", BCON_DOCUMENT(rdoc), "message",
         BCON_NULL, "tags", "[", "]", "status", BCON_UTF8("QUEUED"), "total", BCON_INT64(0),
         "pending", BCON_INT64(0), "sent", BCON_INT64(0), "failed", BCON_INT64(0), "rules_now",
         BCON_DATE_TIME(now), "createdAt", BCON_DATE_TIME(now), "updatedAt", BCON_DATE_TIME(now));
@@ -238,7 +242,7 @@ int pipeh_campaign(pipeh *h, const char *name, const char *rules_json, bson_oid_
     bool ok = mongoc_collection_insert_one(c, doc, NULL, NULL, &e);
     mongoc_collection_destroy(c);
     bson_destroy(doc);
-    bson_destroy(rules);
+    bson_destroy(rdoc);
     if (!ok) {
         fprintf(stderr, "pipeharness: campaign: %s\n", e.message);
         return -1;
@@ -376,6 +380,34 @@ long pipeh_post(pipeh *h, const char *path, const char *key, const char *body, c
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, a);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+    long code = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_slist_free_all(hd);
+    curl_easy_cleanup(c);
+    return code;
+}
+
+long pipeh_get(pipeh *h, const char *path, const char *key, long timeout_ms, pipeh_answer *a)
+{
+    char url[400], auth[300];
+    memset(a, 0, sizeof *a);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", h->api_port, path);
+    CURL *c = curl_easy_init();
+    if (!c)
+        return 0;
+    struct curl_slist *hd = NULL;
+    if (key) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+        hd = curl_slist_append(hd, auth);
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);

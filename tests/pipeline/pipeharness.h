@@ -98,6 +98,9 @@ typedef struct pipeh_answer {
 long pipeh_post(pipeh *h, const char *path, const char *key, const char *body, const char *header,
                 long timeout_ms, pipeh_answer *a);
 
+/* GET path from the API with `Authorization: Bearer key` (key may be NULL); as pipeh_post. */
+long pipeh_get(pipeh *h, const char *path, const char *key, long timeout_ms, pipeh_answer *a);
+
 /* Create an API key with `minicrm keys create --role ROLE --name NAME` (stderr appended to
  * cli.log in the env directory); the key into out (size n). 0 when the command succeeded and
  * printed an "mck_" key, else -1. */

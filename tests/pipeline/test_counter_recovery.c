@@ -10,13 +10,15 @@
  * and is restarted at once. The test polls the logs and the campaign and measures the time
  * from the moment every log is final to the moment the campaign is COMPLETED: it must be within
  * the heartbeat TTL plus 5 s (with the age-only recovery it was recover_after_s), and the
- * counters must then equal the counts of the logs by status.
+ * counters must then equal the counts of the logs by status, and so must the progress the API
+ * serves from them (GET /api/campaigns/:id against its ?verify=1, the exact log counts).
  */
 #include "dbpool.h"
 #include "pipeharness.h"
 #include "test.h"
 #include "timeutil.h"
 
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,6 +189,31 @@ TEST(counters_converge_after_receipts_kill9)
     CHECK_INT_EQ(c.pending, 0);
     CHECK_INT_EQ(c.sent, by[1]);
     CHECK_INT_EQ(c.failed, by[2]);
+
+    /* What the API serves (GET /api/campaigns/:id, from those counters) is the exact count of
+     * the logs (?verify=1) after the kill, member for member. */
+    char key[128], path[96], hex[25];
+    CHECK(pipeh_make_key(&h, "staff", "progress", key, sizeof key) == 0);
+    bson_oid_to_string(&cid, hex);
+    json_t *p[2];
+    for (int i = 0; i < 2; i++) {
+        pipeh_answer a;
+        snprintf(path, sizeof path, "/api/campaigns/%s%s", hex, i ? "?verify=1" : "");
+        CHECK_INT_EQ(pipeh_get(&h, path, key, 30000, &a), 200);
+        json_t *doc = json_loads(a.body, 0, NULL);
+        p[i] = json_incref(json_object_get(doc, "progress"));
+        json_decref(doc);
+        CHECK(p[i] != NULL);
+    }
+    char *s0 = json_dumps(p[0], JSON_SORT_KEYS), *s1 = json_dumps(p[1], JSON_SORT_KEYS);
+    fprintf(stderr, "  progress from counters: %s\n  exact (?verify=1):      %s\n", s0, s1);
+    CHECK_STR_EQ(s0, s1);
+    CHECK_INT_EQ(json_integer_value(json_object_get(p[0], "sent")), by[1]);
+    CHECK(json_is_true(json_object_get(p[0], "complete")));
+    free(s0);
+    free(s1);
+    json_decref(p[0]);
+    json_decref(p[1]);
 }
 
 static const test_case cases[] = {TEST_ENTRY(counters_converge_after_receipts_kill9)};
