@@ -15,6 +15,12 @@
 
 #define REBUILD_BATCH 500 /* addresses per update_many of the rebuild */
 
+static int flag_batch(mongoc_collection_t *custs, char (*emails)[SUPPRESS_EMAIL_MAX + 1], int n,
+                      bool on, int64_t *changed, bson_error_t *e);
+
+static void append_new(bson_t *upd, bson_oid_t *oid, suppress_reason why, const char *source,
+                       int64_t now);
+
 static const char *const reason_names[SUPPRESS_REASON_COUNT] = {
     [SUPPRESS_UNSUBSCRIBED] = "unsubscribed",
     [SUPPRESS_BOUNCED] = "bounced",
@@ -135,23 +141,14 @@ int suppress_add(mongoc_collection_t *supps, mongoc_collection_t *custs, const c
     }
     bson_oid_t oid;
     bson_oid_init(&oid, NULL);
-    bson_t sel = BSON_INITIALIZER, upd = BSON_INITIALIZER, soi, opts = BSON_INITIALIZER,
+    bson_t sel = BSON_INITIALIZER, upd = BSON_INITIALIZER, opts = BSON_INITIALIZER,
            reply = BSON_INITIALIZER;
     BSON_APPEND_UTF8(&sel, "email", addr);
-    BSON_APPEND_DOCUMENT_BEGIN(&upd, "$setOnInsert", &soi);
-    BSON_APPEND_OID(&soi, "_id", &oid);
-    BSON_APPEND_UTF8(&soi, "reason", suppress_reason_name(why));
-    BSON_APPEND_DATE_TIME(&soi, "at", now);
-    if (source_log_hex) {
-        char low[25];
+    char low[25];
+    if (source_log_hex)
         for (int i = 0; i < 25; i++)
             low[i] = (char)tolower((unsigned char)source_log_hex[i]);
-        BSON_APPEND_UTF8(&soi, "source", low);
-    } else
-        BSON_APPEND_NULL(&soi, "source");
-    if (why == SUPPRESS_UNSUBSCRIBED)
-        BSON_APPEND_BOOL(&soi, "notify", true);
-    bson_append_document_end(&upd, &soi);
+    append_new(&upd, &oid, why, source_log_hex ? low : NULL, now);
     BSON_APPEND_BOOL(&opts, "upsert", true);
     int rc = -1;
     /* Two concurrent upserts of one address: the unique index lets one insert, the other gets
@@ -176,6 +173,77 @@ int suppress_add(mongoc_collection_t *supps, mongoc_collection_t *custs, const c
     if (rc != 0)
         return -1;
     return flag_customers(custs, addr, true, e);
+}
+
+/* The $setOnInsert document of a new suppression. */
+static void append_new(bson_t *upd, bson_oid_t *oid, suppress_reason why, const char *source,
+                       int64_t now)
+{
+    bson_t soi;
+    BSON_APPEND_DOCUMENT_BEGIN(upd, "$setOnInsert", &soi);
+    BSON_APPEND_OID(&soi, "_id", oid);
+    BSON_APPEND_UTF8(&soi, "reason", suppress_reason_name(why));
+    BSON_APPEND_DATE_TIME(&soi, "at", now);
+    if (source)
+        BSON_APPEND_UTF8(&soi, "source", source);
+    else
+        BSON_APPEND_NULL(&soi, "source");
+    if (why == SUPPRESS_UNSUBSCRIBED)
+        BSON_APPEND_BOOL(&soi, "notify", true);
+    bson_append_document_end(upd, &soi);
+}
+
+int suppress_add_batch(mongoc_collection_t *supps, mongoc_collection_t *custs,
+                       const char *const *emails, const suppress_reason *why, size_t n, int64_t now,
+                       int64_t *added, int64_t *existing, bson_error_t *e)
+{
+    if (added)
+        *added = 0;
+    if (existing)
+        *existing = 0;
+    if (n == 0)
+        return 0;
+    bson_t *bopts = BCON_NEW("ordered", BCON_BOOL(true));
+    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(supps, bopts);
+    bson_destroy(bopts);
+    bson_t *uopts = BCON_NEW("upsert", BCON_BOOL(true));
+    bool ok = true;
+    for (size_t i = 0; ok && i < n; i++) {
+        bson_oid_t oid;
+        bson_oid_init(&oid, NULL);
+        bson_t sel = BSON_INITIALIZER, upd = BSON_INITIALIZER;
+        BSON_APPEND_UTF8(&sel, "email", emails[i]);
+        append_new(&upd, &oid, why[i], NULL, now);
+        ok = mongoc_bulk_operation_update_one_with_opts(bulk, &sel, &upd, uopts, e);
+        bson_destroy(&sel);
+        bson_destroy(&upd);
+    }
+    bson_destroy(uopts);
+    bson_t reply;
+    ok = ok && mongoc_bulk_operation_execute(bulk, &reply, e);
+    if (ok) {
+        bson_iter_t it;
+        int64_t up = bson_iter_init_find(&it, &reply, "nUpserted") ? bson_iter_as_int64(&it) : 0;
+        if (added)
+            *added = up;
+        if (existing)
+            *existing = (int64_t)n - up;
+    }
+    bson_destroy(&reply);
+    mongoc_bulk_operation_destroy(bulk);
+    if (!ok)
+        return -1;
+    /* The flags of the whole batch in one statement. */
+    char(*batch)[SUPPRESS_EMAIL_MAX + 1] = malloc(n * sizeof *batch);
+    if (!batch) {
+        set_err(e, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        snprintf(batch[i], sizeof batch[i], "%s", emails[i]);
+    int rc = flag_batch(custs, batch, (int)n, true, NULL, e);
+    free(batch);
+    return rc;
 }
 
 int suppress_find(mongoc_collection_t *supps, const char *email, bool *found, suppress_reason *why,

@@ -76,6 +76,15 @@ int suppress_add(mongoc_collection_t *supps, mongoc_collection_t *custs, const c
                  suppress_reason why, const char *source_log_hex, int64_t now, bool *created,
                  bson_error_t *e);
 
+/* Suppress n addresses at once (an import): emails[i] already normalised (suppress_email_norm),
+ * why[i] its reason, source null; one ordered bulk of upserts, then one update_many of the
+ * customer flags, per call (callers pass at most a few thousand). *added / *existing (may be
+ * NULL) count new suppressions and addresses already suppressed (a repeat inside the batch
+ * counts as existing). */
+int suppress_add_batch(mongoc_collection_t *supps, mongoc_collection_t *custs,
+                       const char *const *emails, const suppress_reason *why, size_t n, int64_t now,
+                       int64_t *added, int64_t *existing, bson_error_t *e);
+
 /* Remove the suppression of `email`, then the customer flag. *removed (may be NULL) = whether
  * there was one. */
 int suppress_remove(mongoc_collection_t *supps, mongoc_collection_t *custs, const char *email,
