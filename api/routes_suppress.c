@@ -186,21 +186,22 @@ static void h_delete(api_ctx *app, http_request *req)
 
 /* ---- /u/:token -------------------------------------------------------------------------- */
 
+/* A small HTML page; with_form adds the confirm button: a form without an action, so it posts
+ * to the page's own URL whatever prefix a proxy in front of the API adds. */
 static void send_page(http_request *req, int status, const char *title, const char *text,
-                      const char *form_action)
+                      bool with_form)
 {
     char page[2048];
     int n = snprintf(page, sizeof page,
                      "<!doctype html>\n<html><head><meta charset=\"utf-8\">"
                      "<meta name=\"robots\" content=\"noindex\"><title>%s</title></head>\n"
                      "<body style=\"font-family:sans-serif;max-width:32em;margin:3em auto\">\n"
-                     "<h1>%s</h1>\n<p>%s</p>\n%s%s%s</body></html>\n",
-                     title, title, text, form_action ? "<form method=\"post\" action=\"" : "",
-                     form_action ? form_action : "",
-                     form_action ? "\"><input type=\"hidden\" name=\"List-Unsubscribe\" "
-                                   "value=\"One-Click\"><button type=\"submit\">Unsubscribe"
-                                   "</button></form>\n"
-                                 : "");
+                     "<h1>%s</h1>\n<p>%s</p>\n%s</body></html>\n",
+                     title, title, text,
+                     with_form ? "<form method=\"post\"><input type=\"hidden\" "
+                                 "name=\"List-Unsubscribe\" value=\"One-Click\"><button "
+                                 "type=\"submit\">Unsubscribe</button></form>\n"
+                               : "");
     if (n < 0 || (size_t)n >= sizeof page)
         n = 0;
     http_add_header(req, "Cache-Control", "no-store");
@@ -210,7 +211,7 @@ static void send_page(http_request *req, int status, const char *title, const ch
 
 static void not_found(http_request *req)
 {
-    send_page(req, 404, "Link not valid", "This unsubscribe link is not valid.", NULL);
+    send_page(req, 404, "Link not valid", "This unsubscribe link is not valid.", false);
 }
 
 static void h_unsub_page(api_ctx *app, http_request *req)
@@ -222,10 +223,7 @@ static void h_unsub_page(api_ctx *app, http_request *req)
         not_found(req);
         return;
     }
-    char action[UNSUB_TOKEN_LEN + 8];
-    snprintf(action, sizeof action, "/u/%s", tok); /* a checked token: base64url only */
-    send_page(req, 200, "Unsubscribe", "Press the button to stop receiving these messages.",
-              action);
+    send_page(req, 200, "Unsubscribe", "Press the button to stop receiving these messages.", true);
 }
 
 /* Does b[0..n) contain the NUL-terminated `lit`? */
