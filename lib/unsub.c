@@ -6,6 +6,7 @@
 #include "unsub.h"
 
 #include "hmac.h"
+#include "jobs.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -19,6 +20,7 @@
 #define MAC_LEN 12 /* bytes of the MAC kept in a token */
 #define RAW_LEN (OID_LEN + MAC_LEN)
 _Static_assert((RAW_LEN * 4 + 2) / 3 == UNSUB_TOKEN_LEN, "token length");
+_Static_assert(UNSUB_URL_MAX == JOBS_URL_MAX, "a url must fit a send job's unsubscribe_url");
 
 struct unsub_signer {
     EVP_MD_CTX *inner; /* SHA-256 after (K ^ ipad) */
