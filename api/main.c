@@ -117,8 +117,8 @@ static int build_routes(router *r)
     if (routes_ops_register(r) || routes_customers_register(r) || routes_orders_register(r) ||
         routes_campaigns_register(r) || routes_campaign_moves_register(r) ||
         routes_comm_register(r) || routes_delivery_register(r) || routes_messages_register(r) ||
-        routes_webhooks_register(r) || auth_register_routes(r) || webfiles_register(r) ||
-        events_register(r))
+        routes_webhooks_register(r) || routes_suppress_register(r) || auth_register_routes(r) ||
+        webfiles_register(r) || events_register(r))
         return -1;
     return 0;
 }
@@ -251,6 +251,8 @@ int main(int argc, char **argv)
     }
     if (pthread_create(&idx_tid, NULL, index_thread, &app) == 0)
         idx_started = true;
+    if (routes_suppress_start(&app) != 0)
+        log_warn("suppress_notifier_not_started", NULL);
     log_info("listening", "bind=%s port=%d threads=%d max_conns=%d max_conns_per_ip=%d",
              cfg.api.bind, cfg.api.port, cfg.api.threads, cfg.api.max_conns,
              cfg.api.max_conns_per_ip);
@@ -286,6 +288,8 @@ out:
         signals_request_stop();
         pthread_join(idx_tid, NULL);
     }
+    signals_request_stop();
+    routes_suppress_join();
     metrics_free(app.metrics);
     ratelimit_free(app.ratelimit);
     ratelimit_free(app.receipts_ratelimit);

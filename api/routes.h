@@ -11,6 +11,7 @@
  *   routes_delivery.c   POST /api/vendor/send, POST /api/receipts/delivery
  *   routes_messages.c   POST /api/messages (one-off messages through the priority lane)
  *   routes_webhooks.c   /api/webhooks (+ :id, :id/test): outbound webhook endpoints (admin)
+ *   routes_suppress.c   /api/suppressions, one-click unsubscribe GET/POST /u/:token
  *
  * routes_ensure_indexes() creates the indexes of notes/design.md (idempotent; indexes.c).
  */
@@ -31,6 +32,12 @@ int routes_comm_register(router *r);
 int routes_delivery_register(router *r);
 int routes_messages_register(router *r);
 int routes_webhooks_register(router *r);
+int routes_suppress_register(router *r);
+/* The thread that pushes the webhook events of suppressions a crash left unannounced
+ * (routes_suppress.c): start it once the pools exist (0, or -1 if no thread could start);
+ * join it after signals_request_stop(). */
+int routes_suppress_start(api_ctx *app);
+void routes_suppress_join(void);
 
 /* The start-up index builder's state across its passes (indexes.c draws the moves):
  * zero-initialise it, then call routes_ensure_indexes() until it returns 0. */

@@ -77,6 +77,10 @@ static const cfg_setting_info settings[] = {
      "directory of the dashboard's files served at / and /ui/ (empty: share/minicrm/web next to the programs, else the source tree's web/)"},
     {"api.events_max_streams", CFG_INT, OFF(api.events_max_streams), "200", NULL, false, 1, 100000, NULL,
      "most concurrent GET /api/events streams (503 above)"},
+    {"api.public_url", CFG_STRING, OFF(api.public_url), "", NULL, false, NOLIM, NULL,
+     "public base URL of the API in unsubscribe links (empty: http://api.bind:api.port)"},
+    {"api.unsubscribe_secret", CFG_STRING, OFF(api.unsubscribe_secret), "", NULL, true, NOLIM, NULL,
+     "HMAC key of unsubscribe tokens (empty: derived from receipts.vendor_secret)"},
 
     {"auth.google_client_id", CFG_STRING, OFF(auth.google_client_id), "", "GOOGLE_CLIENT_ID", false, NOLIM, NULL,
      "Google OAuth client id (empty: Google login disabled)"},
@@ -198,6 +202,8 @@ static const cfg_setting_info settings[] = {
      "instance name: its consumer id and rejected-receipts key (unique per running simulator)"},
     {"vendor_sim.post_timeout_ms", CFG_INT, OFF(vendor_sim.post_timeout_ms), "10000", NULL, false, 100, 600000, NULL,
      "timeout of one receipts POST"},
+    {"vendor_sim.unsubscribe_rate", CFG_DOUBLE, OFF(vendor_sim.unsubscribe_rate), "0.01", NULL, false, 0, 1, NULL,
+     "share of recipients who click one-click unsubscribe (POST to the send's unsubscribe_url)"},
 
     {"vendor_sim.fake_429_above_per_s", CFG_DOUBLE, OFF(vendor_sim.fake_429_above_per_s), "0", NULL, false, 0, 1000000, NULL,
      "answer sends above this rate (shared by every simulator) with 429 + Retry-After, like a vendor's own limit (0 = never)"},

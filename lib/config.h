@@ -57,6 +57,9 @@ typedef struct minicrm_config {
          * concurrent GET /api/events streams. */
         char *web_root;
         int events_max_streams;
+
+        char *public_url;         /* base of unsubscribe links (lib/unsub); "" = from bind/port */
+        char *unsubscribe_secret; /* key of unsubscribe tokens (secret); "" = derived */
     } api;
     struct {
         char *google_client_id;     /* GOOGLE_CLIENT_ID */
@@ -130,6 +133,8 @@ typedef struct minicrm_config {
         int post_timeout_ms;
         char *name;                  /* instance name (keys and consumer id) */
         double fake_429_above_per_s; /* answer 429 above this rate (0 = never) */
+
+        double unsubscribe_rate; /* share who unsubscribe (vendor-sim/unsubscriber.c) */
     } vendor_sim;
     struct {
         char *retry_schedule; /* delays between attempts, seconds, comma-separated */

@@ -69,6 +69,7 @@
 #include "throttle.h"
 #include "timers.h"
 #include "timeutil.h"
+#include "unsubscriber.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -115,6 +116,7 @@ typedef struct vsim {
     poster *post;
     poster *ppost; /* the same, with ?lane=priority: receipts of priority sends */
     decider *dec;
+    vunsub *unsub; /* recipients pressing one-click unsubscribe (unsubscriber.h) */
     timers heap;
     outbox out;  /* receipts of bulk sends */
     outbox pout; /* receipts of priority sends: posted first, in POSTs of their own */
@@ -279,6 +281,9 @@ static int schedule_send(vsim *v, const jobs_send_in *in, vjob *vj, int64_t now,
     }
     if (!counted)
         vj->remaining++;
+    if (in->unsubscribe_url[0] && dc.status == CAMPAIGN_LOG_SENT &&
+        vunsub_wants(v->unsub, in->log_id))
+        vunsub_add(v->unsub, in->unsubscribe_url);
     return 0;
 }
 
@@ -669,6 +674,7 @@ static void vs_tick(void *arg, bool claimed)
     for (int i = 0; i < 8 && post_some(v, &v->out) == 1; i++)
         ;
     ack_done(v);
+    vunsub_flush(v->unsub, 50);
     if (v->view.epoch >= 0 && v->view.epoch != v->acked_epoch &&
         campctl_ack(v->rc, v->cfg->redis.prefix, v->cons, v->view.epoch) == 0)
         v->acked_epoch = v->view.epoch;
@@ -745,12 +751,14 @@ int main(int argc, char **argv)
     v.dec =
         decider_new(cfg.receipts.vendor_secret, cfg.vendor_sim.seed, cfg.vendor_sim.success_rate,
                     cfg.vendor_sim.min_delay_ms, cfg.vendor_sim.max_delay_ms);
-    if (!v.q || !v.pq || !v.post || !v.ppost || !v.dec || !v.pace) {
+    v.unsub = vunsub_new(cfg.receipts.vendor_secret, cfg.vendor_sim.seed,
+                         cfg.vendor_sim.unsubscribe_rate, cfg.vendor_sim.post_timeout_ms);
+    if (!v.q || !v.pq || !v.post || !v.ppost || !v.dec || !v.pace || !v.unsub) {
         fprintf(stderr, "minicrm-vendor-sim: %s\n",
-                !v.q || !v.pq         ? err
-                : !v.post || !v.ppost ? "cannot set up libcurl"
-                : !v.pace             ? "out of memory"
-                                      : "cannot set up HMAC-SHA256");
+                !v.q || !v.pq                     ? err
+                : !v.post || !v.ppost || !v.unsub ? "cannot set up libcurl"
+                : !v.pace                         ? "out of memory"
+                                                  : "cannot set up HMAC-SHA256");
         goto out;
     }
     char procsuffix[QUEUE_MAX_CONSUMER + 16];
@@ -799,6 +807,7 @@ out:
     decider_free(v.dec);
     pacer_free(v.pace);
     throttle_free(v.thr);
+    vunsub_free(v.unsub);
     queue_close(v.pq);
     queue_close(v.q);
     rconn_free(v.rc);
