@@ -18,10 +18,19 @@
  * events queue holds exactly one distinct message.failed / message.bounced /
  * contact.complained id per log that should have one (repeats are allowed: ids are
  * deterministic).
+ *
+ * events_through_the_route posts events by hand to POST /api/receipts/delivery, in every
+ * shape the route takes (a single receipt, an array, {"receipts": [...]}), for a campaign of
+ * two PENDING logs no vendor knows: an OPENED before the log's SENT is kept and counted once,
+ * a repeated event id (in a later POST and inside one batch) is a no-op, an unknown event type
+ * and an event for an unknown log become dead letters with their reason while the valid
+ * events around them apply, a BOUNCED log ends FAILED "bounced" with its message.bounced event
+ * (naming the customer's e-mail), a COMPLAINED one gets contact.complained.
  */
 #include "campaign.h"
 #include "dbpool.h"
 #include "decide.h"
+#include "hmac.h"
 #include "jobs.h"
 #include "pipeharness.h"
 #include "test.h"
@@ -362,7 +371,206 @@ TEST(exact_event_counters_under_receipts_kill9)
     free(want_ev.id);
 }
 
-static const test_case cases[] = {TEST_ENTRY(exact_event_counters_under_receipts_kill9)};
+/* POST body, signed with the vendor secret (receipts.require_timestamp is off in this test). */
+static long post_receipts(const char *body, pipeh_answer *a)
+{
+    char sig[HMAC_HEX_LEN + 1], hdr[128];
+    hmac_sign_receipt(SECRET, NULL, body, strlen(body), sig);
+    snprintf(hdr, sizeof hdr, "X-Signature: %s", sig);
+    return pipeh_post(&h, "/api/receipts/delivery", NULL, body, hdr, 10000, a);
+}
+
+/* Poll until log lid has field `field` (NULL: any) and status `status` (NULL: any). 0 or -1. */
+static int wait_log(const bson_oid_t *lid, const char *field, const char *status)
+{
+    mongoc_collection_t *logs = pipeh_coll(&h, DB_LOGS);
+    int64_t deadline = time_mono_ms() + 20000;
+    int rc = -1;
+    while (rc != 0 && time_mono_ms() < deadline) {
+        bson_t *f = BCON_NEW("_id", BCON_OID(lid));
+        if (field)
+            BCON_APPEND(f, field, "{", "$exists", BCON_BOOL(true), "}");
+        if (status)
+            BCON_APPEND(f, "status", BCON_UTF8(status));
+        bson_error_t e;
+        if (mongoc_collection_count_documents(logs, f, NULL, NULL, NULL, &e) == 1)
+            rc = 0;
+        else
+            pipeh_sleep_ms(20);
+        bson_destroy(f);
+    }
+    mongoc_collection_destroy(logs);
+    return rc;
+}
+
+/* The dead letters of the receipts queue containing both a and b. */
+static int dead_with(const char *a, const char *b)
+{
+    redisReply *r = rconn_command(h.rc, "LRANGE %s{%s}:dead 0 -1", h.env.prefix, QUEUE_RECEIPTS);
+    int n = 0;
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+        n += strstr(r->element[i]->str, a) && strstr(r->element[i]->str, b);
+    if (r)
+        freeReplyObject(r);
+    return n;
+}
+
+/* The data of the queued event with id `id` (its JSON text, malloc'd), or NULL. */
+static char *queued_event_data(const char *id)
+{
+    redisReply *r = rconn_command(h.rc, "LRANGE %s{%s}:ready 0 -1", h.env.prefix, QUEUE_EVENTS);
+    char *out = NULL;
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements && !out; i++) {
+        jobs_event ev;
+        char why[128];
+        if (jobs_event_decode(r->element[i]->str, r->element[i]->len, &ev, why, sizeof why) == 0 &&
+            !strcmp(ev.id, id))
+            out = strndup(ev.data, ev.datalen);
+    }
+    if (r)
+        freeReplyObject(r);
+    return out;
+}
+
+TEST(events_through_the_route)
+{
+    CHECK(pipeh_start_all(&h) == 0);
+    /* A SENDING campaign of two PENDING logs whose sends no vendor has. */
+    mongoc_collection_t *custs = pipeh_coll(&h, DB_CUSTOMERS), *logs = pipeh_coll(&h, DB_LOGS),
+                        *camps = pipeh_coll(&h, DB_CAMPAIGNS);
+    bson_oid_t uid[2], cid, lid[2];
+    char email[2][64];
+    bson_t *q = bson_new();
+    bson_t *qo = BCON_NEW("limit", BCON_INT64(2), "sort", "{", "_id", BCON_INT32(1), "}");
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(custs, q, qo, NULL);
+    const bson_t *doc;
+    for (int i = 0; i < 2; i++) {
+        CHECK(mongoc_cursor_next(cur, &doc));
+        bson_iter_t it;
+        CHECK(bson_iter_init_find(&it, doc, "_id"));
+        bson_oid_copy(bson_iter_oid(&it), &uid[i]);
+        CHECK(bson_iter_init_find(&it, doc, "email"));
+        snprintf(email[i], sizeof email[i], "%s", bson_iter_utf8(&it, NULL));
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(q);
+    bson_destroy(qo);
+    bson_oid_init(&cid, NULL);
+    int64_t now = time_now_ms();
+    bson_t *cd =
+        BCON_NEW("_id", BCON_OID(&cid), "name", BCON_UTF8("by-hand"), "status",
+                 BCON_UTF8("SENDING"), "fanout_done", BCON_BOOL(true), "total", BCON_INT64(2),
+                 "pending", BCON_INT64(2), "sent", BCON_INT64(0), "failed", BCON_INT64(0),
+                 "cancelled", BCON_INT64(0), "createdAt", BCON_DATE_TIME(now));
+    bson_error_t e;
+    CHECK(mongoc_collection_insert_one(camps, cd, NULL, NULL, &e));
+    bson_destroy(cd);
+    char lhex[2][25], chex[25];
+    bson_oid_to_string(&cid, chex);
+    for (int i = 0; i < 2; i++) {
+        campaign_log_id(&cid, &uid[i], &lid[i]);
+        bson_oid_to_string(&lid[i], lhex[i]);
+        bson_t ld = BSON_INITIALIZER;
+        campaign_log_append_new(&ld, &lid[i], &cid, &uid[i], "hi", now);
+        CHECK(mongoc_collection_insert_one(logs, &ld, NULL, NULL, &e));
+        bson_destroy(&ld);
+    }
+
+    /* An OPENED before the log's SENT: kept, counted, the status left PENDING. */
+    char body[4096];
+    pipeh_answer a;
+    snprintf(body, sizeof body,
+             "{\"log_id\":\"%s\",\"status\":\"OPENED\",\"event_id\":\"e-open-1\"}", lhex[0]);
+    CHECK_INT_EQ(post_receipts(body, &a), 202);
+    CHECK(wait_log(&lid[0], "openedAt", "PENDING") == 0);
+
+    /* A batch: the same open again (its id repeated), a click twice with one id, an unknown
+     * event type, an event for an unknown log, and the SENT. */
+    snprintf(body, sizeof body,
+             "[{\"log_id\":\"%s\",\"status\":\"OPENED\",\"id\":\"e-open-1\"},"
+             "{\"log_id\":\"%s\",\"status\":\"CLICKED\",\"event_id\":\"e-click-1\"},"
+             "{\"log_id\":\"%s\",\"status\":\"CLICKED\",\"event_id\":\"e-click-1\"},"
+             "{\"log_id\":\"%s\",\"status\":\"DEFERRED\",\"id\":\"e-deferred\"},"
+             "{\"log_id\":\"ffffffffffffffffffffffff\",\"status\":\"OPENED\",\"id\":\"e-nolog\"},"
+             "{\"log_id\":\"%s\",\"status\":\"SENT\",\"vendorMsgId\":\"vx-0\","
+             "\"campaign_id\":\"%s\",\"id\":\"e-sent\"}]",
+             lhex[0], lhex[0], lhex[0], lhex[0], lhex[0], chex);
+    CHECK_INT_EQ(post_receipts(body, &a), 202);
+    CHECK_STR_CONTAINS(a.body, "\"accepted\":5");
+    CHECK_STR_CONTAINS(a.body, "\"unknown\":1");
+    CHECK(wait_log(&lid[0], "clickedAt", "SENT") == 0);
+    int64_t deadline = time_mono_ms() + 20000;
+    while (dead_with("e-deferred", "status must be") + dead_with("e-nolog", "unknown log_id") < 2 &&
+           time_mono_ms() < deadline)
+        pipeh_sleep_ms(20);
+    CHECK_INT_EQ(dead_with("e-deferred", "status must be"), 1);
+    CHECK_INT_EQ(dead_with("e-nolog", "unknown log_id"), 1);
+
+    /* {"receipts": [...]}: another open (a new id: still one open per log) and a complaint;
+     * the other log bounces. */
+    snprintf(body, sizeof body,
+             "{\"receipts\":[{\"log_id\":\"%s\",\"status\":\"OPENED\",\"id\":\"e-open-2\"},"
+             "{\"log_id\":\"%s\",\"status\":\"COMPLAINED\",\"id\":\"e-spam\"},"
+             "{\"log_id\":\"%s\",\"status\":\"BOUNCED\",\"vendorMsgId\":\"vx-1\",\"id\":\"e-b\"}]}",
+             lhex[0], lhex[0], lhex[1]);
+    CHECK_INT_EQ(post_receipts(body, &a), 202);
+    CHECK(wait_log(&lid[0], "complainedAt", "SENT") == 0);
+    CHECK(wait_log(&lid[1], "bounced", "FAILED") == 0);
+    /* A single event already recorded is answered as a repeat; an unknown type is a 400, an
+     * unknown log a 404. */
+    snprintf(body, sizeof body, "{\"log_id\":\"%s\",\"status\":\"OPENED\",\"id\":\"e-open-3\"}",
+             lhex[0]);
+    CHECK_INT_EQ(post_receipts(body, &a), 200);
+    CHECK_STR_CONTAINS(a.body, "\"updated\":false");
+    snprintf(body, sizeof body, "{\"log_id\":\"%s\",\"status\":\"DEFERRED\"}", lhex[0]);
+    CHECK_INT_EQ(post_receipts(body, &a), 400);
+    CHECK_INT_EQ(post_receipts("[{\"log_id\":\"ffffffffffffffffffffffff\",\"status\":\"X\"}]", &a),
+                 400);
+    CHECK_INT_EQ(
+        post_receipts("{\"log_id\":\"ffffffffffffffffffffffff\",\"status\":\"OPENED\"}", &a), 404);
+
+    /* Counters: once each. */
+    camp_read cr;
+    deadline = time_mono_ms() + 20000;
+    while (time_mono_ms() < deadline &&
+           !(read_campaign(&cid, &cr) == 0 && !strcmp(cr.status, "COMPLETED")))
+        pipeh_sleep_ms(20);
+    CHECK_STR_EQ(cr.status, "COMPLETED");
+    CHECK_INT_EQ(cr.c.sent, 1);
+    CHECK_INT_EQ(cr.c.failed, 1);
+    CHECK_INT_EQ(cr.c.bounced, 1);
+    CHECK_INT_EQ(cr.c.opened, 1);
+    CHECK_INT_EQ(cr.c.clicked, 1);
+    CHECK_INT_EQ(cr.c.complained, 1);
+    CHECK_INT_EQ(cr.pending, 0);
+    bson_t *bf = BCON_NEW("_id", BCON_OID(&lid[1]), "failureReason", BCON_UTF8("bounced"));
+    CHECK_INT_EQ(mongoc_collection_count_documents(logs, bf, NULL, NULL, NULL, &e), 1);
+    bson_destroy(bf);
+
+    /* The webhook events: the bounce names the customer's e-mail, the complaint too. */
+    char id[JOBS_EVENT_ID_LEN + 1];
+    jobs_event_id(JOBS_EV_MESSAGE_BOUNCED, lhex[1], id);
+    char *data = queued_event_data(id);
+    CHECK_MSG(data != NULL, "no message.bounced event for %s", lhex[1]);
+    CHECK_STR_CONTAINS(data, email[1]);
+    CHECK_STR_CONTAINS(data, "\"reason\":\"bounced\"");
+    CHECK_STR_CONTAINS(data, "\"vendorMsgId\":\"vx-1\"");
+    CHECK_STR_CONTAINS(data, chex);
+    free(data);
+    jobs_event_id(JOBS_EV_CONTACT_COMPLAINED, lhex[0], id);
+    data = queued_event_data(id);
+    CHECK_MSG(data != NULL, "no contact.complained event for %s", lhex[0]);
+    CHECK_STR_CONTAINS(data, email[0]);
+    free(data);
+    jobs_event_id(JOBS_EV_MESSAGE_FAILED, lhex[1], id);
+    CHECK(queued_event_data(id) == NULL); /* a bounce is not also a plain failure */
+    mongoc_collection_destroy(custs);
+    mongoc_collection_destroy(logs);
+    mongoc_collection_destroy(camps);
+}
+
+static const test_case cases[] = {TEST_ENTRY(exact_event_counters_under_receipts_kill9),
+                                  TEST_ENTRY(events_through_the_route)};
 
 int main(int argc, char **argv)
 {
@@ -373,7 +581,8 @@ int main(int argc, char **argv)
     }
     /* After pipeh_start (which sets its own defaults), before the programs start. */
     char v[32];
-    setenv("MINICRM_RECEIPTS_RECOVER_AFTER_S", "60", 1); /* the heartbeat path only */
+    setenv("MINICRM_RECEIPTS_RECOVER_AFTER_S", "60", 1);      /* the heartbeat path only */
+    setenv("MINICRM_RECEIPTS_REQUIRE_TIMESTAMP", "false", 1); /* hand-signed posts */
     snprintf(v, sizeof v, "%g", SUCCESS_RATE);
     setenv("MINICRM_VENDOR_SIM_SUCCESS_RATE", v, 1);
     snprintf(v, sizeof v, "%g", BOUNCE);
