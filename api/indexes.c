@@ -36,6 +36,7 @@
 #include "apiutil.h"
 #include "log.h"
 #include "routes.h"
+#include "suppress.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -65,6 +66,11 @@ static const idx k_indexes[] = {
     {DB_LOGS, "updatedAt_1_pending", "{\"updatedAt\": 1}", false, "{\"status\": \"PENDING\"}"},
     {DB_LOGS, "createdAt_-1__id_-1", "{\"createdAt\": -1, \"_id\": -1}", false, NULL},
     {DB_LOGS, "campaign_id_1_status_1", "{\"campaign_id\": 1, \"status\": 1}", false, NULL},
+    /* lib/suppress: one suppression per address; the list route's newest-first order; the
+     * suppressions whose webhook event may not be pushed yet (a partial index: only those). */
+    {DB_SUPPRESSIONS, "email_1", "{\"email\": 1}", true, NULL},
+    {DB_SUPPRESSIONS, "at_-1__id_-1", "{\"at\": -1, \"_id\": -1}", false, NULL},
+    {DB_SUPPRESSIONS, "at_1_notify", "{\"at\": 1}", false, "{\"notify\": true}"},
     {DB_CAMPAIGNS, "createdAt_-1__id_-1", "{\"createdAt\": -1, \"_id\": -1}", false, NULL},
 };
 #define N_INDEXES (sizeof k_indexes / sizeof k_indexes[0])

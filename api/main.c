@@ -105,7 +105,7 @@ static int build_routes(router *r)
     if (routes_ops_register(r) || routes_customers_register(r) || routes_orders_register(r) ||
         routes_campaigns_register(r) || routes_campaign_moves_register(r) ||
         routes_comm_register(r) || routes_delivery_register(r) || routes_messages_register(r) ||
-        auth_register_routes(r))
+        routes_suppress_register(r) || auth_register_routes(r))
         return -1;
     return 0;
 }
@@ -234,8 +234,10 @@ int main(int argc, char **argv)
 
     /* Wait for SIGTERM/SIGINT. */
     struct pollfd pfd = {.fd = signals_fd(), .events = POLLIN};
-    while (!signals_stop_requested())
+    while (!signals_stop_requested()) {
         poll(&pfd, 1, 1000);
+        routes_suppress_tick(&app);
+    }
 
     log_info("stopping", "signal=%d inflight=%ld", signals_stop_signal(), http_inflight());
     MHD_socket lfd = MHD_quiesce_daemon(d);

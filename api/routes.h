@@ -10,6 +10,7 @@
  *   routes_comm.c       GET /communication
  *   routes_delivery.c   POST /api/vendor/send, POST /api/receipts/delivery
  *   routes_messages.c   POST /api/messages (one-off messages through the priority lane)
+ *   routes_suppress.c   /api/suppressions, one-click unsubscribe GET/POST /u/:token
  *
  * routes_ensure_indexes() creates the indexes of notes/design.md (idempotent; indexes.c).
  */
@@ -29,6 +30,10 @@ int routes_campaign_moves_register(router *r);
 int routes_comm_register(router *r);
 int routes_delivery_register(router *r);
 int routes_messages_register(router *r);
+int routes_suppress_register(router *r);
+/* Push the webhook events of suppressions a crash left unannounced (routes_suppress.c); call
+ * from one thread, often: it does its work at most every few seconds. */
+void routes_suppress_tick(api_ctx *app);
 
 /* The start-up index builder's state across its passes (indexes.c draws the moves):
  * zero-initialise it, then call routes_ensure_indexes() until it returns 0. */

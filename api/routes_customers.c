@@ -14,7 +14,9 @@
  */
 #include "apiutil.h"
 #include "jsonx.h"
+#include "log.h"
 #include "routes.h"
+#include "suppress.h"
 #include "timeutil.h"
 
 #include <ctype.h>
@@ -84,6 +86,18 @@ static void h_create(api_ctx *app, http_request *req)
     mongoc_collection_t *coll = dbpool_collection(app->db, cl, DB_CUSTOMERS);
     bson_error_t e;
     bool ok = mongoc_collection_insert_one(coll, &doc, NULL, NULL, &e);
+    if (ok) {
+        /* After the insert, never before (lib/suppress: a suppression written meanwhile is
+         * seen here or sets the flag itself). A failure here leaves the flag to the rebuild. */
+        mongoc_collection_t *supps = dbpool_collection(app->db, cl, DB_SUPPRESSIONS);
+        bool sup = false;
+        bson_error_t se;
+        if (suppress_flag_customer(supps, coll, lower, &sup, &se) != 0)
+            log_warn("customers.suppress_flag_failed", "detail=\"%s\"", se.message);
+        else if (sup)
+            BSON_APPEND_BOOL(&doc, "suppressed", true);
+        mongoc_collection_destroy(supps);
+    }
     mongoc_collection_destroy(coll);
     dbpool_push(app->db, cl);
     if (!ok) {

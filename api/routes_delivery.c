@@ -48,6 +48,7 @@
 #include "ratelimit.h"
 #include "routes.h"
 #include "timeutil.h"
+#include "unsub.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -76,11 +77,15 @@ static void h_vendor_send(api_ctx *app, http_request *req)
     char vid[CAMPAIGN_VMID_LEN + 1];
     campaign_vendor_msg_id(app->cfg->receipts.vendor_secret, log_id, vid);
     /* The id answered here travels in the send job: the vendor reports it for this log. */
+    char uurl[UNSUB_URL_MAX + 1];
+    const unsub_signer *us = unsub_signer_get(app->cfg);
     jobs_send send = {.log_id = log_id,
                       .campaign_id = campaign_id,
                       .customer_id = customer_id,
                       .message = message,
-                      .vendor_msg_id = vid};
+                      .vendor_msg_id = vid,
+                      .unsubscribe_url =
+                          us && unsub_url(us, log_id, uurl, sizeof uurl) > 0 ? uurl : NULL};
     jsonx_buf job = {0};
     if (jobs_send_encode(&job, &send) != 0) {
         jsonx_buf_free(&job);

@@ -4,8 +4,9 @@
  *   POST /api/messages  (staff)  {customer_id, message} or {email, message}
  *        -> 202 {"ok": true, "log_id", "customer_id", "vendorMsgId", "status": "PENDING",
  *           "queued": true}; 400 naming the field (neither or both of customer_id and email,
- *           no message); 404 no such customer. Idempotency-Key as POST /api/campaigns
- *           (api/idempotency: the first answer is replayed, nothing is sent twice).
+ *           no message); 404 no such customer; 409 {"error": "EMAIL is suppressed (REASON)"}
+ *           when the customer's address is on the suppression list (lib/suppress). Idempotency-Key
+ * as POST /api/campaigns (api/idempotency: the first answer is replayed, nothing is sent twice).
  *        Writes the log (lib/campaign: campaign_id null, kind "transactional", PENDING, a fresh
  *        _id) and pushes ONE send job (lib/jobs) onto the priority queue (QUEUE_PRIORITY),
  *        which every sends consumer drains before the bulk sends of campaigns (lib/consumer),
@@ -25,7 +26,9 @@
 #include "log.h"
 #include "queue.h"
 #include "routes.h"
+#include "suppress.h"
 #include "timeutil.h"
+#include "unsub.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,9 +36,10 @@
 
 #define MESSAGE_MAX_LEN 8192
 
-/* The customer's _id by customer_id or e-mail (stored lower-cased). 1 found, 0 not, -1 error. */
+/* The customer's _id (and stored e-mail into addr) by customer_id or e-mail (stored
+ * lower-cased). 1 found, 0 not, -1 error. */
 static int find_customer(mongoc_collection_t *custs, const char *customer_id, const char *email,
-                         bson_oid_t *out, bson_error_t *e)
+                         bson_oid_t *out, char addr[SUPPRESS_EMAIL_MAX + 1], bson_error_t *e)
 {
     bson_t *f;
     char lower[256];
@@ -45,15 +49,21 @@ static int find_customer(mongoc_collection_t *custs, const char *customer_id, co
     } else {
         f = BCON_NEW("email", BCON_UTF8(api_lower(email, lower, sizeof lower)));
     }
-    bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "limit", BCON_INT64(1));
+    bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "email", BCON_INT32(1), "}",
+                            "limit", BCON_INT64(1));
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(custs, f, opts, NULL);
     const bson_t *doc;
     bson_iter_t it;
     int rc = 0;
+    addr[0] = '\0';
     if (mongoc_cursor_next(cur, &doc) && bson_iter_init_find(&it, doc, "_id") &&
         BSON_ITER_HOLDS_OID(&it)) {
         bson_oid_copy(bson_iter_oid(&it), out);
         rc = 1;
+        uint32_t n;
+        if (bson_iter_init_find(&it, doc, "email") && BSON_ITER_HOLDS_UTF8(&it) &&
+            bson_iter_utf8(&it, &n) && n <= SUPPRESS_EMAIL_MAX)
+            memcpy(addr, bson_iter_utf8(&it, NULL), n + 1);
     }
     if (mongoc_cursor_error(cur, e))
         rc = -1;
@@ -70,11 +80,13 @@ static void send_message(api_ctx *app, http_request *req, const char *customer_i
     mongoc_client_t *cl = dbpool_pop(app->db);
     mongoc_collection_t *custs = dbpool_collection(app->db, cl, DB_CUSTOMERS);
     mongoc_collection_t *logs = dbpool_collection(app->db, cl, DB_LOGS);
+    mongoc_collection_t *supps = dbpool_collection(app->db, cl, DB_SUPPRESSIONS);
     bson_error_t e;
     bson_oid_t uid, lid;
     json_t *body = NULL;
     jsonx_buf job = {0};
-    int found = find_customer(custs, customer_id, email, &uid, &e);
+    char addr[SUPPRESS_EMAIL_MAX + 1];
+    int found = find_customer(custs, customer_id, email, &uid, addr, &e);
     if (found < 0) {
         *status = api_db_status(req, &e, "find customer");
         body = http_error_json(*status == 503 ? "database unavailable" : "internal error");
@@ -83,6 +95,22 @@ static void send_message(api_ctx *app, http_request *req, const char *customer_i
     if (found == 0) {
         *status = 404;
         body = http_error_json("customer not found");
+        goto out;
+    }
+    /* A suppressed address gets no message, priority or not (the suppressions collection is
+     * the truth here: one indexed read, not the customer's derived flag). */
+    bool suppressed = false;
+    suppress_reason why = SUPPRESS_MANUAL;
+    if (addr[0] && suppress_find(supps, addr, &suppressed, &why, &e) != 0) {
+        *status = api_db_status(req, &e, "find suppression");
+        body = http_error_json(*status == 503 ? "database unavailable" : "internal error");
+        goto out;
+    }
+    if (suppressed) {
+        char msg[SUPPRESS_EMAIL_MAX + 64];
+        snprintf(msg, sizeof msg, "%s is suppressed (%s)", addr, suppress_reason_name(why));
+        *status = 409;
+        body = http_error_json(msg);
         goto out;
     }
     bson_oid_init(&lid, NULL);
@@ -99,7 +127,14 @@ static void send_message(api_ctx *app, http_request *req, const char *customer_i
         body = http_error_json(*status == 503 ? "database unavailable" : "internal error");
         goto out;
     }
-    jobs_send s = {.log_id = lhex, .customer_id = uhex, .message = message, .vendor_msg_id = vid};
+    char uurl[UNSUB_URL_MAX + 1];
+    const unsub_signer *us = unsub_signer_get(app->cfg);
+    jobs_send s = {.log_id = lhex,
+                   .customer_id = uhex,
+                   .message = message,
+                   .vendor_msg_id = vid,
+                   .unsubscribe_url =
+                       us && unsub_url(us, lhex, uurl, sizeof uurl) > 0 ? uurl : NULL};
     bool encoded = jobs_send_encode(&job, &s) == 0;
     const char *jobs[1] = {job.data};
     size_t lens[1] = {job.len};
@@ -122,6 +157,7 @@ out:
     jsonx_buf_free(&job);
     mongoc_collection_destroy(custs);
     mongoc_collection_destroy(logs);
+    mongoc_collection_destroy(supps);
     dbpool_push(app->db, cl);
     *answer = body ? jsonx_dumps(body) : NULL;
     json_decref(body);

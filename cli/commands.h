@@ -31,5 +31,6 @@ int cmd_dlq(cli_ctx *ctx);
 int cmd_seed(cli_ctx *ctx);
 int cmd_demo(cli_ctx *ctx);
 int cmd_campaigns(cli_ctx *ctx);
+int cmd_suppressions(cli_ctx *ctx);
 
 #endif

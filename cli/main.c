@@ -23,6 +23,8 @@ static const command commands[] = {
      "create reproducible customers and orders through the API (--customers N --orders M)"},
     {"campaigns", cmd_campaigns,
      "campaigns: list, show ID, pause|resume|cancel ID, reschedule ID SEND_AT (--json)"},
+    {"suppressions", cmd_suppressions,
+     "suppression list: list, add EMAIL, remove EMAIL, import FILE.csv, rebuild"},
     {"demo", cmd_demo, "run one campaign end to end against a running 'up' and show its progress"},
     {"config", cmd_config, "print the effective configuration (--defaults, --table, --secrets)"},
 };
@@ -32,7 +34,7 @@ static void usage(void)
     printf("usage: minicrm [--config FILE] [--set SECTION.KEY=VALUE]... COMMAND [ARGS]\n\n"
            "commands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        printf("  %-10s %s\n", commands[i].name, commands[i].summary);
+        printf("  %-12s %s\n", commands[i].name, commands[i].summary);
     printf("\n`minicrm COMMAND --help` describes a command.\n");
 }
 

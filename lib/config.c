@@ -71,6 +71,10 @@ static const cfg_setting_info settings[] = {
      "most concurrent HTTP connections from one client address (more are closed at once)"},
     {"api.access_log", CFG_STRING, OFF(api.access_log), "auto", NULL, false, 1, 0, "auto|on|off",
      "one log line per request: on, off, or auto (on; off under `minicrm up` unless --verbose)"},
+    {"api.public_url", CFG_STRING, OFF(api.public_url), "", NULL, false, NOLIM, NULL,
+     "public base URL of the API in unsubscribe links (empty: http://api.bind:api.port)"},
+    {"api.unsubscribe_secret", CFG_STRING, OFF(api.unsubscribe_secret), "", NULL, true, NOLIM, NULL,
+     "HMAC key of unsubscribe tokens (empty: derived from receipts.vendor_secret)"},
 
     {"auth.google_client_id", CFG_STRING, OFF(auth.google_client_id), "", "GOOGLE_CLIENT_ID", false, NOLIM, NULL,
      "Google OAuth client id (empty: Google login disabled)"},
@@ -197,6 +201,8 @@ static const cfg_setting_info settings[] = {
      "instance name: its consumer id and rejected-receipts key (unique per running simulator)"},
     {"vendor_sim.post_timeout_ms", CFG_INT, OFF(vendor_sim.post_timeout_ms), "10000", NULL, false, 100, 600000, NULL,
      "timeout of one receipts POST"},
+    {"vendor_sim.unsubscribe_rate", CFG_DOUBLE, OFF(vendor_sim.unsubscribe_rate), "0.01", NULL, false, 0, 1, NULL,
+     "share of recipients who click one-click unsubscribe (POST to the send's unsubscribe_url)"},
 
     {"log.level", CFG_STRING, OFF(log.level), "info", NULL, false, 1, 0, "debug|info|warn|error",
      "least severe level written"},

@@ -149,6 +149,8 @@ int jobs_send_encode(jsonx_buf *out, const jobs_send *s)
         put_str(out, "vendorMsgId", s->vendor_msg_id);
     if (s->resend)
         put_int(out, "resend", s->resend);
+    if (s->unsubscribe_url)
+        put_str(out, "unsubscribe_url", s->unsubscribe_url);
     jsonx_buf_raw(out, "}", 1);
     return jsonx_buf_ok(out) ? 0 : -1;
 }
@@ -169,6 +171,8 @@ int jobs_send_batch_add(jobs_send_batch *b, const char *campaign_hex, const jobs
     if (s->customer_id)
         put_id(o, false, "customer_id", s->customer_id);
     put_str(o, "message", s->message ? s->message : "");
+    if (s->unsubscribe_url)
+        put_str(o, "unsubscribe_url", s->unsubscribe_url);
     jsonx_buf_raw(o, "}", 1);
     if (!jsonx_buf_ok(o))
         return -1;
@@ -262,6 +266,11 @@ int jobs_sends_next(jobs_reader *r, jobs_send_in *out, const char **why)
                         : (size_t)-1;
     if (vn == (size_t)-1 || vn == 0)
         out->vendor_msg_id[0] = '\0'; /* none, or unusable: the vendor picks its own */
+    int ut = jscan_get(js, s, "unsubscribe_url");
+    size_t un = ut >= 0 ? jscan_str_copy(js, ut, out->unsubscribe_url, sizeof out->unsubscribe_url)
+                        : (size_t)-1;
+    if (un == (size_t)-1)
+        out->unsubscribe_url[0] = '\0'; /* none (an older producer), or too long */
     return 1;
 }
 

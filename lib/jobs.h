@@ -6,8 +6,9 @@
  *
  *   campaigns  {"campaign_id": "<24 hex>"}
  *   sends      one send   {"log_id", "campaign_id"?, "customer_id"?, "message", "vendorMsgId"?,
- *                          "resend"?}
- *              a batch    {"campaign_id", "sends": [{"log_id", "customer_id", "message"}, ...]}
+ *                          "resend"?, "unsubscribe_url"?}
+ *              a batch    {"campaign_id", "sends": [{"log_id", "customer_id", "message",
+ *                          "unsubscribe_url"?}, ...]}
  *                         (at most JOBS_SENDS_PER_JOB sends, closed once past
  *                         JOBS_SEND_JOB_BYTES; a send inside may name its own campaign_id)
  *   priority   one send, as above, without campaign_id (POST /api/messages; the vendorMsgId
@@ -31,9 +32,11 @@
  *
  * `vendorMsgId` in a send is the id the API's POST /api/vendor/send answered with: the vendor
  * reports that id for the log (absent: the vendor picks its own). `resend` counts the
- * sweeper's re-sends. New fields go here: one member in the struct, one line in the encoder
- * and the decoder; decoders ignore members they do not know, so old and new programs can share
- * a queue during a rolling upgrade.
+ * sweeper's re-sends. `unsubscribe_url` is the log's one-click unsubscribe link (lib/unsub:
+ * the vendor puts List-Unsubscribe / List-Unsubscribe-Post headers with it on the mail);
+ * every producer of sends writes it. New fields go here: one member in the struct, one line in the
+ * encoder and the decoder; decoders ignore members they do not know, so old and new programs can
+ * share a queue during a rolling upgrade.
  *
  * Speed: encoders write the text by hand (lib/jsonx's jsonx_buf, no JSON tree), decoders read
  * it with lib/jscan (one token array per job, reused by the caller, no tree per item): the
@@ -64,6 +67,7 @@
 #define JOBS_RECEIPT_JOB_BYTES (512 * 1024) /* a batch job is closed once past this */
 #define JOBS_VENDOR_MSG_ID_MAX 128          /* bytes of a vendorMsgId */
 #define JOBS_REASON_MAX        199          /* bytes of a failure reason (cut at a character) */
+#define JOBS_URL_MAX           511          /* bytes of an unsubscribe_url (UNSUB_URL_MAX) */
 
 /* ---- campaigns ------------------------------------------------------------------------- */
 
@@ -77,12 +81,13 @@ int jobs_campaign_decode(const char *data, size_t len, char campaign_hex[25], ch
 /* ---- sends ----------------------------------------------------------------------------- */
 
 typedef struct jobs_send {
-    const char *log_id;        /* 24 hex, required */
-    const char *campaign_id;   /* 24 hex or NULL (in a batch: NULL = the batch's) */
-    const char *customer_id;   /* 24 hex or NULL */
-    const char *message;       /* NUL-terminated UTF-8; NULL = "" */
-    const char *vendor_msg_id; /* the id the API answered, or NULL (single sends only) */
-    int resend;                /* re-send count; 0 = not written */
+    const char *log_id;          /* 24 hex, required */
+    const char *campaign_id;     /* 24 hex or NULL (in a batch: NULL = the batch's) */
+    const char *customer_id;     /* 24 hex or NULL */
+    const char *message;         /* NUL-terminated UTF-8; NULL = "" */
+    const char *vendor_msg_id;   /* the id the API answered, or NULL (single sends only) */
+    int resend;                  /* re-send count; 0 = not written */
+    const char *unsubscribe_url; /* lib/unsub link of the log, or NULL (not written) */
 } jobs_send;
 
 /* Append one send job to out. 0, or -1 if out ran out of memory. */
@@ -109,6 +114,7 @@ typedef struct jobs_send_in {
     char log_id[25];
     char campaign_id[25];                           /* "" if neither send nor batch names one */
     char vendor_msg_id[JOBS_VENDOR_MSG_ID_MAX + 1]; /* "" if the send carries none */
+    char unsubscribe_url[JOBS_URL_MAX + 1];         /* "" if the send carries none */
 } jobs_send_in;
 
 /* ---- receipts -------------------------------------------------------------------------- */

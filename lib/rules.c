@@ -7,6 +7,8 @@
  */
 #include "rules.h"
 
+#include "suppress.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -305,5 +307,8 @@ bool rules_filter(const rules *r, int64_t now_ms, bson_t *filter)
         ok = ok && BSON_APPEND_UTF8(&sub, "$options", "i");
         ok = ok && bson_append_document_end(filter, &sub);
     }
+    /* Every audience leaves suppressed customers out (lib/suppress keeps the flag): previews
+     * and the fan-out read the same filter, so they agree, with no extra query per message. */
+    ok = ok && suppress_append_audience_clause(filter);
     return ok;
 }

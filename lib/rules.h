@@ -8,13 +8,17 @@
  *   recent_signup  integer 1..36500  createdAt >= now - v days
  *   email_domain   domain name     e-mail ends with "@" + domain, case-insensitive (an anchored
  *                                  case-insensitive $regex; the domain is escaped)
+ * Every filter also holds suppressed: {$ne: true}: a suppressed customer (lib/suppress) is in
+ * no audience, whatever the rules.
  * For compatibility with the original front end, a number may also arrive as a numeric string
  * ("5000"), and a rule whose value is null or "" counts as absent. Any other key is rejected
  * with an error naming it.
  *
  * The same code is used by preview, campaign creation (API) and the fan-out worker, with `now`
  * fixed at campaign creation (campaigns1.rules_now) so every run selects the same customers.
- * The filter uses only indexed fields (total_spend, last_visit_date, createdAt, email).
+ * The rules use only indexed fields (total_spend, last_visit_date, createdAt, email); the
+ * suppressed clause is checked on the documents those indexes (or the fan-out's _id order)
+ * fetch, so it changes no plan.
  *
  * Plain value type, no heap memory; functions are pure and thread-safe.
  */

@@ -55,6 +55,7 @@
 #include "signals.h"
 #include "timers.h"
 #include "timeutil.h"
+#include "unsubscriber.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -101,6 +102,7 @@ typedef struct vsim {
     poster *post;
     poster *ppost; /* the same, with ?lane=priority: receipts of priority sends */
     decider *dec;
+    vunsub *unsub; /* recipients pressing one-click unsubscribe (unsubscriber.h) */
     timers heap;
     outbox out;  /* receipts of bulk sends */
     outbox pout; /* receipts of priority sends: posted first, in POSTs of their own */
@@ -284,6 +286,10 @@ static int schedule_send(vsim *v, const jobs_send_in *in, vjob *vj, int64_t now)
         if (schedule_receipt(v, &r, r.at, vj) != 0)
             return -1;
     }
+    if (in->unsubscribe_url[0] && dc.status == CAMPAIGN_LOG_SENT &&
+        vunsub_decide(v->cfg->receipts.vendor_secret, v->cfg->vendor_sim.seed,
+                      v->cfg->vendor_sim.unsubscribe_rate, in->log_id))
+        vunsub_add(v->unsub, in->unsubscribe_url);
     return 0;
 }
 
@@ -566,6 +572,7 @@ static void vs_tick(void *arg, bool claimed)
     for (int i = 0; i < 8 && post_some(v, &v->out) == 1; i++)
         ;
     ack_done(v);
+    vunsub_flush(v->unsub, 50);
     if (v->view.epoch >= 0 && v->view.epoch != v->acked_epoch &&
         campctl_ack(v->rc, v->cfg->redis.prefix, v->cons, v->view.epoch) == 0)
         v->acked_epoch = v->view.epoch;
@@ -641,11 +648,12 @@ int main(int argc, char **argv)
         decider_free(v.dec);
         v.dec = NULL;
     }
-    if (!v.q || !v.pq || !v.post || !v.ppost || !v.dec) {
+    v.unsub = vunsub_new(cfg.vendor_sim.post_timeout_ms);
+    if (!v.q || !v.pq || !v.post || !v.ppost || !v.dec || !v.unsub) {
         fprintf(stderr, "minicrm-vendor-sim: %s\n",
-                !v.q || !v.pq         ? err
-                : !v.post || !v.ppost ? "cannot set up libcurl"
-                                      : "cannot set up HMAC-SHA256");
+                !v.q || !v.pq                     ? err
+                : !v.post || !v.ppost || !v.unsub ? "cannot set up libcurl"
+                                                  : "cannot set up HMAC-SHA256");
         goto out;
     }
     char procsuffix[QUEUE_MAX_CONSUMER + 16];
@@ -692,6 +700,7 @@ out:
     poster_free(v.post);
     poster_free(v.ppost);
     decider_free(v.dec);
+    vunsub_free(v.unsub);
     queue_close(v.pq);
     queue_close(v.q);
     rconn_free(v.rc);

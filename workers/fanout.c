@@ -29,6 +29,7 @@
 #include "signals.h"
 #include "template.h"
 #include "timeutil.h"
+#include "unsub.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -117,9 +118,12 @@ static int close_job(batch *b)
 
 /* Append one send to the current send job. 0 or -1 (out of memory). */
 static int add_send(batch *b, const char *campaign_hex, const char *log_hex,
-                    const char *customer_hex, const char *msg)
+                    const char *customer_hex, const char *msg, const char *unsub_url)
 {
-    jobs_send s = {.log_id = log_hex, .customer_id = customer_hex, .message = msg};
+    jobs_send s = {.log_id = log_hex,
+                   .customer_id = customer_hex,
+                   .message = msg,
+                   .unsubscribe_url = unsub_url};
     int r = jobs_send_batch_add(&b->cur, campaign_hex, &s);
     return r < 0 ? -1 : r == 1 ? close_job(b) : 0;
 }
@@ -458,7 +462,8 @@ static fanout_result stream_audience(fanout_ctx *x, mongoc_collection_t *custs, 
     writing = true;
     const bson_t *doc;
     bson_oid_t batch_last;
-    char msg[TEMPLATE_MAX_BYTES * 4], chex[25], lhex[25];
+    char msg[TEMPLATE_MAX_BYTES * 4], chex[25], lhex[25], uurl[UNSUB_URL_MAX + 1];
+    const unsub_signer *us = unsub_signer_get(x->cfg);
     int64_t now = time_now_ms();
     fanout_result wr = FANOUT_DONE;
     while (wr == FANOUT_DONE && mongoc_cursor_next(cur, &doc)) {
@@ -482,7 +487,10 @@ static fanout_result stream_audience(fanout_ctx *x, mongoc_collection_t *custs, 
         bson_oid_to_string(&lid, lhex);
         bson_oid_to_string(&uid, chex);
         fill->docs[fill->n++] = ld;
-        if (add_send(fill, p->hex, lhex, chex, msg) != 0) {
+        /* The log's one-click unsubscribe link (lib/unsub: two SHA-256 blocks, no I/O). */
+        if (!us || unsub_url(us, lhex, uurl, sizeof uurl) < 0)
+            uurl[0] = '\0';
+        if (add_send(fill, p->hex, lhex, chex, msg, uurl[0] ? uurl : NULL) != 0) {
             snprintf(why, whylen, "out of memory");
             goto out;
         }

@@ -57,6 +57,7 @@
 #include "jobs.h"
 #include "log.h"
 #include "timeutil.h"
+#include "unsub.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -1395,12 +1396,16 @@ int receipts_sweep(receipts_ctx *x)
              * POST /api/vendor/send ends with the id that route answered. */
             char vid[CAMPAIGN_VMID_LEN + 1];
             campaign_vendor_msg_id(x->cfg->receipts.vendor_secret, lid, vid);
+            char uurl[UNSUB_URL_MAX + 1];
+            const unsub_signer *us = unsub_signer_get(x->cfg);
             jobs_send s = {.log_id = lid,
                            .campaign_id = cid[0] ? cid : NULL,
                            .customer_id = uid[0] ? uid : NULL,
                            .message = msg,
                            .vendor_msg_id = vid,
-                           .resend = (int)(resends + 1)};
+                           .resend = (int)(resends + 1),
+                           .unsubscribe_url =
+                               us && unsub_url(us, lid, uurl, sizeof uurl) > 0 ? uurl : NULL};
             if (jobs_send_encode(&job, &s) == 0)
                 sends[nsend++] = job.data;
             else

@@ -33,13 +33,13 @@ static char *filter_json(const rules *r, int64_t now)
     return s;
 }
 
-TEST(rules_empty_matches_everyone)
+TEST(rules_empty_matches_everyone_not_suppressed)
 {
     rules r;
     char err[256];
     CHECK_INT_EQ(parse("{}", &r, err, sizeof err), 0);
     char *s = filter_json(&r, 1000);
-    CHECK_STR_EQ(s, "{ }");
+    CHECK_STR_EQ(s, "{ \"suppressed\" : { \"$ne\" : true } }");
     bson_free(s);
 }
 
@@ -60,7 +60,7 @@ TEST(rules_all_keys_one_filter)
         "\"$numberDouble\" : \"5000.0\" } }, \"last_visit_date\" : { \"$lte\" : { \"$date\" "
         ": { \"$numberLong\" : \"%lld\" } } }, \"createdAt\" : { \"$gte\" : { \"$date\" : { "
         "\"$numberLong\" : \"%lld\" } } }, \"email\" : { \"$regex\" : \"@example\\\\.co\\\\.uk$\", "
-        "\"$options\" : \"i\" } }",
+        "\"$options\" : \"i\" }, \"suppressed\" : { \"$ne\" : true } }",
         (long long)(now - 30LL * 86400000), (long long)(now - 7LL * 86400000));
     CHECK_STR_EQ(s, want);
     bson_free(s);
@@ -162,6 +162,7 @@ TEST(hmac_vectors_and_compare)
     CHECK(!hmac_equal_hex(a, shorter));
 }
 
-TEST_MAIN(TEST_ENTRY(rules_empty_matches_everyone), TEST_ENTRY(rules_all_keys_one_filter),
-          TEST_ENTRY(rules_rejections_name_the_key), TEST_ENTRY(rules_bson_roundtrip),
-          TEST_ENTRY(template_render_and_validate), TEST_ENTRY(hmac_vectors_and_compare))
+TEST_MAIN(TEST_ENTRY(rules_empty_matches_everyone_not_suppressed),
+          TEST_ENTRY(rules_all_keys_one_filter), TEST_ENTRY(rules_rejections_name_the_key),
+          TEST_ENTRY(rules_bson_roundtrip), TEST_ENTRY(template_render_and_validate),
+          TEST_ENTRY(hmac_vectors_and_compare))

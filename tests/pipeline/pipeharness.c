@@ -130,6 +130,8 @@ int pipeh_start(pipeh *h)
     setenv_int("MINICRM_VENDOR_SIM_MIN_DELAY_MS", 20);
     setenv_int("MINICRM_VENDOR_SIM_MAX_DELAY_MS", 300);
     setenv_int("MINICRM_VENDOR_SIM_SEED", 42);
+    /* No simulated unsubscribes unless a test asks: the scenarios compute exact audiences. */
+    setenv("MINICRM_VENDOR_SIM_UNSUBSCRIBE_RATE", "0", 1);
     setenv_int("MINICRM_WORKERS_BATCH_SIZE", 500);
     setenv_int("MINICRM_WORKERS_SHUTDOWN_TIMEOUT_S", 5);
     if (!getenv("MINICRM_LOG_LEVEL"))
