@@ -24,20 +24,23 @@
  *      find {_id: {$in: ids}} -> unknown ids (or a campaign_id that is not the log's) are
  *      dead-lettered; logs whose ctok == tok were moved by THIS batch and are counted (an
  *      event: its token field == tok).
+ *   4b. what THIS batch moved, outside the logs: one find {_id: {$in}} of the logs it failed,
+ *      bounced or got a complaint on (customer_id), one of their customers (email) when a
+ *      bounce or complaint is among them; suppress those addresses (lib/suppress, reason
+ *      bounced | complained, source the log); one LPUSH of the webhook events (message.failed,
+ *      message.bounced, contact.complained).
  *   5. per campaign: updateOne {_id, ctoks: {$ne: tok}} -> $inc sent/failed/-pending (and
  *      bounced, complained, opened, clicked when not 0), $push ctoks tok (last 1000 kept);
  *      then COMPLETED if fanout_done and pending <= 0.
- *   5b. webhook events of what THIS batch moved (message.failed, message.bounced,
- *      contact.complained): one find {_id: {$in}} of those logs (customer_id), one of their
- *      customers (email) when a bounce or complaint is among them, one LPUSH of the events.
  *   6. ZREM ctoks tok; dead letters of single receipts of batch jobs; ack the jobs.
  * A crash (or MongoDB error) after 3 leaves logs final but maybe uncounted; the retried receipts
  * then see a foreign ctok and are no-ops, and receipts_recover() counts the orphaned token's logs
  * with the same guarded update, as soon as the owner's heartbeat has expired (the moment the
  * reaper hands the dead consumer's jobs back), or once the token is recover_after_s old; it also
- * pushes the webhook events of those logs (a crash before 5b would otherwise lose them; pushed
- * twice they are the same events, ids being deterministic per log). A crash after 5 but before
- * 6 is harmless: the guard finds tok already in ctoks.
+ * redoes 4b for those logs: suppresses their addresses and pushes their webhook events (a crash
+ * during 4b would otherwise lose them; done twice, a suppression stays one, and the events are
+ * the same events, ids being deterministic per log). A crash after 5 but before 6 is harmless:
+ * the guard finds tok already in ctoks.
  *
  * The fence. A bulk update whose call timed out is in doubt: the server may still hold it (a
  * stalled or frozen server applies what sits in its socket buffer when it resumes) and apply it
@@ -56,6 +59,7 @@
 #include "campctl.h"
 #include "jobs.h"
 #include "log.h"
+#include "suppress.h"
 #include "timeutil.h"
 #include "unsub.h"
 
@@ -333,25 +337,61 @@ static int ev_push(receipts_ctx *x, const ev_list *l)
     return rc;
 }
 
+/* Suppress the address of every bounce and complaint of l (lib/suppress: idempotent, the
+ * first suppression of an address wins), the log as its source. 0 or -1 (MongoDB, e filled).
+ * An address lib/suppress refuses as no address is logged and skipped: retrying cannot fix it. */
+static int ev_suppress(receipts_ctx *x, mongoc_client_t *cl, mongoc_collection_t *custs,
+                       const ev_list *l, bson_error_t *e)
+{
+    mongoc_collection_t *supps = dbpool_durable_collection(x->db, cl, DB_SUPPRESSIONS);
+    int64_t now = time_now_ms();
+    int rc = 0;
+    for (size_t i = 0; i < l->n && rc == 0; i++) {
+        const ev_item *ev = &l->a[i];
+        if (ev->type == JOBS_EV_MESSAGE_FAILED || !ev->email[0])
+            continue;
+        char lhex[25];
+        bson_oid_to_string(&ev->lid, lhex);
+        suppress_reason why =
+            ev->type == JOBS_EV_MESSAGE_BOUNCED ? SUPPRESS_BOUNCED : SUPPRESS_COMPLAINED;
+        if (suppress_add(supps, custs, ev->email, why, lhex, now, NULL, e) != 0) {
+            if (e->domain == 0 && e->code == 0) {
+                log_warn("receipts.suppress_skipped", "log=%s detail=\"%s\"", lhex, e->message);
+                continue;
+            }
+            rc = -1;
+        }
+    }
+    mongoc_collection_destroy(supps);
+    return rc;
+}
+
 /* Emit the events of l: their customers (from the logs, when not known), the e-mails of the
- * bounced and complaining ones, then one push. STEP-like: 0, -1 Redis/memory, -2 MongoDB. */
+ * bounced and complaining ones (whose addresses are suppressed here, before their events say
+ * so), then one push. STEP-like: 0, -1 Redis/memory, -2 MongoDB. */
 static int ev_emit(receipts_ctx *x, mongoc_client_t *cl, mongoc_collection_t *logs, ev_list *l,
                    bson_error_t *e)
 {
-    if (l->n == 0 || !x->events)
+    if (l->n == 0)
         return 0;
-    if (ev_fill_from_logs(logs, l, e) != 0)
-        return -2;
     bool need_email = false;
     for (size_t i = 0; i < l->n && !need_email; i++)
         need_email = l->a[i].type != JOBS_EV_MESSAGE_FAILED;
+    if (!need_email && !x->events)
+        return 0;
+    if (ev_fill_from_logs(logs, l, e) != 0)
+        return -2;
     if (need_email) {
-        mongoc_collection_t *custs = dbpool_collection(x->db, cl, DB_CUSTOMERS);
+        mongoc_collection_t *custs = dbpool_durable_collection(x->db, cl, DB_CUSTOMERS);
         int rc = ev_fill_emails(custs, l, e);
+        if (rc == 0)
+            rc = ev_suppress(x, cl, custs, l, e);
         mongoc_collection_destroy(custs);
         if (rc != 0)
             return -2;
     }
+    if (!x->events)
+        return 0;
     if (ev_push(x, l) != 0) {
         bson_set_error(e, 0, 0, "cannot push the webhook events");
         return -1;
@@ -869,12 +909,10 @@ static int apply_count(apply *a)
     return STEP_OK;
 }
 
-/* 5b. The webhook events of the logs this batch moved to FAILED (message.failed, or
- * message.bounced) and of the complaints it recorded (contact.complained). */
+/* 4b. The webhook events (and suppressions) of the logs this batch moved to FAILED (message.failed,
+ * or message.bounced) and of the complaints it recorded (contact.complained). */
 static int apply_emit(apply *a)
 {
-    if (!a->x->events)
-        return STEP_OK;
     for (size_t i = 0; i < a->nitems; i++) {
         const item *it = &a->items[i];
         if (!it->counted || it->dup)
@@ -990,8 +1028,8 @@ int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
     a.logs = dbpool_durable_collection(x->db, a.cl, DB_LOGS);
     a.camps = dbpool_durable_collection(x->db, a.cl, DB_CAMPAIGNS);
     if ((st = apply_update_logs(&a, &moved_all)) == STEP_OK &&
-        (st = apply_find_moved(&a, moved_all)) == STEP_OK && (st = apply_count(&a)) == STEP_OK &&
-        (st = apply_emit(&a)) == STEP_OK)
+        (st = apply_find_moved(&a, moved_all)) == STEP_OK && (st = apply_emit(&a)) == STEP_OK &&
+        (st = apply_count(&a)) == STEP_OK)
         st = apply_dead_unknown(&a);
     if (st == STEP_STOP)
         goto out; /* the token stays in Redis: receipts_recover counts what was moved */

@@ -10,6 +10,8 @@
  *  - Counters bounced (also in failed), complained, opened, clicked change exactly once per log
  *    and event, under the same token as sent/failed (each event has its own token field on the
  *    log: otok, cltok, cptok; the recovery counts what a crashed batch recorded).
+ *  - The address of a bounce or a complaint is suppressed (lib/suppress, the log as source), by
+ *    the batch that recorded it, or by the recovery of a batch that died first.
  *  - Webhook events (lib/jobs, QUEUE_EVENTS): message.failed for every log a batch moved to
  *    FAILED (not a bounce), message.bounced for a bounce, contact.complained for a complaint,
  *    pushed before the token is forgotten, and again by the recovery of a crashed batch (their

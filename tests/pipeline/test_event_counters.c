@@ -17,7 +17,8 @@
  * opened, clicked equal those figures exactly, the logs carry the matching fields, and the
  * events queue holds exactly one distinct message.failed / message.bounced /
  * contact.complained id per log that should have one (repeats are allowed: ids are
- * deterministic).
+ * deterministic), and the suppressions list holds exactly the bounced and the complaining
+ * addresses, with their reasons, their customers flagged.
  *
  * events_through_the_route posts events by hand to POST /api/receipts/delivery, in every
  * shape the route takes (a single receipt, an array, {"receipts": [...]}), for a campaign of
@@ -33,6 +34,7 @@
 #include "hmac.h"
 #include "jobs.h"
 #include "pipeharness.h"
+#include "suppress.h"
 #include "test.h"
 #include "timeutil.h"
 
@@ -351,6 +353,23 @@ TEST(exact_event_counters_under_receipts_kill9)
     bson_destroy(bf);
     mongoc_collection_destroy(logs);
 
+    /* The bounced and complaining addresses are suppressed, with their reason, and flagged. */
+    mongoc_collection_t *supps = pipeh_coll(&h, DB_SUPPRESSIONS);
+    mongoc_collection_t *custs = pipeh_coll(&h, DB_CUSTOMERS);
+    bson_t *sf = BCON_NEW("reason", BCON_UTF8("bounced"));
+    CHECK_INT_EQ(mongoc_collection_count_documents(supps, sf, NULL, NULL, NULL, &e), want.bounced);
+    bson_destroy(sf);
+    sf = BCON_NEW("reason", BCON_UTF8("complained"));
+    CHECK_INT_EQ(mongoc_collection_count_documents(supps, sf, NULL, NULL, NULL, &e),
+                 want.complained);
+    bson_destroy(sf);
+    sf = BCON_NEW("suppressed", BCON_BOOL(true));
+    CHECK_INT_EQ(mongoc_collection_count_documents(custs, sf, NULL, NULL, NULL, &e),
+                 want.bounced + want.complained);
+    bson_destroy(sf);
+    mongoc_collection_destroy(supps);
+    mongoc_collection_destroy(custs);
+
     /* Every webhook event, none missing, none extra. */
     idset have = {0};
     deadline = time_mono_ms() + 10000;
@@ -440,7 +459,7 @@ TEST(events_through_the_route)
                         *camps = pipeh_coll(&h, DB_CAMPAIGNS);
     bson_oid_t uid[2], cid, lid[2];
     char email[2][64];
-    bson_t *q = bson_new();
+    bson_t *q = BCON_NEW("suppressed", "{", "$ne", BCON_BOOL(true), "}"); /* not yet */
     bson_t *qo = BCON_NEW("limit", BCON_INT64(2), "sort", "{", "_id", BCON_INT32(1), "}");
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(custs, q, qo, NULL);
     const bson_t *doc;
@@ -564,6 +583,17 @@ TEST(events_through_the_route)
     free(data);
     jobs_event_id(JOBS_EV_MESSAGE_FAILED, lhex[1], id);
     CHECK(queued_event_data(id) == NULL); /* a bounce is not also a plain failure */
+    /* Both addresses suppressed, with the reason and the log they came from. */
+    mongoc_collection_t *supps = pipeh_coll(&h, DB_SUPPRESSIONS);
+    for (int i = 0; i < 2; i++) {
+        bson_t *sf =
+            BCON_NEW("email", BCON_UTF8(email[i]), "reason",
+                     BCON_UTF8(i ? "bounced" : "complained"), "source", BCON_UTF8(lhex[i]));
+        CHECK_MSG(mongoc_collection_count_documents(supps, sf, NULL, NULL, NULL, &e) == 1,
+                  "no %s suppression of %s", i ? "bounced" : "complained", email[i]);
+        bson_destroy(sf);
+    }
+    mongoc_collection_destroy(supps);
     mongoc_collection_destroy(custs);
     mongoc_collection_destroy(logs);
     mongoc_collection_destroy(camps);
