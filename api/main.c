@@ -228,16 +228,16 @@ int main(int argc, char **argv)
     }
     if (pthread_create(&idx_tid, NULL, index_thread, &app) == 0)
         idx_started = true;
+    if (routes_suppress_start(&app) != 0)
+        log_warn("suppress_notifier_not_started", NULL);
     log_info("listening", "bind=%s port=%d threads=%d max_conns=%d max_conns_per_ip=%d",
              cfg.api.bind, cfg.api.port, cfg.api.threads, cfg.api.max_conns,
              cfg.api.max_conns_per_ip);
 
     /* Wait for SIGTERM/SIGINT. */
     struct pollfd pfd = {.fd = signals_fd(), .events = POLLIN};
-    while (!signals_stop_requested()) {
+    while (!signals_stop_requested())
         poll(&pfd, 1, 1000);
-        routes_suppress_tick(&app);
-    }
 
     log_info("stopping", "signal=%d inflight=%ld", signals_stop_signal(), http_inflight());
     MHD_socket lfd = MHD_quiesce_daemon(d);
@@ -261,6 +261,8 @@ out:
         signals_request_stop();
         pthread_join(idx_tid, NULL);
     }
+    signals_request_stop();
+    routes_suppress_join();
     metrics_free(app.metrics);
     ratelimit_free(app.ratelimit);
     ratelimit_free(app.receipts_ratelimit);

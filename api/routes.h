@@ -31,9 +31,11 @@ int routes_comm_register(router *r);
 int routes_delivery_register(router *r);
 int routes_messages_register(router *r);
 int routes_suppress_register(router *r);
-/* Push the webhook events of suppressions a crash left unannounced (routes_suppress.c); call
- * from one thread, often: it does its work at most every few seconds. */
-void routes_suppress_tick(api_ctx *app);
+/* The thread that pushes the webhook events of suppressions a crash left unannounced
+ * (routes_suppress.c): start it once the pools exist (0, or -1 if no thread could start);
+ * join it after signals_request_stop(). */
+int routes_suppress_start(api_ctx *app);
+void routes_suppress_join(void);
 
 /* The start-up index builder's state across its passes (indexes.c draws the moves):
  * zero-initialise it, then call routes_ensure_indexes() until it returns 0. */

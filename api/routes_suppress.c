@@ -21,8 +21,10 @@
  *
  * The contact.unsubscribed event. A new unsubscribed suppression is written with notify: true
  * (lib/suppress); the route then pushes the event on QUEUE_EVENTS and clears the mark. A crash
- * (or Redis down) between the two leaves the mark: routes_suppress_tick(), run by minicrm-api's
- * main loop, pushes every marked suppression older than SUPPRESS_NOTIFY_GRACE_MS and clears it.
+ * (or Redis down) between the two leaves the mark: a thread of minicrm-api of its own
+ * (routes_suppress_start; a MongoDB or Redis outage must not stall the main loop's signal
+ * handling) pushes every marked suppression older than SUPPRESS_NOTIFY_GRACE_MS, every
+ * SUPPRESS_TICK_MS, and clears the mark.
  * Pushing before the suppression would be wrong (a crash then announces an unsubscribe that
  * never happened); pushing twice is harmless (the event id is deterministic per address).
  */
@@ -30,17 +32,19 @@
 #include "log.h"
 #include "queue.h"
 #include "routes.h"
+#include "signals.h"
 #include "suppress.h"
 #include "timeutil.h"
 #include "unsub.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #define SUPPRESS_NOTIFY_GRACE_MS 10000 /* a route still pushing its own event */
-#define SUPPRESS_TICK_MS         5000  /* how often the main loop looks for marked ones */
+#define SUPPRESS_TICK_MS         5000  /* how often the notifier thread looks */
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -63,7 +67,7 @@ static json_t *find_doc(mongoc_collection_t *supps, const char *addr, bson_error
 }
 
 /* Push the event of a new unsubscribed suppression (best effort: the mark stays on failure and
- * routes_suppress_tick pushes it later). */
+ * the notifier thread pushes it later). */
 static void notify(api_ctx *app, mongoc_collection_t *supps, const char *addr, int64_t at)
 {
     rconn *c = rpool_get(app->redis);
@@ -182,21 +186,22 @@ static void h_delete(api_ctx *app, http_request *req)
 
 /* ---- /u/:token -------------------------------------------------------------------------- */
 
+/* A small HTML page; with_form adds the confirm button: a form without an action, so it posts
+ * to the page's own URL whatever prefix a proxy in front of the API adds. */
 static void send_page(http_request *req, int status, const char *title, const char *text,
-                      const char *form_action)
+                      bool with_form)
 {
     char page[2048];
     int n = snprintf(page, sizeof page,
                      "<!doctype html>\n<html><head><meta charset=\"utf-8\">"
                      "<meta name=\"robots\" content=\"noindex\"><title>%s</title></head>\n"
                      "<body style=\"font-family:sans-serif;max-width:32em;margin:3em auto\">\n"
-                     "<h1>%s</h1>\n<p>%s</p>\n%s%s%s</body></html>\n",
-                     title, title, text, form_action ? "<form method=\"post\" action=\"" : "",
-                     form_action ? form_action : "",
-                     form_action ? "\"><input type=\"hidden\" name=\"List-Unsubscribe\" "
-                                   "value=\"One-Click\"><button type=\"submit\">Unsubscribe"
-                                   "</button></form>\n"
-                                 : "");
+                     "<h1>%s</h1>\n<p>%s</p>\n%s</body></html>\n",
+                     title, title, text,
+                     with_form ? "<form method=\"post\"><input type=\"hidden\" "
+                                 "name=\"List-Unsubscribe\" value=\"One-Click\"><button "
+                                 "type=\"submit\">Unsubscribe</button></form>\n"
+                               : "");
     if (n < 0 || (size_t)n >= sizeof page)
         n = 0;
     http_add_header(req, "Cache-Control", "no-store");
@@ -206,7 +211,7 @@ static void send_page(http_request *req, int status, const char *title, const ch
 
 static void not_found(http_request *req)
 {
-    send_page(req, 404, "Link not valid", "This unsubscribe link is not valid.", NULL);
+    send_page(req, 404, "Link not valid", "This unsubscribe link is not valid.", false);
 }
 
 static void h_unsub_page(api_ctx *app, http_request *req)
@@ -218,10 +223,7 @@ static void h_unsub_page(api_ctx *app, http_request *req)
         not_found(req);
         return;
     }
-    char action[UNSUB_TOKEN_LEN + 8];
-    snprintf(action, sizeof action, "/u/%s", tok); /* a checked token: base64url only */
-    send_page(req, 200, "Unsubscribe", "Press the button to stop receiving these messages.",
-              action);
+    send_page(req, 200, "Unsubscribe", "Press the button to stop receiving these messages.", true);
 }
 
 /* Does b[0..n) contain the NUL-terminated `lit`? */
@@ -344,13 +346,9 @@ static void h_unsub_post(api_ctx *app, http_request *req)
 
 /* ---- recovery of events ----------------------------------------------------------------- */
 
-void routes_suppress_tick(api_ctx *app)
+/* One recovery pass. */
+static void notify_pass(api_ctx *app)
 {
-    static int64_t next_ms;
-    int64_t mono = time_mono_ms();
-    if (mono < next_ms)
-        return;
-    next_ms = mono + SUPPRESS_TICK_MS;
     rconn *c = rpool_get(app->redis);
     if (!c)
         return;
@@ -372,6 +370,35 @@ void routes_suppress_tick(api_ctx *app)
     dbpool_push(app->db, cl);
     queue_close(q);
     rpool_put(app->redis, c);
+}
+
+static pthread_t g_notifier;
+static bool g_notifier_started;
+
+static void *notifier_thread(void *arg)
+{
+    api_ctx *app = arg;
+    while (!signals_stop_requested()) {
+        signals_sleep_ms(SUPPRESS_TICK_MS);
+        if (!signals_stop_requested())
+            notify_pass(app);
+    }
+    return NULL;
+}
+
+int routes_suppress_start(api_ctx *app)
+{
+    if (g_notifier_started)
+        return 0;
+    g_notifier_started = pthread_create(&g_notifier, NULL, notifier_thread, app) == 0;
+    return g_notifier_started ? 0 : -1;
+}
+
+void routes_suppress_join(void)
+{
+    if (g_notifier_started)
+        pthread_join(g_notifier, NULL);
+    g_notifier_started = false;
 }
 
 int routes_suppress_register(router *r)

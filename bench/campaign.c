@@ -2,7 +2,7 @@
  * bench_campaign: one campaign through the whole pipeline, timed.
  *
  *   bench_campaign [N] [--procs P] [--min-delay MS] [--max-delay MS] [--durable[=MODE]]
- *                  [--priority K]
+ *                  [--priority K] [--suppressed PCT]
  *
  * Seeds N customers (default 100000) into a private devdb (in memory; --durable: with its
  * journal on disk, --sync always unless given), starts the real programs
@@ -19,11 +19,15 @@
  *     p99 / max of their POST -> receipt-applied latency (the wall clock before the POST ->
  *     updatedAt of the log made final), next to the bulk figures;
  * and every 2 s, on stderr, the logs written and final so far and each program's %CPU.
+ * --suppressed PCT puts PCT% of the customers (i % 100 < PCT) on the suppression list before
+ * the clock starts (lib/suppress, batches of 1000): the campaign then skips them inside its
+ * audience query, and the figures show what that costs (issue 15: within noise of none).
  * Figures only; nothing is asserted.
  */
 #include "campaign.h"
 #include "dbpool.h"
 #include "pipeharness.h"
+#include "suppress.h"
 #include "timeutil.h"
 
 #include <curl/curl.h>
@@ -296,11 +300,49 @@ static int wait_api_indexes(pipeh *h)
     return -1;
 }
 
+/* Suppress the customers i with i % 100 < pct (the unique index exists: the API built it). */
+static int suppress_share(pipeh *h, long n, long pct)
+{
+    enum { B = 1000 };
+    static char emails[B][64];
+    const char *ptr[B];
+    suppress_reason why[B];
+    mongoc_collection_t *supps = pipeh_coll(h, DB_SUPPRESSIONS);
+    mongoc_collection_t *custs = pipeh_coll(h, DB_CUSTOMERS);
+    int64_t t = time_mono_ms(), total = 0;
+    int rc = 0;
+    size_t k = 0;
+    for (long i = 0; i < n && rc == 0; i++) {
+        if (i % 100 < pct) {
+            snprintf(emails[k], sizeof emails[k], "c%ld@%c.example", i, pipeh_domain((int)i));
+            ptr[k] = emails[k];
+            why[k++] = SUPPRESS_MANUAL;
+        }
+        if (k == B || (i == n - 1 && k > 0)) {
+            bson_error_t e;
+            int64_t added = 0;
+            if (suppress_add_batch(supps, custs, ptr, why, k, time_now_ms(), &added, NULL, &e)) {
+                fprintf(stderr, "bench_campaign: suppress: %s\n", e.message);
+                rc = -1;
+            }
+            total += added;
+            k = 0;
+        }
+    }
+    mongoc_collection_destroy(supps);
+    mongoc_collection_destroy(custs);
+    if (rc == 0)
+        printf("suppressed %lld customers (%ld%%) in %.1f s\n", (long long)total, pct,
+               (time_mono_ms() - t) / 1000.0);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     long n = 100000;
     const char *procs = "2", *min_delay = "100", *max_delay = "900";
     int nprio = 50;
+    long supp_pct = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--procs") && i + 1 < argc)
             procs = argv[++i];
@@ -308,6 +350,8 @@ int main(int argc, char **argv)
             min_delay = argv[++i];
         else if (!strcmp(argv[i], "--max-delay") && i + 1 < argc)
             max_delay = argv[++i];
+        else if (!strcmp(argv[i], "--suppressed") && i + 1 < argc)
+            supp_pct = strtol(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--priority") && i + 1 < argc)
             nprio = (int)strtol(argv[++i], NULL, 10);
         else if (!strncmp(argv[i], "--durable", 9))
@@ -319,7 +363,7 @@ int main(int argc, char **argv)
             if (*end || n < 1 || n > 20000000) {
                 fprintf(stderr, "usage: bench_campaign [N] [--procs P] [--min-delay MS] "
                                 "[--max-delay MS] [--durable[=always|everysec|never]] "
-                                "[--priority K]\n");
+                                "[--priority K] [--suppressed PCT]\n");
                 return 2;
             }
         }
@@ -354,6 +398,10 @@ int main(int argc, char **argv)
      * start's work, not the campaign's, so the clock starts once the last one exists. */
     if (wait_api_indexes(&h) != 0) {
         fprintf(stderr, "bench_campaign: the API did not finish creating its indexes\n");
+        pipeh_stop(&h);
+        return 1;
+    }
+    if (supp_pct > 0 && suppress_share(&h, n, supp_pct) != 0) {
         pipeh_stop(&h);
         return 1;
     }

@@ -49,9 +49,10 @@ typedef struct minicrm_config {
         char *frontend_url; /* FRONTEND_URL */
         int idempotency_ttl_s;
         int rate_limit_per_min;
-        int max_conns;            /* global connection cap */
-        int max_conns_per_ip;     /* per client address */
-        char *access_log;         /* "auto" | "on" | "off": per-request log lines */
+        int max_conns;        /* global connection cap */
+        int max_conns_per_ip; /* per client address */
+        char *access_log;     /* "auto" | "on" | "off": per-request log lines */
+
         char *public_url;         /* base of unsubscribe links (lib/unsub); "" = from bind/port */
         char *unsubscribe_secret; /* key of unsubscribe tokens (secret); "" = derived */
     } api;
@@ -123,8 +124,9 @@ typedef struct minicrm_config {
         char *api_base_url; /* API_BASE_URL */
         int post_batch;
         int post_timeout_ms;
-        char *name;              /* instance name (keys and consumer id) */
-        double unsubscribe_rate; /* share of recipients who unsubscribe (vendor-sim/unsub.c) */
+        char *name; /* instance name (keys and consumer id) */
+
+        double unsubscribe_rate; /* share who unsubscribe (vendor-sim/unsubscriber.c) */
     } vendor_sim;
     struct {
         char *level;

@@ -32,11 +32,13 @@
  *
  * `vendorMsgId` in a send is the id the API's POST /api/vendor/send answered with: the vendor
  * reports that id for the log (absent: the vendor picks its own). `resend` counts the
- * sweeper's re-sends. `unsubscribe_url` is the log's one-click unsubscribe link (lib/unsub:
- * the vendor puts List-Unsubscribe / List-Unsubscribe-Post headers with it on the mail);
- * every producer of sends writes it. New fields go here: one member in the struct, one line in the
- * encoder and the decoder; decoders ignore members they do not know, so old and new programs can
- * share a queue during a rolling upgrade.
+ * sweeper's re-sends. New fields go here: one member in the struct, one line in the encoder
+ * and the decoder; decoders ignore members they do not know, so old and new programs can share
+ * a queue during a rolling upgrade.
+ *
+ * `unsubscribe_url` is the log's one-click unsubscribe link (lib/unsub: the vendor puts the
+ * List-Unsubscribe and List-Unsubscribe-Post headers with it on the mail); every producer of
+ * sends writes it.
  *
  * Speed: encoders write the text by hand (lib/jsonx's jsonx_buf, no JSON tree), decoders read
  * it with lib/jscan (one token array per job, reused by the caller, no tree per item): the
@@ -81,12 +83,13 @@ int jobs_campaign_decode(const char *data, size_t len, char campaign_hex[25], ch
 /* ---- sends ----------------------------------------------------------------------------- */
 
 typedef struct jobs_send {
-    const char *log_id;          /* 24 hex, required */
-    const char *campaign_id;     /* 24 hex or NULL (in a batch: NULL = the batch's) */
-    const char *customer_id;     /* 24 hex or NULL */
-    const char *message;         /* NUL-terminated UTF-8; NULL = "" */
-    const char *vendor_msg_id;   /* the id the API answered, or NULL (single sends only) */
-    int resend;                  /* re-send count; 0 = not written */
+    const char *log_id;        /* 24 hex, required */
+    const char *campaign_id;   /* 24 hex or NULL (in a batch: NULL = the batch's) */
+    const char *customer_id;   /* 24 hex or NULL */
+    const char *message;       /* NUL-terminated UTF-8; NULL = "" */
+    const char *vendor_msg_id; /* the id the API answered, or NULL (single sends only) */
+    int resend;                /* re-send count; 0 = not written */
+
     const char *unsubscribe_url; /* lib/unsub link of the log, or NULL (not written) */
 } jobs_send;
 

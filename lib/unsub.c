@@ -6,6 +6,7 @@
 #include "unsub.h"
 
 #include "hmac.h"
+#include "jobs.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -19,6 +20,7 @@
 #define MAC_LEN 12 /* bytes of the MAC kept in a token */
 #define RAW_LEN (OID_LEN + MAC_LEN)
 _Static_assert((RAW_LEN * 4 + 2) / 3 == UNSUB_TOKEN_LEN, "token length");
+_Static_assert(UNSUB_URL_MAX == JOBS_URL_MAX, "a url must fit a send job's unsubscribe_url");
 
 struct unsub_signer {
     EVP_MD_CTX *inner; /* SHA-256 after (K ^ ipad) */
@@ -126,13 +128,44 @@ fail:
     return NULL;
 }
 
+/* One digest context per thread, kept (a key destructor frees it when the thread ends):
+ * allocating one per token cost as much as the two digests. */
+static pthread_once_t g_ctx_once = PTHREAD_ONCE_INIT;
+static pthread_key_t g_ctx_key;
+static bool g_ctx_key_ok;
+
+static void ctx_free(void *p)
+{
+    EVP_MD_CTX_free(p);
+}
+
+static void ctx_key_make(void)
+{
+    g_ctx_key_ok = pthread_key_create(&g_ctx_key, ctx_free) == 0;
+}
+
+/* The calling thread's context; *owned when the caller must free it (no key). */
+static EVP_MD_CTX *thread_ctx(bool *owned)
+{
+    pthread_once(&g_ctx_once, ctx_key_make);
+    *owned = false;
+    EVP_MD_CTX *c = g_ctx_key_ok ? pthread_getspecific(g_ctx_key) : NULL;
+    if (c)
+        return c;
+    c = EVP_MD_CTX_new();
+    if (c && (!g_ctx_key_ok || pthread_setspecific(g_ctx_key, c) != 0))
+        *owned = true;
+    return c;
+}
+
 /* The MAC of a log id's 12 bytes: HMAC-SHA256(K, "u1" || oid), first MAC_LEN bytes. */
 static int mac(const unsub_signer *s, const unsigned char *oid, unsigned char out[MAC_LEN])
 {
     unsigned char ih[32], oh[32];
     unsigned int n = 0;
     int rc = -1;
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    bool owned;
+    EVP_MD_CTX *c = thread_ctx(&owned);
     if (!c || EVP_MD_CTX_copy_ex(c, s->inner) != 1 || EVP_DigestUpdate(c, "u1", 2) != 1 ||
         EVP_DigestUpdate(c, oid, OID_LEN) != 1 || EVP_DigestFinal_ex(c, ih, &n) != 1 ||
         EVP_MD_CTX_copy_ex(c, s->outer) != 1 || EVP_DigestUpdate(c, ih, sizeof ih) != 1 ||
@@ -141,7 +174,8 @@ static int mac(const unsub_signer *s, const unsigned char *oid, unsigned char ou
     memcpy(out, oh, MAC_LEN);
     rc = 0;
 out:
-    EVP_MD_CTX_free(c);
+    if (owned)
+        EVP_MD_CTX_free(c);
     return rc;
 }
 

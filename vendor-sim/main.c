@@ -287,8 +287,7 @@ static int schedule_send(vsim *v, const jobs_send_in *in, vjob *vj, int64_t now)
             return -1;
     }
     if (in->unsubscribe_url[0] && dc.status == CAMPAIGN_LOG_SENT &&
-        vunsub_decide(v->cfg->receipts.vendor_secret, v->cfg->vendor_sim.seed,
-                      v->cfg->vendor_sim.unsubscribe_rate, in->log_id))
+        vunsub_wants(v->unsub, in->log_id))
         vunsub_add(v->unsub, in->unsubscribe_url);
     return 0;
 }
@@ -648,7 +647,8 @@ int main(int argc, char **argv)
         decider_free(v.dec);
         v.dec = NULL;
     }
-    v.unsub = vunsub_new(cfg.vendor_sim.post_timeout_ms);
+    v.unsub = vunsub_new(cfg.receipts.vendor_secret, cfg.vendor_sim.seed,
+                         cfg.vendor_sim.unsubscribe_rate, cfg.vendor_sim.post_timeout_ms);
     if (!v.q || !v.pq || !v.post || !v.ppost || !v.dec || !v.unsub) {
         fprintf(stderr, "minicrm-vendor-sim: %s\n",
                 !v.q || !v.pq                     ? err

@@ -7,6 +7,9 @@
 #include "log.h"
 
 #include <curl/curl.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,12 +17,42 @@
 #include <string.h>
 
 struct vunsub {
+    EVP_MAC *mac;
+    EVP_MAC_CTX *ctx; /* keyed once; re-initialised with a NULL key per decision */
+    char prefix[64];
+    size_t prefix_len;
+    double rate;
     CURL *curl;
     struct curl_slist *hdrs;
     char **fifo; /* ring of waiting URLs */
     size_t head, n, cap;
     long long posted, refused, dropped;
 };
+
+/* The first 8 bytes of a MAC as the uniform draw in [0, 1). */
+static double draw(const unsigned char *md)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | md[i];
+    return (double)(v >> 11) / 9007199254740992.0;
+}
+
+bool vunsub_wants(vunsub *u, const char *log_id)
+{
+    if (u->rate <= 0)
+        return false;
+    if (u->rate >= 1)
+        return true;
+    unsigned char md[32];
+    size_t mdlen = 0;
+    if (!EVP_MAC_init(u->ctx, NULL, 0, NULL) ||
+        !EVP_MAC_update(u->ctx, (const unsigned char *)u->prefix, u->prefix_len) ||
+        !EVP_MAC_update(u->ctx, (const unsigned char *)log_id, strlen(log_id)) ||
+        !EVP_MAC_final(u->ctx, md, &mdlen, sizeof md) || mdlen != sizeof md)
+        return false;
+    return draw(md) < u->rate;
+}
 
 bool vunsub_decide(const char *secret, long seed, double rate, const char *log_id)
 {
@@ -48,11 +81,25 @@ static size_t discard(char *p, size_t s, size_t n, void *u)
     return s * n;
 }
 
-vunsub *vunsub_new(int timeout_ms)
+vunsub *vunsub_new(const char *secret, long seed, double rate, int timeout_ms)
 {
     vunsub *u = calloc(1, sizeof *u);
     if (!u)
         return NULL;
+    u->rate = rate;
+    int n = snprintf(u->prefix, sizeof u->prefix, "minicrm-vendor-unsub|%ld|", seed);
+    u->prefix_len = n > 0 && (size_t)n < sizeof u->prefix ? (size_t)n : 0;
+    u->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    u->ctx = u->mac ? EVP_MAC_CTX_new(u->mac) : NULL;
+    char digest_name[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
+                           OSSL_PARAM_construct_end()};
+    static const unsigned char empty = 0;
+    size_t keylen = secret ? strlen(secret) : 0;
+    if (!u->ctx || !EVP_MAC_init(u->ctx, keylen ? (const void *)secret : &empty, keylen, params)) {
+        vunsub_free(u);
+        return NULL;
+    }
     u->curl = curl_easy_init();
     u->hdrs = curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded");
     if (!u->curl || !u->hdrs) {
@@ -77,6 +124,8 @@ void vunsub_free(vunsub *u)
     curl_slist_free_all(u->hdrs);
     if (u->curl)
         curl_easy_cleanup(u->curl);
+    EVP_MAC_CTX_free(u->ctx);
+    EVP_MAC_free(u->mac);
     free(u);
 }
 

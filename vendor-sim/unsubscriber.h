@@ -16,6 +16,9 @@
  * the FIFO, and the re-sent jobs (the simulator's crash rule) decide the same recipients
  * again; the route is idempotent.
  *
+ * Cost: nothing when the rate is 0; else one HMAC per SENT message on a MAC context set up once
+ * (as decide.c does).
+ *
  * Not thread-safe; one per simulator (single-threaded).
  */
 #ifndef MINICRM_VENDOR_UNSUBSCRIBER_H
@@ -28,11 +31,15 @@
 
 typedef struct vunsub vunsub;
 
-/* Does the recipient of log_id (24 hex) unsubscribe? Pure; false when rate <= 0 or HMAC fails. */
+/* Does the recipient of log_id (24 hex) unsubscribe? Pure (one HMAC set up per call: for
+ * tests); false when rate <= 0 or HMAC fails. */
 bool vunsub_decide(const char *secret, long seed, double rate, const char *log_id);
 
-/* NULL on out-of-memory or libcurl failure. */
-vunsub *vunsub_new(int timeout_ms);
+/* For the deployment's secret, seed and rate (copied). NULL on out-of-memory, libcurl or
+ * OpenSSL failure. */
+vunsub *vunsub_new(const char *secret, long seed, double rate, int timeout_ms);
+/* vunsub_decide with the MAC context kept (one HMAC, no set-up, per message). */
+bool vunsub_wants(vunsub *u, const char *log_id);
 /* NULL-safe. */
 void vunsub_free(vunsub *u);
 /* Queue one POST to url (copied). 0, or -1 when the FIFO is full or out of memory (counted). */

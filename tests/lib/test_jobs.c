@@ -164,6 +164,46 @@ TEST(send_single_round_trip)
     jscan_release(&js);
 }
 
+TEST(send_unsubscribe_url_round_trip)
+{
+    const char *url = "https://crm.example/u/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    jsonx_buf b = {0};
+    jobs_send s = {.log_id = LID, .message = "m", .unsubscribe_url = url};
+    CHECK_INT_EQ(jobs_send_encode(&b, &s), 0);
+    json_t *j = parse(b.data, b.len);
+    CHECK(j != NULL);
+    CHECK_STR_EQ(json_string_value(json_object_get(j, "unsubscribe_url")), url);
+    char *dump = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    CHECK_STR_EQ(b.data, dump);
+    free(dump);
+    json_decref(j);
+    jscan js = {0};
+    jobs_reader r;
+    jobs_send_in in;
+    const char *why = NULL;
+    CHECK_INT_EQ(jobs_sends_open(&r, &js, b.data, b.len, &why), 0);
+    CHECK_INT_EQ(jobs_sends_next(&r, &in, &why), 1);
+    CHECK_STR_EQ(in.unsubscribe_url, url);
+
+    /* in a batch, per send; a send without one decodes as "" */
+    jobs_send_batch bb = {0};
+    jobs_send s2 = {.log_id = LID, .customer_id = UID, .message = "x"};
+    CHECK_INT_EQ(jobs_send_batch_add(&bb, CID, &s), 0);
+    CHECK_INT_EQ(jobs_send_batch_add(&bb, CID, &s2), 0);
+    char *data = NULL;
+    size_t len = 0;
+    CHECK_INT_EQ(jobs_send_batch_take(&bb, &data, &len), 0);
+    CHECK_INT_EQ(jobs_sends_open(&r, &js, data, len, &why), 0);
+    CHECK_INT_EQ(jobs_sends_next(&r, &in, &why), 1);
+    CHECK_STR_EQ(in.unsubscribe_url, url);
+    CHECK_INT_EQ(jobs_sends_next(&r, &in, &why), 1);
+    CHECK_STR_EQ(in.unsubscribe_url, "");
+    free(data);
+    jobs_send_batch_release(&bb);
+    jsonx_buf_free(&b);
+    jscan_release(&js);
+}
+
 TEST(send_batch_round_trip_and_cap)
 {
     jobs_send_batch bb = {0};
@@ -564,6 +604,7 @@ TEST(event_jobs)
 TEST_MAIN(TEST_ENTRY(event_jobs), TEST_ENTRY(ai_jobs), TEST_ENTRY(status_names),
           TEST_ENTRY(bad_id_stays_json), TEST_ENTRY(log_id_deterministic),
           TEST_ENTRY(vendor_msg_id_is_the_routes_and_the_resends), TEST_ENTRY(campaign_job),
-          TEST_ENTRY(send_single_round_trip), TEST_ENTRY(send_batch_round_trip_and_cap),
-          TEST_ENTRY(send_rejects), TEST_ENTRY(receipt_round_trip), TEST_ENTRY(receipt_event_kinds),
+          TEST_ENTRY(send_single_round_trip), TEST_ENTRY(send_unsubscribe_url_round_trip),
+          TEST_ENTRY(send_batch_round_trip_and_cap), TEST_ENTRY(send_rejects),
+          TEST_ENTRY(receipt_round_trip), TEST_ENTRY(receipt_event_kinds),
           TEST_ENTRY(receipt_batch_round_trip_and_cap), TEST_ENTRY(receipt_rejects))
