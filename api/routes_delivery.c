@@ -8,16 +8,27 @@
  *        vendor simulator's per-log idempotency expects; it travels in the job (lib/jobs) and
  *        the vendor reports it, so it is the id the log ends with.
  *
- *   POST /api/receipts/delivery  one receipt {log_id, vendorMsgId, status} or an array of up to
- *        receipts.max_batch of them. Order of checks (cheapest and safest first):
+ *   POST /api/receipts/delivery  one receipt {log_id, vendorMsgId, status, event_id?|id?}, an
+ *        array of up to receipts.max_batch of them, or {"receipts": [...]} (the same array in an
+ *        object). A receipt's status names what happened: SENT, FAILED, BOUNCED (the log moves),
+ *        COMPLAINED, OPENED, CLICKED (events recorded on the log), PENDING (nothing). The event
+ *        id is carried along; a repeated event is a no-op through the log-level guards (a log
+ *        moves once, each event is recorded once per log), not through a store of ids.
+ *        Order of checks (cheapest and safest first):
  *          1. X-Signature (401 missing/wrong): hex HMAC-SHA256 with VENDOR_SECRET over the raw
  *             body, or over `X-Timestamp "." body` when X-Timestamp is present; a timestamp more
  *             than receipts.max_skew_s away is rejected (401), and receipts.require_timestamp
  *             makes it mandatory. Compared in constant time, before any parsing.
  *          2. Content-Type and JSON (415 / 400), batch size (413 over max_batch, 400 empty).
- *          3. Each receipt validated (400 naming receipts[i].field).
+ *          3. Each receipt validated (400 naming receipts[i].field). In a batch, an element whose
+ *             status is a string naming no known event (a vendor's newer event type) does not
+ *             sink the batch: it travels on in the job as it was posted, and the receipts
+ *             worker dead-letters it with the reason; the answer counts it as "unknown". A
+ *             batch of nothing but unknown events is a 400.
  *          4. A single receipt: its log is looked up by _id (indexed): 404 unknown; already
- *             final -> 200 {"ok": true, "updated": false} (a repeat is a no-op).
+ *             final (for an event: the event already recorded) -> 200 {"ok": true,
+ *             "updated": false} (a repeat is a no-op). Events for unknown logs in a batch are
+ *             dead-lettered by the receipts worker, with the reason.
  *          5. All receipts with a final status (SENT/FAILED) are pushed onto the receipts queue
  *             (the priority receipts queue with ?lane=priority) as ONE job ({"receipts":
  * [...]} for an array, the receipt itself for a single one; an optional campaign_id is passed on)
@@ -164,9 +175,12 @@ static int receipt_id(http_request *req, const jscan *js, int o, const char *key
 }
 
 /* Step 3 for element token o number i (or the single object when i < 0) into out. 0 or -1
- * (answered 400). */
-static int validate_receipt(http_request *req, const jscan *js, int o, long i, jobs_receipt *out)
+ * (answered 400). In a batch, a status naming no known event sets *unknown (the element is
+ * passed on raw, for its dead letter) and returns 0. */
+static int validate_receipt(http_request *req, const jscan *js, int o, long i, jobs_receipt *out,
+                            bool *unknown)
 {
+    *unknown = false;
     char pfx[32] = "";
     if (js->t[o].type != JSCAN_OBJECT) {
         if (i >= 0)
@@ -182,9 +196,31 @@ static int validate_receipt(http_request *req, const jscan *js, int o, long i, j
     char st[16];
     int t = jscan_get(js, o, "status");
     size_t n = t >= 0 ? jscan_str_copy(js, t, st, sizeof st) : (size_t)-1;
-    if (n == (size_t)-1 || campaign_log_status_parse(st, n, &out->status) != 0) {
-        http_error(req, 400, "%sstatus must be one of PENDING, SENT, FAILED", pfx);
+    if (n != (size_t)-1 && jobs_receipt_status_parse(st, n, &out->status, &out->kind) != 0 &&
+        i >= 0) {
+        *unknown = true; /* the receipts worker dead-letters it, with the reason */
+        return 0;
+    }
+    if (n == (size_t)-1 || jobs_receipt_status_parse(st, n, &out->status, &out->kind) != 0) {
+        http_error(req, 400,
+                   "%sstatus must be one of PENDING, SENT, FAILED, BOUNCED, COMPLAINED, OPENED, "
+                   "CLICKED",
+                   pfx);
         return -1;
+    }
+    out->event_id[0] = '\0';
+    const char *ek = "event_id";
+    t = jscan_get(js, o, ek);
+    if (t < 0)
+        t = jscan_get(js, o, ek = "id");
+    if (t >= 0 && js->t[t].type != JSCAN_NULL) {
+        n = jscan_str_copy(js, t, out->event_id, sizeof out->event_id);
+        if (n == (size_t)-1 || n == 0 || memchr(out->event_id, '\0', n)) {
+            out->event_id[0] = '\0';
+            http_error(req, 400, "%s%s must be a string of 1-%d characters (no NUL)", pfx, ek,
+                       JOBS_RECEIPT_EVENT_ID_MAX);
+            return -1;
+        }
     }
     out->vendor_msg_id[0] = '\0';
     t = jscan_get(js, o, "vendorMsgId");
@@ -205,9 +241,12 @@ static int validate_receipt(http_request *req, const jscan *js, int o, long i, j
     return 0;
 }
 
-/* Step 4: status of log `hex`: 1 pending, 0 final, 2 unknown, -1 error (answered). */
-static int log_state(api_ctx *app, http_request *req, const char *hex)
+/* Step 4: what receipt r would do to its log: 1 something (the log is PENDING, or the event is
+ * not recorded yet), 0 nothing (final already / event recorded), 2 unknown log, -1 error
+ * (answered). */
+static int log_state(api_ctx *app, http_request *req, const jobs_receipt *r)
 {
+    const char *hex = r->log_id;
     bson_oid_t oid;
     bson_oid_init_from_string(&oid, hex);
     mongoc_client_t *cl = dbpool_pop(app->db);
@@ -219,6 +258,14 @@ static int log_state(api_ctx *app, http_request *req, const char *hex)
         return api_db_fail(req, &e, "looking up the log");
     if (rc == 0)
         return 2;
+    if (r->kind != JOBS_RCPT_DELIVERY && r->kind != JOBS_RCPT_BOUNCED) {
+        campaign_log_event ev = r->kind == JOBS_RCPT_OPENED    ? CAMPAIGN_LOG_EV_OPENED
+                                : r->kind == JOBS_RCPT_CLICKED ? CAMPAIGN_LOG_EV_CLICKED
+                                                               : CAMPAIGN_LOG_EV_COMPLAINED;
+        rc = json_object_get(doc, campaign_log_event_field(ev)) ? 0 : 1;
+        json_decref(doc);
+        return rc;
+    }
     json_t *st = json_object_get(doc, "status");
     campaign_log_status ls;
     rc = json_is_string(st) &&
@@ -297,8 +344,15 @@ static void h_receipts(api_ctx *app, http_request *req)
         jscan_release(&js);
         return;
     }
-    bool batch = js.t[0].type == JSCAN_ARRAY;
-    size_t n = batch ? js.t[0].count : 1;
+    /* An array, or {"receipts": [...]}, is a batch; any other object is one receipt. */
+    int top = 0;
+    if (js.t[0].type == JSCAN_OBJECT) {
+        int rt = jscan_get(&js, 0, "receipts");
+        if (rt >= 0 && js.t[rt].type == JSCAN_ARRAY)
+            top = rt;
+    }
+    bool batch = js.t[top].type == JSCAN_ARRAY;
+    size_t n = batch ? js.t[top].count : 1;
     if (batch && n == 0) {
         http_error(req, 400, "receipts: empty array");
         jscan_release(&js);
@@ -311,27 +365,38 @@ static void h_receipts(api_ctx *app, http_request *req)
         return;
     }
     jobs_receipt *rs = calloc(n, sizeof *rs);
+    int *etok = calloc(n, sizeof *etok); /* each element's token (an unknown one goes raw) */
+    bool *unk = calloc(n, sizeof *unk);
     jobs_receipt_batch job = {0};
     jsonx_buf one = {0};
     job_list jobs = {0};
-    size_t accepted = 0, ignored = 0;
-    if (!rs) {
+    size_t accepted = 0, ignored = 0, unknown = 0;
+    if (!rs || !etok || !unk) {
         http_error(req, 503, "out of memory");
         goto out;
     }
-    int tok = batch ? jscan_child(&js, 0) : 0;
-    for (size_t i = 0; i < n; i++, tok = (int)js.t[tok].next)
-        if (validate_receipt(req, &js, tok, batch ? (long)i : -1, &rs[i]) != 0)
+    int tok = batch ? jscan_child(&js, top) : 0;
+    for (size_t i = 0; i < n; i++, tok = (int)js.t[tok].next) {
+        etok[i] = tok;
+        if (validate_receipt(req, &js, tok, batch ? (long)i : -1, &rs[i], &unk[i]) != 0)
             goto out;
+        unknown += unk[i];
+    }
+    if (unknown == n) {
+        http_error(req, 400,
+                   "receipts: no element names a known event (status must be one of PENDING, "
+                   "SENT, FAILED, BOUNCED, COMPLAINED, OPENED, CLICKED)");
+        goto out;
+    }
     if (!batch) {
-        int st = log_state(app, req, rs[0].log_id);
+        int st = log_state(app, req, &rs[0]);
         if (st < 0)
             goto out;
         if (st == 2) {
             http_error(req, 404, "log not found: %s", rs[0].log_id);
             goto out;
         }
-        if (st == 0 || rs[0].status == CAMPAIGN_LOG_PENDING) {
+        if (st == 0 || (rs[0].kind == JOBS_RCPT_DELIVERY && rs[0].status == CAMPAIGN_LOG_PENDING)) {
             http_send_json(req, 200, json_pack("{s:b,s:b}", "ok", 1, "updated", 0));
             goto out;
         }
@@ -341,7 +406,14 @@ static void h_receipts(api_ctx *app, http_request *req)
      * jobs only when it would pass JOBS_RECEIPTS_PER_JOB receipts or JOBS_RECEIPT_JOB_BYTES. */
     int64_t at = time_now_ms();
     for (size_t i = 0; i < n; i++) {
-        if (rs[i].status == CAMPAIGN_LOG_PENDING) {
+        if (unk[i]) {
+            const jscan_tok *et = &js.t[etok[i]];
+            int r = jobs_receipt_batch_add_raw(&job, req->body + et->start, et->len);
+            if (r != 0 && close_job(req, &jobs, &job, NULL) != 0)
+                goto out;
+            continue;
+        }
+        if (rs[i].kind == JOBS_RCPT_DELIVERY && rs[i].status == CAMPAIGN_LOG_PENDING) {
             ignored++;
             continue;
         }
@@ -381,7 +453,11 @@ static void h_receipts(api_ctx *app, http_request *req)
             goto out;
         }
     }
-    if (batch)
+    if (batch && unknown)
+        http_send_json(req, 202,
+                       json_pack("{s:b,s:I,s:I,s:I}", "ok", 1, "accepted", (json_int_t)accepted,
+                                 "ignored", (json_int_t)ignored, "unknown", (json_int_t)unknown));
+    else if (batch)
         http_send_json(req, 202,
                        json_pack("{s:b,s:I,s:I}", "ok", 1, "accepted", (json_int_t)accepted,
                                  "ignored", (json_int_t)ignored));
@@ -398,6 +474,8 @@ out:
     free(jobs.s);
     free(jobs.len);
     free(rs);
+    free(etok);
+    free(unk);
 }
 
 int routes_delivery_register(router *r)

@@ -110,6 +110,10 @@ static void append_state(bson_t *doc, campaign_status st)
     BSON_APPEND_INT64(doc, "sent", 0);
     BSON_APPEND_INT64(doc, "failed", 0);
     BSON_APPEND_INT64(doc, "cancelled", 0);
+    BSON_APPEND_INT64(doc, "bounced", 0);
+    BSON_APPEND_INT64(doc, "complained", 0);
+    BSON_APPEND_INT64(doc, "opened", 0);
+    BSON_APPEND_INT64(doc, "clicked", 0);
     BSON_APPEND_DOCUMENT_BEGIN(doc, "checkpoint", &cp);
     BSON_APPEND_NULL(&cp, "last_customer_id");
     BSON_APPEND_INT64(&cp, "written", 0);
@@ -548,6 +552,41 @@ void campaign_log_append_final(bson_t *set, campaign_log_status to, const char *
     BSON_APPEND_DATE_TIME(set, "updatedAt", now);
     if (to == CAMPAIGN_LOG_FAILED && reason)
         BSON_APPEND_UTF8(set, "failureReason", reason);
+}
+
+void campaign_log_append_bounce(bson_t *set)
+{
+    BSON_APPEND_BOOL(set, "bounced", true);
+}
+
+static const char *const EV_FIELDS[CAMPAIGN_LOG_EV_COUNT] = {"openedAt", "clickedAt",
+                                                             "complainedAt"};
+static const char *const EV_TOKENS[CAMPAIGN_LOG_EV_COUNT] = {"otok", "cltok", "cptok"};
+
+const char *campaign_log_event_field(campaign_log_event ev)
+{
+    assert((unsigned)ev < CAMPAIGN_LOG_EV_COUNT);
+    return EV_FIELDS[ev];
+}
+
+const char *campaign_log_event_token(campaign_log_event ev)
+{
+    assert((unsigned)ev < CAMPAIGN_LOG_EV_COUNT);
+    return EV_TOKENS[ev];
+}
+
+void campaign_log_match_event_unset(bson_t *sel, campaign_log_event ev)
+{
+    bson_t ex;
+    BSON_APPEND_DOCUMENT_BEGIN(sel, campaign_log_event_field(ev), &ex);
+    BSON_APPEND_BOOL(&ex, "$exists", false);
+    bson_append_document_end(sel, &ex);
+}
+
+void campaign_log_append_event(bson_t *set, campaign_log_event ev, int64_t at, const char *tok)
+{
+    BSON_APPEND_DATE_TIME(set, campaign_log_event_field(ev), at);
+    BSON_APPEND_UTF8(set, campaign_log_event_token(ev), tok);
 }
 
 void campaign_vendor_msg_id(const char *secret, const char *log_hex,

@@ -42,7 +42,8 @@
  *   API's 409).
  *   Counters: total = sent + failed + cancelled + pending at every read (total and pending
  *   move with the checkpoint, sent/failed/-pending with receipts, cancelled/-pending with the
- *   recount).
+ *   recount). Event counters beside them, each moved with the log event it counts (once per
+ *   log): bounced (a part of failed), complained, opened, clicked.
  *   Events: the moves to SENDING (from QUEUED or SCHEDULED), COMPLETED, PAUSED (from another
  *   state) and CANCELLED (from another state) each $push {to, at} onto the campaign's
  *   `events_due` array in the same update as the move, so a crash after the move cannot lose
@@ -64,7 +65,19 @@
  *   CANCELLED  final: its send was never handed to the vendor. A receipt never moves it (the
  *              vendor only reports sends it was handed, and those logs are not cancelled).
  *   SENT, FAILED  final; a log moves once (every move is guarded by status == PENDING:
- *              campaign_log_match_pending), a repeated receipt is a no-op.
+ *              campaign_log_match_pending), a repeated receipt is a no-op. A hard bounce is the
+ *              move to FAILED with failureReason "bounced" and `bounced: true`
+ *              (campaign_log_append_bounce).
+ *
+ *   Events that move no status, each recorded once per log (guarded by the absence of its
+ *   field: campaign_log_match_event_unset; one function writes it: campaign_log_append_event):
+ *     openedAt     the recipient opened the message        (token field otok)
+ *     clickedAt    the recipient clicked a link in it       (token field cltok)
+ *     complainedAt the recipient reported it as spam       (token field cptok)
+ *   They are recorded whatever the log's status, so one that reaches minicrm before the log's
+ *   SENT receipt (vendors do not order their events) is kept, and counted once; the later SENT
+ *   still moves the log. The token field names the receipts batch that wrote the event (the
+ *   counting scheme of workers/receipts.c, like ctok for the status move).
  *
  * New states and moves (pause, cancel, schedule) go here: one enum value, its name, the moves
  * in the comments above, one function per move.
@@ -247,5 +260,29 @@ void campaign_log_match_pending(bson_t *sel);
  * when reason is not NULL). The caller guards the statement with campaign_log_match_pending. */
 void campaign_log_append_final(bson_t *set, campaign_log_status to, const char *vmid, int64_t at,
                                int64_t now, const char *reason);
+
+/* Mark a move to FAILED as a hard bounce: append bounced: true to the move's $set (after
+ * campaign_log_append_final with reason "bounced"). */
+void campaign_log_append_bounce(bson_t *set);
+
+/* Events recorded on a log without moving its status. */
+typedef enum {
+    CAMPAIGN_LOG_EV_OPENED = 0,
+    CAMPAIGN_LOG_EV_CLICKED,
+    CAMPAIGN_LOG_EV_COMPLAINED,
+    CAMPAIGN_LOG_EV_COUNT
+} campaign_log_event;
+
+/* The log field of event ev ("openedAt", "clickedAt", "complainedAt") and its token field
+ * ("otok", "cltok", "cptok"). */
+const char *campaign_log_event_field(campaign_log_event ev);
+const char *campaign_log_event_token(campaign_log_event ev);
+
+/* Append {<field>: {$exists: false}} to a selector: the guard of recording ev (once per log). */
+void campaign_log_match_event_unset(bson_t *sel, campaign_log_event ev);
+
+/* Append the $set fields recording ev to set: <field> = at, <token field> = tok (the writer's
+ * counter token, workers/receipts.c). The caller guards with campaign_log_match_event_unset. */
+void campaign_log_append_event(bson_t *set, campaign_log_event ev, int64_t at, const char *tok);
 
 #endif

@@ -123,6 +123,7 @@ typedef struct minicrm_config {
     } vendor;
     struct {
         double success_rate;
+        double bounce_rate, complaint_rate, open_rate, click_rate; /* receipt events */
         int min_delay_ms;
         int max_delay_ms;
         long seed; /* 0 = seed from the clock */

@@ -291,6 +291,32 @@ int jobs_sends_next(jobs_reader *r, jobs_send_in *out, const char **why)
 
 /* ---- receipts -------------------------------------------------------------------------- */
 
+static const char *const kind_names[JOBS_RCPT_KIND_COUNT] = {NULL, "BOUNCED", "COMPLAINED",
+                                                             "OPENED", "CLICKED"};
+
+int jobs_receipt_status_parse(const char *s, size_t len, campaign_log_status *status,
+                              jobs_receipt_kind *kind)
+{
+    if (campaign_log_status_parse(s, len, status) == 0 && *status != CAMPAIGN_LOG_CANCELLED) {
+        *kind = JOBS_RCPT_DELIVERY;
+        return 0;
+    }
+    for (int k = 1; k < JOBS_RCPT_KIND_COUNT; k++)
+        if (strlen(kind_names[k]) == len && memcmp(kind_names[k], s, len) == 0) {
+            *kind = (jobs_receipt_kind)k;
+            *status = k == JOBS_RCPT_BOUNCED ? CAMPAIGN_LOG_FAILED : CAMPAIGN_LOG_PENDING;
+            return 0;
+        }
+    return -1;
+}
+
+const char *jobs_receipt_status_name(campaign_log_status status, jobs_receipt_kind kind)
+{
+    return kind > JOBS_RCPT_DELIVERY && kind < JOBS_RCPT_KIND_COUNT
+               ? kind_names[kind]
+               : campaign_log_status_name(status);
+}
+
 int jobs_receipt_encode(jsonx_buf *out, const jobs_receipt *r)
 {
     jsonx_buf_raw(out, "{", 1);
@@ -302,11 +328,13 @@ int jobs_receipt_encode(jsonx_buf *out, const jobs_receipt *r)
     else
         jsonx_buf_cat(out, ",\"vendorMsgId\":null");
     jsonx_buf_raw(out, ",\"status\":\"", 11);
-    jsonx_buf_cat(out, campaign_log_status_name(r->status));
+    jsonx_buf_cat(out, jobs_receipt_status_name(r->status, r->kind));
     jsonx_buf_raw(out, "\"", 1);
     put_int(out, "at", r->at);
-    if (r->reason[0])
+    if (r->reason[0] && r->kind != JOBS_RCPT_BOUNCED)
         put_str(out, "reason", r->reason);
+    if (r->event_id[0])
+        put_str(out, "event_id", r->event_id);
     jsonx_buf_raw(out, "}", 1);
     return jsonx_buf_ok(out) ? 0 : -1;
 }
@@ -315,6 +343,16 @@ int jobs_receipt_batch_add(jobs_receipt_batch *b, const jobs_receipt *r)
 {
     jsonx_buf_cat(&b->buf, b->n == 0 ? "{\"receipts\":[" : ",");
     if (jobs_receipt_encode(&b->buf, r) != 0)
+        return -1;
+    b->n++;
+    return b->n >= JOBS_RECEIPTS_PER_JOB || b->buf.len >= JOBS_RECEIPT_JOB_BYTES ? 1 : 0;
+}
+
+int jobs_receipt_batch_add_raw(jobs_receipt_batch *b, const char *text, size_t len)
+{
+    jsonx_buf_cat(&b->buf, b->n == 0 ? "{\"receipts\":[" : ",");
+    jsonx_buf_raw(&b->buf, text, len);
+    if (!jsonx_buf_ok(&b->buf))
         return -1;
     b->n++;
     return b->n >= JOBS_RECEIPTS_PER_JOB || b->buf.len >= JOBS_RECEIPT_JOB_BYTES ? 1 : 0;
@@ -376,8 +414,10 @@ int jobs_receipts_next(jobs_reader *r, jobs_receipt *it, char *why, size_t whyle
     char st[16];
     int t = jscan_get(js, o, "status");
     size_t stlen = t >= 0 ? jscan_str_copy(js, t, st, sizeof st) : (size_t)-1;
-    if (stlen == (size_t)-1 || campaign_log_status_parse(st, stlen, &it->status) != 0) {
-        snprintf(why, whylen, "malformed receipt: status must be SENT or FAILED");
+    if (stlen == (size_t)-1 || jobs_receipt_status_parse(st, stlen, &it->status, &it->kind) != 0) {
+        snprintf(why, whylen,
+                 "malformed receipt: status must be SENT, FAILED, BOUNCED, COMPLAINED, OPENED or "
+                 "CLICKED");
         return -1;
     }
     it->vendor_msg_id[0] = '\0';
@@ -392,10 +432,16 @@ int jobs_receipts_next(jobs_reader *r, jobs_receipt *it, char *why, size_t whyle
     } else if (t >= 0 && js->t[t].type != JSCAN_NULL) {
         snprintf(why, whylen, "malformed receipt: vendorMsgId must be a string");
         return -1;
-    } else if (it->status == CAMPAIGN_LOG_SENT) {
+    } else if (it->status == CAMPAIGN_LOG_SENT && it->kind == JOBS_RCPT_DELIVERY) {
         snprintf(why, whylen, "malformed receipt: a SENT receipt needs a vendorMsgId");
         return -1;
     }
+    it->event_id[0] = '\0';
+    t = jscan_get(js, o, "event_id");
+    if (t < 0)
+        t = jscan_get(js, o, "id");
+    if (t >= 0 && js->t[t].type == JSCAN_STRING)
+        copy_cut(js, t, it->event_id, sizeof it->event_id);
     it->campaign_id[0] = '\0';
     t = jscan_get(js, o, "campaign_id");
     if (t >= 0 && js->t[t].type != JSCAN_NULL && !hex_id(js, t, it->campaign_id)) {
@@ -407,7 +453,9 @@ int jobs_receipts_next(jobs_reader *r, jobs_receipt *it, char *why, size_t whyle
     t = jscan_get(js, o, "at");
     it->at = t >= 0 && jscan_int(js, t, &at) && at > 0 ? at : time_now_ms();
     t = jscan_get(js, o, "reason");
-    if (t >= 0 && js->t[t].type == JSCAN_STRING)
+    if (it->kind == JOBS_RCPT_BOUNCED)
+        snprintf(it->reason, sizeof it->reason, "%s", JOBS_BOUNCE_REASON);
+    else if (t >= 0 && js->t[t].type == JSCAN_STRING)
         copy_cut(js, t, it->reason, sizeof it->reason);
     else
         snprintf(it->reason, sizeof it->reason, "%s",

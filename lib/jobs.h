@@ -15,7 +15,12 @@
  *   priority   one send, as above, without campaign_id (POST /api/messages; the vendorMsgId
  *              the route answered)
  *   receipts   one receipt {"log_id", "campaign_id"?, "vendorMsgId": string|null,
- *                           "status": "SENT"|"FAILED"|"PENDING", "at": ms, "reason"?}
+ *                           "status": "SENT"|"FAILED"|"PENDING"|"BOUNCED"|"COMPLAINED"|
+ *                                     "OPENED"|"CLICKED", "at": ms, "reason"?, "event_id"?}
+ *                         (the status names the event: see jobs_receipt_kind; event_id is the
+ *                         vendor's id of the event, read from "event_id" or "id", carried for
+ *                         dead letters and logs only: the log-level guards make a repeat a
+ *                         no-op, whatever its id)
  *              a batch    {"receipts": [receipt, ...]} (at most JOBS_RECEIPTS_PER_JOB receipts,
  *                         closed once past JOBS_RECEIPT_JOB_BYTES)
  *   ai         a campaign {"kind": "campaign", "campaign_id"} (its AI tags and draft)
@@ -123,9 +128,38 @@ typedef struct jobs_send_in {
 
 /* ---- receipts -------------------------------------------------------------------------- */
 
+/* What a receipt reports. A delivery receipt moves its log (status SENT or FAILED; PENDING
+ * changes nothing); the others are events about the message:
+ *   BOUNCED     a hard bounce: status FAILED with reason "bounced" (the log moves like a FAILED
+ *               receipt and is marked bounced), and the address is suppressed;
+ *   COMPLAINED  a spam report after delivery: complainedAt is set once, the address is
+ *               suppressed, the log's status is left alone;
+ *   OPENED, CLICKED  engagement: openedAt / clickedAt set once, the status is left alone.
+ * For COMPLAINED, OPENED and CLICKED `status` is PENDING (they move no status). */
+typedef enum {
+    JOBS_RCPT_DELIVERY = 0,
+    JOBS_RCPT_BOUNCED,
+    JOBS_RCPT_COMPLAINED,
+    JOBS_RCPT_OPENED,
+    JOBS_RCPT_CLICKED,
+    JOBS_RCPT_KIND_COUNT
+} jobs_receipt_kind;
+
+#define JOBS_RECEIPT_EVENT_ID_MAX 128 /* bytes of a vendor's event id */
+#define JOBS_BOUNCE_REASON        "bounced"
+
+/* Parse a receipt's status name (len bytes): SENT, FAILED, PENDING (kind DELIVERY) or BOUNCED,
+ * COMPLAINED, OPENED, CLICKED. 0 with *status and *kind, or -1 for an unknown name. */
+int jobs_receipt_status_parse(const char *s, size_t len, campaign_log_status *status,
+                              jobs_receipt_kind *kind);
+/* The wire name of what r reports ("SENT", ..., "CLICKED"). */
+const char *jobs_receipt_status_name(campaign_log_status status, jobs_receipt_kind kind);
+
 typedef struct jobs_receipt {
     char log_id[25];
     campaign_log_status status;
+    jobs_receipt_kind kind;                         /* DELIVERY unless an event says otherwise */
+    char event_id[JOBS_RECEIPT_EVENT_ID_MAX + 1];   /* "" = none */
     char vendor_msg_id[JOBS_VENDOR_MSG_ID_MAX + 1]; /* "" = none (null) */
     char campaign_id[25];                           /* "" = not named */
     int64_t at;                                     /* delivery time, ms */
@@ -143,6 +177,9 @@ typedef struct jobs_receipt_batch {
 
 /* Same contract as the send batch. */
 int jobs_receipt_batch_add(jobs_receipt_batch *b, const jobs_receipt *r);
+/* Append an item's JSON text as it is (an event the API could not read, so that the receipts
+ * worker dead-letters it with its reason instead of losing the batch around it). Same returns. */
+int jobs_receipt_batch_add_raw(jobs_receipt_batch *b, const char *text, size_t len);
 int jobs_receipt_batch_take(jobs_receipt_batch *b, char **data, size_t *len);
 void jobs_receipt_batch_release(jobs_receipt_batch *b);
 
@@ -267,7 +304,7 @@ int jobs_receipts_open(jobs_reader *r, jscan *js, const char *data, size_t len, 
                        size_t whylen);
 /* The next receipt: 1, 0 no more, -1 malformed (reason in why, text in r->raw). A receipt
  * without "at" gets the current time; a FAILED one without "reason" gets "vendor reported
- * FAILED". */
+ * FAILED"; a BOUNCED one always has the reason "bounced". */
 int jobs_receipts_next(jobs_reader *r, jobs_receipt *out, char *why, size_t whylen);
 
 #endif

@@ -11,6 +11,7 @@
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@ struct decider {
     size_t prefix_len;
     double success_rate;
     int min_delay_ms, span_ms;
+    double bounce_rate, complaint_rate, open_rate, click_rate;
 };
 
 decider *decider_new(const char *secret, long seed, double success_rate, int min_delay_ms,
@@ -52,6 +54,20 @@ decider *decider_new(const char *secret, long seed, double success_rate, int min
     return d;
 }
 
+int decider_set_events(decider *d, double bounce_rate, double complaint_rate, double open_rate,
+                       double click_rate)
+{
+    double r[4] = {bounce_rate, complaint_rate, open_rate, click_rate};
+    for (int i = 0; i < 4; i++)
+        if (!(r[i] >= 0 && r[i] <= 1))
+            return -1;
+    d->bounce_rate = bounce_rate;
+    d->complaint_rate = complaint_rate;
+    d->open_rate = open_rate > click_rate ? open_rate : click_rate;
+    d->click_rate = click_rate;
+    return 0;
+}
+
 void decider_free(decider *d)
 {
     if (!d)
@@ -59,6 +75,11 @@ void decider_free(decider *d)
     EVP_MAC_CTX_free(d->ctx);
     EVP_MAC_free(d->mac);
     free(d);
+}
+
+static uint64_t be32(const unsigned char *p)
+{
+    return (uint64_t)p[0] << 24 | (uint64_t)p[1] << 16 | (uint64_t)p[2] << 8 | p[3];
 }
 
 static uint64_t be64(const unsigned char *p)
@@ -83,5 +104,26 @@ int decider_decide(decider *d, const char *log_id, size_t len, decision *out)
     out->status = u < d->success_rate ? CAMPAIGN_LOG_SENT : CAMPAIGN_LOG_FAILED;
     out->delay_ms = d->min_delay_ms +
                     (d->span_ms > 0 ? (int64_t)(be64(md + 16) % (uint64_t)(d->span_ms + 1)) : 0);
+    out->bounced = out->opened = out->clicked = out->complained = false;
+    out->open_ms = out->click_ms = out->complaint_ms = 0;
+    if (d->bounce_rate > 0 &&
+        (double)(be64(md + 24) >> 11) * (1.0 / 9007199254740992.0) < d->bounce_rate) {
+        out->bounced = true;
+        out->status = CAMPAIGN_LOG_FAILED;
+        return 0;
+    }
+    if (out->status != CAMPAIGN_LOG_SENT || (d->open_rate <= 0 && d->complaint_rate <= 0))
+        return 0;
+    unsigned char x[32];
+    SHA256(md, sizeof md, x);
+    double uo = (double)(be64(x) >> 11) * (1.0 / 9007199254740992.0);
+    double uc = (double)(be64(x + 8) >> 11) * (1.0 / 9007199254740992.0);
+    uint64_t span = (uint64_t)d->span_ms + 1;
+    out->opened = uo < d->open_rate;
+    out->clicked = uo < d->click_rate;
+    out->complained = uc < d->complaint_rate;
+    out->open_ms = d->min_delay_ms + (int64_t)(be32(x + 16) % span);
+    out->click_ms = out->open_ms + d->min_delay_ms + (int64_t)(be32(x + 20) % span);
+    out->complaint_ms = d->min_delay_ms + (int64_t)(be32(x + 24) % span);
     return 0;
 }

@@ -252,10 +252,24 @@ static int ack_done(vsim *v)
 
 /* ---- 1. send jobs -> decisions -> timers ------------------------------------------------ */
 
-/* Decide send `in` of job `vj` and put its receipt (lib/jobs) on the heap. The receipt carries
- * the vendorMsgId the send was given (the id POST /api/vendor/send answered), else ours.
- * `counted`: the send is already in vj->remaining (a paced one). 0 scheduled, -1 out of
- * memory / HMAC failure. */
+/* Put receipt r on the heap, due at `due`, as one more receipt of job vj. 0 or -1. */
+static int schedule_receipt(vsim *v, const jobs_receipt *r, int64_t due, vjob *vj)
+{
+    jsonx_buf buf = {0};
+    if (jobs_receipt_encode(&buf, r) != 0 || timers_push(&v->heap, due, buf.data, vj) != 0) {
+        jsonx_buf_free(&buf);
+        return -1;
+    }
+    vj->remaining++;
+    return 0;
+}
+
+/* Decide send `in` of job `vj` and put its receipt (lib/jobs) on the heap, and the later events
+ * of a SENT message (OPENED, CLICKED, COMPLAINED, each after its own delay), every one with an
+ * event id derived from the message (vendorMsgId ":" event). The receipt carries the vendorMsgId
+ * the send was given (the id POST /api/vendor/send answered), else ours. The job is acked once
+ * all of them are posted. `counted`: the pacer already counted this send in vj->remaining (one
+ * per paced send, before it was handed). 0 scheduled, -1 out of memory / HMAC failure. */
 static int schedule_send(vsim *v, const jobs_send_in *in, vjob *vj, int64_t now, bool counted)
 {
     decision dc;
@@ -272,15 +286,32 @@ static int schedule_send(vsim *v, const jobs_send_in *in, vjob *vj, int64_t now,
     else
         memcpy(r.vendor_msg_id, dc.vmid, sizeof dc.vmid);
     r.status = dc.status;
+    r.kind = dc.bounced ? JOBS_RCPT_BOUNCED : JOBS_RCPT_DELIVERY;
     r.at = due;
     r.reason[0] = '\0';
-    jsonx_buf buf = {0};
-    if (jobs_receipt_encode(&buf, &r) != 0 || timers_push(&v->heap, due, buf.data, vj) != 0) {
-        jsonx_buf_free(&buf);
-        return -1;
+    const struct {
+        bool on;
+        jobs_receipt_kind kind;
+        int64_t after;
+    } later[] = {{true, r.kind, 0},
+                 {dc.opened, JOBS_RCPT_OPENED, dc.open_ms},
+                 {dc.clicked, JOBS_RCPT_CLICKED, dc.click_ms},
+                 {dc.complained, JOBS_RCPT_COMPLAINED, dc.complaint_ms}};
+    for (size_t i = 0; i < sizeof later / sizeof later[0]; i++) {
+        if (!later[i].on)
+            continue;
+        if (i > 0) {
+            r.kind = later[i].kind;
+            r.status = CAMPAIGN_LOG_PENDING; /* an event moves no status */
+            r.at = due + later[i].after;
+        }
+        snprintf(r.event_id, sizeof r.event_id, "%s:%s", dc.vmid,
+                 jobs_receipt_status_name(r.status, r.kind));
+        if (schedule_receipt(v, &r, r.at, vj) != 0)
+            return -1;
     }
-    if (!counted)
-        vj->remaining++;
+    if (counted)
+        vj->remaining--; /* the pacer's advance count; each receipt above counted itself */
     if (in->unsubscribe_url[0] && dc.status == CAMPAIGN_LOG_SENT &&
         vunsub_wants(v->unsub, in->log_id))
         vunsub_add(v->unsub, in->unsubscribe_url);
@@ -410,7 +441,7 @@ static int process_jobs(vsim *v, queue *q, queue_batch *b)
         const char **dead = calloc(cap ? cap : 1, sizeof *dead);
         size_t *dlen = calloc(cap ? cap : 1, sizeof *dlen);
         const char **dwhy = calloc(cap ? cap : 1, sizeof *dwhy);
-        size_t ndead = 0;
+        size_t ndead = 0, nsched = 0; /* sends scheduled (each has one receipt or more) */
         int st = dead && dlen && dwhy ? 0 : -1;
         /* Paced sends are copied for the pacer instead of decided now. */
         bool pace = st == 0 && !whole && paced(v, &rd);
@@ -427,6 +458,8 @@ static int process_jobs(vsim *v, queue *q, queue_batch *b)
             } else if (r > 0) {
                 if (schedule_send(v, &in, vj, now, false) != 0)
                     st = -1;
+                else
+                    nsched++;
             } else if (!rd.batch) {
                 whole = why; /* a single send: the job is the dead letter */
             } else {
@@ -469,8 +502,8 @@ static int process_jobs(vsim *v, queue *q, queue_batch *b)
             rc = -1;
             continue;
         }
-        sends += vj->remaining;
-        vj->sends = vj->remaining + ndead;
+        sends += nsched;
+        vj->sends = nsched + ndead;
         if (vj->remaining == 0) { /* every send was dead-lettered: nothing left to post */
             vj->remaining = 1;
             if (settle_one(v, vj) != 0)
@@ -751,6 +784,12 @@ int main(int argc, char **argv)
     v.dec =
         decider_new(cfg.receipts.vendor_secret, cfg.vendor_sim.seed, cfg.vendor_sim.success_rate,
                     cfg.vendor_sim.min_delay_ms, cfg.vendor_sim.max_delay_ms);
+    if (v.dec &&
+        decider_set_events(v.dec, cfg.vendor_sim.bounce_rate, cfg.vendor_sim.complaint_rate,
+                           cfg.vendor_sim.open_rate, cfg.vendor_sim.click_rate) != 0) {
+        decider_free(v.dec);
+        v.dec = NULL;
+    }
     v.unsub = vunsub_new(cfg.receipts.vendor_secret, cfg.vendor_sim.seed,
                          cfg.vendor_sim.unsubscribe_rate, cfg.vendor_sim.post_timeout_ms);
     if (!v.q || !v.pq || !v.post || !v.ppost || !v.dec || !v.pace || !v.unsub) {

@@ -3,39 +3,55 @@
  *
  * A job is one receipt {"log_id", "status", "vendorMsgId", "at", "campaign_id"?} or a batch
  * {"receipts": [...]} (one POST to the API), read with lib/jobs; every log move and the
- * completion check are lib/campaign's. One claimed batch of jobs, step by step (numbers are the
- * crash points discussed below; each step is one apply_* function):
+ * completion check are lib/campaign's. A receipt is a delivery receipt (SENT, FAILED, or BOUNCED:
+ * the move to FAILED marked as a bounce) or an event recorded without a move (OPENED, CLICKED,
+ * COMPLAINED: openedAt / clickedAt / complainedAt, once per log, whatever its status). Each
+ * (log, class) pair is one guard: the status move, or one event field. One claimed batch of
+ * jobs, step by step (numbers are the crash points discussed below; each step is one apply_*
+ * function):
  *   1. parse every job; a malformed job -> dead-letter now; a malformed receipt inside a batch
  *      job is set aside as a dead letter of its own (written in step 6, with the ack);
- *      duplicates of a log_id inside the batch are settled with the first one.
+ *      duplicates of a (log_id, class) inside the batch are settled with the first one.
  *   2. tok = new ObjectId hex; ZADD P{receipts}:ctoks now tok, SET ctok:tok ids, HSET
  *      ctok-owners tok <consumer id>                                               (Redis)
  *   3. unordered bulk: updateOne {_id, status: PENDING, fence: {$ne: tok} (, campaign_id when
  *      the receipt names it)} -> $set status, vendorMsgId, deliveredAt, updatedAt, ctok: tok
- *      (+ failureReason)
+ *      (+ failureReason, + bounced: true); an event: updateOne {_id, <field>: {$exists: false},
+ *      fence: {$ne: tok} (, campaign_id)} -> $set <field>: at, <its token field>: tok
  *   4. if every receipt named its campaign and the bulk matched every statement, each log was
  *      moved by THIS batch: counted per campaign from the receipts themselves, no read back
  *      (the usual case: the vendor echoes the send's campaign_id). Otherwise
  *      find {_id: {$in: ids}} -> unknown ids (or a campaign_id that is not the log's) are
- *      dead-lettered; logs whose ctok == tok were moved by THIS batch and are counted.
- *   5. per campaign: updateOne {_id, ctoks: {$ne: tok}} -> $inc sent/failed/-pending,
- *      $push ctoks tok (last 1000 kept); then COMPLETED if fanout_done and pending <= 0.
+ *      dead-lettered; logs whose ctok == tok were moved by THIS batch and are counted (an
+ *      event: its token field == tok).
+ *   4b. what THIS batch moved, outside the logs: one find {_id: {$in}} of the logs it failed,
+ *      bounced or got a complaint on (customer_id), one of their customers (email) when a
+ *      bounce or complaint is among them; suppress those addresses (lib/suppress, reason
+ *      bounced | complained, source the log); one LPUSH of the webhook events (message.failed,
+ *      message.bounced, contact.complained).
+ *   5. per campaign: updateOne {_id, ctoks: {$ne: tok}} -> $inc sent/failed/-pending (and
+ *      bounced, complained, opened, clicked when not 0), $push ctoks tok (last 1000 kept);
+ *      then COMPLETED if fanout_done and pending <= 0.
  *   6. ZREM ctoks tok; dead letters of single receipts of batch jobs; ack the jobs.
  * A crash (or MongoDB error) after 3 leaves logs final but maybe uncounted; the retried receipts
  * then see a foreign ctok and are no-ops, and receipts_recover() counts the orphaned token's logs
  * with the same guarded update, as soon as the owner's heartbeat has expired (the moment the
- * reaper hands the dead consumer's jobs back), or once the token is recover_after_s old. A crash
- * after 5 but before 6 is harmless: the guard finds tok already in ctoks.
+ * reaper hands the dead consumer's jobs back), or once the token is recover_after_s old; it also
+ * redoes 4b for those logs: suppresses their addresses and pushes their webhook events (a crash
+ * during 4b would otherwise lose them; done twice, a suppression stays one, and the events are
+ * the same events, ids being deterministic per log). A crash after 5 but before 6 is harmless:
+ * the guard finds tok already in ctoks.
  *
  * The fence. A bulk update whose call timed out is in doubt: the server may still hold it (a
  * stalled or frozen server applies what sits in its socket buffer when it resumes) and apply it
  * after the recovery has counted the token, leaving logs final but never counted. So step 2 also
  * stores the batch's log ids with the token (P{receipts}:ctok:TOKEN), every statement of step 3
- * requires fence != tok, and the recovery first sets fence = tok on those of the batch's logs
- * that are still PENDING, then counts the logs carrying ctok == tok among the batch's ids (an
- * indexed _id $in, no collection scan). A late statement of the batch then matches nothing: the
- * log is either final already (counted by whoever moved it) or fenced (left PENDING for the
- * retried receipt, which carries a fresh token). Per-document atomicity is all this needs.
+ * requires fence != tok, and the recovery first sets fence = tok on the batch's logs (all of
+ * them: an event statement may still be in doubt on a final log), then counts the logs carrying
+ * ctok == tok (or otok, cltok, cptok == tok) among the batch's ids (an indexed _id $in, no
+ * collection scan). A late statement of the batch then matches nothing: the log is either
+ * final already / the event recorded already (counted by whoever did it) or fenced (left for
+ * the retried receipt, which carries a fresh token). Per-document atomicity is all this needs.
  */
 #include "receipts.h"
 
@@ -44,6 +60,7 @@
 #include "campevents.h"
 #include "jobs.h"
 #include "log.h"
+#include "suppress.h"
 #include "timeutil.h"
 #include "unsub.h"
 
@@ -67,14 +84,320 @@ typedef struct item {
     bson_oid_t cid; /* campaign of the log (named by the receipt, or read back) */
 } item;
 
+/* The guard class of a receipt: 0 the status move (SENT, FAILED, BOUNCED), else 1 + the
+ * campaign_log_event it records. */
+static int item_cls(const item *it)
+{
+    switch (it->r.kind) {
+    case JOBS_RCPT_OPENED:
+        return 1 + CAMPAIGN_LOG_EV_OPENED;
+    case JOBS_RCPT_CLICKED:
+        return 1 + CAMPAIGN_LOG_EV_CLICKED;
+    case JOBS_RCPT_COMPLAINED:
+        return 1 + CAMPAIGN_LOG_EV_COMPLAINED;
+    default:
+        return 0;
+    }
+}
+
+/* What a counted item adds to its campaign. */
+enum { CNT_SENT, CNT_FAILED, CNT_BOUNCED, CNT_OPENED, CNT_CLICKED, CNT_COMPLAINED };
+
 typedef struct camp_count {
     bson_oid_t cid;
-    int64_t sent, failed;
+    int64_t sent, failed, bounced, opened, clicked, complained;
 } camp_count;
 
+/* Items sort by log id, then guard class (duplicates are neighbours). */
 static int cmp_item_oid(const void *a, const void *b)
 {
+    int c = bson_oid_compare(&((const item *)a)->oid, &((const item *)b)->oid);
+    return c ? c : item_cls(a) - item_cls(b);
+}
+
+/* By log id only (a search key for any item of a log). */
+static int cmp_oid_only(const void *a, const void *b)
+{
     return bson_oid_compare(&((const item *)a)->oid, &((const item *)b)->oid);
+}
+
+/* ---- webhook events ------------------------------------------------------------------------ */
+
+/* One webhook event to emit about a log (message.failed, message.bounced, contact.complained). */
+typedef struct ev_item {
+    jobs_event_type type;
+    bson_oid_t lid, cid, uid;
+    bool has_cid, has_uid;
+    char vmid[JOBS_VENDOR_MSG_ID_MAX + 1]; /* "" = none */
+    char reason[JOBS_REASON_MAX + 1];      /* "" = none */
+    char email[256];                       /* "" = unknown */
+} ev_item;
+
+typedef struct ev_list {
+    ev_item *a;
+    size_t n, cap;
+} ev_list;
+
+/* A zeroed slot at the end of l, or NULL (out of memory). */
+static ev_item *ev_add(ev_list *l)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 32;
+        ev_item *g = realloc(l->a, cap * sizeof *g);
+        if (!g)
+            return NULL;
+        l->a = g;
+        l->cap = cap;
+    }
+    memset(&l->a[l->n], 0, sizeof *l->a);
+    return &l->a[l->n++];
+}
+
+/* Append {"_id": {"$in": [...]}} of the oids to filter (a caller-built array). */
+static void append_in(bson_t *filter, const char *key, const bson_oid_t *const *oids, size_t n)
+{
+    bson_t in, arr;
+    char k[16];
+    BSON_APPEND_DOCUMENT_BEGIN(filter, key, &in);
+    BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
+    for (size_t i = 0; i < n; i++) {
+        const char *kp;
+        bson_uint32_to_string((uint32_t)i, &kp, k, sizeof k);
+        bson_append_oid(&arr, kp, -1, oids[i]);
+    }
+    bson_append_array_end(&in, &arr);
+    bson_append_document_end(filter, &in);
+}
+
+/* The customer (and campaign, vendorMsgId) of every event of l not yet knowing it, read from
+ * its log: one find {_id: {$in}}. 0 or -1 (e filled). */
+static int ev_fill_from_logs(mongoc_collection_t *logs, ev_list *l, bson_error_t *e)
+{
+    const bson_oid_t **ids = calloc(l->n ? l->n : 1, sizeof *ids);
+    if (!ids) {
+        bson_set_error(e, 0, 0, "out of memory");
+        return -1;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < l->n; i++)
+        if (!l->a[i].has_uid)
+            ids[n++] = &l->a[i].lid;
+    int rc = 0;
+    if (n) {
+        bson_t filter = BSON_INITIALIZER;
+        append_in(&filter, "_id", ids, n);
+        bson_t *opts =
+            BCON_NEW("projection", "{", "customer_id", BCON_INT32(1), "campaign_id", BCON_INT32(1),
+                     "vendorMsgId", BCON_INT32(1), "}", "batchSize", BCON_INT64((int64_t)n));
+        mongoc_cursor_t *cur = mongoc_collection_find_with_opts(logs, &filter, opts, NULL);
+        const bson_t *doc;
+        while (mongoc_cursor_next(cur, &doc)) {
+            bson_iter_t it;
+            if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it))
+                continue;
+            const bson_oid_t *lid = bson_iter_oid(&it);
+            for (size_t i = 0; i < l->n; i++) {
+                ev_item *ev = &l->a[i];
+                if (ev->has_uid || !bson_oid_equal(&ev->lid, lid))
+                    continue;
+                if (bson_iter_init_find(&it, doc, "customer_id") && BSON_ITER_HOLDS_OID(&it)) {
+                    bson_oid_copy(bson_iter_oid(&it), &ev->uid);
+                    ev->has_uid = true;
+                }
+                if (!ev->has_cid && bson_iter_init_find(&it, doc, "campaign_id") &&
+                    BSON_ITER_HOLDS_OID(&it)) {
+                    bson_oid_copy(bson_iter_oid(&it), &ev->cid);
+                    ev->has_cid = true;
+                }
+                if (!ev->vmid[0] && bson_iter_init_find(&it, doc, "vendorMsgId") &&
+                    BSON_ITER_HOLDS_UTF8(&it))
+                    snprintf(ev->vmid, sizeof ev->vmid, "%s", bson_iter_utf8(&it, NULL));
+            }
+        }
+        if (mongoc_cursor_error(cur, e))
+            rc = -1;
+        mongoc_cursor_destroy(cur);
+        bson_destroy(opts);
+        bson_destroy(&filter);
+    }
+    free(ids);
+    return rc;
+}
+
+/* The e-mail of the customer of every bounce and complaint of l: one find {_id: {$in}} on the
+ * customers. 0 or -1 (e filled). */
+static int ev_fill_emails(mongoc_collection_t *custs, ev_list *l, bson_error_t *e)
+{
+    const bson_oid_t **ids = calloc(l->n ? l->n : 1, sizeof *ids);
+    if (!ids) {
+        bson_set_error(e, 0, 0, "out of memory");
+        return -1;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < l->n; i++)
+        if (l->a[i].has_uid && l->a[i].type != JOBS_EV_MESSAGE_FAILED)
+            ids[n++] = &l->a[i].uid;
+    int rc = 0;
+    if (n) {
+        bson_t filter = BSON_INITIALIZER;
+        append_in(&filter, "_id", ids, n);
+        bson_t *opts = BCON_NEW("projection", "{", "email", BCON_INT32(1), "}", "batchSize",
+                                BCON_INT64((int64_t)n));
+        mongoc_cursor_t *cur = mongoc_collection_find_with_opts(custs, &filter, opts, NULL);
+        const bson_t *doc;
+        while (mongoc_cursor_next(cur, &doc)) {
+            bson_iter_t it, em;
+            if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it) ||
+                !bson_iter_init_find(&em, doc, "email") || !BSON_ITER_HOLDS_UTF8(&em))
+                continue;
+            for (size_t i = 0; i < l->n; i++)
+                if (l->a[i].has_uid && bson_oid_equal(&l->a[i].uid, bson_iter_oid(&it)))
+                    snprintf(l->a[i].email, sizeof l->a[i].email, "%s", bson_iter_utf8(&em, NULL));
+        }
+        if (mongoc_cursor_error(cur, e))
+            rc = -1;
+        mongoc_cursor_destroy(cur);
+        bson_destroy(opts);
+        bson_destroy(&filter);
+    }
+    free(ids);
+    return rc;
+}
+
+/* Append ,"key":"hex" or ,"key":null. */
+static void put_oid(jsonx_buf *b, const char *key, const bson_oid_t *oid, bool has)
+{
+    char hex[25];
+    jsonx_buf_raw(b, ",\"", 2);
+    jsonx_buf_cat(b, key);
+    jsonx_buf_raw(b, "\":", 2);
+    if (!has) {
+        jsonx_buf_raw(b, "null", 4);
+        return;
+    }
+    bson_oid_to_string(oid, hex);
+    jsonx_buf_str(b, hex, 24);
+}
+
+/* Encode and push every event of l on QUEUE_EVENTS (one round trip). Their ids are
+ * deterministic per (type, log id), so pushing the same events again (a retried batch, the
+ * recovery) repeats them, never adds new ones. 0, or -1 (Redis or memory: the caller keeps its
+ * token, so the recovery pushes them). */
+static int ev_push(receipts_ctx *x, const ev_list *l)
+{
+    if (!x->events || l->n == 0)
+        return 0;
+    char **jobs = calloc(l->n, sizeof *jobs);
+    size_t *lens = calloc(l->n, sizeof *lens);
+    int rc = jobs && lens ? 0 : -1;
+    int64_t now = time_now_ms();
+    for (size_t i = 0; rc == 0 && i < l->n; i++) {
+        const ev_item *ev = &l->a[i];
+        char lhex[25];
+        bson_oid_to_string(&ev->lid, lhex);
+        jsonx_buf data = {0}, job = {0};
+        jsonx_buf_cat(&data, "{\"log_id\":");
+        jsonx_buf_str(&data, lhex, 24);
+        put_oid(&data, "campaign_id", &ev->cid, ev->has_cid);
+        put_oid(&data, "customer_id", &ev->uid, ev->has_uid);
+        if (ev->email[0]) {
+            jsonx_buf_cat(&data, ",\"email\":");
+            jsonx_buf_str(&data, ev->email, strlen(ev->email));
+        }
+        if (ev->reason[0]) {
+            jsonx_buf_cat(&data, ",\"reason\":");
+            jsonx_buf_str(&data, ev->reason, strlen(ev->reason));
+        }
+        jsonx_buf_cat(&data, ",\"vendorMsgId\":");
+        if (ev->vmid[0])
+            jsonx_buf_str(&data, ev->vmid, strlen(ev->vmid));
+        else
+            jsonx_buf_raw(&data, "null", 4);
+        jsonx_buf_raw(&data, "}", 1);
+        jobs_event je = {.type = ev->type, .at = now};
+        jobs_event_id(ev->type, lhex, je.id);
+        je.data = data.data;
+        je.datalen = data.len;
+        if (!jsonx_buf_ok(&data) || jobs_event_encode(&job, &je) != 0) {
+            jsonx_buf_free(&job);
+            rc = -1;
+        } else {
+            jobs[i] = job.data;
+            lens[i] = job.len;
+        }
+        jsonx_buf_free(&data);
+    }
+    if (rc == 0 && queue_push_many(x->events, (const char *const *)jobs, lens, l->n) != 0) {
+        log_warn("receipts.redis_error", "detail=\"%s\"", queue_error(x->events));
+        rc = -1;
+    }
+    for (size_t i = 0; jobs && i < l->n; i++)
+        free(jobs[i]);
+    free(jobs);
+    free(lens);
+    return rc;
+}
+
+/* Suppress the address of every bounce and complaint of l (lib/suppress: idempotent, the
+ * first suppression of an address wins), the log as its source. 0 or -1 (MongoDB, e filled).
+ * An address lib/suppress refuses as no address is logged and skipped: retrying cannot fix it. */
+static int ev_suppress(receipts_ctx *x, mongoc_client_t *cl, mongoc_collection_t *custs,
+                       const ev_list *l, bson_error_t *e)
+{
+    mongoc_collection_t *supps = dbpool_durable_collection(x->db, cl, DB_SUPPRESSIONS);
+    int64_t now = time_now_ms();
+    int rc = 0;
+    for (size_t i = 0; i < l->n && rc == 0; i++) {
+        const ev_item *ev = &l->a[i];
+        if (ev->type == JOBS_EV_MESSAGE_FAILED || !ev->email[0])
+            continue;
+        char lhex[25];
+        bson_oid_to_string(&ev->lid, lhex);
+        suppress_reason why =
+            ev->type == JOBS_EV_MESSAGE_BOUNCED ? SUPPRESS_BOUNCED : SUPPRESS_COMPLAINED;
+        if (suppress_add(supps, custs, ev->email, why, lhex, now, NULL, e) != 0) {
+            if (e->domain == 0 && e->code == 0) {
+                log_warn("receipts.suppress_skipped", "log=%s detail=\"%s\"", lhex, e->message);
+                continue;
+            }
+            rc = -1;
+        }
+    }
+    mongoc_collection_destroy(supps);
+    return rc;
+}
+
+/* Emit the events of l: their customers (from the logs, when not known), the e-mails of the
+ * bounced and complaining ones (whose addresses are suppressed here, before their events say
+ * so), then one push. STEP-like: 0, -1 Redis/memory, -2 MongoDB. */
+static int ev_emit(receipts_ctx *x, mongoc_client_t *cl, mongoc_collection_t *logs, ev_list *l,
+                   bson_error_t *e)
+{
+    if (l->n == 0)
+        return 0;
+    bool need_email = false;
+    for (size_t i = 0; i < l->n && !need_email; i++)
+        need_email = l->a[i].type != JOBS_EV_MESSAGE_FAILED;
+    if (!need_email && !x->events)
+        return 0;
+    if (ev_fill_from_logs(logs, l, e) != 0)
+        return -2;
+    if (need_email) {
+        mongoc_collection_t *custs = dbpool_durable_collection(x->db, cl, DB_CUSTOMERS);
+        int rc = ev_fill_emails(custs, l, e);
+        if (rc == 0)
+            rc = ev_suppress(x, cl, custs, l, e);
+        mongoc_collection_destroy(custs);
+        if (rc != 0)
+            return -2;
+    }
+    if (!x->events)
+        return 0;
+    if (ev_push(x, l) != 0) {
+        bson_set_error(e, 0, 0, "cannot push the webhook events");
+        return -1;
+    }
+    return 0;
 }
 
 /* Dead letters for single receipts of batch jobs, written with the ack (step 6): the raw
@@ -125,14 +448,29 @@ static int count_campaign(receipts_ctx *x, mongoc_collection_t *camps, const cam
 {
     int64_t now = time_now_ms();
     bson_t *sel = BCON_NEW("_id", BCON_OID(&cc->cid), "ctoks", "{", "$ne", BCON_UTF8(tok), "}");
-    bson_t *upd =
-        BCON_NEW("$inc", "{", "sent", BCON_INT64(cc->sent), "failed", BCON_INT64(cc->failed),
-                 "pending", BCON_INT64(-(cc->sent + cc->failed)), "}", "$push", "{", "ctoks", "{",
-                 "$each", "[", BCON_UTF8(tok), "]", "$slice", BCON_INT32(-1000), "}", "}", "$set",
-                 "{", "updatedAt", BCON_DATE_TIME(now), "}");
-    bool ok = mongoc_collection_update_one(camps, sel, upd, NULL, NULL, e);
+    bson_t upd = BSON_INITIALIZER, inc;
+    BSON_APPEND_DOCUMENT_BEGIN(&upd, "$inc", &inc);
+    BSON_APPEND_INT64(&inc, "sent", cc->sent);
+    BSON_APPEND_INT64(&inc, "failed", cc->failed);
+    BSON_APPEND_INT64(&inc, "pending", -(cc->sent + cc->failed));
+    /* The event counters only when they move (the usual batch has none of them). */
+    if (cc->bounced)
+        BSON_APPEND_INT64(&inc, "bounced", cc->bounced);
+    if (cc->complained)
+        BSON_APPEND_INT64(&inc, "complained", cc->complained);
+    if (cc->opened)
+        BSON_APPEND_INT64(&inc, "opened", cc->opened);
+    if (cc->clicked)
+        BSON_APPEND_INT64(&inc, "clicked", cc->clicked);
+    bson_append_document_end(&upd, &inc);
+    bson_t *rest =
+        BCON_NEW("$push", "{", "ctoks", "{", "$each", "[", BCON_UTF8(tok), "]", "$slice",
+                 BCON_INT32(-1000), "}", "}", "$set", "{", "updatedAt", BCON_DATE_TIME(now), "}");
+    bson_concat(&upd, rest);
+    bson_destroy(rest);
+    bool ok = mongoc_collection_update_one(camps, sel, &upd, NULL, NULL, e);
     bson_destroy(sel);
-    bson_destroy(upd);
+    bson_destroy(&upd);
     bool done = false;
     int rc = ok ? campaign_try_complete_moved(camps, &cc->cid, &done, e) : -1;
     if (done) /* campaign.completed (lib/campevents; the worker's rescue if this fails) */
@@ -140,8 +478,7 @@ static int count_campaign(receipts_ctx *x, mongoc_collection_t *camps, const cam
     return rc;
 }
 
-static int add_count(camp_count **a, size_t *n, size_t *cap, const bson_oid_t *cid,
-                     campaign_log_status status)
+static int add_count(camp_count **a, size_t *n, size_t *cap, const bson_oid_t *cid, int what)
 {
     size_t i;
     for (i = 0; i < *n; i++)
@@ -160,10 +497,28 @@ static int add_count(camp_count **a, size_t *n, size_t *cap, const bson_oid_t *c
         bson_oid_copy(cid, &(*a)[i].cid);
         (*n)++;
     }
-    if (status == CAMPAIGN_LOG_SENT)
-        (*a)[i].sent++;
-    else
-        (*a)[i].failed++;
+    camp_count *c = &(*a)[i];
+    switch (what) {
+    case CNT_SENT:
+        c->sent++;
+        break;
+    case CNT_BOUNCED:
+        c->bounced++;
+        c->failed++; /* a bounce is a failure too */
+        break;
+    case CNT_OPENED:
+        c->opened++;
+        break;
+    case CNT_CLICKED:
+        c->clicked++;
+        break;
+    case CNT_COMPLAINED:
+        c->complained++;
+        break;
+    default:
+        c->failed++;
+        break;
+    }
     return 0;
 }
 
@@ -235,6 +590,7 @@ typedef struct apply {
     part_list parts;
     camp_count *counts;
     size_t ncounts, capcounts;
+    ev_list evs; /* webhook events of what this batch moved (step 5b) */
     char tok[25];
     bool token_set;
     mongoc_client_t *cl;
@@ -274,6 +630,7 @@ static void apply_release(apply *a)
     free(a->acks);
     free(a->fate);
     free(a->counts);
+    free(a->evs.a);
     part_free(&a->parts);
 }
 
@@ -329,7 +686,8 @@ static int apply_parse(apply *a)
                 x->dead++;
                 continue;
             }
-            if (it->r.status == CAMPAIGN_LOG_PENDING) { /* a PENDING receipt changes nothing */
+            if (it->r.kind == JOBS_RCPT_DELIVERY && it->r.status == CAMPAIGN_LOG_PENDING) {
+                /* a PENDING receipt changes nothing */
                 x->noops++;
                 continue;
             }
@@ -342,7 +700,7 @@ static int apply_parse(apply *a)
     }
     qsort(a->items, a->nitems, sizeof *a->items, cmp_item_oid);
     for (size_t i = 1; i < a->nitems; i++)
-        if (bson_oid_equal(&a->items[i].oid, &a->items[i - 1].oid))
+        if (cmp_item_oid(&a->items[i], &a->items[i - 1]) == 0)
             a->items[i].dup = 1;
     return STEP_OK;
 }
@@ -357,7 +715,7 @@ static int apply_register_token(apply *a)
     char *ids = malloc(24 * a->nitems + 1);
     size_t nid = 0;
     for (size_t i = 0; ids && i < a->nitems; i++)
-        if (!a->items[i].dup)
+        if (i == 0 || !bson_oid_equal(&a->items[i].oid, &a->items[i - 1].oid))
             bson_oid_to_string(&a->items[i].oid, ids + 24 * nid++);
     int rc = ids && token_register(a->x, a->tok, ids, 24 * nid) == 0 ? STEP_OK : STEP_STOP;
     free(ids);
@@ -384,8 +742,12 @@ static int apply_update_logs(apply *a, bool *moved_all)
         if (it->dup)
             continue;
         bson_t sel = BSON_INITIALIZER, upd = BSON_INITIALIZER, set, fence;
+        int cls = item_cls(it);
         BSON_APPEND_OID(&sel, "_id", &it->oid);
-        campaign_log_match_pending(&sel);
+        if (cls == 0)
+            campaign_log_match_pending(&sel);
+        else
+            campaign_log_match_event_unset(&sel, (campaign_log_event)(cls - 1));
         BSON_APPEND_DOCUMENT_BEGIN(&sel, "fence", &fence);
         BSON_APPEND_UTF8(&fence, "$ne", a->tok);
         bson_append_document_end(&sel, &fence);
@@ -394,10 +756,16 @@ static int apply_update_logs(apply *a, bool *moved_all)
         else
             all_cids = false;
         BSON_APPEND_DOCUMENT_BEGIN(&upd, "$set", &set);
-        campaign_log_append_final(&set, it->r.status,
-                                  it->r.vendor_msg_id[0] ? it->r.vendor_msg_id : NULL, it->r.at,
-                                  now, it->r.reason);
-        BSON_APPEND_UTF8(&set, "ctok", a->tok);
+        if (cls == 0) {
+            campaign_log_append_final(&set, it->r.status,
+                                      it->r.vendor_msg_id[0] ? it->r.vendor_msg_id : NULL, it->r.at,
+                                      now, it->r.reason);
+            if (it->r.kind == JOBS_RCPT_BOUNCED)
+                campaign_log_append_bounce(&set);
+            BSON_APPEND_UTF8(&set, "ctok", a->tok);
+        } else {
+            campaign_log_append_event(&set, (campaign_log_event)(cls - 1), it->r.at, a->tok);
+        }
         bson_append_document_end(&upd, &set);
         bool ok = mongoc_bulk_operation_update_one_with_opts(bulk, &sel, &upd, NULL, &a->e);
         bson_destroy(&sel);
@@ -442,7 +810,7 @@ static int apply_find_moved(apply *a, bool moved_all)
     BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
     char k[16];
     for (size_t i = 0, n = 0; i < nitems; i++) {
-        if (items[i].dup)
+        if (i > 0 && bson_oid_equal(&items[i].oid, &items[i - 1].oid))
             continue;
         const char *key;
         bson_uint32_to_string((uint32_t)n++, &key, k, sizeof k);
@@ -453,6 +821,7 @@ static int apply_find_moved(apply *a, bool moved_all)
     /* batchSize: the whole answer in the first reply (no getMore round trip). */
     bson_t *opts =
         BCON_NEW("projection", "{", "status", BCON_INT32(1), "campaign_id", BCON_INT32(1), "ctok",
+                 BCON_INT32(1), "otok", BCON_INT32(1), "cltok", BCON_INT32(1), "cptok",
                  BCON_INT32(1), "}", "batchSize", BCON_INT64((int64_t)nitems));
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(a->logs, &filter, opts, NULL);
     bson_destroy(opts);
@@ -464,19 +833,22 @@ static int apply_find_moved(apply *a, bool moved_all)
         if (!bson_iter_init_find(&iter, doc, "_id") || !BSON_ITER_HOLDS_OID(&iter))
             continue;
         bson_oid_copy(bson_iter_oid(&iter), &key.oid);
-        item *it = bsearch(&key, items, nitems, sizeof *items, cmp_item_oid);
-        if (!it)
+        item *first = bsearch(&key, items, nitems, sizeof *items, cmp_oid_only);
+        if (!first)
             continue;
-        while (it > items && it->dup) /* the first copy of a duplicated id */
-            it--;
-        it->found = 1;
-        const char *dtok = NULL;
+        while (first > items && bson_oid_equal(&first[-1].oid, &key.oid))
+            first--; /* the first item of this log */
+        const char *dtok = NULL, *etok[CAMPAIGN_LOG_EV_COUNT] = {NULL};
         campaign_log_status st;
         bool has_st = false;
         bson_oid_t dcid;
         bool has_dcid = false;
         if (bson_iter_init_find(&iter, doc, "ctok") && BSON_ITER_HOLDS_UTF8(&iter))
             dtok = bson_iter_utf8(&iter, NULL);
+        for (int ev = 0; ev < CAMPAIGN_LOG_EV_COUNT; ev++)
+            if (bson_iter_init_find(&iter, doc, campaign_log_event_token((campaign_log_event)ev)) &&
+                BSON_ITER_HOLDS_UTF8(&iter))
+                etok[ev] = bson_iter_utf8(&iter, NULL);
         if (bson_iter_init_find(&iter, doc, "status") && BSON_ITER_HOLDS_UTF8(&iter)) {
             uint32_t len;
             const char *s = bson_iter_utf8(&iter, &len);
@@ -486,16 +858,25 @@ static int apply_find_moved(apply *a, bool moved_all)
             bson_oid_copy(bson_iter_oid(&iter), &dcid);
             has_dcid = true;
         }
-        if (it->has_cid && (!has_dcid || !bson_oid_equal(&dcid, &it->cid))) {
-            it->mismatch = 1;
-            continue;
-        }
-        if (dtok && has_st && has_dcid && !strcmp(dtok, a->tok)) {
+        for (item *it = first; it < items + nitems && bson_oid_equal(&it->oid, &key.oid); it++) {
+            if (it->dup)
+                continue;
+            it->found = 1;
+            if (it->has_cid && (!has_dcid || !bson_oid_equal(&dcid, &it->cid))) {
+                it->mismatch = 1;
+                continue;
+            }
+            int cls = item_cls(it);
+            const char *mine = cls == 0 ? dtok : etok[cls - 1];
+            if (!mine || strcmp(mine, a->tok) != 0 || (cls == 0 && !has_st))
+                continue; /* not moved (recorded) by this batch */
             it->counted = 1;
-            it->r.status = st;
-            bson_oid_copy(&dcid, &it->cid);
-        } else if (dtok && has_st && !has_dcid && !strcmp(dtok, a->tok)) {
-            it->counted = it->nocamp = 1; /* applied; counts in no campaign */
+            if (cls == 0)
+                it->r.status = st;
+            if (has_dcid)
+                bson_oid_copy(&dcid, &it->cid);
+            else
+                it->nocamp = 1; /* applied; counts in no campaign */
         }
     }
     bool cerr = mongoc_cursor_error(cur, &a->e);
@@ -514,15 +895,56 @@ static int apply_find_moved(apply *a, bool moved_all)
 /* 5. Count per campaign, guarded by the token; complete the campaigns that are done. */
 static int apply_count(apply *a)
 {
-    for (size_t i = 0; i < a->nitems; i++)
-        if (a->items[i].counted && !a->items[i].dup && !a->items[i].nocamp &&
-            add_count(&a->counts, &a->ncounts, &a->capcounts, &a->items[i].cid,
-                      a->items[i].r.status) != 0)
+    for (size_t i = 0; i < a->nitems; i++) {
+        const item *it = &a->items[i];
+        if (!it->counted || it->dup || it->nocamp)
+            continue;
+        int cls = item_cls(it), what = cls == 1 + CAMPAIGN_LOG_EV_OPENED    ? CNT_OPENED
+                                       : cls == 1 + CAMPAIGN_LOG_EV_CLICKED ? CNT_CLICKED
+                                       : cls != 0                           ? CNT_COMPLAINED
+                                       : it->r.status == CAMPAIGN_LOG_SENT  ? CNT_SENT
+                                       : it->r.kind == JOBS_RCPT_BOUNCED    ? CNT_BOUNCED
+                                                                            : CNT_FAILED;
+        if (add_count(&a->counts, &a->ncounts, &a->capcounts, &it->cid, what) != 0)
             return STEP_STOP;
+    }
     for (size_t i = 0; i < a->ncounts; i++)
         if (count_campaign(a->x, a->camps, &a->counts[i], a->tok, &a->e) != 0)
             return STEP_MONGO;
     return STEP_OK;
+}
+
+/* 4b. The webhook events (and suppressions) of the logs this batch moved to FAILED (message.failed,
+ * or message.bounced) and of the complaints it recorded (contact.complained). */
+static int apply_emit(apply *a)
+{
+    for (size_t i = 0; i < a->nitems; i++) {
+        const item *it = &a->items[i];
+        if (!it->counted || it->dup)
+            continue;
+        jobs_event_type t;
+        if (it->r.kind == JOBS_RCPT_COMPLAINED)
+            t = JOBS_EV_CONTACT_COMPLAINED;
+        else if (it->r.kind == JOBS_RCPT_BOUNCED)
+            t = JOBS_EV_MESSAGE_BOUNCED;
+        else if (it->r.kind == JOBS_RCPT_DELIVERY && it->r.status == CAMPAIGN_LOG_FAILED)
+            t = JOBS_EV_MESSAGE_FAILED;
+        else
+            continue;
+        ev_item *ev = ev_add(&a->evs);
+        if (!ev)
+            return STEP_STOP;
+        ev->type = t;
+        bson_oid_copy(&it->oid, &ev->lid);
+        ev->has_cid = !it->nocamp;
+        if (ev->has_cid)
+            bson_oid_copy(&it->cid, &ev->cid);
+        snprintf(ev->vmid, sizeof ev->vmid, "%s", it->r.vendor_msg_id);
+        if (t != JOBS_EV_CONTACT_COMPLAINED)
+            snprintf(ev->reason, sizeof ev->reason, "%s", it->r.reason);
+    }
+    int rc = ev_emit(a->x, a->cl, a->logs, &a->evs, &a->e);
+    return rc == 0 ? STEP_OK : rc == -2 ? STEP_MONGO : STEP_STOP;
 }
 
 /* 6a. Receipts for unknown logs (or another campaign's) to the DLQ: a whole single-receipt job,
@@ -611,7 +1033,8 @@ int receipts_apply_batch(receipts_ctx *x, const queue_batch *b)
     a.logs = dbpool_durable_collection(x->db, a.cl, DB_LOGS);
     a.camps = dbpool_durable_collection(x->db, a.cl, DB_CAMPAIGNS);
     if ((st = apply_update_logs(&a, &moved_all)) == STEP_OK &&
-        (st = apply_find_moved(&a, moved_all)) == STEP_OK && (st = apply_count(&a)) == STEP_OK)
+        (st = apply_find_moved(&a, moved_all)) == STEP_OK && (st = apply_emit(&a)) == STEP_OK &&
+        (st = apply_count(&a)) == STEP_OK)
         st = apply_dead_unknown(&a);
     if (st == STEP_STOP)
         goto out; /* the token stays in Redis: receipts_recover counts what was moved */
@@ -666,11 +1089,11 @@ static int token_ids(receipts_ctx *x, const char *tok, bson_t *filter)
     return found;
 }
 
-static int recover_token(receipts_ctx *x, mongoc_collection_t *logs, mongoc_collection_t *camps,
-                         const char *tok)
+static int recover_token(receipts_ctx *x, mongoc_client_t *cl, mongoc_collection_t *logs,
+                         mongoc_collection_t *camps, const char *tok)
 {
-    /* Fence first: the batch's logs still PENDING can no longer be moved by a late statement
-     * of this token (see "The fence" above); then count what the token did move. */
+    /* Fence first: the batch's logs can no longer be moved (or get an event recorded) by a
+     * late statement of this token (see "The fence" above); then count what the token did. */
     bson_t *filter = bson_new();
     int has_ids = token_ids(x, tok, filter);
     if (has_ids < 0) {
@@ -679,7 +1102,6 @@ static int recover_token(receipts_ctx *x, mongoc_collection_t *logs, mongoc_coll
     }
     if (has_ids) {
         bson_t *fsel = bson_copy(filter);
-        campaign_log_match_pending(fsel);
         bson_t *fupd = BCON_NEW("$set", "{", "fence", BCON_UTF8(tok), "}");
         bson_error_t fe;
         bool ok = mongoc_collection_update_many(logs, fsel, fupd, NULL, NULL, &fe);
@@ -691,29 +1113,97 @@ static int recover_token(receipts_ctx *x, mongoc_collection_t *logs, mongoc_coll
             return -1;
         }
     }
-    BSON_APPEND_UTF8(filter, "ctok", tok);
+    /* The logs the token moved or recorded an event on: ctok, otok, cltok or cptok == tok. */
+    bson_t ors, o;
+    BSON_APPEND_ARRAY_BEGIN(filter, "$or", &ors);
+    BSON_APPEND_DOCUMENT_BEGIN(&ors, "0", &o);
+    BSON_APPEND_UTF8(&o, "ctok", tok);
+    bson_append_document_end(&ors, &o);
+    for (int ev = 0; ev < CAMPAIGN_LOG_EV_COUNT; ev++) {
+        char k[4];
+        snprintf(k, sizeof k, "%d", ev + 1);
+        BSON_APPEND_DOCUMENT_BEGIN(&ors, k, &o);
+        BSON_APPEND_UTF8(&o, campaign_log_event_token((campaign_log_event)ev), tok);
+        bson_append_document_end(&ors, &o);
+    }
+    bson_append_array_end(filter, &ors);
     bson_t *opts =
-        BCON_NEW("projection", "{", "status", BCON_INT32(1), "campaign_id", BCON_INT32(1), "}");
+        BCON_NEW("projection", "{", "status", BCON_INT32(1), "campaign_id", BCON_INT32(1),
+                 "customer_id", BCON_INT32(1), "vendorMsgId", BCON_INT32(1), "failureReason",
+                 BCON_INT32(1), "bounced", BCON_INT32(1), "ctok", BCON_INT32(1), "otok",
+                 BCON_INT32(1), "cltok", BCON_INT32(1), "cptok", BCON_INT32(1), "}");
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(logs, filter, opts, NULL);
     bson_destroy(filter);
     bson_destroy(opts);
     camp_count *counts = NULL;
     size_t n = 0, cap = 0;
+    ev_list evs = {0};
     const bson_t *doc;
     bson_error_t e;
     int rc = -1;
     while (mongoc_cursor_next(cur, &doc)) {
         bson_iter_t it;
-        campaign_log_status st;
-        uint32_t len = 0;
-        const char *s = bson_iter_init_find(&it, doc, "status") && BSON_ITER_HOLDS_UTF8(&it)
-                            ? bson_iter_utf8(&it, &len)
-                            : NULL;
-        if (!s || campaign_log_status_parse(s, len, &st) != 0 || !campaign_log_status_final(st))
-            continue;
+        const bson_oid_t *cid = NULL, *uid = NULL, *lid = NULL;
+        if (bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_OID(&it))
+            lid = bson_iter_oid(&it);
         if (bson_iter_init_find(&it, doc, "campaign_id") && BSON_ITER_HOLDS_OID(&it))
-            if (add_count(&counts, &n, &cap, bson_iter_oid(&it), st) != 0)
+            cid = bson_iter_oid(&it);
+        if (bson_iter_init_find(&it, doc, "customer_id") && BSON_ITER_HOLDS_OID(&it))
+            uid = bson_iter_oid(&it);
+        bool bounced = bson_iter_init_find(&it, doc, "bounced") && BSON_ITER_HOLDS_BOOL(&it) &&
+                       bson_iter_bool(&it);
+        /* What the token did to this log: the status move (ctok) and each event (its field). */
+        jobs_event_type evt[2];
+        size_t nevt = 0;
+        const char *dtok = bson_iter_init_find(&it, doc, "ctok") && BSON_ITER_HOLDS_UTF8(&it)
+                               ? bson_iter_utf8(&it, NULL)
+                               : NULL;
+        if (dtok && !strcmp(dtok, tok)) {
+            campaign_log_status st;
+            uint32_t len = 0;
+            const char *s = bson_iter_init_find(&it, doc, "status") && BSON_ITER_HOLDS_UTF8(&it)
+                                ? bson_iter_utf8(&it, &len)
+                                : NULL;
+            if (s && campaign_log_status_parse(s, len, &st) == 0 && campaign_log_status_final(st)) {
+                if (cid && add_count(&counts, &n, &cap, cid,
+                                     st == CAMPAIGN_LOG_SENT ? CNT_SENT
+                                     : bounced               ? CNT_BOUNCED
+                                                             : CNT_FAILED) != 0)
+                    goto out;
+                if (st == CAMPAIGN_LOG_FAILED)
+                    evt[nevt++] = bounced ? JOBS_EV_MESSAGE_BOUNCED : JOBS_EV_MESSAGE_FAILED;
+            }
+        }
+        static const int ev_cnt[CAMPAIGN_LOG_EV_COUNT] = {CNT_OPENED, CNT_CLICKED, CNT_COMPLAINED};
+        for (int ev = 0; ev < CAMPAIGN_LOG_EV_COUNT; ev++) {
+            const char *t =
+                bson_iter_init_find(&it, doc, campaign_log_event_token((campaign_log_event)ev)) &&
+                        BSON_ITER_HOLDS_UTF8(&it)
+                    ? bson_iter_utf8(&it, NULL)
+                    : NULL;
+            if (!t || strcmp(t, tok) != 0)
+                continue;
+            if (cid && add_count(&counts, &n, &cap, cid, ev_cnt[ev]) != 0)
                 goto out;
+            if (ev == CAMPAIGN_LOG_EV_COMPLAINED)
+                evt[nevt++] = JOBS_EV_CONTACT_COMPLAINED;
+        }
+        for (size_t k = 0; lid && k < nevt; k++) {
+            ev_item *ev = ev_add(&evs);
+            if (!ev)
+                goto out;
+            ev->type = evt[k];
+            bson_oid_copy(lid, &ev->lid);
+            if ((ev->has_cid = cid != NULL))
+                bson_oid_copy(cid, &ev->cid);
+            if ((ev->has_uid = uid != NULL))
+                bson_oid_copy(uid, &ev->uid);
+            if (bson_iter_init_find(&it, doc, "vendorMsgId") && BSON_ITER_HOLDS_UTF8(&it))
+                snprintf(ev->vmid, sizeof ev->vmid, "%s", bson_iter_utf8(&it, NULL));
+            if (evt[k] != JOBS_EV_CONTACT_COMPLAINED &&
+                bson_iter_init_find(&it, doc, "failureReason") && BSON_ITER_HOLDS_UTF8(&it))
+                snprintf(ev->reason, sizeof ev->reason, "%s", bson_iter_utf8(&it, NULL));
+        }
     }
     if (mongoc_cursor_error(cur, &e)) {
         log_warn("receipts.recover_error", "token=%s detail=\"%s\"", tok, e.message);
@@ -724,11 +1214,17 @@ static int recover_token(receipts_ctx *x, mongoc_collection_t *logs, mongoc_coll
             log_warn("receipts.recover_error", "token=%s detail=\"%s\"", tok, e.message);
             goto out;
         }
-    log_info("receipts.token_recovered", "token=%s campaigns=%zu", tok, n);
+    /* The crashed batch may have died before pushing its events: push them (again). */
+    if (ev_emit(x, cl, logs, &evs, &e) != 0) {
+        log_warn("receipts.recover_error", "token=%s detail=\"events: %s\"", tok, e.message);
+        goto out;
+    }
+    log_info("receipts.token_recovered", "token=%s campaigns=%zu events=%zu", tok, n, evs.n);
     rc = 0;
 out:
     mongoc_cursor_destroy(cur);
     free(counts);
+    free(evs.a);
     return rc;
 }
 
@@ -834,7 +1330,7 @@ int receipts_recover(receipts_ctx *x, int64_t min_age_ms)
             const char *tok = toks[i]->str;
             if (!due[i] || !tok || strlen(tok) != 24)
                 continue;
-            if (recover_token(x, logs, camps, tok) != 0)
+            if (recover_token(x, cl, logs, camps, tok) != 0)
                 break;
             token_forget(x, tok);
             done++;

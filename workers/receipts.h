@@ -3,7 +3,19 @@
  * (minicrm-receipts), plus the sweeper for logs whose receipt never came.
  *
  * Guarantees:
- *  - A log moves only PENDING -> SENT | FAILED, once; a repeated receipt is a no-op.
+ *  - A log moves only PENDING -> SENT | FAILED, once; a repeated receipt is a no-op. A BOUNCED
+ *    receipt is that move to FAILED (reason "bounced", bounced: true); COMPLAINED, OPENED and
+ *    CLICKED record complainedAt / openedAt / clickedAt once per log, whatever its status (an
+ *    event that arrives before the log's SENT is kept; the SENT still moves the log).
+ *  - Counters bounced (also in failed), complained, opened, clicked change exactly once per log
+ *    and event, under the same token as sent/failed (each event has its own token field on the
+ *    log: otok, cltok, cptok; the recovery counts what a crashed batch recorded).
+ *  - The address of a bounce or a complaint is suppressed (lib/suppress, the log as source), by
+ *    the batch that recorded it, or by the recovery of a batch that died first.
+ *  - Webhook events (lib/jobs, QUEUE_EVENTS): message.failed for every log a batch moved to
+ *    FAILED (not a bounce), message.bounced for a bounce, contact.complained for a complaint,
+ *    pushed before the token is forgotten, and again by the recovery of a crashed batch (their
+ *    ids are deterministic per log: a repeat is the same event).
  *  - Campaign counters (sent, failed, pending) change exactly once per log, even if the process
  *    dies at any point: every batch carries a fresh token written into the logs it moves
  *    (`ctok`) and remembered in Redis (P{receipts}:ctoks, with its owner consumer id) until the
@@ -36,6 +48,8 @@ typedef struct receipts_ctx {
     dbpool *db;                   /* not owned */
     queue *q;                     /* receipts consumer (owned by caller) */
     queue *sends;                 /* sends producer, for re-sends (owned by caller) */
+    queue *events;                /* webhook events producer (QUEUE_EVENTS; owned by caller;
+                                     NULL: no events are emitted) */
     int64_t applied, noops, dead; /* totals, for logs and tests */
     size_t last_receipts;         /* receipts in the jobs of the last batch (sizes claims) */
 } receipts_ctx;

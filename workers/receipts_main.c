@@ -131,7 +131,7 @@ static void *consumer_main(void *arg)
     const minicrm_config *cfg = me->cfg;
     char err[256], cid[QUEUE_MAX_CONSUMER], role[32];
     rconn *r = NULL;
-    queue *q = NULL, *pq = NULL, *sends = NULL;
+    queue *q = NULL, *pq = NULL, *sends = NULL, *events = NULL;
     me->rc = 1;
     r = rconn_new(cfg->redis.url, cfg->redis.timeout_ms, err, sizeof err);
     if (!r) {
@@ -147,12 +147,14 @@ static void *consumer_main(void *arg)
     pq = q ? queue_open(r, cfg->redis.prefix, QUEUE_PRIORITY_RECEIPTS, cid, &qo, err, sizeof err)
            : NULL;
     sends = pq ? queue_open(r, cfg->redis.prefix, QUEUE_SENDS, NULL, &qo, err, sizeof err) : NULL;
-    if (!q || !pq || !sends) {
+    events =
+        sends ? queue_open(r, cfg->redis.prefix, QUEUE_EVENTS, NULL, &qo, err, sizeof err) : NULL;
+    if (!q || !pq || !sends || !events) {
         log_error("receipts.start_failed", "detail=\"%s\"", err);
         fprintf(stderr, "minicrm-receipts: %s\n", err);
         goto out;
     }
-    rloop l = {.x = {.cfg = cfg, .rc = r, .db = me->db, .q = q, .sends = sends},
+    rloop l = {.x = {.cfg = cfg, .rc = r, .db = me->db, .q = q, .sends = sends, .events = events},
                .cfg = cfg,
                .slot = me->slot,
                .cid = cid,
@@ -183,6 +185,7 @@ out:
     queue_close(q);
     queue_close(pq);
     queue_close(sends);
+    queue_close(events);
     rconn_free(r);
     return NULL;
 }

@@ -784,6 +784,44 @@ TEST(receipts_signatures_and_limits)
     CHECK(json_object_get(json_array_get(arr, 2), "campaign_id") == NULL);
     CHECK(json_integer_value(json_object_get(json_array_get(arr, 0), "at")) > 0);
     json_decref(job);
+    /* Receipt events: {"receipts": [...]} is a batch too; event statuses and event ids
+     * ("event_id" or "id") travel in the job; an unknown event type goes on raw (the receipts
+     * worker dead-letters it), counted as "unknown"; a batch of nothing else is a 400. */
+    char evb[1024];
+    snprintf(
+        evb, sizeof evb,
+        "{\"receipts\":[{\"log_id\":\"%s\",\"status\":\"OPENED\",\"id\":\"ev-1\"},"
+        "{\"log_id\":\"%s\",\"status\":\"BOUNCED\",\"vendorMsgId\":\"b\",\"event_id\":\"ev-2\"},"
+        "{\"log_id\":\"%s\",\"status\":\"DEFERRED\",\"id\":\"ev-3\"}]}",
+        ids[2], ids[2], ids[2]);
+    q0 = redis_llen("{receipts}:ready");
+    post_signed(&r, evb);
+    CHECK_MSG(r.status == 202, "%s", err_of(&r));
+    CHECK_INT_EQ(json_integer_value(json_object_get(r.json, "accepted")), 2);
+    CHECK_INT_EQ(json_integer_value(json_object_get(r.json, "unknown")), 1);
+    apitest_resp_release(&r);
+    CHECK_INT_EQ(redis_llen("{receipts}:ready"), q0 + 1);
+    job = redis_newest_job("{receipts}:ready");
+    arr = json_object_get(job, "receipts");
+    CHECK_INT_EQ(json_array_size(arr), 3);
+    CHECK_STR_EQ(jsonx_str(json_array_get(arr, 0), "status", ""), "OPENED");
+    CHECK_STR_EQ(jsonx_str(json_array_get(arr, 0), "event_id", ""), "ev-1");
+    CHECK_STR_EQ(jsonx_str(json_array_get(arr, 1), "status", ""), "BOUNCED");
+    CHECK_STR_EQ(jsonx_str(json_array_get(arr, 1), "event_id", ""), "ev-2");
+    CHECK_STR_EQ(jsonx_str(json_array_get(arr, 2), "status", ""), "DEFERRED"); /* as posted */
+    CHECK_STR_EQ(jsonx_str(json_array_get(arr, 2), "id", ""), "ev-3");
+    json_decref(job);
+    snprintf(evb, sizeof evb, "[{\"log_id\":\"%s\",\"status\":\"DEFERRED\"}]", ids[2]);
+    post_signed(&r, evb);
+    CHECK_INT_EQ(r.status, 400);
+    CHECK_STR_CONTAINS(err_of(&r), "no element names a known event");
+    apitest_resp_release(&r);
+    snprintf(evb, sizeof evb, "[{\"log_id\":\"%s\",\"status\":\"OPENED\",\"id\":7}]", ids[2]);
+    post_signed(&r, evb);
+    CHECK_INT_EQ(r.status, 400);
+    CHECK_STR_CONTAINS(err_of(&r), "receipts[0].id");
+    apitest_resp_release(&r);
+
     /* An escaped key (the jansson path) is accepted like elsewhere; a NUL in vendorMsgId is
      * refused (it could not travel on as a C string). */
     char odd[256];

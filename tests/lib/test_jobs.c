@@ -355,6 +355,80 @@ TEST(receipt_round_trip)
     jscan_release(&js);
 }
 
+/* The event shapes: each status name round-trips with its kind, the event id travels (read
+ * from "event_id" or "id"), a bounce always carries the reason "bounced", and an unknown type
+ * passed on raw inside a batch is that item's error, not the batch's. */
+TEST(receipt_event_kinds)
+{
+    static const struct {
+        const char *name;
+        campaign_log_status st;
+        jobs_receipt_kind kind;
+    } k[] = {{"SENT", CAMPAIGN_LOG_SENT, JOBS_RCPT_DELIVERY},
+             {"FAILED", CAMPAIGN_LOG_FAILED, JOBS_RCPT_DELIVERY},
+             {"PENDING", CAMPAIGN_LOG_PENDING, JOBS_RCPT_DELIVERY},
+             {"BOUNCED", CAMPAIGN_LOG_FAILED, JOBS_RCPT_BOUNCED},
+             {"COMPLAINED", CAMPAIGN_LOG_PENDING, JOBS_RCPT_COMPLAINED},
+             {"OPENED", CAMPAIGN_LOG_PENDING, JOBS_RCPT_OPENED},
+             {"CLICKED", CAMPAIGN_LOG_PENDING, JOBS_RCPT_CLICKED}};
+    campaign_log_status st;
+    jobs_receipt_kind kind;
+    CHECK_INT_EQ(jobs_receipt_status_parse("CANCELLED", 9, &st, &kind), -1);
+    CHECK_INT_EQ(jobs_receipt_status_parse("DELIVERED", 9, &st, &kind), -1);
+    jobs_receipt_batch bb = {0};
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        CHECK_INT_EQ(jobs_receipt_status_parse(k[i].name, strlen(k[i].name), &st, &kind), 0);
+        CHECK_INT_EQ(st, k[i].st);
+        CHECK_INT_EQ(kind, k[i].kind);
+        CHECK_STR_EQ(jobs_receipt_status_name(st, kind), k[i].name);
+        jobs_receipt r = {.status = st, .kind = kind, .at = 7};
+        memcpy(r.log_id, LID, 25);
+        snprintf(r.vendor_msg_id, sizeof r.vendor_msg_id, "vm-%zu", i);
+        snprintf(r.event_id, sizeof r.event_id, "ev-%zu", i);
+        if (kind == JOBS_RCPT_BOUNCED)
+            snprintf(r.reason, sizeof r.reason, "mailbox full"); /* not written: "bounced" */
+        CHECK_INT_EQ(jobs_receipt_batch_add(&bb, &r), 0);
+    }
+    const char *unk = "{\"log_id\":\"" LID "\",\"status\":\"DEFERRED\",\"id\":\"ev-x\"}";
+    CHECK_INT_EQ(jobs_receipt_batch_add_raw(&bb, unk, strlen(unk)), 0);
+    char *data;
+    size_t len;
+    CHECK_INT_EQ(jobs_receipt_batch_take(&bb, &data, &len), 0);
+    json_t *j = parse(data, len);
+    CHECK(j != NULL);
+    char *dump = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    CHECK_STR_EQ(data, dump);
+    free(dump);
+    json_decref(j);
+    jscan js = {0};
+    jobs_reader rd;
+    jobs_receipt out;
+    char why[256], want[16];
+    CHECK_INT_EQ(jobs_receipts_open(&rd, &js, data, len, why, sizeof why), 0);
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        CHECK_INT_EQ(jobs_receipts_next(&rd, &out, why, sizeof why), 1);
+        CHECK_INT_EQ(out.status, k[i].st);
+        CHECK_INT_EQ(out.kind, k[i].kind);
+        snprintf(want, sizeof want, "ev-%zu", i);
+        CHECK_STR_EQ(out.event_id, want);
+        if (k[i].kind == JOBS_RCPT_BOUNCED)
+            CHECK_STR_EQ(out.reason, "bounced");
+    }
+    CHECK_INT_EQ(jobs_receipts_next(&rd, &out, why, sizeof why), -1);
+    CHECK_STR_CONTAINS(why, "status must be");
+    CHECK(rd.rawlen == strlen(unk) && memcmp(rd.raw, unk, rd.rawlen) == 0);
+    CHECK_INT_EQ(jobs_receipts_next(&rd, &out, why, sizeof why), 0);
+    /* an engagement event needs no vendorMsgId; "id" is read as the event id */
+    const char *open = "{\"log_id\":\"" LID "\",\"status\":\"OPENED\",\"id\":\"e1\"}";
+    CHECK_INT_EQ(jobs_receipts_open(&rd, &js, open, strlen(open), why, sizeof why), 0);
+    CHECK_INT_EQ(jobs_receipts_next(&rd, &out, why, sizeof why), 1);
+    CHECK_INT_EQ(out.kind, JOBS_RCPT_OPENED);
+    CHECK_STR_EQ(out.event_id, "e1");
+    free(data);
+    jobs_receipt_batch_release(&bb);
+    jscan_release(&js);
+}
+
 TEST(receipt_batch_round_trip_and_cap)
 {
     jobs_receipt_batch bb = {0};
@@ -409,7 +483,7 @@ TEST(receipt_rejects)
     static const char *const bad[][2] = {
         {"[1]", "not a JSON object"},
         {"{\"log_id\":\"x\",\"status\":\"SENT\"}", "log_id must be a 24-hex id"},
-        {"{\"log_id\":\"" LID "\",\"status\":\"DONE\"}", "status must be SENT or FAILED"},
+        {"{\"log_id\":\"" LID "\",\"status\":\"DONE\"}", "status must be SENT, FAILED, BOUNCED"},
         {"{\"log_id\":\"" LID "\",\"status\":\"SENT\"}", "a SENT receipt needs a vendorMsgId"},
         {"{\"log_id\":\"" LID "\",\"status\":\"SENT\",\"vendorMsgId\":\"\"}", "1-128"},
         {"{\"log_id\":\"" LID "\",\"status\":\"SENT\",\"vendorMsgId\":3}", "must be a string"},
@@ -625,5 +699,5 @@ TEST_MAIN(TEST_ENTRY(delivery_jobs), TEST_ENTRY(event_jobs), TEST_ENTRY(send_bat
           TEST_ENTRY(log_id_deterministic), TEST_ENTRY(vendor_msg_id_is_the_routes_and_the_resends),
           TEST_ENTRY(campaign_job), TEST_ENTRY(send_single_round_trip), TEST_ENTRY(send_unsubscribe_url_round_trip),
           TEST_ENTRY(send_batch_round_trip_and_cap), TEST_ENTRY(send_rejects),
-          TEST_ENTRY(receipt_round_trip), TEST_ENTRY(receipt_batch_round_trip_and_cap),
-          TEST_ENTRY(receipt_rejects))
+          TEST_ENTRY(receipt_round_trip), TEST_ENTRY(receipt_event_kinds),
+          TEST_ENTRY(receipt_batch_round_trip_and_cap), TEST_ENTRY(receipt_rejects))

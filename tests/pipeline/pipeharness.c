@@ -122,6 +122,12 @@ int pipeh_start(pipeh *h)
     setenv_int("MINICRM_RECEIPTS_VENDOR_TIMEOUT_S", 20);
     setenv_int("MINICRM_RECEIPTS_SWEEP_INTERVAL_S", 2);
     setenv_int("MINICRM_RECEIPTS_RECOVER_AFTER_S", 3);
+    /* No receipt events unless a test (or the caller's environment) asks for them: the
+     * scenario tests count one receipt per log. */
+    setenv("MINICRM_VENDOR_SIM_BOUNCE_RATE", "0", 0);
+    setenv("MINICRM_VENDOR_SIM_COMPLAINT_RATE", "0", 0);
+    setenv("MINICRM_VENDOR_SIM_OPEN_RATE", "0", 0);
+    setenv("MINICRM_VENDOR_SIM_CLICK_RATE", "0", 0);
     setenv_int("MINICRM_VENDOR_SIM_MIN_DELAY_MS", 20);
     setenv_int("MINICRM_VENDOR_SIM_MAX_DELAY_MS", 300);
     setenv_int("MINICRM_VENDOR_SIM_SEED", 42);

@@ -2,7 +2,9 @@
  * test_vendor_decide: vendor-sim's derived decisions (vendor-sim/decide.c) are what replaced the
  * stored per-message idempotency keys, so they must be deterministic per (secret, seed, log id)
  * across independent deciders (= across restarts and instances), differ between log ids and
- * deployments, and follow success_rate and the delay range.
+ * deployments, and follow success_rate and the delay range; the receipt events (bounce,
+ * complaint, open, click) follow their rates, are as deterministic, every click is an open, and
+ * with every event rate 0 the decisions are the ones without events.
  */
 #include "decide.h"
 #include "test.h"
@@ -61,6 +63,56 @@ TEST(ids_differ_by_log_id_secret_and_seed)
     decider_free(e);
 }
 
+TEST(event_rates_deterministic)
+{
+    decider *a = decider_new("k", 3, 0.9, 100, 900);
+    decider *b = decider_new("k", 3, 0.9, 100, 900);
+    decider *plain = decider_new("k", 3, 0.9, 100, 900);
+    decider *zero = decider_new("k", 3, 0.9, 100, 900);
+    CHECK(a && b && plain && zero);
+    CHECK_INT_EQ(decider_set_events(a, 0.02, 0.01, 0.30, 0.05), 0);
+    CHECK_INT_EQ(decider_set_events(b, 0.02, 0.01, 0.30, 0.05), 0);
+    CHECK_INT_EQ(decider_set_events(zero, 0, 0, 0, 0), 0);
+    CHECK_INT_EQ(decider_set_events(b, 1.5, 0, 0, 0), -1);
+    int n = 20000, bounced = 0, opened = 0, clicked = 0, complained = 0, sent = 0;
+    char id[25];
+    for (int i = 0; i < n; i++) {
+        log_id_of(i, id);
+        decision x, y, p, z;
+        CHECK_INT_EQ(decider_decide(a, id, 24, &x), 0);
+        CHECK_INT_EQ(decider_decide(b, id, 24, &y), 0);
+        CHECK_INT_EQ(decider_decide(plain, id, 24, &p), 0);
+        CHECK_INT_EQ(decider_decide(zero, id, 24, &z), 0);
+        CHECK(x.bounced == y.bounced && x.opened == y.opened && x.clicked == y.clicked &&
+              x.complained == y.complained && x.open_ms == y.open_ms && x.click_ms == y.click_ms &&
+              x.complaint_ms == y.complaint_ms);
+        CHECK(z.status == p.status && z.delay_ms == p.delay_ms && !z.bounced && !z.opened &&
+              !z.complained && !strcmp(z.vmid, p.vmid));
+        CHECK(!x.clicked || x.opened);
+        CHECK(!x.bounced || x.status == CAMPAIGN_LOG_FAILED);
+        CHECK(x.status == CAMPAIGN_LOG_SENT || (!x.opened && !x.complained));
+        if (x.opened)
+            CHECK(x.open_ms >= 100 && x.open_ms <= 900);
+        if (x.clicked)
+            CHECK(x.click_ms > x.open_ms);
+        bounced += x.bounced;
+        sent += x.status == CAMPAIGN_LOG_SENT;
+        opened += x.opened;
+        clicked += x.clicked;
+        complained += x.complained;
+    }
+    /* rates of all messages (bounce) and of SENT ones (the rest), within a few sigma */
+    CHECK_MSG(bounced > n * 0.015 && bounced < n * 0.025, "bounced %d", bounced);
+    CHECK_MSG(opened > sent * 0.28 && opened < sent * 0.32, "opened %d of %d", opened, sent);
+    CHECK_MSG(clicked > sent * 0.04 && clicked < sent * 0.06, "clicked %d of %d", clicked, sent);
+    CHECK_MSG(complained > sent * 0.007 && complained < sent * 0.013, "complained %d of %d",
+              complained, sent);
+    decider_free(a);
+    decider_free(b);
+    decider_free(plain);
+    decider_free(zero);
+}
+
 TEST(rate_and_delay_range)
 {
     decider *d = decider_new("k", 0, 0.9, 100, 900);
@@ -103,4 +155,4 @@ TEST(bad_arguments)
 
 TEST_MAIN(TEST_ENTRY(same_log_id_same_decision_across_deciders),
           TEST_ENTRY(ids_differ_by_log_id_secret_and_seed), TEST_ENTRY(rate_and_delay_range),
-          TEST_ENTRY(bad_arguments))
+          TEST_ENTRY(event_rates_deterministic), TEST_ENTRY(bad_arguments))
