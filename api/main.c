@@ -105,7 +105,7 @@ static int build_routes(router *r)
     if (routes_ops_register(r) || routes_customers_register(r) || routes_orders_register(r) ||
         routes_campaigns_register(r) || routes_campaign_moves_register(r) ||
         routes_comm_register(r) || routes_delivery_register(r) || routes_messages_register(r) ||
-        auth_register_routes(r))
+        routes_dlq_register(r) || auth_register_routes(r))
         return -1;
     return 0;
 }

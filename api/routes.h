@@ -10,6 +10,7 @@
  *   routes_comm.c       GET /communication
  *   routes_delivery.c   POST /api/vendor/send, POST /api/receipts/delivery
  *   routes_messages.c   POST /api/messages (one-off messages through the priority lane)
+ *   routes_dlq.c        /api/queues/:name/dead (+ :index/requeue, :index/purge)
  *
  * routes_ensure_indexes() creates the indexes of notes/design.md (idempotent; indexes.c).
  */
@@ -29,6 +30,7 @@ int routes_campaign_moves_register(router *r);
 int routes_comm_register(router *r);
 int routes_delivery_register(router *r);
 int routes_messages_register(router *r);
+int routes_dlq_register(router *r);
 
 /* The start-up index builder's state across its passes (indexes.c draws the moves):
  * zero-initialise it, then call routes_ensure_indexes() until it returns 0. */
