@@ -4,6 +4,7 @@
  *   POST /orders  {customer_id (24 hex), amount (> 0), status? (completed|cancelled), date?}
  *                 -> 201 {"message": "Order created", "order": {...}}; 400; 404 unknown customer
  *   GET  /orders  -> 200 [order...] newest first, customer_id populated {_id, name, email};
+ *                 ?customer_id=<24 hex> keeps one customer's orders;
  *                 bounded by ?limit= (default 100) and ?page=.
  *
  * A completed order changes the customer with ONE update,
@@ -140,14 +141,25 @@ static void h_list(api_ctx *app, http_request *req)
     long limit, page;
     if (api_paging(req, 100, &limit, &page) != 0)
         return;
+    /* ?customer_id= keeps one customer's orders (index customer_id_1; the dashboard's
+     * customer page). */
+    const char *cust = http_query(req, "customer_id");
+    bson_oid_t cust_oid;
+    if (cust && *cust && api_parse_oid(req, "customer_id", cust, &cust_oid) != 0)
+        return;
+    bson_t filter = BSON_INITIALIZER;
+    if (cust && *cust)
+        BSON_APPEND_OID(&filter, "customer_id", &cust_oid);
     static const api_ref refs[] = {{"customer_id", DB_CUSTOMERS, API_CUSTOMER_REF_FIELDS},
                                    {NULL, NULL, NULL}};
     api_query q = {.coll = DB_ORDERS,
+                   .filter = &filter,
                    .sort = API_SORT_NEWEST,
                    .limit = limit,
                    .skip = api_skip(page, limit),
                    .refs = refs};
     api_send_query(app, req, &q, NULL, "listing orders");
+    bson_destroy(&filter);
 }
 
 int routes_orders_register(router *r)

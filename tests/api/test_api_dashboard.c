@@ -5,7 +5,9 @@
  *    index 400, missing index 404, staff 403, no credentials 401;
  *  - GET /api/campaigns/:id/logs?status= (the campaign page's filter): logs of three statuses
  *    written straight into the database, each filter returns exactly its own; 400 otherwise;
- *  - GET /api/queues names the held sends of paused campaigns on the sends queue. */
+ *  - GET /api/queues names the held sends of paused campaigns on the sends queue;
+ *  - the customer page's reads: GET /customers?q= (name or email, any case, metacharacters
+ *    literal), GET /orders?customer_id= and GET /communication?customer_id=. */
 #include "apitest.h"
 #include "queue.h"
 #include "rconn.h"
@@ -216,15 +218,90 @@ TEST(queues_show_held_sends)
     apitest_resp_release(&r);
 }
 
+/* POST body, expect status; returns the new document's _id into id (25 bytes) when given. */
+static void create(const char *path, const char *body, char *id)
+{
+    const char *h[] = {apitest_admin_auth(&T), NULL};
+    apitest_resp r;
+    CHECK(apitest_request(&T, "POST", path, h, body, strlen(body), &r) == 0);
+    CHECK_MSG(r.status == 201, "%s %s: %ld %s", path, body, r.status, r.body);
+    if (id) {
+        json_t *doc = json_object_get(r.json, strcmp(path, "/customers") ? "order" : "customer");
+        snprintf(id, 25, "%s", json_string_value(json_object_get(doc, "_id")));
+    }
+    apitest_resp_release(&r);
+}
+
+/* GET path answers 200 with `want` items (the array itself, or the array under key). */
+static void expect_count(const char *path, const char *key, size_t want)
+{
+    const char *h[] = {apitest_admin_auth(&T), NULL};
+    apitest_resp r;
+    CHECK(apitest_request(&T, "GET", path, h, NULL, 0, &r) == 0);
+    CHECK_MSG(r.status == 200, "%s: %ld %s", path, r.status, r.body);
+    size_t n = json_array_size(key ? json_object_get(r.json, key) : r.json);
+    CHECK_MSG(n == want, "%s: %zu items, want %zu", path, n, want);
+    apitest_resp_release(&r);
+}
+
+TEST(customer_search_and_history)
+{
+    char ann[25], bob[25];
+    create("/customers", "{\"name\":\"Ann Search\",\"email\":\"ann.q@searchme.test\"}", ann);
+    create("/customers", "{\"name\":\"Bob (vip)\",\"email\":\"bob@other.test\"}", bob);
+    create("/customers", "{\"name\":\"Cy\",\"email\":\"cy@searchme.test\"}", NULL);
+    expect_count("/customers?q=searchme", NULL, 2);
+    expect_count("/customers?q=ANN", NULL, 1);
+    expect_count("/customers?q=(vip)", NULL, 1);
+    expect_count("/customers?q=.%2A", NULL, 0); /* ".*" is literal */
+    expect_count("/customers?q=searchme&limit=1", NULL, 1);
+    const char *h[] = {apitest_admin_auth(&T), NULL};
+    apitest_resp r;
+    char big[160] = "/customers?q=";
+    memset(big + strlen(big), 'a', 120); /* 101 bytes and more: 400 */
+    big[13 + 120] = '\0';
+    CHECK(apitest_request(&T, "GET", big, h, NULL, 0, &r) == 0);
+    CHECK_INT_EQ(r.status, 400);
+    apitest_resp_release(&r);
+
+    char body[200], path[160];
+    for (int i = 0; i < 2; i++) {
+        snprintf(body, sizeof body, "{\"customer_id\":\"%s\",\"amount\":%d}", ann, 10 + i);
+        create("/orders", body, NULL);
+    }
+    snprintf(body, sizeof body, "{\"customer_id\":\"%s\",\"amount\":5}", bob);
+    create("/orders", body, NULL);
+    snprintf(path, sizeof path, "/orders?customer_id=%s", ann);
+    expect_count(path, NULL, 2);
+    snprintf(path, sizeof path, "/orders?customer_id=%s", bob);
+    expect_count(path, NULL, 1);
+    CHECK(apitest_request(&T, "GET", "/orders?customer_id=nope", h, NULL, 0, &r) == 0);
+    CHECK_INT_EQ(r.status, 400);
+    apitest_resp_release(&r);
+
+    /* One-off messages write a log per call (no worker needed to see them listed). */
+    snprintf(body, sizeof body, "{\"customer_id\":\"%s\",\"message\":\"hello\"}", ann);
+    CHECK(apitest_request(&T, "POST", "/api/messages", h, body, strlen(body), &r) == 0);
+    CHECK_INT_EQ(r.status, 202);
+    apitest_resp_release(&r);
+    snprintf(path, sizeof path, "/communication?customer_id=%s", ann);
+    expect_count(path, "logs", 1);
+    snprintf(path, sizeof path, "/communication?customer_id=%s", bob);
+    expect_count(path, "logs", 0);
+    CHECK(apitest_request(&T, "GET", "/communication?customer_id=zz", h, NULL, 0, &r) == 0);
+    CHECK_INT_EQ(r.status, 400);
+    apitest_resp_release(&r);
+}
+
 int main(int argc, char **argv)
 {
-    static const test_case cases[] = {TEST_ENTRY(list_requeue_purge), TEST_ENTRY(errors),
-                                      TEST_ENTRY(logs_filtered_by_status),
-                                      TEST_ENTRY(queues_show_held_sends)};
+    static const test_case cases[] = {
+        TEST_ENTRY(list_requeue_purge), TEST_ENTRY(errors), TEST_ENTRY(logs_filtered_by_status),
+        TEST_ENTRY(queues_show_held_sends), TEST_ENTRY(customer_search_and_history)};
     if (apitest_start(&T, NULL) != 0)
         return 1;
     mongoc_init();
-    int rc = test_run_all(__FILE__, cases, 4, argc, argv);
+    int rc = test_run_all(__FILE__, cases, 5, argc, argv);
     apitest_stop(&T);
     return rc;
 }
