@@ -303,21 +303,19 @@ static void add_cors(const http_request *req, struct MHD_Response *resp)
     MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Request-Id");
 }
 
-int http_send_raw(http_request *req, int status, const char *content_type, const void *data,
-                  size_t len)
+/* The headers every response carries, then queue it (consumes resp). */
+static int queue_response(http_request *req, int status, const char *content_type,
+                          struct MHD_Response *resp, size_t len)
 {
-    if (req->responded) {
-        log_error("bug_double_response", "rid=%s status=%d", req->request_id, status);
-        return -1;
-    }
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
-    if (!resp)
-        return -1;
+    bool own_cache_control = false;
     if (content_type)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     MHD_add_response_header(resp, "X-Request-Id", req->request_id);
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    for (int i = 0; i < req->nextra; i++)
+        if (strcasecmp(req->extra_headers[i][0], "Cache-Control") == 0)
+            own_cache_control = true;
+    if (!own_cache_control)
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
     add_cors(req, resp);
     for (int i = 0; i < req->nextra; i++)
         MHD_add_response_header(resp, req->extra_headers[i][0], req->extra_headers[i][1]);
@@ -330,6 +328,38 @@ int http_send_raw(http_request *req, int status, const char *content_type, const
     req->status = status;
     req->bytes_out = len;
     return r == MHD_YES ? 0 : -1;
+}
+
+int http_send_raw(http_request *req, int status, const char *content_type, const void *data,
+                  size_t len)
+{
+    if (req->responded) {
+        log_error("bug_double_response", "rid=%s status=%d", req->request_id, status);
+        return -1;
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return -1;
+    return queue_response(req, status, content_type, resp, len);
+}
+
+int http_send_stream(http_request *req, int status, const char *content_type,
+                     MHD_ContentReaderCallback reader, void *cls,
+                     MHD_ContentReaderFreeCallback free_cb)
+{
+    if (req->responded) {
+        log_error("bug_double_response", "rid=%s status=%d", req->request_id, status);
+        free_cb(cls);
+        return -1;
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, reader, cls, free_cb);
+    if (!resp) {
+        free_cb(cls);
+        return -1;
+    }
+    return queue_response(req, status, content_type, resp, 0);
 }
 
 int http_send_json(http_request *req, int status, json_t *body)

@@ -13,6 +13,9 @@
  * that. Every response carries X-Request-Id and, when the request came from the configured
  * front end, the CORS headers.
  *
+ * Every response says `Cache-Control: no-store` unless the handler added its own Cache-Control
+ * (static files).
+ *
  * Threads: a request is handled entirely by one MHD thread; nothing here is shared between
  * requests except the api_ctx (see app.h). Strings returned by the getters are owned by MHD or
  * by the request and live until the request completes.
@@ -29,7 +32,7 @@
 #include <stdint.h>
 
 #define HTTP_MAX_PARAMS        4
-#define HTTP_MAX_EXTRA_HEADERS 8
+#define HTTP_MAX_EXTRA_HEADERS 16
 #define HTTP_MAX_QUERY_PARAMS  256 /* more query arguments: 431 at once */
 
 typedef enum {
@@ -118,6 +121,14 @@ int http_send_json(http_request *req, int status, json_t *body);
 /* Send raw bytes with a content type (copied). */
 int http_send_raw(http_request *req, int status, const char *content_type, const void *data,
                   size_t len);
+/* Answer with a body produced by `reader` as the connection can take it (MHD's content reader:
+ * Server-Sent Events), with the same common headers as http_send_raw. `cls` is handed to reader
+ * and to free_cb (called by MHD once the response is done with, also on abort). The reader may
+ * suspend the connection (MHD_suspend_connection) and return 0; it returns
+ * MHD_CONTENT_READER_END_OF_STREAM to finish. On failure free_cb(cls) has been called. */
+int http_send_stream(http_request *req, int status, const char *content_type,
+                     MHD_ContentReaderCallback reader, void *cls,
+                     MHD_ContentReaderFreeCallback free_cb);
 /* {"error": msg} as a new JSON object (caller owns it); bytes of msg that are not valid UTF-8
  * become '?', so the result is never NULL for lack of valid text. */
 json_t *http_error_json(const char *msg);

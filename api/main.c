@@ -30,6 +30,7 @@
 #include "rpool.h"
 #include "signals.h"
 #include "timeutil.h"
+#include "webfiles.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -105,7 +106,7 @@ static int build_routes(router *r)
     if (routes_ops_register(r) || routes_customers_register(r) || routes_orders_register(r) ||
         routes_campaigns_register(r) || routes_campaign_moves_register(r) ||
         routes_comm_register(r) || routes_delivery_register(r) || routes_messages_register(r) ||
-        routes_dlq_register(r) || auth_register_routes(r))
+        routes_dlq_register(r) || auth_register_routes(r) || webfiles_register(r))
         return -1;
     return 0;
 }
@@ -182,6 +183,11 @@ int main(int argc, char **argv)
         goto out;
     }
     auth_started = true;
+    app.web = webfiles_new(cfg.api.web_root);
+    if (!app.web) {
+        fprintf(stderr, "minicrm-api: out of memory\n");
+        goto out;
+    }
     app.router = router_new();
     if (!app.router || build_routes(app.router) != 0) {
         fprintf(stderr, "minicrm-api: cannot build the route table\n");
@@ -263,6 +269,7 @@ out:
     ratelimit_free(app.ratelimit);
     ratelimit_free(app.receipts_ratelimit);
     router_free(app.router);
+    webfiles_free(app.web);
     if (auth_started)
         auth_module_shutdown(&app);
     rpool_free(app.redis);

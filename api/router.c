@@ -131,11 +131,13 @@ const route *router_get(const router *r, size_t i)
     return i < r->n ? &r->routes[i].r : NULL;
 }
 
+/* A last pattern segment "*" matches one or more remaining segments (static files). */
 static bool segs_match(const route_entry *e, const seg *ps, int np)
 {
-    if (e->nsegs != np)
+    bool tail = e->nsegs > 0 && e->segs[e->nsegs - 1].len == 1 && e->segs[e->nsegs - 1].s[0] == '*';
+    if (tail ? np < e->nsegs : e->nsegs != np)
         return false;
-    for (int i = 0; i < np; i++) {
+    for (int i = 0; i < (tail ? e->nsegs - 1 : np); i++) {
         if (e->segs[i].s[0] == ':')
             continue;
         if (e->segs[i].len != ps[i].len || memcmp(e->segs[i].s, ps[i].s, ps[i].len) != 0)
@@ -146,7 +148,7 @@ static bool segs_match(const route_entry *e, const seg *ps, int np)
 
 static int capture(http_request *req, const route_entry *e, const seg *ps, int np)
 {
-    for (int i = 0; i < np; i++) {
+    for (int i = 0; i < np && i < e->nsegs; i++) {
         if (e->segs[i].s[0] != ':')
             continue;
         char *v = strndup(ps[i].s, ps[i].len);

@@ -2,7 +2,8 @@
  * router: the route table of minicrm-api.
  *
  * A route is a method, a pattern of '/'-separated segments where ":name" captures one segment
- * (at most HTTP_MAX_PARAMS), a handler, and its access rule: public, or authenticated with a
+ * (at most HTTP_MAX_PARAMS) and a last segment "*" matches one or more segments (the handler
+ * reads req->path itself), a handler, and its access rule: public, or authenticated with a
  * minimum role. Routes are added once at start (router_add), before the daemon runs; afterwards
  * the table is only read, so dispatch is thread-safe without locks.
  *

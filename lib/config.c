@@ -71,6 +71,10 @@ static const cfg_setting_info settings[] = {
      "most concurrent HTTP connections from one client address (more are closed at once)"},
     {"api.access_log", CFG_STRING, OFF(api.access_log), "auto", NULL, false, 1, 0, "auto|on|off",
      "one log line per request: on, off, or auto (on; off under `minicrm up` unless --verbose)"},
+    {"api.web_root", CFG_STRING, OFF(api.web_root), "", NULL, false, NOLIM, NULL,
+     "directory of the dashboard's files served at / and /ui/ (empty: share/minicrm/web next to the programs, else the source tree's web/)"},
+    {"api.events_max_streams", CFG_INT, OFF(api.events_max_streams), "200", NULL, false, 1, 100000, NULL,
+     "most concurrent GET /api/events streams (503 above)"},
 
     {"auth.google_client_id", CFG_STRING, OFF(auth.google_client_id), "", "GOOGLE_CLIENT_ID", false, NOLIM, NULL,
      "Google OAuth client id (empty: Google login disabled)"},

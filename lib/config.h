@@ -52,6 +52,8 @@ typedef struct minicrm_config {
         int max_conns;        /* global connection cap */
         int max_conns_per_ip; /* per client address */
         char *access_log;     /* "auto" | "on" | "off": per-request log lines */
+        char *web_root;         /* dashboard files (empty: found next to the programs) */
+        int events_max_streams; /* concurrent GET /api/events streams */
     } api;
     struct {
         char *google_client_id;     /* GOOGLE_CLIENT_ID */

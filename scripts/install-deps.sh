@@ -11,7 +11,7 @@ PACKAGES=(
   libclang-rt-14-dev
   # libraries the programs link
   libmongoc-dev libbson-dev libhiredis-dev libmicrohttpd-dev libjansson-dev libconfig-dev
-  libcurl4-openssl-dev libssl-dev libpcre2-dev
+  libcurl4-openssl-dev libssl-dev libpcre2-dev zlib1g-dev
   # the programs' allocator (as Redis uses): see the top-level CMakeLists.txt
   libjemalloc-dev
   # services and tools the system and its tests run
