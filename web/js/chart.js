@@ -3,12 +3,12 @@
 // no third-party code to keep up to date. Colours come from CSS classes (s0, s1, ...), so the
 // Content-Security-Policy needs no inline styles.
 //
-//   lineChart({title, series: [{name, points: [{t, v}]}], height, yLabel, windowMs})
+//   lineChart({title, series: [{name, points: [{t, v}]}], width, height, yLabel, windowMs})
+//   width and height are in SVG units, drawn at about that many pixels (text stays readable):
+//   about 440 for a card of a third of the page, 1160 for a full-width card.
 //   returns a <figure> with the SVG, a legend and a text summary for screen readers.
 
 import { h } from './dom.js';
-
-const W = 640;
 
 function niceMax(v) {
   if (v <= 0) return 1;
@@ -27,8 +27,8 @@ function clock(t) {
   return new Date(t).toISOString().slice(11, 19);
 }
 
-export function lineChart({ title, series, height = 180, yLabel = '', windowMs }) {
-  const H = height, L = 48, R = 8, T = 10, B = 22;
+export function lineChart({ title, series, width = 640, height = 180, yLabel = '', windowMs }) {
+  const W = width, H = height, L = 48, R = 8, T = 10, B = 22;
   const all = series.flatMap((s) => s.points);
   const now = all.length ? Math.max(...all.map((p) => p.t)) : Date.now();
   const t0 = windowMs ? now - windowMs : (all.length ? Math.min(...all.map((p) => p.t)) : now - 60000);

@@ -45,13 +45,14 @@ export function table(caption, columns, rows, empty = 'Nothing here yet.') {
   if (!rows.length) return h('p', { class: 'muted empty', text: empty });
   return h('div', { class: 'tablewrap' },
     h('table', {},
-      h('caption', { text: caption }),
+      h('caption', { class: 'sr-only', text: caption }),
       h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', text: c.label })))),
       h('tbody', {}, rows.map((r) => h('tr', {}, columns.map((c) => h('td', {}, c.get(r))))))));
 }
 
-// state: {page, hasNext, label}; onChange(newPage).
+// state: {page, hasNext, pages?, label}; onChange(newPage). Nothing when there is one page.
 export function pager(state, onChange) {
+  if (state.page <= 1 && !state.hasNext) return document.createComment('one page');
   return h('nav', { class: 'pager', 'aria-label': state.label || 'Pages' },
     h('button', { type: 'button', disabled: state.page <= 1, onclick: () => onChange(state.page - 1) }, '← Previous'),
     h('span', { 'aria-live': 'polite' }, `Page ${state.page}${state.pages ? ' of ' + state.pages : ''}`),

@@ -11,7 +11,7 @@ import { progressBar, counterList, counters, legalMoves } from '../campaigns.js'
 import * as sse from '../sse.js';
 
 const FINAL = ['COMPLETED', 'CANCELLED'];
-const LOG_LIMIT = 50;
+const LOG_LIMIT = 25;
 const LOG_STATUSES = ['', 'PENDING', 'SENT', 'FAILED', 'CANCELLED'];
 
 export async function render(main, ctx) {
@@ -36,10 +36,10 @@ export async function render(main, ctx) {
 
   const h1 = page(main, camp.name,
     h('div', { class: 'grid' },
-      h('section', { class: 'card wide', 'aria-labelledby': 'h-state' },
+      h('section', { class: 'card span2', 'aria-labelledby': 'h-state' },
         h('h2', { id: 'h-state', text: 'State' }), state, bar, counts, moves, moveMsg),
-      h('section', { class: 'card wide', 'aria-labelledby': 'h-time' }, h('h2', { id: 'h-time', text: 'Progress over time' }), chart),
       h('section', { class: 'card', 'aria-labelledby': 'h-details' }, h('h2', { id: 'h-details', text: 'Details' }), details),
+      h('section', { class: 'card wide', 'aria-labelledby': 'h-time' }, h('h2', { id: 'h-time', text: 'Progress over time' }), chart),
       h('section', { class: 'card wide', 'aria-labelledby': 'h-logs' },
         h('div', { class: 'row' }, h('h2', { id: 'h-logs', text: 'Messages' }), field('Status', filter)),
         logsBox)));
@@ -52,8 +52,8 @@ export async function render(main, ctx) {
   }
 
   function draw() {
-    state.replaceChildren('State: ', badge(camp.status),
-      camp.send_at ? h('span', { class: 'muted', text: ` · sends at ${fmtDate(camp.send_at)}` }) : null);
+    state.replaceChildren('State: ', badge(camp.status));
+    if (camp.send_at) state.append(h('span', { class: 'muted', text: ` · sends at ${fmtDate(camp.send_at)}` }));
     bar.replaceChildren(progressBar(camp, 'Campaign progress'));
     counts.replaceChildren(counterList(camp));
     const legal = legalMoves(camp.status, ctx.user.role);
@@ -61,6 +61,7 @@ export async function render(main, ctx) {
     if (!legal.length) moves.append(h('span', { class: 'muted', text: FINAL.includes(camp.status) ? 'This campaign is finished.' : 'No action available in this state.' }));
     chart.replaceChildren(lineChart({
       title: 'Messages by status',
+      width: 1160,
       series: Object.entries(series).filter(([, p]) => p.length).map(([name, points]) => ({ name, points })),
     }));
     details.replaceChildren(...[
@@ -128,7 +129,17 @@ export async function render(main, ctx) {
   }
   filter.addEventListener('change', () => { logPage = 1; loadLogs(); });
 
-  sample(camp);
+  // The chart starts at the campaign's creation with nothing sent; a finished campaign's
+  // figures are drawn at its last update. While the page is open every new figure is added.
+  const created = Date.parse(camp.createdAt && (camp.createdAt.$date || camp.createdAt));
+  if (!isNaN(created)) for (const s of Object.keys(series)) series[s].push({ t: created, v: 0 });
+  const updated = Date.parse(camp.updatedAt && (camp.updatedAt.$date || camp.updatedAt));
+  if (FINAL.includes(camp.status) && !isNaN(updated) && updated > created) {
+    const k = counters(camp);
+    for (const s of Object.keys(series)) if (typeof k[s] === 'number') series[s].push({ t: updated, v: k[s] });
+  } else {
+    sample(camp);
+  }
   draw();
   loadLogs();
 

@@ -12,14 +12,14 @@ const LIMIT = 20;
 
 export async function render(main, ctx) {
   const health = h('section', { class: 'card', 'aria-labelledby': 'h-health' }, h('h2', { id: 'h-health', text: 'System health' }));
-  const rate = h('section', { class: 'card', 'aria-labelledby': 'h-rate' }, h('h2', { id: 'h-rate', text: 'Messages per second' }));
-  const queues = h('section', { class: 'card', 'aria-labelledby': 'h-queues' }, h('h2', { id: 'h-queues', text: 'Queue depths' }));
+  const rate = h('section', { class: 'card span2', 'aria-labelledby': 'h-rate' }, h('h2', { id: 'h-rate', text: 'Messages per second' }));
+  const queues = h('section', { class: 'card wide', 'aria-labelledby': 'h-queues' }, h('h2', { id: 'h-queues', text: 'Queue depths' }));
   const camps = h('section', { class: 'card wide', 'aria-labelledby': 'h-camps' },
     h('div', { class: 'row' }, h('h2', { id: 'h-camps', text: 'Campaigns' }),
       h('a', { class: 'button primary', href: '#/campaigns/new' }, 'New campaign')));
   const campBody = h('div', {});
   camps.append(campBody);
-  page(main, 'Overview', h('div', { class: 'grid' }, camps, rate, queues, health));
+  page(main, 'Overview', h('div', { class: 'grid' }, camps, rate, health, queues));
 
   let list = [];
   let pageNo = Number(ctx.query.get('page')) || 1;
@@ -78,6 +78,7 @@ export async function render(main, ctx) {
       title: 'Messages per second, last 10 minutes',
       series: [{ name: 'messages/s', points: sse.rateSeries() }],
       windowMs: 10 * 60 * 1000,
+      width: 760,
       yLabel: 'sends acknowledged by the vendor per second',
     }));
   }

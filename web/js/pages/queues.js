@@ -48,6 +48,8 @@ export async function render(main, ctx) {
         return { t: s.t, v: (q.ready || 0) + (q.inflight || 0) + (q.delayed || 0) + (q.held || 0) };
       }) })),
       windowMs: 10 * 60 * 1000,
+      width: 1160,
+      height: 220,
     }));
     // A new dead letter in the queue shown: read the list again.
     const cur = qsl.find((q) => q.name === pick.value);
@@ -68,7 +70,7 @@ export async function render(main, ctx) {
         ? [h('button', { type: 'button', onclick: () => act(name, 'all', 'requeue', r.total) }, `Requeue all ${r.total}`),
           h('button', { type: 'button', class: 'danger', onclick: () => act(name, 'all', 'purge', r.total) }, `Purge all ${r.total}`)]
         : []);
-      deadBox.replaceChildren(
+      deadBox.replaceChildren(...[
         table(`Dead letters of ${name}, newest first (${fmtNum(r.total)} in all)`, [
           { label: '#', get: (d) => String(d.index) },
           { label: 'Failed', get: (d) => fmtDate(d.failed_at) },
@@ -79,7 +81,7 @@ export async function render(main, ctx) {
             h('button', { type: 'button', 'aria-label': `Requeue dead letter ${d.index}`, onclick: () => act(name, d.index, 'requeue', 1) }, 'Requeue'),
             h('button', { type: 'button', class: 'danger', 'aria-label': `Purge dead letter ${d.index}`, onclick: () => act(name, d.index, 'purge', 1) }, 'Purge')) },
         ], r.dead, `No dead letters in ${name}.`),
-        r.total > LIMIT ? pager({ page: deadPage, pages: Math.ceil(r.total / LIMIT), hasNext: deadPage * LIMIT < r.total, label: 'Dead letter pages' }, (p) => { deadPage = p; loadDead(); }) : null);
+        r.total > LIMIT ? pager({ page: deadPage, pages: Math.ceil(r.total / LIMIT), hasNext: deadPage * LIMIT < r.total, label: 'Dead letter pages' }, (p) => { deadPage = p; loadDead(); }) : null].filter(Boolean));
     } catch (e) {
       if (my === seq) deadBox.replaceChildren(errorBox(e));
     }
