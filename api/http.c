@@ -292,6 +292,40 @@ static bool origin_allowed(const http_request *req, const char *origin)
     return strlen(origin) == n && strncasecmp(origin, fe, n) == 0;
 }
 
+/* True if `url` is origin[0..olen) itself or followed by '/'. */
+static bool url_in_origin(const char *url, const char *origin, size_t olen)
+{
+    return olen > 0 && strncasecmp(url, origin, olen) == 0 &&
+           (url[olen] == '\0' || url[olen] == '/');
+}
+
+bool http_origin_trusted(const http_request *req, bool *self)
+{
+    if (self)
+        *self = false;
+    const char *origin = http_header(req, "Origin");
+    const char *url = origin ? origin : http_header(req, "Referer");
+    if (!url || !strcmp(url, "null"))
+        return false;
+    const char *host = http_header(req, "Host");
+    size_t hlen = host ? strlen(host) : 0;
+    if (hlen > 0 && hlen < 256) {
+        const char *rest = !strncasecmp(url, "http://", 7)    ? url + 7
+                           : !strncasecmp(url, "https://", 8) ? url + 8
+                                                              : NULL;
+        if (rest && url_in_origin(rest, host, hlen)) {
+            if (self)
+                *self = true;
+            return true;
+        }
+    }
+    const char *fe = req->app->cfg->api.frontend_url;
+    size_t n = fe ? strlen(fe) : 0;
+    while (n > 0 && fe[n - 1] == '/')
+        n--;
+    return url_in_origin(url, fe, n);
+}
+
 static void add_cors(const http_request *req, struct MHD_Response *resp)
 {
     const char *origin = http_header(req, "Origin");

@@ -95,6 +95,12 @@ const char *http_param(const http_request *req, const char *name);
 /* The peer address as text into buf. */
 const char *http_peer(const http_request *req, char *buf, size_t n);
 
+/* Where a browser says a request comes from: its Origin header (or, if absent, Referer). Trusted
+ * when that is the API's own origin (http:// or https:// + the Host header) or the front end
+ * (api.frontend_url); absent, "null" or anything else is not. *self (may be NULL) tells whether
+ * it was the API's own origin (the dashboard) rather than the front end. */
+bool http_origin_trusted(const http_request *req, bool *self);
+
 /* Parse the body as JSON (cached). Answers the request itself and returns NULL when the body is
  * not acceptable: 415 if Content-Type is not application/json, 400 if it is empty or malformed.
  * The returned reference is owned by the request (do not decref). */

@@ -240,6 +240,18 @@ void router_dispatch(router *r, api_ctx *app, http_request *req)
                 http_error(req, 401, "authentication required");
             return;
         }
+        /* CSRF: a state-changing request that a browser's cookie authenticates must show
+         * that it comes from this API's own pages or the front end. A page elsewhere can make
+         * the browser send the cookie, not forge Origin/Referer. API keys (a header no other
+         * site can make a browser send) are exempt, and so are public routes (the signed
+         * receipts, unsubscribe links), which no cookie authenticates. */
+        if (req->who.kind == PRINCIPAL_SESSION && req->method != HTTP_GET &&
+            req->method != HTTP_HEAD && !http_origin_trusted(req, NULL)) {
+            http_error(req, 403,
+                       "cross-site request refused: a request signed in by cookie must carry an "
+                       "Origin or Referer of this site or of the front end");
+            return;
+        }
         if (req->who.role < hit->r.role) {
             http_error(req, 403, "requires role %s", auth_role_name(hit->r.role));
             return;

@@ -10,7 +10,9 @@
  * router_dispatch() runs for every complete request: CORS preflight (OPTIONS) is answered here;
  * otherwise the first route whose pattern matches is chosen (405 if the path matches only under
  * other methods, 404 if nothing matches); for protected routes app->authenticate decides
- * (401 / 503), the role is checked (403), then the handler runs. A handler that returns without
+ * (401 / 503), a state-changing request (not GET/HEAD) authenticated by the session cookie must
+ * come from a trusted origin (http_origin_trusted: CSRF, 403), the role is checked (403), then
+ * the handler runs. A handler that returns without
  * answering gets a 500 (a bug, logged).
  */
 #ifndef MINICRM_API_ROUTER_H

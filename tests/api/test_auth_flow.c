@@ -81,10 +81,14 @@ static size_t on_header(char *d, size_t s, size_t n, void *u)
 static long http_x(resp *r, const char *method, const char *url, const char *cookie,
                    const char *auth, const char *body, const char *extra);
 
+/* A change (not GET) with a cookie comes from the front end, as a browser sends it:
+ * cross-origin, so with its Origin (the CSRF check refuses a cookie-authenticated change
+ * without one). */
 static long http(resp *r, const char *method, const char *url, const char *cookie, const char *auth,
                  const char *body)
 {
-    return http_x(r, method, url, cookie, auth, body, NULL);
+    bool change = strcmp(method, "GET") != 0;
+    return http_x(r, method, url, cookie, auth, body, cookie && change ? "Origin: " FRONT : NULL);
 }
 
 /* http() with extra request header lines ("Name: value"), e.g. Origin. */
