@@ -33,7 +33,7 @@ export function lineChart({ title, series, width = 640, height = 180, yLabel = '
   const now = all.length ? Math.max(...all.map((p) => p.t)) : Date.now();
   const t0 = windowMs ? now - windowMs : (all.length ? Math.min(...all.map((p) => p.t)) : now - 60000);
   const t1 = Math.max(now, t0 + 1000);
-  const ymax = niceMax(all.length ? Math.max(...all.map((p) => p.v)) : 0);
+  const ymax = niceMax(all.length ? Math.max(...all.map((p) => p.v)) * 1.1 : 0);
   const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
   const y = (v) => T + (1 - v / ymax) * (H - T - B);
 
@@ -43,8 +43,11 @@ export function lineChart({ title, series, width = 640, height = 180, yLabel = '
     svg.append(h('svg:line', { x1: L, x2: W - R, y1: y(v), y2: y(v), class: 'grid' }));
     svg.append(h('svg:text', { x: L - 6, y: y(v) + 4, class: 'tick', 'text-anchor': 'end' }, fmtTick(v)));
   }
+  let lastLabel = '';
   for (let i = 0; i <= 4; i++) {
     const t = t0 + ((t1 - t0) * i) / 4;
+    if (clock(t) === lastLabel) continue; // a short range: one label per second
+    lastLabel = clock(t);
     svg.append(h('svg:text', { x: x(t), y: H - 6, class: 'tick', 'text-anchor': i === 0 ? 'start' : i === 4 ? 'end' : 'middle' }, clock(t)));
   }
   series.forEach((s, i) => {

@@ -7,8 +7,9 @@
 // again after 1, 2, 4 ... 30 s. If the stream never opened at all (a server without
 // /api/events), the same figures are read every 5 s from /api/queues and /api/campaigns instead.
 //
-// The data of an event is JSON; any of these keys is taken: "campaigns" (array of campaigns
-// with their counters), "queues" (array of queue figures, as GET /api/queues), "t" (ms).
+// The data of an event ("tick") is JSON: {"ts", "campaigns": [campaigns with their counters],
+// "queues": [figures as GET /api/queues], "held": held sends, "redis", "mongodb"}. The stream
+// sends an event only when the figures changed, so an idle system sends nothing.
 // Samples of the last 10 minutes are kept here (not per page), so the overview's messages/s
 // chart keeps its history while the user visits other pages.
 
@@ -23,8 +24,8 @@ let backoff = 1000;
 let timer = null;
 let pollTimer = null;
 let state = 'idle'; // idle | connecting | live | retrying | polling
-export const latest = { campaigns: null, queues: null, t: 0 };
-export const history = []; // {t, items, queues} one per tick, last 10 minutes
+export const latest = { campaigns: null, queues: null, t: 0, health: null };
+export const history = []; // {t, done: Map(id -> finished messages), queues} per event, 10 min
 
 function setState(s) {
   state = s;
@@ -33,24 +34,24 @@ function setState(s) {
 
 export function connectionState() { return state; }
 
-// Items acknowledged so far by the send queues (messages handed to the vendor and answered).
-function sentItems(queues) {
-  let n = 0;
-  for (const q of queues || []) {
-    if (q.name === 'sends' || q.name === 'priority') n += q.items ?? q.acked ?? 0;
-  }
-  return n;
+const cid = (c) => (c._id && (c._id.$oid || c._id)) || c.id;
+// Messages of each campaign that reached an end (the receipts applied so far).
+function finished(campaigns) {
+  const m = new Map();
+  for (const c of campaigns || []) m.set(cid(c), (c.sent || 0) + (c.failed || 0) + (c.bounced || 0));
+  return m;
 }
 
 function take(data) {
-  const t = data.t || Date.now();
+  const t = data.ts || data.t || Date.now();
   if (Array.isArray(data.campaigns)) latest.campaigns = data.campaigns;
-  const queues = Array.isArray(data.queues) ? data.queues : data.queues && data.queues.queues;
-  if (Array.isArray(queues)) {
-    latest.queues = queues;
-    history.push({ t, items: sentItems(queues), queues });
-    while (history.length && history[0].t < t - WINDOW_MS) history.shift();
-  }
+  let queues = Array.isArray(data.queues) ? data.queues : data.queues && data.queues.queues;
+  if (Array.isArray(queues) && typeof data.held === 'number')
+    queues = queues.map((q) => (q.name === 'sends' && q.held === undefined ? { ...q, held: data.held } : q));
+  if (Array.isArray(queues)) latest.queues = queues;
+  if (data.redis || data.mongodb) latest.health = { redis: data.redis, mongodb: data.mongodb };
+  history.push({ t, done: finished(latest.campaigns), queues: latest.queues });
+  while (history.length && history[0].t < t - WINDOW_MS) history.shift();
   latest.t = t;
   for (const fn of subs) {
     try { fn(latest); } catch (e) { console.warn('sse subscriber', e); }
@@ -123,13 +124,23 @@ export function stop() {
   setState('idle');
 }
 
-// Messages per second between consecutive samples: [{t, v}] over the last 10 minutes.
+// Messages per second between consecutive events (receipts applied to the campaigns present
+// in both), [{t, v}] over the last 10 minutes. Events stop while nothing changes: a gap
+// longer than 3 s is drawn as zero.
 export function rateSeries() {
   const out = [];
   for (let i = 1; i < history.length; i++) {
     const a = history[i - 1], b = history[i];
     const dt = (b.t - a.t) / 1000;
-    if (dt > 0) out.push({ t: b.t, v: Math.max(0, (b.items - a.items) / dt) });
+    if (dt <= 0) continue;
+    let n = 0;
+    for (const [id, v] of b.done) if (a.done.has(id)) n += Math.max(0, v - a.done.get(id));
+    if (dt > 3) {
+      out.push({ t: a.t + 1000, v: 0 }, { t: b.t - 1000, v: 0 });
+      out.push({ t: b.t, v: n / dt });
+    } else {
+      out.push({ t: b.t, v: n / dt });
+    }
   }
   return out;
 }

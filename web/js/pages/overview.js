@@ -24,20 +24,18 @@ export async function render(main, ctx) {
   let list = [];
   let pageNo = Number(ctx.query.get('page')) || 1;
 
-  // Health: /readyz answers 503 with the same body when something is down.
-  (async () => {
-    let body;
-    try {
-      body = (await fetch('/readyz', { credentials: 'same-origin' }).then((r) => r.json()));
-    } catch (e) {
-      health.append(errorBox(e));
-      return;
-    }
-    health.append(h('dl', { class: 'health' },
+  // Health: /readyz once (it answers 503 with the same body when something is down), then the
+  // stream's own view of Redis and MongoDB with every event.
+  const healthBody = h('div', {});
+  health.append(healthBody);
+  function drawHealth(body) {
+    healthBody.replaceChildren(h('dl', { class: 'health' },
       ['redis', 'mongodb'].map((k) => h('div', {}, h('dt', { text: k === 'mongodb' ? 'MongoDB' : 'Redis' }),
         h('dd', { class: body[k] === 'ok' ? 'ok' : 'bad', text: body[k] === 'ok' ? 'up' : 'down' })))),
       h('p', { class: body.status === 'ready' ? 'ok' : 'bad', text: body.status === 'ready' ? 'Ready' : body.error || 'Not ready' }));
-  })();
+  }
+  fetch('/readyz', { credentials: 'same-origin' }).then((r) => r.json()).then(drawHealth)
+    .catch((e) => healthBody.replaceChildren(errorBox(e)));
 
   function drawCampaigns() {
     const live = new Map((sse.latest.campaigns || []).map((c) => [idOf(c), c]));
@@ -86,6 +84,10 @@ export async function render(main, ctx) {
   let lastCampRefresh = 0;
   const unsub = sse.subscribe((latest) => {
     drawQueues(latest);
+    if (latest.health) {
+      const ok = latest.health.redis === 'ok' && latest.health.mongodb === 'ok';
+      drawHealth({ ...latest.health, status: ok ? 'ready' : 'unavailable', error: ok ? '' : 'A dependency is down' });
+    }
     if (list.length) drawCampaigns();
     // A campaign the stream knows and this page does not: a new one, read the list again.
     if (latest.campaigns && pageNo === 1 && Date.now() - lastCampRefresh > 5000) {

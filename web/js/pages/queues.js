@@ -66,10 +66,10 @@ export async function render(main, ctx) {
       const r = await get(`/api/queues/${encodeURIComponent(name)}/dead` + qs({ limit: LIMIT, page: deadPage }));
       if (my !== seq) return;
       lastDead = r.total;
-      bulk.replaceChildren(r.total
+      bulk.replaceChildren(...(r.total
         ? [h('button', { type: 'button', onclick: () => act(name, 'all', 'requeue', r.total) }, `Requeue all ${r.total}`),
           h('button', { type: 'button', class: 'danger', onclick: () => act(name, 'all', 'purge', r.total) }, `Purge all ${r.total}`)]
-        : []);
+        : []));
       deadBox.replaceChildren(...[
         table(`Dead letters of ${name}, newest first (${fmtNum(r.total)} in all)`, [
           { label: '#', get: (d) => String(d.index) },

@@ -1,18 +1,13 @@
 // Sign in: "Sign in with an API key" (POST /auth/key exchanges the key for the HttpOnly
 // session cookie; the key stays in this form field only, never in storage, and the field is
 // cleared at once), and "Sign in with Google" when the server has Google configured (the 401
-// answer of /auth/me says so with "google": true).
+// answer of /auth/me says so with "google": true; app.js keeps that answer in ctx.me).
 
 import { request } from '../api.js';
 import { h, field, page, errorBox } from '../dom.js';
 
 export async function render(main, ctx) {
-  let google = false;
-  try {
-    await request('GET', '/auth/me', undefined, { allow401: true });
-  } catch (e) {
-    google = !!(e.body && e.body.google);
-  }
+  const google = !!(ctx.me && ctx.me.google);
   const key = h('input', { type: 'password', name: 'key', autocomplete: 'off', required: true, spellcheck: 'false' });
   const msg = h('div', { class: 'formmsg' });
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Sign in');
