@@ -8,24 +8,21 @@
  *   GET    /auth/google/callback  public  state checked and consumed, and bound to this browser
  *                                         (pre-login cookie); code exchanged; account admitted
  *                                         (verified, allow-listed); user upserted; new session;
- *                                         Set-Cookie; 302 FRONTEND_URL/dashboard. Any refusal:
- *                                         302 /auth/failure?reason=<code>
- *   GET    /auth/me               public  200 {loggedIn:true,user:{...}} or 401 {loggedIn:false}
- *   POST   /auth/key              public  {"key"} (JSON or form) -> the session cookie of a login,
- *                                         bound to the key (ends when it is revoked); 401 bad
- *                                         key, 429 past auth.login_rate_per_min failures per
- *                                         address, 403 from another site's page
- *   POST   /auth/logout           public  session deleted server-side, cookie cleared, 302
- *                                         FRONTEND_URL (403 from another site's page); from the
- *                                         API's own origin (the dashboard): 200 {loggedIn:false}
- *   GET    /auth/logout           public  the same, only with a positive same-origin signal
- *                                         (Origin, Referer or Sec-Fetch-Site): a link on another
- *                                         site cannot log anyone out
- *   GET    /auth/failure          public  401 {"error":"Google login failed[: why]","reason"?}
- *   POST   /api/keys              admin   201 {message, key (shown once), api_key}
- *   GET    /api/keys              admin   200 [api_key...] (never hashes)
- *   DELETE /api/keys/:id          admin   200 {message, api_key} / 404
- *   GET    /api/users             admin   200 [user...]
+ *                                         Set-Cookie; 302 FRONTEND_URL/dashboard, or the local
+ *                                         path /auth/google?return_to= named (the dashboard). Any
+ * refusal: 302 /auth/failure?reason=<code> GET    /auth/me               public  200
+ * {loggedIn:true,user:{...}} or 401 {loggedIn:false} GET    /auth/providers        public
+ * {"google": configured, "apiKey": true} POST   /auth/key              public  {"key"} (JSON or
+ * form) -> the session cookie of a login, bound to the key (ends when it is revoked); 401 bad key,
+ * 429 past auth.login_rate_per_min failures per address, 403 from another site's page POST
+ * /auth/logout           public  session deleted server-side, cookie cleared, 302 FRONTEND_URL (403
+ * from another site's page); from the API's own origin (the dashboard): 200 {loggedIn:false} GET
+ * /auth/logout           public  the same, only with a positive same-origin signal (Origin, Referer
+ * or Sec-Fetch-Site): a link on another site cannot log anyone out GET    /auth/failure public  401
+ * {"error":"Google login failed[: why]","reason"?} POST   /api/keys              admin   201
+ * {message, key (shown once), api_key} GET    /api/keys              admin   200 [api_key...]
+ * (never hashes) DELETE /api/keys/:id          admin   200 {message, api_key} / 404 GET /api/users
+ * admin   200 [user...]
  *
  * Module state (app->auth): a flag saying the users/api_keys unique indexes exist (they are
  * created lazily on the first login or key creation, so the API starts while MongoDB is still
@@ -257,6 +254,64 @@ int auth_authenticate(api_ctx *app, http_request *req, principal *out)
 
 /* ---------------------------------------------------------------- OAuth routes */
 
+/* ---------------------------------------------------------------- return to the dashboard */
+
+/* A Google login started from the dashboard (`GET /auth/google?return_to=/ui/...`) comes back
+ * to that page instead of FRONTEND_URL/dashboard: the path rides in a pre-login cookie of its
+ * own (Path=/auth/google, HttpOnly, the state's lifetime) and is used only if it is a plain
+ * local path, so it can never send the browser to another site. */
+#define RETURN_COOKIE "mcrm_return"
+#define RETURN_MAX    200
+
+/* "/x/y-z.html": starts with one '/', then only [A-Za-z0-9/_.~-], no "//", at most RETURN_MAX. */
+static bool local_path(const char *s, size_t n)
+{
+    if (n == 0 || n > RETURN_MAX || s[0] != '/')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '/' || c == '_' || c == '.' || c == '~' || c == '-';
+        if (!ok || (c == '/' && i + 1 < n && s[i + 1] == '/'))
+            return false;
+    }
+    return true;
+}
+
+/* The return path of the request's cookie into out (RETURN_MAX + 1 bytes): true if usable. */
+static bool return_path(const http_request *req, char *out)
+{
+    const char *h = http_header(req, "Cookie");
+    for (const char *p = h; p && (p = strstr(p, RETURN_COOKIE "=")) != NULL; p++) {
+        if (p != h && p[-1] != ' ' && p[-1] != ';')
+            continue;
+        const char *v = p + strlen(RETURN_COOKIE "=");
+        size_t n = strcspn(v, "; ");
+        if (local_path(v, n)) {
+            snprintf(out, RETURN_MAX + 1, "%.*s", (int)n, v);
+            return true;
+        }
+    }
+    return false;
+}
+
+static const char *return_cookie(const api_ctx *app, const char *path, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s=%s; Path=/auth/google; Max-Age=%d; HttpOnly; SameSite=Lax%s",
+             RETURN_COOKIE, path ? path : "", path ? app->cfg->auth.state_ttl_s : 0,
+             app->cfg->auth.cookie_secure ? "; Secure" : "");
+    return buf;
+}
+
+/* GET /auth/providers (public): which sign-ins this server offers, for the dashboard's login
+ * page: {"google": configured, "apiKey": true}. */
+static void h_providers(api_ctx *app, http_request *req)
+{
+    http_send_json(
+        req, 200,
+        json_pack("{s:b, s:b}", "google", auth_oauth_configured(app->cfg) ? 1 : 0, "apiKey", 1));
+}
+
 static void h_google(api_ctx *app, http_request *req)
 {
     if (!auth_oauth_configured(app->cfg)) {
@@ -289,6 +344,9 @@ static void h_google(api_ctx *app, http_request *req)
     /* The pre-login cookie binds the state to this browser (login CSRF, see auth_oauth.h). */
     http_add_header(req, "Set-Cookie",
                     auth_oauth_nonce_cookie(app->cfg, nonce, cookie, sizeof cookie));
+    const char *ret = http_query(req, "return_to");
+    if (ret && local_path(ret, strlen(ret)))
+        http_add_header(req, "Set-Cookie", return_cookie(app, ret, cookie, sizeof cookie));
     http_add_header(req, "Cache-Control", "no-store");
     http_redirect(req, url);
     free(url);
@@ -418,6 +476,12 @@ static void h_callback(api_ctx *app, http_request *req)
                     auth_oauth_nonce_cookie(app->cfg, NULL, cookie, sizeof cookie));
     http_add_header(req, "Cache-Control", "no-store");
     log_info("login", "rid=%s user=%s role=%s", req->request_id, u.id, auth_role_name(u.role));
+    char back[RETURN_MAX + 1];
+    if (return_path(req, back)) { /* started from the dashboard: back to its page */
+        http_add_header(req, "Set-Cookie", return_cookie(app, NULL, cookie, sizeof cookie));
+        http_redirect(req, back);
+        return;
+    }
     http_redirect(req, frontend(app, "/dashboard", loc, sizeof loc));
 }
 
@@ -814,6 +878,7 @@ int auth_register_routes(router *r)
                    AUTH_ROLE_NONE) ||
         router_add(r, HTTP_GET, "/auth/me", h_me, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
         router_add(r, HTTP_POST, "/auth/key", h_key_login, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
+        router_add(r, HTTP_GET, "/auth/providers", h_providers, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
         router_add(r, HTTP_POST, "/auth/logout", h_logout, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
         router_add(r, HTTP_GET, "/auth/logout", h_logout, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
         router_add(r, HTTP_GET, "/auth/failure", h_failure, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||

@@ -18,6 +18,8 @@ PACKAGES=(
   redis-server redis-tools curl procps iproute2
   # independent MongoDB clients used by the devdb tests, and the benchmark load generator
   python3 python3-pymongo nodejs wrk
+  # the dashboard's browser tests (tests/web): Debian's Chromium, driven by playwright-core
+  chromium
 )
 
 missing=()
