@@ -25,7 +25,6 @@ const ROUTES = [
 ];
 
 let user = null;
-let me = null; // the last answer of /auth/me (its 401 body may say whether Google is on)
 let cleanup = null;
 let renderSeq = 0;
 
@@ -79,11 +78,10 @@ async function signOut() {
 
 export async function refreshUser() {
   try {
-    me = await get('/auth/me', { allow401: true });
+    const me = await get('/auth/me', { allow401: true });
     user = me && me.loggedIn ? me.user : null;
   } catch (e) {
     if (e.status !== 401) throw e;
-    me = e.body;
     user = null;
   }
   return user;
@@ -111,7 +109,7 @@ async function route() {
   try {
     const mod = await import(`./pages/${m.route.mod}.js`);
     if (seq !== renderSeq) return;
-    const c = await mod.render(main, { user, me, params: m.params, query, go, refreshUser });
+    const c = await mod.render(main, { user, params: m.params, query, go, refreshUser });
     if (seq !== renderSeq) { if (typeof c === 'function') c(); return; }
     cleanup = typeof c === 'function' ? c : null;
   } catch (e) {

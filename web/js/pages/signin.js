@@ -1,13 +1,16 @@
 // Sign in: "Sign in with an API key" (POST /auth/key exchanges the key for the HttpOnly
 // session cookie; the key stays in this form field only, never in storage, and the field is
-// cleared at once), and "Sign in with Google" when the server has Google configured (the 401
-// answer of /auth/me says so with "google": true; app.js keeps that answer in ctx.me).
+// cleared at once), and "Sign in with Google" when the server offers it (GET /auth/providers);
+// a Google login started here comes back to the dashboard (?return_to=/).
 
-import { request } from '../api.js';
+import { get, request } from '../api.js';
 import { h, field, page, errorBox } from '../dom.js';
 
 export async function render(main, ctx) {
-  const google = !!(ctx.me && ctx.me.google);
+  let google = false;
+  try {
+    google = !!(await get('/auth/providers')).google;
+  } catch { /* a server without the route: API keys only */ }
   const key = h('input', { type: 'password', name: 'key', autocomplete: 'off', required: true, spellcheck: 'false' });
   const msg = h('div', { class: 'formmsg' });
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Sign in');
@@ -36,7 +39,7 @@ export async function render(main, ctx) {
   const parts = [h('p', { class: 'lead', text: 'The dashboard of minicrm: campaigns, queues, customers.' }), form];
   if (google)
     parts.push(h('div', { class: 'card narrow' }, h('h2', { text: 'Google' }),
-      h('a', { class: 'button', href: '/auth/google' }, 'Sign in with Google')));
+      h('a', { class: 'button', href: '/auth/google?return_to=/' }, 'Sign in with Google')));
   page(main, 'Sign in', ...parts);
   key.focus();
 }
