@@ -173,6 +173,9 @@ static const cfg_setting_info settings[] = {
     {"queue.reap_interval_ms", CFG_INT, OFF(queue.reap_interval_ms), "2000", NULL, false, 50, 600000, NULL,
      "how often consumers look for dead consumers and due retries"},
 
+    {"vendor.rate_per_s", CFG_DOUBLE, OFF(vendor.rate_per_s), "0", NULL, false, 0, 1000000, NULL,
+     "most sends handed to the vendor per second, shared by every consumer on every host (GCRA in Redis; 0 = no limit)"},
+
     {"vendor_sim.success_rate", CFG_DOUBLE, OFF(vendor_sim.success_rate), "0.9", NULL, false, 0, 1, NULL,
      "probability that a message is SENT (else FAILED)"},
     {"vendor_sim.min_delay_ms", CFG_INT, OFF(vendor_sim.min_delay_ms), "100", NULL, false, 0, 600000, NULL,
@@ -193,6 +196,9 @@ static const cfg_setting_info settings[] = {
      "instance name: its consumer id and rejected-receipts key (unique per running simulator)"},
     {"vendor_sim.post_timeout_ms", CFG_INT, OFF(vendor_sim.post_timeout_ms), "10000", NULL, false, 100, 600000, NULL,
      "timeout of one receipts POST"},
+
+    {"vendor_sim.fake_429_above_per_s", CFG_DOUBLE, OFF(vendor_sim.fake_429_above_per_s), "0", NULL, false, 0, 1000000, NULL,
+     "answer sends above this rate (shared by every simulator) with 429 + Retry-After, like a vendor's own limit (0 = never)"},
 
     {"log.level", CFG_STRING, OFF(log.level), "info", NULL, false, 1, 0, "debug|info|warn|error",
      "least severe level written"},

@@ -52,8 +52,10 @@ typedef struct minicrm_config {
         int max_conns;        /* global connection cap */
         int max_conns_per_ip; /* per client address */
         char *access_log;     /* "auto" | "on" | "off": per-request log lines */
-        char *web_root;         /* dashboard files (empty: found next to the programs) */
-        int events_max_streams; /* concurrent GET /api/events streams */
+        /* The dashboard: its files (empty: found next to the programs) and the most
+         * concurrent GET /api/events streams. */
+        char *web_root;
+        int events_max_streams;
     } api;
     struct {
         char *google_client_id;     /* GOOGLE_CLIENT_ID */
@@ -113,6 +115,9 @@ typedef struct minicrm_config {
         int reap_interval_ms;
     } queue;
     struct {
+        double rate_per_s; /* sends handed to the vendor per second, all hosts (0 = no limit) */
+    } vendor;
+    struct {
         double success_rate;
         int min_delay_ms;
         int max_delay_ms;
@@ -122,7 +127,8 @@ typedef struct minicrm_config {
         char *api_base_url; /* API_BASE_URL */
         int post_batch;
         int post_timeout_ms;
-        char *name; /* instance name (keys and consumer id) */
+        char *name;                  /* instance name (keys and consumer id) */
+        double fake_429_above_per_s; /* answer 429 above this rate (0 = never) */
     } vendor_sim;
     struct {
         char *level;

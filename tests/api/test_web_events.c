@@ -12,6 +12,7 @@
  *                                no more commands per second than with 1 viewer (x2 margin)
  *   stream_cap                   past api.events_max_streams (25 here): 503; closed streams
  *                                free their places
+ *   heartbeat_when_idle          with nothing changing, a `: keepalive` comment within 15 s
  *   clean_close_on_shutdown      SIGTERM: every open stream ends and the API exits 0 at once,
  *                                not after api.request_timeout_s (last: it stops the API)
  */
@@ -31,6 +32,8 @@
 #include <unistd.h>
 
 static apitest T;
+
+#define EVENTS_HEARTBEAT_MS 15000 /* api/events.h: EVENTS_HEARTBEAT_S */
 
 static int start(void)
 {
@@ -392,6 +395,26 @@ TEST(stream_cap)
     CHECK_INT_EQ(reopened, 1);
 }
 
+TEST(heartbeat_when_idle)
+{
+    CHECK(start() == 0);
+    static sse s;
+    CHECK(sse_open(&s, apitest_staff_auth(&T)) == 0);
+    CHECK_INT_EQ(sse_status(&s, 3000), 200);
+    unsigned long long id = 0;
+    static char data[65536];
+    CHECK(sse_next(&s, 3000, &id, data, sizeof data, NULL));
+    /* Nothing changes now (no worker runs): a comment keeps the stream alive instead. */
+    int64_t t0 = time_mono_ms();
+    while (!strstr(s.text + s.used, ": keepalive\n\n") && !s.eof &&
+           time_mono_ms() - t0 < (EVENTS_HEARTBEAT_MS + 5000))
+        sse_pump(&s, 200);
+    bool beat = strstr(s.text + s.used, ": keepalive\n\n") != NULL;
+    int64_t took = time_mono_ms() - t0;
+    sse_close(&s);
+    CHECK_MSG(beat, "no heartbeat within %lld ms", (long long)took);
+}
+
 TEST(clean_close_on_shutdown)
 {
     CHECK(start() == 0);
@@ -419,4 +442,5 @@ TEST(clean_close_on_shutdown)
 
 TEST_MAIN(TEST_ENTRY(login_required), TEST_ENTRY(first_event_at_once),
           TEST_ENTRY(campaign_progress_appears), TEST_ENTRY(one_read_per_tick),
-          TEST_ENTRY(stream_cap), TEST_ENTRY(clean_close_on_shutdown))
+          TEST_ENTRY(stream_cap), TEST_ENTRY(heartbeat_when_idle),
+          TEST_ENTRY(clean_close_on_shutdown))
