@@ -42,7 +42,8 @@ export async function render(main, ctx) {
   const previewWho = h('p', { class: 'muted' });
   const schedule = h('input', { type: 'checkbox', name: 'schedule' });
   const sendAt = h('input', { type: 'datetime-local', name: 'send_at', disabled: true });
-  const rate = h('input', { type: 'number', name: 'rate_per_s', min: 0, step: 'any', inputmode: 'decimal' });
+  // POST /api/campaigns: a positive number, at most 1,000,000 (RATE_PER_S_MAX).
+  const rate = h('input', { type: 'number', name: 'rate_per_s', min: 0.001, max: 1000000, step: 'any', inputmode: 'decimal' });
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Create campaign');
   const formMsg = h('div', { class: 'formmsg' });
 
@@ -60,7 +61,7 @@ export async function render(main, ctx) {
     h('fieldset', { class: 'card' }, h('legend', { text: 'Delivery' }),
       h('div', { class: 'check' }, schedule, h('label', { for: (schedule.id = 'f-schedule'), text: 'Schedule for later' })),
       field('Send at (your local time)', sendAt, 'Up to a year ahead.'),
-      field('Rate limit (messages per second)', rate, 'Empty: as fast as the system goes.')),
+      field('Rate limit (messages per second)', rate, 'This campaign\'s own limit, up to 1,000,000; empty: only the vendor\'s limit.')),
     h('div', { class: 'actions' }, submit, h('a', { href: '#/', class: 'button' }, 'Back'), formMsg));
   page(main, 'New campaign', form);
   name.focus();
