@@ -26,6 +26,13 @@ const ROUTES = [
 
 let user = null;
 let cleanup = null;
+
+// The state of the live connection in the header: one element, one subscription for the tab.
+const connDot = h('span', { class: 'conn', title: 'live updates' });
+sse.onStatus((s) => {
+  connDot.className = 'conn conn-' + s;
+  connDot.textContent = s === 'live' ? '● live' : s === 'polling' ? '● polling' : s === 'idle' ? '' : '● reconnecting';
+});
 let renderSeq = 0;
 
 function match(path) {
@@ -63,9 +70,7 @@ function renderNav(current) {
   const items = ROUTES.filter((r) => r.nav && (!r.admin || user.role === 'admin'));
   nav.replaceChildren(h('ul', {}, items.map((r) =>
     h('li', {}, h('a', { href: '#' + r.path, 'aria-current': r === current ? 'page' : null }, r.nav)))));
-  const dot = h('span', { class: 'conn', title: 'live updates' });
-  sse.onStatus((s) => { dot.className = 'conn conn-' + s; dot.textContent = s === 'live' ? '● live' : s === 'polling' ? '● polling' : s === 'idle' ? '' : '● reconnecting'; });
-  who.replaceChildren(dot, h('span', { text: `${user.displayName || user.email || 'signed in'} (${user.role})` }),
+  who.replaceChildren(connDot, h('span', { text: `${user.displayName || user.email || 'signed in'} (${user.role})` }),
     h('button', { type: 'button', class: 'link', onclick: signOut }, 'Sign out'));
 }
 
