@@ -117,8 +117,8 @@ static int build_routes(router *r)
     if (routes_ops_register(r) || routes_customers_register(r) || routes_orders_register(r) ||
         routes_campaigns_register(r) || routes_campaign_moves_register(r) ||
         routes_comm_register(r) || routes_delivery_register(r) || routes_messages_register(r) ||
-        routes_webhooks_register(r) || routes_suppress_register(r) || auth_register_routes(r) ||
-        webfiles_register(r) || events_register(r))
+        routes_webhooks_register(r) || routes_suppress_register(r) || routes_dlq_register(r) ||
+        auth_register_routes(r) || webfiles_register(r) || events_register(r))
         return -1;
     return 0;
 }

@@ -12,6 +12,7 @@
  *   routes_messages.c   POST /api/messages (one-off messages through the priority lane)
  *   routes_webhooks.c   /api/webhooks (+ :id, :id/test): outbound webhook endpoints (admin)
  *   routes_suppress.c   /api/suppressions, one-click unsubscribe GET/POST /u/:token
+ *   routes_dlq.c        /api/queues/:name/dead (+ :index/requeue, :index/purge)
  *
  * routes_ensure_indexes() creates the indexes of notes/design.md (idempotent; indexes.c).
  */
@@ -38,6 +39,7 @@ int routes_suppress_register(router *r);
  * join it after signals_request_stop(). */
 int routes_suppress_start(api_ctx *app);
 void routes_suppress_join(void);
+int routes_dlq_register(router *r);
 
 /* The start-up index builder's state across its passes (indexes.c draws the moves):
  * zero-initialise it, then call routes_ensure_indexes() until it returns 0. */

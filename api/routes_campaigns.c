@@ -32,7 +32,8 @@
  *   The moves (pause, resume, cancel) are in routes_campaign_moves.c.
  *   GET  /api/campaigns/:id/logs      its logs, customer populated {_id, name, email}, in
  *        customer order (index {campaign_id, customer_id}); ?limit=, ?page= (at most
- *        api.max_skip documents deep) or ?after=<cust id>.
+ *        api.max_skip documents deep) or ?after=<cust id>;
+ *        ?status=PENDING|SENT|FAILED|CANCELLED keeps one status (400 for any other).
  *
  * AI (OPENAI_API_KEY set): the request path makes NO outbound call. ai_seam_request() records
  * on the campaign what minicrm-ai should do ("ai": {"status": "requested", ...}) and, once the
@@ -630,6 +631,13 @@ static void h_logs(api_ctx *app, http_request *req)
     if (after ? api_parse_oid(req, "after", after, &after_oid) != 0
               : api_page_skip(req, page, limit, &skip) != 0)
         return;
+    /* ?status= keeps the logs of one status (the dashboard's filter); empty means all. */
+    const char *status = http_query(req, "status");
+    campaign_log_status ls;
+    if (status && *status && campaign_log_status_parse(status, strlen(status), &ls) != 0) {
+        http_error(req, 400, "status: must be PENDING, SENT, FAILED or CANCELLED");
+        return;
+    }
     mongoc_client_t *cl = dbpool_pop(app->db);
     json_t *camp = NULL;
     int found = load_campaign(app, req, cl, &oid, &camp); /* 404 for an unknown campaign */
@@ -644,6 +652,8 @@ static void h_logs(api_ctx *app, http_request *req)
         BSON_APPEND_OID(&sub, "$gt", &after_oid);
         bson_append_document_end(&filter, &sub);
     }
+    if (status && *status)
+        BSON_APPEND_UTF8(&filter, "status", campaign_log_status_name(ls));
     /* index {campaign_id, customer_id}: the cursor is the last customer id */
     static const char *const by_customer[] = {"campaign_id", "customer_id", NULL};
     static const api_ref refs[] = {{"customer_id", DB_CUSTOMERS, API_CUSTOMER_REF_FIELDS},

@@ -8,6 +8,8 @@
  *                        ?limit= (default 100, max api.max_page_size) and either ?after=<id>
  *                        (keyset cursor, cheap at any depth) or ?page=N (skip). When a page is
  *                        full, X-Next-Cursor carries the id to pass as ?after= for the next one.
+ *                        ?q= (at most CUSTOMER_SEARCH_MAX bytes): only customers whose name or
+ *                        email contains it, any case.
  *   GET  /customers/:id  -> 200 customer, 400 bad id, 404 unknown
  *
  * Emails are stored lower-cased so the unique index and the email_domain rule are exact; the
@@ -29,6 +31,9 @@
 /* Stored for the email_domain rule's index (lib/rules), never shown: the contract's customer
  * has no such field. */
 static const char *const CUSTOMER_HIDDEN[] = {RULES_DOMAIN_FIELD, NULL};
+
+/* Longest ?q= of GET /customers, bytes. */
+#define CUSTOMER_SEARCH_MAX 100
 
 #define NAME_MAX_LEN  200
 #define PHONE_MAX_LEN 32
@@ -133,11 +138,43 @@ static void h_list(api_ctx *app, http_request *req)
     if (after ? api_parse_oid(req, "after", after, &after_oid) != 0
               : api_page_skip(req, page, limit, &skip) != 0)
         return;
+    /* ?q= (the dashboard's search): a case-insensitive substring of the name or the email, as
+     * a regex with every metacharacter escaped. It walks the _id order until a page is found
+     * (no index serves a substring); a rare word on a large collection ends at maxTimeMS (504). */
+    const char *search = http_query(req, "q");
+    char re[2 * CUSTOMER_SEARCH_MAX + 1];
+    if (search && *search) {
+        size_t n = 0;
+        for (const char *p = search; *p; p++) {
+            if (p - search >= CUSTOMER_SEARCH_MAX) {
+                http_error(req, 400, "q: at most %d bytes", CUSTOMER_SEARCH_MAX);
+                return;
+            }
+            if (strchr(".^$*+?()[]{}|\\", *p))
+                re[n++] = '\\';
+            re[n++] = *p;
+        }
+        re[n] = '\0';
+    }
     bson_t filter = BSON_INITIALIZER, sub;
     if (after) {
         BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &sub);
         BSON_APPEND_OID(&sub, "$gt", &after_oid);
         bson_append_document_end(&filter, &sub);
+    }
+    if (search && *search) {
+        bson_t or, alt, cond;
+        BSON_APPEND_ARRAY_BEGIN(&filter, "$or", & or);
+        static const char *const fields[] = {"name", "email"};
+        for (int i = 0; i < 2; i++) {
+            BSON_APPEND_DOCUMENT_BEGIN(& or, i ? "1" : "0", &alt);
+            BSON_APPEND_DOCUMENT_BEGIN(&alt, fields[i], &cond);
+            BSON_APPEND_UTF8(&cond, "$regex", re);
+            BSON_APPEND_UTF8(&cond, "$options", "i");
+            bson_append_document_end(&alt, &cond);
+            bson_append_document_end(& or, &alt);
+        }
+        bson_append_array_end(&filter, & or);
     }
     static const char *const by_id[] = {"_id", NULL};
     api_query q = {.coll = DB_CUSTOMERS,

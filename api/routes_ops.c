@@ -5,9 +5,11 @@
  *                    the dependency that is down.
  *   GET /metrics     (admin) Prometheus text: requests by route and status, latency histograms,
  *                    queue depths (queue_stats_get of lib/queue).
- *   GET /api/queues  (admin) the queue statistics as JSON.
+ *   GET /api/queues  (admin) the queue statistics as JSON; the sends queue also has "held"
+ *                    (send jobs of paused campaigns, lib/campctl).
  */
 #include "apiutil.h"
+#include "campctl.h"
 #include "log.h"
 #include "metrics.h"
 #include "queue.h"
@@ -125,6 +127,16 @@ static void h_queues(api_ctx *app, http_request *req)
                            "requeued", (json_int_t)s->requeued, "reaped", (json_int_t)s->reaped,
                            "rate_1m", s->rate_1m));
     }
+    /* Send jobs of paused campaigns wait in their held lists (lib/campctl), as in `minicrm
+     * queues`: the dashboard shows them next to the sends queue. */
+    rconn *c = rpool_get(app->redis);
+    long long held = c ? campctl_held_jobs(c, app->cfg->redis.prefix) : -1;
+    if (c)
+        rpool_put(app->redis, c);
+    for (int q = 0; q < NQUEUES && held >= 0; q++)
+        if (strcmp(k_queues[q], QUEUE_SENDS) == 0)
+            json_object_set_new(json_array_get(arr, (size_t)q), "held",
+                                json_integer((json_int_t)held));
     http_send_json(req, 200, json_pack("{s:o}", "queues", arr));
 }
 

@@ -6,7 +6,8 @@
  *   GET  /orders  -> 200 [order...] newest first (index {createdAt: -1, _id: -1}), customer_id
  *                 populated {_id, name, email} (one $in query per page); ?limit= (default 100)
  *                 and ?page= (at most api.max_skip documents deep, else 400) or ?after= (the
- *                 keyset, api_after_newest; X-Next-Cursor on a full page).
+ *                 keyset, api_after_newest; X-Next-Cursor on a full page);
+ *                 ?customer_id=<24 hex> keeps one customer's orders.
  *
  * A completed order changes the customer with ONE update,
  *   {$inc: {total_spend: amount}, $max: {last_visit_date: date}, $set: {updatedAt: now}},
@@ -142,8 +143,16 @@ static void h_list(api_ctx *app, http_request *req)
     long limit, page, skip = 0;
     if (api_paging(req, 100, &limit, &page) != 0)
         return;
+    /* ?customer_id= keeps one customer's orders (index customer_id_1; the dashboard's
+     * customer page). */
+    const char *cust = http_query(req, "customer_id");
+    bson_oid_t cust_oid;
+    if (cust && *cust && api_parse_oid(req, "customer_id", cust, &cust_oid) != 0)
+        return;
     const char *after = http_query(req, "after");
     bson_t filter = BSON_INITIALIZER;
+    if (cust && *cust)
+        BSON_APPEND_OID(&filter, "customer_id", &cust_oid);
     if (after ? api_after_newest(req, after, &filter) == 0
               : api_page_skip(req, page, limit, &skip) == 0) {
         static const api_ref refs[] = {{"customer_id", DB_CUSTOMERS, API_CUSTOMER_REF_FIELDS},

@@ -1,0 +1,59 @@
+// campaigns: what the overview and the campaign page share about a campaign: its counters by
+// status, its progress bar, and the operator moves that are legal from its state (the same
+// table as lib/campaign.c's LEGAL: pause from QUEUED | SENDING | PAUSED, resume from PAUSED,
+// cancel from SCHEDULED | QUEUED | SENDING | PAUSED | CANCELLED). Pause on PAUSED and cancel on
+// CANCELLED are legal there (they finish an interrupted move) but are not offered as buttons.
+
+import { h, fmtNum } from './dom.js';
+
+// Counters in display order; one is shown only when the API gives it.
+export const COUNTERS = ['sent', 'failed', 'bounced', 'opened', 'clicked', 'cancelled', 'pending'];
+
+export const MOVES = {
+  pause: { label: 'Pause', from: ['QUEUED', 'SENDING'] },
+  resume: { label: 'Resume', from: ['PAUSED'] },
+  cancel: { label: 'Cancel', from: ['SCHEDULED', 'QUEUED', 'SENDING', 'PAUSED'], admin: true, confirm: true },
+};
+
+export function legalMoves(status, role) {
+  return Object.entries(MOVES)
+    .filter(([, m]) => m.from.includes(status) && (!m.admin || role === 'admin'))
+    .map(([name, m]) => ({ name, ...m }));
+}
+
+// The campaign's counters: the exact "progress" of GET /api/campaigns/:id when present, else
+// the counters stored on the campaign (lists and live events).
+export function counters(c) {
+  const p = c.progress || {};
+  const out = {};
+  for (const k of COUNTERS) {
+    const v = p[k] ?? c[k];
+    if (typeof v === 'number') out[k] = v;
+  }
+  return out;
+}
+
+export function audience(c) {
+  return (c.progress && c.progress.audience_size) ?? c.audience_size ?? c.total ?? 0;
+}
+
+// Messages that reached an end: sent + failed + cancelled (+ bounced).
+export function done(c) {
+  const k = counters(c);
+  return (k.sent || 0) + (k.failed || 0) + (k.cancelled || 0) + (k.bounced || 0);
+}
+
+export function progressBar(c, label) {
+  const max = Math.max(audience(c), 1);
+  const value = Math.min(done(c), max);
+  const pct = Math.round((100 * value) / max);
+  return h('div', { class: 'progress' },
+    h('progress', { max, value, 'aria-label': label || 'Progress' }),
+    h('span', { class: 'pct', text: `${pct}% · ${fmtNum(done(c))} / ${fmtNum(audience(c))}` }));
+}
+
+export function counterList(c) {
+  const k = counters(c);
+  return h('dl', { class: 'counters' }, Object.entries(k).map(([name, v]) =>
+    h('div', { class: 'counter c-' + name }, h('dt', { text: name }), h('dd', { text: fmtNum(v) }))));
+}
