@@ -89,20 +89,23 @@ start)
     ;;
 stop)
     [ -d "$dir" ] || exit 0
+    # Only pids that are still a redis-server (a node killed by a test leaves its pid file).
+    pids=()
     for pf in "$dir"/*/redis.pid; do
         [ -f "$pf" ] || continue
-        pid=$(cat "$pf")
-        kill "$pid" 2>/dev/null || true
+        pid=$(cat "$pf" 2>/dev/null || true)
+        rm -f "$pf"
+        [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q redis-server &&
+            pids+=("$pid")
     done
-    for pf in "$dir"/*/redis.pid; do
-        [ -f "$pf" ] || continue
-        pid=$(cat "$pf")
+    [ ${#pids[@]} -gt 0 ] || exit 0
+    kill "${pids[@]}" 2>/dev/null || true
+    for pid in "${pids[@]}"; do
         for _ in $(seq 100); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.05
         done
         kill -9 "$pid" 2>/dev/null || true
-        rm -f "$pf"
     done
     ;;
 status)
