@@ -53,7 +53,8 @@ struct queue {
     queue_opts o;
     qshard *sh; /* nsh key sets: the npush shards, then (sharded) the unsharded keys */
     int nsh, npush;
-    int push_rr, claim_rr; /* next shard to push to / claim from */
+    int push_rr, claim_rr; /* next shard to push to / claim from (0 .. npush-1) */
+    bool sweep_old;        /* sharded: look at the unsharded keys on the next claim */
     int64_t next_maintain_ms;
     unsigned rng;
     char err[256];
@@ -362,7 +363,8 @@ queue *queue_open(rconn *c, const char *prefix, const char *name, const char *co
     q->rng = (unsigned)(time_mono_us() ^ ((unsigned)getpid() << 16)) | 1u;
     /* Consumers and producers start at different shards, so they do not all block on one. */
     q->push_rr = (int)(rng_next(q) % (unsigned)q->npush);
-    q->claim_rr = (int)(rng_next(q) % (unsigned)q->nsh);
+    q->claim_rr = (int)(rng_next(q) % (unsigned)q->npush);
+    q->sweep_old = q->nsh > q->npush;
     return q;
 }
 
@@ -650,18 +652,27 @@ static int claim(queue *q, size_t max, int block_ms, bool fresh, queue_batch *ou
         return 0;
     if (max > 10000)
         max = 10000;
+    /* The unsharded keys (sharded handles only) normally hold nothing: they are looked at when
+     * the handle is new and then once per maintenance interval, until they are empty. */
+    int n = 0, s;
+    if (q->sweep_old) {
+        n = claim_now(q, q->npush, max, fresh, out);
+        q->sweep_old = n > 0;
+        if (n != 0)
+            return n;
+    }
     /* One shard per claim, starting after the last one that had work: every shard is served in
      * turn however busy the others are. */
-    int n = 0, s = q->claim_rr;
-    for (int k = 0; k < q->nsh; k++) {
-        s = (q->claim_rr + k) % q->nsh;
+    s = q->claim_rr;
+    for (int k = 0; k < q->npush; k++) {
+        s = (q->claim_rr + k) % q->npush;
         n = claim_now(q, s, max, fresh, out);
         if (n != 0)
             break;
     }
     if (n != 0) {
         if (n > 0)
-            q->claim_rr = (s + 1) % q->nsh;
+            q->claim_rr = (s + 1) % q->npush;
         return n;
     }
     if (block_ms <= 0)
@@ -670,8 +681,8 @@ static int claim(queue *q, size_t max, int block_ms, bool fresh, queue_batch *ou
      * is one; at most 200 ms each, rotating, when there are several). BLMOVE's timeout is in
      * seconds (decimal). */
     s = q->claim_rr;
-    q->claim_rr = (s + 1) % q->nsh;
-    int wait_ms = q->nsh > 1 && block_ms > 200 ? 200 : block_ms;
+    q->claim_rr = (s + 1) % q->npush;
+    int wait_ms = q->npush > 1 && block_ms > 200 ? 200 : block_ms;
     char tbuf[32];
     snprintf(tbuf, sizeof tbuf, "%.3f", wait_ms / 1000.0);
     const char *argv[] = {"BLMOVE", q->sh[s].k_ready, q->sh[s].k_proc, "RIGHT", "LEFT", tbuf};
@@ -747,17 +758,24 @@ static int ack(queue *q, const queue_job *jobs, size_t n, long long items)
         return fail(q, "out of memory");
     int rc = 0;
     /* Per shard, the jobs claimed there. A batch comes from one shard (one claim), so this is
-     * one script in the usual case; the items go with the first shard acked. Jobs of unknown
-     * shard (built by the caller) are acked on every shard, counted one item per job. */
-    bool counted = false;
+     * one script in the usual case. The items are shared out in proportion to the jobs (a
+     * consumer acking jobs of several shards at once, like the vendor's, gives one total), so
+     * the shards' sums are exact. Jobs of unknown shard (built by the caller) are acked on
+     * every shard, counted one item per job. */
+    size_t known = 0, done = 0;
+    for (size_t i = 0; i < n; i++)
+        known += job_shard(q, &jobs[i]) != NULL;
     for (int s = 0; s < q->nsh && rc == 0; s++) {
         size_t m = 0;
         for (size_t i = 0; i < n; i++)
             if (q->nsh == 1 || jobs[i].shard == s + 1)
                 pick[m++] = &jobs[i];
         if (m) {
-            rc = ack_shard(q, &q->sh[s], pick, m, counted ? (items < 0 ? -1 : 0) : items);
-            counted = true;
+            long long share = items < 0 ? -1
+                                        : items * (long long)(done + m) / (long long)known -
+                                              items * (long long)done / (long long)known;
+            rc = ack_shard(q, &q->sh[s], pick, m, share);
+            done += m;
         }
     }
     for (int s = 0; s < q->nsh && rc == 0 && q->nsh > 1; s++) {
@@ -1036,6 +1054,8 @@ int queue_maintain(queue *q)
     if (now < q->next_maintain_ms)
         return 0;
     q->next_maintain_ms = now + q->o.reap_interval_ms;
+    if (q->nsh > q->npush)
+        q->sweep_old = true;
     if (q->consumer[0] && queue_heartbeat(q) < 0)
         return -1;
     if (queue_promote_due(q) < 0)

@@ -38,8 +38,9 @@
  *   - a claimed job remembers its shard (queue_job.shard), so ack/retry/dead go to it;
  *   - the reaper, due retries, stats, and the dead letters cover every shard (the dead lists
  *     read as one list: shard 0's, then shard 1's, ...);
- *   - the unsharded keys P{NAME}: are drained too (consumers claim from them, the reaper and
- *     the operator commands cover them) but never pushed to: jobs queued before a change of
+ *   - the unsharded keys P{NAME}: are drained too (a new consumer, and every consumer once per
+ *     reap_interval_ms, claims from them until they are empty; the reaper and the operator
+ *     commands cover them) but never pushed to: jobs queued before a change of
  *     queue.shards, and sends that campctl gives back to P{sends}:ready after a pause, are
  *     not stranded. Shard i's keys are only ever used by scripts with shard i's keys.
  * With S = 1 the keys are exactly the unsharded ones above.

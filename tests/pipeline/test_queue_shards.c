@@ -148,6 +148,12 @@ TEST(pushes_spread_and_claims_cover_every_shard)
         char k[300];
         queue_shard_key(c, i, "processing:c1", k, sizeof k);
         CHECK_INT_EQ(llen(k), 0);
+        /* one ack over jobs of every shard: the items are shared out by jobs, summing exactly */
+        queue_shard_key(c, i, "stats", k, sizeof k);
+        redisReply *r = rconn_command(rc, "HGET %s items", k);
+        CHECK(r && r->type == REDIS_REPLY_STRING);
+        CHECK_INT_EQ(strtoll(r->str, NULL, 10), 2 * N / S);
+        freeReplyObject(r);
     }
     queue_batch_release(&b);
     queue_close(p);
