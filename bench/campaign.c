@@ -121,6 +121,22 @@ static double redis_cpu_s(pipeh *h)
     return cpu;
 }
 
+/* --cluster: CPU seconds of the nodes that are masters now, into *masters (the rest are
+ * replicas). */
+static void redis_cpu_masters(double *masters)
+{
+    int ign;
+    *masters = 0;
+    for (int i = 0; i < 6; i++) {
+        char role[4096];
+        const char *a[] = {"ROLE", NULL};
+        pid_t pid = clusterenv_pid(&g_cluster, g_cluster.ports[i]);
+        if (pid > 0 && clusterenv_cli(&g_cluster, g_cluster.ports[i], role, sizeof role, a) == 0 &&
+            !strncmp(role, "master", 6))
+            peak_rss_kb(pid, &ign, masters);
+    }
+}
+
 /* CPU seconds of every program so far: [0..PH_NPROCS) as pipeh, then devdb, redis. */
 static void cpu_now(pipeh *h, double out[PH_NPROCS + 2])
 {
@@ -136,11 +152,15 @@ static void cpu_now(pipeh *h, double out[PH_NPROCS + 2])
 /* How evenly the shards of queue qname carried the campaign: items acked per shard. */
 static void print_shard_use(pipeh *h, const char *qname)
 {
-    long long v[256], sum = 0, lo = -1, hi = 0;
+    long long v[256], pushed[256], sum = 0, lo = -1, hi = 0;
     int n = g_shards > 256 ? 256 : g_shards;
     for (int i = 0; i < n; i++) {
         redisReply *r = rconn_command(h->rc, "HGET %s{%s:%d}:stats items", h->env.prefix, qname, i);
         v[i] = r && r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+        if (r)
+            freeReplyObject(r);
+        r = rconn_command(h->rc, "HGET %s{%s:%d}:stats pushed", h->env.prefix, qname, i);
+        pushed[i] = r && r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
         if (r)
             freeReplyObject(r);
         sum += v[i];
@@ -148,7 +168,10 @@ static void print_shard_use(pipeh *h, const char *qname)
         hi = v[i] > hi ? v[i] : hi;
     }
     double mean = n ? (double)sum / n : 0;
-    printf("shards %-9s items per shard:", qname);
+    printf("shards %-9s jobs pushed per shard:", qname);
+    for (int i = 0; i < n; i++)
+        printf(" %lld", pushed[i]);
+    printf("; items acked per shard:");
     for (int i = 0; i < n; i++)
         printf(" %lld", v[i]);
     printf("  (min/mean %.2f, max/mean %.2f)\n", mean > 0 ? lo / mean : 0,
@@ -563,6 +586,13 @@ int main(int argc, char **argv)
         printf(", %s %.1f (%.0f)", names[i] + 8, cpu[i], cpu[i] * 1e6 / (double)c.total);
     printf("; all %.1f (%.0f)\n", all, all * 1e6 / (double)c.total);
     printf("redis share of CPU: %.1f%%\n", all > 0 ? 100.0 * redis_cpu / all : 0);
+    if (g_cluster.started) {
+        /* (from the start of the nodes: seeding included, a small part) */
+        double m = 0;
+        redis_cpu_masters(&m);
+        printf("redis cluster: masters %.1f s, replicas %.1f s since the nodes started\n", m,
+               redis_cpu_s(&h) - m);
+    }
     if (g_shards > 1) {
         print_shard_use(&h, QUEUE_SENDS);
         print_shard_use(&h, QUEUE_RECEIPTS);
