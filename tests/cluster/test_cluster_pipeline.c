@@ -4,6 +4,7 @@
  * Cluster of 3 masters and 3 replicas with queue.shards=6, and minicrm-devdb:
  *   - a campaign completes with exact results, and every shard of sends and receipts carried
  *     part of it;
+ *   - each program is SIGKILLed in turn mid-campaign and restarted: exact results;
  *   - one master is SIGKILLed mid-campaign (its replica takes over after the cluster's node
  *     timeout): exact results;
  *   - the slot of a sends shard and of a receipts shard move to another master mid-campaign
@@ -143,6 +144,30 @@ TEST(master_killed_mid_campaign)
     CHECK_INT_EQ(clusterenv_wait_ok(&cenv, port, 20000), 0);
 }
 
+/* kill -9 each program in turn mid-campaign (and restart it), with shards on the cluster:
+ * held and claimed jobs of every shard come back through the reaper. */
+TEST(kill9_each_program_mid_campaign)
+{
+    CHECK(pipeh_start_all(&h) == 0);
+    bson_oid_t cid;
+    CHECK(pipeh_campaign(&h, "cluster-chaos", "{}", &cid) == 0);
+    CHECK_MSG(wait_mid_flight(&cid) == 0, "campaign finished before the first kill");
+    const int victims[] = {PH_WORKER, PH_VENDOR, PH_RECEIPTS, PH_API};
+    int mid = 0;
+    for (int k = 0; k < 4; k++) {
+        ph_campaign c;
+        if (pipeh_read(&h, &cid, &c) == 0 && strcmp(c.status, "COMPLETED") != 0)
+            mid++;
+        pipeh_kill(&h, victims[k], SIGKILL);
+        pipeh_sleep_ms(100);
+        CHECK(pipeh_start_all(&h) == 0);
+        pipeh_sleep_ms(150);
+    }
+    fprintf(stderr, "  kills while the campaign was running: %d of 4\n", mid);
+    CHECK(mid >= 2);
+    CHECK_FINAL(cid, NCUST);
+}
+
 /* Move `slot` from its master to another one while the programs use it. */
 static int move_slot(unsigned slot, int pace_ms)
 {
@@ -247,6 +272,7 @@ int main(int argc, char **argv)
         goto out;
     static const test_case cases[] = {
         TEST_ENTRY(campaign_exact_with_six_shards),
+        TEST_ENTRY(kill9_each_program_mid_campaign),
         TEST_ENTRY(master_killed_mid_campaign),
         TEST_ENTRY(slots_move_mid_campaign),
     };
