@@ -644,6 +644,31 @@ static int claim_now(queue *q, int s, size_t max, bool fresh, queue_batch *out)
     return n;
 }
 
+/* Which of the npush shards have jobs ready (or, unless fresh, jobs this consumer still
+ * holds): busy[s]. One pipelined round trip. 0, or -1 (busy untouched or partly set). */
+static int peek_shards(queue *q, bool fresh, bool *busy)
+{
+    int per = fresh ? 1 : 2;
+    for (int s = 0; s < q->npush; s++)
+        if (rconn_append(q->c, "LLEN %s", q->sh[s].k_ready) != 0 ||
+            (!fresh && rconn_append(q->c, "LLEN %s", q->sh[s].k_proc) != 0))
+            return fail(q, "queue %s claim: %s", q->name, rconn_error(q->c));
+    int rc = 0;
+    for (int i = 0; i < q->npush * per; i++) {
+        redisReply *r;
+        if (rconn_get_reply(q->c, &r) != 0)
+            return fail(q, "queue %s claim: %s", q->name, rconn_error(q->c));
+        if (r->type != REDIS_REPLY_INTEGER)
+            rc = -1;
+        else if (i % per == 0)
+            busy[i / per] = r->integer > 0;
+        else if (r->integer > 0)
+            busy[i / per] = true;
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
 static int claim(queue *q, size_t max, int block_ms, bool fresh, queue_batch *out)
 {
     if (need_consumer(q) != 0)
@@ -662,10 +687,21 @@ static int claim(queue *q, size_t max, int block_ms, bool fresh, queue_batch *ou
             return n;
     }
     /* One shard per claim, starting after the last one that had work: every shard is served in
-     * turn however busy the others are. */
+     * turn however busy the others are. With several shards, one pipelined round of LLENs
+     * (ready, and the processing list unless fresh) says which shards have anything, so the
+     * claim script runs only there: an empty shard costs an LLEN, not a script. */
+    bool busy[256];
+    int nb = q->npush > 256 ? 256 : q->npush;
+    for (int k = 0; k < nb; k++)
+        busy[k] = true;
+    if (q->npush > 1 && q->npush <= 256 && peek_shards(q, fresh, busy) != 0)
+        for (int k = 0; k < nb; k++) /* could not look: try them all */
+            busy[k] = true;
     s = q->claim_rr;
     for (int k = 0; k < q->npush; k++) {
         s = (q->claim_rr + k) % q->npush;
+        if (s < nb && !busy[s])
+            continue;
         n = claim_now(q, s, max, fresh, out);
         if (n != 0)
             break;

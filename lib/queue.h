@@ -32,8 +32,9 @@
  *     shard round robin; queue_push_once picks the shard by its token, so a replay meets its
  *     own token;
  *   - consumers register and beat in every shard and claim from one shard per call, starting
- *     where the last claim left off (fair: a busy shard cannot starve the others); with nothing
- *     ready anywhere they block in BLMOVE on one shard for at most 200 ms and rotate, so an
+ *     where the last claim left off (fair: a busy shard cannot starve the others), after one
+ *     pipelined LLEN per shard says which shards have work (an empty shard costs no script); with
+ * nothing ready anywhere they block in BLMOVE on one shard for at most 200 ms and rotate, so an
  *     idle consumer costs a few commands a second, and a job waits at most one rotation;
  *   - a claimed job remembers its shard (queue_job.shard), so ack/retry/dead go to it;
  *   - the reaper, due retries, stats, and the dead letters cover every shard (the dead lists
