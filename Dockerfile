@@ -10,6 +10,8 @@ RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq 
       libmongoc-1.0-0 libbson-1.0-0 libhiredis0.14 libmicrohttpd12 libjansson4 libconfig9 \
       libcurl4 libssl3 libpcre2-8-0 libjemalloc2 ca-certificates && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/build/bin/ /usr/local/bin/
+# The dashboard's files, where minicrm-api looks next to its binary (bin/../share/minicrm/web).
+COPY web/ /usr/local/share/minicrm/web/
 COPY config/minicrm.cfg /etc/minicrm/minicrm.cfg
 ENV MINICRM_CONFIG=/etc/minicrm/minicrm.cfg
 RUN useradd --system --no-create-home minicrm

@@ -9,6 +9,7 @@
  *   - redis:  a pool of Redis connections (rpool_get/rpool_put around each use),
  *   - router: the route table (built once before the daemon starts),
  *   - auth:   opaque state owned by the auth module,
+ *   - web, events: the dashboard's static files and live-update ticker (api/webfiles, api/events),
  *   - dispatch, authenticate: the upward calls (below).
  *
  * Layers run one way (README.md, "Layers"): http knows nothing of the router, the router
@@ -67,7 +68,9 @@ struct api_ctx {
     api_metrics *metrics;
     struct ratelimit *ratelimit;          /* NULL when api.rate_limit_per_min is 0 */
     struct ratelimit *receipts_ratelimit; /* receipts route; NULL when its limit is 0 */
-    void *auth; /* owned by the auth module (auth_module_init / auth_module_shutdown) */
+    void *auth;           /* owned by the auth module (auth_module_init / auth_module_shutdown) */
+    struct webfiles *web; /* the dashboard's static files (api/webfiles) */
+    struct events_hub *events; /* GET /api/events: the shared ticker (api/events) */
     int64_t started_ms;
     /* The two calls that go up a layer, set by main.c before the daemon starts (see the layer
      * list in README.md): a lower layer never names a higher one. */

@@ -8,19 +8,21 @@
  *   GET    /auth/google/callback  public  state checked and consumed, and bound to this browser
  *                                         (pre-login cookie); code exchanged; account admitted
  *                                         (verified, allow-listed); user upserted; new session;
- *                                         Set-Cookie; 302 FRONTEND_URL/dashboard. Any refusal:
- *                                         302 /auth/failure?reason=<code>
- *   GET    /auth/me               public  200 {loggedIn:true,user:{...}} or 401 {loggedIn:false}
- *   POST   /auth/logout           public  session deleted server-side, cookie cleared, 302
- *                                         FRONTEND_URL (403 from another site's page)
- *   GET    /auth/logout           public  the same, only with a positive same-origin signal
- *                                         (Origin, Referer or Sec-Fetch-Site): a link on another
- *                                         site cannot log anyone out
- *   GET    /auth/failure          public  401 {"error":"Google login failed[: why]","reason"?}
- *   POST   /api/keys              admin   201 {message, key (shown once), api_key}
- *   GET    /api/keys              admin   200 [api_key...] (never hashes)
- *   DELETE /api/keys/:id          admin   200 {message, api_key} / 404
- *   GET    /api/users             admin   200 [user...]
+ *                                         Set-Cookie; 302 FRONTEND_URL/dashboard, or the local
+ *                                         path /auth/google?return_to= named (the dashboard). Any
+ * refusal: 302 /auth/failure?reason=<code> GET    /auth/me               public  200
+ * {loggedIn:true,user:{...}} or 401 {loggedIn:false} GET    /auth/providers        public
+ * {"google": configured, "apiKey": true} POST   /auth/key              public  {"key"} (JSON or
+ * form) -> the session cookie of a login, bound to the key (ends when it is revoked); 401 bad key,
+ * 429 past auth.login_rate_per_min failures per address, 403 from another site's page POST
+ * /auth/logout           public  session deleted server-side, cookie cleared, 302 FRONTEND_URL (403
+ * from another site's page); from the API's own origin (the dashboard): 200 {loggedIn:false} GET
+ * /auth/logout           public  the same, only with a positive same-origin signal (Origin, Referer
+ * or Sec-Fetch-Site): a link on another site cannot log anyone out GET    /auth/failure public  401
+ * {"error":"Google login failed[: why]","reason"?} POST   /api/keys              admin   201
+ * {message, key (shown once), api_key} GET    /api/keys              admin   200 [api_key...]
+ * (never hashes) DELETE /api/keys/:id          admin   200 {message, api_key} / 404 GET /api/users
+ * admin   200 [user...]
  *
  * Module state (app->auth): a flag saying the users/api_keys unique indexes exist (they are
  * created lazily on the first login or key creation, so the API starts while MongoDB is still
@@ -55,6 +57,7 @@
 typedef struct auth_state {
     atomic_bool indexes_ready;
     ratelimit *login_starts; /* GET /auth/google per client address */
+    ratelimit *key_failures; /* failed POST /auth/key per client address */
     auth_keycache *keys;     /* API keys checked in the last auth.key_cache_ttl_s */
 } auth_state;
 
@@ -91,9 +94,11 @@ int auth_module_init(api_ctx *app, char *err, size_t errlen)
     }
     atomic_init(&st->indexes_ready, false);
     st->login_starts = ratelimit_new(app->cfg->auth.login_rate_per_min);
+    st->key_failures = ratelimit_new(app->cfg->auth.login_rate_per_min);
     st->keys = auth_keycache_new((int64_t)app->cfg->auth.key_cache_ttl_s * 1000);
-    if (!st->login_starts || !st->keys) {
+    if (!st->login_starts || !st->key_failures || !st->keys) {
         ratelimit_free(st->login_starts);
+        ratelimit_free(st->key_failures);
         auth_keycache_free(st->keys);
         auth_oauth_global_cleanup();
         free(st);
@@ -123,6 +128,7 @@ void auth_module_shutdown(api_ctx *app)
     if (!app->auth)
         return;
     ratelimit_free(((auth_state *)app->auth)->login_starts);
+    ratelimit_free(((auth_state *)app->auth)->key_failures);
     auth_keycache_free(((auth_state *)app->auth)->keys);
     free(app->auth);
     app->auth = NULL;
@@ -169,6 +175,26 @@ static int set_principal(principal *out, principal_kind kind, auth_role role, co
     return AUTH_OK;
 }
 
+/* A key known by its hash, through the key cache: 0 valid (*k filled), 1 unknown or revoked,
+ * -1 MongoDB unavailable (logged). */
+static int key_by_hash(api_ctx *app, const char *hash, auth_key_info *k, http_request *req)
+{
+    auth_keycache *cache = app->auth ? ((auth_state *)app->auth)->keys : NULL;
+    int64_t now = time_mono_ms();
+    if (auth_keycache_get(cache, hash, now, k))
+        return 0;
+    char err[256], q[300];
+    int rc = auth_keys_authenticate_hash(app->db, hash, k, err, sizeof err);
+    if (rc < 0) {
+        log_warn("auth_key_lookup_failed", "rid=%s err=%s", req->request_id,
+                 log_quote(q, sizeof q, err));
+        return -1;
+    }
+    if (rc == 0)
+        auth_keycache_put(cache, hash, now, k);
+    return rc;
+}
+
 int auth_authenticate(api_ctx *app, http_request *req, principal *out)
 {
     char err[256];
@@ -204,7 +230,20 @@ int auth_authenticate(api_ctx *app, http_request *req, principal *out)
     if (!c)
         return AUTH_UNAVAILABLE;
     auth_user u;
-    int rc = auth_session_get(app->cfg, c, sid, &u, err, sizeof err);
+    char kh[65];
+    int rc = auth_session_get_key(app->cfg, c, sid, &u, kh, err, sizeof err);
+    if (rc == 0 && kh[0]) {
+        /* A session opened with an API key lives only as long as the key: checked like the key
+         * itself (cached for auth.key_cache_ttl_s), and deleted once the key is gone. */
+        auth_key_info k;
+        rc = key_by_hash(app, kh, &k, req);
+        if (rc == 1)
+            (void)auth_session_destroy(app->cfg, c, sid, err, sizeof err);
+        if (rc == 0) {
+            u.role = k.role;
+            snprintf(u.id, sizeof u.id, "%s", k.id);
+        }
+    }
     rpool_put(app->redis, c);
     if (rc < 0)
         return AUTH_UNAVAILABLE;
@@ -214,6 +253,64 @@ int auth_authenticate(api_ctx *app, http_request *req, principal *out)
 }
 
 /* ---------------------------------------------------------------- OAuth routes */
+
+/* ---------------------------------------------------------------- return to the dashboard */
+
+/* A Google login started from the dashboard (`GET /auth/google?return_to=/ui/...`) comes back
+ * to that page instead of FRONTEND_URL/dashboard: the path rides in a pre-login cookie of its
+ * own (Path=/auth/google, HttpOnly, the state's lifetime) and is used only if it is a plain
+ * local path, so it can never send the browser to another site. */
+#define RETURN_COOKIE "mcrm_return"
+#define RETURN_MAX    200
+
+/* "/x/y-z.html": starts with one '/', then only [A-Za-z0-9/_.~-], no "//", at most RETURN_MAX. */
+static bool local_path(const char *s, size_t n)
+{
+    if (n == 0 || n > RETURN_MAX || s[0] != '/')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '/' || c == '_' || c == '.' || c == '~' || c == '-';
+        if (!ok || (c == '/' && i + 1 < n && s[i + 1] == '/'))
+            return false;
+    }
+    return true;
+}
+
+/* The return path of the request's cookie into out (RETURN_MAX + 1 bytes): true if usable. */
+static bool return_path(const http_request *req, char *out)
+{
+    const char *h = http_header(req, "Cookie");
+    for (const char *p = h; p && (p = strstr(p, RETURN_COOKIE "=")) != NULL; p++) {
+        if (p != h && p[-1] != ' ' && p[-1] != ';')
+            continue;
+        const char *v = p + strlen(RETURN_COOKIE "=");
+        size_t n = strcspn(v, "; ");
+        if (local_path(v, n)) {
+            snprintf(out, RETURN_MAX + 1, "%.*s", (int)n, v);
+            return true;
+        }
+    }
+    return false;
+}
+
+static const char *return_cookie(const api_ctx *app, const char *path, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s=%s; Path=/auth/google; Max-Age=%d; HttpOnly; SameSite=Lax%s",
+             RETURN_COOKIE, path ? path : "", path ? app->cfg->auth.state_ttl_s : 0,
+             app->cfg->auth.cookie_secure ? "; Secure" : "");
+    return buf;
+}
+
+/* GET /auth/providers (public): which sign-ins this server offers, for the dashboard's login
+ * page: {"google": configured, "apiKey": true}. */
+static void h_providers(api_ctx *app, http_request *req)
+{
+    http_send_json(
+        req, 200,
+        json_pack("{s:b, s:b}", "google", auth_oauth_configured(app->cfg) ? 1 : 0, "apiKey", 1));
+}
 
 static void h_google(api_ctx *app, http_request *req)
 {
@@ -247,6 +344,9 @@ static void h_google(api_ctx *app, http_request *req)
     /* The pre-login cookie binds the state to this browser (login CSRF, see auth_oauth.h). */
     http_add_header(req, "Set-Cookie",
                     auth_oauth_nonce_cookie(app->cfg, nonce, cookie, sizeof cookie));
+    const char *ret = http_query(req, "return_to");
+    if (ret && local_path(ret, strlen(ret)))
+        http_add_header(req, "Set-Cookie", return_cookie(app, ret, cookie, sizeof cookie));
     http_add_header(req, "Cache-Control", "no-store");
     http_redirect(req, url);
     free(url);
@@ -376,6 +476,12 @@ static void h_callback(api_ctx *app, http_request *req)
                     auth_oauth_nonce_cookie(app->cfg, NULL, cookie, sizeof cookie));
     http_add_header(req, "Cache-Control", "no-store");
     log_info("login", "rid=%s user=%s role=%s", req->request_id, u.id, auth_role_name(u.role));
+    char back[RETURN_MAX + 1];
+    if (return_path(req, back)) { /* started from the dashboard: back to its page */
+        http_add_header(req, "Set-Cookie", return_cookie(app, NULL, cookie, sizeof cookie));
+        http_redirect(req, back);
+        return;
+    }
     http_redirect(req, frontend(app, "/dashboard", loc, sizeof loc));
 }
 
@@ -467,7 +573,132 @@ static void h_logout(api_ctx *app, http_request *req)
     }
     http_add_header(req, "Set-Cookie", auth_session_cookie(app->cfg, NULL, cookie, sizeof cookie));
     http_add_header(req, "Cache-Control", "no-store");
+    /* The dashboard (this API's own origin) gets an answer it can read; the front end keeps
+     * the contract's redirect. */
+    bool self = false;
+    if (req->method == HTTP_POST && http_origin_trusted(req, &self) && self) {
+        http_send_json(req, 200, json_pack("{s:b}", "loggedIn", 0));
+        return;
+    }
     http_redirect(req, frontend(app, "", loc, sizeof loc));
+}
+
+/* The key of a POST /auth/key body: JSON {"key": "..."} or a form (key=...). Answers the
+ * request itself and returns -1 when the body is not one of those; 0 with the key (at most
+ * AUTH_KEY_LEN + 1 bytes are kept: a longer one is simply invalid) and *form set. */
+static int key_from_body(http_request *req, char *key, size_t n, bool *form)
+{
+    const char *ct = http_header(req, "Content-Type");
+    *form = ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0;
+    key[0] = '\0';
+    if (!*form) {
+        json_t *body = api_body_object(req, " {key}");
+        if (!body)
+            return -1;
+        json_t *jk = json_object_get(body, "key");
+        if (!json_is_string(jk)) {
+            http_error(req, 400, "key: must be a string (an API key, mck_...)");
+            return -1;
+        }
+        snprintf(key, n, "%.*s", (int)(AUTH_KEY_LEN + 1), json_string_value(jk));
+        return 0;
+    }
+    /* key=<value> among the form's fields; an API key is plain base64url, so only '+' and
+     * %XX need decoding for a well-formed one. */
+    const char *p = req->body;
+    while (p && *p) {
+        const char *end = strchr(p, '&');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len > 4 && strncmp(p, "key=", 4) == 0) {
+            size_t k = 0;
+            for (size_t i = 4; i < len && k + 1 < n; i++) {
+                char c = p[i];
+                unsigned hi, lo;
+                if (c == '+')
+                    c = ' ';
+                else if (c == '%' && i + 2 < len && sscanf(p + i + 1, "%1x%1x", &hi, &lo) == 2) {
+                    c = (char)(hi << 4 | lo);
+                    i += 2;
+                }
+                key[k++] = c;
+            }
+            key[k] = '\0';
+            return 0;
+        }
+        p = end ? end + 1 : NULL;
+    }
+    http_error(req, 400, "key: required (an API key, mck_...)");
+    return -1;
+}
+
+/* POST /auth/key: a valid API key buys the same HttpOnly session cookie a Google login gets.
+ * The session records the key's hash, so it ends when the key is revoked (auth_authenticate).
+ * Failed attempts count against auth.login_rate_per_min per client address (429 once spent,
+ * before the key is even looked at). A page of another site cannot log a browser into the
+ * attacker's key (login CSRF): a foreign Origin/Referer is refused. */
+static void h_key_login(api_ctx *app, http_request *req)
+{
+    auth_state *st = app->auth;
+    char peer[64], ra[16], key[AUTH_KEY_LEN + 2], hash[65], err[256];
+    int retry_after = 60;
+    http_peer(req, peer, sizeof peer);
+    if (ratelimit_spent(st->key_failures, peer, time_now_ms(), &retry_after)) {
+        snprintf(ra, sizeof ra, "%d", retry_after);
+        http_add_header(req, "Retry-After", ra);
+        http_error(req, 429, "too many failed sign-ins: at most %d per minute per client",
+                   app->cfg->auth.login_rate_per_min);
+        return;
+    }
+    if (!same_origin(app, req, true)) {
+        http_error(req, 403, "sign-in refused: the request does not come from this site");
+        return;
+    }
+    bool form;
+    if (key_from_body(req, key, sizeof key, &form) != 0)
+        return;
+    auth_key_info k;
+    int rc = auth_keycache_hash(key, hash) == 0 ? key_by_hash(app, hash, &k, req) : 1;
+    memset(key, 0, sizeof key);
+    if (rc < 0) {
+        http_error(req, 503, "database unavailable, retry later");
+        return;
+    }
+    if (rc != 0) {
+        (void)ratelimit_allow(st->key_failures, peer, time_now_ms(), NULL);
+        log_info("key_login_failed", "rid=%s peer=%s", req->request_id, peer);
+        http_error(req, 401, "invalid API key");
+        return;
+    }
+    auth_user u;
+    memset(&u, 0, sizeof u);
+    snprintf(u.id, sizeof u.id, "%s", k.id);
+    snprintf(u.display_name, sizeof u.display_name, "%s", k.name[0] ? k.name : "API key");
+    u.role = k.role;
+    rconn *c = api_redis(req);
+    if (!c)
+        return;
+    char old[AUTH_SID_LEN + 1], sid[AUTH_SID_LEN + 1];
+    if (auth_session_from_cookie_header(http_header(req, "Cookie"), old) == 0)
+        (void)auth_session_destroy(app->cfg, c, old, err, sizeof err);
+    if (auth_session_create_for_key(app->cfg, c, &u, hash, sid, err, sizeof err) != 0) {
+        api_redis_fail(req, c, "session create");
+        rpool_put(app->redis, c);
+        return;
+    }
+    rpool_put(app->redis, c);
+    char cookie[512];
+    http_add_header(req, "Set-Cookie", auth_session_cookie(app->cfg, sid, cookie, sizeof cookie));
+    http_add_header(req, "Cache-Control", "no-store");
+    log_info("login", "rid=%s via=api_key key=%s role=%s", req->request_id, k.id,
+             auth_role_name(k.role));
+    if (form) { /* a plain HTML form: on to the dashboard */
+        http_redirect(req, "/");
+        return;
+    }
+    http_send_json(req, 200,
+                   json_pack("{s:b, s:s, s:{s:s, s:s, s:s, s:s}}", "loggedIn", 1, "via",
+                             "api_key_session", "user", "id", u.id, "displayName", u.display_name,
+                             "email", "", "role", auth_role_name(u.role)));
 }
 
 static void h_failure(api_ctx *app, http_request *req)
@@ -646,6 +877,8 @@ int auth_register_routes(router *r)
         router_add(r, HTTP_GET, "/auth/google/callback", h_callback, ROUTE_PUBLIC,
                    AUTH_ROLE_NONE) ||
         router_add(r, HTTP_GET, "/auth/me", h_me, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
+        router_add(r, HTTP_POST, "/auth/key", h_key_login, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
+        router_add(r, HTTP_GET, "/auth/providers", h_providers, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
         router_add(r, HTTP_POST, "/auth/logout", h_logout, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
         router_add(r, HTTP_GET, "/auth/logout", h_logout, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||
         router_add(r, HTTP_GET, "/auth/failure", h_failure, ROUTE_PUBLIC, AUTH_ROLE_NONE) ||

@@ -292,6 +292,40 @@ static bool origin_allowed(const http_request *req, const char *origin)
     return strlen(origin) == n && strncasecmp(origin, fe, n) == 0;
 }
 
+/* True if `url` is origin[0..olen) itself or followed by '/'. */
+static bool url_in_origin(const char *url, const char *origin, size_t olen)
+{
+    return olen > 0 && strncasecmp(url, origin, olen) == 0 &&
+           (url[olen] == '\0' || url[olen] == '/');
+}
+
+bool http_origin_trusted(const http_request *req, bool *self)
+{
+    if (self)
+        *self = false;
+    const char *origin = http_header(req, "Origin");
+    const char *url = origin ? origin : http_header(req, "Referer");
+    if (!url || !strcmp(url, "null"))
+        return false;
+    const char *host = http_header(req, "Host");
+    size_t hlen = host ? strlen(host) : 0;
+    if (hlen > 0 && hlen < 256) {
+        const char *rest = !strncasecmp(url, "http://", 7)    ? url + 7
+                           : !strncasecmp(url, "https://", 8) ? url + 8
+                                                              : NULL;
+        if (rest && url_in_origin(rest, host, hlen)) {
+            if (self)
+                *self = true;
+            return true;
+        }
+    }
+    const char *fe = req->app->cfg->api.frontend_url;
+    size_t n = fe ? strlen(fe) : 0;
+    while (n > 0 && fe[n - 1] == '/')
+        n--;
+    return url_in_origin(url, fe, n);
+}
+
 static void add_cors(const http_request *req, struct MHD_Response *resp)
 {
     const char *origin = http_header(req, "Origin");
@@ -301,6 +335,33 @@ static void add_cors(const http_request *req, struct MHD_Response *resp)
     MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
     MHD_add_response_header(resp, "Access-Control-Allow-Credentials", "true");
     MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Request-Id");
+}
+
+/* The headers every response carries, then queue it (consumes resp). */
+static int queue_response(http_request *req, int status, const char *content_type,
+                          struct MHD_Response *resp, size_t len)
+{
+    bool own_cache_control = false;
+    if (content_type)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    MHD_add_response_header(resp, "X-Request-Id", req->request_id);
+    for (int i = 0; i < req->nextra; i++)
+        if (strcasecmp(req->extra_headers[i][0], "Cache-Control") == 0)
+            own_cache_control = true;
+    if (!own_cache_control)
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
+    add_cors(req, resp);
+    for (int i = 0; i < req->nextra; i++)
+        MHD_add_response_header(resp, req->extra_headers[i][0], req->extra_headers[i][1]);
+    /* Count the request before its answer leaves: a client that has its response and then
+     * reads /metrics must see it (the completion callback may run after that next request). */
+    metrics_observe(req->app->metrics, req->route_index, status, time_mono_us() - req->start_us);
+    enum MHD_Result r = MHD_queue_response(req->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    req->responded = true;
+    req->status = status;
+    req->bytes_out = len;
+    return r == MHD_YES ? 0 : -1;
 }
 
 int http_send_raw(http_request *req, int status, const char *content_type, const void *data,
@@ -314,22 +375,25 @@ int http_send_raw(http_request *req, int status, const char *content_type, const
         MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
     if (!resp)
         return -1;
-    if (content_type)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    MHD_add_response_header(resp, "X-Request-Id", req->request_id);
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
-    add_cors(req, resp);
-    for (int i = 0; i < req->nextra; i++)
-        MHD_add_response_header(resp, req->extra_headers[i][0], req->extra_headers[i][1]);
-    /* Count the request before its answer leaves: a client that has its response and then
-     * reads /metrics must see it (the completion callback may run after that next request). */
-    metrics_observe(req->app->metrics, req->route_index, status, time_mono_us() - req->start_us);
-    enum MHD_Result r = MHD_queue_response(req->conn, (unsigned)status, resp);
-    MHD_destroy_response(resp);
-    req->responded = true;
-    req->status = status;
-    req->bytes_out = len;
-    return r == MHD_YES ? 0 : -1;
+    return queue_response(req, status, content_type, resp, len);
+}
+
+int http_send_stream(http_request *req, int status, const char *content_type,
+                     MHD_ContentReaderCallback reader, void *cls,
+                     MHD_ContentReaderFreeCallback free_cb)
+{
+    if (req->responded) {
+        log_error("bug_double_response", "rid=%s status=%d", req->request_id, status);
+        free_cb(cls);
+        return -1;
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, reader, cls, free_cb);
+    if (!resp) {
+        free_cb(cls);
+        return -1;
+    }
+    return queue_response(req, status, content_type, resp, 0);
 }
 
 int http_send_json(http_request *req, int status, json_t *body)

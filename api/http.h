@@ -13,6 +13,9 @@
  * that. Every response carries X-Request-Id and, when the request came from the configured
  * front end, the CORS headers.
  *
+ * Every response says `Cache-Control: no-store` unless the handler added its own Cache-Control
+ * (static files).
+ *
  * Threads: a request is handled entirely by one MHD thread; nothing here is shared between
  * requests except the api_ctx (see app.h). Strings returned by the getters are owned by MHD or
  * by the request and live until the request completes.
@@ -29,7 +32,7 @@
 #include <stdint.h>
 
 #define HTTP_MAX_PARAMS        4
-#define HTTP_MAX_EXTRA_HEADERS 8
+#define HTTP_MAX_EXTRA_HEADERS 16
 #define HTTP_MAX_QUERY_PARAMS  256 /* more query arguments: 431 at once */
 
 typedef enum {
@@ -92,6 +95,12 @@ const char *http_param(const http_request *req, const char *name);
 /* The peer address as text into buf. */
 const char *http_peer(const http_request *req, char *buf, size_t n);
 
+/* Where a browser says a request comes from: its Origin header (or, if absent, Referer). Trusted
+ * when that is the API's own origin (http:// or https:// + the Host header) or the front end
+ * (api.frontend_url); absent, "null" or anything else is not. *self (may be NULL) tells whether
+ * it was the API's own origin (the dashboard) rather than the front end. */
+bool http_origin_trusted(const http_request *req, bool *self);
+
 /* Parse the body as JSON (cached). Answers the request itself and returns NULL when the body is
  * not acceptable: 415 if Content-Type is not application/json, 400 if it is empty or malformed.
  * The returned reference is owned by the request (do not decref). */
@@ -118,6 +127,14 @@ int http_send_json(http_request *req, int status, json_t *body);
 /* Send raw bytes with a content type (copied). */
 int http_send_raw(http_request *req, int status, const char *content_type, const void *data,
                   size_t len);
+/* Answer with a body produced by `reader` as the connection can take it (MHD's content reader:
+ * Server-Sent Events), with the same common headers as http_send_raw. `cls` is handed to reader
+ * and to free_cb (called by MHD once the response is done with, also on abort). The reader may
+ * suspend the connection (MHD_suspend_connection) and return 0; it returns
+ * MHD_CONTENT_READER_END_OF_STREAM to finish. On failure free_cb(cls) has been called. */
+int http_send_stream(http_request *req, int status, const char *content_type,
+                     MHD_ContentReaderCallback reader, void *cls,
+                     MHD_ContentReaderFreeCallback free_cb);
 /* {"error": msg} as a new JSON object (caller owns it); bytes of msg that are not valid UTF-8
  * become '?', so the result is never NULL for lack of valid text. */
 json_t *http_error_json(const char *msg);

@@ -11,15 +11,17 @@
  * created in the background (retried until MongoDB answers), so the API starts even while the
  * database is still coming up; routes that need it answer 503 until then.
  *
- * Shutdown on SIGTERM/SIGINT: MHD_quiesce_daemon() stops accepting new connections, requests
- * already in flight are given up to api.request_timeout_s to finish (http_inflight() reaches 0
- * when the last response is fully sent), then the daemon stops and the process exits 0.
+ * Shutdown on SIGTERM/SIGINT: MHD_quiesce_daemon() stops accepting new connections, the
+ * live-update streams are ended (events_hub_stop), requests already in flight are given up to
+ * api.request_timeout_s to finish (http_inflight() reaches 0 when the last response is fully sent),
+ * then the daemon stops and the process exits 0.
  */
 #include "apiutil.h"
 #include "app.h"
 #include "auth.h"
 #include "connguard.h"
 #include "dbpool.h"
+#include "events.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -31,6 +33,7 @@
 #include "rpool.h"
 #include "signals.h"
 #include "timeutil.h"
+#include "webfiles.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -106,7 +109,7 @@ static int build_routes(router *r)
     if (routes_ops_register(r) || routes_customers_register(r) || routes_orders_register(r) ||
         routes_campaigns_register(r) || routes_campaign_moves_register(r) ||
         routes_comm_register(r) || routes_delivery_register(r) || routes_messages_register(r) ||
-        auth_register_routes(r))
+        auth_register_routes(r) || webfiles_register(r) || events_register(r))
         return -1;
     return 0;
 }
@@ -184,9 +187,19 @@ int main(int argc, char **argv)
         goto out;
     }
     auth_started = true;
+    app.web = webfiles_new(cfg.api.web_root);
+    if (!app.web) {
+        fprintf(stderr, "minicrm-api: out of memory\n");
+        goto out;
+    }
     app.router = router_new();
     if (!app.router || build_routes(app.router) != 0) {
         fprintf(stderr, "minicrm-api: cannot build the route table\n");
+        goto out;
+    }
+    app.events = events_hub_new(&app);
+    if (!app.events) {
+        fprintf(stderr, "minicrm-api: cannot start the live-updates ticker\n");
         goto out;
     }
     app.ratelimit = ratelimit_new(cfg.api.rate_limit_per_min);
@@ -213,10 +226,10 @@ int main(int argc, char **argv)
         goto out;
     }
     d = MHD_start_daemon(
-        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, (uint16_t)cfg.api.port,
-        NULL, NULL, http_access_handler, &app, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg.api.threads, MHD_OPTION_NOTIFY_COMPLETED,
-        http_request_completed, &app, MHD_OPTION_CONNECTION_TIMEOUT,
+        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+        (uint16_t)cfg.api.port, NULL, NULL, http_access_handler, &app, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg.api.threads,
+        MHD_OPTION_NOTIFY_COMPLETED, http_request_completed, &app, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)cfg.api.request_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)(64 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_UNESCAPE_CALLBACK,
         http_unescape, NULL, MHD_OPTION_URI_LOG_CALLBACK, http_uri_log, NULL,
@@ -243,6 +256,8 @@ int main(int argc, char **argv)
     MHD_socket lfd = MHD_quiesce_daemon(d);
     if (lfd != MHD_INVALID_SOCKET)
         close(lfd);
+    /* Live-update streams never end by themselves: end them so the wait below can finish. */
+    events_hub_stop(app.events);
     int64_t deadline = time_mono_ms() + (int64_t)cfg.api.request_timeout_s * 1000;
     while (http_inflight() > 0 && time_mono_ms() < deadline)
         usleep(10000);
@@ -254,8 +269,10 @@ int main(int argc, char **argv)
     log_info("stopped", NULL);
 
 out:
+    events_hub_stop(app.events); /* suspended streams must be resumed before the daemon stops */
     if (d)
         MHD_stop_daemon(d);
+    events_hub_free(app.events);
     connguard_free(guard);
     if (idx_started) {
         signals_request_stop();
@@ -265,6 +282,7 @@ out:
     ratelimit_free(app.ratelimit);
     ratelimit_free(app.receipts_ratelimit);
     router_free(app.router);
+    webfiles_free(app.web);
     if (auth_started)
         auth_module_shutdown(&app);
     rpool_free(app.redis);

@@ -73,6 +73,22 @@ bool ratelimit_allow(ratelimit *rl, const char *client, int64_t now_ms, int *ret
     return ok;
 }
 
+bool ratelimit_spent(ratelimit *rl, const char *client, int64_t now_ms, int *retry_after_s)
+{
+    if (!rl)
+        return false;
+    uint32_t h = fnv1a(client) % RL_SLOTS;
+    pthread_mutex_t *lock = &rl->locks[h % RL_LOCKS];
+    pthread_mutex_lock(lock);
+    const rl_slot *s = &rl->slots[h];
+    bool spent = s->window == now_ms / 60000 && strncmp(s->client, client, RL_KEY - 1) == 0 &&
+                 s->count >= rl->per_min;
+    pthread_mutex_unlock(lock);
+    if (spent && retry_after_s)
+        *retry_after_s = (int)(60 - (now_ms / 1000) % 60);
+    return spent;
+}
+
 bool ratelimit_exempt(const char *path)
 {
     static const char *const exempt[] = {"/healthz", "/readyz", "/metrics",

@@ -25,6 +25,10 @@ void ratelimit_free(ratelimit *rl);
 /* Count one request from `client` at `now_ms`; true if it is allowed. *retry_after_s tells
  * when the window resets (set only when refused). */
 bool ratelimit_allow(ratelimit *rl, const char *client, int64_t now_ms, int *retry_after_s);
+/* True when `client` has used up its requests of the current window at `now_ms` (counts
+ * nothing): lets a caller count only failures (ratelimit_allow on each) and refuse before
+ * trying once they are spent. *retry_after_s as above. */
+bool ratelimit_spent(ratelimit *rl, const char *client, int64_t now_ms, int *retry_after_s);
 /* True for paths that are never limited. */
 bool ratelimit_exempt(const char *path);
 

@@ -131,11 +131,13 @@ const route *router_get(const router *r, size_t i)
     return i < r->n ? &r->routes[i].r : NULL;
 }
 
+/* A last pattern segment "*" matches one or more remaining segments (static files). */
 static bool segs_match(const route_entry *e, const seg *ps, int np)
 {
-    if (e->nsegs != np)
+    bool tail = e->nsegs > 0 && e->segs[e->nsegs - 1].len == 1 && e->segs[e->nsegs - 1].s[0] == '*';
+    if (tail ? np < e->nsegs : e->nsegs != np)
         return false;
-    for (int i = 0; i < np; i++) {
+    for (int i = 0; i < (tail ? e->nsegs - 1 : np); i++) {
         if (e->segs[i].s[0] == ':')
             continue;
         if (e->segs[i].len != ps[i].len || memcmp(e->segs[i].s, ps[i].s, ps[i].len) != 0)
@@ -146,7 +148,7 @@ static bool segs_match(const route_entry *e, const seg *ps, int np)
 
 static int capture(http_request *req, const route_entry *e, const seg *ps, int np)
 {
-    for (int i = 0; i < np; i++) {
+    for (int i = 0; i < np && i < e->nsegs; i++) {
         if (e->segs[i].s[0] != ':')
             continue;
         char *v = strndup(ps[i].s, ps[i].len);
@@ -236,6 +238,18 @@ void router_dispatch(router *r, api_ctx *app, http_request *req)
         if (a != AUTH_OK) {
             if (!req->responded)
                 http_error(req, 401, "authentication required");
+            return;
+        }
+        /* CSRF: a state-changing request that a browser's cookie authenticates must show
+         * that it comes from this API's own pages or the front end. A page elsewhere can make
+         * the browser send the cookie, not forge Origin/Referer. API keys (a header no other
+         * site can make a browser send) are exempt, and so are public routes (the signed
+         * receipts, unsubscribe links), which no cookie authenticates. */
+        if (req->who.kind == PRINCIPAL_SESSION && req->method != HTTP_GET &&
+            req->method != HTTP_HEAD && !http_origin_trusted(req, NULL)) {
+            http_error(req, 403,
+                       "cross-site request refused: a request signed in by cookie must carry an "
+                       "Origin or Referer of this site or of the front end");
             return;
         }
         if (req->who.role < hit->r.role) {

@@ -2,14 +2,17 @@
  * router: the route table of minicrm-api.
  *
  * A route is a method, a pattern of '/'-separated segments where ":name" captures one segment
- * (at most HTTP_MAX_PARAMS), a handler, and its access rule: public, or authenticated with a
+ * (at most HTTP_MAX_PARAMS) and a last segment "*" matches one or more segments (the handler
+ * reads req->path itself), a handler, and its access rule: public, or authenticated with a
  * minimum role. Routes are added once at start (router_add), before the daemon runs; afterwards
  * the table is only read, so dispatch is thread-safe without locks.
  *
  * router_dispatch() runs for every complete request: CORS preflight (OPTIONS) is answered here;
  * otherwise the first route whose pattern matches is chosen (405 if the path matches only under
  * other methods, 404 if nothing matches); for protected routes app->authenticate decides
- * (401 / 503), the role is checked (403), then the handler runs. A handler that returns without
+ * (401 / 503), a state-changing request (not GET/HEAD) authenticated by the session cookie must
+ * come from a trusted origin (http_origin_trusted: CSRF, 403), the role is checked (403), then
+ * the handler runs. A handler that returns without
  * answering gets a 500 (a bug, logged).
  */
 #ifndef MINICRM_API_ROUTER_H

@@ -1,7 +1,9 @@
 /*
  * routes_campaigns: campaigns1 and its logs.
  *
- *   POST /api/campaigns               {name, rules, selectedTags?, message?, send_at?}
+ *   POST /api/campaigns               {name, rules, selectedTags?, message?, send_at?, rate_per_s?}
+ *        rate_per_s (a positive number, at most RATE_PER_S_MAX; else 400): the campaign's own
+ *        send rate, stored on the campaign and carried by its send jobs (lib/throttle).
  *        send_at (ISO 8601 with a zone, future, at most a year ahead; else 400 naming send_at):
  *        the campaign is stored SCHEDULED (rules judged at send_at) and its job goes to the
  *        schedule (a Redis ZSET, lib/campctl) instead of the queue; a worker promotes it.
@@ -56,10 +58,11 @@
 #include <string.h>
 #include <strings.h>
 
-#define NAME_MAX_LEN  200
-#define TAG_MAX_LEN   50
-#define MAX_AUTO_TAGS 3
-#define MAX_TAGS      5
+#define NAME_MAX_LEN   200
+#define TAG_MAX_LEN    50
+#define MAX_AUTO_TAGS  3
+#define MAX_TAGS       5
+#define RATE_PER_S_MAX 1000000 /* as vendor.rate_per_s */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Auto tags (contract, "Campaigns")                                                          */
@@ -257,6 +260,18 @@ static void create_campaign(api_ctx *app, http_request *req, json_t *body, answe
         }
     }
 
+    /* The campaign's own send rate (optional; lib/throttle enforces it where sends are handed
+     * to the vendor). JSON has no NaN or Infinity, so "a positive number" is a finite one. */
+    double rate_per_s = 0;
+    json_t *jrate = json_object_get(body, "rate_per_s");
+    if (jrate && !json_is_null(jrate)) {
+        rate_per_s = json_is_number(jrate) ? json_number_value(jrate) : 0;
+        if (!(rate_per_s > 0) || !isfinite(rate_per_s))
+            return set_error(a, 400, "rate_per_s must be a positive number");
+        if (rate_per_s > RATE_PER_S_MAX)
+            return set_error(a, 400, "rate_per_s must be at most %d", RATE_PER_S_MAX);
+    }
+
     int64_t now = time_now_ms(), send_at = 0;
     json_t *jsa = json_object_get(body, "send_at");
     bool scheduled = jsa && !json_is_null(jsa);
@@ -312,6 +327,8 @@ static void create_campaign(api_ctx *app, http_request *req, json_t *body, answe
     bson_append_array_end(&doc, &sub);
     BSON_APPEND_DATE_TIME(&doc, "tagUpdatedAt", now);
     BSON_APPEND_INT64(&doc, "audience_size", audience);
+    if (rate_per_s > 0)
+        BSON_APPEND_DOUBLE(&doc, "rate_per_s", rate_per_s);
     if (scheduled)
         campaign_append_new_scheduled(&doc, send_at);
     else

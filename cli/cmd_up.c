@@ -483,6 +483,8 @@ int cmd_up(cli_ctx *ctx)
                 ready = true;
                 sup_say(&sup, "ready in %.1f s", (double)(now - t0) / 1000.0);
                 ensure_admin_key(&sup, cfg, dir);
+                sup_say(&sup, "dashboard: http://localhost:%d/  (sign in with an API key)",
+                        cfg->api.port);
                 sup_say(&sup,
                         "API:    http://localhost:%d  (GET /healthz, /readyz; /metrics for admins)",
                         cfg->api.port);

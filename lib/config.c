@@ -71,6 +71,10 @@ static const cfg_setting_info settings[] = {
      "most concurrent HTTP connections from one client address (more are closed at once)"},
     {"api.access_log", CFG_STRING, OFF(api.access_log), "auto", NULL, false, 1, 0, "auto|on|off",
      "one log line per request: on, off, or auto (on; off under `minicrm up` unless --verbose)"},
+    {"api.web_root", CFG_STRING, OFF(api.web_root), "", NULL, false, NOLIM, NULL,
+     "directory of the dashboard's files served at / and /ui/ (empty: share/minicrm/web next to the programs, else the source tree's web/)"},
+    {"api.events_max_streams", CFG_INT, OFF(api.events_max_streams), "200", NULL, false, 1, 100000, NULL,
+     "most concurrent GET /api/events streams (503 above)"},
 
     {"auth.google_client_id", CFG_STRING, OFF(auth.google_client_id), "", "GOOGLE_CLIENT_ID", false, NOLIM, NULL,
      "Google OAuth client id (empty: Google login disabled)"},
@@ -171,6 +175,9 @@ static const cfg_setting_info settings[] = {
     {"queue.shards", CFG_INT, OFF(queue.shards), "1", NULL, false, 1, 256, NULL,
      "queues of per-message work (sends, receipts) split into this many lists, each its own Redis Cluster slot ({sends:0}...); 1 = one list per queue"},
 
+    {"vendor.rate_per_s", CFG_DOUBLE, OFF(vendor.rate_per_s), "0", NULL, false, 0, 1000000, NULL,
+     "most sends handed to the vendor per second, shared by every consumer on every host (GCRA in Redis; 0 = no limit)"},
+
     {"vendor_sim.success_rate", CFG_DOUBLE, OFF(vendor_sim.success_rate), "0.9", NULL, false, 0, 1, NULL,
      "probability that a message is SENT (else FAILED)"},
     {"vendor_sim.min_delay_ms", CFG_INT, OFF(vendor_sim.min_delay_ms), "100", NULL, false, 0, 600000, NULL,
@@ -191,6 +198,9 @@ static const cfg_setting_info settings[] = {
      "instance name: its consumer id and rejected-receipts key (unique per running simulator)"},
     {"vendor_sim.post_timeout_ms", CFG_INT, OFF(vendor_sim.post_timeout_ms), "10000", NULL, false, 100, 600000, NULL,
      "timeout of one receipts POST"},
+
+    {"vendor_sim.fake_429_above_per_s", CFG_DOUBLE, OFF(vendor_sim.fake_429_above_per_s), "0", NULL, false, 0, 1000000, NULL,
+     "answer sends above this rate (shared by every simulator) with 429 + Retry-After, like a vendor's own limit (0 = never)"},
 
     {"log.level", CFG_STRING, OFF(log.level), "info", NULL, false, 1, 0, "debug|info|warn|error",
      "least severe level written"},

@@ -52,6 +52,10 @@ typedef struct minicrm_config {
         int max_conns;        /* global connection cap */
         int max_conns_per_ip; /* per client address */
         char *access_log;     /* "auto" | "on" | "off": per-request log lines */
+        /* The dashboard: its files (empty: found next to the programs) and the most
+         * concurrent GET /api/events streams. */
+        char *web_root;
+        int events_max_streams;
     } api;
     struct {
         char *google_client_id;     /* GOOGLE_CLIENT_ID */
@@ -112,6 +116,9 @@ typedef struct minicrm_config {
         int shards; /* lists per sharded queue (queue_is_sharded), 1 = unsharded */
     } queue;
     struct {
+        double rate_per_s; /* sends handed to the vendor per second, all hosts (0 = no limit) */
+    } vendor;
+    struct {
         double success_rate;
         int min_delay_ms;
         int max_delay_ms;
@@ -121,7 +128,8 @@ typedef struct minicrm_config {
         char *api_base_url; /* API_BASE_URL */
         int post_batch;
         int post_timeout_ms;
-        char *name; /* instance name (keys and consumer id) */
+        char *name;                  /* instance name (keys and consumer id) */
+        double fake_429_above_per_s; /* answer 429 above this rate (0 = never) */
     } vendor_sim;
     struct {
         char *level;

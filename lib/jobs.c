@@ -17,6 +17,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -159,6 +160,11 @@ int jobs_send_batch_add(jobs_send_batch *b, const char *campaign_hex, const jobs
     if (b->n == 0) {
         jsonx_buf_raw(o, "{", 1);
         put_id(o, true, "campaign_id", campaign_hex);
+        if (b->rate_per_s > 0 && isfinite(b->rate_per_s)) {
+            char num[48];
+            int n = snprintf(num, sizeof num, ",\"rate_per_s\":%.17g", b->rate_per_s);
+            jsonx_buf_raw(o, num, (size_t)n);
+        }
         jsonx_buf_raw(o, ",\"sends\":[{", 11);
     } else {
         jsonx_buf_raw(o, ",{", 2);
@@ -217,6 +223,15 @@ int jobs_sends_open(jobs_reader *r, jscan *js, const char *data, size_t len, con
     r->tok = jscan_child(js, arr);
     if (!hex_id(js, jscan_get(js, 0, "campaign_id"), r->campaign_id))
         r->campaign_id[0] = '\0';
+    /* The campaign's own send rate: a positive finite number, else none. */
+    int rt = jscan_get(js, 0, "rate_per_s");
+    if (rt >= 0 && js->t[rt].type == JSCAN_NUMBER && js->t[rt].len < 40) {
+        char num[40];
+        memcpy(num, data + js->t[rt].start, js->t[rt].len);
+        num[js->t[rt].len] = '\0';
+        double v = strtod(num, NULL);
+        r->rate_per_s = v > 0 && isfinite(v) ? v : 0;
+    }
     return 0;
 }
 

@@ -7,7 +7,9 @@
  *   campaigns  {"campaign_id": "<24 hex>"}
  *   sends      one send   {"log_id", "campaign_id"?, "customer_id"?, "message", "vendorMsgId"?,
  *                          "resend"?}
- *              a batch    {"campaign_id", "sends": [{"log_id", "customer_id", "message"}, ...]}
+ *              a batch    {"campaign_id", "rate_per_s"?, "sends": [{"log_id", "customer_id",
+ *                         "message"}, ...]} (rate_per_s: the campaign's own send rate, for
+ *                         whoever hands the sends to the vendor, lib/throttle)
  *                         (at most JOBS_SENDS_PER_JOB sends, closed once past
  *                         JOBS_SEND_JOB_BYTES; a send inside may name its own campaign_id)
  *   priority   one send, as above, without campaign_id (POST /api/messages; the vendorMsgId
@@ -86,7 +88,8 @@ int jobs_send_encode(jsonx_buf *out, const jobs_send *s);
 /* A batch send job being written. Start from {0}. */
 typedef struct jobs_send_batch {
     jsonx_buf buf;
-    size_t n; /* sends in buf */
+    size_t n;          /* sends in buf */
+    double rate_per_s; /* the campaign's own send rate, written into every job (0 = none) */
 } jobs_send_batch;
 
 /* Append s to the batch of campaign_hex (the first send opens the job). 1 if the job is now
@@ -209,6 +212,7 @@ typedef struct jobs_reader {
     bool batch;       /* the job is a batch form */
     const char *raw;  /* the last item's text in the job (for its dead letter) */
     size_t rawlen;
+    double rate_per_s; /* a batch's campaign send rate (0 = none given) */
     /* private */
     size_t i;
     int tok;

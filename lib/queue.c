@@ -133,6 +133,14 @@ static const char LUA_SETTLE[] =
     "end\n"
     "return 1\n";
 
+/* KEYS: processing, delayed, stats. ARGV: payload, due ms. Returns 1 if moved, 0 if the job was
+ * no longer claimed. */
+static const char LUA_DEFER[] =
+    "if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then return 0 end\n"
+    "redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])\n"
+    "redis.call('HINCRBY', KEYS[3], 'deferred', 1)\n"
+    "return 1\n";
+
 /* KEYS: delayed, ready. ARGV: now ms, limit. Returns the number moved. */
 static const char LUA_PROMOTE[] =
     "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])\n"
@@ -942,6 +950,30 @@ static int settle(queue *q, const queue_job *job, const char *error, bool dead_n
 int queue_retry(queue *q, const queue_job *job, const char *error)
 {
     return settle(q, job, error, false);
+}
+
+int queue_defer(queue *q, const queue_job *job, int64_t due_ms)
+{
+    if (need_consumer(q) != 0)
+        return -1;
+    char due[32];
+    snprintf(due, sizeof due, "%lld", (long long)due_ms);
+    const char *args[] = {job->data, due};
+    size_t lens[] = {job->len, strlen(due)};
+    /* The job's shard; unknown: each shard until one held it. */
+    qshard *one = job_shard(q, job);
+    for (int s = 0; s < q->nsh; s++) {
+        qshard *k = one ? one : &q->sh[s];
+        const char *keys[] = {k->k_proc, k->k_delayed, k->k_stats};
+        redisReply *r = eval(q, LUA_DEFER, 3, keys, 2, args, lens);
+        if (!r)
+            return -1;
+        bool moved = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        freeReplyObject(r);
+        if (one || moved)
+            break;
+    }
+    return 0;
 }
 
 int queue_dead(queue *q, const queue_job *job, const char *reason)

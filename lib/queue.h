@@ -18,7 +18,7 @@
  *   P{NAME}:delayed            ZSET   jobs waiting for a retry, scored by due time (ms since epoch)
  *   P{NAME}:dead               LIST   dead letters (newest first), JSON described below
  *   P{NAME}:stats              HASH   counters: pushed, acked, items, retried, dead, requeued,
- *                                     reaped (items: work items of the acked jobs, see
+ *                                     reaped, deferred (items: work items of the acked jobs, see
  *                                     queue_ack_items)
  *   P{NAME}:rate:SLOT          STRING items acked in the 10-second slot SLOT (expires after 120 s)
  *   P{NAME}:once:TOKEN         STRING a producer's token already pushed (queue_push_once;
@@ -54,6 +54,7 @@
  *
  * Job life: READY -(claim)-> CLAIMED -(ack)-> gone
  *                              CLAIMED -(retry, attempts < max)-> DELAYED -(due)-> READY
+ *                              CLAIMED -(defer: not now, untouched)-> DELAYED
  *                              CLAIMED -(retry at max / dead)-> DEAD -(requeue)-> READY
  *                              CLAIMED -(consumer heartbeat expired: reap)-> READY
  * Every move between two keys is one atomic Redis operation (Lua script or MULTI).
@@ -241,6 +242,11 @@ int queue_ack_items(queue *q, const queue_job *jobs, size_t n, long long items);
  * max_attempts. A job no longer in the processing list (reaped meanwhile) is left alone.
  * Returns 0 (delayed or already gone), 1 (dead-lettered), -1 on error. */
 int queue_retry(queue *q, const queue_job *job, const char *error);
+/* Put a claimed job aside untouched until due_ms (ms since the epoch): it moves atomically from
+ * processing to the delayed set, byte for byte (not an attempt: no bookkeeping members, counted
+ * as "deferred" in the stats). For a consumer that cannot take the job now (the vendor's
+ * consumer holding a rate-limited campaign's sends). Returns 0 (moved, or already gone), -1. */
+int queue_defer(queue *q, const queue_job *job, int64_t due_ms);
 /* Move the job straight to the dead-letter list with `reason` (poison / malformed / unknown). */
 int queue_dead(queue *q, const queue_job *job, const char *reason);
 /* Dead-letter parts of a claimed batch job (one malformed receipt of a POSTed array, a send

@@ -11,13 +11,15 @@ PACKAGES=(
   libclang-rt-14-dev
   # libraries the programs link
   libmongoc-dev libbson-dev libhiredis-dev libmicrohttpd-dev libjansson-dev libconfig-dev
-  libcurl4-openssl-dev libssl-dev libpcre2-dev
+  libcurl4-openssl-dev libssl-dev libpcre2-dev zlib1g-dev
   # the programs' allocator (as Redis uses): see the top-level CMakeLists.txt
   libjemalloc-dev
   # services and tools the system and its tests run
   redis-server redis-tools curl procps iproute2
   # independent MongoDB clients used by the devdb tests, and the benchmark load generator
   python3 python3-pymongo nodejs wrk
+  # the dashboard's browser tests (tests/web): Debian's Chromium, driven by playwright-core
+  chromium
 )
 
 missing=()

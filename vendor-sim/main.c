@@ -38,21 +38,35 @@
  * of 500 messages costs one claim and one ack. Receipts the API refuses for good (4xx other than
  * 401/408/429) are kept in P{vendor}:rejected:NAME before their job is acked, never dropped.
  *
+ * Rate limits (lib/throttle, lib/pacer): with vendor.rate_per_s, a job's rate_per_s (its
+ * campaign's own) or the 429 switch (fake429.c) set, the sends of a claimed job are not decided
+ * at once but handed to the pacer, which decides them (hand_sends) as fast as the shared
+ * limiters and the fake vendor allow; the job stays claimed, and counted as held, until all of
+ * them were handed and posted, so a kill -9 loses nothing. A job of a campaign that already has
+ * more than two seconds of its rate waiting here is deferred (lib/queue queue_defer) until about
+ * when that backlog is through, so a slow campaign's jobs never fill the in-flight room that
+ * other campaigns need. With none of the three set, nothing changes: no extra Redis call.
+ * Each wall-clock second in which paced sends were handed is logged as vendor.handed
+ * (second=, sends=), the figure bench_rate counts.
+ *
  * SIGTERM/SIGINT: stop claiming, keep delivering what is in flight for up to
  * workers.stop_grace_s, then hand back the jobs still held and exit 0.
  */
 #include "campctl.h"
 #include "consumer.h"
 #include "decide.h"
+#include "fake429.h"
 #include "jobs.h"
 #include "jscan.h"
 #include "jsonx.h"
 #include "log.h"
+#include "pacer.h"
 #include "poster.h"
 #include "progargs.h"
 #include "queue.h"
 #include "rconn.h"
 #include "signals.h"
+#include "throttle.h"
 #include "timers.h"
 #include "timeutil.h"
 
@@ -122,6 +136,15 @@ typedef struct vsim {
     char procsuffix[QUEUE_MAX_CONSUMER + 16]; /* "processing:CID", for a job's own shard */
     const char *cons;
     long long held_jobs, dropped_jobs; /* jobs of paused (held) and cancelled (dropped) campaigns */
+    /* Rate limits: the shared limiters, the pacer holding sends not yet allowed out, the fake
+     * vendor's own limit; sends handed in wall-clock second `sec` (logged once it is over). */
+    throttle *thr;
+    pacer *pace;
+    fake429 f429;
+    long long deferred_jobs;
+    int64_t sec;
+    long sec_handed;
+    bool got_jobs; /* a claim of this turn found jobs */
 } vsim;
 
 static uint64_t rng_next(vsim *v)
@@ -230,8 +253,9 @@ static int ack_done(vsim *v)
 
 /* Decide send `in` of job `vj` and put its receipt (lib/jobs) on the heap. The receipt carries
  * the vendorMsgId the send was given (the id POST /api/vendor/send answered), else ours.
- * 0 scheduled, -1 out of memory / HMAC failure. */
-static int schedule_send(vsim *v, const jobs_send_in *in, vjob *vj, int64_t now)
+ * `counted`: the send is already in vj->remaining (a paced one). 0 scheduled, -1 out of
+ * memory / HMAC failure. */
+static int schedule_send(vsim *v, const jobs_send_in *in, vjob *vj, int64_t now, bool counted)
 {
     decision dc;
     if (decider_decide(v->dec, in->log_id, 24, &dc) != 0) {
@@ -254,8 +278,56 @@ static int schedule_send(vsim *v, const jobs_send_in *in, vjob *vj, int64_t now)
         jsonx_buf_free(&buf);
         return -1;
     }
-    vj->remaining++;
+    if (!counted)
+        vj->remaining++;
     return 0;
+}
+
+/* ---- rate limits: the pacer's hand-over ----------------------------------------------- */
+
+/* Log the sends handed in the second that is over (when `now_s` is a later one). */
+static void count_handed(vsim *v, int64_t now_s, long n)
+{
+    if (now_s != v->sec) {
+        if (v->sec_handed > 0)
+            log_info("vendor.handed", "second=%lld sends=%ld", (long long)v->sec, v->sec_handed);
+        v->sec = now_s;
+        v->sec_handed = 0;
+    }
+    v->sec_handed += n;
+}
+
+/* lib/pacer's hand function: the fake vendor takes what its own limit allows (fake429.c), and
+ * those sends are decided and scheduled as usual. */
+static int hand_sends(void *arg, void *owner, const jobs_send_in *sends, size_t n, size_t *accepted,
+                      int64_t *retry_after_ms)
+{
+    vsim *v = arg;
+    int retry_s = 0;
+    int64_t now = time_now_ms();
+    if (fake429_offer(&v->f429, now, n, accepted, &retry_s) != 0) {
+        log_warn("vendor.redis_error", "detail=\"%s\"", rconn_error(v->rc));
+        return -1;
+    }
+    if (*accepted < n)
+        log_info("vendor.answered_429", "refused=%zu retry_after_s=%d", n - *accepted, retry_s);
+    *retry_after_ms = (int64_t)retry_s * 1000;
+    for (size_t i = 0; i < *accepted; i++) {
+        if (schedule_send(v, &sends[i], owner, now, true) != 0) {
+            /* Out of memory: the rest is handed again a little later. */
+            *accepted = i;
+            *retry_after_ms = 200;
+            break;
+        }
+    }
+    count_handed(v, now / 1000, (long)*accepted);
+    return 0;
+}
+
+/* Whether the sends of a job are paced: some limit applies to them. */
+static bool paced(const vsim *v, const jobs_reader *rd)
+{
+    return v->cfg->vendor.rate_per_s > 0 || v->f429.above_per_s > 0 || rd->rate_per_s > 0;
 }
 
 /* Take over the claimed jobs of b: schedule their receipts, dead-letter what is malformed.
@@ -306,6 +378,22 @@ static int process_jobs(vsim *v, queue *q, queue_batch *b)
                 }
             }
         }
+        /* A campaign with more than two seconds of its own rate already waiting here: its job
+         * waits in the queue's delayed set instead, until about when that backlog is through. */
+        if (!whole && rd.batch && rd.rate_per_s > 0 && rd.campaign_id[0]) {
+            double backlog = (double)pacer_waiting_campaign(v->pace, rd.campaign_id);
+            double room =
+                2 * rd.rate_per_s > JOBS_SENDS_PER_JOB ? 2 * rd.rate_per_s : JOBS_SENDS_PER_JOB;
+            if (backlog >= room) {
+                if (queue_defer(q, qj, now + (int64_t)(backlog / rd.rate_per_s * 1000)) != 0) {
+                    log_warn("vendor.redis_error", "detail=\"%s\"", queue_error(q));
+                    rc = -1;
+                } else {
+                    v->deferred_jobs++;
+                }
+                continue;
+            }
+        }
         vjob *vj = calloc(1, sizeof *vj);
         if (!vj) {
             rc = -1;
@@ -323,12 +411,20 @@ static int process_jobs(vsim *v, queue *q, queue_batch *b)
         const char **dwhy = calloc(cap ? cap : 1, sizeof *dwhy);
         size_t ndead = 0;
         int st = dead && dlen && dwhy ? 0 : -1;
+        /* Paced sends are copied for the pacer instead of decided now. */
+        bool pace = st == 0 && !whole && paced(v, &rd);
+        jobs_send_in *pend = pace ? malloc(rd.n * sizeof *pend) : NULL;
+        size_t npend = 0;
+        if (pace && !pend)
+            st = -1;
         jobs_send_in in;
         const char *why = NULL;
         int r;
         while (st == 0 && !whole && (r = jobs_sends_next(&rd, &in, &why)) != 0) {
-            if (r > 0) {
-                if (schedule_send(v, &in, vj, now) != 0)
+            if (r > 0 && pace) {
+                pend[npend++] = in;
+            } else if (r > 0) {
+                if (schedule_send(v, &in, vj, now, false) != 0)
                     st = -1;
             } else if (!rd.batch) {
                 whole = why; /* a single send: the job is the dead letter */
@@ -345,6 +441,17 @@ static int process_jobs(vsim *v, queue *q, queue_batch *b)
         free(dead);
         free(dlen);
         free(dwhy);
+        if (st == 0 && !whole && npend > 0) {
+            /* Counted as to be posted now, handed by the pacer as the limits allow. */
+            const char *chex = rd.batch ? rd.campaign_id : pend[0].campaign_id;
+            vj->remaining += npend;
+            if (pacer_add(v->pace, vj, q == v->pq, chex, rd.rate_per_s, pend, npend) != 0) {
+                vj->remaining -= npend;
+                st = -1;
+            }
+            pend = NULL;
+        }
+        free(pend);
         if (st == 0 && whole) {
             /* Nothing usable in it: the whole job is the dead letter. */
             if (queue_dead(q, &vj->job, whole) != 0)
@@ -488,15 +595,30 @@ static size_t vs_want(void *arg, int *block_ms)
         log_warn("vendor.redis_error", "detail=\"%s\"", rconn_error(v->rc));
         return 0;
     }
-    size_t inflight = timers_count(&v->heap) + outbox_total(v);
+    size_t inflight = timers_count(&v->heap) + outbox_total(v) + pacer_waiting(v->pace);
     size_t max = (size_t)v->cfg->vendor_sim.max_inflight;
     if (inflight >= max)
         return 0;
     int64_t wait = timers_next_due(&v->heap) - time_now_ms();
+    int64_t pwait = pacer_next_ms(v->pace, time_mono_ms()) - time_mono_ms();
+    if (pwait < wait)
+        wait = pwait;
     *block_ms = outbox_total(v) > 0 || v->ndone > 0 ? 0
                 : wait < 0                          ? 0
                 : wait > 200                        ? 200
                                                     : (int)wait;
+    /* Paced sends waiting: never block in the claim (a blocked BLMOVE wakes at the Redis
+     * server's timer resolution, ~100 ms, far coarser than a limiter's wait); vs_tick sleeps
+     * until the pacer's next step instead. */
+    if (pacer_waiting(v->pace) > 0)
+        *block_ms = 0;
+    /* Hold about one claim's worth of paced sends, not a whole campaign: the other consumers
+     * take their share (and a kill -9 has less to send again). Sends asleep on their own
+     * campaign's limit do not count (the deferral in process_jobs bounds those). */
+    if (pacer_waiting_ready(v->pace, time_mono_ms()) >= (size_t)v->cfg->vendor_sim.batch_size)
+        return 0;
+    if (v->cfg->vendor.rate_per_s > 0 || v->f429.above_per_s > 0)
+        return 1; /* one job per turn: a first claim must not take a whole campaign */
     size_t room = max - inflight;
     size_t msgs =
         room < (size_t)v->cfg->vendor_sim.batch_size ? room : (size_t)v->cfg->vendor_sim.batch_size;
@@ -509,6 +631,7 @@ static size_t vs_want(void *arg, int *block_ms)
 static consumer_result vs_handle(void *arg, queue_batch *b)
 {
     vsim *v = arg;
+    v->got_jobs = true;
     return process_jobs(v, v->q, b) == 0 ? CONSUMER_OK : CONSUMER_BACKOFF;
 }
 
@@ -516,6 +639,7 @@ static consumer_result vs_handle(void *arg, queue_batch *b)
 static consumer_result vs_handle_priority(void *arg, queue_batch *b)
 {
     vsim *v = arg;
+    v->got_jobs = true;
     return process_jobs(v, v->pq, b) == 0 ? CONSUMER_OK : CONSUMER_BACKOFF;
 }
 
@@ -524,13 +648,24 @@ static consumer_result vs_handle_priority(void *arg, queue_batch *b)
 static void vs_tick(void *arg, bool claimed)
 {
     vsim *v = arg;
-    if (!claimed && outbox_total(v) == 0) {
+    /* Also sleep after a claim that did not block and found nothing while paced sends wait
+     * (see vs_want). */
+    bool idle = !claimed || (pacer_waiting(v->pace) > 0 && !v->got_jobs);
+    v->got_jobs = false;
+    if (idle && outbox_total(v) == 0) {
         int64_t wait = timers_next_due(&v->heap) - time_now_ms();
+        int64_t pwait = pacer_next_ms(v->pace, time_mono_ms()) - time_mono_ms();
+        if (pwait < wait)
+            wait = pwait;
         if (wait > 0) {
             struct timespec ts = {0, (wait > 100 ? 100 : wait) * 1000000L};
             nanosleep(&ts, NULL);
         }
     }
+    /* Paced sends the limits allow now (priority ones first), then the heap as usual. */
+    if (pacer_run(v->pace, time_mono_ms()) < 0)
+        log_warn("vendor.redis_error", "detail=\"%s\"", throttle_error(v->thr));
+    count_handed(v, time_now_ms() / 1000, 0);
     fire_due(v);
     /* One-off receipts first, each time, so they never wait behind a backlog of bulk ones. */
     while (post_some(v, &v->pout) == 1)
@@ -551,11 +686,15 @@ static size_t vs_held(void *arg)
 static void vs_progress(void *arg, char *buf, size_t n)
 {
     vsim *v = arg;
+    pacer_stats ps;
+    pacer_get_stats(v->pace, &ps);
     snprintf(buf, n,
              "claimed=%lld fired=%lld posted=%lld rejected=%lld held_jobs=%zu waiting=%zu "
-             "outbox=%zu paused_jobs=%lld cancelled_jobs=%lld",
+             "outbox=%zu paused_jobs=%lld cancelled_jobs=%lld paced_waiting=%zu paced_handed=%lld "
+             "limit_waits=%lld answered_429=%lld deferred_jobs=%lld",
              v->claimed, v->fired, v->posted, v->rejected, v->held, timers_count(&v->heap),
-             outbox_total(v), v->held_jobs, v->dropped_jobs);
+             outbox_total(v), v->held_jobs, v->dropped_jobs, pacer_waiting(v->pace), ps.handed,
+             ps.waits, ps.refused429, v->deferred_jobs);
 }
 
 static const consumer_ops vendor_ops = {.want = vs_want,
@@ -604,13 +743,17 @@ int main(int argc, char **argv)
                         cfg.vendor_sim.post_timeout_ms);
     v.ppost = poster_new_query(cfg.vendor_sim.api_base_url, "lane=priority",
                                cfg.receipts.vendor_secret, cfg.vendor_sim.post_timeout_ms);
+    v.thr = throttle_new(v.rc, cfg.redis.prefix);
+    v.pace = v.thr ? pacer_new(v.thr, cfg.vendor.rate_per_s, hand_sends, &v) : NULL;
+    fake429_init(&v.f429, v.rc, cfg.redis.prefix, cfg.vendor_sim.fake_429_above_per_s);
     v.dec =
         decider_new(cfg.receipts.vendor_secret, cfg.vendor_sim.seed, cfg.vendor_sim.success_rate,
                     cfg.vendor_sim.min_delay_ms, cfg.vendor_sim.max_delay_ms);
-    if (!v.q || !v.pq || !v.post || !v.ppost || !v.dec) {
+    if (!v.q || !v.pq || !v.post || !v.ppost || !v.dec || !v.pace) {
         fprintf(stderr, "minicrm-vendor-sim: %s\n",
                 !v.q || !v.pq         ? err
                 : !v.post || !v.ppost ? "cannot set up libcurl"
+                : !v.pace             ? "out of memory"
                                       : "cannot set up HMAC-SHA256");
         goto out;
     }
@@ -657,6 +800,8 @@ out:
     poster_free(v.post);
     poster_free(v.ppost);
     decider_free(v.dec);
+    pacer_free(v.pace);
+    throttle_free(v.thr);
     queue_close(v.pq);
     queue_close(v.q);
     rconn_free(v.rc);

@@ -339,7 +339,8 @@ typedef struct plan {
     bson_oid_t last; /* checkpoint: last customer written */
     bool has_last;
     long long written;
-    bool unusable; /* found, but its stored rules cannot be used */
+    bool unusable;     /* found, but its stored rules cannot be used */
+    double rate_per_s; /* the campaign's own send rate (0 = none) */
 } plan;
 
 /* Step 1: read the campaign into p. FANOUT_DONE when loaded, else FANOUT_UNKNOWN/RETRY. */
@@ -374,6 +375,8 @@ static fanout_result load_plan(mongoc_collection_t *camps, plan *p, char *why, s
             goto out;
         }
     }
+    if (bson_iter_init_find(&it, doc, "rate_per_s") && BSON_ITER_HOLDS_NUMBER(&it))
+        p->rate_per_s = bson_iter_as_double(&it);
     if (bson_iter_init_find(&it, doc, "fanout_done") && BSON_ITER_HOLDS_BOOL(&it))
         p->fanout_done = bson_iter_bool(&it);
     if (bson_iter_init_find(&it, doc, "message") && BSON_ITER_HOLDS_UTF8(&it))
@@ -422,6 +425,9 @@ static fanout_result stream_audience(fanout_ctx *x, mongoc_collection_t *custs, 
 {
     fanout_result res = FANOUT_RETRY;
     batch b = {0}, b2 = {0};
+    /* The campaign's own send rate rides on every send job (lib/jobs) to the vendor's consumer,
+     * which enforces it (lib/throttle). */
+    b.cur.rate_per_s = b2.cur.rate_per_s = p->rate_per_s;
     writer w;
     bool writing = false, stopped = false;
     bson_error_t e;

@@ -292,6 +292,13 @@ int auth_keys_authenticate(dbpool *db, const char *key, auth_key_info *out, char
         snprintf(err, errlen, "SHA-256 failed");
         return -1;
     }
+    return auth_keys_authenticate_hash(db, hash, out, err, errlen);
+}
+
+int auth_keys_authenticate_hash(dbpool *db, const char *hash, auth_key_info *out, char *err,
+                                size_t errlen)
+{
+    memset(out, 0, sizeof *out);
     int rc = -1;
     bson_t *filter = BCON_NEW("key_hash", BCON_UTF8(hash));
     bson_t *opts = BCON_NEW("limit", BCON_INT64(1));

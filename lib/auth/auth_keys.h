@@ -65,6 +65,11 @@ int auth_keys_revoke(dbpool *db, const char *ref, json_t **doc_out, char *err, s
 int auth_keys_authenticate(dbpool *db, const char *key, auth_key_info *out, char *err,
                            size_t errlen);
 
+/* The same for a key known by its hash (hex SHA-256, as stored): a session opened with a key
+ * (POST /auth/key) keeps only the hash and re-checks it. */
+int auth_keys_authenticate_hash(dbpool *db, const char *hash, auth_key_info *out, char *err,
+                                size_t errlen);
+
 /* Unique index on api_keys.key_hash (idempotent). 0 or -1 with err. */
 int auth_keys_ensure_indexes(dbpool *db, char *err, size_t errlen);
 

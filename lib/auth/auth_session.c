@@ -83,8 +83,30 @@ bool auth_redis_failed(rconn *r, redisReply **rep, char *err, size_t errlen)
     return true;
 }
 
+static int session_create(const minicrm_config *cfg, rconn *r, const auth_user *u,
+                          const char *key_hash, char sid[AUTH_SID_LEN + 1], char *err,
+                          size_t errlen);
+
 int auth_session_create(const minicrm_config *cfg, rconn *r, const auth_user *u,
                         char sid[AUTH_SID_LEN + 1], char *err, size_t errlen)
+{
+    return session_create(cfg, r, u, NULL, sid, err, errlen);
+}
+
+int auth_session_create_for_key(const minicrm_config *cfg, rconn *r, const auth_user *u,
+                                const char *key_hash, char sid[AUTH_SID_LEN + 1], char *err,
+                                size_t errlen)
+{
+    if (!key_hash || !auth_is_lower_hex(key_hash, 64)) {
+        snprintf(err, errlen, "key hash must be 64 hex digits");
+        return -1;
+    }
+    return session_create(cfg, r, u, key_hash, sid, err, errlen);
+}
+
+static int session_create(const minicrm_config *cfg, rconn *r, const auth_user *u,
+                          const char *key_hash, char sid[AUTH_SID_LEN + 1], char *err,
+                          size_t errlen)
 {
     int rc = -1;
     char *text = NULL;
@@ -99,6 +121,8 @@ int auth_session_create(const minicrm_config *cfg, rconn *r, const auth_user *u,
     json_t *v = json_pack("{s:s, s:s, s:s, s:s, s:I}", "uid", u->id, "email", u->email, "name",
                           u->display_name, "role", auth_role_name(u->role), "at",
                           (json_int_t)time_now_ms());
+    if (v && key_hash)
+        json_object_set_new(v, "kh", json_string(key_hash));
     if (!v) {
         snprintf(err, errlen, "session encoding failed (invalid UTF-8?)");
         goto out;
@@ -129,7 +153,15 @@ static void copy_str(const json_t *obj, const char *key, char *dst, size_t n)
 int auth_session_get(const minicrm_config *cfg, rconn *r, const char *sid, auth_user *out,
                      char *err, size_t errlen)
 {
+    char kh[65];
+    return auth_session_get_key(cfg, r, sid, out, kh, err, errlen);
+}
+
+int auth_session_get_key(const minicrm_config *cfg, rconn *r, const char *sid, auth_user *out,
+                         char key_hash[65], char *err, size_t errlen)
+{
     memset(out, 0, sizeof *out);
+    key_hash[0] = '\0';
     if (!sid || !auth_is_lower_hex(sid, AUTH_SID_LEN))
         return 1;
     char key[256];
@@ -146,6 +178,7 @@ int auth_session_get(const minicrm_config *cfg, rconn *r, const char *sid, auth_
             copy_str(v, "uid", out->id, sizeof out->id);
             copy_str(v, "email", out->email, sizeof out->email);
             copy_str(v, "name", out->display_name, sizeof out->display_name);
+            copy_str(v, "kh", key_hash, 65);
             rc = 0;
         }
         json_decref(v);

@@ -2,13 +2,13 @@
  * auth_session: server-side login sessions in Redis and the `sid` cookie that names them.
  *
  * A session is {prefix}session:{HMAC-SHA256(auth.session_secret, sid) as hex} = JSON
- * {"uid","email","name","role","at"} with TTL auth.session_ttl_s (default one day, also the
- * cookie's Max-Age). The sid is 256 random bits from getrandom(2) as 64 lower-case hex digits,
- * made fresh at every login (so a sid planted before login is never promoted: no session
- * fixation). Only the browser holds the sid itself: Redis (and its AOF or a dump of it) holds
- * the HMAC, from which no login can be made without the secret. A sid from a client is used
- * only if it has exactly that shape and its HMAC exists in Redis; logout deletes the key, so a
- * copied cookie dies with it. The secret must be set before the first call
+ * {"uid","email","name","role","at"[,"kh"]} ("kh": the hash of the API key it was opened with) with
+ * TTL auth.session_ttl_s (default one day, also the cookie's Max-Age). The sid is 256 random bits
+ * from getrandom(2) as 64 lower-case hex digits, made fresh at every login (so a sid planted before
+ * login is never promoted: no session fixation). Only the browser holds the sid itself: Redis (and
+ * its AOF or a dump of it) holds the HMAC, from which no login can be made without the secret. A
+ * sid from a client is used only if it has exactly that shape and its HMAC exists in Redis; logout
+ * deletes the key, so a copied cookie dies with it. The secret must be set before the first call
  * (auth_session_secret_ensure: minicrm-api makes a random one per start when none is given).
  *
  * Cookie: `sid=<sid>; Path=/; Max-Age=<ttl>; HttpOnly; SameSite=<cfg>[; Secure]`. `Secure`
@@ -43,6 +43,18 @@ int auth_session_key(const minicrm_config *cfg, const char *sid, char *key, size
 /* Create a session for `u` and return its id. 0, or -1 with err (Redis down, no randomness). */
 int auth_session_create(const minicrm_config *cfg, rconn *r, const auth_user *u,
                         char sid[AUTH_SID_LEN + 1], char *err, size_t errlen);
+
+/* The same for a session opened with an API key (POST /auth/key): the session also records
+ * key_hash (hex SHA-256 of the key, what api_keys stores; never the key), so the API can end
+ * it once the key is revoked. The user is the key's (id, name, role; empty email). */
+int auth_session_create_for_key(const minicrm_config *cfg, rconn *r, const auth_user *u,
+                                const char *key_hash, char sid[AUTH_SID_LEN + 1], char *err,
+                                size_t errlen);
+
+/* auth_session_get that also gives the key hash of a session opened with a key (empty string
+ * for a Google login) in key_hash (65 bytes). */
+int auth_session_get_key(const minicrm_config *cfg, rconn *r, const char *sid, auth_user *out,
+                         char key_hash[65], char *err, size_t errlen);
 
 /* Look a session up: 0 with *out filled; 1 if the sid is malformed, unknown or expired;
  * -1 on a Redis error (err filled). */

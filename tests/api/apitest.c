@@ -35,6 +35,29 @@ static int make_key(apitest *t, const char *role, char *out, size_t n)
     return 0;
 }
 
+/* Start minicrm-api with the environment set by apitest_start; 0 once /readyz answers 200. */
+static int spawn_api(apitest *t)
+{
+    char *argv[] = {(char *)testenv_bin("minicrm-api"), NULL};
+    t->api_pid = testenv_spawn(argv, t->log);
+    if (t->api_pid <= 0 || testenv_wait_port(t->port, 10000) != 0) {
+        fprintf(stderr, "apitest: minicrm-api did not start (log %s)\n", t->log);
+        return -1;
+    }
+    /* Ready once both dependencies answer. */
+    for (int i = 0; i < 200; i++) {
+        apitest_resp r;
+        if (apitest_request(t, "GET", "/readyz", NULL, NULL, 0, &r) == 0 && r.status == 200) {
+            apitest_resp_release(&r);
+            return 0;
+        }
+        apitest_resp_release(&r);
+        usleep(50000);
+    }
+    fprintf(stderr, "apitest: /readyz never answered 200\n");
+    return -1;
+}
+
 int apitest_start(apitest *t, const char *const *extra_env)
 {
     memset(t, 0, sizeof *t);
@@ -66,26 +89,19 @@ int apitest_start(apitest *t, const char *const *extra_env)
         snprintf(name, sizeof name, "%.*s", (int)(eq - *e), *e);
         setenv(name, eq + 1, 1);
     }
-    char *argv[] = {(char *)testenv_bin("minicrm-api"), NULL};
-    t->api_pid = testenv_spawn(argv, t->log);
-    if (t->api_pid <= 0 || testenv_wait_port(t->port, 10000) != 0) {
-        fprintf(stderr, "apitest: minicrm-api did not start (log %s)\n", t->log);
-        goto fail;
-    }
-    /* Ready once both dependencies answer. */
-    for (int i = 0; i < 200; i++) {
-        apitest_resp r;
-        if (apitest_request(t, "GET", "/readyz", NULL, NULL, 0, &r) == 0 && r.status == 200) {
-            apitest_resp_release(&r);
-            return 0;
-        }
-        apitest_resp_release(&r);
-        usleep(50000);
-    }
-    fprintf(stderr, "apitest: /readyz never answered 200\n");
+    if (spawn_api(t) == 0)
+        return 0;
 fail:
     apitest_stop(t);
     return -1;
+}
+
+int apitest_restart_api(apitest *t, int sig)
+{
+    if (t->api_pid > 0)
+        testenv_kill_wait(t->api_pid, sig, 10000);
+    t->api_pid = 0;
+    return spawn_api(t);
 }
 
 int apitest_stop_api(apitest *t)

@@ -42,6 +42,9 @@ int apitest_start(apitest *t, const char *const *extra_env);
 void apitest_stop(apitest *t);
 /* Stop the API with SIGTERM; returns its exit status (or -1). */
 int apitest_stop_api(apitest *t);
+/* Stop the API with `sig` (SIGKILL: a crash) and start it again on the same port with the same
+ * environment; 0 once /readyz answers 200, else -1. */
+int apitest_restart_api(apitest *t, int sig);
 /* The one lazily started API of a test program: the first call starts `t` with `extra_env`
  * (apitest_start) and arranges apitest_stop at exit; later calls only report. 0 while it runs,
  * -1 if it failed to start (not retried) or `t` is not the instance started first. */

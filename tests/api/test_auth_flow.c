@@ -81,10 +81,14 @@ static size_t on_header(char *d, size_t s, size_t n, void *u)
 static long http_x(resp *r, const char *method, const char *url, const char *cookie,
                    const char *auth, const char *body, const char *extra);
 
+/* A change (not GET) with a cookie comes from the front end, as a browser sends it:
+ * cross-origin, so with its Origin (the CSRF check refuses a cookie-authenticated change
+ * without one). */
 static long http(resp *r, const char *method, const char *url, const char *cookie, const char *auth,
                  const char *body)
 {
-    return http_x(r, method, url, cookie, auth, body, NULL);
+    bool change = strcmp(method, "GET") != 0;
+    return http_x(r, method, url, cookie, auth, body, cookie && change ? "Origin: " FRONT : NULL);
 }
 
 /* http() with extra request header lines ("Name: value"), e.g. Origin. */
@@ -361,6 +365,60 @@ TEST(login_admin_session)
     }
     json_decref(arr);
     CHECK_INT_EQ(n, 1);
+}
+
+/* Every "name=value" of the answer's Set-Cookie lines for `name` into out ("" if none). */
+static void set_cookie_value(const resp *r, const char *name, char *out, size_t n)
+{
+    out[0] = '\0';
+    size_t nl = strlen(name);
+    for (const char *p = r->hdrs; (p = strstr(p, "\nSet-Cookie: ")) != NULL; p++) {
+        const char *v = p + 13;
+        if (!strncmp(v, name, nl) && v[nl] == '=')
+            snprintf(out, n, "%.*s", (int)strcspn(v, ";\r\n"), v);
+    }
+}
+
+/* Google login started from the dashboard: back to its page, never to another site. */
+TEST(login_returns_to_dashboard)
+{
+    static const struct {
+        const char *return_to, *expect;
+    } cases[] = {
+        {"/ui/campaigns", "/ui/campaigns"},
+        {"//evil.test/x", FRONT "/dashboard"},
+        {"https://evil.test/", FRONT "/dashboard"},
+        {"/ui/%0d%0aX:1", FRONT "/dashboard"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        resp r;
+        char url[2300], loc[2048], cb[2048], jar[512], ret[300], sc[1024], back[1024];
+        snprintf(url, sizeof url, "%s/auth/google?return_to=%s", g_api, cases[i].return_to);
+        CHECK_INT_EQ(http(&r, "GET", url, NULL, NULL, NULL), 302);
+        CHECK(header(&r, "Location", loc, sizeof loc) != NULL);
+        set_cookie_value(&r, "mcrm_login", jar, sizeof jar);
+        set_cookie_value(&r, "mcrm_return", ret, sizeof ret);
+        CHECK(jar[0] != '\0');
+        if (ret[0]) {
+            size_t k = strlen(jar);
+            snprintf(jar + k, sizeof jar - k, "; %s", ret);
+        }
+        snprintf(url, sizeof url, "%s&login_hint=%s", loc, ADMIN_EMAIL);
+        CHECK_INT_EQ(http(&r, "GET", url, NULL, NULL, NULL), 302);
+        CHECK(header(&r, "Location", cb, sizeof cb) != NULL);
+        CHECK_INT_EQ(finish_login_jar(cb, NULL, jar, sc, sizeof sc, back, sizeof back), 302);
+        CHECK_MSG(!strcmp(back, cases[i].expect), "return_to=%s: landed on %s", cases[i].return_to,
+                  back);
+        CHECK(strncmp(sc, "sid=", 4) == 0);
+    }
+    /* The dashboard asks which sign-ins there are. */
+    resp r;
+    char url[128];
+    snprintf(url, sizeof url, "%s/auth/providers", g_api);
+    CHECK_INT_EQ(http(&r, "GET", url, NULL, NULL, NULL), 200);
+    json_t *v = body_json(&r);
+    CHECK(json_is_true(json_object_get(v, "google")) && json_is_true(json_object_get(v, "apiKey")));
+    json_decref(v);
 }
 
 TEST(state_missing_wrong_reused)
@@ -845,6 +903,7 @@ int main(int argc, char **argv)
         TEST_ENTRY(first_login_is_not_admin),
         TEST_ENTRY(authorize_redirect),
         TEST_ENTRY(login_admin_session),
+        TEST_ENTRY(login_returns_to_dashboard),
         TEST_ENTRY(state_missing_wrong_reused),
         TEST_ENTRY(pkce_and_provider_failures),
         TEST_ENTRY(session_fixation_and_logout),

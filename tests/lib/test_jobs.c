@@ -207,6 +207,40 @@ TEST(send_batch_round_trip_and_cap)
     jscan_release(&js);
 }
 
+/* The campaign's own send rate rides on every batch job; a job without one (or with a value
+ * that is not a positive number) reads as 0 (none), and unknown members are ignored. */
+TEST(send_batch_rate)
+{
+    jobs_send_batch bb = {.rate_per_s = 12.5};
+    jobs_send s = {.log_id = UID, .customer_id = UID, .message = "m"};
+    CHECK_INT_EQ(jobs_send_batch_add(&bb, CID, &s), 0);
+    char *data = NULL;
+    size_t len = 0;
+    CHECK_INT_EQ(jobs_send_batch_take(&bb, &data, &len), 0);
+    json_t *j = parse(data, len);
+    CHECK(j != NULL);
+    CHECK(json_real_value(json_object_get(j, "rate_per_s")) == 12.5);
+    json_decref(j);
+    jscan js = {0};
+    jobs_reader rd;
+    const char *why = NULL;
+    CHECK_INT_EQ(jobs_sends_open(&rd, &js, data, len, &why), 0);
+    CHECK(rd.rate_per_s == 12.5);
+    free(data);
+    static const char *const others[] = {
+        "{\"campaign_id\":\"" CID "\",\"sends\":[{\"log_id\":\"" UID "\"}]}",
+        "{\"campaign_id\":\"" CID "\",\"rate_per_s\":-3,\"x\":1,\"sends\":[{\"log_id\":\"" UID
+        "\"}]}",
+        "{\"campaign_id\":\"" CID "\",\"rate_per_s\":\"9\",\"sends\":[{\"log_id\":\"" UID "\"}]}",
+    };
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        CHECK_INT_EQ(jobs_sends_open(&rd, &js, others[i], strlen(others[i]), &why), 0);
+        CHECK(rd.rate_per_s == 0);
+    }
+    jobs_send_batch_release(&bb);
+    jscan_release(&js);
+}
+
 TEST(send_rejects)
 {
     jscan js = {0};
@@ -487,8 +521,8 @@ TEST(event_jobs)
     }
 }
 
-TEST_MAIN(TEST_ENTRY(event_jobs), TEST_ENTRY(ai_jobs), TEST_ENTRY(status_names),
-          TEST_ENTRY(bad_id_stays_json), TEST_ENTRY(log_id_deterministic),
+TEST_MAIN(TEST_ENTRY(event_jobs), TEST_ENTRY(send_batch_rate), TEST_ENTRY(ai_jobs),
+          TEST_ENTRY(status_names), TEST_ENTRY(bad_id_stays_json), TEST_ENTRY(log_id_deterministic),
           TEST_ENTRY(vendor_msg_id_is_the_routes_and_the_resends), TEST_ENTRY(campaign_job),
           TEST_ENTRY(send_single_round_trip), TEST_ENTRY(send_batch_round_trip_and_cap),
           TEST_ENTRY(send_rejects), TEST_ENTRY(receipt_round_trip),
