@@ -27,6 +27,7 @@
 #include "metrics.h"
 #include "ratelimit.h"
 #include "progargs.h"
+#include "queue.h"
 #include "router.h"
 #include "routes.h"
 #include "rpool.h"
@@ -151,6 +152,7 @@ int main(int argc, char **argv)
                  "detail=\"receipts.require_timestamp is off: an unsigned-time receipt batch is "
                  "refused as a replay only while its signature is remembered (2 x "
                  "receipts.max_skew_s); set it to true unless a vendor cannot send X-Timestamp\"");
+    queue_use_config(&cfg); /* queue.shards for the handles the routes open */
     api_ctx app = {.cfg = &cfg, .started_ms = time_now_ms()};
     struct MHD_Daemon *d = NULL;
     connguard *guard = NULL;

@@ -2,7 +2,7 @@
  * bench_campaign: one campaign through the whole pipeline, timed.
  *
  *   bench_campaign [N] [--procs P] [--min-delay MS] [--max-delay MS] [--durable[=MODE]]
- *                  [--priority K] [--suppressed PCT]
+ *                  [--priority K] [--suppressed PCT] [--cluster[=S]]
  *
  * Seeds N customers (default 100000) into a private devdb (in memory; --durable: with its
  * journal on disk, --sync always unless given), starts the real programs
@@ -22,9 +22,14 @@
  * --suppressed PCT puts PCT% of the customers (i % 100 < PCT) on the suppression list before
  * the clock starts (lib/suppress, batches of 1000): the campaign then skips them inside its
  * audience query, and the figures show what that costs (issue 15: within noise of none).
+ * --cluster[=S]: the same on a local Redis Cluster of 3 masters and 3 replicas
+ * (scripts/cluster.sh through tests/cluster's clusterenv) with queue.shards=S (default 6);
+ * "redis" CPU is then the sum over the six nodes (replication included), and the bench also
+ * prints how evenly the shards of sends and receipts were used (items acked per shard).
  * Figures only; nothing is asserted.
  */
 #include "campaign.h"
+#include "clusterenv.h"
 #include "dbpool.h"
 #include "pipeharness.h"
 #include "suppress.h"
@@ -99,6 +104,43 @@ static long peak_rss_kb(pid_t pgid, int *nprocs, double *cpu_s)
     return best;
 }
 
+static clusterenv g_cluster; /* --cluster: the local cluster (else not started) */
+static int g_shards;         /* --cluster: queue.shards */
+
+/* CPU seconds of Redis so far: the one redis-server, or every node of the cluster (each a
+ * daemon, its own process group). */
+static double redis_cpu_s(pipeh *h)
+{
+    int ign;
+    double cpu = 0;
+    if (!g_cluster.started) {
+        peak_rss_kb(h->env.redis_pid, &ign, &cpu);
+        return cpu;
+    }
+    for (int i = 0; i < 6; i++) {
+        pid_t pid = clusterenv_pid(&g_cluster, g_cluster.ports[i]);
+        if (pid > 0)
+            peak_rss_kb(pid, &ign, &cpu);
+    }
+    return cpu;
+}
+
+/* --cluster: CPU seconds of the nodes that are masters now, into *masters (the rest are
+ * replicas). */
+static void redis_cpu_masters(double *masters)
+{
+    int ign;
+    *masters = 0;
+    for (int i = 0; i < 6; i++) {
+        char role[4096];
+        const char *a[] = {"ROLE", NULL};
+        pid_t pid = clusterenv_pid(&g_cluster, g_cluster.ports[i]);
+        if (pid > 0 && clusterenv_cli(&g_cluster, g_cluster.ports[i], role, sizeof role, a) == 0 &&
+            !strncmp(role, "master", 6))
+            peak_rss_kb(pid, &ign, masters);
+    }
+}
+
 /* CPU seconds of every program so far: [0..PH_NPROCS) as pipeh, then devdb, redis. */
 static void cpu_now(pipeh *h, double out[PH_NPROCS + 2])
 {
@@ -108,7 +150,36 @@ static void cpu_now(pipeh *h, double out[PH_NPROCS + 2])
     for (int i = 0; i < PH_NPROCS; i++)
         peak_rss_kb(h->pid[i], &ign, &out[i]);
     peak_rss_kb(h->env.devdb_pid, &ign, &out[PH_NPROCS]);
-    peak_rss_kb(h->env.redis_pid, &ign, &out[PH_NPROCS + 1]);
+    out[PH_NPROCS + 1] = redis_cpu_s(h);
+}
+
+/* How evenly the shards of queue qname carried the campaign: items acked per shard. */
+static void print_shard_use(pipeh *h, const char *qname)
+{
+    long long v[256], pushed[256], sum = 0, lo = -1, hi = 0;
+    int n = g_shards > 256 ? 256 : g_shards;
+    for (int i = 0; i < n; i++) {
+        redisReply *r = rconn_command(h->rc, "HGET %s{%s:%d}:stats items", h->env.prefix, qname, i);
+        v[i] = r && r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+        if (r)
+            freeReplyObject(r);
+        r = rconn_command(h->rc, "HGET %s{%s:%d}:stats pushed", h->env.prefix, qname, i);
+        pushed[i] = r && r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+        if (r)
+            freeReplyObject(r);
+        sum += v[i];
+        lo = lo < 0 || v[i] < lo ? v[i] : lo;
+        hi = v[i] > hi ? v[i] : hi;
+    }
+    double mean = n ? (double)sum / n : 0;
+    printf("shards %-9s jobs pushed per shard:", qname);
+    for (int i = 0; i < n; i++)
+        printf(" %lld", pushed[i]);
+    printf("; items acked per shard:");
+    for (int i = 0; i < n; i++)
+        printf(" %lld", v[i]);
+    printf("  (min/mean %.2f, max/mean %.2f)\n", mean > 0 ? lo / mean : 0,
+           mean > 0 ? hi / mean : 0);
 }
 
 /* ---- the priority lane: one-off messages posted while the campaign drains ---------------- */
@@ -354,6 +425,8 @@ int main(int argc, char **argv)
             supp_pct = strtol(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--priority") && i + 1 < argc)
             nprio = (int)strtol(argv[++i], NULL, 10);
+        else if (!strncmp(argv[i], "--cluster", 9))
+            g_shards = argv[i][9] == '=' ? (int)strtol(argv[i] + 10, NULL, 10) : 6;
         else if (!strncmp(argv[i], "--durable", 9))
             /* devdb with a journal (--dbpath, --sync MODE; default always) instead of in memory */
             setenv("MINICRM_TEST_DEVDB_SYNC", argv[i][9] == '=' ? argv[i] + 10 : "always", 1);
@@ -363,15 +436,34 @@ int main(int argc, char **argv)
             if (*end || n < 1 || n > 20000000) {
                 fprintf(stderr, "usage: bench_campaign [N] [--procs P] [--min-delay MS] "
                                 "[--max-delay MS] [--durable[=always|everysec|never]] "
-                                "[--priority K] [--suppressed PCT]\n");
+                                "[--priority K] [--suppressed PCT] [--cluster[=SHARDS]]\n");
                 return 2;
             }
         }
     }
     setenv("MINICRM_LOG_LEVEL", "warn", 1);
+    if (g_shards > 0) {
+        if (g_shards > 256 || clusterenv_start(&g_cluster) != 0) {
+            fprintf(stderr, "bench_campaign: cannot start a local Redis Cluster\n");
+            return 1;
+        }
+        /* the harness takes it as its external Redis (a private key prefix) */
+        setenv("MINICRM_TEST_REDIS_URL", g_cluster.url, 1);
+        char sb[16];
+        snprintf(sb, sizeof sb, "%d", g_shards);
+        setenv("MINICRM_QUEUE_SHARDS", sb, 1);
+        minicrm_config qc;
+        memset(&qc, 0, sizeof qc);
+        qc.queue.shards = g_shards;
+        queue_use_config(&qc);
+        printf("redis: local cluster, 3 masters + 3 replicas, queue.shards=%d\n", g_shards);
+    } else {
+        printf("redis: one redis-server\n");
+    }
     pipeh h;
     if (pipeh_start(&h) != 0) {
         pipeh_stop(&h);
+        clusterenv_stop(&g_cluster);
         return 1;
     }
     setenv("MINICRM_VENDOR_SIM_MIN_DELAY_MS", min_delay, 1);
@@ -385,6 +477,7 @@ int main(int argc, char **argv)
     int64_t t = time_mono_ms();
     if (pipeh_seed(&h, (int)n) != 0) {
         pipeh_stop(&h);
+        clusterenv_stop(&g_cluster);
         return 1;
     }
     printf("seeded %ld customers in %.1f s\n", n, (time_mono_ms() - t) / 1000.0);
@@ -392,6 +485,7 @@ int main(int argc, char **argv)
     if (pipeh_spawn(&h, PH_API, NULL) || pipeh_spawn(&h, PH_WORKER, wargs) ||
         pipeh_spawn(&h, PH_RECEIPTS, NULL) || pipeh_spawn(&h, PH_VENDOR, NULL)) {
         pipeh_stop(&h);
+        clusterenv_stop(&g_cluster);
         return 1;
     }
     /* minicrm-api builds its indexes at start (over N customers here): that is the first
@@ -399,6 +493,7 @@ int main(int argc, char **argv)
     if (wait_api_indexes(&h) != 0) {
         fprintf(stderr, "bench_campaign: the API did not finish creating its indexes\n");
         pipeh_stop(&h);
+        clusterenv_stop(&g_cluster);
         return 1;
     }
     if (supp_pct > 0 && suppress_share(&h, n, supp_pct) != 0) {
@@ -412,6 +507,7 @@ int main(int argc, char **argv)
     if (nprio > 0 && make_staff_key(&h, key, sizeof key) != 0) {
         fprintf(stderr, "bench_campaign: cannot make a staff key (logs in %s)\n", h.env.dir);
         pipeh_stop(&h);
+        clusterenv_stop(&g_cluster);
         return 1;
     }
     if (nprio < 0 || nprio > 100000 || nprio >= n / 7)
@@ -429,10 +525,11 @@ int main(int argc, char **argv)
     double devdb_cpu0 = 0, redis_cpu0 = 0;
     int ign;
     peak_rss_kb(h.env.devdb_pid, &ign, &devdb_cpu0);
-    peak_rss_kb(h.env.redis_pid, &ign, &redis_cpu0);
+    redis_cpu0 = redis_cpu_s(&h);
     int64_t t0 = time_mono_ms();
     if (pipeh_campaign(&h, "bench", "{}", &cid) != 0) {
         pipeh_stop(&h);
+        clusterenv_stop(&g_cluster);
         return 1;
     }
     ph_campaign c;
@@ -451,6 +548,7 @@ int main(int argc, char **argv)
                 (long long)limit_ms, c.status, (long long)c.total, (long long)c.pending,
                 (long long)c.sent, (long long)c.failed, h.env.dir);
         pipeh_stop(&h);
+        clusterenv_stop(&g_cluster);
         return 1;
     }
     double secs = secs_done;
@@ -465,7 +563,7 @@ int main(int argc, char **argv)
     long devdb_np = 0;
     int dn;
     devdb_np = peak_rss_kb(h.env.devdb_pid, &dn, &devdb_cpu);
-    peak_rss_kb(h.env.redis_pid, &dn, &redis_cpu);
+    redis_cpu = redis_cpu_s(&h);
     devdb_cpu -= devdb_cpu0;
     redis_cpu -= redis_cpu0;
     /* Latencies from the logs. */
@@ -535,7 +633,20 @@ int main(int argc, char **argv)
     for (int i = 0; i < PH_NPROCS; i++)
         printf(", %s %.1f (%.0f)", names[i] + 8, cpu[i], cpu[i] * 1e6 / (double)c.total);
     printf("; all %.1f (%.0f)\n", all, all * 1e6 / (double)c.total);
+    printf("redis share of CPU: %.1f%%\n", all > 0 ? 100.0 * redis_cpu / all : 0);
+    if (g_cluster.started) {
+        /* (from the start of the nodes: seeding included, a small part) */
+        double m = 0;
+        redis_cpu_masters(&m);
+        printf("redis cluster: masters %.1f s, replicas %.1f s since the nodes started\n", m,
+               redis_cpu_s(&h) - m);
+    }
+    if (g_shards > 1) {
+        print_shard_use(&h, QUEUE_SENDS);
+        print_shard_use(&h, QUEUE_RECEIPTS);
+    }
     free(lat);
     pipeh_stop(&h);
+    clusterenv_stop(&g_cluster);
     return 0;
 }

@@ -3,6 +3,7 @@
  */
 #include "commands.h"
 #include "progargs.h"
+#include "queue.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -81,6 +82,7 @@ int main(int argc, char **argv)
         usage();
         rc = 2;
     } else {
+        queue_use_config(&cfg); /* queue.shards for queues, dlq */
         cli_ctx ctx = {.cfg = &cfg, .argc = (int)pa.nrest, .argv = pa.rest, .help = help};
         rc = cmd->fn(&ctx);
     }

@@ -6,6 +6,7 @@
  */
 #include "campctl.h"
 
+#include "queue.h"
 #include "timeutil.h"
 
 #include <stdio.h>
@@ -300,13 +301,59 @@ static redisReply *snapshot_queue(rconn *c, const char *prefix, const char *qnam
     return eval(c, LUA_SNAPSHOT, 3, keys, 3, args, NULL, err, errlen);
 }
 
+/* Append the elements of `more` to `into` (taking them over) and free `more`. -1 out of
+ * memory (both left as they were, `more` freed). */
+static int merge_into(redisReply *into, redisReply *more)
+{
+    if (more->elements) {
+        redisReply **e =
+            realloc(into->element, (into->elements + more->elements) * sizeof *into->element);
+        if (!e) {
+            freeReplyObject(more);
+            return -1;
+        }
+        memcpy(e + into->elements, more->element, more->elements * sizeof *e);
+        into->element = e;
+        into->elements += more->elements;
+        more->elements = 0;
+    }
+    freeReplyObject(more);
+    return 0;
+}
+
+/* snapshot_queue over every shard of a sharded queue (queue.shards): one script per shard,
+ * each on its own slot, the unsharded keys first; one array of all. */
+static redisReply *snapshot_all(rconn *c, const char *prefix, const char *qname, const char *chex,
+                                bool with_ready, char *err, size_t errlen)
+{
+    redisReply *all = snapshot_queue(c, prefix, qname, chex, with_ready, err, errlen);
+    int shards = queue_shards_for(qname, NULL);
+    for (int i = 0; all && shards > 1 && i < shards; i++) {
+        char name[QUEUE_MAX_NAME + 8];
+        snprintf(name, sizeof name, "%s:%d", qname, i);
+        redisReply *r = snapshot_queue(c, prefix, name, chex, with_ready, err, errlen);
+        if (!r || r->type != REDIS_REPLY_ARRAY || all->type != REDIS_REPLY_ARRAY ||
+            merge_into(all, r) != 0) {
+            if (r && r->type != REDIS_REPLY_ARRAY)
+                freeReplyObject(r);
+            freeReplyObject(all);
+            all = NULL;
+            if (errlen && !err[0])
+                snprintf(err, errlen, "campctl snapshot of %s failed", name);
+        }
+    }
+    return all;
+}
+
 int campctl_snapshot(rconn *c, const char *prefix, const char *chex, redisReply **receipts,
                      redisReply **sends, char *err, size_t errlen)
 {
     /* Receipts first: a receipt job enters the receipts queue before the vendor acks the send
-     * job it came from, so a log is in one snapshot or the other (or already final). */
-    *receipts = snapshot_queue(c, prefix, "receipts", chex, true, err, errlen);
-    *sends = *receipts ? snapshot_queue(c, prefix, "sends", chex, false, err, errlen) : NULL;
+     * job it came from, so a log is in one snapshot or the other (or already final). With
+     * shards this holds per receipt: all of the receipts shards are read before any sends
+     * shard. */
+    *receipts = snapshot_all(c, prefix, QUEUE_RECEIPTS, chex, true, err, errlen);
+    *sends = *receipts ? snapshot_all(c, prefix, QUEUE_SENDS, chex, false, err, errlen) : NULL;
     if (*sends)
         return 0;
     if (*receipts)

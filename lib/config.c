@@ -41,7 +41,7 @@ static const cfg_setting_info settings[] = {
      "write concern of the writes a campaign depends on (logs, checkpoints, receipts, counters, campaign create): auto = the URI's w/journal when it names one, else majority with replicaSet=, else journal"},
 
     {"redis.url", CFG_STRING, OFF(redis.url), "redis://127.0.0.1:6379/0", "REDIS_URL", false, 1, 0, NULL,
-     "Redis connection: redis://[:password@]host:port/db"},
+     "Redis connection: redis://[:password@]host:port/db, or redis+cluster://[:password@]host1:port1,host2:port2/ for a Redis Cluster"},
     {"redis.prefix", CFG_STRING, OFF(redis.prefix), "minicrm:", NULL, false, 1, 0, NULL,
      "prefix of every Redis key minicrm uses"},
     {"redis.timeout_ms", CFG_INT, OFF(redis.timeout_ms), "5000", NULL, false, 100, 600000, NULL,
@@ -178,6 +178,8 @@ static const cfg_setting_info settings[] = {
      "a consumer silent this long is dead and its claimed jobs are returned"},
     {"queue.reap_interval_ms", CFG_INT, OFF(queue.reap_interval_ms), "2000", NULL, false, 50, 600000, NULL,
      "how often consumers look for dead consumers and due retries"},
+    {"queue.shards", CFG_INT, OFF(queue.shards), "1", NULL, false, 1, 256, NULL,
+     "queues of per-message work (sends, receipts) split into this many lists, each its own Redis Cluster slot ({sends:0}...); 1 = one list per queue"},
 
     {"vendor.rate_per_s", CFG_DOUBLE, OFF(vendor.rate_per_s), "0", NULL, false, 0, 1000000, NULL,
      "most sends handed to the vendor per second, shared by every consumer on every host (GCRA in Redis; 0 = no limit)"},

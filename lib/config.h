@@ -117,6 +117,7 @@ typedef struct minicrm_config {
         int backoff_max_ms;
         int heartbeat_ttl_s;
         int reap_interval_ms;
+        int shards; /* lists per sharded queue (queue_is_sharded), 1 = unsharded */
     } queue;
     struct {
         double rate_per_s; /* sends handed to the vendor per second, all hosts (0 = no limit) */

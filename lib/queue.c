@@ -21,6 +21,10 @@
  *
  * The reaper only acts on a consumer whose heartbeat key is gone (checked inside the script), so
  * two reapers racing, or a consumer refreshing its heartbeat while being reaped, are safe.
+ *
+ * Shards (queue.h): a handle holds `nsh` key sets (struct qshard), each a complete queue of the
+ * layout above; every script gets the keys of one shard. Operations on a job go to the shard it
+ * came from; operations on the queue (maintenance, stats, dead letters) loop over all.
  */
 #include "queue.h"
 
@@ -35,18 +39,28 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The keys of one shard (of the whole queue when unsharded). */
+typedef struct qshard {
+    char k_ready[256], k_proc[400], k_hb[400], k_consumers[256], k_delayed[256], k_dead[256],
+        k_stats[256];
+    char base[200]; /* "P{NAME}:" or "P{NAME:i}:" */
+} qshard;
+
 struct queue {
     rconn *c;
     char name[QUEUE_MAX_NAME];
     char consumer[QUEUE_MAX_CONSUMER]; /* "" for a producer handle */
     queue_opts o;
-    char k_ready[256], k_proc[400], k_hb[400], k_consumers[256], k_delayed[256], k_dead[256],
-        k_stats[256];
-    char base[200]; /* "P{NAME}:" */
+    qshard *sh; /* nsh key sets: the npush shards, then (sharded) the unsharded keys */
+    int nsh, npush;
+    int push_rr, claim_rr; /* next shard to push to / claim from (0 .. npush-1) */
+    bool sweep_old;        /* sharded: look at the unsharded keys on the next claim */
     int64_t next_maintain_ms;
     unsigned rng;
     char err[256];
 };
+
+static int g_default_shards = 1; /* queue.shards of this process (queue_opts_from_config) */
 
 /* ---- Lua scripts ------------------------------------------------------------------------- */
 
@@ -245,15 +259,23 @@ static redisReply *eval(queue *q, const char *script, int nkeys, const char **ke
     return r;
 }
 
-static void set_keys(queue *q)
+static void set_keys(queue *q, qshard *k)
 {
-    snprintf(q->k_ready, sizeof q->k_ready, "%sready", q->base);
-    snprintf(q->k_consumers, sizeof q->k_consumers, "%sconsumers", q->base);
-    snprintf(q->k_delayed, sizeof q->k_delayed, "%sdelayed", q->base);
-    snprintf(q->k_dead, sizeof q->k_dead, "%sdead", q->base);
-    snprintf(q->k_stats, sizeof q->k_stats, "%sstats", q->base);
-    snprintf(q->k_proc, sizeof q->k_proc, "%sprocessing:%s", q->base, q->consumer);
-    snprintf(q->k_hb, sizeof q->k_hb, "%shb:%s", q->base, q->consumer);
+    snprintf(k->k_ready, sizeof k->k_ready, "%sready", k->base);
+    snprintf(k->k_consumers, sizeof k->k_consumers, "%sconsumers", k->base);
+    snprintf(k->k_delayed, sizeof k->k_delayed, "%sdelayed", k->base);
+    snprintf(k->k_dead, sizeof k->k_dead, "%sdead", k->base);
+    snprintf(k->k_stats, sizeof k->k_stats, "%sstats", k->base);
+    snprintf(k->k_proc, sizeof k->k_proc, "%sprocessing:%s", k->base, q->consumer);
+    snprintf(k->k_hb, sizeof k->k_hb, "%shb:%s", k->base, q->consumer);
+}
+
+/* The shard a claimed job belongs to; NULL when unknown (the caller searches). */
+static qshard *job_shard(queue *q, const queue_job *job)
+{
+    if (q->nsh == 1)
+        return &q->sh[0];
+    return job->shard >= 1 && job->shard <= q->nsh ? &q->sh[job->shard - 1] : NULL;
 }
 
 /* ---- Options and handles ----------------------------------------------------------------- */
@@ -265,6 +287,8 @@ void queue_opts_from_config(queue_opts *o, const minicrm_config *cfg)
     o->backoff_max_ms = cfg->queue.backoff_max_ms;
     o->heartbeat_ttl_s = cfg->queue.heartbeat_ttl_s;
     o->reap_interval_ms = cfg->queue.reap_interval_ms;
+    o->shards = cfg->queue.shards > 0 ? cfg->queue.shards : 1;
+    g_default_shards = o->shards;
 }
 
 void queue_opts_default(queue_opts *o)
@@ -274,6 +298,23 @@ void queue_opts_default(queue_opts *o)
     o->backoff_max_ms = 60000;
     o->heartbeat_ttl_s = 15;
     o->reap_interval_ms = 2000;
+    o->shards = g_default_shards;
+}
+
+void queue_use_config(const minicrm_config *cfg)
+{
+    g_default_shards = cfg->queue.shards > 0 ? cfg->queue.shards : 1;
+}
+
+bool queue_is_sharded(const char *name)
+{
+    return name && (!strcmp(name, QUEUE_SENDS) || !strcmp(name, QUEUE_RECEIPTS));
+}
+
+int queue_shards_for(const char *name, const queue_opts *o)
+{
+    int s = o ? o->shards : g_default_shards;
+    return queue_is_sharded(name) && s > 1 ? s : 1;
 }
 
 queue *queue_open(rconn *c, const char *prefix, const char *name, const char *consumer,
@@ -311,14 +352,35 @@ queue *queue_open(rconn *c, const char *prefix, const char *name, const char *co
         q->o.backoff_max_ms = q->o.backoff_base_ms;
     if (q->o.heartbeat_ttl_s < 1)
         q->o.heartbeat_ttl_s = 1;
-    snprintf(q->base, sizeof q->base, "%s{%s}:", prefix, name);
-    set_keys(q);
+    int s = queue_shards_for(name, &q->o);
+    q->npush = s;
+    q->nsh = s > 1 ? s + 1 : 1;
+    q->sh = calloc((size_t)q->nsh, sizeof *q->sh);
+    if (!q->sh) {
+        free(q);
+        snprintf(err, errlen, "queue: out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < q->nsh; i++) {
+        if (i < s && s > 1)
+            snprintf(q->sh[i].base, sizeof q->sh[i].base, "%s{%s:%d}:", prefix, name, i);
+        else
+            snprintf(q->sh[i].base, sizeof q->sh[i].base, "%s{%s}:", prefix, name);
+        set_keys(q, &q->sh[i]);
+    }
     q->rng = (unsigned)(time_mono_us() ^ ((unsigned)getpid() << 16)) | 1u;
+    /* Consumers and producers start at different shards, so they do not all block on one. */
+    q->push_rr = (int)(rng_next(q) % (unsigned)q->npush);
+    q->claim_rr = (int)(rng_next(q) % (unsigned)q->npush);
+    q->sweep_old = q->nsh > q->npush;
     return q;
 }
 
 void queue_close(queue *q)
 {
+    if (!q)
+        return;
+    free(q->sh);
     free(q);
 }
 
@@ -353,8 +415,28 @@ char *queue_consumer_id(const char *role, char *buf, size_t n)
 
 const char *queue_key(const queue *q, const char *suffix, char *buf, size_t n)
 {
-    snprintf(buf, n, "%s%s", q->base, suffix);
+    snprintf(buf, n, "%s%s", q->sh[0].base, suffix);
     return buf;
+}
+
+int queue_nshards(const queue *q)
+{
+    return q->nsh;
+}
+
+const char *queue_shard_key(const queue *q, int i, const char *suffix, char *buf, size_t n)
+{
+    if (i < 0 || i >= q->nsh)
+        i = 0;
+    snprintf(buf, n, "%s%s", q->sh[i].base, suffix);
+    return buf;
+}
+
+const char *queue_job_key(const queue *q, const queue_job *job, const char *suffix, char *buf,
+                          size_t n)
+{
+    int i = q->nsh > 1 && job->shard >= 1 && job->shard <= q->nsh ? job->shard - 1 : 0;
+    return queue_shard_key(q, i, suffix, buf, n);
 }
 
 /* ---- Producing --------------------------------------------------------------------------- */
@@ -378,12 +460,14 @@ int queue_push_many(queue *q, const char *const *jobs, const size_t *lens, size_
             return fail(q, "queue %s: job %zu is empty or larger than %d bytes", q->name, i,
                         QUEUE_MAX_JOB_BYTES);
     }
+    qshard *k = &q->sh[q->push_rr];
+    q->push_rr = (q->push_rr + 1) % q->npush;
     for (size_t off = 0; off < n; off += CHUNK) {
         size_t m = n - off < CHUNK ? n - off : CHUNK;
         argv[0] = "LPUSH";
         alen[0] = 5;
-        argv[1] = q->k_ready;
-        alen[1] = strlen(q->k_ready);
+        argv[1] = k->k_ready;
+        alen[1] = strlen(k->k_ready);
         for (size_t i = 0; i < m; i++) {
             argv[2 + i] = jobs[off + i];
             alen[2 + i] = lens ? lens[off + i] : strlen(jobs[off + i]);
@@ -392,7 +476,7 @@ int queue_push_many(queue *q, const char *const *jobs, const size_t *lens, size_
             return fail(q, "queue %s push: %s", q->name, rconn_error(q->c));
         nchunks++;
     }
-    if (rconn_append(q->c, "HINCRBY %s pushed %lld", q->k_stats, (long long)n) != 0)
+    if (rconn_append(q->c, "HINCRBY %s pushed %lld", k->k_stats, (long long)n) != 0)
         return fail(q, "queue %s push: %s", q->name, rconn_error(q->c));
     nchunks++;
     int rc = 0;
@@ -416,7 +500,7 @@ int queue_push_once(queue *q, const char *once, int ttl_s, const char *const *jo
                               "for i = 2, #ARGV do redis.call('LPUSH', KEYS[1], ARGV[i]) end\n"
                               "redis.call('HINCRBY', KEYS[2], 'pushed', #ARGV - 1)\n"
                               "return 1\n";
-    char k_once[sizeof q->base + 140], ttl[16];
+    char k_once[sizeof q->sh[0].base + 140], ttl[16];
     const char *args[1 + QUEUE_PUSH_ONCE_MAX];
     size_t alens[1 + QUEUE_PUSH_ONCE_MAX];
     if (n == 0 || n > QUEUE_PUSH_ONCE_MAX || !once || !*once || strlen(once) > 128 || ttl_s < 1)
@@ -429,11 +513,16 @@ int queue_push_once(queue *q, const char *once, int ttl_s, const char *const *jo
         args[1 + i] = jobs[i];
         alens[1 + i] = l;
     }
-    snprintf(k_once, sizeof k_once, "%sonce:%s", q->base, once);
+    /* The token picks the shard, so a replay finds its token where the first push left it. */
+    unsigned h = 2166136261u;
+    for (const char *p = once; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    qshard *k = &q->sh[h % (unsigned)q->npush];
+    snprintf(k_once, sizeof k_once, "%sonce:%s", k->base, once);
     snprintf(ttl, sizeof ttl, "%d", ttl_s);
     args[0] = ttl;
     alens[0] = strlen(ttl);
-    const char *keys[] = {q->k_ready, q->k_stats, k_once};
+    const char *keys[] = {k->k_ready, k->k_stats, k_once};
     redisReply *r = eval(q, lua, 3, keys, (int)n + 1, args, alens);
     if (!r)
         return -1;
@@ -457,18 +546,19 @@ static int beat(queue *q)
     if (need_consumer(q) != 0)
         return -1;
     long long ttl = (long long)q->o.heartbeat_ttl_s * 1000;
-    if (rconn_append(q->c, "SET %s 1 PX %lld", q->k_hb, ttl) != 0 ||
-        rconn_append(q->c, "SADD %s %s", q->k_consumers, q->consumer) != 0)
-        return fail(q, "queue %s heartbeat: %s", q->name, rconn_error(q->c));
+    for (int s = 0; s < q->nsh; s++)
+        if (rconn_append(q->c, "SET %s 1 PX %lld", q->sh[s].k_hb, ttl) != 0 ||
+            rconn_append(q->c, "SADD %s %s", q->sh[s].k_consumers, q->consumer) != 0)
+            return fail(q, "queue %s heartbeat: %s", q->name, rconn_error(q->c));
     int added = 0, rc = 0;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 2 * q->nsh; i++) {
         redisReply *r;
         if (rconn_get_reply(q->c, &r) != 0)
             return fail(q, "queue %s heartbeat: %s", q->name, rconn_error(q->c));
         if (r->type == REDIS_REPLY_ERROR)
             rc = fail(q, "queue %s heartbeat: %s", q->name, r->str);
-        else if (i == 1)
-            added = r->integer == 1;
+        else if (i % 2 == 1 && r->integer == 1)
+            added = 1;
         freeReplyObject(r);
     }
     return rc ? rc : added;
@@ -483,7 +573,7 @@ int queue_consumer_alive(queue *q, const char *cid)
 {
     if (!valid_word(cid, QUEUE_MAX_CONSUMER))
         return 0;
-    redisReply *r = rconn_command(q->c, "EXISTS %shb:%s", q->base, cid);
+    redisReply *r = rconn_command(q->c, "EXISTS %shb:%s", q->sh[0].base, cid);
     if (check_reply(q, r, "EXISTS hb") != 0)
         return -1;
     int alive = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
@@ -514,7 +604,7 @@ void queue_batch_release(queue_batch *b)
     memset(b, 0, sizeof *b);
 }
 
-static int batch_add(queue *q, queue_batch *b, const char *s, size_t len)
+static int batch_add(queue *q, queue_batch *b, const char *s, size_t len, int shard)
 {
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 64;
@@ -531,15 +621,16 @@ static int batch_add(queue *q, queue_batch *b, const char *s, size_t len)
     d[len] = '\0';
     b->jobs[b->n].data = d;
     b->jobs[b->n].len = len;
+    b->jobs[b->n].shard = shard + 1;
     b->n++;
     return 0;
 }
 
-static int claim_now(queue *q, size_t max, bool fresh, queue_batch *out)
+static int claim_now(queue *q, int s, size_t max, bool fresh, queue_batch *out)
 {
     char nbuf[24];
     snprintf(nbuf, sizeof nbuf, "%zu", max);
-    const char *keys[] = {q->k_ready, q->k_proc};
+    const char *keys[] = {q->sh[s].k_ready, q->sh[s].k_proc};
     const char *args[] = {nbuf, fresh ? "fresh" : "held"};
     redisReply *r = eval(q, LUA_CLAIM, 2, keys, 2, args, NULL);
     if (!r)
@@ -549,7 +640,7 @@ static int claim_now(queue *q, size_t max, bool fresh, queue_batch *out)
         for (size_t i = 0; i < r->elements; i++) {
             redisReply *e = r->element[i];
             if (e->type == REDIS_REPLY_STRING) {
-                if (batch_add(q, out, e->str, e->len) != 0) {
+                if (batch_add(q, out, e->str, e->len, s) != 0) {
                     freeReplyObject(r);
                     return -1;
                 }
@@ -561,6 +652,31 @@ static int claim_now(queue *q, size_t max, bool fresh, queue_batch *out)
     return n;
 }
 
+/* Which of the npush shards have jobs ready (or, unless fresh, jobs this consumer still
+ * holds): busy[s]. One pipelined round trip. 0, or -1 (busy untouched or partly set). */
+static int peek_shards(queue *q, bool fresh, bool *busy)
+{
+    int per = fresh ? 1 : 2;
+    for (int s = 0; s < q->npush; s++)
+        if (rconn_append(q->c, "LLEN %s", q->sh[s].k_ready) != 0 ||
+            (!fresh && rconn_append(q->c, "LLEN %s", q->sh[s].k_proc) != 0))
+            return fail(q, "queue %s claim: %s", q->name, rconn_error(q->c));
+    int rc = 0;
+    for (int i = 0; i < q->npush * per; i++) {
+        redisReply *r;
+        if (rconn_get_reply(q->c, &r) != 0)
+            return fail(q, "queue %s claim: %s", q->name, rconn_error(q->c));
+        if (r->type != REDIS_REPLY_INTEGER)
+            rc = -1;
+        else if (i % per == 0)
+            busy[i / per] = r->integer > 0;
+        else if (r->integer > 0)
+            busy[i / per] = true;
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
 static int claim(queue *q, size_t max, int block_ms, bool fresh, queue_batch *out)
 {
     if (need_consumer(q) != 0)
@@ -569,18 +685,56 @@ static int claim(queue *q, size_t max, int block_ms, bool fresh, queue_batch *ou
         return 0;
     if (max > 10000)
         max = 10000;
-    int n = claim_now(q, max, fresh, out);
-    if (n != 0 || block_ms <= 0)
+    /* The unsharded keys (sharded handles only) normally hold nothing: they are looked at when
+     * the handle is new and then once per maintenance interval, until they are empty. */
+    int n = 0, s;
+    if (q->sweep_old) {
+        n = claim_now(q, q->npush, max, fresh, out);
+        q->sweep_old = n > 0;
+        if (n != 0)
+            return n;
+    }
+    /* One shard per claim, starting after the last one that had work: every shard is served in
+     * turn however busy the others are. With several shards, one pipelined round of LLENs
+     * (ready, and the processing list unless fresh) says which shards have anything, so the
+     * claim script runs only there: an empty shard costs an LLEN, not a script. */
+    bool busy[256];
+    int nb = q->npush > 256 ? 256 : q->npush;
+    for (int k = 0; k < nb; k++)
+        busy[k] = true;
+    if (q->npush > 1 && q->npush <= 256 && peek_shards(q, fresh, busy) != 0)
+        for (int k = 0; k < nb; k++) /* could not look: try them all */
+            busy[k] = true;
+    s = q->claim_rr;
+    for (int k = 0; k < q->npush; k++) {
+        s = (q->claim_rr + k) % q->npush;
+        if (s < nb && !busy[s])
+            continue;
+        n = claim_now(q, s, max, fresh, out);
+        if (n != 0)
+            break;
+    }
+    if (n != 0) {
+        if (n > 0)
+            q->claim_rr = (s + 1) % q->npush;
         return n;
-    /* Nothing ready: block for the first job. BLMOVE's timeout is in seconds (decimal). */
+    }
+    if (block_ms <= 0)
+        return 0;
+    /* Nothing ready anywhere: block for the first job on one shard (all of block_ms when there
+     * is one; at most 200 ms each, rotating, when there are several). BLMOVE's timeout is in
+     * seconds (decimal). */
+    s = q->claim_rr;
+    q->claim_rr = (s + 1) % q->npush;
+    int wait_ms = q->npush > 1 && block_ms > 200 ? 200 : block_ms;
     char tbuf[32];
-    snprintf(tbuf, sizeof tbuf, "%.3f", block_ms / 1000.0);
-    const char *argv[] = {"BLMOVE", q->k_ready, q->k_proc, "RIGHT", "LEFT", tbuf};
+    snprintf(tbuf, sizeof tbuf, "%.3f", wait_ms / 1000.0);
+    const char *argv[] = {"BLMOVE", q->sh[s].k_ready, q->sh[s].k_proc, "RIGHT", "LEFT", tbuf};
     redisReply *r = rconn_command_argv(q->c, 6, argv, NULL);
     if (check_reply(q, r, "queue claim") != 0)
         return -1;
     if (r->type == REDIS_REPLY_STRING) {
-        if (batch_add(q, out, r->str, r->len) != 0) {
+        if (batch_add(q, out, r->str, r->len, s) != 0) {
             freeReplyObject(r);
             return -1;
         }
@@ -590,7 +744,7 @@ static int claim(queue *q, size_t max, int block_ms, bool fresh, queue_batch *ou
     if (n == 1 && max > 1) {
         /* "fresh": the job BLMOVE just moved is in our processing list now and must not be
          * taken for a held one and delivered twice. */
-        int more = claim_now(q, max - 1, true, out);
+        int more = claim_now(q, s, max - 1, true, out);
         if (more < 0) /* the first job is claimed and in `out`: report what we have */
             return 1;
         n += more;
@@ -608,14 +762,13 @@ int queue_claim_fresh(queue *q, size_t max, int block_ms, queue_batch *out)
     return claim(q, max, block_ms, true, out);
 }
 
-static int ack(queue *q, const queue_job *jobs, size_t n, long long items)
+/* LUA_ACK on shard k for n jobs (chunks of 1000); items as in ack(). */
+static int ack_shard(queue *q, qshard *k, const queue_job *const *jobs, size_t n, long long items)
 {
     enum { CHUNK = 1000 };
-    if (need_consumer(q) != 0)
-        return -1;
     char rate[300], ttl[] = "120", ibuf[24];
-    snprintf(rate, sizeof rate, "%srate:%lld", q->base, (long long)(time_now_ms() / 10000));
-    const char *keys[] = {q->k_proc, q->k_stats, rate};
+    snprintf(rate, sizeof rate, "%srate:%lld", k->base, (long long)(time_now_ms() / 10000));
+    const char *keys[] = {k->k_proc, k->k_stats, rate};
     for (size_t off = 0; off < n; off += CHUNK) {
         size_t m = n - off < CHUNK ? n - off : CHUNK;
         const char *args[CHUNK + 2];
@@ -627,8 +780,8 @@ static int ack(queue *q, const queue_job *jobs, size_t n, long long items)
         args[1] = ibuf;
         lens[1] = strlen(ibuf);
         for (size_t i = 0; i < m; i++) {
-            args[2 + i] = jobs[off + i].data;
-            lens[2 + i] = jobs[off + i].len;
+            args[2 + i] = jobs[off + i]->data;
+            lens[2 + i] = jobs[off + i]->len;
         }
         redisReply *r = eval(q, LUA_ACK, 3, keys, (int)m + 2, args, lens);
         if (!r)
@@ -636,6 +789,50 @@ static int ack(queue *q, const queue_job *jobs, size_t n, long long items)
         freeReplyObject(r);
     }
     return 0;
+}
+
+static int ack(queue *q, const queue_job *jobs, size_t n, long long items)
+{
+    if (need_consumer(q) != 0)
+        return -1;
+    if (n == 0)
+        return 0;
+    const queue_job **pick = malloc(n * sizeof *pick);
+    if (!pick)
+        return fail(q, "out of memory");
+    int rc = 0;
+    /* Per shard, the jobs claimed there. A batch comes from one shard (one claim), so this is
+     * one script in the usual case. The items are shared out in proportion to the jobs (a
+     * consumer acking jobs of several shards at once, like the vendor's, gives one total), so
+     * the shards' sums are exact. Jobs of unknown shard (built by the caller) are acked on
+     * every shard, counted one item per job. */
+    size_t known = 0, done = 0;
+    for (size_t i = 0; i < n; i++)
+        known += job_shard(q, &jobs[i]) != NULL;
+    for (int s = 0; s < q->nsh && rc == 0; s++) {
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++)
+            if (q->nsh == 1 || jobs[i].shard == s + 1)
+                pick[m++] = &jobs[i];
+        if (m) {
+            long long share = items < 0 ? -1
+                                        : items * (long long)(done + m) / (long long)known -
+                                              items * (long long)done / (long long)known;
+            rc = ack_shard(q, &q->sh[s], pick, m, share);
+            done += m;
+        }
+    }
+    for (int s = 0; s < q->nsh && rc == 0 && q->nsh > 1; s++) {
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++)
+            if (!job_shard(q, &jobs[i]))
+                pick[m++] = &jobs[i];
+        if (m == 0)
+            break;
+        rc = ack_shard(q, &q->sh[s], pick, m, -1);
+    }
+    free(pick);
+    return rc;
 }
 
 int queue_ack(queue *q, const queue_job *jobs, size_t n)
@@ -726,15 +923,25 @@ static int settle(queue *q, const queue_job *job, const char *error, bool dead_n
         delay_ms >= 0 ? delay_ms : d / 2 + (long long)(rng_next(q) % (unsigned)(d / 2 + 1));
     char due[32];
     snprintf(due, sizeof due, "%lld", (long long)time_now_ms() + delay);
-    const char *keys[] = {q->k_proc, q->k_delayed, q->k_dead, q->k_stats};
     const char *args[] = {job->data, entry, dead ? "dead" : "retry", due};
     size_t lens[] = {job->len, strlen(entry), strlen(args[2]), strlen(due)};
-    redisReply *r = eval(q, LUA_SETTLE, 4, keys, 4, args, lens);
+    /* The job's shard; unknown: each shard until one held it. */
+    qshard *one = job_shard(q, job);
+    int moved = 0;
+    for (int s = 0; s < q->nsh && !moved; s++) {
+        qshard *k = one ? one : &q->sh[s];
+        const char *keys[] = {k->k_proc, k->k_delayed, k->k_dead, k->k_stats};
+        redisReply *r = eval(q, LUA_SETTLE, 4, keys, 4, args, lens);
+        if (!r) {
+            free(entry);
+            return -1;
+        }
+        moved = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        freeReplyObject(r);
+        if (one)
+            break;
+    }
     free(entry);
-    if (!r)
-        return -1;
-    int moved = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-    freeReplyObject(r);
     if (moved && dead) {
         char eq[200];
         log_warn("queue.dead_letter", "queue=%s attempts=%d error=%s", q->name, attempts,
@@ -759,13 +966,21 @@ int queue_defer(queue *q, const queue_job *job, int64_t due_ms)
         return -1;
     char due[32];
     snprintf(due, sizeof due, "%lld", (long long)due_ms);
-    const char *keys[] = {q->k_proc, q->k_delayed, q->k_stats};
     const char *args[] = {job->data, due};
     size_t lens[] = {job->len, strlen(due)};
-    redisReply *r = eval(q, LUA_DEFER, 3, keys, 2, args, lens);
-    if (!r)
-        return -1;
-    freeReplyObject(r);
+    /* The job's shard; unknown: each shard until one held it. */
+    qshard *one = job_shard(q, job);
+    for (int s = 0; s < q->nsh; s++) {
+        qshard *k = one ? one : &q->sh[s];
+        const char *keys[] = {k->k_proc, k->k_delayed, k->k_stats};
+        redisReply *r = eval(q, LUA_DEFER, 3, keys, 2, args, lens);
+        if (!r)
+            return -1;
+        bool moved = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        freeReplyObject(r);
+        if (one || moved)
+            break;
+    }
     return 0;
 }
 
@@ -786,7 +1001,7 @@ int queue_dead_parts(queue *q, const char *const *parts, const size_t *lens,
         return fail(q, "out of memory");
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
-        queue_job part = {(char *)parts[i], lens ? lens[i] : strlen(parts[i])};
+        queue_job part = {(char *)parts[i], lens ? lens[i] : strlen(parts[i]), 0};
         int attempts;
         bool dead;
         /* annotate() with dead_now builds the entry queue_dead writes. */
@@ -799,8 +1014,8 @@ int queue_dead_parts(queue *q, const char *const *parts, const size_t *lens,
         int a = rconn_append(q->c, "MULTI");
         sent = 1;
         for (size_t i = 0; i < n && a == 0; i++, sent++)
-            a = rconn_append(q->c, "LPUSH %s %s", q->k_dead, entries[i]);
-        a = a ? a : rconn_append(q->c, "HINCRBY %s dead %lld", q->k_stats, (long long)n);
+            a = rconn_append(q->c, "LPUSH %s %s", q->sh[0].k_dead, entries[i]);
+        a = a ? a : rconn_append(q->c, "HINCRBY %s dead %lld", q->sh[0].k_stats, (long long)n);
         a = a ? a : rconn_append(q->c, "EXEC");
         sent += 2;
         if (a != 0)
@@ -832,23 +1047,26 @@ int queue_promote_due(queue *q)
 {
     char now[32];
     snprintf(now, sizeof now, "%lld", (long long)time_now_ms());
-    const char *keys[] = {q->k_delayed, q->k_ready};
-    const char *args[] = {now, "1000"};
-    redisReply *r = eval(q, LUA_PROMOTE, 2, keys, 2, args, NULL);
-    if (!r)
-        return -1;
-    int n = r->type == REDIS_REPLY_INTEGER ? (int)r->integer : 0;
-    freeReplyObject(r);
+    int n = 0;
+    for (int s = 0; s < q->nsh; s++) {
+        const char *keys[] = {q->sh[s].k_delayed, q->sh[s].k_ready};
+        const char *args[] = {now, "1000"};
+        redisReply *r = eval(q, LUA_PROMOTE, 2, keys, 2, args, NULL);
+        if (!r)
+            return -1;
+        n += r->type == REDIS_REPLY_INTEGER ? (int)r->integer : 0;
+        freeReplyObject(r);
+    }
     return n;
 }
 
 /* Run LUA_REAP for consumer cid. Returns jobs moved, -2 if alive, -1 on error. */
-static long long reap_one(queue *q, const char *cid, bool force)
+static long long reap_one(queue *q, qshard *k, const char *cid, bool force)
 {
     char proc[400], hb[400];
-    snprintf(proc, sizeof proc, "%sprocessing:%s", q->base, cid);
-    snprintf(hb, sizeof hb, "%shb:%s", q->base, cid);
-    const char *keys[] = {proc, q->k_ready, q->k_consumers, hb, q->k_stats};
+    snprintf(proc, sizeof proc, "%sprocessing:%s", k->base, cid);
+    snprintf(hb, sizeof hb, "%shb:%s", k->base, cid);
+    const char *keys[] = {proc, k->k_ready, k->k_consumers, hb, k->k_stats};
     const char *args[] = {cid, force ? "force" : "check"};
     redisReply *r = eval(q, LUA_REAP, 5, keys, 2, args, NULL);
     if (!r)
@@ -858,37 +1076,52 @@ static long long reap_one(queue *q, const char *cid, bool force)
     return n < 0 ? -2 : n;
 }
 
-int queue_reap(queue *q)
+static int reap_shard(queue *q, qshard *k, long long *total)
 {
-    redisReply *r = rconn_command(q->c, "SMEMBERS %s", q->k_consumers);
+    redisReply *r = rconn_command(q->c, "SMEMBERS %s", k->k_consumers);
     if (check_reply(q, r, "queue reap") != 0)
         return -1;
-    long long total = 0;
     int rc = 0;
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
         const char *cid = r->element[i]->str;
         if (!cid || !strcmp(cid, q->consumer) || !valid_word(cid, QUEUE_MAX_CONSUMER))
             continue;
-        long long n = reap_one(q, cid, false);
+        long long n = reap_one(q, k, cid, false);
         if (n == -1) {
             rc = -1;
             break;
         }
         if (n >= 0) {
-            total += n;
-            log_warn("queue.reaped", "queue=%s consumer=%s jobs=%lld", q->name, cid, n);
+            *total += n;
+            log_warn("queue.reaped", "queue=%s consumer=%s jobs=%lld shard=%s", q->name, cid, n,
+                     k->base);
         }
     }
     freeReplyObject(r);
-    return rc ? rc : (int)total;
+    return rc;
+}
+
+int queue_reap(queue *q)
+{
+    long long total = 0;
+    for (int s = 0; s < q->nsh; s++)
+        if (reap_shard(q, &q->sh[s], &total) != 0)
+            return -1;
+    return (int)total;
 }
 
 int queue_release_claimed(queue *q)
 {
     if (need_consumer(q) != 0)
         return -1;
-    long long n = reap_one(q, q->consumer, true);
-    return n < 0 ? -1 : (int)n;
+    long long total = 0;
+    for (int s = 0; s < q->nsh; s++) {
+        long long n = reap_one(q, &q->sh[s], q->consumer, true);
+        if (n < 0)
+            return -1;
+        total += n;
+    }
+    return (int)total;
 }
 
 int queue_maintain(queue *q)
@@ -897,6 +1130,8 @@ int queue_maintain(queue *q)
     if (now < q->next_maintain_ms)
         return 0;
     q->next_maintain_ms = now + q->o.reap_interval_ms;
+    if (q->nsh > q->npush)
+        q->sweep_old = true;
     if (q->consumer[0] && queue_heartbeat(q) < 0)
         return -1;
     if (queue_promote_due(q) < 0)
@@ -908,32 +1143,28 @@ int queue_maintain(queue *q)
 
 /* ---- Inspection and operators ------------------------------------------------------------ */
 
-int queue_stats_get(rconn *c, const char *prefix, const char *name, queue_stats *out, char *err,
-                    size_t errlen)
+/* Add shard k's depths and counters to out (and its acked items of the last minute to
+ * *rate_sum). 0 or -1 with err. */
+static int stats_shard(rconn *c, const qshard *k, queue_stats *out, long long *rate_sum, char *err,
+                       size_t errlen)
 {
-    memset(out, 0, sizeof *out);
-    queue *q = queue_open(c, prefix, name, NULL, NULL, err, errlen);
-    if (!q)
-        return -1;
-    snprintf(out->name, sizeof out->name, "%s", name);
     int rc = -1;
     redisReply *r = NULL, *members = NULL;
     long long slot = time_now_ms() / 10000;
     char rk[6][300];
-    int ok = rconn_append(c, "LLEN %s", q->k_ready) == 0 &&
-             rconn_append(c, "ZCARD %s", q->k_delayed) == 0 &&
-             rconn_append(c, "LLEN %s", q->k_dead) == 0 &&
-             rconn_append(c, "HGETALL %s", q->k_stats) == 0 &&
-             rconn_append(c, "SMEMBERS %s", q->k_consumers) == 0;
+    int ok = rconn_append(c, "LLEN %s", k->k_ready) == 0 &&
+             rconn_append(c, "ZCARD %s", k->k_delayed) == 0 &&
+             rconn_append(c, "LLEN %s", k->k_dead) == 0 &&
+             rconn_append(c, "HGETALL %s", k->k_stats) == 0 &&
+             rconn_append(c, "SMEMBERS %s", k->k_consumers) == 0;
     for (int i = 0; ok && i < 6; i++) {
-        snprintf(rk[i], sizeof rk[i], "%srate:%lld", q->base, slot - i);
+        snprintf(rk[i], sizeof rk[i], "%srate:%lld", k->base, slot - i);
         ok = rconn_append(c, "GET %s", rk[i]) == 0;
     }
     if (!ok) {
         snprintf(err, errlen, "redis: %s", rconn_error(c));
         goto out;
     }
-    long long rate_sum = 0;
     for (int i = 0; i < 11; i++) {
         if (rconn_get_reply(c, &r) != 0) {
             snprintf(err, errlen, "redis: %s", rconn_error(c));
@@ -952,32 +1183,32 @@ int queue_stats_get(rconn *c, const char *prefix, const char *name, queue_stats 
         }
         switch (i) {
         case 0:
-            out->ready = r->integer;
+            out->ready += r->integer;
             break;
         case 1:
-            out->delayed = r->integer;
+            out->delayed += r->integer;
             break;
         case 2:
-            out->dead = r->integer;
+            out->dead += r->integer;
             break;
         case 3:
-            for (size_t k = 0; k + 1 < r->elements; k += 2) {
-                const char *f = r->element[k]->str;
-                long long v = strtoll(r->element[k + 1]->str, NULL, 10);
+            for (size_t e = 0; e + 1 < r->elements; e += 2) {
+                const char *f = r->element[e]->str;
+                long long v = strtoll(r->element[e + 1]->str, NULL, 10);
                 if (!strcmp(f, "pushed"))
-                    out->pushed = v;
+                    out->pushed += v;
                 else if (!strcmp(f, "acked"))
-                    out->acked = v;
+                    out->acked += v;
                 else if (!strcmp(f, "items"))
-                    out->items = v;
+                    out->items += v;
                 else if (!strcmp(f, "retried"))
-                    out->retried = v;
+                    out->retried += v;
                 else if (!strcmp(f, "dead"))
-                    out->dead_total = v;
+                    out->dead_total += v;
                 else if (!strcmp(f, "requeued"))
-                    out->requeued = v;
+                    out->requeued += v;
                 else if (!strcmp(f, "reaped"))
-                    out->reaped = v;
+                    out->reaped += v;
             }
             break;
         case 4:
@@ -986,24 +1217,24 @@ int queue_stats_get(rconn *c, const char *prefix, const char *name, queue_stats 
             break;
         default:
             if (r->type == REDIS_REPLY_STRING)
-                rate_sum += strtoll(r->str, NULL, 10);
+                *rate_sum += strtoll(r->str, NULL, 10);
             break;
         }
         if (r)
             freeReplyObject(r);
         r = NULL;
     }
-    /* The current slot is partial: divide by the time actually covered. */
-    double covered = 50.0 + (double)(time_now_ms() % 10000) / 1000.0;
-    out->rate_1m = (double)rate_sum / covered;
-    out->consumers = members ? (long long)members->elements : 0;
+    /* A consumer is registered in every shard: count it once (the first shard's set). */
+    if (out->consumers == 0)
+        out->consumers = members ? (long long)members->elements : 0;
+    bool count_alive = out->alive == 0;
     for (size_t i = 0; members && i < members->elements; i++) {
         const char *cid = members->element[i]->str;
-        redisReply *a = rconn_command(c, "LLEN %sprocessing:%s", q->base, cid);
-        redisReply *b = rconn_command(c, "EXISTS %shb:%s", q->base, cid);
+        redisReply *a = rconn_command(c, "LLEN %sprocessing:%s", k->base, cid);
+        redisReply *b = rconn_command(c, "EXISTS %shb:%s", k->base, cid);
         if (a && a->type == REDIS_REPLY_INTEGER)
             out->inflight += a->integer;
-        if (b && b->type == REDIS_REPLY_INTEGER && b->integer)
+        if (b && b->type == REDIS_REPLY_INTEGER && b->integer && count_alive)
             out->alive++;
         if (a)
             freeReplyObject(a);
@@ -1014,13 +1245,31 @@ int queue_stats_get(rconn *c, const char *prefix, const char *name, queue_stats 
 out:
     if (members)
         freeReplyObject(members);
+    return rc;
+}
+
+int queue_stats_get(rconn *c, const char *prefix, const char *name, queue_stats *out, char *err,
+                    size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    queue *q = queue_open(c, prefix, name, NULL, NULL, err, errlen);
+    if (!q)
+        return -1;
+    snprintf(out->name, sizeof out->name, "%s", name);
+    long long rate_sum = 0;
+    int rc = 0;
+    for (int s = 0; s < q->nsh && rc == 0; s++)
+        rc = stats_shard(c, &q->sh[s], out, &rate_sum, err, errlen);
+    /* The current slot is partial: divide by the time actually covered. */
+    double covered = 50.0 + (double)(time_now_ms() % 10000) / 1000.0;
+    out->rate_1m = (double)rate_sum / covered;
     queue_close(q);
     return rc;
 }
 
-long long queue_dlq_len(queue *q)
+static long long dlq_len_shard(queue *q, const qshard *k)
 {
-    redisReply *r = rconn_command(q->c, "LLEN %s", q->k_dead);
+    redisReply *r = rconn_command(q->c, "LLEN %s", k->k_dead);
     if (check_reply(q, r, "dlq") != 0)
         return -1;
     long long n = r->integer;
@@ -1028,29 +1277,71 @@ long long queue_dlq_len(queue *q)
     return n;
 }
 
+long long queue_dlq_len(queue *q)
+{
+    long long total = 0;
+    for (int s = 0; s < q->nsh; s++) {
+        long long n = dlq_len_shard(q, &q->sh[s]);
+        if (n < 0)
+            return -1;
+        total += n;
+    }
+    return total;
+}
+
+/* Map a dead-letter index over all shards (shard 0's list, then shard 1's...) to a shard and
+ * an index inside it. 0 found, 1 past the end, -1 on error. */
+static int dlq_locate(queue *q, long index, int *shard, long *local)
+{
+    for (int s = 0; s < q->nsh; s++) {
+        long long n = q->nsh == 1 ? index + 1 : dlq_len_shard(q, &q->sh[s]);
+        if (n < 0)
+            return -1;
+        if (index < n) {
+            *shard = s;
+            *local = index;
+            return 0;
+        }
+        index -= (long)n;
+    }
+    return 1;
+}
+
 int queue_dlq_list(queue *q, long start, long count, char ***out)
 {
     *out = NULL;
     if (start < 0 || count <= 0)
         return 0;
-    redisReply *r = rconn_command(q->c, "LRANGE %s %ld %ld", q->k_dead, start, start + count - 1);
-    if (check_reply(q, r, "dlq list") != 0)
-        return -1;
-    char **a = calloc(r->elements + 1, sizeof *a);
-    if (!a) {
-        freeReplyObject(r);
+    char **a = calloc((size_t)count + 1, sizeof *a);
+    if (!a)
         return fail(q, "out of memory");
-    }
     size_t n = 0;
-    for (size_t i = 0; i < r->elements; i++) {
-        if (r->element[i]->type != REDIS_REPLY_STRING)
-            continue;
-        a[n] = strndup(r->element[i]->str, r->element[i]->len);
-        if (!a[n])
-            break;
-        n++;
+    long skip = start;
+    for (int s = 0; s < q->nsh && (long)n < count; s++) {
+        long want = count - (long)n;
+        redisReply *r =
+            rconn_command(q->c, "LRANGE %s %ld %ld", q->sh[s].k_dead, skip, skip + want - 1);
+        if (check_reply(q, r, "dlq list") != 0) {
+            for (size_t i = 0; i < n; i++)
+                free(a[i]);
+            free(a);
+            return -1;
+        }
+        for (size_t i = 0; i < r->elements && (long)n < count; i++) {
+            if (r->element[i]->type != REDIS_REPLY_STRING)
+                continue;
+            a[n] = strndup(r->element[i]->str, r->element[i]->len);
+            if (!a[n])
+                break;
+            n++;
+        }
+        freeReplyObject(r);
+        if (q->nsh > 1 && s + 1 < q->nsh) {
+            /* the next shard starts where this one ended: skip what lay before start */
+            long long len = dlq_len_shard(q, &q->sh[s]);
+            skip = len < 0 ? 0 : (skip > len ? skip - (long)len : 0);
+        }
     }
-    freeReplyObject(r);
     *out = a;
     return (int)n;
 }
@@ -1070,10 +1361,11 @@ static char *requeue_payload(const char *entry, size_t len)
     return out;
 }
 
-/* Take the entry at index from the dead list (requeue or delete). 1 taken, 0 none, -1 error. */
-static int dlq_take(queue *q, long index, bool requeue)
+/* Take the entry at index from shard k's dead list (requeue or delete). 1 taken, 0 none, -1
+ * error. */
+static int dlq_take(queue *q, const qshard *k, long index, bool requeue)
 {
-    redisReply *r = rconn_command(q->c, "LINDEX %s %ld", q->k_dead, index);
+    redisReply *r = rconn_command(q->c, "LINDEX %s %ld", k->k_dead, index);
     if (check_reply(q, r, "dlq") != 0)
         return -1;
     if (r->type != REDIS_REPLY_STRING) {
@@ -1088,7 +1380,7 @@ static int dlq_take(queue *q, long index, bool requeue)
             return fail(q, "dlq: entry %ld has no job to requeue", index);
         }
     }
-    const char *keys[] = {q->k_dead, q->k_ready, q->k_stats};
+    const char *keys[] = {k->k_dead, k->k_ready, k->k_stats};
     const char *args[] = {r->str, job ? job : ""};
     size_t lens[] = {r->len, job ? strlen(job) : 0};
     redisReply *m = eval(q, LUA_DLQ_TAKE, 3, keys, 2, args, lens);
@@ -1104,19 +1396,25 @@ static int dlq_take(queue *q, long index, bool requeue)
 static long long dlq_take_many(queue *q, long index, bool requeue)
 {
     if (index >= 0) {
-        int t = dlq_take(q, index, requeue);
+        int s;
+        long local;
+        int f = dlq_locate(q, index, &s, &local);
+        if (f != 0)
+            return f < 0 ? -1 : 0;
+        int t = dlq_take(q, &q->sh[s], local, requeue);
         return t < 0 ? -1 : t;
     }
     /* All: oldest first (from the tail), so requeued jobs keep their order. */
     long long n = 0;
-    for (;;) {
-        int t = dlq_take(q, -1, requeue);
-        if (t < 0)
-            return -1;
-        if (t == 0)
-            break;
-        n++;
-    }
+    for (int s = 0; s < q->nsh; s++)
+        for (;;) {
+            int t = dlq_take(q, &q->sh[s], -1, requeue);
+            if (t < 0)
+                return -1;
+            if (t == 0)
+                break;
+            n++;
+        }
     return n;
 }
 
@@ -1130,12 +1428,15 @@ long long queue_dlq_purge(queue *q, long index)
     if (index < 0) {
         static const char lua[] = "local n = redis.call('LLEN', KEYS[1])\n"
                                   "redis.call('DEL', KEYS[1])\nreturn n\n";
-        const char *keys[] = {q->k_dead};
-        redisReply *r = eval(q, lua, 1, keys, 0, NULL, NULL);
-        if (!r)
-            return -1;
-        long long n = r->integer;
-        freeReplyObject(r);
+        long long n = 0;
+        for (int s = 0; s < q->nsh; s++) {
+            const char *keys[] = {q->sh[s].k_dead};
+            redisReply *r = eval(q, lua, 1, keys, 0, NULL, NULL);
+            if (!r)
+                return -1;
+            n += r->integer;
+            freeReplyObject(r);
+        }
         return n;
     }
     return dlq_take_many(q, index, false);

@@ -24,6 +24,28 @@
  *   P{NAME}:once:TOKEN         STRING a producer's token already pushed (queue_push_once;
  *                                     expires after the producer's ttl)
  *
+ * Sharded queues (queue.shards = S > 1, for the queues queue_is_sharded names: sends and
+ * receipts, the ones carrying per-message work): one queue is S queues of the layout above
+ * with their own tags, P{NAME:0}: ... P{NAME:S-1}:, each its own slot and so spread over a
+ * cluster's masters. One handle owns all S ("shards"); callers do not change:
+ *   - producers: each push (one batch job, or one call of queue_push_many) goes to the next
+ *     shard round robin; queue_push_once picks the shard by its token, so a replay meets its
+ *     own token;
+ *   - consumers register and beat in every shard and claim from one shard per call, starting
+ *     where the last claim left off (fair: a busy shard cannot starve the others), after one
+ *     pipelined LLEN per shard says which shards have work (an empty shard costs no script); with
+ * nothing ready anywhere they block in BLMOVE on one shard for at most 200 ms and rotate, so an
+ *     idle consumer costs a few commands a second, and a job waits at most one rotation;
+ *   - a claimed job remembers its shard (queue_job.shard), so ack/retry/dead go to it;
+ *   - the reaper, due retries, stats, and the dead letters cover every shard (the dead lists
+ *     read as one list: shard 0's, then shard 1's, ...);
+ *   - the unsharded keys P{NAME}: are drained too (a new consumer, and every consumer once per
+ *     reap_interval_ms, claims from them until they are empty; the reaper and the operator
+ *     commands cover them) but never pushed to: jobs queued before a change of
+ *     queue.shards, and sends that campctl gives back to P{sends}:ready after a pause, are
+ *     not stranded. Shard i's keys are only ever used by scripts with shard i's keys.
+ * With S = 1 the keys are exactly the unsharded ones above.
+ *
  * Job payloads are JSON text (objects), pushed and delivered byte for byte. On a retry the queue
  * adds three bookkeeping members to the object: "_attempts" (failed attempts so far),
  * "_first_at" (ms of the first failure) and "_error" (last error). A dead letter is
@@ -87,6 +109,7 @@ typedef struct queue_opts {
     int backoff_max_ms;   /* cap of the retry delay */
     int heartbeat_ttl_s;  /* a consumer silent this long is dead; its jobs are returned */
     int reap_interval_ms; /* queue_maintain does its work at most this often */
+    int shards;           /* lists of a sharded queue (queue_is_sharded); 0 or 1 = one */
 } queue_opts;
 
 typedef struct queue queue;
@@ -95,6 +118,7 @@ typedef struct queue queue;
 typedef struct queue_job {
     char *data;
     size_t len;
+    int shard; /* 1 + the shard it was claimed from; 0 = unknown (settles search every shard) */
 } queue_job;
 
 /* A claimed batch; init with {0} or queue_batch_init. */
@@ -122,8 +146,17 @@ typedef struct queue_stats {
 
 /* The queue.* settings of cfg. */
 void queue_opts_from_config(queue_opts *o, const minicrm_config *cfg);
-/* Defaults equal to the config defaults (for tools and tests). */
+/* Defaults equal to the config defaults (for tools and tests); shards is the process's
+ * queue.shards as the last queue_opts_from_config saw it (1 before any). */
 void queue_opts_default(queue_opts *o);
+/* Make cfg's queue.shards this process's default (what handles opened with NULL opts and
+ * queue_stats_get use); queue_opts_from_config does it too. Programs call one of them at
+ * start, before any thread opens a queue. */
+void queue_use_config(const minicrm_config *cfg);
+/* Whether queue `name` is split by queue.shards (sends and receipts). */
+bool queue_is_sharded(const char *name);
+/* The shards queue `name` has under opts o (NULL: queue_opts_default): 1 for the rest. */
+int queue_shards_for(const char *name, const queue_opts *o);
 
 /* ---- Handles ------------------------------------------------------------------------------ */
 
@@ -143,8 +176,18 @@ const char *queue_name(const queue *q);
 const char *queue_consumer(const queue *q);
 /* Build "ROLE:HOST:PID" (the default consumer id) into buf. Returns buf. */
 char *queue_consumer_id(const char *role, char *buf, size_t n);
-/* Full key name for a suffix ("ready", "dead", "processing:CID"...) into buf; for tools. */
+/* Full key name for a suffix ("ready", "dead", "processing:CID"...) into buf; for tools. On a
+ * sharded queue: shard 0's key (see queue_shard_key). */
 const char *queue_key(const queue *q, const char *suffix, char *buf, size_t n);
+/* Number of shard key sets a handle covers: 1 unsharded, else S + 1 (the S shards, then the
+ * drained unsharded keys). */
+int queue_nshards(const queue *q);
+/* The key of shard i (0 .. queue_nshards-1) for suffix into buf. */
+const char *queue_shard_key(const queue *q, int i, const char *suffix, char *buf, size_t n);
+/* The key for suffix in the shard `job` was claimed from (shard 0 if unknown), e.g. the
+ * processing list a claimed job sits in. */
+const char *queue_job_key(const queue *q, const queue_job *job, const char *suffix, char *buf,
+                          size_t n);
 
 /* ---- Producing ---------------------------------------------------------------------------- */
 

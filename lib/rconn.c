@@ -11,6 +11,7 @@
 #include "rconn.h"
 
 #include "log.h"
+#include "rcluster.h"
 #include "signals.h"
 #include "timeutil.h"
 
@@ -24,7 +25,8 @@ struct rconn {
     rconn_url url;
     int timeout_ms;
     redisContext *ctx;
-    int pending; /* replies owed by appended commands */
+    int pending;  /* replies owed by appended commands */
+    rcluster *cl; /* redis+cluster:// URL: every call goes through it, ctx stays NULL */
     char err[256];
 };
 
@@ -33,6 +35,18 @@ int rconn_parse_url(const char *url, rconn_url *out, char *err, size_t errlen)
     memset(out, 0, sizeof *out);
     out->port = 6379;
     const char *p = url;
+    if (rcluster_is_url(url)) {
+        /* The first seed stands for the cluster (host, port, credentials); db is 0. */
+        char one[600];
+        const char *rest = url + 16;
+        size_t n = strcspn(rest, ",/");
+        snprintf(one, sizeof one, "redis://%.*s", (int)n, rest);
+        if (strlen(rest) >= sizeof one - 8) {
+            snprintf(err, errlen, "redis cluster URL is too long");
+            return -1;
+        }
+        return rconn_parse_url(one, out, err, errlen);
+    }
     if (strncmp(p, "redis://", 8) != 0) {
         snprintf(err, errlen, "redis URL must start with redis://");
         return -1;
@@ -90,6 +104,10 @@ rconn *rconn_new(const char *url, int timeout_ms, char *err, size_t errlen)
         return NULL;
     }
     c->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
+    if (rcluster_is_url(url) && !(c->cl = rcluster_new(url, c->timeout_ms, err, errlen))) {
+        free(c);
+        return NULL;
+    }
     return c;
 }
 
@@ -106,12 +124,44 @@ void rconn_free(rconn *c)
     if (!c)
         return;
     drop(c);
+    rcluster_free(c->cl);
     free(c);
 }
 
 const char *rconn_error(const rconn *c)
 {
-    return c->err;
+    return c->cl ? rcluster_error(c->cl) : c->err;
+}
+
+bool rconn_is_cluster(const rconn *c)
+{
+    return c->cl != NULL;
+}
+
+rcluster *rconn_cluster(rconn *c)
+{
+    return c->cl;
+}
+
+/* ---- Cluster mode: format here, route in rcluster ---------------------------------------- */
+
+static redisReply *cluster_run(rconn *c, char *cmd, int len)
+{
+    if (len < 0 || !cmd) {
+        snprintf(c->err, sizeof c->err, "redis: cannot format command");
+        return NULL;
+    }
+    redisReply *r = rcluster_command_formatted(c->cl, cmd, (size_t)len);
+    redisFreeCommand(cmd);
+    return r;
+}
+
+static int cluster_append(rconn *c, char *cmd, int len)
+{
+    if (len < 0 || !cmd)
+        return -1;
+    /* rcluster frees with free(): hiredis 0.14 allocates formatted commands with malloc. */
+    return rcluster_append_formatted(c->cl, cmd, (size_t)len);
 }
 
 redisContext *rconn_context(rconn *c)
@@ -209,6 +259,11 @@ static bool is_io_error(const redisContext *ctx)
 
 redisReply *rconn_command_argv(rconn *c, int argc, const char **argv, const size_t *argvlen)
 {
+    if (c->cl) {
+        char *cmd = NULL;
+        int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+        return cluster_run(c, cmd, len);
+    }
     int64_t deadline = time_mono_ms() + c->timeout_ms;
     int delay = 50;
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -236,6 +291,14 @@ redisReply *rconn_command_argv(rconn *c, int argc, const char **argv, const size
 
 redisReply *rconn_command(rconn *c, const char *fmt, ...)
 {
+    if (c->cl) {
+        char *cmd = NULL;
+        va_list ap;
+        va_start(ap, fmt);
+        int len = redisvFormatCommand(&cmd, fmt, ap);
+        va_end(ap);
+        return cluster_run(c, cmd, len);
+    }
     int64_t deadline = time_mono_ms() + c->timeout_ms;
     int delay = 50;
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -262,6 +325,14 @@ redisReply *rconn_command(rconn *c, const char *fmt, ...)
 
 int rconn_append(rconn *c, const char *fmt, ...)
 {
+    if (c->cl) {
+        char *cmd = NULL;
+        va_list ap;
+        va_start(ap, fmt);
+        int len = redisvFormatCommand(&cmd, fmt, ap);
+        va_end(ap);
+        return cluster_append(c, cmd, len);
+    }
     if (!c->ctx && ensure_connected(c) != 0)
         return -1;
     va_list ap;
@@ -279,6 +350,11 @@ int rconn_append(rconn *c, const char *fmt, ...)
 
 int rconn_append_argv(rconn *c, int argc, const char **argv, const size_t *argvlen)
 {
+    if (c->cl) {
+        char *cmd = NULL;
+        int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+        return cluster_append(c, cmd, len);
+    }
     if (!c->ctx && ensure_connected(c) != 0)
         return -1;
     if (redisAppendCommandArgv(c->ctx, argc, argv, argvlen) != REDIS_OK) {
@@ -293,6 +369,8 @@ int rconn_append_argv(rconn *c, int argc, const char **argv, const size_t *argvl
 int rconn_get_reply(rconn *c, redisReply **reply)
 {
     *reply = NULL;
+    if (c->cl)
+        return rcluster_get_reply(c->cl, reply);
     if (!c->ctx || c->pending <= 0) {
         snprintf(c->err, sizeof c->err, "redis: no pipelined reply pending (connection lost)");
         return -1;
@@ -310,6 +388,8 @@ int rconn_get_reply(rconn *c, redisReply **reply)
 
 int rconn_ping(rconn *c)
 {
+    if (c->cl)
+        return rcluster_ping(c->cl);
     if (c->pending)
         drop(c);
     if (!c->ctx && connect_once(c) != 0)

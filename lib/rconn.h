@@ -1,7 +1,11 @@
 /*
  * rconn: a Redis connection (hiredis) with URL parsing, reconnect and backoff.
  *
- * URLs: redis://[[user]:password@]host[:port][/db] (default port 6379, db 0). rconn_command()
+ * URLs: redis://[[user]:password@]host[:port][/db] (default port 6379, db 0), or
+ * redis+cluster://[[user]:password@]host1:port1,host2:port2[/] for a Redis Cluster: then every
+ * call below is routed by lib/rcluster (slot map, MOVED/ASK, failover, pipelines split per
+ * node; see rcluster.h) and rconn_context() is NULL. A plain redis:// connection never
+ * touches rcluster: one pointer test per call. rconn_command()
  * runs one command; if the connection is broken it reconnects (AUTH and SELECT again) with
  * exponential backoff up to the configured timeout, then retries the command once; a server
  * still loading its data (-LOADING) is waited for the same way. Pipelines:
@@ -27,7 +31,8 @@ typedef struct rconn_url {
 
 typedef struct rconn rconn;
 
-/* Parse a redis:// URL. Returns 0, or -1 with a message in err. */
+/* Parse a redis:// URL (a redis+cluster:// URL: its first node, db 0). Returns 0, or -1 with a
+ * message in err. */
 int rconn_parse_url(const char *url, rconn_url *out, char *err, size_t errlen);
 
 /* Connect (with timeout_ms for connect and each command). Returns NULL with err filled if the
@@ -52,7 +57,11 @@ int rconn_get_reply(rconn *c, redisReply **reply);
 int rconn_ping(rconn *c);
 /* Last error message (static per connection). */
 const char *rconn_error(const rconn *c);
-/* The underlying hiredis context (may be NULL while disconnected). */
+/* The underlying hiredis context (may be NULL while disconnected; always NULL on a cluster). */
 redisContext *rconn_context(rconn *c);
+/* Whether this connection talks to a Redis Cluster (a redis+cluster:// URL). */
+bool rconn_is_cluster(const rconn *c);
+/* The cluster client behind a cluster connection (NULL otherwise), for tools and tests. */
+struct rcluster *rconn_cluster(rconn *c);
 
 #endif

@@ -135,6 +135,7 @@ typedef struct vsim {
     campctl_view view;
     long long acked_epoch;
     char k_proc[300];
+    char procsuffix[QUEUE_MAX_CONSUMER + 16]; /* "processing:CID", for a job's own shard */
     const char *cons;
     long long held_jobs, dropped_jobs; /* jobs of paused (held) and cancelled (dropped) campaigns */
     /* Rate limits: the shared limiters, the pacer holding sends not yet allowed out, the fake
@@ -394,8 +395,11 @@ static int process_jobs(vsim *v, queue *q, queue_batch *b)
             if (!chex && jobs_sends_next(&peek, &first, &pw) > 0)
                 chex = first.campaign_id;
             if (chex && strlen(chex) == 24 && campctl_view_flag(&v->view, chex) != CAMPCTL_RUN) {
-                int hr =
-                    campctl_hold(v->rc, v->cfg->redis.prefix, v->k_proc, qj->data, qj->len, chex);
+                /* the processing list of the shard the job was claimed from (queue.shards) */
+                char kp[300];
+                const char *pk =
+                    q == v->q ? queue_job_key(q, qj, v->procsuffix, kp, sizeof kp) : v->k_proc;
+                int hr = campctl_hold(v->rc, v->cfg->redis.prefix, pk, qj->data, qj->len, chex);
                 if (hr < 0) {
                     log_warn("vendor.redis_error", "detail=\"%s\"", rconn_error(v->rc));
                     rc = -1;
@@ -800,9 +804,8 @@ int main(int argc, char **argv)
                                                   : "cannot set up HMAC-SHA256");
         goto out;
     }
-    char procsuffix[QUEUE_MAX_CONSUMER + 16];
-    snprintf(procsuffix, sizeof procsuffix, "processing:%s", cid);
-    queue_key(v.q, procsuffix, v.k_proc, sizeof v.k_proc);
+    snprintf(v.procsuffix, sizeof v.procsuffix, "processing:%s", cid);
+    queue_key(v.q, v.procsuffix, v.k_proc, sizeof v.k_proc);
     snprintf(v.k_rejected, sizeof v.k_rejected, "%s{vendor}:rejected:%s", cfg.redis.prefix,
              cfg.vendor_sim.name);
     /* The consumer loop (lib/consumer) holds jobs across turns: it claims fresh jobs only,

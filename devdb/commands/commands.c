@@ -311,19 +311,27 @@ static int cmd_configurefailpoint(cmd_ctx *x, bson_t *reply, bson_error_t *err)
     return 0;
 }
 
-/* The command's writeConcern asks for the journal ({j: true} or {fsync: true}). */
+/* The command's writeConcern asks for the journal ({j: true} or {fsync: true}), or for
+ * w: "majority" without j: false: a standalone mongod acknowledges a majority write once it is
+ * in its journal (writeConcernMajorityJournalDefault), and devdb answers as a standalone. */
 static bool wants_journal(const bson_t *cmd)
 {
     bson_iter_t it, w;
     if (!bson_iter_init_find(&it, cmd, "writeConcern") || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
         !bson_iter_recurse(&it, &w))
         return false;
+    bool majority = false, j_off = false;
     while (bson_iter_next(&w)) {
         const char *k = bson_iter_key(&w);
         if ((!strcmp(k, "j") || !strcmp(k, "fsync")) && bson_iter_as_bool(&w))
             return true;
+        if (!strcmp(k, "j") && !bson_iter_as_bool(&w))
+            j_off = true;
+        if (!strcmp(k, "w") && BSON_ITER_HOLDS_UTF8(&w) &&
+            !strcmp(bson_iter_utf8(&w, NULL), "majority"))
+            majority = true;
     }
-    return false;
+    return majority && !j_off;
 }
 
 static int cmd_serverstatus(cmd_ctx *x, bson_t *reply, bson_error_t *err)

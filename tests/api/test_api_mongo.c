@@ -442,12 +442,45 @@ TEST(durable_write_concern_modes)
     dbpool_free(p);
 }
 
+/* The production connection string's options reach the driver unchanged: a replica set's seed
+ * list and name, readPreference, retryWrites, w and journal (dbpool only adds timeouts the URI
+ * does not set). */
+TEST(uri_options_reach_the_driver)
+{
+    char err[200];
+    dbpool *p = dbpool_new("mongodb://db1:27017,db2:27018,db3:27019/crm?replicaSet=rs0"
+                           "&readPreference=secondaryPreferred&retryWrites=true&w=majority"
+                           "&journal=true&socketTimeoutMS=12345",
+                           2, 1000, "t", err, sizeof err);
+    CHECK_MSG(p != NULL, "%s", err);
+    CHECK_STR_EQ(dbpool_db_name(p), "crm");
+    CHECK_INT_EQ(dbpool_socket_timeout_ms(p), 12345);
+    mongoc_client_t *cl = dbpool_pop(p);
+    const mongoc_uri_t *u = mongoc_client_get_uri(cl);
+    int nhosts = 0;
+    for (const mongoc_host_list_t *h = mongoc_uri_get_hosts(u); h; h = h->next)
+        nhosts++;
+    CHECK_INT_EQ(nhosts, 3);
+    CHECK_STR_EQ(mongoc_uri_get_replica_set(u), "rs0");
+    CHECK(mongoc_uri_get_option_as_bool(u, MONGOC_URI_RETRYWRITES, false));
+    CHECK_INT_EQ(mongoc_read_prefs_get_mode(mongoc_client_get_read_prefs(cl)),
+                 MONGOC_READ_SECONDARY_PREFERRED);
+    const mongoc_write_concern_t *wc = mongoc_client_get_write_concern(cl);
+    CHECK_INT_EQ(mongoc_write_concern_get_w(wc), MONGOC_WRITE_CONCERN_W_MAJORITY);
+    CHECK(mongoc_write_concern_get_journal(wc));
+    /* durable writes then use the URI's own concern ("uri") */
+    CHECK_INT_EQ(dbpool_set_durable_wc(p, "auto", err, sizeof err), 0);
+    CHECK_STR_EQ(dbpool_durable_wc_name(p), "uri");
+    dbpool_push(p, cl);
+    dbpool_free(p);
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
-        TEST_ENTRY(list_sorts_are_index_served), TEST_ENTRY(read_past_max_time_is_504),
-        TEST_ENTRY(counts_say_what_they_are),    TEST_ENTRY(index_builder_tries_every_index),
-        TEST_ENTRY(durable_write_concern_modes),
+        TEST_ENTRY(uri_options_reach_the_driver),    TEST_ENTRY(list_sorts_are_index_served),
+        TEST_ENTRY(read_past_max_time_is_504),       TEST_ENTRY(counts_say_what_they_are),
+        TEST_ENTRY(index_builder_tries_every_index), TEST_ENTRY(durable_write_concern_modes),
     };
     /* Holds libmongoc's initialisation (dbpool counts its users) for the whole run. */
     char err[200];

@@ -343,10 +343,23 @@ TEST(journal_write_concern_waits_for_fsync)
                    NULL, &err),
               "%s", err.message);
     CHECK_INT_EQ(commit_syncs(cl), s0 + 2);
+    /* w: "majority" alone syncs too, as on a standalone mongod; with j: false it does not */
+    CHECK_MSG(cmdj(cl, env.db_name,
+                   "{\"insert\": \"j\", \"documents\": [{\"_id\": 4}], \"writeConcern\": {\"w\": "
+                   "\"majority\"}}",
+                   NULL, &err),
+              "%s", err.message);
+    CHECK_INT_EQ(commit_syncs(cl), s0 + 3);
+    CHECK_MSG(cmdj(cl, env.db_name,
+                   "{\"insert\": \"j\", \"documents\": [{\"_id\": 5}], \"writeConcern\": {\"w\": "
+                   "\"majority\", \"j\": false}}",
+                   NULL, &err),
+              "%s", err.message);
+    CHECK_INT_EQ(commit_syncs(cl), s0 + 3);
     /* a read with a j: true concern has nothing to sync */
     CHECK_MSG(cmdj(cl, env.db_name, "{\"find\": \"j\", \"filter\": {}}", NULL, &err), "%s",
               err.message);
-    CHECK_INT_EQ(commit_syncs(cl), s0 + 2);
+    CHECK_INT_EQ(commit_syncs(cl), s0 + 3);
     mongoc_client_destroy(cl);
     testenv_kill_wait(pid, SIGTERM, 10000);
     snprintf(uri, sizeof uri, "%s", saved);
