@@ -856,34 +856,6 @@ int api_field_num(http_request *req, json_t *body, const char *field, bool requi
     return 0;
 }
 
-bool api_email_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n < 3 || n > 254)
-        return false;
-    const char *at = strchr(s, '@');
-    if (!at || at == s || strchr(at + 1, '@') || (size_t)(at - s) > 64)
-        return false;
-    for (const char *p = s; p < at; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c <= ' ' || c >= 127 || strchr("()<>,;:\\\"[]", c))
-            return false;
-    }
-    const char *d = at + 1;
-    if (!*d || !strchr(d, '.'))
-        return false;
-    char prev = '.';
-    for (const char *p = d; *p; p++) {
-        char c = (char)tolower((unsigned char)*p);
-        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c == '-' && prev != '.') ||
-                  (c == '.' && prev != '.' && prev != '-');
-        if (!ok)
-            return false;
-        prev = c;
-    }
-    return prev != '.' && prev != '-';
-}
-
 int api_push_jobs(http_request *req, const char *name, const char *const *jobs, const size_t *lens,
                   size_t n)
 {

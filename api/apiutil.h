@@ -171,8 +171,6 @@ int api_field_str(http_request *req, json_t *body, const char *field, bool requi
  * absent/null. */
 int api_field_num(http_request *req, json_t *body, const char *field, bool required, double min,
                   bool min_exclusive, double max, double *out, bool *present);
-/* True if s looks like an e-mail address (local@domain.tld, no spaces, <= 254 bytes). */
-bool api_email_valid(const char *s);
 
 /* Push n JSON jobs (lib/jobs) onto queue `name` (lib/queue) in one pipelined round trip. 0, or
  * -1 (logged, the request not answered: for handlers that keep their answer). */

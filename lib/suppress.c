@@ -51,36 +51,42 @@ static void set_err(bson_error_t *e, const char *msg)
         bson_set_error(e, 0, 0, "%s", msg);
 }
 
-int suppress_email_norm(const char *in, char out[SUPPRESS_EMAIL_MAX + 1])
+bool suppress_email_valid(const char *s)
 {
-    out[0] = '\0';
-    if (!in)
-        return -1;
-    size_t n = strlen(in);
+    if (!s)
+        return false;
+    size_t n = strlen(s);
     if (n < 3 || n > SUPPRESS_EMAIL_MAX)
-        return -1;
-    const char *at = strchr(in, '@');
-    if (!at || at == in || strchr(at + 1, '@') || (size_t)(at - in) > 64)
-        return -1;
-    for (const char *p = in; p < at; p++) {
+        return false;
+    const char *at = strchr(s, '@');
+    if (!at || at == s || strchr(at + 1, '@') || (size_t)(at - s) > 64)
+        return false;
+    for (const char *p = s; p < at; p++) {
         unsigned char c = (unsigned char)*p;
         if (c <= ' ' || c >= 127 || strchr("()<>,;:\\\"[]", c))
-            return -1;
+            return false;
     }
     const char *d = at + 1;
     if (!*d || !strchr(d, '.'))
-        return -1;
+        return false;
     char prev = '.';
     for (const char *p = d; *p; p++) {
         char c = (char)tolower((unsigned char)*p);
         bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c == '-' && prev != '.') ||
                   (c == '.' && prev != '.' && prev != '-');
         if (!ok)
-            return -1;
+            return false;
         prev = c;
     }
-    if (prev == '.' || prev == '-')
+    return prev != '.' && prev != '-';
+}
+
+int suppress_email_norm(const char *in, char out[SUPPRESS_EMAIL_MAX + 1])
+{
+    out[0] = '\0';
+    if (!suppress_email_valid(in))
         return -1;
+    size_t n = strlen(in);
     for (size_t i = 0; i <= n; i++)
         out[i] = (char)tolower((unsigned char)in[i]);
     return 0;
