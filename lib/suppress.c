@@ -92,6 +92,21 @@ int suppress_email_norm(const char *in, char out[SUPPRESS_EMAIL_MAX + 1])
     return 0;
 }
 
+/* Copy doc's "email" string into out. False when doc has none or it is longer than an address
+ * can be (such a document is skipped, not an error). */
+static bool doc_email(const bson_t *doc, char out[SUPPRESS_EMAIL_MAX + 1])
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, doc, "email") || !BSON_ITER_HOLDS_UTF8(&it))
+        return false;
+    uint32_t len;
+    const char *s = bson_iter_utf8(&it, &len);
+    if (len > SUPPRESS_EMAIL_MAX)
+        return false;
+    memcpy(out, s, len + 1);
+    return true;
+}
+
 static bool hex24(const char *s)
 {
     if (!s || strlen(s) != 24)
@@ -392,14 +407,8 @@ static int stream_emails(mongoc_collection_t *coll, const bson_t *filter, batch_
     const bson_t *doc;
     int n = 0, rc = 0;
     while (rc == 0 && mongoc_cursor_next(cur, &doc)) {
-        bson_iter_t it;
-        if (!bson_iter_init_find(&it, doc, "email") || !BSON_ITER_HOLDS_UTF8(&it))
+        if (!doc_email(doc, batch[n]))
             continue;
-        uint32_t len;
-        const char *s = bson_iter_utf8(&it, &len);
-        if (len > SUPPRESS_EMAIL_MAX)
-            continue;
-        memcpy(batch[n], s, len + 1);
         if (++n == REBUILD_BATCH) {
             rc = fn(ctx, batch, n, e);
             n = 0;
@@ -530,14 +539,9 @@ int suppress_notify_pending(mongoc_collection_t *supps, struct queue *events, in
     int64_t ats[64];
     int n = 0;
     while (n < 64 && n < max && mongoc_cursor_next(cur, &doc)) {
+        if (!doc_email(doc, emails[n]))
+            continue;
         bson_iter_t it;
-        if (!bson_iter_init_find(&it, doc, "email") || !BSON_ITER_HOLDS_UTF8(&it))
-            continue;
-        uint32_t len;
-        const char *s = bson_iter_utf8(&it, &len);
-        if (len > SUPPRESS_EMAIL_MAX)
-            continue;
-        memcpy(emails[n], s, len + 1);
         ats[n] = bson_iter_init_find(&it, doc, "at") && BSON_ITER_HOLDS_DATE_TIME(&it)
                      ? bson_iter_date_time(&it)
                      : older_than;
