@@ -274,6 +274,25 @@ int api_page_skip(http_request *req, long page, long limit, long *skip)
     return -1;
 }
 
+int api_newest_position(http_request *req, long page, long limit, bson_t *filter, long *skip)
+{
+    const char *after = http_query(req, "after");
+    *skip = 0;
+    return after ? api_after_newest(req, after, filter) : api_page_skip(req, page, limit, skip);
+}
+
+int api_filter_customer(http_request *req, bson_t *filter)
+{
+    const char *cust = http_query(req, "customer_id");
+    bson_oid_t oid;
+    if (!cust || !*cust)
+        return 0;
+    if (api_parse_oid(req, "customer_id", cust, &oid) != 0)
+        return -1;
+    BSON_APPEND_OID(filter, "customer_id", &oid);
+    return 0;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Keyset of the newest-first lists                                                           */
 /* ------------------------------------------------------------------------------------------ */
