@@ -531,3 +531,9 @@ long long pipeh_stale_tokens(pipeh *h, const bson_oid_t *cid,
     mongoc_collection_destroy(camps);
     return stale;
 }
+
+int pipeh_rand(unsigned *state, int lo, int hi)
+{
+    *state = *state * 1103515245u + 12345u;
+    return lo + (int)((*state >> 8) % (unsigned)(hi - lo + 1));
+}

@@ -83,6 +83,9 @@ const char *pipeh_logfile(pipeh *h, int which);
 int pipeh_start_all(pipeh *h);
 /* Sleep ms milliseconds (pacing and poll intervals). */
 void pipeh_sleep_ms(int ms);
+/* A pseudo-random int in [lo, hi] from the test's own state (a fixed seed gives the same
+ * sequence every run: kill moments are varied, yet reproducible). */
+int pipeh_rand(unsigned *state, int lo, int hi);
 
 /* An HTTP answer, owned by the caller: the status (0: no answer), the body (truncated to fit,
  * NUL-terminated), the Content-Type value ("" when none) and whether the answer carried

@@ -30,12 +30,6 @@
 static pipeh h;
 static unsigned rnd_state = 4242;
 
-static int rnd(int lo, int hi)
-{
-    rnd_state = rnd_state * 1103515245u + 12345u;
-    return lo + (int)((rnd_state >> 8) % (unsigned)(hi - lo + 1));
-}
-
 /* A log moved by counter token tok carries it as its ctok. */
 static void moved_by_ctok(bson_t *f, const char *tok)
 {
@@ -75,7 +69,7 @@ TEST(counters_converge_after_receipts_kill9)
                 continue;
             fresh = false;
         }
-        pipeh_sleep_ms(rnd(20, 300));
+        pipeh_sleep_ms(pipeh_rand(&rnd_state, 20, 300));
         pipeh_kill(&h, PH_RECEIPTS, SIGKILL);
         kills++;
         orphans = pipeh_stale_tokens(&h, &cid, moved_by_ctok);

@@ -56,12 +56,6 @@
 static pipeh h;
 static unsigned rnd_state = 777;
 
-static int rnd(int lo, int hi)
-{
-    rnd_state = rnd_state * 1103515245u + 12345u;
-    return lo + (int)((rnd_state >> 8) % (unsigned)(hi - lo + 1));
-}
-
 /* A log whose event (opened, clicked, complained) was recorded by counter token tok carries
  * tok as that event's token (campaign_log_event_token). */
 static void moved_by_event_token(bson_t *f, const char *tok)
@@ -216,7 +210,7 @@ TEST(exact_event_counters_under_receipts_kill9)
         while (time_mono_ms() < until && read_campaign(&cid, &cr) == 0 &&
                cr.c.sent + cr.c.failed + cr.c.opened + cr.c.clicked + cr.c.complained == before)
             pipeh_sleep_ms(10);
-        pipeh_sleep_ms(rnd(20, 300));
+        pipeh_sleep_ms(pipeh_rand(&rnd_state, 20, 300));
         pipeh_kill(&h, PH_RECEIPTS, SIGKILL);
         kills++;
         long long s = pipeh_stale_tokens(&h, &cid, moved_by_event_token);

@@ -28,12 +28,6 @@
 static pipeh h;
 static unsigned rnd_state = 12345;
 
-static int rnd(int lo, int hi)
-{
-    rnd_state = rnd_state * 1103515245u + 12345u;
-    return lo + (int)((rnd_state >> 8) % (unsigned)(hi - lo + 1));
-}
-
 static long long expected_audience(double min_spend, char domain)
 {
     long long n = 0;
@@ -160,12 +154,12 @@ TEST(kill9_each_process_mid_campaign)
               "campaign finished before the first kill");
     int kills_mid_flight = 0;
     for (int k = 0; k < 9; k++) {
-        pipeh_sleep_ms(rnd(20, 250));
+        pipeh_sleep_ms(pipeh_rand(&rnd_state, 20, 250));
         ph_campaign c;
         if (pipeh_read(&h, &cid, &c) == 0 && strcmp(c.status, "COMPLETED") != 0)
             kills_mid_flight++;
         pipeh_kill(&h, victims[k % 3], SIGKILL);
-        pipeh_sleep_ms(rnd(0, 200));
+        pipeh_sleep_ms(pipeh_rand(&rnd_state, 0, 200));
         CHECK(pipeh_start_all(&h) == 0);
     }
     fprintf(stderr, "  kills while the campaign was running: %d of 9\n", kills_mid_flight);
