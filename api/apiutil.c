@@ -274,6 +274,25 @@ int api_page_skip(http_request *req, long page, long limit, long *skip)
     return -1;
 }
 
+int api_newest_position(http_request *req, long page, long limit, bson_t *filter, long *skip)
+{
+    const char *after = http_query(req, "after");
+    *skip = 0;
+    return after ? api_after_newest(req, after, filter) : api_page_skip(req, page, limit, skip);
+}
+
+int api_filter_customer(http_request *req, bson_t *filter)
+{
+    const char *cust = http_query(req, "customer_id");
+    bson_oid_t oid;
+    if (!cust || !*cust)
+        return 0;
+    if (api_parse_oid(req, "customer_id", cust, &oid) != 0)
+        return -1;
+    BSON_APPEND_OID(filter, "customer_id", &oid);
+    return 0;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Keyset of the newest-first lists                                                           */
 /* ------------------------------------------------------------------------------------------ */
@@ -854,34 +873,6 @@ int api_field_num(http_request *req, json_t *body, const char *field, bool requi
     *out = d;
     *present = true;
     return 0;
-}
-
-bool api_email_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n < 3 || n > 254)
-        return false;
-    const char *at = strchr(s, '@');
-    if (!at || at == s || strchr(at + 1, '@') || (size_t)(at - s) > 64)
-        return false;
-    for (const char *p = s; p < at; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c <= ' ' || c >= 127 || strchr("()<>,;:\\\"[]", c))
-            return false;
-    }
-    const char *d = at + 1;
-    if (!*d || !strchr(d, '.'))
-        return false;
-    char prev = '.';
-    for (const char *p = d; *p; p++) {
-        char c = (char)tolower((unsigned char)*p);
-        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c == '-' && prev != '.') ||
-                  (c == '.' && prev != '.' && prev != '-');
-        if (!ok)
-            return false;
-        prev = c;
-    }
-    return prev != '.' && prev != '-';
 }
 
 int api_push_jobs(http_request *req, const char *name, const char *const *jobs, const size_t *lens,

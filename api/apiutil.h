@@ -146,6 +146,12 @@ long api_skip(long page, long limit);
 /* The same for a ?page= of a list, bounded: a skip over api.max_skip documents (a deep skip
  * costs O(skip) on MongoDB too) answers 400 pointing to ?after= and returns -1. */
 int api_page_skip(http_request *req, long page, long limit, long *skip);
+/* Where a newest-first list starts: with ?after= append api_after_newest's filter (*skip 0),
+ * else *skip of page (api_page_skip). 0, or -1 after answering 400. */
+int api_newest_position(http_request *req, long page, long limit, bson_t *filter, long *skip);
+/* ?customer_id= (optional; empty means all) as {customer_id: oid} appended to filter. 0, or -1
+ * after answering 400 for a malformed id. */
+int api_filter_customer(http_request *req, bson_t *filter);
 
 /* The request body as a JSON object (owned by the request), or NULL after answering: 415/400
  * from http_json_body, or 400 "body must be a JSON object<hint>" for any other JSON value
@@ -171,8 +177,6 @@ int api_field_str(http_request *req, json_t *body, const char *field, bool requi
  * absent/null. */
 int api_field_num(http_request *req, json_t *body, const char *field, bool required, double min,
                   bool min_exclusive, double max, double *out, bool *present);
-/* True if s looks like an e-mail address (local@domain.tld, no spaces, <= 254 bytes). */
-bool api_email_valid(const char *s);
 
 /* Push n JSON jobs (lib/jobs) onto queue `name` (lib/queue) in one pipelined round trip. 0, or
  * -1 (logged, the request not answered: for handlers that keep their answer). */

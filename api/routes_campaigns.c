@@ -480,7 +480,6 @@ static void h_list(api_ctx *app, http_request *req)
     long limit, page, skip = 0;
     if (api_paging(req, 100, &limit, &page) != 0)
         return;
-    const char *after = http_query(req, "after");
     const char *tag = http_query(req, "tag");
     if (tag && strlen(tag) > 100) {
         http_error(req, 400, "tag must be at most 100 characters");
@@ -507,8 +506,7 @@ static void h_list(api_ctx *app, http_request *req)
         }
         bson_append_array_end(&filter, &arr);
     }
-    if (after ? api_after_newest(req, after, &filter) == 0
-              : api_page_skip(req, page, limit, &skip) == 0) {
+    if (api_newest_position(req, page, limit, &filter, &skip) == 0) {
         api_query q = {.coll = DB_CAMPAIGNS,
                        .filter = &filter,
                        .sort = API_SORT_NEWEST,

@@ -32,16 +32,9 @@ static void h_list(api_ctx *app, http_request *req)
     /* ?customer_id= keeps one customer's messages (the dashboard's customer page). No index
      * has customer_id first: MongoDB walks the newest-first index and filters, which is quick
      * for a customer with recent messages and ends at maxTimeMS (504) otherwise. */
-    const char *cust = http_query(req, "customer_id");
-    bson_oid_t cust_oid;
-    if (cust && *cust && api_parse_oid(req, "customer_id", cust, &cust_oid) != 0)
-        return;
-    const char *after = http_query(req, "after");
     bson_t filter = BSON_INITIALIZER;
-    if (cust && *cust)
-        BSON_APPEND_OID(&filter, "customer_id", &cust_oid);
-    if (after ? api_after_newest(req, after, &filter) != 0
-              : api_page_skip(req, page, limit, &skip) != 0) {
+    if (api_filter_customer(req, &filter) != 0 ||
+        api_newest_position(req, page, limit, &filter, &skip) != 0) {
         bson_destroy(&filter);
         return;
     }
@@ -63,6 +56,7 @@ static void h_list(api_ctx *app, http_request *req)
     /* The answer written as text: the same bytes json_pack("{s:I,s:I,s:I,s:b,s:I,s:o}") gave,
      * with the page from api_query_text (no jansson tree). */
     jsonx_buf b = {0};
+    const char *after = http_query(req, "after");
     int rc = api_count_estimate(coll, &total, &e);
     mongoc_collection_destroy(coll);
     if (rc == 0) {

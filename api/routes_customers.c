@@ -64,7 +64,7 @@ static void h_create(api_ctx *app, http_request *req)
         api_field_num(req, body, "total_spend", false, 0, false, 1e12, &spend, &has_spend) ||
         api_field_str(req, body, "last_visit_date", false, 64, &lvd))
         return;
-    if (!api_email_valid(email)) {
+    if (!suppress_email_valid(email)) {
         http_error(req, 400, "email must be a valid e-mail address");
         return;
     }

@@ -145,16 +145,9 @@ static void h_list(api_ctx *app, http_request *req)
         return;
     /* ?customer_id= keeps one customer's orders (index customer_id_1; the dashboard's
      * customer page). */
-    const char *cust = http_query(req, "customer_id");
-    bson_oid_t cust_oid;
-    if (cust && *cust && api_parse_oid(req, "customer_id", cust, &cust_oid) != 0)
-        return;
-    const char *after = http_query(req, "after");
     bson_t filter = BSON_INITIALIZER;
-    if (cust && *cust)
-        BSON_APPEND_OID(&filter, "customer_id", &cust_oid);
-    if (after ? api_after_newest(req, after, &filter) == 0
-              : api_page_skip(req, page, limit, &skip) == 0) {
+    if (api_filter_customer(req, &filter) == 0 &&
+        api_newest_position(req, page, limit, &filter, &skip) == 0) {
         static const api_ref refs[] = {{"customer_id", DB_CUSTOMERS, API_CUSTOMER_REF_FIELDS},
                                        {NULL, NULL, NULL}};
         api_query q = {.coll = DB_ORDERS,

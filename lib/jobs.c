@@ -611,11 +611,51 @@ static bool event_id_ok(const char *id, size_t n)
     return n == JOBS_EVENT_ID_LEN && memcmp(id, "evt_", 4) == 0 && hex_of_len(id + 4, 24);
 }
 
+/* An event's data is a JSON object written by the caller: braces at both ends, within the cap. */
+static bool event_data_ok(const char *data, size_t datalen)
+{
+    return data && datalen >= 2 && datalen <= JOBS_EVENT_DATA_MAX && data[0] == '{' &&
+           data[datalen - 1] == '}';
+}
+
+/* Decode the "id" member (evt_ + 24 hex) into id. False (with why filled) when it is not one. */
+static bool take_event_id(const jscan *js, char id[JOBS_EVENT_ID_LEN + 1], char *why, size_t whylen)
+{
+    int t = jscan_get(js, 0, "id");
+    if (t < 0 || js->t[t].type != JSCAN_STRING ||
+        jscan_str_copy(js, t, id, JOBS_EVENT_ID_LEN + 1) != JOBS_EVENT_ID_LEN ||
+        !event_id_ok(id, JOBS_EVENT_ID_LEN)) {
+        snprintf(why, whylen, "event id must be evt_ and 24 hex digits");
+        return false;
+    }
+    return true;
+}
+
+/* Decode the "at" (ms) and "data" (object) members shared by events and deliveries. *data
+ * points into src (the text js was parsed from): it lives as long as src does. */
+static bool take_event_at_data(const jscan *js, const char *src, int64_t *at, const char **data,
+                               size_t *datalen, char *why, size_t whylen)
+{
+    int t = jscan_get(js, 0, "at");
+    if (t < 0 || !jscan_int(js, t, at)) {
+        snprintf(why, whylen, "event at must be an integer (ms)");
+        return false;
+    }
+    t = jscan_get(js, 0, "data");
+    if (t < 0 || js->t[t].type != JSCAN_OBJECT || js->t[t].len > JOBS_EVENT_DATA_MAX) {
+        snprintf(why, whylen, "event data must be an object of at most %d bytes",
+                 JOBS_EVENT_DATA_MAX);
+        return false;
+    }
+    *data = src + js->t[t].start;
+    *datalen = js->t[t].len;
+    return true;
+}
+
 int jobs_event_encode(jsonx_buf *out, const jobs_event *ev)
 {
-    if ((unsigned)ev->type >= JOBS_EV_COUNT || !event_id_ok(ev->id, strlen(ev->id)) || !ev->data ||
-        ev->datalen < 2 || ev->datalen > JOBS_EVENT_DATA_MAX || ev->data[0] != '{' ||
-        ev->data[ev->datalen - 1] != '}')
+    if ((unsigned)ev->type >= JOBS_EV_COUNT || !event_id_ok(ev->id, strlen(ev->id)) ||
+        !event_data_ok(ev->data, ev->datalen))
         return -1;
     jsonx_buf_cat(out, "{\"id\":");
     jsonx_buf_str(out, ev->id, strlen(ev->id));
@@ -636,32 +676,16 @@ int jobs_event_decode(const char *data, size_t len, jobs_event *out, char *why, 
         snprintf(why, whylen, "malformed event: not a JSON object");
         goto out;
     }
-    t = jscan_get(&js, 0, "id");
-    if (t < 0 || js.t[t].type != JSCAN_STRING ||
-        jscan_str_copy(&js, t, out->id, sizeof out->id) != JOBS_EVENT_ID_LEN ||
-        !event_id_ok(out->id, JOBS_EVENT_ID_LEN)) {
-        snprintf(why, whylen, "event id must be evt_ and 24 hex digits");
+    if (!take_event_id(&js, out->id, why, whylen))
         goto out;
-    }
     t = jscan_get(&js, 0, "type");
     if (t < 0 || js.t[t].type != JSCAN_STRING || js.t[t].escaped ||
         jobs_event_type_parse(data + js.t[t].start, js.t[t].len, &out->type) != 0) {
         snprintf(why, whylen, "unknown event type");
         goto out;
     }
-    t = jscan_get(&js, 0, "at");
-    if (t < 0 || !jscan_int(&js, t, &out->at)) {
-        snprintf(why, whylen, "event at must be an integer (ms)");
+    if (!take_event_at_data(&js, data, &out->at, &out->data, &out->datalen, why, whylen))
         goto out;
-    }
-    t = jscan_get(&js, 0, "data");
-    if (t < 0 || js.t[t].type != JSCAN_OBJECT || js.t[t].len > JOBS_EVENT_DATA_MAX) {
-        snprintf(why, whylen, "event data must be an object of at most %d bytes",
-                 JOBS_EVENT_DATA_MAX);
-        goto out;
-    }
-    out->data = data + js.t[t].start;
-    out->datalen = js.t[t].len;
     rc = 0;
 out:
     jscan_release(&js);
@@ -681,8 +705,7 @@ int jobs_delivery_encode(jsonx_buf *out, const jobs_delivery *d)
 {
     if (strlen(d->endpoint_id) != 24 || !oid_is_valid_hex(d->endpoint_id) ||
         !event_id_ok(d->id, strlen(d->id)) || !delivery_type_ok(d->type, strlen(d->type)) ||
-        !d->data || d->datalen < 2 || d->datalen > JOBS_EVENT_DATA_MAX || d->data[0] != '{' ||
-        d->data[d->datalen - 1] != '}')
+        !event_data_ok(d->data, d->datalen))
         return -1;
     jsonx_buf_raw(out, "{", 1);
     put_id(out, true, "endpoint_id", d->endpoint_id);
@@ -708,13 +731,8 @@ int jobs_delivery_decode(const char *data, size_t len, jobs_delivery *out, char 
         snprintf(why, whylen, "delivery endpoint_id must be 24 hex digits");
         goto out;
     }
-    t = jscan_get(&js, 0, "id");
-    if (t < 0 || js.t[t].type != JSCAN_STRING ||
-        jscan_str_copy(&js, t, out->id, sizeof out->id) != JOBS_EVENT_ID_LEN ||
-        !event_id_ok(out->id, JOBS_EVENT_ID_LEN)) {
-        snprintf(why, whylen, "event id must be evt_ and 24 hex digits");
+    if (!take_event_id(&js, out->id, why, whylen))
         goto out;
-    }
     t = jscan_get(&js, 0, "type");
     if (t < 0 || js.t[t].type != JSCAN_STRING || js.t[t].escaped ||
         js.t[t].len > JOBS_EVENT_TYPE_MAX || !delivery_type_ok(data + js.t[t].start, js.t[t].len)) {
@@ -723,19 +741,8 @@ int jobs_delivery_decode(const char *data, size_t len, jobs_delivery *out, char 
     }
     memcpy(out->type, data + js.t[t].start, js.t[t].len);
     out->type[js.t[t].len] = '\0';
-    t = jscan_get(&js, 0, "at");
-    if (t < 0 || !jscan_int(&js, t, &out->at)) {
-        snprintf(why, whylen, "event at must be an integer (ms)");
+    if (!take_event_at_data(&js, data, &out->at, &out->data, &out->datalen, why, whylen))
         goto out;
-    }
-    t = jscan_get(&js, 0, "data");
-    if (t < 0 || js.t[t].type != JSCAN_OBJECT || js.t[t].len > JOBS_EVENT_DATA_MAX) {
-        snprintf(why, whylen, "event data must be an object of at most %d bytes",
-                 JOBS_EVENT_DATA_MAX);
-        goto out;
-    }
-    out->data = data + js.t[t].start;
-    out->datalen = js.t[t].len;
     int64_t a = 0;
     t = jscan_get(&js, 0, "_attempts");
     if (t >= 0 && jscan_int(&js, t, &a) && a > 0)

@@ -51,39 +51,60 @@ static void set_err(bson_error_t *e, const char *msg)
         bson_set_error(e, 0, 0, "%s", msg);
 }
 
-int suppress_email_norm(const char *in, char out[SUPPRESS_EMAIL_MAX + 1])
+bool suppress_email_valid(const char *s)
 {
-    out[0] = '\0';
-    if (!in)
-        return -1;
-    size_t n = strlen(in);
+    if (!s)
+        return false;
+    size_t n = strlen(s);
     if (n < 3 || n > SUPPRESS_EMAIL_MAX)
-        return -1;
-    const char *at = strchr(in, '@');
-    if (!at || at == in || strchr(at + 1, '@') || (size_t)(at - in) > 64)
-        return -1;
-    for (const char *p = in; p < at; p++) {
+        return false;
+    const char *at = strchr(s, '@');
+    if (!at || at == s || strchr(at + 1, '@') || (size_t)(at - s) > 64)
+        return false;
+    for (const char *p = s; p < at; p++) {
         unsigned char c = (unsigned char)*p;
         if (c <= ' ' || c >= 127 || strchr("()<>,;:\\\"[]", c))
-            return -1;
+            return false;
     }
     const char *d = at + 1;
     if (!*d || !strchr(d, '.'))
-        return -1;
+        return false;
     char prev = '.';
     for (const char *p = d; *p; p++) {
         char c = (char)tolower((unsigned char)*p);
         bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c == '-' && prev != '.') ||
                   (c == '.' && prev != '.' && prev != '-');
         if (!ok)
-            return -1;
+            return false;
         prev = c;
     }
-    if (prev == '.' || prev == '-')
+    return prev != '.' && prev != '-';
+}
+
+int suppress_email_norm(const char *in, char out[SUPPRESS_EMAIL_MAX + 1])
+{
+    out[0] = '\0';
+    if (!suppress_email_valid(in))
         return -1;
+    size_t n = strlen(in);
     for (size_t i = 0; i <= n; i++)
         out[i] = (char)tolower((unsigned char)in[i]);
     return 0;
+}
+
+/* Copy doc's "email" string into out. False when doc has none or it is longer than an address
+ * can be (such a document is skipped, not an error). */
+static bool doc_email(const bson_t *doc, char out[SUPPRESS_EMAIL_MAX + 1])
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, doc, "email") || !BSON_ITER_HOLDS_UTF8(&it))
+        return false;
+    uint32_t len;
+    const char *s = bson_iter_utf8(&it, &len);
+    if (len > SUPPRESS_EMAIL_MAX)
+        return false;
+    memcpy(out, s, len + 1);
+    return true;
 }
 
 static bool hex24(const char *s)
@@ -386,14 +407,8 @@ static int stream_emails(mongoc_collection_t *coll, const bson_t *filter, batch_
     const bson_t *doc;
     int n = 0, rc = 0;
     while (rc == 0 && mongoc_cursor_next(cur, &doc)) {
-        bson_iter_t it;
-        if (!bson_iter_init_find(&it, doc, "email") || !BSON_ITER_HOLDS_UTF8(&it))
+        if (!doc_email(doc, batch[n]))
             continue;
-        uint32_t len;
-        const char *s = bson_iter_utf8(&it, &len);
-        if (len > SUPPRESS_EMAIL_MAX)
-            continue;
-        memcpy(batch[n], s, len + 1);
         if (++n == REBUILD_BATCH) {
             rc = fn(ctx, batch, n, e);
             n = 0;
@@ -524,14 +539,9 @@ int suppress_notify_pending(mongoc_collection_t *supps, struct queue *events, in
     int64_t ats[64];
     int n = 0;
     while (n < 64 && n < max && mongoc_cursor_next(cur, &doc)) {
+        if (!doc_email(doc, emails[n]))
+            continue;
         bson_iter_t it;
-        if (!bson_iter_init_find(&it, doc, "email") || !BSON_ITER_HOLDS_UTF8(&it))
-            continue;
-        uint32_t len;
-        const char *s = bson_iter_utf8(&it, &len);
-        if (len > SUPPRESS_EMAIL_MAX)
-            continue;
-        memcpy(emails[n], s, len + 1);
         ats[n] = bson_iter_init_find(&it, doc, "at") && BSON_ITER_HOLDS_DATE_TIME(&it)
                      ? bson_iter_date_time(&it)
                      : older_than;

@@ -64,8 +64,12 @@ const char *suppress_reason_name(suppress_reason r);
 /* Parse a reason name (NUL-terminated, exact). 0, or -1. */
 int suppress_reason_parse(const char *s, suppress_reason *out);
 
-/* Check an e-mail address (local@domain, the same rules as the API's customers) and write it
- * lower-cased into out. 0, or -1 if it is not one. */
+/* True if s (may be NULL) is an e-mail address: local@domain.tld, at most 64 bytes of printable
+ * local part without specials, a dotted domain of letters, digits and inner hyphens, at most
+ * SUPPRESS_EMAIL_MAX bytes in all. The one check for addresses (API customers, messages too). */
+bool suppress_email_valid(const char *s);
+/* Check an e-mail address (suppress_email_valid) and write it lower-cased into out. 0, or -1
+ * if it is not one. */
 int suppress_email_norm(const char *in, char out[SUPPRESS_EMAIL_MAX + 1]);
 
 /* Suppress `email` (normalised here) for `why`, from log source_log_hex (24 hex) or NULL, at

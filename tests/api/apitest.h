@@ -63,4 +63,8 @@ void apitest_resp_release(apitest_resp *r);
 /* Value of a response header (case-insensitive) into buf, or NULL. */
 const char *apitest_resp_header(const apitest_resp *r, const char *name, char *buf, size_t n);
 
+/* A blocking TCP connection to 127.0.0.1:port (the port of an API apitest started), for tests
+ * that write raw HTTP; close-on-exec. The socket (the caller closes it), or -1. */
+int apitest_connect(int port);
+
 #endif

@@ -44,18 +44,12 @@ typedef struct raw_reply {
 
 static int connect_api(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = apitest_connect(T.port);
     if (fd < 0)
         return -1;
     struct timeval tv = {.tv_sec = TIMEOUT};
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)T.port)};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
     return fd;
 }
 

@@ -83,19 +83,6 @@ static int start_all(void)
 
 /* ---------------------------------------------------------------- raw sockets */
 
-static int raw_connect(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 static bool raw_send(int fd, const char *s, size_t n)
 {
     while (n > 0) {
@@ -146,7 +133,7 @@ static int status_of(const char *reply)
 static int raw_request(int port, const char *req, size_t len, int ms, char *reply, size_t rn,
                        int64_t *elapsed_ms)
 {
-    int fd = raw_connect(port);
+    int fd = apitest_connect(port);
     if (fd < 0)
         return 0;
     int64_t t0 = time_mono_ms();
@@ -221,7 +208,7 @@ TEST(query_argument_flood_is_431_at_once)
 TEST(trickled_headers_are_cut_after_the_total_timeout)
 {
     CHECK_INT_EQ(start_all(), 1);
-    int fd = raw_connect(A.port);
+    int fd = apitest_connect(A.port);
     CHECK(fd >= 0);
     int64_t t0 = time_mono_ms();
     bool closed = false;
@@ -260,7 +247,7 @@ static bool cap_holds(int port, int keep, char *why, size_t wn)
         bool ok = true, closed = false;
         char buf[2048];
         for (; n < keep; n++)
-            fds[n] = raw_connect(port);
+            fds[n] = apitest_connect(port);
         usleep(100000);
         /* The kept ones are open (nothing to read, not closed). */
         for (int i = 0; i < keep && ok; i++) {
@@ -270,7 +257,7 @@ static bool cap_holds(int port, int keep, char *why, size_t wn)
                 snprintf(why, wn, "connection %d of %d closed", i + 1, keep);
             }
         }
-        int extra = raw_connect(port);
+        int extra = apitest_connect(port);
         if (ok) {
             raw_read(extra, buf, sizeof buf, 1000, &closed);
             if (!closed) {
@@ -316,9 +303,9 @@ TEST(global_connection_cap)
     for (int attempt = 0; attempt < 5 && !served; attempt++) {
         int fds[3];
         for (int i = 0; i < 3; i++)
-            fds[i] = raw_connect(B.port);
+            fds[i] = apitest_connect(B.port);
         usleep(200000);
-        int extra = raw_connect(B.port);
+        int extra = apitest_connect(B.port);
         CHECK(extra >= 0);
         CHECK(raw_send(extra, GET_HEALTHZ, strlen(GET_HEALTHZ)));
         raw_read(extra, buf, sizeof buf, 1000, &closed);

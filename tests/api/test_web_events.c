@@ -64,10 +64,8 @@ static int sse_open(sse *s, const char *auth)
 {
     memset(s, 0, sizeof *s);
     s->chunk = -1;
-    s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)T.port)};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    if (s->fd < 0 || connect(s->fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+    s->fd = apitest_connect(T.port);
+    if (s->fd < 0)
         return -1;
     char req[512];
     int n = snprintf(req, sizeof req,

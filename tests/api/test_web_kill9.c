@@ -30,14 +30,9 @@ static apitest T;
 /* An event stream over HTTP/1.0 (no chunking): the socket, or -1. */
 static int stream_open(const char *cookie)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)T.port)};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        if (fd >= 0)
-            close(fd);
+    int fd = apitest_connect(T.port);
+    if (fd < 0)
         return -1;
-    }
     char req[512];
     int n = snprintf(req, sizeof req, "GET /api/events HTTP/1.0\r\nHost: 127.0.0.1\r\n%s\r\n\r\n",
                      cookie);

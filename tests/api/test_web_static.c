@@ -119,14 +119,9 @@ static const char *hdr(const apitest_resp *r, const char *name)
 /* A raw request line (the path exactly as written) on a new connection: the status. */
 static int raw_status(const char *path)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)T.port)};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        if (fd >= 0)
-            close(fd);
+    int fd = apitest_connect(T.port);
+    if (fd < 0)
         return -1;
-    }
     char req[1024], reply[8192];
     int n =
         snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);

@@ -70,22 +70,6 @@ static long long dead_letters(const char *qname)
         CHECK_INT_EQ(dead_letters(QUEUE_CAMPAIGNS), 0);                                            \
     } while (0)
 
-static int wait_mid_flight(const bson_oid_t *cid)
-{
-    int64_t deadline = time_mono_ms() + 30000;
-    ph_campaign c;
-    while (time_mono_ms() < deadline) {
-        if (pipeh_read(&h, cid, &c) == 0) {
-            if (!strcmp(c.status, "COMPLETED"))
-                return -1;
-            if (c.sent + c.failed > 0)
-                return 0;
-        }
-        pipeh_sleep_ms(5);
-    }
-    return -1;
-}
-
 /* The port of the master serving key's slot (the harness's client map). */
 static int owner_of(const char *key)
 {
@@ -131,7 +115,7 @@ TEST(master_killed_mid_campaign)
     CHECK(pipeh_start_all(&h) == 0);
     bson_oid_t cid;
     CHECK(pipeh_campaign(&h, "cluster-failover", "{}", &cid) == 0);
-    CHECK_MSG(wait_mid_flight(&cid) == 0, "campaign finished before the kill");
+    CHECK_MSG(pipeh_wait_mid_flight(&h, &cid, 1, 30000) == 0, "campaign finished before the kill");
     char key[200];
     snprintf(key, sizeof key, "%s{sends:0}:ready", h.env.prefix);
     int port = owner_of(key);
@@ -151,7 +135,8 @@ TEST(kill9_each_program_mid_campaign)
     CHECK(pipeh_start_all(&h) == 0);
     bson_oid_t cid;
     CHECK(pipeh_campaign(&h, "cluster-chaos", "{}", &cid) == 0);
-    CHECK_MSG(wait_mid_flight(&cid) == 0, "campaign finished before the first kill");
+    CHECK_MSG(pipeh_wait_mid_flight(&h, &cid, 1, 30000) == 0,
+              "campaign finished before the first kill");
     const int victims[] = {PH_WORKER, PH_VENDOR, PH_RECEIPTS, PH_API};
     int mid = 0;
     for (int k = 0; k < 4; k++) {
@@ -241,7 +226,7 @@ TEST(slots_move_mid_campaign)
     CHECK(pipeh_start_all(&h) == 0);
     bson_oid_t cid;
     CHECK(pipeh_campaign(&h, "cluster-reshard", "{}", &cid) == 0);
-    CHECK_MSG(wait_mid_flight(&cid) == 0, "campaign finished before the move");
+    CHECK_MSG(pipeh_wait_mid_flight(&h, &cid, 1, 30000) == 0, "campaign finished before the move");
     CHECK_INT_EQ(move_slot(rcluster_key_slot("sends:1", 7), 20), 0);
     CHECK_INT_EQ(move_slot(rcluster_key_slot("receipts:2", 10), 20), 0);
     CHECK_FINAL(cid, NCUST);

@@ -362,71 +362,69 @@ static size_t on_body(char *p, size_t sz, size_t n, void *ud)
 static size_t on_header(char *p, size_t sz, size_t n, void *ud)
 {
     pipeh_answer *a = ud;
-    if (sz * n >= 20 && !strncasecmp(p, "Idempotent-Replayed:", 20))
+    size_t len = sz * n;
+    if (len >= 20 && !strncasecmp(p, "Idempotent-Replayed:", 20))
         a->replayed = true;
-    return sz * n;
+    if (len > 13 && !strncasecmp(p, "Content-Type:", 13)) {
+        snprintf(a->ctype, sizeof a->ctype, "%.*s", (int)(len - 13), p + 13);
+        a->ctype[strcspn(a->ctype, "\r\n")] = '\0';
+    }
+    return len;
+}
+
+long pipeh_request(pipeh *h, const char *method, const char *path_or_url, const char *key,
+                   const char *body, const char *ctype, const char *header, long timeout_ms,
+                   pipeh_answer *a)
+{
+    char url[700], auth[300], ct[200];
+    memset(a, 0, sizeof *a);
+    if (!strncmp(path_or_url, "http", 4))
+        snprintf(url, sizeof url, "%s", path_or_url);
+    else
+        snprintf(url, sizeof url, "http://127.0.0.1:%d%s", h->api_port, path_or_url);
+    CURL *c = curl_easy_init();
+    if (!c)
+        return 0;
+    struct curl_slist *hd = NULL;
+    if (key) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+        hd = curl_slist_append(hd, auth);
+    }
+    if (body) {
+        snprintf(ct, sizeof ct, "Content-Type: %s", ctype ? ctype : "application/json");
+        hd = curl_slist_append(hd, ct);
+    }
+    if (header)
+        hd = curl_slist_append(hd, header);
+    if (!strcmp(method, "POST"))
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
+    else if (strcmp(method, "GET") != 0)
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body && strcmp(method, "POST") != 0)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, a);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a->status);
+    curl_slist_free_all(hd);
+    curl_easy_cleanup(c);
+    return a->status;
 }
 
 long pipeh_post(pipeh *h, const char *path, const char *key, const char *body, const char *header,
                 long timeout_ms, pipeh_answer *a)
 {
-    char url[400], auth[300];
-    memset(a, 0, sizeof *a);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", h->api_port, path);
-    CURL *c = curl_easy_init();
-    if (!c)
-        return 0;
-    struct curl_slist *hd = NULL;
-    if (key) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
-        hd = curl_slist_append(hd, auth);
-    }
-    if (body)
-        hd = curl_slist_append(hd, "Content-Type: application/json");
-    if (header)
-        hd = curl_slist_append(hd, header);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, a);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
-    long code = 0;
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    curl_slist_free_all(hd);
-    curl_easy_cleanup(c);
-    return code;
+    return pipeh_request(h, "POST", path, key, body, NULL, header, timeout_ms, a);
 }
 
 long pipeh_get(pipeh *h, const char *path, const char *key, long timeout_ms, pipeh_answer *a)
 {
-    char url[400], auth[300];
-    memset(a, 0, sizeof *a);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", h->api_port, path);
-    CURL *c = curl_easy_init();
-    if (!c)
-        return 0;
-    struct curl_slist *hd = NULL;
-    if (key) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
-        hd = curl_slist_append(hd, auth);
-    }
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, a);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
-    long code = 0;
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    curl_slist_free_all(hd);
-    curl_easy_cleanup(c);
-    return code;
+    return pipeh_request(h, "GET", path, key, NULL, NULL, NULL, timeout_ms, a);
 }
 
 int pipeh_make_key(pipeh *h, const char *role, const char *name, char *out, size_t n)
@@ -464,4 +462,78 @@ int pipeh_wait_log_final(pipeh *h, const bson_oid_t *lid, int timeout_ms, char s
     }
     mongoc_collection_destroy(logs);
     return strcmp(status, "PENDING") ? 0 : -1;
+}
+
+int pipeh_wait_mid_flight(pipeh *h, const bson_oid_t *cid, long long min_final, int timeout_ms)
+{
+    int64_t deadline = time_mono_ms() + timeout_ms;
+    ph_campaign c;
+    while (time_mono_ms() < deadline) {
+        if (pipeh_read(h, cid, &c) == 0) {
+            if (!strcmp(c.status, "COMPLETED"))
+                return -1;
+            if (c.sent + c.failed >= min_final)
+                return 0;
+        }
+        pipeh_sleep_ms(5);
+    }
+    return -1;
+}
+
+long long pipeh_stale_tokens(pipeh *h, const bson_oid_t *cid,
+                             void (*moved_by)(bson_t *filter, const char *tok))
+{
+    redisReply *z = rconn_command(h->rc, "ZRANGE %s{receipts}:ctoks 0 -1", h->env.prefix);
+    if (!z || z->type != REDIS_REPLY_ARRAY) {
+        if (z)
+            freeReplyObject(z);
+        return -1;
+    }
+    mongoc_collection_t *logs = pipeh_coll(h, DB_LOGS), *camps = pipeh_coll(h, DB_CAMPAIGNS);
+    long long stale = 0;
+    for (size_t i = 0; i < z->elements; i++) {
+        const char *tok = z->element[i]->str;
+        redisReply *ids = rconn_command(h->rc, "GET %s{receipts}:ctok:%s", h->env.prefix, tok);
+        if (!ids || ids->type != REDIS_REPLY_STRING) {
+            if (ids)
+                freeReplyObject(ids);
+            continue;
+        }
+        bson_t f = BSON_INITIALIZER, in, arr;
+        BSON_APPEND_DOCUMENT_BEGIN(&f, "_id", &in);
+        BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
+        char hex[25], k[16];
+        for (size_t j = 0; j + 24 <= ids->len; j += 24) {
+            memcpy(hex, ids->str + j, 24);
+            hex[24] = '\0';
+            bson_oid_t oid;
+            bson_oid_init_from_string(&oid, hex);
+            const char *key;
+            bson_uint32_to_string((uint32_t)(j / 24), &key, k, sizeof k);
+            bson_append_oid(&arr, key, -1, &oid);
+        }
+        bson_append_array_end(&in, &arr);
+        bson_append_document_end(&f, &in);
+        moved_by(&f, tok);
+        BSON_APPEND_OID(&f, "campaign_id", cid);
+        freeReplyObject(ids);
+        bson_error_t e;
+        int64_t moved = mongoc_collection_count_documents(logs, &f, NULL, NULL, NULL, &e);
+        bson_destroy(&f);
+        bson_t *cf = BCON_NEW("_id", BCON_OID(cid), "ctoks", BCON_UTF8(tok));
+        int64_t counted = mongoc_collection_count_documents(camps, cf, NULL, NULL, NULL, &e);
+        bson_destroy(cf);
+        if (moved > 0 && counted == 0)
+            stale++;
+    }
+    freeReplyObject(z);
+    mongoc_collection_destroy(logs);
+    mongoc_collection_destroy(camps);
+    return stale;
+}
+
+int pipeh_rand(unsigned *state, int lo, int hi)
+{
+    *state = *state * 1103515245u + 12345u;
+    return lo + (int)((*state >> 8) % (unsigned)(hi - lo + 1));
 }

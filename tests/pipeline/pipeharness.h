@@ -13,9 +13,10 @@
  * so a test can compute the exact audience of a rule without asking the database.
  *
  * The scenario tests also share small helpers: pipeh_start_all() (every program not running),
- * pipeh_post() (an HTTP POST to the API with a key, through libcurl), pipeh_make_key() (an API
- * key made the way an operator does, with `minicrm keys create`), pipeh_wait_log_final() and
- * pipeh_sleep_ms() (only for pacing and polling, never as synchronisation).
+ * pipeh_request() / pipeh_post() / pipeh_get() (an HTTP request with a key, through libcurl),
+ * pipeh_make_key() (an API key made the way an operator does, with `minicrm keys create`),
+ * pipeh_wait_log_final() and pipeh_sleep_ms() (only for pacing and polling, never as
+ * synchronisation).
  *
  * Not thread-safe; one harness per test process.
  */
@@ -82,19 +83,32 @@ const char *pipeh_logfile(pipeh *h, int which);
 int pipeh_start_all(pipeh *h);
 /* Sleep ms milliseconds (pacing and poll intervals). */
 void pipeh_sleep_ms(int ms);
+/* A pseudo-random int in [lo, hi] from the test's own state (a fixed seed gives the same
+ * sequence every run: kill moments are varied, yet reproducible). */
+int pipeh_rand(unsigned *state, int lo, int hi);
 
-/* An HTTP answer, owned by the caller: the body (truncated to fit, NUL-terminated) and whether
- * the answer carried Idempotent-Replayed. */
+/* An HTTP answer, owned by the caller: the status (0: no answer), the body (truncated to fit,
+ * NUL-terminated), the Content-Type value ("" when none) and whether the answer carried
+ * Idempotent-Replayed. */
 typedef struct pipeh_answer {
-    char body[8192];
+    long status;
+    char body[16384];
     size_t n;
     bool replayed;
+    char ctype[128];
 } pipeh_answer;
 
-/* POST body to the API's path (e.g. "/api/campaigns") with `Authorization: Bearer key` (key may
- * be NULL: none). A non-NULL body is sent as application/json; NULL sends an empty body without
- * a content type. header (NULL: none) is one more request header line. Returns the HTTP status,
- * 0 when no answer came within timeout_ms; the answer in *a (reset first). */
+/* One request: method ("GET", "POST", "DELETE", ...) to the API's path (e.g. "/api/campaigns")
+ * or to a full http:// URL, with `Authorization: Bearer key` (key may be NULL: none). A
+ * non-NULL body is sent with Content-Type ctype (NULL: application/json); a POST without a body
+ * sends an empty one without a content type. header (NULL: none) is one more request header
+ * line. Returns the HTTP status (also in a->status), 0 when no answer came within timeout_ms;
+ * the answer in *a (reset first). */
+long pipeh_request(pipeh *h, const char *method, const char *path_or_url, const char *key,
+                   const char *body, const char *ctype, const char *header, long timeout_ms,
+                   pipeh_answer *a);
+
+/* POST body (JSON, may be NULL) to the API's path: pipeh_request with method "POST". */
 long pipeh_post(pipeh *h, const char *path, const char *key, const char *body, const char *header,
                 long timeout_ms, pipeh_answer *a);
 
@@ -109,5 +123,18 @@ int pipeh_make_key(pipeh *h, const char *role, const char *name, char *out, size
 /* Poll the log lid until it exists with a status other than PENDING, or timeout_ms passed; the
  * last status seen into status ("PENDING" when none). 0 when final, -1 on timeout. */
 int pipeh_wait_log_final(pipeh *h, const bson_oid_t *lid, int timeout_ms, char status[16]);
+
+/* Poll the campaign until at least min_final of its receipts were applied (sent + failed) while
+ * it is not COMPLETED, so a disruption hits it mid-flight. 0, or -1 if it completed first or
+ * timeout_ms passed. */
+int pipeh_wait_mid_flight(pipeh *h, const bson_oid_t *cid, long long min_final, int timeout_ms);
+
+/* Counter tokens of campaign cid left stale (the receipts worker must be dead): registered in
+ * P{receipts}:ctoks, with logs among the ids stored with the token that the token moved, and
+ * not yet counted (the token is not in the campaign's ctoks). moved_by appends to the logs
+ * filter the condition "this log was moved by tok" (e.g. {ctok: tok}). Returns how many, or
+ * -1. */
+long long pipeh_stale_tokens(pipeh *h, const bson_oid_t *cid,
+                             void (*moved_by)(bson_t *filter, const char *tok));
 
 #endif

@@ -30,65 +30,10 @@
 static pipeh h;
 static unsigned rnd_state = 4242;
 
-static int rnd(int lo, int hi)
+/* A log moved by counter token tok carries it as its ctok. */
+static void moved_by_ctok(bson_t *f, const char *tok)
 {
-    rnd_state = rnd_state * 1103515245u + 12345u;
-    return lo + (int)((rnd_state >> 8) % (unsigned)(hi - lo + 1));
-}
-
-/* Counter tokens of campaign cid left stale (the receipts worker must be dead): registered in
- * P{receipts}:ctoks, with logs they moved (ctok == token, among the ids stored with the
- * token), and not yet counted (the token is not in the campaign's ctoks). Returns how many, or
- * -1. */
-static long long stale_tokens(const bson_oid_t *cid)
-{
-    redisReply *z = rconn_command(h.rc, "ZRANGE %s{receipts}:ctoks 0 -1", h.env.prefix);
-    if (!z || z->type != REDIS_REPLY_ARRAY) {
-        if (z)
-            freeReplyObject(z);
-        return -1;
-    }
-    mongoc_collection_t *logs = pipeh_coll(&h, DB_LOGS), *camps = pipeh_coll(&h, DB_CAMPAIGNS);
-    long long stale = 0;
-    for (size_t i = 0; i < z->elements; i++) {
-        const char *tok = z->element[i]->str;
-        redisReply *ids = rconn_command(h.rc, "GET %s{receipts}:ctok:%s", h.env.prefix, tok);
-        if (!ids || ids->type != REDIS_REPLY_STRING) {
-            if (ids)
-                freeReplyObject(ids);
-            continue;
-        }
-        bson_t f = BSON_INITIALIZER, in, arr;
-        BSON_APPEND_DOCUMENT_BEGIN(&f, "_id", &in);
-        BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
-        char hex[25], k[16];
-        for (size_t j = 0; j + 24 <= ids->len; j += 24) {
-            memcpy(hex, ids->str + j, 24);
-            hex[24] = '\0';
-            bson_oid_t oid;
-            bson_oid_init_from_string(&oid, hex);
-            const char *key;
-            bson_uint32_to_string((uint32_t)(j / 24), &key, k, sizeof k);
-            bson_append_oid(&arr, key, -1, &oid);
-        }
-        bson_append_array_end(&in, &arr);
-        bson_append_document_end(&f, &in);
-        BSON_APPEND_UTF8(&f, "ctok", tok);
-        BSON_APPEND_OID(&f, "campaign_id", cid);
-        freeReplyObject(ids);
-        bson_error_t e;
-        int64_t moved = mongoc_collection_count_documents(logs, &f, NULL, NULL, NULL, &e);
-        bson_destroy(&f);
-        bson_t *cf = BCON_NEW("_id", BCON_OID(cid), "ctoks", BCON_UTF8(tok));
-        int64_t counted = mongoc_collection_count_documents(camps, cf, NULL, NULL, NULL, &e);
-        bson_destroy(cf);
-        if (moved > 0 && counted == 0)
-            stale++;
-    }
-    freeReplyObject(z);
-    mongoc_collection_destroy(logs);
-    mongoc_collection_destroy(camps);
-    return stale;
+    BSON_APPEND_UTF8(f, "ctok", tok);
 }
 
 /* Logs of the campaign that are final (SENT or FAILED), or -1. */
@@ -102,24 +47,6 @@ static long long final_logs(const bson_oid_t *cid)
     bson_destroy(f);
     mongoc_collection_destroy(logs);
     return n;
-}
-
-/* Poll until receipts are being applied (sent + failed > 0) and the campaign is not done yet.
- * 0, or -1 if it completed first. */
-static int wait_mid_flight(const bson_oid_t *cid)
-{
-    int64_t deadline = time_mono_ms() + 30000;
-    ph_campaign c;
-    while (time_mono_ms() < deadline) {
-        if (pipeh_read(&h, cid, &c) == 0) {
-            if (!strcmp(c.status, "COMPLETED"))
-                return -1;
-            if (c.sent + c.failed > 0)
-                return 0;
-        }
-        pipeh_sleep_ms(5);
-    }
-    return -1;
 }
 
 TEST(counters_converge_after_receipts_kill9)
@@ -138,14 +65,14 @@ TEST(counters_converge_after_receipts_kill9)
             char name[32];
             snprintf(name, sizeof name, "recover-%d", campaigns++);
             CHECK(pipeh_campaign(&h, name, "{}", &cid) == 0);
-            if (wait_mid_flight(&cid) != 0)
+            if (pipeh_wait_mid_flight(&h, &cid, 1, 30000) != 0)
                 continue;
             fresh = false;
         }
-        pipeh_sleep_ms(rnd(20, 300));
+        pipeh_sleep_ms(pipeh_rand(&rnd_state, 20, 300));
         pipeh_kill(&h, PH_RECEIPTS, SIGKILL);
         kills++;
-        orphans = stale_tokens(&cid);
+        orphans = pipeh_stale_tokens(&h, &cid, moved_by_ctok);
         CHECK(pipeh_start_all(&h) == 0);
         ph_campaign c;
         if (orphans <= 0 && pipeh_read(&h, &cid, &c) == 0 && !strcmp(c.status, "COMPLETED"))

@@ -56,71 +56,20 @@
 static pipeh h;
 static unsigned rnd_state = 777;
 
-static int rnd(int lo, int hi)
+/* A log whose event (opened, clicked, complained) was recorded by counter token tok carries
+ * tok as that event's token (campaign_log_event_token). */
+static void moved_by_event_token(bson_t *f, const char *tok)
 {
-    rnd_state = rnd_state * 1103515245u + 12345u;
-    return lo + (int)((rnd_state >> 8) % (unsigned)(hi - lo + 1));
-}
-
-/* Counter tokens left by the killed worker whose batch recorded an event (otok, cltok or cptok
- * == token among the token's log ids) that its campaign has not counted (the token is not in
- * its ctoks). Returns how many, or -1. */
-static long long stale_event_tokens(const bson_oid_t *cid)
-{
-    redisReply *z = rconn_command(h.rc, "ZRANGE %s{receipts}:ctoks 0 -1", h.env.prefix);
-    if (!z || z->type != REDIS_REPLY_ARRAY) {
-        if (z)
-            freeReplyObject(z);
-        return -1;
+    bson_t ors, o;
+    char k[16];
+    BSON_APPEND_ARRAY_BEGIN(f, "$or", &ors);
+    for (int ev = 0; ev < CAMPAIGN_LOG_EV_COUNT; ev++) {
+        snprintf(k, sizeof k, "%d", ev);
+        BSON_APPEND_DOCUMENT_BEGIN(&ors, k, &o);
+        BSON_APPEND_UTF8(&o, campaign_log_event_token((campaign_log_event)ev), tok);
+        bson_append_document_end(&ors, &o);
     }
-    mongoc_collection_t *logs = pipeh_coll(&h, DB_LOGS), *camps = pipeh_coll(&h, DB_CAMPAIGNS);
-    long long stale = 0;
-    for (size_t i = 0; i < z->elements; i++) {
-        const char *tok = z->element[i]->str;
-        redisReply *ids = rconn_command(h.rc, "GET %s{receipts}:ctok:%s", h.env.prefix, tok);
-        if (!ids || ids->type != REDIS_REPLY_STRING) {
-            if (ids)
-                freeReplyObject(ids);
-            continue;
-        }
-        bson_t f = BSON_INITIALIZER, in, arr, ors, o;
-        BSON_APPEND_DOCUMENT_BEGIN(&f, "_id", &in);
-        BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
-        char hex[25], k[16];
-        for (size_t j = 0; j + 24 <= ids->len; j += 24) {
-            memcpy(hex, ids->str + j, 24);
-            hex[24] = '\0';
-            bson_oid_t oid;
-            bson_oid_init_from_string(&oid, hex);
-            const char *key;
-            bson_uint32_to_string((uint32_t)(j / 24), &key, k, sizeof k);
-            bson_append_oid(&arr, key, -1, &oid);
-        }
-        bson_append_array_end(&in, &arr);
-        bson_append_document_end(&f, &in);
-        BSON_APPEND_ARRAY_BEGIN(&f, "$or", &ors);
-        for (int ev = 0; ev < CAMPAIGN_LOG_EV_COUNT; ev++) {
-            snprintf(k, sizeof k, "%d", ev);
-            BSON_APPEND_DOCUMENT_BEGIN(&ors, k, &o);
-            BSON_APPEND_UTF8(&o, campaign_log_event_token((campaign_log_event)ev), tok);
-            bson_append_document_end(&ors, &o);
-        }
-        bson_append_array_end(&f, &ors);
-        BSON_APPEND_OID(&f, "campaign_id", cid);
-        freeReplyObject(ids);
-        bson_error_t e;
-        int64_t recorded = mongoc_collection_count_documents(logs, &f, NULL, NULL, NULL, &e);
-        bson_destroy(&f);
-        bson_t *cf = BCON_NEW("_id", BCON_OID(cid), "ctoks", BCON_UTF8(tok));
-        int64_t counted = mongoc_collection_count_documents(camps, cf, NULL, NULL, NULL, &e);
-        bson_destroy(cf);
-        if (recorded > 0 && counted == 0)
-            stale++;
-    }
-    freeReplyObject(z);
-    mongoc_collection_destroy(logs);
-    mongoc_collection_destroy(camps);
-    return stale;
+    bson_append_array_end(f, &ors);
 }
 
 typedef struct counts {
@@ -261,10 +210,10 @@ TEST(exact_event_counters_under_receipts_kill9)
         while (time_mono_ms() < until && read_campaign(&cid, &cr) == 0 &&
                cr.c.sent + cr.c.failed + cr.c.opened + cr.c.clicked + cr.c.complained == before)
             pipeh_sleep_ms(10);
-        pipeh_sleep_ms(rnd(20, 300));
+        pipeh_sleep_ms(pipeh_rand(&rnd_state, 20, 300));
         pipeh_kill(&h, PH_RECEIPTS, SIGKILL);
         kills++;
-        long long s = stale_event_tokens(&cid);
+        long long s = pipeh_stale_tokens(&h, &cid, moved_by_event_token);
         if (s > 0)
             stale += s;
         CHECK(pipeh_start_all(&h) == 0);

@@ -86,22 +86,6 @@ static long long final_logs(const bson_oid_t *cid)
     return by[1] + by[2];
 }
 
-static int wait_mid_flight(const bson_oid_t *cid, long long min_final)
-{
-    int64_t deadline = time_mono_ms() + 30000;
-    ph_campaign c;
-    while (time_mono_ms() < deadline) {
-        if (pipeh_read(&h, cid, &c) == 0) {
-            if (!strcmp(c.status, "COMPLETED"))
-                return -1;
-            if (c.sent + c.failed >= min_final)
-                return 0;
-        }
-        pipeh_sleep_ms(5);
-    }
-    return -1;
-}
-
 static long long held_jobs(const bson_oid_t *cid)
 {
     char hex[25], key[300];
@@ -148,7 +132,8 @@ TEST(pause_kill9_resume_exactly_once)
     CHECK(pipeh_start_all(&h) == 0);
     bson_oid_t cid;
     CHECK(pipeh_campaign(&h, "pause", "{}", &cid) == 0);
-    CHECK_MSG(wait_mid_flight(&cid, 200) == 0, "campaign finished before the pause");
+    CHECK_MSG(pipeh_wait_mid_flight(&h, &cid, 200, 30000) == 0,
+              "campaign finished before the pause");
     answer a;
     char st[16];
     long code = post_move(&cid, "pause", &a);
@@ -219,7 +204,8 @@ TEST(cancel_after_worker_kill9_counters_exact)
     CHECK(pipeh_start_all(&h) == 0);
     bson_oid_t cid;
     CHECK(pipeh_campaign(&h, "cancel", "{}", &cid) == 0);
-    CHECK_MSG(wait_mid_flight(&cid, 100) == 0, "campaign finished before the cancel");
+    CHECK_MSG(pipeh_wait_mid_flight(&h, &cid, 100, 30000) == 0,
+              "campaign finished before the cancel");
     /* The fan-out dies mid-batch just before the cancel (its lease expires with it). */
     pipeh_kill(&h, PH_WORKER, SIGKILL);
     answer a;
@@ -276,7 +262,8 @@ TEST(lost_flags_come_back_from_mongodb)
     CHECK(pipeh_start_all(&h) == 0);
     bson_oid_t cid;
     CHECK(pipeh_campaign(&h, "lost-flags", "{}", &cid) == 0);
-    CHECK_MSG(wait_mid_flight(&cid, 100) == 0, "campaign finished before the pause");
+    CHECK_MSG(pipeh_wait_mid_flight(&h, &cid, 100, 30000) == 0,
+              "campaign finished before the pause");
     answer a;
     long code = post_move(&cid, "pause", &a);
     CHECK_MSG(code == 200, "pause: %ld %s", code, a.body);
@@ -321,7 +308,8 @@ TEST(redis_kill9_and_devdb_frozen_while_paused)
         TEST_SKIP("Redis or MongoDB is external: not ours to kill");
     bson_oid_t cid;
     CHECK(pipeh_campaign(&h, "paused-outage", "{}", &cid) == 0);
-    CHECK_MSG(wait_mid_flight(&cid, 200) == 0, "campaign finished before the pause");
+    CHECK_MSG(pipeh_wait_mid_flight(&h, &cid, 200, 30000) == 0,
+              "campaign finished before the pause");
     answer a;
     long code = post_move(&cid, "pause", &a);
     CHECK_MSG(code == 200, "pause: %ld %s", code, a.body);

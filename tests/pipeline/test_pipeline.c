@@ -28,12 +28,6 @@
 static pipeh h;
 static unsigned rnd_state = 12345;
 
-static int rnd(int lo, int hi)
-{
-    rnd_state = rnd_state * 1103515245u + 12345u;
-    return lo + (int)((rnd_state >> 8) % (unsigned)(hi - lo + 1));
-}
-
 static long long expected_audience(double min_spend, char domain)
 {
     long long n = 0;
@@ -81,24 +75,6 @@ static long long dead_letters(const char *qname)
         CHECK_INT_EQ(dead_letters(QUEUE_SENDS), 0);                                                \
         CHECK_INT_EQ(dead_letters(QUEUE_CAMPAIGNS), 0);                                            \
     } while (0)
-
-/* Poll until some receipts were applied (sent + failed > 0) while logs are still pending, so a
- * disruption hits the campaign mid-flight. Returns 0, or -1 if it completed first. */
-static int wait_mid_flight(const bson_oid_t *cid)
-{
-    int64_t deadline = time_mono_ms() + 20000;
-    ph_campaign c;
-    while (time_mono_ms() < deadline) {
-        if (pipeh_read(&h, cid, &c) == 0) {
-            if (!strcmp(c.status, "COMPLETED"))
-                return -1;
-            if (c.sent + c.failed > 0)
-                return 0;
-        }
-        pipeh_sleep_ms(5);
-    }
-    return -1;
-}
 
 /* Every log's customer satisfies the rule (total_spend >= min and the domain). */
 static long long logs_outside_rule(const bson_oid_t *cid, double min_spend, char domain)
@@ -174,15 +150,16 @@ TEST(kill9_each_process_mid_campaign)
     /* Every process in turn is killed with SIGKILL at a random moment and restarted, three
      * rounds; the campaign must still be running when each kill lands. */
     const int victims[] = {PH_WORKER, PH_VENDOR, PH_RECEIPTS};
-    CHECK_MSG(wait_mid_flight(&cid) == 0, "campaign finished before the first kill");
+    CHECK_MSG(pipeh_wait_mid_flight(&h, &cid, 1, 20000) == 0,
+              "campaign finished before the first kill");
     int kills_mid_flight = 0;
     for (int k = 0; k < 9; k++) {
-        pipeh_sleep_ms(rnd(20, 250));
+        pipeh_sleep_ms(pipeh_rand(&rnd_state, 20, 250));
         ph_campaign c;
         if (pipeh_read(&h, &cid, &c) == 0 && strcmp(c.status, "COMPLETED") != 0)
             kills_mid_flight++;
         pipeh_kill(&h, victims[k % 3], SIGKILL);
-        pipeh_sleep_ms(rnd(0, 200));
+        pipeh_sleep_ms(pipeh_rand(&rnd_state, 0, 200));
         CHECK(pipeh_start_all(&h) == 0);
     }
     fprintf(stderr, "  kills while the campaign was running: %d of 9\n", kills_mid_flight);
@@ -195,7 +172,7 @@ TEST(vendor_sigterm_mid_flight)
     CHECK(pipeh_start_all(&h) == 0);
     bson_oid_t cid;
     CHECK(pipeh_campaign(&h, "vendor-stop", "{}", &cid) == 0);
-    CHECK_MSG(wait_mid_flight(&cid) == 0, "campaign finished before the stop");
+    CHECK_MSG(pipeh_wait_mid_flight(&h, &cid, 1, 20000) == 0, "campaign finished before the stop");
     /* SIGTERM: the simulator stops claiming, delivers what it holds for up to
      * workers.shutdown_timeout_s (5 s here), hands back the rest and exits 0, holding nothing. */
     char key[300];
@@ -231,7 +208,8 @@ TEST(redis_restart_mid_campaign)
         TEST_SKIP("Redis is external (MINICRM_TEST_REDIS_URL): not ours to restart");
     bson_oid_t cid;
     CHECK(pipeh_campaign(&h, "redis-restart", "{\"min_spend\": 2000}", &cid) == 0);
-    CHECK_MSG(wait_mid_flight(&cid) == 0, "campaign finished before the disruption");
+    CHECK_MSG(pipeh_wait_mid_flight(&h, &cid, 1, 20000) == 0,
+              "campaign finished before the disruption");
     /* Restart redis-server on the same port and directory: the AOF brings the queues back. */
     CHECK(testenv_kill_wait(h.env.redis_pid, SIGTERM, 10000) >= 0);
     char port[16], log[400];
@@ -254,7 +232,8 @@ TEST(devdb_stopped_then_back)
     CHECK(pipeh_start_all(&h) == 0);
     bson_oid_t cid;
     CHECK(pipeh_campaign(&h, "devdb-pause", "{\"min_spend\": 3000}", &cid) == 0);
-    CHECK_MSG(wait_mid_flight(&cid) == 0, "campaign finished before the disruption");
+    CHECK_MSG(pipeh_wait_mid_flight(&h, &cid, 1, 20000) == 0,
+              "campaign finished before the disruption");
     /* Freeze devdb until the receipts worker has seen a MongoDB call fail and scheduled a
      * retry (its socket timeout is 6 x MINICRM_MONGO_TIMEOUT_MS), at most 60 s: a fixed pause
      * could end before any call timed out on a loaded machine. */

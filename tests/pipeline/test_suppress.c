@@ -32,7 +32,6 @@
 #include "unsub.h"
 #include "unsubscriber.h"
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -50,71 +49,14 @@ static char admin[200], staff[200];
 
 /* ---- HTTP ------------------------------------------------------------------------------- */
 
-typedef struct resp {
-    long status;
-    char body[16384];
-    size_t n;
-    char ctype[128];
-} resp;
-
-static size_t on_body(char *p, size_t sz, size_t n, void *ud)
-{
-    resp *r = ud;
-    size_t add = sz * n;
-    if (r->n + add >= sizeof r->body)
-        add = sizeof r->body - 1 - r->n;
-    memcpy(r->body + r->n, p, add);
-    r->n += add;
-    r->body[r->n] = '\0';
-    return sz * n;
-}
-
-static size_t on_header(char *p, size_t sz, size_t n, void *ud)
-{
-    resp *r = ud;
-    size_t len = sz * n;
-    if (len > 13 && !strncasecmp(p, "Content-Type:", 13)) {
-        snprintf(r->ctype, sizeof r->ctype, "%.*s", (int)(len - 13), p + 13);
-        r->ctype[strcspn(r->ctype, "\r\n")] = '\0';
-    }
-    return len;
-}
+typedef pipeh_answer resp;
 
 /* One request to the API (path relative) or to a full URL; key NULL: none; ctype NULL: JSON
  * when a body is given. The status in r->status (0: no answer). */
 static long req(const char *method, const char *path_or_url, const char *key, const char *body,
                 const char *ctype, resp *r)
 {
-    char url[700], auth[300], ct[200];
-    memset(r, 0, sizeof *r);
-    if (!strncmp(path_or_url, "http", 4))
-        snprintf(url, sizeof url, "%s", path_or_url);
-    else
-        snprintf(url, sizeof url, "http://127.0.0.1:%d%s", h.api_port, path_or_url);
-    CURL *c = curl_easy_init();
-    struct curl_slist *hd = NULL;
-    if (key) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
-        hd = curl_slist_append(hd, auth);
-    }
-    if (body) {
-        snprintf(ct, sizeof ct, "Content-Type: %s", ctype ? ctype : "application/json");
-        hd = curl_slist_append(hd, ct);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    }
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-    curl_slist_free_all(hd);
-    curl_easy_cleanup(c);
-    return r->status;
+    return pipeh_request(&h, method, path_or_url, key, body, ctype, NULL, 20000L, r);
 }
 
 /* A member of a JSON answer: integer (or -1) / string into out. */

@@ -48,45 +48,12 @@ static double since;
 
 /* ---- HTTP ----------------------------------------------------------------------------------- */
 
-typedef struct reply {
-    char body[16384];
-    size_t n;
-} reply;
-
-static size_t collect(char *p, size_t size, size_t nmemb, void *arg)
-{
-    reply *r = arg;
-    size_t n = size * nmemb, room = sizeof r->body - 1 - r->n;
-    memcpy(r->body + r->n, p, n < room ? n : room);
-    r->n += n < room ? n : room;
-    r->body[r->n] = '\0';
-    return n;
-}
+typedef pipeh_answer reply;
 
 /* method path with the key; body (JSON) may be NULL. The status, 0 if no answer. */
 static long http(const char *method, const char *path, const char *key, const char *body, reply *r)
 {
-    char url[512], auth[300];
-    memset(r, 0, sizeof *r);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", h.api_port, path);
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
-    CURL *c = curl_easy_init();
-    struct curl_slist *hd = curl_slist_append(NULL, auth);
-    hd = curl_slist_append(hd, "Content-Type: application/json");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
-    if (body)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 15000L);
-    long status = 0;
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(hd);
-    curl_easy_cleanup(c);
-    return status;
+    return pipeh_request(&h, method, path, key, body, NULL, NULL, 15000L, r);
 }
 
 /* ---- the receiver and the worker ------------------------------------------------------------ */
