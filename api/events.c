@@ -39,7 +39,8 @@
 
 /* Every queue, as routes_ops.c lists them for GET /api/queues. */
 static const char *const k_queues[] = {QUEUE_CAMPAIGNS, QUEUE_SENDS,    QUEUE_RECEIPTS,
-                                       QUEUE_AI,        QUEUE_PRIORITY, QUEUE_PRIORITY_RECEIPTS};
+                                       QUEUE_AI,        QUEUE_PRIORITY, QUEUE_PRIORITY_RECEIPTS,
+                                       QUEUE_EVENTS,    QUEUE_WEBHOOKS};
 #define NQUEUES (sizeof k_queues / sizeof k_queues[0])
 
 typedef struct frame {
@@ -192,10 +193,11 @@ static json_t *read_campaigns(events_hub *h, bool want_json)
         "projection", "{", "name", BCON_INT32(1), "status", BCON_INT32(1), "total", BCON_INT32(1),
         "pending", BCON_INT32(1), "sent", BCON_INT32(1), "failed", BCON_INT32(1), "cancelled",
         BCON_INT32(1), "bounced", BCON_INT32(1), "opened", BCON_INT32(1), "clicked", BCON_INT32(1),
-        "audience_size", BCON_INT32(1), "createdAt", BCON_INT32(1), "startedAt", BCON_INT32(1),
-        "completedAt", BCON_INT32(1), "send_at", BCON_INT32(1), "updatedAt", BCON_INT32(1), "}",
-        "sort", "{", "createdAt", BCON_INT32(-1), "}", "limit", BCON_INT64(EVENTS_MAX_CAMPAIGNS),
-        "batchSize", BCON_INT64(EVENTS_MAX_CAMPAIGNS), "maxTimeMS", BCON_INT64(2000));
+        "complained", BCON_INT32(1), "audience_size", BCON_INT32(1), "createdAt", BCON_INT32(1),
+        "startedAt", BCON_INT32(1), "completedAt", BCON_INT32(1), "send_at", BCON_INT32(1),
+        "updatedAt", BCON_INT32(1), "}", "sort", "{", "createdAt", BCON_INT32(-1), "}", "limit",
+        BCON_INT64(EVENTS_MAX_CAMPAIGNS), "batchSize", BCON_INT64(EVENTS_MAX_CAMPAIGNS),
+        "maxTimeMS", BCON_INT64(2000));
     mongoc_client_t *cl = dbpool_pop(app->db);
     mongoc_collection_t *c = dbpool_collection(app->db, cl, DB_CAMPAIGNS);
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, filter, opts, NULL);

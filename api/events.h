@@ -18,8 +18,9 @@
  *   id: <n>                      increasing per API process
  *   event: tick
  *   data: {"ts","campaigns":[{"_id","name","status","total","pending","sent","failed",
- *          "cancelled",...dates}],"queues":[{"name","ready","inflight","delayed","dead",
- *          "consumers","alive","rate_1m"}],"held","redis":"ok|down","mongodb":"ok|down"}
+ *          "cancelled","bounced","complained","opened","clicked",...dates}],
+ *          "queues":[{"name","ready","inflight","delayed","dead","consumers","alive",
+ *          "rate_1m"}],"held","redis":"ok|down","mongodb":"ok|down"}
  * An event is sent when the figures changed since the last one (so an idle system sends
  * nothing), and a comment line `: keepalive` every EVENTS_HEARTBEAT_S otherwise. A new viewer
  * gets the latest event at once. A stream ends after EVENTS_MAX_LIFE_S (the browser reconnects
