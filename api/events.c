@@ -15,8 +15,9 @@
  * first).
  *
  * Frames are immutable, reference-counted (under the hub mutex) strings: the current event,
- * the greeting and the heartbeat. A viewer holds a reference to the frame it is writing, so a
- * new frame can replace the current one while slow viewers still write the old one.
+ * the greeting, the heartbeat and the history (rebuilt at most once per new sample). A viewer holds
+ * a reference to the frame it is writing, so a new frame can replace the current one while slow
+ * viewers still write the old one.
  */
 #include "events.h"
 
@@ -38,7 +39,8 @@
 
 /* Every queue, as routes_ops.c lists them for GET /api/queues. */
 static const char *const k_queues[] = {QUEUE_CAMPAIGNS, QUEUE_SENDS,    QUEUE_RECEIPTS,
-                                       QUEUE_AI,        QUEUE_PRIORITY, QUEUE_PRIORITY_RECEIPTS};
+                                       QUEUE_AI,        QUEUE_PRIORITY, QUEUE_PRIORITY_RECEIPTS,
+                                       QUEUE_EVENTS,    QUEUE_WEBHOOKS};
 #define NQUEUES (sizeof k_queues / sizeof k_queues[0])
 
 typedef struct frame {
@@ -46,6 +48,12 @@ typedef struct frame {
     size_t len;
     char data[];
 } frame;
+
+/* A campaign's messages that reached an end (sent + failed; bounced is a part of failed). */
+typedef struct rate_seen {
+    bson_oid_t id;
+    long long done;
+} rate_seen;
 
 typedef struct viewer {
     events_hub *hub;
@@ -55,6 +63,7 @@ typedef struct viewer {
     uint64_t seq;   /* id of the last event handed to this viewer */
     uint64_t beats; /* heartbeats handed */
     bool greeted;
+    bool told_history;
     bool suspended;
     int64_t end_ms; /* monotonic: the stream ends here (EVENTS_MAX_LIFE_S) */
     struct viewer *prev, *next;
@@ -78,6 +87,20 @@ struct events_hub {
     frame *heartbeat; /* ": keepalive" */
     viewer *head;
     int nviewers;
+    /* Messages per second, the last EVENTS_HISTORY_S seconds (under mu): slot sec % N holds
+     * the messages that reached an end in wall-clock second hist_sec[slot]; a slot whose
+     * second is older than the window counts as 0. */
+    int64_t hist_sec[EVENTS_HISTORY_S];
+    long long hist_n[EVENTS_HISTORY_S];
+    uint64_t hist_ver; /* bumped by every sample */
+    frame *hist_frame; /* the "history" event of hist_frame_ver at hist_frame_s, or NULL */
+    uint64_t hist_frame_ver;
+    int64_t hist_frame_s;
+    /* The ticker's own (no lock): each campaign's finished messages at the last sample. */
+    rate_seen prev[EVENTS_MAX_CAMPAIGNS];
+    size_t nprev;
+    bool based;      /* prev holds a sample (the first one only sets the baseline) */
+    int64_t prev_ms; /* wall-clock time of that sample */
 };
 
 /* ---------------------------------------------------------------- frames */
@@ -110,11 +133,58 @@ static void frame_unref(frame *f)
 
 /* ---------------------------------------------------------------- the snapshot */
 
-/* The campaigns a dashboard shows live: active ones and those changed in the last
- * EVENTS_RECENT_S, newest first, with their counters. NULL when MongoDB failed. */
-static json_t *read_campaigns(api_ctx *app)
+/* A counter of a campaign document as an integer (0 when absent). */
+static long long doc_count(const bson_t *doc, const char *key)
 {
-    int64_t since = time_now_ms() - (int64_t)EVENTS_RECENT_S * 1000;
+    bson_iter_t it;
+    return bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_NUMBER(&it)
+               ? (long long)bson_iter_as_int64(&it)
+               : 0;
+}
+
+/* The messages that reached an end since the previous sample, from one campaign document, and
+ * its figure for the next sample in cur[*ncur]. A campaign the previous sample did not hold
+ * counts from 0 only when it was created since (a new campaign); otherwise (the first sample
+ * after start, an old campaign coming back into the list) its figure is only a baseline. */
+static long long sample_campaign(events_hub *h, const bson_t *doc, rate_seen *cur, size_t *ncur)
+{
+    bson_iter_t it;
+    if (*ncur >= EVENTS_MAX_CAMPAIGNS || !bson_iter_init_find(&it, doc, "_id") ||
+        !BSON_ITER_HOLDS_OID(&it))
+        return 0;
+    rate_seen *s = &cur[(*ncur)++];
+    bson_oid_copy(bson_iter_oid(&it), &s->id);
+    s->done = doc_count(doc, "sent") + doc_count(doc, "failed");
+    for (size_t i = 0; i < h->nprev; i++)
+        if (bson_oid_equal(&h->prev[i].id, &s->id))
+            return s->done > h->prev[i].done ? s->done - h->prev[i].done : 0;
+    bool fresh = h->based && bson_iter_init_find(&it, doc, "createdAt") &&
+                 BSON_ITER_HOLDS_DATE_TIME(&it) &&
+                 bson_iter_date_time(&it) >= h->prev_ms - EVENTS_TICK_MS;
+    return fresh ? s->done : 0;
+}
+
+/* Under hub.mu: add n finished messages to wall-clock second sec. */
+static void history_add(events_hub *h, int64_t sec, long long n)
+{
+    size_t slot = (size_t)(sec % EVENTS_HISTORY_S);
+    if (h->hist_sec[slot] != sec) {
+        h->hist_sec[slot] = sec;
+        h->hist_n[slot] = 0;
+    }
+    h->hist_n[slot] += n;
+    h->hist_ver++;
+}
+
+/* The campaigns a dashboard shows live: active ones and those changed in the last
+ * EVENTS_RECENT_S, newest first, with their counters. Each read is also a sample of the
+ * messages per second (the hub's history). With want_json false only the sample is taken (no
+ * viewer: the history keeps filling). NULL when MongoDB failed or want_json is false. */
+static json_t *read_campaigns(events_hub *h, bool want_json)
+{
+    api_ctx *app = h->app;
+    int64_t now = time_now_ms();
+    int64_t since = now - (int64_t)EVENTS_RECENT_S * 1000;
     bson_t *filter =
         BCON_NEW("$or", "[", "{", "status", "{", "$in", "[", BCON_UTF8("SENDING"),
                  BCON_UTF8("PAUSED"), BCON_UTF8("QUEUED"), BCON_UTF8("SCHEDULED"), "]", "}", "}",
@@ -123,22 +193,39 @@ static json_t *read_campaigns(api_ctx *app)
         "projection", "{", "name", BCON_INT32(1), "status", BCON_INT32(1), "total", BCON_INT32(1),
         "pending", BCON_INT32(1), "sent", BCON_INT32(1), "failed", BCON_INT32(1), "cancelled",
         BCON_INT32(1), "bounced", BCON_INT32(1), "opened", BCON_INT32(1), "clicked", BCON_INT32(1),
-        "audience_size", BCON_INT32(1), "createdAt", BCON_INT32(1), "startedAt", BCON_INT32(1),
-        "completedAt", BCON_INT32(1), "send_at", BCON_INT32(1), "updatedAt", BCON_INT32(1), "}",
-        "sort", "{", "createdAt", BCON_INT32(-1), "}", "limit", BCON_INT64(EVENTS_MAX_CAMPAIGNS),
-        "batchSize", BCON_INT64(EVENTS_MAX_CAMPAIGNS), "maxTimeMS", BCON_INT64(2000));
+        "complained", BCON_INT32(1), "audience_size", BCON_INT32(1), "createdAt", BCON_INT32(1),
+        "startedAt", BCON_INT32(1), "completedAt", BCON_INT32(1), "send_at", BCON_INT32(1),
+        "updatedAt", BCON_INT32(1), "}", "sort", "{", "createdAt", BCON_INT32(-1), "}", "limit",
+        BCON_INT64(EVENTS_MAX_CAMPAIGNS), "batchSize", BCON_INT64(EVENTS_MAX_CAMPAIGNS),
+        "maxTimeMS", BCON_INT64(2000));
     mongoc_client_t *cl = dbpool_pop(app->db);
     mongoc_collection_t *c = dbpool_collection(app->db, cl, DB_CAMPAIGNS);
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, filter, opts, NULL);
     json_t *arr = json_array();
+    rate_seen seen[EVENTS_MAX_CAMPAIGNS];
+    size_t nseen = 0;
+    long long moved = 0;
     const bson_t *doc;
     bson_error_t e;
     while (mongoc_cursor_next(cur, &doc)) {
-        json_t *v = jsonx_from_bson(doc);
+        moved += sample_campaign(h, doc, seen, &nseen);
+        json_t *v = want_json ? jsonx_from_bson(doc) : NULL;
         if (v)
             json_array_append_new(arr, v);
     }
     if (mongoc_cursor_error(cur, &e)) {
+        json_decref(arr);
+        arr = NULL;
+    } else {
+        memcpy(h->prev, seen, nseen * sizeof seen[0]);
+        h->nprev = nseen;
+        h->based = true;
+        h->prev_ms = now;
+        pthread_mutex_lock(&h->mu);
+        history_add(h, now / 1000, moved);
+        pthread_mutex_unlock(&h->mu);
+    }
+    if (!want_json) {
         json_decref(arr);
         arr = NULL;
     }
@@ -182,11 +269,11 @@ static json_t *read_queues(api_ctx *app, long long *held)
 }
 
 /* The figures as compact JSON without "ts" (malloc'd), or NULL when out of memory. */
-static char *snapshot(api_ctx *app)
+static char *snapshot(events_hub *h)
 {
     long long held = 0;
-    json_t *camps = read_campaigns(app);
-    json_t *queues = read_queues(app, &held);
+    json_t *camps = read_campaigns(h, true);
+    json_t *queues = read_queues(h->app, &held);
     json_t *o =
         json_pack("{s:o,s:o,s:I,s:s,s:s}", "campaigns", camps ? camps : json_array(), "queues",
                   queues ? queues : json_array(), "held", (json_int_t)(held > 0 ? held : 0),
@@ -264,10 +351,14 @@ static void *ticker(void *arg)
         }
         next = now + EVENTS_TICK_MS;
         last = now;
-        if (h->nviewers == 0) /* nobody watches: no reads at all */
+        if (h->nviewers == 0) { /* nobody watches: only the history's sample, no Redis */
+            pthread_mutex_unlock(&h->mu);
+            read_campaigns(h, false);
+            pthread_mutex_lock(&h->mu);
             continue;
+        }
         pthread_mutex_unlock(&h->mu);
-        char *body = snapshot(h->app);
+        char *body = snapshot(h);
         now = time_mono_ms();
         if (body)
             publish(h, body, now);
@@ -331,6 +422,7 @@ void events_hub_free(events_hub *h)
     frame_unref(h->current);
     frame_unref(h->greeting);
     frame_unref(h->heartbeat);
+    frame_unref(h->hist_frame);
     free(h->last_body);
     pthread_cond_destroy(&h->cv);
     pthread_mutex_destroy(&h->mu);
@@ -338,6 +430,41 @@ void events_hub_free(events_hub *h)
 }
 
 /* ---------------------------------------------------------------- one stream */
+
+/* Under hub.mu: the "history" event for now (a reference), made again only when a sample came
+ * or a second passed since the last one was made. NULL when out of memory. */
+static frame *history_frame(events_hub *h)
+{
+    int64_t end = time_now_ms() / 1000;
+    if (h->hist_frame && h->hist_frame_ver == h->hist_ver && h->hist_frame_s == end)
+        return frame_ref(h->hist_frame);
+    /* 21 bytes per figure at most, plus the frame's words. */
+    size_t cap = 128 + (size_t)EVENTS_HISTORY_S * 21;
+    char *buf = malloc(cap);
+    if (!buf)
+        return NULL;
+    int n = snprintf(buf, cap, "event: history\ndata: {\"ts\":%lld,\"step_ms\":1000,\"messages\":[",
+                     (long long)end * 1000);
+    size_t len = n > 0 ? (size_t)n : 0;
+    for (int64_t sec = end - EVENTS_HISTORY_S + 1; sec <= end && len < cap; sec++) {
+        size_t slot = (size_t)(sec % EVENTS_HISTORY_S);
+        long long v = h->hist_sec[slot] == sec ? h->hist_n[slot] : 0;
+        n = snprintf(buf + len, cap - len, "%s%lld", sec == end - EVENTS_HISTORY_S + 1 ? "" : ",",
+                     v);
+        len += n > 0 ? (size_t)n : 0;
+    }
+    if (len < cap)
+        n = snprintf(buf + len, cap - len, "]}\n\n");
+    frame *f = len < cap && n > 0 && len + (size_t)n < cap ? frame_new(buf, len + (size_t)n) : NULL;
+    free(buf);
+    if (!f)
+        return NULL;
+    frame_unref(h->hist_frame);
+    h->hist_frame = f;
+    h->hist_frame_ver = h->hist_ver;
+    h->hist_frame_s = end;
+    return frame_ref(f);
+}
 
 static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
@@ -363,6 +490,11 @@ static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max)
         if (!v->greeted) {
             v->greeted = true;
             v->out = frame_ref(h->greeting);
+            continue;
+        }
+        if (!v->told_history) { /* out of memory: the stream goes on without it */
+            v->told_history = true;
+            v->out = history_frame(h);
             continue;
         }
         if (h->stopping || time_mono_ms() >= v->end_ms) {

@@ -23,7 +23,8 @@
 
 /* The queues that have a dead-letter list (the same set /api/queues reports). */
 static const char *const k_names[] = {QUEUE_CAMPAIGNS, QUEUE_SENDS,    QUEUE_RECEIPTS,
-                                      QUEUE_AI,        QUEUE_PRIORITY, QUEUE_PRIORITY_RECEIPTS};
+                                      QUEUE_AI,        QUEUE_PRIORITY, QUEUE_PRIORITY_RECEIPTS,
+                                      QUEUE_EVENTS,    QUEUE_WEBHOOKS};
 
 static bool known_queue(const char *name)
 {
@@ -59,8 +60,8 @@ static queue *open_queue(api_ctx *app, http_request *req, rconn **conn)
     const char *name = http_param(req, "name");
     if (!known_queue(name)) {
         http_error(req, 404,
-                   "queue: unknown queue (campaigns, sends, receipts, ai, priority or "
-                   "priority-receipts)");
+                   "queue: unknown queue (campaigns, sends, receipts, ai, priority, "
+                   "priority-receipts, events or webhooks)");
         return NULL;
     }
     *conn = rpool_get(app->redis);

@@ -2,7 +2,8 @@
  *  - the dead-letter routes (api/routes_dlq.c): three dead letters made with lib/queue on the
  *    ai queue (no consumer runs in this test), listed newest first with their error, paged, one
  *    requeued back to ready, one purged, the rest purged with "all"; unknown queue 404, bad
- *    index 400, missing index 404, staff 403, no credentials 401;
+ *    index 400, missing index 404, staff 403, no credentials 401; every queue GET /api/queues
+ *    names has its dead-letter list (events and webhooks too, as `minicrm dlq`);
  *  - GET /api/campaigns/:id/logs?status= (the campaign page's filter): logs of three statuses
  *    written straight into the database, each filter returns exactly its own; 400 otherwise;
  *  - GET /api/queues names the held sends of paused campaigns on the sends queue;
@@ -104,6 +105,31 @@ TEST(list_requeue_purge)
     CHECK_INT_EQ(st.dead, 0);
     queue_close(q);
     rconn_free(c);
+}
+
+TEST(every_queue_has_dead_letters)
+{
+    const char *h[] = {apitest_admin_auth(&T), NULL};
+    apitest_resp r;
+    CHECK(apitest_request(&T, "GET", "/api/queues", h, NULL, 0, &r) == 0);
+    CHECK_INT_EQ(r.status, 200);
+    json_t *qs = json_incref(json_object_get(r.json, "queues"));
+    apitest_resp_release(&r);
+    CHECK(json_array_size(qs) >= 8);
+    int ok = 0;
+    for (size_t i = 0; i < json_array_size(qs); i++) {
+        char path[128];
+        const char *name = json_string_value(json_object_get(json_array_get(qs, i), "name"));
+        snprintf(path, sizeof path, "/api/queues/%s/dead", name ? name : "?");
+        memset(&r, 0, sizeof r);
+        if (apitest_request(&T, "GET", path, h, NULL, 0, &r) == 0 && r.status == 200)
+            ok++;
+        else
+            fprintf(stderr, "  %s: %ld\n", path, r.status);
+        apitest_resp_release(&r);
+    }
+    CHECK_INT_EQ(ok, (int)json_array_size(qs));
+    json_decref(qs);
 }
 
 TEST(errors)
@@ -295,9 +321,12 @@ TEST(customer_search_and_history)
 
 int main(int argc, char **argv)
 {
-    static const test_case cases[] = {
-        TEST_ENTRY(list_requeue_purge), TEST_ENTRY(errors), TEST_ENTRY(logs_filtered_by_status),
-        TEST_ENTRY(queues_show_held_sends), TEST_ENTRY(customer_search_and_history)};
+    static const test_case cases[] = {TEST_ENTRY(list_requeue_purge),
+                                      TEST_ENTRY(every_queue_has_dead_letters),
+                                      TEST_ENTRY(errors),
+                                      TEST_ENTRY(logs_filtered_by_status),
+                                      TEST_ENTRY(queues_show_held_sends),
+                                      TEST_ENTRY(customer_search_and_history)};
     if (apitest_start(&T, NULL) != 0)
         return 1;
     mongoc_init();

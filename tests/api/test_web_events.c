@@ -13,6 +13,9 @@
  *   stream_cap                   past api.events_max_streams (25 here): 503; closed streams
  *                                free their places
  *   heartbeat_when_idle          with nothing changing, a `: keepalive` comment within 15 s
+ *   history_at_once              a new stream's first event is `history`: 600 per-second
+ *                                figures; messages finished while nobody watched (counters
+ *                                moved in MongoDB) are in the next stream's history, once
  *   clean_close_on_shutdown      SIGTERM: every open stream ends and the API exits 0 at once,
  *                                not after api.request_timeout_s (last: it stops the API)
  */
@@ -23,6 +26,7 @@
 #include "timeutil.h"
 
 #include <arpa/inet.h>
+#include <mongoc/mongoc.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -56,6 +60,9 @@ typedef struct sse {
     bool headers; /* headers parsed */
     bool chunked;
     bool eof;
+    char hist[16384]; /* the data of the `history` event, once it came */
+    int nevents;      /* data blocks seen: the history should be the first */
+    int hist_at;      /* its place among them (1-based), 0 before it came */
 } sse;
 
 /* Open a stream; auth is a header line or NULL. 0 (the answer's status in s->status once
@@ -161,6 +168,13 @@ static bool sse_next(sse *s, int ms, unsigned long long *id, char *data, size_t 
                 *retry = true;
             char *d = strstr(blk, "data: ");
             char *i = strstr(blk, "id: ");
+            if (d)
+                s->nevents++;
+            if (d && strncmp(blk, "event: history\n", 15) == 0) { /* kept apart, not returned */
+                snprintf(s->hist, sizeof s->hist, "%.*s", (int)strcspn(d + 6, "\n"), d + 6);
+                s->hist_at = s->nevents;
+                continue;
+            }
             if (d) {
                 *id = i ? strtoull(i + 4, NULL, 10) : 0;
                 snprintf(data, n, "%.*s", (int)strcspn(d + 6, "\n"), d + 6);
@@ -233,7 +247,7 @@ TEST(first_event_at_once)
     json_t *v = json_loads(data, 0, NULL);
     CHECK(v != NULL);
     json_t *q = json_object_get(v, "queues");
-    bool shape = json_array_size(q) == 6 && json_is_array(json_object_get(v, "campaigns")) &&
+    bool shape = json_array_size(q) == 8 && json_is_array(json_object_get(v, "campaigns")) &&
                  json_is_integer(json_object_get(v, "ts"));
     for (size_t i = 0; shape && i < json_array_size(q); i++) {
         json_t *e = json_array_get(q, i);
@@ -413,6 +427,86 @@ TEST(heartbeat_when_idle)
     CHECK_MSG(beat, "no heartbeat within %lld ms", (long long)took);
 }
 
+/* Open a stream, wait for its history event; the sum of its figures (-1: none or a bad shape). */
+static long long history_sum(void)
+{
+    static sse s;
+    if (sse_open(&s, apitest_staff_auth(&T)) != 0 || sse_status(&s, 3000) != 200) {
+        sse_close(&s);
+        return -1;
+    }
+    unsigned long long id;
+    static char data[65536];
+    sse_next(&s, 3000, &id, data, sizeof data, NULL); /* the history comes before it */
+    sse_close(&s);
+    json_t *v = json_loads(s.hist, 0, NULL);
+    json_t *m = json_object_get(v, "messages");
+    long long sum = -1;
+    if (s.hist_at == 1 && json_array_size(m) == 600 &&
+        json_integer_value(json_object_get(v, "step_ms")) == 1000 &&
+        json_is_integer(json_object_get(v, "ts"))) {
+        sum = 0;
+        for (size_t i = 0; i < 600; i++)
+            sum += json_integer_value(json_array_get(m, i));
+    }
+    json_decref(v);
+    return sum;
+}
+
+TEST(history_at_once)
+{
+    CHECK(start() == 0);
+    long long before = history_sum();
+    CHECK_MSG(before >= 0, "no history event first on a new stream");
+    /* A new campaign (QUEUED: no worker runs here), seen by the ticker in a tick event. */
+    static sse s;
+    CHECK(sse_open(&s, apitest_staff_auth(&T)) == 0);
+    CHECK_INT_EQ(sse_status(&s, 3000), 200);
+    const char *h[] = {apitest_staff_auth(&T), NULL};
+    const char *body = "{\"name\":\"History\",\"rules\":{\"min_spend\":1}}";
+    apitest_resp r;
+    CHECK(apitest_request(&T, "POST", "/api/campaigns", h, body, strlen(body), &r) == 0);
+    char cid[32] = "";
+    snprintf(cid, sizeof cid, "%s",
+             json_string_value(json_object_get(json_object_get(r.json, "campaign"), "_id")));
+    apitest_resp_release(&r);
+    unsigned long long id;
+    static char data[65536];
+    json_t *seen = NULL;
+    int64_t t0 = time_mono_ms();
+    while (!seen && time_mono_ms() - t0 < 5000 && sse_next(&s, 3000, &id, data, sizeof data, NULL))
+        seen = find_campaign(data, cid);
+    sse_close(&s);
+    CHECK_MSG(seen != NULL, "campaign %s never appeared in the stream", cid);
+    json_decref(seen);
+    /* Nobody watches now; 30 sent and 7 failed messages land, as the receipts worker would
+     * count them. */
+    mongoc_client_t *cl = mongoc_client_new(T.env.mongo_uri);
+    mongoc_collection_t *camps = mongoc_client_get_collection(cl, T.env.db_name, "campaigns1");
+    bson_oid_t oid;
+    bson_oid_init_from_string(&oid, cid);
+    bson_t *sel = BCON_NEW("_id", BCON_OID(&oid));
+    bson_t *inc = BCON_NEW("$inc", "{", "sent", BCON_INT64(30), "failed", BCON_INT64(7), "}");
+    bool ok = mongoc_collection_update_one(camps, sel, inc, NULL, NULL, NULL);
+    bson_destroy(sel);
+    bson_destroy(inc);
+    mongoc_collection_destroy(camps);
+    mongoc_client_destroy(cl);
+    CHECK(ok);
+    /* The next stream's history holds them, counted once (streams opened again and again). */
+    long long after = before;
+    t0 = time_mono_ms();
+    while (after != before + 37 && time_mono_ms() - t0 < 10000) {
+        after = history_sum();
+        if (after != before + 37)
+            usleep(300000);
+    }
+    printf("  history: %lld messages before, %lld after\n", before, after);
+    CHECK_MSG(after == before + 37, "history sum %lld, expected %lld", after, before + 37);
+    usleep(1500000); /* a later sample must not count them again */
+    CHECK_INT_EQ(history_sum(), before + 37);
+}
+
 TEST(clean_close_on_shutdown)
 {
     CHECK(start() == 0);
@@ -440,5 +534,5 @@ TEST(clean_close_on_shutdown)
 
 TEST_MAIN(TEST_ENTRY(login_required), TEST_ENTRY(first_event_at_once),
           TEST_ENTRY(campaign_progress_appears), TEST_ENTRY(one_read_per_tick),
-          TEST_ENTRY(stream_cap), TEST_ENTRY(heartbeat_when_idle),
+          TEST_ENTRY(stream_cap), TEST_ENTRY(heartbeat_when_idle), TEST_ENTRY(history_at_once),
           TEST_ENTRY(clean_close_on_shutdown))

@@ -15,6 +15,20 @@
 //                        show in each state; it completes
 //   dead_letter          a dead letter on the ai queue (no minicrm-ai runs) requeued from the
 //                        Queues page after the confirmation; it is back in the ai queue's ready
+//   suppressions         an address suppressed through the page (admin), a second time (the
+//                        first suppression stays), filtered by reason, removed after the
+//                        confirmation; each step checked in GET /api/suppressions as well
+//   webhooks             an endpoint created through the page: its signing secret shown once
+//                        (not in the list, not after a reload, not in GET /api/webhooks); its
+//                        test event sent (the job is on the webhooks queue: no minicrm-webhooks
+//                        runs here); deleted after the confirmation, gone from the API
+//   reschedule           a scheduled campaign from the form; Reschedule on its page moves
+//                        send_at (GET /api/campaigns/:id agrees); Cancel ends it
+//   history_chart        a page opened after a campaign ran draws messages per second at once
+//                        (the stream's history event), before any live figure
+//
+// pause_resume also waits for the receipt events (web_env turns the vendor's on) and checks the
+// page's bounced / opened / clicked against GET /api/campaigns/:id before the README's pictures.
 //
 // Screenshots of every page go to the artefacts directory (dashboard-*.png); overview.png and
 // campaign.png (taken at the end of pause_resume) are the README's pictures (docs/).
@@ -25,7 +39,7 @@
 // The pause case limits its campaign to 20 messages per second (rate_per_s from the form), so
 // it sends for seconds: long enough to press Pause.
 
-import { keys, artifacts, watch, expectNoProblems, signIn, screenshot, runCases } from './lib/browser.mjs';
+import { keys, artifacts, watch, expectNoProblems, signIn, screenshot, runCases, pageFetch } from './lib/browser.mjs';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 
@@ -265,6 +279,21 @@ await runCases([
     const bar = page.getByRole('progressbar', { name: 'Campaign progress' });
     await until(async () => num(await bar.getAttribute('value')) === num(await bar.getAttribute('max')), 'the progress bar is not full after resuming');
     console.log(`  paused with ${held} messages pending`);
+    // Opens, clicks and bounces arrive after the receipts (web_env turns the vendor's events
+    // on): the page shows each as GET /api/campaigns/:id gives it.
+    const cid = page.url().split('/').pop();
+    const events = ['bounced', 'opened', 'clicked'];
+    await until(async () => {
+      const r = await pageFetch(page, 'GET', '/api/campaigns/' + cid);
+      const p = (r.json && r.json.progress) || {};
+      if (!events.every((k) => p[k] > 0)) return false;
+      for (const k of events) {
+        const el = page.locator(`.counters .c-${k} dd`);
+        if (!(await el.count()) || num(await el.textContent()) !== p[k]) return false;
+      }
+      return true;
+    }, 'the page does not show bounced, opened and clicked as the API counts them', 60000);
+    await page.locator('.counters .c-opened .share').filter({ hasText: '% of sent' }).waitFor();
     // The README's pictures: this campaign (its chart shows the pause), then the overview
     // reached by its link, so the page keeps the live figures it saw (messages per second).
     await until(async () => (await page.locator('#live').textContent()) === '', 'the announcement stays', 10000);
@@ -307,5 +336,175 @@ await runCases([
     await page.locator('#main').getByText('No dead letters in ai.').waitFor();
     await until(async () => (await aiReady()) === before + 1, `ai ready does not go from ${before} to ${before + 1}`, 15000);
     expectClean(problems, SIGNED_OUT, 'requeueing a dead letter');
+  }],
+
+  ['suppressions', async (page) => {
+    const problems = watch(page, SIGNED_OUT);
+    await signInFast(page);
+    await go(page, '/suppressions', 'Suppressions');
+    const addr = 'browser-suppressed@example.org';
+    const listed = async (q = '') => {
+      const r = await pageFetch(page, 'GET', '/api/suppressions?limit=100' + q);
+      check(r.status === 200 && Array.isArray(r.json), `GET /api/suppressions answered ${r.status}`);
+      return r.json.find((s) => s.email === addr);
+    };
+    check(!(await listed()), `${addr} is suppressed before the test`);
+    await page.getByLabel('Email', { exact: true }).fill(addr);
+    await page.getByLabel('Reason', { exact: true }).selectOption('complained');
+    await page.getByRole('button', { name: 'Suppress', exact: true }).click();
+    await page.locator('#main .ok').filter({ hasText: `${addr} suppressed (complained)` }).waitFor();
+    const row = page.locator('tbody tr', { hasText: addr });
+    await row.waitFor();
+    const s = await listed();
+    check(s && s.reason === 'complained', 'the API does not have the suppression: ' + JSON.stringify(s));
+    // Again, as manual: the first suppression stays and the page says so.
+    await page.getByLabel('Email', { exact: true }).fill(addr.toUpperCase());
+    await page.getByLabel('Reason', { exact: true }).selectOption('manual');
+    await page.getByRole('button', { name: 'Suppress', exact: true }).click();
+    await page.locator('#main .ok').filter({ hasText: 'was already suppressed (complained)' }).waitFor();
+    check((await listed()).reason === 'complained', 'a second suppression replaced the first');
+    // The reason filter: the address under complained, not under manual.
+    const show = page.getByLabel('Show reason');
+    await show.selectOption('manual');
+    await until(async () => (await row.count()) === 0, 'the manual filter still shows a complained address', 10000);
+    await show.selectOption('complained');
+    await row.waitFor();
+    check(!!(await listed('&reason=complained')) && !(await listed('&reason=manual')), 'the API filter disagrees');
+    await screenshot(page, 'dashboard-suppressions');
+    // Remove asks first; Escape keeps it.
+    await row.getByRole('button', { name: `Remove ${addr}` }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.waitFor();
+    await page.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'detached' });
+    check(!!(await listed()), 'Escape removed the suppression');
+    await row.getByRole('button', { name: `Remove ${addr}` }).click();
+    await dialog.getByRole('button', { name: 'Remove' }).click();
+    await page.locator('#main .ok').filter({ hasText: `${addr} removed` }).waitFor();
+    await until(async () => (await row.count()) === 0, 'the removed address is still listed', 10000);
+    check(!(await listed()), 'the API still has the removed suppression');
+    expectClean(problems, SIGNED_OUT, 'suppressing and removing an address');
+  }],
+
+  ['webhooks', async (page) => {
+    const problems = watch(page, SIGNED_OUT);
+    await signInFast(page);
+    await go(page, '/webhooks', 'Webhooks');
+    const url = 'https://hooks.example.com/minicrm/browser-test';
+    const hooks = async () => {
+      const r = await pageFetch(page, 'GET', '/api/webhooks');
+      check(r.status === 200 && Array.isArray(r.json), `GET /api/webhooks answered ${r.status}`);
+      return r;
+    };
+    const webhooksReady = async () => {
+      const r = await pageFetch(page, 'GET', '/api/queues');
+      return (r.json.queues.find((q) => q.name === 'webhooks') || {}).ready;
+    };
+    await page.getByLabel('URL', { exact: true }).fill(url);
+    await page.getByLabel('Description (optional)').fill('browser test endpoint');
+    // Two event types only.
+    for (const box of await page.getByRole('checkbox').all()) {
+      const name = await box.getAttribute('value');
+      if (name !== 'campaign.completed' && name !== 'message.bounced') await box.uncheck();
+    }
+    await page.getByRole('button', { name: 'Add endpoint' }).click();
+    const secretEl = page.locator('.secret-once code.secret');
+    await secretEl.waitFor();
+    const secret = (await secretEl.textContent()).trim();
+    check(/^whsec_[A-Za-z0-9+/=]{20,}$/.test(secret), 'no signing secret shown: ' + secret);
+    const row = page.locator('tbody tr', { hasText: url });
+    await row.waitFor();
+    check(!(await row.textContent()).includes(secret), 'the list shows the secret');
+    let r = await hooks();
+    const w = r.json.find((x) => x.url === url);
+    check(w && w.status === 'enabled' && w.description === 'browser test endpoint', 'the API does not have the endpoint: ' + JSON.stringify(w));
+    check(JSON.stringify(w.events.slice().sort()) === '["campaign.completed","message.bounced"]', 'events: ' + JSON.stringify(w.events));
+    check(!r.text.includes(secret) && !r.text.includes('whsec_'), 'GET /api/webhooks shows the secret');
+    await screenshot(page, 'dashboard-webhooks-created');
+    // Shown once: not after the page is opened again.
+    await page.reload();
+    await page.getByRole('heading', { level: 1, name: 'Webhooks' }).waitFor();
+    await row.waitFor();
+    check(!(await page.locator('#main').textContent()).includes(secret), 'the secret is shown again after a reload');
+    // Its test event: one delivery job on the webhooks queue (no minicrm-webhooks runs here).
+    const before = await webhooksReady();
+    await row.getByRole('button', { name: `Send a test event to ${url}` }).click();
+    const queued = page.locator('#main .ok', { hasText: `Test event queued for ${url}` });
+    await queued.waitFor();
+    const eventId = (await queued.locator('code.event-id').textContent()).trim();
+    check(/^evt_[0-9a-f]{24}$/.test(eventId), 'no event id shown: ' + eventId);
+    await until(async () => (await webhooksReady()) === before + 1, `webhooks ready does not go from ${before} to ${before + 1}`, 10000);
+    const jobs = execFileSync('redis-cli', ['-u', process.env.REDIS_URL, 'LRANGE', `${process.env.MINICRM_REDIS_PREFIX}{webhooks}:ready`, '0', '-1']).toString();
+    check(jobs.includes(eventId) && jobs.includes(w.id) && jobs.includes('webhook.test'), 'the test delivery is not on the webhooks queue');
+    // Delete asks first.
+    await row.getByRole('button', { name: `Delete ${url}` }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByRole('button', { name: 'Delete' }).click();
+    await until(async () => (await row.count()) === 0, 'the deleted endpoint is still listed', 10000);
+    r = await hooks();
+    check(!r.json.some((x) => x.url === url), 'the API still has the deleted endpoint');
+    await page.getByText('No webhook endpoints.').waitFor();
+    expectClean(problems, SIGNED_OUT, 'creating, testing and deleting a webhook');
+  }],
+
+  ['reschedule', async (page) => {
+    const problems = watch(page, SIGNED_OUT);
+    await signInFast(page);
+    await go(page, '/campaigns/new', 'New campaign');
+    await page.getByLabel('Name', { exact: true }).fill('Browser scheduled');
+    await page.getByLabel('Minimum total spend').fill('9000');
+    await page.getByLabel('Schedule for later').check();
+    await page.getByRole('button', { name: 'Create campaign' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Browser scheduled' }).waitFor();
+    await page.locator('.state .badge', { hasText: 'SCHEDULED' }).waitFor();
+    check(await page.getByRole('button', { name: 'Pause' }).count() === 0, 'Pause offered on a scheduled campaign');
+    const cid = page.url().split('/').pop();
+    const sendAt = async () => Date.parse((await pageFetch(page, 'GET', '/api/campaigns/' + cid)).json.send_at);
+    const first = await sendAt();
+    // Two days later, at a whole minute (the field has minutes).
+    const when = new Date(first + 2 * 86400e3);
+    when.setSeconds(0, 0);
+    const local = new Date(when.getTime() - when.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+    await page.getByLabel('New send time').fill(local);
+    await page.getByRole('button', { name: 'Reschedule', exact: true }).click();
+    await until(async () => (await sendAt()) === when.getTime(), `send_at does not become ${when.toISOString()}`, 10000);
+    await page.locator('.state', { hasText: when.toISOString().replace('T', ' ').slice(0, 16) }).waitFor();
+    await page.locator('.state .badge', { hasText: 'SCHEDULED' }).waitFor();
+    await screenshot(page, 'dashboard-campaign-scheduled');
+    // An admin may cancel it (confirmed); the form goes with the state.
+    await page.getByRole('button', { name: 'Cancel' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Cancel campaign' }).click();
+    await page.locator('.state .badge', { hasText: 'CANCELLED' }).waitFor();
+    check(await page.getByLabel('New send time').count() === 0, 'Reschedule still offered on a cancelled campaign');
+    check((await pageFetch(page, 'GET', '/api/campaigns/' + cid)).json.status === 'CANCELLED', 'the API does not have it CANCELLED');
+    expectClean(problems, SIGNED_OUT, 'rescheduling a campaign');
+  }],
+
+  ['history_chart', async (page) => {
+    // Campaigns ran in the cases above: the overview opened now draws their messages per
+    // second from the stream's first (history) event: hundreds of points at once, which a few
+    // live ticks could not give.
+    const problems = watch(page, SIGNED_OUT);
+    await signInFast(page);
+    const line = page.locator('section[aria-labelledby="h-rate"] svg path.line');
+    let shape = null;
+    await until(async () => {
+      if (!(await line.count())) return false;
+      const d = await line.first().getAttribute('d');
+      const ys = [...d.matchAll(/[ML][\d.]+,([\d.]+)/g)].map((m) => Number(m[1]));
+      shape = { points: ys.length, distinct: new Set(ys).size };
+      return ys.length >= 300 && shape.distinct > 1;
+    }, 'the messages per second chart is not full at once: ' + JSON.stringify(shape), 5000);
+    console.log(`  messages/s chart on opening: ${shape.points} points`);
+    // The stream's history itself: 600 seconds, some of them with messages.
+    const hist = await page.evaluate(() => new Promise((resolve, reject) => {
+      const es = new EventSource('/api/events');
+      const timer = setTimeout(() => { es.close(); reject(new Error('no history event within 5 s')); }, 5000);
+      es.addEventListener('history', (ev) => { clearTimeout(timer); es.close(); resolve(JSON.parse(ev.data)); });
+    }));
+    check(hist.messages.length === 600 && hist.step_ms === 1000 && hist.messages.some((v) => v > 0),
+      'the history holds no messages: ' + JSON.stringify(hist).slice(0, 200));
+    await screenshot(page, 'dashboard-overview-history');
+    expectClean(problems, SIGNED_OUT, 'the history of messages per second');
   }],
 ]);

@@ -6,8 +6,9 @@
  * Starts redis-server + minicrm-devdb and the real programs (minicrm-api serving WEB_ROOT,
  * minicrm-worker, minicrm-receipts, minicrm-vendor-sim) through tests/pipeline's harness, seeds
  * MINICRM_WEB_CUSTOMERS customers (default 200; customer i spends (i * 37) % 10000, see
- * pipeharness.h), makes an admin and a staff API key the operator's way (`minicrm keys
- * create`), then runs `bash RUNNER NODE_CACHE SCRIPT` (run_browser_test.sh: installs
+ * pipeharness.h) with the vendor's receipt events on (3% bounces, 1% complaints, 35% opens, 8%
+ * clicks; the caller's environment wins), makes an admin and a staff API key the operator's way
+ * (`minicrm keys create`), then runs `bash RUNNER NODE_CACHE SCRIPT` (run_browser_test.sh: installs
  * playwright-core, runs node) with
  *   MINICRM_WEB_BASE        http://127.0.0.1:<port>
  *   MINICRM_WEB_ADMIN_KEY   an admin key (mck_...)
@@ -76,6 +77,12 @@ int main(int argc, char **argv)
     }
     setenv("MINICRM_API_WEB_ROOT", web_root, 1);
     setenv("MINICRM_CHROMIUM", chromium, 1);
+    /* Receipt events on (the harness turns them off unless asked), so the campaign pages show
+     * bounced, complained, opened and clicked as a real vendor makes them. */
+    setenv("MINICRM_VENDOR_SIM_BOUNCE_RATE", "0.03", 0);
+    setenv("MINICRM_VENDOR_SIM_COMPLAINT_RATE", "0.01", 0);
+    setenv("MINICRM_VENDOR_SIM_OPEN_RATE", "0.35", 0);
+    setenv("MINICRM_VENDOR_SIM_CLICK_RATE", "0.08", 0);
 
     pipeh h;
     int status = 1;

@@ -1,6 +1,7 @@
 // Campaign: its state, counters by status (only those the API gives), progress over time (a
 // chart of the counters while the page is open), its logs filtered by status (paged), and the
-// pause / resume / cancel buttons the move table allows from its state (campaigns.js).
+// pause / resume / cancel buttons the move table allows from its state (campaigns.js), and for
+// a SCHEDULED campaign a new send time (POST /api/campaigns/:id/reschedule {send_at}).
 // Live figures come from the event stream; while the campaign is not final and the stream has
 // nothing about it, the page reads GET /api/campaigns/:id every 3 s instead.
 
@@ -26,6 +27,7 @@ export async function render(main, ctx) {
   const state = h('p', { class: 'state' });
   const moves = h('div', { class: 'actions moves', role: 'group', 'aria-label': 'Campaign actions' });
   const moveMsg = h('div', { class: 'formmsg', 'aria-live': 'polite' });
+  const resched = h('div', {});
   const bar = h('div', {});
   const counts = h('div', {});
   const chart = h('div', {});
@@ -37,7 +39,7 @@ export async function render(main, ctx) {
   const h1 = page(main, camp.name,
     h('div', { class: 'grid' },
       h('section', { class: 'card span2', 'aria-labelledby': 'h-state' },
-        h('h2', { id: 'h-state', text: 'State' }), state, bar, counts, moves, moveMsg),
+        h('h2', { id: 'h-state', text: 'State' }), state, bar, counts, moves, resched, moveMsg),
       h('section', { class: 'card', 'aria-labelledby': 'h-details' }, h('h2', { id: 'h-details', text: 'Details' }), details),
       h('section', { class: 'card wide', 'aria-labelledby': 'h-time' }, h('h2', { id: 'h-time', text: 'Progress over time' }), chart),
       h('section', { class: 'card wide', 'aria-labelledby': 'h-logs' },
@@ -59,20 +61,54 @@ export async function render(main, ctx) {
     const legal = legalMoves(camp.status, ctx.user.role);
     moves.replaceChildren(...legal.map((m) => h('button', { type: 'button', class: m.name === 'cancel' ? 'danger' : 'primary', 'data-move': m.name, onclick: () => doMove(m) }, m.label)));
     if (!legal.length) moves.append(h('span', { class: 'muted', text: FINAL.includes(camp.status) ? 'This campaign is finished.' : 'No action available in this state.' }));
-    chart.replaceChildren(lineChart({
-      title: 'Messages by status',
-      width: 1160,
-      series: Object.entries(series).filter(([, p]) => p.length).map(([name, points]) => ({ name, points })),
-    }));
+    drawReschedule();
+    chart.replaceChildren(camp.status === 'SCHEDULED'
+      ? h('p', { class: 'muted', text: `Nothing is sent before ${fmtDate(camp.send_at)}.` })
+      : lineChart({
+        title: 'Messages by status',
+        width: 1160,
+        series: Object.entries(series).filter(([, p]) => p.length).map(([name, points]) => ({ name, points })),
+      }));
     details.replaceChildren(...[
-      ['Audience', fmtNum(camp.audience_size)],
-      ['Rules', JSON.stringify(camp.rules || {})],
+      ['Audience', camp.status === 'SCHEDULED' && !camp.audience_size ? 'counted when it starts (rules judged at send time)' : fmtNum(camp.audience_size)],
+      ['Rules', Object.keys(camp.rules || {}).length ? JSON.stringify(camp.rules) : 'none (every customer)'],
       ['Tags', (camp.tags || []).join(', ') || '—'],
       ['Message', camp.message || '(default text)'],
       ['Rate limit', camp.rate_per_s ? camp.rate_per_s + ' / s' : null],
       ['Created', fmtDate(camp.createdAt)],
       ['Updated', fmtDate(camp.updatedAt)],
     ].filter(([, v]) => v !== null).map(([k, v]) => h('div', {}, h('dt', { text: k }), h('dd', { text: v }))));
+  }
+
+  // Reschedule (SCHEDULED only): the form stays while the campaign is SCHEDULED, so a live
+  // redraw keeps what the user typed.
+  let reschedForm = null;
+  function drawReschedule() {
+    if (camp.status !== 'SCHEDULED') { reschedForm = null; resched.replaceChildren(); return; }
+    if (reschedForm) return;
+    const when = h('input', { type: 'datetime-local', name: 'send_at', required: true });
+    const at = Date.parse(camp.send_at && (camp.send_at.$date || camp.send_at));
+    const d = new Date(isNaN(at) ? Date.now() + 3600e3 : at);
+    d.setMinutes(d.getMinutes() - d.getTimezoneOffset());
+    when.value = d.toISOString().slice(0, 16);
+    reschedForm = h('form', { class: 'inline reschedule', 'aria-label': 'Reschedule' },
+      field('New send time', when), h('button', { type: 'submit', class: 'primary' }, 'Reschedule'));
+    reschedForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const t = new Date(when.value);
+      if (!when.value || isNaN(t)) { moveMsg.replaceChildren(errorBox('send_at: pick a date and time')); when.focus(); return; }
+      try {
+        const r = await post(`/api/campaigns/${encodeURIComponent(id)}/reschedule`, { send_at: t.toISOString() });
+        camp = { ...camp, ...r };
+        moveMsg.replaceChildren();
+        announce(`Campaign ${camp.name} now sends at ${fmtDate(camp.send_at)}.`);
+      } catch (e) {
+        moveMsg.replaceChildren(errorBox(e));
+      }
+      reschedForm = null;
+      await reload();
+    });
+    resched.replaceChildren(reschedForm);
   }
 
   async function reload() {

@@ -77,7 +77,7 @@ export async function render(main, ctx) {
       series: [{ name: 'messages/s', points: sse.rateSeries() }],
       windowMs: 10 * 60 * 1000,
       width: 760,
-      yLabel: 'sends acknowledged by the vendor per second',
+      yLabel: 'messages whose receipt came back, sent or failed',
     }));
   }
 
