@@ -16,6 +16,10 @@
  *     vendor's pacer count as waiting work, so none is sent twice), the re-sends honour the
  *     campaign's rate (no wall-clock second above 20 + the burst), and the campaign completes
  *     with exact counters.
+ *   - lost_one_off_swept_behind_a_campaign_backlog: a one-off message (POST /api/messages) whose
+ *     priority job is lost while a 20 s campaign at 50/s waits in the sends queue: one-off logs
+ *     wait only on the priority queue, so it is re-sent and final within seconds, long before
+ *     the campaign ends, and no campaign log is re-sent.
  */
 #include "dbpool.h"
 #include "pipeharness.h"
@@ -215,8 +219,55 @@ TEST(lost_sends_resent_at_campaign_rate)
     CHECK_MSG(took >= 3000 + (n - 5) * 1000 / 20, "took %lld ms", (long long)took);
 }
 
+TEST(lost_one_off_swept_behind_a_campaign_backlog)
+{
+    CHECK(pipeh_start_all(&h) == 0);
+    /* No vendor while the slow campaign fans out and the one-off message is lost. */
+    pipeh_kill(&h, PH_VENDOR, SIGTERM);
+    long roff = file_size(pipeh_logfile(&h, PH_RECEIPTS));
+    bson_oid_t cid;
+    CHECK(post_campaign("{\"name\":\"slow2\",\"rules\":{},\"rate_per_s\":50}", &cid) == 0);
+    pipeh_answer ans;
+    CHECK_INT_EQ(pipeh_post(&h, "/api/messages", key,
+                            "{\"email\":\"c7@b.example\",\"message\":\"code 2\"}", NULL, 10000L,
+                            &ans),
+                 202);
+    const char *p = strstr(ans.body, "\"log_id\":\"");
+    CHECK(p && strlen(p + 10) >= 24);
+    char lhex[25];
+    memcpy(lhex, p + 10, 24);
+    lhex[24] = '\0';
+    CHECK(bson_oid_is_valid(lhex, 24));
+    bson_oid_t lid;
+    bson_oid_init_from_string(&lid, lhex);
+    redisReply *r = rconn_command(h.rc, "DEL %s{priority}:ready", h.env.prefix);
+    CHECK(r && r->type == REDIS_REPLY_INTEGER && r->integer == 1);
+    freeReplyObject(r);
+    int64_t t0 = time_mono_ms();
+    CHECK(pipeh_spawn(&h, PH_VENDOR, NULL) == 0);
+    /* The campaign's sends wait behind its rate for 20 s; the one-off log waits on nothing
+     * and is re-sent after the vendor timeout (3 s) and a sweep or two. */
+    char st[16];
+    CHECK_INT_EQ(pipeh_wait_log_final(&h, &lid, 15000, st), 0);
+    int64_t oneoff_ms = time_mono_ms() - t0;
+    ph_campaign c;
+    CHECK(pipeh_read(&h, &cid, &c) == 0);
+    fprintf(stderr,
+            "  lost one-off message final (%s) after %lld ms; campaign then at %lld of %d\n", st,
+            (long long)oneoff_ms, (long long)(c.sent + c.failed), NCUST);
+    CHECK_MSG(c.sent + c.failed < NCUST - 200, "the campaign was nearly done: proves nothing");
+    CHECK_INT_EQ(pipeh_wait_completed(&h, &cid, 90000, &c), 0);
+    check_exact(&cid, NCUST, &c);
+    long long rs[3];
+    CHECK(count_resends(&cid, rs) == 0);
+    CHECK_INT_EQ(rs[1] + rs[2], 0);
+    CHECK_INT_EQ(count_in_log(pipeh_logfile(&h, PH_RECEIPTS), roff, "resent=1 failed=0"), 1);
+    CHECK_INT_EQ(count_in_log(pipeh_logfile(&h, PH_RECEIPTS), roff, "receipts.swept"), 1);
+}
+
 static const test_case cases[] = {TEST_ENTRY(rate_limited_not_swept),
-                                  TEST_ENTRY(lost_sends_resent_at_campaign_rate)};
+                                  TEST_ENTRY(lost_sends_resent_at_campaign_rate),
+                                  TEST_ENTRY(lost_one_off_swept_behind_a_campaign_backlog)};
 
 int main(int argc, char **argv)
 {
