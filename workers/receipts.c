@@ -1359,7 +1359,8 @@ out:
  * log once the queues its send goes through have had vendor_timeout_s with nothing waiting:
  * ready + delayed + claimed (queue_stats_get, which covers every shard of a sharded queue).
  * Campaign logs wait on `sends` and `priority` (every sends consumer claims priority first);
- * one-off logs (campaign_id null) only on `priority`.
+ * one-off logs (campaign_id null) only on `priority`, which is also where their re-sends go
+ * (a campaign log's re-send goes on `sends`).
  *
  * The memory of a backlog is one Redis key per gate, P{receipts}:sweep-busy (campaign logs) and
  * P{receipts}:sweep-busy:priority (one-off logs):
@@ -1566,13 +1567,15 @@ int receipts_sweep(receipts_ctx *x)
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(logs, filter, opts, NULL);
     bson_destroy(filter);
     bson_destroy(opts);
-    char **sends = NULL, **fails = NULL;
+    char **sends = NULL, **prio = NULL, **fails = NULL;
     bson_t **rows = NULL;
     camp_rate *rates = NULL;
-    size_t nsend = 0, nfail = 0, nrows = 0, nrates = 0, cap = 1000;
+    size_t nsend = 0, nprio = 0, nfail = 0, nrows = 0, nrates = 0, cap = 1000;
+    queue *pq = NULL;
     mongoc_bulk_operation_t *bulk = NULL;
     int rc = -1;
     sends = calloc(cap, sizeof *sends);
+    prio = calloc(cap, sizeof *prio);
     fails = calloc(cap, sizeof *fails);
     rows = calloc(cap, sizeof *rows);
     bson_t *bopts = BCON_NEW("ordered", BCON_BOOL(false));
@@ -1581,7 +1584,7 @@ int receipts_sweep(receipts_ctx *x)
     const bson_t *doc;
     bson_error_t e;
     size_t nupd = 0;
-    if (!sends || !fails || !rows)
+    if (!sends || !prio || !fails || !rows)
         goto out;
     while (nrows < cap && mongoc_cursor_next(cur, &doc))
         rows[nrows++] = bson_copy(doc);
@@ -1642,10 +1645,14 @@ int receipts_sweep(receipts_ctx *x)
                            .unsubscribe_url =
                                us && unsub_url(us, lid, uurl, sizeof uurl) > 0 ? uurl : NULL,
                            .rate_per_s = rate};
-            if (jobs_send_encode(&job, &s) == 0)
+            /* A one-off message goes back on its own lane (the priority queue, whose backlog
+             * alone its log waits on), a campaign's on the sends queue. */
+            if (jobs_send_encode(&job, &s) != 0)
+                jsonx_buf_free(&job);
+            else if (cid[0])
                 sends[nsend++] = job.data;
             else
-                jsonx_buf_free(&job);
+                prio[nprio++] = job.data;
         }
         /* Push the clock forward so the log is not swept again before the next timeout. */
         bson_t *sel = BCON_NEW("_id", BCON_OID(&oid));
@@ -1663,6 +1670,15 @@ int receipts_sweep(receipts_ctx *x)
     /* Push first, then move the clock: a crash in between only means an extra re-send. */
     if (nsend && queue_push_many(x->sends, (const char *const *)sends, NULL, nsend) != 0)
         goto out;
+    if (nprio) {
+        char err[256];
+        pq = queue_open(x->rc, x->cfg->redis.prefix, QUEUE_PRIORITY, NULL, NULL, err, sizeof err);
+        if (!pq || queue_push_many(pq, (const char *const *)prio, NULL, nprio) != 0) {
+            log_warn("receipts.sweep_error", "queue=%s detail=\"%s\"", QUEUE_PRIORITY,
+                     pq ? queue_error(pq) : err);
+            goto out;
+        }
+    }
     if (nfail && queue_push_many(x->q, (const char *const *)fails, NULL, nfail) != 0)
         goto out;
     if (nupd) {
@@ -1674,20 +1690,24 @@ int receipts_sweep(receipts_ctx *x)
             goto out;
         }
     }
-    if (nsend || nfail)
-        log_info("receipts.swept", "resent=%zu failed=%zu", nsend, nfail);
-    rc = (int)(nsend + nfail);
+    if (nsend || nprio || nfail)
+        log_info("receipts.swept", "resent=%zu failed=%zu", nsend + nprio, nfail);
+    rc = (int)(nsend + nprio + nfail);
 out:
     mongoc_cursor_destroy(cur);
     if (bulk)
         mongoc_bulk_operation_destroy(bulk);
     for (size_t i = 0; sends && i < nsend; i++)
         free(sends[i]);
+    for (size_t i = 0; prio && i < nprio; i++)
+        free(prio[i]);
     for (size_t i = 0; fails && i < nfail; i++)
         free(fails[i]);
     for (size_t i = 0; rows && i < nrows; i++)
         bson_destroy(rows[i]);
+    queue_close(pq);
     free(sends);
+    free(prio);
     free(fails);
     free(rows);
     free(rates);
