@@ -137,6 +137,16 @@ int jobs_campaign_decode(const char *data, size_t len, char campaign_hex[25], ch
 
 /* ---- sends ----------------------------------------------------------------------------- */
 
+/* ,"rate_per_s":R when R is a positive finite number (a campaign's own send rate). */
+static void put_rate(jsonx_buf *b, double rate)
+{
+    if (rate > 0 && isfinite(rate)) {
+        char num[48];
+        int n = snprintf(num, sizeof num, ",\"rate_per_s\":%.17g", rate);
+        jsonx_buf_raw(b, num, (size_t)n);
+    }
+}
+
 int jobs_send_encode(jsonx_buf *out, const jobs_send *s)
 {
     jsonx_buf_raw(out, "{", 1);
@@ -152,6 +162,7 @@ int jobs_send_encode(jsonx_buf *out, const jobs_send *s)
         put_int(out, "resend", s->resend);
     if (s->unsubscribe_url)
         put_str(out, "unsubscribe_url", s->unsubscribe_url);
+    put_rate(out, s->rate_per_s);
     jsonx_buf_raw(out, "}", 1);
     return jsonx_buf_ok(out) ? 0 : -1;
 }
@@ -162,11 +173,7 @@ int jobs_send_batch_add(jobs_send_batch *b, const char *campaign_hex, const jobs
     if (b->n == 0) {
         jsonx_buf_raw(o, "{", 1);
         put_id(o, true, "campaign_id", campaign_hex);
-        if (b->rate_per_s > 0 && isfinite(b->rate_per_s)) {
-            char num[48];
-            int n = snprintf(num, sizeof num, ",\"rate_per_s\":%.17g", b->rate_per_s);
-            jsonx_buf_raw(o, num, (size_t)n);
-        }
+        put_rate(o, b->rate_per_s);
         jsonx_buf_raw(o, ",\"sends\":[{", 11);
     } else {
         jsonx_buf_raw(o, ",{", 2);
@@ -212,6 +219,16 @@ int jobs_sends_open(jobs_reader *r, jscan *js, const char *data, size_t len, con
         *why = "malformed send: not a JSON object";
         return -1;
     }
+    /* The campaign's own send rate (a batch's, or a single send's: the sweeper's re-sends): a
+     * positive finite number, else none. */
+    int rt = jscan_get(js, 0, "rate_per_s");
+    if (rt >= 0 && js->t[rt].type == JSCAN_NUMBER && js->t[rt].len < 40) {
+        char num[40];
+        memcpy(num, data + js->t[rt].start, js->t[rt].len);
+        num[js->t[rt].len] = '\0';
+        double v = strtod(num, NULL);
+        r->rate_per_s = v > 0 && isfinite(v) ? v : 0;
+    }
     int arr = jscan_get(js, 0, "sends");
     if (arr < 0) {
         r->n = 1;
@@ -227,15 +244,6 @@ int jobs_sends_open(jobs_reader *r, jscan *js, const char *data, size_t len, con
     r->tok = jscan_child(js, arr);
     if (!hex_id(js, jscan_get(js, 0, "campaign_id"), r->campaign_id))
         r->campaign_id[0] = '\0';
-    /* The campaign's own send rate: a positive finite number, else none. */
-    int rt = jscan_get(js, 0, "rate_per_s");
-    if (rt >= 0 && js->t[rt].type == JSCAN_NUMBER && js->t[rt].len < 40) {
-        char num[40];
-        memcpy(num, data + js->t[rt].start, js->t[rt].len);
-        num[js->t[rt].len] = '\0';
-        double v = strtod(num, NULL);
-        r->rate_per_s = v > 0 && isfinite(v) ? v : 0;
-    }
     return 0;
 }
 

@@ -96,6 +96,8 @@ typedef struct jobs_send {
     int resend;                /* re-send count; 0 = not written */
 
     const char *unsubscribe_url; /* lib/unsub link of the log, or NULL (not written) */
+    double rate_per_s; /* single sends only: the campaign's own send rate (0 = not written; a
+                          batch carries it in jobs_send_batch instead) */
 } jobs_send;
 
 /* Append one send job to out. 0, or -1 if out ran out of memory. */
@@ -286,7 +288,7 @@ typedef struct jobs_reader {
     bool batch;       /* the job is a batch form */
     const char *raw;  /* the last item's text in the job (for its dead letter) */
     size_t rawlen;
-    double rate_per_s; /* a batch's campaign send rate (0 = none given) */
+    double rate_per_s; /* the job's campaign send rate, a batch's or a single send's (0 = none) */
     /* private */
     size_t i;
     int tok;

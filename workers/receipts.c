@@ -1349,6 +1349,189 @@ out:
 
 /* ---- sweeper ----------------------------------------------------------------------------- */
 
+/* The sweeper's clock starts when the vendor has nothing waiting ahead of a log.
+ *
+ * A log's updatedAt is written at fan-out, but its send may then wait a long time for its turn:
+ * behind a campaign's own rate_per_s or vendor.rate_per_s (paced in a simulator's pacer, held
+ * claimed in its processing list, or deferred in the queue's delayed set), or simply behind a
+ * long queue. Counting vendor_timeout_s from updatedAt would re-send such logs, and fail them
+ * after max_resends, without their send ever being handed over. So the sweeper only sweeps a
+ * log once the queues its send goes through have had vendor_timeout_s with nothing waiting:
+ * ready + delayed + claimed (queue_stats_get, which covers every shard of a sharded queue).
+ * Campaign logs wait on `sends` and `priority` (every sends consumer claims priority first);
+ * one-off logs (campaign_id null) only on `priority`, which is also where their re-sends go
+ * (a campaign log's re-send goes on `sends`).
+ *
+ * The memory of a backlog is one Redis key per gate, P{receipts}:sweep-busy (campaign logs) and
+ * P{receipts}:sweep-busy:priority (one-off logs):
+ *   backlog seen          -> SET key "b" (no expiry: the backlog may outlast any TTL between
+ *                            two sweeps; the clock has not started)
+ *   no backlog, key "b"   -> SET key "i" PX vendor_timeout_s*1000 (the last send handed over
+ *                            no later than now: the clock starts now)
+ *   no backlog, key "i"   -> wait for it to expire
+ *   no backlog, no key    -> sweep (logs PENDING and older than the cutoff, as before)
+ * The state lives in Redis, so it survives a kill -9 of any receipts worker and is shared by
+ * whichever one wins the sweep lock next. A sweeper that cannot read the queues sweeps nothing
+ * this turn. The cost is a few Redis round trips per sweep, no per-message work. The price: under
+ * continuous traffic a send that was really lost is re-sent only once the queues drain. */
+static const char *const SWEEP_GATE_CAMPAIGNS = "sweep-busy";
+static const char *const SWEEP_GATE_ONEOFF = "sweep-busy:priority";
+
+/* Work waiting in queue `name` (ready + delayed + claimed), or -1. */
+static long long queue_waiting(receipts_ctx *x, const char *name)
+{
+    queue_stats st;
+    char err[256];
+    if (queue_stats_get(x->rc, x->cfg->redis.prefix, name, &st, err, sizeof err) != 0) {
+        log_warn("receipts.sweep_error", "queue=%s detail=\"%s\"", name, err);
+        return -1;
+    }
+    return st.ready + st.delayed + st.inflight;
+}
+
+/* Move gate `gate` on what was seen (backlog or not). 1 closed (do not sweep its logs), 0 open,
+ * -1 Redis failed (treated as closed by the caller). */
+static int sweep_gate(receipts_ctx *x, const char *gate, bool backlog)
+{
+    const char *pfx = x->cfg->redis.prefix;
+    redisReply *r = NULL;
+    int rc = -1;
+    if (backlog) {
+        r = rconn_command(x->rc, "SET %s{%s}:%s b", pfx, QUEUE_RECEIPTS, gate);
+        rc = r && r->type == REDIS_REPLY_STATUS ? 1 : -1;
+        goto out;
+    }
+    r = rconn_command(x->rc, "GET %s{%s}:%s", pfx, QUEUE_RECEIPTS, gate);
+    if (!r || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL))
+        goto out;
+    if (r->type == REDIS_REPLY_NIL) {
+        rc = 0;
+        goto out;
+    }
+    if (r->len == 1 && r->str[0] == 'b') {
+        freeReplyObject(r);
+        r = rconn_command(x->rc, "SET %s{%s}:%s i PX %lld", pfx, QUEUE_RECEIPTS, gate,
+                          (long long)x->cfg->receipts.vendor_timeout_s * 1000);
+        if (!r || r->type != REDIS_REPLY_STATUS)
+            goto out;
+    }
+    rc = 1;
+out:
+    if (rc < 0)
+        log_warn("receipts.sweep_error", "gate=%s detail=\"%s\"", gate,
+                 r && r->type == REDIS_REPLY_ERROR ? r->str : rconn_error(x->rc));
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+/* A campaign's own send rate, for its re-sends. */
+typedef struct camp_rate {
+    bson_oid_t cid;
+    double rate_per_s; /* 0 = none */
+} camp_rate;
+
+/* The rate_per_s of every campaign among the logs (one find by _id $in); campaigns without one
+ * get 0. *out (malloc'd, the caller frees) has *n entries. 0, or -1 (MongoDB: re-sends wait). */
+static int campaign_rates(dbpool *db, mongoc_client_t *cl, bson_t **rows, size_t nrows,
+                          camp_rate **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    camp_rate *a = calloc(nrows ? nrows : 1, sizeof *a);
+    if (!a)
+        return -1;
+    size_t k = 0;
+    for (size_t i = 0; i < nrows; i++) {
+        bson_iter_t it;
+        if (!bson_iter_init_find(&it, rows[i], "campaign_id") || !BSON_ITER_HOLDS_OID(&it))
+            continue;
+        const bson_oid_t *c = bson_iter_oid(&it);
+        size_t j = 0;
+        while (j < k && !bson_oid_equal(&a[j].cid, c))
+            j++;
+        if (j == k)
+            bson_oid_copy(c, &a[k++].cid);
+    }
+    *out = a;
+    *n = k;
+    if (k == 0)
+        return 0;
+    mongoc_collection_t *camps = dbpool_collection(db, cl, DB_CAMPAIGNS);
+    bson_t *filter = bson_new(), in, arr;
+    BSON_APPEND_DOCUMENT_BEGIN(filter, "_id", &in);
+    BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
+    for (size_t i = 0; i < k; i++) {
+        char key[16];
+        const char *kp;
+        bson_uint32_to_string((uint32_t)i, &kp, key, sizeof key);
+        BSON_APPEND_OID(&arr, kp, &a[i].cid);
+    }
+    bson_append_array_end(&in, &arr);
+    bson_append_document_end(filter, &in);
+    bson_t *opts = BCON_NEW("projection", "{", "rate_per_s", BCON_INT32(1), "}");
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(camps, filter, opts, NULL);
+    const bson_t *doc;
+    while (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it))
+            continue;
+        const bson_oid_t *c = bson_iter_oid(&it);
+        for (size_t j = 0; j < k; j++)
+            if (bson_oid_equal(&a[j].cid, c) && bson_iter_init_find(&it, doc, "rate_per_s") &&
+                BSON_ITER_HOLDS_NUMBER(&it))
+                a[j].rate_per_s = bson_iter_as_double(&it);
+    }
+    bson_error_t e;
+    int rc = 0;
+    if (mongoc_cursor_error(cur, &e)) {
+        log_warn("receipts.sweep_error", "detail=\"%s\"", e.message);
+        rc = -1;
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(filter);
+    bson_destroy(opts);
+    mongoc_collection_destroy(camps);
+    return rc;
+}
+
+/* Restrict filter's campaign_id: one-off logs only (campaigns closed), or campaign logs of no
+ * paused campaign (plus the one-off logs unless oneoff_closed). */
+static void sweep_filter_campaigns(receipts_ctx *x, bson_t *filter, bool campaigns_closed,
+                                   bool oneoff_closed)
+{
+    if (campaigns_closed) {
+        BSON_APPEND_NULL(filter, "campaign_id");
+        return;
+    }
+    /* A paused campaign's logs wait for its resume: their sends are held, not lost. */
+    campctl_view pv;
+    campctl_view_init(&pv);
+    size_t npaused = campctl_view_sync(x->rc, x->cfg->redis.prefix, &pv) == 0 ? pv.npaused : 0;
+    if (npaused > 0 || oneoff_closed) {
+        bson_t cf, nin;
+        BSON_APPEND_DOCUMENT_BEGIN(filter, "campaign_id", &cf);
+        BSON_APPEND_ARRAY_BEGIN(&cf, "$nin", &nin);
+        for (size_t i = 0; i < npaused; i++) {
+            char k[16];
+            const char *kp;
+            bson_oid_t o;
+            bson_uint32_to_string((uint32_t)i, &kp, k, sizeof k);
+            bson_oid_init_from_string(&o, pv.paused[i]);
+            BSON_APPEND_OID(&nin, kp, &o);
+        }
+        if (oneoff_closed) {
+            char k[16];
+            const char *kp;
+            bson_uint32_to_string((uint32_t)npaused, &kp, k, sizeof k);
+            BSON_APPEND_NULL(&nin, kp);
+        }
+        bson_append_array_end(&cf, &nin);
+        bson_append_document_end(filter, &cf);
+    }
+    campctl_view_release(&pv);
+}
+
 int receipts_sweep(receipts_ctx *x)
 {
     /* One sweeper at a time across processes and hosts. */
@@ -1359,31 +1542,23 @@ int receipts_sweep(receipts_ctx *x)
         freeReplyObject(lk);
     if (!won)
         return 0;
+    /* Nothing is swept while its send may still be waiting for its turn (see above). */
+    long long wsends = queue_waiting(x, QUEUE_SENDS);
+    long long wprio = queue_waiting(x, QUEUE_PRIORITY);
+    if (wsends < 0 || wprio < 0)
+        return 0;
+    int gc = sweep_gate(x, SWEEP_GATE_CAMPAIGNS, wsends + wprio > 0);
+    int go = sweep_gate(x, SWEEP_GATE_ONEOFF, wprio > 0);
+    bool campaigns_closed = gc != 0, oneoff_closed = go != 0;
+    if (campaigns_closed && oneoff_closed)
+        return 0;
     int64_t now = time_now_ms();
     int64_t cutoff = now - (int64_t)x->cfg->receipts.vendor_timeout_s * 1000;
     mongoc_client_t *cl = dbpool_pop(x->db);
     mongoc_collection_t *logs = dbpool_durable_collection(x->db, cl, DB_LOGS);
     bson_t *filter = bson_new();
     campaign_log_match_pending(filter);
-    /* A paused campaign's logs wait for its resume: their sends are held, not lost. */
-    campctl_view pv;
-    campctl_view_init(&pv);
-    if (campctl_view_sync(x->rc, x->cfg->redis.prefix, &pv) == 0 && pv.npaused > 0) {
-        bson_t cf, nin;
-        BSON_APPEND_DOCUMENT_BEGIN(filter, "campaign_id", &cf);
-        BSON_APPEND_ARRAY_BEGIN(&cf, "$nin", &nin);
-        for (size_t i = 0; i < pv.npaused; i++) {
-            char k[16];
-            const char *kp;
-            bson_oid_t o;
-            bson_uint32_to_string((uint32_t)i, &kp, k, sizeof k);
-            bson_oid_init_from_string(&o, pv.paused[i]);
-            BSON_APPEND_OID(&nin, kp, &o);
-        }
-        bson_append_array_end(&cf, &nin);
-        bson_append_document_end(filter, &cf);
-    }
-    campctl_view_release(&pv);
+    sweep_filter_campaigns(x, filter, campaigns_closed, oneoff_closed);
     bson_t lt;
     BSON_APPEND_DOCUMENT_BEGIN(filter, "updatedAt", &lt);
     BSON_APPEND_DATE_TIME(&lt, "$lt", cutoff);
@@ -1392,32 +1567,52 @@ int receipts_sweep(receipts_ctx *x)
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(logs, filter, opts, NULL);
     bson_destroy(filter);
     bson_destroy(opts);
-    char **sends = NULL, **fails = NULL;
-    size_t nsend = 0, nfail = 0, cap = 1000;
+    char **sends = NULL, **prio = NULL, **fails = NULL;
+    bson_t **rows = NULL;
+    camp_rate *rates = NULL;
+    size_t nsend = 0, nprio = 0, nfail = 0, nrows = 0, nrates = 0, cap = 1000;
+    queue *pq = NULL;
     mongoc_bulk_operation_t *bulk = NULL;
     int rc = -1;
     sends = calloc(cap, sizeof *sends);
+    prio = calloc(cap, sizeof *prio);
     fails = calloc(cap, sizeof *fails);
+    rows = calloc(cap, sizeof *rows);
     bson_t *bopts = BCON_NEW("ordered", BCON_BOOL(false));
     bulk = mongoc_collection_create_bulk_operation_with_opts(logs, bopts);
     bson_destroy(bopts);
     const bson_t *doc;
     bson_error_t e;
     size_t nupd = 0;
-    if (!sends || !fails)
+    if (!sends || !prio || !fails || !rows)
         goto out;
-    while (mongoc_cursor_next(cur, &doc) && nsend + nfail < cap) {
+    while (nrows < cap && mongoc_cursor_next(cur, &doc))
+        rows[nrows++] = bson_copy(doc);
+    if (mongoc_cursor_error(cur, &e)) {
+        log_warn("receipts.sweep_error", "detail=\"%s\"", e.message);
+        goto out;
+    }
+    /* Re-sends honour their campaign's own rate: one read for all of them. */
+    if (nrows && campaign_rates(x->db, cl, rows, nrows, &rates, &nrates) != 0)
+        goto out;
+    for (size_t ri = 0; ri < nrows; ri++) {
+        doc = rows[ri];
         bson_iter_t it;
         char lid[25], cid[25] = "", uid[25] = "";
         const char *msg = "";
         int64_t resends = 0;
+        double rate = 0;
         if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it))
             continue;
         bson_oid_t oid;
         bson_oid_copy(bson_iter_oid(&it), &oid);
         bson_oid_to_string(&oid, lid);
-        if (bson_iter_init_find(&it, doc, "campaign_id") && BSON_ITER_HOLDS_OID(&it))
+        if (bson_iter_init_find(&it, doc, "campaign_id") && BSON_ITER_HOLDS_OID(&it)) {
             bson_oid_to_string(bson_iter_oid(&it), cid);
+            for (size_t j = 0; j < nrates; j++)
+                if (bson_oid_equal(&rates[j].cid, bson_iter_oid(&it)))
+                    rate = rates[j].rate_per_s;
+        }
         if (bson_iter_init_find(&it, doc, "customer_id") && BSON_ITER_HOLDS_OID(&it))
             bson_oid_to_string(bson_iter_oid(&it), uid);
         if (bson_iter_init_find(&it, doc, "message") && BSON_ITER_HOLDS_UTF8(&it))
@@ -1448,11 +1643,16 @@ int receipts_sweep(receipts_ctx *x)
                            .vendor_msg_id = vid,
                            .resend = (int)(resends + 1),
                            .unsubscribe_url =
-                               us && unsub_url(us, lid, uurl, sizeof uurl) > 0 ? uurl : NULL};
-            if (jobs_send_encode(&job, &s) == 0)
+                               us && unsub_url(us, lid, uurl, sizeof uurl) > 0 ? uurl : NULL,
+                           .rate_per_s = rate};
+            /* A one-off message goes back on its own lane (the priority queue, whose backlog
+             * alone its log waits on), a campaign's on the sends queue. */
+            if (jobs_send_encode(&job, &s) != 0)
+                jsonx_buf_free(&job);
+            else if (cid[0])
                 sends[nsend++] = job.data;
             else
-                jsonx_buf_free(&job);
+                prio[nprio++] = job.data;
         }
         /* Push the clock forward so the log is not swept again before the next timeout. */
         bson_t *sel = BCON_NEW("_id", BCON_OID(&oid));
@@ -1467,13 +1667,18 @@ int receipts_sweep(receipts_ctx *x)
         bson_destroy(sel);
         bson_destroy(upd);
     }
-    if (mongoc_cursor_error(cur, &e)) {
-        log_warn("receipts.sweep_error", "detail=\"%s\"", e.message);
-        goto out;
-    }
     /* Push first, then move the clock: a crash in between only means an extra re-send. */
     if (nsend && queue_push_many(x->sends, (const char *const *)sends, NULL, nsend) != 0)
         goto out;
+    if (nprio) {
+        char err[256];
+        pq = queue_open(x->rc, x->cfg->redis.prefix, QUEUE_PRIORITY, NULL, NULL, err, sizeof err);
+        if (!pq || queue_push_many(pq, (const char *const *)prio, NULL, nprio) != 0) {
+            log_warn("receipts.sweep_error", "queue=%s detail=\"%s\"", QUEUE_PRIORITY,
+                     pq ? queue_error(pq) : err);
+            goto out;
+        }
+    }
     if (nfail && queue_push_many(x->q, (const char *const *)fails, NULL, nfail) != 0)
         goto out;
     if (nupd) {
@@ -1485,19 +1690,27 @@ int receipts_sweep(receipts_ctx *x)
             goto out;
         }
     }
-    if (nsend || nfail)
-        log_info("receipts.swept", "resent=%zu failed=%zu", nsend, nfail);
-    rc = (int)(nsend + nfail);
+    if (nsend || nprio || nfail)
+        log_info("receipts.swept", "resent=%zu failed=%zu", nsend + nprio, nfail);
+    rc = (int)(nsend + nprio + nfail);
 out:
     mongoc_cursor_destroy(cur);
     if (bulk)
         mongoc_bulk_operation_destroy(bulk);
     for (size_t i = 0; sends && i < nsend; i++)
         free(sends[i]);
+    for (size_t i = 0; prio && i < nprio; i++)
+        free(prio[i]);
     for (size_t i = 0; fails && i < nfail; i++)
         free(fails[i]);
+    for (size_t i = 0; rows && i < nrows; i++)
+        bson_destroy(rows[i]);
+    queue_close(pq);
     free(sends);
+    free(prio);
     free(fails);
+    free(rows);
+    free(rates);
     mongoc_collection_destroy(logs);
     dbpool_push(x->db, cl);
     return rc;

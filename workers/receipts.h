@@ -28,7 +28,9 @@
  *  - The sweeper (one at a time across all receipts workers, via a Redis lock) re-sends logs
  *    PENDING longer than receipts.vendor_timeout_s and, after receipts.max_resends re-sends,
  *    fails them by pushing a synthetic FAILED receipt, so that the same exactly-once path counts
- *    them.
+ *    them. The timeout only runs once nothing waits in the sends and priority queues (a log
+ *    waiting for its turn behind a rate limit is not late; receipts.c, "sweeper"), and a re-send
+ *    carries its campaign's rate_per_s.
  *
  * Not thread-safe: one receipts_ctx per process (single-threaded loop).
  */

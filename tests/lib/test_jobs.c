@@ -283,6 +283,38 @@ TEST(send_batch_rate)
     jscan_release(&js);
 }
 
+/* A single send (the sweeper's re-send) carries its campaign's rate the same way; one without
+ * reads as 0, and the send itself reads as before. */
+TEST(send_single_rate)
+{
+    jsonx_buf b = {0};
+    jobs_send s = {
+        .log_id = LID, .campaign_id = CID, .message = "m", .resend = 1, .rate_per_s = 14};
+    CHECK_INT_EQ(jobs_send_encode(&b, &s), 0);
+    json_t *j = parse(b.data, b.len);
+    CHECK(j != NULL);
+    CHECK(json_number_value(json_object_get(j, "rate_per_s")) == 14);
+    json_decref(j);
+    jscan js = {0};
+    jobs_reader rd;
+    jobs_send_in in;
+    const char *why = NULL;
+    CHECK_INT_EQ(jobs_sends_open(&rd, &js, b.data, b.len, &why), 0);
+    CHECK(!rd.batch);
+    CHECK(rd.rate_per_s == 14);
+    CHECK_INT_EQ(jobs_sends_next(&rd, &in, &why), 1);
+    CHECK_STR_EQ(in.log_id, LID);
+    CHECK_STR_EQ(in.campaign_id, CID);
+    jsonx_buf_free(&b);
+    s.rate_per_s = 0;
+    CHECK_INT_EQ(jobs_send_encode(&b, &s), 0);
+    CHECK(strstr(b.data, "rate_per_s") == NULL);
+    CHECK_INT_EQ(jobs_sends_open(&rd, &js, b.data, b.len, &why), 0);
+    CHECK(rd.rate_per_s == 0);
+    jsonx_buf_free(&b);
+    jscan_release(&js);
+}
+
 TEST(send_rejects)
 {
     jscan js = {0};
@@ -695,9 +727,10 @@ TEST(delivery_jobs)
 }
 
 TEST_MAIN(TEST_ENTRY(delivery_jobs), TEST_ENTRY(event_jobs), TEST_ENTRY(send_batch_rate),
-          TEST_ENTRY(ai_jobs), TEST_ENTRY(status_names), TEST_ENTRY(bad_id_stays_json),
-          TEST_ENTRY(log_id_deterministic), TEST_ENTRY(vendor_msg_id_is_the_routes_and_the_resends),
-          TEST_ENTRY(campaign_job), TEST_ENTRY(send_single_round_trip), TEST_ENTRY(send_unsubscribe_url_round_trip),
+          TEST_ENTRY(send_single_rate), TEST_ENTRY(ai_jobs), TEST_ENTRY(status_names),
+          TEST_ENTRY(bad_id_stays_json), TEST_ENTRY(log_id_deterministic),
+          TEST_ENTRY(vendor_msg_id_is_the_routes_and_the_resends), TEST_ENTRY(campaign_job),
+          TEST_ENTRY(send_single_round_trip), TEST_ENTRY(send_unsubscribe_url_round_trip),
           TEST_ENTRY(send_batch_round_trip_and_cap), TEST_ENTRY(send_rejects),
           TEST_ENTRY(receipt_round_trip), TEST_ENTRY(receipt_event_kinds),
           TEST_ENTRY(receipt_batch_round_trip_and_cap), TEST_ENTRY(receipt_rejects))
