@@ -23,8 +23,15 @@ dbpool *dbpool_new(const char *uri_str, int pool_max, int timeout_ms, const char
                    char *err, size_t errlen)
 {
     pthread_mutex_lock(&g_init_lock);
-    if (g_init_refs++ == 0)
+    if (g_init_refs++ == 0) {
+        /* The driver's shared-memory performance counters serve MongoDB's own monitoring
+         * tools, which minicrm does not use; when /dev/shm has no room (many processes, a
+         * container) the driver prints a warning into the program's output (the CLI's JSON
+         * included). Off unless the environment says otherwise; set before any thread of
+         * ours reads the environment. */
+        setenv("MONGOC_DISABLE_SHM", "1", 0);
         mongoc_init();
+    }
     pthread_mutex_unlock(&g_init_lock);
 
     dbpool *p = calloc(1, sizeof *p);
