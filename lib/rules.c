@@ -7,8 +7,6 @@
  */
 #include "rules.h"
 
-#include "suppress.h"
-
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -292,7 +290,9 @@ bool rules_filter(const rules *r, int64_t now_ms, bson_t *filter)
         ok = ok && BSON_APPEND_UTF8(filter, RULES_DOMAIN_FIELD, r->email_domain);
     /* Every audience leaves suppressed customers out (lib/suppress keeps the flag): previews
      * and the fan-out read the same filter, so they agree, with no extra query per message. */
-    ok = ok && suppress_append_audience_clause(filter);
+    bson_t sup;
+    ok = ok && BSON_APPEND_DOCUMENT_BEGIN(filter, RULES_SUPPRESSED_FIELD, &sup) &&
+         BSON_APPEND_BOOL(&sup, "$ne", true) && bson_append_document_end(filter, &sup);
     return ok;
 }
 

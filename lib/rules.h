@@ -67,6 +67,10 @@ json_t *rules_to_json(const rules *r);
  * rule is one indexed equality instead of a regex over every e-mail. Documents stored without
  * it get it from the API's start-up back-fill (api/indexes.c). */
 #define RULES_DOMAIN_FIELD "email_domain"
+
+/* The customer's derived suppression flag (lib/suppress keeps it: true while the address is on
+ * the suppression list). Every audience filter ends with {RULES_SUPPRESSED_FIELD: {$ne: true}}. */
+#define RULES_SUPPRESSED_FIELD "suppressed"
 /* The domain of e-mail address `email`: the part after its last '@', lower-cased (ASCII), into
  * out (n bytes, cut to n - 1); "" without an '@'. Returns out. */
 const char *rules_email_domain(const char *email, char *out, size_t n);

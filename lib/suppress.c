@@ -7,6 +7,7 @@
 #include "jobs.h"
 #include "jsonx.h"
 #include "queue.h"
+#include "rules.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -124,10 +125,10 @@ static int flag_customers(mongoc_collection_t *custs, const char *email, bool on
     BSON_APPEND_UTF8(&sel, "email", email);
     if (on) {
         BSON_APPEND_DOCUMENT_BEGIN(&upd, "$set", &sub);
-        BSON_APPEND_BOOL(&sub, "suppressed", true);
+        BSON_APPEND_BOOL(&sub, RULES_SUPPRESSED_FIELD, true);
     } else {
         BSON_APPEND_DOCUMENT_BEGIN(&upd, "$unset", &sub);
-        BSON_APPEND_UTF8(&sub, "suppressed", "");
+        BSON_APPEND_UTF8(&sub, RULES_SUPPRESSED_FIELD, "");
     }
     bson_append_document_end(&upd, &sub);
     bool ok = mongoc_collection_update_many(custs, &sel, &upd, NULL, NULL, e);
@@ -343,13 +344,6 @@ int suppress_flag_customer(mongoc_collection_t *supps, mongoc_collection_t *cust
     return flag_customers(custs, addr, true, e);
 }
 
-bool suppress_append_audience_clause(bson_t *filter)
-{
-    bson_t sub;
-    return BSON_APPEND_DOCUMENT_BEGIN(filter, "suppressed", &sub) &&
-           BSON_APPEND_BOOL(&sub, "$ne", true) && bson_append_document_end(filter, &sub);
-}
-
 /* ---- rebuild ---------------------------------------------------------------------------- */
 
 /* update_many {email: {$in: emails}} (+ extra) with $set / $unset suppressed. */
@@ -368,14 +362,14 @@ static int flag_batch(mongoc_collection_t *custs, char (*emails)[SUPPRESS_EMAIL_
     bson_append_array_end(&in, &arr);
     bson_append_document_end(&sel, &in);
     if (on) {
-        BSON_APPEND_DOCUMENT_BEGIN(&sel, "suppressed", &sub);
+        BSON_APPEND_DOCUMENT_BEGIN(&sel, RULES_SUPPRESSED_FIELD, &sub);
         BSON_APPEND_BOOL(&sub, "$ne", true);
         bson_append_document_end(&sel, &sub);
         BSON_APPEND_DOCUMENT_BEGIN(&upd, "$set", &sub);
-        BSON_APPEND_BOOL(&sub, "suppressed", true);
+        BSON_APPEND_BOOL(&sub, RULES_SUPPRESSED_FIELD, true);
     } else {
         BSON_APPEND_DOCUMENT_BEGIN(&upd, "$unset", &sub);
-        BSON_APPEND_UTF8(&sub, "suppressed", "");
+        BSON_APPEND_UTF8(&sub, RULES_SUPPRESSED_FIELD, "");
     }
     bson_append_document_end(&upd, &sub);
     bool ok = mongoc_collection_update_many(custs, &sel, &upd, NULL, &reply, e);
@@ -462,7 +456,7 @@ int suppress_rebuild_flags(mongoc_collection_t *supps, mongoc_collection_t *cust
 {
     rebuild_ctx c = {supps, custs, 0, 0};
     bson_t all = BSON_INITIALIZER, flagged = BSON_INITIALIZER;
-    BSON_APPEND_BOOL(&flagged, "suppressed", true);
+    BSON_APPEND_BOOL(&flagged, RULES_SUPPRESSED_FIELD, true);
     int rc = stream_emails(supps, &all, set_batch, &c, e);
     if (rc == 0)
         rc = stream_emails(custs, &flagged, clear_batch, &c, e);

@@ -109,8 +109,8 @@ int suppress_flag_customer(mongoc_collection_t *supps, mongoc_collection_t *cust
 int suppress_rebuild_flags(mongoc_collection_t *supps, mongoc_collection_t *custs, int64_t *set,
                            int64_t *cleared, bson_error_t *e);
 
-/* Append the audience clause {suppressed: {$ne: true}} to a customer filter (lib/rules). */
-bool suppress_append_audience_clause(bson_t *filter);
+/* The audience clause itself ({suppressed: {$ne: true}}) is lib/rules' (rules_filter,
+ * RULES_SUPPRESSED_FIELD): audiences depend on the flag, not on this module. */
 
 /* ---- events of new suppressions -------------------------------------------------------- */
 
