@@ -154,21 +154,31 @@ static void append_event_due(bson_t *upd, campaign_status to, int64_t at)
     bson_append_document_end(upd, &push);
 }
 
+/* One guarded updateOne; *n gets the reply's `field` ("matchedCount" or "modifiedCount"; 0 on
+ * error). 0 or -1 (e filled). Destroys sel and upd. */
+static int update_one_count(mongoc_collection_t *camps, bson_t *sel, bson_t *upd, const char *field,
+                            int64_t *n, bson_error_t *e)
+{
+    bson_t reply;
+    bool ok = mongoc_collection_update_one(camps, sel, upd, NULL, &reply, e);
+    bson_iter_t it;
+    *n = ok && bson_iter_init_find(&it, &reply, field) ? bson_iter_as_int64(&it) : 0;
+    bson_destroy(&reply);
+    bson_destroy(sel);
+    bson_destroy(upd);
+    return ok ? 0 : -1;
+}
+
 /* One guarded updateOne that reports whether it moved the campaign (*moved, may be NULL).
  * 0 or -1 (e filled). Destroys sel and upd. */
 static int update_one_moved(mongoc_collection_t *camps, bson_t *sel, bson_t *upd, bool *moved,
                             bson_error_t *e)
 {
-    bson_t reply;
-    bool ok = mongoc_collection_update_one(camps, sel, upd, NULL, &reply, e);
-    bson_iter_t it;
+    int64_t n;
+    int rc = update_one_count(camps, sel, upd, "modifiedCount", &n, e);
     if (moved)
-        *moved =
-            ok && bson_iter_init_find(&it, &reply, "modifiedCount") && bson_iter_as_int64(&it) > 0;
-    bson_destroy(&reply);
-    bson_destroy(sel);
-    bson_destroy(upd);
-    return ok ? 0 : -1;
+        *moved = n > 0;
+    return rc;
 }
 
 int campaign_mark_sending(mongoc_collection_t *camps, const bson_oid_t *cid, int64_t now,
@@ -361,15 +371,8 @@ int campaign_move_apply(mongoc_collection_t *camps, const bson_oid_t *cid, campa
         bson_append_document_end(upd, &set);
         if (*from != *to && (*to == CAMPAIGN_PAUSED || *to == CAMPAIGN_CANCELLED))
             append_event_due(upd, *to, now);
-        bson_t reply;
-        bool ok = mongoc_collection_update_one(camps, sel, upd, NULL, &reply, e);
-        bson_destroy(sel);
-        bson_destroy(upd);
-        bson_iter_t it;
-        int64_t matched =
-            ok && bson_iter_init_find(&it, &reply, "matchedCount") ? bson_iter_as_int64(&it) : 0;
-        bson_destroy(&reply);
-        if (!ok)
+        int64_t matched;
+        if (update_one_count(camps, sel, upd, "matchedCount", &matched, e) != 0)
             return -1;
         if (matched == 1)
             return CAMPAIGN_MOVED;
@@ -478,15 +481,8 @@ int campaign_cancel_recount(mongoc_collection_t *camps, mongoc_collection_t *log
         bson_t *upd =
             BCON_NEW("$inc", "{", "total", BCON_INT64(t1 - t0), "cancelled", BCON_INT64(c1 - c0),
                      "pending", BCON_INT64((t1 - t0) - (c1 - c0)), "}");
-        bson_t reply;
-        bool ok = mongoc_collection_update_one(camps, sel, upd, NULL, &reply, e);
-        bson_destroy(sel);
-        bson_destroy(upd);
-        bson_iter_t it;
-        int64_t matched =
-            ok && bson_iter_init_find(&it, &reply, "matchedCount") ? bson_iter_as_int64(&it) : 0;
-        bson_destroy(&reply);
-        if (!ok)
+        int64_t matched;
+        if (update_one_count(camps, sel, upd, "matchedCount", &matched, e) != 0)
             return -1;
         if (matched == 1)
             return 0;

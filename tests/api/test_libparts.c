@@ -58,7 +58,8 @@ TEST(rules_all_keys_one_filter)
              "{ \"total_spend\" : { \"$gte\" : { \"$numberDouble\" : \"100.0\" }, \"$lte\" : { "
              "\"$numberDouble\" : \"5000.0\" } }, \"last_visit_date\" : { \"$lte\" : { \"$date\" "
              ": { \"$numberLong\" : \"%lld\" } } }, \"createdAt\" : { \"$gte\" : { \"$date\" : { "
-             "\"$numberLong\" : \"%lld\" } } }, \"email_domain\" : \"example.co.uk\", \"suppressed\" : { \"$ne\" : true } }",
+             "\"$numberLong\" : \"%lld\" } } }, \"email_domain\" : \"example.co.uk\", "
+             "\"suppressed\" : { \"$ne\" : true } }",
              (long long)(now - 30LL * 86400000), (long long)(now - 7LL * 86400000));
     CHECK_STR_EQ(s, want);
     bson_free(s);
