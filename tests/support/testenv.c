@@ -230,6 +230,10 @@ int testenv_start(testenv *env, int what)
         fprintf(stderr, "testenv: mkdtemp %s: %s\n", env->dir, strerror(errno));
         return -1;
     }
+    /* The driver's shared-memory counters are not used by minicrm; with many processes
+     * /dev/shm can run out and the driver then warns on every start. Off for the programs
+     * the tests spawn (the environment is inherited). */
+    setenv("MONGOC_DISABLE_SHM", "1", 0);
     int n = ++counter;
     snprintf(env->db_name, sizeof env->db_name, "minicrm_test_%d_%d", (int)getpid(), n);
     snprintf(env->prefix, sizeof env->prefix, "minicrm_test_%d_%d:", (int)getpid(), n);
