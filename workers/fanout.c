@@ -664,14 +664,11 @@ out:
 
 int fanout_repair_flags(fanout_ctx *x)
 {
-    enum { MAXIDS = 20 };
     const char *prefix = x->cfg->redis.prefix;
-    campctl_view v;
-    campctl_view_init(&v);
-    long long epoch;
-    /* The epoch first, then MongoDB, then the sets: the repair applies only if no move
-     * happened meanwhile (campctl_repair checks the epoch). */
-    if (campctl_epoch(x->rc, prefix, &epoch) != 0)
+    /* The epochs first, then MongoDB, then the sets: each key set is repaired only if no move
+     * touched it meanwhile (campctl_repair checks its epoch). */
+    campctl_mark mark;
+    if (campctl_repair_mark(x->rc, prefix, &mark) != 0)
         return -1;
     mongoc_client_t *cl = dbpool_pop(x->db);
     mongoc_collection_t *camps = dbpool_collection(x->db, cl, DB_CAMPAIGNS);
@@ -682,7 +679,7 @@ int fanout_repair_flags(fanout_ctx *x)
     mongoc_cursor_t *c = mongoc_collection_find_with_opts(camps, f, o, NULL);
     bson_destroy(f);
     bson_destroy(o);
-    char paused[256][25], cancelled[256][25];
+    char paused[CAMPCTL_REPAIR_MAX][25], cancelled[CAMPCTL_REPAIR_MAX][25];
     size_t np = 0, nc = 0;
     const bson_t *doc;
     bson_error_t e;
@@ -699,39 +696,25 @@ int fanout_repair_flags(fanout_ctx *x)
         const char *s = bson_iter_utf8(&it, &len);
         if (campaign_status_parse(s, len, &st) != 0)
             continue;
-        if (st == CAMPAIGN_PAUSED && np < 256)
+        if (st == CAMPAIGN_PAUSED && np < CAMPCTL_REPAIR_MAX)
             memcpy(paused[np++], hex, 25);
-        else if (st == CAMPAIGN_CANCELLED && nc < 256)
+        else if (st == CAMPAIGN_CANCELLED && nc < CAMPCTL_REPAIR_MAX)
             memcpy(cancelled[nc++], hex, 25);
     }
     bool failed = mongoc_cursor_error(c, &e);
     mongoc_cursor_destroy(c);
     mongoc_collection_destroy(camps);
     dbpool_push(x->db, cl);
-    if (failed || campctl_view_sync(x->rc, prefix, &v) != 0) {
-        campctl_view_release(&v);
+    if (failed)
         return -1;
-    }
-    const char *addp[MAXIDS], *addc[MAXIDS], *unp[MAXIDS];
-    size_t na = 0, nb = 0, nu = 0;
-    for (size_t i = 0; i < np && na < MAXIDS; i++)
-        if (campctl_view_flag(&v, paused[i]) == CAMPCTL_RUN)
-            addp[na++] = paused[i];
-    for (size_t i = 0; i < nc && nb < MAXIDS; i++)
-        if (campctl_view_flag(&v, cancelled[i]) != CAMPCTL_CANCELLED)
-            addc[nb++] = cancelled[i];
-    for (size_t i = 0; i < v.npaused && nu < MAXIDS; i++) {
-        bool still = false;
-        for (size_t k = 0; k < np && !still; k++)
-            still = !memcmp(paused[k], v.paused[i], 24);
-        if (!still)
-            unp[nu++] = v.paused[i];
-    }
-    int r = campctl_repair(x->rc, prefix, epoch, addp, na, addc, nb, unp, nu);
+    const char *ap[CAMPCTL_REPAIR_MAX], *ac[CAMPCTL_REPAIR_MAX];
+    for (size_t i = 0; i < np; i++)
+        ap[i] = paused[i];
+    for (size_t i = 0; i < nc; i++)
+        ac[i] = cancelled[i];
+    int r = campctl_repair(x->rc, prefix, &mark, ap, np, ac, nc);
     if (r > 0)
-        log_warn("worker.flags_repaired", "paused_added=%zu cancelled_added=%zu unpaused=%zu", na,
-                 nb, nu);
-    campctl_view_release(&v);
+        log_warn("worker.flags_repaired", "changes=%d paused=%zu cancelled=%zu", r, np, nc);
     return r;
 }
 
