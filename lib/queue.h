@@ -42,8 +42,8 @@
  *   - the unsharded keys P{NAME}: are drained too (a new consumer, and every consumer once per
  *     reap_interval_ms, claims from them until they are empty; the reaper and the operator
  *     commands cover them) but never pushed to: jobs queued before a change of
- *     queue.shards, and sends that campctl gives back to P{sends}:ready after a pause, are
- *     not stranded. Shard i's keys are only ever used by scripts with shard i's keys.
+ *     queue.shards, and held sends of the unsharded lists that campctl gives back to
+ *     P{sends}:ready after a pause, are not stranded. Shard i's keys are only ever used by scripts with shard i's keys.
  * With S = 1 the keys are exactly the unsharded ones above.
  *
  * Job payloads are JSON text (objects), pushed and delivered byte for byte. On a retry the queue
