@@ -51,6 +51,17 @@ static const char *status_of(const pipeh_answer *a, char out[16])
     return out;
 }
 
+/* "took_ms" of a move's answer (the API's own measure), or -1. */
+static long long took_ms(const pipeh_answer *a)
+{
+    json_error_t je;
+    json_t *j = json_loads(a->body, 0, &je);
+    json_t *t = json_object_get(json_object_get(j, "transition"), "took_ms");
+    long long v = json_is_integer(t) ? (long long)json_integer_value(t) : -1;
+    json_decref(j);
+    return v;
+}
+
 static long long final_logs(const bson_oid_t *cid)
 {
     long long by[4];
@@ -177,6 +188,7 @@ TEST(pause_kill9_resume_exact_on_shards)
     CHECK_MSG(code == 200, "pause: %ld %s", code, a.body);
     CHECK_STR_EQ(status_of(&a, st), "PAUSED");
     long long f0 = final_logs(&cid);
+    fprintf(stderr, "  pause took %lld ms\n", took_ms(&a));
 
     /* The worker and the vendor simulator die while paused and come back. */
     pipeh_kill(&h, PH_WORKER, SIGKILL);
@@ -210,6 +222,7 @@ TEST(pause_kill9_resume_exact_on_shards)
 
     code = post_move(&cid, "resume", &a);
     CHECK_MSG(code == 200, "resume: %ld %s", code, a.body);
+    fprintf(stderr, "  resume took %lld ms\n", took_ms(&a));
     CHECK_MSG(pipeh_wait_completed(&h, &cid, 120000, &c) == 0, "not COMPLETED: %s pending=%lld",
               c.status, (long long)c.pending);
     long long by[4];
@@ -236,6 +249,7 @@ TEST(cancel_mid_send_nothing_left_in_any_shard)
     long code = post_move(&cid, "cancel", &a);
     CHECK_MSG(code == 200, "cancel: %ld %s", code, a.body);
     CHECK_STR_EQ(status_of(&a, st), "CANCELLED");
+    fprintf(stderr, "  cancel took %lld ms\n", took_ms(&a));
     ph_campaign c;
     CHECK(pipeh_read(&h, &cid, &c) == 0);
     CHECK_COUNTERS(c);
