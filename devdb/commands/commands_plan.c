@@ -534,14 +534,19 @@ sort_memory:
 /* ---- covered count ----------------------------------------------------------------------------
  */
 
-/* Does the key of nd match m, tested as the document {paths[0]: key[0], ...} of the index's
- * fields? The index is not multikey, so each key field is the document's value of that path
- * (null for a missing one, which every condition plan_count accepts treats alike). */
-static bool key_matches(const matcher *m, const store_index *ix, const index_node *nd, bson_t *tmp)
+/* Does the key of nd match m? With a key filter (the filter as bounds on every key field,
+ * matcher_keyfilter_new), tested on the key's bytes; else as the document {paths[0]: key[0],
+ * ...} of the index's fields through the matcher. The index is not multikey, so each key field
+ * is the document's value of that path (null for a missing one, which every condition
+ * plan_count accepts treats alike). */
+static bool key_matches(const matcher *m, const match_keyfilter *kf, const store_index *ix,
+                        const index_node *nd, bson_t *tmp)
 {
     bson_t key;
     bson_iter_t it;
     index_node_key(nd, &key);
+    if (kf)
+        return matcher_keyfilter_matches(kf, bson_get_data(&key), key.len);
     if (!bson_iter_init(&it, &key))
         return false;
     bson_reinit(tmp);
@@ -550,26 +555,41 @@ static bool key_matches(const matcher *m, const store_index *ix, const index_nod
     return matcher_matches(m, tmp);
 }
 
+/* How count_run tests the keys of a run. */
+typedef enum {
+    /* One path (matcher_single_path), the run's end is the bound's end: keys are tested until
+     * one matches, and from there on every node of the run matches. The matching keys of such
+     * a filter are contiguous in the key order (each condition is a point, or a range inside
+     * its operand's type bracket, and brackets are contiguous), and nothing after them is
+     * left inside the run: a point's run holds only keys equal to it (which all match or all
+     * fail), a range's ends at its operand or at the end of the operand's type bracket. */
+    RUN_TIGHT,
+    /* One path, a run that may go past the matches (a range whose bracket has no end value
+     * here: bools, ObjectIds, documents, ...; or a descending field): tested until one
+     * matches, then until the first key that does not, which ends the count. */
+    RUN_CONTIGUOUS,
+    /* Several fields: the matches are not contiguous in the key order; every key is tested. */
+    RUN_EVERY,
+} run_mode;
+
 /* Count one run: the nodes from nd up to (not including) end, the first node past the run's
- * bound (NULL: the index's end), found once by a seek so the walk compares nothing. With
- * `every` false (one path: matcher_single_path) keys are tested until one matches, and from
- * there on every node of the run matches: the matching keys are contiguous, and on an
- * ascending field nothing after them is left inside the bound, whose ends are the filter's
- * operands or the ends of their type bracket. On a descending field NaN, the lowest number,
- * ends a run whose end is the numbers' bracket (NaN .. ), and a filter on several fields is
- * not contiguous in the key order: there every key is tested. */
-static int64_t count_run(scan *s, bool every, const store_index *ix, const index_node *nd,
-                         const index_node *end, bson_t *tmp)
+ * bound (NULL: the index's end), found once by a seek so the walk compares nothing. Keys are
+ * tested as `mode` says, on their bytes against the key filter kf (NULL: through the matcher). */
+static int64_t count_run(scan *s, run_mode mode, const match_keyfilter *kf, const store_index *ix,
+                         const index_node *nd, const index_node *end, bson_t *tmp)
 {
     int64_t n = 0;
     bool matched = false;
-    every = every || ix->dirs[0] < 0;
     for (; nd && nd != end; nd = index_next(nd)) {
         s->keys++;
         if (over_time(s))
             break;
-        if ((every || !matched) && !(matched = key_matches(s->m, ix, nd, tmp)))
-            continue;
+        if (mode == RUN_EVERY || !matched) {
+            if (!(matched = key_matches(s->m, kf, ix, nd, tmp)))
+                continue;
+        } else if (mode == RUN_CONTIGUOUS && !key_matches(s->m, kf, ix, nd, tmp)) {
+            break;
+        }
         n++;
     }
     return n;
@@ -623,11 +643,17 @@ int plan_count(store_coll *c, const matcher *m, int64_t deadline_ms, store *st, 
     scan s = {.c = c, .m = m, .deadline_ms = deadline_ms};
     bson_t tmp = BSON_INITIALIZER;
     int64_t total = 0;
-    bool every = path == NULL;
-    if (bounded && b.n_points > 0) {
+    /* NULL (out of memory): the keys go through the matcher, with the same result */
+    match_keyfilter *kf =
+        plain_paths(ix) ? matcher_keyfilter_new(m, (const char *const *)ix->paths, ix->nfields)
+                        : NULL;
+    if (kf && matcher_keyfilter_never(kf)) {
+        total = 0; /* empty bounds on some field: nothing to walk */
+    } else if (bounded && b.n_points > 0) {
         for (size_t j = 0; j < b.n_points && !s.expired; j++) {
             const bson_value_t *p = b.points[ix->dirs[0] < 0 ? b.n_points - 1 - j : j];
-            total += count_run(&s, every, ix, index_seek_first_field(ix, p, false),
+            total += count_run(&s, path ? RUN_TIGHT : RUN_EVERY, kf, ix,
+                               index_seek_first_field(ix, p, false),
                                index_seek_first_field(ix, p, true), &tmp);
         }
     } else if (bounded) {
@@ -636,12 +662,15 @@ int plan_count(store_coll *c, const matcher *m, int64_t deadline_ms, store *st, 
         const bson_value_t *sv = asc ? &b.lo : &b.hi, *ev = asc ? &b.hi : &b.lo;
         bool s_incl = asc ? b.lo_inclusive : b.hi_inclusive;
         bool e_incl = asc ? b.hi_inclusive : b.lo_inclusive;
-        total = count_run(&s, every, ix,
+        run_mode mode = !path ? RUN_EVERY : asc && has_s && has_e ? RUN_TIGHT : RUN_CONTIGUOUS;
+        total = count_run(&s, mode, kf, ix,
                           has_s ? index_seek_first_field(ix, sv, !s_incl) : index_first(ix),
                           has_e ? index_seek_first_field(ix, ev, e_incl) : NULL, &tmp);
     } else {
-        total = count_run(&s, every, ix, index_first(ix), NULL, &tmp);
+        total =
+            count_run(&s, path ? RUN_CONTIGUOUS : RUN_EVERY, kf, ix, index_first(ix), NULL, &tmp);
     }
+    matcher_keyfilter_free(kf);
     bson_destroy(&tmp);
     __atomic_add_fetch(&st->keys_examined, s.keys, __ATOMIC_RELAXED);
     if (s.expired)
