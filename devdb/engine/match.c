@@ -1651,18 +1651,54 @@ bool matcher_keyfilter_never(const match_keyfilter *kf)
     return kf->never;
 }
 
+/* bv_canonical_type, without the call for the types audience keys hold. */
+static inline int kf_canon(bson_type_t t)
+{
+    switch (t) {
+    case BSON_TYPE_DOUBLE:
+    case BSON_TYPE_INT32:
+    case BSON_TYPE_INT64:
+        return 10;
+    case BSON_TYPE_DATE_TIME:
+        return 45;
+    case BSON_TYPE_UTF8:
+        return 15;
+    case BSON_TYPE_NULL:
+        return 5;
+    default:
+        return bv_canonical_type(t);
+    }
+}
+
+/* bv_compare(v, b), without the call when both are doubles (neither NaN) or both dates: the
+ * audience keys' total_spend and dates against the rules' operands. */
+static inline int kf_cmp(const bson_value_t *v, const bson_value_t *b)
+{
+    if (v->value_type == b->value_type) {
+        if (v->value_type == BSON_TYPE_DOUBLE) {
+            double x = v->value.v_double, y = b->value.v_double;
+            if (!isnan(x) && !isnan(y))
+                return (x > y) - (x < y);
+        } else if (v->value_type == BSON_TYPE_DATE_TIME) {
+            int64_t x = v->value.v_datetime, y = b->value.v_datetime;
+            return (x > y) - (x < y);
+        }
+    }
+    return bv_compare(v, b);
+}
+
 /* Is v inside f's interval? */
 static bool kf_in_range(const kfield *f, const bson_value_t *v)
 {
-    if (f->bracket != KF_ANY && bv_canonical_type(v->value_type) != f->bracket)
+    if (f->bracket != KF_ANY && kf_canon(v->value_type) != f->bracket)
         return false;
     if (f->has_lo) {
-        int c = bv_compare(v, &f->lo);
+        int c = kf_cmp(v, &f->lo);
         if (c < 0 || (c == 0 && !f->lo_incl))
             return false;
     }
     if (f->has_hi) {
-        int c = bv_compare(v, &f->hi);
+        int c = kf_cmp(v, &f->hi);
         if (c > 0 || (c == 0 && !f->hi_incl))
             return false;
     }
@@ -1930,7 +1966,8 @@ match_keyfilter *matcher_keyfilter_new(const matcher *m, const char *const *path
 static bool kf_read(const uint8_t *p, const uint8_t *end, bson_value_t *v, const uint8_t **next)
 {
     uint8_t t = *p++;
-    const uint8_t *nul = memchr(p, 0, (size_t)(end - p));
+    /* index keys name every field "": the NUL is the next byte */
+    const uint8_t *nul = p < end && *p == 0 ? p : memchr(p, 0, (size_t)(end - p));
     if (!nul)
         return false;
     p = nul + 1;

@@ -88,9 +88,10 @@ bool matcher_field_bounds(const matcher *m, const char *path, bool multikey, mat
 const char *matcher_single_path(const matcher *m);
 
 /* The covered count over a compound index: true when the filter is a conjunction of the same
- * conditions as matcher_single_path accepts, each on a top-level path among paths[0..n) (an
- * index's fields). A document's index key then decides the filter: a non-multikey index holds
- * each of those fields' value (null for a missing one, which these conditions treat alike). */
+ * conditions as matcher_single_path accepts, or $ne / $nin without regexes, each on a top-level
+ * path among paths[0..n) (an index's fields). A document's index key then decides the filter:
+ * a non-multikey index holds each of those fields' value (null for a missing one, which these
+ * conditions treat alike), and matcher_keyfilter_new builds for it. */
 bool matcher_paths_within(const matcher *m, const char *const *paths, size_t n);
 
 /*
