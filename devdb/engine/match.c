@@ -1954,6 +1954,10 @@ match_keyfilter *matcher_keyfilter_new(const matcher *m, const char *const *path
             d->nouts = 0;
             if (w == 0)
                 kf->never = true;
+        } else if (d->has_range && d->has_lo && d->has_hi) {
+            int c = bv_compare(&d->lo, &d->hi);
+            if (c > 0 || (c == 0 && !(d->lo_incl && d->hi_incl)))
+                kf->never = true; /* an empty interval */
         }
     }
     return kf;
