@@ -175,7 +175,8 @@ int api_count_audience(mongoc_collection_t *coll, const bson_t *filter, int64_t 
     int rc;
     if (!rules_filter_split_ne(filter, &base, &minus))
         rc = api_count(coll, filter, n, err);
-    else if ((rc = api_count(coll, &base, &all, err)) == 0 &&
+    else if ((rc = bson_empty(&base) ? count_cmd(coll, NULL, &all, err)
+                                     : api_count(coll, &base, &all, err)) == 0 &&
              (rc = api_count(coll, &minus, &out, err)) == 0)
         *n = all > out ? all - out : 0;
     bson_destroy(&base);

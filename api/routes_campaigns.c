@@ -19,6 +19,10 @@
  *        creates nothing; the same key with another body -> 409; while the first is still
  *        running -> 409. 5xx answers are not kept (the client may retry).
  *   POST /api/campaigns/preview       {rules} -> 200 {"audience_size": N, "rules": {...}}
+ *        The audience count (here and in POST /api/campaigns, api_count_audience): with any
+ *        rule exact, from the rules' indexes alone; with no rule ({}) the customers
+ *        collection's metadata count minus the suppressed customers (O(1) on MongoDB, which
+ *        keeps that count; exact except after an unclean MongoDB shutdown, until it recounts).
  *   POST /api/campaigns/suggest-tags  {name, rules} -> 200 {"tags": [...]} (the auto tags);
  *        with AI configured also "ai" and an id, and the AI tags once cached (api/aiseam.c).
  *   GET  /api/campaigns/suggest-tags/:id   the AI suggestion's state (api/aiseam.c).
