@@ -1,9 +1,10 @@
 /*
  * queue: see queue.h for the key layout, the job life cycle and the guarantees.
  *
- * Design. Every transition that touches two keys is one Lua script (EVAL, so a Redis restart
- * that flushed the script cache costs nothing), and every script only touches keys of one queue,
- * all of which carry the queue's {NAME} hash tag: on a Redis Cluster the script's keys are in one
+ * Design. Every transition that touches two keys is one Lua script (EVALSHA through
+ * rconn_eval_argv, which sends the EVAL once where a restarted or failed-over server lost its
+ * script cache: one extra round trip), and every script only touches keys of one queue, all of
+ * which carry the queue's {NAME} hash tag: on a Redis Cluster the script's keys are in one
  * slot. Scripts are passed their keys in KEYS[] (never built inside Lua) for the same reason.
  *
  * Claims: a consumer first runs CLAIM (LMOVE up to N jobs ready -> processing in one script); if
@@ -225,7 +226,8 @@ static unsigned rng_next(queue *q)
     return q->rng;
 }
 
-/* EVAL script with nkeys keys and the given args. Returns the reply (caller frees) or NULL. */
+/* Run script (EVALSHA, or EVAL once where the server lacks it: rconn_eval_argv) with nkeys keys
+ * and the given args. Returns the reply (caller frees) or NULL. */
 static redisReply *eval(queue *q, const char *script, int nkeys, const char **keys, int nargs,
                         const char **args, const size_t *arglens)
 {
@@ -253,7 +255,7 @@ static redisReply *eval(queue *q, const char *script, int nkeys, const char **ke
         argv[argc] = args[i];
         lens[argc++] = arglens ? arglens[i] : strlen(args[i]);
     }
-    redisReply *r = rconn_command_argv(q->c, argc, argv, lens);
+    redisReply *r = rconn_eval_argv(q->c, argc, argv, lens);
     if (check_reply(q, r, "redis script") != 0)
         return NULL;
     return r;
