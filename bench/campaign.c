@@ -141,15 +141,31 @@ typedef struct rs_cmd {
 /* One group of nodes (the one redis-server; or the masters, or the replicas, of the cluster). */
 typedef struct rs_group {
     double cpu_s;
+    long long repl_bytes; /* replication stream written (masters with replicas) */
     int nodes;
     rs_cmd cmd[RS_MAXCMD];
     int ncmd;
 } rs_group;
 
-static int g_nnodes;           /* nodes measured: 1, or the cluster's */
-static int g_node_port[16];    /* their ports */
-static pid_t g_node_pid[16];   /* and pids */
-static double g_node_cpu0[16]; /* CPU seconds at campaign start */
+static int g_nnodes;               /* nodes measured: 1, or the cluster's */
+static int g_node_port[16];        /* their ports */
+static pid_t g_node_pid[16];       /* and pids */
+static double g_node_cpu0[16];     /* CPU seconds at campaign start */
+static long long g_node_repl0[16]; /* master_repl_offset at campaign start */
+
+/* master_repl_offset of a node (bytes of its replication stream so far), or 0. */
+static long long rs_repl_offset(redisContext *ctx)
+{
+    long long v = 0;
+    redisReply *r = ctx ? redisCommand(ctx, "INFO replication") : NULL;
+    const char *at =
+        r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "master_repl_offset:") : NULL;
+    if (at)
+        v = strtoll(at + 19, NULL, 10);
+    if (r)
+        freeReplyObject(r);
+    return v;
+}
 
 static redisContext *rs_connect(int port)
 {
@@ -184,6 +200,7 @@ static void rs_start(pipeh *h)
         if (g_node_pid[i] > 0)
             peak_rss_kb(g_node_pid[i], &ign, &g_node_cpu0[i]);
         redisContext *ctx = rs_connect(g_node_port[i]);
+        g_node_repl0[i] = rs_repl_offset(ctx);
         redisReply *r = ctx ? redisCommand(ctx, "CONFIG RESETSTAT") : NULL;
         if (r)
             freeReplyObject(r);
@@ -232,6 +249,9 @@ static void rs_print_group(const char *what, rs_group *g, long long msgs)
            "us/message\n",
            what, g->nodes, g->nodes == 1 ? "" : "s", g->cpu_s, g->cpu_s * 1e6 / (double)msgs,
            (double)usec / (double)msgs);
+    if (g->repl_bytes > 0)
+        printf("    replication stream to the replicas: %.1f MB = %.0f bytes/message\n",
+               g->repl_bytes / 1e6, (double)g->repl_bytes / (double)msgs);
     qsort(g->cmd, (size_t)g->ncmd, sizeof g->cmd[0], cmp_cmd_usec);
     for (int k = 0; k < g->ncmd && k < 12; k++)
         printf("    %-16s calls %9lld (%7.4f/message)  usec %9lld (%.3f us/message, %.2f "
@@ -260,6 +280,8 @@ static void rs_report(long long msgs)
         if (g_node_pid[i] > 0)
             peak_rss_kb(g_node_pid[i], &ign, &cpu);
         g[k].cpu_s += cpu - g_node_cpu0[i];
+        if (k == 0 && g_cluster.started && g_cluster.nodes == 6)
+            g[k].repl_bytes += rs_repl_offset(ctx) - g_node_repl0[i];
         g[k].nodes++;
         redisReply *r = ctx ? redisCommand(ctx, "INFO commandstats") : NULL;
         if (r && r->type == REDIS_REPLY_STRING)
