@@ -68,9 +68,13 @@ static int g_default_shards = 1; /* queue.shards of this process (queue_opts_fro
 /* KEYS: ready, processing. ARGV: max. Returns the claimed jobs, oldest first. Jobs still held
  * in the processing list (a settle that failed, e.g. Redis went away mid-batch) are delivered
  * again first, so a live consumer never sits on unsettled jobs the reaper cannot take.
- * The move is the same as one LMOVE ready RIGHT -> processing LEFT per job (processing ends up
- * newest-first, oldest at the tail), done as LRANGE + LTRIM + LPUSH: three commands per batch
- * instead of one per job (LPUSH in chunks of 1000 to stay inside Lua's argument limit). */
+ * The move is one LMOVE ready RIGHT -> processing LEFT per job (processing ends up
+ * newest-first, oldest at the tail). Small jobs (256 bytes or less on average) are moved as
+ * LTRIM + LPUSH instead, which does the same in two commands per batch rather than one per job
+ * (LPUSH in chunks of 1000 to stay inside Lua's argument limit). Large jobs (a fan-out batch,
+ * one POST's receipts) are moved by LMOVE because a script's writes reach replicas (and the
+ * AOF) as the commands it ran: an LPUSH carries every job's bytes a second time, an LMOVE
+ * only the two key names. */
 static const char LUA_CLAIM[] =
     "local held = ARGV[2] == 'fresh' and {} or redis.call('LRANGE', KEYS[2], -tonumber(ARGV[1]), "
     "-1)\n"
@@ -81,9 +85,13 @@ static const char LUA_CLAIM[] =
     "end\n"
     "local v = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)\n"
     "if #v == 0 then return {} end\n"
+    "local out, bytes = {}, 0\n"
+    "for i = #v, 1, -1 do out[#out + 1] = v[i]; bytes = bytes + #v[i] end\n"
+    "if bytes > 256 * #v then\n"
+    "  for i = 1, #v do redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') end\n"
+    "  return out\n"
+    "end\n"
     "redis.call('LTRIM', KEYS[1], 0, -#v - 1)\n"
-    "local out = {}\n"
-    "for i = #v, 1, -1 do out[#out + 1] = v[i] end\n"
     "for i = 1, #out, 1000 do\n"
     "  redis.call('LPUSH', KEYS[2], unpack(out, i, math.min(i + 999, #out)))\n"
     "end\n"
