@@ -287,8 +287,12 @@ TEST(reaper_returns_dead_consumers_jobs)
     queue_batch b = {0};
     CHECK_INT_EQ(queue_claim(dead, 3, 0, &b), 3);
     queue_batch_release(&b);
-    /* While the heartbeat lives, nothing is reaped. */
+    /* While the heartbeat lives, nothing is reaped, and no script runs: the pass only reads
+     * (the consumers, their heartbeats, the due retries). */
+    long long scripts = cmd_calls("evalsha") + cmd_calls("eval");
     CHECK_INT_EQ(queue_reap(live), 0);
+    CHECK_INT_EQ(queue_promote_due(live), 0);
+    CHECK_INT_EQ(cmd_calls("evalsha") + cmd_calls("eval") - scripts, 0);
     /* Poll until the 1 s heartbeat expires and the reaper returns all three. */
     int64_t deadline = time_mono_ms() + 5000;
     int got = 0;
