@@ -52,7 +52,8 @@ static void set_err(char *err, size_t errlen, rconn *c, redisReply *r)
         snprintf(err, errlen, "redis: %s", rconn_error(c));
 }
 
-/* EVAL script with nkeys keys and nargs args (NUL-terminated unless lens). NULL on error. */
+/* Run script (EVALSHA, EVAL where the server lacks it: rconn_eval_argv) with nkeys keys and
+ * nargs args (NUL-terminated unless lens). NULL on error. */
 static redisReply *eval(rconn *c, const char *script, int nkeys, const char *const *keys, int nargs,
                         const char *const *args, const size_t *lens, char *err, size_t errlen)
 {
@@ -87,7 +88,7 @@ static redisReply *eval(rconn *c, const char *script, int nkeys, const char *con
         argv[n] = args[i];
         al[n++] = lens ? lens[i] : strlen(args[i]);
     }
-    redisReply *r = rconn_command_argv(c, n, argv, al);
+    redisReply *r = rconn_eval_argv(c, n, argv, al);
     if (argv != argv_s) {
         free(argv);
         free(al);

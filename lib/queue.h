@@ -267,7 +267,10 @@ int queue_dead_parts(queue *q, const char *const *parts, const size_t *lens,
 /* Periodic housekeeping, cheap to call in every loop iteration: at most once per
  * reap_interval_ms it refreshes the heartbeat, moves due delayed jobs back to ready (Lua, atomic,
  * up to 1000 per call) and reaps consumers whose heartbeat expired (Lua, atomic per consumer).
- * Returns 0 or -1. Producer handles may call it too (delayed + reap only). */
+ * Pipelined reads first say where there is anything to do (ZCOUNT of due jobs, the consumers,
+ * EXISTS of their heartbeats, for every shard at once), so a pass with nothing due and every
+ * consumer alive runs no script. Returns 0 or -1. Producer handles may call it too (delayed +
+ * reap only). */
 int queue_maintain(queue *q);
 /* Promote due delayed jobs now (ignores the interval). Returns the number moved, or -1. */
 int queue_promote_due(queue *q);

@@ -46,6 +46,16 @@ void rconn_free(rconn *c);
 redisReply *rconn_command(rconn *c, const char *fmt, ...);
 redisReply *rconn_command_argv(rconn *c, int argc, const char **argv, const size_t *argvlen);
 
+/* Run a Lua script: argv is an EVAL command (argv[0] "EVAL", argv[1] the script body, then
+ * numkeys, keys and args, as for rconn_command_argv). It is sent as EVALSHA with the body's
+ * SHA1 (computed here once per connection and body; the server then skips hashing and parsing
+ * the body on every call); a server that does not know the script (NOSCRIPT: restarted,
+ * failed over, a new cluster node) gets the EVAL itself once, which runs the script and caches
+ * it there. The body pointer must stay valid and unchanged while c lives (scripts are static
+ * strings). argvlen is required; argv[0..1] and argvlen[0..1] are borrowed during the call and
+ * restored before it returns. Returns what rconn_command_argv returns. */
+redisReply *rconn_eval_argv(rconn *c, int argc, const char **argv, size_t *argvlen);
+
 /* Pipelining: queue commands, then read exactly as many replies. On any failure the
  * connection is dropped and reconnected on the next use; the caller retries the batch. */
 int rconn_append(rconn *c, const char *fmt, ...);

@@ -180,6 +180,24 @@ TEST(scripts_one_slot_and_every_master)
     CHECK_MSG(r && r->type == REDIS_REPLY_INTEGER && r->integer == 2, "EVALSHA after flush: %s",
               r && r->type == REDIS_REPLY_ERROR ? r->str : "?");
     freeReplyObject(r);
+    /* rconn_eval_argv (EVALSHA, never SCRIPT LOAD): each master that lacks the script gets the
+     * EVAL once, a flushed one again */
+    static const char incr[] = "return redis.call('INCRBY', KEYS[1], 10)";
+    for (int round = 1; round <= 3; round++) {
+        if (round == 3)
+            CHECK_INT_EQ(clusterenv_cli(&env, p, out, sizeof out, flush), 0);
+        for (int i = 0; i < 30; i++) {
+            char key[32];
+            snprintf(key, sizeof key, "s:{f%d}:n", i);
+            const char *argv[] = {"EVAL", incr, "1", key};
+            size_t lens[] = {4, sizeof incr - 1, 1, strlen(key)};
+            r = rconn_eval_argv(c, 4, argv, lens);
+            CHECK_MSG(r && r->type == REDIS_REPLY_INTEGER && r->integer == 10 * round,
+                      "round %d key %s: %s", round, key,
+                      r && r->type == REDIS_REPLY_ERROR ? r->str : "?");
+            freeReplyObject(r);
+        }
+    }
     rconn_free(c);
 }
 
