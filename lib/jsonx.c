@@ -357,17 +357,21 @@ static bool utf8_ok(const char *str, size_t n)
     return true;
 }
 
+/* The writer below reads values with libbson's inline _unsafe accessors: bson_iter_next has
+ * validated the element it stops at (its lengths lie inside the document), which is all they
+ * assume, and they save a library call per member. */
+
 /* Would jansson keep this value (json_* constructor not NULL)? */
 static bool value_kept(const bson_iter_t *it)
 {
-    switch (bson_iter_type(it)) {
+    switch (bson_iter_type_unsafe(it)) {
     case BSON_TYPE_UTF8: {
-        uint32_t len;
-        const char *s = bson_iter_utf8(it, &len);
+        size_t len;
+        const char *s = bson_iter_utf8_unsafe(it, &len);
         return utf8_ok(s, len);
     }
     case BSON_TYPE_DOUBLE:
-        return isfinite(bson_iter_double(it));
+        return isfinite(bson_iter_double_unsafe(it));
     default:
         return true;
     }
@@ -419,12 +423,12 @@ static void buf_date(jsonx_buf *b, int64_t ms)
  * needs no escape. */
 static inline bool key_plain(const char *k, size_t n)
 {
+    unsigned bad = 0; /* no early exit: keys are short, a branch per byte costs more */
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)k[i];
-        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
-            return false;
+        unsigned c = (unsigned char)k[i];
+        bad |= (c - 0x20u >= 0x5fu) | (c == '"') | (c == '\\');
     }
-    return true;
+    return !bad;
 }
 
 /* [,]"key": for a plain key, in one reservation. */
@@ -456,11 +460,11 @@ static int buf_container(jsonx_buf *b, bson_iter_t *child, bool is_array, jsonx_
     uint64_t filter = 0;
     while (bson_iter_next(child)) {
         if (!is_array) {
-            const char *key = bson_iter_key(child);
+            const char *key = bson_iter_key_unsafe(child);
             /* A repeated key: jansson would keep the first position with the last value. A
              * 64-bit filter on (length, first, last byte) skips the comparisons for keys that
              * cannot repeat an earlier one. */
-            size_t kl = bson_iter_key_len(child);
+            size_t kl = child->d1 - child->key - 1; /* bson_iter_key_len */
             if (nseen < 64) {
                 unsigned h = (unsigned)(kl * 31u + (unsigned char)key[0] * 7u +
                                         (kl ? (unsigned char)key[kl - 1] * 3u : 0u) +
@@ -514,38 +518,41 @@ static int buf_container(jsonx_buf *b, bson_iter_t *child, bool is_array, jsonx_
 
 static int buf_value(jsonx_buf *b, const bson_iter_t *it)
 {
-    switch (bson_iter_type(it)) {
+    switch (bson_iter_type_unsafe(it)) {
     case BSON_TYPE_OID: {
         if (!room(b, 27))
             return 0;
         char *o = b->data + b->len;
         o[0] = '"';
-        bson_oid_to_string(bson_iter_oid(it), o + 1); /* 24 hex and a NUL */
+        bson_oid_to_string(bson_iter_oid_unsafe(it), o + 1); /* 24 hex and a NUL */
         o[25] = '"';
         o[26] = '\0';
         b->len += 26;
         return 0;
     }
     case BSON_TYPE_DATE_TIME:
-        buf_date(b, bson_iter_date_time(it));
+        buf_date(b, bson_iter_int64_unsafe(it)); /* a date is an int64 */
         return 0;
     case BSON_TYPE_UTF8: {
-        uint32_t len;
-        const char *s = bson_iter_utf8(it, &len);
+        size_t len;
+        const char *s = bson_iter_utf8_unsafe(it, &len);
         jsonx_buf_str(b, s, len);
         return 0;
     }
     case BSON_TYPE_INT32:
-        jsonx_buf_int(b, bson_iter_int32(it));
+        jsonx_buf_int(b, bson_iter_int32_unsafe(it));
         return 0;
     case BSON_TYPE_INT64:
-        jsonx_buf_int(b, bson_iter_int64(it));
+        jsonx_buf_int(b, bson_iter_int64_unsafe(it));
         return 0;
     case BSON_TYPE_DOUBLE:
-        buf_real(b, bson_iter_double(it));
+        buf_real(b, bson_iter_double_unsafe(it));
         return 0;
     case BSON_TYPE_BOOL:
-        jsonx_buf_cat(b, bson_iter_bool(it) ? "true" : "false");
+        if (bson_iter_bool_unsafe(it))
+            put(b, "true", 4);
+        else
+            put(b, "false", 5);
         return 0;
     case BSON_TYPE_NULL:
     case BSON_TYPE_UNDEFINED:
@@ -558,7 +565,7 @@ static int buf_value(jsonx_buf *b, const bson_iter_t *it)
             put(b, "null", 4);
             return 0;
         }
-        return buf_container(b, &child, bson_iter_type(it) == BSON_TYPE_ARRAY, NULL, NULL);
+        return buf_container(b, &child, bson_iter_type_unsafe(it) == BSON_TYPE_ARRAY, NULL, NULL);
     }
     default: {
         /* Rare types: exactly what the jansson path writes. */
