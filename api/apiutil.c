@@ -678,6 +678,23 @@ static int populate_member(void *vctx, const bson_iter_t *it, const char **raw, 
 
 #define MAX_REFS 4
 
+/* The X-Next-Cursor after `last`, the last document of a full page (see api_query_text). */
+static void page_cursor(const bson_t *last, const char *cursor_field, char cursor[API_CURSOR_MAX])
+{
+    bson_iter_t it;
+    cursor[0] = '\0';
+    if (cursor_field == API_CURSOR_NEWEST) {
+        newest_cursor(last, cursor);
+    } else if (cursor_field && bson_iter_init_find(&it, last, cursor_field)) {
+        char hex[25], date[32];
+        const char *v = id_string(&it, hex);
+        if (!v && BSON_ITER_HOLDS_DATE_TIME(&it))
+            v = time_format_iso8601(bson_iter_date_time(&it), date);
+        if (v)
+            snprintf(cursor, API_CURSOR_MAX, "%s", v);
+    }
+}
+
 int api_query_text(api_ctx *app, mongoc_client_t *cl, const api_query *q, jsonx_buf *out,
                    const char *cursor_field, char cursor[API_CURSOR_MAX], bson_error_t *err)
 {
@@ -693,11 +710,33 @@ int api_query_text(api_ctx *app, mongoc_client_t *cl, const api_query *q, jsonx_
     mongoc_collection_t *coll = dbpool_collection(app->db, cl, q->coll);
     mongoc_cursor_t *cur =
         mongoc_collection_find_with_opts(coll, q->filter ? q->filter : &empty, &opts, NULL);
+    /* Without references each document is written as it arrives (no copy of the page); with
+     * them the page is kept until the referenced documents are in. */
+    bool stream = !q->refs || !q->refs[0].field;
+    bool tree = false; /* render through jansson instead (a repeated key somewhere) */
+    size_t start = out->len;
     bson_t **docs = NULL;
     size_t n = 0, cap = 0;
     const bson_t *doc;
     bool oom = false;
-    while (!oom && mongoc_cursor_next(cur, &doc)) {
+    if (cursor)
+        cursor[0] = '\0';
+    if (stream)
+        jsonx_buf_raw(out, "[", 1);
+    while (!oom && !tree && mongoc_cursor_next(cur, &doc)) {
+        if (stream) {
+            if (n == 0) { /* room for a page of documents like the first, at most 8 MiB */
+                size_t each = doc->len + doc->len / 2 + 16, most = ((size_t)8 << 20) / each;
+                jsonx_buf_reserve(out, each * ((size_t)q->limit < most ? (size_t)q->limit : most));
+            } else {
+                jsonx_buf_raw(out, ",", 1);
+            }
+            if (jsonx_buf_bson(out, doc, NULL, NULL) != 0)
+                tree = true;
+            else if ((long)++n == q->limit && cursor)
+                page_cursor(doc, cursor_field, cursor);
+            continue;
+        }
         if (n == cap) {
             cap = cap ? 2 * cap : 128;
             bson_t **nd = realloc(docs, cap * sizeof *nd);
@@ -712,7 +751,7 @@ int api_query_text(api_ctx *app, mongoc_client_t *cl, const api_query *q, jsonx_
         else
             n++;
     }
-    int rc = mongoc_cursor_error(cur, err) ? -1 : 0;
+    int rc = !tree && mongoc_cursor_error(cur, err) ? -1 : 0;
     mongoc_cursor_destroy(cur);
     mongoc_collection_destroy(coll);
     bson_destroy(&opts);
@@ -721,25 +760,21 @@ int api_query_text(api_ctx *app, mongoc_client_t *cl, const api_query *q, jsonx_
         bson_set_error(err, MONGOC_ERROR_CLIENT, 1, "out of memory");
         rc = -1;
     }
-    if (cursor) {
-        cursor[0] = '\0';
-        bson_iter_t it;
-        if (rc == 0 && cursor_field == API_CURSOR_NEWEST && n > 0 && (long)n == q->limit)
-            newest_cursor(docs[n - 1], cursor);
-        else if (rc == 0 && cursor_field && n > 0 && (long)n == q->limit &&
-                 bson_iter_init_find(&it, docs[n - 1], cursor_field)) {
-            char hex[25], date[32];
-            const char *v = id_string(&it, hex);
-            if (!v && BSON_ITER_HOLDS_DATE_TIME(&it))
-                v = time_format_iso8601(bson_iter_date_time(&it), date);
-            if (v)
-                snprintf(cursor, API_CURSOR_MAX, "%s", v);
+    if (stream) {
+        jsonx_buf_raw(out, "]", 1);
+        if (rc != 0 || tree) {
+            out->len = start;
+            if (out->data)
+                out->data[start] = '\0';
         }
     }
+    if (cursor && !stream && rc == 0 && n > 0 && (long)n == q->limit)
+        page_cursor(docs[n - 1], cursor_field, cursor);
+    if (cursor && rc != 0)
+        cursor[0] = '\0';
     ref_set sets[MAX_REFS] = {{0}};
     size_t nsets = 0;
-    bool tree = false; /* render through jansson instead (a repeated key somewhere) */
-    for (const api_ref *r = q->refs; rc == 0 && !tree && r && r->field; r++) {
+    for (const api_ref *r = q->refs; !stream && rc == 0 && !tree && r && r->field; r++) {
         if (nsets == MAX_REFS) {
             tree = true;
             break;
@@ -751,9 +786,9 @@ int api_query_text(api_ctx *app, mongoc_client_t *cl, const api_query *q, jsonx_
         else if (lr > 0)
             tree = true;
     }
-    if (rc == 0 && !tree) {
+    if (!stream && rc == 0 && !tree) {
         populate_ctx pc = {sets, nsets};
-        size_t start = out->len, need = 2;
+        size_t need = 2;
         /* JSON is larger than BSON: 12-byte ids and 8-byte dates become 26 characters. Half
          * again as much is enough for the stored documents, so the page is written without a
          * realloc copying it. */
@@ -776,7 +811,7 @@ int api_query_text(api_ctx *app, mongoc_client_t *cl, const api_query *q, jsonx_
     }
     for (size_t i = 0; i < nsets; i++)
         ref_set_release(&sets[i]);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; docs && i < n; i++)
         bson_destroy(docs[i]);
     free(docs);
     if (rc == 0 && tree) {
