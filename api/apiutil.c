@@ -427,6 +427,8 @@ int api_query_json(api_ctx *app, mongoc_client_t *cl, const api_query *q, json_t
 
 /* ---- the text path: BSON straight to JSON (jsonx_buf_bson), the same bytes as above ---- */
 
+#define MAX_REFS 4 /* references of one list */
+
 /* One referenced document, written as its projected JSON object. Referenced documents are
  * found by {_id: {$in: [ObjectIds]}}, so each one's _id is an ObjectId. */
 typedef struct ref_doc {
@@ -443,14 +445,31 @@ typedef struct ref_set {
     jsonx_buf text;
 } ref_set;
 
+/* ObjectIds in byte order (memcmp's), compared as a big-endian 64-bit and 32-bit word
+ * without a call into libc: the sorts and searches below make thousands of these per page. */
+static inline int oid_order(const uint8_t *a, const uint8_t *b)
+{
+    uint64_t x, y;
+    uint32_t u, v;
+    memcpy(&x, a, 8);
+    memcpy(&y, b, 8);
+    if (x != y)
+        return __builtin_bswap64(x) < __builtin_bswap64(y) ? -1 : 1;
+    memcpy(&u, a + 8, 4);
+    memcpy(&v, b + 8, 4);
+    if (u != v)
+        return __builtin_bswap32(u) < __builtin_bswap32(v) ? -1 : 1;
+    return 0;
+}
+
 static int oid_cmp(const void *x, const void *y)
 {
-    return memcmp(x, y, 12);
+    return oid_order(x, y);
 }
 
 static int ref_doc_cmp(const void *x, const void *y)
 {
-    return memcmp(((const ref_doc *)x)->oid, ((const ref_doc *)y)->oid, 12);
+    return oid_order(((const ref_doc *)x)->oid, ((const ref_doc *)y)->oid);
 }
 
 /* The string the jansson path would see for a value (json_string_value of its conversion) when
@@ -555,10 +574,16 @@ static int ref_set_load(api_ctx *app, mongoc_client_t *cl, bson_t **docs, size_t
         }
     }
     if (k > 1) {
-        qsort(ids, k, sizeof *ids, oid_cmp);
+        /* Pages are often in the references' order already (a campaign's logs by customer) or
+         * name one id throughout (its campaign): no sort then. */
+        size_t sorted = 1;
+        while (sorted < k && oid_order(ids[sorted - 1].bytes, ids[sorted].bytes) <= 0)
+            sorted++;
+        if (sorted < k)
+            qsort(ids, k, sizeof *ids, oid_cmp);
         size_t u = 1;
         for (size_t i = 1; i < k; i++)
-            if (memcmp(&ids[i], &ids[u - 1], 12) != 0)
+            if (oid_order(ids[i].bytes, ids[u - 1].bytes) != 0)
                 ids[u++] = ids[i];
         k = u;
     }
@@ -633,8 +658,13 @@ static int ref_set_load(api_ctx *app, mongoc_client_t *cl, bson_t **docs, size_t
     mongoc_cursor_destroy(cur);
     mongoc_collection_destroy(coll);
     bson_destroy(&filter);
-    if (rc == 0 && rs->n > 1)
-        qsort(rs->a, rs->n, sizeof *rs->a, ref_doc_cmp);
+    if (rc == 0 && rs->n > 1) {
+        size_t i = 1; /* _id order is the order devdb and an _id index return them in */
+        while (i < rs->n && ref_doc_cmp(&rs->a[i - 1], &rs->a[i]) <= 0)
+            i++;
+        if (i < rs->n)
+            qsort(rs->a, rs->n, sizeof *rs->a, ref_doc_cmp);
+    }
     /* Two documents with one id cannot exist (_id is unique). */
     return rc;
 }
@@ -642,15 +672,18 @@ static int ref_set_load(api_ctx *app, mongoc_client_t *cl, bson_t **docs, size_t
 typedef struct populate_ctx {
     ref_set *sets;
     size_t nsets;
+    size_t field_len[MAX_REFS]; /* strlen of each set's ref->field */
+    ref_doc *last[MAX_REFS];    /* each set's last hit: neighbours often share a reference */
 } populate_ctx;
 
 /* Member hook: a referenced field becomes its document, or null when it is gone. */
 static int populate_member(void *vctx, const bson_iter_t *it, const char **raw, size_t *rawlen)
 {
     populate_ctx *c = vctx;
-    const char *key = bson_iter_key(it);
+    const char *key = bson_iter_key_unsafe(it);
+    size_t kl = it->d1 - it->key - 1; /* bson_iter_key_len */
     for (size_t i = 0; i < c->nsets; i++) {
-        if (strcmp(key, c->sets[i].ref->field) != 0)
+        if (kl != c->field_len[i] || memcmp(key, c->sets[i].ref->field, kl) != 0)
             continue;
         bson_type_t t = bson_iter_type(it);
         /* Values the jansson path does not see as strings stay as they are. */
@@ -662,7 +695,11 @@ static int populate_member(void *vctx, const bson_iter_t *it, const char **raw, 
         bson_oid_t oid;
         if (c->sets[i].n && ref_oid(it, &oid)) {
             memcpy(probe.oid, oid.bytes, 12);
-            hit = bsearch(&probe, c->sets[i].a, c->sets[i].n, sizeof probe, ref_doc_cmp);
+            if (c->last[i] && oid_order(c->last[i]->oid, probe.oid) == 0)
+                hit = c->last[i];
+            else
+                hit = c->last[i] =
+                    bsearch(&probe, c->sets[i].a, c->sets[i].n, sizeof probe, ref_doc_cmp);
         }
         if (hit) {
             *raw = c->sets[i].text.data + hit->off;
@@ -675,8 +712,6 @@ static int populate_member(void *vctx, const bson_iter_t *it, const char **raw, 
     }
     return JSONX_MEMBER_KEEP;
 }
-
-#define MAX_REFS 4
 
 /* The X-Next-Cursor after `last`, the last document of a full page (see api_query_text). */
 static void page_cursor(const bson_t *last, const char *cursor_field, char cursor[API_CURSOR_MAX])
@@ -787,7 +822,9 @@ int api_query_text(api_ctx *app, mongoc_client_t *cl, const api_query *q, jsonx_
             tree = true;
     }
     if (!stream && rc == 0 && !tree) {
-        populate_ctx pc = {sets, nsets};
+        populate_ctx pc = {.sets = sets, .nsets = nsets};
+        for (size_t i = 0; i < nsets; i++)
+            pc.field_len[i] = strlen(sets[i].ref->field);
         size_t need = 2;
         /* JSON is larger than BSON: 12-byte ids and 8-byte dates become 26 characters. Half
          * again as much is enough for the stored documents, so the page is written without a
