@@ -34,6 +34,8 @@
  *        customer order (index {campaign_id, customer_id}); ?limit=, ?page= (at most
  *        api.max_skip documents deep) or ?after=<cust id>;
  *        ?status=PENDING|SENT|FAILED|CANCELLED keeps one status (400 for any other).
+ *        404 for an unknown campaign, looked up only when the page is empty (logs exist only
+ *        for a stored campaign): a page with logs costs its query and the customers' query.
  *
  * AI (OPENAI_API_KEY set): the request path makes NO outbound call. ai_seam_request() records
  * on the campaign what minicrm-ai should do ("ai": {"status": "requested", ...}) and, once the
