@@ -284,67 +284,217 @@ int campctl_repair_mark(rconn *c, const char *prefix, campctl_mark *m)
     return 0;
 }
 
-/* KEYS: epoch, paused, cancelled, ready. ARGV: epoch, held-key prefix, n paused, the ids MongoDB
- * says are PAUSED, then those it says are CANCELLED. Adds the missing flags; a paused flag
- * MongoDB does not confirm is dropped and its held jobs go back to ready. */
-static const char LUA_REPAIR[] =
-    "if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return 0 end\n"
-    "local np, ch, want = tonumber(ARGV[3]), 0, {}\n"
-    "for i = 4, 3 + np do\n"
-    "  want[ARGV[i]] = true\n"
-    "  ch = ch + redis.call('SADD', KEYS[2], ARGV[i])\n"
-    "end\n"
-    "for i = 4 + np, #ARGV do ch = ch + redis.call('SADD', KEYS[3], ARGV[i]) end\n"
-    "for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
-    "  if not want[id] then\n"
-    "    ch = ch + redis.call('SREM', KEYS[2], id)\n"
-    "    while redis.call('RPOPLPUSH', ARGV[2] .. id, KEYS[4]) do ch = ch + 1 end\n"
+/* The repair's two scripts. Each checks that its set's epoch is still the one the run expects
+ * and answers {changes, epoch}: the epoch after its own INCR (a script that changed something
+ * bumps it, so sends consumers re-read the sets), which the run expects next; {-1, 0} when the
+ * epoch moved (someone else's move: the set waits for the next round). */
+
+/* KEYS: epoch, a flag set. ARGV: expected epoch, ids. Adds the missing ids. */
+static const char LUA_REPAIR_ADD[] =
+    "if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return {-1, 0} end\n"
+    "local ch = 0\n"
+    "for i = 2, #ARGV do ch = ch + redis.call('SADD', KEYS[2], ARGV[i]) end\n"
+    "if ch > 0 then return {ch, redis.call('INCR', KEYS[1])} end\n"
+    "return {0, tonumber(ARGV[1])}\n";
+
+/* KEYS: epoch, paused, ready. ARGV: expected epoch, held-key prefix, ids MongoDB does not say
+ * are PAUSED. Drops their paused flags and moves their held jobs back to ready. */
+static const char LUA_REPAIR_DROP[] =
+    "if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return {-1, 0} end\n"
+    "local ch = 0\n"
+    "for i = 3, #ARGV do\n"
+    "  if redis.call('SREM', KEYS[2], ARGV[i]) == 1 then\n"
+    "    ch = ch + 1\n"
+    "    while redis.call('RPOPLPUSH', ARGV[2] .. ARGV[i], KEYS[3]) do ch = ch + 1 end\n"
     "  end\n"
     "end\n"
-    "if ch > 0 then redis.call('INCR', KEYS[1]) end\n"
-    "return ch\n";
+    "if ch > 0 then return {ch, redis.call('INCR', KEYS[1])} end\n"
+    "return {0, tonumber(ARGV[1])}\n";
+
+/* Run one of the repair scripts on set index k (its epoch in r->mark.epoch[k]); args[0] is
+ * filled here. Updates the expected epoch (-1 when the guard failed) and r->changes. 0 or -1. */
+static int repair_eval(rconn *c, campctl_repair_run *r, int k, const char *script, int nkeys,
+                       const char *const *keys, int nargs, const char **args)
+{
+    char ep[32];
+    snprintf(ep, sizeof ep, "%lld", r->mark.epoch[k]);
+    args[0] = ep;
+    redisReply *rep = eval(c, script, nkeys, keys, nargs, args, NULL, NULL, 0);
+    if (!rep)
+        return -1;
+    int rc = -1;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[0]->type == REDIS_REPLY_INTEGER &&
+        rep->element[1]->type == REDIS_REPLY_INTEGER) {
+        long long ch = rep->element[0]->integer;
+        r->mark.epoch[k] = ch < 0 ? -1 : rep->element[1]->integer;
+        if (ch > 0)
+            r->changes += (int)ch;
+        rc = 0;
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
+int campctl_repair_begin(rconn *c, const char *prefix, campctl_repair_run *r)
+{
+    memset(r, 0, sizeof *r);
+    return campctl_repair_mark(c, prefix, &r->mark);
+}
+
+void campctl_repair_release(campctl_repair_run *r)
+{
+    if (!r)
+        return;
+    free(r->paused);
+    r->paused = NULL;
+    r->npaused = r->cap = 0;
+}
+
+/* Keep a PAUSED id for the drop. 0, or -1 out of memory; beyond CAMPCTL_REPAIR_PAUSED_MAX
+ * ids the list stops and r->overflow makes the run skip the drop. */
+static int keep_paused(campctl_repair_run *r, const char *id)
+{
+    if (r->overflow)
+        return 0;
+    if (r->npaused == r->cap) {
+        if (r->cap == CAMPCTL_REPAIR_PAUSED_MAX) {
+            r->overflow = true;
+            return 0;
+        }
+        size_t cap = r->cap ? 2 * r->cap : 1024;
+        if (cap > CAMPCTL_REPAIR_PAUSED_MAX)
+            cap = CAMPCTL_REPAIR_PAUSED_MAX;
+        char(*p)[25] = realloc(r->paused, cap * sizeof *p);
+        if (!p)
+            return -1;
+        r->paused = p;
+        r->cap = cap;
+    }
+    memcpy(r->paused[r->npaused], id, 24);
+    r->paused[r->npaused++][24] = '\0';
+    return 0;
+}
+
+int campctl_repair_add(rconn *c, const char *prefix, campctl_repair_run *r, int flag,
+                       const char *const *ids, size_t n)
+{
+    int ns = nshards();
+    if (r->mark.nsets != ns + 1 || n > CAMPCTL_REPAIR_CHUNK)
+        return -1; /* queue.shards cannot change inside a process; a bad call */
+    if (n == 0)
+        return 0;
+    const char *args[1 + CAMPCTL_REPAIR_CHUNK];
+    for (size_t i = 0; i < n; i++) {
+        if (strlen(ids[i]) != 24)
+            return -1;
+        if (flag == CAMPCTL_PAUSED && keep_paused(r, ids[i]) != 0)
+            return -1;
+        args[1 + i] = ids[i];
+    }
+    /* Shards first: a flag MongoDB says is missing reaches the view last. */
+    for (int k = 0; k <= ns; k++) {
+        if (r->mark.epoch[k] < 0)
+            continue;
+        int set = set_set_order(k, ns);
+        char k1[KEYMAX], k2[KEYMAX];
+        skey(k1, prefix, set, "ctl-epoch", NULL);
+        skey(k2, prefix, set, flag == CAMPCTL_CANCELLED ? "cancelled" : "paused", NULL);
+        const char *keys[] = {k1, k2};
+        if (repair_eval(c, r, k, LUA_REPAIR_ADD, 2, keys, 1 + (int)n, args) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    return memcmp(a, b, 24);
+}
+
+/* Drop, in set index k, the members of one SSCAN page MongoDB did not confirm. 0 or -1. */
+static int drop_unconfirmed(rconn *c, campctl_repair_run *r, int k, const char *const *keys,
+                            const char *held, const redisReply *page)
+{
+    const char *args[2 + CAMPCTL_REPAIR_CHUNK];
+    int n = 0;
+    args[1] = held;
+    for (size_t i = 0; i <= page->elements; i++) {
+        const redisReply *e = i < page->elements ? page->element[i] : NULL;
+        bool last = i == page->elements;
+        if (e && e->type == REDIS_REPLY_STRING &&
+            !(e->len == 24 && r->npaused > 0 &&
+              bsearch(e->str, r->paused, r->npaused, sizeof *r->paused, cmp_id)))
+            args[2 + n++] = e->str;
+        if (n > 0 && (n == CAMPCTL_REPAIR_CHUNK || last)) {
+            if (r->mark.epoch[k] < 0)
+                return 0;
+            if (repair_eval(c, r, k, LUA_REPAIR_DROP, 3, keys, 2 + n, args) != 0)
+                return -1;
+            n = 0;
+        }
+    }
+    return 0;
+}
+
+int campctl_repair_finish(rconn *c, const char *prefix, campctl_repair_run *r)
+{
+    int ns = nshards();
+    if (r->mark.nsets != ns + 1 || r->overflow)
+        return -1;
+    if (r->npaused > 1)
+        qsort(r->paused, r->npaused, sizeof *r->paused, cmp_id);
+    /* The unsharded set first, as a resume clears it: the view stops naming a campaign before
+     * any shard set does. */
+    for (int i = 0; i <= ns; i++) {
+        int set = set_clear_order(i), k = set < 0 ? ns : set; /* k: index in the mark */
+        char k1[KEYMAX], k2[KEYMAX], k3[KEYMAX], kh[KEYMAX], cur[32] = "0";
+        skey(k1, prefix, set, "ctl-epoch", NULL);
+        skey(k2, prefix, set, "paused", NULL);
+        skey(k3, prefix, set, "ready", NULL);
+        skey(kh, prefix, set, "held:", NULL);
+        const char *keys[] = {k1, k2, k3};
+        /* SSCAN returns every member present for the whole scan at least once; the set cannot
+         * change without moving the epoch, which the drop script checks. */
+        do {
+            if (r->mark.epoch[k] < 0)
+                break;
+            redisReply *p = rconn_command(c, "SSCAN %s %s COUNT 512", k2, cur);
+            bool ok = p && p->type == REDIS_REPLY_ARRAY && p->elements == 2 &&
+                      p->element[0]->type == REDIS_REPLY_STRING &&
+                      p->element[1]->type == REDIS_REPLY_ARRAY;
+            if (ok) {
+                snprintf(cur, sizeof cur, "%s", p->element[0]->str);
+                ok = drop_unconfirmed(c, r, k, keys, kh, p->element[1]) == 0;
+            }
+            if (p)
+                freeReplyObject(p);
+            if (!ok)
+                return -1;
+        } while (strcmp(cur, "0") != 0);
+    }
+    return r->changes;
+}
 
 int campctl_repair(rconn *c, const char *prefix, const campctl_mark *m, const char *const *paused,
                    size_t npaused, const char *const *cancelled, size_t ncancelled)
 {
-    int n = nshards();
-    if (m->nsets != n + 1 || npaused > CAMPCTL_REPAIR_MAX || ncancelled > CAMPCTL_REPAIR_MAX)
-        return -1; /* queue.shards cannot change inside a process; a bad call */
-    size_t nargs = 3 + npaused + ncancelled;
-    const char **args = malloc(nargs * sizeof *args);
-    if (!args)
-        return -1;
-    char ep[32], np[16];
-    snprintf(np, sizeof np, "%zu", npaused);
-    args[1] = NULL;
-    args[2] = np;
-    for (size_t i = 0; i < npaused; i++)
-        args[3 + i] = paused[i];
-    for (size_t i = 0; i < ncancelled; i++)
-        args[3 + npaused + i] = cancelled[i];
-    int total = 0;
-    /* Shards first: a flag MongoDB says is missing reaches the view last. */
-    for (int k = 0; k <= n && total >= 0; k++) {
-        int set = set_set_order(k, n);
-        char k1[KEYMAX], k2[KEYMAX], k3[KEYMAX], k4[KEYMAX], kh[KEYMAX];
-        skey(k1, prefix, set, "ctl-epoch", NULL);
-        skey(k2, prefix, set, "paused", NULL);
-        skey(k3, prefix, set, "cancelled", NULL);
-        skey(k4, prefix, set, "ready", NULL);
-        skey(kh, prefix, set, "held:", NULL);
-        snprintf(ep, sizeof ep, "%lld", m->epoch[k]);
-        args[0] = ep;
-        args[1] = kh;
-        const char *keys[] = {k1, k2, k3, k4};
-        long long v;
-        if (take_int(c, eval(c, LUA_REPAIR, 4, keys, (int)nargs, args, NULL, NULL, 0), &v, NULL,
-                     0) != 0)
-            total = -1;
-        else
-            total += (int)v;
+    campctl_repair_run r;
+    memset(&r, 0, sizeof r);
+    r.mark = *m;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < npaused; i += CAMPCTL_REPAIR_CHUNK) {
+        size_t n = npaused - i < CAMPCTL_REPAIR_CHUNK ? npaused - i : CAMPCTL_REPAIR_CHUNK;
+        rc = campctl_repair_add(c, prefix, &r, CAMPCTL_PAUSED, paused + i, n);
     }
-    free(args);
-    return total;
+    for (size_t i = 0; rc == 0 && i < ncancelled; i += CAMPCTL_REPAIR_CHUNK) {
+        size_t n = ncancelled - i < CAMPCTL_REPAIR_CHUNK ? ncancelled - i : CAMPCTL_REPAIR_CHUNK;
+        rc = campctl_repair_add(c, prefix, &r, CAMPCTL_CANCELLED, cancelled + i, n);
+    }
+    if (rc == 0)
+        rc = campctl_repair_finish(c, prefix, &r);
+    campctl_repair_release(&r);
+    return rc;
 }
 
 /* KEYS: consumers. ARGV: hb prefix, ack prefix, epoch. Returns "" when every live consumer

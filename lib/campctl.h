@@ -69,8 +69,9 @@
  *           moves to CANCELLED in MongoDB before it removes them. A worker rebuilds the ZSET
  *           from MongoDB's SCHEDULED campaigns at start (ZADD NX).
  *   lost    if Redis lost these keys (a restart, a failed-over master), minicrm-worker re-adds
- *           the flags of PAUSED and CANCELLED campaigns from MongoDB at start and every few
- *           seconds, in every key set (campctl_repair_mark, then MongoDB, then campctl_repair:
+ *           the flags of every PAUSED campaign and of the recently CANCELLED ones from MongoDB
+ *           at start and every few seconds, in every key set (campctl_repair_begin, then
+ *           MongoDB streamed in chunks through campctl_repair_add, then campctl_repair_finish:
  *           a set whose epoch moved since the mark is left for the next round).
  *
  * Functions take the caller's rconn (not thread-safe, as it is not) and return 0 / a value
@@ -104,18 +105,63 @@ int campctl_resume(rconn *c, const char *prefix, const char *chex, long long *mo
 int campctl_flag_set(rconn *c, const char *prefix, const char *chex, int flag, char *err,
                      size_t errlen);
 
-/* The worker's repair from MongoDB. campctl_repair_mark reads every key set's epoch; the
- * caller then reads MongoDB's PAUSED and CANCELLED campaigns (at most CAMPCTL_REPAIR_MAX of
- * each) and campctl_repair applies them to each set whose epoch is still the marked one (a move
- * in between makes that set wait for the next round): the flags MongoDB says are missing are
- * added, and a paused flag MongoDB does not confirm (a resume interrupted after its MongoDB
- * write) is dropped with its held sends moved back. paused must be all of MongoDB's PAUSED
- * campaigns. Returns the number of changes (0: none, or the epochs moved), -1 on error. */
-#define CAMPCTL_REPAIR_MAX 256
+/* The worker's repair from MongoDB, streamed: no cap on the number of campaigns, one chunk of
+ * at most CAMPCTL_REPAIR_CHUNK ids per script.
+ *
+ *   campctl_repair_begin   reads every key set's epoch (the mark), before MongoDB is read.
+ *   campctl_repair_add     (any number of calls) a chunk of campaigns MongoDB says are PAUSED
+ *                          (every one of them, each once, over all calls) or CANCELLED: each key
+ *                          set whose epoch is still the expected one (the mark plus this run's
+ *                          own changes) gets the missing flags, one script per set. Additions are
+ *                          safe chunk by chunk: a flag MongoDB confirms is never wrong to add.
+ *                          The PAUSED ids are also kept in the run (25 bytes each, at most
+ *                          CAMPCTL_REPAIR_PAUSED_MAX), MongoDB's complete list for the drop.
+ *   campctl_repair_finish  only with that complete list: scans each set's paused flags (SSCAN)
+ *                          and drops, by a script guarded by the same epoch, those MongoDB did
+ *                          not confirm (a resume interrupted after its MongoDB write), moving
+ *                          their held sends back to ready. Sets in the order a clearing move
+ *                          uses (the unsharded set first).
+ * A set whose epoch moved (a pause, resume or cancel since the mark) is left alone for the
+ * rest of the run: the next round repairs it. Returns the number of changes (flags added or
+ * dropped, held jobs moved), -1 on a Redis error or when the run saw more PAUSED campaigns than
+ * it keeps (then nothing is dropped).
+ *
+ * Which CANCELLED campaigns the caller passes: those cancelled within
+ * CAMPCTL_CANCEL_REPAIR_WINDOW_MS (their cancelledAt, which every move to CANCELLED writes).
+ * A cancelled flag matters only while sends of the campaign can still be claimed: jobs queued
+ * before the cancel (a backlog drains in hours), retries (queue.backoff_max_ms, at most a day
+ * per attempt) and the fan-out's last batch. Seven days covers these with room; older
+ * cancelled campaigns have nothing left to drop, and re-adding their flags would make the
+ * repair's work grow with every campaign ever cancelled. (A dead letter an operator requeues
+ * after the window is delivered if Redis lost its flag meanwhile.) */
+#define CAMPCTL_REPAIR_CHUNK            256
+#define CAMPCTL_REPAIR_PAUSED_MAX       (4 * 1024 * 1024)
+#define CAMPCTL_CANCEL_REPAIR_WINDOW_MS (7LL * 24 * 3600 * 1000)
 typedef struct campctl_mark {
-    long long epoch[257]; /* per key set, in campctl's order (queue.shards <= 256) */
+    long long epoch[257]; /* per key set, in campctl's order (queue.shards <= 256); -1: a move
+                           * touched the set since the mark, left for the next round */
     int nsets;
 } campctl_mark;
+typedef struct campctl_repair_run {
+    campctl_mark mark;  /* the epoch each set must still have */
+    char (*paused)[25]; /* MongoDB's PAUSED campaigns seen so far (owned, sorted by finish) */
+    size_t npaused, cap;
+    bool overflow; /* more than CAMPCTL_REPAIR_PAUSED_MAX: no drop this run */
+    int changes;
+} campctl_repair_run;
+/* Mark (fills r; release it with campctl_repair_release). 0 or -1. */
+int campctl_repair_begin(rconn *c, const char *prefix, campctl_repair_run *r);
+/* flag CAMPCTL_PAUSED or CAMPCTL_CANCELLED; n <= CAMPCTL_REPAIR_CHUNK ids (24 hex). 0 or -1. */
+int campctl_repair_add(rconn *c, const char *prefix, campctl_repair_run *r, int flag,
+                       const char *const *ids, size_t n);
+/* The drop of unconfirmed paused flags; the run's total of changes, or -1. */
+int campctl_repair_finish(rconn *c, const char *prefix, campctl_repair_run *r);
+/* Free the run's list. NULL-safe. */
+void campctl_repair_release(campctl_repair_run *r);
+
+/* The same in one call, for callers holding both lists: campctl_repair_mark reads the epochs,
+ * campctl_repair applies paused (all of MongoDB's PAUSED campaigns) and cancelled in chunks,
+ * then drops. Returns the number of changes, -1 on error. */
 int campctl_repair_mark(rconn *c, const char *prefix, campctl_mark *m);
 int campctl_repair(rconn *c, const char *prefix, const campctl_mark *m, const char *const *paused,
                    size_t npaused, const char *const *cancelled, size_t ncancelled);

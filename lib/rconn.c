@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "rcluster.h"
+#include "redact.h"
 #include "signals.h"
 #include "timeutil.h"
 
@@ -107,6 +108,30 @@ int rconn_parse_url(const char *url, rconn_url *out, char *err, size_t errlen)
         out->db = (int)db;
     }
     return 0;
+}
+
+const char *rconn_cli_args(const char *url, char *buf, size_t n)
+{
+    if (!n)
+        return buf;
+    rconn_url u;
+    char err[128];
+    if (!url || !rcluster_is_url(url) || rconn_parse_url(url, &u, err, sizeof err) != 0) {
+        char shown[600];
+        snprintf(buf, n, "-u %s", redact_url(url, shown, sizeof shown));
+        return buf;
+    }
+    size_t k = 0;
+    int w = snprintf(buf, n, "-c -h %s -p %d", u.host, u.port);
+    k = w < 0 ? 0 : (size_t)w;
+    if (u.user[0] && k < n) {
+        w = snprintf(buf + k, n - k, " --user %s", u.user);
+        k += w < 0 ? 0 : (size_t)w;
+    }
+    if (u.password[0] && k < n)
+        snprintf(buf + k, n - k, " --askpass");
+    memset(u.password, 0, sizeof u.password);
+    return buf;
 }
 
 rconn *rconn_new(const char *url, int timeout_ms, char *err, size_t errlen)

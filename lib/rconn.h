@@ -35,6 +35,13 @@ typedef struct rconn rconn;
  * message in err. */
 int rconn_parse_url(const char *url, rconn_url *out, char *err, size_t errlen);
 
+/* The redis-cli arguments that reach url's server, for hints shown to operators (always
+ * NUL-terminated in buf, truncated to n - 1 bytes; returns buf): "-u URL" with the password
+ * hidden (lib/redact) for redis://; redis-cli knows no redis+cluster:// scheme, so a cluster URL
+ * gives "-c -h HOST -p PORT" of its first seed (-c: follow MOVED/ASK), with "--user USER" and
+ * "--askpass" (redis-cli asks for the password) when the URL carries credentials. */
+const char *rconn_cli_args(const char *url, char *buf, size_t n);
+
 /* Connect (with timeout_ms for connect and each command). Returns NULL with err filled if the
  * URL is bad; an unreachable server is not an error here: the first command will retry. */
 rconn *rconn_new(const char *url, int timeout_ms, char *err, size_t errlen);

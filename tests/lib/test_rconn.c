@@ -133,13 +133,33 @@ TEST(unreachable_fails_within_timeout)
     CHECK_INT_EQ(rconn_ping(c), -1);
     rconn_free(c);
 }
+/* The redis-cli arguments `minicrm up` prints: -u with the password hidden for one server;
+ * redis-cli has no redis+cluster:// scheme, so a cluster gets -c -h -p of its first seed and
+ * --askpass instead of its password. */
+TEST(cli_args)
+{
+    char b[256];
+    CHECK_STR_EQ(rconn_cli_args("redis://127.0.0.1:6380/2", b, sizeof b),
+                 "-u redis://127.0.0.1:6380/2");
+    CHECK_STR_EQ(rconn_cli_args("redis://:pw@cache:1", b, sizeof b), "-u redis://:***@cache:1");
+    CHECK_STR_EQ(rconn_cli_args("redis+cluster://10.0.0.1:7000,10.0.0.2:7001/", b, sizeof b),
+                 "-c -h 10.0.0.1 -p 7000");
+    CHECK_STR_EQ(rconn_cli_args("redis+cluster://h1:7002", b, sizeof b), "-c -h h1 -p 7002");
+    CHECK_STR_EQ(rconn_cli_args("redis+cluster://bob:pw@h1:7000,h2:7001", b, sizeof b),
+                 "-c -h h1 -p 7000 --user bob --askpass");
+    CHECK_STR_EQ(rconn_cli_args("redis+cluster://:pw@h1", b, sizeof b),
+                 "-c -h h1 -p 6379 --askpass");
+    char small[8];
+    CHECK_STR_EQ(rconn_cli_args("redis+cluster://h1:7000", small, sizeof small), "-c -h h");
+}
 
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {TEST_ENTRY(parse_urls), TEST_ENTRY(command_and_pipeline),
                                       TEST_ENTRY(script_by_sha_with_eval_fallback),
                                       TEST_ENTRY(reconnects_after_restart),
-                                      TEST_ENTRY(unreachable_fails_within_timeout)};
+                                      TEST_ENTRY(unreachable_fails_within_timeout),
+                                      TEST_ENTRY(cli_args)};
     if (testenv_start(&env, TESTENV_REDIS) != 0)
         return 1;
     int rc = test_run_all(__FILE__, cases, sizeof cases / sizeof cases[0], argc, argv);
