@@ -337,7 +337,8 @@ static int sort_rids(store_coll *c, const sortspec *sp, ridvec *v, bson_error_t 
     }
     sort_ctx sc = {keys, dirs, nk};
     tl_sort = &sc;
-    qsort(ord, v->n, sizeof *ord, cmp_idx);
+    if (v->n > 1)
+        qsort(ord, v->n, sizeof *ord, cmp_idx);
     tl_sort = NULL;
     for (size_t i = 0; i < v->n; i++)
         sorted[i] = v->a[ord[i]];
@@ -471,7 +472,8 @@ int plan_run(store *st, store_coll *c, const plan_req *q, uint64_t **rids, size_
         else
             scan_all(ix, way < 0, &k);
         if (k.collect) {
-            qsort(cand.a, cand.n, sizeof *cand.a, cmp_u64);
+            if (cand.n > 1) /* an empty set has no array (qsort wants one) */
+                qsort(cand.a, cand.n, sizeof *cand.a, cmp_u64);
             for (size_t i = 0; i < cand.n && !s.expired; i++) {
                 if (i > 0 && cand.a[i] == cand.a[i - 1])
                     continue;

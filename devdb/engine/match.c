@@ -1735,7 +1735,8 @@ static bool kf_field_ok(const kfield *f, const bson_value_t *v)
 /* Sorts the n values a by bv_compare and drops duplicates; returns the new count. */
 static size_t kf_sort_unique(const bson_value_t **a, size_t n)
 {
-    qsort(a, n, sizeof *a, cmp_value_ptrs);
+    if (n > 1)
+        qsort(a, n, sizeof *a, cmp_value_ptrs);
     size_t w = 0;
     for (size_t r = 0; r < n; r++)
         if (w == 0 || bv_compare(a[r], a[w - 1]) != 0)
