@@ -262,6 +262,16 @@ TEST(cancel_mid_send_nothing_left_in_any_shard)
             break;
         pipeh_sleep_ms(50);
     }
+    if (c.pending != 0) { /* what is stuck where, for the failure below */
+        long long bys[4];
+        char out[8192];
+        if (pipeh_count_logs(&h, &cid, bys) >= 0)
+            fprintf(stderr, "  logs: pending=%lld sent=%lld failed=%lld cancelled=%lld\n", bys[0],
+                    bys[1], bys[2], bys[3]);
+        if (run_cli("queues --json", out, sizeof out) == 0)
+            fprintf(stderr, "  queues: %s\n", out);
+        fprintf(stderr, "  jobs of the campaign left in the queues: %lld\n", jobs_left(&cid));
+    }
     CHECK_INT_EQ(c.pending, 0);
     CHECK_STR_EQ(c.status, "CANCELLED");
     CHECK(c.cancelled > 0);
