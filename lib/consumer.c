@@ -11,7 +11,7 @@
  *   4. ops->handle(batch); CONSUMER_AGAIN repeats it with backoff (the jobs are still ours),
  *      giving up only when a stop is requested and the backoff is already at its longest (the
  *      jobs are then handed back at the end); CONSUMER_BACKOFF pauses once.
- *   4b. the low lane (consumer_opts.low), when the claim of 3 came back short or the low lane
+ *   4b. the low lane (consumer_opts.low), when the claim of 3 came back empty or the low lane
  *      has waited low_max_wait_ms: claim without blocking, ops->handle_low, as in 4.
  *   5. ops->tick(claimed).
  *   6. the progress figures, every progress_ms, logged only when they changed.
@@ -208,10 +208,10 @@ int consumer_run(consumer *c)
             c->pause_ms = c->o.backoff_min_ms;
             if (n > 0)
                 handle_batch(c, ops->handle, ev_again, c->o.q);
-            /* The low lane: only when q has no more ready work (nothing in q waits behind it),
-             * or when it has waited its longest. */
+            /* The low lane: only when q has no ready work (nothing in q waits behind it), or
+             * when it has waited its longest. */
             if (c->o.low && !c->stopping &&
-                ((size_t)n < want || time_mono_ms() >= c->next_low_ms)) {
+                (n == 0 || time_mono_ms() >= c->next_low_ms)) {
                 int nl = c->o.holds_jobs ? queue_claim_fresh(c->o.low, want, 0, &c->batch)
                                          : queue_claim(c->o.low, want, 0, &c->batch);
                 if (nl < 0) {

@@ -41,9 +41,10 @@
  * Low lane: a program may also consume a third queue (consumer_opts.low: the receipt events of
  * the receipts worker, OPENED / CLICKED / COMPLAINED, which must never delay a delivery
  * receipt) that is drained after q: claimed (without blocking, as many jobs as ops->want
- * asked for; handed to ops->handle_low) in a turn whose claim from q came back short (q has no
- * more ready work, so nothing in q waits behind it), and at least every low_max_wait_ms while
- * q always has work (a bounded share, so the low lane is never starved for good). While the
+ * asked for; handed to ops->handle_low) in a turn whose claim from q came back empty (q has
+ * no ready work, so nothing in q waits behind it; a merely short claim is common under load,
+ * when each job is a large batch), and at least every low_max_wait_ms while q always has work
+ * (a bounded share, so the low lane is never starved for good). While the
  * last low claim was full, the claim from q does not block (more low work is ready). The low
  * queue is registered, maintained and handed back with q. Not in a turn in which a full
  * priority claim or ops->want said 0.

@@ -9,7 +9,9 @@
  *   2. move every due receipt to the in-memory outbox (events: to the events outbox);
  *   3. POST outbox receipts to the API in batches (JSON array, HMAC-signed, keep-alive),
  *      delivery receipts first, events in POSTs of their own with what is left of the turn's
- *      POSTs; a send job is acknowledged once every receipt of it has been posted (2xx).
+ *      POSTs, once a full POST of them is waiting, or after at most EVENTS_POST_WAIT_MS, or
+ *      when no delivery receipt waits at all; a send job is acknowledged once every receipt
+ *      of it has been posted (2xx).
  *
  * Events never travel with delivery receipts: the API puts a POST of nothing but events on the
  * receipt events queue, which the receipts worker drains after the receipts queue, so a
@@ -124,13 +126,14 @@ typedef struct vsim {
     poster *post;
     poster *ppost; /* the same, with ?lane=priority: receipts of priority sends */
     decider *dec;
-    vunsub *unsub; /* recipients pressing one-click unsubscribe (unsubscriber.h) */
-    timers heap;   /* delivery receipts (SENT, FAILED, BOUNCED) waiting on their delay */
-    timers eheap;  /* later events (OPENED, CLICKED, COMPLAINED) waiting on theirs */
-    outbox out;    /* receipts of bulk sends */
-    outbox eout;   /* due events, of bulk and priority sends: posted after deliveries */
-    outbox pout;   /* receipts of priority sends: posted first, in POSTs of their own */
-    vjob **done;   /* fully posted jobs whose ack has not gone through yet */
+    vunsub *unsub;         /* recipients pressing one-click unsubscribe (unsubscriber.h) */
+    timers heap;           /* delivery receipts (SENT, FAILED, BOUNCED) waiting on their delay */
+    timers eheap;          /* later events (OPENED, CLICKED, COMPLAINED) waiting on theirs */
+    outbox out;            /* receipts of bulk sends */
+    outbox eout;           /* due events, of bulk and priority sends: posted after deliveries */
+    int64_t events_due_ms; /* monotonic: when the waiting events are posted even if few */
+    outbox pout;           /* receipts of priority sends: posted first, in POSTs of their own */
+    vjob **done;           /* fully posted jobs whose ack has not gone through yet */
     size_t ndone, capdone;
     size_t held;    /* jobs claimed and not yet acked */
     double per_job; /* running average of sends per job (sizes the next claim) */
@@ -178,6 +181,27 @@ static size_t outbox_len(const outbox *o)
 static size_t outbox_total(const vsim *v)
 {
     return outbox_len(&v->out) + outbox_len(&v->pout) + outbox_len(&v->eout);
+}
+
+/* Events wait in their outbox until a full POST of them is there, or at most this long, or
+ * until no delivery receipt is waiting at all: each POST is a round trip of this single
+ * thread, and small POSTs of events would slow the claiming of sends. */
+#define EVENTS_POST_WAIT_MS 500
+
+/* May the waiting events be posted now? */
+static bool events_due(const vsim *v)
+{
+    size_t n = outbox_len(&v->eout);
+    return n > 0 &&
+           (n >= (size_t)v->cfg->vendor_sim.post_batch || time_mono_ms() >= v->events_due_ms ||
+            (timers_count(&v->heap) == 0 && outbox_len(&v->out) == 0 && outbox_len(&v->pout) == 0 &&
+             pacer_waiting(v->pace) == 0));
+}
+
+/* Receipts to post now: the outboxes, the events outbox only when its events are due. */
+static size_t outbox_ready(const vsim *v)
+{
+    return outbox_len(&v->out) + outbox_len(&v->pout) + (events_due(v) ? outbox_len(&v->eout) : 0);
 }
 
 /* Receipts and events waiting on their delay. */
@@ -555,6 +579,8 @@ static size_t fire_heap(vsim *v, timers *t, int64_t now)
     while (timers_pop_due(t, now, &e)) {
         const vjob *owner = e.owner;
         outbox *ob = t == &v->eheap ? &v->eout : owner && owner->q == v->pq ? &v->pout : &v->out;
+        if (ob == &v->eout && outbox_len(ob) == 0)
+            v->events_due_ms = time_mono_ms() + EVENTS_POST_WAIT_MS;
         if (outbox_push(ob, e.payload, e.owner) != 0) {
             /* Out of memory: retry this one shortly. */
             if (timers_push(t, now + 200, e.payload, e.owner) != 0)
@@ -673,7 +699,9 @@ static size_t vs_want(void *arg, int *block_ms)
     int64_t pwait = pacer_next_ms(v->pace, time_mono_ms()) - time_mono_ms();
     if (pwait < wait)
         wait = pwait;
-    *block_ms = outbox_total(v) > 0 || v->ndone > 0 ? 0
+    if (outbox_len(&v->eout) > 0 && v->events_due_ms - time_mono_ms() < wait)
+        wait = v->events_due_ms - time_mono_ms();
+    *block_ms = outbox_ready(v) > 0 || v->ndone > 0 ? 0
                 : wait < 0                          ? 0
                 : wait > 200                        ? 200
                                                     : (int)wait;
@@ -722,11 +750,13 @@ static void vs_tick(void *arg, bool claimed)
      * (see vs_want). */
     bool idle = !claimed || (pacer_waiting(v->pace) > 0 && !v->got_jobs);
     v->got_jobs = false;
-    if (idle && outbox_total(v) == 0) {
+    if (idle && outbox_ready(v) == 0) {
         int64_t wait = timers_first_due(v) - time_now_ms();
         int64_t pwait = pacer_next_ms(v->pace, time_mono_ms()) - time_mono_ms();
         if (pwait < wait)
             wait = pwait;
+        if (outbox_len(&v->eout) > 0 && v->events_due_ms - time_mono_ms() < wait)
+            wait = v->events_due_ms - time_mono_ms();
         if (wait > 0) {
             struct timespec ts = {0, (wait > 100 ? 100 : wait) * 1000000L};
             nanosleep(&ts, NULL);
@@ -744,7 +774,7 @@ static void vs_tick(void *arg, bool claimed)
     int budget = 8;
     while (budget > 0 && post_some(v, &v->out) == 1)
         budget--;
-    while (budget > 0 && post_some(v, &v->eout) == 1)
+    while (budget > 0 && events_due(v) && post_some(v, &v->eout) == 1)
         budget--;
     ack_done(v);
     vunsub_flush(v->unsub, 50);
