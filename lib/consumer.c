@@ -210,8 +210,7 @@ int consumer_run(consumer *c)
                 handle_batch(c, ops->handle, ev_again, c->o.q);
             /* The low lane: only when q has no ready work (nothing in q waits behind it), or
              * when it has waited its longest. */
-            if (c->o.low && !c->stopping &&
-                (n == 0 || time_mono_ms() >= c->next_low_ms)) {
+            if (c->o.low && !c->stopping && (n == 0 || time_mono_ms() >= c->next_low_ms)) {
                 int nl = c->o.holds_jobs ? queue_claim_fresh(c->o.low, want, 0, &c->batch)
                                          : queue_claim(c->o.low, want, 0, &c->batch);
                 if (nl < 0) {
