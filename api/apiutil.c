@@ -175,7 +175,8 @@ int api_count_audience(mongoc_collection_t *coll, const bson_t *filter, int64_t 
     int rc;
     if (!rules_filter_split_ne(filter, &base, &minus))
         rc = api_count(coll, filter, n, err);
-    else if ((rc = api_count(coll, &base, &all, err)) == 0 &&
+    else if ((rc = bson_empty(&base) ? count_cmd(coll, NULL, &all, err)
+                                     : api_count(coll, &base, &all, err)) == 0 &&
              (rc = api_count(coll, &minus, &out, err)) == 0)
         *n = all > out ? all - out : 0;
     bson_destroy(&base);
@@ -427,22 +428,49 @@ int api_query_json(api_ctx *app, mongoc_client_t *cl, const api_query *q, json_t
 
 /* ---- the text path: BSON straight to JSON (jsonx_buf_bson), the same bytes as above ---- */
 
-/* One referenced document, written as its projected JSON object. */
+#define MAX_REFS 4 /* references of one list */
+
+/* One referenced document, written as its projected JSON object. Referenced documents are
+ * found by {_id: {$in: [ObjectIds]}}, so each one's _id is an ObjectId. */
 typedef struct ref_doc {
-    char *id;   /* its _id as the jansson path sees it: 24 hex, or the string */
-    char *json; /* {"_id":...,...} projected to the ref's fields */
+    uint8_t oid[12]; /* its _id */
+    size_t off, len; /* its JSON {"_id":...,...} in the set's text */
 } ref_doc;
 
-/* The referenced documents of one api_ref, sorted by id. */
+/* The referenced documents of one api_ref, sorted by _id, their JSON in one buffer (no
+ * allocation per document). */
 typedef struct ref_set {
     const api_ref *ref;
     ref_doc *a;
     size_t n;
+    jsonx_buf text;
 } ref_set;
+
+/* ObjectIds in byte order (memcmp's), compared as a big-endian 64-bit and 32-bit word
+ * without a call into libc: the sorts and searches below make thousands of these per page. */
+static inline int oid_order(const uint8_t *a, const uint8_t *b)
+{
+    uint64_t x, y;
+    uint32_t u, v;
+    memcpy(&x, a, 8);
+    memcpy(&y, b, 8);
+    if (x != y)
+        return __builtin_bswap64(x) < __builtin_bswap64(y) ? -1 : 1;
+    memcpy(&u, a + 8, 4);
+    memcpy(&v, b + 8, 4);
+    if (u != v)
+        return __builtin_bswap32(u) < __builtin_bswap32(v) ? -1 : 1;
+    return 0;
+}
+
+static int oid_cmp(const void *x, const void *y)
+{
+    return oid_order(x, y);
+}
 
 static int ref_doc_cmp(const void *x, const void *y)
 {
-    return strcmp(((const ref_doc *)x)->id, ((const ref_doc *)y)->id);
+    return oid_order(((const ref_doc *)x)->oid, ((const ref_doc *)y)->oid);
 }
 
 /* The string the jansson path would see for a value (json_string_value of its conversion) when
@@ -459,6 +487,28 @@ static const char *id_string(const bson_iter_t *it, char hex[25])
         return bson_utf8_validate(s, len, true) && strlen(s) == len ? s : NULL;
     }
     return NULL;
+}
+
+/* The ObjectId a page document's reference names, as the jansson path matched it: an
+ * ObjectId value, or a string that is exactly the lower-case hex of one (the text a stored id
+ * is compared with). False for anything else (the jansson path's null). */
+static bool ref_oid(const bson_iter_t *it, bson_oid_t *out)
+{
+    if (BSON_ITER_HOLDS_OID(it)) {
+        bson_oid_copy(bson_iter_oid(it), out);
+        return true;
+    }
+    if (!BSON_ITER_HOLDS_UTF8(it))
+        return false;
+    uint32_t len;
+    const char *s = bson_iter_utf8(it, &len);
+    if (len != 24)
+        return false;
+    for (int i = 0; i < 24; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    bson_oid_init_from_string(out, s);
+    return true;
 }
 
 /* True if a document repeats a top-level key (jansson would keep the last value). Keys are
@@ -490,41 +540,66 @@ static bool has_repeated_key(const bson_t *doc)
 
 static void ref_set_release(ref_set *rs)
 {
-    for (size_t i = 0; i < rs->n; i++) {
-        free(rs->a[i].id);
-        free(rs->a[i].json);
-    }
     free(rs->a);
+    jsonx_buf_free(&rs->text);
     rs->a = NULL;
     rs->n = 0;
 }
 
-/* Load the documents docs[*].field refer to (one $in query), as api_populate does. 0, 1 when a
- * referenced document cannot be written exactly (repeated key: use the jansson path), -1 with
- * err. */
+/* Load the documents docs[*].field refer to (one $in query of the distinct ids), as
+ * api_populate does. 0, 1 when a referenced document cannot be written exactly (repeated key:
+ * use the jansson path), -1 with err. */
 static int ref_set_load(api_ctx *app, mongoc_client_t *cl, bson_t **docs, size_t ndocs, ref_set *rs,
                         bson_error_t *err)
 {
     const api_ref *r = rs->ref;
+    /* The distinct ids: a page of one campaign's logs names one campaign a thousand times. */
+    bson_oid_t *ids = ndocs ? malloc(ndocs * sizeof *ids) : NULL;
+    size_t k = 0;
+    if (ndocs && !ids) {
+        bson_set_error(err, MONGOC_ERROR_CLIENT, 1, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < ndocs; i++) {
+        bson_iter_t it;
+        if (!bson_iter_init_find(&it, docs[i], r->field))
+            continue;
+        if (BSON_ITER_HOLDS_OID(&it)) {
+            bson_oid_copy(bson_iter_oid(&it), &ids[k++]);
+        } else {
+            /* a string id: queried when it parses as one (any case), as before */
+            char hex[25];
+            const char *id = id_string(&it, hex);
+            if (id && bson_oid_is_valid(id, strlen(id)))
+                bson_oid_init_from_string(&ids[k++], id);
+        }
+    }
+    if (k > 1) {
+        /* Pages are often in the references' order already (a campaign's logs by customer) or
+         * name one id throughout (its campaign): no sort then. */
+        size_t sorted = 1;
+        while (sorted < k && oid_order(ids[sorted - 1].bytes, ids[sorted].bytes) <= 0)
+            sorted++;
+        if (sorted < k)
+            qsort(ids, k, sizeof *ids, oid_cmp);
+        size_t u = 1;
+        for (size_t i = 1; i < k; i++)
+            if (oid_order(ids[i].bytes, ids[u - 1].bytes) != 0)
+                ids[u++] = ids[i];
+        k = u;
+    }
     bson_t filter = BSON_INITIALIZER, sub, arr;
     BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &sub);
     BSON_APPEND_ARRAY_BEGIN(&sub, "$in", &arr);
-    size_t k = 0;
-    for (size_t i = 0; i < ndocs; i++) {
-        bson_iter_t it;
-        char hex[25];
-        const char *id = bson_iter_init_find(&it, docs[i], r->field) ? id_string(&it, hex) : NULL;
-        if (!id || !bson_oid_is_valid(id, strlen(id)))
-            continue;
-        bson_oid_t oid;
-        bson_oid_init_from_string(&oid, id);
+    for (size_t i = 0; i < k; i++) {
         char key[16];
         const char *kp;
-        bson_uint32_to_string((uint32_t)k++, &kp, key, sizeof key);
-        bson_append_oid(&arr, kp, -1, &oid);
+        size_t kl = bson_uint32_to_string((uint32_t)i, &kp, key, sizeof key);
+        bson_append_oid(&arr, kp, (int)kl, &ids[i]);
     }
     bson_append_array_end(&sub, &arr);
     bson_append_document_end(&filter, &sub);
+    free(ids);
     /* Only the fields shown are fetched (an inclusion projection; _id comes with it). */
     bson_t opts = BSON_INITIALIZER, proj;
     BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
@@ -540,71 +615,76 @@ static int ref_set_load(api_ctx *app, mongoc_client_t *cl, bson_t **docs, size_t
     const bson_t *doc;
     size_t cap = 0;
     int rc = 0;
-    jsonx_buf b = {0};
+    jsonx_buf *b = &rs->text;
+    if (k > 0)
+        jsonx_buf_reserve(b, k * 96);
     while (rc == 0 && mongoc_cursor_next(cur, &doc)) {
         bson_iter_t it;
-        char hex[25];
-        const char *id = bson_iter_init_find(&it, doc, "_id") ? id_string(&it, hex) : NULL;
-        if (!id)
-            continue;
+        if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it))
+            continue; /* cannot be: the query names ObjectIds */
+        const bson_oid_t *oid = bson_iter_oid(&it);
         if (has_repeated_key(doc)) {
             rc = 1;
             break;
         }
-        jsonx_buf_reset(&b);
-        jsonx_buf_raw(&b, "{", 1);
+        size_t off = b->len;
+        jsonx_buf_raw(b, "{", 1);
         bool first = true;
         for (const char *const *f = r->fields; *f && rc == 0; f++)
-            if (bson_iter_init_find(&it, doc, *f) && jsonx_buf_bson_member(&b, &it, &first) != 0)
+            if (bson_iter_init_find(&it, doc, *f) && jsonx_buf_bson_member(b, &it, &first) != 0)
                 rc = 1;
-        jsonx_buf_raw(&b, "}", 1);
+        jsonx_buf_raw(b, "}", 1);
         if (rc != 0)
             break;
         if (rs->n == cap) {
-            cap = cap ? 2 * cap : 64;
+            cap = cap ? 2 * cap : (k > 0 ? k : 64);
             ref_doc *na = realloc(rs->a, cap * sizeof *na);
             if (!na) {
-                b.failed = true;
+                b->failed = true;
                 break;
             }
             rs->a = na;
         }
-        rs->a[rs->n].id = strdup(id);
-        rs->a[rs->n].json = jsonx_buf_ok(&b) ? strdup(b.data) : NULL;
+        memcpy(rs->a[rs->n].oid, oid->bytes, 12);
+        rs->a[rs->n].off = off;
+        rs->a[rs->n].len = b->len - off;
         rs->n++;
-        if (!rs->a[rs->n - 1].id || !rs->a[rs->n - 1].json)
-            b.failed = true;
     }
     if (rc == 0 && mongoc_cursor_error(cur, err))
         rc = -1;
-    if (rc == 0 && !jsonx_buf_ok(&b)) {
+    if (rc == 0 && !jsonx_buf_ok(b)) {
         bson_set_error(err, MONGOC_ERROR_CLIENT, 1, "out of memory");
         rc = -1;
     }
-    jsonx_buf_free(&b);
     mongoc_cursor_destroy(cur);
     mongoc_collection_destroy(coll);
     bson_destroy(&filter);
     if (rc == 0 && rs->n > 1) {
-        qsort(rs->a, rs->n, sizeof *rs->a, ref_doc_cmp);
-        /* Two documents with one id cannot exist (_id is unique); keep the jansson path's
-         * answer anyway if they did: its map kept the last one. Not worth a special case. */
+        size_t i = 1; /* _id order is the order devdb and an _id index return them in */
+        while (i < rs->n && ref_doc_cmp(&rs->a[i - 1], &rs->a[i]) <= 0)
+            i++;
+        if (i < rs->n)
+            qsort(rs->a, rs->n, sizeof *rs->a, ref_doc_cmp);
     }
+    /* Two documents with one id cannot exist (_id is unique). */
     return rc;
 }
 
 typedef struct populate_ctx {
     ref_set *sets;
     size_t nsets;
+    size_t field_len[MAX_REFS]; /* strlen of each set's ref->field */
+    ref_doc *last[MAX_REFS];    /* each set's last hit: neighbours often share a reference */
 } populate_ctx;
 
 /* Member hook: a referenced field becomes its document, or null when it is gone. */
 static int populate_member(void *vctx, const bson_iter_t *it, const char **raw, size_t *rawlen)
 {
     populate_ctx *c = vctx;
-    const char *key = bson_iter_key(it);
+    const char *key = bson_iter_key_unsafe(it);
+    size_t kl = it->d1 - it->key - 1; /* bson_iter_key_len */
     for (size_t i = 0; i < c->nsets; i++) {
-        if (strcmp(key, c->sets[i].ref->field) != 0)
+        if (kl != c->field_len[i] || memcmp(key, c->sets[i].ref->field, kl) != 0)
             continue;
         bson_type_t t = bson_iter_type(it);
         /* Values the jansson path does not see as strings stay as they are. */
@@ -612,19 +692,44 @@ static int populate_member(void *vctx, const bson_iter_t *it, const char **raw, 
             t == BSON_TYPE_BOOL || t == BSON_TYPE_NULL || t == BSON_TYPE_UNDEFINED ||
             t == BSON_TYPE_DOCUMENT || t == BSON_TYPE_ARRAY || t == BSON_TYPE_TIMESTAMP)
             return JSONX_MEMBER_KEEP;
-        char hex[25];
-        const char *id = id_string(it, hex);
-        ref_doc probe = {.id = (char *)(id ? id : "")}, *hit = NULL;
-        if (id && c->sets[i].n)
-            hit = bsearch(&probe, c->sets[i].a, c->sets[i].n, sizeof probe, ref_doc_cmp);
-        *raw = hit ? hit->json : "null";
-        *rawlen = strlen(*raw);
+        ref_doc probe, *hit = NULL;
+        bson_oid_t oid;
+        if (c->sets[i].n && ref_oid(it, &oid)) {
+            memcpy(probe.oid, oid.bytes, 12);
+            if (c->last[i] && oid_order(c->last[i]->oid, probe.oid) == 0)
+                hit = c->last[i];
+            else
+                hit = c->last[i] =
+                    bsearch(&probe, c->sets[i].a, c->sets[i].n, sizeof probe, ref_doc_cmp);
+        }
+        if (hit) {
+            *raw = c->sets[i].text.data + hit->off;
+            *rawlen = hit->len;
+        } else {
+            *raw = "null";
+            *rawlen = 4;
+        }
         return JSONX_MEMBER_RAW;
     }
     return JSONX_MEMBER_KEEP;
 }
 
-#define MAX_REFS 4
+/* The X-Next-Cursor after `last`, the last document of a full page (see api_query_text). */
+static void page_cursor(const bson_t *last, const char *cursor_field, char cursor[API_CURSOR_MAX])
+{
+    bson_iter_t it;
+    cursor[0] = '\0';
+    if (cursor_field == API_CURSOR_NEWEST) {
+        newest_cursor(last, cursor);
+    } else if (cursor_field && bson_iter_init_find(&it, last, cursor_field)) {
+        char hex[25], date[32];
+        const char *v = id_string(&it, hex);
+        if (!v && BSON_ITER_HOLDS_DATE_TIME(&it))
+            v = time_format_iso8601(bson_iter_date_time(&it), date);
+        if (v)
+            snprintf(cursor, API_CURSOR_MAX, "%s", v);
+    }
+}
 
 int api_query_text(api_ctx *app, mongoc_client_t *cl, const api_query *q, jsonx_buf *out,
                    const char *cursor_field, char cursor[API_CURSOR_MAX], bson_error_t *err)
@@ -641,11 +746,33 @@ int api_query_text(api_ctx *app, mongoc_client_t *cl, const api_query *q, jsonx_
     mongoc_collection_t *coll = dbpool_collection(app->db, cl, q->coll);
     mongoc_cursor_t *cur =
         mongoc_collection_find_with_opts(coll, q->filter ? q->filter : &empty, &opts, NULL);
+    /* Without references each document is written as it arrives (no copy of the page); with
+     * them the page is kept until the referenced documents are in. */
+    bool stream = !q->refs || !q->refs[0].field;
+    bool tree = false; /* render through jansson instead (a repeated key somewhere) */
+    size_t start = out->len;
     bson_t **docs = NULL;
     size_t n = 0, cap = 0;
     const bson_t *doc;
     bool oom = false;
-    while (!oom && mongoc_cursor_next(cur, &doc)) {
+    if (cursor)
+        cursor[0] = '\0';
+    if (stream)
+        jsonx_buf_raw(out, "[", 1);
+    while (!oom && !tree && mongoc_cursor_next(cur, &doc)) {
+        if (stream) {
+            if (n == 0) { /* room for a page of documents like the first, at most 8 MiB */
+                size_t each = doc->len + doc->len / 2 + 16, most = ((size_t)8 << 20) / each;
+                jsonx_buf_reserve(out, each * ((size_t)q->limit < most ? (size_t)q->limit : most));
+            } else {
+                jsonx_buf_raw(out, ",", 1);
+            }
+            if (jsonx_buf_bson(out, doc, NULL, NULL) != 0)
+                tree = true;
+            else if ((long)++n == q->limit && cursor)
+                page_cursor(doc, cursor_field, cursor);
+            continue;
+        }
         if (n == cap) {
             cap = cap ? 2 * cap : 128;
             bson_t **nd = realloc(docs, cap * sizeof *nd);
@@ -660,7 +787,7 @@ int api_query_text(api_ctx *app, mongoc_client_t *cl, const api_query *q, jsonx_
         else
             n++;
     }
-    int rc = mongoc_cursor_error(cur, err) ? -1 : 0;
+    int rc = !tree && mongoc_cursor_error(cur, err) ? -1 : 0;
     mongoc_cursor_destroy(cur);
     mongoc_collection_destroy(coll);
     bson_destroy(&opts);
@@ -669,25 +796,21 @@ int api_query_text(api_ctx *app, mongoc_client_t *cl, const api_query *q, jsonx_
         bson_set_error(err, MONGOC_ERROR_CLIENT, 1, "out of memory");
         rc = -1;
     }
-    if (cursor) {
-        cursor[0] = '\0';
-        bson_iter_t it;
-        if (rc == 0 && cursor_field == API_CURSOR_NEWEST && n > 0 && (long)n == q->limit)
-            newest_cursor(docs[n - 1], cursor);
-        else if (rc == 0 && cursor_field && n > 0 && (long)n == q->limit &&
-                 bson_iter_init_find(&it, docs[n - 1], cursor_field)) {
-            char hex[25], date[32];
-            const char *v = id_string(&it, hex);
-            if (!v && BSON_ITER_HOLDS_DATE_TIME(&it))
-                v = time_format_iso8601(bson_iter_date_time(&it), date);
-            if (v)
-                snprintf(cursor, API_CURSOR_MAX, "%s", v);
+    if (stream) {
+        jsonx_buf_raw(out, "]", 1);
+        if (rc != 0 || tree) {
+            out->len = start;
+            if (out->data)
+                out->data[start] = '\0';
         }
     }
+    if (cursor && !stream && rc == 0 && n > 0 && (long)n == q->limit)
+        page_cursor(docs[n - 1], cursor_field, cursor);
+    if (cursor && rc != 0)
+        cursor[0] = '\0';
     ref_set sets[MAX_REFS] = {{0}};
     size_t nsets = 0;
-    bool tree = false; /* render through jansson instead (a repeated key somewhere) */
-    for (const api_ref *r = q->refs; rc == 0 && !tree && r && r->field; r++) {
+    for (const api_ref *r = q->refs; !stream && rc == 0 && !tree && r && r->field; r++) {
         if (nsets == MAX_REFS) {
             tree = true;
             break;
@@ -699,11 +822,16 @@ int api_query_text(api_ctx *app, mongoc_client_t *cl, const api_query *q, jsonx_
         else if (lr > 0)
             tree = true;
     }
-    if (rc == 0 && !tree) {
-        populate_ctx pc = {sets, nsets};
-        size_t start = out->len, need = 2;
+    if (!stream && rc == 0 && !tree) {
+        populate_ctx pc = {.sets = sets, .nsets = nsets};
+        for (size_t i = 0; i < nsets; i++)
+            pc.field_len[i] = strlen(sets[i].ref->field);
+        size_t need = 2;
+        /* JSON is larger than BSON: 12-byte ids and 8-byte dates become 26 characters. Half
+         * again as much is enough for the stored documents, so the page is written without a
+         * realloc copying it. */
         for (size_t i = 0; i < n; i++)
-            need += docs[i]->len + docs[i]->len / 4;
+            need += docs[i]->len + docs[i]->len / 2 + 16;
         jsonx_buf_reserve(out, need);
         jsonx_buf_raw(out, "[", 1);
         for (size_t i = 0; i < n && !tree; i++) {
@@ -721,7 +849,7 @@ int api_query_text(api_ctx *app, mongoc_client_t *cl, const api_query *q, jsonx_
     }
     for (size_t i = 0; i < nsets; i++)
         ref_set_release(&sets[i]);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; docs && i < n; i++)
         bson_destroy(docs[i]);
     free(docs);
     if (rc == 0 && tree) {
@@ -757,7 +885,8 @@ void api_send_query(api_ctx *app, http_request *req, const api_query *q, const c
     } else {
         if (cursor[0])
             http_add_header(req, "X-Next-Cursor", cursor);
-        http_send_raw(req, 200, "application/json; charset=utf-8", b.data, b.len);
+        http_send_owned(req, 200, "application/json; charset=utf-8", b.data, b.len);
+        b.data = NULL; /* MHD's now */
     }
     jsonx_buf_free(&b);
     dbpool_push(app->db, cl);

@@ -62,10 +62,13 @@ const char *api_key(const api_ctx *app, char *buf, size_t n, const char *fmt, ..
  * `count` may count orphans too; minicrm does not shard.) Returns 0 and sets *n, or -1 with
  * err. */
 int api_count(mongoc_collection_t *coll, const bson_t *filter, int64_t *n, bson_error_t *err);
-/* The exact count of an audience filter (lib/rules): with a {f: {$ne: v}} term (the
- * suppression clause) count(filter without it) - count(that and f == v), two counts indexes
- * answer (rules_filter_split_ne), else api_count. Not atomic: a customer flagged between the
- * two counts is off by one for that moment. 0 and *n, or -1 with err. */
+/* The count of an audience filter (lib/rules): with a {f: {$ne: v}} term (the suppression
+ * clause) count(filter without it) - count(that and f == v), two counts indexes answer
+ * (rules_filter_split_ne), else api_count. With no rule the first is the collection's metadata
+ * count (`count` without a query: O(1) on MongoDB, exact except after an unclean shutdown until
+ * MongoDB recounts, see README "Counts say what they are"); with any rule both are exact. Not
+ * atomic: a customer flagged between the two counts is off by one for that moment. 0 and *n, or
+ * -1 with err. */
 int api_count_audience(mongoc_collection_t *coll, const bson_t *filter, int64_t *n,
                        bson_error_t *err);
 /* The collection's metadata count (`count` without a filter): O(1), not exact (see above).

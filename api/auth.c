@@ -786,7 +786,8 @@ static void h_keys_list(api_ctx *app, http_request *req)
         log_warn("key_list_failed", "err=%s", log_quote(q, sizeof q, err));
         http_error(req, 503, "database unavailable, retry later");
     } else {
-        http_send_raw(req, 200, "application/json; charset=utf-8", b.data, b.len);
+        http_send_owned(req, 200, "application/json; charset=utf-8", b.data, b.len);
+        b.data = NULL; /* MHD's now */
     }
     jsonx_buf_free(&b);
 }
@@ -866,8 +867,10 @@ static void h_users_list(api_ctx *app, http_request *req)
         api_db_fail(req, &e, "users list");
     else if (!jsonx_buf_ok(&b))
         http_error(req, 503, "out of memory");
-    else
-        http_send_raw(req, 200, "application/json; charset=utf-8", b.data, b.len);
+    else {
+        http_send_owned(req, 200, "application/json; charset=utf-8", b.data, b.len);
+        b.data = NULL; /* MHD's now */
+    }
     jsonx_buf_free(&b);
 }
 

@@ -378,6 +378,21 @@ int http_send_raw(http_request *req, int status, const char *content_type, const
     return queue_response(req, status, content_type, resp, len);
 }
 
+int http_send_owned(http_request *req, int status, const char *content_type, char *data, size_t len)
+{
+    if (req->responded) {
+        log_error("bug_double_response", "rid=%s status=%d", req->request_id, status);
+        free(data);
+        return -1;
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback(len, data, free);
+    if (!resp) {
+        free(data);
+        return -1;
+    }
+    return queue_response(req, status, content_type, resp, len);
+}
+
 int http_send_stream(http_request *req, int status, const char *content_type,
                      MHD_ContentReaderCallback reader, void *cls,
                      MHD_ContentReaderFreeCallback free_cb)
@@ -402,9 +417,7 @@ int http_send_json(http_request *req, int status, json_t *body)
     json_decref(body);
     if (!s)
         return http_send_raw(req, 500, "application/json", "{\"error\":\"out of memory\"}", 25);
-    int r = http_send_raw(req, status, "application/json; charset=utf-8", s, strlen(s));
-    free(s);
-    return r;
+    return http_send_owned(req, status, "application/json; charset=utf-8", s, strlen(s));
 }
 
 static int hexval(char c)

@@ -127,6 +127,10 @@ int http_send_json(http_request *req, int status, json_t *body);
 /* Send raw bytes with a content type (copied). */
 int http_send_raw(http_request *req, int status, const char *content_type, const void *data,
                   size_t len);
+/* The same with a malloc'd body taken over (freed by MHD once sent, or here on failure): no
+ * copy of a large list page. */
+int http_send_owned(http_request *req, int status, const char *content_type, char *data,
+                    size_t len);
 /* Answer with a body produced by `reader` as the connection can take it (MHD's content reader:
  * Server-Sent Events), with the same common headers as http_send_raw. `cls` is handed to reader
  * and to free_cb (called by MHD once the response is done with, also on abort). The reader may

@@ -94,6 +94,9 @@ static const idx k_indexes[] = {
     {DB_SUPPRESSIONS, "email_1", "{\"email\": 1}", true, NULL},
     {DB_SUPPRESSIONS, "at_-1__id_-1", "{\"at\": -1, \"_id\": -1}", false, NULL},
     {DB_SUPPRESSIONS, "at_1_notify", "{\"at\": 1}", false, "{\"notify\": true}"},
+    /* the workers' flag repair every 3 s (fanout_repair_flags): every PAUSED campaign and those
+     * CANCELLED since a time, without reading the other campaigns */
+    {DB_CAMPAIGNS, "status_1_cancelledAt_1", "{\"status\": 1, \"cancelledAt\": 1}", false, NULL},
     {DB_CAMPAIGNS, "createdAt_-1__id_-1", "{\"createdAt\": -1, \"_id\": -1}", false, NULL},
 };
 #define N_INDEXES (sizeof k_indexes / sizeof k_indexes[0])

@@ -19,6 +19,10 @@
  *        creates nothing; the same key with another body -> 409; while the first is still
  *        running -> 409. 5xx answers are not kept (the client may retry).
  *   POST /api/campaigns/preview       {rules} -> 200 {"audience_size": N, "rules": {...}}
+ *        The audience count (here and in POST /api/campaigns, api_count_audience): with any
+ *        rule exact, from the rules' indexes alone; with no rule ({}) the customers
+ *        collection's metadata count minus the suppressed customers (O(1) on MongoDB, which
+ *        keeps that count; exact except after an unclean MongoDB shutdown, until it recounts).
  *   POST /api/campaigns/suggest-tags  {name, rules} -> 200 {"tags": [...]} (the auto tags);
  *        with AI configured also "ai" and an id, and the AI tags once cached (api/aiseam.c).
  *   GET  /api/campaigns/suggest-tags/:id   the AI suggestion's state (api/aiseam.c).
@@ -34,6 +38,8 @@
  *        customer order (index {campaign_id, customer_id}); ?limit=, ?page= (at most
  *        api.max_skip documents deep) or ?after=<cust id>;
  *        ?status=PENDING|SENT|FAILED|CANCELLED keeps one status (400 for any other).
+ *        404 for an unknown campaign, looked up only when the page is empty (logs exist only
+ *        for a stored campaign): a page with logs costs its query and the customers' query.
  *
  * AI (OPENAI_API_KEY set): the request path makes NO outbound call. ai_seam_request() records
  * on the campaign what minicrm-ai should do ("ai": {"status": "requested", ...}) and, once the
@@ -636,13 +642,6 @@ static void h_logs(api_ctx *app, http_request *req)
         http_error(req, 400, "status: must be PENDING, SENT, FAILED or CANCELLED");
         return;
     }
-    mongoc_client_t *cl = dbpool_pop(app->db);
-    json_t *camp = NULL;
-    int found = load_campaign(app, req, cl, &oid, &camp); /* 404 for an unknown campaign */
-    json_decref(camp);
-    dbpool_push(app->db, cl);
-    if (found != 1)
-        return;
     bson_t filter = BSON_INITIALIZER, sub;
     BSON_APPEND_OID(&filter, "campaign_id", &oid);
     if (after) {
@@ -662,7 +661,29 @@ static void h_logs(api_ctx *app, http_request *req)
                    .limit = limit,
                    .skip = skip,
                    .refs = refs};
-    api_send_query(app, req, &q, "customer_id", "listing logs");
+    /* Logs are written only for a stored campaign (the fan-out reads it first) and campaigns
+     * are never deleted once queued: a page with logs answers for the campaign, and only an
+     * empty page costs the look-up that tells 404 from []. */
+    mongoc_client_t *cl = dbpool_pop(app->db);
+    jsonx_buf b = {0};
+    char cursor[API_CURSOR_MAX];
+    bson_error_t e;
+    int found = 1;
+    if (api_query_text(app, cl, &q, &b, "customer_id", cursor, &e) != 0)
+        found = api_db_fail(req, &e, "listing logs");
+    else if (b.len == 2) { /* [] */
+        json_t *camp = NULL;
+        found = load_campaign(app, req, cl, &oid, &camp); /* 404 for an unknown campaign */
+        json_decref(camp);
+    }
+    dbpool_push(app->db, cl);
+    if (found == 1) {
+        if (cursor[0])
+            http_add_header(req, "X-Next-Cursor", cursor);
+        http_send_owned(req, 200, "application/json; charset=utf-8", b.data, b.len);
+        b.data = NULL; /* MHD's now */
+    }
+    jsonx_buf_free(&b);
     bson_destroy(&filter);
 }
 

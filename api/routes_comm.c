@@ -94,7 +94,8 @@ static void h_list(api_ctx *app, http_request *req)
     } else {
         if (cursor[0])
             http_add_header(req, "X-Next-Cursor", cursor);
-        http_send_raw(req, 200, "application/json; charset=utf-8", b.data, b.len);
+        http_send_owned(req, 200, "application/json; charset=utf-8", b.data, b.len);
+        b.data = NULL; /* MHD's now */
     }
     jsonx_buf_free(&b);
     bson_destroy(&filter);

@@ -2,7 +2,8 @@
  * bench_campaign: one campaign through the whole pipeline, timed.
  *
  *   bench_campaign [N] [--procs P] [--min-delay MS] [--max-delay MS] [--durable[=MODE]]
- *                  [--priority K] [--suppressed PCT] [--cluster[=S]] [--events on|off]
+ *                  [--priority K] [--suppressed PCT] [--cluster[=S]] [--replicas=0|1]
+ *                  [--events on|off]
  *
  * Seeds N customers (default 100000) into a private devdb (in memory; --durable: with its
  * journal on disk, --sync always unless given), starts the real programs
@@ -30,7 +31,12 @@
  * --cluster[=S]: the same on a local Redis Cluster of 3 masters and 3 replicas
  * (scripts/cluster.sh through tests/cluster's clusterenv) with queue.shards=S (default 6);
  * "redis" CPU is then the sum over the six nodes (replication included), and the bench also
- * prints how evenly the shards of sends and receipts were used (items acked per shard).
+ * prints how evenly the shards of sends and receipts were used (items acked per shard);
+ * --replicas=0: 3 masters only, to see what the replicas cost.
+ * Redis's own figures from campaign creation on: CPU of the one server, or of the masters and
+ * of the replicas separately, and each group's INFO commandstats (calls and microseconds per
+ * command; CONFIG RESETSTAT at creation), so one Redis and the cluster compare command by
+ * command.
  * --events on (the default) runs the simulator's receipt events at the configured defaults
  * (bounce 2%, complaint 0.1%, open 30%, click 5%); off sets their rates to 0.
  * Figures only; nothing is asserted.
@@ -113,6 +119,7 @@ static long peak_rss_kb(pid_t pgid, int *nprocs, double *cpu_s)
 
 static clusterenv g_cluster; /* --cluster: the local cluster (else not started) */
 static int g_shards;         /* --cluster: queue.shards */
+static int g_replicas = 1;   /* --replicas=0: the cluster without replicas (3 masters only) */
 
 /* CPU seconds of Redis so far: the one redis-server, or every node of the cluster (each a
  * daemon, its own process group). */
@@ -124,7 +131,7 @@ static double redis_cpu_s(pipeh *h)
         peak_rss_kb(h->env.redis_pid, &ign, &cpu);
         return cpu;
     }
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < g_cluster.nodes; i++) {
         pid_t pid = clusterenv_pid(&g_cluster, g_cluster.ports[i]);
         if (pid > 0)
             peak_rss_kb(pid, &ign, &cpu);
@@ -132,20 +139,171 @@ static double redis_cpu_s(pipeh *h)
     return cpu;
 }
 
-/* --cluster: CPU seconds of the nodes that are masters now, into *masters (the rest are
- * replicas). */
-static void redis_cpu_masters(double *masters)
+/* ---- Redis's own accounting: CPU per node and INFO commandstats, from campaign start -------- */
+
+enum { RS_MAXCMD = 96 };
+typedef struct rs_cmd {
+    char name[64];
+    long long calls, usec;
+} rs_cmd;
+/* One group of nodes (the one redis-server; or the masters, or the replicas, of the cluster). */
+typedef struct rs_group {
+    double cpu_s;
+    long long repl_bytes; /* replication stream written (masters with replicas) */
+    int nodes;
+    rs_cmd cmd[RS_MAXCMD];
+    int ncmd;
+} rs_group;
+
+static int g_nnodes;               /* nodes measured: 1, or the cluster's */
+static int g_node_port[16];        /* their ports */
+static pid_t g_node_pid[16];       /* and pids */
+static double g_node_cpu0[16];     /* CPU seconds at campaign start */
+static long long g_node_repl0[16]; /* master_repl_offset at campaign start */
+
+/* master_repl_offset of a node (bytes of its replication stream so far), or 0. */
+static long long rs_repl_offset(redisContext *ctx)
+{
+    long long v = 0;
+    redisReply *r = ctx ? redisCommand(ctx, "INFO replication") : NULL;
+    const char *at =
+        r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "master_repl_offset:") : NULL;
+    if (at)
+        v = strtoll(at + 19, NULL, 10);
+    if (r)
+        freeReplyObject(r);
+    return v;
+}
+
+static redisContext *rs_connect(int port)
+{
+    struct timeval tv = {2, 0};
+    redisContext *ctx = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (ctx && ctx->err) {
+        redisFree(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+/* Remember every node's CPU and zero its command statistics: the campaign's figures start here. */
+static void rs_start(pipeh *h)
 {
     int ign;
-    *masters = 0;
-    for (int i = 0; i < 6; i++) {
-        char role[4096];
-        const char *a[] = {"ROLE", NULL};
-        pid_t pid = clusterenv_pid(&g_cluster, g_cluster.ports[i]);
-        if (pid > 0 && clusterenv_cli(&g_cluster, g_cluster.ports[i], role, sizeof role, a) == 0 &&
-            !strncmp(role, "master", 6))
-            peak_rss_kb(pid, &ign, masters);
+    g_nnodes = 0;
+    if (!g_cluster.started) {
+        if (h->env.redis_port > 0) {
+            g_node_port[0] = h->env.redis_port;
+            g_node_pid[0] = h->env.redis_pid;
+            g_nnodes = 1;
+        }
+    } else {
+        for (int i = 0; i < g_cluster.nodes && i < 16; i++) {
+            g_node_port[g_nnodes] = g_cluster.ports[i];
+            g_node_pid[g_nnodes++] = clusterenv_pid(&g_cluster, g_cluster.ports[i]);
+        }
     }
+    for (int i = 0; i < g_nnodes; i++) {
+        g_node_cpu0[i] = 0;
+        if (g_node_pid[i] > 0)
+            peak_rss_kb(g_node_pid[i], &ign, &g_node_cpu0[i]);
+        redisContext *ctx = rs_connect(g_node_port[i]);
+        g_node_repl0[i] = rs_repl_offset(ctx);
+        redisReply *r = ctx ? redisCommand(ctx, "CONFIG RESETSTAT") : NULL;
+        if (r)
+            freeReplyObject(r);
+        if (ctx)
+            redisFree(ctx);
+    }
+}
+
+/* Add one node's "cmdstat_NAME:calls=C,usec=U,..." lines to g. */
+static void rs_add_commandstats(rs_group *g, const char *info)
+{
+    for (const char *l = strstr(info, "cmdstat_"); l; l = strstr(l + 1, "cmdstat_")) {
+        const char *name = l + 8, *colon = strchr(name, ':');
+        const char *calls = colon ? strstr(colon, "calls=") : NULL;
+        const char *usec = colon ? strstr(colon, "usec=") : NULL;
+        if (!calls || !usec)
+            break;
+        size_t nl = (size_t)(colon - name);
+        int k;
+        for (k = 0; k < g->ncmd; k++)
+            if (strlen(g->cmd[k].name) == nl && !strncmp(g->cmd[k].name, name, nl))
+                break;
+        if (k == g->ncmd) {
+            if (g->ncmd == RS_MAXCMD || nl >= sizeof g->cmd[0].name)
+                continue;
+            snprintf(g->cmd[k].name, sizeof g->cmd[k].name, "%.*s", (int)nl, name);
+            g->ncmd++;
+        }
+        g->cmd[k].calls += strtoll(calls + 6, NULL, 10);
+        g->cmd[k].usec += strtoll(usec + 5, NULL, 10);
+    }
+}
+
+static int cmp_cmd_usec(const void *a, const void *b)
+{
+    const rs_cmd *x = a, *y = b;
+    return x->usec < y->usec ? 1 : x->usec > y->usec ? -1 : 0;
+}
+
+static void rs_print_group(const char *what, rs_group *g, long long msgs)
+{
+    /* (no sum over commands: a script's time includes the commands it ran, listed too) */
+    printf("redis %-8s %d node%s: CPU %.2f s = %.2f us/message\n", what, g->nodes,
+           g->nodes == 1 ? "" : "s", g->cpu_s, g->cpu_s * 1e6 / (double)msgs);
+    if (g->repl_bytes > 0)
+        printf("    replication stream to the replicas: %.1f MB = %.0f bytes/message\n",
+               g->repl_bytes / 1e6, (double)g->repl_bytes / (double)msgs);
+    qsort(g->cmd, (size_t)g->ncmd, sizeof g->cmd[0], cmp_cmd_usec);
+    for (int k = 0; k < g->ncmd && k < 12; k++)
+        printf("    %-16s calls %9lld (%7.4f/message)  usec %9lld (%.3f us/message, %.2f "
+               "us/call)\n",
+               g->cmd[k].name, g->cmd[k].calls, (double)g->cmd[k].calls / (double)msgs,
+               g->cmd[k].usec, (double)g->cmd[k].usec / (double)msgs,
+               g->cmd[k].calls ? (double)g->cmd[k].usec / (double)g->cmd[k].calls : 0);
+}
+
+/* Print CPU since rs_start per group (one redis; or masters and replicas as they are now) and
+ * each group's commands by time spent. */
+static void rs_report(long long msgs)
+{
+    static rs_group g[2]; /* [0] masters (or the one redis), [1] replicas */
+    int ign;
+    memset(g, 0, sizeof g);
+    for (int i = 0; i < g_nnodes; i++) {
+        redisContext *ctx = rs_connect(g_node_port[i]);
+        redisReply *role = ctx ? redisCommand(ctx, "ROLE") : NULL;
+        int k = role && role->type == REDIS_REPLY_ARRAY && role->elements > 0 &&
+                        role->element[0]->type == REDIS_REPLY_STRING &&
+                        !strcmp(role->element[0]->str, "slave")
+                    ? 1
+                    : 0;
+        double cpu = 0;
+        if (g_node_pid[i] > 0)
+            peak_rss_kb(g_node_pid[i], &ign, &cpu);
+        g[k].cpu_s += cpu - g_node_cpu0[i];
+        if (k == 0 && g_cluster.started && g_cluster.nodes == 6)
+            g[k].repl_bytes += rs_repl_offset(ctx) - g_node_repl0[i];
+        g[k].nodes++;
+        redisReply *r = ctx ? redisCommand(ctx, "INFO commandstats") : NULL;
+        if (r && r->type == REDIS_REPLY_STRING)
+            rs_add_commandstats(&g[k], r->str);
+        if (r)
+            freeReplyObject(r);
+        if (role)
+            freeReplyObject(role);
+        if (ctx)
+            redisFree(ctx);
+    }
+    if (!g_cluster.started) {
+        rs_print_group("server", &g[0], msgs);
+        return;
+    }
+    rs_print_group("masters", &g[0], msgs);
+    if (g[1].nodes)
+        rs_print_group("replicas", &g[1], msgs);
 }
 
 /* CPU seconds of every program so far: [0..PH_NPROCS) as pipeh, then devdb, redis. */
@@ -444,6 +602,8 @@ int main(int argc, char **argv)
             nprio = (int)strtol(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--events") && i + 1 < argc)
             events = strcmp(argv[++i], "off") != 0;
+        else if (!strncmp(argv[i], "--replicas=", 11))
+            g_replicas = (int)strtol(argv[i] + 11, NULL, 10) > 0 ? 1 : 0;
         else if (!strncmp(argv[i], "--cluster", 9))
             g_shards = argv[i][9] == '=' ? (int)strtol(argv[i] + 10, NULL, 10) : 6;
         else if (!strncmp(argv[i], "--durable", 9))
@@ -456,14 +616,14 @@ int main(int argc, char **argv)
                 fprintf(stderr, "usage: bench_campaign [N] [--procs P] [--min-delay MS] "
                                 "[--max-delay MS] [--durable[=always|everysec|never]] "
                                 "[--priority K] [--suppressed PCT] [--cluster[=SHARDS]] "
-                                "[--events on|off]\n");
+                                "[--replicas=0|1] [--events on|off]\n");
                 return 2;
             }
         }
     }
     setenv("MINICRM_LOG_LEVEL", "warn", 1);
     if (g_shards > 0) {
-        if (g_shards > 256 || clusterenv_start(&g_cluster) != 0) {
+        if (g_shards > 256 || clusterenv_start_replicas(&g_cluster, g_replicas) != 0) {
             fprintf(stderr, "bench_campaign: cannot start a local Redis Cluster\n");
             return 1;
         }
@@ -476,7 +636,8 @@ int main(int argc, char **argv)
         memset(&qc, 0, sizeof qc);
         qc.queue.shards = g_shards;
         queue_use_config(&qc);
-        printf("redis: local cluster, 3 masters + 3 replicas, queue.shards=%d\n", g_shards);
+        printf("redis: local cluster, 3 masters + %d replicas, queue.shards=%d\n", 3 * g_replicas,
+               g_shards);
     } else {
         printf("redis: one redis-server\n");
     }
@@ -553,6 +714,7 @@ int main(int argc, char **argv)
     int ign;
     peak_rss_kb(h.env.devdb_pid, &ign, &devdb_cpu0);
     redis_cpu0 = redis_cpu_s(&h);
+    rs_start(&h);
     int64_t t0 = time_mono_ms();
     if (pipeh_campaign(&h, "bench", "{}", &cid) != 0) {
         pipeh_stop(&h);
@@ -675,13 +837,7 @@ int main(int argc, char **argv)
         printf(", %s %.1f (%.0f)", names[i] + 8, cpu[i], cpu[i] * 1e6 / (double)c.total);
     printf("; all %.1f (%.0f)\n", all, all * 1e6 / (double)c.total);
     printf("redis share of CPU: %.1f%%\n", all > 0 ? 100.0 * redis_cpu / all : 0);
-    if (g_cluster.started) {
-        /* (from the start of the nodes: seeding included, a small part) */
-        double m = 0;
-        redis_cpu_masters(&m);
-        printf("redis cluster: masters %.1f s, replicas %.1f s since the nodes started\n", m,
-               redis_cpu_s(&h) - m);
-    }
+    rs_report((long long)c.total);
     if (g_shards > 1) {
         print_shard_use(&h, QUEUE_SENDS);
         print_shard_use(&h, QUEUE_RECEIPTS);

@@ -494,11 +494,10 @@ int cmd_up(cli_ctx *ctx)
                         "GOOGLE_CLIENT_ID and --set auth.allowed_domains=YOUR.DOMAIN or "
                         "auth.allowed_emails=...), or an API key: minicrm keys create --role admin",
                         cfg->api.port);
-                char shown[512];
-                sup_say(
-                    &sup,
-                    "queues: minicrm queues --watch   (or redis-cli -u %s LLEN '%s{sends}:ready')",
-                    redact_url(cfg->redis.url, shown, sizeof shown), cfg->redis.prefix);
+                char cli[640];
+                sup_say(&sup,
+                        "queues: minicrm queues --watch   (or redis-cli %s LLEN '%s{sends}:ready')",
+                        rconn_cli_args(cfg->redis.url, cli, sizeof cli), cfg->redis.prefix);
                 sup_say(&sup, "try:    minicrm demo      stop: Ctrl-C");
                 if (demo) {
                     char self[PATH_MAX + 32];

@@ -1,8 +1,12 @@
 /*
  * campctl: see campctl.h for the keys and the protocol.
  *
- * Every multi-key step is one Lua script (EVAL) over keys of the {sends} slot, so a flag check
- * and the move it decides are atomic with respect to the API's pause/resume/cancel.
+ * Every multi-key step is one Lua script (EVAL) over the keys of one key set, so one slot: the
+ * unsharded set (tag {sends}), or with queue.shards = S > 1 one of the S shard sets ({sends:K},
+ * the tag of the sends shard whose lists it works on). A flag check and the move it decides are
+ * atomic with respect to the API's pause/resume/cancel on that set. A move over several sets
+ * runs one script per set, in the order campctl.h gives (shards first when a flag is set, the
+ * unsharded set first when it is cleared).
  */
 #include "campctl.h"
 
@@ -16,9 +20,26 @@
 
 #define KEYMAX 300
 
+/* A key of the unsharded set: P{sends}:SUFFIXARG. */
 static void key(char *buf, const char *prefix, const char *suffix, const char *arg)
 {
     snprintf(buf, KEYMAX, "%s{sends}:%s%s", prefix, suffix, arg ? arg : "");
+}
+
+/* The shard sets besides the unsharded one: S with queue.shards = S > 1, else 0. */
+static int nshards(void)
+{
+    int s = queue_shards_for(QUEUE_SENDS, NULL);
+    return s > 1 ? s : 0;
+}
+
+/* A key of shard set `shard` (-1: the unsharded set): P{sends:K}:SUFFIXARG. */
+static void skey(char *buf, const char *prefix, int shard, const char *suffix, const char *arg)
+{
+    if (shard < 0)
+        key(buf, prefix, suffix, arg);
+    else
+        snprintf(buf, KEYMAX, "%s{sends:%d}:%s%s", prefix, shard, suffix, arg ? arg : "");
 }
 
 static void set_err(char *err, size_t errlen, rconn *c, redisReply *r)
@@ -31,19 +52,26 @@ static void set_err(char *err, size_t errlen, rconn *c, redisReply *r)
         snprintf(err, errlen, "redis: %s", rconn_error(c));
 }
 
-/* EVAL script with nkeys keys and nargs args (NUL-terminated unless lens). NULL on error. */
+/* Run script (EVALSHA, EVAL where the server lacks it: rconn_eval_argv) with nkeys keys and
+ * nargs args (NUL-terminated unless lens). NULL on error. */
 static redisReply *eval(rconn *c, const char *script, int nkeys, const char *const *keys, int nargs,
                         const char *const *args, const size_t *lens, char *err, size_t errlen)
 {
     enum { MAXARGV = 80 };
-    const char *argv[MAXARGV];
-    size_t al[MAXARGV];
+    const char *argv_s[MAXARGV], **argv = argv_s;
+    size_t al_s[MAXARGV], *al = al_s;
     char nk[16];
     int n = 0;
-    if (3 + nkeys + nargs > MAXARGV) {
-        if (err)
-            snprintf(err, errlen, "internal: too many script arguments");
-        return NULL;
+    if (3 + nkeys + nargs > MAXARGV) { /* the repair's id lists */
+        argv = malloc((size_t)(3 + nkeys + nargs) * sizeof *argv);
+        al = malloc((size_t)(3 + nkeys + nargs) * sizeof *al);
+        if (!argv || !al) {
+            free(argv);
+            free(al);
+            if (err)
+                snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
     }
     snprintf(nk, sizeof nk, "%d", nkeys);
     argv[n] = "EVAL";
@@ -60,7 +88,11 @@ static redisReply *eval(rconn *c, const char *script, int nkeys, const char *con
         argv[n] = args[i];
         al[n++] = lens ? lens[i] : strlen(args[i]);
     }
-    redisReply *r = rconn_command_argv(c, n, argv, al);
+    redisReply *r = rconn_eval_argv(c, n, argv, al);
+    if (argv != argv_s) {
+        free(argv);
+        free(al);
+    }
     if (!r || r->type == REDIS_REPLY_ERROR) {
         set_err(err, errlen, c, r);
         if (r)
@@ -89,17 +121,40 @@ static int take_int(rconn *c, redisReply *r, long long *out, char *err, size_t e
 
 /* ---- the API's moves -------------------------------------------------------------------- */
 
+/* The key sets in the order a move that sets a flag visits them: every shard set (0 .. S-1),
+ * then the unsharded set (-1), which the sends consumers' view and the fan-out read. A
+ * consumer only tries to hold a job of a campaign its view names, and the hold checks the
+ * shard set's own flags: a flag is set in the shard sets before the view can see it, and
+ * (set_clear_order) cleared from the view before the shard sets. */
+static int set_set_order(int k, int n)
+{
+    return k < n ? k : -1;
+}
+
+static int set_clear_order(int k)
+{
+    return k - 1;
+}
+
+/* KEYS: a flag set, the set's epoch. ARGV: campaign. Returns the new epoch. */
 static const char LUA_PAUSE[] = "redis.call('SADD', KEYS[1], ARGV[1])\n"
                                 "return redis.call('INCR', KEYS[2])\n";
 
 int campctl_pause(rconn *c, const char *prefix, const char *chex, long long *epoch, char *err,
                   size_t errlen)
 {
-    char k1[KEYMAX], k2[KEYMAX];
-    key(k1, prefix, "paused", NULL);
-    key(k2, prefix, "ctl-epoch", NULL);
-    const char *keys[] = {k1, k2}, *args[] = {chex};
-    return take_int(c, eval(c, LUA_PAUSE, 2, keys, 1, args, NULL, err, errlen), epoch, err, errlen);
+    int n = nshards();
+    for (int k = 0; k <= n; k++) {
+        int set = set_set_order(k, n);
+        char k1[KEYMAX], k2[KEYMAX];
+        skey(k1, prefix, set, "paused", NULL);
+        skey(k2, prefix, set, "ctl-epoch", NULL);
+        const char *keys[] = {k1, k2}, *args[] = {chex};
+        if (take_int(c, eval(c, LUA_PAUSE, 2, keys, 1, args, NULL, err, errlen),
+                     set < 0 ? epoch : NULL, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
 }
 
 /* KEYS: cancelled, paused, held, epoch. ARGV: campaign. Returns {epoch, dropped}. */
@@ -112,26 +167,34 @@ static const char LUA_CANCEL[] = "redis.call('SADD', KEYS[1], ARGV[1])\n"
 int campctl_cancel(rconn *c, const char *prefix, const char *chex, long long *epoch,
                    long long *dropped, char *err, size_t errlen)
 {
-    char k1[KEYMAX], k2[KEYMAX], k3[KEYMAX], k4[KEYMAX];
-    key(k1, prefix, "cancelled", NULL);
-    key(k2, prefix, "paused", NULL);
-    key(k3, prefix, "held:", chex);
-    key(k4, prefix, "ctl-epoch", NULL);
-    const char *keys[] = {k1, k2, k3, k4}, *args[] = {chex};
-    redisReply *r = eval(c, LUA_CANCEL, 4, keys, 1, args, NULL, err, errlen);
-    if (!r)
-        return -1;
-    int rc = -1;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
-        *epoch = r->element[0]->integer;
-        if (dropped)
-            *dropped = r->element[1]->integer;
-        rc = 0;
-    } else {
-        set_err(err, errlen, c, r);
+    int n = nshards();
+    long long total = 0;
+    for (int k = 0; k <= n; k++) {
+        int set = set_set_order(k, n);
+        char k1[KEYMAX], k2[KEYMAX], k3[KEYMAX], k4[KEYMAX];
+        skey(k1, prefix, set, "cancelled", NULL);
+        skey(k2, prefix, set, "paused", NULL);
+        skey(k3, prefix, set, "held:", chex);
+        skey(k4, prefix, set, "ctl-epoch", NULL);
+        const char *keys[] = {k1, k2, k3, k4}, *args[] = {chex};
+        redisReply *r = eval(c, LUA_CANCEL, 4, keys, 1, args, NULL, err, errlen);
+        if (!r)
+            return -1;
+        bool ok = r->type == REDIS_REPLY_ARRAY && r->elements == 2;
+        if (ok) {
+            if (set < 0)
+                *epoch = r->element[0]->integer;
+            total += r->element[1]->integer;
+        } else {
+            set_err(err, errlen, c, r);
+        }
+        freeReplyObject(r);
+        if (!ok)
+            return -1;
     }
-    freeReplyObject(r);
-    return rc;
+    if (dropped)
+        *dropped = total;
+    return 0;
 }
 
 /* KEYS: paused, held, ready, epoch. ARGV: campaign. Returns the number of jobs moved back. */
@@ -145,14 +208,25 @@ static const char LUA_RESUME[] =
 int campctl_resume(rconn *c, const char *prefix, const char *chex, long long *moved, char *err,
                    size_t errlen)
 {
-    char k1[KEYMAX], k2[KEYMAX], k3[KEYMAX], k4[KEYMAX];
-    key(k1, prefix, "paused", NULL);
-    key(k2, prefix, "held:", chex);
-    key(k3, prefix, "ready", NULL);
-    key(k4, prefix, "ctl-epoch", NULL);
-    const char *keys[] = {k1, k2, k3, k4}, *args[] = {chex};
-    return take_int(c, eval(c, LUA_RESUME, 4, keys, 1, args, NULL, err, errlen), moved, err,
-                    errlen);
+    int n = nshards();
+    long long total = 0;
+    for (int k = 0; k <= n; k++) {
+        int set = set_clear_order(k);
+        char k1[KEYMAX], k2[KEYMAX], k3[KEYMAX], k4[KEYMAX];
+        long long m = 0;
+        skey(k1, prefix, set, "paused", NULL);
+        skey(k2, prefix, set, "held:", chex);
+        skey(k3, prefix, set, "ready", NULL);
+        skey(k4, prefix, set, "ctl-epoch", NULL);
+        const char *keys[] = {k1, k2, k3, k4}, *args[] = {chex};
+        if (take_int(c, eval(c, LUA_RESUME, 4, keys, 1, args, NULL, err, errlen), &m, err,
+                     errlen) != 0)
+            return -1;
+        total += m;
+    }
+    if (moved)
+        *moved = total;
+    return 0;
 }
 
 /* KEYS: set, epoch. ARGV: campaign. */
@@ -165,61 +239,262 @@ static const char LUA_FLAG_SET[] = "if redis.call('SADD', KEYS[1], ARGV[1]) == 1
 int campctl_flag_set(rconn *c, const char *prefix, const char *chex, int flag, char *err,
                      size_t errlen)
 {
-    char k1[KEYMAX], k2[KEYMAX];
-    key(k1, prefix, flag == CAMPCTL_CANCELLED ? "cancelled" : "paused", NULL);
-    key(k2, prefix, "ctl-epoch", NULL);
-    const char *keys[] = {k1, k2}, *args[] = {chex};
-    return take_int(c, eval(c, LUA_FLAG_SET, 2, keys, 1, args, NULL, err, errlen), NULL, err,
-                    errlen);
+    int n = nshards();
+    for (int k = 0; k <= n; k++) {
+        int set = set_set_order(k, n);
+        char k1[KEYMAX], k2[KEYMAX];
+        skey(k1, prefix, set, flag == CAMPCTL_CANCELLED ? "cancelled" : "paused", NULL);
+        skey(k2, prefix, set, "ctl-epoch", NULL);
+        const char *keys[] = {k1, k2}, *args[] = {chex};
+        if (take_int(c, eval(c, LUA_FLAG_SET, 2, keys, 1, args, NULL, err, errlen), NULL, err,
+                     errlen) != 0)
+            return -1;
+    }
+    return 0;
 }
 
-/* KEYS: epoch, paused, cancelled, ready. ARGV: epoch, held-key prefix, n paused, n cancelled,
- * then the ids: paused to add, cancelled to add, paused to drop. */
-static const char LUA_REPAIR[] =
-    "if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return 0 end\n"
-    "local np, nc, ch = tonumber(ARGV[3]), tonumber(ARGV[4]), 0\n"
-    "for i = 5, #ARGV do\n"
-    "  local id = ARGV[i]\n"
-    "  if i < 5 + np then ch = ch + redis.call('SADD', KEYS[2], id)\n"
-    "  elseif i < 5 + np + nc then ch = ch + redis.call('SADD', KEYS[3], id)\n"
-    "  else\n"
-    "    ch = ch + redis.call('SREM', KEYS[2], id)\n"
-    "    while redis.call('RPOPLPUSH', ARGV[2] .. id, KEYS[4]) do ch = ch + 1 end\n"
+/* GET of an epoch key: 0 when absent. 0 or -1. */
+static int get_epoch(rconn *c, const char *k, long long *out)
+{
+    redisReply *r = rconn_command(c, "GET %s", k);
+    if (!r)
+        return -1;
+    int rc = 0;
+    if (r->type == REDIS_REPLY_NIL)
+        *out = 0;
+    else if (r->type == REDIS_REPLY_STRING)
+        *out = strtoll(r->str, NULL, 10);
+    else
+        rc = -1;
+    freeReplyObject(r);
+    return rc;
+}
+
+int campctl_repair_mark(rconn *c, const char *prefix, campctl_mark *m)
+{
+    int n = nshards();
+    m->nsets = 0;
+    for (int k = 0; k <= n; k++) {
+        char kk[KEYMAX];
+        skey(kk, prefix, set_set_order(k, n), "ctl-epoch", NULL);
+        if (get_epoch(c, kk, &m->epoch[k]) != 0)
+            return -1;
+    }
+    m->nsets = n + 1;
+    return 0;
+}
+
+/* The repair's two scripts. Each checks that its set's epoch is still the one the run expects
+ * and answers {changes, epoch}: the epoch after its own INCR (a script that changed something
+ * bumps it, so sends consumers re-read the sets), which the run expects next; {-1, 0} when the
+ * epoch moved (someone else's move: the set waits for the next round). */
+
+/* KEYS: epoch, a flag set. ARGV: expected epoch, ids. Adds the missing ids. */
+static const char LUA_REPAIR_ADD[] =
+    "if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return {-1, 0} end\n"
+    "local ch = 0\n"
+    "for i = 2, #ARGV do ch = ch + redis.call('SADD', KEYS[2], ARGV[i]) end\n"
+    "if ch > 0 then return {ch, redis.call('INCR', KEYS[1])} end\n"
+    "return {0, tonumber(ARGV[1])}\n";
+
+/* KEYS: epoch, paused, ready. ARGV: expected epoch, held-key prefix, ids MongoDB does not say
+ * are PAUSED. Drops their paused flags and moves their held jobs back to ready. */
+static const char LUA_REPAIR_DROP[] =
+    "if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return {-1, 0} end\n"
+    "local ch = 0\n"
+    "for i = 3, #ARGV do\n"
+    "  if redis.call('SREM', KEYS[2], ARGV[i]) == 1 then\n"
+    "    ch = ch + 1\n"
+    "    while redis.call('RPOPLPUSH', ARGV[2] .. ARGV[i], KEYS[3]) do ch = ch + 1 end\n"
     "  end\n"
     "end\n"
-    "if ch > 0 then redis.call('INCR', KEYS[1]) end\n"
-    "return ch\n";
+    "if ch > 0 then return {ch, redis.call('INCR', KEYS[1])} end\n"
+    "return {0, tonumber(ARGV[1])}\n";
 
-int campctl_repair(rconn *c, const char *prefix, long long epoch, const char *const *add_paused,
-                   size_t npaused, const char *const *add_cancelled, size_t ncancelled,
-                   const char *const *unpause, size_t nunpause)
+/* Run one of the repair scripts on set index k (its epoch in r->mark.epoch[k]); args[0] is
+ * filled here. Updates the expected epoch (-1 when the guard failed) and r->changes. 0 or -1. */
+static int repair_eval(rconn *c, campctl_repair_run *r, int k, const char *script, int nkeys,
+                       const char *const *keys, int nargs, const char **args)
 {
-    enum { MAXIDS = 60 };
-    if (npaused + ncancelled + nunpause > MAXIDS)
+    char ep[32];
+    snprintf(ep, sizeof ep, "%lld", r->mark.epoch[k]);
+    args[0] = ep;
+    redisReply *rep = eval(c, script, nkeys, keys, nargs, args, NULL, NULL, 0);
+    if (!rep)
         return -1;
-    if (npaused + ncancelled + nunpause == 0)
+    int rc = -1;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[0]->type == REDIS_REPLY_INTEGER &&
+        rep->element[1]->type == REDIS_REPLY_INTEGER) {
+        long long ch = rep->element[0]->integer;
+        r->mark.epoch[k] = ch < 0 ? -1 : rep->element[1]->integer;
+        if (ch > 0)
+            r->changes += (int)ch;
+        rc = 0;
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
+int campctl_repair_begin(rconn *c, const char *prefix, campctl_repair_run *r)
+{
+    memset(r, 0, sizeof *r);
+    return campctl_repair_mark(c, prefix, &r->mark);
+}
+
+void campctl_repair_release(campctl_repair_run *r)
+{
+    if (!r)
+        return;
+    free(r->paused);
+    r->paused = NULL;
+    r->npaused = r->cap = 0;
+}
+
+/* Keep a PAUSED id for the drop. 0, or -1 out of memory; beyond CAMPCTL_REPAIR_PAUSED_MAX
+ * ids the list stops and r->overflow makes the run skip the drop. */
+static int keep_paused(campctl_repair_run *r, const char *id)
+{
+    if (r->overflow)
         return 0;
-    char k1[KEYMAX], k2[KEYMAX], k3[KEYMAX], k4[KEYMAX], kh[KEYMAX], ep[32], np[16], nc[16];
-    key(k1, prefix, "ctl-epoch", NULL);
-    key(k2, prefix, "paused", NULL);
-    key(k3, prefix, "cancelled", NULL);
-    key(k4, prefix, "ready", NULL);
-    key(kh, prefix, "held:", NULL);
-    snprintf(ep, sizeof ep, "%lld", epoch);
-    snprintf(np, sizeof np, "%zu", npaused);
-    snprintf(nc, sizeof nc, "%zu", ncancelled);
-    const char *keys[] = {k1, k2, k3, k4}, *args[4 + MAXIDS] = {ep, kh, np, nc};
-    size_t n = 4;
-    for (size_t i = 0; i < npaused; i++)
-        args[n++] = add_paused[i];
-    for (size_t i = 0; i < ncancelled; i++)
-        args[n++] = add_cancelled[i];
-    for (size_t i = 0; i < nunpause; i++)
-        args[n++] = unpause[i];
-    long long v;
-    if (take_int(c, eval(c, LUA_REPAIR, 4, keys, (int)n, args, NULL, NULL, 0), &v, NULL, 0) != 0)
+    if (r->npaused == r->cap) {
+        if (r->cap == CAMPCTL_REPAIR_PAUSED_MAX) {
+            r->overflow = true;
+            return 0;
+        }
+        size_t cap = r->cap ? 2 * r->cap : 1024;
+        if (cap > CAMPCTL_REPAIR_PAUSED_MAX)
+            cap = CAMPCTL_REPAIR_PAUSED_MAX;
+        char(*p)[25] = realloc(r->paused, cap * sizeof *p);
+        if (!p)
+            return -1;
+        r->paused = p;
+        r->cap = cap;
+    }
+    memcpy(r->paused[r->npaused], id, 24);
+    r->paused[r->npaused++][24] = '\0';
+    return 0;
+}
+
+int campctl_repair_add(rconn *c, const char *prefix, campctl_repair_run *r, int flag,
+                       const char *const *ids, size_t n)
+{
+    int ns = nshards();
+    if (r->mark.nsets != ns + 1 || n > CAMPCTL_REPAIR_CHUNK)
+        return -1; /* queue.shards cannot change inside a process; a bad call */
+    if (n == 0)
+        return 0;
+    const char *args[1 + CAMPCTL_REPAIR_CHUNK];
+    for (size_t i = 0; i < n; i++) {
+        if (strlen(ids[i]) != 24)
+            return -1;
+        if (flag == CAMPCTL_PAUSED && keep_paused(r, ids[i]) != 0)
+            return -1;
+        args[1 + i] = ids[i];
+    }
+    /* Shards first: a flag MongoDB says is missing reaches the view last. */
+    for (int k = 0; k <= ns; k++) {
+        if (r->mark.epoch[k] < 0)
+            continue;
+        int set = set_set_order(k, ns);
+        char k1[KEYMAX], k2[KEYMAX];
+        skey(k1, prefix, set, "ctl-epoch", NULL);
+        skey(k2, prefix, set, flag == CAMPCTL_CANCELLED ? "cancelled" : "paused", NULL);
+        const char *keys[] = {k1, k2};
+        if (repair_eval(c, r, k, LUA_REPAIR_ADD, 2, keys, 1 + (int)n, args) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    return memcmp(a, b, 24);
+}
+
+/* Drop, in set index k, the members of one SSCAN page MongoDB did not confirm. 0 or -1. */
+static int drop_unconfirmed(rconn *c, campctl_repair_run *r, int k, const char *const *keys,
+                            const char *held, const redisReply *page)
+{
+    const char *args[2 + CAMPCTL_REPAIR_CHUNK];
+    int n = 0;
+    args[1] = held;
+    for (size_t i = 0; i <= page->elements; i++) {
+        const redisReply *e = i < page->elements ? page->element[i] : NULL;
+        bool last = i == page->elements;
+        if (e && e->type == REDIS_REPLY_STRING &&
+            !(e->len == 24 && r->npaused > 0 &&
+              bsearch(e->str, r->paused, r->npaused, sizeof *r->paused, cmp_id)))
+            args[2 + n++] = e->str;
+        if (n > 0 && (n == CAMPCTL_REPAIR_CHUNK || last)) {
+            if (r->mark.epoch[k] < 0)
+                return 0;
+            if (repair_eval(c, r, k, LUA_REPAIR_DROP, 3, keys, 2 + n, args) != 0)
+                return -1;
+            n = 0;
+        }
+    }
+    return 0;
+}
+
+int campctl_repair_finish(rconn *c, const char *prefix, campctl_repair_run *r)
+{
+    int ns = nshards();
+    if (r->mark.nsets != ns + 1 || r->overflow)
         return -1;
-    return (int)v;
+    if (r->npaused > 1)
+        qsort(r->paused, r->npaused, sizeof *r->paused, cmp_id);
+    /* The unsharded set first, as a resume clears it: the view stops naming a campaign before
+     * any shard set does. */
+    for (int i = 0; i <= ns; i++) {
+        int set = set_clear_order(i), k = set < 0 ? ns : set; /* k: index in the mark */
+        char k1[KEYMAX], k2[KEYMAX], k3[KEYMAX], kh[KEYMAX], cur[32] = "0";
+        skey(k1, prefix, set, "ctl-epoch", NULL);
+        skey(k2, prefix, set, "paused", NULL);
+        skey(k3, prefix, set, "ready", NULL);
+        skey(kh, prefix, set, "held:", NULL);
+        const char *keys[] = {k1, k2, k3};
+        /* SSCAN returns every member present for the whole scan at least once; the set cannot
+         * change without moving the epoch, which the drop script checks. */
+        do {
+            if (r->mark.epoch[k] < 0)
+                break;
+            redisReply *p = rconn_command(c, "SSCAN %s %s COUNT 512", k2, cur);
+            bool ok = p && p->type == REDIS_REPLY_ARRAY && p->elements == 2 &&
+                      p->element[0]->type == REDIS_REPLY_STRING &&
+                      p->element[1]->type == REDIS_REPLY_ARRAY;
+            if (ok) {
+                snprintf(cur, sizeof cur, "%s", p->element[0]->str);
+                ok = drop_unconfirmed(c, r, k, keys, kh, p->element[1]) == 0;
+            }
+            if (p)
+                freeReplyObject(p);
+            if (!ok)
+                return -1;
+        } while (strcmp(cur, "0") != 0);
+    }
+    return r->changes;
+}
+
+int campctl_repair(rconn *c, const char *prefix, const campctl_mark *m, const char *const *paused,
+                   size_t npaused, const char *const *cancelled, size_t ncancelled)
+{
+    campctl_repair_run r;
+    memset(&r, 0, sizeof r);
+    r.mark = *m;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < npaused; i += CAMPCTL_REPAIR_CHUNK) {
+        size_t n = npaused - i < CAMPCTL_REPAIR_CHUNK ? npaused - i : CAMPCTL_REPAIR_CHUNK;
+        rc = campctl_repair_add(c, prefix, &r, CAMPCTL_PAUSED, paused + i, n);
+    }
+    for (size_t i = 0; rc == 0 && i < ncancelled; i += CAMPCTL_REPAIR_CHUNK) {
+        size_t n = ncancelled - i < CAMPCTL_REPAIR_CHUNK ? ncancelled - i : CAMPCTL_REPAIR_CHUNK;
+        rc = campctl_repair_add(c, prefix, &r, CAMPCTL_CANCELLED, cancelled + i, n);
+    }
+    if (rc == 0)
+        rc = campctl_repair_finish(c, prefix, &r);
+    campctl_repair_release(&r);
+    return rc;
 }
 
 /* KEYS: consumers. ARGV: hb prefix, ack prefix, epoch. Returns "" when every live consumer
@@ -500,18 +775,7 @@ int campctl_epoch(rconn *c, const char *prefix, long long *out)
 {
     char k[KEYMAX];
     key(k, prefix, "ctl-epoch", NULL);
-    redisReply *r = rconn_command(c, "GET %s", k);
-    if (!r)
-        return -1;
-    int rc = 0;
-    if (r->type == REDIS_REPLY_NIL)
-        *out = 0;
-    else if (r->type == REDIS_REPLY_STRING)
-        *out = strtoll(r->str, NULL, 10);
-    else
-        rc = -1;
-    freeReplyObject(r);
-    return rc;
+    return get_epoch(c, k, out);
 }
 
 int campctl_ack(rconn *c, const char *prefix, const char *cons, long long epoch)
@@ -615,13 +879,28 @@ static const char LUA_HOLD[] = "if redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 
                                "end\n"
                                "return 0\n";
 
+/* The shard set whose tag the processing list proc_key carries ("P{sends:K}:processing:CID":
+ * K; "P{sends}:..." or any other list: -1, the unsharded set), so that the hold's keys share
+ * the list's slot. */
+static int shard_of(const char *prefix, const char *proc_key)
+{
+    size_t pl = strlen(prefix);
+    const char *t = strchr(strncmp(proc_key, prefix, pl) == 0 ? proc_key + pl : proc_key, '{');
+    if (!t || strncmp(t + 1, "sends:", 6) != 0)
+        return -1;
+    char *end;
+    long k = strtol(t + 7, &end, 10);
+    return *end == '}' && end > t + 7 && k >= 0 && k < nshards() ? (int)k : -1;
+}
+
 int campctl_hold(rconn *c, const char *prefix, const char *proc_key, const char *job, size_t len,
                  const char *chex)
 {
     char k2[KEYMAX], k3[KEYMAX], k4[KEYMAX];
-    key(k2, prefix, "paused", NULL);
-    key(k3, prefix, "cancelled", NULL);
-    key(k4, prefix, "held:", chex);
+    int set = shard_of(prefix, proc_key);
+    skey(k2, prefix, set, "paused", NULL);
+    skey(k3, prefix, set, "cancelled", NULL);
+    skey(k4, prefix, set, "held:", chex);
     const char *keys[] = {proc_key, k2, k3, k4}, *args[] = {job, chex};
     size_t lens[] = {len, strlen(chex)};
     long long v;
@@ -639,12 +918,31 @@ static const char LUA_HELD[] = "local n = 0\n"
 
 long long campctl_held_jobs(rconn *c, const char *prefix)
 {
-    char k1[KEYMAX], kh[KEYMAX];
-    key(k1, prefix, "paused", NULL);
-    key(kh, prefix, "held:", NULL);
-    const char *keys[] = {k1}, *args[] = {kh};
-    long long v;
-    if (take_int(c, eval(c, LUA_HELD, 1, keys, 1, args, NULL, NULL, 0), &v, NULL, 0) != 0)
-        return -1;
-    return v;
+    long long total = 0;
+    for (int k = 0; k <= nshards(); k++) {
+        int set = set_clear_order(k);
+        char k1[KEYMAX], kh[KEYMAX];
+        skey(k1, prefix, set, "paused", NULL);
+        skey(kh, prefix, set, "held:", NULL);
+        const char *keys[] = {k1}, *args[] = {kh};
+        long long v;
+        if (take_int(c, eval(c, LUA_HELD, 1, keys, 1, args, NULL, NULL, 0), &v, NULL, 0) != 0)
+            return -1;
+        total += v;
+    }
+    return total;
+}
+
+long long campctl_held_campaign(rconn *c, const char *prefix, const char *chex)
+{
+    long long total = 0;
+    for (int k = 0; k <= nshards(); k++) {
+        char kh[KEYMAX];
+        skey(kh, prefix, set_clear_order(k), "held:", chex);
+        long long v;
+        if (take_int(c, rconn_command(c, "LLEN %s", kh), &v, NULL, 0) != 0)
+            return -1;
+        total += v;
+    }
+    return total;
 }

@@ -4,8 +4,8 @@
  * let the API answer only once a move took effect. MongoDB's campaign state (lib/campaign) is
  * the truth; these keys are what the fan-out and the sends consumer read between batches.
  *
- * Keys (prefix P = redis.prefix; every key carries the hash tag {sends}, so the scripts that
- * move a send job between the sends queue's lists and these keys touch one slot):
+ * Keys (prefix P = redis.prefix). The unsharded key set, tag {sends} (the one set when
+ * queue.shards = 1: these are the key names of every deployment before sharding, unchanged):
  *
  *   P{sends}:paused          SET    campaign ids (24 hex) whose sends are held back
  *   P{sends}:cancelled       SET    campaign ids whose sends are dropped (never sent)
@@ -19,10 +19,34 @@
  *                                   consumer id), refreshed after every batch, deleted when the
  *                                   fan-out stops; expires with a dead worker
  *
+ * Shard key sets (queue.shards = S > 1; lib/queue splits the sends queue into {sends:0} ...
+ * {sends:S-1}, each its own slot): a script may touch the keys of one slot only, so the keys a
+ * hold needs together with shard K's processing list live under shard K's tag:
+ *
+ *   P{sends:K}:paused        SET    as P{sends}:paused (every shard carries every flag)
+ *   P{sends:K}:cancelled     SET    as P{sends}:cancelled
+ *   P{sends:K}:held:CID      LIST   the jobs of CID held from shard K's processing lists; a
+ *                                   resume moves them back to P{sends:K}:ready
+ *   P{sends:K}:ctl-epoch     STRING incremented by every move and repair of shard K's sets: the
+ *                                   repair's guard (below); consumers never read it
+ *
+ * The unsharded set stays the campaign-level view: the sends consumers' view
+ * (campctl_view_sync), their acks, the epoch campctl_wait waits for, and the fan-out's lease and
+ * flag check read it alone, in one slot. It is also the shard set of the unsharded lists a
+ * sharded consumer still drains (jobs queued before queue.shards changed): a job claimed from
+ * them is held in P{sends}:held:CID. A consumer tries to hold a job only when its view names
+ * the campaign, and the hold checks the flags of the job's own shard set; so a move that sets
+ * a flag (pause, cancel, a repair's additions) writes every shard set before the unsharded one,
+ * and a resume clears the unsharded set first: whenever the view names a campaign, every
+ * shard set does too (up to writes a failed-over master lost, which the repair restores).
+ * Changing queue.shards needs no migration: held lists of the unsharded set are resumed into
+ * P{sends}:ready, which sharded consumers drain; shard sets left by a larger S than the
+ * current one are not read (resume or cancel such campaigns before lowering queue.shards).
+ *
  *   P{campaigns}:scheduled   ZSET   campaign jobs (the text lib/jobs writes) of SCHEDULED
  *                                   campaigns, score = send_at (ms)
  *
- * The protocol:
+ * The protocol (with shards, each step's script runs once per key set, in the order above):
  *   pause   the API moves the campaign to PAUSED in MongoDB, then campctl_pause (SADD paused,
  *           INCR epoch), then campctl_wait: the fan-out lease is gone (the fan-out saw the flag
  *           after a batch, its checkpoint written) and every live sends consumer acked the
@@ -30,7 +54,8 @@
  *           the campaign is moved to its held list (campctl_hold, atomic with the flag check).
  *           Bound: only the jobs a sends consumer had claimed before its ack (at most
  *           vendor_sim.max_inflight messages plus one job per consumer) still reach the vendor.
- *   resume  campctl_resume (SREM paused and move the held list back to ready, one script), then
+ *   resume  campctl_resume (SREM paused and move the held list back to ready, one script per
+ *           set; a crash between sets leaves MongoDB PAUSED, the next resume finishes), then
  *           MongoDB PAUSED -> SENDING|QUEUED and the campaign job again (the fan-out continues
  *           from its checkpoint).
  *   cancel  MongoDB -> CANCELLED, campctl_cancel (SADD cancelled, SREM paused, drop the held
@@ -43,8 +68,11 @@
  *           workers), and lists those older than campaigns.schedule_expiry_s, which the worker
  *           moves to CANCELLED in MongoDB before it removes them. A worker rebuilds the ZSET
  *           from MongoDB's SCHEDULED campaigns at start (ZADD NX).
- *   lost    if Redis lost these keys, minicrm-worker re-adds the flags of PAUSED and CANCELLED
- *           campaigns from MongoDB (campctl_flag_set) at start and every few seconds.
+ *   lost    if Redis lost these keys (a restart, a failed-over master), minicrm-worker re-adds
+ *           the flags of every PAUSED campaign and of the recently CANCELLED ones from MongoDB
+ *           at start and every few seconds, in every key set (campctl_repair_begin, then
+ *           MongoDB streamed in chunks through campctl_repair_add, then campctl_repair_finish:
+ *           a set whose epoch moved since the mark is left for the next round).
  *
  * Functions take the caller's rconn (not thread-safe, as it is not) and return 0 / a value
  * >= 0, or -1 with a message in err.
@@ -59,31 +87,84 @@
 
 enum { CAMPCTL_RUN = 0, CAMPCTL_PAUSED = 1, CAMPCTL_CANCELLED = 2 };
 
-/* Flag campaign chex paused (SADD, INCR epoch). *epoch gets the new epoch. */
+/* Flag campaign chex paused in every key set (SADD, INCR epoch). *epoch gets the new epoch of
+ * the unsharded set (the one campctl_wait waits for). */
 int campctl_pause(rconn *c, const char *prefix, const char *chex, long long *epoch, char *err,
                   size_t errlen);
-/* Flag it cancelled (SADD cancelled, SREM paused, DEL its held list, INCR epoch). *dropped gets
- * the number of held jobs dropped. */
+/* Flag it cancelled in every key set (SADD cancelled, SREM paused, DEL its held list, INCR
+ * epoch). *epoch as campctl_pause; *dropped gets the number of held jobs dropped in all sets. */
 int campctl_cancel(rconn *c, const char *prefix, const char *chex, long long *epoch,
                    long long *dropped, char *err, size_t errlen);
-/* Unflag a paused campaign and move its held jobs back to the sends queue's ready list (one
- * script; bumps the epoch so sends consumers re-read the sets). *moved gets the number of jobs
- * moved. */
+/* Unflag a paused campaign and move its held jobs back to the ready list of their own shard
+ * (one script per key set; bumps the epoch so sends consumers re-read the sets). *moved gets
+ * the number of jobs moved. */
 int campctl_resume(rconn *c, const char *prefix, const char *chex, long long *moved, char *err,
                    size_t errlen);
-/* Re-add a flag (CAMPCTL_PAUSED or CAMPCTL_CANCELLED): the worker's repair from MongoDB. A
- * flag that was missing bumps the epoch, so sends consumers re-read the sets. */
+/* Re-add a flag (CAMPCTL_PAUSED or CAMPCTL_CANCELLED) in every key set. A flag that was missing
+ * bumps that set's epoch, so sends consumers re-read the sets. */
 int campctl_flag_set(rconn *c, const char *prefix, const char *chex, int flag, char *err,
                      size_t errlen);
 
-/* The worker's repair from MongoDB, applied only if the epoch is still `epoch` (read before
- * MongoDB was: a move in between makes the repair wait for its next round): add the paused and
- * cancelled flags MongoDB says are missing, and drop the paused flag of campaigns MongoDB says
- * are not PAUSED (a resume interrupted after its MongoDB write), moving their held sends back.
- * Returns the number of changes (0: none or the epoch moved), -1 on error. At most 60 ids. */
-int campctl_repair(rconn *c, const char *prefix, long long epoch, const char *const *add_paused,
-                   size_t npaused, const char *const *add_cancelled, size_t ncancelled,
-                   const char *const *unpause, size_t nunpause);
+/* The worker's repair from MongoDB, streamed: no cap on the number of campaigns, one chunk of
+ * at most CAMPCTL_REPAIR_CHUNK ids per script.
+ *
+ *   campctl_repair_begin   reads every key set's epoch (the mark), before MongoDB is read.
+ *   campctl_repair_add     (any number of calls) a chunk of campaigns MongoDB says are PAUSED
+ *                          (every one of them, each once, over all calls) or CANCELLED: each key
+ *                          set whose epoch is still the expected one (the mark plus this run's
+ *                          own changes) gets the missing flags, one script per set. Additions are
+ *                          safe chunk by chunk: a flag MongoDB confirms is never wrong to add.
+ *                          The PAUSED ids are also kept in the run (25 bytes each, at most
+ *                          CAMPCTL_REPAIR_PAUSED_MAX), MongoDB's complete list for the drop.
+ *   campctl_repair_finish  only with that complete list: scans each set's paused flags (SSCAN)
+ *                          and drops, by a script guarded by the same epoch, those MongoDB did
+ *                          not confirm (a resume interrupted after its MongoDB write), moving
+ *                          their held sends back to ready. Sets in the order a clearing move
+ *                          uses (the unsharded set first).
+ * A set whose epoch moved (a pause, resume or cancel since the mark) is left alone for the
+ * rest of the run: the next round repairs it. Returns the number of changes (flags added or
+ * dropped, held jobs moved), -1 on a Redis error or when the run saw more PAUSED campaigns than
+ * it keeps (then nothing is dropped).
+ *
+ * Which CANCELLED campaigns the caller passes: those cancelled within
+ * CAMPCTL_CANCEL_REPAIR_WINDOW_MS (their cancelledAt, which every move to CANCELLED writes).
+ * A cancelled flag matters only while sends of the campaign can still be claimed: jobs queued
+ * before the cancel (a backlog drains in hours), retries (queue.backoff_max_ms, at most a day
+ * per attempt) and the fan-out's last batch. Seven days covers these with room; older
+ * cancelled campaigns have nothing left to drop, and re-adding their flags would make the
+ * repair's work grow with every campaign ever cancelled. (A dead letter an operator requeues
+ * after the window is delivered if Redis lost its flag meanwhile.) */
+#define CAMPCTL_REPAIR_CHUNK            256
+#define CAMPCTL_REPAIR_PAUSED_MAX       (4 * 1024 * 1024)
+#define CAMPCTL_CANCEL_REPAIR_WINDOW_MS (7LL * 24 * 3600 * 1000)
+typedef struct campctl_mark {
+    long long epoch[257]; /* per key set, in campctl's order (queue.shards <= 256); -1: a move
+                           * touched the set since the mark, left for the next round */
+    int nsets;
+} campctl_mark;
+typedef struct campctl_repair_run {
+    campctl_mark mark;  /* the epoch each set must still have */
+    char (*paused)[25]; /* MongoDB's PAUSED campaigns seen so far (owned, sorted by finish) */
+    size_t npaused, cap;
+    bool overflow; /* more than CAMPCTL_REPAIR_PAUSED_MAX: no drop this run */
+    int changes;
+} campctl_repair_run;
+/* Mark (fills r; release it with campctl_repair_release). 0 or -1. */
+int campctl_repair_begin(rconn *c, const char *prefix, campctl_repair_run *r);
+/* flag CAMPCTL_PAUSED or CAMPCTL_CANCELLED; n <= CAMPCTL_REPAIR_CHUNK ids (24 hex). 0 or -1. */
+int campctl_repair_add(rconn *c, const char *prefix, campctl_repair_run *r, int flag,
+                       const char *const *ids, size_t n);
+/* The drop of unconfirmed paused flags; the run's total of changes, or -1. */
+int campctl_repair_finish(rconn *c, const char *prefix, campctl_repair_run *r);
+/* Free the run's list. NULL-safe. */
+void campctl_repair_release(campctl_repair_run *r);
+
+/* The same in one call, for callers holding both lists: campctl_repair_mark reads the epochs,
+ * campctl_repair applies paused (all of MongoDB's PAUSED campaigns) and cancelled in chunks,
+ * then drops. Returns the number of changes, -1 on error. */
+int campctl_repair_mark(rconn *c, const char *prefix, campctl_mark *m);
+int campctl_repair(rconn *c, const char *prefix, const campctl_mark *m, const char *const *paused,
+                   size_t npaused, const char *const *cancelled, size_t ncancelled);
 
 /* Wait (polling every 5 ms, at most timeout_ms) until the fan-out of chex holds no lease and
  * every sends consumer with a live heartbeat acked `epoch`. 0 quiet, 1 timed out (err names
@@ -152,11 +233,15 @@ int campctl_view_sync(rconn *c, const char *prefix, campctl_view *v);
 int campctl_view_flag(const campctl_view *v, const char *chex);
 /* A claimed job of flagged campaign chex: if it is still paused, move the job from the
  * processing list proc_key to its held list (1); if cancelled, remove it (2, dropped unsent);
- * if no longer flagged, leave it (0: deliver it). One script, so a resume cannot slip between
- * the check and the move. -1 on error. */
+ * if no longer flagged, leave it (0: deliver it). One script over the key set of proc_key's
+ * tag (P{sends:K}:processing:CID: shard K's; anything else: the unsharded set), so a resume
+ * cannot slip between the check and the move. -1 on error. */
 int campctl_hold(rconn *c, const char *prefix, const char *proc_key, const char *job, size_t len,
                  const char *chex);
-/* Held jobs of every paused campaign (sum of LLEN held:*), for `minicrm queues`. -1 on error. */
+/* Held jobs of every paused campaign (sum of LLEN held:* over every key set), for `minicrm
+ * queues`. -1 on error. */
 long long campctl_held_jobs(rconn *c, const char *prefix);
+/* Held jobs of campaign chex in every key set. -1 on error. */
+long long campctl_held_campaign(rconn *c, const char *prefix, const char *chex);
 
 #endif

@@ -159,18 +159,30 @@ bool jsonx_buf_reserve(jsonx_buf *b, size_t more)
     return buf_reserve(b, more);
 }
 
-void jsonx_buf_raw(jsonx_buf *b, const char *s, size_t n)
+/* Room for n more bytes and the NUL. Inline so that the writer's fixed-size appends (one
+ * quote, a comma) compile to plain stores instead of calls into libc's memcpy. */
+static inline bool room(jsonx_buf *b, size_t n)
 {
-    if (b->failed || (b->len + n + 1 > b->cap && !buf_reserve(b, n)))
+    return (!b->failed && b->len + n + 1 <= b->cap) || buf_reserve(b, n);
+}
+
+static inline void put(jsonx_buf *b, const char *s, size_t n)
+{
+    if (!room(b, n))
         return;
     memcpy(b->data + b->len, s, n);
     b->len += n;
     b->data[b->len] = '\0';
 }
 
+void jsonx_buf_raw(jsonx_buf *b, const char *s, size_t n)
+{
+    put(b, s, n);
+}
+
 void jsonx_buf_cat(jsonx_buf *b, const char *s)
 {
-    jsonx_buf_raw(b, s, strlen(s));
+    put(b, s, strlen(s));
 }
 
 void jsonx_buf_str(jsonx_buf *b, const char *s, size_t n)
@@ -178,22 +190,20 @@ void jsonx_buf_str(jsonx_buf *b, const char *s, size_t n)
     /* Upper-case hex, as jansson writes \\u escapes ("\\u001F"). */
     static const char hex[] = "0123456789ABCDEF";
     /* Worst case 6 bytes per input byte (\u00XX) plus the quotes. */
-    if (!buf_reserve(b, 6 * n + 2))
+    if (!room(b, 6 * n + 2))
         return;
     char *o = b->data + b->len;
     *o++ = '"';
+    /* Stored strings are short and nearly always plain: bytes are copied as they are scanned
+     * (no call per run). */
     for (const unsigned char *p = (const unsigned char *)s, *end = p + n; p < end; p++) {
-        const unsigned char *run = p;
-        while (p < end && *p >= 0x20 && *p != '"' && *p != '\\')
-            p++;
-        if (p > run) {
-            memcpy(o, run, (size_t)(p - run));
-            o += p - run;
+        unsigned char c = *p;
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *o++ = (char)c;
+            continue;
         }
-        if (p == end)
-            break;
         char esc = 0;
-        switch (*p) {
+        switch (c) {
         case '"':
             esc = '"';
             break;
@@ -221,13 +231,11 @@ void jsonx_buf_str(jsonx_buf *b, const char *s, size_t n)
         if (esc) {
             *o++ = '\\';
             *o++ = esc;
-        } else if (*p < 0x20) {
+        } else {
             memcpy(o, "\\u00", 4);
             o += 4;
-            *o++ = hex[*p >> 4];
-            *o++ = hex[*p & 15];
-        } else {
-            *o++ = (char)*p;
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
         }
     }
     *o++ = '"';
@@ -267,7 +275,7 @@ void jsonx_buf_int(jsonx_buf *b, long long v)
     } while (u);
     if (v < 0)
         *--p = '-';
-    jsonx_buf_raw(b, p, (size_t)(e - p));
+    put(b, p, (size_t)(e - p));
 }
 
 /* A double as jansson's dump writes it (jsonp_dtostr, precision 17): "%.17g", ".0" added when
@@ -277,7 +285,7 @@ static void buf_real(jsonx_buf *b, double d)
     /* Whole numbers below 1e15 print as their digits under %.17g: skip the formatter. */
     if (d == (double)(int64_t)d && d > -1e15 && d < 1e15 && !(d == 0 && signbit(d))) {
         jsonx_buf_int(b, (long long)d);
-        jsonx_buf_raw(b, ".0", 2);
+        put(b, ".0", 2);
         return;
     }
     char tmp[64];
@@ -302,7 +310,7 @@ static void buf_real(jsonx_buf *b, double d)
             len -= (size_t)(end - start);
         }
     }
-    jsonx_buf_raw(b, tmp, len);
+    put(b, tmp, len);
 }
 
 /* jansson's UTF-8 rule (utf8_check_string): sequences of 1-4 bytes, no overlong forms, no
@@ -349,17 +357,21 @@ static bool utf8_ok(const char *str, size_t n)
     return true;
 }
 
+/* The writer below reads values with libbson's inline _unsafe accessors: bson_iter_next has
+ * validated the element it stops at (its lengths lie inside the document), which is all they
+ * assume, and they save a library call per member. */
+
 /* Would jansson keep this value (json_* constructor not NULL)? */
 static bool value_kept(const bson_iter_t *it)
 {
-    switch (bson_iter_type(it)) {
+    switch (bson_iter_type_unsafe(it)) {
     case BSON_TYPE_UTF8: {
-        uint32_t len;
-        const char *s = bson_iter_utf8(it, &len);
+        size_t len;
+        const char *s = bson_iter_utf8_unsafe(it, &len);
         return utf8_ok(s, len);
     }
     case BSON_TYPE_DOUBLE:
-        return isfinite(bson_iter_double(it));
+        return isfinite(bson_iter_double_unsafe(it));
     default:
         return true;
     }
@@ -404,14 +416,43 @@ static void buf_date(jsonx_buf *b, int64_t ms)
     *o++ = (char)('0' + f[3] % 10);
     *o++ = 'Z';
     *o++ = '"';
-    jsonx_buf_raw(b, out, (size_t)(o - out));
+    put(b, out, (size_t)(o - out));
+}
+
+/* A key of printable ASCII without '"' or '\\' (every key minicrm stores): valid UTF-8 that
+ * needs no escape. */
+static inline bool key_plain(const char *k, size_t n)
+{
+    unsigned bad = 0; /* no early exit: keys are short, a branch per byte costs more */
+    for (size_t i = 0; i < n; i++) {
+        unsigned c = (unsigned char)k[i];
+        bad |= (c - 0x20u >= 0x5fu) | (c == '"') | (c == '\\');
+    }
+    return !bad;
+}
+
+/* [,]"key": for a plain key, in one reservation. */
+static inline void put_plain_key(jsonx_buf *b, const char *k, size_t n, bool comma)
+{
+    if (!room(b, n + 4))
+        return;
+    char *o = b->data + b->len;
+    if (comma)
+        *o++ = ',';
+    *o++ = '"';
+    memcpy(o, k, n);
+    o += n;
+    *o++ = '"';
+    *o++ = ':';
+    *o = '\0';
+    b->len = (size_t)(o - b->data);
 }
 
 /* Members of a document (is_array false) or elements of an array. -1 on a repeated key. */
 static int buf_container(jsonx_buf *b, bson_iter_t *child, bool is_array, jsonx_member_fn fn,
                          void *ctx)
 {
-    jsonx_buf_raw(b, is_array ? "[" : "{", 1);
+    put(b, is_array ? "[" : "{", 1);
     bool first = true;
     const char *seen[64];
     unsigned char seen_h[64];
@@ -419,11 +460,11 @@ static int buf_container(jsonx_buf *b, bson_iter_t *child, bool is_array, jsonx_
     uint64_t filter = 0;
     while (bson_iter_next(child)) {
         if (!is_array) {
-            const char *key = bson_iter_key(child);
+            const char *key = bson_iter_key_unsafe(child);
             /* A repeated key: jansson would keep the first position with the last value. A
              * 64-bit filter on (length, first, last byte) skips the comparisons for keys that
              * cannot repeat an earlier one. */
-            size_t kl = strlen(key);
+            size_t kl = child->d1 - child->key - 1; /* bson_iter_key_len */
             if (nseen < 64) {
                 unsigned h = (unsigned)(kl * 31u + (unsigned char)key[0] * 7u +
                                         (kl ? (unsigned char)key[kl - 1] * 3u : 0u) +
@@ -440,80 +481,91 @@ static int buf_container(jsonx_buf *b, bson_iter_t *child, bool is_array, jsonx_
             } else {
                 return -1; /* over 64 members: left to jansson rather than checked slowly */
             }
-            if (!value_kept(child) || !utf8_ok(key, kl))
+            bool plain = key_plain(key, kl);
+            if (!value_kept(child) || (!plain && !utf8_ok(key, kl)))
                 continue;
             const char *raw = NULL;
             size_t rawlen = 0;
             int how = fn ? fn(ctx, child, &raw, &rawlen) : JSONX_MEMBER_KEEP;
             if (how == JSONX_MEMBER_SKIP)
                 continue;
-            if (!first)
-                jsonx_buf_raw(b, ",", 1);
+            if (plain) {
+                put_plain_key(b, key, kl, !first);
+            } else {
+                if (!first)
+                    put(b, ",", 1);
+                jsonx_buf_str(b, key, kl);
+                put(b, ":", 1);
+            }
             first = false;
-            jsonx_buf_str(b, key, kl);
-            jsonx_buf_raw(b, ":", 1);
             if (how == JSONX_MEMBER_RAW) {
-                jsonx_buf_raw(b, raw, rawlen);
+                put(b, raw, rawlen);
                 continue;
             }
         } else {
             if (!value_kept(child))
                 continue;
             if (!first)
-                jsonx_buf_raw(b, ",", 1);
+                put(b, ",", 1);
             first = false;
         }
         if (buf_value(b, child) != 0)
             return -1;
     }
-    jsonx_buf_raw(b, is_array ? "]" : "}", 1);
+    put(b, is_array ? "]" : "}", 1);
     return 0;
 }
 
 static int buf_value(jsonx_buf *b, const bson_iter_t *it)
 {
-    switch (bson_iter_type(it)) {
+    switch (bson_iter_type_unsafe(it)) {
     case BSON_TYPE_OID: {
-        char hex[25];
-        bson_oid_to_string(bson_iter_oid(it), hex);
-        jsonx_buf_raw(b, "\"", 1);
-        jsonx_buf_raw(b, hex, 24);
-        jsonx_buf_raw(b, "\"", 1);
+        if (!room(b, 27))
+            return 0;
+        char *o = b->data + b->len;
+        o[0] = '"';
+        bson_oid_to_string(bson_iter_oid_unsafe(it), o + 1); /* 24 hex and a NUL */
+        o[25] = '"';
+        o[26] = '\0';
+        b->len += 26;
         return 0;
     }
     case BSON_TYPE_DATE_TIME:
-        buf_date(b, bson_iter_date_time(it));
+        buf_date(b, bson_iter_int64_unsafe(it)); /* a date is an int64 */
         return 0;
     case BSON_TYPE_UTF8: {
-        uint32_t len;
-        const char *s = bson_iter_utf8(it, &len);
+        size_t len;
+        const char *s = bson_iter_utf8_unsafe(it, &len);
         jsonx_buf_str(b, s, len);
         return 0;
     }
     case BSON_TYPE_INT32:
-        jsonx_buf_int(b, bson_iter_int32(it));
+        jsonx_buf_int(b, bson_iter_int32_unsafe(it));
         return 0;
     case BSON_TYPE_INT64:
-        jsonx_buf_int(b, bson_iter_int64(it));
+        jsonx_buf_int(b, bson_iter_int64_unsafe(it));
         return 0;
     case BSON_TYPE_DOUBLE:
-        buf_real(b, bson_iter_double(it));
+        buf_real(b, bson_iter_double_unsafe(it));
         return 0;
     case BSON_TYPE_BOOL:
-        jsonx_buf_cat(b, bson_iter_bool(it) ? "true" : "false");
+        if (bson_iter_bool_unsafe(it))
+            put(b, "true", 4);
+        else
+            put(b, "false", 5);
         return 0;
     case BSON_TYPE_NULL:
     case BSON_TYPE_UNDEFINED:
-        jsonx_buf_raw(b, "null", 4);
+        put(b, "null", 4);
         return 0;
     case BSON_TYPE_DOCUMENT:
     case BSON_TYPE_ARRAY: {
         bson_iter_t child;
         if (!bson_iter_recurse(it, &child)) {
-            jsonx_buf_raw(b, "null", 4);
+            put(b, "null", 4);
             return 0;
         }
-        return buf_container(b, &child, bson_iter_type(it) == BSON_TYPE_ARRAY, NULL, NULL);
+        return buf_container(b, &child, bson_iter_type_unsafe(it) == BSON_TYPE_ARRAY, NULL, NULL);
     }
     default: {
         /* Rare types: exactly what the jansson path writes. */
@@ -535,7 +587,7 @@ int jsonx_buf_bson(jsonx_buf *b, const bson_t *doc, jsonx_member_fn fn, void *ct
 {
     bson_iter_t it;
     if (!bson_iter_init(&it, doc)) {
-        jsonx_buf_raw(b, "{}", 2); /* jsonx_from_bson: an empty object */
+        put(b, "{}", 2); /* jsonx_from_bson: an empty object */
         return 0;
     }
     return buf_container(b, &it, false, fn, ctx);
@@ -547,10 +599,10 @@ int jsonx_buf_bson_member(jsonx_buf *b, const bson_iter_t *it, bool *first)
     if (!value_kept(it) || !utf8_ok(key, strlen(key)))
         return 0;
     if (!*first)
-        jsonx_buf_raw(b, ",", 1);
+        put(b, ",", 1);
     *first = false;
     jsonx_buf_str(b, key, strlen(key));
-    jsonx_buf_raw(b, ":", 1);
+    put(b, ":", 1);
     return buf_value(b, it);
 }
 
@@ -587,10 +639,10 @@ int jsonx_buf_bson_public(jsonx_buf *b, const bson_t *doc, const char *const *dr
         b->len--; /* the closing brace */
         bool first = b->data[b->len - 1] == '{';
         if (!first)
-            jsonx_buf_raw(b, ",", 1);
-        jsonx_buf_raw(b, "\"id\":", 5);
+            put(b, ",", 1);
+        put(b, "\"id\":", 5);
         rc = buf_value(b, &id);
-        jsonx_buf_raw(b, "}", 1);
+        put(b, "}", 1);
     } else if (rc == 0) {
         rc = -1;
     }

@@ -1,10 +1,12 @@
 /*
  * queue: see queue.h for the key layout, the job life cycle and the guarantees.
  *
- * Design. Every transition that touches two keys is one Lua script (EVAL, so a Redis restart
- * that flushed the script cache costs nothing), and every script only touches keys of one queue,
- * all of which carry the queue's {NAME} hash tag: on a Redis Cluster the script's keys are in one
- * slot. Scripts are passed their keys in KEYS[] (never built inside Lua) for the same reason.
+ * Design. Every transition that touches two keys is one Lua script (EVALSHA through
+ * rconn_eval_argv, which falls back to EVAL when a restarted or failed-over server lost its
+ * script cache, so that costs one extra round trip), and every script only touches keys of one
+ * queue, all of which carry the queue's {NAME} hash tag: on a Redis Cluster the script's keys are
+ * in one slot. Scripts are passed their keys in KEYS[] (never built inside Lua) for the same
+ * reason.
  *
  * Claims: a consumer first runs CLAIM (LMOVE up to N jobs ready -> processing in one script); if
  * nothing was there it blocks in BLMOVE for the first job and then claims the rest. Both ends are
@@ -39,6 +41,9 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Most key sets a handle has: queue.shards' largest value (256) shards + the unsharded keys. */
+#define QUEUE_MAX_KEYSETS 257
+
 /* The keys of one shard (of the whole queue when unsharded). */
 typedef struct qshard {
     char k_ready[256], k_proc[400], k_hb[400], k_consumers[256], k_delayed[256], k_dead[256],
@@ -67,9 +72,13 @@ static int g_default_shards = 1; /* queue.shards of this process (queue_opts_fro
 /* KEYS: ready, processing. ARGV: max. Returns the claimed jobs, oldest first. Jobs still held
  * in the processing list (a settle that failed, e.g. Redis went away mid-batch) are delivered
  * again first, so a live consumer never sits on unsettled jobs the reaper cannot take.
- * The move is the same as one LMOVE ready RIGHT -> processing LEFT per job (processing ends up
- * newest-first, oldest at the tail), done as LRANGE + LTRIM + LPUSH: three commands per batch
- * instead of one per job (LPUSH in chunks of 1000 to stay inside Lua's argument limit). */
+ * The move is one LMOVE ready RIGHT -> processing LEFT per job (processing ends up
+ * newest-first, oldest at the tail). Small jobs (256 bytes or less on average) are moved as
+ * LTRIM + LPUSH instead, which does the same in two commands per batch rather than one per job
+ * (LPUSH in chunks of 1000 to stay inside Lua's argument limit). Large jobs (a fan-out batch,
+ * one POST's receipts) are moved by LMOVE because a script's writes reach replicas (and the
+ * AOF) as the commands it ran: an LPUSH carries every job's bytes a second time, an LMOVE
+ * only the two key names. */
 static const char LUA_CLAIM[] =
     "local held = ARGV[2] == 'fresh' and {} or redis.call('LRANGE', KEYS[2], -tonumber(ARGV[1]), "
     "-1)\n"
@@ -80,9 +89,13 @@ static const char LUA_CLAIM[] =
     "end\n"
     "local v = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)\n"
     "if #v == 0 then return {} end\n"
+    "local out, bytes = {}, 0\n"
+    "for i = #v, 1, -1 do out[#out + 1] = v[i]; bytes = bytes + #v[i] end\n"
+    "if bytes > 256 * #v then\n"
+    "  for i = 1, #v do redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') end\n"
+    "  return out\n"
+    "end\n"
     "redis.call('LTRIM', KEYS[1], 0, -#v - 1)\n"
-    "local out = {}\n"
-    "for i = #v, 1, -1 do out[#out + 1] = v[i] end\n"
     "for i = 1, #out, 1000 do\n"
     "  redis.call('LPUSH', KEYS[2], unpack(out, i, math.min(i + 999, #out)))\n"
     "end\n"
@@ -225,7 +238,8 @@ static unsigned rng_next(queue *q)
     return q->rng;
 }
 
-/* EVAL script with nkeys keys and the given args. Returns the reply (caller frees) or NULL. */
+/* Run script (EVALSHA, or EVAL once where the server lacks it: rconn_eval_argv) with nkeys keys
+ * and the given args. Returns the reply (caller frees) or NULL. */
 static redisReply *eval(queue *q, const char *script, int nkeys, const char **keys, int nargs,
                         const char **args, const size_t *arglens)
 {
@@ -253,7 +267,7 @@ static redisReply *eval(queue *q, const char *script, int nkeys, const char **ke
         argv[argc] = args[i];
         lens[argc++] = arglens ? arglens[i] : strlen(args[i]);
     }
-    redisReply *r = rconn_command_argv(q->c, argc, argv, lens);
+    redisReply *r = rconn_eval_argv(q->c, argc, argv, lens);
     if (check_reply(q, r, "redis script") != 0)
         return NULL;
     return r;
@@ -1043,20 +1057,60 @@ int queue_dead_parts(queue *q, const char *const *parts, const size_t *lens,
     return rc;
 }
 
+/* Read replies of n pipelined commands into rs (NULL-filled on failure; the caller frees what is
+ * there). 0 or -1 with q's error set. */
+static int read_replies(queue *q, redisReply **rs, int n, const char *what)
+{
+    int rc = 0;
+    for (int i = 0; i < n; i++)
+        rs[i] = NULL;
+    for (int i = 0; i < n; i++) {
+        if (rconn_get_reply(q->c, &rs[i]) != 0) {
+            rs[i] = NULL;
+            return fail(q, "queue %s %s: %s", q->name, what, rconn_error(q->c));
+        }
+        if (rs[i]->type == REDIS_REPLY_ERROR)
+            rc = fail(q, "queue %s %s: %s", q->name, what, rs[i]->str);
+    }
+    return rc;
+}
+
+static void free_replies(redisReply **rs, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (rs[i])
+            freeReplyObject(rs[i]);
+}
+
+/* One pipelined ZCOUNT per shard says where a retry is due; the promote script runs only there
+ * (most passes find nothing due anywhere: one round trip, no script). */
 int queue_promote_due(queue *q)
 {
     char now[32];
     snprintf(now, sizeof now, "%lld", (long long)time_now_ms());
-    int n = 0;
-    for (int s = 0; s < q->nsh; s++) {
+    redisReply *due[QUEUE_MAX_KEYSETS];
+    int nsh = q->nsh, n = 0;
+    for (int s = 0; s < nsh; s++)
+        if (rconn_append(q->c, "ZCOUNT %s -inf %s", q->sh[s].k_delayed, now) != 0)
+            return fail(q, "queue %s promote: %s", q->name, rconn_error(q->c));
+    if (read_replies(q, due, nsh, "promote") != 0) {
+        free_replies(due, nsh);
+        return -1;
+    }
+    for (int s = 0; s < nsh && n >= 0; s++) {
+        if (due[s]->type != REDIS_REPLY_INTEGER || due[s]->integer <= 0)
+            continue;
         const char *keys[] = {q->sh[s].k_delayed, q->sh[s].k_ready};
         const char *args[] = {now, "1000"};
         redisReply *r = eval(q, LUA_PROMOTE, 2, keys, 2, args, NULL);
-        if (!r)
-            return -1;
+        if (!r) {
+            n = -1;
+            break;
+        }
         n += r->type == REDIS_REPLY_INTEGER ? (int)r->integer : 0;
         freeReplyObject(r);
     }
+    free_replies(due, nsh);
     return n;
 }
 
@@ -1076,38 +1130,82 @@ static long long reap_one(queue *q, qshard *k, const char *cid, bool force)
     return n < 0 ? -2 : n;
 }
 
-static int reap_shard(queue *q, qshard *k, long long *total)
+/* Three pipelined rounds however many shards and consumers: SMEMBERS of every shard, then
+ * EXISTS of every other consumer's heartbeat; the reap script (which checks the heartbeat again
+ * itself, so a consumer that beats in between is left alone) runs only for consumers whose
+ * heartbeat is gone. */
+int queue_reap(queue *q)
 {
-    redisReply *r = rconn_command(q->c, "SMEMBERS %s", k->k_consumers);
-    if (check_reply(q, r, "queue reap") != 0)
+    redisReply *mem[QUEUE_MAX_KEYSETS];
+    int nsh = q->nsh, rc = 0;
+    long long total = 0;
+    for (int s = 0; s < nsh; s++)
+        if (rconn_append(q->c, "SMEMBERS %s", q->sh[s].k_consumers) != 0)
+            return fail(q, "queue reap: %s", rconn_error(q->c));
+    if (read_replies(q, mem, nsh, "reap") != 0) {
+        free_replies(mem, nsh);
         return -1;
-    int rc = 0;
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        const char *cid = r->element[i]->str;
-        if (!cid || !strcmp(cid, q->consumer) || !valid_word(cid, QUEUE_MAX_CONSUMER))
+    }
+    /* The other consumers: cand[k] = (shard, member index), in the order their EXISTS go out;
+     * dead[k] whether that heartbeat is gone. */
+    size_t ncand = 0, cap = 0;
+    struct cand {
+        int s;
+        size_t i;
+        bool dead;
+    } *cand = NULL;
+    for (int s = 0; s < nsh && rc == 0; s++) {
+        for (size_t i = 0; mem[s]->type == REDIS_REPLY_ARRAY && i < mem[s]->elements; i++) {
+            const char *cid = mem[s]->element[i]->str;
+            if (!cid || !strcmp(cid, q->consumer) || !valid_word(cid, QUEUE_MAX_CONSUMER))
+                continue;
+            if (ncand == cap) {
+                size_t nc = cap ? cap * 2 : 16;
+                struct cand *p = realloc(cand, nc * sizeof *p);
+                if (!p) {
+                    rc = fail(q, "out of memory");
+                    break;
+                }
+                cand = p;
+                cap = nc;
+            }
+            cand[ncand].s = s;
+            cand[ncand].i = i;
+            cand[ncand++].dead = false;
+        }
+    }
+    for (size_t k = 0; k < ncand && rc == 0; k++)
+        if (rconn_append(q->c, "EXISTS %shb:%s", q->sh[cand[k].s].base,
+                         mem[cand[k].s]->element[cand[k].i]->str) != 0)
+            rc = fail(q, "queue reap: %s", rconn_error(q->c));
+    for (size_t k = 0; k < ncand && rc == 0; k++) {
+        redisReply *r = NULL;
+        if (rconn_get_reply(q->c, &r) != 0) {
+            rc = fail(q, "queue reap: %s", rconn_error(q->c));
+            break;
+        }
+        cand[k].dead = r->type == REDIS_REPLY_INTEGER && r->integer == 0;
+        freeReplyObject(r);
+    }
+    for (size_t k = 0; k < ncand && rc == 0; k++) {
+        if (!cand[k].dead)
             continue;
-        long long n = reap_one(q, k, cid, false);
+        qshard *sh = &q->sh[cand[k].s];
+        const char *cid = mem[cand[k].s]->element[cand[k].i]->str;
+        long long n = reap_one(q, sh, cid, false);
         if (n == -1) {
             rc = -1;
             break;
         }
         if (n >= 0) {
-            *total += n;
+            total += n;
             log_warn("queue.reaped", "queue=%s consumer=%s jobs=%lld shard=%s", q->name, cid, n,
-                     k->base);
+                     sh->base);
         }
     }
-    freeReplyObject(r);
-    return rc;
-}
-
-int queue_reap(queue *q)
-{
-    long long total = 0;
-    for (int s = 0; s < q->nsh; s++)
-        if (reap_shard(q, &q->sh[s], &total) != 0)
-            return -1;
-    return (int)total;
+    free(cand);
+    free_replies(mem, nsh);
+    return rc != 0 ? -1 : (int)total;
 }
 
 int queue_release_claimed(queue *q)

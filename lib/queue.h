@@ -42,8 +42,8 @@
  *   - the unsharded keys P{NAME}: are drained too (a new consumer, and every consumer once per
  *     reap_interval_ms, claims from them until they are empty; the reaper and the operator
  *     commands cover them) but never pushed to: jobs queued before a change of
- *     queue.shards, and sends that campctl gives back to P{sends}:ready after a pause, are
- *     not stranded. Shard i's keys are only ever used by scripts with shard i's keys.
+ *     queue.shards, and held sends of the unsharded lists that campctl gives back to
+ *     P{sends}:ready after a pause, are not stranded. Shard i's keys are only ever used by scripts with shard i's keys.
  * With S = 1 the keys are exactly the unsharded ones above.
  *
  * Job payloads are JSON text (objects), pushed and delivered byte for byte. On a retry the queue
@@ -271,7 +271,10 @@ int queue_dead_parts(queue *q, const char *const *parts, const size_t *lens,
 /* Periodic housekeeping, cheap to call in every loop iteration: at most once per
  * reap_interval_ms it refreshes the heartbeat, moves due delayed jobs back to ready (Lua, atomic,
  * up to 1000 per call) and reaps consumers whose heartbeat expired (Lua, atomic per consumer).
- * Returns 0 or -1. Producer handles may call it too (delayed + reap only). */
+ * Pipelined reads first say where there is anything to do (ZCOUNT of due jobs, the consumers,
+ * EXISTS of their heartbeats, for every shard at once), so a pass with nothing due and every
+ * consumer alive runs no script. Returns 0 or -1. Producer handles may call it too (delayed +
+ * reap only). */
 int queue_maintain(queue *q);
 /* Promote due delayed jobs now (ignores the interval). Returns the number moved, or -1. */
 int queue_promote_due(queue *q);

@@ -7,19 +7,35 @@
  * for the idempotent or at-least-once commands minicrm sends (queue scripts are written so that a
  * repeat does no harm). Pipelined batches are never retried here, because the caller cannot
  * know which of the queued commands ran.
+ *
+ * Scripts (rconn_eval_argv): `scripts` remembers the SHA1 of each script body this connection
+ * has run, keyed by the body's address (scripts are static strings), so EVALSHA costs one
+ * pointer compare per known script here and no hashing in Redis. The cache belongs to the
+ * connection, which is per thread, so it needs no lock.
  */
 #include "rconn.h"
 
 #include "log.h"
 #include "rcluster.h"
+#include "redact.h"
 #include "signals.h"
 #include "timeutil.h"
 
 #include <errno.h>
+#include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+enum { RCONN_SCRIPTS = 48 };
+
+/* A script body this connection has run, and its SHA1 in hex. */
+typedef struct rconn_script {
+    const char *body;
+    size_t len;
+    char sha[41];
+} rconn_script;
 
 struct rconn {
     rconn_url url;
@@ -27,6 +43,8 @@ struct rconn {
     redisContext *ctx;
     int pending;  /* replies owed by appended commands */
     rcluster *cl; /* redis+cluster:// URL: every call goes through it, ctx stays NULL */
+    rconn_script scripts[RCONN_SCRIPTS];
+    int nscripts;
     char err[256];
 };
 
@@ -90,6 +108,30 @@ int rconn_parse_url(const char *url, rconn_url *out, char *err, size_t errlen)
         out->db = (int)db;
     }
     return 0;
+}
+
+const char *rconn_cli_args(const char *url, char *buf, size_t n)
+{
+    if (!n)
+        return buf;
+    rconn_url u;
+    char err[128];
+    if (!url || !rcluster_is_url(url) || rconn_parse_url(url, &u, err, sizeof err) != 0) {
+        char shown[600];
+        snprintf(buf, n, "-u %s", redact_url(url, shown, sizeof shown));
+        return buf;
+    }
+    size_t k = 0;
+    int w = snprintf(buf, n, "-c -h %s -p %d", u.host, u.port);
+    k = w < 0 ? 0 : (size_t)w;
+    if (u.user[0] && k < n) {
+        w = snprintf(buf + k, n - k, " --user %s", u.user);
+        k += w < 0 ? 0 : (size_t)w;
+    }
+    if (u.password[0] && k < n)
+        snprintf(buf + k, n - k, " --askpass");
+    memset(u.password, 0, sizeof u.password);
+    return buf;
 }
 
 rconn *rconn_new(const char *url, int timeout_ms, char *err, size_t errlen)
@@ -287,6 +329,56 @@ redisReply *rconn_command_argv(rconn *c, int argc, const char **argv, const size
         drop(c);
     }
     return NULL;
+}
+
+/* The SHA1 (hex) of script body b of len bytes into sha (41 bytes), from the cache. */
+static void script_sha(rconn *c, const char *b, size_t len, char sha[41])
+{
+    for (int i = 0; i < c->nscripts; i++)
+        if (c->scripts[i].body == b && c->scripts[i].len == len) {
+            memcpy(sha, c->scripts[i].sha, 41);
+            return;
+        }
+    unsigned char md[SHA_DIGEST_LENGTH];
+    static const char hex[] = "0123456789abcdef";
+    SHA1((const unsigned char *)b, len, md);
+    for (int i = 0; i < SHA_DIGEST_LENGTH; i++) {
+        sha[2 * i] = hex[md[i] >> 4];
+        sha[2 * i + 1] = hex[md[i] & 15];
+    }
+    sha[40] = '\0';
+    if (c->nscripts < RCONN_SCRIPTS) {
+        rconn_script *s = &c->scripts[c->nscripts++];
+        s->body = b;
+        s->len = len;
+        memcpy(s->sha, sha, 41);
+    }
+}
+
+redisReply *rconn_eval_argv(rconn *c, int argc, const char **argv, size_t *argvlen)
+{
+    if (argc < 3)
+        return rconn_command_argv(c, argc, argv, argvlen);
+    const char *body = argv[1];
+    size_t l0 = argvlen[0], l1 = argvlen[1];
+    char sha[41];
+    script_sha(c, body, l1, sha);
+    /* Borrow the caller's first two arguments for EVALSHA and put them back. */
+    argv[0] = "EVALSHA";
+    argvlen[0] = 7;
+    argv[1] = sha;
+    argvlen[1] = 40;
+    redisReply *r = rconn_command_argv(c, argc, argv, argvlen);
+    argv[0] = "EVAL";
+    argvlen[0] = l0;
+    argv[1] = body;
+    argvlen[1] = l1;
+    if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8)) {
+        /* That server has not seen the script: EVAL runs it and caches it there. */
+        freeReplyObject(r);
+        r = rconn_command_argv(c, argc, argv, argvlen);
+    }
+    return r;
 }
 
 redisReply *rconn_command(rconn *c, const char *fmt, ...)

@@ -35,6 +35,13 @@ typedef struct rconn rconn;
  * message in err. */
 int rconn_parse_url(const char *url, rconn_url *out, char *err, size_t errlen);
 
+/* The redis-cli arguments that reach url's server, for hints shown to operators (always
+ * NUL-terminated in buf, truncated to n - 1 bytes; returns buf): "-u URL" with the password
+ * hidden (lib/redact) for redis://; redis-cli knows no redis+cluster:// scheme, so a cluster URL
+ * gives "-c -h HOST -p PORT" of its first seed (-c: follow MOVED/ASK), with "--user USER" and
+ * "--askpass" (redis-cli asks for the password) when the URL carries credentials. */
+const char *rconn_cli_args(const char *url, char *buf, size_t n);
+
 /* Connect (with timeout_ms for connect and each command). Returns NULL with err filled if the
  * URL is bad; an unreachable server is not an error here: the first command will retry. */
 rconn *rconn_new(const char *url, int timeout_ms, char *err, size_t errlen);
@@ -45,6 +52,16 @@ void rconn_free(rconn *c);
  * A Redis error reply (REDIS_REPLY_ERROR) is returned as a reply, not as NULL. */
 redisReply *rconn_command(rconn *c, const char *fmt, ...);
 redisReply *rconn_command_argv(rconn *c, int argc, const char **argv, const size_t *argvlen);
+
+/* Run a Lua script: argv is an EVAL command (argv[0] "EVAL", argv[1] the script body, then
+ * numkeys, keys and args, as for rconn_command_argv). It is sent as EVALSHA with the body's
+ * SHA1 (computed here once per connection and body; the server then skips hashing and parsing
+ * the body on every call); a server that does not know the script (NOSCRIPT: restarted,
+ * failed over, a new cluster node) gets the EVAL itself once, which runs the script and caches
+ * it there. The body pointer must stay valid and unchanged while c lives (scripts are static
+ * strings). argvlen is required; argv[0..1] and argvlen[0..1] are borrowed during the call and
+ * restored before it returns. Returns what rconn_command_argv returns. */
+redisReply *rconn_eval_argv(rconn *c, int argc, const char **argv, size_t *argvlen);
 
 /* Pipelining: queue commands, then read exactly as many replies. On any failure the
  * connection is dropped and reconnected on the next use; the caller retries the batch. */

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # A local Redis Cluster for trying minicrm's cluster mode and for its tests: 3 masters and
 # 3 replicas, no persistence, small maxmemory, fast failover (cluster-node-timeout 1000 ms).
+# MINICRM_CLUSTER_REPLICAS=0 starts 3 masters only (3 ports; for benchmarks: what the
+# replicas cost); MINICRM_CLUSTER_NODE_TIMEOUT (ms) overrides the node timeout.
 #
 #   scripts/cluster.sh start DIR [PORT x6]   start (free ports from 7000 up if none given),
 #                                            create the cluster, wait until it serves every
@@ -22,6 +24,15 @@ dir=${2:-}
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+replicas=${MINICRM_CLUSTER_REPLICAS:-1}
+case "$replicas" in 0 | 1) ;; *)
+    echo "cluster.sh: MINICRM_CLUSTER_REPLICAS must be 0 or 1" >&2
+    exit 2
+    ;;
+esac
+nnodes=$((3 * (1 + replicas)))
+node_timeout=${MINICRM_CLUSTER_NODE_TIMEOUT:-1000}
+
 case "$cmd" in
 start)
     shift 2
@@ -30,13 +41,13 @@ start)
     ports=("$@")
     if [ ${#ports[@]} -eq 0 ]; then
         p=7000
-        while [ ${#ports[@]} -lt 6 ]; do
+        while [ ${#ports[@]} -lt $nnodes ]; do
             port_free "$p" && port_free $((p + 10000)) && ports+=("$p")
             p=$((p + 1))
         done
     fi
-    [ ${#ports[@]} -eq 6 ] || {
-        echo "cluster.sh: need 6 ports" >&2
+    [ ${#ports[@]} -eq $nnodes ] || {
+        echo "cluster.sh: need $nnodes ports" >&2
         exit 2
     }
     : >"$dir/ports"
@@ -46,7 +57,7 @@ start)
         redis-server --port "$p" --bind 127.0.0.1 --daemonize yes --dir "$dir/$p" \
             --pidfile "$dir/$p/redis.pid" --logfile "$dir/$p/redis.log" \
             --cluster-enabled yes --cluster-config-file "$dir/$p/nodes.conf" \
-            --cluster-node-timeout 1000 --appendonly no --save '' \
+            --cluster-node-timeout "$node_timeout" --appendonly no --save '' \
             --maxmemory 128mb --maxmemory-policy noeviction >/dev/null
     done
     for p in "${ports[@]}"; do
@@ -57,7 +68,7 @@ start)
     done
     hosts=()
     for p in "${ports[@]}"; do hosts+=("127.0.0.1:$p"); done
-    redis-cli --cluster create "${hosts[@]}" --cluster-replicas 1 --cluster-yes \
+    redis-cli --cluster create "${hosts[@]}" --cluster-replicas "$replicas" --cluster-yes \
         >"$dir/create.log" 2>&1 || {
         cat "$dir/create.log" >&2
         exit 1

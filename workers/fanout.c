@@ -662,77 +662,73 @@ out:
 
 /* ---- the flags' repair ------------------------------------------------------------------ */
 
+/* Stream the _ids of the campaigns matching filter into the repair run as flag, one chunk of
+ * CAMPCTL_REPAIR_CHUNK at a time. Takes filter over. 0 or -1. */
+static int repair_stream(fanout_ctx *x, mongoc_collection_t *camps, bson_t *filter, int flag,
+                         campctl_repair_run *run, size_t *count)
+{
+    bson_t *o = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "batchSize",
+                         BCON_INT32(CAMPCTL_REPAIR_CHUNK));
+    mongoc_cursor_t *c = mongoc_collection_find_with_opts(camps, filter, o, NULL);
+    bson_destroy(filter);
+    bson_destroy(o);
+    char ids[CAMPCTL_REPAIR_CHUNK][25];
+    const char *ap[CAMPCTL_REPAIR_CHUNK];
+    size_t n = 0;
+    int rc = 0;
+    const bson_t *doc;
+    bson_error_t e;
+    for (bool more = true; rc == 0 && more;) {
+        more = mongoc_cursor_next(c, &doc);
+        bson_iter_t it;
+        if (more && bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_OID(&it)) {
+            bson_oid_to_string(bson_iter_oid(&it), ids[n]);
+            ap[n] = ids[n];
+            n++;
+        }
+        if (n == CAMPCTL_REPAIR_CHUNK || (!more && n > 0)) {
+            rc = campctl_repair_add(x->rc, x->cfg->redis.prefix, run, flag, ap, n);
+            *count += n;
+            n = 0;
+        }
+    }
+    if (mongoc_cursor_error(c, &e))
+        rc = -1;
+    mongoc_cursor_destroy(c);
+    return rc;
+}
+
 int fanout_repair_flags(fanout_ctx *x)
 {
-    enum { MAXIDS = 20 };
     const char *prefix = x->cfg->redis.prefix;
-    campctl_view v;
-    campctl_view_init(&v);
-    long long epoch;
-    /* The epoch first, then MongoDB, then the sets: the repair applies only if no move
-     * happened meanwhile (campctl_repair checks the epoch). */
-    if (campctl_epoch(x->rc, prefix, &epoch) != 0)
+    /* The epochs first, then MongoDB, then the sets: each key set is repaired only if no move
+     * touched it meanwhile (campctl's scripts check its epoch). Every PAUSED campaign, and
+     * those CANCELLED within campctl's window (campctl.h says why), streamed in chunks; the
+     * paused flags MongoDB did not confirm are dropped only once its whole list was read. */
+    campctl_repair_run run;
+    if (campctl_repair_begin(x->rc, prefix, &run) != 0)
         return -1;
     mongoc_client_t *cl = dbpool_pop(x->db);
     mongoc_collection_t *camps = dbpool_collection(x->db, cl, DB_CAMPAIGNS);
-    bson_t *f =
-        BCON_NEW("status", "{", "$in", "[", BCON_UTF8(campaign_status_name(CAMPAIGN_PAUSED)),
-                 BCON_UTF8(campaign_status_name(CAMPAIGN_CANCELLED)), "]", "}");
-    bson_t *o = BCON_NEW("projection", "{", "status", BCON_INT32(1), "}");
-    mongoc_cursor_t *c = mongoc_collection_find_with_opts(camps, f, o, NULL);
-    bson_destroy(f);
-    bson_destroy(o);
-    char paused[256][25], cancelled[256][25];
     size_t np = 0, nc = 0;
-    const bson_t *doc;
-    bson_error_t e;
-    while (mongoc_cursor_next(c, &doc)) {
-        bson_iter_t it;
-        uint32_t len;
-        campaign_status st;
-        if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it))
-            continue;
-        char hex[25];
-        bson_oid_to_string(bson_iter_oid(&it), hex);
-        if (!bson_iter_init_find(&it, doc, "status") || !BSON_ITER_HOLDS_UTF8(&it))
-            continue;
-        const char *s = bson_iter_utf8(&it, &len);
-        if (campaign_status_parse(s, len, &st) != 0)
-            continue;
-        if (st == CAMPAIGN_PAUSED && np < 256)
-            memcpy(paused[np++], hex, 25);
-        else if (st == CAMPAIGN_CANCELLED && nc < 256)
-            memcpy(cancelled[nc++], hex, 25);
-    }
-    bool failed = mongoc_cursor_error(c, &e);
-    mongoc_cursor_destroy(c);
+    int rc = repair_stream(x, camps,
+                           BCON_NEW("status", BCON_UTF8(campaign_status_name(CAMPAIGN_PAUSED))),
+                           CAMPCTL_PAUSED, &run, &np);
+    if (rc == 0)
+        rc = repair_stream(x, camps,
+                           BCON_NEW("status", BCON_UTF8(campaign_status_name(CAMPAIGN_CANCELLED)),
+                                    "cancelledAt", "{", "$gte",
+                                    BCON_DATE_TIME(time_now_ms() - CAMPCTL_CANCEL_REPAIR_WINDOW_MS),
+                                    "}"),
+                           CAMPCTL_CANCELLED, &run, &nc);
     mongoc_collection_destroy(camps);
     dbpool_push(x->db, cl);
-    if (failed || campctl_view_sync(x->rc, prefix, &v) != 0) {
-        campctl_view_release(&v);
-        return -1;
-    }
-    const char *addp[MAXIDS], *addc[MAXIDS], *unp[MAXIDS];
-    size_t na = 0, nb = 0, nu = 0;
-    for (size_t i = 0; i < np && na < MAXIDS; i++)
-        if (campctl_view_flag(&v, paused[i]) == CAMPCTL_RUN)
-            addp[na++] = paused[i];
-    for (size_t i = 0; i < nc && nb < MAXIDS; i++)
-        if (campctl_view_flag(&v, cancelled[i]) != CAMPCTL_CANCELLED)
-            addc[nb++] = cancelled[i];
-    for (size_t i = 0; i < v.npaused && nu < MAXIDS; i++) {
-        bool still = false;
-        for (size_t k = 0; k < np && !still; k++)
-            still = !memcmp(paused[k], v.paused[i], 24);
-        if (!still)
-            unp[nu++] = v.paused[i];
-    }
-    int r = campctl_repair(x->rc, prefix, epoch, addp, na, addc, nb, unp, nu);
-    if (r > 0)
-        log_warn("worker.flags_repaired", "paused_added=%zu cancelled_added=%zu unpaused=%zu", na,
-                 nb, nu);
-    campctl_view_release(&v);
-    return r;
+    if (rc == 0)
+        rc = campctl_repair_finish(x->rc, prefix, &run);
+    campctl_repair_release(&run);
+    if (rc > 0)
+        log_warn("worker.flags_repaired", "changes=%d paused=%zu cancelled=%zu", rc, np, nc);
+    return rc;
 }
 
 /* ---- campaigns left without a job --------------------------------------------------------- */

@@ -56,10 +56,11 @@ typedef struct fanout_ctx {
     bool schedule_rebuilt;     /* fanout_schedule_rebuild ran since this process started */
 } fanout_ctx;
 
-/* Repair the pause/cancel flags in Redis from MongoDB (campctl_repair): flags Redis lost, and
- * the flag of a campaign whose resume was interrupted after its MongoDB write. Cheap (one
- * indexed find of the PAUSED and CANCELLED campaigns); the worker runs it at most every
- * 3 s. Returns the number of changes, or -1. */
+/* Repair the pause/cancel flags in Redis from MongoDB (campctl_repair_begin/add/finish): flags
+ * Redis lost, and the flag of a campaign whose resume was interrupted after its MongoDB write.
+ * Streams every PAUSED campaign and those CANCELLED within CAMPCTL_CANCEL_REPAIR_WINDOW_MS in
+ * chunks (no cap; memory: one chunk plus 25 bytes per PAUSED campaign); the worker runs it at
+ * most every 3 s. Returns the number of changes, or -1. */
 int fanout_repair_flags(fanout_ctx *x);
 
 /* Rescue campaigns left without a job: QUEUED or SENDING in MongoDB, fan-out not done, not

@@ -61,9 +61,13 @@ int plan_run(store *st, store_coll *c, const plan_req *q, uint64_t **rids, size_
  * COUNT_SCAN does: m is a conjunction of comparisons on one top-level path
  * (matcher_single_path) and an index whose first field is that path is not multikey, not
  * sparse, and not a partial index m does not imply. Walks that index's keys inside the filter's
- * bounds without reading a document: the first keys of each run are tested as {path: key},
- * the rest of the run is counted. 1 with *n set, 0 when no index answers it (plan_run then),
- * -1 with err (MaxTimeMSExpired past deadline_ms). */
+ * bounds without reading a document: the first keys of each run are tested, the rest of the
+ * run is counted (up to the first key that fails, when the run may go past the matches). A
+ * conjunction over several top-level paths of one such compound index (matcher_paths_within,
+ * $ne and $nin included), whose first field has bounds, is counted as MongoDB's covered
+ * IXSCAN + COUNT: every key inside the first field's bounds is tested against the filter's
+ * per-field bounds on its bytes (matcher_keyfilter_*). 1 with *n set, 0 when no index answers
+ * it (plan_run then), -1 with err (MaxTimeMSExpired past deadline_ms). */
 int plan_count(store_coll *c, const matcher *m, int64_t deadline_ms, store *st, int64_t *n,
                bson_error_t *err);
 

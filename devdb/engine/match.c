@@ -1510,18 +1510,32 @@ bool matcher_field_bounds(const matcher *m, const char *path, bool multikey, mat
     return true;
 }
 
+/* Is n a $ne or a $nin without regexes (NOT over one EQ or IN on its path)? */
+static bool negated_points(const mnode *n)
+{
+    if (n->op != N_NOT || n->nkids != 1 || !n->path)
+        return false;
+    const mnode *k = n->kids[0];
+    return (k->op == N_EQ || (k->op == N_IN && k->nres == 0)) && k->path &&
+           strcmp(k->path, n->path) == 0;
+}
+
 /* Is n (and every node under it) a condition matcher_single_path and matcher_paths_within
- * accept, on a path `ok` accepts? */
-static bool cond_node(const mnode *n, bool (*ok)(const char *path, void *ctx), void *ctx)
+ * accept, on a path `ok` accepts? With `negations`, $ne and $nin too (not contiguous in key
+ * order: only for a count that tests every key). */
+static bool cond_node(const mnode *n, bool negations, bool (*ok)(const char *path, void *ctx),
+                      void *ctx)
 {
     if (n->op == N_AND) {
         if (n->nkids == 0)
             return false;
         for (size_t i = 0; i < n->nkids; i++)
-            if (!cond_node(n->kids[i], ok, ctx))
+            if (!cond_node(n->kids[i], negations, ok, ctx))
                 return false;
         return n->path == NULL || ok(n->path, ctx);
     }
+    if (negations && negated_points(n))
+        return !strchr(n->path, '.') && ok(n->path, ctx);
     switch (n->op) {
     case N_EQ:
     case N_GT:
@@ -1557,7 +1571,7 @@ static bool same_path(const char *path, void *ctx)
 const char *matcher_single_path(const matcher *m)
 {
     const char *path = NULL;
-    if (!m->root || !cond_node(m->root, same_path, &path))
+    if (!m->root || !cond_node(m->root, false, same_path, &path))
         return NULL;
     return path;
 }
@@ -1579,5 +1593,497 @@ static bool in_set(const char *path, void *ctx)
 bool matcher_paths_within(const matcher *m, const char *const *paths, size_t n)
 {
     path_set ps = {paths, n};
-    return m->root && cond_node(m->root, in_set, &ps);
+    return m->root && cond_node(m->root, true, in_set, &ps);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Key filters (match.h): per-field bounds tested on the raw bytes of an index key
+ *
+ * Built from the filter's top-level conjunction, one kfield per constrained key field:
+ * `pts` (the values the field must equal one of, sorted by bv_compare, distinct), else the
+ * interval `lo`..`hi` inside canonical bracket `bracket` (KF_ANY: every bracket, for MinKey /
+ * MaxKey operands), and `outs` (values it must equal none of). Points absorb the interval and
+ * the exclusions at build time: a point p qualifies exactly when the values equal to p do
+ * (equality under bv_compare keeps the canonical bracket and every comparison's result), so
+ * the test of a key value is one binary search there. The semantics are value_match's for a
+ * value that is not an array (the index is not multikey): equality is bv_compare == 0 (which
+ * implies the same canonical bracket), a comparison needs the operand's bracket unless the
+ * operand is MinKey or MaxKey, and missing / undefined are null.
+ * ------------------------------------------------------------------------------------------- */
+
+#define KF_ANY      (-1000)
+#define KF_MAX_PTS  MATCH_MAX_POINTS
+#define KF_MAX_OUTS 1000
+
+typedef struct {
+    size_t pos;   /* the field's position in the key */
+    bool has_pts; /* pts[0..npts) is the whole set of allowed values */
+    size_t npts;
+    const bson_value_t **pts;
+    bool has_range;
+    int bracket; /* has_range: canonical type of every value in it, or KF_ANY */
+    bool has_lo, lo_incl, has_hi, hi_incl;
+    bson_value_t lo, hi;
+    size_t nouts;
+    const bson_value_t **outs;
+} kfield;
+
+struct match_keyfilter {
+    bool never;      /* no key qualifies */
+    size_t nf;       /* constrained fields, in key order */
+    size_t last_pos; /* position of the last constrained field */
+    kfield f[];
+};
+
+void matcher_keyfilter_free(match_keyfilter *kf)
+{
+    if (!kf)
+        return;
+    for (size_t i = 0; i < kf->nf; i++) {
+        free(kf->f[i].pts);
+        free(kf->f[i].outs);
+    }
+    free(kf);
+}
+
+bool matcher_keyfilter_never(const match_keyfilter *kf)
+{
+    return kf->never;
+}
+
+/* bv_canonical_type, without the call for the types audience keys hold. */
+static inline int kf_canon(bson_type_t t)
+{
+    switch (t) {
+    case BSON_TYPE_DOUBLE:
+    case BSON_TYPE_INT32:
+    case BSON_TYPE_INT64:
+        return 10;
+    case BSON_TYPE_DATE_TIME:
+        return 45;
+    case BSON_TYPE_UTF8:
+        return 15;
+    case BSON_TYPE_NULL:
+        return 5;
+    default:
+        return bv_canonical_type(t);
+    }
+}
+
+/* bv_compare(v, b), without the call when both are doubles (neither NaN) or both dates: the
+ * audience keys' total_spend and dates against the rules' operands. */
+static inline int kf_cmp(const bson_value_t *v, const bson_value_t *b)
+{
+    if (v->value_type == b->value_type) {
+        if (v->value_type == BSON_TYPE_DOUBLE) {
+            double x = v->value.v_double, y = b->value.v_double;
+            if (!isnan(x) && !isnan(y))
+                return (x > y) - (x < y);
+        } else if (v->value_type == BSON_TYPE_DATE_TIME) {
+            int64_t x = v->value.v_datetime, y = b->value.v_datetime;
+            return (x > y) - (x < y);
+        }
+    }
+    return bv_compare(v, b);
+}
+
+/* Is v inside f's interval? */
+static bool kf_in_range(const kfield *f, const bson_value_t *v)
+{
+    if (f->bracket != KF_ANY && kf_canon(v->value_type) != f->bracket)
+        return false;
+    if (f->has_lo) {
+        int c = kf_cmp(v, &f->lo);
+        if (c < 0 || (c == 0 && !f->lo_incl))
+            return false;
+    }
+    if (f->has_hi) {
+        int c = kf_cmp(v, &f->hi);
+        if (c > 0 || (c == 0 && !f->hi_incl))
+            return false;
+    }
+    return true;
+}
+
+/* Is v equal (bv_compare) to one of the n sorted values a? */
+static bool kf_member(const bson_value_t *const *a, size_t n, const bson_value_t *v)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = bv_compare(a[mid], v);
+        if (c == 0)
+            return true;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+/* Does the key field value v (undefined already turned into null) satisfy f? */
+static bool kf_field_ok(const kfield *f, const bson_value_t *v)
+{
+    if (f->has_pts)
+        return kf_member(f->pts, f->npts, v);
+    if (f->has_range && !kf_in_range(f, v))
+        return false;
+    return f->nouts == 0 || !kf_member(f->outs, f->nouts, v);
+}
+
+/* Sorts the n values a by bv_compare and drops duplicates; returns the new count. */
+static size_t kf_sort_unique(const bson_value_t **a, size_t n)
+{
+    qsort(a, n, sizeof *a, cmp_value_ptrs);
+    size_t w = 0;
+    for (size_t r = 0; r < n; r++)
+        if (w == 0 || bv_compare(a[r], a[w - 1]) != 0)
+            a[w++] = a[r];
+    return w;
+}
+
+/* The values of an EQ or IN node (without regexes) into a new sorted, distinct array. */
+static const bson_value_t **kf_values(const mnode *n, size_t *cnt)
+{
+    size_t k = n->op == N_EQ ? 1 : n->nvals;
+    const bson_value_t **a = malloc((k ? k : 1) * sizeof *a);
+    if (!a)
+        return NULL;
+    if (n->op == N_EQ)
+        a[0] = &n->val;
+    else
+        for (size_t i = 0; i < k; i++)
+            a[i] = &n->vals[i];
+    *cnt = kf_sort_unique(a, k);
+    return a;
+}
+
+typedef struct {
+    const char *const *paths;
+    size_t npaths;
+    kfield *f; /* one per path, pos = its index; `used` says which are constrained */
+    bool *used;
+    bool fail;
+    bool never;
+} kf_build;
+
+static kfield *kf_field_for(kf_build *b, const char *path)
+{
+    for (size_t i = 0; i < b->npaths; i++)
+        if (strcmp(b->paths[i], path) == 0) {
+            b->used[i] = true;
+            return &b->f[i];
+        }
+    b->fail = true;
+    return NULL;
+}
+
+/* The comparison n narrows f's interval. */
+static void kf_add_range(kf_build *b, kfield *f, const mnode *n)
+{
+    const bson_value_t *v = &n->val;
+    if (is_nan_value(v) || v->value_type == BSON_TYPE_DECIMAL128 ||
+        v->value_type == BSON_TYPE_REGEX) {
+        b->fail = true; /* not an interval of the order (cond_node refuses them too) */
+        return;
+    }
+    int t = bv_canonical_type(v->value_type);
+    int br = (t == -1 || t == 127) ? KF_ANY : t;
+    if (!f->has_range) {
+        f->has_range = true;
+        f->bracket = br;
+    } else if (br != KF_ANY) {
+        if (f->bracket == KF_ANY)
+            f->bracket = br;
+        else if (f->bracket != br)
+            b->never = true; /* no value is in two brackets */
+    }
+    bool lower = n->op == N_GT || n->op == N_GTE;
+    bool incl = n->op == N_GTE || n->op == N_LTE;
+    if (lower) {
+        int c = f->has_lo ? bv_compare(v, &f->lo) : 1;
+        if (c > 0 || (c == 0 && !incl)) {
+            f->lo = *v;
+            f->lo_incl = incl;
+            f->has_lo = true;
+        }
+    } else {
+        int c = f->has_hi ? bv_compare(v, &f->hi) : -1;
+        if (c < 0 || (c == 0 && !incl)) {
+            f->hi = *v;
+            f->hi_incl = incl;
+            f->has_hi = true;
+        }
+    }
+}
+
+/* f's point set becomes its intersection with the values of n (EQ or IN). */
+static void kf_add_points(kf_build *b, kfield *f, const mnode *n)
+{
+    size_t cnt = 0;
+    const bson_value_t **a = kf_values(n, &cnt);
+    if (!a) {
+        b->fail = true;
+        return;
+    }
+    if (!f->has_pts) {
+        f->has_pts = true;
+        f->pts = a;
+        f->npts = cnt;
+        return;
+    }
+    size_t w = 0;
+    for (size_t i = 0; i < f->npts; i++)
+        if (kf_member(a, cnt, f->pts[i]))
+            f->pts[w++] = f->pts[i];
+    f->npts = w;
+    free(a);
+}
+
+/* f may equal none of the values of n's kid (EQ or IN): added to its exclusions. */
+static void kf_add_outs(kf_build *b, kfield *f, const mnode *n)
+{
+    size_t cnt = 0;
+    const bson_value_t **a = kf_values(n->kids[0], &cnt);
+    if (!a || f->nouts + cnt > KF_MAX_OUTS) {
+        free(a);
+        b->fail = true;
+        return;
+    }
+    const bson_value_t **o = realloc(f->outs, (f->nouts + cnt + 1) * sizeof *o);
+    if (!o) {
+        free(a);
+        b->fail = true;
+        return;
+    }
+    memcpy(o + f->nouts, a, cnt * sizeof *a);
+    free(a);
+    f->outs = o;
+    f->nouts = kf_sort_unique(o, f->nouts + cnt);
+}
+
+static void kf_collect(kf_build *b, const mnode *n)
+{
+    if (b->fail)
+        return;
+    if (n->op == N_AND) {
+        for (size_t i = 0; i < n->nkids; i++)
+            kf_collect(b, n->kids[i]);
+        return;
+    }
+    if (!n->path || strchr(n->path, '.')) {
+        b->fail = true;
+        return;
+    }
+    kfield *f = kf_field_for(b, n->path);
+    if (!f)
+        return;
+    switch (n->op) {
+    case N_EQ:
+        kf_add_points(b, f, n);
+        return;
+    case N_IN:
+        if (n->nres)
+            b->fail = true;
+        else
+            kf_add_points(b, f, n);
+        return;
+    case N_GT:
+    case N_GTE:
+    case N_LT:
+    case N_LTE:
+        kf_add_range(b, f, n);
+        return;
+    case N_NOT:
+        if (negated_points(n))
+            kf_add_outs(b, f, n);
+        else
+            b->fail = true;
+        return;
+    default:
+        b->fail = true;
+        return;
+    }
+}
+
+match_keyfilter *matcher_keyfilter_new(const matcher *m, const char *const *paths, size_t n)
+{
+    if (!m->root || m->root->op != N_AND || n == 0 || n > 64)
+        return NULL;
+    kfield f[64];
+    bool used[64];
+    memset(f, 0, n * sizeof f[0]);
+    memset(used, 0, n * sizeof used[0]);
+    kf_build b = {.paths = paths, .npaths = n, .f = f, .used = used};
+    kf_collect(&b, m->root);
+    match_keyfilter *kf = NULL;
+    size_t nused = 0;
+    for (size_t i = 0; i < n; i++)
+        nused += used[i];
+    if (!b.fail)
+        kf = calloc(1, sizeof *kf + nused * sizeof(kfield));
+    if (!kf) {
+        for (size_t i = 0; i < n; i++) {
+            free(f[i].pts);
+            free(f[i].outs);
+        }
+        return NULL;
+    }
+    kf->never = b.never;
+    for (size_t i = 0; i < n; i++) {
+        if (!used[i])
+            continue;
+        kfield *d = &kf->f[kf->nf++];
+        *d = f[i];
+        d->pos = i;
+        kf->last_pos = i;
+        if (d->has_pts) {
+            /* the interval and the exclusions, decided once per point */
+            size_t w = 0;
+            for (size_t j = 0; j < d->npts; j++) {
+                const bson_value_t *p = d->pts[j];
+                if ((!d->has_range || kf_in_range(d, p)) &&
+                    (d->nouts == 0 || !kf_member(d->outs, d->nouts, p)))
+                    d->pts[w++] = p;
+            }
+            d->npts = w;
+            d->has_range = false;
+            free(d->outs);
+            d->outs = NULL;
+            d->nouts = 0;
+            if (w == 0)
+                kf->never = true;
+        } else if (d->has_range && d->has_lo && d->has_hi) {
+            int c = bv_compare(&d->lo, &d->hi);
+            if (c > 0 || (c == 0 && !(d->lo_incl && d->hi_incl)))
+                kf->never = true; /* an empty interval */
+        }
+    }
+    return kf;
+}
+
+/* The value of the element at p (type byte, name, value; the document ends at end) into *v,
+ * undefined as null, for the types index keys of plain documents hold; the element's end into
+ * *next. False for any other type or malformed bytes (the caller then reads the key with
+ * bson_iter). */
+static bool kf_read(const uint8_t *p, const uint8_t *end, bson_value_t *v, const uint8_t **next)
+{
+    uint8_t t = *p++;
+    /* index keys name every field "": the NUL is the next byte */
+    const uint8_t *nul = p < end && *p == 0 ? p : memchr(p, 0, (size_t)(end - p));
+    if (!nul)
+        return false;
+    p = nul + 1;
+    size_t avail = (size_t)(end - p);
+    switch (t) {
+    case BSON_TYPE_DOUBLE:
+    case BSON_TYPE_INT64:
+    case BSON_TYPE_DATE_TIME: {
+        if (avail < 8)
+            return false;
+        uint64_t x;
+        memcpy(&x, p, 8);
+        x = BSON_UINT64_FROM_LE(x);
+        v->value_type = (bson_type_t)t;
+        if (t == BSON_TYPE_DOUBLE)
+            memcpy(&v->value.v_double, &x, 8);
+        else if (t == BSON_TYPE_INT64)
+            v->value.v_int64 = (int64_t)x;
+        else
+            v->value.v_datetime = (int64_t)x;
+        *next = p + 8;
+        return true;
+    }
+    case BSON_TYPE_INT32: {
+        if (avail < 4)
+            return false;
+        uint32_t x;
+        memcpy(&x, p, 4);
+        v->value_type = BSON_TYPE_INT32;
+        v->value.v_int32 = (int32_t)BSON_UINT32_FROM_LE(x);
+        *next = p + 4;
+        return true;
+    }
+    case BSON_TYPE_UTF8: {
+        if (avail < 5)
+            return false;
+        uint32_t x;
+        memcpy(&x, p, 4);
+        x = BSON_UINT32_FROM_LE(x);
+        if (x < 1 || x > avail - 4 || p[4 + x - 1] != 0)
+            return false;
+        v->value_type = BSON_TYPE_UTF8;
+        v->value.v_utf8.str = (char *)(p + 4);
+        v->value.v_utf8.len = x - 1;
+        *next = p + 4 + x;
+        return true;
+    }
+    case BSON_TYPE_NULL:
+    case BSON_TYPE_UNDEFINED:
+        v->value_type = BSON_TYPE_NULL;
+        *next = p;
+        return true;
+    case BSON_TYPE_BOOL:
+        if (avail < 1)
+            return false;
+        v->value_type = BSON_TYPE_BOOL;
+        v->value.v_bool = *p != 0;
+        *next = p + 1;
+        return true;
+    case BSON_TYPE_OID:
+        if (avail < 12)
+            return false;
+        v->value_type = BSON_TYPE_OID;
+        memcpy(v->value.v_oid.bytes, p, 12);
+        *next = p + 12;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The general path: the key read with bson_iter (any type). */
+static bool kf_matches_iter(const match_keyfilter *kf, const uint8_t *key, uint32_t len)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_from_data(&it, key, len))
+        return false;
+    size_t fi = 0;
+    for (size_t pos = 0; fi < kf->nf && bson_iter_next(&it); pos++) {
+        if (kf->f[fi].pos != pos)
+            continue;
+        bson_value_t v = *bson_iter_value(&it);
+        if (v.value_type == BSON_TYPE_UNDEFINED)
+            v.value_type = BSON_TYPE_NULL;
+        if (!kf_field_ok(&kf->f[fi], &v))
+            return false;
+        fi++;
+    }
+    return fi == kf->nf;
+}
+
+bool matcher_keyfilter_matches(const match_keyfilter *kf, const uint8_t *key, uint32_t len)
+{
+    if (kf->never)
+        return false;
+    if (len < 5)
+        return false;
+    const uint8_t *p = key + 4, *end = key + len;
+    size_t fi = 0;
+    for (size_t pos = 0; fi < kf->nf; pos++) {
+        if (p >= end || *p == 0)
+            return false; /* fewer elements than the index has fields */
+        bson_value_t v;
+        const uint8_t *next;
+        if (!kf_read(p, end, &v, &next))
+            return kf_matches_iter(kf, key, len);
+        if (kf->f[fi].pos == pos) {
+            if (!kf_field_ok(&kf->f[fi], &v))
+                return false;
+            fi++;
+        }
+        p = next;
+    }
+    return true;
 }

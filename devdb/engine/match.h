@@ -88,9 +88,40 @@ bool matcher_field_bounds(const matcher *m, const char *path, bool multikey, mat
 const char *matcher_single_path(const matcher *m);
 
 /* The covered count over a compound index: true when the filter is a conjunction of the same
- * conditions as matcher_single_path accepts, each on a top-level path among paths[0..n) (an
- * index's fields). A document's index key then decides the filter: a non-multikey index holds
- * each of those fields' value (null for a missing one, which these conditions treat alike). */
+ * conditions as matcher_single_path accepts, or $ne / $nin without regexes, each on a top-level
+ * path among paths[0..n) (an index's fields). A document's index key then decides the filter:
+ * a non-multikey index holds each of those fields' value (null for a missing one, which these
+ * conditions treat alike), and matcher_keyfilter_new builds for it. */
 bool matcher_paths_within(const matcher *m, const char *const *paths, size_t n);
+
+/*
+ * Key filters: the filter as index bounds on every field of a compound key, the way MongoDB's
+ * IXSCAN checks each key of a covered scan (an ordered interval list per field). Compiled from
+ * a filter matcher_paths_within accepts (plus $ne and $nin without regexes, which are the
+ * complement of their points) over the top-level paths of a non-multikey index, each field of
+ * the key becomes:
+ *   - a set of points ($eq, plain values, $in; intersected when there are several, and already
+ *     filtered through the field's other conditions), or else
+ *   - at most one interval [lo, hi] inside one canonical type bracket (the intersection of the
+ *     field's $gt/$gte/$lt/$lte: each keeps to its operand's bracket, except a MinKey or MaxKey
+ *     operand, whose interval spans every bracket; two brackets: no value qualifies), and
+ *   - the points no value may equal ($ne, $nin).
+ * A key value is tested as the matcher tests the document's value (the key holds null for a
+ * missing field and undefined stays the null it matches as), by bv_compare against the
+ * bounds: the same answer as matcher_matches on {paths[0]: key[0], ...} for every key, without
+ * building that document (tens of nanoseconds per key instead of one or two microseconds).
+ * NULL when the filter has anything else (the caller then tests keys with matcher_matches) or
+ * memory runs out. Immutable once built: may be used from several threads. Points into m
+ * (free it before matcher_free).
+ */
+typedef struct match_keyfilter match_keyfilter;
+match_keyfilter *matcher_keyfilter_new(const matcher *m, const char *const *paths, size_t n);
+/* Does the index key (a BSON document of "" fields in paths order, as bv_index_keys builds it,
+ * len bytes) satisfy the filter? */
+bool matcher_keyfilter_matches(const match_keyfilter *kf, const uint8_t *key, uint32_t len);
+/* True when no key can satisfy the filter (e.g. {a: 1, a: 2}, or ranges in two brackets). */
+bool matcher_keyfilter_never(const match_keyfilter *kf);
+/* NULL-safe. */
+void matcher_keyfilter_free(match_keyfilter *kf);
 
 #endif

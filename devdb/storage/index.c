@@ -367,17 +367,38 @@ static int cmp_first_field(const store_index *ix, const index_node *n, const fva
 /* ---- searching ---------------------------------------------------------------------------- */
 
 /* What a descent looks for: the first slot that is not "before" the probe. A probe is either
- * an entry (before: < entry, or <= entry with `le`) or a first-field value (before: < value,
- * or <= value with `after`). The predicate is monotone over the index order. */
+ * an entry (before: < entry, or <= entry with `le`), a first-field value or a key prefix
+ * (before: < value, or <= value with `after`). The predicate is monotone over the index order. */
 typedef struct {
     const index_node *t;
     const fvalue *f;
+    const bson_value_t *const *pv; /* a key prefix of pn values (index_seek_prefix) */
+    size_t pn;
     bool le;
 } probe;
 
+/* Compares the node's first pn key fields with pv[0..pn) in index order (directions applied). */
+static int cmp_prefix(const store_index *ix, const index_node *n, const bson_value_t *const *pv,
+                      size_t pn)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_from_data(&it, n->key, n->keylen))
+        return -1;
+    for (size_t i = 0; i < pn; i++) {
+        if (!bson_iter_next(&it))
+            return -1;
+        int c = bv_compare(bson_iter_value(&it), pv[i]);
+        if (c)
+            return ix->dirs[i] < 0 ? -c : c;
+    }
+    return 0;
+}
+
 static bool before(const store_index *ix, const index_node *s, const probe *p)
 {
-    int c = p->t ? slot_cmp(ix, s, p->t) : cmp_first_field(ix, s, p->f);
+    int c = p->t    ? slot_cmp(ix, s, p->t)
+            : p->pv ? cmp_prefix(ix, s, p->pv, p->pn)
+                    : cmp_first_field(ix, s, p->f);
     return p->le ? c <= 0 : c < 0;
 }
 
@@ -1487,6 +1508,18 @@ void index_node_key(const index_node *n, bson_t *out)
     bson_init_static(out, n->key, n->keylen);
 }
 
+const uint8_t *index_node_key_data(const index_node *n, uint32_t *len)
+{
+    *len = n->keylen;
+    return n->key;
+}
+
+void index_node_prefetch(const index_node *n)
+{
+    if (n)
+        __builtin_prefetch(n->key);
+}
+
 int index_cmp_first_field(const store_index *ix, const index_node *n, const bson_value_t *v)
 {
     fvalue f;
@@ -1499,6 +1532,15 @@ const index_node *index_seek_first_field(const store_index *ix, const bson_value
     fvalue f;
     fvalue_init(ix, v, &f);
     probe p = {.f = &f, .le = after};
+    return lower_bound(ix, &p);
+}
+
+const index_node *index_seek_prefix(const store_index *ix, const bson_value_t *const *vals,
+                                    size_t n, bool after)
+{
+    if (n == 0 || n > ix->nfields)
+        return after ? NULL : index_first(ix);
+    probe p = {.pv = vals, .pn = n, .le = after};
     return lower_bound(ix, &p);
 }
 

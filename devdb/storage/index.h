@@ -133,10 +133,23 @@ const index_node *index_prev(const index_node *n);
 uint64_t index_node_rid(const index_node *n);
 /* The node's key tuple (static view into the node). */
 void index_node_key(const index_node *n, bson_t *out);
+/* The node's key bytes (a BSON document of len bytes), without the checks of a bson_t view:
+ * for a walk that reads every key and wants to touch no more of its memory than it reads. */
+const uint8_t *index_node_key_data(const index_node *n, uint32_t *len);
+/* Asks the CPU to start loading the node's key bytes (n may be NULL). Keys are separate
+ * allocations, so a walk that reads every key waits for one cache miss per key; issuing the
+ * loads some nodes ahead overlaps those waits. Changes nothing. */
+void index_node_prefetch(const index_node *n);
 
 /* First node (in index order) whose first key field compares >= v (or > v if `after`),
  * taking the first field's direction into account; NULL if none. */
 const index_node *index_seek_first_field(const store_index *ix, const bson_value_t *v, bool after);
+/* First node (in index order) whose first n key fields compare >= vals[0..n) (or > with
+ * `after`: past every key starting with them), each field in its direction; NULL if none. The
+ * start and end of a compound interval: a point on the first field and a bound on the second
+ * (MongoDB's compound index bounds). n == 0: the first node (NULL with `after`). */
+const index_node *index_seek_prefix(const store_index *ix, const bson_value_t *const *vals,
+                                    size_t n, bool after);
 /* Compares the node's first key field with v in index order (direction applied). */
 int index_cmp_first_field(const store_index *ix, const index_node *n, const bson_value_t *v);
 

@@ -69,7 +69,13 @@ static int run_argv(char *const argv[], char *out, size_t n)
 
 int clusterenv_start(clusterenv *e)
 {
+    return clusterenv_start_replicas(e, 1);
+}
+
+int clusterenv_start_replicas(clusterenv *e, int replicas)
+{
     memset(e, 0, sizeof *e);
+    e->nodes = replicas > 0 ? 6 : 3;
     snprintf(e->dir, sizeof e->dir, "/tmp/minicrm-cluster-XXXXXX");
     if (!mkdtemp(e->dir)) {
         perror("mkdtemp");
@@ -77,7 +83,7 @@ int clusterenv_start(clusterenv *e)
     }
     srand((unsigned)(time(NULL) ^ getpid()));
     int n = 0;
-    for (int tries = 0; n < 6 && tries < 10000; tries++) {
+    for (int tries = 0; n < e->nodes && tries < 10000; tries++) {
         int p = 20000 + rand() % 25000;
         bool dup = false;
         for (int i = 0; i < n; i++)
@@ -85,7 +91,7 @@ int clusterenv_start(clusterenv *e)
         if (!dup && port_free(p) && port_free(p + 10000))
             e->ports[n++] = p;
     }
-    if (n < 6) {
+    if (n < e->nodes) {
         fprintf(stderr, "clusterenv: no free ports\n");
         return -1;
     }
@@ -95,8 +101,13 @@ int clusterenv_start(clusterenv *e)
         snprintf(ps[i], sizeof ps[i], "%d", e->ports[i]);
     char *argv[] = {"bash", script, "start", e->dir, ps[0], ps[1],
                     ps[2],  ps[3],  ps[4],   ps[5],  NULL};
+    if (e->nodes == 3) {
+        argv[7] = NULL;
+        setenv("MINICRM_CLUSTER_REPLICAS", "0", 1);
+    }
     e->started = true;
     int rc = run_argv(argv, e->url, sizeof e->url);
+    unsetenv("MINICRM_CLUSTER_REPLICAS");
     e->url[strcspn(e->url, "\r\n")] = '\0';
     if (rc != 0 || strncmp(e->url, "redis+cluster://", 16)) {
         fprintf(stderr, "clusterenv: scripts/cluster.sh start failed (%s)\n", e->url);
@@ -166,7 +177,7 @@ int clusterenv_wait_ok(const clusterenv *e, int not_port, int timeout_ms)
     snprintf(dead, sizeof dead, ":%d@", not_port);
     for (int waited = 0; waited <= timeout_ms; waited += 100) {
         bool ok = true;
-        for (int i = 0; i < 6 && ok; i++) {
+        for (int i = 0; i < e->nodes && ok; i++) {
             if (e->ports[i] == not_port)
                 continue;
             char out[4096];

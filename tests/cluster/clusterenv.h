@@ -1,5 +1,6 @@
 /*
- * clusterenv: a private local Redis Cluster (3 masters, 3 replicas) for the cluster tests,
+ * clusterenv: a private local Redis Cluster (3 masters, 3 replicas; for benchmarks also 3
+ * masters without replicas) for the cluster tests,
  * started and stopped through scripts/cluster.sh (the same script a developer uses by hand),
  * on free ports below 55535 whose cluster bus port (+10000) is free too.
  *
@@ -17,11 +18,14 @@ typedef struct clusterenv {
     char dir[256];
     char url[512]; /* redis+cluster://127.0.0.1:P1,.../ */
     int ports[6];
+    int nodes; /* ports used: 6 (3 masters + 3 replicas), or 3 (masters only) */
     bool started;
 } clusterenv;
 
 /* 0, or -1 with a message on stderr (whatever started is stopped). */
 int clusterenv_start(clusterenv *e);
+/* The same with `replicas` (0 or 1) replicas per master. */
+int clusterenv_start_replicas(clusterenv *e, int replicas);
 void clusterenv_stop(clusterenv *e);
 /* The pid of the node on port (from its pid file), or -1. */
 pid_t clusterenv_pid(const clusterenv *e, int port);

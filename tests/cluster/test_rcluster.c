@@ -180,11 +180,67 @@ TEST(scripts_one_slot_and_every_master)
     CHECK_MSG(r && r->type == REDIS_REPLY_INTEGER && r->integer == 2, "EVALSHA after flush: %s",
               r && r->type == REDIS_REPLY_ERROR ? r->str : "?");
     freeReplyObject(r);
+    /* rconn_eval_argv (EVALSHA, never SCRIPT LOAD): each master that lacks the script gets the
+     * EVAL once, a flushed one again */
+    static const char incr[] = "return redis.call('INCRBY', KEYS[1], 10)";
+    for (int round = 1; round <= 3; round++) {
+        if (round == 3)
+            CHECK_INT_EQ(clusterenv_cli(&env, p, out, sizeof out, flush), 0);
+        for (int i = 0; i < 30; i++) {
+            char key[32];
+            snprintf(key, sizeof key, "s:{f%d}:n", i);
+            const char *argv[] = {"EVAL", incr, "1", key};
+            size_t lens[] = {4, sizeof incr - 1, 1, strlen(key)};
+            r = rconn_eval_argv(c, 4, argv, lens);
+            CHECK_MSG(r && r->type == REDIS_REPLY_INTEGER && r->integer == 10 * round,
+                      "round %d key %s: %s", round, key,
+                      r && r->type == REDIS_REPLY_ERROR ? r->str : "?");
+            freeReplyObject(r);
+        }
+    }
     rconn_free(c);
 }
 
 /* Migrate one slot by hand (IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE) while a client with
  * the old map keeps using it: ASK during the move, MOVED after. */
+/* The redis-cli command `minicrm up` prints for a cluster URL (rconn_cli_args) works: redis-cli
+ * has no redis+cluster:// scheme; with -c -h -p of the first seed it writes keys of slots that
+ * other masters serve (following MOVED), which the client then reads. */
+TEST(redis_cli_hint_reaches_every_slot)
+{
+    char args[600];
+    rconn_cli_args(env.url, args, sizeof args);
+    CHECK_MSG(strncmp(args, "-c -h ", 6) == 0, "hint args: %s", args);
+    rconn *c = connect_cluster(5000);
+    CHECK(c != NULL);
+    static const char *const keys[] = {"hint:foo", "hint:bar", "hint:baz", "hint:qux"};
+    int ports[4], distinct = 0;
+    for (int i = 0; i < 4; i++) {
+        char cmd[800], out[64] = "";
+        snprintf(cmd, sizeof cmd, "redis-cli %s SET '%s' v%d 2>&1", args, keys[i], i);
+        FILE *p = popen(cmd, "r");
+        CHECK(p != NULL);
+        if (!fgets(out, sizeof out, p))
+            out[0] = '\0';
+        int st = pclose(p);
+        CHECK_MSG(st == 0 && strncmp(out, "OK", 2) == 0, "%s: %s", cmd, out);
+        redisReply *r = rconn_command(c, "GET %s", keys[i]);
+        char want[8];
+        snprintf(want, sizeof want, "v%d", i);
+        bool ok = r && r->type == REDIS_REPLY_STRING && strcmp(r->str, want) == 0;
+        if (r)
+            freeReplyObject(r);
+        CHECK_MSG(ok, "%s not readable after redis-cli wrote it", keys[i]);
+        ports[i] = owner_port(c, rcluster_key_slot(keys[i], strlen(keys[i])));
+        bool seen = false;
+        for (int j = 0; j < i; j++)
+            seen = seen || ports[j] == ports[i];
+        distinct += !seen;
+    }
+    CHECK_MSG(distinct > 1, "the keys all live on one master: pick others");
+    rconn_free(c);
+}
+
 TEST(ask_and_moved_during_a_slot_move)
 {
     rconn *c = connect_cluster(5000);
@@ -290,6 +346,7 @@ int main(int argc, char **argv)
         TEST_ENTRY(commands_reach_every_master),
         TEST_ENTRY(pipeline_keeps_caller_order),
         TEST_ENTRY(scripts_one_slot_and_every_master),
+        TEST_ENTRY(redis_cli_hint_reaches_every_slot),
         TEST_ENTRY(ask_and_moved_during_a_slot_move),
         TEST_ENTRY(master_killed_replica_takes_over),
     };

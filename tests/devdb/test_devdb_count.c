@@ -10,7 +10,16 @@
  *        limit too, and examines no document (serverStatus' scannedObjects stays put).
  *   compound_index_counts_its_fields
  *        a filter on both fields of a compound index {v: 1, i: 1} is counted from its keys alone,
- *        equal to the scan.
+ *        equal to the scan; with points on v and bounds on i only the keys inside those
+ *        compound bounds are examined (serverStatus' scanned equals the count).
+ *   random_compound_counts_equal_the_scan
+ *        2,000 documents whose fields a, b, c are missing or random values of every kind (int32,
+ *        int64 past 2^53, doubles with NaN, +-Infinity and -0.0, decimal128, strings, dates,
+ *        null, bools, ObjectIds, embedded documents, MinKey, MaxKey) behind {a: 1, b: -1, c: 1};
+ *        600 random filters (a bound on a, then $eq, $gt, $gte, $lt, $lte, $in, $ne, $nin on
+ *        any field, top level or under $and): each count equals the scan and reads no document
+ *        (the key filter decides every key). The same filters on a collection where b is
+ *        sometimes an array (the index is multikey) read documents and still equal the scan.
  *   other_filters_still_read_documents
  *        a filter on two fields, a $ne, $exists, a NaN operand, or a field without an index is
  *        counted by reading documents (the ordinary plan), with the same result as the scan.
@@ -24,19 +33,27 @@
 static testenv env;
 static mongoc_client_t *cl;
 
-static int64_t scanned_objects(void)
+/* serverStatus' metrics.queryExecutor.<what>: scannedObjects (documents read) or scanned
+ * (index keys examined). */
+static int64_t executor_metric(const char *what)
 {
     bson_t cmd = BSON_INITIALIZER, reply;
     BSON_APPEND_INT32(&cmd, "serverStatus", 1);
     int64_t n = -1;
     bson_iter_t it;
+    char path[64];
+    snprintf(path, sizeof path, "metrics.queryExecutor.%s", what);
     if (mongoc_client_command_simple(cl, "admin", &cmd, NULL, &reply, NULL) &&
-        bson_iter_init(&it, &reply) &&
-        bson_iter_find_descendant(&it, "metrics.queryExecutor.scannedObjects", &it))
+        bson_iter_init(&it, &reply) && bson_iter_find_descendant(&it, path, &it))
         n = bson_iter_as_int64(&it);
     bson_destroy(&reply);
     bson_destroy(&cmd);
     return n;
+}
+
+static int64_t scanned_objects(void)
+{
+    return executor_metric("scannedObjects");
 }
 
 /* The count command's n for filter (JSON) on coll, or -1. */
@@ -63,6 +80,44 @@ static int64_t count_cmd(const char *coll, const char *filter_json, int skip, in
     bson_destroy(&reply);
     bson_destroy(&cmd);
     bson_destroy(q);
+    return n;
+}
+
+/* The count command's n for filter q on coll, or -1. */
+static int64_t count_bson(const char *coll, const bson_t *q)
+{
+    bson_error_t e;
+    bson_t cmd = BSON_INITIALIZER, reply;
+    BSON_APPEND_UTF8(&cmd, "count", coll);
+    BSON_APPEND_DOCUMENT(&cmd, "query", q);
+    int64_t n = -1;
+    bson_iter_t it;
+    if (mongoc_client_command_simple(cl, env.db_name, &cmd, NULL, &reply, &e) &&
+        bson_iter_init_find(&it, &reply, "n"))
+        n = bson_iter_as_int64(&it);
+    else
+        fprintf(stderr, "count: %s\n", e.message);
+    bson_destroy(&reply);
+    bson_destroy(&cmd);
+    return n;
+}
+
+/* The documents a collection scan returns for filter q, or -1. */
+static int64_t scan_bson(const char *coll, const bson_t *q)
+{
+    bson_error_t e;
+    mongoc_collection_t *c = mongoc_client_get_collection(cl, env.db_name, coll);
+    bson_t *opts = BCON_NEW("hint", "{", "$natural", BCON_INT32(1), "}");
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, q, opts, NULL);
+    const bson_t *d;
+    int64_t n = 0;
+    while (mongoc_cursor_next(cur, &d))
+        n++;
+    if (mongoc_cursor_error(cur, &e))
+        n = -1;
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    mongoc_collection_destroy(c);
     return n;
 }
 
@@ -211,6 +266,229 @@ TEST(compound_index_counts_its_fields)
         CHECK_INT_EQ(got, want);
         CHECK_INT_EQ(scanned_objects(), before);
     }
+    /* A point on v and a range on i: the walk starts and ends at seeks on (v, i), as MongoDB's
+     * compound bounds do, so it examines only the keys it counts (not every key with v == 5). */
+    static const char *const narrow[] = {"{\"v\": 5, \"i\": {\"$gte\": 100, \"$lt\": 1500}}",
+                                         "{\"v\": {\"$in\": [5, 7]}, \"i\": {\"$in\": [10, "
+                                         "381, 561, 880, 3]}}",
+                                         "{\"v\": 5, \"i\": {\"$lte\": 1000}}", NULL};
+    for (int i = 0; narrow[i]; i++) {
+        int64_t want = scan_count("comp", narrow[i]);
+        int64_t keys = executor_metric("scanned");
+        CHECK_INT_EQ(count_cmd("comp", narrow[i], 0, 0), want);
+        CHECK(want > 0);
+        CHECK_INT_EQ(executor_metric("scanned") - keys, want);
+    }
+}
+
+/* ---- random documents and filters on a compound index ---- */
+
+static uint64_t rng = 0x2545f4914f6cdd1dull;
+
+static uint32_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 11);
+}
+
+/* A random value under key k of b. `cmp_operand`: no NaN or decimal128 (a comparison or an
+ * equality with them makes the count read documents, other_filters_... covers that; $in, $ne
+ * and $nin take them). */
+static void rand_value(bson_t *b, const char *k, bool cmp_operand)
+{
+    static const double dbl[] = {-2.5, -1.0, -0.0, 0.5, 1.0, 2.0, 9007199254740992.0};
+    bson_oid_t oid;
+    bson_decimal128_t dec;
+    switch (rnd() % 15) {
+    case 0:
+        BSON_APPEND_INT32(b, k, (int32_t)(rnd() % 7) - 3);
+        break;
+    case 1:
+        BSON_APPEND_INT64(b, k, rnd() % 4 ? (int64_t)(rnd() % 7) - 3 : 9007199254740993ll);
+        break;
+    case 2:
+    case 3:
+        BSON_APPEND_DOUBLE(b, k, dbl[rnd() % (sizeof dbl / sizeof dbl[0])]);
+        break;
+    case 4:
+        if (cmp_operand)
+            BSON_APPEND_DOUBLE(b, k, rnd() % 2 ? INFINITY : -INFINITY);
+        else
+            BSON_APPEND_DOUBLE(b, k, rnd() % 3 == 0 ? NAN : (rnd() % 2 ? INFINITY : -INFINITY));
+        break;
+    case 5: {
+        static const char *const s[] = {"", "a", "ab", "b", "gmail.com"};
+        BSON_APPEND_UTF8(b, k, s[rnd() % 5]);
+        break;
+    }
+    case 6:
+        BSON_APPEND_DATE_TIME(b, k, ((int64_t)(rnd() % 5) - 2) * 86400000);
+        break;
+    case 7:
+        BSON_APPEND_NULL(b, k);
+        break;
+    case 8:
+        BSON_APPEND_BOOL(b, k, rnd() % 2);
+        break;
+    case 9:
+        bson_oid_init_from_string(&oid, rnd() % 2 ? "5f0000000000000000000001"
+                                                  : "5f0000000000000000000002");
+        BSON_APPEND_OID(b, k, &oid);
+        break;
+    case 10: {
+        bson_t sub;
+        BSON_APPEND_DOCUMENT_BEGIN(b, k, &sub);
+        BSON_APPEND_INT32(&sub, "x", (int32_t)(rnd() % 2));
+        bson_append_document_end(b, &sub);
+        break;
+    }
+    case 11:
+        BSON_APPEND_MINKEY(b, k);
+        break;
+    case 12:
+        BSON_APPEND_MAXKEY(b, k);
+        break;
+    case 13:
+        if (cmp_operand) {
+            BSON_APPEND_INT32(b, k, 1);
+        } else {
+            bson_decimal128_from_string(rnd() % 2 ? "1.5" : "-1", &dec);
+            BSON_APPEND_DECIMAL128(b, k, &dec);
+        }
+        break;
+    default:
+        BSON_APPEND_DOUBLE(b, k, (double)(rnd() % 5) - 2);
+        break;
+    }
+}
+
+/* One condition on path into f: an operator document of 1-2 of $eq $gt $gte $lt $lte $in $ne
+ * $nin, or a plain value; `bound` keeps to those that bound an index's first field. */
+static void rand_cond(bson_t *f, const char *path, bool bound)
+{
+    static const char *const ops[] = {"$eq", "$gt", "$gte", "$lt", "$lte", "$in", "$ne", "$nin"};
+    if (rnd() % 6 == 0) {
+        rand_value(f, path, true);
+        return;
+    }
+    bson_t sub;
+    BSON_APPEND_DOCUMENT_BEGIN(f, path, &sub);
+    size_t nops = 1 + (rnd() % 3 == 0);
+    for (size_t i = 0; i < nops; i++) {
+        const char *op = ops[rnd() % (bound ? 6 : 8)];
+        if (!strcmp(op, "$in") || !strcmp(op, "$nin")) {
+            bson_t arr;
+            BSON_APPEND_ARRAY_BEGIN(&sub, op, &arr);
+            size_t n = 1 + rnd() % 4;
+            for (size_t j = 0; j < n; j++) {
+                char key[8];
+                snprintf(key, sizeof key, "%zu", j);
+                rand_value(&arr, key, false);
+            }
+            bson_append_array_end(&sub, &arr);
+        } else {
+            rand_value(&sub, op, strcmp(op, "$ne") != 0);
+        }
+    }
+    bson_append_document_end(f, &sub);
+}
+
+/* A filter with a bound on a and 0-3 more conditions on a, b, c. */
+static bson_t *rand_filter(void)
+{
+    static const char *const paths[] = {"a", "b", "c"};
+    bson_t *f = bson_new();
+    size_t n = rnd() % 4;
+    if (rnd() % 3 == 0) {
+        bson_t arr, m;
+        BSON_APPEND_ARRAY_BEGIN(f, "$and", &arr);
+        for (size_t i = 0; i <= n; i++) {
+            char key[8];
+            snprintf(key, sizeof key, "%zu", i);
+            BSON_APPEND_DOCUMENT_BEGIN(&arr, key, &m);
+            rand_cond(&m, i == 0 ? "a" : paths[rnd() % 3], i == 0);
+            bson_append_document_end(&arr, &m);
+        }
+        bson_append_array_end(f, &arr);
+    } else {
+        rand_cond(f, "a", true);
+        for (size_t i = 0; i < n; i++)
+            rand_cond(f, paths[rnd() % 3], false);
+    }
+    return f;
+}
+
+/* 2000 random documents in coll (b sometimes an array with `arrays`), then {a: 1, b: -1, c: 1}. */
+static int fill_random(const char *coll, bool arrays)
+{
+    static const char *const paths[] = {"a", "b", "c"};
+    mongoc_collection_t *c = mongoc_client_get_collection(cl, env.db_name, coll);
+    int rc = 0;
+    for (int i = 0; i < 2000 && rc == 0; i++) {
+        bson_t *d = bson_new();
+        for (int f = 0; f < 3; f++) {
+            if (rnd() % 8 == 0)
+                continue; /* missing */
+            if (arrays && f == 1 && rnd() % 10 == 0) {
+                bson_t arr;
+                BSON_APPEND_ARRAY_BEGIN(d, "b", &arr);
+                size_t n = rnd() % 3;
+                for (size_t j = 0; j < n; j++)
+                    rand_value(&arr, j ? "1" : "0", false);
+                bson_append_array_end(d, &arr);
+                continue;
+            }
+            rand_value(d, paths[f], false);
+        }
+        if (!mongoc_collection_insert_one(c, d, NULL, NULL, NULL))
+            rc = -1;
+        bson_destroy(d);
+    }
+    bson_t *cmd = BCON_NEW("createIndexes", BCON_UTF8(coll), "indexes", "[", "{", "key", "{", "a",
+                           BCON_INT32(1), "b", BCON_INT32(-1), "c", BCON_INT32(1), "}", "name",
+                           BCON_UTF8("a_b_c"), "}", "]");
+    bson_error_t e;
+    if (rc == 0 && !mongoc_client_command_simple(cl, env.db_name, cmd, NULL, NULL, &e)) {
+        fprintf(stderr, "createIndexes: %s\n", e.message);
+        rc = -1;
+    }
+    bson_destroy(cmd);
+    mongoc_collection_destroy(c);
+    return rc;
+}
+
+TEST(random_compound_counts_equal_the_scan)
+{
+    CHECK_INT_EQ(fill_random("rnd", false), 0);
+    CHECK_INT_EQ(fill_random("rndmk", true), 0);
+    int64_t nonzero = 0;
+    for (int i = 0; i < 600; i++) {
+        bson_t *f = rand_filter();
+        int64_t want = scan_bson("rnd", f);
+        int64_t before = scanned_objects();
+        int64_t got = count_bson("rnd", f);
+        int64_t read = scanned_objects() - before;
+        int64_t want_mk = scan_bson("rndmk", f);
+        int64_t got_mk = count_bson("rndmk", f);
+        if (got != want || read != 0 || got_mk != want_mk) {
+            char *js = bson_as_relaxed_extended_json(f, NULL);
+            fprintf(stderr,
+                    "%s: count %lld, scan %lld, documents read %lld; multikey: count "
+                    "%lld, scan %lld\n",
+                    js, (long long)got, (long long)want, (long long)read, (long long)got_mk,
+                    (long long)want_mk);
+            bson_free(js);
+        }
+        CHECK(want >= 0);
+        CHECK_INT_EQ(got, want);
+        CHECK_INT_EQ(read, 0);
+        CHECK_INT_EQ(got_mk, want_mk);
+        nonzero += want > 0;
+        bson_destroy(f);
+    }
+    CHECK(nonzero > 100); /* the filters are not all empty */
 }
 
 TEST(other_filters_still_read_documents)
@@ -232,6 +510,7 @@ int main(int argc, char **argv)
 {
     static const test_case cases[] = {TEST_ENTRY(covered_counts_equal_the_scan),
                                       TEST_ENTRY(compound_index_counts_its_fields),
+                                      TEST_ENTRY(random_compound_counts_equal_the_scan),
                                       TEST_ENTRY(other_filters_still_read_documents)};
     if (testenv_start(&env, TESTENV_DEVDB) != 0)
         return 1;

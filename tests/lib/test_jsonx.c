@@ -100,6 +100,10 @@ static void rand_doc(bson_t *d, int depth, bool array)
                      rnd() % 2 ? "\xff"
                                  "bad"
                                : "caf\xc3\xa9");
+        else if (rnd() % 8 == 0) /* keys the writer must escape or pass on as they are */
+            snprintf(
+                key, sizeof key, "%s",
+                (const char *const[]){"q\"k", "b\\k", "t\tk", "d\x7fk", "\x01", " "}[rnd() % 6]);
         else
             snprintf(key, sizeof key, "k%u", (unsigned)(rnd() % (rnd() % 16 == 0 ? 3 : 1000)));
         switch (rnd() % 13) {

@@ -34,13 +34,17 @@ TEST(burst_then_wait)
     long g = -1;
     int64_t w = -1;
     /* 100/s: a token every 10 ms, a burst of ceil(100 * 50 / 1000) = 5. */
+    int64_t t0 = time_mono_ms();
     CHECK_INT_EQ(throttle_take(t, "t1", 100, 1000, &g, &w), 0);
     CHECK_INT_EQ(g, 5);
     CHECK_MSG(w >= 9 && w <= 11, "wait %lld", (long long)w);
+    /* The burst is spent: the next take gets only the tokens of the time that passed (none
+     * on a quiet box; one per 10 ms when the box stalled between the two calls). */
     CHECK_INT_EQ(throttle_take(t, "t1", 100, 3, &g, &w), 0);
-    CHECK_INT_EQ(g, 0);
-    CHECK(w > 0 && w <= 11);
-    sleep_ms(w);
+    int64_t passed = time_mono_ms() - t0 + 1;
+    CHECK_MSG(g <= passed / 10, "granted %ld after %lld ms", g, (long long)passed);
+    CHECK(g > 0 || (w > 0 && w <= 11));
+    sleep_ms(w > 0 ? w : 10);
     CHECK_INT_EQ(throttle_take(t, "t1", 100, 3, &g, &w), 0);
     CHECK(g >= 1);
     /* The key lives under the prefix with its own hash tag and expires. */
@@ -69,10 +73,13 @@ TEST(give_back_and_noscript)
     CHECK(r && r->type != REDIS_REPLY_ERROR);
     freeReplyObject(r);
     CHECK_INT_EQ(throttle_take(t, "t2", 2, 10, &g, &w), 0);
+    int64_t t0 = time_mono_ms();
     CHECK_INT_EQ(g, 1);
-    CHECK(w >= 400 && w <= 500);
+    CHECK_MSG(w > 0 && w <= 500, "wait %lld", (long long)w);
+    /* Nothing more until 500 ms passed since that take (a stalled box may get there). */
     CHECK_INT_EQ(throttle_take(t, "t2", 2, 10, &g, &w), 0);
-    CHECK_INT_EQ(g, 0);
+    int64_t passed = time_mono_ms() - t0 + 1;
+    CHECK_MSG(g <= passed / 500, "granted %ld after %lld ms", g, (long long)passed);
     throttle_free(t);
     rconn_free(c);
 }
@@ -114,12 +121,16 @@ TEST(campaign_and_global)
               (long long)passed);
     /* Now the global binds (empty): the campaign gets back what the global refused. */
     const char *camp2 = "bbbbbbbbbbbbbbbbbbbbbbbb";
+    int64_t t1 = time_mono_ms();
     CHECK_INT_EQ(throttle_take_sends(t, 1000, camp2, 1000, 50, &g, &w, &by), 0);
-    CHECK(g <= 1);
+    passed = time_mono_ms() - t1 + 1;
+    CHECK_MSG(g <= passed, "granted %ld after %lld ms", g, (long long)passed);
     CHECK_INT_EQ(by, THROTTLE_GLOBAL);
+    /* camp2's own bucket (burst 50) lost only the g the global let through, plus whatever
+     * refilled since. */
     long g2;
     CHECK_INT_EQ(throttle_take(t, "campaign:bbbbbbbbbbbbbbbbbbbbbbbb", 1000, 100, &g2, &w), 0);
-    CHECK_INT_EQ(g2, 50 - g);
+    CHECK_MSG(g2 >= 50 - g && g2 <= 50, "camp2 had %ld after %ld went out", g2, g);
     throttle_free(t);
     rconn_free(c);
 }

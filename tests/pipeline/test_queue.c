@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static testenv env;
@@ -147,6 +148,70 @@ TEST(ack_in_order_out_of_order_and_partial)
     queue_close(c);
 }
 
+/* Calls of command cmd (lower case) so far, from INFO commandstats (0 if never called). */
+static long long cmd_calls(const char *cmd)
+{
+    char pat[64];
+    long long n = 0;
+    snprintf(pat, sizeof pat, "cmdstat_%s:calls=", cmd);
+    redisReply *r = rconn_command(rc, "INFO commandstats");
+    const char *at = r && r->type == REDIS_REPLY_STRING ? strstr(r->str, pat) : NULL;
+    if (at)
+        n = strtoll(at + strlen(pat), NULL, 10);
+    if (r)
+        freeReplyObject(r);
+    return n;
+}
+
+/* Large jobs (over 256 bytes on average) are claimed by one LMOVE each inside the claim
+ * script, small ones by LTRIM + LPUSH: both leave the processing list in the same order (newest
+ * first), claim oldest first, and ack by the one-LTRIM path; mixed sizes pick by the average. */
+TEST(large_and_small_jobs_claim_alike)
+{
+    queue *p = open_q("t8", NULL, 3), *c = open_q("t8", "c1", 3);
+    CHECK(p && c);
+    static char big[6][600];
+    const char *jobs[6];
+    for (int i = 0; i < 6; i++) {
+        /* 0..3 large, 4 large, 5 small: the last claim (4, 5) averages over 256 bytes */
+        int pad = i == 5 ? 0 : 500;
+        snprintf(big[i], sizeof big[i], "{\"n\":%d,\"pad\":\"%*s\"}", i, pad, "");
+        jobs[i] = big[i];
+    }
+    CHECK_INT_EQ(queue_push_many(p, jobs, NULL, 6), 0);
+    CHECK_INT_EQ(queue_register(c), 0);
+    char key[300];
+    queue_key(c, "processing:c1", key, sizeof key);
+    queue_batch a = {0}, b = {0};
+    long long lmoves = cmd_calls("lmove");
+    CHECK_INT_EQ(queue_claim(c, 4, 0, &a), 4);
+    CHECK_INT_EQ(cmd_calls("lmove") - lmoves, 4); /* one per large job, run by the script */
+    for (int i = 0; i < 4; i++)
+        CHECK_STR_EQ(a.jobs[i].data, big[i]);
+    CHECK_INT_EQ(llen(key), 4);
+    redisReply *r = rconn_command(rc, "LRANGE %s 0 -1", key);
+    CHECK(r && r->type == REDIS_REPLY_ARRAY && r->elements == 4);
+    for (int i = 0; i < 4; i++) /* newest first, the oldest claim at the tail */
+        CHECK_STR_EQ(r->element[i]->str, big[3 - i]);
+    freeReplyObject(r);
+    CHECK_INT_EQ(queue_ack(c, a.jobs, a.n), 0);
+    CHECK_INT_EQ(llen(key), 0);
+    CHECK_INT_EQ(queue_claim(c, 10, 0, &b), 2);
+    CHECK_STR_EQ(b.jobs[0].data, big[4]);
+    CHECK_STR_EQ(b.jobs[1].data, big[5]);
+    CHECK_INT_EQ(queue_ack(c, b.jobs, b.n), 0);
+    queue_stats st;
+    char err[256];
+    CHECK_INT_EQ(queue_stats_get(rc, env.prefix, "t8", &st, err, sizeof err), 0);
+    CHECK_INT_EQ(st.acked, 6);
+    CHECK_INT_EQ(st.ready, 0);
+    CHECK_INT_EQ(st.inflight, 0);
+    queue_batch_release(&a);
+    queue_batch_release(&b);
+    queue_close(p);
+    queue_close(c);
+}
+
 TEST(retry_backoff_then_dead_letter)
 {
     queue *p = open_q("t2", NULL, 3), *c = open_q("t2", "c1", 3);
@@ -222,8 +287,12 @@ TEST(reaper_returns_dead_consumers_jobs)
     queue_batch b = {0};
     CHECK_INT_EQ(queue_claim(dead, 3, 0, &b), 3);
     queue_batch_release(&b);
-    /* While the heartbeat lives, nothing is reaped. */
+    /* While the heartbeat lives, nothing is reaped, and no script runs: the pass only reads
+     * (the consumers, their heartbeats, the due retries). */
+    long long scripts = cmd_calls("evalsha") + cmd_calls("eval");
     CHECK_INT_EQ(queue_reap(live), 0);
+    CHECK_INT_EQ(queue_promote_due(live), 0);
+    CHECK_INT_EQ(cmd_calls("evalsha") + cmd_calls("eval") - scripts, 0);
     /* Poll until the 1 s heartbeat expires and the reaper returns all three. */
     int64_t deadline = time_mono_ms() + 5000;
     int got = 0;
@@ -427,6 +496,7 @@ TEST(defer_is_no_attempt_and_comes_back_unchanged)
 static const test_case cases[] = {TEST_ENTRY(defer_is_no_attempt_and_comes_back_unchanged),
                                   TEST_ENTRY(push_claim_ack_fifo),
                                   TEST_ENTRY(ack_in_order_out_of_order_and_partial),
+                                  TEST_ENTRY(large_and_small_jobs_claim_alike),
                                   TEST_ENTRY(retry_backoff_then_dead_letter),
                                   TEST_ENTRY(reaper_returns_dead_consumers_jobs),
                                   TEST_ENTRY(bad_names_and_sizes),
