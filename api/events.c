@@ -38,9 +38,9 @@
 #include <time.h>
 
 /* Every queue, as routes_ops.c lists them for GET /api/queues. */
-static const char *const k_queues[] = {QUEUE_CAMPAIGNS, QUEUE_SENDS,    QUEUE_RECEIPTS,
-                                       QUEUE_AI,        QUEUE_PRIORITY, QUEUE_PRIORITY_RECEIPTS,
-                                       QUEUE_EVENTS,    QUEUE_WEBHOOKS};
+static const char *const k_queues[] = {
+    QUEUE_CAMPAIGNS,         QUEUE_SENDS,          QUEUE_RECEIPTS, QUEUE_AI,      QUEUE_PRIORITY,
+    QUEUE_PRIORITY_RECEIPTS, QUEUE_RECEIPT_EVENTS, QUEUE_EVENTS,   QUEUE_WEBHOOKS};
 #define NQUEUES (sizeof k_queues / sizeof k_queues[0])
 
 typedef struct frame {

@@ -30,7 +30,10 @@
  *             "updated": false} (a repeat is a no-op). Events for unknown logs in a batch are
  *             dead-lettered by the receipts worker, with the reason.
  *          5. All receipts with a final status (SENT/FAILED) are pushed onto the receipts queue
- *             (the priority receipts queue with ?lane=priority) as ONE job ({"receipts":
+ *             (the priority receipts queue with ?lane=priority; the receipt events queue when
+ *             the POST holds no delivery receipt (SENT, FAILED, BOUNCED) at all, only events:
+ *             the receipts worker applies those after every delivery receipt ready, so events
+ *             never delay a delivery) as ONE job ({"receipts":
  * [...]} for an array, the receipt itself for a single one; an optional campaign_id is passed on)
  * -> 202 {"ok": true, "accepted": N, "ignored": K}; a single receipt that will change its log ->
  * 202 {"ok": true, "updated": true, "queued": true, "accepted": 1}, so `updated` tells a first
@@ -370,7 +373,7 @@ static void h_receipts(api_ctx *app, http_request *req)
     jobs_receipt_batch job = {0};
     jsonx_buf one = {0};
     job_list jobs = {0};
-    size_t accepted = 0, ignored = 0, unknown = 0;
+    size_t accepted = 0, ignored = 0, unknown = 0, deliveries = 0;
     if (!rs || !etok || !unk) {
         http_error(req, 503, "out of memory");
         goto out;
@@ -419,6 +422,7 @@ static void h_receipts(api_ctx *app, http_request *req)
         }
         rs[i].at = at;
         accepted++;
+        deliveries += rs[i].kind == JOBS_RCPT_DELIVERY || rs[i].kind == JOBS_RCPT_BOUNCED;
         if (!batch) {
             jobs_receipt_encode(&one, &rs[i]);
             if (close_job(req, &jobs, NULL, &one) != 0)
@@ -437,12 +441,15 @@ static void h_receipts(api_ctx *app, http_request *req)
      * A repeat is answered 200 "duplicate" with nothing queued: the vendor's own retry of a
      * post whose answer it lost stops there, and a replay changes nothing.
      * ?lane=priority: the receipts of one-off messages (POST /api/messages), which the vendor
-     * posts apart, take the priority receipts queue, drained first. */
+     * posts apart, take the priority receipts queue, drained first; a POST of events only
+     * takes the receipt events queue, drained last. */
     const char *lane = http_query(req, "lane");
     bool prio = lane && !strcmp(lane, "priority");
+    const char *qname = deliveries == 0 ? QUEUE_RECEIPT_EVENTS
+                        : prio          ? QUEUE_PRIORITY_RECEIPTS
+                                        : QUEUE_RECEIPTS;
     if (jobs.n > 0) {
-        int pushed = api_enqueue_once(req, prio ? QUEUE_PRIORITY_RECEIPTS : QUEUE_RECEIPTS, sig,
-                                      2 * app->cfg->receipts.max_skew_s + 1,
+        int pushed = api_enqueue_once(req, qname, sig, 2 * app->cfg->receipts.max_skew_s + 1,
                                       (const char *const *)jobs.s, jobs.len, jobs.n);
         if (pushed < 0)
             goto out;

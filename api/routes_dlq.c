@@ -22,9 +22,9 @@
 #include <string.h>
 
 /* The queues that have a dead-letter list (the same set /api/queues reports). */
-static const char *const k_names[] = {QUEUE_CAMPAIGNS, QUEUE_SENDS,    QUEUE_RECEIPTS,
-                                      QUEUE_AI,        QUEUE_PRIORITY, QUEUE_PRIORITY_RECEIPTS,
-                                      QUEUE_EVENTS,    QUEUE_WEBHOOKS};
+static const char *const k_names[] = {
+    QUEUE_CAMPAIGNS,         QUEUE_SENDS,          QUEUE_RECEIPTS, QUEUE_AI,      QUEUE_PRIORITY,
+    QUEUE_PRIORITY_RECEIPTS, QUEUE_RECEIPT_EVENTS, QUEUE_EVENTS,   QUEUE_WEBHOOKS};
 
 static bool known_queue(const char *name)
 {
@@ -61,7 +61,7 @@ static queue *open_queue(api_ctx *app, http_request *req, rconn **conn)
     if (!known_queue(name)) {
         http_error(req, 404,
                    "queue: unknown queue (campaigns, sends, receipts, ai, priority, "
-                   "priority-receipts, events or webhooks)");
+                   "priority-receipts, receipt-events, events or webhooks)");
         return NULL;
     }
     *conn = rpool_get(app->redis);

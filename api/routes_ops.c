@@ -54,9 +54,9 @@ static void h_readyz(api_ctx *app, http_request *req)
 /* ---- queue depths (lib/queue statistics) ---- */
 
 /* Every queue, the priority lane's two (sends and receipts of one-off messages) included. */
-static const char *const k_queues[] = {QUEUE_CAMPAIGNS, QUEUE_SENDS,    QUEUE_RECEIPTS,
-                                       QUEUE_AI,        QUEUE_PRIORITY, QUEUE_PRIORITY_RECEIPTS,
-                                       QUEUE_EVENTS,    QUEUE_WEBHOOKS};
+static const char *const k_queues[] = {
+    QUEUE_CAMPAIGNS,         QUEUE_SENDS,          QUEUE_RECEIPTS, QUEUE_AI,      QUEUE_PRIORITY,
+    QUEUE_PRIORITY_RECEIPTS, QUEUE_RECEIPT_EVENTS, QUEUE_EVENTS,   QUEUE_WEBHOOKS};
 #define NQUEUES ((int)(sizeof k_queues / sizeof k_queues[0]))
 
 /* Statistics of every queue. 0, or -1 if Redis is unreachable. */

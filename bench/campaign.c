@@ -3,6 +3,7 @@
  *
  *   bench_campaign [N] [--procs P] [--min-delay MS] [--max-delay MS] [--durable[=MODE]]
  *                  [--priority K] [--suppressed PCT] [--cluster[=S]] [--replicas=0|1]
+ *                  [--events on|off]
  *
  * Seeds N customers (default 100000) into a private devdb (in memory; --durable: with its
  * journal on disk, --sync always unless given), starts the real programs
@@ -11,14 +12,19 @@
  * matching every customer and waits until it is COMPLETED. Prints:
  *   - messages per second from campaign creation to the last receipt applied,
  *   - p50 / p99 of send -> receipt-applied latency (log createdAt -> updatedAt of the update
- *     that made it final; includes the vendor's delay),
+ *     that made it final; includes the vendor's delay), and p50 / p90 of its two parts: the
+ *     log written -> the vendor's delivery (createdAt -> deliveredAt: the sends queue, the claim
+ *     and the vendor's delay) and the vendor's delivery -> the receipt applied (deliveredAt ->
+ *     updatedAt: the vendor's outbox, the POST, the receipts queue and worker),
  *   - the peak RSS (VmHWM) of each program (for minicrm-worker: the largest of its processes),
  *   - CPU seconds and microseconds per message of each program, from campaign creation on;
  *   - the priority lane: while the campaign drains, a thread posts K one-off messages
  *     (POST /api/messages, default 50, one every 200 ms, to customers of the audience); p50 /
  *     p99 / max of their POST -> receipt-applied latency (the wall clock before the POST ->
  *     updatedAt of the log made final), next to the bulk figures;
- * and every 2 s, on stderr, the logs written and final so far and each program's %CPU.
+ * and every 2 s, on stderr, the logs written and final so far, the receipt jobs (one per POST of
+ * the vendor) waiting in the receipts queue and in the receipt events queue, and each
+ * program's %CPU.
  * --suppressed PCT puts PCT% of the customers (i % 100 < PCT) on the suppression list before
  * the clock starts (lib/suppress, batches of 1000): the campaign then skips them inside its
  * audience query, and the figures show what that costs (issue 15: within noise of none).
@@ -31,6 +37,8 @@
  * of the replicas separately, and each group's INFO commandstats (calls and microseconds per
  * command; CONFIG RESETSTAT at creation), so one Redis and the cluster compare command by
  * command.
+ * --events on (the default) runs the simulator's receipt events at the configured defaults
+ * (bounce 2%, complaint 0.1%, open 30%, click 5%); off sets their rates to 0.
  * Figures only; nothing is asserted.
  */
 #include "campaign.h"
@@ -481,17 +489,26 @@ static int wait_with_progress(pipeh *h, const bson_oid_t *cid, int64_t limit_ms,
             cpu_now(h, cur);
             double dt = (double)(now - tprev) / 1000.0;
             long long fin = c->sent + c->failed;
-            fprintf(
-                stderr,
-                "  t=%4.0fs written %8lld  final %8lld (%6.0f/s)  %%CPU devdb %3.0f redis %3.0f "
-                "api %3.0f worker %3.0f receipts %3.0f vendor %3.0f\n",
-                (double)(now - t0) / 1000.0, (long long)c->total, fin,
-                (double)(fin - final_prev) / dt, 100 * (cur[PH_NPROCS] - prev[PH_NPROCS]) / dt,
-                100 * (cur[PH_NPROCS + 1] - prev[PH_NPROCS + 1]) / dt,
-                100 * (cur[PH_API] - prev[PH_API]) / dt,
-                100 * (cur[PH_WORKER] - prev[PH_WORKER]) / dt,
-                100 * (cur[PH_RECEIPTS] - prev[PH_RECEIPTS]) / dt,
-                100 * (cur[PH_VENDOR] - prev[PH_VENDOR]) / dt);
+            /* receipt jobs (one per POST) waiting: delivery receipts, and events only */
+            queue_stats rs = {0}, es = {0};
+            char qerr[200];
+            if (queue_stats_get(h->rc, h->env.prefix, QUEUE_RECEIPTS, &rs, qerr, sizeof qerr) != 0)
+                rs.ready = -1;
+            if (queue_stats_get(h->rc, h->env.prefix, QUEUE_RECEIPT_EVENTS, &es, qerr,
+                                sizeof qerr) != 0)
+                es.ready = -1;
+            fprintf(stderr,
+                    "  t=%4.0fs written %8lld  final %8lld (%6.0f/s)  receipt jobs ready %4lld, "
+                    "event jobs ready %4lld  %%CPU devdb %3.0f redis %3.0f api %3.0f worker %3.0f "
+                    "receipts %3.0f vendor %3.0f\n",
+                    (double)(now - t0) / 1000.0, (long long)c->total, fin,
+                    (double)(fin - final_prev) / dt, rs.ready, es.ready,
+                    100 * (cur[PH_NPROCS] - prev[PH_NPROCS]) / dt,
+                    100 * (cur[PH_NPROCS + 1] - prev[PH_NPROCS + 1]) / dt,
+                    100 * (cur[PH_API] - prev[PH_API]) / dt,
+                    100 * (cur[PH_WORKER] - prev[PH_WORKER]) / dt,
+                    100 * (cur[PH_RECEIPTS] - prev[PH_RECEIPTS]) / dt,
+                    100 * (cur[PH_VENDOR] - prev[PH_VENDOR]) / dt);
             memcpy(prev, cur, sizeof prev);
             final_prev = fin;
             tprev = now;
@@ -571,6 +588,7 @@ int main(int argc, char **argv)
     const char *procs = "2", *min_delay = "100", *max_delay = "900";
     int nprio = 50;
     long supp_pct = 0;
+    bool events = true;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--procs") && i + 1 < argc)
             procs = argv[++i];
@@ -582,6 +600,8 @@ int main(int argc, char **argv)
             supp_pct = strtol(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--priority") && i + 1 < argc)
             nprio = (int)strtol(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--events") && i + 1 < argc)
+            events = strcmp(argv[++i], "off") != 0;
         else if (!strncmp(argv[i], "--replicas=", 11))
             g_replicas = (int)strtol(argv[i] + 11, NULL, 10) > 0 ? 1 : 0;
         else if (!strncmp(argv[i], "--cluster", 9))
@@ -596,7 +616,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "usage: bench_campaign [N] [--procs P] [--min-delay MS] "
                                 "[--max-delay MS] [--durable[=always|everysec|never]] "
                                 "[--priority K] [--suppressed PCT] [--cluster[=SHARDS]] "
-                                "[--replicas=0|1]\n");
+                                "[--replicas=0|1] [--events on|off]\n");
                 return 2;
             }
         }
@@ -635,6 +655,13 @@ int main(int argc, char **argv)
     setenv("MINICRM_RECEIPTS_SWEEP_INTERVAL_S", "30", 1);
     setenv("MINICRM_RECEIPTS_RECOVER_AFTER_S", "60", 1);
     setenv("MINICRM_WORKERS_BATCH_SIZE", "1000", 1);
+    /* The harness turns the events off unless they are set; on: the defaults of lib/config. */
+    setenv("MINICRM_VENDOR_SIM_BOUNCE_RATE", events ? "0.02" : "0", 1);
+    setenv("MINICRM_VENDOR_SIM_COMPLAINT_RATE", events ? "0.001" : "0", 1);
+    setenv("MINICRM_VENDOR_SIM_OPEN_RATE", events ? "0.3" : "0", 1);
+    setenv("MINICRM_VENDOR_SIM_CLICK_RATE", events ? "0.05" : "0", 1);
+    printf("receipt events: %s\n",
+           events ? "on (bounce 2%, complaint 0.1%, open 30%, click 5%)" : "off (all rates 0)");
     int64_t t = time_mono_ms();
     if (pipeh_seed(&h, (int)n) != 0) {
         pipeh_stop(&h);
@@ -730,14 +757,16 @@ int main(int argc, char **argv)
     redis_cpu -= redis_cpu0;
     /* Latencies from the logs. */
     long long *lat = malloc((size_t)n * sizeof *lat);
-    size_t nl = 0;
+    long long *lat_out = malloc((size_t)n * sizeof *lat_out);   /* createdAt -> deliveredAt */
+    long long *lat_back = malloc((size_t)n * sizeof *lat_back); /* deliveredAt -> updatedAt */
+    size_t nl = 0, nd = 0;
     mongoc_collection_t *logs = pipeh_coll(&h, DB_LOGS);
     bson_t *f = BCON_NEW("campaign_id", BCON_OID(&cid));
-    bson_t *o =
-        BCON_NEW("projection", "{", "createdAt", BCON_INT32(1), "updatedAt", BCON_INT32(1), "}");
+    bson_t *o = BCON_NEW("projection", "{", "createdAt", BCON_INT32(1), "updatedAt", BCON_INT32(1),
+                         "deliveredAt", BCON_INT32(1), "}");
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(logs, f, o, NULL);
     const bson_t *doc;
-    while (lat && mongoc_cursor_next(cur, &doc) && nl < (size_t)n) {
+    while (lat && lat_out && lat_back && mongoc_cursor_next(cur, &doc) && nl < (size_t)n) {
         bson_iter_t it;
         int64_t a = 0, b = 0;
         if (bson_iter_init_find(&it, doc, "createdAt") && BSON_ITER_HOLDS_DATE_TIME(&it))
@@ -745,12 +774,19 @@ int main(int argc, char **argv)
         if (bson_iter_init_find(&it, doc, "updatedAt") && BSON_ITER_HOLDS_DATE_TIME(&it))
             b = bson_iter_date_time(&it);
         lat[nl++] = b - a;
+        if (bson_iter_init_find(&it, doc, "deliveredAt") && BSON_ITER_HOLDS_DATE_TIME(&it)) {
+            int64_t d = bson_iter_date_time(&it);
+            lat_out[nd] = d - a;
+            lat_back[nd++] = b - d;
+        }
     }
     mongoc_cursor_destroy(cur);
     bson_destroy(f);
     bson_destroy(o);
     mongoc_collection_destroy(logs);
     qsort(lat, nl, sizeof *lat, cmp_ll);
+    qsort(lat_out, nd, sizeof *lat_out, cmp_ll);
+    qsort(lat_back, nd, sizeof *lat_back, cmp_ll);
     printf("campaign: %lld recipients, %lld SENT, %lld FAILED, completed in %.2f s\n",
            (long long)c.total, (long long)c.sent, (long long)c.failed, secs);
     const char *sync = getenv("MINICRM_TEST_DEVDB_SYNC");
@@ -759,9 +795,14 @@ int main(int argc, char **argv)
     printf("throughput: %.0f messages/s (creation -> last receipt applied)\n",
            (double)c.total / secs);
     if (nl)
-        printf("send->receipt-applied latency: p50 %lld ms, p99 %lld ms (vendor delay %s-%s ms "
-               "included)\n",
-               lat[nl / 2], lat[(nl * 99) / 100], min_delay, max_delay);
+        printf("send->receipt-applied latency: p50 %lld ms, p90 %lld ms, p99 %lld ms (vendor delay "
+               "%s-%s ms included)\n",
+               lat[nl / 2], lat[(nl * 9) / 10], lat[(nl * 99) / 100], min_delay, max_delay);
+    if (nd)
+        printf("  of which log written -> vendor delivery p50 %lld ms, p90 %lld ms; vendor "
+               "delivery -> receipt applied p50 %lld ms, p90 %lld ms (%zu logs)\n",
+               lat_out[nd / 2], lat_out[(nd * 9) / 10], lat_back[nd / 2], lat_back[(nd * 9) / 10],
+               nd);
     long long *plat = calloc((size_t)pr.n + 1, sizeof *plat);
     long long *pback = calloc((size_t)pr.n + 1, sizeof *pback);
     size_t npl = plat && pback ? prio_latencies(&h, &pr, plat, pback) : 0;
@@ -802,6 +843,8 @@ int main(int argc, char **argv)
         print_shard_use(&h, QUEUE_RECEIPTS);
     }
     free(lat);
+    free(lat_out);
+    free(lat_back);
     pipeh_stop(&h);
     clusterenv_stop(&g_cluster);
     return 0;

@@ -5,7 +5,8 @@
  *   minicrm dlq show    QUEUE INDEX         the full dead letter as JSON
  *   minicrm dlq requeue QUEUE INDEX|--all   the original job back to ready (bookkeeping removed)
  *   minicrm dlq purge   QUEUE INDEX|--all   delete dead letters for good
- * QUEUE is campaigns, sends, receipts, ai, priority, priority-receipts, events or webhooks.
+ * QUEUE is campaigns, sends, receipts, ai, priority, priority-receipts, receipt-events, events
+ * or webhooks.
  * Index 0 is the newest dead letter.
  */
 #include "commands.h"
@@ -24,8 +25,8 @@ static void usage(FILE *f)
                "       minicrm dlq show QUEUE INDEX\n"
                "       minicrm dlq requeue QUEUE INDEX|--all\n"
                "       minicrm dlq purge QUEUE INDEX|--all\n"
-               "QUEUE: campaigns, sends, receipts, ai, priority, priority-receipts, events or "
-               "webhooks; INDEX 0 is the newest dead letter.\n");
+               "QUEUE: campaigns, sends, receipts, ai, priority, priority-receipts, "
+               "receipt-events, events or webhooks; INDEX 0 is the newest dead letter.\n");
 }
 
 static int parse_index(const char *s, long *out)
@@ -55,11 +56,11 @@ int cmd_dlq(cli_ctx *ctx)
     const char *op = ctx->argv[1], *qname = ctx->argv[2];
     if (strcmp(qname, QUEUE_CAMPAIGNS) && strcmp(qname, QUEUE_SENDS) &&
         strcmp(qname, QUEUE_RECEIPTS) && strcmp(qname, QUEUE_AI) && strcmp(qname, QUEUE_PRIORITY) &&
-        strcmp(qname, QUEUE_PRIORITY_RECEIPTS) && strcmp(qname, QUEUE_EVENTS) &&
-        strcmp(qname, QUEUE_WEBHOOKS)) {
+        strcmp(qname, QUEUE_PRIORITY_RECEIPTS) && strcmp(qname, QUEUE_RECEIPT_EVENTS) &&
+        strcmp(qname, QUEUE_EVENTS) && strcmp(qname, QUEUE_WEBHOOKS)) {
         fprintf(stderr,
                 "minicrm dlq: unknown queue '%s' (campaigns, sends, receipts, ai, priority, "
-                "priority-receipts, events or webhooks)\n",
+                "priority-receipts, receipt-events, events or webhooks)\n",
                 qname);
         return 2;
     }

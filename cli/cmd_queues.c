@@ -17,9 +17,9 @@
 #include <string.h>
 
 /* Every queue, the priority lane's two (sends and receipts of one-off messages) included. */
-static const char *const k_queues[] = {QUEUE_CAMPAIGNS, QUEUE_SENDS,    QUEUE_RECEIPTS,
-                                       QUEUE_AI,        QUEUE_PRIORITY, QUEUE_PRIORITY_RECEIPTS,
-                                       QUEUE_EVENTS,    QUEUE_WEBHOOKS};
+static const char *const k_queues[] = {
+    QUEUE_CAMPAIGNS,         QUEUE_SENDS,          QUEUE_RECEIPTS, QUEUE_AI,      QUEUE_PRIORITY,
+    QUEUE_PRIORITY_RECEIPTS, QUEUE_RECEIPT_EVENTS, QUEUE_EVENTS,   QUEUE_WEBHOOKS};
 #define NQ (sizeof k_queues / sizeof k_queues[0])
 
 static int print_once(rconn *r, const minicrm_config *cfg, bool as_json)

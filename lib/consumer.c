@@ -11,6 +11,8 @@
  *   4. ops->handle(batch); CONSUMER_AGAIN repeats it with backoff (the jobs are still ours),
  *      giving up only when a stop is requested and the backoff is already at its longest (the
  *      jobs are then handed back at the end); CONSUMER_BACKOFF pauses once.
+ *   4b. the low lane (consumer_opts.low), when the claim of 3 came back empty or the low lane
+ *      has waited low_max_wait_ms: claim without blocking, ops->handle_low, as in 4.
  *   5. ops->tick(claimed).
  *   6. the progress figures, every progress_ms, logged only when they changed.
  *
@@ -35,6 +37,8 @@ void consumer_init(consumer *c, const consumer_opts *o)
         c->o.backoff_min_ms = 1;
     if (c->o.backoff_max_ms < c->o.backoff_min_ms)
         c->o.backoff_max_ms = c->o.backoff_min_ms;
+    if (c->o.low_max_wait_ms <= 0)
+        c->o.low_max_wait_ms = CONSUMER_LOW_MAX_WAIT_MS;
     c->pause_ms = c->o.backoff_min_ms;
     queue_batch_init(&c->batch);
 }
@@ -90,11 +94,18 @@ int consumer_start(consumer *c)
             int pb = queue_release_claimed(c->o.priority);
             back = pb < 0 ? -1 : back + pb;
         }
+        if (back >= 0 && c->o.low && c->o.holds_jobs) {
+            int lb = queue_release_claimed(c->o.low);
+            back = lb < 0 ? -1 : back + lb;
+        }
         if (back >= 0 && c->o.priority && queue_register(c->o.priority) != 0)
+            back = -1;
+        if (back >= 0 && c->o.low && queue_register(c->o.low) != 0)
             back = -1;
         if (back >= 0 && queue_register(c->o.q) == 0) {
             c->handed_back_at_start = back;
             c->next_progress_ms = time_mono_ms() + c->o.progress_ms;
+            c->next_low_ms = time_mono_ms() + c->o.low_max_wait_ms;
             return 0;
         }
         log_warn(ev, "detail=\"%s\"", queue_error(c->o.q));
@@ -150,6 +161,11 @@ int consumer_run(consumer *c)
             backoff(c);
             continue;
         }
+        if (c->o.low && queue_maintain(c->o.low) != 0) {
+            log_warn(ev_err, "detail=\"%s\"", queue_error(c->o.low));
+            backoff(c);
+            continue;
+        }
         if (c->o.also_maintain && queue_maintain(c->o.also_maintain) != 0) {
             log_warn(ev_err, "detail=\"%s\"", queue_error(c->o.also_maintain));
             backoff(c);
@@ -178,6 +194,8 @@ int consumer_run(consumer *c)
         }
         if (c->o.priority && block > CONSUMER_PRIORITY_BLOCK_MS)
             block = CONSUMER_PRIORITY_BLOCK_MS;
+        if (c->o.low && c->low_more)
+            block = 0; /* low work is ready: do not wait for bulk work */
         if (want > 0) {
             int n = c->o.holds_jobs ? queue_claim_fresh(c->o.q, want, block, &c->batch)
                                     : queue_claim(c->o.q, want, block, &c->batch);
@@ -190,6 +208,22 @@ int consumer_run(consumer *c)
             c->pause_ms = c->o.backoff_min_ms;
             if (n > 0)
                 handle_batch(c, ops->handle, ev_again, c->o.q);
+            /* The low lane: only when q has no ready work (nothing in q waits behind it), or
+             * when it has waited its longest. */
+            if (c->o.low && !c->stopping && (n == 0 || time_mono_ms() >= c->next_low_ms)) {
+                int nl = c->o.holds_jobs ? queue_claim_fresh(c->o.low, want, 0, &c->batch)
+                                         : queue_claim(c->o.low, want, 0, &c->batch);
+                if (nl < 0) {
+                    log_warn(ev_err, "detail=\"%s\"", queue_error(c->o.low));
+                    backoff(c);
+                    continue;
+                }
+                c->next_low_ms = time_mono_ms() + c->o.low_max_wait_ms;
+                c->low_more = (size_t)nl >= want;
+                if (nl > 0)
+                    handle_batch(c, ops->handle_low ? ops->handle_low : ops->handle, ev_again,
+                                 c->o.low);
+            }
         }
         if (ops->tick)
             ops->tick(c->o.arg, claimed);
@@ -204,6 +238,10 @@ int consumer_run(consumer *c)
     if (holds && c->o.priority) {
         int pb = queue_release_claimed(c->o.priority);
         c->handed_back = pb < 0 || c->handed_back < 0 ? -1 : c->handed_back + pb;
+    }
+    if (holds && c->o.low) {
+        int lb = queue_release_claimed(c->o.low);
+        c->handed_back = lb < 0 || c->handed_back < 0 ? -1 : c->handed_back + lb;
     }
     return 0;
 }

@@ -38,8 +38,19 @@
  * busy polling: an idle consumer makes one more round trip per CONSUMER_PRIORITY_BLOCK_MS).
  * The priority queue is registered, maintained and handed back with q.
  *
+ * Low lane: a program may also consume a third queue (consumer_opts.low: the receipt events of
+ * the receipts worker, OPENED / CLICKED / COMPLAINED, which must never delay a delivery
+ * receipt) that is drained after q: claimed (without blocking, as many jobs as ops->want
+ * asked for; handed to ops->handle_low) in a turn whose claim from q came back empty (q has
+ * no ready work, so nothing in q waits behind it; a merely short claim is common under load,
+ * when each job is a large batch), and at least every low_max_wait_ms while q always has work
+ * (a bounded share, so the low lane is never starved for good). While the
+ * last low claim was full, the claim from q does not block (more low work is ready). The low
+ * queue is registered, maintained and handed back with q. Not in a turn in which a full
+ * priority claim or ops->want said 0.
+ *
  * Turn:  stop? -> maintain -> [claim priority -> handle_priority] -> [claim -> handle (-> again,
- *        backing off)] -> tick -> progress
+ *        backing off)] -> [claim low -> handle_low] -> tick -> progress
  *
  * Events logged (name = consumer_opts.name): <name>.redis_wait (cannot register yet),
  * <name>.redis_error (maintain or claim failed; detail = queue_error), <name>.batch_retry
@@ -75,6 +86,8 @@
 #define CONSUMER_PRIORITY_POLL_MS 20
 /* Priority jobs claimed in a turn in which ops->want said 0. */
 #define CONSUMER_PRIORITY_MIN_CLAIM 16
+/* Default longest wait of the low lane while the bulk queue always has work. */
+#define CONSUMER_LOW_MAX_WAIT_MS 1000
 
 /* What handle made of a claimed batch. */
 typedef enum consumer_result {
@@ -97,6 +110,8 @@ typedef struct consumer_ops {
     /* Handle a batch claimed from consumer_opts.priority (same contract as handle). NULL:
      * handle. */
     consumer_result (*handle_priority)(void *arg, queue_batch *b);
+    /* Handle a batch claimed from consumer_opts.low (same contract as handle). NULL: handle. */
+    consumer_result (*handle_low)(void *arg, queue_batch *b);
     /* After the claim, every turn (also while a holding consumer drains on stop, and when want
      * said 0). `claimed`: a claim was made this turn (it may have blocked); a program that
      * wants to wait for its own timers does so only when it is false. NULL: nothing. */
@@ -118,6 +133,10 @@ typedef struct consumer_opts {
                            * borrowed), or NULL */
     queue *priority;      /* a second consumed queue drained before q (a consumer handle with the
                            * same consumer id; borrowed), or NULL: see "Priority" above */
+    queue *low;           /* a third consumed queue drained after q (a consumer handle with the
+                           * same consumer id; borrowed), or NULL: see "Low lane" above */
+    int low_max_wait_ms;  /* longest wait of the low lane while q has work (0: the default,
+                           * CONSUMER_LOW_MAX_WAIT_MS) */
     const consumer_ops *ops;
     void *arg;
     int block_ms;       /* default claim block when nothing is ready */
@@ -139,6 +158,8 @@ typedef struct consumer {
     bool stopping;     /* the stop predicate said so; a holding consumer is draining */
     int64_t next_progress_ms;
     int64_t next_priority_ms; /* no priority claim before this (the last one found nothing) */
+    int64_t next_low_ms;      /* a low claim is due by this time even if q still has work */
+    bool low_more;            /* the last low claim was full: more may be ready */
     char last_progress[512];  /* figures of the last progress line written ("" = none yet) */
     int handed_back_at_start; /* jobs a previous run held, taken back by consumer_start */
     int handed_back;          /* jobs handed back by consumer_run at its end (-1: failed) */

@@ -87,6 +87,10 @@
 /* The receipts of those sends (POST /api/receipts/delivery?lane=priority), drained before the
  * receipts queue by every receipts consumer. */
 #define QUEUE_PRIORITY_RECEIPTS "priority-receipts"
+/* Receipt events (OPENED, CLICKED, COMPLAINED: a POST to /api/receipts/delivery holding no
+ * delivery receipt), drained after the receipts queue by every receipts consumer, so a
+ * delivery receipt never waits behind them. */
+#define QUEUE_RECEIPT_EVENTS "receipt-events"
 
 /* What happened (lib/jobs jobs_event: campaign moves, failed/bounced messages, suppressed
  * contacts), pushed by whoever made it happen; the webhooks worker delivers each event to the

@@ -4,10 +4,20 @@
  * One single-threaded consumer loop (lib/consumer, in its mode for consumers that hold jobs
  * across turns); per turn:
  *   1. claim send jobs (while fewer than vendor_sim.max_inflight messages wait), decide each
- *      message and put its receipt on the timer heap (timers.c), due after its delay;
- *   2. move every due receipt to the in-memory outbox;
- *   3. POST outbox receipts to the API in batches (JSON array, HMAC-signed, keep-alive);
- *      a send job is acknowledged once every receipt of it has been posted (2xx).
+ *      message and put its delivery receipt on the timer heap (timers.c), due after its delay,
+ *      and its later events (OPENED, CLICKED, COMPLAINED) on a heap of their own;
+ *   2. move every due receipt to the in-memory outbox (events: to the events outbox);
+ *   3. POST outbox receipts to the API in batches (JSON array, HMAC-signed, keep-alive),
+ *      delivery receipts first, events in POSTs of their own with what is left of the turn's
+ *      POSTs, once a full POST of them is waiting, or after at most EVENTS_POST_WAIT_MS, or
+ *      when no delivery receipt waits at all; a send job is acknowledged once every receipt
+ *      of it has been posted (2xx).
+ *
+ * Events never travel with delivery receipts: the API puts a POST of nothing but events on the
+ * receipt events queue, which the receipts worker drains after the receipts queue, so a
+ * delivery receipt never waits behind the events of earlier messages, here or there (with
+ * both in one FIFO, a campaign's delivery receipts queued behind ~30% more event receipts;
+ * bench/README.md, "Receipt events and delivery latency").
  *
  * Two queues: the priority queue (one-off sends of POST /api/messages) is claimed first at
  * every turn, then the bulk sends queue (lib/consumer's priority queue); a held job remembers
@@ -116,11 +126,14 @@ typedef struct vsim {
     poster *post;
     poster *ppost; /* the same, with ?lane=priority: receipts of priority sends */
     decider *dec;
-    vunsub *unsub; /* recipients pressing one-click unsubscribe (unsubscriber.h) */
-    timers heap;
-    outbox out;  /* receipts of bulk sends */
-    outbox pout; /* receipts of priority sends: posted first, in POSTs of their own */
-    vjob **done; /* fully posted jobs whose ack has not gone through yet */
+    vunsub *unsub;         /* recipients pressing one-click unsubscribe (unsubscriber.h) */
+    timers heap;           /* delivery receipts (SENT, FAILED, BOUNCED) waiting on their delay */
+    timers eheap;          /* later events (OPENED, CLICKED, COMPLAINED) waiting on theirs */
+    outbox out;            /* receipts of bulk sends */
+    outbox eout;           /* due events, of bulk and priority sends: posted after deliveries */
+    int64_t events_due_ms; /* monotonic: when the waiting events are posted even if few */
+    outbox pout;           /* receipts of priority sends: posted first, in POSTs of their own */
+    vjob **done;           /* fully posted jobs whose ack has not gone through yet */
     size_t ndone, capdone;
     size_t held;    /* jobs claimed and not yet acked */
     double per_job; /* running average of sends per job (sizes the next claim) */
@@ -164,10 +177,44 @@ static size_t outbox_len(const outbox *o)
     return o->n - o->head;
 }
 
-/* Receipts waiting to be posted, in both outboxes. */
+/* Receipts waiting to be posted, in every outbox. */
 static size_t outbox_total(const vsim *v)
 {
-    return outbox_len(&v->out) + outbox_len(&v->pout);
+    return outbox_len(&v->out) + outbox_len(&v->pout) + outbox_len(&v->eout);
+}
+
+/* Events wait in their outbox until a full POST of them is there, or at most this long, or
+ * until no delivery receipt is waiting at all: each POST is a round trip of this single
+ * thread, and small POSTs of events would slow the claiming of sends. */
+#define EVENTS_POST_WAIT_MS 500
+
+/* May the waiting events be posted now? */
+static bool events_due(const vsim *v)
+{
+    size_t n = outbox_len(&v->eout);
+    return n > 0 &&
+           (n >= (size_t)v->cfg->vendor_sim.post_batch || time_mono_ms() >= v->events_due_ms ||
+            (timers_count(&v->heap) == 0 && outbox_len(&v->out) == 0 && outbox_len(&v->pout) == 0 &&
+             pacer_waiting(v->pace) == 0));
+}
+
+/* Receipts to post now: the outboxes, the events outbox only when its events are due. */
+static size_t outbox_ready(const vsim *v)
+{
+    return outbox_len(&v->out) + outbox_len(&v->pout) + (events_due(v) ? outbox_len(&v->eout) : 0);
+}
+
+/* Receipts and events waiting on their delay. */
+static size_t timers_total(const vsim *v)
+{
+    return timers_count(&v->heap) + timers_count(&v->eheap);
+}
+
+/* The earliest due time of either heap (INT64_MAX when both are empty). */
+static int64_t timers_first_due(const vsim *v)
+{
+    int64_t a = timers_next_due(&v->heap), b = timers_next_due(&v->eheap);
+    return a < b ? a : b;
 }
 
 static int outbox_push(outbox *o, char *receipt, vjob *owner)
@@ -253,11 +300,11 @@ static int ack_done(vsim *v)
 
 /* ---- 1. send jobs -> decisions -> timers ------------------------------------------------ */
 
-/* Put receipt r on the heap, due at `due`, as one more receipt of job vj. 0 or -1. */
-static int schedule_receipt(vsim *v, const jobs_receipt *r, int64_t due, vjob *vj)
+/* Put receipt r on heap `t`, due at `due`, as one more receipt of job vj. 0 or -1. */
+static int schedule_receipt(timers *t, const jobs_receipt *r, int64_t due, vjob *vj)
 {
     jsonx_buf buf = {0};
-    if (jobs_receipt_encode(&buf, r) != 0 || timers_push(&v->heap, due, buf.data, vj) != 0) {
+    if (jobs_receipt_encode(&buf, r) != 0 || timers_push(t, due, buf.data, vj) != 0) {
         jsonx_buf_free(&buf);
         return -1;
     }
@@ -266,11 +313,12 @@ static int schedule_receipt(vsim *v, const jobs_receipt *r, int64_t due, vjob *v
 }
 
 /* Decide send `in` of job `vj` and put its receipt (lib/jobs) on the heap, and the later events
- * of a SENT message (OPENED, CLICKED, COMPLAINED, each after its own delay), every one with an
- * event id derived from the message (vendorMsgId ":" event). The receipt carries the vendorMsgId
- * the send was given (the id POST /api/vendor/send answered), else ours. The job is acked once
- * all of them are posted. `counted`: the pacer already counted this send in vj->remaining (one
- * per paced send, before it was handed). 0 scheduled, -1 out of memory / HMAC failure. */
+ * of a SENT message (OPENED, CLICKED, COMPLAINED, each after its own delay) on the events heap,
+ * every one with an event id derived from the message (vendorMsgId ":" event). The receipt
+ * carries the vendorMsgId the send was given (the id POST /api/vendor/send answered), else ours.
+ * The job is acked once all of them are posted. `counted`: the pacer already counted this send in
+ * vj->remaining (one per paced send, before it was handed). 0 scheduled, -1 out of memory / HMAC
+ * failure. */
 static int schedule_send(vsim *v, const jobs_send_in *in, vjob *vj, int64_t now, bool counted)
 {
     decision dc;
@@ -308,7 +356,7 @@ static int schedule_send(vsim *v, const jobs_send_in *in, vjob *vj, int64_t now,
         }
         snprintf(r.event_id, sizeof r.event_id, "%s:%s", dc.vmid,
                  jobs_receipt_status_name(r.status, r.kind));
-        if (schedule_receipt(v, &r, r.at, vj) != 0)
+        if (schedule_receipt(i > 0 ? &v->eheap : &v->heap, &r, r.at, vj) != 0)
             return -1;
     }
     if (counted)
@@ -522,22 +570,32 @@ static int process_jobs(vsim *v, queue *q, queue_batch *b)
 
 /* ---- 2. timers -> outbox ---------------------------------------------------------------- */
 
-static size_t fire_due(vsim *v)
+/* Move the due entries of heap t to their outbox: events to the events outbox, delivery
+ * receipts of priority sends to the priority one, the rest to the bulk one. */
+static size_t fire_heap(vsim *v, timers *t, int64_t now)
 {
-    int64_t now = time_now_ms();
     timer_entry e;
     size_t n = 0;
-    while (timers_pop_due(&v->heap, now, &e)) {
+    while (timers_pop_due(t, now, &e)) {
         const vjob *owner = e.owner;
-        outbox *ob = owner && owner->q == v->pq ? &v->pout : &v->out;
+        outbox *ob = t == &v->eheap ? &v->eout : owner && owner->q == v->pq ? &v->pout : &v->out;
+        if (ob == &v->eout && outbox_len(ob) == 0)
+            v->events_due_ms = time_mono_ms() + EVENTS_POST_WAIT_MS;
         if (outbox_push(ob, e.payload, e.owner) != 0) {
             /* Out of memory: retry this one shortly. */
-            if (timers_push(&v->heap, now + 200, e.payload, e.owner) != 0)
+            if (timers_push(t, now + 200, e.payload, e.owner) != 0)
                 free(e.payload); /* its job is never acked: handed back at the next start */
             break;
         }
         n++;
     }
+    return n;
+}
+
+static size_t fire_due(vsim *v)
+{
+    int64_t now = time_now_ms();
+    size_t n = fire_heap(v, &v->heap, now) + fire_heap(v, &v->eheap, now);
     v->fired += (long long)n;
     return n;
 }
@@ -633,15 +691,17 @@ static size_t vs_want(void *arg, int *block_ms)
         log_warn("vendor.redis_error", "detail=\"%s\"", rconn_error(v->rc));
         return 0;
     }
-    size_t inflight = timers_count(&v->heap) + outbox_total(v) + pacer_waiting(v->pace);
+    size_t inflight = timers_total(v) + outbox_total(v) + pacer_waiting(v->pace);
     size_t max = (size_t)v->cfg->vendor_sim.max_inflight;
     if (inflight >= max)
         return 0;
-    int64_t wait = timers_next_due(&v->heap) - time_now_ms();
+    int64_t wait = timers_first_due(v) - time_now_ms();
     int64_t pwait = pacer_next_ms(v->pace, time_mono_ms()) - time_mono_ms();
     if (pwait < wait)
         wait = pwait;
-    *block_ms = outbox_total(v) > 0 || v->ndone > 0 ? 0
+    if (outbox_len(&v->eout) > 0 && v->events_due_ms - time_mono_ms() < wait)
+        wait = v->events_due_ms - time_mono_ms();
+    *block_ms = outbox_ready(v) > 0 || v->ndone > 0 ? 0
                 : wait < 0                          ? 0
                 : wait > 200                        ? 200
                                                     : (int)wait;
@@ -690,11 +750,13 @@ static void vs_tick(void *arg, bool claimed)
      * (see vs_want). */
     bool idle = !claimed || (pacer_waiting(v->pace) > 0 && !v->got_jobs);
     v->got_jobs = false;
-    if (idle && outbox_total(v) == 0) {
-        int64_t wait = timers_next_due(&v->heap) - time_now_ms();
+    if (idle && outbox_ready(v) == 0) {
+        int64_t wait = timers_first_due(v) - time_now_ms();
         int64_t pwait = pacer_next_ms(v->pace, time_mono_ms()) - time_mono_ms();
         if (pwait < wait)
             wait = pwait;
+        if (outbox_len(&v->eout) > 0 && v->events_due_ms - time_mono_ms() < wait)
+            wait = v->events_due_ms - time_mono_ms();
         if (wait > 0) {
             struct timespec ts = {0, (wait > 100 ? 100 : wait) * 1000000L};
             nanosleep(&ts, NULL);
@@ -705,11 +767,15 @@ static void vs_tick(void *arg, bool claimed)
         log_warn("vendor.redis_error", "detail=\"%s\"", throttle_error(v->thr));
     count_handed(v, time_now_ms() / 1000, 0);
     fire_due(v);
-    /* One-off receipts first, each time, so they never wait behind a backlog of bulk ones. */
+    /* One-off receipts first, each time, so they never wait behind a backlog of bulk ones;
+     * then delivery receipts, then events with what is left of the turn's eight POSTs. */
     while (post_some(v, &v->pout) == 1)
         ;
-    for (int i = 0; i < 8 && post_some(v, &v->out) == 1; i++)
-        ;
+    int budget = 8;
+    while (budget > 0 && post_some(v, &v->out) == 1)
+        budget--;
+    while (budget > 0 && events_due(v) && post_some(v, &v->eout) == 1)
+        budget--;
     ack_done(v);
     vunsub_flush(v->unsub, 50);
     if (v->view.epoch >= 0 && v->view.epoch != v->acked_epoch &&
@@ -731,7 +797,7 @@ static void vs_progress(void *arg, char *buf, size_t n)
              "claimed=%lld fired=%lld posted=%lld rejected=%lld held_jobs=%zu waiting=%zu "
              "outbox=%zu paused_jobs=%lld cancelled_jobs=%lld paced_waiting=%zu paced_handed=%lld "
              "limit_waits=%lld answered_429=%lld deferred_jobs=%lld",
-             v->claimed, v->fired, v->posted, v->rejected, v->held, timers_count(&v->heap),
+             v->claimed, v->fired, v->posted, v->rejected, v->held, timers_total(v),
              outbox_total(v), v->held_jobs, v->dropped_jobs, pacer_waiting(v->pace), ps.handed,
              ps.waits, ps.refused429, v->deferred_jobs);
 }
@@ -755,6 +821,7 @@ int main(int argc, char **argv)
     char err[256], cid[QUEUE_MAX_CONSUMER];
     vsim v = {.cfg = &cfg, .post_backoff_ms = 100, .acked_epoch = -1, .cons = cid};
     timers_init(&v.heap);
+    timers_init(&v.eheap);
     campctl_view_init(&v.view);
     if (cfg.vendor_sim.min_delay_ms > cfg.vendor_sim.max_delay_ms) {
         fprintf(stderr, "minicrm-vendor-sim: vendor_sim.min_delay_ms > max_delay_ms\n");
@@ -830,11 +897,12 @@ int main(int argc, char **argv)
     }
     log_info("vendor.stopped",
              "claimed=%lld fired=%lld posted=%lld handed_back_jobs=%d waiting=%zu outbox=%zu",
-             v.claimed, v.fired, v.posted, c.handed_back, timers_count(&v.heap), outbox_total(&v));
+             v.claimed, v.fired, v.posted, c.handed_back, timers_total(&v), outbox_total(&v));
     consumer_release(&c);
     rc = 0;
 out:
     timers_release(&v.heap);
+    timers_release(&v.eheap);
     campctl_view_release(&v.view);
     for (size_t i = v.out.head; i < v.out.n; i++)
         free(v.out.e[i].receipt);
@@ -842,6 +910,9 @@ out:
     for (size_t i = v.pout.head; i < v.pout.n; i++)
         free(v.pout.e[i].receipt);
     free(v.pout.e);
+    for (size_t i = v.eout.head; i < v.eout.n; i++)
+        free(v.eout.e[i].receipt);
+    free(v.eout.e);
     free(v.done);
     jscan_release(&v.js);
     poster_free(v.post);

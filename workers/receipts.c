@@ -1209,16 +1209,19 @@ static int recover_token(receipts_ctx *x, mongoc_client_t *cl, mongoc_collection
         log_warn("receipts.recover_error", "token=%s detail=\"%s\"", tok, e.message);
         goto out;
     }
+    /* The crashed batch may have died before suppressing its addresses and pushing its
+     * events: do both (again) before counting, in the order of a batch (4b before 5), so
+     * that counted always means suppressed too; if this fails, the token stays and all of it
+     * is redone later. */
+    if (ev_emit(x, cl, logs, &evs, &e) != 0) {
+        log_warn("receipts.recover_error", "token=%s detail=\"events: %s\"", tok, e.message);
+        goto out;
+    }
     for (size_t i = 0; i < n; i++)
         if (count_campaign(x, camps, &counts[i], tok, &e) != 0) {
             log_warn("receipts.recover_error", "token=%s detail=\"%s\"", tok, e.message);
             goto out;
         }
-    /* The crashed batch may have died before pushing its events: push them (again). */
-    if (ev_emit(x, cl, logs, &evs, &e) != 0) {
-        log_warn("receipts.recover_error", "token=%s detail=\"events: %s\"", tok, e.message);
-        goto out;
-    }
     log_info("receipts.token_recovered", "token=%s campaigns=%zu events=%zu", tok, n, evs.n);
     rc = 0;
 out:

@@ -8,7 +8,12 @@
  * a moment when idle), apply them (receipts.c), and between batches do the queue housekeeping
  * (heartbeat, due retries, reaping dead consumers). Each consumer drains the priority receipts
  * queue (one-off messages, POST /api/messages) before the receipts queue (lib/consumer's
- * priority queue), under the same consumer id. Thread 0 also runs the token recovery and
+ * priority queue), and the receipt events queue (OPENED, CLICKED, COMPLAINED: the API puts a
+ * POST of nothing but events there) after it (lib/consumer's low lane: when the receipts queue
+ * has no more ready work, and at least once a second), all under the same consumer id. So a
+ * delivery receipt never waits behind events (with both in the receipts queue, a campaign's
+ * delivery receipts queued behind the events of earlier messages: bench/README.md, "Receipt
+ * events and delivery latency"). Thread 0 also runs the token recovery and
  * the PENDING sweeper. MongoDB clients come from one thread-safe pool (dbpool). Every step of
  * a batch is idempotent and counted under its own token, so concurrent consumers (threads,
  * processes or hosts) never count a log twice. Several consumers keep batches in flight while
@@ -60,6 +65,7 @@ typedef struct rloop {
     double per_job; /* running average of receipts per job */
     int64_t next_recover, next_sweep;
     queue *pq; /* the priority receipts queue (same consumer id) */
+    queue *eq; /* the receipt events queue, drained after the receipts queue (same id) */
 } rloop;
 
 /* About batch_size receipts: a job from the API carries a whole POST of them. */
@@ -94,6 +100,19 @@ static consumer_result rl_handle_priority(void *arg, queue_batch *b)
     return rc != 0 ? CONSUMER_AGAIN : CONSUMER_OK;
 }
 
+/* A batch from the receipt events queue (the low lane): the same apply, settled on that
+ * queue. The counter token's owner is the same consumer id, whose heartbeat on the receipts
+ * queue the token recovery checks. */
+static consumer_result rl_handle_events(void *arg, queue_batch *b)
+{
+    rloop *l = arg;
+    queue *bulk = l->x.q;
+    l->x.q = l->eq;
+    int rc = receipts_apply_batch(&l->x, b);
+    l->x.q = bulk;
+    return rc != 0 ? CONSUMER_AGAIN : CONSUMER_OK;
+}
+
 /* Thread 0 also runs the token recovery and the PENDING sweeper. */
 static void rl_tick(void *arg, bool claimed)
 {
@@ -122,6 +141,7 @@ static void rl_progress(void *arg, char *buf, size_t n)
 static const consumer_ops receipts_ops = {.want = rl_want,
                                           .handle = rl_handle,
                                           .handle_priority = rl_handle_priority,
+                                          .handle_low = rl_handle_events,
                                           .tick = rl_tick,
                                           .progress = rl_progress};
 
@@ -131,7 +151,7 @@ static void *consumer_main(void *arg)
     const minicrm_config *cfg = me->cfg;
     char err[256], cid[QUEUE_MAX_CONSUMER], role[32];
     rconn *r = NULL;
-    queue *q = NULL, *pq = NULL, *sends = NULL, *events = NULL;
+    queue *q = NULL, *pq = NULL, *eq = NULL, *sends = NULL, *events = NULL;
     me->rc = 1;
     r = rconn_new(cfg->redis.url, cfg->redis.timeout_ms, err, sizeof err);
     if (!r) {
@@ -146,10 +166,12 @@ static void *consumer_main(void *arg)
                    &qo, err, sizeof err);
     pq = q ? queue_open(r, cfg->redis.prefix, QUEUE_PRIORITY_RECEIPTS, cid, &qo, err, sizeof err)
            : NULL;
-    sends = pq ? queue_open(r, cfg->redis.prefix, QUEUE_SENDS, NULL, &qo, err, sizeof err) : NULL;
+    eq = pq ? queue_open(r, cfg->redis.prefix, QUEUE_RECEIPT_EVENTS, cid, &qo, err, sizeof err)
+            : NULL;
+    sends = eq ? queue_open(r, cfg->redis.prefix, QUEUE_SENDS, NULL, &qo, err, sizeof err) : NULL;
     events =
         sends ? queue_open(r, cfg->redis.prefix, QUEUE_EVENTS, NULL, &qo, err, sizeof err) : NULL;
-    if (!q || !pq || !sends || !events) {
+    if (!q || !pq || !eq || !sends || !events) {
         log_error("receipts.start_failed", "detail=\"%s\"", err);
         fprintf(stderr, "minicrm-receipts: %s\n", err);
         goto out;
@@ -160,11 +182,13 @@ static void *consumer_main(void *arg)
                .cid = cid,
                .per_job = 1,
                .pq = pq,
+               .eq = eq,
                .next_sweep = time_mono_ms() + 1000};
     consumer c;
     consumer_init(&c, &(consumer_opts){.name = "receipts",
                                        .q = q,
                                        .priority = pq,
+                                       .low = eq,
                                        .ops = &receipts_ops,
                                        .arg = &l,
                                        .block_ms = 500,
@@ -184,6 +208,7 @@ out:
         signals_request_stop();
     queue_close(q);
     queue_close(pq);
+    queue_close(eq);
     queue_close(sends);
     queue_close(events);
     rconn_free(r);

@@ -138,8 +138,9 @@ TEST(ops_routes)
     /* admin-only queue stats */
     req(&r, "GET", "/api/queues", NULL);
     CHECK_INT_EQ(r.status, 200);
-    /* campaigns, sends, receipts, ai, priority, priority-receipts, events, webhooks */
-    CHECK(json_array_size(json_object_get(r.json, "queues")) == 8);
+    /* campaigns, sends, receipts, ai, priority, priority-receipts, receipt-events, events,
+     * webhooks */
+    CHECK(json_array_size(json_object_get(r.json, "queues")) == 9);
     apitest_resp_release(&r);
     const char *staff[] = {apitest_staff_auth(&T), NULL};
     apitest_request(&T, "GET", "/api/queues", staff, NULL, 0, &r);

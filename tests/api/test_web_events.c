@@ -247,7 +247,7 @@ TEST(first_event_at_once)
     json_t *v = json_loads(data, 0, NULL);
     CHECK(v != NULL);
     json_t *q = json_object_get(v, "queues");
-    bool shape = json_array_size(q) == 8 && json_is_array(json_object_get(v, "campaigns")) &&
+    bool shape = json_array_size(q) == 9 && json_is_array(json_object_get(v, "campaigns")) &&
                  json_is_integer(json_object_get(v, "ts"));
     for (size_t i = 0; shape && i < json_array_size(q); i++) {
         json_t *e = json_array_get(q, i);

@@ -2,8 +2,8 @@
  * test_consumer: lib/consumer against a private redis-server: a loop that settles every batch
  * and stops at a batch boundary, CONSUMER_AGAIN handing the same batch back, the hand-back of
  * unsettled jobs at the end, a holding consumer (queue_claim_fresh, drain on stop, take-back at
- * the next start), the progress line written only when its figures changed, and a priority
- * queue drained before the bulk one.
+ * the next start), the progress line written only when its figures changed, a priority
+ * queue drained before the bulk one, and a low lane drained after it (yet never starved).
  */
 #include "consumer.h"
 #include "queue.h"
@@ -384,6 +384,85 @@ TEST(priority_queue_is_drained_first)
     queue_close(pq);
 }
 
+static queue *low_q;
+
+static consumer_result p_handle_low(void *arg, queue_batch *b)
+{
+    probe *p = arg;
+    size_t n = strlen(order);
+    for (size_t i = 0; i < b->n && n + 1 < sizeof order; i++)
+        order[n++] = 'L';
+    order[n] = '\0';
+    p->handled_jobs += (int)b->n;
+    return queue_ack(low_q, b->jobs, b->n) == 0 ? CONSUMER_OK : CONSUMER_BACKOFF;
+}
+
+TEST(low_lane_is_drained_after_the_bulk_queue)
+{
+    queue *p = open_q("c7", NULL), *pl = open_q("c7l", NULL);
+    queue *q = open_q("c7", "k7"), *lq = open_q("c7l", "k7");
+    CHECK(p && pl && q && lq);
+    low_q = lq;
+    CHECK_INT_EQ(push_n(pl, 3), 0); /* the low jobs were there first */
+    CHECK_INT_EQ(push_n(p, 4), 0);
+    probe pr = {.q = q, .want = 2, .settle = true, .stop_after_jobs = 7};
+    consumer_ops ops = {
+        .want = p_want, .handle = p_handle_bulk, .handle_low = p_handle_low, .stop = p_stop};
+    consumer_opts o = opts("t7", q, &ops, &pr);
+    o.low = lq;
+    o.low_max_wait_ms = 600000; /* only "bulk has no more ready work" opens the low lane */
+    consumer c;
+    consumer_init(&c, &o);
+    order[0] = '\0';
+    CHECK_INT_EQ(consumer_start(&c), 0);
+    CHECK_INT_EQ(is_member(lq, "k7"), 1);
+    CHECK_INT_EQ(consumer_run(&c), 0);
+    consumer_release(&c);
+    /* 2 bulk (a full claim: no low claim), 2 bulk, then (bulk empty) 2 low, 1 low. */
+    CHECK_STR_EQ(order, "BBBBLLL");
+    CHECK_INT_EQ(llen(lq, "ready"), 0);
+    CHECK_INT_EQ(llen(lq, "processing:k7"), 0);
+    CHECK_INT_EQ(is_member(lq, "k7"), 0);
+    queue_close(p);
+    queue_close(pl);
+    queue_close(q);
+    queue_close(lq);
+}
+
+TEST(low_lane_gets_its_turn_while_bulk_has_work)
+{
+    queue *p = open_q("c8", NULL), *pl = open_q("c8l", NULL);
+    queue *q = open_q("c8", "k8"), *lq = open_q("c8l", "k8");
+    CHECK(p && pl && q && lq);
+    low_q = lq;
+    CHECK_INT_EQ(push_n(pl, 2), 0);
+    CHECK_INT_EQ(push_n(p, 12), 0);
+    probe pr = {.q = q, .want = 2, .settle = true, .stop_after_jobs = 14};
+    consumer_ops ops = {.want = p_want,
+                        .handle = p_handle_bulk,
+                        .handle_low = p_handle_low,
+                        .tick = p_tick, /* 2 ms a turn */
+                        .stop = p_stop};
+    consumer_opts o = opts("t8", q, &ops, &pr);
+    o.low = lq;
+    o.low_max_wait_ms = 1;
+    consumer c;
+    consumer_init(&c, &o);
+    order[0] = '\0';
+    CHECK_INT_EQ(consumer_start(&c), 0);
+    CHECK_INT_EQ(consumer_run(&c), 0);
+    consumer_release(&c);
+    /* The low jobs were taken while bulk work was still ready (not after all of it). */
+    const char *first_low = strchr(order, 'L');
+    CHECK_MSG(first_low && strrchr(order, 'B') > first_low, "order %s", order);
+    CHECK_INT_EQ(llen(lq, "ready"), 0);
+    CHECK_INT_EQ(llen(q, "ready"), 0);
+    queue_close(p);
+    queue_close(pl);
+    queue_close(q);
+    queue_close(lq);
+}
+
 static const test_case cases[] = {
     TEST_ENTRY(settles_batches_and_stops_at_a_boundary),
     TEST_ENTRY(again_hands_the_same_batch_back),
@@ -391,6 +470,8 @@ static const test_case cases[] = {
     TEST_ENTRY(holding_consumer_drains_then_takes_back_at_start),
     TEST_ENTRY(progress_line_only_when_figures_change),
     TEST_ENTRY(priority_queue_is_drained_first),
+    TEST_ENTRY(low_lane_is_drained_after_the_bulk_queue),
+    TEST_ENTRY(low_lane_gets_its_turn_while_bulk_has_work),
 };
 
 int main(int argc, char **argv)

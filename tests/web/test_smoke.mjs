@@ -67,7 +67,7 @@ await runCases([
         resolve({ id: ev.lastEventId, data: JSON.parse(ev.data) });
       });
     }));
-    if (!tick.id || tick.data.queues.length !== 8 || !Array.isArray(tick.data.campaigns)) {
+    if (!tick.id || tick.data.queues.length !== 9 || !Array.isArray(tick.data.campaigns)) {
       throw new Error(`unexpected tick: ${JSON.stringify(tick).slice(0, 300)}`);
     }
     expectNoProblems(problems, 'the event stream');

@@ -9,7 +9,7 @@ import { lineChart } from '../chart.js';
 import * as sse from '../sse.js';
 
 const LIMIT = 20;
-const NAMES = ['campaigns', 'sends', 'receipts', 'ai', 'priority', 'priority-receipts', 'events', 'webhooks'];
+const NAMES = ['campaigns', 'sends', 'receipts', 'ai', 'priority', 'priority-receipts', 'receipt-events', 'events', 'webhooks'];
 
 export async function render(main, ctx) {
   const figures = h('div', {});
