@@ -286,3 +286,14 @@ void testenv_stop(testenv *env)
         remove_tree(env->dir);
     env->dir[0] = '\0';
 }
+
+int testenv_run_cmd(const char *cmd, char *out, size_t n)
+{
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    size_t got = fread(out, 1, n - 1, p);
+    out[got] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
