@@ -208,13 +208,7 @@ int main(int argc, char **argv)
         TEST_ENTRY(repair_streams_every_paused_and_recent_cancelled),
     };
     /* MINICRM_QUEUE_SHARDS (the worker reads it too): this process's key sets. */
-    const char *sh = getenv("MINICRM_QUEUE_SHARDS");
-    if (sh) {
-        minicrm_config cfg;
-        memset(&cfg, 0, sizeof cfg);
-        cfg.queue.shards = (int)strtol(sh, NULL, 10);
-        queue_use_config(&cfg);
-    }
+    pipeh_use_shards_env();
     if (pipeh_start(&h) != 0) {
         pipeh_stop(&h);
         return 1;
