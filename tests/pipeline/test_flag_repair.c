@@ -50,11 +50,7 @@ static void setkey(char *buf, size_t n, int i, const char *suffix)
 
 static long long int_cmd(const char *fmt, const char *a, const char *b)
 {
-    redisReply *r = b ? rconn_command(h.rc, fmt, a, b) : rconn_command(h.rc, fmt, a);
-    long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
-    if (r)
-        freeReplyObject(r);
-    return v;
+    return testenv_redis_int(h.rc, fmt, a, b);
 }
 
 /* In how many key sets `set` ("paused", "cancelled") names cid. */
