@@ -1051,3 +1051,35 @@ int api_enqueue_once(http_request *req, const char *name, const char *once, int 
         rpool_put(req->app->redis, c);
     return rc;
 }
+
+/* jsonx_member_fn of api_send_stored: leaves out the member named *ctx. */
+static int skip_member(void *ctx, const bson_iter_t *it, const char **raw, size_t *rawlen)
+{
+    const char *const *name = ctx;
+    (void)raw;
+    (void)rawlen;
+    return strcmp(bson_iter_key(it), *name) == 0 ? JSONX_MEMBER_SKIP : JSONX_MEMBER_KEEP;
+}
+
+void api_send_stored(http_request *req, int status, const char *message, const char *field,
+                     const bson_t *doc, const char *skip)
+{
+    jsonx_buf b = {0};
+    jsonx_buf_cat(&b, "{\"message\":");
+    jsonx_buf_str(&b, message, strlen(message));
+    jsonx_buf_raw(&b, ",", 1);
+    jsonx_buf_str(&b, field, strlen(field));
+    jsonx_buf_raw(&b, ":", 1);
+    int wr = jsonx_buf_bson(&b, doc, skip ? skip_member : NULL, &skip);
+    jsonx_buf_raw(&b, "}", 1);
+    if (wr == 0 && jsonx_buf_ok(&b)) {
+        http_send_owned(req, status, "application/json; charset=utf-8", b.data, b.len);
+        b.data = NULL; /* MHD's now */
+    } else {
+        json_t *j = jsonx_from_bson(doc);
+        if (skip)
+            json_object_del(j, skip);
+        http_send_json(req, status, json_pack("{s:s,s:o}", "message", message, field, j));
+    }
+    jsonx_buf_free(&b);
+}

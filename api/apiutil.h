@@ -181,6 +181,13 @@ int api_field_str(http_request *req, json_t *body, const char *field, bool requi
 int api_field_num(http_request *req, json_t *body, const char *field, bool required, double min,
                   bool min_exclusive, double max, double *out, bool *present);
 
+/* Answer `status` with {"message": message, field: doc}: the bytes json_pack("{s:s,s:o}") gives
+ * with doc's jansson tree (jsonx_from_bson), written straight from the BSON without building
+ * the tree (through jansson when that fails). doc's top-level member `skip` (NULL: none) is left
+ * out. For a document the handler just stored: it has no repeated key. */
+void api_send_stored(http_request *req, int status, const char *message, const char *field,
+                     const bson_t *doc, const char *skip);
+
 /* Push n JSON jobs (lib/jobs) onto queue `name` (lib/queue) in one pipelined round trip. 0, or
  * -1 (logged, the request not answered: for handlers that keep their answer). */
 int api_push_jobs(http_request *req, const char *name, const char *const *jobs, const size_t *lens,

@@ -38,16 +38,6 @@ static const char *const CUSTOMER_HIDDEN[] = {RULES_DOMAIN_FIELD, NULL};
 #define NAME_MAX_LEN  200
 #define PHONE_MAX_LEN 32
 
-/* Member hook of the creation's answer: the stored domain is not shown. */
-static int skip_domain(void *ctx, const bson_iter_t *it, const char **raw, size_t *rawlen)
-{
-    (void)ctx;
-    (void)raw;
-    (void)rawlen;
-    return strcmp(bson_iter_key(it), RULES_DOMAIN_FIELD) == 0 ? JSONX_MEMBER_SKIP
-                                                              : JSONX_MEMBER_KEEP;
-}
-
 static bool phone_valid(const char *s)
 {
     size_t digits = 0;
@@ -130,22 +120,8 @@ static void h_create(api_ctx *app, http_request *req)
         else
             api_db_fail(req, &e, "creating a customer");
     } else {
-        /* Written straight from BSON: the bytes of json_pack("{s:s,s:o}") with the document's
-         * jansson tree, without building it. */
-        jsonx_buf b = {0};
-        jsonx_buf_cat(&b, "{\"message\":\"Customer created\",\"customer\":");
-        int wr = jsonx_buf_bson(&b, &doc, skip_domain, NULL); /* our document: no repeated key */
-        jsonx_buf_raw(&b, "}", 1);
-        if (wr == 0 && jsonx_buf_ok(&b)) {
-            http_send_owned(req, 201, "application/json; charset=utf-8", b.data, b.len);
-            b.data = NULL; /* MHD's now */
-        } else {
-            json_t *c = jsonx_from_bson(&doc);
-            json_object_del(c, RULES_DOMAIN_FIELD);
-            http_send_json(req, 201,
-                           json_pack("{s:s,s:o}", "message", "Customer created", "customer", c));
-        }
-        jsonx_buf_free(&b);
+        /* The stored domain is not shown. */
+        api_send_stored(req, 201, "Customer created", "customer", &doc, RULES_DOMAIN_FIELD);
     }
     bson_destroy(&doc);
 }

@@ -128,21 +128,7 @@ static void h_create(api_ctx *app, http_request *req)
         api_db_fail(req, &e, "storing the order");
         goto out;
     }
-    /* Written straight from BSON: the bytes of json_pack("{s:s,s:o}") with the document's
-     * jansson tree, without building it. */
-    jsonx_buf b = {0};
-    jsonx_buf_cat(&b, "{\"message\":\"Order created\",\"order\":");
-    int wr = jsonx_buf_bson(&b, &doc, NULL, NULL); /* our document: no repeated key */
-    jsonx_buf_raw(&b, "}", 1);
-    if (wr == 0 && jsonx_buf_ok(&b)) {
-        http_send_owned(req, 201, "application/json; charset=utf-8", b.data, b.len);
-        b.data = NULL; /* MHD's now */
-    } else {
-        http_send_json(
-            req, 201,
-            json_pack("{s:s,s:o}", "message", "Order created", "order", jsonx_from_bson(&doc)));
-    }
-    jsonx_buf_free(&b);
+    api_send_stored(req, 201, "Order created", "order", &doc, NULL);
 out:
     bson_destroy(&doc);
     mongoc_collection_destroy(customers);

@@ -12,16 +12,16 @@
  * its last output line in `line`. */
 static int run_seed(const char *args, char *line, size_t n)
 {
-    char cmd[1024];
+    char cmd[1024], out[16384];
     snprintf(cmd, sizeof cmd, "'%s' seed --no-progress %s 2>&1", testenv_bin("minicrm"), args);
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return -1;
-    line[0] = '\0';
-    char buf[1024];
-    while (fgets(buf, sizeof buf, p))
-        snprintf(line, n, "%s", buf);
-    return pclose(p);
+    int st = testenv_run_cmd(cmd, out, sizeof out);
+    size_t from = strlen(out);
+    if (from > 0 && out[from - 1] == '\n')
+        from--; /* the last line's own newline */
+    while (from > 0 && out[from - 1] != '\n')
+        from--;
+    snprintf(line, n, "%s", out + from);
+    return st;
 }
 
 static json_t *get_all(apitest *t, const char *path)

@@ -36,38 +36,7 @@ static char admin_key[200];
 /* POST /api/campaigns/<id>/<move> with the admin key: the HTTP status, the answer in *a. */
 static long post_move(const bson_oid_t *cid, const char *move, pipeh_answer *a)
 {
-    char hex[25], path[200];
-    bson_oid_to_string(cid, hex);
-    snprintf(path, sizeof path, "/api/campaigns/%s/%s", hex, move);
-    return pipeh_post(&h, path, admin_key, NULL, NULL, 30000L, a);
-}
-
-static const char *status_of(const pipeh_answer *a, char out[16])
-{
-    json_error_t je;
-    json_t *j = json_loads(a->body, 0, &je);
-    snprintf(out, 16, "%s", j ? json_string_value(json_object_get(j, "status")) : "");
-    json_decref(j);
-    return out;
-}
-
-/* "took_ms" of a move's answer (the API's own measure), or -1. */
-static long long took_ms(const pipeh_answer *a)
-{
-    json_error_t je;
-    json_t *j = json_loads(a->body, 0, &je);
-    json_t *t = json_object_get(json_object_get(j, "transition"), "took_ms");
-    long long v = json_is_integer(t) ? (long long)json_integer_value(t) : -1;
-    json_decref(j);
-    return v;
-}
-
-static long long final_logs(const bson_oid_t *cid)
-{
-    long long by[4];
-    if (pipeh_count_logs(&h, cid, by) < 0)
-        return -1;
-    return by[1] + by[2];
+    return pipeh_post_move(&h, admin_key, cid, move, 30000L, a);
 }
 
 /* Held send jobs of the campaign in every shard's held list (and the unsharded one). */
@@ -155,20 +124,6 @@ static long long jobs_left(const bson_oid_t *cid)
     return n;
 }
 
-/* Run `minicrm ARGS`, its stdout into out; the exit status. */
-static int run_cli(const char *args, char *out, size_t n)
-{
-    char cmd[800];
-    snprintf(cmd, sizeof cmd, "'%s' %s", testenv_bin("minicrm"), args);
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return -1;
-    size_t got = fread(out, 1, n - 1, p);
-    out[got] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 #define CHECK_COUNTERS(c_)                                                                         \
     CHECK_MSG((c_).sent + (c_).failed + (c_).cancelled + (c_).pending == (c_).total,               \
               "counters: total=%lld sent=%lld failed=%lld cancelled=%lld pending=%lld",            \
@@ -186,9 +141,9 @@ TEST(pause_kill9_resume_exact_on_shards)
     char st[16];
     long code = post_move(&cid, "pause", &a);
     CHECK_MSG(code == 200, "pause: %ld %s", code, a.body);
-    CHECK_STR_EQ(status_of(&a, st), "PAUSED");
-    long long f0 = final_logs(&cid);
-    fprintf(stderr, "  pause took %lld ms\n", took_ms(&a));
+    CHECK_STR_EQ(pipeh_answer_status(&a, st), "PAUSED");
+    long long f0 = pipeh_final_logs(&h, &cid);
+    fprintf(stderr, "  pause took %lld ms\n", pipeh_answer_took_ms(&a));
 
     /* The worker and the vendor simulator die while paused and come back. */
     pipeh_kill(&h, PH_WORKER, SIGKILL);
@@ -197,9 +152,9 @@ TEST(pause_kill9_resume_exact_on_shards)
     /* What the vendor had before the 200 gets its receipts (delay <= 1.5 s; a restarted vendor
      * holds its handed-back jobs): then the count stands still. */
     pipeh_sleep_ms(4000);
-    long long f1 = final_logs(&cid);
+    long long f1 = pipeh_final_logs(&h, &cid);
     pipeh_sleep_ms(3000);
-    long long f2 = final_logs(&cid);
+    long long f2 = pipeh_final_logs(&h, &cid);
     fprintf(stderr, "  final logs: %lld at the 200, %lld after 4 s, %lld after 7 s\n", f0, f1, f2);
     CHECK_INT_EQ(f2, f1);
     ph_campaign c;
@@ -212,7 +167,7 @@ TEST(pause_kill9_resume_exact_on_shards)
     CHECK(held > 0);
     CHECK_INT_EQ(flags_left(&cid, "paused"), SHARDS + 1); /* every shard and {sends} */
     char out[8192];
-    CHECK_INT_EQ(run_cli("queues --json", out, sizeof out), 0);
+    CHECK_INT_EQ(pipeh_run_cli("queues --json", out, sizeof out, false), 0);
     json_error_t je;
     json_t *q = json_loads(out, 0, &je);
     long long cli_held = json_integer_value(json_object_get(json_object_get(q, "sends"), "held"));
@@ -222,7 +177,7 @@ TEST(pause_kill9_resume_exact_on_shards)
 
     code = post_move(&cid, "resume", &a);
     CHECK_MSG(code == 200, "resume: %ld %s", code, a.body);
-    fprintf(stderr, "  resume took %lld ms\n", took_ms(&a));
+    fprintf(stderr, "  resume took %lld ms\n", pipeh_answer_took_ms(&a));
     CHECK_MSG(pipeh_wait_completed(&h, &cid, 120000, &c) == 0, "not COMPLETED: %s pending=%lld",
               c.status, (long long)c.pending);
     long long by[4];
@@ -248,8 +203,8 @@ TEST(cancel_mid_send_nothing_left_in_any_shard)
     char st[16];
     long code = post_move(&cid, "cancel", &a);
     CHECK_MSG(code == 200, "cancel: %ld %s", code, a.body);
-    CHECK_STR_EQ(status_of(&a, st), "CANCELLED");
-    fprintf(stderr, "  cancel took %lld ms\n", took_ms(&a));
+    CHECK_STR_EQ(pipeh_answer_status(&a, st), "CANCELLED");
+    fprintf(stderr, "  cancel took %lld ms\n", pipeh_answer_took_ms(&a));
     ph_campaign c;
     CHECK(pipeh_read(&h, &cid, &c) == 0);
     CHECK_COUNTERS(c);
@@ -304,20 +259,11 @@ int main(int argc, char **argv)
 {
     if (clusterenv_start(&cenv) != 0)
         return test_skip_program("no local Redis Cluster could be started");
-    setenv("MINICRM_TEST_REDIS_URL", cenv.url, 1);
-    setenv("MINICRM_QUEUE_SHARDS", "6", 1);
-    minicrm_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.queue.shards = SHARDS;
-    queue_use_config(&cfg);
     int rc = 1;
-    if (pipeh_start(&h) != 0) {
+    if (pipeh_start_on_cluster(&h, cenv.url, SHARDS) != 0) {
         fprintf(stderr, "test_cluster_lifecycle: cannot start services\n");
         goto out;
     }
-    setenv("MINICRM_TEST_DIR", h.env.dir, 1);
-    setenv("MINICRM_REDIS_TIMEOUT_MS", "8000", 1);
-    setenv("MINICRM_VENDOR_SIM_MAX_DELAY_MS", "1500", 1);
     /* Small fan-out batches and a vendor window of 1000 messages (the pause bound): most of
      * the campaign waits in the shards' lists when it is paused. */
     setenv("MINICRM_WORKERS_BATCH_SIZE", "200", 1);

@@ -249,23 +249,11 @@ int main(int argc, char **argv)
 {
     if (clusterenv_start(&cenv) != 0)
         return test_skip_program("no local Redis Cluster could be started");
-    /* The harness takes an external Redis from this variable; the programs get it as
-     * REDIS_URL with a private prefix. */
-    setenv("MINICRM_TEST_REDIS_URL", cenv.url, 1);
-    setenv("MINICRM_QUEUE_SHARDS", "6", 1);
-    minicrm_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.queue.shards = SHARDS;
-    queue_use_config(&cfg); /* this process's stats see every shard */
     int rc = 1;
-    if (pipeh_start(&h) != 0) {
+    if (pipeh_start_on_cluster(&h, cenv.url, SHARDS) != 0) {
         fprintf(stderr, "test_cluster_pipeline: cannot start services\n");
         goto out;
     }
-    setenv("MINICRM_TEST_DIR", h.env.dir, 1);
-    /* A failover takes the node timeout (1 s) plus an election: commands ride it out. */
-    setenv("MINICRM_REDIS_TIMEOUT_MS", "8000", 1);
-    setenv("MINICRM_VENDOR_SIM_MAX_DELAY_MS", "1500", 1);
     if (pipeh_seed(&h, NCUST) != 0)
         goto out;
     static const test_case cases[] = {

@@ -11,6 +11,7 @@
 #include "timeutil.h"
 
 #include <curl/curl.h>
+#include <jansson.h>
 
 #include <signal.h>
 #include <stdio.h>
@@ -536,4 +537,81 @@ int pipeh_rand(unsigned *state, int lo, int hi)
 {
     *state = *state * 1103515245u + 12345u;
     return lo + (int)((*state >> 8) % (unsigned)(hi - lo + 1));
+}
+
+long pipeh_post_move(pipeh *h, const char *key, const bson_oid_t *cid, const char *move,
+                     long timeout_ms, pipeh_answer *a)
+{
+    char hex[25], path[200];
+    bson_oid_to_string(cid, hex);
+    snprintf(path, sizeof path, "/api/campaigns/%s/%s", hex, move);
+    return pipeh_post(h, path, key, NULL, NULL, timeout_ms, a);
+}
+
+const char *pipeh_answer_status(const pipeh_answer *a, char out[16])
+{
+    json_error_t je;
+    json_t *j = json_loads(a->body, 0, &je);
+    snprintf(out, 16, "%s", j ? json_string_value(json_object_get(j, "status")) : "");
+    json_decref(j);
+    return out;
+}
+
+long long pipeh_answer_took_ms(const pipeh_answer *a)
+{
+    json_error_t je;
+    json_t *j = json_loads(a->body, 0, &je);
+    json_t *t = json_object_get(json_object_get(j, "transition"), "took_ms");
+    long long v = json_is_integer(t) ? (long long)json_integer_value(t) : -1;
+    json_decref(j);
+    return v;
+}
+
+long long pipeh_final_logs(pipeh *h, const bson_oid_t *cid)
+{
+    long long by[4];
+    if (pipeh_count_logs(h, cid, by) < 0)
+        return -1;
+    return by[1] + by[2];
+}
+
+void pipeh_use_shards(int shards)
+{
+    minicrm_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.queue.shards = shards;
+    queue_use_config(&cfg);
+}
+
+void pipeh_use_shards_env(void)
+{
+    const char *sh = getenv("MINICRM_QUEUE_SHARDS");
+    if (sh)
+        pipeh_use_shards((int)strtol(sh, NULL, 10));
+}
+
+int pipeh_start_on_cluster(pipeh *h, const char *cluster_url, int shards)
+{
+    char n[16];
+    snprintf(n, sizeof n, "%d", shards);
+    /* The harness takes an external Redis from this variable; the programs get it as
+     * REDIS_URL with a private prefix. */
+    setenv("MINICRM_TEST_REDIS_URL", cluster_url, 1);
+    setenv("MINICRM_QUEUE_SHARDS", n, 1);
+    pipeh_use_shards(shards);
+    if (pipeh_start(h) != 0)
+        return -1;
+    setenv("MINICRM_TEST_DIR", h->env.dir, 1);
+    /* A failover takes the node timeout (1 s) plus an election: commands ride it out. */
+    setenv("MINICRM_REDIS_TIMEOUT_MS", "8000", 1);
+    setenv("MINICRM_VENDOR_SIM_MAX_DELAY_MS", "1500", 1);
+    return 0;
+}
+
+int pipeh_run_cli(const char *args, char *out, size_t n, bool with_stderr)
+{
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "'%s' %s%s", testenv_bin("minicrm"), args,
+             with_stderr ? " 2>&1" : "");
+    return testenv_run_cmd(cmd, out, n);
 }

@@ -16,7 +16,8 @@
  * pipeh_request() / pipeh_post() / pipeh_get() (an HTTP request with a key, through libcurl),
  * pipeh_make_key() (an API key made the way an operator does, with `minicrm keys create`),
  * pipeh_wait_log_final() and pipeh_sleep_ms() (only for pacing and polling, never as
- * synchronisation).
+ * synchronisation), pipeh_post_move() and the readers of its answer, pipeh_final_logs(), and
+ * pipeh_use_shards() / pipeh_start_on_cluster() for the runs with queue.shards > 1.
  *
  * Not thread-safe; one harness per test process.
  */
@@ -136,5 +137,32 @@ int pipeh_wait_mid_flight(pipeh *h, const bson_oid_t *cid, long long min_final, 
  * -1. */
 long long pipeh_stale_tokens(pipeh *h, const bson_oid_t *cid,
                              void (*moved_by)(bson_t *filter, const char *tok));
+
+/* POST /api/campaigns/<cid>/<move> ("pause", "resume", "cancel") without a body, with
+ * `Authorization: Bearer key`: pipeh_post's status (0: no answer), the answer in *a. */
+long pipeh_post_move(pipeh *h, const char *key, const bson_oid_t *cid, const char *move,
+                     long timeout_ms, pipeh_answer *a);
+/* The "status" string of a JSON answer into out ("" when the body is not JSON); returns out. */
+const char *pipeh_answer_status(const pipeh_answer *a, char out[16]);
+/* "transition.took_ms" of a move's answer (the API's own measure of the move), or -1. */
+long long pipeh_answer_took_ms(const pipeh_answer *a);
+/* Logs of the campaign that are final (SENT or FAILED), or -1. */
+long long pipeh_final_logs(pipeh *h, const bson_oid_t *cid);
+
+/* This process's queue.shards (what lib/queue and lib/campctl read here: held counts, stats and
+ * key sets then cover every shard). */
+void pipeh_use_shards(int shards);
+/* pipeh_use_shards(MINICRM_QUEUE_SHARDS) when that variable is set (the programs read it too);
+ * nothing otherwise. */
+void pipeh_use_shards_env(void);
+/* pipeh_start() on the Redis Cluster at cluster_url with queue.shards = shards for this process
+ * and the programs, then the settings the cluster runs share: MINICRM_TEST_DIR, a Redis timeout
+ * that rides out a failover (8 s) and a vendor delay of at most 1.5 s. 0 or -1 (message on
+ * stderr); on -1 the caller still calls pipeh_stop(). */
+int pipeh_start_on_cluster(pipeh *h, const char *cluster_url, int shards);
+
+/* Run the shell command line `minicrm ARGS` (ARGS a shell word list; " 2>&1" appended when
+ * with_stderr, else stderr goes to the test's own): testenv_run_cmd's result. */
+int pipeh_run_cli(const char *args, char *out, size_t n, bool with_stderr);
 
 #endif

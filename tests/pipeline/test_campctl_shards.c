@@ -13,11 +13,8 @@
 #include "queue.h"
 #include "rconn.h"
 #include "test.h"
-#ifdef CC_CLUSTER
-#include "clusterenv.h"
-#else
 #include "testenv.h"
-#endif
+#include "shardtarget.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,11 +23,6 @@
 
 #define S 6
 
-#ifdef CC_CLUSTER
-static clusterenv cenv;
-#else
-static testenv env;
-#endif
 static rconn *rc;
 static char prefix[96];
 
@@ -59,11 +51,7 @@ static const char *k(char *buf, int i, const char *suffix)
 
 static long long int_cmd(const char *cmd, const char *key, const char *arg)
 {
-    redisReply *r = arg ? rconn_command(rc, cmd, key, arg) : rconn_command(rc, cmd, key);
-    long long n = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
-    if (r)
-        freeReplyObject(r);
-    return n;
+    return testenv_redis_int(rc, cmd, key, arg);
 }
 
 /* In how many of the S + 1 sets `set` ("paused", "cancelled") names cid. */
@@ -240,32 +228,17 @@ TEST(repair_completes_interrupted_moves)
 
 int main(int argc, char **argv)
 {
+    static const test_case cases[] = {
+        TEST_ENTRY(one_shard_keeps_todays_keys),
+        TEST_ENTRY(hold_resume_cancel_in_each_jobs_own_shard),
+        TEST_ENTRY(repair_completes_interrupted_moves),
+    };
+#ifdef CC_CLUSTER
+    const bool on_cluster = true;
+#else
+    const bool on_cluster = false;
+#endif
     const char *url;
-#ifdef CC_CLUSTER
-    if (clusterenv_start(&cenv) != 0)
-        return test_skip_program("no local Redis Cluster could be started");
-    url = cenv.url;
-#else
-    if (testenv_start(&env, TESTENV_REDIS) != 0)
-        return 1;
-    url = env.redis_url;
-#endif
-    char err[256];
-    rc = rconn_new(url, 5000, err, sizeof err);
-    int status = 1;
-    if (rc) {
-        static const test_case cases[] = {
-            TEST_ENTRY(one_shard_keeps_todays_keys),
-            TEST_ENTRY(hold_resume_cancel_in_each_jobs_own_shard),
-            TEST_ENTRY(repair_completes_interrupted_moves),
-        };
-        status = test_run_all(__FILE__, cases, sizeof cases / sizeof *cases, argc, argv);
-        rconn_free(rc);
-    }
-#ifdef CC_CLUSTER
-    clusterenv_stop(&cenv);
-#else
-    testenv_stop(&env);
-#endif
-    return status;
+    return shardtarget_run(on_cluster, __FILE__, cases, sizeof cases / sizeof *cases, argc, argv,
+                           &rc, &url);
 }

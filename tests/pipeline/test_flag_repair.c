@@ -50,11 +50,7 @@ static void setkey(char *buf, size_t n, int i, const char *suffix)
 
 static long long int_cmd(const char *fmt, const char *a, const char *b)
 {
-    redisReply *r = b ? rconn_command(h.rc, fmt, a, b) : rconn_command(h.rc, fmt, a);
-    long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
-    if (r)
-        freeReplyObject(r);
-    return v;
+    return testenv_redis_int(h.rc, fmt, a, b);
 }
 
 /* In how many key sets `set` ("paused", "cancelled") names cid. */
@@ -208,13 +204,7 @@ int main(int argc, char **argv)
         TEST_ENTRY(repair_streams_every_paused_and_recent_cancelled),
     };
     /* MINICRM_QUEUE_SHARDS (the worker reads it too): this process's key sets. */
-    const char *sh = getenv("MINICRM_QUEUE_SHARDS");
-    if (sh) {
-        minicrm_config cfg;
-        memset(&cfg, 0, sizeof cfg);
-        cfg.queue.shards = (int)strtol(sh, NULL, 10);
-        queue_use_config(&cfg);
-    }
+    pipeh_use_shards_env();
     if (pipeh_start(&h) != 0) {
         pipeh_stop(&h);
         return 1;

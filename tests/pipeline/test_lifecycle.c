@@ -54,39 +54,7 @@ static long post_json(const char *path, const char *body, answer *a)
  * in *a. */
 static long post_move(const bson_oid_t *cid, const char *move, answer *a)
 {
-    char hex[25], path[200];
-    bson_oid_to_string(cid, hex);
-    snprintf(path, sizeof path, "/api/campaigns/%s/%s", hex, move);
-    return pipeh_post(&h, path, admin_key, NULL, NULL, 20000L, a);
-}
-
-/* "took_ms" of a move's answer, or -1. */
-static long long took_ms(const answer *a)
-{
-    json_error_t je;
-    json_t *j = json_loads(a->body, 0, &je);
-    json_t *t = json_object_get(json_object_get(j, "transition"), "took_ms");
-    long long v = json_is_integer(t) ? (long long)json_integer_value(t) : -1;
-    json_decref(j);
-    return v;
-}
-
-static const char *status_of(const answer *a, char out[16])
-{
-    json_error_t je;
-    json_t *j = json_loads(a->body, 0, &je);
-    snprintf(out, 16, "%s", j ? json_string_value(json_object_get(j, "status")) : "");
-    json_decref(j);
-    return out;
-}
-
-/* Logs of the campaign that are final (SENT or FAILED). */
-static long long final_logs(const bson_oid_t *cid)
-{
-    long long by[4];
-    if (pipeh_count_logs(&h, cid, by) < 0)
-        return -1;
-    return by[1] + by[2];
+    return pipeh_post_move(&h, admin_key, cid, move, 20000L, a);
 }
 
 /* Held send jobs of the campaign, in every key set (queue.shards). */
@@ -100,23 +68,6 @@ static long long held_jobs(const bson_oid_t *cid)
             return v;
     }
     return -1;
-}
-
-/* Run `minicrm ARGS` (a shell word list), its stdout into out; the exit status. stderr (log
- * lines, a driver warning) goes to the test's own stderr unless with_stderr: it is not part
- * of the JSON. */
-static int run_cli(const char *args, char *out, size_t n, int with_stderr)
-{
-    char cmd[800];
-    snprintf(cmd, sizeof cmd, "'%s' %s%s", testenv_bin("minicrm"), args,
-             with_stderr ? " 2>&1" : "");
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return -1;
-    size_t got = fread(out, 1, n - 1, p);
-    out[got] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 /* sent + failed + cancelled + pending == total == logs (read twice to see a still moment). */
@@ -141,9 +92,10 @@ TEST(pause_kill9_resume_exactly_once)
     char st[16];
     long code = post_move(&cid, "pause", &a);
     CHECK_MSG(code == 200, "pause: %ld %s", code, a.body);
-    CHECK_STR_EQ(status_of(&a, st), "PAUSED");
-    long long f0 = final_logs(&cid);
-    fprintf(stderr, "  pause took %lld ms (final logs at the 200: %lld)\n", took_ms(&a), f0);
+    CHECK_STR_EQ(pipeh_answer_status(&a, st), "PAUSED");
+    long long f0 = pipeh_final_logs(&h, &cid);
+    fprintf(stderr, "  pause took %lld ms (final logs at the 200: %lld)\n",
+            pipeh_answer_took_ms(&a), f0);
 
     /* kill -9 every program while paused, restart them: nothing of the campaign may go out. */
     const int victims[] = {PH_WORKER, PH_VENDOR, PH_RECEIPTS, PH_API};
@@ -155,9 +107,9 @@ TEST(pause_kill9_resume_exactly_once)
      * 1.5 s here, a restarted vendor sends its held jobs again): give them 4 s, then the count
      * must stand still. */
     pipeh_sleep_ms(4000);
-    long long f1 = final_logs(&cid);
+    long long f1 = pipeh_final_logs(&h, &cid);
     pipeh_sleep_ms(3000);
-    long long f2 = final_logs(&cid);
+    long long f2 = pipeh_final_logs(&h, &cid);
     fprintf(stderr, "  final logs: %lld at the 200, %lld after 4 s, %lld after 7 s\n", f0, f1, f2);
     CHECK_INT_EQ(f2, f1);
     ph_campaign c;
@@ -170,7 +122,7 @@ TEST(pause_kill9_resume_exactly_once)
     CHECK(held > 0);
     /* The operator sees them apart from ready, and the campaign PAUSED. */
     char out[8192], args[200], hex[25];
-    CHECK_INT_EQ(run_cli("queues --json", out, sizeof out, 0), 0);
+    CHECK_INT_EQ(pipeh_run_cli("queues --json", out, sizeof out, false), 0);
     json_error_t je;
     json_t *q = json_loads(out, 0, &je);
     long long cli_held = json_integer_value(json_object_get(json_object_get(q, "sends"), "held"));
@@ -179,12 +131,12 @@ TEST(pause_kill9_resume_exactly_once)
     json_decref(q);
     bson_oid_to_string(&cid, hex);
     snprintf(args, sizeof args, "campaigns show %s", hex);
-    CHECK_INT_EQ(run_cli(args, out, sizeof out, 0), 0);
+    CHECK_INT_EQ(pipeh_run_cli(args, out, sizeof out, false), 0);
     CHECK_MSG(strstr(out, "PAUSED") != NULL, "campaigns show: %s", out);
 
     code = post_move(&cid, "resume", &a);
     CHECK_MSG(code == 200, "resume: %ld %s", code, a.body);
-    fprintf(stderr, "  resume took %lld ms\n", took_ms(&a));
+    fprintf(stderr, "  resume took %lld ms\n", pipeh_answer_took_ms(&a));
     CHECK(pipeh_wait_completed(&h, &cid, 90000, &c) == 0);
     long long by[4];
     CHECK_INT_EQ(pipeh_count_logs(&h, &cid, by), NCUST);
@@ -198,7 +150,7 @@ TEST(pause_kill9_resume_exactly_once)
     code = post_move(&cid, "resume", &a);
     CHECK_MSG(code == 409 && strstr(a.body, "COMPLETED"), "second resume: %ld %s", code, a.body);
     snprintf(args, sizeof args, "campaigns pause %s", hex);
-    CHECK_INT_EQ(run_cli(args, out, sizeof out, 1), 1);
+    CHECK_INT_EQ(pipeh_run_cli(args, out, sizeof out, true), 1);
     CHECK_MSG(strstr(out, "409") && strstr(out, "COMPLETED"), "campaigns pause: %s", out);
 }
 
@@ -215,8 +167,8 @@ TEST(cancel_after_worker_kill9_counters_exact)
     char st[16];
     long code = post_move(&cid, "cancel", &a);
     CHECK_MSG(code == 200, "cancel: %ld %s", code, a.body);
-    CHECK_STR_EQ(status_of(&a, st), "CANCELLED");
-    fprintf(stderr, "  cancel took %lld ms\n", took_ms(&a));
+    CHECK_STR_EQ(pipeh_answer_status(&a, st), "CANCELLED");
+    fprintf(stderr, "  cancel took %lld ms\n", pipeh_answer_took_ms(&a));
     CHECK(pipeh_start_all(&h) == 0);
     ph_campaign c;
     CHECK(pipeh_read(&h, &cid, &c) == 0);
@@ -340,9 +292,9 @@ TEST(redis_kill9_and_devdb_frozen_while_paused)
     pipeh_sleep_ms(3000);
     CHECK(kill(h.env.devdb_pid, SIGCONT) == 0);
     pipeh_sleep_ms(4000);
-    long long f1 = final_logs(&cid);
+    long long f1 = pipeh_final_logs(&h, &cid);
     pipeh_sleep_ms(2500);
-    long long f2 = final_logs(&cid);
+    long long f2 = pipeh_final_logs(&h, &cid);
     fprintf(stderr, "  final logs after the outages: %lld, 2.5 s later %lld\n", f1, f2);
     CHECK_INT_EQ(f2, f1);
     ph_campaign c;
@@ -607,13 +559,7 @@ int main(int argc, char **argv)
 {
     /* MINICRM_QUEUE_SHARDS (the programs read it too): this process's held counts and stats
      * cover every shard (the test_lifecycle_shards6 run). */
-    const char *sh = getenv("MINICRM_QUEUE_SHARDS");
-    if (sh) {
-        minicrm_config cfg;
-        memset(&cfg, 0, sizeof cfg);
-        cfg.queue.shards = (int)strtol(sh, NULL, 10);
-        queue_use_config(&cfg);
-    }
+    pipeh_use_shards_env();
     if (pipeh_start(&h) != 0) {
         fprintf(stderr, "test_lifecycle: cannot start services\n");
         pipeh_stop(&h);

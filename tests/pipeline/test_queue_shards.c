@@ -12,11 +12,9 @@
 #include "rconn.h"
 #include "test.h"
 #include "timeutil.h"
+#include "shardtarget.h"
 #ifdef QS_CLUSTER
-#include "clusterenv.h"
 #include "rcluster.h"
-#else
-#include "testenv.h"
 #endif
 
 #include <stdio.h>
@@ -25,11 +23,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifdef QS_CLUSTER
-static clusterenv cenv;
-#else
-static testenv env;
-#endif
 static const char *url;
 static rconn *rc;
 static char prefix[96];
@@ -339,34 +332,19 @@ TEST(push_once_replay_meets_its_token)
 
 int main(int argc, char **argv)
 {
+    static const test_case cases[] = {
+        TEST_ENTRY(one_shard_keeps_todays_keys),
+        TEST_ENTRY(pushes_spread_and_claims_cover_every_shard),
+        TEST_ENTRY(stats_and_dead_letters_cover_every_shard),
+        TEST_ENTRY(reaper_returns_jobs_from_every_shard),
+        TEST_ENTRY(blocked_consumer_sees_any_shard_and_old_list_drains),
+        TEST_ENTRY(push_once_replay_meets_its_token),
+    };
 #ifdef QS_CLUSTER
-    if (clusterenv_start(&cenv) != 0)
-        return test_skip_program("no local Redis Cluster could be started");
-    url = cenv.url;
+    const bool on_cluster = true;
 #else
-    if (testenv_start(&env, TESTENV_REDIS) != 0)
-        return 1;
-    url = env.redis_url;
+    const bool on_cluster = false;
 #endif
-    char err[256];
-    rc = rconn_new(url, 5000, err, sizeof err);
-    int status = 1;
-    if (rc) {
-        static const test_case cases[] = {
-            TEST_ENTRY(one_shard_keeps_todays_keys),
-            TEST_ENTRY(pushes_spread_and_claims_cover_every_shard),
-            TEST_ENTRY(stats_and_dead_letters_cover_every_shard),
-            TEST_ENTRY(reaper_returns_jobs_from_every_shard),
-            TEST_ENTRY(blocked_consumer_sees_any_shard_and_old_list_drains),
-            TEST_ENTRY(push_once_replay_meets_its_token),
-        };
-        status = test_run_all(__FILE__, cases, sizeof cases / sizeof *cases, argc, argv);
-        rconn_free(rc);
-    }
-#ifdef QS_CLUSTER
-    clusterenv_stop(&cenv);
-#else
-    testenv_stop(&env);
-#endif
-    return status;
+    return shardtarget_run(on_cluster, __FILE__, cases, sizeof cases / sizeof *cases, argc, argv,
+                           &rc, &url);
 }

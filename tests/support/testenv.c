@@ -5,6 +5,8 @@
  */
 #include "testenv.h"
 
+#include "rconn.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -285,4 +287,24 @@ void testenv_stop(testenv *env)
     if (env->dir[0] && !getenv("MINICRM_TEST_KEEP"))
         remove_tree(env->dir);
     env->dir[0] = '\0';
+}
+
+int testenv_run_cmd(const char *cmd, char *out, size_t n)
+{
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    size_t got = fread(out, 1, n - 1, p);
+    out[got] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+long long testenv_redis_int(rconn *c, const char *fmt, const char *a, const char *b)
+{
+    redisReply *r = b ? rconn_command(c, fmt, a, b) : rconn_command(c, fmt, a);
+    long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    if (r)
+        freeReplyObject(r);
+    return v;
 }

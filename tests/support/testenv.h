@@ -52,5 +52,13 @@ pid_t testenv_spawn(char *const argv[], const char *logfile);
 /* Send sig, then wait up to timeout_ms for the child to exit (SIGKILL after). Returns the
  * wait status, or -1. */
 int testenv_kill_wait(pid_t pid, int sig, int timeout_ms);
+/* Run the shell command line cmd (popen); its stdout into out (size n, NUL-terminated,
+ * truncated to fit). Returns its exit status, or -1 when it could not run or did not exit. */
+int testenv_run_cmd(const char *cmd, char *out, size_t n);
+
+typedef struct rconn rconn;
+/* The integer reply of rconn_command(c, fmt, a) (b NULL) or rconn_command(c, fmt, a, b), fmt
+ * taking one or two %s; -1 for an error or any other reply. */
+long long testenv_redis_int(rconn *c, const char *fmt, const char *a, const char *b);
 
 #endif
