@@ -223,7 +223,7 @@ TEST(cancel_mid_send_nothing_left_in_any_shard)
         if (pipeh_count_logs(&h, &cid, bys) >= 0)
             fprintf(stderr, "  logs: pending=%lld sent=%lld failed=%lld cancelled=%lld\n", bys[0],
                     bys[1], bys[2], bys[3]);
-        if (run_cli("queues --json", out, sizeof out) == 0)
+        if (pipeh_run_cli("queues --json", out, sizeof out, false) == 0)
             fprintf(stderr, "  queues: %s\n", out);
         fprintf(stderr, "  jobs of the campaign left in the queues: %lld\n", jobs_left(&cid));
     }
