@@ -14,8 +14,11 @@
  *     (sent + failed + cancelled + pending == total, pending == the logs at the vendor), and
  *     leaves the logs at the vendor PENDING;
  *   - a second such campaign whose fan-out holds its lease is left alone until the lease is
- *     gone (a fan-out still writing it), then finished;
- *   - kill -9 of the worker before the second is finished, a new worker finishes it.
+ *     gone (a fan-out still writing it), then finished, its total and pending exact again
+ *     although its last batch's checkpoint counted the batch twice;
+ *   - kill -9 of the worker before the second is finished, a new worker finishes it;
+ *   - a campaign cancelled while a live sends consumer has not acked the flag is left alone
+ *     until it acks (a send of it could still reach the vendor unseen).
  * test_cancel_finish_shards6 runs the same with queue.shards=6.
  */
 #include "campaign.h"
@@ -39,19 +42,21 @@ static queue_batch claimed_a, claimed_b;
 static const char *const VCONS = "vendor-sim-test-1";
 
 /* Insert a CANCELLED campaign with NSENT SENT, NCANC CANCELLED and NLOST + NVENDOR PENDING
- * logs, counters exact; the PENDING logs' ids into pend (NLOST + NVENDOR). */
-static int insert_campaign(bson_oid_t *cid, bson_oid_t *pend)
+ * logs, counters exact but for total and pending both `inflate` too high (a fan-out batch whose
+ * checkpoint landed after the cancel's recount: its logs counted twice); the PENDING logs' ids
+ * into pend (NLOST + NVENDOR). */
+static int insert_campaign(bson_oid_t *cid, bson_oid_t *pend, int inflate)
 {
     bson_oid_init(cid, NULL);
     int64_t now = time_now_ms();
     int total = NSENT + NCANC + NLOST + NVENDOR;
-    bson_t *doc = BCON_NEW("_id", BCON_OID(cid), "name", BCON_UTF8("cancel-finish"), "rules", "{",
-                           "min_spend", BCON_INT32(1), "}", "message", BCON_NULL, "tags", "[", "]",
-                           "status", BCON_UTF8("CANCELLED"), "total", BCON_INT64(total), "pending",
-                           BCON_INT64(NLOST + NVENDOR), "sent", BCON_INT64(NSENT), "failed",
-                           BCON_INT64(0), "cancelled", BCON_INT64(NCANC), "fanout_done",
-                           BCON_BOOL(false), "createdAt", BCON_DATE_TIME(now), "updatedAt",
-                           BCON_DATE_TIME(now), "cancelledAt", BCON_DATE_TIME(now));
+    bson_t *doc = BCON_NEW(
+        "_id", BCON_OID(cid), "name", BCON_UTF8("cancel-finish"), "rules", "{", "min_spend",
+        BCON_INT32(1), "}", "message", BCON_NULL, "tags", "[", "]", "status",
+        BCON_UTF8("CANCELLED"), "total", BCON_INT64(total + inflate), "pending",
+        BCON_INT64(NLOST + NVENDOR + inflate), "sent", BCON_INT64(NSENT), "failed", BCON_INT64(0),
+        "cancelled", BCON_INT64(NCANC), "fanout_done", BCON_BOOL(false), "createdAt",
+        BCON_DATE_TIME(now), "updatedAt", BCON_DATE_TIME(now), "cancelledAt", BCON_DATE_TIME(now));
     mongoc_collection_t *c = pipeh_coll(&h, DB_CAMPAIGNS);
     bson_error_t e;
     bool ok = mongoc_collection_insert_one(c, doc, NULL, NULL, &e);
@@ -111,14 +116,19 @@ static int at_vendor(const bson_oid_t *cid, const bson_oid_t *lids, int n, queue
     return queue_claim_fresh(vend, 1, 0, qb) == 1 ? 0 : -1;
 }
 
-/* What a live sends consumer does between claims: heartbeat and ack the epoch it read. */
-static void vendor_turn(void)
+/* What a live sends consumer does between claims: heartbeat and (ack) the epoch it read. */
+static void vendor_beat(bool ack)
 {
     long long ep = 0;
     if (queue_heartbeat(vend) == 1)
         fprintf(stderr, "test_cancel_finish: the test's sends consumer was reaped\n");
-    if (campctl_epoch(h.rc, h.env.prefix, &ep) == 0)
+    if (ack && campctl_epoch(h.rc, h.env.prefix, &ep) == 0)
         campctl_ack(h.rc, h.env.prefix, VCONS, ep);
+}
+
+static void vendor_turn(void)
+{
+    vendor_beat(true);
 }
 
 static long long count(const bson_oid_t *cid, const char *status)
@@ -172,14 +182,15 @@ TEST(worker_finishes_cancel_keeps_logs_at_vendor)
     vendor_turn();
 
     bson_oid_t a, b, pa[NLOST + NVENDOR], pb[NLOST + NVENDOR];
-    CHECK(insert_campaign(&a, pa) == 0);
-    CHECK(insert_campaign(&b, pb) == 0);
+    CHECK(insert_campaign(&a, pa, 0) == 0);
+    CHECK(insert_campaign(&b, pb, NLOST) == 0);
     CHECK_INT_EQ(flag_cancelled(&a), 0);
     CHECK_INT_EQ(flag_cancelled(&b), 0);
     /* The last NVENDOR PENDING logs of each are at the vendor. */
     CHECK_INT_EQ(at_vendor(&a, pa + NLOST, NVENDOR, &claimed_a), 0);
     CHECK_INT_EQ(at_vendor(&b, pb + NLOST, NVENDOR, &claimed_b), 0);
-    /* b's fan-out is still writing it (it holds the lease). */
+    /* b's fan-out is still writing it (it holds the lease; its last batch, the NLOST logs, was
+     * counted again by its checkpoint after the cancel's recount). */
     char bhex[25];
     bson_oid_to_string(&b, bhex);
     CHECK_INT_EQ(campctl_fanout_beat(h.rc, h.env.prefix, bhex, "fanout-test", 120000),
@@ -202,6 +213,9 @@ TEST(worker_finishes_cancel_keeps_logs_at_vendor)
         pipeh_sleep_ms(100);
     }
     CHECK_INT_EQ(count(&b, "PENDING"), NLOST + NVENDOR);
+    ph_campaign pb0;
+    CHECK(pipeh_read(&h, &b, &pb0) == 0);
+    CHECK_INT_EQ(pb0.pending, NLOST + NVENDOR + NLOST);
 
     /* kill -9 of the worker, the fan-out stops (its lease goes), a new worker finishes b. */
     pipeh_kill(&h, PH_WORKER, SIGKILL);
@@ -217,6 +231,18 @@ TEST(worker_finishes_cancel_keeps_logs_at_vendor)
     CHECK_MSG(wait_finished(&a, 0, 20000), "a's dropped logs not finished: %lld PENDING",
               count(&a, "PENDING"));
     check_exact(&a, 0);
+    /* c: cancelled while a live sends consumer has not acked the flag yet (it may still hand a
+     * send of c to the vendor): left alone until it acks. */
+    bson_oid_t c, pc[NLOST + NVENDOR];
+    CHECK(insert_campaign(&c, pc, 0) == 0);
+    CHECK_INT_EQ(flag_cancelled(&c), 0);
+    for (int i = 0; i < 40; i++) {
+        vendor_beat(false);
+        pipeh_sleep_ms(100);
+    }
+    CHECK_INT_EQ(count(&c, "PENDING"), NLOST + NVENDOR);
+    CHECK_MSG(wait_finished(&c, 0, 20000), "c not finished once acked: %lld PENDING",
+              count(&c, "PENDING"));
     queue_batch_release(&claimed_a);
     queue_batch_release(&claimed_b);
     queue_close(vend);
