@@ -817,8 +817,10 @@ static int finish_cancel(fanout_ctx *x, mongoc_collection_t *camps, mongoc_colle
     bson_error_t e;
     int64_t moved = 0;
     int rc = -1;
-    if (campctl_at_vendor(x->rc, prefix, hex, &keep, err, sizeof err) != 0)
+    if (campctl_at_vendor(x->rc, prefix, hex, &keep, err, sizeof err) != 0) {
+        log_warn("worker.cancel_finish_failed", "campaign=%s detail=\"%s\"", hex, err);
         goto out;
+    }
     if (campaign_cancel_logs(logs, &oid, keep.a, keep.n, time_now_ms(), &moved, &e) != 0 ||
         campaign_cancel_recount(camps, logs, &oid, &e) != 0) {
         log_warn("worker.cancel_finish_failed", "campaign=%s detail=\"%s\"", hex, e.message);
