@@ -35,7 +35,6 @@
 #include "campctl.h"
 #include "campevents.h"
 #include "jobs.h"
-#include "jscan.h"
 #include "log.h"
 #include "metrics.h"
 #include "queue.h"
@@ -46,69 +45,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Log ids (as OIDs) growing array. */
-typedef struct idset {
-    bson_oid_t *a;
-    size_t n, cap;
-} idset;
-
-static int idset_add(idset *s, const char *hex)
-{
-    if (!bson_oid_is_valid(hex, strlen(hex)) || strlen(hex) != 24)
-        return 0;
-    if (s->n == s->cap) {
-        size_t nc = s->cap ? 2 * s->cap : 256;
-        bson_oid_t *g = realloc(s->a, nc * sizeof *g);
-        if (!g)
-            return -1;
-        s->a = g;
-        s->cap = nc;
-    }
-    bson_oid_init_from_string(&s->a[s->n++], hex);
-    return 0;
-}
-
-/* The logs of campaign hex whose send the vendor already has (see campctl_snapshot). */
-static int at_vendor(rconn *rc, const char *prefix, const char *hex, idset *out, char *err,
-                     size_t errlen)
-{
-    redisReply *rr = NULL, *rs = NULL;
-    if (campctl_snapshot(rc, prefix, hex, &rr, &rs, err, errlen) != 0)
-        return -1;
-    jscan js = {0};
-    int rc_ = 0;
-    for (size_t i = 0; rc_ == 0 && i < rr->elements; i++) {
-        const redisReply *j = rr->element[i];
-        jobs_reader rd;
-        char why[128];
-        jobs_receipt r;
-        if (jobs_receipts_open(&rd, &js, j->str, j->len, why, sizeof why) != 0)
-            continue;
-        int k;
-        while ((k = jobs_receipts_next(&rd, &r, why, sizeof why)) != 0)
-            if (k > 0 && !strcmp(r.campaign_id, hex) && idset_add(out, r.log_id) != 0)
-                rc_ = -1;
-    }
-    for (size_t i = 0; rc_ == 0 && i < rs->elements; i++) {
-        const redisReply *j = rs->element[i];
-        jobs_reader rd;
-        const char *why;
-        jobs_send_in s;
-        if (jobs_sends_open(&rd, &js, j->str, j->len, &why) != 0 && !rd.batch)
-            continue;
-        int k;
-        while ((k = jobs_sends_next(&rd, &s, &why)) != 0)
-            if (k > 0 && !strcmp(s.campaign_id, hex) && idset_add(out, s.log_id) != 0)
-                rc_ = -1;
-    }
-    jscan_release(&js);
-    freeReplyObject(rr);
-    freeReplyObject(rs);
-    if (rc_ != 0)
-        snprintf(err, errlen, "out of memory");
-    return rc_;
-}
 
 static void do_move(api_ctx *app, http_request *req, campaign_move m)
 {
@@ -125,7 +61,7 @@ static void do_move(api_ctx *app, http_request *req, campaign_move m)
     mongoc_client_t *cl = dbpool_pop(app->db);
     mongoc_collection_t *camps = dbpool_collection(app->db, cl, DB_CAMPAIGNS);
     mongoc_collection_t *logs = dbpool_collection(app->db, cl, DB_LOGS);
-    idset keep = {0};
+    campctl_logs keep = {0};
     bson_error_t e;
     campaign_status from = CAMPAIGN_QUEUED, to = CAMPAIGN_QUEUED;
     bool fanout_done = false;
@@ -194,7 +130,7 @@ static void do_move(api_ctx *app, http_request *req, campaign_move m)
                 log_warn("campaign.unschedule_failed", "campaign=%s", hex);
         }
         if (m == CAMPAIGN_MOVE_CANCEL) {
-            if (at_vendor(rc, prefix, hex, &keep, err, sizeof err) != 0) {
+            if (campctl_at_vendor(rc, prefix, hex, &keep, err, sizeof err) != 0) {
                 http_error(req, 503, "campaign is CANCELLED, its logs not yet (%s); retry", err);
                 goto out;
             }
@@ -237,7 +173,7 @@ static void do_move(api_ctx *app, http_request *req, campaign_move m)
                                   "took_ms", (json_int_t)took));
     http_send_json(req, 200, camp);
 out:
-    free(keep.a);
+    campctl_logs_release(&keep);
     if (rc)
         rpool_put(app->redis, rc);
     mongoc_collection_destroy(camps);

@@ -10,6 +10,8 @@
  */
 #include "campctl.h"
 
+#include "jobs.h"
+#include "jscan.h"
 #include "queue.h"
 #include "timeutil.h"
 
@@ -635,6 +637,72 @@ int campctl_snapshot(rconn *c, const char *prefix, const char *chex, redisReply 
         freeReplyObject(*receipts);
     *receipts = NULL;
     return -1;
+}
+
+void campctl_logs_release(campctl_logs *s)
+{
+    if (!s)
+        return;
+    free(s->a);
+    s->a = NULL;
+    s->n = s->cap = 0;
+}
+
+/* Append log id hex (ignored unless 24 hex). 0 or -1 (out of memory). */
+static int logs_add(campctl_logs *s, const char *hex)
+{
+    if (strlen(hex) != 24 || !bson_oid_is_valid(hex, 24))
+        return 0;
+    if (s->n == s->cap) {
+        size_t nc = s->cap ? 2 * s->cap : 256;
+        bson_oid_t *g = realloc(s->a, nc * sizeof *g);
+        if (!g)
+            return -1;
+        s->a = g;
+        s->cap = nc;
+    }
+    bson_oid_init_from_string(&s->a[s->n++], hex);
+    return 0;
+}
+
+int campctl_at_vendor(rconn *c, const char *prefix, const char *chex, campctl_logs *out, char *err,
+                      size_t errlen)
+{
+    redisReply *rr = NULL, *rs = NULL;
+    if (campctl_snapshot(c, prefix, chex, &rr, &rs, err, errlen) != 0)
+        return -1;
+    jscan js = {0};
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < rr->elements; i++) {
+        const redisReply *j = rr->element[i];
+        jobs_reader rd;
+        char why[128];
+        jobs_receipt r;
+        if (jobs_receipts_open(&rd, &js, j->str, j->len, why, sizeof why) != 0)
+            continue;
+        int k;
+        while ((k = jobs_receipts_next(&rd, &r, why, sizeof why)) != 0)
+            if (k > 0 && !strcmp(r.campaign_id, chex) && logs_add(out, r.log_id) != 0)
+                rc = -1;
+    }
+    for (size_t i = 0; rc == 0 && i < rs->elements; i++) {
+        const redisReply *j = rs->element[i];
+        jobs_reader rd;
+        const char *why;
+        jobs_send_in s;
+        if (jobs_sends_open(&rd, &js, j->str, j->len, &why) != 0 && !rd.batch)
+            continue;
+        int k;
+        while ((k = jobs_sends_next(&rd, &s, &why)) != 0)
+            if (k > 0 && !strcmp(s.campaign_id, chex) && logs_add(out, s.log_id) != 0)
+                rc = -1;
+    }
+    jscan_release(&js);
+    freeReplyObject(rr);
+    freeReplyObject(rs);
+    if (rc != 0 && err)
+        snprintf(err, errlen, "out of memory");
+    return rc;
 }
 
 /* ---- the schedule ----------------------------------------------------------------------- */

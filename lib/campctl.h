@@ -60,8 +60,13 @@
  *           from its checkpoint).
  *   cancel  MongoDB -> CANCELLED, campctl_cancel (SADD cancelled, SREM paused, drop the held
  *           list), campctl_wait, then campctl_snapshot of the receipts queue and of the sends
- *           consumers' processing lists: the logs whose send the vendor already has; every
- *           other PENDING log becomes CANCELLED (lib/campaign).
+ *           consumers' processing lists (campctl_at_vendor): the logs whose send the vendor
+ *           already has; every other PENDING log becomes CANCELLED (lib/campaign). A worker
+ *           finishes any cancel whose logs are left PENDING without a job at the vendor
+ *           (workers/fanout.c fanout_finish_cancels: a job the snapshot saw claimed just
+ *           before its consumer dropped it, a fan-out batch that landed after its lease
+ *           expired, an interrupted API): once no fan-out lease is held and every live sends
+ *           consumer acked the current epoch, the same snapshot, bulk and recount.
  *   schedule  the API stores a SCHEDULED campaign, then ZADDs its job (campctl_schedule_add);
  *           every worker, between claims, runs campctl_schedule_promote: one script moves the
  *           due jobs ZSET -> the campaigns queue (ZREM then LPUSH: one promotion even with many
@@ -82,6 +87,7 @@
 
 #include "rconn.h"
 
+#include <bson/bson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -179,6 +185,20 @@ int campctl_wait(rconn *c, const char *prefix, const char *chex, long long epoch
  * freeReplyObject), or -1 with err. */
 int campctl_snapshot(rconn *c, const char *prefix, const char *chex, redisReply **receipts,
                      redisReply **sends, char *err, size_t errlen);
+
+/* A growing set of log ids (a owned; free it with campctl_logs_release). Zero-initialise. */
+typedef struct campctl_logs {
+    bson_oid_t *a;
+    size_t n, cap;
+} campctl_logs;
+/* Free its array and empty it. NULL-safe. */
+void campctl_logs_release(campctl_logs *s);
+/* The logs of campaign chex whose send the vendor already has: campctl_snapshot's jobs decoded
+ * with lib/jobs (receipts and sends of chex; jobs that do not decode are skipped), appended to
+ * out (duplicates possible). What the cancel keeps PENDING (their receipts still count). 0, or
+ * -1 with err (out may have grown; the caller still releases it). */
+int campctl_at_vendor(rconn *c, const char *prefix, const char *chex, campctl_logs *out, char *err,
+                      size_t errlen);
 
 /* ---- the schedule ----------------------------------------------------------------------- */
 

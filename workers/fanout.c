@@ -790,6 +790,102 @@ int fanout_rescue_stalled(fanout_ctx *x)
     return queued;
 }
 
+/* ---- cancels left unfinished -------------------------------------------------------------- */
+
+/* Finish the cancel of campaign hex if Redis is quiet for it: its cancelled flag in every key
+ * set, no fan-out lease, every live sends consumer acked the current epoch (checked once, not
+ * waited for: a busy campaign is left for the next pass). Then the logs not at the vendor
+ * become CANCELLED and the counters are recounted, as the API's cancel does. 1 if logs moved,
+ * 0 if none did or the campaign was left for later, -1 on error. */
+static int finish_cancel(fanout_ctx *x, mongoc_collection_t *camps, mongoc_collection_t *logs,
+                         const char *hex)
+{
+    const char *prefix = x->cfg->redis.prefix;
+    char err[256] = "";
+    long long epoch = 0;
+    if (campctl_fanout_leased(x->rc, prefix, hex) != 0)
+        return 0; /* a fan-out runs it (it stops at its next batch), or Redis failed */
+    if (campctl_flag_set(x->rc, prefix, hex, CAMPCTL_CANCELLED, err, sizeof err) != 0 ||
+        campctl_epoch(x->rc, prefix, &epoch) != 0)
+        return -1;
+    int w = campctl_wait(x->rc, prefix, hex, epoch, 0, err, sizeof err);
+    if (w != 0)
+        return w < 0 ? -1 : 0;
+    campctl_logs keep = {0};
+    bson_oid_t oid;
+    bson_oid_init_from_string(&oid, hex);
+    bson_error_t e;
+    int64_t moved = 0;
+    int rc = -1;
+    if (campctl_at_vendor(x->rc, prefix, hex, &keep, err, sizeof err) != 0) {
+        log_warn("worker.cancel_finish_failed", "campaign=%s detail=\"%s\"", hex, err);
+        goto out;
+    }
+    if (campaign_cancel_logs(logs, &oid, keep.a, keep.n, time_now_ms(), &moved, &e) != 0 ||
+        campaign_cancel_recount(camps, logs, &oid, &e) != 0) {
+        log_warn("worker.cancel_finish_failed", "campaign=%s detail=\"%s\"", hex, e.message);
+        goto out;
+    }
+    if (moved > 0)
+        log_warn("worker.cancel_finished",
+                 "campaign=%s logs_cancelled=%lld at_vendor=%zu detail=\"PENDING logs without a "
+                 "send at the vendor after the cancel\"",
+                 hex, (long long)moved, keep.n);
+    rc = moved > 0;
+out:
+    campctl_logs_release(&keep);
+    return rc;
+}
+
+int fanout_finish_cancels(fanout_ctx *x)
+{
+    enum { MAXIDS = FANOUT_FINISH_CANCELS_BATCH };
+    int64_t now = time_now_ms();
+    int64_t from = now - CAMPCTL_CANCEL_REPAIR_WINDOW_MS;
+    if (x->finish_after_ms > from)
+        from = x->finish_after_ms;
+    mongoc_client_t *cl = dbpool_pop(x->db);
+    mongoc_collection_t *camps = dbpool_collection(x->db, cl, DB_CAMPAIGNS);
+    mongoc_collection_t *logs = dbpool_collection(x->db, cl, DB_LOGS);
+    bson_t *f =
+        BCON_NEW("status", BCON_UTF8(campaign_status_name(CAMPAIGN_CANCELLED)), "cancelledAt", "{",
+                 "$gt", BCON_DATE_TIME(from), "}", "pending", "{", "$gt", BCON_INT64(0), "}");
+    bson_t *o =
+        BCON_NEW("projection", "{", "_id", BCON_INT32(1), "cancelledAt", BCON_INT32(1), "}", "sort",
+                 "{", "cancelledAt", BCON_INT32(1), "}", "limit", BCON_INT64(MAXIDS));
+    mongoc_cursor_t *c = mongoc_collection_find_with_opts(camps, f, o, NULL);
+    bson_destroy(f);
+    bson_destroy(o);
+    char ids[MAXIDS][25];
+    size_t n = 0;
+    int64_t last = 0;
+    const bson_t *doc;
+    bson_error_t e;
+    while (n < MAXIDS && mongoc_cursor_next(c, &doc)) {
+        bson_iter_t it;
+        if (bson_iter_init_find(&it, doc, "cancelledAt") && BSON_ITER_HOLDS_DATE_TIME(&it))
+            last = bson_iter_date_time(&it);
+        if (bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_OID(&it))
+            bson_oid_to_string(bson_iter_oid(&it), ids[n++]);
+    }
+    int rc = mongoc_cursor_error(c, &e) ? -1 : 0;
+    mongoc_cursor_destroy(c);
+    /* The next pass goes on after the last one seen; a short page starts over. */
+    x->finish_after_ms = rc == 0 && n == MAXIDS ? last : 0;
+    int finished = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        int r = finish_cancel(x, camps, logs, ids[i]);
+        if (r < 0)
+            rc = -1;
+        else
+            finished += r;
+    }
+    mongoc_collection_destroy(logs);
+    mongoc_collection_destroy(camps);
+    dbpool_push(x->db, cl);
+    return rc < 0 ? -1 : finished;
+}
+
 /* ---- the schedule ----------------------------------------------------------------------- */
 
 int fanout_schedule_tick(fanout_ctx *x)

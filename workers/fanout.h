@@ -21,6 +21,9 @@
  *    then the lease is dropped, which is what the API's pause waits for. A campaign found
  *    PAUSED, CANCELLED or SCHEDULED in MongoDB is not fanned out (the job is acked; resume and
  *    the schedule enqueue it again). A crashed worker's lease expires with its heartbeat TTL.
+ *    The checkpoint update does not check the status: a batch whose lease expired during it
+ *    (a slow insert) can land after a cancel, its logs PENDING and total/pending moved;
+ *    fanout_finish_cancels cancels those logs and recounts within seconds.
  *
  * Not thread-safe: one fanout_ctx per process.
  */
@@ -53,6 +56,7 @@ typedef struct fanout_ctx {
     const char *owner;         /* this worker's consumer id (the fan-out lease's value) */
     long long written;         /* logs written by this process (progress logs) */
     int64_t next_repair_ms;    /* when fanout_repair_flags runs next (monotonic) */
+    int64_t finish_after_ms;   /* fanout_finish_cancels' next page: cancelledAt after this */
     bool schedule_rebuilt;     /* fanout_schedule_rebuild ran since this process started */
 } fanout_ctx;
 
@@ -70,6 +74,21 @@ int fanout_repair_flags(fanout_ctx *x);
  * a job that was only waiting in a long queue is then run twice, which the fan-out's checkpoint
  * makes harmless. Returns the number queued, or -1. */
 int fanout_rescue_stalled(fanout_ctx *x);
+
+/* Finish cancels left unfinished: CANCELLED campaigns with pending > 0, cancelled within
+ * CAMPCTL_CANCEL_REPAIR_WINDOW_MS, at most FANOUT_FINISH_CANCELS_BATCH per pass in cancelledAt
+ * order (a pass goes on after the previous one's last, so none starves). Each one whose fan-out
+ * holds no lease and whose Redis side is quiet (cancelled flag in every key set, every live sends
+ * consumer acked the current epoch: no send of it can still reach the vendor unseen) gets
+ * campctl_at_vendor, campaign_cancel_logs (every PENDING log not at the vendor -> CANCELLED) and
+ * campaign_cancel_recount, as the API's cancel does. This covers the cancel's windows: a job
+ * the snapshot saw in a sends consumer's processing list that the consumer then dropped (its
+ * logs were kept PENDING), a fan-out batch that landed after the cancel (its lease expired
+ * during a slow batch: its logs PENDING, total/pending moved by its checkpoint), an API killed
+ * between the MongoDB move and the bulk. Idempotent; any number of workers may run it. Returns
+ * the number of campaigns whose logs moved, or -1. */
+#define FANOUT_FINISH_CANCELS_BATCH 20
+int fanout_finish_cancels(fanout_ctx *x);
 
 /* Publish the webhook events of campaign moves whose publication a crash interrupted
  * (lib/campevents: entries older than FANOUT_EVENTS_RESCUE_MS in a campaign's events_due).

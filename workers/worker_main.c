@@ -82,8 +82,9 @@ static consumer_result handle_campaign(void *arg, queue_batch *b)
 
 /* Between claims: promote due scheduled campaigns (every turn: at most a second apart when idle),
  * rebuild the schedule from MongoDB once at start, repair the pause/cancel flags from MongoDB
- * and queue again the campaigns left without a job (fanout_rescue_stalled) every 3 s, and publish
- * the campaign events a crash left unpublished (fanout_rescue_events). */
+ * and queue again the campaigns left without a job (fanout_rescue_stalled) and finish the cancels
+ * left with PENDING logs (fanout_finish_cancels) every 3 s, and publish the campaign events a
+ * crash left unpublished (fanout_rescue_events). */
 static void tick_repair(void *arg, bool claimed)
 {
     (void)claimed;
@@ -100,6 +101,8 @@ static void tick_repair(void *arg, bool claimed)
         log_warn("worker.flags_repair_failed", "detail=\"%s\"", rconn_error(x->rc));
     if (fanout_rescue_stalled(x) < 0)
         log_warn("worker.rescue_failed", "detail=\"%s\"", rconn_error(x->rc));
+    if (fanout_finish_cancels(x) < 0)
+        log_warn("worker.cancel_finish_failed", "detail=\"%s\"", rconn_error(x->rc));
     fanout_rescue_events(x); /* logs its own failure */
 }
 
