@@ -43,8 +43,8 @@
  *     reap_interval_ms, claims from them until they are empty; the reaper and the operator
  *     commands cover them) but never pushed to: jobs queued before a change of
  *     queue.shards, and held sends of the unsharded lists that campctl gives back to
- *     P{sends}:ready after a pause, are not stranded. Shard i's keys are only ever used by scripts with shard i's keys.
- * With S = 1 the keys are exactly the unsharded ones above.
+ *     P{sends}:ready after a pause, are not stranded. Shard i's keys are only ever used by scripts
+ * with shard i's keys. With S = 1 the keys are exactly the unsharded ones above.
  *
  * Job payloads are JSON text (objects), pushed and delivered byte for byte. On a retry the queue
  * adds three bookkeeping members to the object: "_attempts" (failed attempts so far),

@@ -155,7 +155,8 @@ TEST(cli_args)
 
 int main(int argc, char **argv)
 {
-    static const test_case cases[] = {TEST_ENTRY(parse_urls), TEST_ENTRY(command_and_pipeline),
+    static const test_case cases[] = {TEST_ENTRY(parse_urls),
+                                      TEST_ENTRY(command_and_pipeline),
                                       TEST_ENTRY(script_by_sha_with_eval_fallback),
                                       TEST_ENTRY(reconnects_after_restart),
                                       TEST_ENTRY(unreachable_fails_within_timeout),
