@@ -277,9 +277,12 @@ int pipeh_read(pipeh *h, const bson_oid_t *cid, ph_campaign *out)
         bson_iter_t it;
         if (bson_iter_init_find(&it, doc, "status") && BSON_ITER_HOLDS_UTF8(&it))
             snprintf(out->status, sizeof out->status, "%s", bson_iter_utf8(&it, NULL));
-        const char *names[] = {"total", "pending", "sent", "failed", "cancelled"};
-        int64_t *dst[] = {&out->total, &out->pending, &out->sent, &out->failed, &out->cancelled};
-        for (int i = 0; i < 5; i++)
+        const char *names[] = {"total",   "pending",    "sent",   "failed", "cancelled",
+                               "bounced", "complained", "opened", "clicked"};
+        int64_t *dst[] = {&out->total,      &out->pending,   &out->sent,
+                          &out->failed,     &out->cancelled, &out->bounced,
+                          &out->complained, &out->opened,    &out->clicked};
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
             if (bson_iter_init_find(&it, doc, names[i]) && BSON_ITER_HOLDS_NUMBER(&it))
                 *dst[i] = bson_iter_as_int64(&it);
         if (bson_iter_init_find(&it, doc, "fanout_done") && BSON_ITER_HOLDS_BOOL(&it))

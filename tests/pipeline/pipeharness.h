@@ -48,6 +48,7 @@ typedef struct pipeh {
 typedef struct ph_campaign {
     char status[16];
     int64_t total, pending, sent, failed, cancelled;
+    int64_t bounced, complained, opened, clicked; /* receipt events' counters */
     bool fanout_done;
 } ph_campaign;
 
