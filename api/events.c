@@ -37,12 +37,6 @@
 #include <string.h>
 #include <time.h>
 
-/* Every queue, as routes_ops.c lists them for GET /api/queues. */
-static const char *const k_queues[] = {
-    QUEUE_CAMPAIGNS,         QUEUE_SENDS,          QUEUE_RECEIPTS, QUEUE_AI,      QUEUE_PRIORITY,
-    QUEUE_PRIORITY_RECEIPTS, QUEUE_RECEIPT_EVENTS, QUEUE_EVENTS,   QUEUE_WEBHOOKS};
-#define NQUEUES (sizeof k_queues / sizeof k_queues[0])
-
 typedef struct frame {
     int refs; /* under hub.mu */
     size_t len;
@@ -245,16 +239,16 @@ static json_t *read_queues(api_ctx *app, long long *held)
         return NULL;
     json_t *arr = json_array();
     char err[256];
-    for (size_t q = 0; q < NQUEUES && arr; q++) {
+    for (size_t q = 0; q < QUEUE_COUNT && arr; q++) {
         queue_stats s;
-        if (queue_stats_get(c, app->cfg->redis.prefix, k_queues[q], &s, err, sizeof err) != 0) {
+        if (queue_stats_get(c, app->cfg->redis.prefix, queue_names[q], &s, err, sizeof err) != 0) {
             json_decref(arr);
             arr = NULL;
             break;
         }
         json_array_append_new(arr, json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "name",
-                                             k_queues[q], "ready", (json_int_t)s.ready, "inflight",
-                                             (json_int_t)s.inflight, "delayed",
+                                             queue_names[q], "ready", (json_int_t)s.ready,
+                                             "inflight", (json_int_t)s.inflight, "delayed",
                                              (json_int_t)s.delayed, "dead", (json_int_t)s.dead,
                                              "consumers", (json_int_t)s.consumers, "alive",
                                              (json_int_t)s.alive, "rate_1m", s.rate_1m));

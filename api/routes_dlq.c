@@ -21,19 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The queues that have a dead-letter list (the same set /api/queues reports). */
-static const char *const k_names[] = {
-    QUEUE_CAMPAIGNS,         QUEUE_SENDS,          QUEUE_RECEIPTS, QUEUE_AI,      QUEUE_PRIORITY,
-    QUEUE_PRIORITY_RECEIPTS, QUEUE_RECEIPT_EVENTS, QUEUE_EVENTS,   QUEUE_WEBHOOKS};
-
-static bool known_queue(const char *name)
-{
-    for (size_t i = 0; i < sizeof k_names / sizeof k_names[0]; i++)
-        if (name && strcmp(name, k_names[i]) == 0)
-            return true;
-    return false;
-}
-
 /* Parse ?name= as an integer in [lo, hi]; an absent or empty value gives def. 0, or -1 (400
  * sent). */
 static int query_long(http_request *req, const char *name, long lo, long hi, long def, long *out)
@@ -58,7 +45,7 @@ static int query_long(http_request *req, const char *name, long lo, long hi, lon
 static queue *open_queue(api_ctx *app, http_request *req, rconn **conn)
 {
     const char *name = http_param(req, "name");
-    if (!known_queue(name)) {
+    if (!queue_name_known(name)) {
         http_error(req, 404,
                    "queue: unknown queue (campaigns, sends, receipts, ai, priority, "
                    "priority-receipts, receipt-events, events or webhooks)");

@@ -53,22 +53,16 @@ static void h_readyz(api_ctx *app, http_request *req)
 
 /* ---- queue depths (lib/queue statistics) ---- */
 
-/* Every queue, the priority lane's two (sends and receipts of one-off messages) included. */
-static const char *const k_queues[] = {
-    QUEUE_CAMPAIGNS,         QUEUE_SENDS,          QUEUE_RECEIPTS, QUEUE_AI,      QUEUE_PRIORITY,
-    QUEUE_PRIORITY_RECEIPTS, QUEUE_RECEIPT_EVENTS, QUEUE_EVENTS,   QUEUE_WEBHOOKS};
-#define NQUEUES ((int)(sizeof k_queues / sizeof k_queues[0]))
-
 /* Statistics of every queue. 0, or -1 if Redis is unreachable. */
-static int queue_all_stats(api_ctx *app, queue_stats out[NQUEUES])
+static int queue_all_stats(api_ctx *app, queue_stats out[QUEUE_COUNT])
 {
     rconn *c = rpool_get(app->redis);
     if (!c)
         return -1;
     int rc = 0;
     char err[256];
-    for (int q = 0; q < NQUEUES && rc == 0; q++)
-        rc = queue_stats_get(c, app->cfg->redis.prefix, k_queues[q], &out[q], err, sizeof err);
+    for (int q = 0; q < QUEUE_COUNT && rc == 0; q++)
+        rc = queue_stats_get(c, app->cfg->redis.prefix, queue_names[q], &out[q], err, sizeof err);
     rpool_put(app->redis, c);
     return rc;
 }
@@ -77,13 +71,13 @@ static void h_metrics(api_ctx *app, http_request *req)
 {
     mbuf b = {.max = 4 << 20};
     metrics_render(app->metrics, &b);
-    queue_stats st[NQUEUES];
+    queue_stats st[QUEUE_COUNT];
     int up = queue_all_stats(app, st) == 0;
     if (up) {
         mbuf_printf(&b, "# HELP minicrm_queue_jobs Jobs per queue and state.\n"
                         "# TYPE minicrm_queue_jobs gauge\n");
-        for (int q = 0; q < NQUEUES; q++) {
-            const char *n = k_queues[q];
+        for (int q = 0; q < QUEUE_COUNT; q++) {
+            const char *n = queue_names[q];
             mbuf_printf(&b,
                         "minicrm_queue_jobs{queue=\"%s\",state=\"ready\"} %lld\n"
                         "minicrm_queue_jobs{queue=\"%s\",state=\"inflight\"} %lld\n"
@@ -108,17 +102,17 @@ static void h_metrics(api_ctx *app, http_request *req)
 
 static void h_queues(api_ctx *app, http_request *req)
 {
-    queue_stats st[NQUEUES];
+    queue_stats st[QUEUE_COUNT];
     if (queue_all_stats(app, st) != 0) {
         http_error(req, 503, "redis unavailable, retry later");
         return;
     }
     json_t *arr = json_array();
-    for (int q = 0; q < NQUEUES; q++) {
+    for (int q = 0; q < QUEUE_COUNT; q++) {
         const queue_stats *s = &st[q];
         json_array_append_new(
             arr, json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "name",
-                           k_queues[q], "ready", (json_int_t)s->ready, "inflight",
+                           queue_names[q], "ready", (json_int_t)s->ready, "inflight",
                            (json_int_t)s->inflight, "delayed", (json_int_t)s->delayed, "dead",
                            (json_int_t)s->dead, "consumers", (json_int_t)s->consumers, "alive",
                            (json_int_t)s->alive, "pushed", (json_int_t)s->pushed, "acked",
@@ -133,8 +127,8 @@ static void h_queues(api_ctx *app, http_request *req)
     long long held = c ? campctl_held_jobs(c, app->cfg->redis.prefix) : -1;
     if (c)
         rpool_put(app->redis, c);
-    for (int q = 0; q < NQUEUES && held >= 0; q++)
-        if (strcmp(k_queues[q], QUEUE_SENDS) == 0)
+    for (int q = 0; q < QUEUE_COUNT && held >= 0; q++)
+        if (strcmp(queue_names[q], QUEUE_SENDS) == 0)
             json_object_set_new(json_array_get(arr, (size_t)q), "held",
                                 json_integer((json_int_t)held));
     http_send_json(req, 200, json_pack("{s:o}", "queues", arr));

@@ -54,10 +54,7 @@ int cmd_dlq(cli_ctx *ctx)
         return 2;
     }
     const char *op = ctx->argv[1], *qname = ctx->argv[2];
-    if (strcmp(qname, QUEUE_CAMPAIGNS) && strcmp(qname, QUEUE_SENDS) &&
-        strcmp(qname, QUEUE_RECEIPTS) && strcmp(qname, QUEUE_AI) && strcmp(qname, QUEUE_PRIORITY) &&
-        strcmp(qname, QUEUE_PRIORITY_RECEIPTS) && strcmp(qname, QUEUE_RECEIPT_EVENTS) &&
-        strcmp(qname, QUEUE_EVENTS) && strcmp(qname, QUEUE_WEBHOOKS)) {
+    if (!queue_name_known(qname)) {
         fprintf(stderr,
                 "minicrm dlq: unknown queue '%s' (campaigns, sends, receipts, ai, priority, "
                 "priority-receipts, receipt-events, events or webhooks)\n",

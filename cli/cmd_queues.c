@@ -16,18 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Every queue, the priority lane's two (sends and receipts of one-off messages) included. */
-static const char *const k_queues[] = {
-    QUEUE_CAMPAIGNS,         QUEUE_SENDS,          QUEUE_RECEIPTS, QUEUE_AI,      QUEUE_PRIORITY,
-    QUEUE_PRIORITY_RECEIPTS, QUEUE_RECEIPT_EVENTS, QUEUE_EVENTS,   QUEUE_WEBHOOKS};
-#define NQ (sizeof k_queues / sizeof k_queues[0])
-
 static int print_once(rconn *r, const minicrm_config *cfg, bool as_json)
 {
-    queue_stats st[NQ];
+    queue_stats st[QUEUE_COUNT];
     char err[256];
-    for (size_t i = 0; i < NQ; i++) {
-        if (queue_stats_get(r, cfg->redis.prefix, k_queues[i], &st[i], err, sizeof err) != 0) {
+    for (size_t i = 0; i < QUEUE_COUNT; i++) {
+        if (queue_stats_get(r, cfg->redis.prefix, queue_names[i], &st[i], err, sizeof err) != 0) {
             fprintf(stderr, "minicrm queues: %s\n", err);
             return 1;
         }
@@ -40,7 +34,7 @@ static int print_once(rconn *r, const minicrm_config *cfg, bool as_json)
     }
     if (as_json) {
         json_t *o = json_object();
-        for (size_t i = 0; i < NQ; i++)
+        for (size_t i = 0; i < QUEUE_COUNT; i++)
             json_object_set_new(
                 o, st[i].name,
                 json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "ready",
@@ -63,7 +57,7 @@ static int print_once(rconn *r, const minicrm_config *cfg, bool as_json)
      * batch of sends, one POST of receipts), i.e. messages. */
     printf("%-17s %9s %9s %9s %9s %9s %11s %11s %11s %11s\n", "QUEUE", "READY", "INFLIGHT",
            "DELAYED", "DEAD", "CONSUMERS", "PUSHED", "ACKED", "ITEMS", "ITEMS/S(1m)");
-    for (size_t i = 0; i < NQ; i++)
+    for (size_t i = 0; i < QUEUE_COUNT; i++)
         printf("%-17s %9lld %9lld %9lld %9lld %4lld/%-4lld %11lld %11lld %11lld %11.1f\n",
                st[i].name, st[i].ready, st[i].inflight, st[i].delayed, st[i].dead, st[i].alive,
                st[i].consumers, st[i].pushed, st[i].acked, st[i].items, st[i].rate_1m);

@@ -1539,3 +1539,17 @@ long long queue_dlq_purge(queue *q, long index)
     }
     return dlq_take_many(q, index, false);
 }
+
+/* ---- the list of queues ------------------------------------------------------------------ */
+
+const char *const queue_names[QUEUE_COUNT] = {
+    QUEUE_CAMPAIGNS,         QUEUE_SENDS,          QUEUE_RECEIPTS, QUEUE_AI,      QUEUE_PRIORITY,
+    QUEUE_PRIORITY_RECEIPTS, QUEUE_RECEIPT_EVENTS, QUEUE_EVENTS,   QUEUE_WEBHOOKS};
+
+bool queue_name_known(const char *name)
+{
+    for (size_t i = 0; name && i < QUEUE_COUNT; i++)
+        if (strcmp(name, queue_names[i]) == 0)
+            return true;
+    return false;
+}

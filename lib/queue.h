@@ -100,6 +100,14 @@
  * events queue by minicrm-webhooks, retried on its own schedule, dead-lettered at its end. */
 #define QUEUE_WEBHOOKS "webhooks"
 
+/* Every queue above, in the order operators see them (`minicrm queues`, `minicrm dlq`,
+ * /api/queues, the dead-letter routes, the dashboard's stream): the one list to extend when a
+ * queue is added. */
+#define QUEUE_COUNT 9
+extern const char *const queue_names[QUEUE_COUNT];
+/* true if name is one of queue_names (NULL: false). */
+bool queue_name_known(const char *name);
+
 /* Largest accepted job payload: a batch job (a fan-out batch of sends, one POST's receipts)
  * carries up to a thousand items. */
 #define QUEUE_MAX_JOB_BYTES (1024 * 1024)
