@@ -165,22 +165,7 @@ static int keys_revoke(cli_ctx *ctx)
 
 int cmd_keys(cli_ctx *ctx)
 {
-    if (ctx->help) {
-        usage(stdout);
-        return 0;
-    }
-    if (ctx->argc < 2) {
-        usage(stderr);
-        return 2;
-    }
-    const char *sub = ctx->argv[1];
-    if (!strcmp(sub, "create"))
-        return keys_create(ctx);
-    if (!strcmp(sub, "list"))
-        return keys_list(ctx);
-    if (!strcmp(sub, "revoke"))
-        return keys_revoke(ctx);
-    fprintf(stderr, "minicrm keys: unknown subcommand %s\n", sub);
-    usage(stderr);
-    return 2;
+    static const cli_sub subs[] = {
+        {"create", keys_create}, {"list", keys_list}, {"revoke", keys_revoke}, {NULL, NULL}};
+    return cli_dispatch(ctx, "keys", subs, usage);
 }

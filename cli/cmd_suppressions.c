@@ -471,26 +471,8 @@ out:
 
 int cmd_suppressions(cli_ctx *ctx)
 {
-    if (ctx->help) {
-        usage(stdout);
-        return 0;
-    }
-    if (ctx->argc < 2) {
-        usage(stderr);
-        return 2;
-    }
-    const char *sub = ctx->argv[1];
-    if (!strcmp(sub, "list"))
-        return s_list(ctx);
-    if (!strcmp(sub, "add"))
-        return s_add(ctx);
-    if (!strcmp(sub, "remove"))
-        return s_remove(ctx);
-    if (!strcmp(sub, "import"))
-        return s_import(ctx);
-    if (!strcmp(sub, "rebuild"))
-        return s_rebuild(ctx);
-    fprintf(stderr, "minicrm suppressions: unknown subcommand %s\n", sub);
-    usage(stderr);
-    return 2;
+    static const cli_sub subs[] = {{"list", s_list},       {"add", s_add},
+                                   {"remove", s_remove},   {"import", s_import},
+                                   {"rebuild", s_rebuild}, {NULL, NULL}};
+    return cli_dispatch(ctx, "suppressions", subs, usage);
 }

@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 typedef struct cli_ctx {
     minicrm_config *cfg;
@@ -22,6 +23,15 @@ typedef struct cli_ctx {
 } cli_ctx;
 
 typedef int (*cli_fn)(cli_ctx *ctx);
+
+/* A command made of subcommands (`minicrm keys create|list|revoke`): one row per subcommand. */
+typedef struct cli_sub {
+    const char *name;
+    cli_fn fn;
+} cli_sub;
+/* Run the subcommand ctx->argv[1] of command `cmd` from subs (ended by a NULL name): --help
+ * prints usage to stdout (0); a missing or unknown subcommand prints it to stderr (2). */
+int cli_dispatch(cli_ctx *ctx, const char *cmd, const cli_sub *subs, void (*usage_of)(FILE *f));
 
 int cmd_config(cli_ctx *ctx);
 int cmd_up(cli_ctx *ctx);

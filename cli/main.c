@@ -39,6 +39,25 @@ static void usage(void)
     printf("\n`minicrm COMMAND --help` describes a command.\n");
 }
 
+int cli_dispatch(cli_ctx *ctx, const char *cmd, const cli_sub *subs, void (*usage_of)(FILE *f))
+{
+    if (ctx->help) {
+        usage_of(stdout);
+        return 0;
+    }
+    if (ctx->argc < 2) {
+        usage_of(stderr);
+        return 2;
+    }
+    const char *sub = ctx->argv[1];
+    for (const cli_sub *s = subs; s->name; s++)
+        if (!strcmp(sub, s->name))
+            return s->fn(ctx);
+    fprintf(stderr, "minicrm %s: unknown subcommand %s\n", cmd, sub);
+    usage_of(stderr);
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
     minicrm_config cfg;
